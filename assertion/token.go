@@ -1,0 +1,98 @@
+package assertion
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"time"
+)
+
+// Token is an access token issued by a token endpoint.
+type Token struct {
+	// AccessToken is the bearer token itself. It is a secret: never log
+	// it, never put it in an error.
+	AccessToken string
+	// TokenType is the token_type the server returned, e.g. "Bearer".
+	TokenType string
+	// Scope is the scope the server granted (it may differ from the one
+	// requested); empty when the server did not say.
+	Scope string
+	// ExpiresIn is the lifetime the server announced, zero if none.
+	ExpiresIn time.Duration
+	// Expiry is when the token expires: the time of issue plus ExpiresIn,
+	// or the zero time when the server gave no expires_in.
+	Expiry time.Time
+}
+
+// String describes the token without revealing it.
+func (t *Token) String() string {
+	if t == nil {
+		return "<nil token>"
+	}
+	return fmt.Sprintf("token(type=%s scope=%q expiry=%s)", t.TokenType, t.Scope, t.Expiry.UTC().Format(time.RFC3339))
+}
+
+// Format makes every fmt verb (%v, %+v, %#v, %s, %q, ...) print the
+// String description, so that a Token value or pointer that ends up in a
+// log line or a %+v of an enclosing struct never reveals AccessToken.
+func (t Token) Format(f fmt.State, _ rune) {
+	_, _ = io.WriteString(f, t.String())
+}
+
+// LogValue keeps AccessToken out of structured logs (log/slog).
+func (t Token) LogValue() slog.Value {
+	attrs := []slog.Attr{slog.String("type", t.TokenType), slog.String("scope", t.Scope)}
+	if !t.Expiry.IsZero() {
+		attrs = append(attrs, slog.Time("expiry", t.Expiry))
+	}
+	return slog.GroupValue(attrs...)
+}
+
+// RetrieveError is a failed token exchange. When the token endpoint
+// answered with an RFC 6749 §5.2 error response, its fields are kept
+// verbatim so that an operator can trace the failure upstream.
+type RetrieveError struct {
+	// TokenURL is the endpoint that was called.
+	TokenURL string
+	// StatusCode is the HTTP status of the token response, 0 when no
+	// response was received.
+	StatusCode int
+	// ErrorCode, ErrorDescription and ErrorURI are the RFC 6749 error,
+	// error_description and error_uri fields.
+	ErrorCode        string
+	ErrorDescription string
+	ErrorURI         string
+	// RequestID is the upstream's X-Request-Id response header.
+	RequestID string
+	// Err is the underlying transport or decoding error, if any.
+	Err error
+}
+
+func (e *RetrieveError) Error() string {
+	var b strings.Builder
+	b.WriteString("assertion: token exchange with ")
+	b.WriteString(e.TokenURL)
+	b.WriteString(" failed")
+	if e.StatusCode != 0 {
+		fmt.Fprintf(&b, ": HTTP %d", e.StatusCode)
+	}
+	if e.ErrorCode != "" {
+		fmt.Fprintf(&b, ": %s", e.ErrorCode)
+	}
+	if e.ErrorDescription != "" {
+		fmt.Fprintf(&b, " (%s)", e.ErrorDescription)
+	}
+	if e.ErrorURI != "" {
+		fmt.Fprintf(&b, " error_uri=%s", e.ErrorURI)
+	}
+	if e.RequestID != "" {
+		fmt.Fprintf(&b, " X-Request-Id=%s", e.RequestID)
+	}
+	if e.Err != nil {
+		fmt.Fprintf(&b, ": %v", e.Err)
+	}
+	return b.String()
+}
+
+func (e *RetrieveError) Unwrap() error { return e.Err }
