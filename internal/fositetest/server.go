@@ -80,6 +80,8 @@ type Server struct {
 	mu         sync.Mutex
 	failures   []string
 	requestIDs []string // fosite request IDs of issued access tokens
+	assertions []string // every client_assertion received
+	tokens     []string // every access token issued
 }
 
 // lifetimeConfig lets SetLifetime change the access token lifespan while
@@ -252,6 +254,11 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 	s.exchanges.Add(1)
 	ctx := r.Context()
 	ar, err := s.provider.NewAccessRequest(ctx, r, new(fosite.DefaultSession))
+	if a := r.PostForm.Get("client_assertion"); a != "" {
+		s.mu.Lock()
+		s.assertions = append(s.assertions, a)
+		s.mu.Unlock()
+	}
 	if err != nil {
 		s.fail(ctx, w, r, ar, err)
 		return
@@ -272,6 +279,7 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 	}
 	s.mu.Lock()
 	s.requestIDs = append(s.requestIDs, ar.GetID())
+	s.tokens = append(s.tokens, resp.GetAccessToken())
 	s.mu.Unlock()
 	s.issued.Add(1)
 	s.provider.WriteAccessResponse(ctx, w, ar, resp)
@@ -290,6 +298,21 @@ func (s *Server) fail(ctx context.Context, w http.ResponseWriter, r *http.Reques
 	s.failures = append(s.failures, msg)
 	s.mu.Unlock()
 	s.provider.WriteAccessError(ctx, w, ar, err)
+}
+
+// Assertions returns every client_assertion the token endpoint received,
+// so tests can check that none of them leaked anywhere.
+func (s *Server) Assertions() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.assertions...)
+}
+
+// AccessTokens returns every access token the server issued.
+func (s *Server) AccessTokens() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.tokens...)
 }
 
 // Exchanges reports how many requests reached the token endpoint.
