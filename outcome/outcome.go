@@ -1,0 +1,102 @@
+package outcome
+
+import (
+	"encoding/json"
+	"net/http"
+)
+
+// ContentType is the media type of every OperationOutcome cqgate writes.
+const ContentType = "application/fhir+json; charset=utf-8"
+
+// OAuthErrorExtensionURL identifies the extension that carries an upstream
+// token endpoint's RFC 6749 error response inside an issue.
+const OAuthErrorExtensionURL = "https://github.com/cqgate/cqgate/fhir/StructureDefinition/upstream-oauth-error"
+
+// IssueType is a code from the FHIR IssueType value set.
+type IssueType string
+
+// The FHIR IssueType codes cqgate uses.
+const (
+	Invalid      IssueType = "invalid"
+	Value        IssueType = "value"
+	Forbidden    IssueType = "forbidden"
+	NotFound     IssueType = "not-found"
+	NotSupported IssueType = "not-supported"
+	Exception    IssueType = "exception"
+	Timeout      IssueType = "timeout"
+	Transient    IssueType = "transient"
+	TooCostly    IssueType = "too-costly"
+	Security     IssueType = "security"
+	Login        IssueType = "login"
+)
+
+// OperationOutcome is a FHIR R4 OperationOutcome resource.
+type OperationOutcome struct {
+	ResourceType string  `json:"resourceType"`
+	Issue        []Issue `json:"issue"`
+}
+
+// Issue is one OperationOutcome.issue.
+type Issue struct {
+	Extension   []Extension      `json:"extension,omitempty"`
+	Severity    string           `json:"severity"`
+	Code        IssueType        `json:"code"`
+	Details     *CodeableConcept `json:"details,omitempty"`
+	Diagnostics string           `json:"diagnostics,omitempty"`
+}
+
+// CodeableConcept is a FHIR CodeableConcept.
+type CodeableConcept struct {
+	Coding []Coding `json:"coding,omitempty"`
+	Text   string   `json:"text,omitempty"`
+}
+
+// Coding is a FHIR Coding.
+type Coding struct {
+	System  string `json:"system,omitempty"`
+	Code    string `json:"code,omitempty"`
+	Display string `json:"display,omitempty"`
+}
+
+// Extension is a FHIR extension with the value types cqgate needs.
+type Extension struct {
+	URL         string      `json:"url"`
+	Extension   []Extension `json:"extension,omitempty"`
+	ValueString string      `json:"valueString,omitempty"`
+	ValueCode   string      `json:"valueCode,omitempty"`
+	ValueURI    string      `json:"valueUri,omitempty"`
+	ValueInt    int         `json:"valueInteger,omitempty"`
+}
+
+// New returns an OperationOutcome with one error issue.
+func New(code IssueType, diagnostics string) *OperationOutcome {
+	return &OperationOutcome{
+		ResourceType: "OperationOutcome",
+		Issue:        []Issue{{Severity: "error", Code: code, Diagnostics: diagnostics}},
+	}
+}
+
+// Write writes oo with the given HTTP status.
+func Write(w http.ResponseWriter, status int, oo *OperationOutcome) {
+	body, err := json.Marshal(oo)
+	if err != nil {
+		// The types above always marshal; keep the response well-formed
+		// even if that ever changes.
+		body = []byte(`{"resourceType":"OperationOutcome","issue":[{"severity":"fatal","code":"exception"}]}`)
+	}
+	h := w.Header()
+	h.Set("Content-Type", ContentType)
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	_, _ = w.Write(body)
+}
+
+// WriteError classifies err and writes the matching OperationOutcome.
+func WriteError(w http.ResponseWriter, err error) {
+	status, oo := FromError(err)
+	if rid := UpstreamRequestID(err); rid != "" {
+		w.Header().Set("X-Upstream-Request-Id", rid)
+	}
+	Write(w, status, oo)
+}
