@@ -1,0 +1,146 @@
+package config
+
+import (
+	"os"
+	"strings"
+	"testing"
+	"time"
+)
+
+func validConfig() *Config {
+	c := Default()
+	c.Directory.URL = "https://directory.prod.carequality.org/fhir"
+	c.Keys.Vault.Path = "cqgate/carequality"
+	c.Client.ClientID = "gateway.example.org"
+	return c
+}
+
+func TestExampleParsesAndDocumentsEveryKey(t *testing.T) {
+	data, err := os.ReadFile("../config.example.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := Parse(data)
+	if err != nil {
+		t.Fatalf("config.example.yaml does not parse: %v", err)
+	}
+	if got, want := *cfg, *Default(); got.Listen != want.Listen || got.Client != want.Client || got.Tokens != want.Tokens || got.Directory != want.Directory {
+		t.Errorf("config.example.yaml shows values that differ from the defaults:\n got %+v\nwant %+v", got, want)
+	}
+	text := string(data)
+	for _, name := range EnvNames() {
+		path := strings.Split(strings.ToLower(strings.TrimPrefix(name, EnvPrefix)), "_")
+		// The last YAML key may itself contain underscores; look for a
+		// line that starts with some suffix of the path followed by ':'.
+		found := false
+		for i := range path {
+			if strings.Contains(text, " "+strings.Join(path[i:], "_")+":") || strings.Contains(text, "\n"+strings.Join(path[i:], "_")+":") {
+				found = true
+				break
+			}
+		}
+		if !found {
+			t.Errorf("config.example.yaml does not document %s", name)
+		}
+	}
+}
+
+func TestParseRejectsUnknownKeys(t *testing.T) {
+	_, err := Parse([]byte("listen: 127.0.0.1:1\ndirectory:\n  ulr: https://x\n"))
+	if err == nil || !strings.Contains(err.Error(), "ulr") {
+		t.Fatalf("want an error naming the unknown key, got %v", err)
+	}
+}
+
+func TestValidate(t *testing.T) {
+	tests := []struct {
+		name   string
+		mutate func(*Config)
+		want   []string // substrings, one per expected problem
+	}{
+		{"valid", func(*Config) {}, nil},
+		{"everything wrong at once", func(c *Config) {
+			c.Listen = ""
+			c.LogLevel = "loud"
+			c.Directory.Flavor = "dstu2"
+			c.Directory.URL = "ftp://dir"
+			c.Keys.Vault.Path = ""
+			c.Client.ClientID = ""
+			c.Client.Algorithm = "HS256"
+			c.Client.AssertionLifetime = 10 * time.Minute
+			c.Proxy.Timeout = 0
+		}, []string{"listen", "log_level", "directory.flavor", "directory.url", "keys.vault.path", "client.client_id", "client.algorithm", "client.assertion_lifetime", "proxy.timeout"}},
+		{"pem needs both files", func(c *Config) { c.Keys.Source = "pem" }, []string{"keys.pem.certificate_file", "keys.pem.private_key_file"}},
+		{"unknown key source", func(c *Config) { c.Keys.Source = "hsm" }, []string{"keys.source"}},
+		{"bad r4 key placement", func(c *Config) { c.Directory.APIKeyIn = "cookie" }, []string{"directory.api_key_in"}},
+		{"no directory and no static orgs", func(c *Config) { c.Directory.URL = "" }, []string{"directory.url"}},
+		{"static org without directory is fine", func(c *Config) {
+			c.Directory.URL = ""
+			c.Organizations = map[string]Organization{"2.16.840.1.113883.3.13.1": {FHIRBase: "https://fhir.example.org/r4"}}
+		}, nil},
+		{"bad organizations", func(c *Config) {
+			c.Organizations = map[string]Organization{
+				"urn:oid:1.2.3":    {},
+				"not-an-oid":       {},
+				"2.16.840.1.99999": {FHIRBase: "fhir.example.org", TokenURL: "https://user:pw@x/token", Algorithm: "none"},
+			}
+		}, []string{"organizations.urn:oid:1.2.3: write the OID bare", "organizations.not-an-oid", "fhir_base", "token_url: must not carry credentials", "organizations.2.16.840.1.99999.algorithm"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := validConfig()
+			tt.mutate(c)
+			err := c.Validate()
+			if len(tt.want) == 0 {
+				if err != nil {
+					t.Fatalf("unexpected error: %v", err)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatal("want problems, got none")
+			}
+			ve, ok := err.(*ValidationError)
+			if !ok {
+				t.Fatalf("want *ValidationError, got %T", err)
+			}
+			if len(ve.Problems) != len(tt.want) {
+				t.Errorf("want %d problems, got %d:\n%v", len(tt.want), len(ve.Problems), err)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("missing problem %q in:\n%v", w, err)
+				}
+			}
+		})
+	}
+}
+
+func TestApplyEnv(t *testing.T) {
+	env := map[string]string{
+		"CQGATE_LISTEN":                "0.0.0.0:9000",
+		"CQGATE_DIRECTORY_API_KEY":     "k3y",
+		"CQGATE_DIRECTORY_CACHE_TTL":   "15m",
+		"CQGATE_KEYS_VAULT_PATH":       "kv/path",
+		"CQGATE_PROXY_MAX_REPLAY_BODY": "2048",
+		"CQGATE_CLIENT_CLIENT_ID":      "gw.example.org",
+	}
+	cfg := Default()
+	if err := ApplyEnv(cfg, mapLookup(env)); err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Listen != "0.0.0.0:9000" || cfg.Directory.APIKey != "k3y" || cfg.Directory.CacheTTL != 15*time.Minute ||
+		cfg.Keys.Vault.Path != "kv/path" || cfg.Proxy.MaxReplayBody != 2048 || cfg.Client.ClientID != "gw.example.org" {
+		t.Errorf("env not applied: %+v", cfg)
+	}
+
+	bad := map[string]string{"CQGATE_DIRECTORY_TIMEOUT": "soon", "CQGATE_PROXY_MAX_REPLAY_BODY": "big"}
+	err := ApplyEnv(Default(), mapLookup(bad))
+	if err == nil || !strings.Contains(err.Error(), "CQGATE_DIRECTORY_TIMEOUT") || !strings.Contains(err.Error(), "CQGATE_PROXY_MAX_REPLAY_BODY") {
+		t.Fatalf("want both bad variables reported, got %v", err)
+	}
+}
+
+func mapLookup(m map[string]string) func(string) (string, bool) {
+	return func(k string) (string, bool) { v, ok := m[k]; return v, ok }
+}

@@ -1,0 +1,89 @@
+package config
+
+import (
+	"fmt"
+	"reflect"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// EnvPrefix starts every environment override.
+const EnvPrefix = "CQGATE_"
+
+// ApplyEnv overrides cfg from environment variables. Every scalar key has
+// one, named CQGATE_ followed by its YAML path in upper case joined by
+// underscores: directory.api_key is CQGATE_DIRECTORY_API_KEY,
+// keys.vault.path is CQGATE_KEYS_VAULT_PATH. lookup is os.LookupEnv in
+// production. Every malformed value is reported, not just the first.
+func ApplyEnv(cfg *Config, lookup func(string) (string, bool)) error {
+	var problems Problems
+	walkEnv(reflect.ValueOf(cfg).Elem(), EnvPrefix, func(name string, field reflect.Value) {
+		raw, ok := lookup(name)
+		if !ok {
+			return
+		}
+		if err := setScalar(field, raw); err != nil {
+			problems = append(problems, fmt.Sprintf("%s: %v", name, err))
+		}
+	})
+	return problems.Err()
+}
+
+// EnvNames lists every environment variable ApplyEnv reads, for docs and
+// tests.
+func EnvNames() []string {
+	var names []string
+	walkEnv(reflect.ValueOf(Default()).Elem(), EnvPrefix, func(name string, _ reflect.Value) {
+		names = append(names, name)
+	})
+	return names
+}
+
+func walkEnv(v reflect.Value, prefix string, visit func(name string, field reflect.Value)) {
+	t := v.Type()
+	for i := range t.NumField() {
+		f := t.Field(i)
+		tag := strings.Split(f.Tag.Get("yaml"), ",")[0]
+		if tag == "" || tag == "-" {
+			continue
+		}
+		name := prefix + strings.ToUpper(tag)
+		fv := v.Field(i)
+		switch fv.Kind() {
+		case reflect.Struct:
+			walkEnv(fv, name+"_", visit)
+		case reflect.String, reflect.Int64, reflect.Int, reflect.Bool:
+			visit(name, fv)
+		}
+	}
+}
+
+var durationType = reflect.TypeFor[time.Duration]()
+
+func setScalar(field reflect.Value, raw string) error {
+	raw = strings.TrimSpace(raw)
+	switch {
+	case field.Type() == durationType:
+		d, err := time.ParseDuration(raw)
+		if err != nil {
+			return fmt.Errorf("not a duration (like 30s or 5m): %q", raw)
+		}
+		field.SetInt(int64(d))
+	case field.Kind() == reflect.String:
+		field.SetString(raw)
+	case field.Kind() == reflect.Bool:
+		b, err := strconv.ParseBool(raw)
+		if err != nil {
+			return fmt.Errorf("not a boolean: %q", raw)
+		}
+		field.SetBool(b)
+	case field.Kind() == reflect.Int64 || field.Kind() == reflect.Int:
+		n, err := strconv.ParseInt(raw, 10, 64)
+		if err != nil {
+			return fmt.Errorf("not an integer: %q", raw)
+		}
+		field.SetInt(n)
+	}
+	return nil
+}
