@@ -1,0 +1,58 @@
+package proxy
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+)
+
+// ErrBadPath is wrapped by every error ParsePath returns.
+var ErrBadPath = errors.New("proxy: invalid FHIR path")
+
+// maxPathLen bounds the FHIR path cqgate will forward.
+const maxPathLen = 2048
+
+// ParsePath checks the escaped FHIR path a caller asked for (the part after
+// /fhir/{oid}, e.g. "/Patient/1316024") and returns it in the escaped form
+// to append to the tenant's FHIR base. It refuses anything that could climb
+// out of the base: dot segments (also percent-encoded), encoded slashes or
+// backslashes, empty segments, and control characters.
+func ParsePath(escaped string) (string, error) {
+	if escaped == "" || escaped == "/" {
+		return "", nil
+	}
+	if len(escaped) > maxPathLen {
+		return "", fmt.Errorf("%w: longer than %d bytes", ErrBadPath, maxPathLen)
+	}
+	if !strings.HasPrefix(escaped, "/") {
+		return "", fmt.Errorf("%w: must start with /", ErrBadPath)
+	}
+	segs := strings.Split(escaped[1:], "/")
+	for i, seg := range segs {
+		if seg == "" {
+			if i == len(segs)-1 {
+				continue // a trailing slash is harmless
+			}
+			return "", fmt.Errorf("%w: empty path segment", ErrBadPath)
+		}
+		dec, err := url.PathUnescape(seg)
+		if err != nil {
+			return "", fmt.Errorf("%w: bad percent-encoding", ErrBadPath)
+		}
+		if dec == "." || dec == ".." {
+			return "", fmt.Errorf("%w: dot segments are not allowed", ErrBadPath)
+		}
+		if strings.ContainsAny(dec, "/\\") {
+			return "", fmt.Errorf("%w: encoded slash or backslash in a segment", ErrBadPath)
+		}
+		for _, r := range dec {
+			if r < 0x20 || r == 0x7f {
+				return "", fmt.Errorf("%w: control character", ErrBadPath)
+			}
+		}
+	}
+	return escaped, nil
+}
+
+func unescapePath(s string) (string, error) { return url.PathUnescape(s) }

@@ -1,0 +1,267 @@
+package proxy
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httputil"
+	"strings"
+	"sync"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/cqgate/cqgate/assertion"
+	"github.com/cqgate/cqgate/outcome"
+	"github.com/cqgate/cqgate/tenant"
+)
+
+// RequestIDHeader carries the request id to the tenant and back.
+const RequestIDHeader = "X-Request-Id"
+
+// UpstreamRequestIDHeader carries the tenant's own request id back to the
+// caller when it differs from cqgate's.
+const UpstreamRequestIDHeader = "X-Upstream-Request-Id"
+
+// FHIRJSON is the media type sent when the caller asked for none; Cerner
+// answers 406 to requests without an explicit JSON Accept header.
+const FHIRJSON = "application/fhir+json"
+
+// Credentials hands out access tokens for a tenant.
+type Credentials interface {
+	// Token returns a valid access token for t, exchanging one if needed.
+	Token(ctx context.Context, t *tenant.Tenant) (*assertion.Token, error)
+	// Refused says the FHIR server refused the token stale (a 401), so it
+	// must not be handed out again.
+	Refused(t *tenant.Tenant, stale *assertion.Token)
+}
+
+// Config configures a Proxy.
+type Config struct {
+	// Transport sends requests to FHIR servers; http.DefaultTransport
+	// when nil. Its ResponseHeaderTimeout bounds the wait for a tenant.
+	Transport   http.RoundTripper
+	Credentials Credentials
+	Logger      logrus.FieldLogger
+	// MaxReplayBody is the largest request body buffered so the request
+	// can be retried after a 401. Zero means bodies are never retried.
+	MaxReplayBody int64
+}
+
+// Proxy forwards FHIR requests to tenants.
+type Proxy struct {
+	rp            *httputil.ReverseProxy
+	log           logrus.FieldLogger
+	maxReplayBody int64
+}
+
+// New returns a Proxy.
+func New(cfg Config) *Proxy {
+	base := cfg.Transport
+	if base == nil {
+		base = http.DefaultTransport
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = logrus.New()
+	}
+	p := &Proxy{log: log, maxReplayBody: cfg.MaxReplayBody}
+	p.rp = &httputil.ReverseProxy{
+		Rewrite:        rewrite,
+		Transport:      &authTransport{base: base, creds: cfg.Credentials, log: log},
+		ModifyResponse: modifyResponse,
+		ErrorHandler:   p.errorHandler,
+		BufferPool:     newBufferPool(),
+		ErrorLog:       nil,
+	}
+	return p
+}
+
+type routeKey struct{}
+
+// route is what Forward decided, carried to the rewrite and transport.
+type route struct {
+	tenant    *tenant.Tenant
+	path      string
+	requestID string
+}
+
+func routeFrom(ctx context.Context) *route {
+	r, _ := ctx.Value(routeKey{}).(*route)
+	return r
+}
+
+// Forward sends r to t's FHIR server at fhirPath (as returned by
+// ParsePath) with r's query, and streams the answer to w.
+func (p *Proxy) Forward(w http.ResponseWriter, r *http.Request, t *tenant.Tenant, fhirPath string) {
+	rt := &route{tenant: t, path: fhirPath, requestID: RequestID(r.Header.Get(RequestIDHeader))}
+	if err := p.prepareBody(r); err != nil {
+		outcome.Write(w, http.StatusBadRequest, outcome.New(outcome.Invalid, "proxy: reading the request body: "+err.Error()))
+		return
+	}
+	w.Header().Set(RequestIDHeader, rt.requestID)
+	ctx := context.WithValue(r.Context(), routeKey{}, rt)
+	p.rp.ServeHTTP(w, r.WithContext(ctx))
+}
+
+// prepareBody buffers a body of at most MaxReplayBody bytes and makes it
+// replayable through GetBody; a larger body is streamed and not replayed.
+func (p *Proxy) prepareBody(r *http.Request) error {
+	if r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 {
+		r.Body, r.GetBody, r.ContentLength = http.NoBody, nil, 0
+		return nil
+	}
+	if p.maxReplayBody <= 0 || r.ContentLength > p.maxReplayBody {
+		return nil
+	}
+	buf, err := io.ReadAll(io.LimitReader(r.Body, p.maxReplayBody+1))
+	if err != nil {
+		return err
+	}
+	if int64(len(buf)) > p.maxReplayBody {
+		// Unknown length and too large: stream what was read, then the rest.
+		r.Body = struct {
+			io.Reader
+			io.Closer
+		}{io.MultiReader(bytes.NewReader(buf), r.Body), r.Body}
+		return nil
+	}
+	_ = r.Body.Close()
+	r.ContentLength = int64(len(buf))
+	r.Body = io.NopCloser(bytes.NewReader(buf))
+	r.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(buf)), nil }
+	return nil
+}
+
+func rewrite(pr *httputil.ProxyRequest) {
+	rt := routeFrom(pr.In.Context())
+	base := rt.tenant.BaseURL()
+	out := pr.Out
+	u := *base
+	u.RawPath = ""
+	u.Path = ""
+	// Join the escaped base path and the already-validated escaped FHIR path.
+	u.RawPath = base.EscapedPath() + rt.path
+	if p, err := unescapePath(u.RawPath); err == nil {
+		u.Path = p
+	}
+	u.RawQuery = pr.In.URL.RawQuery
+	u.Fragment, u.RawFragment = "", ""
+	out.URL = &u
+	out.Host = ""
+	h := out.Header
+	h.Del("Authorization")
+	h.Del("Proxy-Authorization")
+	h.Del("Cookie")
+	if noPreference(h.Values("Accept")) {
+		h.Set("Accept", FHIRJSON)
+	}
+	h.Set(RequestIDHeader, rt.requestID)
+}
+
+// noPreference reports whether an Accept header leaves the media type
+// open: absent, empty, or only "*/*" (curl's and many libraries' default).
+// Such requests get FHIR JSON, which Cerner insists on being asked for.
+func noPreference(accept []string) bool {
+	for _, v := range accept {
+		for _, part := range strings.Split(v, ",") {
+			mt, _, _ := strings.Cut(part, ";")
+			if mt = strings.TrimSpace(mt); mt != "" && mt != "*/*" {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+func modifyResponse(resp *http.Response) error {
+	// A tenant's cookies belong to cqgate's session with the tenant, not
+	// to the caller, and must not be shared across callers.
+	resp.Header.Del("Set-Cookie")
+	// The caller gets cqgate's request id (also sent to the tenant) as
+	// X-Request-Id, and the tenant's own id, if different, as
+	// X-Upstream-Request-Id.
+	rt := routeFrom(resp.Request.Context())
+	if up := resp.Header.Get(RequestIDHeader); up != "" && up != rt.requestID {
+		resp.Header.Set(UpstreamRequestIDHeader, up)
+	}
+	// Forward already put cqgate's id on the response; ReverseProxy adds
+	// upstream headers to it, so drop the upstream's to avoid two values.
+	resp.Header.Del(RequestIDHeader)
+	return nil
+}
+
+// UpstreamError is a failed call to a tenant's FHIR server.
+type UpstreamError struct {
+	OID string
+	// URL is the upstream URL without its query, which may hold PHI.
+	URL string
+	Err error
+}
+
+func (e *UpstreamError) Error() string {
+	return fmt.Sprintf("proxy: FHIR server of %s at %s: %v", e.OID, e.URL, e.Err)
+}
+
+func (e *UpstreamError) Unwrap() error { return e.Err }
+
+func (p *Proxy) errorHandler(w http.ResponseWriter, r *http.Request, err error) {
+	rt := routeFrom(r.Context())
+	fields := logrus.Fields{"request_id": rt.requestID, "oid": rt.tenant.OID}
+	if rid := outcome.UpstreamRequestID(err); rid != "" {
+		fields["upstream_request_id"] = rid
+	}
+	p.log.WithFields(fields).WithError(err).Warn("proxy: request failed")
+	w.Header().Set(RequestIDHeader, rt.requestID)
+	outcome.WriteError(w, err)
+}
+
+// RequestID returns the caller's request id when it is a sane token, or
+// a new random one.
+func RequestID(given string) string {
+	if n := len(given); n > 0 && n <= 128 && printable(given) {
+		return given
+	}
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	b[6] = (b[6] & 0x0f) | 0x40
+	b[8] = (b[8] & 0x3f) | 0x80
+	var s [36]byte
+	hex.Encode(s[0:8], b[0:4])
+	s[8] = '-'
+	hex.Encode(s[9:13], b[4:6])
+	s[13] = '-'
+	hex.Encode(s[14:18], b[6:8])
+	s[18] = '-'
+	hex.Encode(s[19:23], b[8:10])
+	s[23] = '-'
+	hex.Encode(s[24:], b[10:])
+	return string(s[:])
+}
+
+func printable(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c <= 0x20 || c >= 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+var errNoRoute = errors.New("proxy: request without a route")
+
+type bufferPool struct{ p sync.Pool }
+
+func newBufferPool() *bufferPool {
+	return &bufferPool{p: sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}}
+}
+
+func (b *bufferPool) Get() []byte  { return *(b.p.Get().(*[]byte)) }
+func (b *bufferPool) Put(v []byte) { b.p.Put(&v) }
+
+// Upstream marks the error as a failed upstream call (a 502 or 504).
+func (e *UpstreamError) Upstream() bool { return true }

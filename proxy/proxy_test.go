@@ -1,0 +1,310 @@
+package proxy
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/cqgate/cqgate/assertion"
+	"github.com/cqgate/cqgate/directory"
+	"github.com/cqgate/cqgate/discovery"
+	"github.com/cqgate/cqgate/tenant"
+)
+
+// fakeCredentials hands out numbered tokens and counts exchanges.
+type fakeCredentials struct {
+	mu        sync.Mutex
+	current   string
+	exchanges int
+	err       error
+}
+
+func (f *fakeCredentials) Token(ctx context.Context, t *tenant.Tenant) (*assertion.Token, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.err != nil {
+		return nil, f.err
+	}
+	if f.current == "" {
+		f.exchanges++
+		f.current = fmt.Sprintf("tok-%d", f.exchanges)
+	}
+	return &assertion.Token{AccessToken: f.current, TokenType: "Bearer"}, nil
+}
+
+func (f *fakeCredentials) Refused(t *tenant.Tenant, stale *assertion.Token) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.current == stale.AccessToken {
+		f.current = ""
+	}
+}
+
+type seen struct {
+	Method, Path, RawQuery, Auth, Accept, Cookie, RequestID string
+	BodyHash                                                [32]byte
+}
+
+// upstream is a FHIR server that accepts only the token named by valid.
+type upstream struct {
+	*httptest.Server
+	valid atomic.Value // string
+	mu    sync.Mutex
+	seen  []seen
+}
+
+func newUpstream(t *testing.T) *upstream {
+	u := &upstream{}
+	u.valid.Store("tok-1")
+	u.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		u.mu.Lock()
+		u.seen = append(u.seen, seen{r.Method, r.URL.EscapedPath(), r.URL.RawQuery, r.Header.Get("Authorization"),
+			r.Header.Get("Accept"), r.Header.Get("Cookie"), r.Header.Get("X-Request-Id"), sha256.Sum256(body)})
+		u.mu.Unlock()
+		w.Header().Set("X-Request-Id", "upstream-rid")
+		w.Header().Set("Set-Cookie", "session=tenant-secret")
+		if r.Header.Get("Authorization") != "Bearer "+u.valid.Load().(string) {
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		w.Header().Set("Content-Type", "application/fhir+json")
+		_, _ = w.Write([]byte(`{"resourceType":"Patient","id":"1"}`))
+	}))
+	t.Cleanup(u.Close)
+	return u
+}
+
+func (u *upstream) requests() []seen {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return append([]seen(nil), u.seen...)
+}
+
+func testTenant(t *testing.T, base string) *tenant.Tenant {
+	t.Helper()
+	d := &fakeDirectory{base: base}
+	tn, err := (&tenant.Resolver{Directory: d, Discovery: d}).Resolve(context.Background(), "1.2.3")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tn
+}
+
+func newProxy(creds Credentials, maxReplay int64) *Proxy {
+	log := logrus.New()
+	log.SetOutput(io.Discard)
+	return New(Config{Credentials: creds, Logger: log, MaxReplayBody: maxReplay})
+}
+
+func TestForwardRewritesRequest(t *testing.T) {
+	up := newUpstream(t)
+	tn := testTenant(t, up.URL+"/r4/tenant-1")
+	p := newProxy(&fakeCredentials{}, 1<<20)
+
+	req := httptest.NewRequest("GET", "/fhir/1.2.3/Patient/1?name=peters&_count=2", nil)
+	req.Header.Set("Authorization", "Bearer caller-secret")
+	req.Header.Set("Cookie", "caller=secret")
+	req.Header.Set("X-Request-Id", "caller-rid")
+	rec := httptest.NewRecorder()
+	p.Forward(rec, req, tn, "/Patient/1")
+
+	if rec.Code != http.StatusOK {
+		t.Fatalf("status %d: %s", rec.Code, rec.Body)
+	}
+	got := up.requests()
+	if len(got) != 1 {
+		t.Fatalf("want 1 upstream request, got %d", len(got))
+	}
+	s := got[0]
+	if s.Path != "/r4/tenant-1/Patient/1" || s.RawQuery != "name=peters&_count=2" {
+		t.Errorf("forwarded to %s?%s", s.Path, s.RawQuery)
+	}
+	if s.Auth != "Bearer tok-1" {
+		t.Errorf("Authorization = %q, want the tenant token, never the caller's", s.Auth)
+	}
+	if s.Cookie != "" {
+		t.Errorf("caller's Cookie reached the tenant: %q", s.Cookie)
+	}
+	if s.Accept != FHIRJSON {
+		t.Errorf("Accept = %q, want %q", s.Accept, FHIRJSON)
+	}
+	if s.RequestID != "caller-rid" {
+		t.Errorf("X-Request-Id = %q, want the caller's", s.RequestID)
+	}
+	if v := rec.Header().Values("X-Request-Id"); len(v) != 1 || v[0] != "caller-rid" {
+		t.Errorf("response X-Request-Id = %q", v)
+	}
+	if v := rec.Header().Get(UpstreamRequestIDHeader); v != "upstream-rid" {
+		t.Errorf("X-Upstream-Request-Id = %q", v)
+	}
+	if v := rec.Header().Get("Set-Cookie"); v != "" {
+		t.Errorf("tenant Set-Cookie passed to caller: %q", v)
+	}
+}
+
+func TestForwardAccept(t *testing.T) {
+	tests := []struct{ given, want string }{
+		{"", FHIRJSON},
+		{"*/*", FHIRJSON},
+		{"*/*;q=0.8, */*", FHIRJSON},
+		{"application/fhir+xml", "application/fhir+xml"},
+		{"application/json, */*;q=0.1", "application/json, */*;q=0.1"},
+	}
+	for _, tt := range tests {
+		up := newUpstream(t)
+		p := newProxy(&fakeCredentials{}, 0)
+		req := httptest.NewRequest("GET", "/x", nil)
+		if tt.given != "" {
+			req.Header.Set("Accept", tt.given)
+		}
+		p.Forward(httptest.NewRecorder(), req, testTenant(t, up.URL), "/metadata")
+		if got := up.requests()[0].Accept; got != tt.want {
+			t.Errorf("caller Accept %q: tenant got %q, want %q", tt.given, got, tt.want)
+		}
+	}
+}
+
+func TestRetryOn401(t *testing.T) {
+	body := bytes.Repeat([]byte(`{"resourceType":"Patient"}`), 100)
+	tests := []struct {
+		name        string
+		maxReplay   int64
+		contentLen  int64 // -1: unknown (chunked)
+		wantStatus  int
+		wantUpCalls int
+		wantExch    int
+	}{
+		{"small body replayed", 1 << 20, int64(len(body)), 200, 2, 2},
+		{"small chunked body replayed", 1 << 20, -1, 200, 2, 2},
+		{"large body streamed, not retried", 100, int64(len(body)), 401, 1, 1},
+		{"large chunked body streamed, not retried", 100, -1, 401, 1, 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			up := newUpstream(t)
+			up.valid.Store("tok-2") // the first token will be refused
+			creds := &fakeCredentials{}
+			p := newProxy(creds, tt.maxReplay)
+			req := httptest.NewRequest("POST", "/fhir/1.2.3/Patient", io.NopCloser(bytes.NewReader(body)))
+			req.ContentLength = tt.contentLen
+			rec := httptest.NewRecorder()
+			p.Forward(rec, req, testTenant(t, up.URL), "/Patient")
+
+			if rec.Code != tt.wantStatus {
+				t.Fatalf("status %d, want %d", rec.Code, tt.wantStatus)
+			}
+			got := up.requests()
+			if len(got) != tt.wantUpCalls || creds.exchanges != tt.wantExch {
+				t.Fatalf("upstream calls %d (want %d), exchanges %d (want %d)", len(got), tt.wantUpCalls, creds.exchanges, tt.wantExch)
+			}
+			for i, s := range got {
+				if s.BodyHash != sha256.Sum256(body) {
+					t.Errorf("attempt %d: body not forwarded byte for byte", i+1)
+				}
+			}
+		})
+	}
+}
+
+func TestTokenErrorBecomesOperationOutcome(t *testing.T) {
+	up := newUpstream(t)
+	creds := &fakeCredentials{err: &assertion.RetrieveError{
+		TokenURL: "https://auth.example/token", StatusCode: 401, ErrorCode: "invalid_client",
+		ErrorDescription: "unknown client", ErrorURI: "https://auth.example/errors/1", RequestID: "tok-rid-9",
+	}}
+	p := newProxy(creds, 0)
+	rec := httptest.NewRecorder()
+	p.Forward(rec, httptest.NewRequest("GET", "/x", nil), testTenant(t, up.URL), "/Patient/1")
+	if rec.Code != http.StatusBadGateway {
+		t.Fatalf("status %d", rec.Code)
+	}
+	if len(up.requests()) != 0 {
+		t.Fatal("the FHIR server was called without a token")
+	}
+	var oo struct {
+		ResourceType string
+		Issue        []struct {
+			Code        string
+			Diagnostics string
+			Details     struct{ Coding []struct{ Code string } }
+		}
+	}
+	if err := json.Unmarshal(rec.Body.Bytes(), &oo); err != nil || oo.ResourceType != "OperationOutcome" {
+		t.Fatalf("not an OperationOutcome: %s", rec.Body)
+	}
+	for _, want := range []string{"invalid_client", "unknown client", "https://auth.example/errors/1", "tok-rid-9"} {
+		if !strings.Contains(rec.Body.String(), want) {
+			t.Errorf("outcome lacks %q: %s", want, rec.Body)
+		}
+	}
+	if rec.Header().Get("X-Upstream-Request-Id") != "tok-rid-9" {
+		t.Errorf("X-Upstream-Request-Id = %q", rec.Header().Get("X-Upstream-Request-Id"))
+	}
+}
+
+func TestUpstreamFailures(t *testing.T) {
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-time.After(2 * time.Second):
+		case <-r.Context().Done():
+		}
+	}))
+	defer slow.Close()
+	closed := httptest.NewServer(http.NotFoundHandler())
+	closed.Close()
+
+	tests := []struct {
+		name string
+		base string
+		tr   http.RoundTripper
+		want int
+	}{
+		{"timeout is 504", slow.URL, &http.Transport{ResponseHeaderTimeout: 50 * time.Millisecond}, http.StatusGatewayTimeout},
+		{"connection refused is 502", closed.URL, nil, http.StatusBadGateway},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			log := logrus.New()
+			log.SetOutput(io.Discard)
+			p := New(Config{Credentials: &fakeCredentials{}, Logger: log, Transport: tt.tr})
+			rec := httptest.NewRecorder()
+			p.Forward(rec, httptest.NewRequest("GET", "/x?name=SECRET-PHI", nil), testTenant(t, tt.base), "/Patient")
+			if rec.Code != tt.want {
+				t.Fatalf("status %d, want %d: %s", rec.Code, tt.want, rec.Body)
+			}
+			if !strings.Contains(rec.Body.String(), "OperationOutcome") || strings.Contains(rec.Body.String(), "SECRET-PHI") {
+				t.Errorf("bad outcome (must not echo the query): %s", rec.Body)
+			}
+		})
+	}
+}
+
+// fakeDirectory resolves every OID to one FHIR base with a configured
+// token URL.
+type fakeDirectory struct{ base string }
+
+func (f *fakeDirectory) Lookup(ctx context.Context, oid string) (*directory.Entry, error) {
+	return &directory.Entry{Source: "static", Organization: &directory.Organization{
+		OID: oid, Name: "Test", Active: true,
+		Endpoints: []directory.Endpoint{{Address: f.base, ConnectionType: "hl7-fhir-rest", Transaction: "FHIR REST", Status: "active"}},
+	}}, nil
+}
+
+func (f *fakeDirectory) TokenEndpoint(ctx context.Context, base string) (*discovery.Result, error) {
+	u, _ := url.Parse(base)
+	return &discovery.Result{TokenURL: u.Scheme + "://" + u.Host + "/token", Source: "carequality-token"}, nil
+}

@@ -1,0 +1,83 @@
+package proxy
+
+import (
+	"io"
+	"net/http"
+	"net/url"
+
+	"github.com/sirupsen/logrus"
+)
+
+// authTransport adds the tenant's bearer token and retries once with a new
+// token when the FHIR server answers 401, if the body can be replayed.
+type authTransport struct {
+	base  http.RoundTripper
+	creds Credentials
+	log   logrus.FieldLogger
+}
+
+func (t *authTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	rt := routeFrom(req.Context())
+	if rt == nil {
+		return nil, errNoRoute
+	}
+	tok, err := t.creds.Token(req.Context(), rt.tenant)
+	if err != nil {
+		return nil, err
+	}
+	replay := req.GetBody
+	replayable := req.Body == nil || req.Body == http.NoBody || replay != nil
+
+	resp, err := t.send(req, rt, tok.AccessToken)
+	if err != nil || resp.StatusCode != http.StatusUnauthorized || !replayable {
+		return resp, err
+	}
+
+	// The FHIR server refused the token: forget it, get a new one and try
+	// once more. Refused is compare-and-delete, so a burst of 401s for the
+	// same old token causes one exchange.
+	t.creds.Refused(rt.tenant, tok)
+	fresh, err := t.creds.Token(req.Context(), rt.tenant)
+	if err != nil {
+		// Keep the upstream's 401 rather than hiding it behind our error.
+		t.log.WithFields(logrus.Fields{"request_id": rt.requestID, "oid": rt.tenant.OID}).WithError(err).
+			Warn("proxy: FHIR server refused the token and a new one could not be had")
+		return resp, nil
+	}
+	retry := req.Clone(req.Context())
+	if replay != nil {
+		body, err := replay()
+		if err != nil {
+			return resp, nil
+		}
+		retry.Body = body
+	}
+	drain(resp.Body)
+	t.log.WithFields(logrus.Fields{"request_id": rt.requestID, "oid": rt.tenant.OID}).
+		Info("proxy: FHIR server answered 401; retrying once with a new token")
+	return t.send(retry, rt, fresh.AccessToken)
+}
+
+func (t *authTransport) send(req *http.Request, rt *route, accessToken string) (*http.Response, error) {
+	out := req.Clone(req.Context())
+	out.Header.Set("Authorization", "Bearer "+accessToken)
+	resp, err := t.base.RoundTrip(out)
+	if err != nil {
+		return nil, &UpstreamError{OID: rt.tenant.OID, URL: redactQuery(req.URL), Err: err}
+	}
+	return resp, nil
+}
+
+func redactQuery(u *url.URL) string {
+	c := *u
+	c.RawQuery, c.ForceQuery, c.Fragment, c.RawFragment = "", false, "", ""
+	c.User = nil
+	return c.String()
+}
+
+// drain reads a little of a discarded body so the connection can be
+// reused, then closes it.
+func drain(body io.ReadCloser) {
+	_, _ = io.CopyN(io.Discard, body, 64<<10)
+	_ = body.Close()
+}
