@@ -1,0 +1,134 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/gin-gonic/gin"
+	"github.com/sirupsen/logrus"
+
+	"github.com/cqgate/cqgate/directory"
+	"github.com/cqgate/cqgate/tenant"
+)
+
+func init() { gin.SetMode(gin.ReleaseMode) }
+
+type stubTenants struct{ err error }
+
+func (s stubTenants) Resolve(_ context.Context, oid string) (*tenant.Tenant, error) {
+	if s.err != nil {
+		return nil, s.err
+	}
+	if oid == "1.2.666" {
+		panic("boom: secret internals")
+	}
+	return &tenant.Tenant{OID: oid, Name: "Test"}, nil
+}
+
+func (s stubTenants) Describe(ctx context.Context, oid string) (*tenant.Tenant, error) {
+	return s.Resolve(ctx, oid)
+}
+
+type recordingForwarder struct{ oid, path string }
+
+func (f *recordingForwarder) Forward(w http.ResponseWriter, r *http.Request, t *tenant.Tenant, p string) {
+	f.oid, f.path = t.OID, p
+	w.WriteHeader(http.StatusTeapot)
+}
+
+func newTestRouter(tenants Tenants, fwd Forwarder, logs *bytes.Buffer) http.Handler {
+	log := logrus.New()
+	log.SetOutput(logs)
+	log.SetFormatter(&logrus.JSONFormatter{})
+	return New(Config{Tenants: tenants, Proxy: fwd, Logger: log, Ready: func(context.Context) error { return nil }})
+}
+
+func TestRoutes(t *testing.T) {
+	tests := []struct {
+		method, target string
+		tenants        Tenants
+		wantStatus     int
+		wantOID        string
+		wantPath       string
+		wantOutcome    string // issue code, when an OperationOutcome is expected
+	}{
+		{"GET", "/fhir/1.2.3/Patient/1", stubTenants{}, 418, "1.2.3", "/Patient/1", ""},
+		{"GET", "/fhir/urn:oid:1.2.3/Patient?name=x", stubTenants{}, 418, "1.2.3", "/Patient", ""},
+		{"POST", "/fhir/1.2.3/", stubTenants{}, 418, "1.2.3", "", ""},
+		{"GET", "/fhir/1.2.3", stubTenants{}, 418, "1.2.3", "", ""},
+		{"DELETE", "/fhir/1.2.3/Patient/1", stubTenants{}, 418, "1.2.3", "/Patient/1", ""},
+		{"GET", "/fhir/1.2.x/Patient/1", stubTenants{}, 400, "", "", "value"},
+		{"GET", "/fhir/1.2.3/Patient/%2e%2e/secret", stubTenants{}, 400, "", "", "invalid"},
+		{"GET", "/fhir/1.2.3/Patient/1", stubTenants{err: fmt.Errorf("x: %w", directory.ErrNotFound)}, 404, "", "", "not-found"},
+		{"GET", "/fhir/1.2.666/Patient/1", stubTenants{}, 500, "", "", "exception"},
+		{"GET", "/elsewhere", stubTenants{}, 404, "", "", "not-found"},
+		{"POST", "/healthz", stubTenants{}, 405, "", "", "not-supported"},
+		{"GET", "/healthz", stubTenants{}, 200, "", "", ""},
+		{"GET", "/readyz", stubTenants{}, 200, "", "", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.method+" "+tt.target, func(t *testing.T) {
+			fwd := &recordingForwarder{}
+			var logs bytes.Buffer
+			h := newTestRouter(tt.tenants, fwd, &logs)
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, httptest.NewRequest(tt.method, tt.target, nil))
+			if rec.Code != tt.wantStatus {
+				t.Fatalf("status %d, want %d: %s", rec.Code, tt.wantStatus, rec.Body)
+			}
+			if fwd.oid != tt.wantOID || fwd.path != tt.wantPath {
+				t.Errorf("forwarded oid %q path %q, want %q %q", fwd.oid, fwd.path, tt.wantOID, tt.wantPath)
+			}
+			if rec.Header().Get("X-Request-Id") == "" {
+				t.Error("no X-Request-Id on the response")
+			}
+			if tt.wantOutcome != "" {
+				var oo struct {
+					ResourceType string
+					Issue        []struct{ Code, Diagnostics string }
+				}
+				if err := json.Unmarshal(rec.Body.Bytes(), &oo); err != nil || oo.ResourceType != "OperationOutcome" || oo.Issue[0].Code != tt.wantOutcome {
+					t.Fatalf("want OperationOutcome %s, got %s", tt.wantOutcome, rec.Body)
+				}
+				if strings.Contains(rec.Body.String(), "secret internals") {
+					t.Error("panic text exposed to the caller")
+				}
+			}
+		})
+	}
+}
+
+func TestRequestIDIsKeptOrMade(t *testing.T) {
+	h := newTestRouter(stubTenants{}, &recordingForwarder{}, &bytes.Buffer{})
+	for _, tt := range []struct{ given, want string }{{"abc-123", "abc-123"}, {"bad id\r\n", ""}, {"", ""}} {
+		req := httptest.NewRequest("GET", "/healthz", nil)
+		if tt.given != "" {
+			req.Header["X-Request-Id"] = []string{tt.given}
+		}
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		got := rec.Header().Get("X-Request-Id")
+		if tt.want != "" && got != tt.want || tt.want == "" && len(got) != 36 {
+			t.Errorf("given %q: X-Request-Id %q", tt.given, got)
+		}
+	}
+}
+
+func TestNotReady(t *testing.T) {
+	log := logrus.New()
+	log.SetOutput(&bytes.Buffer{})
+	h := New(Config{Tenants: stubTenants{}, Proxy: &recordingForwarder{}, Logger: log,
+		Ready: func(context.Context) error { return errors.New("signing key not loaded yet") }})
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("GET", "/readyz", nil))
+	if rec.Code != http.StatusServiceUnavailable || !strings.Contains(rec.Body.String(), "signing key not loaded yet") {
+		t.Fatalf("%d %s", rec.Code, rec.Body)
+	}
+}
