@@ -1,0 +1,36 @@
+// Package sandbox runs a self-contained, loopback-only imitation of the
+// servers cqgate talks to, so that development mode (cqgate -dev) and tests
+// exercise cqgate's whole flow with no Vault and no internet:
+//
+//  1. a Carequality R4 directory (Sequoia sphd shape) that knows one
+//     organization, OID, whose contained Endpoints include a FHIR REST
+//     endpoint pointing at the sandbox FHIR server;
+//  2. a Cerner/Oracle Health style FHIR R4 tenant (TenantID) whose
+//     CapabilityStatement advertises two token URLs, the SMART "token" URL
+//     and the "carequality-token" URL, as Cerner's 2019 Carequality
+//     connectathon server did;
+//  3. a token endpoint at the carequality-token URL that really verifies
+//     the client-assertion JWT (x5c certificate, signature, iss/sub/aud,
+//     lifetime, jti replay) and issues opaque bearer tokens;
+//  4. a "token" URL that always refuses, counting the calls, because a
+//     gateway that sends a Carequality assertion there has fallen into the
+//     trap Cerner's documentation warns about;
+//  5. read and search for a few synthetic Patients and Observations,
+//     embedded from data/*.json, behind the issued bearer tokens and
+//     Cerner's insistence on an explicit JSON Accept header.
+//
+// Start generates a fresh RSA key and a self-signed certificate for the
+// client id (Sandbox.Material) and trusts exactly that certificate, so the
+// caller signs its assertions with Material and nothing else verifies.
+//
+// The sandbox is never on the production path: it refuses to listen on
+// anything but a loopback address. Scopes are echoed back as granted but
+// not enforced, and each Sandbox keeps all its state (replay cache, issued
+// tokens, counters) to itself, so tests may run many in parallel.
+//
+//	sb, err := sandbox.Start(ctx, sandbox.Options{Logger: log})
+//	if err != nil { ... }
+//	defer sb.Close()
+//	// point the directory client at sb.DirectoryURL with sb.APIKey, sign
+//	// with sb.Material as client sb.ClientID, then ask for sb.OID.
+package sandbox
