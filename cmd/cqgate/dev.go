@@ -1,0 +1,28 @@
+package main
+
+import (
+	"fmt"
+	"io"
+
+	"github.com/cqgate/cqgate/config"
+	"github.com/cqgate/cqgate/sandbox"
+)
+
+// devConfig points cfg at the sandbox: its R4 directory, its client id and
+// an in-memory key. Everything else keeps the file/env/flag values.
+func devConfig(cfg *config.Config, sb *sandbox.Sandbox) {
+	cfg.Directory.Flavor = "r4"
+	cfg.Directory.URL = sb.DirectoryURL
+	cfg.Directory.APIKey = sb.APIKey
+	cfg.Directory.APIKeyIn = "header"
+	cfg.Keys.Source = "static"
+	cfg.Client.ClientID = sb.ClientID
+}
+
+// printDevBanner tells a newcomer what to try.
+func printDevBanner(w io.Writer, addr string) {
+	fmt.Fprintf(w, "cqgate dev mode on http://%s (sandbox tenant OID %s)\n", addr, sandbox.OID)
+	fmt.Fprintf(w, "  curl http://%s/fhir/%s/Patient/1316024\n", addr, sandbox.OID)
+	fmt.Fprintf(w, "  curl 'http://%s/fhir/%s/Patient?name=peters'\n", addr, sandbox.OID)
+	fmt.Fprintf(w, "  curl http://%s/directory/Organization/%s\n", addr, sandbox.OID)
+}
