@@ -2,20 +2,19 @@ package assertion
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"math"
+	"mime"
 	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
-	"golang.org/x/oauth2"
-	"golang.org/x/oauth2/clientcredentials"
 )
 
 // ClientAssertionType is the client_assertion_type of a JWT client
@@ -61,6 +60,12 @@ func reservedParam(k string) bool {
 // sends no Authorization header and no client_secret, and it does not
 // follow redirects: a redirected POST would hand the assertion to another
 // host, which could replay it at the token endpoint.
+//
+// The request is a plain form POST rather than golang.org/x/oauth2's
+// clientcredentials: that package formats body-read failures with %v (so
+// a timeout is no longer recognisable), drops the status and X-Request-Id
+// of failures that are not RFC 6749 error responses, and stamps Expiry
+// with time.Now instead of an injectable clock.
 //
 // An Exchanger is safe for concurrent use.
 type Exchanger struct {
@@ -125,36 +130,69 @@ func (e *Exchanger) Exchange(ctx context.Context, r Request) (*Token, error) {
 	params.Set("client_assertion_type", ClientAssertionType)
 	params.Set("client_assertion", assertion)
 
-	// Empty ClientID and ClientSecret with AuthStyleInParams: the library
-	// then adds neither a client_id/client_secret parameter nor an
-	// Authorization header, and does not probe other auth styles.
-	cfg := &clientcredentials.Config{
-		TokenURL:       r.TokenURL,
-		EndpointParams: params,
-		AuthStyle:      oauth2.AuthStyleInParams,
-	}
+	params.Set("grant_type", "client_credentials")
 	if r.Scope != "" {
-		cfg.Scopes = []string{r.Scope}
+		params.Set("scope", r.Scope)
 	}
 
-	rec := &recorder{}
-	client := e.client(rec)
-	sent := e.now()
-	ot, err := cfg.Token(context.WithValue(ctx, oauth2.HTTPClient, client))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, r.TokenURL, strings.NewReader(params.Encode()))
 	if err != nil {
-		return nil, retrieveError(r.TokenURL, assertion, rec, err)
+		return nil, fmt.Errorf("assertion: building the token request for %s: %w", r.TokenURL, err)
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Accept", "application/json")
+
+	sent := e.now()
+	resp, err := e.client().Do(req)
+	if err != nil {
+		// A *url.Error names the method and URL, never the form.
+		return nil, &RetrieveError{TokenURL: r.TokenURL, Err: err}
+	}
+	defer resp.Body.Close()
+	re := &RetrieveError{
+		TokenURL:   r.TokenURL,
+		StatusCode: resp.StatusCode,
+		RequestID:  redact(resp.Header.Get("X-Request-Id"), assertion),
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxTokenResponse+1))
+	if err != nil {
+		if cerr := ctx.Err(); cerr != nil && !errors.Is(err, cerr) {
+			err = fmt.Errorf("%w (%w)", err, cerr)
+		}
+		re.Err = fmt.Errorf("reading token response: %w", err)
+		return nil, re
+	}
+	if len(body) > maxTokenResponse {
+		re.Err = fmt.Errorf("token response larger than %d bytes", maxTokenResponse)
+		return nil, re
+	}
+	tr, perr := parseTokenResponse(resp.Header.Get("Content-Type"), body)
+
+	failed := resp.StatusCode < 200 || resp.StatusCode > 299
+	if failed || (perr == nil && tr.Error != "" && tr.AccessToken == "") {
+		if perr == nil && tr.Error != "" {
+			// An RFC 6749 §5.2 error response: keep its fields, never its
+			// body, which a careless server may fill with our assertion.
+			re.ErrorCode = redact(tr.Error, assertion)
+			re.ErrorDescription = redact(tr.ErrorDescription, assertion)
+			re.ErrorURI = redact(tr.ErrorURI, assertion)
+		} else {
+			re.Err = fmt.Errorf("unexpected response: %s", describeBody(resp.Header.Get("Content-Type"), body))
+		}
+		return nil, re
+	}
+	switch {
+	case perr != nil:
+		re.Err = perr
+		return nil, re
+	case tr.AccessToken == "":
+		re.Err = errors.New("token response has no access_token")
+		return nil, re
 	}
 
-	t := &Token{
-		AccessToken: ot.AccessToken,
-		TokenType:   ot.TokenType,
-		ExpiresIn:   expiresIn(ot.Extra("expires_in")),
-	}
+	t := &Token{AccessToken: tr.AccessToken, TokenType: tr.TokenType, Scope: tr.Scope, ExpiresIn: expiresIn(string(tr.ExpiresIn))}
 	if t.TokenType == "" {
 		t.TokenType = "Bearer"
-	}
-	if s, ok := ot.Extra("scope").(string); ok {
-		t.Scope = s
 	}
 	if t.ExpiresIn > 0 {
 		t.Expiry = sent.Add(t.ExpiresIn)
@@ -162,80 +200,90 @@ func (e *Exchanger) Exchange(ctx context.Context, r Request) (*Token, error) {
 	return t, nil
 }
 
-// client returns a copy of the configured HTTP client that records the
-// token response and refuses redirects.
-func (e *Exchanger) client(rec *recorder) *http.Client {
+// maxTokenResponse bounds the token response body read.
+const maxTokenResponse = 1 << 20
+
+// client returns the configured HTTP client, or one with DefaultTimeout,
+// refusing redirects either way.
+func (e *Exchanger) client() *http.Client {
 	var c http.Client
 	if e.HTTPClient != nil {
 		c = *e.HTTPClient
 	} else {
 		c.Timeout = DefaultTimeout
 	}
-	rec.base = c.Transport
-	if rec.base == nil {
-		rec.base = http.DefaultTransport
-	}
-	c.Transport = rec
 	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	return &c
 }
 
-// expiresIn converts the expires_in member, as golang.org/x/oauth2 keeps
-// it (float64 from JSON, int64 from a form body, string from servers that
-// quote it), to a duration; anything else is zero.
-func expiresIn(v any) time.Duration {
-	var secs float64
-	switch n := v.(type) {
-	case float64:
-		secs = n
-	case int64:
-		secs = float64(n)
-	case string:
-		f, err := strconv.ParseFloat(strings.TrimSpace(n), 64)
-		if err != nil {
-			return 0
-		}
-		secs = f
-	default:
-		return 0
-	}
-	if math.IsNaN(secs) || secs <= 0 {
-		return 0
-	}
-	secs = min(secs, math.MaxInt32)
-	return time.Duration(secs) * time.Second
+// tokenResponse holds the members of a token response (RFC 6749 §5.1)
+// or an error response (§5.2).
+type tokenResponse struct {
+	AccessToken      string     `json:"access_token"`
+	TokenType        string     `json:"token_type"`
+	ExpiresIn        flexString `json:"expires_in"`
+	Scope            string     `json:"scope"`
+	Error            string     `json:"error"`
+	ErrorDescription string     `json:"error_description"`
+	ErrorURI         string     `json:"error_uri"`
 }
 
-// retrieveError maps an error from golang.org/x/oauth2 to a
-// *RetrieveError. It never uses oauth2.RetrieveError.Error(), which
-// quotes the response body, and it redacts the assertion from anything
-// the server sent back.
-func retrieveError(tokenURL, assertion string, rec *recorder, err error) error {
-	re := &RetrieveError{TokenURL: tokenURL}
-	var oe *oauth2.RetrieveError
-	if errors.As(err, &oe) {
-		if oe.Response != nil {
-			re.StatusCode = oe.Response.StatusCode
-			re.RequestID = redact(oe.Response.Header.Get("X-Request-Id"), assertion)
+// flexString takes a JSON number or string: some servers quote
+// expires_in.
+type flexString string
+
+func (f *flexString) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err == nil {
+		*f = flexString(s)
+		return nil
+	}
+	var n json.Number
+	if err := json.Unmarshal(b, &n); err != nil {
+		return fmt.Errorf("expires_in is neither a number nor a string")
+	}
+	*f = flexString(n)
+	return nil
+}
+
+// parseTokenResponse decodes JSON (RFC 6749), or a form-encoded body as
+// some older servers send (application/x-www-form-urlencoded or
+// text/plain).
+func parseTokenResponse(contentType string, body []byte) (*tokenResponse, error) {
+	mt, _, _ := mime.ParseMediaType(contentType)
+	if mt == "application/x-www-form-urlencoded" || mt == "text/plain" {
+		v, err := url.ParseQuery(string(body))
+		if err != nil {
+			return nil, errors.New("token response is not valid form encoding")
 		}
-		re.ErrorCode = redact(oe.ErrorCode, assertion)
-		re.ErrorDescription = redact(oe.ErrorDescription, assertion)
-		re.ErrorURI = redact(oe.ErrorURI, assertion)
-		return re
+		return &tokenResponse{
+			AccessToken: v.Get("access_token"), TokenType: v.Get("token_type"), ExpiresIn: flexString(v.Get("expires_in")),
+			Scope: v.Get("scope"), Error: v.Get("error"), ErrorDescription: v.Get("error_description"), ErrorURI: v.Get("error_uri"),
+		}, nil
 	}
-	// No RFC 6749 error response: a transport failure, or a response the
-	// library could not use (unreadable or unparsable body, no
-	// access_token). golang.org/x/oauth2 flattens body-read errors with
-	// %v, so the recorder supplies the real cause.
-	status, requestID, readErr := rec.result()
-	re.StatusCode = status
-	re.RequestID = redact(requestID, assertion)
-	cause := err
-	if readErr != nil {
-		cause = readErr
+	var tr tokenResponse
+	if err := json.Unmarshal(body, &tr); err != nil {
+		return nil, fmt.Errorf("token response is not a JSON object: %s", describeBody(contentType, body))
 	}
-	re.Err = &redactedError{msg: redact(cause.Error(), assertion), err: cause}
-	return re
+	return &tr, nil
+}
+
+// describeBody says what a body was without quoting it.
+func describeBody(contentType string, body []byte) string {
+	if contentType == "" {
+		contentType = "no Content-Type"
+	}
+	return fmt.Sprintf("%d bytes of %s", len(body), contentType)
+}
+
+// expiresIn converts expires_in seconds to a duration; anything that is
+// not a positive number is zero.
+func expiresIn(v string) time.Duration {
+	secs, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+	if err != nil || math.IsNaN(secs) || secs <= 0 {
+		return 0
+	}
+	return time.Duration(min(secs, math.MaxInt32)) * time.Second
 }
 
 // maxServerText bounds the length of server-supplied text kept in errors.
@@ -257,100 +305,4 @@ func redact(s, assertion string) string {
 		s = strings.ToValidUTF8(s[:maxServerText], "") + "…"
 	}
 	return s
-}
-
-// redactedError carries a redacted message while keeping the original
-// error reachable for errors.Is and errors.As.
-type redactedError struct {
-	msg string
-	err error
-}
-
-func (e *redactedError) Error() string { return e.msg }
-func (e *redactedError) Unwrap() error { return e.err }
-
-// recorder is an http.RoundTripper that remembers the status and
-// X-Request-Id of the token response and the first error met while
-// reading its body.
-type recorder struct {
-	base http.RoundTripper
-
-	mu        sync.Mutex
-	status    int
-	requestID string
-	readErr   error
-}
-
-func (r *recorder) RoundTrip(req *http.Request) (*http.Response, error) {
-	resp, err := r.base.RoundTrip(req)
-	if err != nil || resp == nil {
-		return resp, err
-	}
-	r.mu.Lock()
-	r.status = resp.StatusCode
-	r.requestID = resp.Header.Get("X-Request-Id")
-	r.readErr = nil
-	r.mu.Unlock()
-	resp.Body = &recordingBody{ReadCloser: resp.Body, rec: r, ctx: req.Context()}
-	return resp, nil
-}
-
-func (r *recorder) result() (status int, requestID string, readErr error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.status, r.requestID, r.readErr
-}
-
-type recordingBody struct {
-	io.ReadCloser
-	rec *recorder
-	ctx context.Context
-}
-
-func (b *recordingBody) Read(p []byte) (int, error) {
-	n, err := b.ReadCloser.Read(p)
-	if err != nil && err != io.EOF {
-		b.rec.mu.Lock()
-		if b.rec.readErr == nil {
-			b.rec.readErr = &bodyError{err: err, ctxErr: ctxErr(b.ctx)}
-		}
-		b.rec.mu.Unlock()
-	}
-	return n, err
-}
-
-// ctxErr is ctx.Err(), or context.DeadlineExceeded once ctx's deadline
-// has passed: the HTTP client's Timeout puts its deadline on the
-// request's context but may abort the read through Request.Cancel
-// ("net/http: request canceled") just before the context reports it.
-func ctxErr(ctx context.Context) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	if dl, ok := ctx.Deadline(); ok && !time.Now().Before(dl) {
-		return context.DeadlineExceeded
-	}
-	return nil
-}
-
-// bodyError is a failure to read the token response. When the request's
-// context had ended (the caller's deadline or the HTTP client's Timeout),
-// that context error is reachable too, so timeouts are recognisable.
-type bodyError struct {
-	err    error
-	ctxErr error
-}
-
-func (e *bodyError) Error() string {
-	if e.ctxErr != nil && !errors.Is(e.err, e.ctxErr) {
-		return "reading token response: " + e.err.Error() + " (" + e.ctxErr.Error() + ")"
-	}
-	return "reading token response: " + e.err.Error()
-}
-
-func (e *bodyError) Unwrap() []error {
-	if e.ctxErr == nil {
-		return []error{e.err}
-	}
-	return []error{e.err, e.ctxErr}
 }

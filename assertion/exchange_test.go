@@ -290,7 +290,8 @@ func TestExchangeErrors(t *testing.T) {
 			name:    "500 with HTML echoing the assertion",
 			respond: echo(500, "text/html", "<html><body>Internal error for %s</body></html>"),
 			want:    RetrieveError{StatusCode: 500, RequestID: "req-[REDACTED]"},
-			inMsg:   []string{"HTTP 500"},
+			wantErr: true,
+			inMsg:   []string{"HTTP 500", "text/html"},
 		},
 		{
 			name:    "400 whose description echoes the assertion",
@@ -303,7 +304,7 @@ func TestExchangeErrors(t *testing.T) {
 			respond: jsonResponse(200, `{"token_type":"Bearer","expires_in":300}`, "X-Request-Id", "r1"),
 			want:    RetrieveError{StatusCode: 200, RequestID: "r1"},
 			wantErr: true,
-			inMsg:   []string{"missing access_token"},
+			inMsg:   []string{"no access_token"},
 		},
 		{
 			name:    "unparsable 200",
@@ -316,8 +317,9 @@ func TestExchangeErrors(t *testing.T) {
 			respond: func(w http.ResponseWriter, r *http.Request, _ url.Values) {
 				http.Redirect(w, r, "https://attacker.example/steal", http.StatusTemporaryRedirect)
 			},
-			want:  RetrieveError{StatusCode: 307},
-			inMsg: []string{"HTTP 307"},
+			want:    RetrieveError{StatusCode: 307},
+			wantErr: true,
+			inMsg:   []string{"HTTP 307"},
 		},
 	}
 	for _, tc := range tests {
