@@ -6,19 +6,13 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/patrickmn/go-cache"
-	"golang.org/x/sync/singleflight"
+	"github.com/cqgate/cqgate/internal/flightcache"
 )
 
 const (
 	// DefaultTTL is how long a Resolver caches a directory answer when
 	// ResolverConfig.TTL is zero.
 	DefaultTTL = time.Hour
-
-	// sharedFetchTimeout bounds a shared directory fetch, which runs
-	// detached from its callers' cancellation, in case the Fetcher's
-	// HTTP client has no timeout of its own.
-	sharedFetchTimeout = 2 * time.Minute
 )
 
 // Sources of an Entry.
@@ -59,27 +53,21 @@ type Entry struct {
 type Resolver struct {
 	fetcher Fetcher
 	static  map[string]Entry
-	ttl     time.Duration
-	now     func() time.Time
-	cache   *cache.Cache // canonical OID -> Entry
-	group   singleflight.Group
+	cache   *flightcache.Cache[*Organization] // canonical OID -> directory answer
 }
 
 // NewResolver returns a Resolver for cfg.
 func NewResolver(cfg ResolverConfig) *Resolver {
-	r := &Resolver{
-		fetcher: cfg.Fetcher,
-		static:  make(map[string]Entry, len(cfg.Static)),
-		ttl:     cfg.TTL,
-		now:     cfg.Clock,
+	r := &Resolver{fetcher: cfg.Fetcher, static: make(map[string]Entry, len(cfg.Static))}
+	ttl, now := cfg.TTL, cfg.Clock
+	if ttl <= 0 {
+		ttl = DefaultTTL
 	}
-	if r.ttl <= 0 {
-		r.ttl = DefaultTTL
+	if now == nil {
+		now = time.Now
 	}
-	if r.now == nil {
-		r.now = time.Now
-	}
-	created := r.now()
+	r.cache = flightcache.New[*Organization](flightcache.Config{TTL: ttl, Clock: now})
+	created := now()
 	for key, org := range cfg.Static {
 		oid, err := ParseOID(key)
 		if err != nil || org == nil {
@@ -91,9 +79,6 @@ func NewResolver(cfg ResolverConfig) *Resolver {
 		}
 		r.static[oid] = Entry{Organization: &o, Source: SourceStatic, CachedAt: created}
 	}
-	// go-cache expires items by the wall clock; Lookup also checks the
-	// injected Clock, so the wall-clock expiry only frees memory.
-	r.cache = cache.New(r.ttl, r.ttl)
 	return r
 }
 
@@ -113,47 +98,25 @@ func (r *Resolver) Lookup(ctx context.Context, oid string) (*Entry, error) {
 	if r.fetcher == nil {
 		return nil, fmt.Errorf("%w: %s (no directory configured)", ErrNotFound, oid)
 	}
-	if e, ok := r.cached(oid); ok {
-		return &e, nil
-	}
-	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("directory: lookup %s: %w", oid, err)
-	}
-	ch := r.group.DoChan(oid, func() (any, error) {
-		// A flight that finished between our cache miss and DoChan has
-		// filled the cache: do not ask the directory again.
-		if e, ok := r.cached(oid); ok {
-			return e, nil
-		}
-		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), sharedFetchTimeout)
-		defer cancel()
+	org, fetchedAt, err := r.cache.Get(ctx, oid, func(fctx context.Context) (*Organization, error) {
 		org, err := r.fetcher.Organization(fctx, oid)
-		if err != nil {
+		switch {
+		case err != nil:
 			return nil, err
-		}
-		if org == nil {
+		case org == nil:
 			return nil, fmt.Errorf("directory: lookup %s: fetcher returned no organization", oid)
-		}
-		if org.OID != oid {
+		case org.OID != oid:
 			return nil, fmt.Errorf("directory: lookup %s: directory returned organization %s", oid, org.OID)
 		}
-		e := Entry{Organization: org, Source: SourceDirectory, CachedAt: r.now()}
-		r.cache.Set(oid, e, r.ttl)
-		return e, nil
+		return org, nil
 	})
-	select {
-	case <-ctx.Done():
-		return nil, fmt.Errorf("directory: lookup %s: %w", oid, ctx.Err())
-	case res := <-ch:
-		if res.Err != nil {
-			return nil, res.Err
+	if err != nil {
+		if cerr := ctx.Err(); cerr != nil && errors.Is(err, cerr) {
+			return nil, fmt.Errorf("directory: lookup %s: %w", oid, err)
 		}
-		e, ok := res.Val.(Entry)
-		if !ok {
-			return nil, errors.New("directory: lookup: internal error: unexpected flight result")
-		}
-		return &e, nil
+		return nil, err
 	}
+	return &Entry{Organization: org, Source: SourceDirectory, CachedAt: fetchedAt}, nil
 }
 
 // Forget drops the cached directory answer for oid, so that the next
@@ -163,20 +126,5 @@ func (r *Resolver) Forget(oid string) {
 	if canon, err := ParseOID(oid); err == nil {
 		oid = canon
 	}
-	r.group.Forget(oid)
-	r.cache.Delete(oid)
-}
-
-// cached returns the cached entry for oid if it is younger than the TTL
-// by the Resolver's clock.
-func (r *Resolver) cached(oid string) (Entry, bool) {
-	v, ok := r.cache.Get(oid)
-	if !ok {
-		return Entry{}, false
-	}
-	e, ok := v.(Entry)
-	if !ok || r.now().Sub(e.CachedAt) >= r.ttl {
-		return Entry{}, false
-	}
-	return e, true
+	r.cache.Forget(oid)
 }

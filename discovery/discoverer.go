@@ -11,8 +11,7 @@ import (
 	"time"
 	"unicode"
 
-	"github.com/patrickmn/go-cache"
-	"golang.org/x/sync/singleflight"
+	"github.com/cqgate/cqgate/internal/flightcache"
 )
 
 const (
@@ -26,10 +25,6 @@ const (
 	// Config.HTTPClient is nil.
 	DefaultTimeout = 30 * time.Second
 
-	// sharedFetchTimeout bounds a shared metadata fetch, which runs
-	// detached from its callers' cancellation, in case the HTTP client
-	// has no timeout of its own.
-	sharedFetchTimeout = 2 * time.Minute
 	// maxErrorBody bounds how much of an error response body an Error
 	// quotes.
 	maxErrorBody = 256
@@ -112,21 +107,20 @@ func (e *Error) Upstream() bool { return true }
 // cached. A Discoverer is safe for concurrent use.
 type Discoverer struct {
 	hc      *http.Client
-	ttl     time.Duration
 	now     func() time.Time
 	maxBody int64
-	cache   *cache.Cache // normalized FHIR base -> Result
-	group   singleflight.Group
+	cache   *flightcache.Cache[Result] // normalized FHIR base -> Result
 }
 
 // New returns a Discoverer for cfg.
 func New(cfg Config) *Discoverer {
-	d := &Discoverer{hc: cfg.HTTPClient, ttl: cfg.TTL, now: cfg.Clock, maxBody: cfg.MaxBodyBytes}
+	d := &Discoverer{hc: cfg.HTTPClient, now: cfg.Clock, maxBody: cfg.MaxBodyBytes}
 	if d.hc == nil {
 		d.hc = &http.Client{Timeout: DefaultTimeout}
 	}
-	if d.ttl <= 0 {
-		d.ttl = DefaultTTL
+	ttl := cfg.TTL
+	if ttl <= 0 {
+		ttl = DefaultTTL
 	}
 	if d.now == nil {
 		d.now = time.Now
@@ -134,9 +128,7 @@ func New(cfg Config) *Discoverer {
 	if d.maxBody <= 0 {
 		d.maxBody = DefaultMaxBodyBytes
 	}
-	// go-cache expires items by the wall clock; lookups also check the
-	// injected Clock, so the wall-clock expiry only frees memory.
-	d.cache = cache.New(d.ttl, d.ttl)
+	d.cache = flightcache.New[Result](flightcache.Config{TTL: ttl, Clock: d.now})
 	return d
 }
 
@@ -150,37 +142,16 @@ func (d *Discoverer) TokenEndpoint(ctx context.Context, fhirBase string) (*Resul
 	if err != nil {
 		return nil, err
 	}
-	if r, ok := d.cached(key); ok {
-		return &r, nil
-	}
-	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("discovery: token endpoint of %s: %w", key, err)
-	}
-	ch := d.group.DoChan(key, func() (any, error) {
-		// A flight that finished between our cache miss and DoChan has
-		// filled the cache: do not fetch again.
-		if r, ok := d.cached(key); ok {
-			return r, nil
-		}
-		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), sharedFetchTimeout)
-		defer cancel()
-		r, err := d.fetch(fctx, metadataURL)
-		if err != nil {
-			return nil, err
-		}
-		d.cache.Set(key, r, d.ttl)
-		return r, nil
+	r, _, err := d.cache.Get(ctx, key, func(fctx context.Context) (Result, error) {
+		return d.fetch(fctx, metadataURL)
 	})
-	select {
-	case <-ctx.Done():
-		return nil, fmt.Errorf("discovery: token endpoint of %s: %w", key, ctx.Err())
-	case res := <-ch:
-		if res.Err != nil {
-			return nil, res.Err
+	if err != nil {
+		if cerr := ctx.Err(); cerr != nil && errors.Is(err, cerr) {
+			return nil, fmt.Errorf("discovery: token endpoint of %s: %w", key, err)
 		}
-		r := res.Val.(Result)
-		return &r, nil
+		return nil, err
 	}
+	return &r, nil
 }
 
 // Forget drops the cached result for fhirBase, so that the next
@@ -188,22 +159,7 @@ func (d *Discoverer) TokenEndpoint(ctx context.Context, fhirBase string) (*Resul
 // in flight is not cancelled, but later lookups do not join it.
 func (d *Discoverer) Forget(fhirBase string) {
 	key := normalizeBase(fhirBase)
-	d.group.Forget(key)
-	d.cache.Delete(key)
-}
-
-// cached returns the cached result for key if it is younger than the TTL
-// by the Discoverer's clock.
-func (d *Discoverer) cached(key string) (Result, bool) {
-	v, ok := d.cache.Get(key)
-	if !ok {
-		return Result{}, false
-	}
-	r, ok := v.(Result)
-	if !ok || d.now().Sub(r.FetchedAt) >= d.ttl {
-		return Result{}, false
-	}
-	return r, true
+	d.cache.Forget(key)
 }
 
 // fetch GETs and parses the CapabilityStatement at metadataURL.
