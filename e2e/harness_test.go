@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -41,7 +42,6 @@ const (
 type world struct {
 	t       *testing.T
 	auth    *fositetest.Server
-	vault   *vaulttest.Server
 	fhir    *fhirServer
 	dir     *directoryServer
 	gateway *httptest.Server
@@ -70,8 +70,7 @@ func newWorld(t *testing.T, opts worldOptions) *world {
 		t.Fatal(err)
 	}
 
-	w.vault = vaulttest.New(t, vaultToken)
-	w.vault.Put("secret", secretPath, map[string]any{"certificate": string(certPEM), "private_key": string(keyPEM)})
+	vault := storeKey(t, map[string]any{"certificate": string(certPEM), "private_key": string(keyPEM)})
 
 	w.auth = fositetest.New(t, fositetest.Config{Clients: []fositetest.Client{{
 		ID: clientID, PublicKey: material.Chain[0].PublicKey, KeyID: material.KeyID, Algorithm: "RS384",
@@ -86,9 +85,10 @@ func newWorld(t *testing.T, opts worldOptions) *world {
 	cfg.Directory.URL = w.dir.URL + map[string]string{"r4": "/fhir", "stu3": "/fhir-stu3/1.0.1"}[opts.flavor]
 	cfg.Directory.APIKey = dirAPIKey
 	cfg.Keys.Source = "vault"
-	cfg.Keys.Vault.Address = w.vault.URL
-	cfg.Keys.Vault.Token = vaultToken
-	cfg.Keys.Vault.Path = secretPath
+	cfg.Keys.Vault.Address = vault.addr
+	cfg.Keys.Vault.Token = vault.token
+	cfg.Keys.Vault.Mount = vault.mount
+	cfg.Keys.Vault.Path = vault.path
 	cfg.Client.ClientID = clientID
 	cfg.Client.Scope = scope
 	cfg.Proxy.Timeout = 5 * time.Second
@@ -152,6 +152,9 @@ func (w *world) assertNoSecrets(extra ...string) {
 	w.t.Helper()
 	hay := append([]string{w.logs.String()}, extra...)
 	secrets := map[string]string{"vault token": vaultToken, "directory API key": dirAPIKey}
+	if tok := os.Getenv("VAULT_TOKEN"); tok != "" {
+		secrets["real vault token"] = tok
+	}
 	for i, a := range w.auth.Assertions() {
 		secrets[fmt.Sprintf("client assertion #%d", i)] = a
 		if parts := strings.Split(a, "."); len(parts) == 3 {
@@ -176,6 +179,38 @@ func (w *world) assertNoSecrets(extra ...string) {
 			}
 		}
 	}
+}
+
+// vaultSecret says where storeKey put the key.
+type vaultSecret struct{ addr, token, mount, path string }
+
+// storeKey writes the signing key where cqgate will read it: to a real
+// Vault when VAULT_ADDR and VAULT_TOKEN are set (KV v2 mount VAULT_KV_MOUNT,
+// default "secret"; a random path under cqgate-test/, deleted afterwards),
+// otherwise to a test server that answers as Vault's KV v2 API does.
+func storeKey(t *testing.T, data map[string]any) vaultSecret {
+	t.Helper()
+	addr, token := os.Getenv("VAULT_ADDR"), os.Getenv("VAULT_TOKEN")
+	if addr == "" || token == "" {
+		v := vaulttest.New(t, vaultToken)
+		v.Put("secret", secretPath, data)
+		return vaultSecret{addr: v.URL, token: vaultToken, mount: "secret", path: secretPath}
+	}
+	mount := os.Getenv("VAULT_KV_MOUNT")
+	if mount == "" {
+		mount = "secret"
+	}
+	client, err := keys.NewVaultClient(keys.VaultConfig{Address: addr, Token: token})
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := fmt.Sprintf("cqgate-test/e2e-%d", time.Now().UnixNano())
+	kv := client.KVv2(mount)
+	if _, err := kv.Put(context.Background(), path, data); err != nil {
+		t.Fatalf("writing the test key to the real Vault at %s: %v", addr, err)
+	}
+	t.Cleanup(func() { _ = kv.DeleteMetadata(context.Background(), path) })
+	return vaultSecret{addr: addr, token: token, mount: mount, path: path}
 }
 
 // fhirServer is a FHIR server whose CapabilityStatement advertises both a
