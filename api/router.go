@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
@@ -72,12 +73,14 @@ type handlers struct {
 }
 
 func (h *handlers) fhir(c *gin.Context) {
-	oid, err := directory.ParseOID(c.Param("oid"))
+	rawOID, rawPath := splitFHIRPath(c.Request)
+	oid, err := directory.ParseOID(rawOID)
 	if err != nil {
 		outcome.WriteError(c.Writer, err)
 		return
 	}
-	path, err := proxy.ParsePath(fhirPath(c.Request))
+	c.Set(oidKey, oid)
+	path, err := proxy.ParsePath(rawPath)
 	if err != nil {
 		outcome.Write(c.Writer, http.StatusBadRequest, outcome.New(outcome.Invalid, err.Error()))
 		return
@@ -88,19 +91,25 @@ func (h *handlers) fhir(c *gin.Context) {
 		outcome.WriteError(c.Writer, err)
 		return
 	}
-	c.Set(oidKey, oid)
 	h.Proxy.Forward(c.Writer, c.Request, t, path)
 }
 
-// fhirPath is the escaped path after /fhir/{oid}. The raw path is used so
-// that percent-encoding reaches ParsePath's checks intact.
-func fhirPath(r *http.Request) string {
-	p := r.URL.EscapedPath()
-	p = strings.TrimPrefix(p, "/fhir/")
+// splitFHIRPath splits the escaped request path /fhir/{oid}/{fhir-path}
+// into the unescaped OID and the still-escaped FHIR path. Both come from
+// the escaped path, not from the router's decoded parameters, so that an
+// encoded slash cannot move the boundary between them and
+// percent-encoding reaches ParsePath's checks intact.
+func splitFHIRPath(r *http.Request) (oid, fhirPath string) {
+	p := strings.TrimPrefix(r.URL.EscapedPath(), "/fhir/")
+	rawOID := p
 	if i := strings.IndexByte(p, '/'); i >= 0 {
-		return p[i:]
+		rawOID, fhirPath = p[:i], p[i:]
 	}
-	return ""
+	oid, err := url.PathUnescape(rawOID)
+	if err != nil {
+		return rawOID, fhirPath // ParseOID will refuse it
+	}
+	return oid, fhirPath
 }
 
 func (h *handlers) directory(c *gin.Context) {

@@ -65,6 +65,8 @@ func TestRoutes(t *testing.T) {
 		{"GET", "/fhir/1.2.3", stubTenants{}, 418, "1.2.3", "", ""},
 		{"DELETE", "/fhir/1.2.3/Patient/1", stubTenants{}, 418, "1.2.3", "/Patient/1", ""},
 		{"GET", "/fhir/1.2.x/Patient/1", stubTenants{}, 400, "", "", "value"},
+		{"GET", "/fhir/1.2%2F3/Patient/1", stubTenants{}, 400, "", "", "value"},
+		{"GET", "/fhir/urn%3Aoid%3A1.2.3/Patient/1", stubTenants{}, 418, "1.2.3", "/Patient/1", ""},
 		{"GET", "/fhir/1.2.3/Patient/%2e%2e/secret", stubTenants{}, 400, "", "", "invalid"},
 		{"GET", "/fhir/1.2.3/Patient/1", stubTenants{err: fmt.Errorf("x: %w", directory.ErrNotFound)}, 404, "", "", "not-found"},
 		{"GET", "/fhir/1.2.666/Patient/1", stubTenants{}, 500, "", "", "exception"},

@@ -265,11 +265,11 @@ func staticEntries(orgs map[string]config.Organization) map[string]*directory.Or
 func orgSettings(orgs map[string]config.Organization) map[string]tenant.Settings {
 	out := make(map[string]tenant.Settings, len(orgs))
 	for oid, o := range orgs {
-		alg, _ := assertion.SupportedAlgorithm(o.Algorithm)
-		if o.Algorithm == "" {
-			alg = ""
+		var alg jose.SignatureAlgorithm
+		if o.Algorithm != "" {
+			alg, _ = assertion.SupportedAlgorithm(o.Algorithm) // validated with the config
 		}
-		out[oid] = tenant.Settings{TokenURL: o.TokenURL, ClientID: o.ClientID, Scope: o.Scope, Algorithm: jose.SignatureAlgorithm(alg)}
+		out[oid] = tenant.Settings{TokenURL: o.TokenURL, ClientID: o.ClientID, Scope: o.Scope, Algorithm: alg}
 	}
 	return out
 }
