@@ -269,58 +269,6 @@ func TestResolverConcurrentLookupsShareOneRequest(t *testing.T) {
 	}
 }
 
-func TestResolverWaiterCancelDoesNotFailOthers(t *testing.T) {
-	gate := make(chan struct{})
-	ds := newDirectoryServer(t, gate)
-	r := NewResolver(ResolverConfig{Fetcher: ds.client()})
-
-	// The first caller starts the shared request, then gives up.
-	ctxA, cancelA := context.WithCancel(context.Background())
-	errA := make(chan error, 1)
-	go func() {
-		_, err := r.Lookup(ctxA, cernerOID)
-		errA <- err
-	}()
-	<-ds.started
-
-	type result struct {
-		e   *Entry
-		err error
-	}
-	resB := make(chan result, 1)
-	go func() {
-		e, err := r.Lookup(context.Background(), cernerOID)
-		resB <- result{e, err}
-	}()
-
-	cancelA()
-	select {
-	case err := <-errA:
-		if !errors.Is(err, context.Canceled) {
-			t.Errorf("cancelled caller: error %v, want context.Canceled", err)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("cancelled caller did not return while the request was pending")
-	}
-
-	close(gate)
-	select {
-	case res := <-resB:
-		if res.err != nil || res.e.Organization.OID != cernerOID {
-			t.Errorf("other caller: %+v, %v; want the organization", res.e, res.err)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("other caller did not return")
-	}
-	if got := ds.requests.Load(); got != 1 {
-		t.Errorf("%d directory requests, want 1", got)
-	}
-	// The shared answer was cached despite its initiator giving up.
-	if _, err := r.Lookup(context.Background(), cernerOID); err != nil || ds.requests.Load() != 1 {
-		t.Errorf("after: err %v, %d requests; want a cache hit", err, ds.requests.Load())
-	}
-}
-
 func TestResolverLookupWithDoneContext(t *testing.T) {
 	ds := newDirectoryServer(t, nil)
 	r := NewResolver(ResolverConfig{Fetcher: ds.client()})

@@ -190,54 +190,6 @@ func TestDiscovererConcurrentLookupsShareOneRequest(t *testing.T) {
 	}
 }
 
-func TestDiscovererWaiterCancelDoesNotFailOthers(t *testing.T) {
-	gate := make(chan struct{})
-	fs := newFHIRServer(t, cerner2019, gate)
-	d := New(Config{HTTPClient: fs.Client()})
-	base := fs.URL + basePath
-
-	ctxA, cancelA := context.WithCancel(context.Background())
-	errA := make(chan error, 1)
-	go func() {
-		_, err := d.TokenEndpoint(ctxA, base)
-		errA <- err
-	}()
-	<-fs.started
-
-	type result struct {
-		r   *Result
-		err error
-	}
-	resB := make(chan result, 1)
-	go func() {
-		r, err := d.TokenEndpoint(context.Background(), base)
-		resB <- result{r, err}
-	}()
-
-	cancelA()
-	select {
-	case err := <-errA:
-		if !errors.Is(err, context.Canceled) || !strings.HasPrefix(err.Error(), "discovery: ") {
-			t.Errorf("cancelled caller: error %v, want discovery error wrapping context.Canceled", err)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("cancelled caller did not return while the request was pending")
-	}
-
-	close(gate)
-	select {
-	case res := <-resB:
-		if res.err != nil || res.r.TokenURL != cernerCQToken {
-			t.Errorf("other caller: %+v, %v", res.r, res.err)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("other caller did not return")
-	}
-	if got := fs.requests.Load(); got != 1 {
-		t.Errorf("%d requests, want 1", got)
-	}
-}
-
 func TestDiscovererErrors(t *testing.T) {
 	tests := []struct {
 		name    string
