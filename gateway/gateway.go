@@ -110,11 +110,14 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Gateway, error
 		Defaults:  tenant.Settings{ClientID: cfg.Client.ClientID, Scope: cfg.Client.Scope, Algorithm: defaultAlg},
 		Orgs:      orgSettings(cfg.Organizations),
 	}
+	proxyErrLog, closeProxyErrLog := StdLogger(log)
+	context.AfterFunc(ctx, closeProxyErrLog)
 	px := proxy.New(proxy.Config{
 		Transport:     base,
 		Credentials:   &credentials{cache: cache, exchanger: exchanger},
 		Logger:        log,
 		MaxReplayBody: cfg.Proxy.MaxReplayBody,
+		ErrorLog:      proxyErrLog,
 	})
 
 	g := &Gateway{Keys: holder, Tokens: cache, Directory: resolver, log: log, keyLoaded: make(chan struct{})}
@@ -126,27 +129,25 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Gateway, error
 // loadKeys loads the signing key now, or keeps trying in the background
 // with capped exponential backoff.
 func (g *Gateway) loadKeys(ctx context.Context) {
-	if _, err := g.Keys.Reload(ctx); err == nil {
+	_, err := g.Keys.Reload(ctx)
+	if err == nil {
 		close(g.keyLoaded)
 		return
-	} else {
-		g.log.WithError(err).Error("gateway: signing key not loaded; retrying in the background")
 	}
+	g.log.WithError(err).Error("gateway: signing key not loaded; retrying in the background")
 	go func() {
-		delay := time.Second
-		for {
+		for delay := time.Second; ; delay = min(2*delay, time.Minute) {
 			select {
 			case <-ctx.Done():
 				return
 			case <-time.After(delay):
 			}
-			if _, err := g.Keys.Reload(ctx); err == nil {
+			_, err := g.Keys.Reload(ctx)
+			if err == nil {
 				close(g.keyLoaded)
 				return
-			} else {
-				g.log.WithError(err).WithField("retry_in", (2 * delay).String()).Warn("gateway: signing key still not loaded")
 			}
-			delay = min(2*delay, time.Minute)
+			g.log.WithError(err).WithField("retry_in", min(2*delay, time.Minute).String()).Warn("gateway: signing key still not loaded")
 		}
 	}()
 }

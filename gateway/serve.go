@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	stdlog "log"
 	"net"
 	"net/http"
 
@@ -15,6 +16,8 @@ import (
 // Serve serves h on ln until ctx ends, then stops accepting connections
 // and lets in-flight requests finish for up to cfg.ShutdownTimeout.
 func Serve(ctx context.Context, ln net.Listener, h http.Handler, cfg config.Server, log logrus.FieldLogger) error {
+	errLog, closeErrLog := StdLogger(log)
+	defer closeErrLog()
 	srv := &http.Server{
 		Handler:           h,
 		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
@@ -22,7 +25,7 @@ func Serve(ctx context.Context, ln net.Listener, h http.Handler, cfg config.Serv
 		WriteTimeout:      cfg.WriteTimeout,
 		IdleTimeout:       cfg.IdleTimeout,
 		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          nil,
+		ErrorLog:          errLog,
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
@@ -43,4 +46,12 @@ func Serve(ctx context.Context, ln net.Listener, h http.Handler, cfg config.Serv
 		return fmt.Errorf("gateway: serving: %w", err)
 	}
 	return nil
+}
+
+// StdLogger returns a standard-library logger that writes to log at warn
+// level, for the net/http pieces that only take a *log.Logger, and a
+// function that releases it.
+func StdLogger(log logrus.FieldLogger) (*stdlog.Logger, func()) {
+	w := log.WithField("component", "net/http").WriterLevel(logrus.WarnLevel)
+	return stdlog.New(w, "", 0), func() { _ = w.Close() }
 }

@@ -54,5 +54,3 @@ func ParsePath(escaped string) (string, error) {
 	}
 	return escaped, nil
 }
-
-func unescapePath(s string) (string, error) { return url.PathUnescape(s) }

@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	stdlog "log"
 	"net/http"
 	"net/http/httputil"
+	"net/url"
 	"strings"
 	"sync"
 
@@ -49,6 +51,9 @@ type Config struct {
 	// MaxReplayBody is the largest request body buffered so the request
 	// can be retried after a 401. Zero means bodies are never retried.
 	MaxReplayBody int64
+	// ErrorLog receives httputil.ReverseProxy's own messages (such as a
+	// body copy failing mid-stream); the standard logger when nil.
+	ErrorLog *stdlog.Logger
 }
 
 // Proxy forwards FHIR requests to tenants.
@@ -75,7 +80,7 @@ func New(cfg Config) *Proxy {
 		ModifyResponse: modifyResponse,
 		ErrorHandler:   p.errorHandler,
 		BufferPool:     newBufferPool(),
-		ErrorLog:       nil,
+		ErrorLog:       cfg.ErrorLog,
 	}
 	return p
 }
@@ -141,13 +146,10 @@ func rewrite(pr *httputil.ProxyRequest) {
 	base := rt.tenant.BaseURL()
 	out := pr.Out
 	u := *base
-	u.RawPath = ""
-	u.Path = ""
-	// Join the escaped base path and the already-validated escaped FHIR path.
+	// Join the escaped base path and the escaped FHIR path; ParsePath
+	// validated the latter, so unescaping cannot fail.
 	u.RawPath = base.EscapedPath() + rt.path
-	if p, err := unescapePath(u.RawPath); err == nil {
-		u.Path = p
-	}
+	u.Path, _ = url.PathUnescape(u.RawPath)
 	u.RawQuery = pr.In.URL.RawQuery
 	u.Fragment, u.RawFragment = "", ""
 	out.URL = &u
