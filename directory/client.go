@@ -4,12 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"strings"
 	"time"
-	"unicode"
+
+	"github.com/cqgate/cqgate/internal/upstream"
 )
 
 const (
@@ -21,10 +21,7 @@ const (
 	DefaultTimeout = 30 * time.Second
 
 	// redacted replaces the API key in URLs put into errors.
-	redacted = "REDACTED"
-	// maxErrorBody bounds how much of an error response body an Error
-	// quotes.
-	maxErrorBody = 256
+	redacted = upstream.Redacted
 )
 
 // Ways of passing the API key to the R4 directory (R4Client.APIKeyIn).
@@ -211,34 +208,26 @@ func fetch(ctx context.Context, hc *http.Client, maxBody int64, req request, oid
 	if maxBody <= 0 {
 		maxBody = DefaultMaxBodyBytes
 	}
-	hr, err := http.NewRequestWithContext(ctx, http.MethodGet, req.url.String(), nil)
-	if err != nil {
-		return nil, fmt.Errorf("directory: GET %s: %w", req.redactedURL, scrub(err, req.apiKey))
+	header := req.header.Clone()
+	if header == nil {
+		header = http.Header{}
 	}
-	for k, v := range req.header {
-		hr.Header[k] = v
-	}
-	hr.Header.Set("Accept", req.accept)
+	header.Set("Accept", req.accept)
 
-	resp, err := hc.Do(hr)
-	if err != nil {
-		return nil, &Error{URL: req.redactedURL, Err: redactURLError(err, req.redactedURL, req.apiKey)}
-	}
-	defer resp.Body.Close()
-
-	body, err := io.ReadAll(io.LimitReader(resp.Body, maxBody+1))
-	if err != nil {
-		return nil, &Error{URL: req.redactedURL, StatusCode: resp.StatusCode, Err: fmt.Errorf("reading body: %w", scrub(err, req.apiKey))}
-	}
+	resp, err := upstream.Get(ctx, hc, req.url.String(), header, maxBody)
 	switch {
+	case resp == nil:
+		return nil, &Error{URL: req.redactedURL, Err: redactURLError(err, req.redactedURL, req.apiKey)}
+	case err != nil:
+		return nil, &Error{URL: req.redactedURL, StatusCode: resp.StatusCode, Err: scrub(err, req.apiKey)}
 	case resp.StatusCode == http.StatusNotFound || resp.StatusCode == http.StatusGone:
 		return nil, fmt.Errorf("%w: %s (GET %s: HTTP %d)", ErrNotFound, oid, req.redactedURL, resp.StatusCode)
-	case resp.StatusCode < 200 || resp.StatusCode > 299:
-		return nil, &Error{URL: req.redactedURL, StatusCode: resp.StatusCode, Err: statusError(resp.StatusCode, body, req.apiKey)}
-	case int64(len(body)) > maxBody:
+	case !resp.OK():
+		return nil, &Error{URL: req.redactedURL, StatusCode: resp.StatusCode, Err: upstream.DescribeStatus(resp.StatusCode, resp.Body, req.apiKey)}
+	case resp.Truncated:
 		return nil, &Error{URL: req.redactedURL, StatusCode: resp.StatusCode, Err: fmt.Errorf("response body exceeds %d bytes", maxBody)}
 	}
-	org, err := parse(body)
+	org, err := parse(resp.Body)
 	if err != nil {
 		return nil, &Error{URL: req.redactedURL, StatusCode: resp.StatusCode, Err: fmt.Errorf("parse %s: %w", what, scrub(err, req.apiKey))}
 	}
@@ -267,36 +256,8 @@ func scrub(err error, key string) error {
 		return err
 	}
 	msg := err.Error()
-	clean := strings.ReplaceAll(msg, key, redacted)
-	if esc := url.QueryEscape(key); esc != key {
-		clean = strings.ReplaceAll(clean, esc, redacted)
+	if clean := upstream.Scrub(msg, key); clean != msg {
+		return errors.New(clean)
 	}
-	if clean == msg {
-		return err
-	}
-	return errors.New(clean)
-}
-
-// statusError describes an unexpected response: the status text and the
-// start of the body, printable characters only, with the key scrubbed.
-func statusError(code int, body []byte, key string) error {
-	text := http.StatusText(code)
-	if text == "" {
-		text = "unexpected status"
-	}
-	snippet := string(body)
-	if key != "" {
-		snippet = strings.ReplaceAll(snippet, key, redacted)
-		snippet = strings.ReplaceAll(snippet, url.QueryEscape(key), redacted)
-	}
-	snippet = strings.Join(strings.FieldsFunc(snippet, func(r rune) bool {
-		return unicode.IsSpace(r) || !unicode.IsPrint(r)
-	}), " ")
-	if len(snippet) > maxErrorBody {
-		snippet = strings.ToValidUTF8(snippet[:maxErrorBody], "") + "..."
-	}
-	if snippet == "" {
-		return errors.New(text)
-	}
-	return fmt.Errorf("%s: %s", text, snippet)
+	return err
 }

@@ -4,14 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"strings"
 	"time"
-	"unicode"
 
 	"github.com/cqgate/cqgate/internal/flightcache"
+	"github.com/cqgate/cqgate/internal/upstream"
 )
 
 const (
@@ -24,10 +23,6 @@ const (
 	// DefaultTimeout is the request timeout of the *http.Client used when
 	// Config.HTTPClient is nil.
 	DefaultTimeout = 30 * time.Second
-
-	// maxErrorBody bounds how much of an error response body an Error
-	// quotes.
-	maxErrorBody = 256
 )
 
 // Config configures a Discoverer.
@@ -164,30 +159,20 @@ func (d *Discoverer) Forget(fhirBase string) {
 
 // fetch GETs and parses the CapabilityStatement at metadataURL.
 func (d *Discoverer) fetch(ctx context.Context, metadataURL string) (Result, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, metadataURL, nil)
-	if err != nil {
-		return Result{}, fmt.Errorf("discovery: GET %s: %w", metadataURL, err)
-	}
 	// Cerner answers other media types with 406 Not Acceptable.
-	req.Header.Set("Accept", "application/fhir+json")
-
-	resp, err := d.hc.Do(req)
-	if err != nil {
-		return Result{}, &Error{URL: metadataURL, Err: err}
-	}
-	defer resp.Body.Close()
-
-	body, err := io.ReadAll(io.LimitReader(resp.Body, d.maxBody+1))
-	if err != nil {
-		return Result{}, &Error{URL: metadataURL, StatusCode: resp.StatusCode, Err: fmt.Errorf("reading body: %w", err)}
-	}
+	header := http.Header{"Accept": {"application/fhir+json"}}
+	resp, err := upstream.Get(ctx, d.hc, metadataURL, header, d.maxBody)
 	switch {
-	case resp.StatusCode < 200 || resp.StatusCode > 299:
-		return Result{}, &Error{URL: metadataURL, StatusCode: resp.StatusCode, Err: statusError(resp.StatusCode, body)}
-	case int64(len(body)) > d.maxBody:
+	case resp == nil:
+		return Result{}, &Error{URL: metadataURL, Err: err}
+	case err != nil:
+		return Result{}, &Error{URL: metadataURL, StatusCode: resp.StatusCode, Err: err}
+	case !resp.OK():
+		return Result{}, &Error{URL: metadataURL, StatusCode: resp.StatusCode, Err: upstream.DescribeStatus(resp.StatusCode, resp.Body)}
+	case resp.Truncated:
 		return Result{}, &Error{URL: metadataURL, StatusCode: resp.StatusCode, Err: fmt.Errorf("response body exceeds %d bytes", d.maxBody)}
 	}
-	uris, err := parseCapabilityStatement(body)
+	uris, err := parseCapabilityStatement(resp.Body)
 	if err != nil {
 		return Result{}, &Error{URL: metadataURL, StatusCode: resp.StatusCode, Err: fmt.Errorf("parse CapabilityStatement: %w", err)}
 	}
@@ -237,23 +222,4 @@ func isHTTPURL(s string) bool {
 		return false
 	}
 	return u.Scheme == "http" || u.Scheme == "https"
-}
-
-// statusError describes an unexpected response: the status text and the
-// start of the body, printable characters only.
-func statusError(code int, body []byte) error {
-	text := http.StatusText(code)
-	if text == "" {
-		text = "unexpected status"
-	}
-	snippet := strings.Join(strings.FieldsFunc(string(body), func(r rune) bool {
-		return unicode.IsSpace(r) || !unicode.IsPrint(r)
-	}), " ")
-	if len(snippet) > maxErrorBody {
-		snippet = strings.ToValidUTF8(snippet[:maxErrorBody], "") + "..."
-	}
-	if snippet == "" {
-		return errors.New(text)
-	}
-	return fmt.Errorf("%s: %s", text, snippet)
 }

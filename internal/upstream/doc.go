@@ -1,0 +1,5 @@
+// Package upstream makes the bounded GET requests cqgate sends to the
+// services it depends on (the Carequality directory, FHIR servers'
+// metadata), and describes an unexpected answer without quoting more of it
+// than an operator needs or any secret it echoes back.
+package upstream
