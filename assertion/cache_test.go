@@ -9,12 +9,14 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/cqgate/cqgate/internal/clocktest"
 )
 
 // countingSource issues tok-1, tok-2, ... and can be made to block or
 // fail.
 type countingSource struct {
-	clock     *fakeClock
+	clock     *clocktest.Clock
 	expiresIn time.Duration
 	n         atomic.Int64
 	gate      chan struct{} // if non-nil, Token waits for it to close

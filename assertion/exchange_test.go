@@ -18,6 +18,8 @@ import (
 
 	"github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
+
+	"github.com/cqgate/cqgate/internal/clocktest"
 )
 
 const testAccessToken = "at-SECRET-0123456789abcdef"
@@ -82,7 +84,7 @@ func jsonResponse(status int, body string, header ...string) func(http.ResponseW
 	}
 }
 
-func newExchanger(t *testing.T, clock *fakeClock, client *http.Client) *Exchanger {
+func newExchanger(t *testing.T, clock *clocktest.Clock, client *http.Client) *Exchanger {
 	t.Helper()
 	return &Exchanger{
 		Signer:     &Signer{Keys: staticKeys{newMaterial(t, rsaKey())}, Clock: clock.Now},

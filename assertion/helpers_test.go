@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/cqgate/cqgate/keys"
+
+	"github.com/cqgate/cqgate/internal/clocktest"
 )
 
 // Keys are generated once per test binary: RSA generation is slow.
@@ -90,28 +92,6 @@ type staticKeys struct{ m *keys.Material }
 
 func (s staticKeys) Current() *keys.Material { return s.m }
 
-// fakeClock is an injectable clock.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newFakeClock() *fakeClock {
-	return &fakeClock{t: time.Date(2025, 3, 14, 15, 9, 26, 0, time.UTC)}
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
 // assertNoSecrets fails if s contains any of the secrets.
 func assertNoSecrets(t testing.TB, what, s string, secrets ...string) {
 	t.Helper()
@@ -120,4 +100,8 @@ func assertNoSecrets(t testing.TB, what, s string, secrets ...string) {
 			t.Errorf("%s leaks a secret: %q", what, s)
 		}
 	}
+}
+
+func newFakeClock() *clocktest.Clock {
+	return clocktest.New(time.Date(2025, 3, 14, 15, 9, 26, 0, time.UTC))
 }

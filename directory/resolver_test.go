@@ -11,29 +11,9 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/cqgate/cqgate/internal/clocktest"
 )
-
-// fakeClock is a settable Clock.
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func newFakeClock() *fakeClock {
-	return &fakeClock{now: time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)}
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
 
 // fetcherFunc adapts a function to Fetcher.
 type fetcherFunc func(ctx context.Context, oid string) (*Organization, error)
@@ -280,4 +260,8 @@ func TestResolverLookupWithDoneContext(t *testing.T) {
 	if got := ds.requests.Load(); got != 0 {
 		t.Errorf("%d directory requests for a done context, want 0", got)
 	}
+}
+
+func newFakeClock() *clocktest.Clock {
+	return clocktest.New(time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC))
 }

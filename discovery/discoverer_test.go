@@ -12,31 +12,11 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/cqgate/cqgate/internal/clocktest"
 )
 
 const basePath = "/r4/" + tenant
-
-// fakeClock is a settable Clock.
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func newFakeClock() *fakeClock {
-	return &fakeClock{now: time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)}
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
 
 // fhirServer serves a CapabilityStatement at basePath/metadata, counting
 // requests and recording request-shape problems. While gate is non-nil,
@@ -406,4 +386,8 @@ func wantText(text string) func(*testing.T, error) {
 			t.Errorf("error %q, want prefix and %q", err, text)
 		}
 	}
+}
+
+func newFakeClock() *clocktest.Clock {
+	return clocktest.New(time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC))
 }

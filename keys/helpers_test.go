@@ -188,26 +188,6 @@ func assertNoSecrets(t testing.TB, what, text string, secrets ...string) {
 	}
 }
 
-// fakeClock is an injectable, settable clock.
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func newFakeClock(now time.Time) *fakeClock { return &fakeClock{now: now} }
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) Set(now time.Time) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = now
-}
-
 // testLogger sends logrus output to t.Log.
 func testLogger(t testing.TB) logrus.FieldLogger {
 	l := logrus.New()

@@ -14,6 +14,8 @@ import (
 
 	"github.com/cqgate/cqgate/internal/vaulttest"
 	"github.com/cqgate/cqgate/keys"
+
+	"github.com/cqgate/cqgate/internal/clocktest"
 )
 
 // scriptedSource returns its results in order, repeating the last one.
@@ -129,7 +131,7 @@ func TestHolderReload(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			src := &scriptedSource{}
-			clock := newFakeClock(t0)
+			clock := clocktest.New(t0)
 			logger, hook := logtest.NewNullLogger()
 			h := keys.NewHolder(src, keys.HolderOptions{Clock: clock.Now, Logger: logger})
 			if h.Current() != nil {

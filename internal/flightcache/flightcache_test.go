@@ -7,22 +7,12 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/cqgate/cqgate/internal/clocktest"
 )
 
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (f *fakeClock) Now() time.Time { f.mu.Lock(); defer f.mu.Unlock(); return f.now }
-func (f *fakeClock) Advance(d time.Duration) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.now = f.now.Add(d)
-}
-
 func TestGetCachesForTTL(t *testing.T) {
-	clock := &fakeClock{now: time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)}
+	clock := clocktest.New(time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC))
 	c := New[string](Config{TTL: time.Minute, Clock: clock.Now})
 	var calls atomic.Int64
 	fetch := func(context.Context) (string, error) { calls.Add(1); return "v", nil }
