@@ -262,3 +262,23 @@ func TestHealthAndReadiness(t *testing.T) {
 		}
 	}
 }
+
+// An organization configured with an algorithm the key cannot do gets an
+// OperationOutcome naming the clash, and no token request is sent.
+func TestAlgorithmThatCannotFitTheKey(t *testing.T) {
+	const es = "2.16.840.1.113883.3.778"
+	w := newWorld(t, worldOptions{flavor: "r4", tune: func(c *config.Config, w *world) {
+		c.Organizations = map[string]config.Organization{es: {FHIRBase: w.fhir.base(), TokenURL: w.auth.TokenURL, Algorithm: "ES256"}}
+	}})
+	resp, body := w.do("GET", "/fhir/"+es+"/Patient/1316024", nil, nil)
+	if resp.StatusCode != http.StatusInternalServerError {
+		t.Fatalf("status %d: %s", resp.StatusCode, body)
+	}
+	oo := decodeOutcome(t, resp, body)
+	if !strings.Contains(oo.Issue[0].Diagnostics, `"ES256" cannot be used with a RSA-2048 key (usable: RS256, RS384`) {
+		t.Errorf("diagnostics do not name the clash: %s", body)
+	}
+	if w.auth.Exchanges() != 0 {
+		t.Errorf("a token request was sent with an assertion that cannot be signed")
+	}
+}

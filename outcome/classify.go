@@ -42,6 +42,7 @@ func FromError(err error) (int, *OperationOutcome) {
 	var (
 		oe *Error
 		re *assertion.RetrieveError
+		ae *assertion.AlgorithmError
 	)
 	switch {
 	case errors.Is(err, directory.ErrInvalidOID):
@@ -56,6 +57,10 @@ func FromError(err error) (int, *OperationOutcome) {
 		return http.StatusBadGateway, retrieveOutcome(err, re)
 	case errors.As(err, &oe):
 		return oe.Status, New(oe.Code, err.Error())
+	case errors.As(err, &ae):
+		// The gateway's own configuration cannot work for this
+		// organization; say exactly why rather than hide it.
+		return http.StatusInternalServerError, New(Exception, "cqgate is misconfigured for this organization: "+err.Error())
 	case errors.Is(err, assertion.ErrNoKey):
 		return http.StatusServiceUnavailable, New(Transient, err.Error()+"; see /readyz")
 	case isUpstream(err):

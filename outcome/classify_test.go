@@ -46,6 +46,7 @@ func TestFromError(t *testing.T) {
 		{"directory status", &directory.Error{URL: "https://dir/x", StatusCode: 500}, 502, Exception, "HTTP 500"},
 		{"discovery status", &discovery.Error{URL: "https://fhir/metadata", StatusCode: 503}, 502, Exception, "metadata"},
 		{"marked upstream", fmt.Errorf("p: %w", marked{}), 502, Exception, "upstream broke"},
+		{"algorithm that cannot fit the key", fmt.Errorf("s: %w", &assertion.AlgorithmError{Algorithm: "ES256", KeyType: "RSA"}), 500, Exception, `signing algorithm "ES256" cannot be used with a RSA key`},
 		{"no key yet", fmt.Errorf("s: %w", assertion.ErrNoKey), 503, Transient, "/readyz"},
 		{"unknown stays generic", errors.New("secret internal detail"), 500, Exception, "internal error"},
 	}
