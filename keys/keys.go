@@ -6,6 +6,9 @@ import (
 	"crypto/x509"
 	"fmt"
 	"time"
+
+	"github.com/go-jose/go-jose/v4"
+	"github.com/go-jose/go-jose/v4/cryptosigner"
 )
 
 // Material is a signing key with the X.509 certificate chain that vouches
@@ -15,6 +18,11 @@ type Material struct {
 	// to callers, so a remote signer (a KMS, Vault transit) fits as well
 	// as an in-memory key.
 	Signer crypto.Signer
+	// Opaque, when set, signs JWS signing inputs itself: a remote signer
+	// such as Vault transit, where no crypto.Signer fits because the
+	// signature is computed over the whole input. Signer may then be nil;
+	// the public key is the leaf certificate's.
+	Opaque jose.OpaqueSigner
 	// Chain is the certificate chain, leaf first. Chain[0].PublicKey is
 	// the public half of Signer.
 	Chain []*x509.Certificate
@@ -34,6 +42,37 @@ func (m *Material) NotAfter() time.Time {
 		return time.Time{}
 	}
 	return m.Chain[0].NotAfter
+}
+
+// Public returns the public half of the signing key: the signer's, or the
+// leaf certificate's for an opaque signer.
+func (m *Material) Public() crypto.PublicKey {
+	switch {
+	case m == nil:
+		return nil
+	case m.Signer != nil:
+		return m.Signer.Public()
+	case m.Opaque != nil:
+		return m.Opaque.Public().Key
+	case len(m.Chain) > 0 && m.Chain[0] != nil:
+		return m.Chain[0].PublicKey
+	}
+	return nil
+}
+
+// JOSESigner returns the signer go-jose signs with: Opaque when set,
+// otherwise Signer wrapped by go-jose's cryptosigner. It is nil when the
+// material has neither.
+func (m *Material) JOSESigner() jose.OpaqueSigner {
+	switch {
+	case m == nil:
+		return nil
+	case m.Opaque != nil:
+		return m.Opaque
+	case m.Signer != nil:
+		return cryptosigner.Opaque(m.Signer)
+	}
+	return nil
 }
 
 // Source loads signing material from wherever it is kept.
