@@ -19,12 +19,24 @@ type Config struct {
 	LogLevel string `yaml:"log_level"`
 
 	Server    Server    `yaml:"server"`
+	Inbound   Inbound   `yaml:"inbound"`
+	Audit     Audit     `yaml:"audit"`
+	Metrics   Metrics   `yaml:"metrics"`
+	Warmup    Warmup    `yaml:"warmup"`
+	Vault     Vault     `yaml:"vault"`
 	Directory Directory `yaml:"directory"`
 	Discovery Discovery `yaml:"discovery"`
 	Keys      Keys      `yaml:"keys"`
 	Client    Client    `yaml:"client"`
 	Tokens    Tokens    `yaml:"tokens"`
 	Proxy     Proxy     `yaml:"proxy"`
+	UDAP      UDAP      `yaml:"udap"`
+
+	// Identities are further client identities (certificate, key and
+	// client id), by name, for organizations or communities that know
+	// cqgate under another one. keys and client above are the identity
+	// named "default".
+	Identities map[string]Identity `yaml:"identities"`
 
 	// Organizations holds per-OID settings, keyed by OID. An entry with a
 	// fhir_base serves an organization that is not in the directory.
@@ -38,6 +50,105 @@ type Server struct {
 	WriteTimeout      time.Duration `yaml:"write_timeout"`
 	IdleTimeout       time.Duration `yaml:"idle_timeout"`
 	ShutdownTimeout   time.Duration `yaml:"shutdown_timeout"`
+	// MaxHeaderBytes bounds an inbound request's headers.
+	MaxHeaderBytes int `yaml:"max_header_bytes"`
+	// MaxBodyBytes bounds an inbound request's body (413 beyond it).
+	MaxBodyBytes int64 `yaml:"max_body_bytes"`
+}
+
+// Inbound says who may call cqgate and what each caller may do.
+type Inbound struct {
+	// Auth is "none", "api_key" or "mtls".
+	Auth string `yaml:"auth"`
+	// AllowUnauthenticated permits auth none on a listen address that is
+	// not loopback. Never in production.
+	AllowUnauthenticated bool `yaml:"allow_unauthenticated"`
+	// APIKeys maps a caller's name to the hex SHA-256 of its key.
+	APIKeys map[string]string `yaml:"api_keys"`
+	// APIKeysVault names a KV v2 secret whose fields map caller names to
+	// hex SHA-256 key hashes; it is merged over APIKeys and re-read.
+	APIKeysVault KVRef `yaml:"api_keys_vault"`
+	// TLS serves HTTPS; with auth mtls it also verifies client certificates.
+	TLS TLS `yaml:"tls"`
+	// MTLSIdentity says which part of a client certificate names the
+	// caller: san_uri, san_dns or subject_cn.
+	MTLSIdentity string `yaml:"mtls_identity"`
+	// Callers is the per-caller policy, by caller name. With auth none the
+	// caller is named "anonymous".
+	Callers map[string]Caller `yaml:"callers"`
+}
+
+// KVRef names a Vault KV v2 secret.
+type KVRef struct {
+	Mount string `yaml:"mount"`
+	Path  string `yaml:"path"`
+}
+
+// TLS is the inbound server's TLS configuration.
+type TLS struct {
+	CertFile     string `yaml:"cert_file"`
+	KeyFile      string `yaml:"key_file"`
+	ClientCAFile string `yaml:"client_ca_file"`
+}
+
+// Caller is what one caller may do.
+type Caller struct {
+	// Organizations are OIDs, prefix patterns ending in ".*", or "*".
+	Organizations []string `yaml:"organizations"`
+	// Methods are the HTTP methods allowed; empty means read-only.
+	Methods []string `yaml:"methods"`
+	// Scopes the caller may request tokens for; empty means the
+	// organization's configured scope only.
+	Scopes []string `yaml:"scopes"`
+	// PurposesOfUse the caller may assert with X-Purpose-Of-Use.
+	PurposesOfUse []string `yaml:"purposes_of_use"`
+}
+
+// Audit configures the audit trail: one JSON line per FHIR request.
+type Audit struct {
+	// Destination is stdout, stderr, file:/path, or none.
+	Destination string `yaml:"destination"`
+}
+
+// Metrics configures the Prometheus endpoint.
+type Metrics struct {
+	Enabled bool   `yaml:"enabled"`
+	Path    string `yaml:"path"`
+}
+
+// Warmup resolves organizations and fetches their tokens at start.
+type Warmup struct {
+	Organizations []string      `yaml:"organizations"`
+	Timeout       time.Duration `yaml:"timeout"`
+}
+
+// Vault is the connection to HashiCorp Vault shared by everything that
+// reads from it: keys, the directory API key, caller API keys and UDAP
+// registrations.
+type Vault struct {
+	// Address defaults to VAULT_ADDR.
+	Address   string        `yaml:"address"`
+	Namespace string        `yaml:"namespace"`
+	CACert    string        `yaml:"ca_cert"`
+	Timeout   time.Duration `yaml:"timeout"`
+	Auth      VaultAuth     `yaml:"auth"`
+}
+
+// VaultAuth is how cqgate logs in to Vault.
+type VaultAuth struct {
+	// Method is token, approle or kubernetes.
+	Method string `yaml:"method"`
+	// Token defaults to VAULT_TOKEN; TokenFile is read when set.
+	Token     string `yaml:"token"`
+	TokenFile string `yaml:"token_file"`
+	// Mount is the auth method's mount path (default: the method name).
+	Mount        string `yaml:"mount"`
+	RoleID       string `yaml:"role_id"`
+	SecretID     string `yaml:"secret_id"`
+	SecretIDFile string `yaml:"secret_id_file"`
+	// Role is the Kubernetes auth role.
+	Role                    string `yaml:"role"`
+	ServiceAccountTokenFile string `yaml:"service_account_token_file"`
 }
 
 // Directory selects and configures the Carequality directory.
@@ -50,37 +161,64 @@ type Directory struct {
 	URL string `yaml:"url"`
 	// APIKey is the directory API key. Prefer CQGATE_DIRECTORY_API_KEY.
 	APIKey string `yaml:"api_key"`
+	// APIKeyVault reads the key from a field of a Vault KV v2 secret.
+	APIKeyVault KVField `yaml:"api_key_vault"`
 	// APIKeyIn says how the R4 directory gets the key: "header"
 	// (Authorization: api-key <key>) or "query" (_apiKey=<key>).
 	APIKeyIn string        `yaml:"api_key_in"`
 	CacheTTL time.Duration `yaml:"cache_ttl"`
-	Timeout  time.Duration `yaml:"timeout"`
+	// MaxStale bounds how long past its TTL an entry is still served when
+	// the directory is failing.
+	MaxStale time.Duration `yaml:"max_stale"`
+	// NegativeTTL is how long a "not found" is remembered.
+	NegativeTTL time.Duration `yaml:"negative_ttl"`
+	Timeout     time.Duration `yaml:"timeout"`
+	// FHIRVersions orders the FHIR endpoint versions preferred.
+	FHIRVersions []string `yaml:"fhir_versions"`
+	Retry        Retry    `yaml:"retry"`
 }
 
-// Discovery configures token-URL discovery from CapabilityStatements.
+// KVField names one field of a Vault KV v2 secret.
+type KVField struct {
+	Mount string `yaml:"mount"`
+	Path  string `yaml:"path"`
+	Field string `yaml:"field"`
+}
+
+// Retry is a capped exponential backoff with jitter.
+type Retry struct {
+	Attempts       int           `yaml:"attempts"`
+	InitialBackoff time.Duration `yaml:"initial_backoff"`
+	MaxBackoff     time.Duration `yaml:"max_backoff"`
+}
+
+// Discovery configures token-URL discovery.
 type Discovery struct {
+	// Order is the default precedence of discovery sources.
+	Order    []string      `yaml:"order"`
 	CacheTTL time.Duration `yaml:"cache_ttl"`
+	// MaxStale bounds how long past its TTL a result is still served when
+	// a refresh fails.
+	MaxStale time.Duration `yaml:"max_stale"`
 	Timeout  time.Duration `yaml:"timeout"`
+	// UDAPTrustAnchors is a PEM file of the CA certificates UDAP signed
+	// metadata must chain to.
+	UDAPTrustAnchors string `yaml:"udap_trust_anchors"`
 }
 
-// Keys says where the signing key and certificate chain come from.
+// Keys says where a signing key and certificate chain come from.
 type Keys struct {
-	// Source is "vault" or "pem".
-	Source string    `yaml:"source"`
-	Vault  VaultKeys `yaml:"vault"`
-	PEM    PEMKeys   `yaml:"pem"`
+	// Source is "vault" (KV v2), "transit" (Vault transit signing) or "pem".
+	Source  string      `yaml:"source"`
+	Vault   VaultKeys   `yaml:"vault"`
+	Transit TransitKeys `yaml:"transit"`
+	PEM     PEMKeys     `yaml:"pem"`
+	// WatchInterval is how often the source is checked for a new version.
+	WatchInterval time.Duration `yaml:"watch_interval"`
 }
 
-// VaultKeys reads the key from a Vault KV v2 secret.
+// VaultKeys reads the key and chain from a Vault KV v2 secret.
 type VaultKeys struct {
-	// Address defaults to VAULT_ADDR.
-	Address string `yaml:"address"`
-	// Token defaults to VAULT_TOKEN; TokenFile is read when set.
-	Token     string        `yaml:"token"`
-	TokenFile string        `yaml:"token_file"`
-	Namespace string        `yaml:"namespace"`
-	CACert    string        `yaml:"ca_cert"`
-	Timeout   time.Duration `yaml:"timeout"`
 	// Mount is the KV v2 mount, Path the secret's path within it.
 	Mount string `yaml:"mount"`
 	Path  string `yaml:"path"`
@@ -88,6 +226,16 @@ type VaultKeys struct {
 	// PrivateKeyField the PEM private key.
 	CertificateField string `yaml:"certificate_field"`
 	PrivateKeyField  string `yaml:"private_key_field"`
+}
+
+// TransitKeys signs with a Vault transit key; the chain comes from KV.
+type TransitKeys struct {
+	Mount string `yaml:"mount"`
+	Key   string `yaml:"key"`
+	// CertificateMount/Path/Field locate the PEM chain in KV v2.
+	CertificateMount string `yaml:"certificate_mount"`
+	CertificatePath  string `yaml:"certificate_path"`
+	CertificateField string `yaml:"certificate_field"`
 }
 
 // PEMKeys reads the key and chain from files.
@@ -102,19 +250,36 @@ type Client struct {
 	ClientID string `yaml:"client_id"`
 	// Scope requested from token endpoints.
 	Scope string `yaml:"scope"`
-	// Algorithm signs client assertions: RS384 (default) or RS256.
+	// Algorithm signs client assertions; empty follows the key (RS384 for
+	// RSA, ES256 for P-256, ES384 for P-384).
 	Algorithm string `yaml:"algorithm"`
 	// AssertionLifetime is exp - iat of each assertion, at most 5m.
 	AssertionLifetime time.Duration `yaml:"assertion_lifetime"`
+	// ClockSkew backdates iat and nbf for servers whose clocks run behind.
+	ClockSkew time.Duration `yaml:"clock_skew"`
+}
+
+// Identity is one more client identity.
+type Identity struct {
+	Keys      Keys   `yaml:"keys"`
+	ClientID  string `yaml:"client_id"`
+	Algorithm string `yaml:"algorithm"`
 }
 
 // Tokens configures the access-token cache and exchanges.
 type Tokens struct {
 	// RefreshMargin: a token is replaced this long before it expires.
 	RefreshMargin time.Duration `yaml:"refresh_margin"`
+	// RefreshAhead: a token used this long before its refresh point is
+	// renewed in the background.
+	RefreshAhead time.Duration `yaml:"refresh_ahead"`
+	// MinInterval between exchanges for one token (Cerner throttles
+	// attempts under a minute).
+	MinInterval time.Duration `yaml:"min_interval"`
 	// DefaultLifetime is assumed when a token response has no expires_in.
 	DefaultLifetime time.Duration `yaml:"default_lifetime"`
 	Timeout         time.Duration `yaml:"timeout"`
+	Retry           Retry         `yaml:"retry"`
 }
 
 // Proxy configures forwarding to FHIR servers.
@@ -127,18 +292,64 @@ type Proxy struct {
 	MaxReplayBody int64 `yaml:"max_replay_body"`
 }
 
+// UDAP configures UDAP B2B and dynamic client registration.
+type UDAP struct {
+	// Issuer is the URI SAN of the certificate: iss and sub of software
+	// statements.
+	Issuer     string   `yaml:"issuer"`
+	ClientName string   `yaml:"client_name"`
+	Contacts   []string `yaml:"contacts"`
+	// Registrations is where registered client ids are kept, per OID, so
+	// that replicas share them.
+	Registrations KVRef `yaml:"registrations"`
+}
+
 // Organization is per-OID configuration. Every field is optional.
 type Organization struct {
 	// Name is used when the organization is not in the directory.
 	Name string `yaml:"name"`
 	// FHIRBase makes this a static entry: the directory is not asked.
 	FHIRBase string `yaml:"fhir_base"`
+	// FHIRVersions overrides directory.fhir_versions.
+	FHIRVersions []string `yaml:"fhir_versions"`
 	// TokenURL overrides discovery.
 	TokenURL string `yaml:"token_url"`
-	// ClientID, Scope and Algorithm override the client defaults.
+	// DiscoveryOrder overrides discovery.order.
+	DiscoveryOrder []string `yaml:"discovery_order"`
+	// CernerOverrideOAuthURIs sends Cerner-Override-OAuth-URIs: on.
+	CernerOverrideOAuthURIs bool `yaml:"cerner_override_oauth_uris"`
+	// Identity names the client identity to use (default: "default").
+	Identity string `yaml:"identity"`
+	// ClientID, Scope and Algorithm override the identity's.
 	ClientID  string `yaml:"client_id"`
 	Scope     string `yaml:"scope"`
 	Algorithm string `yaml:"algorithm"`
+	// UDAP turns on UDAP B2B for this organization.
+	UDAP OrgUDAP `yaml:"udap"`
+	// AllowPrivateAddresses lets the FHIR base or token URL be http, a
+	// loopback or a private address (a sandbox). Refused otherwise.
+	AllowPrivateAddresses bool `yaml:"allow_private_addresses"`
+}
+
+// OrgUDAP is an organization's UDAP B2B context.
+type OrgUDAP struct {
+	// Enabled sends hl7-b2b extensions and udap=1; discovery finding
+	// verified UDAP metadata turns it on as well.
+	Enabled bool `yaml:"enabled"`
+	// Register: "auto" registers at first use when no client id is
+	// known; "manual" leaves it to cqgate register.
+	Register         string   `yaml:"register"`
+	OrganizationID   string   `yaml:"organization_id"`
+	OrganizationName string   `yaml:"organization_name"`
+	PurposeOfUse     []string `yaml:"purpose_of_use"`
+	SubjectName      string   `yaml:"subject_name"`
+	SubjectID        string   `yaml:"subject_id"`
+	SubjectRole      string   `yaml:"subject_role"`
+	ConsentPolicy    []string `yaml:"consent_policy"`
+	ConsentReference []string `yaml:"consent_reference"`
+	// AllowedPurposes are the purposes a caller may assert per request
+	// with X-Purpose-Of-Use.
+	AllowedPurposes []string `yaml:"allowed_purposes"`
 }
 
 // Default returns the configuration cqgate runs with when nothing is set.
@@ -152,37 +363,63 @@ func Default() *Config {
 			WriteTimeout:      0, // FHIR responses stream; bounded by proxy.timeout upstream
 			IdleTimeout:       120 * time.Second,
 			ShutdownTimeout:   25 * time.Second,
+			MaxHeaderBytes:    64 << 10,
+			MaxBodyBytes:      10 << 20,
 		},
+		Inbound: Inbound{Auth: "none", MTLSIdentity: "san_uri", APIKeysVault: KVRef{Mount: "secret"}},
+		Audit:   Audit{Destination: "stdout"},
+		Metrics: Metrics{Enabled: true, Path: "/metrics"},
+		Warmup:  Warmup{Timeout: 30 * time.Second},
+		Vault:   Vault{Timeout: 10 * time.Second, Auth: VaultAuth{Method: "token"}},
 		Directory: Directory{
-			Flavor:   "r4",
-			APIKeyIn: "header",
+			Flavor:       "r4",
+			APIKeyIn:     "header",
+			APIKeyVault:  KVField{Mount: "secret", Field: "api_key"},
+			CacheTTL:     time.Hour,
+			MaxStale:     24 * time.Hour,
+			NegativeTTL:  5 * time.Minute,
+			Timeout:      10 * time.Second,
+			FHIRVersions: []string{"R4", "STU3", "DSTU2"},
+			Retry:        Retry{Attempts: 3, InitialBackoff: 200 * time.Millisecond, MaxBackoff: 2 * time.Second},
+		},
+		Discovery: Discovery{
+			Order:    []string{"carequality-token", "udap", "smart-configuration", "token"},
 			CacheTTL: time.Hour,
+			MaxStale: time.Hour,
 			Timeout:  10 * time.Second,
 		},
-		Discovery: Discovery{CacheTTL: time.Hour, Timeout: 10 * time.Second},
 		Keys: Keys{
-			Source: "vault",
+			Source:        "vault",
+			WatchInterval: time.Minute,
 			Vault: VaultKeys{
 				Mount:            "secret",
 				CertificateField: "certificate",
 				PrivateKeyField:  "private_key",
-				Timeout:          10 * time.Second,
+			},
+			Transit: TransitKeys{
+				Mount:            "transit",
+				CertificateMount: "secret",
+				CertificateField: "certificate",
 			},
 		},
 		Client: Client{
 			Scope:             "system/*.read",
-			Algorithm:         "RS384",
 			AssertionLifetime: 5 * time.Minute,
+			ClockSkew:         5 * time.Second,
 		},
 		Tokens: Tokens{
 			RefreshMargin:   60 * time.Second,
+			RefreshAhead:    2 * time.Minute,
+			MinInterval:     time.Minute,
 			DefaultLifetime: 5 * time.Minute,
 			Timeout:         15 * time.Second,
+			Retry:           Retry{Attempts: 3, InitialBackoff: 250 * time.Millisecond, MaxBackoff: 2 * time.Second},
 		},
 		Proxy: Proxy{
 			Timeout:       60 * time.Second,
 			MaxReplayBody: 1 << 20,
 		},
+		UDAP: UDAP{Registrations: KVRef{Mount: "secret"}},
 	}
 }
 
@@ -208,5 +445,31 @@ func Parse(data []byte) (*Config, error) {
 	if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
 		return nil, fmt.Errorf("parsing YAML: %w", err)
 	}
+	cfg.fillIdentityDefaults()
 	return cfg, nil
+}
+
+// fillIdentityDefaults gives every further identity's keys the defaults
+// that keys has: YAML decodes map values from zero.
+func (c *Config) fillIdentityDefaults() {
+	d := Default().Keys
+	for name, id := range c.Identities {
+		k := &id.Keys
+		fill := func(field *string, def string) {
+			if *field == "" {
+				*field = def
+			}
+		}
+		fill(&k.Source, d.Source)
+		fill(&k.Vault.Mount, d.Vault.Mount)
+		fill(&k.Vault.CertificateField, d.Vault.CertificateField)
+		fill(&k.Vault.PrivateKeyField, d.Vault.PrivateKeyField)
+		fill(&k.Transit.Mount, d.Transit.Mount)
+		fill(&k.Transit.CertificateMount, d.Transit.CertificateMount)
+		fill(&k.Transit.CertificateField, d.Transit.CertificateField)
+		if k.WatchInterval == 0 {
+			k.WatchInterval = d.WatchInterval
+		}
+		c.Identities[name] = id
+	}
 }

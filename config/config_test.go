@@ -2,6 +2,7 @@ package config
 
 import (
 	"os"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -24,7 +25,10 @@ func TestExampleParsesAndDocumentsEveryKey(t *testing.T) {
 	if err != nil {
 		t.Fatalf("config.example.yaml does not parse: %v", err)
 	}
-	if got, want := *cfg, *Default(); got.Listen != want.Listen || got.Client != want.Client || got.Tokens != want.Tokens || got.Directory != want.Directory {
+	// The example writes empty maps and lists out ({}, []); the defaults
+	// leave them nil.
+	nilEmpty(reflect.ValueOf(cfg).Elem())
+	if got, want := *cfg, *Default(); !reflect.DeepEqual(got, want) {
 		t.Errorf("config.example.yaml shows values that differ from the defaults:\n got %+v\nwant %+v", got, want)
 	}
 	text := string(data)
@@ -42,6 +46,17 @@ func TestExampleParsesAndDocumentsEveryKey(t *testing.T) {
 		if !found {
 			t.Errorf("config.example.yaml does not document %s", name)
 		}
+	}
+}
+
+func TestIdentityKeysGetDefaults(t *testing.T) {
+	cfg, err := Parse([]byte("identities:\n  ehx:\n    client_id: gw.example.org\n    keys:\n      vault:\n        path: cqgate/ehx\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := cfg.Identities["ehx"].Keys
+	if k.Source != "vault" || k.Vault.Mount != "secret" || k.Vault.CertificateField != "certificate" || k.WatchInterval != time.Minute {
+		t.Errorf("identity keys = %+v", k)
 	}
 }
 
@@ -85,6 +100,43 @@ func TestValidate(t *testing.T) {
 				"2.16.840.1.99999": {FHIRBase: "fhir.example.org", TokenURL: "https://user:pw@x/token", Algorithm: "none"},
 			}
 		}, []string{"organizations.urn:oid:1.2.3: write the OID bare", "organizations.not-an-oid", "fhir_base", "token_url: must not carry credentials", "organizations.2.16.840.1.99999.algorithm"}},
+		{"algorithm may follow the key", func(c *Config) { c.Client.Algorithm = "" }, nil},
+		{"transit needs key and certificate", func(c *Config) { c.Keys.Source = "transit" }, []string{"keys.transit.key", "keys.transit.certificate_path"}},
+		{"vault auth methods", func(c *Config) { c.Vault.Auth.Method = "approle" }, []string{"vault.auth.role_id", "exactly one of secret_id and secret_id_file"}},
+		{"kubernetes needs a role", func(c *Config) { c.Vault.Auth.Method = "kubernetes" }, []string{"vault.auth.role"}},
+		{"vault auth ignored without vault", func(c *Config) { c.Keys.Source = "pem"; c.Keys.PEM = PEMKeys{"a", "b"}; c.Vault.Auth.Method = "ldap" }, nil},
+		{"unknown vault auth", func(c *Config) { c.Vault.Auth.Method = "ldap" }, []string{"vault.auth.method"}},
+		{"discovery order", func(c *Config) { c.Discovery.Order = []string{"udap", "udap", "wellknown"} }, []string{`"udap" is listed twice`, `"wellknown" is not one of`}},
+		{"empty discovery order", func(c *Config) { c.Discovery.Order = nil }, []string{"discovery.order"}},
+		{"fhir versions", func(c *Config) { c.Directory.FHIRVersions = []string{"R5"} }, []string{"directory.fhir_versions"}},
+		{"retry bounds", func(c *Config) { c.Tokens.Retry = Retry{Attempts: 0, InitialBackoff: time.Second, MaxBackoff: time.Millisecond} }, []string{"tokens.retry.attempts", "tokens.retry.max_backoff"}},
+		{"identities", func(c *Config) {
+			c.Identities = map[string]Identity{"default": {ClientID: "x", Keys: Keys{Source: "pem", PEM: PEMKeys{"a", "b"}}}, "ehx": {Keys: Keys{Source: "vault", Vault: VaultKeys{Mount: "secret"}}}}
+			c.Organizations = map[string]Organization{"1.2.3": {Identity: "nope"}}
+		}, []string{`identities.default: the name "default" is reserved`, "identities.ehx.client_id", "identities.ehx.keys.vault.path", `organizations.1.2.3.identity: "nope"`}},
+		{"udap org", func(c *Config) {
+			c.Organizations = map[string]Organization{"1.2.3": {UDAP: OrgUDAP{Enabled: true, Register: "auto"}}}
+		}, []string{"udap.register: auto needs udap.issuer", "auto needs udap.registrations.path", "udap.organization_id: must be set", "udap.purpose_of_use"}},
+		{"udap org valid", func(c *Config) {
+			c.UDAP.Issuer = "https://gw.example.org/udap"
+			c.UDAP.Registrations.Path = "cqgate/registrations"
+			c.Organizations = map[string]Organization{"1.2.3": {UDAP: OrgUDAP{Enabled: true, Register: "auto", OrganizationID: "urn:oid:1.2.840.1", PurposeOfUse: []string{"urn:oid:2.16.840.1.113883.5.8#TREAT"}}}}
+		}, nil},
+		{"inbound api keys", func(c *Config) {
+			c.Inbound.Auth = "api_key"
+			c.Inbound.APIKeys = map[string]string{"billing": "hunter2"}
+		}, []string{"inbound.api_keys.billing: must be the hex SHA-256", "inbound.callers"}},
+		{"inbound mtls", func(c *Config) {
+			c.Inbound.Auth = "mtls"
+			c.Inbound.MTLSIdentity = "email"
+			c.Inbound.TLS.KeyFile = "k"
+			c.Inbound.Callers = map[string]Caller{"svc": {Organizations: []string{"1.2.*", "x.*"}, Methods: []string{"FETCH"}}}
+		}, []string{"client_ca_file", "mtls_identity", "cert_file and key_file go together", "inbound.tls.cert_file", `"x.*" is neither`, `"FETCH"`}},
+		{"operations", func(c *Config) {
+			c.Audit.Destination = "syslog"
+			c.Metrics.Path = "/fhir/metrics"
+			c.Warmup.Organizations = []string{"1.2.x"}
+		}, []string{"audit.destination", "metrics.path", "warmup.organizations"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -124,6 +176,7 @@ func TestApplyEnv(t *testing.T) {
 		"CQGATE_KEYS_VAULT_PATH":       "kv/path",
 		"CQGATE_PROXY_MAX_REPLAY_BODY": "2048",
 		"CQGATE_CLIENT_CLIENT_ID":      "gw.example.org",
+		"CQGATE_DISCOVERY_ORDER":       " udap, token ,",
 	}
 	cfg := Default()
 	if err := ApplyEnv(cfg, mapLookup(env)); err != nil {
@@ -132,6 +185,9 @@ func TestApplyEnv(t *testing.T) {
 	if cfg.Listen != "0.0.0.0:9000" || cfg.Directory.APIKey != "k3y" || cfg.Directory.CacheTTL != 15*time.Minute ||
 		cfg.Keys.Vault.Path != "kv/path" || cfg.Proxy.MaxReplayBody != 2048 || cfg.Client.ClientID != "gw.example.org" {
 		t.Errorf("env not applied: %+v", cfg)
+	}
+	if !reflect.DeepEqual(cfg.Discovery.Order, []string{"udap", "token"}) {
+		t.Errorf("list from env = %q", cfg.Discovery.Order)
 	}
 
 	bad := map[string]string{"CQGATE_DIRECTORY_TIMEOUT": "soon", "CQGATE_PROXY_MAX_REPLAY_BODY": "big"}
@@ -143,4 +199,18 @@ func TestApplyEnv(t *testing.T) {
 
 func mapLookup(m map[string]string) func(string) (string, bool) {
 	return func(k string) (string, bool) { v, ok := m[k]; return v, ok }
+}
+
+// nilEmpty sets every empty map and slice under v to nil.
+func nilEmpty(v reflect.Value) {
+	switch v.Kind() {
+	case reflect.Struct:
+		for i := range v.NumField() {
+			nilEmpty(v.Field(i))
+		}
+	case reflect.Map, reflect.Slice:
+		if v.Len() == 0 && v.CanSet() {
+			v.Set(reflect.Zero(v.Type()))
+		}
+	}
 }

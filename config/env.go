@@ -15,7 +15,8 @@ const EnvPrefix = "CQGATE_"
 // one, named CQGATE_ followed by its YAML path in upper case joined by
 // underscores: directory.api_key is CQGATE_DIRECTORY_API_KEY,
 // keys.vault.path is CQGATE_KEYS_VAULT_PATH. lookup is os.LookupEnv in
-// production. Every malformed value is reported, not just the first.
+// production. A list takes comma-separated values. Every malformed value
+// is reported, not just the first.
 func ApplyEnv(cfg *Config, lookup func(string) (string, bool)) error {
 	var problems Problems
 	walkEnv(reflect.ValueOf(cfg).Elem(), EnvPrefix, func(name string, field reflect.Value) {
@@ -55,6 +56,10 @@ func walkEnv(v reflect.Value, prefix string, visit func(name string, field refle
 			walkEnv(fv, name+"_", visit)
 		case reflect.String, reflect.Int64, reflect.Int, reflect.Bool:
 			visit(name, fv)
+		case reflect.Slice:
+			if fv.Type().Elem().Kind() == reflect.String {
+				visit(name, fv)
+			}
 		}
 	}
 }
@@ -72,6 +77,15 @@ func setScalar(field reflect.Value, raw string) error {
 		field.SetInt(int64(d))
 	case field.Kind() == reflect.String:
 		field.SetString(raw)
+	case field.Kind() == reflect.Slice:
+		// A list is comma-separated: CQGATE_DISCOVERY_ORDER=udap,token
+		var items []string
+		for item := range strings.SplitSeq(raw, ",") {
+			if item = strings.TrimSpace(item); item != "" {
+				items = append(items, item)
+			}
+		}
+		field.Set(reflect.ValueOf(items))
 	case field.Kind() == reflect.Bool:
 		b, err := strconv.ParseBool(raw)
 		if err != nil {

@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"net/url"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -45,6 +46,15 @@ func (c *Config) Validate() error {
 	if _, err := logrus.ParseLevel(c.LogLevel); err != nil {
 		add("log_level: %q is not one of debug, info, warn, error", c.LogLevel)
 	}
+	if c.Server.MaxHeaderBytes <= 0 {
+		add("server.max_header_bytes: %d must be more than 0", c.Server.MaxHeaderBytes)
+	}
+	if c.Server.MaxBodyBytes <= 0 {
+		add("server.max_body_bytes: %d must be more than 0", c.Server.MaxBodyBytes)
+	}
+	positive(add, "server.shutdown_timeout", c.Server.ShutdownTimeout)
+	c.validateInbound(add)
+	c.validateOperations(add)
 
 	switch c.Directory.Flavor {
 	case "r4", "stu3":
@@ -57,30 +67,27 @@ func (c *Config) Validate() error {
 	if c.Directory.Flavor == "r4" && c.Directory.APIKeyIn != "header" && c.Directory.APIKeyIn != "query" {
 		add("directory.api_key_in: %q must be header or query", c.Directory.APIKeyIn)
 	}
+	if c.Directory.APIKey != "" && c.Directory.APIKeyVault.Path != "" {
+		add("directory: set api_key or api_key_vault.path, not both")
+	}
+	if c.Directory.APIKeyVault.Path != "" && (c.Directory.APIKeyVault.Mount == "" || c.Directory.APIKeyVault.Field == "") {
+		add("directory.api_key_vault: mount and field must be set with path")
+	}
 	positive(add, "directory.cache_ttl", c.Directory.CacheTTL)
 	positive(add, "directory.timeout", c.Directory.Timeout)
+	notNegative(add, "directory.negative_ttl", c.Directory.NegativeTTL)
+	notNegative(add, "directory.max_stale", c.Directory.MaxStale)
+	checkFHIRVersions(add, "directory.fhir_versions", c.Directory.FHIRVersions, false)
+	checkRetry(add, "directory.retry", c.Directory.Retry)
+
+	checkDiscoveryOrder(add, "discovery.order", c.Discovery.Order, false)
 	positive(add, "discovery.cache_ttl", c.Discovery.CacheTTL)
 	positive(add, "discovery.timeout", c.Discovery.Timeout)
+	notNegative(add, "discovery.max_stale", c.Discovery.MaxStale)
 
-	switch c.Keys.Source {
-	case "vault":
-		if c.Keys.Vault.Path == "" {
-			add("keys.vault.path: must name the KV v2 secret holding the certificate and private key")
-		}
-		if c.Keys.Vault.Mount == "" {
-			add("keys.vault.mount: must be set (usually secret)")
-		}
-	case "pem":
-		if c.Keys.PEM.CertificateFile == "" {
-			add("keys.pem.certificate_file: must be set when keys.source is pem")
-		}
-		if c.Keys.PEM.PrivateKeyFile == "" {
-			add("keys.pem.private_key_file: must be set when keys.source is pem")
-		}
-	case "static":
-		// Only the dev sandbox supplies keys in memory.
-	default:
-		add("keys.source: %q must be vault or pem", c.Keys.Source)
+	checkKeys(add, "keys", c.Keys)
+	if c.usesVault() {
+		c.validateVault(add)
 	}
 
 	if c.Client.ClientID == "" {
@@ -89,17 +96,33 @@ func (c *Config) Validate() error {
 	if c.Client.Scope == "" {
 		add("client.scope: must be set, e.g. system/*.read")
 	}
-	if _, err := assertion.SupportedAlgorithm(c.Client.Algorithm); err != nil {
-		add("client.algorithm: %v", err)
-	}
+	checkAlgorithm(add, "client.algorithm", c.Client.Algorithm)
 	if c.Client.AssertionLifetime <= 0 || c.Client.AssertionLifetime > 5*time.Minute {
 		add("client.assertion_lifetime: %s must be more than 0 and at most 5m", c.Client.AssertionLifetime)
 	}
+	if c.Client.ClockSkew < 0 || c.Client.ClockSkew > time.Minute {
+		add("client.clock_skew: %s must be between 0 and 1m", c.Client.ClockSkew)
+	}
+	for _, name := range sortedKeys(c.Identities) {
+		id, key := c.Identities[name], "identities."+name
+		if name == DefaultIdentity || strings.TrimSpace(name) == "" {
+			add("%s: the name %q is reserved for keys and client; choose another", key, name)
+		}
+		if id.ClientID == "" {
+			add("%s.client_id: must be set", key)
+		}
+		checkAlgorithm(add, key+".algorithm", id.Algorithm)
+		checkKeys(add, key+".keys", id.Keys)
+	}
+
 	if c.Tokens.RefreshMargin < 0 {
 		add("tokens.refresh_margin: %s must not be negative", c.Tokens.RefreshMargin)
 	}
+	notNegative(add, "tokens.refresh_ahead", c.Tokens.RefreshAhead)
+	notNegative(add, "tokens.min_interval", c.Tokens.MinInterval)
 	positive(add, "tokens.default_lifetime", c.Tokens.DefaultLifetime)
 	positive(add, "tokens.timeout", c.Tokens.Timeout)
+	checkRetry(add, "tokens.retry", c.Tokens.Retry)
 	positive(add, "proxy.timeout", c.Proxy.Timeout)
 	if c.Proxy.MaxReplayBody < 0 {
 		add("proxy.max_replay_body: %d must not be negative", c.Proxy.MaxReplayBody)
@@ -107,33 +130,223 @@ func (c *Config) Validate() error {
 	if c.Directory.URL == "" && !anyStatic(c.Organizations) {
 		add("directory.url: must be set unless every organization is configured with a fhir_base")
 	}
-
-	oids := make([]string, 0, len(c.Organizations))
-	for oid := range c.Organizations {
-		oids = append(oids, oid)
+	if c.UDAP.Issuer != "" {
+		checkURI(add, "udap.issuer", c.UDAP.Issuer)
 	}
-	sort.Strings(oids)
-	for _, oid := range oids {
-		o := c.Organizations[oid]
-		key := "organizations." + oid
-		if canon, err := directory.ParseOID(oid); err != nil {
-			add("%s: %v", key, err)
-		} else if canon != oid {
-			add("%s: write the OID bare, as %s", key, canon)
+	for i, contact := range c.UDAP.Contacts {
+		if !strings.HasPrefix(contact, "mailto:") && !strings.HasPrefix(contact, "https:") {
+			add("udap.contacts[%d]: %q must be a mailto: or https: URI", i, contact)
 		}
-		if o.FHIRBase != "" {
-			checkURL(add, key+".fhir_base", o.FHIRBase)
-		}
-		if o.TokenURL != "" {
-			checkURL(add, key+".token_url", o.TokenURL)
-		}
-		if o.Algorithm != "" {
-			if _, err := assertion.SupportedAlgorithm(o.Algorithm); err != nil {
-				add("%s.algorithm: %v", key, err)
-			}
-		}
+	}
+
+	for _, oid := range sortedKeys(c.Organizations) {
+		c.validateOrganization(add, oid, c.Organizations[oid])
 	}
 	return p.Err()
+}
+
+// DefaultIdentity names the identity configured by keys and client.
+const DefaultIdentity = "default"
+
+func (c *Config) validateOrganization(add func(string, ...any), oid string, o Organization) {
+	key := "organizations." + oid
+	if canon, err := directory.ParseOID(oid); err != nil {
+		add("%s: %v", key, err)
+	} else if canon != oid {
+		add("%s: write the OID bare, as %s", key, canon)
+	}
+	if o.FHIRBase != "" {
+		checkURL(add, key+".fhir_base", o.FHIRBase)
+	}
+	if o.TokenURL != "" {
+		checkURL(add, key+".token_url", o.TokenURL)
+	}
+	checkAlgorithm(add, key+".algorithm", o.Algorithm)
+	checkFHIRVersions(add, key+".fhir_versions", o.FHIRVersions, true)
+	checkDiscoveryOrder(add, key+".discovery_order", o.DiscoveryOrder, true)
+	if o.Identity != "" && o.Identity != DefaultIdentity {
+		if _, ok := c.Identities[o.Identity]; !ok {
+			add("%s.identity: %q is not one of the identities configured", key, o.Identity)
+		}
+	}
+	u := o.UDAP
+	switch u.Register {
+	case "", "manual":
+	case "auto":
+		if c.UDAP.Issuer == "" {
+			add("%s.udap.register: auto needs udap.issuer (the certificate's URI SAN)", key)
+		}
+		if c.UDAP.Registrations.Path == "" {
+			add("%s.udap.register: auto needs udap.registrations.path to keep client ids in Vault", key)
+		}
+	default:
+		add("%s.udap.register: %q must be auto or manual", key, u.Register)
+	}
+	if u.Enabled {
+		if u.OrganizationID == "" {
+			add("%s.udap.organization_id: must be set (a URI naming your organization) when udap is enabled", key)
+		} else {
+			checkURI(add, key+".udap.organization_id", u.OrganizationID)
+		}
+		if len(u.PurposeOfUse) == 0 {
+			add("%s.udap.purpose_of_use: must list at least one purpose when udap is enabled", key)
+		}
+	}
+}
+
+// usesVault reports whether anything is read from Vault.
+func (c *Config) usesVault() bool {
+	vaultKeys := func(k Keys) bool { return k.Source == "vault" || k.Source == "transit" }
+	if vaultKeys(c.Keys) || c.Directory.APIKeyVault.Path != "" || c.Inbound.APIKeysVault.Path != "" || c.UDAP.Registrations.Path != "" {
+		return true
+	}
+	for _, id := range c.Identities {
+		if vaultKeys(id.Keys) {
+			return true
+		}
+	}
+	return false
+}
+
+func (c *Config) validateVault(add func(string, ...any)) {
+	v := c.Vault
+	if v.Address != "" {
+		checkURL(add, "vault.address", v.Address)
+	}
+	positive(add, "vault.timeout", v.Timeout)
+	switch v.Auth.Method {
+	case "token":
+		if v.Auth.Token != "" && v.Auth.TokenFile != "" {
+			add("vault.auth: set token or token_file, not both")
+		}
+	case "approle":
+		if v.Auth.RoleID == "" {
+			add("vault.auth.role_id: must be set for approle")
+		}
+		if (v.Auth.SecretID == "") == (v.Auth.SecretIDFile == "") {
+			add("vault.auth: approle needs exactly one of secret_id and secret_id_file")
+		}
+	case "kubernetes":
+		if v.Auth.Role == "" {
+			add("vault.auth.role: must be set for kubernetes")
+		}
+	default:
+		add("vault.auth.method: %q must be token, approle or kubernetes", v.Auth.Method)
+	}
+}
+
+func checkKeys(add func(string, ...any), key string, k Keys) {
+	switch k.Source {
+	case "vault":
+		if k.Vault.Path == "" {
+			add("%s.vault.path: must name the KV v2 secret holding the certificate and private key", key)
+		}
+		if k.Vault.Mount == "" {
+			add("%s.vault.mount: must be set (usually secret)", key)
+		}
+	case "transit":
+		if k.Transit.Key == "" {
+			add("%s.transit.key: must name the Vault transit key that signs", key)
+		}
+		if k.Transit.Mount == "" {
+			add("%s.transit.mount: must be set (usually transit)", key)
+		}
+		if k.Transit.CertificatePath == "" {
+			add("%s.transit.certificate_path: must name the KV v2 secret holding the certificate chain", key)
+		}
+	case "pem":
+		if k.PEM.CertificateFile == "" {
+			add("%s.pem.certificate_file: must be set when source is pem", key)
+		}
+		if k.PEM.PrivateKeyFile == "" {
+			add("%s.pem.private_key_file: must be set when source is pem", key)
+		}
+	case "static":
+		// Only the dev sandbox supplies keys in memory.
+	default:
+		add("%s.source: %q must be vault, transit or pem", key, k.Source)
+	}
+	notNegative(add, key+".watch_interval", k.WatchInterval)
+}
+
+func checkAlgorithm(add func(string, ...any), key, alg string) {
+	if alg == "" {
+		return
+	}
+	if _, err := assertion.SupportedAlgorithm(alg); err != nil {
+		add("%s: %v", key, err)
+	}
+}
+
+// FHIRVersionFamilies are the FHIR versions endpoints can be chosen by.
+var fhirVersionFamilies = []string{"R4", "STU3", "DSTU2"}
+
+func checkFHIRVersions(add func(string, ...any), key string, versions []string, optional bool) {
+	if len(versions) == 0 {
+		if !optional {
+			add("%s: must list at least one of %s", key, strings.Join(fhirVersionFamilies, ", "))
+		}
+		return
+	}
+	for _, v := range versions {
+		if !slices.Contains(fhirVersionFamilies, v) {
+			add("%s: %q is not one of %s", key, v, strings.Join(fhirVersionFamilies, ", "))
+		}
+	}
+}
+
+// DiscoverySources are the names discovery.order may use.
+var DiscoverySources = []string{"carequality-token", "udap", "smart-configuration", "token"}
+
+func checkDiscoveryOrder(add func(string, ...any), key string, order []string, optional bool) {
+	if len(order) == 0 {
+		if !optional {
+			add("%s: must list at least one of %s", key, strings.Join(DiscoverySources, ", "))
+		}
+		return
+	}
+	seen := map[string]bool{}
+	for _, s := range order {
+		switch {
+		case !slices.Contains(DiscoverySources, s):
+			add("%s: %q is not one of %s", key, s, strings.Join(DiscoverySources, ", "))
+		case seen[s]:
+			add("%s: %q is listed twice", key, s)
+		}
+		seen[s] = true
+	}
+}
+
+func checkRetry(add func(string, ...any), key string, r Retry) {
+	if r.Attempts < 1 || r.Attempts > 10 {
+		add("%s.attempts: %d must be between 1 and 10", key, r.Attempts)
+	}
+	positive(add, key+".initial_backoff", r.InitialBackoff)
+	if r.MaxBackoff < r.InitialBackoff {
+		add("%s.max_backoff: %s must not be less than initial_backoff %s", key, r.MaxBackoff, r.InitialBackoff)
+	}
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+func notNegative(add func(string, ...any), key string, d time.Duration) {
+	if d < 0 {
+		add("%s: %s must not be negative", key, d)
+	}
+}
+
+func checkURI(add func(string, ...any), key, raw string) {
+	u, err := url.Parse(raw)
+	if err != nil || u.Scheme == "" || (u.Opaque == "" && u.Host == "" && u.Path == "") {
+		add("%s: %q is not an absolute URI", key, raw)
+	}
 }
 
 func anyStatic(orgs map[string]Organization) bool {
@@ -159,5 +372,84 @@ func checkURL(add func(string, ...any), key, raw string) {
 	}
 	if u.User != nil {
 		add("%s: must not carry credentials in the URL", key)
+	}
+}
+// validateInbound checks caller authentication and policy.
+func (c *Config) validateInbound(add func(string, ...any)) {
+	in := c.Inbound
+	switch in.Auth {
+	case "none":
+	case "api_key":
+		if len(in.APIKeys) == 0 && in.APIKeysVault.Path == "" {
+			add("inbound.api_keys: auth api_key needs api_keys or api_keys_vault.path")
+		}
+	case "mtls":
+		if in.TLS.ClientCAFile == "" {
+			add("inbound.tls.client_ca_file: auth mtls needs the CA bundle that client certificates must chain to")
+		}
+		switch in.MTLSIdentity {
+		case "san_uri", "san_dns", "subject_cn":
+		default:
+			add("inbound.mtls_identity: %q must be san_uri, san_dns or subject_cn", in.MTLSIdentity)
+		}
+	default:
+		add("inbound.auth: %q must be none, api_key or mtls", in.Auth)
+	}
+	if (in.TLS.CertFile == "") != (in.TLS.KeyFile == "") {
+		add("inbound.tls: cert_file and key_file go together")
+	}
+	if in.Auth == "mtls" && in.TLS.CertFile == "" {
+		add("inbound.tls.cert_file: auth mtls serves HTTPS and needs a server certificate")
+	}
+	for _, name := range sortedKeys(in.APIKeys) {
+		if h := in.APIKeys[name]; len(h) != 64 || strings.Trim(strings.ToLower(h), "0123456789abcdef") != "" {
+			add("inbound.api_keys.%s: must be the hex SHA-256 of the key (64 hex digits), never the key itself", name)
+		}
+	}
+	if len(in.Callers) == 0 && in.Auth != "none" {
+		add("inbound.callers: must give at least one caller a policy; without one every request is denied")
+	}
+	for _, name := range sortedKeys(in.Callers) {
+		cl, key := in.Callers[name], "inbound.callers."+name
+		if len(cl.Organizations) == 0 {
+			add("%s.organizations: must list OIDs, prefixes like 2.16.840.1.113883.3.*, or *", key)
+		}
+		for _, pat := range cl.Organizations {
+			if pat == "*" {
+				continue
+			}
+			if _, err := directory.ParseOID(strings.TrimSuffix(pat, ".*")); err != nil {
+				add("%s.organizations: %q is neither an OID, a prefix ending in .*, nor *", key, pat)
+			}
+		}
+		for _, m := range cl.Methods {
+			if !slices.Contains([]string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"}, m) {
+				add("%s.methods: %q is not one of GET, HEAD, POST, PUT, PATCH, DELETE", key, m)
+			}
+		}
+	}
+}
+
+// validateOperations checks audit, metrics and warm-up.
+func (c *Config) validateOperations(add func(string, ...any)) {
+	switch d := c.Audit.Destination; {
+	case d == "stdout", d == "stderr", d == "none":
+	case strings.HasPrefix(d, "file:") && len(d) > len("file:"):
+	default:
+		add("audit.destination: %q must be stdout, stderr, none or file:/path", d)
+	}
+	if c.Metrics.Enabled {
+		p := c.Metrics.Path
+		if !strings.HasPrefix(p, "/") || strings.HasPrefix(p, "/fhir") || strings.HasPrefix(p, "/directory") || p == "/healthz" || p == "/readyz" {
+			add("metrics.path: %q must start with / and not shadow /fhir, /directory, /healthz or /readyz", p)
+		}
+	}
+	for _, oid := range c.Warmup.Organizations {
+		if _, err := directory.ParseOID(oid); err != nil {
+			add("warmup.organizations: %v", err)
+		}
+	}
+	if len(c.Warmup.Organizations) > 0 {
+		positive(add, "warmup.timeout", c.Warmup.Timeout)
 	}
 }

@@ -85,8 +85,8 @@ func newWorld(t *testing.T, opts worldOptions) *world {
 	cfg.Directory.URL = w.dir.URL + map[string]string{"r4": "/fhir", "stu3": "/fhir-stu3/1.0.1"}[opts.flavor]
 	cfg.Directory.APIKey = dirAPIKey
 	cfg.Keys.Source = "vault"
-	cfg.Keys.Vault.Address = vault.addr
-	cfg.Keys.Vault.Token = vault.token
+	cfg.Vault.Address = vault.addr
+	cfg.Vault.Auth.Token = vault.token
 	cfg.Keys.Vault.Mount = vault.mount
 	cfg.Keys.Vault.Path = vault.path
 	cfg.Client.ClientID = clientID

@@ -85,7 +85,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Gateway, error
 	src := opts.Keys
 	if src == nil {
 		var err error
-		if src, err = keySource(cfg.Keys); err != nil {
+		if src, err = keySource(cfg.Vault, cfg.Keys); err != nil {
 			return nil, err
 		}
 	}
@@ -206,19 +206,19 @@ func directoryFetcher(cfg config.Directory, c *http.Client) directory.Fetcher {
 	return &directory.R4Client{BaseURL: base, APIKey: cfg.APIKey, APIKeyIn: cfg.APIKeyIn, HTTPClient: c}
 }
 
-func keySource(cfg config.Keys) (keys.Source, error) {
+func keySource(vc config.Vault, cfg config.Keys) (keys.Source, error) {
 	switch cfg.Source {
 	case "pem":
 		return &keys.PEMFiles{CertificateFile: cfg.PEM.CertificateFile, PrivateKeyFile: cfg.PEM.PrivateKeyFile}, nil
 	case "vault":
 		v := cfg.Vault
 		client, err := keys.NewVaultClient(keys.VaultConfig{
-			Address:   v.Address,
-			Token:     v.Token,
-			TokenFile: v.TokenFile,
-			Namespace: v.Namespace,
-			CACert:    v.CACert,
-			Timeout:   v.Timeout,
+			Address:   vc.Address,
+			Token:     vc.Auth.Token,
+			TokenFile: vc.Auth.TokenFile,
+			Namespace: vc.Namespace,
+			CACert:    vc.CACert,
+			Timeout:   vc.Timeout,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("gateway: %w", err)

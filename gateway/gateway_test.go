@@ -33,7 +33,7 @@ func TestKeyLoadRetriesUntilVaultAnswers(t *testing.T) {
 
 	cfg := config.Default()
 	cfg.Organizations = map[string]config.Organization{"1.2.3": {FHIRBase: "https://fhir.example/r4", TokenURL: "https://auth.example/token"}}
-	cfg.Keys.Vault.Address, cfg.Keys.Vault.Token, cfg.Keys.Vault.Path = vault.URL, "tok", "cq"
+	cfg.Vault.Address, cfg.Vault.Auth.Token, cfg.Keys.Vault.Path = vault.URL, "tok", "cq"
 	cfg.Client.ClientID = "gw.example.org"
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
