@@ -1,0 +1,120 @@
+package egress
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestCheckURL(t *testing.T) {
+	tests := []struct {
+		url          string
+		allowPrivate bool
+		refused      string // substring of the reason; "" means allowed
+	}{
+		{"https://fhir.example.org/r4", false, ""},
+		{"https://fhir-ehr.cerner.com/r4/ec2458f2-1e24-41c8-b71b-0e701af7583d", false, ""},
+		{"https://93.184.215.14/fhir", false, ""},
+		{"https://[2606:2800:21f:cb07:6820:80da:af6b:8b2c]/fhir", false, ""},
+		{"http://fhir.example.org/r4", false, "not https"},
+		{"ftp://fhir.example.org/r4", false, "not an absolute http(s) URL"},
+		{"https://localhost/fhir", false, "this machine"},
+		{"https://LOCALHOST./fhir", false, "this machine"},
+		{"https://api.localhost/fhir", false, "this machine"},
+		{"https://127.0.0.1/fhir", false, "loopback"},
+		{"https://127.1.2.3:8443/fhir", false, "loopback"},
+		{"https://[::1]/fhir", false, "loopback"},
+		{"https://[::ffff:127.0.0.1]/fhir", false, "loopback"},
+		{"https://169.254.169.254/latest/meta-data", false, "link-local"},
+		{"https://[fe80::1]/fhir", false, "link-local"},
+		{"https://10.0.0.5/fhir", false, "private"},
+		{"https://172.16.9.9/fhir", false, "private"},
+		{"https://192.168.1.1/fhir", false, "private"},
+		{"https://[fd00::1]/fhir", false, "private"},
+		{"https://0.0.0.0/fhir", false, "unspecified"},
+		{"https://[::]/fhir", false, "unspecified"},
+		{"https://224.0.0.1/fhir", false, "multicast"},
+		{"https://100.64.1.1/fhir", false, "shared or special"},
+		{"https://[64:ff9b::7f00:1]/fhir", false, "shared or special"},
+		{"https://2130706433/fhir", false, "numeric host"},
+		{"https://0x7f.0.0.1/fhir", false, "numeric host"},
+		{"https://0177.0.0.1/fhir", false, "numeric host"},
+		{"https://metadata.google.internal/computeMetadata/v1", false, "private network"},
+		{"https://printer.local/", false, "private network"},
+		{"https://cafe.example/fhir", false, ""},
+		{"https://deadbeef/fhir", false, ""}, // a (bad) name, not a number; DNS decides and Guard checks
+		{"http://127.0.0.1:8080/fhir", true, ""},
+		{"https://10.0.0.5/fhir", true, ""},
+		{"file:///etc/passwd", true, "not an absolute http(s) URL"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.url, func(t *testing.T) {
+			u, err := url.Parse(tt.url)
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = CheckURL(u, tt.allowPrivate)
+			if tt.refused == "" {
+				if err != nil {
+					t.Fatalf("refused: %v", err)
+				}
+				return
+			}
+			if err == nil || !errors.Is(err, ErrRefused) || !strings.Contains(err.Error(), tt.refused) {
+				t.Fatalf("want a refusal mentioning %q, got %v", tt.refused, err)
+			}
+		})
+	}
+}
+
+func TestCheckURLHidesCredentials(t *testing.T) {
+	u, _ := url.Parse("https://user:s3cret@127.0.0.1/fhir")
+	if err := CheckURL(u, false); err == nil || strings.Contains(err.Error(), "s3cret") {
+		t.Fatalf("error %v", err)
+	}
+}
+
+// TestGuard dials a real loopback server through a guarded dialer.
+func TestGuard(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	defer srv.Close()
+	d := &net.Dialer{Timeout: 5 * time.Second, ControlContext: Guard}
+	client := &http.Client{Transport: &http.Transport{DialContext: d.DialContext, DisableKeepAlives: true}}
+
+	req, _ := http.NewRequest(http.MethodGet, srv.URL, nil)
+	_, err := client.Do(req)
+	if !errors.Is(err, ErrRefused) {
+		t.Fatalf("dial to loopback: want a refusal, got %v", err)
+	}
+
+	req = req.WithContext(AllowPrivate(context.Background()))
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatalf("dial allowed by context: %v", err)
+	}
+	resp.Body.Close()
+}
+
+func TestGuardAddresses(t *testing.T) {
+	for addr, ok := range map[string]bool{
+		"93.184.215.14:443":  true,
+		"[2606:4700::1]:443": true,
+		"127.0.0.1:443":      false,
+		"169.254.169.254:80": false,
+		"[::1]:443":          false,
+		"10.1.2.3:443":       false,
+		"example.org:443":    false, // Guard only ever sees resolved addresses
+		"no-port":            false,
+	} {
+		err := Guard(context.Background(), "tcp", addr, nil)
+		if (err == nil) != ok {
+			t.Errorf("Guard(%s) = %v, want allowed=%v", addr, err, ok)
+		}
+	}
+}
