@@ -108,8 +108,10 @@ func TestValidate(t *testing.T) {
 		{"unknown vault auth", func(c *Config) { c.Vault.Auth.Method = "ldap" }, []string{"vault.auth.method"}},
 		{"discovery order", func(c *Config) { c.Discovery.Order = []string{"udap", "udap", "wellknown"} }, []string{`"udap" is listed twice`, `"wellknown" is not one of`}},
 		{"empty discovery order", func(c *Config) { c.Discovery.Order = nil }, []string{"discovery.order"}},
-		{"fhir versions", func(c *Config) { c.Directory.FHIRVersions = []string{"R5"} }, []string{"directory.fhir_versions"}},
-		{"retry bounds", func(c *Config) { c.Tokens.Retry = Retry{Attempts: 0, InitialBackoff: time.Second, MaxBackoff: time.Millisecond} }, []string{"tokens.retry.attempts", "tokens.retry.max_backoff"}},
+		{"fhir versions", func(c *Config) { c.Directory.FHIRVersions = []string{"R6"} }, []string{"directory.fhir_versions"}},
+		{"retry bounds", func(c *Config) {
+			c.Tokens.Retry = Retry{Attempts: 0, InitialBackoff: time.Second, MaxBackoff: time.Millisecond}
+		}, []string{"tokens.retry.attempts", "tokens.retry.max_backoff"}},
 		{"identities", func(c *Config) {
 			c.Identities = map[string]Identity{"default": {ClientID: "x", Keys: Keys{Source: "pem", PEM: PEMKeys{"a", "b"}}}, "ehx": {Keys: Keys{Source: "vault", Vault: VaultKeys{Mount: "secret"}}}}
 			c.Organizations = map[string]Organization{"1.2.3": {Identity: "nope"}}
@@ -131,7 +133,9 @@ func TestValidate(t *testing.T) {
 			c.Inbound.MTLSIdentity = "email"
 			c.Inbound.TLS.KeyFile = "k"
 			c.Inbound.Callers = map[string]Caller{"svc": {Organizations: []string{"1.2.*", "x.*"}, Methods: []string{"FETCH"}}}
-		}, []string{"client_ca_file", "mtls_identity", "cert_file and key_file go together", "inbound.tls.cert_file", `"x.*" is neither`, `"FETCH"`}},
+		}, []string{"client_ca_file", "mtls_identity", "cert_file and key_file go together", "inbound.tls.cert_file", `callers.svc.organizations[1]`, `callers.svc.methods[0]`}},
+		{"auth none off loopback", func(c *Config) { c.Listen = "0.0.0.0:8080" }, []string{"inbound.auth: inbound auth \"none\" on listen address \"0.0.0.0:8080\""}},
+		{"auth none off loopback, forced", func(c *Config) { c.Listen = "0.0.0.0:8080"; c.Inbound.AllowUnauthenticated = true }, nil},
 		{"operations", func(c *Config) {
 			c.Audit.Destination = "syslog"
 			c.Metrics.Path = "/fhir/metrics"

@@ -10,6 +10,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/cqgate/cqgate/access"
 	"github.com/cqgate/cqgate/assertion"
 	"github.com/cqgate/cqgate/directory"
 )
@@ -278,8 +279,8 @@ func checkAlgorithm(add func(string, ...any), key, alg string) {
 	}
 }
 
-// FHIRVersionFamilies are the FHIR versions endpoints can be chosen by.
-var fhirVersionFamilies = []string{"R4", "STU3", "DSTU2"}
+// fhirVersionFamilies are the FHIR versions endpoints can be chosen by.
+var fhirVersionFamilies = []string{"R4", "R4B", "R5", "STU3", "DSTU2"}
 
 func checkFHIRVersions(add func(string, ...any), key string, versions []string, optional bool) {
 	if len(versions) == 0 {
@@ -374,6 +375,7 @@ func checkURL(add func(string, ...any), key, raw string) {
 		add("%s: must not carry credentials in the URL", key)
 	}
 }
+
 // validateInbound checks caller authentication and policy.
 func (c *Config) validateInbound(add func(string, ...any)) {
 	in := c.Inbound
@@ -409,25 +411,39 @@ func (c *Config) validateInbound(add func(string, ...any)) {
 	if len(in.Callers) == 0 && in.Auth != "none" {
 		add("inbound.callers: must give at least one caller a policy; without one every request is denied")
 	}
-	for _, name := range sortedKeys(in.Callers) {
-		cl, key := in.Callers[name], "inbound.callers."+name
-		if len(cl.Organizations) == 0 {
-			add("%s.organizations: must list OIDs, prefixes like 2.16.840.1.113883.3.*, or *", key)
-		}
-		for _, pat := range cl.Organizations {
-			if pat == "*" {
-				continue
-			}
-			if _, err := directory.ParseOID(strings.TrimSuffix(pat, ".*")); err != nil {
-				add("%s.organizations: %q is neither an OID, a prefix ending in .*, nor *", key, pat)
-			}
-		}
-		for _, m := range cl.Methods {
-			if !slices.Contains([]string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"}, m) {
-				add("%s.methods: %q is not one of GET, HEAD, POST, PUT, PATCH, DELETE", key, m)
-			}
+	if _, err := access.NewPolicy(in.PolicyRules()); err != nil {
+		for _, e := range unjoin(err) {
+			add("inbound.%s", strings.TrimPrefix(e.Error(), "access: "))
 		}
 	}
+	if c.Listen != "" && (in.Auth == "none" || in.Auth == "api_key" || in.Auth == "mtls") {
+		if err := access.CheckListen(c.Listen, in.Auth, in.AllowUnauthenticated); err != nil {
+			add("inbound.auth: %s", strings.TrimPrefix(err.Error(), "access: "))
+		}
+	}
+}
+
+// PolicyRules returns the callers' rules as the access package takes them.
+func (in Inbound) PolicyRules() map[string]access.Rule {
+	rules := make(map[string]access.Rule, len(in.Callers))
+	for name, c := range in.Callers {
+		rules[name] = access.Rule{Organizations: c.Organizations, Methods: c.Methods, Scopes: c.Scopes, PurposesOfUse: c.PurposesOfUse}
+	}
+	return rules
+}
+
+// unjoin splits an errors.Join error, and the joins within it, into
+// their parts.
+func unjoin(err error) []error {
+	j, ok := err.(interface{ Unwrap() []error })
+	if !ok {
+		return []error{err}
+	}
+	var out []error
+	for _, e := range j.Unwrap() {
+		out = append(out, unjoin(e)...)
+	}
+	return out
 }
 
 // validateOperations checks audit, metrics and warm-up.
