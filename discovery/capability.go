@@ -1,11 +1,8 @@
 package discovery
 
 import (
-	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 )
 
@@ -19,23 +16,20 @@ const (
 	extCernerCarequalityOAuthURIs = "https://fhir-ehr.cerner.com/r4/StructureDefinition/carequality-oauth-uris"
 )
 
-// Sub-extension names of the oauth-uris extension, also used as
-// Result.Source.
-const (
-	SourceToken            = "token"
-	SourceCarequalityToken = "carequality-token"
-)
-
 // OAuthURIs are the OAuth endpoints a FHIR server advertises in the
 // oauth-uris extension of its CapabilityStatement.
 type OAuthURIs struct {
-	Token            string
-	CarequalityToken string
-	Authorize        string
-	Register         string
-	Manage           string
-	Introspect       string
-	Revoke           string
+	Token            string `json:"token,omitempty"`
+	CarequalityToken string `json:"carequality-token,omitempty"`
+	// CarequalityRegister is the "register" sub-extension of Cerner's
+	// separate carequality-oauth-uris extension, when that extension
+	// supplied CarequalityToken.
+	CarequalityRegister string `json:"carequality-register,omitempty"`
+	Authorize           string `json:"authorize,omitempty"`
+	Register            string `json:"register,omitempty"`
+	Manage              string `json:"manage,omitempty"`
+	Introspect          string `json:"introspect,omitempty"`
+	Revoke              string `json:"revoke,omitempty"`
 }
 
 // ParseCapabilityStatement reads the oauth-uris extension from a FHIR JSON
@@ -47,29 +41,33 @@ type OAuthURIs struct {
 // carry the extension, the first value of each sub-extension wins.
 //
 // Cerner's 2020 "carequality-oauth-uris" extension is read too: its token
-// counts as the carequality-token unless that is given explicitly.
+// counts as the carequality-token unless that is given explicitly, and
+// its register becomes CarequalityRegister.
+//
+// A CapabilityStatement without either extension is an error here;
+// Discover treats it as a server that advertises no token URL there.
 func ParseCapabilityStatement(data []byte) (*OAuthURIs, error) {
 	u, err := parseCapabilityStatement(data)
+	if err == nil && u == nil {
+		err = errNoOAuthURIs
+	}
 	if err != nil {
 		return nil, fmt.Errorf("discovery: parse CapabilityStatement: %w", err)
 	}
 	return u, nil
 }
 
+// errNoOAuthURIs says a CapabilityStatement has neither oauth-uris
+// extension.
+var errNoOAuthURIs = errors.New("no " + ExtOAuthURIs + " extension in rest[].security")
+
 // parseCapabilityStatement does the work of ParseCapabilityStatement; its
-// errors carry no package prefix so that callers can add context.
+// errors carry no package prefix so that callers can add context. A valid
+// CapabilityStatement without oauth-uris yields nil, nil.
 func parseCapabilityStatement(data []byte) (*OAuthURIs, error) {
-	data = bytes.TrimPrefix(data, []byte("\ufeff"))
-	trimmed := bytes.TrimSpace(data)
-	switch {
-	case len(trimmed) == 0:
-		return nil, errors.New("empty document")
-	case trimmed[0] != '{':
-		return nil, fmt.Errorf("not a JSON object (starts with %s)", quote(string(trimmed[:min(len(trimmed), 16)])))
-	}
 	var cs capabilityStatement
-	if err := json.Unmarshal(data, &cs); err != nil {
-		return nil, fmt.Errorf("invalid JSON: %w", err)
+	if err := decodeObject(data, &cs); err != nil {
+		return nil, err
 	}
 	switch cs.ResourceType {
 	case "CapabilityStatement", "Conformance":
@@ -80,7 +78,7 @@ func parseCapabilityStatement(data []byte) (*OAuthURIs, error) {
 	}
 
 	var u OAuthURIs
-	var cqToken string
+	var cqToken, cqRegister string
 	found := false
 	for _, rest := range cs.Rest {
 		if rest.Security == nil {
@@ -91,52 +89,55 @@ func parseCapabilityStatement(data []byte) (*OAuthURIs, error) {
 			case ExtOAuthURIs:
 				found = true
 				for _, s := range e.Extension {
-					set := func(dst *string) {
-						if *dst == "" {
-							*dst = strings.TrimSpace(s.value())
-						}
-					}
+					var dst *string
 					switch s.URL {
 					case "token":
-						set(&u.Token)
+						dst = &u.Token
 					case "carequality-token":
-						set(&u.CarequalityToken)
+						dst = &u.CarequalityToken
 					case "authorize":
-						set(&u.Authorize)
+						dst = &u.Authorize
 					case "register":
-						set(&u.Register)
+						dst = &u.Register
 					case "manage":
-						set(&u.Manage)
+						dst = &u.Manage
 					case "introspect":
-						set(&u.Introspect)
+						dst = &u.Introspect
 					case "revoke":
-						set(&u.Revoke)
+						dst = &u.Revoke
+					}
+					if dst != nil && *dst == "" {
+						*dst = strings.TrimSpace(s.value())
 					}
 				}
 			case extCernerCarequalityOAuthURIs:
 				found = true
 				for _, s := range e.Extension {
-					if s.URL == "token" && cqToken == "" {
+					switch {
+					case s.URL == "token" && cqToken == "":
 						cqToken = strings.TrimSpace(s.value())
+					case s.URL == "register" && cqRegister == "":
+						cqRegister = strings.TrimSpace(s.value())
 					}
 				}
 			}
 		}
 	}
 	if !found {
-		return nil, fmt.Errorf("no %s extension in rest[].security", ExtOAuthURIs)
+		return nil, nil
 	}
-	if u.CarequalityToken == "" {
-		u.CarequalityToken = cqToken
+	if u.CarequalityToken == "" && cqToken != "" {
+		u.CarequalityToken, u.CarequalityRegister = cqToken, cqRegister
 	}
 	return &u, nil
 }
 
 // TokenEndpoint returns the token URL to use for Carequality and the
-// name of the sub-extension it came from: the carequality-token URL when
-// there is one (Cerner: "you must utilize the carequality-token URL"),
-// else the token URL. ok is false when there is neither.
-func (u *OAuthURIs) TokenEndpoint() (url string, source string, ok bool) {
+// source it came from: the carequality-token URL when there is one
+// (Cerner: "you must utilize the carequality-token URL"), else the token
+// URL. ok is false when there is neither. Discover applies a Request's
+// order instead; this is the CapabilityStatement-only view.
+func (u *OAuthURIs) TokenEndpoint() (url string, source Source, ok bool) {
 	switch {
 	case u == nil:
 		return "", "", false
@@ -175,14 +176,4 @@ func (e *extension) value() string {
 		}
 	}
 	return ""
-}
-
-// quote quotes untrusted input for an error message: truncated, with
-// control characters and invalid UTF-8 escaped.
-func quote(s string) string {
-	const maxLen = 64
-	if len(s) <= maxLen {
-		return strconv.Quote(s)
-	}
-	return strconv.Quote(s[:maxLen]) + "..."
 }

@@ -57,7 +57,7 @@ func TestParseCapabilityStatement(t *testing.T) {
 		data       string
 		want       OAuthURIs
 		wantURL    string
-		wantSource string
+		wantSource Source
 	}{
 		{
 			name: "Cerner 2019: token and carequality-token",
@@ -133,7 +133,11 @@ func TestParseCapabilityStatement(t *testing.T) {
 					{"url": "register", "valueUri": "https://fhir-ehr.stagingcerner.com/beta/` + tenant + `/Authorization/register"}
 				]}
 			]}}]}`,
-			want:       OAuthURIs{Token: cernerToken, CarequalityToken: cernerCQToken},
+			want: OAuthURIs{
+				Token:               cernerToken,
+				CarequalityToken:    cernerCQToken,
+				CarequalityRegister: "https://fhir-ehr.stagingcerner.com/beta/" + tenant + "/Authorization/register",
+			},
 			wantURL:    cernerCQToken,
 			wantSource: SourceCarequalityToken,
 		},

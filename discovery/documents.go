@@ -1,0 +1,161 @@
+package discovery
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/cqgate/cqgate/internal/upstream"
+)
+
+// HeaderCernerOverride is the request header that makes Cerner's
+// /metadata list its Carequality token and register URLs as the plain
+// oauth-uris "token" and "register" (Request.CernerOverride).
+const HeaderCernerOverride = "Cerner-Override-OAuth-URIs"
+
+// docKind is one of the documents discovery reads.
+type docKind int
+
+const (
+	docMetadata docKind = iota // {base}/metadata
+	docUDAP                    // {base}/.well-known/udap
+	docSMART                   // {base}/.well-known/smart-configuration
+)
+
+func (k docKind) String() string {
+	switch k {
+	case docMetadata:
+		return "CapabilityStatement"
+	case docUDAP:
+		return "UDAP metadata"
+	case docSMART:
+		return "smart-configuration"
+	}
+	return "document"
+}
+
+// document is a fetched and parsed document, as cached.
+type document struct {
+	kind      docKind
+	url       string
+	fetchedAt time.Time
+	// notSupported is the HTTP status with which a .well-known document
+	// said the server does not speak that protocol (404 and the like), 0
+	// when the document was read.
+	notSupported int
+	// One of these is set for a read document, by kind. uris is nil for
+	// a CapabilityStatement without oauth-uris.
+	uris  *OAuthURIs
+	smart *smartConfiguration
+	udap  *udapMetadata
+}
+
+// notSupportedStatus reports whether status, answered for a .well-known
+// document, means "this server does not speak that protocol" rather than
+// a failure: 404 and 410 as the UDAP IG and RFC 8615 intend, 403, 405 and
+// 501 as gateways answer unknown paths, and for UDAP 204 (no metadata for
+// the community).
+func notSupportedStatus(kind docKind, status int) bool {
+	switch status {
+	case http.StatusNotFound, http.StatusGone, http.StatusForbidden, http.StatusMethodNotAllowed, http.StatusNotImplemented:
+		return kind != docMetadata
+	case http.StatusNoContent:
+		return kind == docUDAP
+	}
+	return false
+}
+
+// docKey is a document's cache key: its URL, and for the
+// CapabilityStatement whether the Cerner override header was sent.
+func docKey(kind docKind, u string, override bool) string {
+	if kind == docMetadata && override {
+		return u + "\x00" + HeaderCernerOverride
+	}
+	return u
+}
+
+// document returns the document of kind at u, from the document cache
+// when it was fetched less than maxAge ago, else fetched (once for all
+// concurrent callers). Failures are not cached; "not supported" answers
+// are.
+func (d *Discoverer) document(ctx context.Context, kind docKind, u string, override bool, maxAge time.Duration) (*document, error) {
+	key := docKey(kind, u, override)
+	if doc, ok := d.cachedDocument(key, maxAge); ok {
+		return doc, nil
+	}
+	ch := d.docFlights.DoChan(key, func() (any, error) {
+		if doc, ok := d.cachedDocument(key, maxAge); ok {
+			return doc, nil
+		}
+		doc, err := d.fetchDocument(ctx, kind, u, override)
+		if err != nil {
+			return nil, err
+		}
+		d.docs.Set(key, doc, d.ttl)
+		return doc, nil
+	})
+	select {
+	case <-ctx.Done():
+		return nil, &Error{URL: u, Err: ctx.Err()}
+	case r := <-ch:
+		if r.Err != nil {
+			return nil, r.Err
+		}
+		return r.Val.(*document), nil
+	}
+}
+
+// cachedDocument returns the cached document for key if it is younger
+// than maxAge by the clock.
+func (d *Discoverer) cachedDocument(key string, maxAge time.Duration) (*document, bool) {
+	v, ok := d.docs.Get(key)
+	if !ok {
+		return nil, false
+	}
+	doc := v.(*document)
+	if d.now().Sub(doc.fetchedAt) >= maxAge {
+		return nil, false
+	}
+	return doc, true
+}
+
+// fetchDocument GETs and parses one document. Every failure is an
+// *Error naming the URL.
+func (d *Discoverer) fetchDocument(ctx context.Context, kind docKind, u string, override bool) (*document, error) {
+	header := http.Header{"Accept": {"application/json"}}
+	if kind == docMetadata {
+		// Cerner answers other media types with 406 Not Acceptable.
+		header.Set("Accept", "application/fhir+json")
+		if override {
+			header.Set(HeaderCernerOverride, "on")
+		}
+	}
+	resp, err := upstream.Get(ctx, d.hc, u, header, d.maxBody)
+	switch {
+	case resp == nil:
+		return nil, &Error{URL: u, Err: err}
+	case err != nil:
+		return nil, &Error{URL: u, StatusCode: resp.StatusCode, Err: err}
+	case notSupportedStatus(kind, resp.StatusCode):
+		return &document{kind: kind, url: u, fetchedAt: d.now(), notSupported: resp.StatusCode}, nil
+	case !resp.OK():
+		return nil, &Error{URL: u, StatusCode: resp.StatusCode, Err: upstream.DescribeStatus(resp.StatusCode, resp.Body)}
+	case resp.Truncated:
+		return nil, &Error{URL: u, StatusCode: resp.StatusCode, Err: fmt.Errorf("response body exceeds %d bytes", d.maxBody)}
+	}
+	doc := &document{kind: kind, url: u}
+	switch kind {
+	case docMetadata:
+		doc.uris, err = parseCapabilityStatement(resp.Body)
+	case docUDAP:
+		doc.udap, err = parseUDAPMetadata(resp.Body)
+	case docSMART:
+		doc.smart, err = parseSMARTConfiguration(resp.Body)
+	}
+	if err != nil {
+		return nil, &Error{URL: u, StatusCode: resp.StatusCode, Err: fmt.Errorf("parse %s: %w", kind, err)}
+	}
+	doc.fetchedAt = d.now()
+	return doc, nil
+}
