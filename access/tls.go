@@ -20,8 +20,11 @@ type TLSFiles struct {
 	// KeyFile holds the server's private key.
 	KeyFile string
 	// ClientCAFile, when set, holds the CAs client certificates must chain
-	// to; every client must then present a certificate that verifies
-	// (tls.RequireAndVerifyClientCert). Set it for the mtls method.
+	// to: a certificate a client presents must verify
+	// (tls.VerifyClientCertIfGiven). A client may present none, so that
+	// kubelet probes and Prometheus reach /healthz, /readyz and /metrics;
+	// the mtls Authenticator then refuses it on every other route. Set it
+	// for the mtls method.
 	ClientCAFile string
 }
 
@@ -86,16 +89,16 @@ func (s *ServerTLS) Reload() error {
 			return fmt.Errorf("access: tls client CA %s: no PEM certificates", s.files.ClientCAFile)
 		}
 		cfg.ClientCAs = pool
-		cfg.ClientAuth = tls.RequireAndVerifyClientCert
+		cfg.ClientAuth = tls.VerifyClientCertIfGiven
 	}
 	s.current.Store(cfg)
 	return nil
 }
 
-// RequiresClientCert reports whether handshakes require a verified
-// client certificate.
+// RequiresClientCert reports whether a client certificate presented in a
+// handshake must verify against the client CAs.
 func (s *ServerTLS) RequiresClientCert() bool {
-	return s.current.Load().ClientAuth == tls.RequireAndVerifyClientCert
+	return s.current.Load().ClientAuth == tls.VerifyClientCertIfGiven
 }
 
 func readBounded(path string) ([]byte, error) {
