@@ -14,6 +14,9 @@ import (
 	"time"
 )
 
+// noSleep retries without really waiting.
+var noSleep = RetryPolicy{Sleep: func(ctx context.Context, d time.Duration) error { return ctx.Err() }}
+
 // testKey has characters that URL encoding changes, so that the tests
 // catch the key leaking in either form.
 const testKey = "k3y-S3CRET+/="
@@ -33,7 +36,7 @@ var flavours = []flavour{
 		name:     "R4 key in header (default)",
 		basePath: "/fhir",
 		client: func(base string, hc *http.Client, maxBody int64) Fetcher {
-			return &R4Client{BaseURL: base, APIKey: testKey, HTTPClient: hc, MaxBodyBytes: maxBody}
+			return &R4Client{BaseURL: base, APIKey: testKey, HTTPClient: hc, MaxBodyBytes: maxBody, Retry: noSleep}
 		},
 		body: r4Body,
 		check: func(r *http.Request) string {
@@ -52,7 +55,7 @@ var flavours = []flavour{
 		name:     "R4 key in header (explicit)",
 		basePath: "/fhir/",
 		client: func(base string, hc *http.Client, maxBody int64) Fetcher {
-			return &R4Client{BaseURL: base, APIKey: testKey, APIKeyIn: APIKeyInHeader, HTTPClient: hc, MaxBodyBytes: maxBody}
+			return &R4Client{BaseURL: base, APIKey: testKey, APIKeyIn: APIKeyInHeader, HTTPClient: hc, MaxBodyBytes: maxBody, Retry: noSleep}
 		},
 		body: r4Body,
 		check: func(r *http.Request) string {
@@ -66,7 +69,7 @@ var flavours = []flavour{
 		name:     "R4 key in query",
 		basePath: "/fhir",
 		client: func(base string, hc *http.Client, maxBody int64) Fetcher {
-			return &R4Client{BaseURL: base, APIKey: testKey, APIKeyIn: APIKeyInQuery, HTTPClient: hc, MaxBodyBytes: maxBody}
+			return &R4Client{BaseURL: base, APIKey: testKey, APIKeyIn: APIKeyInQuery, HTTPClient: hc, MaxBodyBytes: maxBody, Retry: noSleep}
 		},
 		body: r4Body,
 		check: func(r *http.Request) string {
@@ -85,7 +88,7 @@ var flavours = []flavour{
 		name:     "STU3",
 		basePath: "/fhir-stu3/1.0.1",
 		client: func(base string, hc *http.Client, maxBody int64) Fetcher {
-			return &STU3Client{BaseURL: base, APIKey: testKey, HTTPClient: hc, MaxBodyBytes: maxBody}
+			return &STU3Client{BaseURL: base, APIKey: testKey, HTTPClient: hc, MaxBodyBytes: maxBody, Retry: noSleep}
 		},
 		body: stu3Body,
 		check: func(r *http.Request) string {

@@ -35,6 +35,11 @@ type Endpoint struct {
 	// Version is the endpoint's version, for a FHIR endpoint a FHIR
 	// version such as "4.0.1" or "R4".
 	Version string `json:"version,omitempty"`
+	// FHIRVersion is the FHIR version family of a FHIR REST endpoint
+	// (FHIRR4, FHIRSTU3, FHIRDSTU2, FHIRR4B or FHIRR5, see FHIRFamily),
+	// "" for other endpoints and unknown versions. The parsers and the
+	// Resolver's static entries fill it in.
+	FHIRVersion string `json:"fhir_version,omitempty"`
 	// Status is the Endpoint.status code, e.g. "active".
 	Status string `json:"status,omitempty"`
 	// PayloadMimeTypes lists Endpoint.payloadMimeType values.

@@ -59,6 +59,7 @@ type rawOrg struct {
 // rawEntry is a format-neutral Bundle entry holding an Organization or an
 // Endpoint.
 type rawEntry struct {
+	index   int // position in the Bundle's entry list, from 0
 	fullURL string
 	mode    string // entry.search.mode: "match", "include", "outcome" or ""
 	org     *rawOrg
@@ -122,8 +123,8 @@ func orgOID(o *rawOrg, idFirst bool) (string, error) {
 }
 
 // assemble turns the Organization picked from a document (and, for a
-// Bundle, its sibling entries) into an Organization.
-func assemble(o *rawOrg, entries []rawEntry, idFirst bool) (*Organization, error) {
+// Bundle, the index of its Endpoint entries) into an Organization.
+func assemble(o *rawOrg, index endpointIndex, idFirst bool) (*Organization, error) {
 	oid, err := orgOID(o, idFirst)
 	if err != nil {
 		return nil, err
@@ -145,68 +146,94 @@ func assemble(o *rawOrg, entries []rawEntry, idFirst bool) (*Organization, error
 		if strings.HasPrefix(ref, "#") {
 			continue // contained, already listed
 		}
-		if i := findEndpointEntry(entries, ref); i >= 0 && !used[i] {
+		if ep, i := index.find(ref); ep != nil && !used[i] {
 			used[i] = true
-			org.Endpoints = append(org.Endpoints, *entries[i].ep)
+			org.Endpoints = append(org.Endpoints, *ep)
 		}
 	}
+	org.Endpoints = withFHIRVersions(org.Endpoints)
 	return org, nil
 }
 
-// findEndpointEntry returns the index of the Bundle entry holding the
-// Endpoint a reference points at, or -1. A reference matches an entry's
-// fullUrl exactly or, as "[base/]Endpoint/<id>[/_history/<v>]", its id.
-func findEndpointEntry(entries []rawEntry, ref string) int {
-	id := ""
+// endpointIndex finds a Bundle's Endpoint entries by fullUrl and by id,
+// so that resolving references stays linear in the document's size.
+type endpointIndex struct {
+	entries []rawEntry
+	byURL   map[string]int
+	byID    map[string]int
+}
+
+// indexEndpoints indexes entries' Endpoints; the first entry with a given
+// fullUrl or id wins.
+func indexEndpoints(entries []rawEntry) endpointIndex {
+	x := endpointIndex{entries: entries, byURL: make(map[string]int), byID: make(map[string]int)}
+	for i, e := range entries {
+		if e.ep == nil {
+			continue
+		}
+		if _, ok := x.byURL[e.fullURL]; e.fullURL != "" && !ok {
+			x.byURL[e.fullURL] = i
+		}
+		if _, ok := x.byID[e.ep.ID]; e.ep.ID != "" && !ok {
+			x.byID[e.ep.ID] = i
+		}
+	}
+	return x
+}
+
+// find returns the Endpoint entry a reference points at and its index, or
+// nil. A reference matches an entry's fullUrl exactly or, as
+// "[base/]Endpoint/<id>[/_history/<v>]", its id.
+func (x endpointIndex) find(ref string) (*Endpoint, int) {
+	if i, ok := x.byURL[ref]; ok && ref != "" {
+		return x.entries[i].ep, i
+	}
 	path := ref
 	if i := strings.Index(path, "/_history/"); i >= 0 {
 		path = path[:i]
 	}
-	if parts := strings.Split(strings.TrimRight(path, "/"), "/"); len(parts) >= 2 && parts[len(parts)-2] == "Endpoint" {
-		id = parts[len(parts)-1]
+	parts := strings.Split(strings.TrimRight(path, "/"), "/")
+	if len(parts) < 2 || parts[len(parts)-2] != "Endpoint" || parts[len(parts)-1] == "" {
+		return nil, -1
 	}
-	for i, e := range entries {
-		if e.ep != nil && e.fullURL != "" && e.fullURL == ref {
-			return i
-		}
+	if i, ok := x.byID[parts[len(parts)-1]]; ok {
+		return x.entries[i].ep, i
 	}
-	if id == "" {
-		return -1
-	}
-	for i, e := range entries {
-		if e.ep != nil && e.ep.ID == id {
-			return i
-		}
-	}
-	return -1
+	return nil, -1
 }
 
-// pickOrganization chooses the Organization of a Bundle: the single
-// entry with search mode "match" or, when no entry has a search mode, the
-// single Organization entry. Entries included by _include (mode
-// "include", e.g. a parent organization) are not candidates.
-func pickOrganization(entries []rawEntry) (*rawOrg, error) {
-	var matches, unmarked []*rawOrg
+// matchedOrganizations returns a Bundle's Organizations that answer the
+// query: the entries with search mode "match" or, when no entry has that
+// mode, the Organization entries without a search mode. Entries included
+// by _include (mode "include", e.g. a parent organization) never count.
+func matchedOrganizations(entries []rawEntry) []rawEntry {
+	var matches, unmarked []rawEntry
 	for _, e := range entries {
 		if e.org == nil {
 			continue
 		}
 		switch e.mode {
 		case "match":
-			matches = append(matches, e.org)
+			matches = append(matches, e)
 		case "":
-			unmarked = append(unmarked, e.org)
+			unmarked = append(unmarked, e)
 		}
 	}
-	candidates := matches
-	if len(candidates) == 0 {
-		candidates = unmarked
+	if len(matches) == 0 {
+		return unmarked
 	}
+	return matches
+}
+
+// pickOrganization chooses the Organization of a Bundle read for one
+// OID: the single one of its matchedOrganizations.
+func pickOrganization(entries []rawEntry) (*rawOrg, error) {
+	candidates := matchedOrganizations(entries)
 	switch len(candidates) {
 	case 0:
 		return nil, fmt.Errorf("bundle holds no Organization: %w", ErrNotFound)
 	case 1:
-		return candidates[0], nil
+		return candidates[0].org, nil
 	default:
 		return nil, fmt.Errorf("bundle holds %d matching Organizations, want one", len(candidates))
 	}

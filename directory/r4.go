@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 )
 
@@ -24,90 +25,172 @@ func ParseR4Organization(data []byte) (*Organization, error) {
 	return org, nil
 }
 
+// ParseR4Bundle parses a directory search answer in standard FHIR R4
+// JSON: a searchset Bundle of Organizations, with contained Endpoints or
+// Endpoint entries they reference (_include). Every matching
+// Organization must have an OID (see ParseR4Organization); a Bundle of
+// another type (a transaction, a history) is rejected.
+func ParseR4Bundle(data []byte) (*Bundle, error) {
+	b, err := parseR4Bundle(data)
+	if err != nil {
+		return nil, fmt.Errorf("directory: parse R4 bundle: %w", err)
+	}
+	return b, nil
+}
+
 // parseR4 does the work of ParseR4Organization; its errors carry no
 // package prefix so that callers can add their own context.
 func parseR4(data []byte) (*Organization, error) {
-	data = bytes.TrimPrefix(data, []byte(utf8BOM))
-	trimmed := bytes.TrimSpace(data)
-	switch {
-	case len(trimmed) == 0:
-		return nil, errors.New("empty document")
-	case trimmed[0] != '{':
-		return nil, fmt.Errorf("not a JSON object (starts with %s)", quoteInput(string(trimmed[:min(len(trimmed), 16)])))
+	data, resourceType, err := r4Document(data)
+	if err != nil {
+		return nil, err
 	}
-	var head struct {
-		ResourceType string `json:"resourceType"`
-	}
-	if err := json.Unmarshal(data, &head); err != nil {
-		return nil, fmt.Errorf("invalid JSON: %w", err)
-	}
-	switch head.ResourceType {
+	switch resourceType {
 	case "Organization":
 		o, err := decodeR4Organization(data)
 		if err != nil {
 			return nil, err
 		}
-		return assemble(o, nil, true)
+		return assemble(o, endpointIndex{}, true)
 	case "Bundle":
-		var b r4Bundle
-		if err := json.Unmarshal(data, &b); err != nil {
-			return nil, fmt.Errorf("invalid bundle: %w", err)
-		}
-		entries := make([]rawEntry, 0, len(b.Entry))
-		for i, e := range b.Entry {
-			re := rawEntry{fullURL: e.FullURL}
-			if e.Search != nil {
-				re.mode = e.Search.Mode
-			}
-			var rh struct {
-				ResourceType string `json:"resourceType"`
-			}
-			if len(e.Resource) == 0 {
-				continue
-			}
-			if err := json.Unmarshal(e.Resource, &rh); err != nil {
-				return nil, fmt.Errorf("invalid bundle entry %d: %w", i, err)
-			}
-			switch rh.ResourceType {
-			case "Organization":
-				o, err := decodeR4Organization(e.Resource)
-				if err != nil {
-					return nil, fmt.Errorf("bundle entry %d: %w", i, err)
-				}
-				re.org = o
-			case "Endpoint":
-				ep, err := decodeR4Endpoint(e.Resource)
-				if err != nil {
-					return nil, fmt.Errorf("bundle entry %d: %w", i, err)
-				}
-				re.ep = &ep
-			default:
-				continue // OperationOutcome, Location, ...
-			}
-			entries = append(entries, re)
+		_, entries, err := decodeR4Bundle(data)
+		if err != nil {
+			return nil, err
 		}
 		o, err := pickOrganization(entries)
 		if err != nil {
 			return nil, err
 		}
-		return assemble(o, entries, true)
-	case "":
-		return nil, errors.New("not a FHIR resource: no resourceType")
+		return assemble(o, indexEndpoints(entries), true)
 	default:
-		return nil, fmt.Errorf("resourceType is %s, want Organization or Bundle", quoteInput(head.ResourceType))
+		return nil, fmt.Errorf("resourceType is %s, want Organization or Bundle", quoteInput(resourceType))
 	}
+}
+
+// parseR4Bundle does the work of ParseR4Bundle.
+func parseR4Bundle(data []byte) (*Bundle, error) {
+	data, resourceType, err := r4Document(data)
+	if err != nil {
+		return nil, err
+	}
+	if resourceType != "Bundle" {
+		return nil, fmt.Errorf("resourceType is %s, want Bundle", quoteInput(resourceType))
+	}
+	b, entries, err := decodeR4Bundle(data)
+	if err != nil {
+		return nil, err
+	}
+	total := -1
+	if b.Total != nil {
+		if *b.Total < 0 {
+			return nil, fmt.Errorf("bundle total is %d, want a count", *b.Total)
+		}
+		total = int(min(*b.Total, math.MaxInt32))
+	}
+	next := ""
+	for _, l := range b.Link {
+		if strings.EqualFold(strings.TrimSpace(l.Relation), "next") {
+			next = l.URL
+			break
+		}
+	}
+	return assembleBundle(b.Type, total, next, entries, true)
+}
+
+// r4Document checks a JSON document's size, shape and nesting and
+// returns it without a byte order mark, with its resourceType.
+func r4Document(data []byte) ([]byte, string, error) {
+	if err := checkSize(data); err != nil {
+		return nil, "", err
+	}
+	data = bytes.TrimPrefix(data, []byte(utf8BOM))
+	trimmed := bytes.TrimSpace(data)
+	switch {
+	case len(trimmed) == 0:
+		return nil, "", errEmpty
+	case trimmed[0] != '{':
+		return nil, "", fmt.Errorf("not a JSON object (starts with %s)", quoteInput(string(trimmed[:min(len(trimmed), 16)])))
+	}
+	if err := checkJSONDepth(trimmed); err != nil {
+		return nil, "", err
+	}
+	var head struct {
+		ResourceType string `json:"resourceType"`
+	}
+	if err := json.Unmarshal(data, &head); err != nil {
+		return nil, "", fmt.Errorf("invalid JSON: %w", err)
+	}
+	if head.ResourceType == "" {
+		return nil, "", errors.New("not a FHIR resource: no resourceType")
+	}
+	return data, head.ResourceType, nil
+}
+
+// decodeR4Bundle decodes a Bundle's Organization and Endpoint entries;
+// other resources (OperationOutcome, Location, ...) are skipped.
+func decodeR4Bundle(data []byte) (*r4Bundle, []rawEntry, error) {
+	var b r4Bundle
+	if err := json.Unmarshal(data, &b); err != nil {
+		return nil, nil, fmt.Errorf("invalid bundle: %w", err)
+	}
+	entries := make([]rawEntry, 0, len(b.Entry))
+	for i, e := range b.Entry {
+		re := rawEntry{index: i, fullURL: e.FullURL}
+		if e.Search != nil {
+			re.mode = e.Search.Mode
+		}
+		if len(e.Resource) == 0 || bytes.Equal(e.Resource, []byte("null")) {
+			continue
+		}
+		var rh struct {
+			ResourceType string `json:"resourceType"`
+		}
+		if err := json.Unmarshal(e.Resource, &rh); err != nil {
+			return nil, nil, fmt.Errorf("invalid bundle entry %d: %w", i, err)
+		}
+		switch rh.ResourceType {
+		case "Organization":
+			o, err := decodeR4Organization(e.Resource)
+			if err != nil {
+				return nil, nil, fmt.Errorf("bundle entry %d: %w", i, err)
+			}
+			re.org = o
+		case "Endpoint":
+			ep, err := decodeR4Endpoint(e.Resource)
+			if err != nil {
+				return nil, nil, fmt.Errorf("bundle entry %d: %w", i, err)
+			}
+			re.ep = &ep
+		default:
+			continue // OperationOutcome, Location, ...
+		}
+		entries = append(entries, re)
+	}
+	return &b, entries, nil
 }
 
 // R4 JSON shapes, reduced to the fields read.
 type (
 	r4Bundle struct {
-		Entry []struct {
-			FullURL  string          `json:"fullUrl"`
-			Resource json.RawMessage `json:"resource"`
-			Search   *struct {
-				Mode string `json:"mode"`
-			} `json:"search"`
-		} `json:"entry"`
+		Type  string         `json:"type"`
+		Total *int64         `json:"total"`
+		Link  []r4BundleLink `json:"link"`
+		Entry []r4Entry      `json:"entry"`
+	}
+
+	r4BundleLink struct {
+		Relation string `json:"relation"`
+		URL      string `json:"url"`
+	}
+
+	r4Entry struct {
+		FullURL  string          `json:"fullUrl"`
+		Resource json.RawMessage `json:"resource"`
+		Search   *r4EntrySearch  `json:"search"`
+	}
+
+	r4EntrySearch struct {
+		Mode string `json:"mode"`
 	}
 
 	r4Organization struct {

@@ -4,16 +4,32 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"strings"
 	"time"
+	"unicode"
+
+	"github.com/patrickmn/go-cache"
 
 	"github.com/cqgate/cqgate/internal/flightcache"
 )
 
+// Defaults of a ResolverConfig's zero fields.
 const (
-	// DefaultTTL is how long a Resolver caches a directory answer when
-	// ResolverConfig.TTL is zero.
+	// DefaultTTL is how long a directory answer is fresh.
 	DefaultTTL = time.Hour
+	// DefaultMaxStale is how long past its expiry a directory answer may
+	// still be served while the directory fails.
+	DefaultMaxStale = 24 * time.Hour
+	// DefaultNegativeTTL is how long a "not found" answer is remembered.
+	DefaultNegativeTTL = 5 * time.Minute
+	// DefaultStaleRetry is how long a stale answer is served without
+	// asking the directory again after a failed refresh.
+	DefaultStaleRetry = 30 * time.Second
 )
+
+// maxStaleReason bounds Entry.StaleReason.
+const maxStaleReason = 512
 
 // Sources of an Entry.
 const (
@@ -29,8 +45,23 @@ type ResolverConfig struct {
 	// from configuration. They win over the directory and are never
 	// fetched. Keys that are not valid OIDs and nil values are ignored.
 	Static map[string]*Organization
-	// TTL is how long directory answers are cached; 0 means DefaultTTL.
+	// TTL is how long directory answers are fresh; 0 means DefaultTTL.
 	TTL time.Duration
+	// MaxStale is how long past its expiry a directory answer is still
+	// served, marked Stale, when refreshing it fails with a directory
+	// error (a transport failure or timeout, a 5xx, 408 or 429, or a
+	// failing APIKeySource; never a 404 or a malformed OID). 0 means
+	// DefaultMaxStale; negative disables serving stale answers.
+	MaxStale time.Duration
+	// StaleRetry is how long, after such a failed refresh, the stale
+	// answer is served without asking the directory again, so that an
+	// outage does not make every lookup wait for retries. 0 means
+	// DefaultStaleRetry; negative means every lookup asks.
+	StaleRetry time.Duration
+	// NegativeTTL is how long a "not found" answer from the directory is
+	// remembered, so that lookups of an unknown OID do not each ask the
+	// directory. 0 means DefaultNegativeTTL; negative disables it.
+	NegativeTTL time.Duration
 	// Clock returns the current time; nil means time.Now.
 	Clock func() time.Time
 }
@@ -44,30 +75,77 @@ type Entry struct {
 	// CachedAt is when the directory answered, or for a static entry
 	// when the Resolver was created.
 	CachedAt time.Time
+	// Stale says the entry has expired and the directory could not be
+	// asked again (see ResolverConfig.MaxStale); StaleReason then says
+	// why, in words that hold no secret (the refresh's error message on
+	// one printable line of at most 512 bytes), e.g. for a response
+	// header.
+	Stale       bool
+	StaleReason string
 }
 
 // Resolver resolves OIDs to organizations: static entries first, then
 // the directory, whose answers it caches for a TTL. Concurrent lookups of
-// one OID share one directory request. Failed lookups are not cached. A
-// Resolver is safe for concurrent use.
+// one OID share one directory request. A "not found" answer is
+// remembered for NegativeTTL; other failures are not cached, but while
+// the directory fails an expired answer is served, marked Stale, for up
+// to MaxStale. A Resolver is safe for concurrent use.
 type Resolver struct {
-	fetcher Fetcher
-	static  map[string]Entry
-	cache   *flightcache.Cache[*Organization] // canonical OID -> directory answer
+	fetcher     Fetcher
+	static      map[string]Entry
+	now         func() time.Time
+	ttl         time.Duration
+	maxStale    time.Duration                     // < 0: disabled
+	staleRetry  time.Duration                     // < 0: ask every time
+	negativeTTL time.Duration                     // < 0: disabled
+	cache       *flightcache.Cache[*Organization] // canonical OID -> fresh directory answer
+	good        *cache.Cache                      // canonical OID -> *lastGood, kept for stale-if-error
+	negative    *cache.Cache                      // canonical OID -> notFound
+}
+
+// lastGood is the latest directory answer for an OID, kept past its TTL
+// for stale-if-error.
+type lastGood struct {
+	org       *Organization
+	fetchedAt time.Time
+	// failedAt is when a refresh last failed with a directory error
+	// (zero when the last refresh succeeded), and reason its message.
+	failedAt time.Time
+	reason   string
+}
+
+// notFound is a remembered "not found" answer.
+type notFound struct {
+	err error
+	at  time.Time
 }
 
 // NewResolver returns a Resolver for cfg.
 func NewResolver(cfg ResolverConfig) *Resolver {
-	r := &Resolver{fetcher: cfg.Fetcher, static: make(map[string]Entry, len(cfg.Static))}
-	ttl, now := cfg.TTL, cfg.Clock
-	if ttl <= 0 {
-		ttl = DefaultTTL
+	r := &Resolver{
+		fetcher:     cfg.Fetcher,
+		static:      make(map[string]Entry, len(cfg.Static)),
+		now:         cfg.Clock,
+		ttl:         orDefault(cfg.TTL, DefaultTTL),
+		maxStale:    orDefault(cfg.MaxStale, DefaultMaxStale),
+		staleRetry:  orDefault(cfg.StaleRetry, DefaultStaleRetry),
+		negativeTTL: orDefault(cfg.NegativeTTL, DefaultNegativeTTL),
 	}
-	if now == nil {
-		now = time.Now
+	if r.ttl < 0 {
+		r.ttl = DefaultTTL
 	}
-	r.cache = flightcache.New[*Organization](flightcache.Config{TTL: ttl, Clock: now})
-	created := now()
+	if r.now == nil {
+		r.now = time.Now
+	}
+	r.cache = flightcache.New[*Organization](flightcache.Config{TTL: r.ttl, Clock: r.now})
+	// go-cache's own (wall-clock) expiry only frees memory; freshness is
+	// judged by r.now.
+	keepGood := r.ttl + max(r.maxStale, 0)
+	r.good = cache.New(keepGood, keepGood)
+	keepNegative := max(r.negativeTTL, time.Minute)
+	r.negative = cache.New(keepNegative, keepNegative)
+
+	created := r.now()
 	for key, org := range cfg.Static {
 		oid, err := ParseOID(key)
 		if err != nil || org == nil {
@@ -77,16 +155,27 @@ func NewResolver(cfg ResolverConfig) *Resolver {
 		if o.OID == "" {
 			o.OID = oid
 		}
+		o.Endpoints = withFHIRVersions(o.Endpoints)
 		r.static[oid] = Entry{Organization: &o, Source: SourceStatic, CachedAt: created}
 	}
 	return r
 }
 
+// orDefault returns d for 0 and v otherwise.
+func orDefault(v, d time.Duration) time.Duration {
+	if v == 0 {
+		return d
+	}
+	return v
+}
+
 // Lookup returns the organization for oid (bare or "urn:oid:" form).
 // It returns an error wrapping ErrInvalidOID for a malformed OID and
 // ErrNotFound when neither the static entries nor the directory know it.
-// ctx bounds only this caller's wait: a directory request shared with
-// other callers goes on when ctx is done.
+// When the directory fails and an expired answer is at most MaxStale past
+// its expiry, that answer is returned with Stale set. ctx bounds only
+// this caller's wait: a directory request shared with other callers goes
+// on when ctx is done.
 func (r *Resolver) Lookup(ctx context.Context, oid string) (*Entry, error) {
 	oid, err := ParseOID(oid)
 	if err != nil {
@@ -98,33 +187,173 @@ func (r *Resolver) Lookup(ctx context.Context, oid string) (*Entry, error) {
 	if r.fetcher == nil {
 		return nil, fmt.Errorf("%w: %s (no directory configured)", ErrNotFound, oid)
 	}
-	org, fetchedAt, err := r.cache.Get(ctx, oid, func(fctx context.Context) (*Organization, error) {
-		org, err := r.fetcher.Organization(fctx, oid)
-		switch {
-		case err != nil:
-			return nil, err
-		case org == nil:
-			return nil, fmt.Errorf("directory: lookup %s: fetcher returned no organization", oid)
-		case org.OID != oid:
-			return nil, fmt.Errorf("directory: lookup %s: directory returned organization %s", oid, org.OID)
+	now := r.now()
+	if v, ok := r.negative.Get(oid); ok && r.negativeTTL > 0 {
+		if nf := v.(notFound); now.Sub(nf.at) < r.negativeTTL {
+			return nil, nf.err
 		}
-		return org, nil
+	}
+	if e, ok := r.recentlyFailed(oid, now); ok {
+		return e, nil
+	}
+	org, fetchedAt, err := r.cache.Get(ctx, oid, func(fctx context.Context) (*Organization, error) {
+		return r.fetch(fctx, oid)
 	})
 	if err != nil {
 		if cerr := ctx.Err(); cerr != nil && errors.Is(err, cerr) {
 			return nil, fmt.Errorf("directory: lookup %s: %w", oid, err)
+		}
+		if e, ok := r.stale(oid, err); ok {
+			return e, nil
 		}
 		return nil, err
 	}
 	return &Entry{Organization: org, Source: SourceDirectory, CachedAt: fetchedAt}, nil
 }
 
-// Forget drops the cached directory answer for oid, so that the next
-// Lookup asks the directory again. A request already in flight is not
+// fetch asks the directory for oid (once for all concurrent lookups) and
+// records the answer for negative caching and stale-if-error.
+func (r *Resolver) fetch(ctx context.Context, oid string) (*Organization, error) {
+	org, err := r.fetcher.Organization(ctx, oid)
+	switch {
+	case err != nil:
+	case org == nil:
+		err = fmt.Errorf("directory: lookup %s: fetcher returned no organization", oid)
+	case org.OID != oid:
+		err = fmt.Errorf("directory: lookup %s: directory returned organization %s", oid, org.OID)
+	}
+	now := r.now()
+	switch {
+	case err == nil:
+		r.negative.Delete(oid)
+		if r.maxStale >= 0 {
+			r.good.SetDefault(oid, &lastGood{org: org, fetchedAt: now})
+		}
+		return org, nil
+	case errors.Is(err, ErrNotFound):
+		// The directory says it does not know oid: nothing stale is
+		// served for it any more.
+		r.good.Delete(oid)
+		if r.negativeTTL > 0 {
+			r.negative.SetDefault(oid, notFound{err: err, at: now})
+		}
+	case transient(err):
+		if v, ok := r.good.Get(oid); ok {
+			lg := *v.(*lastGood)
+			lg.failedAt, lg.reason = now, staleReason(err)
+			r.good.SetDefault(oid, &lg)
+		}
+	}
+	return nil, err
+}
+
+// recentlyFailed returns the stale entry for oid if a refresh failed less
+// than StaleRetry ago.
+func (r *Resolver) recentlyFailed(oid string, now time.Time) (*Entry, bool) {
+	if r.staleRetry <= 0 || r.maxStale < 0 {
+		return nil, false
+	}
+	lg, ok := r.lastGood(oid, now)
+	if !ok || lg.failedAt.IsZero() || now.Sub(lg.failedAt) >= r.staleRetry {
+		return nil, false
+	}
+	return lg.entry(), true
+}
+
+// stale returns the stale entry for oid after a refresh failed with err,
+// if err is a directory failure and the entry is not too old.
+func (r *Resolver) stale(oid string, err error) (*Entry, bool) {
+	if r.maxStale < 0 || !transient(err) {
+		return nil, false
+	}
+	lg, ok := r.lastGood(oid, r.now())
+	if !ok {
+		return nil, false
+	}
+	e := lg.entry()
+	e.StaleReason = staleReason(err)
+	return e, true
+}
+
+// lastGood returns oid's last good answer if it is at most MaxStale past
+// its expiry.
+func (r *Resolver) lastGood(oid string, now time.Time) (*lastGood, bool) {
+	v, ok := r.good.Get(oid)
+	if !ok {
+		return nil, false
+	}
+	lg := v.(*lastGood)
+	if now.After(lg.fetchedAt.Add(r.ttl + r.maxStale)) {
+		return nil, false
+	}
+	return lg, true
+}
+
+func (lg *lastGood) entry() *Entry {
+	return &Entry{Organization: lg.org, Source: SourceDirectory, CachedAt: lg.fetchedAt, Stale: true, StaleReason: lg.reason}
+}
+
+// staleReason is err's message on one line of printable characters (fit
+// for a response header), bounded.
+func staleReason(err error) string {
+	msg := strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) || !unicode.IsPrint(r) {
+			return ' '
+		}
+		return r
+	}, err.Error())
+	if len(msg) > maxStaleReason {
+		msg = strings.ToValidUTF8(msg[:maxStaleReason], "") + "..."
+	}
+	return msg
+}
+
+// transient reports whether err is a directory failure worth serving a
+// stale answer through: no answer (transport failure, timeout), a 5xx,
+// 408 or 429, or a failing APIKeySource. A "not found", a malformed OID
+// and every other answer of the directory are not.
+func transient(err error) bool {
+	var (
+		de *Error
+		ke *APIKeyError
+		ne net.Error
+	)
+	switch {
+	case errors.Is(err, ErrNotFound), errors.Is(err, ErrInvalidOID), errors.Is(err, ErrInvalidQuery):
+		return false
+	case errors.As(err, &ke):
+		return true
+	case errors.As(err, &de):
+		return de.StatusCode == 0 || de.StatusCode >= 500 || de.StatusCode == 408 || de.StatusCode == 429
+	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne):
+		return true
+	}
+	return false
+}
+
+// Forget drops the cached directory answer (and a remembered "not found")
+// for oid, so that the next Lookup asks the directory again. The last good
+// answer is kept for stale-if-error. A request already in flight is not
 // cancelled, but later lookups do not join it.
 func (r *Resolver) Forget(oid string) {
 	if canon, err := ParseOID(oid); err == nil {
 		oid = canon
 	}
 	r.cache.Forget(oid)
+	r.negative.Delete(oid)
+	if v, ok := r.good.Get(oid); ok && !v.(*lastGood).failedAt.IsZero() {
+		lg := *v.(*lastGood)
+		lg.failedAt, lg.reason = time.Time{}, ""
+		r.good.SetDefault(oid, &lg)
+	}
+}
+
+// Search searches the directory when its Fetcher is a Searcher (the R4
+// and STU3 clients are). Static entries are not searched.
+func (r *Resolver) Search(ctx context.Context, q Query) (*SearchResult, error) {
+	s, ok := r.fetcher.(Searcher)
+	if !ok {
+		return nil, errors.New("directory: search: no searchable directory configured")
+	}
+	return s.Search(ctx, q)
 }

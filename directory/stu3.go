@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
+	"strconv"
 	"strings"
 )
 
@@ -28,22 +30,25 @@ func ParseSTU3OrganizationXML(data []byte) (*Organization, error) {
 	return org, nil
 }
 
+// ParseSTU3BundleXML parses a legacy STU3 directory search answer in
+// FHIR XML: a searchset Bundle root whose entry/resource elements hold
+// Organizations (with contained Endpoints) and possibly Endpoints they
+// reference. Every matching Organization must have an OID (see
+// ParseSTU3OrganizationXML); documents with a DOCTYPE are rejected.
+func ParseSTU3BundleXML(data []byte) (*Bundle, error) {
+	b, err := parseSTU3BundleXML(data)
+	if err != nil {
+		return nil, fmt.Errorf("directory: parse STU3 bundle XML: %w", err)
+	}
+	return b, nil
+}
+
 // parseSTU3XML does the work of ParseSTU3OrganizationXML; its errors carry
 // no package prefix so that callers can add their own context.
 func parseSTU3XML(data []byte) (*Organization, error) {
-	data = bytes.TrimPrefix(data, []byte(utf8BOM))
-	if len(bytes.TrimSpace(data)) == 0 {
-		return nil, errors.New("empty document")
-	}
-	d := xml.NewDecoder(bytes.NewReader(data))
-	d.Strict = true // undeclared entities are errors; none are expanded
-
-	root, err := xmlRoot(d)
+	d, root, err := stu3Document(data)
 	if err != nil {
 		return nil, err
-	}
-	if root.Name.Space != fhirNamespace && root.Name.Space != "" {
-		return nil, fmt.Errorf("root element is in namespace %s, want %s", quoteInput(root.Name.Space), fhirNamespace)
 	}
 	var org *Organization
 	switch root.Name.Local {
@@ -52,33 +57,19 @@ func parseSTU3XML(data []byte) (*Organization, error) {
 		if err := d.DecodeElement(&o, &root); err != nil {
 			return nil, fmt.Errorf("invalid XML: %w", err)
 		}
-		if org, err = assemble(o.raw(), nil, false); err != nil {
+		if org, err = assemble(o.raw(), endpointIndex{}, false); err != nil {
 			return nil, err
 		}
 	case "Bundle":
-		var b xmlBundle
-		if err := d.DecodeElement(&b, &root); err != nil {
-			return nil, fmt.Errorf("invalid XML: %w", err)
-		}
-		entries := make([]rawEntry, 0, len(b.Entry))
-		for _, e := range b.Entry {
-			re := rawEntry{fullURL: e.FullURL.Value, mode: e.Search.Mode.Value}
-			switch {
-			case e.Resource.Organization != nil:
-				re.org = e.Resource.Organization.raw()
-			case e.Resource.Endpoint != nil:
-				ep := e.Resource.Endpoint.endpoint()
-				re.ep = &ep
-			default:
-				continue
-			}
-			entries = append(entries, re)
+		_, entries, err := decodeSTU3Bundle(d, root)
+		if err != nil {
+			return nil, err
 		}
 		o, err := pickOrganization(entries)
 		if err != nil {
 			return nil, err
 		}
-		if org, err = assemble(o, entries, false); err != nil {
+		if org, err = assemble(o, indexEndpoints(entries), false); err != nil {
 			return nil, err
 		}
 	default:
@@ -88,6 +79,92 @@ func parseSTU3XML(data []byte) (*Organization, error) {
 		return nil, err
 	}
 	return org, nil
+}
+
+// parseSTU3BundleXML does the work of ParseSTU3BundleXML.
+func parseSTU3BundleXML(data []byte) (*Bundle, error) {
+	d, root, err := stu3Document(data)
+	if err != nil {
+		return nil, err
+	}
+	if root.Name.Local != "Bundle" {
+		return nil, fmt.Errorf("root element is %s, want Bundle", quoteInput(root.Name.Local))
+	}
+	b, entries, err := decodeSTU3Bundle(d, root)
+	if err != nil {
+		return nil, err
+	}
+	if err := xmlTrailer(d); err != nil {
+		return nil, err
+	}
+	total := -1
+	if b.Total != nil {
+		v := strings.TrimSpace(b.Total.Value)
+		n, err := strconv.ParseUint(v, 10, 63)
+		if err != nil {
+			return nil, fmt.Errorf("bundle total %s is not a count", quoteInput(v))
+		}
+		total = int(min(n, math.MaxInt32))
+	}
+	next := ""
+	for _, l := range b.Link {
+		if strings.EqualFold(strings.TrimSpace(l.Relation.Value), "next") {
+			next = l.URL.Value
+			break
+		}
+	}
+	return assembleBundle(b.Type.Value, total, next, entries, false)
+}
+
+// stu3Document checks an XML document's size and nesting and returns a
+// strict decoder positioned after its root element's start, rejecting a
+// DOCTYPE and a root outside the FHIR namespace.
+func stu3Document(data []byte) (*xml.Decoder, xml.StartElement, error) {
+	if err := checkSize(data); err != nil {
+		return nil, xml.StartElement{}, err
+	}
+	data = bytes.TrimPrefix(data, []byte(utf8BOM))
+	if len(bytes.TrimSpace(data)) == 0 {
+		return nil, xml.StartElement{}, errEmpty
+	}
+	d := xml.NewDecoder(bytes.NewReader(data))
+	d.Strict = true // undeclared entities are errors; none are expanded
+
+	root, err := xmlRoot(d)
+	if err != nil {
+		return nil, xml.StartElement{}, err
+	}
+	if root.Name.Space != fhirNamespace && root.Name.Space != "" {
+		return nil, xml.StartElement{}, fmt.Errorf("root element is in namespace %s, want %s", quoteInput(root.Name.Space), fhirNamespace)
+	}
+	if err := checkXMLDepth(data); err != nil {
+		return nil, xml.StartElement{}, err
+	}
+	return d, root, nil
+}
+
+// decodeSTU3Bundle decodes the Bundle whose root d has just read: its
+// Organization and Endpoint entries, skipping other resources.
+func decodeSTU3Bundle(d *xml.Decoder, root xml.StartElement) (*xmlBundle, []rawEntry, error) {
+	var b xmlBundle
+	if err := d.DecodeElement(&b, &root); err != nil {
+		return nil, nil, fmt.Errorf("invalid XML: %w", err)
+	}
+	entries := make([]rawEntry, 0, len(b.Entry))
+	for i, e := range b.Entry {
+		re := rawEntry{index: i, fullURL: e.FullURL.Value, mode: e.Search.Mode.Value}
+		switch {
+		case e.Resource.Organization != nil:
+			re.org = e.Resource.Organization.raw()
+		case e.Resource.Endpoint != nil:
+			ep := e.Resource.Endpoint.endpoint()
+			re.ep = &ep
+		default:
+			continue
+		}
+		entries = append(entries, re)
+	}
+	return &b, entries, nil
 }
 
 // xmlRoot reads up to the root element, rejecting a DOCTYPE (and any
@@ -150,6 +227,12 @@ type (
 	}
 
 	xmlBundle struct {
+		Type  xmlValue  `xml:"type"`
+		Total *xmlValue `xml:"total"`
+		Link  []struct {
+			Relation xmlValue `xml:"relation"`
+			URL      xmlValue `xml:"url"`
+		} `xml:"link"`
 		Entry []struct {
 			FullURL  xmlValue `xml:"fullUrl"`
 			Resource struct {

@@ -47,6 +47,8 @@ func FromError(err error) (int, *OperationOutcome) {
 	switch {
 	case errors.Is(err, directory.ErrInvalidOID):
 		return http.StatusBadRequest, New(Value, err.Error())
+	case errors.Is(err, directory.ErrInvalidQuery):
+		return http.StatusBadRequest, New(Invalid, err.Error())
 	case errors.Is(err, directory.ErrNotFound):
 		return http.StatusNotFound, New(NotFound, err.Error())
 	case isTimeout(err):
