@@ -10,9 +10,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-
-	gocache "github.com/patrickmn/go-cache"
-	"golang.org/x/sync/singleflight"
 )
 
 const (
@@ -21,18 +18,36 @@ const (
 	DefaultRefreshMargin = 60 * time.Second
 	// DefaultTokenLifetime is assumed when the server gave no expires_in.
 	DefaultTokenLifetime = 5 * time.Minute
+	// DefaultMinInterval is the shortest time between two exchanges for
+	// one Key (Cerner: "attempts at intervals lower than one minute may
+	// result in throttling").
+	DefaultMinInterval = time.Minute
+	// DefaultFailureHold is how long the first failed exchange for a Key
+	// is remembered; it doubles with every further failure.
+	DefaultFailureHold = time.Second
+	// DefaultExchangeTimeout bounds one exchange (all its attempts)
+	// that a Cache runs on behalf of its callers.
+	DefaultExchangeTimeout = time.Minute
 )
 
 // Key identifies a cached token. Tokens are reused only for requests with
-// an equal Key.
+// an equal Key. Key is comparable; the Cache indexes tokens by the Key
+// value itself.
 type Key struct {
 	TokenURL string
 	ClientID string
 	Scope    string
+	// Identity names the client identity (key and certificate) the token
+	// was obtained with, when a Cache serves several.
+	Identity string
+	// Context is the digest of the authorization context the token was
+	// asserted for ((*B2B).Digest(); empty for none): a token may only be
+	// used in the context it was requested for.
+	Context string
 }
 
-// String encodes k unambiguously for use as a cache key. New fields (a
-// B2B context digest, say) are appended as further name=value pairs.
+// String encodes k unambiguously, for logs. It holds no secret (Context
+// is a digest).
 func (k Key) String() string {
 	var b strings.Builder
 	b.WriteString("token_url=")
@@ -41,8 +56,41 @@ func (k Key) String() string {
 	b.WriteString(url.QueryEscape(k.ClientID))
 	b.WriteString("&scope=")
 	b.WriteString(url.QueryEscape(k.Scope))
+	if k.Identity != "" {
+		b.WriteString("&identity=")
+		b.WriteString(url.QueryEscape(k.Identity))
+	}
+	if k.Context != "" {
+		b.WriteString("&context=")
+		b.WriteString(url.QueryEscape(k.Context))
+	}
 	return b.String()
 }
+
+// ErrThrottled is matched (errors.Is) by a *ThrottledError.
+var ErrThrottled = errors.New("assertion: token exchange throttled")
+
+// ThrottledError is returned by Cache.Token instead of exchanging when the
+// token for Key was invalidated (a resource server refused it) less than
+// MinInterval after it was obtained. A new exchange is allowed at RetryAt.
+type ThrottledError struct {
+	Key     Key
+	RetryAt time.Time
+}
+
+func (e *ThrottledError) Error() string {
+	return fmt.Sprintf("assertion: the token from %s for client %q was refused less than the minimum interval after it was obtained; no new exchange until %s",
+		e.Key.TokenURL, e.Key.ClientID, e.RetryAt.UTC().Format(time.RFC3339))
+}
+
+// Is makes errors.Is(err, ErrThrottled) true.
+func (e *ThrottledError) Is(target error) bool { return target == ErrThrottled }
+
+// Upstream reports that the cause lies upstream (a resource server
+// refusing fresh tokens), so that the outcome package maps it to a 502
+// rather than an internal error. A 503 with Retry-After: RetryAt is the
+// more precise answer for callers that handle ErrThrottled themselves.
+func (e *ThrottledError) Upstream() bool { return true }
 
 // CacheConfig configures a Cache.
 type CacheConfig struct {
@@ -50,56 +98,167 @@ type CacheConfig struct {
 	// When it is not shorter than the token's lifetime, half the lifetime
 	// is used instead. Zero or negative means DefaultRefreshMargin.
 	RefreshMargin time.Duration
+	// RefreshAhead: a token used less than RefreshAhead before its
+	// refresh point is renewed in the background while callers keep
+	// getting it. It is capped at half the time from issue to refresh
+	// point. Zero means 2×RefreshMargin; negative turns it off.
+	RefreshAhead time.Duration
+	// MinInterval is the shortest time between two successful exchanges
+	// for one Key. Zero means DefaultMinInterval; negative turns it off.
+	MinInterval time.Duration
+	// FailureHold is how long a failed exchange for a Key is remembered
+	// (callers get the same error, without a new exchange); it doubles
+	// with each consecutive failure up to MinInterval (DefaultMinInterval
+	// when MinInterval is off). Zero means DefaultFailureHold; negative
+	// turns remembering off.
+	FailureHold time.Duration
+	// ExchangeTimeout bounds each exchange the cache runs, foreground or
+	// background, including its retries. Zero or negative means
+	// DefaultExchangeTimeout.
+	ExchangeTimeout time.Duration
 	// DefaultLifetime is the lifetime assumed when the server gave no
 	// expires_in. Zero or negative means DefaultTokenLifetime.
 	DefaultLifetime time.Duration
 	// Clock returns the current time; nil means time.Now. It should be
 	// the clock the Exchanger uses.
 	Clock func() time.Time
+	// OnRefreshError, if set, is called with the error of every failed
+	// background refresh (nobody else sees it: callers keep getting the
+	// still valid token). The error holds no secret.
+	OnRefreshError func(Key, error)
 }
 
 // CacheStats are counters since the Cache was created.
 type CacheStats struct {
 	// Hits counts calls answered from the cache.
 	Hits int64
-	// Misses counts calls that found no fresh token.
+	// Misses counts calls that found no usable token.
 	Misses int64
-	// Exchanges counts calls to the underlying TokenSource.
+	// Exchanges counts calls to the underlying TokenSource, foreground
+	// and background.
 	Exchanges int64
+	// Failures counts exchanges that failed.
+	Failures int64
+	// Throttled counts calls refused with ErrThrottled.
+	Throttled int64
+	// Held counts calls answered with a remembered failure.
+	Held int64
+	// BackgroundRefreshes counts exchanges started ahead of time in the
+	// background (also counted in Exchanges).
+	BackgroundRefreshes int64
 }
 
-// Cache keeps access tokens until shortly before they expire. For each
-// Key, concurrent callers that find no fresh token share one exchange.
-// Errors are not cached. A Cache is safe for concurrent use.
+// Cache keeps access tokens until shortly before they expire, and decides
+// when a new one may be obtained. Per Key:
+//
+//   - Sharing: concurrent callers that find no usable token share one
+//     exchange. It runs under context.WithoutCancel(ctx), bounded by
+//     ExchangeTimeout, so one caller giving up does not fail the others;
+//     each caller still returns as soon as its own ctx is done.
+//   - Refresh ahead: a caller that gets a token less than RefreshAhead
+//     before its refresh point starts one background exchange (unless
+//     one is running, a failure is being held, or MinInterval forbids
+//     it), so busy tokens are renewed before anyone has to wait.
+//   - Minimum interval: a successful exchange is followed by another only
+//     MinInterval later (measured from the start of the exchange).
+//     Natural refreshes respect it without failing anyone: the refresh
+//     point of a token is moved to MinInterval after its exchange when
+//     that is later, but never past the token's expiry. So a server that
+//     issues tokens shorter than MinInterval (plus margin) gets one
+//     exchange per token lifetime, at expiry: an expired token is always
+//     replaced. A token that was invalidated (a resource server answered
+//     401) is different: that may be a storm, so within MinInterval the
+//     caller gets a *ThrottledError (errors.Is ErrThrottled) saying when
+//     an exchange is allowed again, and no exchange happens.
+//   - Failure hold: a failed exchange is remembered for FailureHold,
+//     doubling with every consecutive failure up to MinInterval; in that
+//     time callers that need a new token get the same error without a new
+//     exchange, so a failing token endpoint is not hammered. ErrNoKey
+//     (nothing was sent) is not held. Other keys are unaffected; a
+//     success clears the count.
+//
+// A Cache is safe for concurrent use.
 type Cache struct {
-	margin   time.Duration
-	lifetime time.Duration
-	clock    func() time.Time
+	margin, ahead, minInterval time.Duration
+	hold, timeout, lifetime    time.Duration
+	clock                      func() time.Time
+	onRefreshError             func(Key, error)
 
-	mu     sync.Mutex // orders stores against Invalidate's compare-and-delete
-	tokens *gocache.Cache
-	group  singleflight.Group
+	mu        sync.RWMutex
+	states    map[Key]*keyState
+	lastSweep time.Time // guarded by mu
 
-	hits, misses, exchanges atomic.Int64
+	hits, misses, exchanges, failures, throttled, held, background atomic.Int64
+}
+
+// keyState is everything the Cache knows about one Key.
+type keyState struct {
+	// entry is the cached token; read without the lock on the hit path.
+	entry atomic.Pointer[cacheEntry]
+
+	mu          sync.Mutex
+	flight      *flight   // the exchange in progress, if any
+	lastSuccess time.Time // start of the last successful exchange
+	invalidated bool      // the token was dropped by Invalidate since
+	failures    int       // consecutive failed exchanges
+	failUntil   time.Time // the failure is held until then
+	failErr     error
+	removed     bool // swept from the map: look the key up again
 }
 
 type cacheEntry struct {
 	token     Token
-	refreshAt time.Time
+	expiry    time.Time // when the token expires
+	refreshAt time.Time // served until then
+	aheadAt   time.Time // background refresh from then on
 }
+
+// flight is one exchange; done is closed when tok or err is set.
+type flight struct {
+	done chan struct{}
+	tok  *Token
+	err  error
+}
+
+// sweepEvery is how often idle keys are dropped from the map.
+const sweepEvery = time.Minute
 
 // NewCache returns an empty Cache.
 func NewCache(cfg CacheConfig) *Cache {
 	c := &Cache{
-		margin:   cfg.RefreshMargin,
-		lifetime: cfg.DefaultLifetime,
-		clock:    cfg.Clock,
-		// Entries carry their own TTL. go-cache measures it on the wall
-		// clock, so freshness is also checked against Clock on every read.
-		tokens: gocache.New(gocache.NoExpiration, time.Minute),
+		margin:         cfg.RefreshMargin,
+		ahead:          cfg.RefreshAhead,
+		minInterval:    cfg.MinInterval,
+		hold:           cfg.FailureHold,
+		timeout:        cfg.ExchangeTimeout,
+		lifetime:       cfg.DefaultLifetime,
+		clock:          cfg.Clock,
+		onRefreshError: cfg.OnRefreshError,
+		states:         make(map[Key]*keyState),
 	}
 	if c.margin <= 0 {
 		c.margin = DefaultRefreshMargin
+	}
+	switch {
+	case c.ahead == 0:
+		c.ahead = 2 * c.margin
+	case c.ahead < 0:
+		c.ahead = 0
+	}
+	switch {
+	case c.minInterval == 0:
+		c.minInterval = DefaultMinInterval
+	case c.minInterval < 0:
+		c.minInterval = 0
+	}
+	switch {
+	case c.hold == 0:
+		c.hold = DefaultFailureHold
+	case c.hold < 0:
+		c.hold = 0
+	}
+	if c.timeout <= 0 {
+		c.timeout = DefaultExchangeTimeout
 	}
 	if c.lifetime <= 0 {
 		c.lifetime = DefaultTokenLifetime
@@ -110,65 +269,261 @@ func NewCache(cfg CacheConfig) *Cache {
 	return c
 }
 
-// Token returns the cached token for key while it is fresh, and otherwise
-// obtains one from src. Concurrent callers for the same key share a
-// single call to src, which runs under context.WithoutCancel(ctx) so that
-// one caller giving up does not fail the others; each caller still
-// returns as soon as its own ctx is done. Bound src with the HTTP
-// client's Timeout. The returned Token is the caller's own copy.
+// state returns the state of key, creating it if need be.
+func (c *Cache) state(key Key) *keyState {
+	c.mu.RLock()
+	st := c.states[key]
+	c.mu.RUnlock()
+	if st != nil {
+		return st
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if st = c.states[key]; st == nil {
+		st = &keyState{}
+		c.states[key] = st
+	}
+	return st
+}
+
+// Token returns the cached token for key while it is usable, and
+// otherwise obtains one from src, as the Cache's rules say (see Cache).
+// The returned Token is the caller's own copy. The error is src's, a
+// remembered failure of src, a *ThrottledError, or the caller's context
+// ending.
 func (c *Cache) Token(ctx context.Context, key Key, src TokenSource) (*Token, error) {
-	k := key.String()
-	if t, ok := c.lookup(k); ok {
+	st := c.state(key)
+	now := c.clock()
+	if e := st.entry.Load(); e != nil && now.Before(e.refreshAt) {
 		c.hits.Add(1)
-		return t, nil
+		if !now.Before(e.aheadAt) {
+			c.refreshAhead(ctx, st, key, src, e)
+		}
+		t := e.token
+		return &t, nil
 	}
 	c.misses.Add(1)
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("assertion: waiting for token: %w", err)
 	}
-	ch := c.group.DoChan(k, func() (any, error) {
-		// A flight that ended just before this one may have stored a
-		// fresh token.
-		if t, ok := c.lookup(k); ok {
-			return t, nil
-		}
-		c.exchanges.Add(1)
-		t, err := src.Token(context.WithoutCancel(ctx))
-		if err != nil {
+	for {
+		t, f, err := c.join(ctx, st, key, src)
+		switch {
+		case err != nil:
 			return nil, err
+		case t != nil:
+			return t, nil
+		case f == nil: // st was swept meanwhile
+			st = c.state(key)
+			continue
 		}
-		if t == nil || t.AccessToken == "" {
-			return nil, errors.New("assertion: token source returned no access token")
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("assertion: waiting for token: %w", ctx.Err())
+		case <-f.done:
+			if f.err != nil {
+				return nil, f.err
+			}
+			t := *f.tok
+			return &t, nil
 		}
-		c.store(k, t)
-		return t, nil
-	})
-	select {
-	case <-ctx.Done():
-		return nil, fmt.Errorf("assertion: waiting for token: %w", ctx.Err())
-	case res := <-ch:
-		if res.Err != nil {
-			return nil, res.Err
-		}
-		t := *res.Val.(*Token)
-		return &t, nil
 	}
+}
+
+// join decides, under st's lock, what a caller without a usable token
+// gets: a token stored meanwhile, the running exchange, a new exchange,
+// or an error. All three results are nil when st was swept.
+func (c *Cache) join(ctx context.Context, st *keyState, key Key, src TokenSource) (*Token, *flight, error) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.removed {
+		return nil, nil, nil
+	}
+	now := c.clock()
+	if e := st.entry.Load(); e != nil && now.Before(e.refreshAt) {
+		t := e.token
+		return &t, nil, nil
+	}
+	if st.flight != nil {
+		return nil, st.flight, nil
+	}
+	if now.Before(st.failUntil) {
+		c.held.Add(1)
+		return nil, nil, st.failErr
+	}
+	if st.invalidated && c.minInterval > 0 {
+		if next := st.lastSuccess.Add(c.minInterval); now.Before(next) {
+			c.throttled.Add(1)
+			return nil, nil, &ThrottledError{Key: key, RetryAt: next}
+		}
+	}
+	return nil, c.start(ctx, st, key, src, now, false), nil
+}
+
+// refreshAhead starts a background exchange for a token in its refresh
+// window, unless something forbids it.
+func (c *Cache) refreshAhead(ctx context.Context, st *keyState, key Key, src TokenSource, e *cacheEntry) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	now := c.clock()
+	if st.removed || st.flight != nil || st.entry.Load() != e || now.Before(st.failUntil) ||
+		(c.minInterval > 0 && now.Before(st.lastSuccess.Add(c.minInterval))) {
+		return
+	}
+	c.start(ctx, st, key, src, now, true)
+}
+
+// start runs an exchange for key in a new goroutine. st.mu is held.
+func (c *Cache) start(ctx context.Context, st *keyState, key Key, src TokenSource, now time.Time, background bool) *flight {
+	f := &flight{done: make(chan struct{})}
+	st.flight = f
+	c.exchanges.Add(1)
+	if background {
+		c.background.Add(1)
+	}
+	go c.run(context.WithoutCancel(ctx), st, key, src, f, now, background)
+	return f
+}
+
+func (c *Cache) run(ctx context.Context, st *keyState, key Key, src TokenSource, f *flight, started time.Time, background bool) {
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	t, err := src.Token(ctx)
+	if err == nil && (t == nil || t.AccessToken == "") {
+		err = errors.New("assertion: token source returned no access token")
+	}
+
+	st.mu.Lock()
+	now := c.clock()
+	if err == nil {
+		tok := *t
+		f.tok = &tok
+		st.lastSuccess = started
+		st.invalidated = false
+		st.failures, st.failUntil, st.failErr = 0, time.Time{}, nil
+		st.entry.Store(c.entry(&tok, started, now))
+	} else {
+		c.failures.Add(1)
+		f.err = err
+		if c.hold > 0 && !errors.Is(err, ErrNoKey) {
+			st.failures++
+			st.failUntil = now.Add(c.holdFor(st.failures))
+			st.failErr = err
+		}
+	}
+	st.flight = nil
+	st.mu.Unlock()
+	close(f.done)
+
+	if err != nil && background && c.onRefreshError != nil {
+		c.onRefreshError(key, err)
+	}
+	c.sweep(now)
+}
+
+// holdFor is how long the n-th consecutive failure is held.
+func (c *Cache) holdFor(n int) time.Duration {
+	limit := c.minInterval
+	if limit <= 0 {
+		limit = DefaultMinInterval
+	}
+	d := c.hold
+	for i := 1; i < n && d < limit; i++ {
+		d *= 2
+	}
+	return min(d, max(limit, c.hold))
+}
+
+// entry computes when t, obtained by an exchange started at started and
+// stored at now, is refreshed. It returns nil for a token that is already
+// due, which is handed to the callers waiting for it but not cached.
+func (c *Cache) entry(t *Token, started, now time.Time) *cacheEntry {
+	expiry := t.Expiry
+	if expiry.IsZero() {
+		expiry = now.Add(c.lifetime)
+	}
+	lifetime := t.ExpiresIn
+	if lifetime <= 0 {
+		lifetime = expiry.Sub(now)
+	}
+	margin := c.margin
+	if margin >= lifetime {
+		margin = lifetime / 2
+	}
+	refreshAt := expiry.Add(-margin)
+	if c.minInterval > 0 {
+		// Not sooner than MinInterval after this exchange, but never
+		// past expiry.
+		if next := started.Add(c.minInterval); next.After(refreshAt) {
+			refreshAt = minTime(next, expiry)
+		}
+	}
+	if !refreshAt.After(now) {
+		return nil
+	}
+	aheadAt := refreshAt
+	if c.ahead > 0 {
+		aheadAt = refreshAt.Add(-min(c.ahead, refreshAt.Sub(now)/2))
+	}
+	return &cacheEntry{token: *t, expiry: expiry, refreshAt: refreshAt, aheadAt: aheadAt}
+}
+
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
+}
+
+// sweep drops keys that hold nothing worth keeping, at most once per
+// sweepEvery, so a Cache serving many B2B contexts does not grow without
+// bound.
+func (c *Cache) sweep(now time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if now.Sub(c.lastSweep) < sweepEvery {
+		return
+	}
+	c.lastSweep = now
+	for k, st := range c.states {
+		st.mu.Lock()
+		if st.idle(now, c.minInterval) {
+			st.removed = true
+			delete(c.states, k)
+		}
+		st.mu.Unlock()
+	}
+}
+
+// idle reports whether st can be forgotten: no exchange running, no
+// usable token, no failure held and no minimum interval running.
+func (st *keyState) idle(now time.Time, minInterval time.Duration) bool {
+	e := st.entry.Load()
+	return st.flight == nil &&
+		(e == nil || !now.Before(e.expiry)) &&
+		!now.Before(st.failUntil) &&
+		(minInterval <= 0 || !now.Before(st.lastSuccess.Add(minInterval)))
 }
 
 // Invalidate drops the cached token for key if its AccessToken is stale,
 // typically one a resource server has just rejected with 401. A cached
 // token that differs from stale was already obtained to replace it and is
-// kept, so a burst of 401s for one old token causes exactly one exchange.
+// kept, so a burst of 401s for one old token causes at most one exchange;
+// within MinInterval of the exchange that obtained stale, none (the
+// callers get a *ThrottledError).
 func (c *Cache) Invalidate(key Key, stale string) {
-	k := key.String()
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	v, ok := c.tokens.Get(k)
-	if !ok {
+	c.mu.RLock()
+	st := c.states[key]
+	c.mu.RUnlock()
+	if st == nil || stale == "" {
 		return
 	}
-	if e := v.(*cacheEntry); subtle.ConstantTimeCompare([]byte(e.token.AccessToken), []byte(stale)) == 1 {
-		c.tokens.Delete(k)
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	e := st.entry.Load()
+	if e != nil && subtle.ConstantTimeCompare([]byte(e.token.AccessToken), []byte(stale)) == 1 {
+		st.entry.Store(nil)
+		st.invalidated = true
 	}
 }
 
@@ -190,45 +545,13 @@ func (s *cachedSource) Token(ctx context.Context) (*Token, error) {
 
 // Stats returns the cache's counters.
 func (c *Cache) Stats() CacheStats {
-	return CacheStats{Hits: c.hits.Load(), Misses: c.misses.Load(), Exchanges: c.exchanges.Load()}
-}
-
-// lookup returns a copy of the cached token for k if it is still fresh.
-func (c *Cache) lookup(k string) (*Token, bool) {
-	v, ok := c.tokens.Get(k)
-	if !ok {
-		return nil, false
+	return CacheStats{
+		Hits:                c.hits.Load(),
+		Misses:              c.misses.Load(),
+		Exchanges:           c.exchanges.Load(),
+		Failures:            c.failures.Load(),
+		Throttled:           c.throttled.Load(),
+		Held:                c.held.Load(),
+		BackgroundRefreshes: c.background.Load(),
 	}
-	e := v.(*cacheEntry)
-	if !c.clock().Before(e.refreshAt) {
-		return nil, false
-	}
-	t := e.token
-	return &t, true
-}
-
-// store caches t until Expiry − margin; a token that is already due for
-// refresh is not cached.
-func (c *Cache) store(k string, t *Token) {
-	now := c.clock()
-	expiry := t.Expiry
-	if expiry.IsZero() {
-		expiry = now.Add(c.lifetime)
-	}
-	lifetime := t.ExpiresIn
-	if lifetime <= 0 {
-		lifetime = expiry.Sub(now)
-	}
-	margin := c.margin
-	if margin >= lifetime {
-		margin = lifetime / 2
-	}
-	refreshAt := expiry.Add(-margin)
-	ttl := refreshAt.Sub(now)
-	if ttl <= 0 {
-		return
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.tokens.Set(k, &cacheEntry{token: *t, refreshAt: refreshAt}, ttl)
 }

@@ -44,6 +44,12 @@ func (s *countingSource) Token(ctx context.Context) (*Token, error) {
 	return t, nil
 }
 
+// basicConfig turns off the policies layered over plain caching (refresh
+// ahead, minimum interval, failure hold), for tests of caching itself.
+func basicConfig(clock *clocktest.Clock) CacheConfig {
+	return CacheConfig{Clock: clock.Now, RefreshAhead: -1, MinInterval: -1, FailureHold: -1}
+}
+
 var testKey = Key{TokenURL: "https://ehr.example.com/token", ClientID: "client-1", Scope: "system/*.read"}
 
 func mustToken(t *testing.T, c *Cache, src TokenSource, want string) {
@@ -75,6 +81,7 @@ func TestCacheHitAndExpiry(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			clock := newFakeClock()
 			tc.cfg.Clock = clock.Now
+			tc.cfg.RefreshAhead, tc.cfg.MinInterval, tc.cfg.FailureHold = -1, -1, -1
 			c := NewCache(tc.cfg)
 			src := &countingSource{clock: clock, expiresIn: tc.expiresIn}
 
@@ -253,7 +260,7 @@ func TestCacheWaiterHonoursOwnContext(t *testing.T) {
 
 func TestCacheInvalidate(t *testing.T) {
 	clock := newFakeClock()
-	c := NewCache(CacheConfig{Clock: clock.Now})
+	c := NewCache(basicConfig(clock))
 	src := &countingSource{clock: clock, expiresIn: 570 * time.Second}
 	mustToken(t, c, src, "tok-1")
 
@@ -287,7 +294,7 @@ func TestCacheInvalidate(t *testing.T) {
 
 func TestCacheInvalidateWhileExchangeBlocked(t *testing.T) {
 	clock := newFakeClock()
-	c := NewCache(CacheConfig{Clock: clock.Now})
+	c := NewCache(basicConfig(clock))
 	src := &countingSource{clock: clock, expiresIn: 570 * time.Second}
 	mustToken(t, c, src, "tok-1")
 	src.gate = make(chan struct{})
@@ -312,7 +319,7 @@ func TestCacheInvalidateWhileExchangeBlocked(t *testing.T) {
 
 func TestCacheErrorsAreNotCached(t *testing.T) {
 	clock := newFakeClock()
-	c := NewCache(CacheConfig{Clock: clock.Now})
+	c := NewCache(basicConfig(clock))
 	src := &countingSource{clock: clock, expiresIn: 570 * time.Second, gate: make(chan struct{})}
 	src.fail.Store(1)
 	go func() {
@@ -365,7 +372,7 @@ func TestCacheSourceWithExchanger(t *testing.T) {
 	clock := newFakeClock()
 	ts := newTokenServer(t, jsonResponse(200, `{"access_token":"`+testAccessToken+`","token_type":"Bearer","expires_in":570}`))
 	req := Request{TokenURL: ts.URL + "/token", ClientID: "client-1", Scope: "system/*.read"}
-	c := NewCache(CacheConfig{Clock: clock.Now})
+	c := NewCache(basicConfig(clock))
 	src := c.Source(Key{TokenURL: req.TokenURL, ClientID: req.ClientID, Scope: req.Scope}, newExchanger(t, clock, ts.Client()).Source(req))
 
 	got := concurrently(t, 50, func() (*Token, error) { return src.Token(context.Background()) })

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cenkalti/backoff/v4"
 	"github.com/go-jose/go-jose/v4"
 )
 
@@ -37,12 +38,30 @@ type Request struct {
 	ClientID string
 	// Scope is sent as the scope parameter when non-empty.
 	Scope string
-	// Algorithm signs the assertion; empty selects DefaultAlgorithm.
+	// Algorithm signs the assertion; empty follows the key and Accepted
+	// (see Negotiate).
 	Algorithm jose.SignatureAlgorithm
-	// ExtraParams are added to the form, e.g. udap=1. They may not set
+	// Accepted are the algorithms the token endpoint advertises
+	// (token_endpoint_auth_signing_alg_values_supported, from discovery);
+	// empty means no constraint.
+	Accepted []string
+	// UDAP sends udap=1, as UDAP's token requests require.
+	UDAP bool
+	// B2B is the UDAP B2B authorization context asserted in the
+	// client assertion's hl7-b2b extension; nil sends none. It normally
+	// goes with UDAP.
+	B2B *B2B
+	// ExtraParams are added to the form (use UDAP for udap=1). They may not set
 	// grant_type, scope, client_assertion_type, client_assertion or
 	// client_secret.
 	ExtraParams url.Values
+}
+
+// Key returns the cache key of the tokens r obtains: token URL, client
+// id, scope and the digest of the B2B context. Set Key.Identity when
+// several signing identities share a Cache.
+func (r Request) Key() Key {
+	return Key{TokenURL: r.TokenURL, ClientID: r.ClientID, Scope: r.Scope, Context: r.B2B.Digest()}
 }
 
 // reservedParam reports whether k is a form parameter that Exchange sets
@@ -67,17 +86,23 @@ func reservedParam(k string) bool {
 // of failures that are not RFC 6749 error responses, and stamps Expiry
 // with time.Now instead of an injectable clock.
 //
+// Transient failures (HTTP 5xx, no response) are retried as Retry says,
+// each time with a new assertion; OAuth errors never are.
+//
 // An Exchanger is safe for concurrent use.
 type Exchanger struct {
 	// Signer signs the client assertions.
 	Signer *Signer
-	// HTTPClient sends the token requests. Its Timeout bounds an
-	// exchange, including exchanges shared by a Cache, which run without
-	// the caller's cancellation. nil means a client with DefaultTimeout.
+	// HTTPClient sends the token requests. Its Timeout bounds each
+	// attempt; the caller's context (for a Cache, its ExchangeTimeout)
+	// bounds the exchange with its retries. nil means a client with
+	// DefaultTimeout.
 	HTTPClient *http.Client
 	// Clock returns the current time, used to compute Token.Expiry; nil
 	// means time.Now.
 	Clock func() time.Time
+	// Retry says which failed requests are tried again, and how often.
+	Retry RetryPolicy
 }
 
 func (e *Exchanger) now() time.Time {
@@ -102,12 +127,16 @@ func (s *exchangeSource) Token(ctx context.Context) (*Token, error) {
 	return s.e.Exchange(ctx, s.r)
 }
 
-// Exchange signs a new assertion for r and exchanges it for a token.
+// Exchange signs a new assertion for r and exchanges it for a token,
+// retrying transient failures as e.Retry says (each attempt with a fresh
+// assertion).
 //
 // A failure at the token endpoint, including a transport failure, is a
-// *RetrieveError; its Err keeps the transport cause reachable, so
-// errors.Is(err, context.DeadlineExceeded) and errors.As(err, &netErr)
-// work. Errors never contain the assertion or an access token.
+// *RetrieveError (of the last attempt); its Err keeps the transport cause
+// reachable, so errors.Is(err, context.DeadlineExceeded) and
+// errors.As(err, &netErr) work. When the caller's context ends a retry,
+// the error wraps both the last failure and the context's error. Errors
+// never contain the assertion or an access token.
 func (e *Exchanger) Exchange(ctx context.Context, r Request) (*Token, error) {
 	if e == nil || e.Signer == nil {
 		return nil, errors.New("assertion: exchanger has no signer")
@@ -122,18 +151,61 @@ func (e *Exchanger) Exchange(ctx context.Context, r Request) (*Token, error) {
 		}
 		params[k] = append([]string(nil), v...)
 	}
-
-	assertion, err := e.Signer.Sign(ctx, Claims{ClientID: r.ClientID, Audience: r.TokenURL, Algorithm: r.Algorithm})
-	if err != nil {
-		return nil, err
+	if r.UDAP {
+		params.Set("udap", "1")
 	}
-	params.Set("client_assertion_type", ClientAssertionType)
-	params.Set("client_assertion", assertion)
-
 	params.Set("grant_type", "client_credentials")
 	if r.Scope != "" {
 		params.Set("scope", r.Scope)
 	}
+	params.Set("client_assertion_type", ClientAssertionType)
+	if r.B2B != nil {
+		if err := r.B2B.Validate(); err != nil {
+			return nil, err
+		}
+	}
+
+	attempts := e.Retry.attempts()
+	var b backoff.BackOff
+	for attempt := 1; ; attempt++ {
+		t, err := e.exchange(ctx, r, params)
+		if err == nil {
+			return t, nil
+		}
+		if attempt >= attempts || !retryable(ctx, err) {
+			return nil, err
+		}
+		if b == nil {
+			b = e.Retry.backOff()
+		}
+		wait := b.NextBackOff()
+		if wait == backoff.Stop {
+			return nil, err
+		}
+		if dl, ok := ctx.Deadline(); ok && time.Until(dl) <= wait {
+			return nil, fmt.Errorf("%w; not retried: %w before the next attempt", err, context.DeadlineExceeded)
+		}
+		if serr := e.Retry.sleep(ctx, wait); serr != nil {
+			return nil, fmt.Errorf("%w; not retried: %w", err, serr)
+		}
+	}
+}
+
+// errReadingBody marks a token response whose body could not be read.
+var errReadingBody = errors.New("reading token response")
+
+// exchange makes one token request with a freshly signed assertion.
+// params holds everything but the assertion; it is not modified.
+func (e *Exchanger) exchange(ctx context.Context, r Request, base url.Values) (*Token, error) {
+	assertion, err := e.Signer.Sign(ctx, Claims{ClientID: r.ClientID, Audience: r.TokenURL, Algorithm: r.Algorithm, Accepted: r.Accepted, B2B: r.B2B})
+	if err != nil {
+		return nil, err
+	}
+	params := make(url.Values, len(base)+1)
+	for k, v := range base {
+		params[k] = v
+	}
+	params.Set("client_assertion", assertion)
 
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, r.TokenURL, strings.NewReader(params.Encode()))
 	if err != nil {
@@ -152,42 +224,57 @@ func (e *Exchanger) Exchange(ctx context.Context, r Request) (*Token, error) {
 	re := &RetrieveError{
 		TokenURL:   r.TokenURL,
 		StatusCode: resp.StatusCode,
-		RequestID:  redact(resp.Header.Get("X-Request-Id"), assertion),
+		RequestID:  redact(resp.Header.Get("X-Request-Id"), assertion, ""),
 	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxTokenResponse+1))
 	if err != nil {
 		if cerr := ctx.Err(); cerr != nil && !errors.Is(err, cerr) {
 			err = fmt.Errorf("%w (%w)", err, cerr)
 		}
-		re.Err = fmt.Errorf("reading token response: %w", err)
+		re.Err = fmt.Errorf("%w: %w", errReadingBody, err)
 		return nil, re
 	}
 	if len(body) > maxTokenResponse {
 		re.Err = fmt.Errorf("token response larger than %d bytes", maxTokenResponse)
 		return nil, re
 	}
-	tr, perr := parseTokenResponse(resp.Header.Get("Content-Type"), body)
+	return tokenFromResponse(re, resp.Header.Get("Content-Type"), body, sent, assertion)
+}
 
-	failed := resp.StatusCode < 200 || resp.StatusCode > 299
+// tokenFromResponse interprets the body of a token response whose status,
+// URL and request id are in re: a token, or re completed as the error.
+// sent is when the request was sent; secret (the assertion) and any
+// access token in the body are kept out of the error.
+func tokenFromResponse(re *RetrieveError, contentType string, body []byte, sent time.Time, secret string) (*Token, error) {
+	tr, perr := parseTokenResponse(contentType, body)
+	fail := func() (*Token, error) {
+		// The server's text (even its X-Request-Id) may echo the
+		// assertion or the access token the body carries.
+		at := accessTokenIn(contentType, body)
+		re.RequestID = redact(re.RequestID, secret, at)
+		re.ErrorCode = redact(re.ErrorCode, secret, at)
+		re.ErrorDescription = redact(re.ErrorDescription, secret, at)
+		re.ErrorURI = redact(re.ErrorURI, secret, at)
+		return nil, re
+	}
+	failed := re.StatusCode < 200 || re.StatusCode > 299
 	if failed || (perr == nil && tr.Error != "" && tr.AccessToken == "") {
 		if perr == nil && tr.Error != "" {
 			// An RFC 6749 §5.2 error response: keep its fields, never its
 			// body, which a careless server may fill with our assertion.
-			re.ErrorCode = redact(tr.Error, assertion)
-			re.ErrorDescription = redact(tr.ErrorDescription, assertion)
-			re.ErrorURI = redact(tr.ErrorURI, assertion)
+			re.ErrorCode, re.ErrorDescription, re.ErrorURI = tr.Error, tr.ErrorDescription, tr.ErrorURI
 		} else {
-			re.Err = fmt.Errorf("unexpected response: %s", describeBody(resp.Header.Get("Content-Type"), body))
+			re.Err = fmt.Errorf("unexpected response: %s", describeBody(contentType, body))
 		}
-		return nil, re
+		return fail()
 	}
 	switch {
 	case perr != nil:
 		re.Err = perr
-		return nil, re
+		return fail()
 	case tr.AccessToken == "":
 		re.Err = errors.New("token response has no access_token")
-		return nil, re
+		return fail()
 	}
 
 	t := &Token{AccessToken: tr.AccessToken, TokenType: tr.TokenType, Scope: tr.Scope, ExpiresIn: expiresIn(string(tr.ExpiresIn))}
@@ -200,20 +287,39 @@ func (e *Exchanger) Exchange(ctx context.Context, r Request) (*Token, error) {
 	return t, nil
 }
 
+// accessTokenIn finds the access_token a response body carries, however
+// broken the rest of it is, so that it can be kept out of errors.
+func accessTokenIn(contentType string, body []byte) string {
+	if mt, _, _ := mime.ParseMediaType(contentType); mt == "application/x-www-form-urlencoded" || mt == "text/plain" {
+		v, _ := url.ParseQuery(string(body)) // what parsed before an error
+		return v.Get("access_token")
+	}
+	var v struct {
+		AccessToken string `json:"access_token"`
+	}
+	_ = json.Unmarshal(body, &v)
+	return v.AccessToken
+}
+
 // maxTokenResponse bounds the token response body read.
 const maxTokenResponse = 1 << 20
 
 // client returns the configured HTTP client, or one with DefaultTimeout,
 // refusing redirects either way.
-func (e *Exchanger) client() *http.Client {
-	var c http.Client
-	if e.HTTPClient != nil {
-		c = *e.HTTPClient
+func (e *Exchanger) client() *http.Client { return noRedirects(e.HTTPClient) }
+
+// noRedirects returns a copy of c (nil: a client with DefaultTimeout)
+// that does not follow redirects: a redirected POST would hand the
+// assertion or software statement to another host.
+func noRedirects(c *http.Client) *http.Client {
+	var out http.Client
+	if c != nil {
+		out = *c
 	} else {
-		c.Timeout = DefaultTimeout
+		out.Timeout = DefaultTimeout
 	}
-	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
-	return &c
+	out.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	return &out
 }
 
 // tokenResponse holds the members of a token response (RFC 6749 §5.1)
@@ -268,12 +374,19 @@ func parseTokenResponse(contentType string, body []byte) (*tokenResponse, error)
 	return &tr, nil
 }
 
-// describeBody says what a body was without quoting it.
+// describeBody says what a body was without quoting it: its size and
+// media type (only the type: parameters are the server's text).
 func describeBody(contentType string, body []byte) string {
-	if contentType == "" {
-		contentType = "no Content-Type"
+	mt, _, err := mime.ParseMediaType(contentType)
+	switch {
+	case contentType == "":
+		mt = "no Content-Type"
+	case err != nil:
+		mt = "an unparsable Content-Type"
+	case len(mt) > 64:
+		mt = "an overlong Content-Type"
 	}
-	return fmt.Sprintf("%d bytes of %s", len(body), contentType)
+	return fmt.Sprintf("%d bytes of %s", len(body), mt)
 }
 
 // expiresIn converts expires_in seconds to a duration; anything that is
@@ -289,16 +402,28 @@ func expiresIn(v string) time.Duration {
 // maxServerText bounds the length of server-supplied text kept in errors.
 const maxServerText = 512
 
-// redact removes the assertion, and each of its segments, from s, which
-// comes from the server, and bounds its length.
-func redact(s, assertion string) string {
-	if s == "" || assertion == "" {
+// minSecretLen is the shortest access token redact looks for: shorter
+// strings would blot out ordinary words, and no real token is so short.
+const minSecretLen = 8
+
+// redact removes the assertion, each of its segments, and an access
+// token from s, which comes from the server, and bounds its length.
+func redact(s, assertion, accessToken string) string {
+	if s == "" {
 		return s
 	}
-	s = strings.ReplaceAll(s, assertion, "[REDACTED]")
-	for seg := range strings.SplitSeq(assertion, ".") {
-		if len(seg) >= 16 {
-			s = strings.ReplaceAll(s, seg, "[REDACTED]")
+	if assertion != "" {
+		s = strings.ReplaceAll(s, assertion, "[REDACTED]")
+		for seg := range strings.SplitSeq(assertion, ".") {
+			if len(seg) >= 16 {
+				s = strings.ReplaceAll(s, seg, "[REDACTED]")
+			}
+		}
+	}
+	if len(accessToken) >= minSecretLen {
+		s = strings.ReplaceAll(s, accessToken, "[REDACTED]")
+		if strings.Contains(s, accessToken) { // the replacement made it again
+			return "[REDACTED]"
 		}
 	}
 	if len(s) > maxServerText {

@@ -90,6 +90,7 @@ func newExchanger(t *testing.T, clock *clocktest.Clock, client *http.Client) *Ex
 		Signer:     &Signer{Keys: staticKeys{newMaterial(t, rsaKey())}, Clock: clock.Now},
 		HTTPClient: client,
 		Clock:      clock.Now,
+		Retry:      RetryPolicy{Sleep: func(context.Context, time.Duration) error { return nil }},
 	}
 }
 

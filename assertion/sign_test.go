@@ -41,9 +41,13 @@ func rawSegments(t *testing.T, token string) (header, payload map[string]any) {
 	return header, payload
 }
 
+// backdated is the iat (and nbf) a Signer with the default skew stamps at
+// now.
+func backdated(now time.Time) time.Time { return time.Unix(now.Add(-DefaultSkew).Unix(), 0) }
+
 // verifyAssertion parses and verifies token and checks every header and
-// claim the profiles require.
-func verifyAssertion(t *testing.T, token string, m *keys.Material, wantAlg jose.SignatureAlgorithm, clientID, aud string, now time.Time, lifetime time.Duration) jwt.Claims {
+// claim the profiles require; iat is the expected iat (= nbf).
+func verifyAssertion(t *testing.T, token string, m *keys.Material, wantAlg jose.SignatureAlgorithm, clientID, aud string, iat time.Time, lifetime time.Duration) jwt.Claims {
 	t.Helper()
 	tok, err := jwt.ParseSigned(token, []jose.SignatureAlgorithm{wantAlg})
 	if err != nil {
@@ -100,8 +104,11 @@ func verifyAssertion(t *testing.T, token string, m *keys.Material, wantAlg jose.
 	if c.IssuedAt == nil || c.Expiry == nil {
 		t.Fatalf("iat/exp missing: %+v", c)
 	}
-	if got := c.IssuedAt.Time(); !got.Equal(now.Truncate(time.Second)) {
-		t.Errorf("iat = %v, want %v", got, now)
+	if got := c.IssuedAt.Time(); !got.Equal(iat) {
+		t.Errorf("iat = %v, want %v", got, iat)
+	}
+	if c.NotBefore == nil || !c.NotBefore.Time().Equal(c.IssuedAt.Time()) {
+		t.Errorf("nbf = %v, want iat %v", c.NotBefore, c.IssuedAt)
 	}
 	if d := c.Expiry.Time().Sub(c.IssuedAt.Time()); d != lifetime || d > 300*time.Second {
 		t.Errorf("exp - iat = %v, want %v (≤ 300s)", d, lifetime)
@@ -137,7 +144,7 @@ func TestSignAlgorithms(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Sign: %v", err)
 			}
-			verifyAssertion(t, tok, m, tc.wantAlg, "client-1", testAud, clock.Now(), 300*time.Second)
+			verifyAssertion(t, tok, m, tc.wantAlg, "client-1", testAud, backdated(clock.Now()), 300*time.Second)
 		})
 	}
 }
@@ -254,7 +261,8 @@ func TestSignLifetime(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			verifyAssertion(t, tok, m, jose.ES256, "c", testAud, clock.Now(), tc.want)
+			skew := min(DefaultSkew, tc.want/2) // the skew is capped at half the lifetime
+			verifyAssertion(t, tok, m, jose.ES256, "c", testAud, time.Unix(clock.Now().Add(-skew).Unix(), 0), tc.want)
 		})
 	}
 }
@@ -271,7 +279,7 @@ func TestSignJTIUnique(t *testing.T) {
 		}
 		var c jwt.Claims
 		if i%100 == 0 {
-			c = verifyAssertion(t, tok, m, jose.RS384, "c", testAud, clock.Now(), 300*time.Second)
+			c = verifyAssertion(t, tok, m, jose.RS384, "c", testAud, backdated(clock.Now()), 300*time.Second)
 		} else {
 			parsed, err := jwt.ParseSigned(tok, []jose.SignatureAlgorithm{jose.RS384})
 			if err != nil {
@@ -338,7 +346,7 @@ func TestSupportedAlgorithm(t *testing.T) {
 		want    jose.SignatureAlgorithm
 		wantErr bool
 	}{
-		{"", jose.RS384, false},
+		{"", "", false}, // follow the key
 		{"RS256", jose.RS256, false},
 		{"RS384", jose.RS384, false},
 		{"RS512", jose.RS512, false},

@@ -70,6 +70,18 @@
 // "expires_in" (seconds, TokenLifetime rounded down, so 569 or 570 for the
 // 570s default), "scope"}.
 //
+// # What fosite ignores
+//
+// fosite knows nothing of UDAP: it ignores the udap=1 form parameter and
+// the assertion's "extensions" claim (hl7-b2b), so it accepts UDAP B2B
+// token requests as plain RFC 7523 ones. Assertions and Forms record what
+// arrived, so tests can check the B2B context and udap=1 reached the
+// server. cqgate_test.go shows fosite accepting the assertions cqgate's
+// assertion package signs with RS256, RS384, ES256 and ES384 (configured
+// or negotiated), rejecting a replayed jti, and answering an expired one
+// with the 500 described above, which cqgate retries with fresh
+// assertions a bounded number of times.
+//
 // # Access tokens
 //
 // Validate and ValidateRequest introspect with fosite (valid, unexpired,

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -79,9 +80,10 @@ type Server struct {
 
 	mu         sync.Mutex
 	failures   []string
-	requestIDs []string // fosite request IDs of issued access tokens
-	assertions []string // every client_assertion received
-	tokens     []string // every access token issued
+	requestIDs []string     // fosite request IDs of issued access tokens
+	assertions []string     // every client_assertion received
+	forms      []url.Values // every token request's form
+	tokens     []string     // every access token issued
 }
 
 // lifetimeConfig lets SetLifetime change the access token lifespan while
@@ -254,11 +256,12 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 	s.exchanges.Add(1)
 	ctx := r.Context()
 	ar, err := s.provider.NewAccessRequest(ctx, r, new(fosite.DefaultSession))
+	s.mu.Lock()
 	if a := r.PostForm.Get("client_assertion"); a != "" {
-		s.mu.Lock()
 		s.assertions = append(s.assertions, a)
-		s.mu.Unlock()
 	}
+	s.forms = append(s.forms, cloneValues(r.PostForm))
+	s.mu.Unlock()
 	if err != nil {
 		s.fail(ctx, w, r, ar, err)
 		return
@@ -306,6 +309,26 @@ func (s *Server) Assertions() []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return append([]string(nil), s.assertions...)
+}
+
+// Forms returns the form of every token request, in order, as fosite
+// parsed it (so parameters fosite ignores, such as udap, are there too).
+func (s *Server) Forms() []url.Values {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]url.Values, len(s.forms))
+	for i, f := range s.forms {
+		out[i] = cloneValues(f)
+	}
+	return out
+}
+
+func cloneValues(v url.Values) url.Values {
+	out := make(url.Values, len(v))
+	for k, vs := range v {
+		out[k] = append([]string(nil), vs...)
+	}
+	return out
 }
 
 // AccessTokens returns every access token the server issued.

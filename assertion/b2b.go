@@ -1,0 +1,135 @@
+package assertion
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"slices"
+	"strings"
+)
+
+// B2BExtensionKey is the key of the B2B authorization extension object in
+// a client assertion's "extensions" claim (UDAP Security IG §5.2.1.1).
+const B2BExtensionKey = "hl7-b2b"
+
+// B2BVersion is the only version of the B2B authorization extension
+// object the IG defines.
+const B2BVersion = "1"
+
+// B2B is the HL7 B2B Authorization Extension Object of the UDAP Security
+// IG (b2b.md §5.2.1.1): the context under which a client_credentials
+// request is authorized. The JSON names are the IG's; empty members are
+// omitted (Validate ensures the required ones are not empty, and the
+// version is filled in when it is sent).
+//
+// An access token obtained with one B2B context may only be used in that
+// context, which is why Digest is part of the token cache Key.
+type B2B struct {
+	// Version is "1"; empty means "1".
+	Version string `json:"version,omitempty"`
+	// SubjectName is the human-readable name of the human or non-human
+	// requestor; required if known.
+	SubjectName string `json:"subject_name,omitempty"`
+	// SubjectID identifies a human requestor (in the US the individual
+	// NPI, e.g. "urn:oid:2.16.840.1.113883.4.6#1234567890").
+	SubjectID string `json:"subject_id,omitempty"`
+	// SubjectRole is a code for the requestor's role (e.g. from the NUCC
+	// Provider Taxonomy).
+	SubjectRole string `json:"subject_role,omitempty"`
+	// OrganizationName is the requesting organization's name.
+	OrganizationName string `json:"organization_name,omitempty"`
+	// OrganizationID identifies the requesting organization; required,
+	// and a URI.
+	OrganizationID string `json:"organization_id,omitempty"`
+	// PurposeOfUse holds one or more codes, e.g.
+	// "urn:oid:2.16.840.1.113883.5.8#TREAT"; required.
+	PurposeOfUse []string `json:"purpose_of_use,omitempty"`
+	// ConsentPolicy holds URIs of consent or other policies.
+	ConsentPolicy []string `json:"consent_policy,omitempty"`
+	// ConsentReference holds absolute URLs of FHIR Consent or
+	// DocumentReference resources; only together with ConsentPolicy.
+	ConsentReference []string `json:"consent_reference,omitempty"`
+}
+
+// Validate reports every way b falls short of the IG, in one error.
+func (b *B2B) Validate() error {
+	if b == nil {
+		return errors.New("assertion: invalid hl7-b2b extension: it is nil")
+	}
+	var problems []string
+	add := func(format string, args ...any) { problems = append(problems, fmt.Sprintf(format, args...)) }
+	if b.Version != "" && b.Version != B2BVersion {
+		add("version %q is not %q", b.Version, B2BVersion)
+	}
+	switch {
+	case b.OrganizationID == "":
+		add("organization_id is required")
+	case !isAbsoluteURI(b.OrganizationID):
+		add("organization_id %q is not an absolute URI", b.OrganizationID)
+	}
+	if len(b.PurposeOfUse) == 0 {
+		add("purpose_of_use needs at least one code")
+	}
+	for i, p := range b.PurposeOfUse {
+		if strings.TrimSpace(p) == "" {
+			add("purpose_of_use[%d] is empty", i)
+		}
+	}
+	for i, p := range b.ConsentPolicy {
+		if !isAbsoluteURI(p) {
+			add("consent_policy[%d] %q is not an absolute URI", i, p)
+		}
+	}
+	if len(b.ConsentReference) > 0 && len(b.ConsentPolicy) == 0 {
+		add("consent_reference requires consent_policy")
+	}
+	for i, r := range b.ConsentReference {
+		if checkURL("", r) != nil {
+			add("consent_reference[%d] %q is not an absolute http(s) URL", i, r)
+		}
+	}
+	if len(problems) == 0 {
+		return nil
+	}
+	return errors.New("assertion: invalid hl7-b2b extension: " + strings.Join(problems, "; "))
+}
+
+// isAbsoluteURI reports whether s is a URI with a scheme (RFC 3986
+// absolute-URI, fragments allowed as the IG's "system#code" form uses
+// them), such as "urn:oid:1.2.3" or "https://example.org/org/1".
+func isAbsoluteURI(s string) bool {
+	if strings.ContainsAny(s, " \t\r\n") {
+		return false
+	}
+	u, err := url.Parse(s)
+	return err == nil && u.Scheme != "" && (u.Opaque != "" || u.Host != "" || u.Path != "")
+}
+
+// normalized returns a copy with the defaults applied, as it is sent.
+func (b *B2B) normalized() B2B {
+	n := *b
+	if n.Version == "" {
+		n.Version = B2BVersion
+	}
+	n.PurposeOfUse = slices.Clone(b.PurposeOfUse)
+	n.ConsentPolicy = slices.Clone(b.ConsentPolicy)
+	n.ConsentReference = slices.Clone(b.ConsentReference)
+	return n
+}
+
+// Digest identifies the authorization context b asserts: the hex SHA-256
+// of its JSON form as sent (defaults applied, members in the IG's order,
+// list order kept). Equal contexts have equal digests; it is "" for a nil
+// B2B. It reveals nothing of the context, so it can be logged.
+func (b *B2B) Digest() string {
+	if b == nil {
+		return ""
+	}
+	// A struct of strings and string slices always marshals.
+	raw, _ := json.Marshal(b.normalized())
+	sum := sha256.Sum256(raw)
+	return hex.EncodeToString(sum[:])
+}
