@@ -4,13 +4,13 @@ import (
 	"context"
 	"errors"
 	"net/http"
-	"net/url"
-	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
 	"github.com/sirupsen/logrus"
 
+	"github.com/cqgate/cqgate/access"
+	"github.com/cqgate/cqgate/audit"
 	"github.com/cqgate/cqgate/directory"
 	"github.com/cqgate/cqgate/outcome"
 	"github.com/cqgate/cqgate/proxy"
@@ -24,6 +24,14 @@ type Tenants interface {
 	// Describe returns what is known about an OID even when token-URL
 	// discovery fails.
 	Describe(ctx context.Context, oid string) (*tenant.Tenant, error)
+	// Scope is the scope configured for an OID, known without any
+	// network call.
+	Scope(oid string) string
+}
+
+// Searcher searches the directory.
+type Searcher interface {
+	Search(ctx context.Context, q directory.Query) (*directory.SearchResult, error)
 }
 
 // Forwarder sends a request on to a tenant's FHIR server.
@@ -34,12 +42,42 @@ type Forwarder interface {
 // ReadyFunc reports why the gateway cannot serve yet, or nil.
 type ReadyFunc func(ctx context.Context) error
 
+// Observer records what the router did, for metrics; *metrics.Metrics
+// is one.
+type Observer interface {
+	// ObserveRequest is called once per FHIR request; org is "" unless
+	// the OID resolved to a tenant.
+	ObserveRequest(org, method string, code int)
+	// ObserveUpstream records how long a tenant took to answer.
+	ObserveUpstream(org string, d time.Duration)
+	// AuditWriteError counts an audit record that could not be written.
+	AuditWriteError()
+}
+
 // Config configures the router.
 type Config struct {
 	Tenants Tenants
-	Proxy   Forwarder
-	Logger  logrus.FieldLogger
-	Ready   ReadyFunc
+	// Directory answers directory searches; nil turns search off.
+	Directory Searcher
+	// FHIRVersions orders FHIR endpoint preference in search summaries.
+	FHIRVersions []string
+	Proxy        Forwarder
+	Logger       logrus.FieldLogger
+	Ready        ReadyFunc
+	// Auth authenticates callers; nil lets everyone in as "anonymous".
+	Auth access.Authenticator
+	// Policy says what each caller may do; nil allows every
+	// authenticated caller everything.
+	Policy *access.Policy
+	// Audit receives one record per FHIR request; nil writes none.
+	Audit *audit.Logger
+	// Observer is told about every FHIR request; nil tells no one.
+	Observer Observer
+	// MaxBodyBytes bounds request bodies (413 beyond); 0 means no limit.
+	MaxBodyBytes int64
+	// Metrics, when set, is served at MetricsPath.
+	Metrics     http.Handler
+	MetricsPath string
 }
 
 // New returns the gateway's router.
@@ -54,78 +92,26 @@ func New(cfg Config) *gin.Engine {
 	r.Use(h.recoverer, h.accessLog)
 	r.NoRoute(func(c *gin.Context) {
 		outcome.Write(c.Writer, http.StatusNotFound, outcome.New(outcome.NotFound,
-			"no such endpoint; cqgate serves /fhir/{oid}/{fhir-path}, /directory/Organization/{oid}, /healthz and /readyz"))
+			"no such endpoint; cqgate serves /fhir/{oid}/{fhir-path}, /directory/Organization[/{oid}], /healthz and /readyz"))
 	})
 	r.NoMethod(func(c *gin.Context) {
 		outcome.Write(c.Writer, http.StatusMethodNotAllowed, outcome.New(outcome.NotSupported, "method not allowed here"))
 	})
 	r.Any("/fhir/:oid", h.fhir)
 	r.Any("/fhir/:oid/*path", h.fhir)
-	r.GET("/directory/Organization/:oid", h.directory)
+	r.GET("/directory/Organization", h.authenticate, h.search)
+	r.GET("/directory/Organization/:oid", h.authenticate, h.directory)
 	r.GET("/healthz", h.healthz)
 	r.GET("/readyz", h.readyz)
+	if cfg.Metrics != nil && cfg.MetricsPath != "" {
+		r.GET(cfg.MetricsPath, gin.WrapH(cfg.Metrics))
+	}
 	return r
 }
 
 type handlers struct {
 	Config
 	log logrus.FieldLogger
-}
-
-func (h *handlers) fhir(c *gin.Context) {
-	rawOID, rawPath := splitFHIRPath(c.Request)
-	oid, err := directory.ParseOID(rawOID)
-	if err != nil {
-		outcome.WriteError(c.Writer, err)
-		return
-	}
-	c.Set(oidKey, oid)
-	path, err := proxy.ParsePath(rawPath)
-	if err != nil {
-		outcome.Write(c.Writer, http.StatusBadRequest, outcome.New(outcome.Invalid, err.Error()))
-		return
-	}
-	t, err := h.Tenants.Resolve(c.Request.Context(), oid)
-	if err != nil {
-		h.logFailure(c, oid, err)
-		outcome.WriteError(c.Writer, err)
-		return
-	}
-	h.Proxy.Forward(c.Writer, c.Request, t, path)
-}
-
-// splitFHIRPath splits the escaped request path /fhir/{oid}/{fhir-path}
-// into the unescaped OID and the still-escaped FHIR path. Both come from
-// the escaped path, not from the router's decoded parameters, so that an
-// encoded slash cannot move the boundary between them and
-// percent-encoding reaches ParsePath's checks intact.
-func splitFHIRPath(r *http.Request) (oid, fhirPath string) {
-	p := strings.TrimPrefix(r.URL.EscapedPath(), "/fhir/")
-	rawOID := p
-	if i := strings.IndexByte(p, '/'); i >= 0 {
-		rawOID, fhirPath = p[:i], p[i:]
-	}
-	oid, err := url.PathUnescape(rawOID)
-	if err != nil {
-		return rawOID, fhirPath // ParseOID will refuse it
-	}
-	return oid, fhirPath
-}
-
-func (h *handlers) directory(c *gin.Context) {
-	oid, err := directory.ParseOID(c.Param("oid"))
-	if err != nil {
-		outcome.WriteError(c.Writer, err)
-		return
-	}
-	t, err := h.Tenants.Describe(c.Request.Context(), oid)
-	if err != nil {
-		h.logFailure(c, oid, err)
-		outcome.WriteError(c.Writer, err)
-		return
-	}
-	c.Header("Cache-Control", "no-store")
-	c.JSON(http.StatusOK, t)
 }
 
 func (h *handlers) healthz(c *gin.Context) {

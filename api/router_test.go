@@ -36,6 +36,8 @@ func (s stubTenants) Describe(ctx context.Context, oid string) (*tenant.Tenant, 
 	return s.Resolve(ctx, oid)
 }
 
+func (s stubTenants) Scope(string) string { return "system/*.read" }
+
 type recordingForwarder struct{ oid, path string }
 
 func (f *recordingForwarder) Forward(w http.ResponseWriter, r *http.Request, t *tenant.Tenant, p string) {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -101,7 +102,8 @@ func TestFullFlowConcurrentFirstRequests(t *testing.T) {
 // one new assertion, and retries, replaying the request body byte for
 // byte; a burst of refusals of the same token costs one exchange too.
 func TestRefusedTokenIsReplacedOnce(t *testing.T) {
-	w := newWorld(t, worldOptions{flavor: "r4"})
+	// No minimum interval between exchanges here; the next test has one.
+	w := newWorld(t, worldOptions{flavor: "r4", tune: func(c *config.Config, _ *world) { c.Tokens.MinInterval = 0 }})
 	if resp, body := w.do("GET", "/fhir/"+cernerOID+"/Patient/1316024", nil, nil); resp.StatusCode != http.StatusOK {
 		t.Fatalf("warm-up: %d %s", resp.StatusCode, body)
 	}
@@ -148,6 +150,40 @@ func TestRefusedTokenIsReplacedOnce(t *testing.T) {
 	w.assertNoSecrets(string(body))
 }
 
+// Within the minimum interval after an exchange (Cerner throttles token
+// requests under a minute), a storm of 401s makes no new exchange: callers
+// that raced the refusal get the FHIR server's 401 as it is, later ones a
+// 503 with Retry-After until a new exchange is allowed.
+func TestRefusalStormWithinMinInterval(t *testing.T) {
+	w := newWorld(t, worldOptions{flavor: "r4"})
+	if resp, body := w.do("GET", "/fhir/"+cernerOID+"/Patient/1316024", nil, nil); resp.StatusCode != http.StatusOK {
+		t.Fatalf("warm-up: %d %s", resp.StatusCode, body)
+	}
+	w.auth.ExpireAll()
+	var wg sync.WaitGroup
+	statuses := make(chan string, 50)
+	for range 50 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			resp, _ := w.do("GET", "/fhir/"+cernerOID+"/Patient/1316024", nil, nil)
+			statuses <- fmt.Sprintf("%d %s", resp.StatusCode, resp.Header.Get("Retry-After"))
+		}()
+	}
+	wg.Wait()
+	close(statuses)
+	for s := range statuses {
+		code, retryAfter, _ := strings.Cut(s, " ")
+		secs, _ := strconv.Atoi(retryAfter)
+		if code != "401" && !(code == "503" && secs > 0 && secs <= 60) {
+			t.Errorf("status %q, want the FHIR server's 401 or a 503 with Retry-After", s)
+		}
+	}
+	if got := w.auth.Exchanges(); got != 1 {
+		t.Errorf("exchanges = %d, want 1: a 401 storm inside the minimum interval must not reach the token endpoint", got)
+	}
+}
+
 func TestUnknownAndMalformedOIDs(t *testing.T) {
 	w := newWorld(t, worldOptions{flavor: "r4"})
 	tests := []struct {
@@ -160,7 +196,8 @@ func TestUnknownAndMalformedOIDs(t *testing.T) {
 		{"/fhir/1.2.abc/Patient/1", http.StatusBadRequest, "value", false},
 		{"/fhir/urn:oid:/Patient/1", http.StatusBadRequest, "value", false},
 		{"/fhir/" + cernerOID + "/Patient/..%2f..%2fadmin", http.StatusBadRequest, "invalid", false},
-		{"/directory/Organization/2.16.840.1.113883.3.99999", http.StatusNotFound, "not-found", true},
+		// Remembered from the /fhir request above: not asked again.
+		{"/directory/Organization/2.16.840.1.113883.3.99999", http.StatusNotFound, "not-found", false},
 		{"/directory/Organization/3.1", http.StatusBadRequest, "value", false},
 		{"/nowhere", http.StatusNotFound, "not-found", false},
 	}
@@ -191,9 +228,10 @@ func TestUnknownAndMalformedOIDs(t *testing.T) {
 func TestOAuthErrorKeepsUpstreamFields(t *testing.T) {
 	const other = "2.16.840.1.113883.3.777"
 	w := newWorld(t, worldOptions{flavor: "r4", tune: func(c *config.Config, w *world) {
-		c.Organizations = map[string]config.Organization{other: {
+		c.Organizations[other] = config.Organization{
 			Name: "Unregistered", FHIRBase: w.fhir.base(), TokenURL: w.auth.TokenURL, ClientID: "unregistered.example.org",
-		}}
+			AllowPrivateAddresses: true,
+		}
 	}})
 	resp, body := w.do("GET", "/fhir/"+other+"/Patient/1316024", nil, nil)
 	if resp.StatusCode != http.StatusBadGateway {
@@ -268,14 +306,14 @@ func TestHealthAndReadiness(t *testing.T) {
 func TestAlgorithmThatCannotFitTheKey(t *testing.T) {
 	const es = "2.16.840.1.113883.3.778"
 	w := newWorld(t, worldOptions{flavor: "r4", tune: func(c *config.Config, w *world) {
-		c.Organizations = map[string]config.Organization{es: {FHIRBase: w.fhir.base(), TokenURL: w.auth.TokenURL, Algorithm: "ES256"}}
+		c.Organizations[es] = config.Organization{FHIRBase: w.fhir.base(), TokenURL: w.auth.TokenURL, Algorithm: "ES256", AllowPrivateAddresses: true}
 	}})
 	resp, body := w.do("GET", "/fhir/"+es+"/Patient/1316024", nil, nil)
 	if resp.StatusCode != http.StatusInternalServerError {
 		t.Fatalf("status %d: %s", resp.StatusCode, body)
 	}
 	oo := decodeOutcome(t, resp, body)
-	if !strings.Contains(oo.Issue[0].Diagnostics, `"ES256" cannot be used with a RSA-2048 key (usable: RS256, RS384`) {
+	if !strings.Contains(oo.Issue[0].Diagnostics, `"ES256" cannot be used with a RSA-2048 key (usable: RS384, RS256`) {
 		t.Errorf("diagnostics do not name the clash: %s", body)
 	}
 	if w.auth.Exchanges() != 0 {

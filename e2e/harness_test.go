@@ -23,6 +23,7 @@ import (
 	"github.com/cqgate/cqgate/internal/fositetest"
 	"github.com/cqgate/cqgate/internal/vaulttest"
 	"github.com/cqgate/cqgate/keys"
+	"github.com/cqgate/cqgate/vault"
 )
 
 func init() { gin.SetMode(gin.ReleaseMode) }
@@ -92,6 +93,9 @@ func newWorld(t *testing.T, opts worldOptions) *world {
 	cfg.Client.ClientID = clientID
 	cfg.Client.Scope = scope
 	cfg.Proxy.Timeout = 5 * time.Second
+	cfg.Audit.Destination = "none"
+	// The test servers are on loopback, as a sandbox is.
+	cfg.Organizations = map[string]config.Organization{cernerOID: {AllowPrivateAddresses: true}}
 	if opts.tune != nil {
 		opts.tune(cfg, w)
 	}
@@ -200,12 +204,12 @@ func storeKey(t *testing.T, data map[string]any) vaultSecret {
 	if mount == "" {
 		mount = "secret"
 	}
-	client, err := keys.NewVaultClient(keys.VaultConfig{Address: addr, Token: token})
+	client, err := vault.New(vault.Config{Address: addr, Auth: vault.AuthConfig{Token: token}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	path := fmt.Sprintf("cqgate-test/e2e-%d", time.Now().UnixNano())
-	kv := client.KVv2(mount)
+	kv := client.API().KVv2(mount)
 	if _, err := kv.Put(context.Background(), path, data); err != nil {
 		t.Fatalf("writing the test key to the real Vault at %s: %v", addr, err)
 	}

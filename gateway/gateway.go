@@ -6,31 +6,40 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"time"
 
-	"github.com/go-jose/go-jose/v4"
 	"github.com/sirupsen/logrus"
 
+	"github.com/cqgate/cqgate/access"
 	"github.com/cqgate/cqgate/api"
 	"github.com/cqgate/cqgate/assertion"
+	"github.com/cqgate/cqgate/audit"
 	"github.com/cqgate/cqgate/config"
 	"github.com/cqgate/cqgate/directory"
 	"github.com/cqgate/cqgate/discovery"
+	"github.com/cqgate/cqgate/egress"
 	"github.com/cqgate/cqgate/keys"
+	"github.com/cqgate/cqgate/metrics"
 	"github.com/cqgate/cqgate/proxy"
 	"github.com/cqgate/cqgate/tenant"
+	"github.com/cqgate/cqgate/vault"
 )
 
 // Options are what a Config cannot say.
 type Options struct {
 	Logger logrus.FieldLogger
-	// Keys replaces the key source named by the configuration (the dev
+	// Keys replaces the key source of the default identity (the dev
 	// sandbox's in-memory key, tests).
 	Keys keys.Source
-	// Transport is the base transport for every outbound call; a tuned
-	// clone of http.DefaultTransport when nil.
+	// Transport is the base transport for every outbound call to a
+	// tenant; a tuned, egress-guarded transport when nil.
 	Transport http.RoundTripper
+	// DirectoryTransport is the transport for directory requests; a tuned
+	// transport without the egress guard when nil (the directory's URL is
+	// the operator's choice, not a tenant's).
+	DirectoryTransport http.RoundTripper
 	// Clock is time.Now when nil.
 	Clock func() time.Time
 }
@@ -39,120 +48,286 @@ type Options struct {
 type Gateway struct {
 	// Handler serves the gateway's HTTP API.
 	Handler http.Handler
-	// Keys holds the current signing material.
+	// Keys holds the default identity's signing material.
 	Keys *keys.Holder
 	// Tokens is the access-token cache.
 	Tokens *assertion.Cache
 	// Directory resolves OIDs to directory entries.
 	Directory *directory.Resolver
+	// Tenants resolves OIDs to tenants.
+	Tenants *tenant.Resolver
+	// Metrics is nil when metrics are off.
+	Metrics *metrics.Metrics
+	// Audit is nil when auditing is off.
+	Audit *audit.Logger
+	// TLS serves HTTPS when inbound.tls is set; nil otherwise.
+	TLS *access.ServerTLS
 
-	log       logrus.FieldLogger
-	keyLoaded chan struct{}
+	cfg        *config.Config
+	log        logrus.FieldLogger
+	clock      func() time.Time
+	vault      *vault.Client
+	identities map[string]*identity
+	creds      *credentials
+	apiKeys    *access.APIKeys
+	regs       *registrations
+	keyLoaded  chan struct{}
 }
 
 // New assembles a gateway from a validated configuration. It loads the
-// signing key once; if that fails, it keeps retrying in the background
+// signing keys once; if that fails, it keeps retrying in the background
 // (until ctx ends) and /readyz reports why it is not ready.
 func New(ctx context.Context, cfg *config.Config, opts Options) (*Gateway, error) {
-	log := opts.Logger
-	if log == nil {
-		log = logrus.New()
+	g := &Gateway{cfg: cfg, log: opts.Logger, clock: opts.Clock, keyLoaded: make(chan struct{})}
+	if g.log == nil {
+		g.log = logrus.New()
 	}
-	clock := opts.Clock
-	if clock == nil {
-		clock = time.Now
+	if g.clock == nil {
+		g.clock = time.Now
 	}
 	base := opts.Transport
 	if base == nil {
-		base = NewTransport(cfg.Proxy.Timeout)
+		base = NewTransport(cfg.Proxy.Timeout, true)
 	}
-	client := func(timeout time.Duration) *http.Client {
-		return &http.Client{Transport: base, Timeout: timeout}
+	dirBase := opts.DirectoryTransport
+	if dirBase == nil {
+		dirBase = NewTransport(cfg.Directory.Timeout, false)
+	}
+	client := func(rt http.RoundTripper, timeout time.Duration) *http.Client {
+		return &http.Client{Transport: rt, Timeout: timeout, CheckRedirect: noRedirects}
+	}
+	if cfg.Metrics.Enabled {
+		g.Metrics = metrics.New(metrics.WithErrorLog(g.log))
 	}
 
-	resolver := directory.NewResolver(directory.ResolverConfig{
-		Fetcher: directoryFetcher(cfg.Directory, client(cfg.Directory.Timeout)),
-		Static:  staticEntries(cfg.Organizations),
-		TTL:     cfg.Directory.CacheTTL,
-		Clock:   clock,
-	})
-	disc := discovery.New(discovery.Config{
-		HTTPClient: client(cfg.Discovery.Timeout),
-		TTL:        cfg.Discovery.CacheTTL,
-		Clock:      clock,
-	})
-
-	src := opts.Keys
-	if src == nil {
-		var err error
-		if src, err = keySource(cfg.Vault, cfg.Keys); err != nil {
-			return nil, err
+	if needsVault(cfg) {
+		v, err := vault.New(vaultConfig(cfg.Vault), vault.WithLogger(g.log.WithField("component", "vault")), vault.WithClock(g.clock))
+		if err != nil {
+			return nil, fmt.Errorf("gateway: %w", err)
+		}
+		g.vault = v
+		if err := v.Start(ctx); err != nil {
+			g.Metrics.VaultError(metrics.VaultLogin)
+			g.log.WithError(err).Error("gateway: Vault login failed; retrying in the background")
 		}
 	}
-	holder := keys.NewHolder(src, keys.HolderOptions{Clock: clock, Logger: log})
 
-	signer := &assertion.Signer{Keys: holder, Clock: clock, Lifetime: cfg.Client.AssertionLifetime}
-	// A token endpoint that redirects is not followed: the assertion is
-	// for its URL only.
-	tokenClient := client(cfg.Tokens.Timeout)
-	tokenClient.CheckRedirect = noRedirects
-	exchanger := &assertion.Exchanger{Signer: signer, HTTPClient: tokenClient, Clock: clock}
-	cache := assertion.NewCache(assertion.CacheConfig{
-		RefreshMargin:   cfg.Tokens.RefreshMargin,
-		DefaultLifetime: cfg.Tokens.DefaultLifetime,
-		Clock:           clock,
-	})
-
-	defaultAlg, _ := assertion.SupportedAlgorithm(cfg.Client.Algorithm)
-	tenants := &tenant.Resolver{
-		Directory: resolver,
-		Discovery: disc,
-		Defaults:  tenant.Settings{ClientID: cfg.Client.ClientID, Scope: cfg.Client.Scope, Algorithm: defaultAlg},
-		Orgs:      orgSettings(cfg.Organizations),
+	var err error
+	if g.identities, err = g.buildIdentities(opts.Keys, client(base, cfg.Tokens.Timeout)); err != nil {
+		return nil, err
 	}
-	proxyErrLog, closeProxyErrLog := StdLogger(log)
+
+	fetcher, err := g.directoryFetcher(client(dirBase, cfg.Directory.Timeout))
+	if err != nil {
+		return nil, err
+	}
+	g.Directory = directory.NewResolver(directory.ResolverConfig{
+		Fetcher:     fetcher,
+		Static:      staticEntries(cfg.Organizations),
+		TTL:         cfg.Directory.CacheTTL,
+		MaxStale:    cfg.Directory.MaxStale,
+		NegativeTTL: cfg.Directory.NegativeTTL,
+		Clock:       g.clock,
+	})
+	disc, err := g.discoverer(client(base, cfg.Discovery.Timeout))
+	if err != nil {
+		return nil, err
+	}
+
+	g.Tokens = assertion.NewCache(assertion.CacheConfig{
+		RefreshMargin:   cfg.Tokens.RefreshMargin,
+		RefreshAhead:    cfg.Tokens.RefreshAhead,
+		MinInterval:     orOff(cfg.Tokens.MinInterval),
+		DefaultLifetime: cfg.Tokens.DefaultLifetime,
+		ExchangeTimeout: 2 * cfg.Tokens.Timeout * time.Duration(cfg.Tokens.Retry.Attempts),
+		Clock:           g.clock,
+		OnRefreshError: func(k assertion.Key, err error) {
+			g.log.WithError(err).WithField("token_url", k.TokenURL).Warn("gateway: background token refresh failed; the current token stays in use")
+		},
+	})
+	g.creds = &credentials{cache: g.Tokens, identities: g.identities}
+
+	settings, err := orgSettings(cfg)
+	if err != nil {
+		return nil, err
+	}
+	g.Tenants = &tenant.Resolver{
+		Directory: g.Directory,
+		Discovery: disc,
+		Defaults:  settings.defaults,
+		Orgs:      settings.orgs,
+	}
+	if cfg.UDAP.Registrations.Path != "" {
+		g.regs = &registrations{g: g, mount: cfg.UDAP.Registrations.Mount, path: cfg.UDAP.Registrations.Path, auto: settings.autoRegister}
+		g.Tenants.Registrations = g.regs
+	}
+
+	if err := g.buildInbound(); err != nil {
+		return nil, err
+	}
+	proxyErrLog, closeProxyErrLog := StdLogger(g.log)
 	context.AfterFunc(ctx, closeProxyErrLog)
 	px := proxy.New(proxy.Config{
 		Transport:     base,
-		Credentials:   &credentials{cache: cache, exchanger: exchanger},
-		Logger:        log,
+		Credentials:   g.creds,
+		Logger:        g.log,
 		MaxReplayBody: cfg.Proxy.MaxReplayBody,
 		ErrorLog:      proxyErrLog,
 	})
+	apiCfg := api.Config{
+		Tenants:      g.Tenants,
+		Directory:    searcher(fetcher),
+		FHIRVersions: cfg.Directory.FHIRVersions,
+		Proxy:        px,
+		Logger:       g.log,
+		Ready:        g.ready,
+		Audit:        g.Audit,
+		MaxBodyBytes: cfg.Server.MaxBodyBytes,
+	}
+	if g.apiKeys != nil {
+		apiCfg.Auth = g.apiKeys
+	} else if cfg.Inbound.Auth == access.MethodMTLS {
+		apiCfg.Auth = access.MTLS{IdentityFrom: cfg.Inbound.MTLSIdentity}
+	}
+	if len(cfg.Inbound.Callers) > 0 {
+		if apiCfg.Policy, err = access.NewPolicy(cfg.Inbound.PolicyRules()); err != nil {
+			return nil, fmt.Errorf("gateway: %w", err)
+		}
+	}
+	if g.Metrics != nil {
+		apiCfg.Observer = g.Metrics
+		apiCfg.Metrics, apiCfg.MetricsPath = g.Metrics.Handler(), cfg.Metrics.Path
+		g.registerMetrics()
+	}
+	g.Handler = api.New(apiCfg)
 
-	g := &Gateway{Keys: holder, Tokens: cache, Directory: resolver, log: log, keyLoaded: make(chan struct{})}
-	g.Handler = api.New(api.Config{Tenants: tenants, Proxy: px, Logger: log, Ready: g.ready})
 	g.loadKeys(ctx)
+	g.background(ctx)
 	return g, nil
 }
 
-// loadKeys loads the signing key now, or keeps trying in the background
-// with capped exponential backoff.
+// needsVault reports whether anything is read from Vault.
+func needsVault(cfg *config.Config) bool {
+	isVault := func(k config.Keys) bool { return k.Source == "vault" || k.Source == "transit" }
+	if isVault(cfg.Keys) || cfg.Directory.APIKeyVault.Path != "" || cfg.Inbound.APIKeysVault.Path != "" || cfg.UDAP.Registrations.Path != "" {
+		return true
+	}
+	for _, id := range cfg.Identities {
+		if isVault(id.Keys) {
+			return true
+		}
+	}
+	return false
+}
+
+func vaultConfig(v config.Vault) vault.Config {
+	return vault.Config{
+		Address:   v.Address,
+		Namespace: v.Namespace,
+		CACert:    v.CACert,
+		Timeout:   v.Timeout,
+		Auth: vault.AuthConfig{
+			Method:                  v.Auth.Method,
+			Token:                   v.Auth.Token,
+			TokenFile:               v.Auth.TokenFile,
+			Mount:                   v.Auth.Mount,
+			RoleID:                  v.Auth.RoleID,
+			SecretID:                v.Auth.SecretID,
+			SecretIDFile:            v.Auth.SecretIDFile,
+			Role:                    v.Auth.Role,
+			ServiceAccountTokenFile: v.Auth.ServiceAccountTokenFile,
+		},
+	}
+}
+
+// orOff maps the configuration's 0 ("none") to the cache's "off".
+func orOff(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return d
+}
+
+func (g *Gateway) directoryFetcher(c *http.Client) (directory.Fetcher, error) {
+	d := g.cfg.Directory
+	if d.URL == "" {
+		return nil, nil
+	}
+	base := strings.TrimRight(d.URL, "/")
+	var key directory.APIKeySource
+	if d.APIKeyVault.Path != "" {
+		key = &vaultAPIKey{v: g.vault, mount: d.APIKeyVault.Mount, path: d.APIKeyVault.Path, field: d.APIKeyVault.Field, clock: g.clock}
+	}
+	retry := directory.RetryPolicy{Attempts: d.Retry.Attempts, Initial: d.Retry.InitialBackoff, Max: d.Retry.MaxBackoff}
+	if d.Flavor == "stu3" {
+		return &directory.STU3Client{BaseURL: base, APIKey: d.APIKey, Key: key, HTTPClient: c, Retry: retry}, nil
+	}
+	return &directory.R4Client{BaseURL: base, APIKey: d.APIKey, Key: key, APIKeyIn: d.APIKeyIn, HTTPClient: c, Retry: retry}, nil
+}
+
+// searcher is the fetcher's search, when it has one.
+func searcher(f directory.Fetcher) api.Searcher {
+	if s, ok := f.(api.Searcher); ok {
+		return s
+	}
+	return nil
+}
+
+func (g *Gateway) discoverer(c *http.Client) (*discovery.Discoverer, error) {
+	d := g.cfg.Discovery
+	order, err := discovery.ParseOrder(d.Order)
+	if err != nil {
+		return nil, fmt.Errorf("gateway: discovery.order: %w", err)
+	}
+	dc := discovery.Config{HTTPClient: c, TTL: d.CacheTTL, MaxStale: d.MaxStale, Clock: g.clock, Order: order, Logger: g.log}
+	if d.UDAPTrustAnchors != "" {
+		pem, err := readFile(d.UDAPTrustAnchors)
+		if err != nil {
+			return nil, fmt.Errorf("gateway: discovery.udap_trust_anchors: %w", err)
+		}
+		if dc.TrustAnchors, err = discovery.ParseTrustAnchors(pem); err != nil {
+			return nil, fmt.Errorf("gateway: discovery.udap_trust_anchors %s: %w", d.UDAPTrustAnchors, err)
+		}
+	}
+	return discovery.New(dc), nil
+}
+
+// loadKeys loads every identity's key now, or keeps trying in the
+// background with capped exponential backoff.
 func (g *Gateway) loadKeys(ctx context.Context) {
-	_, err := g.Keys.Reload(ctx)
-	if err == nil {
+	var pending []*identity
+	for _, id := range g.identities {
+		if _, err := id.holder.Reload(ctx); err != nil {
+			g.log.WithError(err).WithField("identity", id.name).Error("gateway: signing key not loaded; retrying in the background")
+			pending = append(pending, id)
+		}
+	}
+	if len(pending) == 0 {
 		close(g.keyLoaded)
 		return
 	}
-	g.log.WithError(err).Error("gateway: signing key not loaded; retrying in the background")
 	go func() {
-		for delay := time.Second; ; delay = min(2*delay, time.Minute) {
+		for delay := time.Second; len(pending) > 0; delay = min(2*delay, time.Minute) {
 			select {
 			case <-ctx.Done():
 				return
 			case <-time.After(delay):
 			}
-			_, err := g.Keys.Reload(ctx)
-			if err == nil {
-				close(g.keyLoaded)
-				return
+			still := pending[:0]
+			for _, id := range pending {
+				if _, err := id.holder.Reload(ctx); err != nil {
+					g.log.WithError(err).WithFields(logrus.Fields{"identity": id.name, "retry_in": min(2*delay, time.Minute).String()}).
+						Warn("gateway: signing key still not loaded")
+					still = append(still, id)
+				}
 			}
-			g.log.WithError(err).WithField("retry_in", min(2*delay, time.Minute).String()).Warn("gateway: signing key still not loaded")
+			pending = still
 		}
+		close(g.keyLoaded)
 	}()
 }
 
-// WaitReady blocks until the signing key is loaded or ctx ends.
+// WaitReady blocks until the signing keys are loaded or ctx ends.
 func (g *Gateway) WaitReady(ctx context.Context) error {
 	select {
 	case <-g.keyLoaded:
@@ -162,29 +337,43 @@ func (g *Gateway) WaitReady(ctx context.Context) error {
 	}
 }
 
+// ready is /readyz: every identity has a key whose certificate is valid.
+// Vault being unreachable does not make cqgate unready while the keys it
+// holds are valid (transit signing then fails per request, clearly); one
+// partner being down never does.
 func (g *Gateway) ready(context.Context) error {
-	m := g.Keys.Current()
-	if m == nil {
-		return errors.New("signing key not loaded yet")
+	var problems []error
+	for _, id := range g.identities {
+		m := id.holder.Current()
+		if m == nil {
+			problems = append(problems, fmt.Errorf("identity %s: signing key not loaded yet", id.name))
+			continue
+		}
+		if na := m.NotAfter(); !na.IsZero() && g.clock().After(na) {
+			problems = append(problems, fmt.Errorf("identity %s: signing certificate expired at %s", id.name, na.UTC().Format(time.RFC3339)))
+		}
 	}
-	if na := m.NotAfter(); !na.IsZero() && time.Now().After(na) {
-		return fmt.Errorf("signing certificate expired at %s", na.UTC().Format(time.RFC3339))
-	}
-	return nil
+	return errors.Join(problems...)
 }
 
 func noRedirects(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 
-// NewTransport returns the transport for every outbound call: pooled
-// keep-alive connections per tenant, HTTP/2 where offered, and bounded
-// connect, TLS and response-header waits.
-func NewTransport(responseHeaderTimeout time.Duration) *http.Transport {
+// NewTransport returns a transport for outbound calls: pooled keep-alive
+// connections per host, HTTP/2 where offered, and bounded connect, TLS
+// and response-header waits. With guard, connections to addresses that
+// are not public are refused unless the request's context allows them
+// (egress.AllowPrivate).
+func NewTransport(responseHeaderTimeout time.Duration, guard bool) *http.Transport {
+	d := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
+	// Behind an egress proxy (HTTPS_PROXY), connections go to the proxy,
+	// not to the tenant: the URL check (egress.CheckURL) still applies,
+	// the connect-time guard cannot.
+	if guard && !proxyConfigured() {
+		d.ControlContext = egress.Guard
+	}
 	return &http.Transport{
-		Proxy: http.ProxyFromEnvironment,
-		DialContext: (&net.Dialer{
-			Timeout:   10 * time.Second,
-			KeepAlive: 30 * time.Second,
-		}).DialContext,
+		Proxy:                 http.ProxyFromEnvironment,
+		DialContext:           d.DialContext,
 		ForceAttemptHTTP2:     true,
 		MaxIdleConns:          512,
 		MaxIdleConnsPerHost:   64,
@@ -195,82 +384,12 @@ func NewTransport(responseHeaderTimeout time.Duration) *http.Transport {
 	}
 }
 
-func directoryFetcher(cfg config.Directory, c *http.Client) directory.Fetcher {
-	if cfg.URL == "" {
-		return nil
-	}
-	base := strings.TrimRight(cfg.URL, "/")
-	if cfg.Flavor == "stu3" {
-		return &directory.STU3Client{BaseURL: base, APIKey: cfg.APIKey, HTTPClient: c}
-	}
-	return &directory.R4Client{BaseURL: base, APIKey: cfg.APIKey, APIKeyIn: cfg.APIKeyIn, HTTPClient: c}
-}
-
-func keySource(vc config.Vault, cfg config.Keys) (keys.Source, error) {
-	switch cfg.Source {
-	case "pem":
-		return &keys.PEMFiles{CertificateFile: cfg.PEM.CertificateFile, PrivateKeyFile: cfg.PEM.PrivateKeyFile}, nil
-	case "vault":
-		v := cfg.Vault
-		client, err := keys.NewVaultClient(keys.VaultConfig{
-			Address:   vc.Address,
-			Token:     vc.Auth.Token,
-			TokenFile: vc.Auth.TokenFile,
-			Namespace: vc.Namespace,
-			CACert:    vc.CACert,
-			Timeout:   vc.Timeout,
-		})
-		if err != nil {
-			return nil, fmt.Errorf("gateway: %w", err)
-		}
-		return &keys.VaultKV{
-			Client:           client,
-			Mount:            v.Mount,
-			Path:             v.Path,
-			CertificateField: v.CertificateField,
-			PrivateKeyField:  v.PrivateKeyField,
-		}, nil
-	}
-	return nil, fmt.Errorf("gateway: keys.source %q needs a key supplied in memory", cfg.Source)
-}
-
-// staticEntries turns organizations configured with a fhir_base into
-// directory entries that never touch the network.
-func staticEntries(orgs map[string]config.Organization) map[string]*directory.Organization {
-	out := make(map[string]*directory.Organization)
-	for oid, o := range orgs {
-		if o.FHIRBase == "" {
-			continue
-		}
-		name := o.Name
-		if name == "" {
-			name = oid
-		}
-		out[oid] = &directory.Organization{
-			OID:    oid,
-			Name:   name,
-			Active: true,
-			Endpoints: []directory.Endpoint{{
-				ID:             "configured-fhir",
-				Name:           "FHIR base from cqgate configuration",
-				Address:        o.FHIRBase,
-				ConnectionType: "hl7-fhir-rest",
-				Transaction:    "FHIR REST",
-				Status:         "active",
-			}},
+// proxyConfigured reports whether the environment names an HTTP proxy.
+func proxyConfigured() bool {
+	for _, name := range []string{"HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy"} {
+		if os.Getenv(name) != "" {
+			return true
 		}
 	}
-	return out
-}
-
-func orgSettings(orgs map[string]config.Organization) map[string]tenant.Settings {
-	out := make(map[string]tenant.Settings, len(orgs))
-	for oid, o := range orgs {
-		var alg jose.SignatureAlgorithm
-		if o.Algorithm != "" {
-			alg, _ = assertion.SupportedAlgorithm(o.Algorithm) // validated with the config
-		}
-		out[oid] = tenant.Settings{TokenURL: o.TokenURL, ClientID: o.ClientID, Scope: o.Scope, Algorithm: alg}
-	}
-	return out
+	return false
 }

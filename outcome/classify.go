@@ -63,6 +63,10 @@ func FromError(err error) (int, *OperationOutcome) {
 		// The gateway's own configuration cannot work for this
 		// organization; say exactly why rather than hide it.
 		return http.StatusInternalServerError, New(Exception, "cqgate is misconfigured for this organization: "+err.Error())
+	case errors.Is(err, assertion.ErrThrottled):
+		// A storm of refusals inside the minimum interval between
+		// exchanges: try again later (WriteError adds Retry-After).
+		return http.StatusServiceUnavailable, New(Transient, err.Error())
 	case errors.Is(err, assertion.ErrNoKey):
 		return http.StatusServiceUnavailable, New(Transient, err.Error()+"; see /readyz")
 	case isUpstream(err):

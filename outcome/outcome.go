@@ -2,7 +2,13 @@ package outcome
 
 import (
 	"encoding/json"
+	"errors"
+	"math"
 	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/cqgate/cqgate/assertion"
 )
 
 // ContentType is the media type of every OperationOutcome cqgate writes.
@@ -18,6 +24,7 @@ type IssueType string
 // The FHIR IssueType codes cqgate uses.
 const (
 	Invalid      IssueType = "invalid"
+	Required     IssueType = "required"
 	Value        IssueType = "value"
 	Forbidden    IssueType = "forbidden"
 	NotFound     IssueType = "not-found"
@@ -97,6 +104,11 @@ func WriteError(w http.ResponseWriter, err error) {
 	status, oo := FromError(err)
 	if rid := UpstreamRequestID(err); rid != "" {
 		w.Header().Set("X-Upstream-Request-Id", rid)
+	}
+	var te *assertion.ThrottledError
+	if errors.As(err, &te) {
+		secs := int(math.Ceil(time.Until(te.RetryAt).Seconds()))
+		w.Header().Set("Retry-After", strconv.Itoa(max(secs, 1)))
 	}
 	Write(w, status, oo)
 }

@@ -141,6 +141,17 @@ func (p *Proxy) prepareBody(r *http.Request) error {
 	return nil
 }
 
+// callerOnlyHeaders are meant for cqgate, never for the tenant: the
+// caller's own credentials (cqgate adds the tenant's token itself) and the
+// headers that shape which token is used.
+var callerOnlyHeaders = []string{
+	"Authorization", "Proxy-Authorization", "Cookie", "X-Api-Key",
+	"X-Cqgate-Scope", "X-Purpose-Of-Use",
+	// Forwarding headers a caller could use to confuse the tenant about
+	// who is asking; cqgate is the client.
+	"Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto", "X-Real-Ip",
+}
+
 func rewrite(pr *httputil.ProxyRequest) {
 	rt := routeFrom(pr.In.Context())
 	base := rt.tenant.BaseURL()
@@ -155,9 +166,9 @@ func rewrite(pr *httputil.ProxyRequest) {
 	out.URL = &u
 	out.Host = ""
 	h := out.Header
-	h.Del("Authorization")
-	h.Del("Proxy-Authorization")
-	h.Del("Cookie")
+	for _, name := range callerOnlyHeaders {
+		h.Del(name)
+	}
 	if noPreference(h.Values("Accept")) {
 		h.Set("Accept", FHIRJSON)
 	}

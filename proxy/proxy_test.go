@@ -97,7 +97,9 @@ func (u *upstream) requests() []seen {
 func testTenant(t *testing.T, base string) *tenant.Tenant {
 	t.Helper()
 	d := &fakeDirectory{base: base}
-	tn, err := (&tenant.Resolver{Directory: d, Discovery: d}).Resolve(context.Background(), "1.2.3")
+	// The test servers are on loopback, as a sandbox is.
+	r := &tenant.Resolver{Directory: d, Discovery: d, Orgs: map[string]tenant.Settings{"1.2.3": {AllowPrivate: true}}}
+	tn, err := r.Resolve(context.Background(), "1.2.3")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -304,7 +306,32 @@ func (f *fakeDirectory) Lookup(ctx context.Context, oid string) (*directory.Entr
 	}}, nil
 }
 
-func (f *fakeDirectory) TokenEndpoint(ctx context.Context, base string) (*discovery.Result, error) {
+func (f *fakeDirectory) Discover(ctx context.Context, req discovery.Request) (*discovery.Result, error) {
+	base := req.FHIRBase
 	u, _ := url.Parse(base)
 	return &discovery.Result{TokenURL: u.Scheme + "://" + u.Host + "/token", Source: "carequality-token"}, nil
+}
+
+func TestCallerOnlyHeadersStayHere(t *testing.T) {
+	var got http.Header
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { got = r.Header.Clone() }))
+	defer up.Close()
+	tn := testTenant(t, up.URL+"/r4")
+	req := httptest.NewRequest("GET", "/fhir/1.2.3/Patient/1", nil)
+	for _, h := range []string{"X-API-Key", "X-Cqgate-Scope", "X-Purpose-Of-Use", "Cookie", "Proxy-Authorization", "Forwarded", "X-Forwarded-For", "X-Real-IP"} {
+		req.Header.Set(h, "caller-value")
+	}
+	req.Header.Set("Authorization", "Bearer caller-key")
+	req.Header.Set("Prefer", "return=minimal")
+	newProxy(&fakeCredentials{}, 1024).Forward(httptest.NewRecorder(), req, tn, "/Patient/1")
+	for name, vals := range got {
+		for _, v := range vals {
+			if strings.Contains(v, "caller-") {
+				t.Errorf("caller header %s: %s reached the tenant", name, v)
+			}
+		}
+	}
+	if got.Get("Prefer") != "return=minimal" || got.Get("Authorization") != "Bearer tok-1" {
+		t.Errorf("tenant got %v", got)
+	}
 }

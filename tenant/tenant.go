@@ -2,16 +2,18 @@ package tenant
 
 import (
 	"context"
-	"errors"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
 
+	"github.com/cqgate/cqgate/assertion"
 	"github.com/cqgate/cqgate/directory"
 	"github.com/cqgate/cqgate/discovery"
+	"github.com/cqgate/cqgate/egress"
 	"github.com/cqgate/cqgate/outcome"
 )
 
@@ -25,22 +27,46 @@ type Tenant struct {
 	// FHIREndpoint is the directory endpoint FHIRBase was taken from.
 	FHIREndpoint directory.Endpoint `json:"fhir_endpoint"`
 	// TokenURL is where client assertions are exchanged for tokens.
-	TokenURL string `json:"token_url"`
-	// TokenURLSource says where TokenURL came from: "config",
-	// "carequality-token" or "token".
-	TokenURLSource string                  `json:"token_url_source"`
-	ClientID       string                  `json:"client_id"`
-	Scope          string                  `json:"scope"`
-	Algorithm      jose.SignatureAlgorithm `json:"algorithm"`
+	TokenURL string `json:"token_url,omitempty"`
+	// TokenURLSource says where TokenURL came from: "config" or the
+	// discovery source that answered (see discovery.Source).
+	TokenURLSource string `json:"token_url_source,omitempty"`
+	// Identity names the client identity (certificate and key) used.
+	Identity string `json:"identity"`
+	ClientID string `json:"client_id"`
+	Scope    string `json:"scope"`
+	// Algorithm is the configured signing algorithm; empty follows the key
+	// and what the server accepts (see assertion.Negotiate).
+	Algorithm jose.SignatureAlgorithm `json:"algorithm,omitempty"`
+	// SigningAlgorithms are the algorithms the server says it accepts for
+	// client assertions; empty when it does not say.
+	SigningAlgorithms []string `json:"server_signing_algorithms,omitempty"`
+	// UDAP says token requests carry hl7-b2b extensions and udap=1.
+	UDAP bool `json:"udap"`
+	// B2B is the asserted UDAP B2B context (when UDAP).
+	B2B *assertion.B2B `json:"b2b,omitempty"`
+	// AllowedPurposes are the purposes of use a caller may assert.
+	AllowedPurposes []string `json:"allowed_purposes,omitempty"`
+	// RegistrationEndpoint is the UDAP registration endpoint, when known.
+	RegistrationEndpoint string `json:"registration_endpoint,omitempty"`
+	// AllowPrivate lets this tenant's addresses be http, loopback or
+	// private (a sandbox).
+	AllowPrivate bool `json:"allow_private_addresses,omitempty"`
 	// Endpoints are all the organization's directory endpoints.
 	Endpoints []directory.Endpoint `json:"endpoints"`
 	// DirectorySource is "static" or "directory".
 	DirectorySource string `json:"directory_source"`
 	// CachedAt is when the directory entry was fetched.
 	CachedAt time.Time `json:"cached_at"`
+	// DirectoryStale says the directory entry is past its TTL and served
+	// because the directory is failing; StaleReason says how.
+	DirectoryStale bool   `json:"directory_stale,omitempty"`
+	StaleReason    string `json:"stale_reason,omitempty"`
 	// DiscoveredAt is when the token URL was discovered (zero when
 	// configured).
 	DiscoveredAt time.Time `json:"discovered_at,omitzero"`
+	// Discovery lists every discovery source tried and what it answered.
+	Discovery []discovery.Attempt `json:"discovery,omitempty"`
 	// TokenURLError says why discovery failed, when it did (Describe only).
 	TokenURLError string `json:"token_url_error,omitempty"`
 
@@ -51,113 +77,60 @@ type Tenant struct {
 // BaseURL returns the parsed FHIR base.
 func (t *Tenant) BaseURL() *url.URL { return t.base }
 
-// Settings are the per-organization overrides from configuration. Empty
-// fields fall back to the Resolver's defaults or to discovery.
-type Settings struct {
-	TokenURL  string
-	ClientID  string
-	Scope     string
-	Algorithm jose.SignatureAlgorithm
-}
-
-// DirectoryLookup finds an OID's directory entry.
-type DirectoryLookup interface {
-	Lookup(ctx context.Context, oid string) (*directory.Entry, error)
-}
-
-// TokenDiscoverer finds a FHIR server's token endpoint.
-type TokenDiscoverer interface {
-	TokenEndpoint(ctx context.Context, fhirBase string) (*discovery.Result, error)
-}
-
-// Resolver resolves OIDs to Tenants.
-type Resolver struct {
-	Directory DirectoryLookup
-	Discovery TokenDiscoverer
-	// Defaults apply where an organization's Settings leave a field empty.
-	Defaults Settings
-	// Orgs are per-OID settings.
-	Orgs map[string]Settings
-}
-
-// Resolve returns the tenant for a canonical (bare) OID.
-func (r *Resolver) Resolve(ctx context.Context, oid string) (*Tenant, error) {
-	t, err := r.Describe(ctx, oid)
-	if err != nil {
-		return nil, err
+// Context returns ctx marked for t's outbound calls: when t may use
+// private addresses, egress.Guard lets them through.
+func (t *Tenant) Context(ctx context.Context) context.Context {
+	if t.AllowPrivate {
+		return egress.AllowPrivate(ctx)
 	}
-	if t.TokenURL == "" {
-		// Describe only leaves it empty with discovery's error recorded.
-		return nil, t.tokenErr
-	}
-	return t, nil
+	return ctx
 }
 
-// Describe is Resolve for the lookup endpoint: it returns what is known
-// even when token-URL discovery fails, with that failure in the returned
-// Tenant's TokenURLError. Directory failures are still errors.
-func (r *Resolver) Describe(ctx context.Context, oid string) (*Tenant, error) {
-	entry, err := r.Directory.Lookup(ctx, oid)
-	if err != nil {
-		if errors.Is(err, directory.ErrNotFound) || errors.Is(err, directory.ErrInvalidOID) {
-			return nil, err
+// WithPurposes returns a copy of t asserting the given purposes of use
+// instead of the configured ones. Each must be one of AllowedPurposes; a
+// tenant without UDAP takes none.
+func (t *Tenant) WithPurposes(purposes []string) (*Tenant, error) {
+	if len(purposes) == 0 {
+		return t, nil
+	}
+	if !t.UDAP || t.B2B == nil {
+		return nil, outcome.Errorf(http.StatusBadRequest, outcome.NotSupported,
+			"tenant: %s is not reached with UDAP B2B, so a purpose of use cannot be asserted", t.OID)
+	}
+	for _, p := range purposes {
+		if !slices.Contains(t.AllowedPurposes, p) {
+			return nil, outcome.Errorf(http.StatusForbidden, outcome.Forbidden,
+				"tenant: purpose of use %q is not allowed for %s (organizations.%s.udap.allowed_purposes)", p, t.OID, t.OID)
 		}
-		// Whatever else went wrong (status, transport, an unparsable
-		// document) is the directory's failure, not the caller's.
-		return nil, outcome.Errorf(http.StatusBadGateway, outcome.Exception, "tenant: looking up %s in the directory: %w", oid, err)
 	}
-	org := entry.Organization
-	s := r.settings(oid)
-	t := &Tenant{
-		OID:             oid,
-		Name:            org.Name,
-		Active:          org.Active,
-		ClientID:        s.ClientID,
-		Scope:           s.Scope,
-		Algorithm:       s.Algorithm,
-		Endpoints:       org.Endpoints,
-		DirectorySource: entry.Source,
-		CachedAt:        entry.CachedAt,
-	}
-	ep, ok := org.FHIREndpoint()
-	if !ok {
-		return nil, outcome.Errorf(http.StatusBadGateway, outcome.NotSupported,
-			"tenant: organization %s (%s) lists no usable FHIR REST endpoint in the directory (%d endpoint(s), none FHIR)", oid, org.Name, len(org.Endpoints))
-	}
-	base, err := url.Parse(strings.TrimRight(ep.Address, "/"))
-	if err != nil || (base.Scheme != "https" && base.Scheme != "http") || base.Host == "" {
-		return nil, outcome.Errorf(http.StatusBadGateway, outcome.Exception,
-			"tenant: organization %s has a FHIR endpoint address that is not an absolute http(s) URL: %q", oid, ep.Address)
-	}
-	t.FHIREndpoint, t.FHIRBase, t.base = ep, base.String(), base
-
-	if s.TokenURL != "" {
-		t.TokenURL, t.TokenURLSource = s.TokenURL, "config"
-		return t, nil
-	}
-	res, err := r.Discovery.TokenEndpoint(ctx, t.FHIRBase)
-	if err != nil {
-		t.tokenErr = outcome.Errorf(http.StatusBadGateway, outcome.Exception, "tenant: discovering the token URL of %s: %w", oid, err)
-		t.TokenURLError = t.tokenErr.Error()
-		return t, nil
-	}
-	t.TokenURL, t.TokenURLSource, t.DiscoveredAt = res.TokenURL, res.Source, res.FetchedAt
-	return t, nil
+	c := *t
+	b2b := *t.B2B
+	b2b.PurposeOfUse = slices.Clone(purposes)
+	c.B2B = &b2b
+	return &c, nil
 }
 
-func (r *Resolver) settings(oid string) Settings {
-	s := r.Orgs[oid]
-	if s.ClientID == "" {
-		s.ClientID = r.Defaults.ClientID
+// WithScope returns a copy of t requesting scope instead of the
+// configured one.
+func (t *Tenant) WithScope(scope string) *Tenant {
+	if scope == "" || scope == t.Scope {
+		return t
 	}
-	if s.Scope == "" {
-		s.Scope = r.Defaults.Scope
+	c := *t
+	c.Scope = scope
+	return &c
+}
+
+// Summary describes an organization from a directory search the way
+// Describe does, without resolving its token URL.
+func Summary(org *directory.Organization, prefs []string) *Tenant {
+	t := &Tenant{OID: org.OID, Name: org.Name, Active: org.Active, Endpoints: org.Endpoints, DirectorySource: "directory"}
+	if ep, ok := org.FHIREndpointFor(prefs); ok {
+		t.FHIREndpoint, t.FHIRBase = ep, strings.TrimRight(ep.Address, "/")
 	}
-	if s.Algorithm == "" {
-		s.Algorithm = r.Defaults.Algorithm
-	}
-	if s.Algorithm == "" {
-		s.Algorithm = jose.RS384
-	}
-	return s
+	return t
+}
+
+func refused(oid, what string, err error) error {
+	return outcome.Errorf(http.StatusForbidden, outcome.Security, "tenant: %s of %s: %w", what, oid, err)
 }

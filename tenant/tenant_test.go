@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"testing"
 
 	"github.com/go-jose/go-jose/v4"
 
+	"github.com/cqgate/cqgate/assertion"
 	"github.com/cqgate/cqgate/directory"
 	"github.com/cqgate/cqgate/discovery"
 	"github.com/cqgate/cqgate/outcome"
@@ -27,14 +29,28 @@ func (s stubDir) Lookup(_ context.Context, oid string) (*directory.Entry, error)
 	return &directory.Entry{Organization: o, Source: "directory"}, nil
 }
 
-type stubDisc struct{ calls int }
+type stubDisc struct {
+	calls int
+	last  discovery.Request
+	udap  bool
+	algs  []string
+	token string // overrides the token URL when set
+}
 
-func (s *stubDisc) TokenEndpoint(_ context.Context, base string) (*discovery.Result, error) {
+func (s *stubDisc) Discover(_ context.Context, req discovery.Request) (*discovery.Result, error) {
 	s.calls++
+	s.last = req
+	base := req.FHIRBase
 	if base == "https://broken.example/fhir" {
-		return nil, &discovery.Error{URL: base + "/metadata", StatusCode: 503}
+		return nil, &discovery.NoTokenURLError{FHIRBase: base, Attempts: []discovery.Attempt{{Source: discovery.SourceCarequalityToken,
+			URL: base + "/metadata", Outcome: "failed: HTTP 503", Err: &discovery.Error{URL: base + "/metadata", StatusCode: 503}}}}
 	}
-	return &discovery.Result{TokenURL: base + "/Authorization/token", Source: "carequality-token"}, nil
+	tok := base + "/Authorization/token"
+	if s.token != "" {
+		tok = s.token
+	}
+	return &discovery.Result{TokenURL: tok, Source: "carequality-token", UDAP: s.udap, SigningAlgorithms: s.algs,
+		Attempts: []discovery.Attempt{{Source: discovery.SourceCarequalityToken, URL: base + "/metadata", Outcome: "used", TokenURL: tok}}}, nil
 }
 
 func org(oid string, eps ...directory.Endpoint) *directory.Organization {
@@ -65,7 +81,8 @@ func TestResolve(t *testing.T) {
 	}{
 		{oid: "1.1", check: func(t *testing.T, tn *Tenant, d *stubDisc) {
 			if tn.FHIRBase != "https://fhir.example/r4" || tn.TokenURL != "https://fhir.example/r4/Authorization/token" ||
-				tn.TokenURLSource != "carequality-token" || tn.ClientID != "gw.example.org" || tn.Algorithm != jose.RS384 || len(tn.Endpoints) != 2 || d.calls != 1 {
+				tn.TokenURLSource != "carequality-token" || tn.ClientID != "gw.example.org" || tn.Algorithm != jose.RS384 || len(tn.Endpoints) != 2 || d.calls != 1 ||
+				len(tn.Discovery) != 1 || tn.Discovery[0].Outcome != "used" {
 				t.Errorf("tenant = %+v (discovery calls %d)", tn, d.calls)
 			}
 		}},
@@ -107,11 +124,184 @@ func TestDescribeKeepsDiscoveryFailure(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if tn.TokenURL != "" || tn.TokenURLError == "" || tn.FHIRBase != "https://broken.example/fhir" {
+	if tn.TokenURL != "" || tn.TokenURLError == "" || tn.FHIRBase != "https://broken.example/fhir" || len(tn.Discovery) != 1 {
 		t.Errorf("describe = %+v", tn)
 	}
 	var de *discovery.Error
 	if _, err := r.Resolve(context.Background(), "1.4"); !errors.As(err, &de) {
 		t.Errorf("Resolve should fail with the discovery error, got %v", err)
+	}
+}
+
+func TestResolveRefusesPrivateAddresses(t *testing.T) {
+	loopback := directory.Endpoint{Address: "http://127.0.0.1:8080/fhir", Transaction: "FHIR REST", Status: "active"}
+	metadata := directory.Endpoint{Address: "https://169.254.169.254/latest", Transaction: "FHIR REST", Status: "active"}
+	dir := stubDir{"1.1": org("1.1", loopback), "1.2": org("1.2", metadata), "1.3": org("1.3", fhirEP)}
+	tests := []struct {
+		name       string
+		oid        string
+		settings   Settings
+		disc       *stubDisc
+		wantStatus int
+	}{
+		{"loopback http base", "1.1", Settings{}, &stubDisc{}, http.StatusForbidden},
+		{"link-local base", "1.2", Settings{}, &stubDisc{}, http.StatusForbidden},
+		{"allowed sandbox", "1.1", Settings{AllowPrivate: true}, &stubDisc{}, 0},
+		{"discovered token URL on metadata service", "1.3", Settings{}, &stubDisc{token: "https://169.254.169.254/token"}, http.StatusForbidden},
+		{"configured http token URL", "1.3", Settings{TokenURL: "http://auth.example/token"}, &stubDisc{}, http.StatusForbidden},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := &Resolver{Directory: dir, Discovery: tt.disc, Orgs: map[string]Settings{tt.oid: tt.settings}}
+			tn, err := r.Resolve(context.Background(), tt.oid)
+			if tt.wantStatus == 0 {
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !tn.AllowPrivate {
+					t.Error("tenant should carry AllowPrivate")
+				}
+				return
+			}
+			status, oo := outcome.FromError(err)
+			if status != tt.wantStatus || !strings.Contains(oo.Issue[0].Diagnostics, "egress: refusing") {
+				t.Fatalf("error %v classified %d, want %d naming the refusal", err, status, tt.wantStatus)
+			}
+		})
+	}
+}
+
+func TestResolvePassesDiscoverySettingsAndVersions(t *testing.T) {
+	dstu2 := directory.Endpoint{Address: "https://fhir.example/dstu2", Transaction: "FHIR REST", Version: "1.0.2", FHIRVersion: "DSTU2", Status: "active"}
+	r4 := directory.Endpoint{Address: "https://fhir.example/r4", Transaction: "FHIR REST", Version: "4.0.1", FHIRVersion: "R4", Status: "active"}
+	d := &stubDisc{}
+	order := []discovery.Source{discovery.SourceUDAP, discovery.SourceToken}
+	r := &Resolver{
+		Directory: stubDir{"1.1": org("1.1", dstu2, r4)},
+		Discovery: d,
+		Defaults:  Settings{FHIRVersions: []string{"R4"}, DiscoveryOrder: discovery.DefaultOrder()},
+		Orgs:      map[string]Settings{"1.1": {FHIRVersions: []string{"DSTU2"}, DiscoveryOrder: order, CernerOverride: true}},
+	}
+	tn, err := r.Resolve(context.Background(), "1.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tn.FHIRBase != "https://fhir.example/dstu2" {
+		t.Errorf("FHIR base %s, want the DSTU2 endpoint the organization prefers", tn.FHIRBase)
+	}
+	if d.last.FHIRBase != tn.FHIRBase || !d.last.CernerOverride || len(d.last.Order) != 2 || d.last.Order[0] != discovery.SourceUDAP {
+		t.Errorf("discovery request = %+v", d.last)
+	}
+}
+
+func TestUDAP(t *testing.T) {
+	b2b := &assertion.B2B{OrganizationID: "urn:oid:1.2.840.1", PurposeOfUse: []string{"urn:oid:2.16.840.1.113883.5.8#TREAT"}}
+	treat, payment := "urn:oid:2.16.840.1.113883.5.8#TREAT", "urn:oid:2.16.840.1.113883.5.8#HPAYMT"
+	tests := []struct {
+		name     string
+		settings Settings
+		udapSeen bool
+		wantUDAP bool
+	}{
+		{"configured", Settings{UDAP: true, B2B: b2b}, false, true},
+		{"discovered with a context", Settings{B2B: b2b}, true, true},
+		{"discovered without a context", Settings{}, true, false},
+		{"neither", Settings{B2B: b2b}, false, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := &Resolver{Directory: stubDir{"1.1": org("1.1", fhirEP)}, Discovery: &stubDisc{udap: tt.udapSeen, algs: []string{"RS256"}},
+				Orgs: map[string]Settings{"1.1": tt.settings}}
+			tn, err := r.Resolve(context.Background(), "1.1")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tn.UDAP != tt.wantUDAP || (tt.wantUDAP && (tn.B2B == nil || tn.B2B.OrganizationID != b2b.OrganizationID)) {
+				t.Fatalf("UDAP = %v, B2B = %+v", tn.UDAP, tn.B2B)
+			}
+			if len(tn.SigningAlgorithms) != 1 {
+				t.Errorf("server algorithms not kept: %v", tn.SigningAlgorithms)
+			}
+		})
+	}
+
+	r := &Resolver{Directory: stubDir{"1.1": org("1.1", fhirEP)}, Discovery: &stubDisc{},
+		Orgs: map[string]Settings{"1.1": {UDAP: true, B2B: b2b, AllowedPurposes: []string{treat, payment}}}}
+	tn, err := r.Resolve(context.Background(), "1.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pay, err := tn.WithPurposes([]string{payment})
+	if err != nil || pay.B2B.PurposeOfUse[0] != payment || tn.B2B.PurposeOfUse[0] != treat {
+		t.Fatalf("WithPurposes = %+v, %v (original %v)", pay.B2B, err, tn.B2B.PurposeOfUse)
+	}
+	if _, err := tn.WithPurposes([]string{"urn:oid:2.16.840.1.113883.5.8#MARKT"}); err == nil {
+		t.Fatal("a purpose outside allowed_purposes was accepted")
+	} else if status, _ := outcome.FromError(err); status != http.StatusForbidden {
+		t.Errorf("status %d, want 403", status)
+	}
+	plain := &Tenant{OID: "1.9"}
+	if _, err := plain.WithPurposes([]string{treat}); err == nil {
+		t.Error("a tenant without UDAP accepted a purpose of use")
+	}
+	if got := tn.WithScope("system/Patient.read"); got.Scope != "system/Patient.read" || tn.Scope == got.Scope {
+		t.Errorf("WithScope: %q (original %q)", got.Scope, tn.Scope)
+	}
+}
+
+type stubRegistrations struct {
+	id  string
+	err error
+}
+
+func (s stubRegistrations) ClientID(context.Context, *Tenant) (string, error) { return s.id, s.err }
+
+func TestRegistrationsSupplyClientID(t *testing.T) {
+	b2b := &assertion.B2B{OrganizationID: "urn:oid:1.2.840.1", PurposeOfUse: []string{"urn:oid:2.16.840.1.113883.5.8#TREAT"}}
+	for _, tt := range []struct {
+		name   string
+		regs   stubRegistrations
+		wantID string
+		wantOK bool
+	}{
+		{"registered", stubRegistrations{id: "c0ffee"}, "c0ffee", true},
+		{"none yet", stubRegistrations{}, "gw.example.org", true},
+		{"store failing", stubRegistrations{err: errors.New("vault down")}, "", false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			r := &Resolver{Directory: stubDir{"1.1": org("1.1", fhirEP)}, Discovery: &stubDisc{}, Registrations: tt.regs,
+				Defaults: Settings{ClientID: "gw.example.org"}, Orgs: map[string]Settings{"1.1": {UDAP: true, B2B: b2b}}}
+			tn, err := r.Resolve(context.Background(), "1.1")
+			if !tt.wantOK {
+				if err == nil || !strings.Contains(err.Error(), "vault down") {
+					t.Fatalf("want the store's failure, got %v", err)
+				}
+				return
+			}
+			if err != nil || tn.ClientID != tt.wantID {
+				t.Fatalf("client id %q, err %v; want %q", tn.ClientID, err, tt.wantID)
+			}
+		})
+	}
+}
+
+type staleDir struct{}
+
+func (staleDir) Lookup(context.Context, string) (*directory.Entry, error) {
+	return &directory.Entry{Organization: org("1.1", fhirEP), Source: "directory", Stale: true, StaleReason: "HTTP 503"}, nil
+}
+
+func TestStaleDirectoryEntryIsMarked(t *testing.T) {
+	r := &Resolver{Directory: staleDir{}, Discovery: &stubDisc{}}
+	tn, err := r.Resolve(context.Background(), "1.1")
+	if err != nil || !tn.DirectoryStale || tn.StaleReason != "HTTP 503" {
+		t.Fatalf("tenant %+v, %v", tn, err)
+	}
+}
+
+func TestSummary(t *testing.T) {
+	s := Summary(org("1.1", xcpdEP, fhirEP), nil)
+	if s.FHIRBase != "https://fhir.example/r4" || s.TokenURL != "" || len(s.Endpoints) != 2 {
+		t.Errorf("summary = %+v", s)
 	}
 }

@@ -1,0 +1,130 @@
+package api
+
+import (
+	"net/http"
+	"net/url"
+	"strconv"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/cqgate/cqgate/access"
+	"github.com/cqgate/cqgate/directory"
+	"github.com/cqgate/cqgate/outcome"
+	"github.com/cqgate/cqgate/tenant"
+)
+
+// directory serves GET /directory/Organization/{oid}: what the directory
+// and discovery know about an organization.
+func (h *handlers) directory(c *gin.Context) {
+	oid, err := directory.ParseOID(c.Param("oid"))
+	if err != nil {
+		outcome.WriteError(c.Writer, err)
+		return
+	}
+	c.Set(oidKey, oid)
+	if h.Policy != nil {
+		id, _ := c.Get(callerKey)
+		req := access.Request{OID: oid, Method: http.MethodGet, Scope: h.Tenants.Scope(oid)}
+		if err := h.Policy.Authorize(id.(*access.Identity), req); err != nil {
+			outcome.WriteError(c.Writer, outcome.Errorf(http.StatusForbidden, outcome.Forbidden, "%v", err))
+			return
+		}
+	}
+	t, err := h.Tenants.Describe(c.Request.Context(), oid)
+	if err != nil {
+		h.logFailure(c, oid, err)
+		outcome.WriteError(c.Writer, err)
+		return
+	}
+	if t.DirectoryStale {
+		c.Header(StaleHeader, "directory")
+	}
+	c.Header("Cache-Control", "no-store")
+	c.JSON(http.StatusOK, t)
+}
+
+// SearchResult is the answer to a directory search: one page of
+// organizations summarized as the lookup describes them (without token
+// URLs, which would take a discovery per organization).
+type SearchResult struct {
+	// Total is the number of matches, -1 when the directory does not say.
+	Total         int              `json:"total"`
+	Organizations []*tenant.Tenant `json:"organizations"`
+	// Next is the URL of the next page, absent on the last one.
+	Next string `json:"next,omitempty"`
+}
+
+// search serves GET /directory/Organization?name=&_id=&active=&_count=:
+// a directory search, paged with the opaque page parameter of Next.
+func (h *handlers) search(c *gin.Context) {
+	if h.Directory == nil {
+		outcome.Write(c.Writer, http.StatusNotImplemented, outcome.New(outcome.NotSupported, "api: no directory is configured to search (directory.url)"))
+		return
+	}
+	q, err := searchQuery(c.Request.URL.Query())
+	if err != nil {
+		outcome.WriteError(c.Writer, err)
+		return
+	}
+	res, err := h.Directory.Search(c.Request.Context(), q)
+	if err != nil {
+		status, _ := outcome.FromError(err)
+		if status == http.StatusInternalServerError {
+			err = outcome.Errorf(http.StatusBadGateway, outcome.Exception, "api: searching the directory: %w", err)
+		}
+		h.log.WithError(err).Warn("api: directory search failed")
+		outcome.WriteError(c.Writer, err)
+		return
+	}
+	out := SearchResult{Total: res.Total, Organizations: make([]*tenant.Tenant, 0, len(res.Organizations))}
+	for _, org := range res.Organizations {
+		out.Organizations = append(out.Organizations, tenant.Summary(org, h.FHIRVersions))
+	}
+	if res.Next != "" {
+		out.Next = "/directory/Organization?" + url.Values{"page": {res.Next}}.Encode()
+	}
+	c.Header("Cache-Control", "no-store")
+	c.JSON(http.StatusOK, out)
+}
+
+// searchQuery reads a search's parameters; an unknown one is a 400, so a
+// typo does not silently widen a search.
+func searchQuery(v url.Values) (directory.Query, error) {
+	var q directory.Query
+	for name, vals := range v {
+		if len(vals) != 1 {
+			return q, outcome.Errorf(http.StatusBadRequest, outcome.Invalid, "api: search parameter %s given %d times", name, len(vals))
+		}
+		val := vals[0]
+		switch name {
+		case "name":
+			q.Name = val
+		case "_id":
+			oid, err := directory.ParseOID(val)
+			if err != nil {
+				return q, err
+			}
+			q.ID = oid
+		case "active":
+			b, err := strconv.ParseBool(val)
+			if err != nil {
+				return q, outcome.Errorf(http.StatusBadRequest, outcome.Value, "api: active=%q must be true or false", val)
+			}
+			q.Active = &b
+		case "_count":
+			n, err := strconv.Atoi(val)
+			if err != nil || n < 1 || n > directory.MaxPageSize {
+				return q, outcome.Errorf(http.StatusBadRequest, outcome.Value, "api: _count=%q must be a number from 1 to %d", val, directory.MaxPageSize)
+			}
+			q.Count = n
+		case "page":
+			q.Page = val
+		default:
+			return q, outcome.Errorf(http.StatusBadRequest, outcome.NotSupported, "api: unknown search parameter %q; use name, _id, active, _count or page", name)
+		}
+	}
+	if q.Name == "" && q.ID == "" && q.Page == "" {
+		return q, outcome.Errorf(http.StatusBadRequest, outcome.Required, "api: a directory search needs name or _id")
+	}
+	return q, nil
+}

@@ -1,0 +1,214 @@
+package api
+
+import (
+	"errors"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/cqgate/cqgate/access"
+	"github.com/cqgate/cqgate/audit"
+	"github.com/cqgate/cqgate/directory"
+	"github.com/cqgate/cqgate/outcome"
+	"github.com/cqgate/cqgate/proxy"
+)
+
+// Request headers a caller may use to shape the token used for it. The
+// proxy never forwards them.
+const (
+	// PurposeOfUseHeader asserts UDAP B2B purposes of use (repeated or
+	// comma-separated), each allowed by the caller's policy and the
+	// organization's allowed_purposes.
+	PurposeOfUseHeader = "X-Purpose-Of-Use"
+	// ScopeHeader asks for a token with a narrower scope than the
+	// organization's configured one.
+	ScopeHeader = "X-Cqgate-Scope"
+)
+
+// fhir serves /fhir/{oid}/{fhir-path}: authenticate, check the caller's
+// policy, resolve the tenant and forward. Nothing reaches the directory,
+// Vault or the tenant before the caller is authenticated and allowed.
+func (h *handlers) fhir(c *gin.Context) {
+	start := time.Now()
+	rec := &audit.Record{Time: start, Method: c.Request.Method, RemoteAddr: c.Request.RemoteAddr}
+	// canon is the OID asked for (audited even when refused); oid is set
+	// once it resolved (metrics label only known organizations).
+	var canon, oid string
+	defer func() {
+		d := time.Since(start)
+		if h.Observer != nil {
+			h.Observer.ObserveRequest(oid, c.Request.Method, c.Writer.Status())
+		}
+		if h.Audit == nil {
+			return
+		}
+		rec.RequestID = c.Writer.Header().Get(proxy.RequestIDHeader)
+		rec.OID, rec.Status, rec.Duration = canon, c.Writer.Status(), d
+		rec.UpstreamRequestID = c.Writer.Header().Get(proxy.UpstreamRequestIDHeader)
+		if code, ok := c.Get(outcomeKey); ok {
+			rec.Error, _ = code.(string)
+		}
+		if err := h.Audit.Write(rec); err != nil {
+			if h.Observer != nil {
+				h.Observer.AuditWriteError()
+			}
+			h.log.WithError(err).WithField("request_id", rec.RequestID).Warn("api: writing the audit record failed")
+		}
+	}()
+
+	id, ok := h.authenticated(c)
+	if !ok {
+		return
+	}
+	rec.Caller, rec.CallerMethod, rec.CallerSubject = id.Name, id.Method, id.Subject
+
+	rawOID, rawPath := splitFHIRPath(c.Request)
+	var err error
+	canon, err = directory.ParseOID(rawOID)
+	if err != nil {
+		h.fail(c, "", err)
+		return
+	}
+	c.Set(oidKey, canon)
+	path, err := proxy.ParsePath(rawPath)
+	if err != nil {
+		h.fail(c, canon, outcome.Errorf(http.StatusBadRequest, outcome.Invalid, "%v", err))
+		return
+	}
+	rec.SetPath(path)
+	purposes := headerList(c.Request.Header.Values(PurposeOfUseHeader))
+	scope := strings.TrimSpace(c.Request.Header.Get(ScopeHeader))
+	rec.PurposeOfUse, rec.Scope = purposes, scope
+
+	if scope != "" {
+		if configured := h.Tenants.Scope(canon); !access.ScopeCovers(configured, scope) {
+			h.fail(c, canon, outcome.Errorf(http.StatusForbidden, outcome.Forbidden,
+				"api: %s %q asks for more than the scope configured for %s (%q)", ScopeHeader, scope, canon, configured))
+			return
+		}
+	}
+	if h.Policy != nil {
+		effective := scope
+		if effective == "" {
+			effective = h.Tenants.Scope(canon)
+		}
+		req := access.Request{OID: canon, Method: c.Request.Method, FHIRPath: path, Scope: effective, PurposesOfUse: purposes}
+		if err := h.Policy.Authorize(id, req); err != nil {
+			h.fail(c, canon, outcome.Errorf(http.StatusForbidden, outcome.Forbidden, "%v", err))
+			return
+		}
+	}
+	if h.MaxBodyBytes > 0 && c.Request.ContentLength > h.MaxBodyBytes {
+		h.fail(c, canon, outcome.Errorf(http.StatusRequestEntityTooLarge, outcome.TooCostly,
+			"api: request body of %d bytes is larger than the %d bytes allowed (server.max_body_bytes)", c.Request.ContentLength, h.MaxBodyBytes))
+		return
+	}
+
+	t, err := h.Tenants.Resolve(c.Request.Context(), canon)
+	if err == nil {
+		t, err = t.WithPurposes(purposes)
+	}
+	if err != nil {
+		h.fail(c, canon, err)
+		return
+	}
+	oid = canon
+	t = t.WithScope(scope)
+	if t.DirectoryStale {
+		c.Header(StaleHeader, "directory")
+	}
+	if h.MaxBodyBytes > 0 && c.Request.Body != nil {
+		c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, h.MaxBodyBytes)
+	}
+	upstreamStart := time.Now()
+	h.Proxy.Forward(c.Writer, c.Request.WithContext(t.Context(c.Request.Context())), t, path)
+	if h.Observer != nil {
+		h.Observer.ObserveUpstream(oid, time.Since(upstreamStart))
+	}
+}
+
+// StaleHeader names the sources whose answers were served past their TTL
+// because the source was failing (stale-if-error).
+const StaleHeader = "X-Cqgate-Stale"
+
+// fail answers err as an OperationOutcome and logs it.
+func (h *handlers) fail(c *gin.Context, oid string, err error) {
+	if oid != "" {
+		h.logFailure(c, oid, err)
+	}
+	_, oo := outcome.FromError(err)
+	if oo != nil && len(oo.Issue) > 0 {
+		c.Set(outcomeKey, string(oo.Issue[0].Code))
+	}
+	outcome.WriteError(c.Writer, err)
+}
+
+// authenticate is the middleware form of authenticated.
+func (h *handlers) authenticate(c *gin.Context) {
+	id, ok := h.authenticated(c)
+	if !ok {
+		c.Abort()
+		return
+	}
+	c.Set(callerKey, id)
+}
+
+// authenticated identifies the caller, answering 401 when it cannot.
+func (h *handlers) authenticated(c *gin.Context) (*access.Identity, bool) {
+	if h.Auth == nil {
+		return &access.Identity{Name: access.AnonymousCaller, Method: access.MethodNone}, true
+	}
+	id, err := h.Auth.Authenticate(c.Request)
+	if err == nil {
+		return id, true
+	}
+	if errors.Is(err, access.ErrUnauthenticated) || errors.Is(err, access.ErrBadCredentials) {
+		c.Header("WWW-Authenticate", access.Challenge(err))
+		c.Set(outcomeKey, string(outcome.Login))
+		outcome.Write(c.Writer, http.StatusUnauthorized, outcome.New(outcome.Login, err.Error()))
+		return nil, false
+	}
+	h.log.WithError(err).Error("api: authenticating a caller failed")
+	c.Set(outcomeKey, string(outcome.Exception))
+	outcome.Write(c.Writer, http.StatusInternalServerError, outcome.New(outcome.Exception, "api: authenticating the caller failed; see the gateway log"))
+	return nil, false
+}
+
+// headerList splits repeated and comma-separated header values.
+func headerList(values []string) []string {
+	var out []string
+	for _, v := range values {
+		for part := range strings.SplitSeq(v, ",") {
+			if part = strings.TrimSpace(part); part != "" {
+				out = append(out, part)
+			}
+		}
+	}
+	return out
+}
+
+// splitFHIRPath splits the escaped request path /fhir/{oid}/{fhir-path}
+// into the unescaped OID and the still-escaped FHIR path. Both come from
+// the escaped path, not from the router's decoded parameters, so that an
+// encoded slash cannot move the boundary between them and
+// percent-encoding reaches ParsePath's checks intact.
+func splitFHIRPath(r *http.Request) (oid, fhirPath string) {
+	p := strings.TrimPrefix(r.URL.EscapedPath(), "/fhir/")
+	rawOID := p
+	if i := strings.IndexByte(p, '/'); i >= 0 {
+		rawOID, fhirPath = p[:i], p[i:]
+	}
+	oid, err := url.PathUnescape(rawOID)
+	if err != nil {
+		return rawOID, fhirPath // ParseOID will refuse it
+	}
+	return oid, fhirPath
+}
+
+const (
+	outcomeKey = "cqgate.outcome"
+	callerKey  = "cqgate.caller"
+)

@@ -1,0 +1,192 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/cqgate/cqgate/config"
+	"github.com/cqgate/cqgate/directory"
+	"github.com/cqgate/cqgate/discovery"
+	"github.com/cqgate/cqgate/metrics"
+	"github.com/cqgate/cqgate/tenant"
+)
+
+// apiKeysRefresh is how often API key hashes kept in Vault are re-read.
+const apiKeysRefresh = 5 * time.Minute
+
+// background starts what runs for the gateway's lifetime: key rotation
+// watches and the refresh of callers' API keys kept in Vault.
+func (g *Gateway) background(ctx context.Context) {
+	for _, id := range g.identities {
+		if id.watch > 0 {
+			go id.holder.Watch(ctx, id.watch)
+		}
+	}
+	if g.apiKeys != nil && g.cfg.Inbound.APIKeysVault.Path != "" {
+		if err := g.apiKeys.Refresh(ctx); err != nil {
+			g.log.WithError(err).Warn("gateway: reading callers' API keys from Vault failed; retrying")
+		}
+		go func() {
+			t := time.NewTicker(apiKeysRefresh)
+			defer t.Stop()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-t.C:
+					if err := g.apiKeys.Refresh(ctx); err != nil {
+						g.log.WithError(err).Warn("gateway: re-reading callers' API keys from Vault failed; the last ones stay in use")
+					}
+				}
+			}
+		}()
+	}
+}
+
+// Reload re-reads what can change without a restart (SIGHUP): signing
+// keys, callers' API keys, the inbound TLS certificate, and the audit
+// file (after log rotation). Each failure keeps the old state; all are
+// reported.
+func (g *Gateway) Reload(ctx context.Context) error {
+	var errs []error
+	for _, id := range g.identities {
+		if _, err := id.holder.Reload(ctx); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if g.apiKeys != nil && g.cfg.Inbound.APIKeysVault.Path != "" {
+		if err := g.apiKeys.Refresh(ctx); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if g.TLS != nil {
+		if err := g.TLS.Reload(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if g.Audit != nil {
+		if err := g.Audit.Reopen(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Close closes the audit trail; call it after the server drained.
+func (g *Gateway) Close() error {
+	if g.Audit != nil {
+		return g.Audit.Close()
+	}
+	return nil
+}
+
+// Warmup resolves the configured organizations and fetches their tokens,
+// so the first caller does not wait. Failures are logged, not fatal: a
+// partner being down must not keep cqgate from starting.
+func (g *Gateway) Warmup(ctx context.Context) {
+	oids := g.cfg.Warmup.Organizations
+	if len(oids) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, g.cfg.Warmup.Timeout)
+	defer cancel()
+	if err := g.WaitReady(ctx); err != nil {
+		g.log.WithError(err).Warn("gateway: warm-up skipped: signing keys not loaded")
+		return
+	}
+	done := make(chan struct{}, len(oids))
+	for _, oid := range oids {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			log := g.log.WithField("oid", oid)
+			t, err := g.Tenants.Resolve(ctx, oid)
+			if err == nil {
+				_, err = g.creds.Token(t.Context(ctx), t)
+			}
+			if err != nil {
+				log.WithError(err).Warn("gateway: warm-up failed")
+				return
+			}
+			log.Info("gateway: warmed up")
+		}()
+	}
+	for range oids {
+		<-done
+	}
+}
+
+// registerMetrics exports what other packages count, read at scrape
+// time.
+func (g *Gateway) registerMetrics() {
+	m := g.Metrics
+	stats := g.Tokens.Stats
+	if err := m.RegisterCounterFunc("token_background_refreshes_total", "Token exchanges started ahead of expiry in the background.",
+		func() float64 { return float64(stats().BackgroundRefreshes) }); err != nil {
+		g.log.WithError(err).Warn("gateway: registering a metric failed")
+	}
+	if err := m.RegisterGaugeFunc("vault_logged_in", "1 when cqgate holds a valid Vault token, 0 otherwise (or without Vault).", func() float64 {
+		if g.vault != nil && g.vault.Status().LoggedIn {
+			return 1
+		}
+		return 0
+	}); err != nil {
+		g.log.WithError(err).Warn("gateway: registering a metric failed")
+	}
+	def := g.identities[config.DefaultIdentity].holder
+	if err := m.RegisterGaugeFunc("signing_key_reload_failures", "Consecutive failed reloads of the default identity's signing key.",
+		func() float64 { return float64(def.Status().Failures) }); err != nil {
+		g.log.WithError(err).Warn("gateway: registering a metric failed")
+	}
+	g.creds.metrics = m
+	g.Tenants.Directory = &countingDirectory{next: g.Tenants.Directory, m: m, clock: g.clock}
+	g.Tenants.Discovery = &countingDiscovery{next: g.Tenants.Discovery, m: m, clock: g.clock}
+}
+
+// countingDirectory counts directory lookups by result.
+type countingDirectory struct {
+	next  tenant.DirectoryLookup
+	m     *metrics.Metrics
+	clock func() time.Time
+}
+
+func (c *countingDirectory) Lookup(ctx context.Context, oid string) (*directory.Entry, error) {
+	start := c.clock()
+	e, err := c.next.Lookup(ctx, oid)
+	switch {
+	case errors.Is(err, directory.ErrNotFound):
+		c.m.DirectoryLookup(metrics.LookupNotFound)
+	case err != nil:
+		c.m.DirectoryLookup(metrics.LookupError)
+	case e.Stale:
+		c.m.DirectoryLookup(metrics.LookupStale)
+	case e.CachedAt.Before(start):
+		c.m.DirectoryLookup(metrics.LookupHit)
+	default:
+		c.m.DirectoryLookup(metrics.LookupMiss)
+	}
+	return e, err
+}
+
+// countingDiscovery counts discoveries by result.
+type countingDiscovery struct {
+	next  tenant.TokenDiscoverer
+	m     *metrics.Metrics
+	clock func() time.Time
+}
+
+func (c *countingDiscovery) Discover(ctx context.Context, req discovery.Request) (*discovery.Result, error) {
+	start := c.clock()
+	r, err := c.next.Discover(ctx, req)
+	switch {
+	case err != nil:
+		c.m.DiscoveryLookup(metrics.LookupError)
+	case r.Stale:
+		c.m.DiscoveryLookup(metrics.LookupStale)
+	case r.FetchedAt.Before(start):
+		c.m.DiscoveryLookup(metrics.LookupHit)
+	default:
+		c.m.DiscoveryLookup(metrics.LookupMiss)
+	}
+	return r, err
+}

@@ -1,0 +1,218 @@
+package tenant
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+
+	"github.com/go-jose/go-jose/v4"
+
+	"github.com/cqgate/cqgate/assertion"
+	"github.com/cqgate/cqgate/directory"
+	"github.com/cqgate/cqgate/discovery"
+	"github.com/cqgate/cqgate/egress"
+	"github.com/cqgate/cqgate/outcome"
+)
+
+// Settings are the per-organization overrides from configuration. Empty
+// fields fall back to the Resolver's defaults or to discovery.
+type Settings struct {
+	TokenURL string
+	// Identity names the client identity; "" is the default one.
+	Identity  string
+	ClientID  string
+	Scope     string
+	Algorithm jose.SignatureAlgorithm
+	// DiscoveryOrder is the precedence of discovery sources; nil is the
+	// discoverer's default.
+	DiscoveryOrder []discovery.Source
+	// CernerOverride sends Cerner-Override-OAuth-URIs: on to /metadata.
+	CernerOverride bool
+	// FHIRVersions orders the preferred FHIR endpoint versions.
+	FHIRVersions []string
+	// AllowPrivate lets the FHIR base and token URL be http, loopback or
+	// private.
+	AllowPrivate bool
+	// UDAP turns on UDAP B2B with this context; UDAPDiscovered turns it
+	// on only when discovery finds verified UDAP metadata.
+	UDAP            bool
+	B2B             *assertion.B2B
+	AllowedPurposes []string
+}
+
+// DirectoryLookup finds an OID's directory entry.
+type DirectoryLookup interface {
+	Lookup(ctx context.Context, oid string) (*directory.Entry, error)
+}
+
+// TokenDiscoverer finds a FHIR server's token endpoint.
+type TokenDiscoverer interface {
+	Discover(ctx context.Context, req discovery.Request) (*discovery.Result, error)
+}
+
+// Registrations knows the client ids UDAP registration handed out.
+type Registrations interface {
+	// ClientID returns the client id registered for t, or "" when there
+	// is none (and none is to be made now).
+	ClientID(ctx context.Context, t *Tenant) (string, error)
+}
+
+// Resolver resolves OIDs to Tenants.
+type Resolver struct {
+	Directory DirectoryLookup
+	Discovery TokenDiscoverer
+	// Registrations, when set, supplies client ids of UDAP tenants.
+	Registrations Registrations
+	// Defaults apply where an organization's Settings leave a field empty.
+	Defaults Settings
+	// Orgs are per-OID settings.
+	Orgs map[string]Settings
+}
+
+// Resolve returns the tenant for a canonical (bare) OID.
+func (r *Resolver) Resolve(ctx context.Context, oid string) (*Tenant, error) {
+	t, err := r.Describe(ctx, oid)
+	if err != nil {
+		return nil, err
+	}
+	if t.TokenURL == "" {
+		// Describe only leaves it empty with discovery's error recorded.
+		return nil, t.tokenErr
+	}
+	return t, nil
+}
+
+// Describe is Resolve for the lookup endpoint: it returns what is known
+// even when token-URL discovery fails, with that failure in the returned
+// Tenant's TokenURLError. Directory failures are still errors.
+func (r *Resolver) Describe(ctx context.Context, oid string) (*Tenant, error) {
+	entry, err := r.Directory.Lookup(ctx, oid)
+	if err != nil {
+		if errors.Is(err, directory.ErrNotFound) || errors.Is(err, directory.ErrInvalidOID) {
+			return nil, err
+		}
+		// Whatever else went wrong (status, transport, an unparsable
+		// document) is the directory's failure, not the caller's.
+		return nil, outcome.Errorf(http.StatusBadGateway, outcome.Exception, "tenant: looking up %s in the directory: %w", oid, err)
+	}
+	org := entry.Organization
+	s := r.settings(oid)
+	t := &Tenant{
+		OID:             oid,
+		Name:            org.Name,
+		Active:          org.Active,
+		Identity:        s.Identity,
+		ClientID:        s.ClientID,
+		Scope:           s.Scope,
+		Algorithm:       s.Algorithm,
+		AllowPrivate:    s.AllowPrivate,
+		AllowedPurposes: s.AllowedPurposes,
+		Endpoints:       org.Endpoints,
+		DirectorySource: entry.Source,
+		CachedAt:        entry.CachedAt,
+		DirectoryStale:  entry.Stale,
+		StaleReason:     entry.StaleReason,
+	}
+	ep, ok := org.FHIREndpointFor(s.FHIRVersions)
+	if !ok {
+		return nil, outcome.Errorf(http.StatusBadGateway, outcome.NotSupported,
+			"tenant: organization %s (%s) lists no usable FHIR REST endpoint in the directory (%d endpoint(s), none FHIR)", oid, org.Name, len(org.Endpoints))
+	}
+	base, err := url.Parse(strings.TrimRight(ep.Address, "/"))
+	if err != nil || (base.Scheme != "https" && base.Scheme != "http") || base.Host == "" {
+		return nil, outcome.Errorf(http.StatusBadGateway, outcome.Exception,
+			"tenant: organization %s has a FHIR endpoint address that is not an absolute http(s) URL: %q", oid, ep.Address)
+	}
+	if err := egress.CheckURL(base, s.AllowPrivate); err != nil {
+		return nil, refused(oid, "the FHIR base", err)
+	}
+	t.FHIREndpoint, t.FHIRBase, t.base = ep, base.String(), base
+	ctx = t.Context(ctx)
+
+	if s.TokenURL != "" {
+		t.TokenURL, t.TokenURLSource = s.TokenURL, "config"
+	} else {
+		res, err := r.Discovery.Discover(ctx, discovery.Request{FHIRBase: t.FHIRBase, Order: s.DiscoveryOrder, CernerOverride: s.CernerOverride})
+		var none *discovery.NoTokenURLError
+		switch {
+		case res != nil:
+			t.Discovery = res.Attempts
+		case errors.As(err, &none):
+			t.Discovery = none.Attempts
+		}
+		if err != nil {
+			t.tokenErr = outcome.Errorf(http.StatusBadGateway, outcome.Exception, "tenant: discovering the token URL of %s: %w", oid, err)
+			t.TokenURLError = t.tokenErr.Error()
+			return t, nil
+		}
+		t.TokenURL, t.TokenURLSource, t.DiscoveredAt = res.TokenURL, string(res.Source), res.FetchedAt
+		t.SigningAlgorithms = res.SigningAlgorithms
+		t.RegistrationEndpoint = res.RegistrationEndpoint
+		// Verified UDAP metadata turns B2B on when a context is configured.
+		if res.UDAP && s.B2B != nil {
+			s.UDAP = true
+		}
+	}
+	if u, err := url.Parse(t.TokenURL); err != nil {
+		t.tokenErr = outcome.Errorf(http.StatusBadGateway, outcome.Exception, "tenant: token URL of %s is not a URL", oid)
+	} else if err := egress.CheckURL(u, s.AllowPrivate); err != nil {
+		t.tokenErr = refused(oid, "the token URL", err)
+	}
+	if t.tokenErr != nil {
+		t.TokenURLError, t.TokenURL = t.tokenErr.Error(), ""
+		return t, nil
+	}
+	if s.UDAP {
+		t.UDAP = true
+		if s.B2B != nil {
+			b2b := *s.B2B
+			t.B2B = &b2b
+		}
+	}
+	if r.Registrations != nil && t.UDAP {
+		id, err := r.Registrations.ClientID(ctx, t)
+		if err != nil {
+			t.tokenErr = outcome.Errorf(http.StatusBadGateway, outcome.Exception, "tenant: UDAP registration of %s: %w", oid, err)
+			t.TokenURLError, t.TokenURL = t.tokenErr.Error(), ""
+			return t, nil
+		}
+		if id != "" {
+			t.ClientID = id
+		}
+	}
+	return t, nil
+}
+
+func (r *Resolver) settings(oid string) Settings {
+	s := r.Orgs[oid]
+	d := r.Defaults
+	if s.Identity == "" {
+		s.Identity = d.Identity
+	}
+	if s.ClientID == "" {
+		s.ClientID = d.ClientID
+	}
+	if s.Scope == "" {
+		s.Scope = d.Scope
+	}
+	if s.Algorithm == "" {
+		s.Algorithm = d.Algorithm
+	}
+	if s.DiscoveryOrder == nil {
+		s.DiscoveryOrder = d.DiscoveryOrder
+	}
+	if len(s.FHIRVersions) == 0 {
+		s.FHIRVersions = d.FHIRVersions
+	}
+	if len(s.AllowedPurposes) == 0 && s.B2B != nil {
+		s.AllowedPurposes = s.B2B.PurposeOfUse
+	}
+	s.AllowedPurposes = slices.Clip(s.AllowedPurposes)
+	return s
+}
+
+// Scope is the scope configured for oid, without any network call.
+func (r *Resolver) Scope(oid string) string { return r.settings(oid).Scope }
