@@ -27,7 +27,10 @@ type PEMFiles struct {
 	Clock func() time.Time
 }
 
-var _ Source = (*PEMFiles)(nil)
+var (
+	_ Source    = (*PEMFiles)(nil)
+	_ Versioner = (*PEMFiles)(nil)
+)
 
 // Load reads and parses both files. Material.Version is "file:" followed by
 // the first 16 hex digits of the leaf certificate's SHA-256 fingerprint.
@@ -55,6 +58,27 @@ func (f *PEMFiles) Load(ctx context.Context) (*Material, error) {
 	m.Version = "file:" + fingerprint(m)
 	m.LoadedAt = now(f.Clock)
 	return m, nil
+}
+
+// Version describes both files by modification time and size, without
+// reading them, so that Holder.Poll picks up a file that was replaced or
+// rewritten.
+func (f *PEMFiles) Version(ctx context.Context) (string, error) {
+	if err := ctx.Err(); err != nil {
+		return "", fmt.Errorf("keys: checking %s: %w", f, err)
+	}
+	if f.CertificateFile == "" || f.PrivateKeyFile == "" {
+		return "", fmt.Errorf("keys: checking %s: both CertificateFile and PrivateKeyFile must be set", f)
+	}
+	cert, err := os.Stat(f.CertificateFile)
+	if err != nil {
+		return "", fmt.Errorf("keys: checking certificate file: %w", err)
+	}
+	key, err := os.Stat(f.PrivateKeyFile)
+	if err != nil {
+		return "", fmt.Errorf("keys: checking private key file: %w", err)
+	}
+	return fmt.Sprintf("files:%d-%d+%d-%d", cert.ModTime().UnixNano(), cert.Size(), key.ModTime().UnixNano(), key.Size()), nil
 }
 
 // String describes the source without secrets.

@@ -14,6 +14,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"math/big"
 	"strings"
@@ -21,7 +22,13 @@ import (
 	"testing"
 	"time"
 
+	jose "github.com/go-jose/go-jose/v4"
+	"github.com/hashicorp/vault/api"
 	"github.com/sirupsen/logrus"
+
+	"github.com/cqgate/cqgate/internal/vaulttest"
+	"github.com/cqgate/cqgate/keys"
+	"github.com/cqgate/cqgate/vault"
 )
 
 // Keys are cached: RSA generation is slow under -race.
@@ -208,4 +215,139 @@ func (w tWriter) Write(p []byte) (int, error) {
 func entryText(e *logrus.Entry) string {
 	b, _ := json.Marshal(e.Data)
 	return e.Message + " " + string(b)
+}
+
+// vaultClient returns a vault.Client for srv that authenticates with token,
+// without retries so that fault tests answer at once.
+func vaultClient(t testing.TB, srv *vaulttest.Server, token string) *vault.Client {
+	t.Helper()
+	c, err := vault.New(vault.Config{Address: srv.URL, Auth: vault.AuthConfig{Token: token}}, vault.WithMaxRetries(0))
+	if err != nil {
+		t.Fatalf("vault.New: %v", err)
+	}
+	return c
+}
+
+// clearVaultEnv unsets the VAULT_* variables api.DefaultConfig and
+// api.NewClient read, for the duration of the test.
+func clearVaultEnv(t *testing.T) {
+	t.Helper()
+	for _, k := range []string{
+		api.EnvVaultAddress, api.EnvVaultAgentAddr, api.EnvVaultToken, api.EnvVaultNamespace,
+		api.EnvVaultCACert, api.EnvVaultCACertBytes, api.EnvVaultCAPath, api.EnvVaultClientCert,
+		api.EnvVaultClientKey, api.EnvVaultClientTimeout, api.EnvVaultSkipVerify, api.EnvVaultTLSServerName,
+		api.EnvVaultMaxRetries, api.EnvVaultHeaders, api.EnvVaultProxyAddr,
+	} {
+		t.Setenv(k, "")
+	}
+}
+
+// waitFor polls cond until it holds, failing the test after a generous
+// bound; for background work (Watch), never for timing assertions.
+func waitFor(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// testCA issues certificates for public keys whose private half the test
+// does not have (Vault transit keys).
+type testCA struct {
+	cert *x509.Certificate
+	key  crypto.Signer
+	pem  []byte
+}
+
+var caKey = sync.OnceValue(func() *ecdsa.PrivateKey { return mustKey(ecdsa.GenerateKey(elliptic.P384(), rand.Reader)) })
+
+func newTestCA(t testing.TB) *testCA {
+	t.Helper()
+	cert, certPEM := makeCert(t, caKey(), certOpts{cn: "cqgate test CA", isCA: true, notAfter: time.Now().Add(48 * time.Hour)})
+	return &testCA{cert: cert, key: caKey(), pem: certPEM}
+}
+
+// certify returns the PEM chain (leaf, then the CA) of a certificate for
+// pub, valid from an hour ago for a day.
+func (ca *testCA) certify(t testing.TB, pub crypto.PublicKey, cn string) []byte {
+	t.Helper()
+	return ca.certifyValid(t, pub, cn, time.Now().Add(-time.Hour), time.Now().Add(24*time.Hour))
+}
+
+func (ca *testCA) certifyValid(t testing.TB, pub crypto.PublicKey, cn string, notBefore, notAfter time.Time) []byte {
+	t.Helper()
+	serial, _ := rand.Int(rand.Reader, big.NewInt(1<<62))
+	tmpl := &x509.Certificate{
+		SerialNumber:          serial,
+		Subject:               pkix.Name{CommonName: cn, Organization: []string{"cqgate tests"}},
+		NotBefore:             notBefore,
+		NotAfter:              notAfter,
+		KeyUsage:              x509.KeyUsageDigitalSignature,
+		BasicConstraintsValid: true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, pub, ca.key)
+	if err != nil {
+		t.Fatalf("certifying %T: %v", pub, err)
+	}
+	return concat(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), ca.pem)
+}
+
+// signAndVerifyJWT signs a JWT with m's JOSE signer and alg, as the
+// assertion package does, and verifies it with pub using go-jose.
+func signAndVerifyJWT(m *keys.Material, alg jose.SignatureAlgorithm, pub crypto.PublicKey) error {
+	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: alg, Key: m.JOSESigner()},
+		(&jose.SignerOptions{}).WithType("JWT").WithHeader("kid", m.KeyID))
+	if err != nil {
+		return fmt.Errorf("NewSigner: %w", err)
+	}
+	payload := fmt.Appendf(nil, `{"iss":"gateway.example.org","sub":"gateway.example.org","aud":"https://token.example.org/token","jti":"%d","exp":%d}`,
+		time.Now().UnixNano(), time.Now().Add(5*time.Minute).Unix())
+	obj, err := signer.Sign(payload)
+	if err != nil {
+		return fmt.Errorf("Sign: %w", err)
+	}
+	compact, err := obj.CompactSerialize()
+	if err != nil {
+		return err
+	}
+	parsed, err := jose.ParseSigned(compact, []jose.SignatureAlgorithm{alg})
+	if err != nil {
+		return fmt.Errorf("ParseSigned: %w", err)
+	}
+	if h := parsed.Signatures[0].Header; h.Algorithm != string(alg) || h.KeyID != m.KeyID {
+		return fmt.Errorf("header alg %q kid %q, want %q %q", h.Algorithm, h.KeyID, alg, m.KeyID)
+	}
+	out, err := parsed.Verify(pub)
+	if err != nil {
+		return fmt.Errorf("Verify: %w", err)
+	}
+	if string(out) != string(payload) {
+		return errors.New("verified payload differs")
+	}
+	return nil
+}
+
+func mustInt(t testing.TB, v any) int64 {
+	t.Helper()
+	n, ok := v.(json.Number)
+	if !ok {
+		t.Fatalf("%v (%T) is not a json.Number", v, v)
+	}
+	i, err := n.Int64()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return i
+}
+
+func parsePublicPEM(s string) (crypto.PublicKey, error) {
+	block, _ := pem.Decode([]byte(s))
+	if block == nil {
+		return nil, errors.New("not PEM")
+	}
+	return x509.ParsePKIXPublicKey(block.Bytes)
 }

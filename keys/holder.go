@@ -19,6 +19,27 @@ var (
 	ErrCertificateNotYetValid = errors.New("leaf certificate is not yet valid")
 )
 
+// Defaults for HolderOptions and Watch.
+const (
+	// DefaultExpiryWarning is how long before the leaf certificate expires
+	// the Holder starts logging warnings.
+	DefaultExpiryWarning = 30 * 24 * time.Hour
+	// DefaultWatchInterval is Watch's polling interval when none is given.
+	DefaultWatchInterval = time.Minute
+)
+
+// expiryWarningEvery spaces the expiry warnings Poll logs for material
+// that stays in service.
+const expiryWarningEvery = 24 * time.Hour
+
+// Versioner is implemented by sources that can tell cheaply (one small
+// request or a stat) which version they would load, so that Holder.Poll
+// loads only when it changed. The version string is opaque: only equality
+// matters.
+type Versioner interface {
+	Version(ctx context.Context) (string, error)
+}
+
 // HolderOptions configures a Holder. The zero value is usable.
 type HolderOptions struct {
 	// Clock tells the time for the validity check; time.Now if nil.
@@ -27,21 +48,54 @@ type HolderOptions struct {
 	// entry per failed reload; nothing is logged if nil. Entries never
 	// carry key material, PEM text or tokens.
 	Logger logrus.FieldLogger
+	// ExpiryWarning is how long before the leaf certificate's NotAfter a
+	// warning is logged: when such material is loaded, and then at most
+	// daily by Poll. DefaultExpiryWarning if zero; negative turns the
+	// warning off.
+	ExpiryWarning time.Duration
+}
+
+// Status describes what a Holder holds and how its reloads went, for
+// readiness checks and metrics.
+type Status struct {
+	// Version, LoadedAt and NotAfter describe the material in service;
+	// zero before the first successful load.
+	Version  string
+	LoadedAt time.Time
+	NotAfter time.Time
+	// LastError is the last failed load or version check, and LastErrorAt
+	// when it happened. A later success does not clear them; Failures
+	// tells whether the failure is current.
+	LastError   string
+	LastErrorAt time.Time
+	// Failures counts consecutive failed loads since the last success.
+	Failures int
+	// Reloads counts loads that put new material in service, the first
+	// included.
+	Reloads int
 }
 
 // Holder keeps the current Material behind an atomic pointer. Reload swaps
 // in new material only when it loaded and validated; on any failure the
 // previous material stays in service. Current is lock free, so signers can
-// call it on every request.
+// call it on every request. Poll and Watch reload when the source's version
+// changes, for rotation without a restart.
 //
 // A Holder is itself a Source, so it can stand wherever a Source is wanted.
 type Holder struct {
-	src   Source
-	clock func() time.Time
-	log   logrus.FieldLogger
+	src        Source
+	clock      func() time.Time
+	log        logrus.FieldLogger
+	expiryWarn time.Duration
 
-	reloadMu sync.Mutex // serializes Reload so an older load never overwrites a newer one
-	current  atomic.Pointer[Material]
+	reloadMu       sync.Mutex // serializes Reload and Poll so an older load never overwrites a newer one
+	seen           string     // source version of the material in service, from Versioner
+	versionErrLogd bool       // a failed version check was logged since the last good one
+	lastExpiryWarn time.Time
+	current        atomic.Pointer[Material]
+
+	statusMu sync.Mutex
+	status   Status
 }
 
 var _ Source = (*Holder)(nil)
@@ -49,7 +103,7 @@ var _ Source = (*Holder)(nil)
 // NewHolder returns a Holder that loads from src. It holds nothing until
 // the first successful Reload (or Load).
 func NewHolder(src Source, opts HolderOptions) *Holder {
-	h := &Holder{src: src, clock: opts.Clock, log: opts.Logger}
+	h := &Holder{src: src, clock: opts.Clock, log: opts.Logger, expiryWarn: opts.ExpiryWarning}
 	if h.clock == nil {
 		h.clock = time.Now
 	}
@@ -57,6 +111,9 @@ func NewHolder(src Source, opts HolderOptions) *Holder {
 		l := logrus.New()
 		l.SetOutput(io.Discard)
 		h.log = l
+	}
+	if h.expiryWarn == 0 {
+		h.expiryWarn = DefaultExpiryWarning
 	}
 	return h
 }
@@ -75,16 +132,28 @@ func (h *Holder) Load(ctx context.Context) (*Material, error) {
 	return h.Reload(ctx)
 }
 
-// Reload loads material from the source and checks it: a signer and a
-// chain whose leaf certifies the signer's public key, within the leaf's
-// validity period at the Holder's clock. On success the new material
-// replaces the current one and is returned. On any failure the current
-// material is kept, a warning is logged and the error is returned with a
-// nil Material.
+// Status returns what the Holder holds and how its loads went.
+func (h *Holder) Status() Status {
+	h.statusMu.Lock()
+	defer h.statusMu.Unlock()
+	return h.status
+}
+
+// Reload loads material from the source and checks it: a signer (local or
+// opaque) and a chain whose leaf certifies the signer's public key, within
+// the leaf's validity period at the Holder's clock. On success the new
+// material replaces the current one and is returned; material with the
+// same Version and key ID as the current one leaves the current one in
+// place (and returns it). On any failure the current material is kept, a
+// warning is logged, Status records the failure and the error is returned
+// with a nil Material.
 func (h *Holder) Reload(ctx context.Context) (*Material, error) {
 	h.reloadMu.Lock()
 	defer h.reloadMu.Unlock()
+	return h.reloadLocked(ctx)
+}
 
+func (h *Holder) reloadLocked(ctx context.Context) (*Material, error) {
 	m, err := h.load(ctx)
 	if err != nil {
 		fields := logrus.Fields{"source": describe(h.src), "error": err.Error()}
@@ -93,10 +162,19 @@ func (h *Holder) Reload(ctx context.Context) (*Material, error) {
 			fields["kept_key_id"] = old.KeyID
 			fields["kept_not_after"] = old.NotAfter().UTC().Format(time.RFC3339)
 		}
+		h.recordFailure(err)
 		h.log.WithFields(fields).Warn("keys: reloading signing material failed; keeping the previous material")
 		return nil, err
 	}
+	if old := h.Current(); old != nil && m.Version != "" && m.Version == old.Version && m.KeyID == old.KeyID {
+		h.recordSuccess(old, false)
+		h.log.WithFields(logrus.Fields{"source": describe(h.src), "version": old.Version}).
+			Debug("keys: signing material unchanged")
+		return old, nil
+	}
 	h.current.Store(m)
+	h.recordSuccess(m, true)
+	h.warnIfExpiring(m, true)
 	h.log.WithFields(logrus.Fields{
 		"source":    describe(h.src),
 		"version":   m.Version,
@@ -105,6 +183,116 @@ func (h *Holder) Reload(ctx context.Context) (*Material, error) {
 		"not_after": m.NotAfter().UTC().Format(time.RFC3339),
 	}).Info("keys: loaded signing material")
 	return m, nil
+}
+
+// Poll reloads when the source's version changed, or always when the
+// source is not a Versioner, when nothing is loaded yet, or when the
+// version check fails (then the full load decides). A version whose load
+// failed is tried again at the next Poll: a half-written rotation, or a
+// certificate that is not valid yet, heals by itself. It returns the load
+// error, if any; failures are also logged and recorded in Status. When the
+// material in service stays and its certificate expires within the
+// expiry-warning window, Poll logs a warning at most once a day.
+func (h *Holder) Poll(ctx context.Context) error {
+	h.reloadMu.Lock()
+	defer h.reloadMu.Unlock()
+
+	v, isVersioner := h.src.(Versioner)
+	version := ""
+	if isVersioner {
+		var err error
+		version, err = v.Version(ctx)
+		switch {
+		case err != nil:
+			if ctx.Err() != nil {
+				return err
+			}
+			if !h.versionErrLogd {
+				h.log.WithFields(logrus.Fields{"source": describe(h.src), "error": err.Error()}).
+					Warn("keys: checking the signing material's version failed; loading it in full instead")
+				h.versionErrLogd = true
+			}
+			version = ""
+		case version == h.seen && h.Current() != nil:
+			h.versionErrLogd = false
+			h.warnIfExpiring(h.Current(), false)
+			return nil
+		default:
+			h.versionErrLogd = false
+		}
+	}
+	if _, err := h.reloadLocked(ctx); err != nil {
+		return err
+	}
+	h.seen = version
+	h.warnIfExpiring(h.Current(), false) // rate limited: quiet if the load just warned
+	return nil
+}
+
+// Watch calls Poll every interval (DefaultWatchInterval if not positive)
+// until ctx ends; run it in its own goroutine. If nothing is loaded yet it
+// polls at once.
+func (h *Holder) Watch(ctx context.Context, every time.Duration) {
+	if every <= 0 {
+		every = DefaultWatchInterval
+	}
+	if h.Current() == nil {
+		_ = h.Poll(ctx)
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			_ = h.Poll(ctx)
+		}
+	}
+}
+
+func (h *Holder) recordFailure(err error) {
+	h.statusMu.Lock()
+	defer h.statusMu.Unlock()
+	h.status.LastError = err.Error()
+	h.status.LastErrorAt = h.clock()
+	h.status.Failures++
+}
+
+func (h *Holder) recordSuccess(m *Material, swapped bool) {
+	h.statusMu.Lock()
+	defer h.statusMu.Unlock()
+	h.status.Version = m.Version
+	h.status.LoadedAt = m.LoadedAt
+	h.status.NotAfter = m.NotAfter()
+	h.status.Failures = 0
+	if swapped {
+		h.status.Reloads++
+	}
+}
+
+// warnIfExpiring logs a warning when m's leaf expires within the window:
+// always for newly loaded material, at most daily otherwise.
+func (h *Holder) warnIfExpiring(m *Material, loaded bool) {
+	if m == nil || h.expiryWarn < 0 {
+		return
+	}
+	now := h.clock()
+	left := m.NotAfter().Sub(now)
+	if left > h.expiryWarn {
+		return
+	}
+	if !loaded && !h.lastExpiryWarn.IsZero() && now.Sub(h.lastExpiryWarn) < expiryWarningEvery {
+		return
+	}
+	h.lastExpiryWarn = now
+	h.log.WithFields(logrus.Fields{
+		"source":     describe(h.src),
+		"version":    m.Version,
+		"key_id":     m.KeyID,
+		"not_after":  m.NotAfter().UTC().Format(time.RFC3339),
+		"expires_in": left.Truncate(time.Second).String(),
+	}).Warn("keys: the signing certificate expires soon; store a renewed certificate")
 }
 
 func (h *Holder) load(ctx context.Context) (*Material, error) {
@@ -125,11 +313,11 @@ func (h *Holder) check(m *Material) error {
 	if m == nil {
 		return fmt.Errorf("keys: source %s returned no material", describe(h.src))
 	}
-	if m.Signer == nil || len(m.Chain) == 0 || m.Chain[0] == nil {
+	if (m.Signer == nil && m.Opaque == nil) || len(m.Chain) == 0 || m.Chain[0] == nil {
 		return fmt.Errorf("keys: material %s lacks a signer or a certificate chain", label(m))
 	}
 	leaf := m.Chain[0]
-	if !publicKeysEqual(m.Signer.Public(), leaf.PublicKey) {
+	if !publicKeysEqual(m.Public(), leaf.PublicKey) {
 		return fmt.Errorf("keys: material %s: %w (leaf subject %q)", label(m), ErrKeyMismatch, leaf.Subject.String())
 	}
 	now := h.clock()
@@ -170,7 +358,7 @@ func describe(src Source) string {
 	switch s := src.(type) {
 	case nil:
 		return "<nil>"
-	case *Static, *PEMFiles, *VaultKV, *Holder:
+	case *Static, *PEMFiles, *VaultKV, *VaultTransit, *Holder:
 		return s.(fmt.Stringer).String()
 	default:
 		return fmt.Sprintf("%T", src)

@@ -4,6 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -267,7 +271,7 @@ func TestHolderWithVault(t *testing.T) {
 	}
 	want1, key1 := put(keys.KeyTypeECP256)
 	logger, hook := logtest.NewNullLogger()
-	h := keys.NewHolder(&keys.VaultKV{Client: srv.Client(t), Path: "cqgate/signing"}, keys.HolderOptions{Logger: logger})
+	h := keys.NewHolder(&keys.VaultKV{Client: vaultClient(t, srv, vaultToken), Path: "cqgate/signing"}, keys.HolderOptions{Logger: logger})
 	m1, err := h.Reload(context.Background())
 	if err != nil || m1.KeyID != want1.KeyID || m1.Version != "kv:v1" {
 		t.Fatalf("Reload = %v, %v", m1, err)
@@ -294,5 +298,356 @@ func TestHolderWithVault(t *testing.T) {
 	}
 	for _, e := range hook.AllEntries() {
 		assertNoSecrets(t, "log entry", entryText(e), secrets...)
+	}
+}
+
+// versionedSource is a Versioner whose version, material and errors the
+// test sets; it counts calls.
+type versionedSource struct {
+	mu         sync.Mutex
+	version    string
+	versionErr error
+	m          *keys.Material
+	err        error
+	loads      int
+	checks     int
+}
+
+func (s *versionedSource) Load(context.Context) (*keys.Material, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.loads++
+	return s.m, s.err
+}
+
+func (s *versionedSource) Version(context.Context) (string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.checks++
+	return s.version, s.versionErr
+}
+
+func (s *versionedSource) set(f func(s *versionedSource)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f(s)
+}
+
+func (s *versionedSource) counts() (loads, checks int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.loads, s.checks
+}
+
+func TestHolderPoll(t *testing.T) {
+	ctx := context.Background()
+	v1, _ := material(t, "v1", t0.Add(-time.Hour), t0.Add(365*24*time.Hour))
+	v2, _ := material(t, "v2", t0.Add(-time.Hour), t0.Add(365*24*time.Hour))
+	expired, _ := material(t, "old", t0.Add(-48*time.Hour), t0.Add(-time.Hour))
+	boom := errors.New("keys: reading secret at secret/data/x: connection refused")
+
+	t.Run("versioner: loads only when the version changes", func(t *testing.T) {
+		clock := clocktest.New(t0)
+		src := &versionedSource{version: "a", m: v1}
+		logger, hook := logtest.NewNullLogger()
+		h := keys.NewHolder(src, keys.HolderOptions{Clock: clock.Now, Logger: logger})
+		if st := h.Status(); st != (keys.Status{}) {
+			t.Errorf("Status before any load = %+v", st)
+		}
+		steps := []struct {
+			name      string
+			set       func(*versionedSource)
+			wantErr   error
+			want      *keys.Material
+			wantLoads int
+			wantStat  keys.Status
+		}{
+			{name: "first", set: func(*versionedSource) {}, want: v1, wantLoads: 1,
+				wantStat: keys.Status{Version: "v1", NotAfter: v1.NotAfter(), Reloads: 1}},
+			{name: "unchanged", set: func(*versionedSource) {}, want: v1, wantLoads: 1,
+				wantStat: keys.Status{Version: "v1", NotAfter: v1.NotAfter(), Reloads: 1}},
+			{name: "new version fails", set: func(s *versionedSource) { s.version, s.m, s.err = "b", nil, boom }, wantErr: boom, want: v1, wantLoads: 2,
+				wantStat: keys.Status{Version: "v1", NotAfter: v1.NotAfter(), Reloads: 1, Failures: 1, LastError: boom.Error(), LastErrorAt: t0}},
+			{name: "same failing version is tried again", set: func(*versionedSource) {}, wantErr: boom, want: v1, wantLoads: 3,
+				wantStat: keys.Status{Version: "v1", NotAfter: v1.NotAfter(), Reloads: 1, Failures: 2, LastError: boom.Error(), LastErrorAt: t0}},
+			{name: "expired certificate refused", set: func(s *versionedSource) { s.version, s.m, s.err = "c", expired, nil }, wantErr: keys.ErrCertificateExpired, want: v1, wantLoads: 4},
+			{name: "it loads", set: func(s *versionedSource) { s.m = v2 }, want: v2, wantLoads: 5},
+			{name: "then stays", set: func(*versionedSource) {}, want: v2, wantLoads: 5},
+		}
+		for _, st := range steps {
+			src.set(st.set)
+			err := h.Poll(ctx)
+			if st.wantErr == nil && err != nil || st.wantErr != nil && !errors.Is(err, st.wantErr) {
+				t.Fatalf("%s: Poll = %v, want %v", st.name, err, st.wantErr)
+			}
+			if h.Current() != st.want {
+				t.Errorf("%s: Current = %v, want %v", st.name, h.Current(), st.want)
+			}
+			if loads, _ := src.counts(); loads != st.wantLoads {
+				t.Errorf("%s: %d loads, want %d", st.name, loads, st.wantLoads)
+			}
+			if st.wantStat != (keys.Status{}) {
+				got := h.Status()
+				got.LoadedAt = time.Time{}
+				if got != st.wantStat {
+					t.Errorf("%s: Status = %+v\nwant %+v", st.name, got, st.wantStat)
+				}
+			}
+		}
+		if st := h.Status(); st.Failures != 0 || st.Reloads != 2 || st.Version != "v2" || !strings.Contains(st.LastError, "expired") {
+			t.Errorf("final Status = %+v", st)
+		}
+		for _, e := range hook.AllEntries() {
+			if strings.Contains(e.Message, "expires soon") {
+				t.Errorf("unexpected expiry warning for a certificate valid for a year: %s", entryText(e))
+			}
+		}
+	})
+
+	t.Run("not a versioner: loads every time, swaps only on change", func(t *testing.T) {
+		src := &scriptedSource{results: []result{{m: v1}}}
+		h := keys.NewHolder(src, keys.HolderOptions{Clock: func() time.Time { return t0 }})
+		for range 3 {
+			if err := h.Poll(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if src.Calls() != 3 || h.Current() != v1 || h.Status().Reloads != 1 {
+			t.Errorf("calls %d, Current %v, Status %+v; want 3 loads, one swap", src.Calls(), h.Current(), h.Status())
+		}
+		// Equal material (same version and key) keeps the pointer in service.
+		same := *v1
+		src.mu.Lock()
+		src.results = []result{{m: &same}}
+		src.mu.Unlock()
+		if m, err := h.Reload(ctx); err != nil || m != v1 || h.Current() != v1 {
+			t.Errorf("Reload of equal material = %p, %v; want the current %p", m, err, v1)
+		}
+	})
+
+	t.Run("failed version check falls back to full loads, warning once", func(t *testing.T) {
+		src := &versionedSource{versionErr: errors.New("keys: vault: reading secret metadata at secret/metadata/x: permission denied"), m: v1}
+		logger, hook := logtest.NewNullLogger()
+		h := keys.NewHolder(src, keys.HolderOptions{Clock: func() time.Time { return t0 }, Logger: logger})
+		for range 3 {
+			if err := h.Poll(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if loads, checks := src.counts(); loads != 3 || checks != 3 {
+			t.Errorf("loads %d, checks %d; want 3 each", loads, checks)
+		}
+		warned := 0
+		for _, e := range hook.AllEntries() {
+			if strings.Contains(e.Message, "checking the signing material's version failed") {
+				warned++
+			}
+		}
+		if warned != 1 {
+			t.Errorf("%d version-check warnings, want 1", warned)
+		}
+		src.set(func(s *versionedSource) { s.versionErr, s.version = nil, "a" })
+		_ = h.Poll(ctx)
+		_ = h.Poll(ctx)
+		if loads, _ := src.counts(); loads != 4 {
+			t.Errorf("after the version check recovered: %d loads, want 4", loads)
+		}
+	})
+
+	t.Run("canceled context", func(t *testing.T) {
+		src := &versionedSource{versionErr: context.Canceled, m: v1}
+		h := keys.NewHolder(src, keys.HolderOptions{})
+		cctx, cancel := context.WithCancel(ctx)
+		cancel()
+		if err := h.Poll(cctx); !errors.Is(err, context.Canceled) {
+			t.Errorf("Poll = %v, want context.Canceled", err)
+		}
+		if loads, _ := src.counts(); loads != 0 || h.Status().Failures != 0 {
+			t.Errorf("a canceled Poll loaded (%d) or counted a failure (%+v)", loads, h.Status())
+		}
+	})
+}
+
+func TestHolderExpiryWarning(t *testing.T) {
+	ctx := context.Background()
+	soon, _ := material(t, "soon", t0.Add(-time.Hour), t0.Add(10*24*time.Hour))
+	later, _ := material(t, "later", t0.Add(-time.Hour), t0.Add(60*24*time.Hour))
+	warnings := func(hook *logtest.Hook) int {
+		n := 0
+		for _, e := range hook.AllEntries() {
+			if e.Level == logrus.WarnLevel && strings.Contains(e.Message, "expires soon") {
+				n++
+			}
+		}
+		return n
+	}
+
+	tests := []struct {
+		name   string
+		m      *keys.Material
+		window time.Duration
+		want   []int // warnings after load, a poll 1h later, a poll 25h later
+	}{
+		{name: "default window", m: soon, want: []int{1, 1, 2}},
+		{name: "outside the window", m: later, want: []int{0, 0, 0}},
+		{name: "wide window", m: later, window: 90 * 24 * time.Hour, want: []int{1, 1, 2}},
+		{name: "turned off", m: soon, window: -1, want: []int{0, 0, 0}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			clock := clocktest.New(t0)
+			logger, hook := logtest.NewNullLogger()
+			src := &versionedSource{version: "v", m: tc.m}
+			h := keys.NewHolder(src, keys.HolderOptions{Clock: clock.Now, Logger: logger, ExpiryWarning: tc.window})
+			if _, err := h.Reload(ctx); err != nil {
+				t.Fatal(err)
+			}
+			got := []int{warnings(hook)}
+			if e := hook.LastEntry(); e.Level != logrus.InfoLevel {
+				t.Errorf("last entry after the load is %s %q, want the info entry", e.Level, e.Message)
+			}
+			for _, d := range []time.Duration{time.Hour, 24 * time.Hour} {
+				clock.Advance(d)
+				if err := h.Poll(ctx); err != nil {
+					t.Fatal(err)
+				}
+				got = append(got, warnings(hook))
+			}
+			if !slices.Equal(got, tc.want) {
+				t.Errorf("warnings = %v, want %v", got, tc.want)
+			}
+			if tc.want[0] == 1 {
+				var e *logrus.Entry
+				for _, x := range hook.AllEntries() {
+					if strings.Contains(x.Message, "expires soon") {
+						e = x
+						break
+					}
+				}
+				if e.Data["not_after"] != tc.m.NotAfter().UTC().Format(time.RFC3339) || e.Data["expires_in"] == "" {
+					t.Errorf("warning fields = %v", e.Data)
+				}
+			}
+		})
+	}
+}
+
+func TestHolderWatch(t *testing.T) {
+	srv := vaulttest.New(t, vaultToken)
+	put := func(data map[string]any) { srv.Put("secret", "cqgate/signing", data) }
+	pair := func(kt string) map[string]any {
+		certPEM, keyPEM, err := keys.GenerateSelfSigned(keys.SelfSignedOptions{KeyType: kt})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return map[string]any{"certificate": string(certPEM), "private_key": string(keyPEM)}
+	}
+	put(pair(keys.KeyTypeECP256))
+	h := keys.NewHolder(&keys.VaultKV{Client: vaultClient(t, srv, vaultToken), Path: "cqgate/signing"}, keys.HolderOptions{Logger: testLogger(t)})
+
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); h.Watch(ctx, 10*time.Millisecond) }()
+
+	waitFor(t, "the first load (Watch polls at once when nothing is loaded)", func() bool { return h.Current() != nil })
+	m1 := h.Current()
+	if m1.Version != "kv:v1" {
+		t.Fatalf("first material %v", m1)
+	}
+
+	put(pair(keys.KeyTypeECP384))
+	waitFor(t, "Watch to load kv:v2", func() bool { return h.Current().Version == "kv:v2" })
+
+	put(map[string]any{"certificate": "broken"})
+	waitFor(t, "Watch to record the broken kv:v3", func() bool { return h.Status().Failures > 0 })
+	if st := h.Status(); h.Current().Version != "kv:v2" || !strings.Contains(st.LastError, `field "private_key" is missing`) {
+		t.Errorf("after a broken version: Current %v, Status %+v", h.Current(), st)
+	}
+
+	// Without metadata access, polls fall back to full loads and still work.
+	srv.SetDenied("secret/metadata/", true)
+	put(pair(keys.KeyTypeECP256))
+	waitFor(t, "Watch to load kv:v4 without metadata access", func() bool { return h.Current().Version == "kv:v4" })
+	if st := h.Status(); st.Failures != 0 || st.Reloads != 3 {
+		t.Errorf("Status = %+v, want no current failure and 3 reloads", st)
+	}
+
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("Watch did not return after its context ended")
+	}
+}
+
+func TestPEMFilesRotation(t *testing.T) {
+	dir := t.TempDir()
+	certFile, keyFile := filepath.Join(dir, "chain.pem"), filepath.Join(dir, "key.pem")
+	write := func(kt string, mtime time.Time) {
+		certPEM, keyPEM, err := keys.GenerateSelfSigned(keys.SelfSignedOptions{KeyType: kt})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for f, b := range map[string][]byte{certFile: certPEM, keyFile: keyPEM} {
+			if err := os.WriteFile(f, b, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Chtimes(f, mtime, mtime); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	ctx := context.Background()
+	src := &keys.PEMFiles{CertificateFile: certFile, PrivateKeyFile: keyFile}
+	write(keys.KeyTypeECP256, t0)
+	v1, err := src.Version(ctx)
+	if err != nil || !strings.HasPrefix(v1, "files:") {
+		t.Fatalf("Version = %q, %v", v1, err)
+	}
+	if again, _ := src.Version(ctx); again != v1 {
+		t.Errorf("Version changed without a change: %q, %q", v1, again)
+	}
+
+	h := keys.NewHolder(src, keys.HolderOptions{Logger: testLogger(t)})
+	if err := h.Poll(ctx); err != nil {
+		t.Fatal(err)
+	}
+	m1 := h.Current()
+	if err := h.Poll(ctx); err != nil || h.Current() != m1 {
+		t.Fatalf("Poll without a change: %v, %v", err, h.Current())
+	}
+
+	write(keys.KeyTypeECP384, t0.Add(time.Second))
+	if v2, _ := src.Version(ctx); v2 == v1 {
+		t.Errorf("Version did not change with the files")
+	}
+	if err := h.Poll(ctx); err != nil || h.Current() == m1 || h.Current().KeyID == m1.KeyID {
+		t.Fatalf("Poll after rotating the files: %v, %v", err, h.Current())
+	}
+
+	// A half-done rotation (new certificate, old key) keeps the old material.
+	m2 := h.Current()
+	otherCert, _, err := keys.GenerateSelfSigned(keys.SelfSignedOptions{KeyType: keys.KeyTypeECP256})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(certFile, otherCert, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chtimes(certFile, t0.Add(2*time.Second), t0.Add(2*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Poll(ctx); !errors.Is(err, keys.ErrKeyMismatch) || h.Current() != m2 {
+		t.Errorf("Poll of a half rotation = %v, Current %v", err, h.Current())
+	}
+
+	if err := os.Remove(keyFile); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := src.Version(ctx); !errors.Is(err, fs.ErrNotExist) || !strings.Contains(err.Error(), keyFile) {
+		t.Errorf("Version with a missing file: %v", err)
+	}
+	if _, err := (&keys.PEMFiles{}).Version(ctx); err == nil {
+		t.Error("Version without files succeeded")
 	}
 }

@@ -2,11 +2,14 @@ package keys_test
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/pem"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
+
+	jose "github.com/go-jose/go-jose/v4"
 
 	"github.com/cqgate/cqgate/internal/vaulttest"
 	"github.com/cqgate/cqgate/keys"
@@ -47,8 +50,10 @@ func TestNoSecretsInErrors(t *testing.T) {
 	srv.Put("secret", "nested", map[string]any{"certificate": string(certPEM), "private_key": map[string]any{"pem": string(keyPEM)}})
 	srv.Put("secret", "truncated", map[string]any{"certificate": string(certPEM), "private_key": string(truncatePEM(t, keyPEM))})
 	srv.Put("secret", "ok", map[string]any{"certificate": string(certPEM), "private_key": string(keyPEM)})
-	wrong := srv.Client(t)
-	wrong.SetToken(vaultToken + "-wrong")
+	srv.ImportTransitKey("transit", "signing", rsaKey2048())
+	srv.Put("secret", "transit-cert", map[string]any{"certificate": string(newTestCA(t).certify(t, rsaKey2048().Public(), "transit"))})
+	wrong := vaultClient(t, srv, vaultToken+"-wrong")
+	client := vaultClient(t, srv, vaultToken)
 	ctx := context.Background()
 
 	expired, err := keys.ParsePEM(expiredCert, expiredKey)
@@ -68,20 +73,47 @@ func TestNoSecretsInErrors(t *testing.T) {
 			_, err := (&keys.PEMFiles{CertificateFile: keyFile, PrivateKeyFile: keyFile}).Load(ctx)
 			return err
 		}},
-		{"VaultKV swapped fields", func() error { _, err := (&keys.VaultKV{Client: srv.Client(t), Path: "swapped"}).Load(ctx); return err }},
-		{"VaultKV key nested in an object", func() error { _, err := (&keys.VaultKV{Client: srv.Client(t), Path: "nested"}).Load(ctx); return err }},
+		{"VaultKV swapped fields", func() error { _, err := (&keys.VaultKV{Client: client, Path: "swapped"}).Load(ctx); return err }},
+		{"VaultKV key nested in an object", func() error { _, err := (&keys.VaultKV{Client: client, Path: "nested"}).Load(ctx); return err }},
 		{"VaultKV truncated key", func() error {
-			_, err := (&keys.VaultKV{Client: srv.Client(t), Path: "truncated"}).Load(ctx)
+			_, err := (&keys.VaultKV{Client: client, Path: "truncated"}).Load(ctx)
 			return err
 		}},
 		{"VaultKV wrong token", func() error { _, err := (&keys.VaultKV{Client: wrong, Path: "ok"}).Load(ctx); return err }},
-		{"NewVaultClient without address", func() error { _, err := keys.NewVaultClient(keys.VaultConfig{Token: vaultToken}); return err }},
+		{"VaultTransit wrong token", func() error {
+			_, err := (&keys.VaultTransit{Client: wrong, Key: "signing", CertPath: "transit-cert"}).Load(ctx)
+			return err
+		}},
+		{"VaultTransit certificate of another key", func() error {
+			_, err := (&keys.VaultTransit{Client: client, Key: "signing", CertPath: "ok"}).Load(ctx)
+			return err
+		}},
+		{"VaultTransit signing while sealed", func() error {
+			m, err := (&keys.VaultTransit{Client: client, Key: "signing", CertPath: "transit-cert"}).Load(ctx)
+			if err != nil {
+				return err
+			}
+			srv.SetDown(true)
+			defer srv.SetDown(false)
+			return signAndVerifyJWT(m, jose.RS256, m.Chain[0].PublicKey)
+		}},
+		{"VaultTransit signing denied", func() error {
+			m, err := (&keys.VaultTransit{Client: client, Key: "signing", CertPath: "transit-cert"}).Load(ctx)
+			if err != nil {
+				return err
+			}
+			srv.SetDenied("transit/sign/", true)
+			defer srv.SetDenied("transit/sign/", false)
+			_, err = m.JOSESigner().SignPayload([]byte("eyJhbGciOiJSUzI1NiJ9.c2lnbmluZy1pbnB1dA"), jose.RS256)
+			return err
+		}},
 		{"Holder expired material", func() error {
 			_, err := keys.NewHolder(keys.NewStatic(expired), keys.HolderOptions{Logger: testLogger(t)}).Reload(ctx)
 			return err
 		}},
 	}
-	secrets := append(append(secretsOf(t, keyPEM), secretsOf(t, expiredKey)...), vaultToken, "PRIVATE KEY-----")
+	secrets := append(append(secretsOf(t, keyPEM), secretsOf(t, expiredKey)...), vaultToken, vaultToken+"-wrong", "PRIVATE KEY-----",
+		"c2lnbmluZy1pbnB1dA", base64.StdEncoding.EncodeToString([]byte("eyJhbGciOiJSUzI1NiJ9.c2lnbmluZy1pbnB1dA")))
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			err := tc.run()

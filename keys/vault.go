@@ -4,111 +4,36 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"os"
 	"strings"
 	"time"
 
 	"github.com/hashicorp/vault/api"
+
+	"github.com/cqgate/cqgate/vault"
 )
 
-// VaultConfig says how to reach Vault. Empty fields leave what
-// api.DefaultConfig() found in the environment (VAULT_ADDR, VAULT_CACERT,
-// VAULT_CLIENT_TIMEOUT, VAULT_TOKEN, VAULT_NAMESPACE, ...) in place.
-//
-// VaultConfig's String and GoString never print the token, so it is safe
-// to log.
-type VaultConfig struct {
-	// Address is Vault's URL, e.g. "https://vault.example.org:8200".
-	Address string
-	// Token is the Vault token. It takes precedence over TokenFile and
-	// VAULT_TOKEN.
-	Token string
-	// TokenFile names a file holding the token (e.g. written by Vault
-	// Agent); surrounding white space is trimmed. Used when Token is empty.
-	TokenFile string
-	// Namespace is the Vault Enterprise namespace, if any.
-	Namespace string
-	// CACert is a PEM file of CA certificates to verify Vault's TLS
-	// certificate with.
-	CACert string
-	// Timeout bounds each request to Vault.
-	Timeout time.Duration
+// VaultClient is what the Vault sources need of a Vault client;
+// *vault.Client implements it.
+type VaultClient interface {
+	// ReadKV reads the current version of a KV v2 secret.
+	ReadKV(ctx context.Context, mount, path string) (*vault.KVSecret, error)
+	// KVVersion returns the current version of a KV v2 secret from its
+	// metadata.
+	KVVersion(ctx context.Context, mount, path string) (int, error)
+	// API returns the raw client, for the transit engine.
+	API() *api.Client
 }
 
-// String describes the configuration with the token redacted.
-func (c VaultConfig) String() string {
-	token := "<unset>"
-	if c.Token != "" {
-		token = "<redacted>"
-	}
-	return fmt.Sprintf("VaultConfig{Address:%q Token:%s TokenFile:%q Namespace:%q CACert:%q Timeout:%s}",
-		c.Address, token, c.TokenFile, c.Namespace, c.CACert, c.Timeout)
-}
+var _ VaultClient = (*vault.Client)(nil)
 
-// GoString is String, so that %#v does not print the token either.
-func (c VaultConfig) GoString() string { return c.String() }
-
-// NewVaultClient returns a Vault API client. It starts from
-// api.DefaultConfig(), which honours the standard VAULT_* environment
-// variables, and overrides it with the non-empty fields of cfg. The token
-// is cfg.Token, else the trimmed content of cfg.TokenFile, else VAULT_TOKEN.
-// An explicit cfg.Address also takes precedence over VAULT_AGENT_ADDR.
-//
-// It fails when no address (cfg.Address, VAULT_ADDR or VAULT_AGENT_ADDR) or
-// no token is configured, naming what is missing: the library's built-in
-// default address is never used silently. A TokenFile that is set but
-// empty is an error too, rather than a silent fall back to VAULT_TOKEN.
-func NewVaultClient(cfg VaultConfig) (*api.Client, error) {
-	apiCfg := api.DefaultConfig()
-	if apiCfg.Error != nil {
-		return nil, fmt.Errorf("keys: configuring Vault client from the environment: %w", apiCfg.Error)
+// noClient reports a missing client, including a nil *vault.Client stored
+// in the interface.
+func noClient(c VaultClient) bool {
+	if c == nil {
+		return true
 	}
-	if cfg.Address != "" {
-		apiCfg.Address = cfg.Address
-		apiCfg.AgentAddress = ""
-	}
-	if cfg.Timeout > 0 {
-		apiCfg.Timeout = cfg.Timeout
-	}
-	if cfg.CACert != "" {
-		if err := apiCfg.ConfigureTLS(&api.TLSConfig{CACert: cfg.CACert}); err != nil {
-			return nil, fmt.Errorf("keys: loading Vault CA certificate %s: %w", cfg.CACert, err)
-		}
-	}
-
-	var missing []string
-	if cfg.Address == "" && os.Getenv(api.EnvVaultAddress) == "" && os.Getenv(api.EnvVaultAgentAddr) == "" {
-		missing = append(missing, "address (set Address or VAULT_ADDR)")
-	}
-
-	token := cfg.Token
-	if token == "" && cfg.TokenFile != "" {
-		b, err := os.ReadFile(cfg.TokenFile)
-		if err != nil {
-			return nil, fmt.Errorf("keys: reading Vault token file %s: %w", cfg.TokenFile, err)
-		}
-		token = strings.TrimSpace(string(b))
-		if token == "" {
-			missing = append(missing, fmt.Sprintf("token (token file %s is empty)", cfg.TokenFile))
-		}
-	}
-
-	client, err := api.NewClient(apiCfg)
-	if err != nil {
-		return nil, fmt.Errorf("keys: creating Vault client: %w", err)
-	}
-	if token != "" {
-		client.SetToken(token)
-	} else if client.Token() == "" && cfg.TokenFile == "" {
-		missing = append(missing, "token (set Token, TokenFile or VAULT_TOKEN)")
-	}
-	if len(missing) > 0 {
-		return nil, fmt.Errorf("keys: creating Vault client: missing %s", strings.Join(missing, " and "))
-	}
-	if cfg.Namespace != "" {
-		client.SetNamespace(cfg.Namespace)
-	}
-	return client, nil
+	vc, ok := c.(*vault.Client)
+	return ok && vc == nil
 }
 
 // Defaults for VaultKV's empty fields.
@@ -126,8 +51,8 @@ const (
 //
 //	{"certificate": "-----BEGIN CERTIFICATE-----\n...", "private_key": "-----BEGIN PRIVATE KEY-----\n..."}
 type VaultKV struct {
-	// Client talks to Vault; see NewVaultClient.
-	Client *api.Client
+	// Client talks to Vault: a *vault.Client.
+	Client VaultClient
 	// Mount is the KV v2 mount path; DefaultKVMount if empty.
 	Mount string
 	// Path is the secret's path inside the mount, e.g. "cqgate/signing".
@@ -142,7 +67,10 @@ type VaultKV struct {
 	Clock func() time.Time
 }
 
-var _ Source = (*VaultKV)(nil)
+var (
+	_ Source    = (*VaultKV)(nil)
+	_ Versioner = (*VaultKV)(nil)
+)
 
 func (v *VaultKV) mount() string {
 	if m := strings.Trim(v.Mount, "/"); m != "" {
@@ -172,28 +100,22 @@ func (v *VaultKV) String() string {
 	return fmt.Sprintf("vault-kv:%s/data/%s", v.mount(), v.path())
 }
 
-// Load reads the latest version of the secret with Client.KVv2(Mount).Get
-// and parses it with ParsePEM. Material.Version is "kv:v<N>" for KV version
-// N. A missing secret wraps api.ErrSecretNotFound; a permission error wraps
-// *api.ResponseError. Errors name mount, path and field, never values.
+// Load reads the current version of the secret with Client.ReadKV and
+// parses it with ParsePEM. Material.Version is "kv:v<N>" for KV version N.
+// A missing secret wraps vault.ErrSecretNotFound (api.ErrSecretNotFound), a
+// deleted one vault.ErrSecretDeleted, an error answer *api.ResponseError.
+// Errors name mount, path and field, never values or the token.
 func (v *VaultKV) Load(ctx context.Context) (*Material, error) {
 	mount, path := v.mount(), v.path()
-	if v.Client == nil {
+	if noClient(v.Client) {
 		return nil, fmt.Errorf("keys: reading secret at %s/data/%s: no Vault client configured", mount, path)
 	}
 	if path == "" {
 		return nil, fmt.Errorf("keys: reading secret at %s/data/: secret path is empty", mount)
 	}
-	secret, err := v.Client.KVv2(mount).Get(ctx, path)
+	secret, err := v.Client.ReadKV(ctx, mount, path)
 	if err != nil {
-		return nil, fmt.Errorf("keys: reading secret at %s/data/%s: %w", mount, path, err)
-	}
-	version := 0
-	if secret.VersionMetadata != nil {
-		version = secret.VersionMetadata.Version
-	}
-	if secret.Data == nil {
-		return nil, fmt.Errorf("keys: reading secret at %s/data/%s: latest version %d is deleted or destroyed", mount, path, version)
+		return nil, fmt.Errorf("keys: %w", err)
 	}
 	certField, keyField := v.certField(), v.keyField()
 	certPEM, err := stringField(secret.Data, certField)
@@ -208,9 +130,23 @@ func (v *VaultKV) Load(ctx context.Context) (*Material, error) {
 	if err != nil {
 		return nil, fmt.Errorf("keys: reading secret at %s/data/%s (fields %q and %q): %w", mount, path, certField, keyField, err)
 	}
-	m.Version = fmt.Sprintf("kv:v%d", version)
+	m.Version = fmt.Sprintf("kv:v%d", secret.Version)
 	m.LoadedAt = now(v.Clock)
 	return m, nil
+}
+
+// Version returns "kv:v<N>" for the secret's current version N, from its
+// metadata: one small request, for Holder.Watch.
+func (v *VaultKV) Version(ctx context.Context) (string, error) {
+	mount, path := v.mount(), v.path()
+	if noClient(v.Client) {
+		return "", fmt.Errorf("keys: reading secret metadata at %s/metadata/%s: no Vault client configured", mount, path)
+	}
+	n, err := v.Client.KVVersion(ctx, mount, path)
+	if err != nil {
+		return "", fmt.Errorf("keys: %w", err)
+	}
+	return fmt.Sprintf("kv:v%d", n), nil
 }
 
 func stringField(data map[string]any, name string) (string, error) {

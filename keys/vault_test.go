@@ -2,15 +2,8 @@ package keys_test
 
 import (
 	"context"
-	"encoding/pem"
 	"errors"
 	"fmt"
-	"io"
-	"log"
-	"net/http"
-	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -19,6 +12,7 @@ import (
 
 	"github.com/cqgate/cqgate/internal/vaulttest"
 	"github.com/cqgate/cqgate/keys"
+	"github.com/cqgate/cqgate/vault"
 )
 
 const vaultToken = "hvs.CAESIJ-test-token-must-never-leak-Zq9"
@@ -54,9 +48,8 @@ func TestVaultKV(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	client := srv.Client(t)
-	wrongToken := srv.Client(t)
-	wrongToken.SetToken("hvs.wrong-token-also-secret")
+	client := vaultClient(t, srv, vaultToken)
+	wrongToken := vaultClient(t, srv, "hvs.wrong-token-also-secret")
 	down := vaulttest.New(t, vaultToken)
 	down.Put("secret", "cqgate/signing", good)
 	down.SetDown(true)
@@ -76,15 +69,15 @@ func TestVaultKV(t *testing.T) {
 		{name: "custom mount and fields", kv: keys.VaultKV{Client: client, Mount: "pki/kv", Path: "custom", CertificateField: "chain", PrivateKeyField: "key"}, wantVersion: "kv:v1"},
 		{
 			name: "wrong token is 403", kv: keys.VaultKV{Client: wrongToken, Path: "cqgate/signing"}, wantStatus: 403,
-			wantInErr: []string{"keys: reading secret at secret/data/cqgate/signing: ", "permission denied"},
+			wantInErr: []string{"keys: vault: reading secret at secret/data/cqgate/signing: ", "permission denied"},
 		},
 		{
 			name: "missing secret is 404", kv: keys.VaultKV{Client: client, Path: "cqgate/nope"}, wantErrIs: api.ErrSecretNotFound,
-			wantInErr: []string{"keys: reading secret at secret/data/cqgate/nope: "},
+			wantInErr: []string{"keys: vault: reading secret at secret/data/cqgate/nope: "},
 		},
 		{
 			name: "unknown mount", kv: keys.VaultKV{Client: client, Mount: "nomount", Path: "cqgate/signing"}, wantErrIs: api.ErrSecretNotFound,
-			wantInErr: []string{"keys: reading secret at nomount/data/cqgate/signing: "},
+			wantInErr: []string{"keys: vault: reading secret at nomount/data/cqgate/signing: "},
 		},
 		{name: "missing field", kv: keys.VaultKV{Client: client, Path: "no-key"}, wantInErr: []string{"secret/data/no-key", `field "private_key" is missing`}},
 		{name: "missing custom field", kv: keys.VaultKV{Client: client, Path: "cqgate/signing", CertificateField: "chain"}, wantInErr: []string{"secret/data/cqgate/signing", `field "chain" is missing`}},
@@ -93,9 +86,10 @@ func TestVaultKV(t *testing.T) {
 		{name: "empty field", kv: keys.VaultKV{Client: client, Path: "empty-key"}, wantInErr: []string{`field "private_key" is empty`}},
 		{name: "fields swapped", kv: keys.VaultKV{Client: client, Path: "swapped"}, wantErrIs: keys.ErrNoCertificate, wantInErr: []string{"secret/data/swapped", `(fields "certificate" and "private_key")`}},
 		{name: "key does not match", kv: keys.VaultKV{Client: client, Path: "mismatch"}, wantErrIs: keys.ErrKeyMismatch, wantInErr: []string{"secret/data/mismatch"}},
-		{name: "latest version deleted", kv: keys.VaultKV{Client: client, Path: "deleted"}, wantInErr: []string{"secret/data/deleted", "latest version 1 is deleted or destroyed"}},
-		{name: "vault sealed", kv: keys.VaultKV{Client: down.Client(t), Path: "cqgate/signing"}, wantStatus: 503, wantInErr: []string{"Vault is sealed"}},
+		{name: "latest version deleted", kv: keys.VaultKV{Client: client, Path: "deleted"}, wantErrIs: vault.ErrSecretDeleted, wantInErr: []string{"secret/data/deleted", "version 1: the current version is deleted or destroyed"}},
+		{name: "vault sealed", kv: keys.VaultKV{Client: vaultClient(t, down, vaultToken), Path: "cqgate/signing"}, wantStatus: 503, wantInErr: []string{"Vault is sealed"}},
 		{name: "no client", kv: keys.VaultKV{Path: "cqgate/signing"}, wantInErr: []string{"secret/data/cqgate/signing: no Vault client configured"}},
+		{name: "nil vault.Client", kv: keys.VaultKV{Client: (*vault.Client)(nil), Path: "cqgate/signing"}, wantInErr: []string{"no Vault client configured"}},
 		{name: "no path", kv: keys.VaultKV{Client: client}, wantInErr: []string{"secret path is empty"}},
 	}
 	for _, tc := range tests {
@@ -151,6 +145,27 @@ func TestVaultKV(t *testing.T) {
 		}
 	})
 
+	t.Run("version from metadata", func(t *testing.T) {
+		kv := &keys.VaultKV{Client: client, Path: "cqgate/rotated"}
+		before := srv.RequestsFor("secret/data/cqgate/rotated")
+		v, err := kv.Version(context.Background())
+		if err != nil || v != "kv:v2" {
+			t.Fatalf("Version = %q, %v; want kv:v2", v, err)
+		}
+		if srv.RequestsFor("secret/data/cqgate/rotated") != before || srv.RequestsFor("secret/metadata/cqgate/rotated") == 0 {
+			t.Error("Version read the secret's data instead of its metadata")
+		}
+		if _, err := (&keys.VaultKV{Client: wrongToken, Path: "cqgate/rotated"}).Version(context.Background()); err == nil ||
+			!strings.Contains(err.Error(), "secret/metadata/cqgate/rotated") {
+			t.Errorf("Version with a wrong token err = %v", err)
+		} else {
+			assertNoSecrets(t, "error", err.Error(), vaultToken, "hvs.wrong-token-also-secret")
+		}
+		if _, err := (&keys.VaultKV{Path: "x"}).Version(context.Background()); err == nil {
+			t.Error("Version without a client succeeded")
+		}
+	})
+
 	t.Run("String names the secret only", func(t *testing.T) {
 		s := fmt.Sprint(&keys.VaultKV{Client: client, Path: "cqgate/signing"})
 		if s != "vault-kv:secret/data/cqgate/signing" {
@@ -166,147 +181,8 @@ func TestVaultKV(t *testing.T) {
 // fake, so that its code is exercised on every test run.
 func TestVaultRotationSuiteAgainstFake(t *testing.T) {
 	srv := vaulttest.New(t, vaultToken)
-	t.Run("suite", func(t *testing.T) { runVaultRotationSuite(t, srv.Client(t), "secret") })
+	t.Run("suite", func(t *testing.T) { runVaultRotationSuite(t, vaultClient(t, srv, vaultToken), "secret") })
 	if paths := srv.Paths("secret"); len(paths) != 0 {
 		t.Errorf("suite left secrets behind: %v", paths)
-	}
-}
-
-// clearVaultEnv unsets the VAULT_* variables api.DefaultConfig and
-// api.NewClient read, for the duration of the test.
-func clearVaultEnv(t *testing.T) {
-	t.Helper()
-	for _, k := range []string{
-		api.EnvVaultAddress, api.EnvVaultAgentAddr, api.EnvVaultToken, api.EnvVaultNamespace,
-		api.EnvVaultCACert, api.EnvVaultCACertBytes, api.EnvVaultCAPath, api.EnvVaultClientCert,
-		api.EnvVaultClientKey, api.EnvVaultClientTimeout, api.EnvVaultSkipVerify, api.EnvVaultTLSServerName,
-		api.EnvVaultMaxRetries, api.EnvVaultHeaders, api.EnvVaultProxyAddr,
-	} {
-		t.Setenv(k, "")
-	}
-}
-
-func TestNewVaultClient(t *testing.T) {
-	clearVaultEnv(t) // t.Setenv: these subtests cannot run in parallel
-	srv := vaulttest.New(t, vaultToken)
-	srv.Put("secret", "app", map[string]any{"k": "v"})
-
-	dir := t.TempDir()
-	tokenFile := filepath.Join(dir, "token")
-	if err := os.WriteFile(tokenFile, []byte("\n  "+vaultToken+"  \n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	emptyTokenFile := filepath.Join(dir, "empty")
-	if err := os.WriteFile(emptyTokenFile, []byte(" \n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-
-	tests := []struct {
-		name          string
-		env           map[string]string
-		cfg           keys.VaultConfig
-		wantAddr      string
-		wantToken     string
-		wantNamespace string
-		wantTimeout   time.Duration
-		wantErr       []string
-		works         bool // can read secret/app from the fake
-	}{
-		{name: "explicit address and token", cfg: keys.VaultConfig{Address: srv.URL, Token: vaultToken}, wantAddr: srv.URL, wantToken: vaultToken, works: true},
-		{name: "token file is trimmed", cfg: keys.VaultConfig{Address: srv.URL, TokenFile: tokenFile}, wantAddr: srv.URL, wantToken: vaultToken, works: true},
-		{name: "environment only", env: map[string]string{"VAULT_ADDR": srv.URL, "VAULT_TOKEN": vaultToken}, wantAddr: srv.URL, wantToken: vaultToken, works: true},
-		{name: "Token beats TokenFile and VAULT_TOKEN", env: map[string]string{"VAULT_TOKEN": "env-token"}, cfg: keys.VaultConfig{Address: srv.URL, Token: vaultToken, TokenFile: emptyTokenFile}, wantAddr: srv.URL, wantToken: vaultToken, works: true},
-		{name: "TokenFile beats VAULT_TOKEN", env: map[string]string{"VAULT_TOKEN": "env-token"}, cfg: keys.VaultConfig{Address: srv.URL, TokenFile: tokenFile}, wantAddr: srv.URL, wantToken: vaultToken, works: true},
-		{name: "Address beats VAULT_ADDR and VAULT_AGENT_ADDR", env: map[string]string{"VAULT_ADDR": "http://127.0.0.1:1", "VAULT_AGENT_ADDR": "http://127.0.0.1:2"}, cfg: keys.VaultConfig{Address: srv.URL, Token: vaultToken}, wantAddr: srv.URL, wantToken: vaultToken, works: true},
-		{name: "namespace and timeout", cfg: keys.VaultConfig{Address: srv.URL, Token: vaultToken, Namespace: "team-a/", Timeout: 7 * time.Second}, wantAddr: srv.URL, wantToken: vaultToken, wantNamespace: "team-a/", wantTimeout: 7 * time.Second},
-		{name: "missing address and token", wantErr: []string{"missing address (set Address or VAULT_ADDR) and token (set Token, TokenFile or VAULT_TOKEN)"}},
-		{name: "missing address", cfg: keys.VaultConfig{Token: vaultToken}, wantErr: []string{"missing address"}},
-		{name: "missing token", cfg: keys.VaultConfig{Address: srv.URL}, wantErr: []string{"missing token"}},
-		{name: "empty token file", env: map[string]string{"VAULT_TOKEN": "env-token"}, cfg: keys.VaultConfig{Address: srv.URL, TokenFile: emptyTokenFile}, wantErr: []string{"token (token file " + emptyTokenFile + " is empty)"}},
-		{name: "unreadable token file", cfg: keys.VaultConfig{Address: srv.URL, TokenFile: filepath.Join(dir, "nope")}, wantErr: []string{"reading Vault token file " + filepath.Join(dir, "nope")}},
-		{name: "missing CA file", cfg: keys.VaultConfig{Address: srv.URL, Token: vaultToken, CACert: filepath.Join(dir, "ca.pem")}, wantErr: []string{"loading Vault CA certificate " + filepath.Join(dir, "ca.pem")}},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			for k, v := range tc.env {
-				t.Setenv(k, v)
-			}
-			c, err := keys.NewVaultClient(tc.cfg)
-			if tc.wantErr != nil {
-				if err == nil {
-					t.Fatal("NewVaultClient succeeded, want an error")
-				}
-				for _, s := range tc.wantErr {
-					if !strings.Contains(err.Error(), s) {
-						t.Errorf("err = %q\nwant it to contain %q", err, s)
-					}
-				}
-				assertNoSecrets(t, "error", err.Error(), vaultToken, "env-token")
-				return
-			}
-			if err != nil {
-				t.Fatalf("NewVaultClient: %v", err)
-			}
-			if c.Address() != tc.wantAddr || c.Token() != tc.wantToken || c.Namespace() != tc.wantNamespace {
-				t.Errorf("client address %q namespace %q token ok=%v; want %q %q", c.Address(), c.Namespace(), c.Token() == tc.wantToken, tc.wantAddr, tc.wantNamespace)
-			}
-			if tc.wantTimeout != 0 && c.ClientTimeout() != tc.wantTimeout {
-				t.Errorf("timeout = %v, want %v", c.ClientTimeout(), tc.wantTimeout)
-			}
-			if tc.works {
-				if _, err := c.KVv2("secret").Get(context.Background(), "app"); err != nil {
-					t.Errorf("reading through the client: %v", err)
-				}
-			}
-		})
-	}
-}
-
-func TestNewVaultClientCACert(t *testing.T) {
-	clearVaultEnv(t)
-	tlsSrv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		fmt.Fprint(w, `{"initialized":true,"sealed":false,"standby":false,"version":"1.20.4"}`)
-	}))
-	tlsSrv.Config.ErrorLog = log.New(io.Discard, "", 0) // the expected handshake failure below
-	tlsSrv.StartTLS()
-	t.Cleanup(tlsSrv.Close)
-	caFile := filepath.Join(t.TempDir(), "ca.pem")
-	if err := os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: tlsSrv.Certificate().Raw}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-
-	withCA, err := keys.NewVaultClient(keys.VaultConfig{Address: tlsSrv.URL, Token: vaultToken, CACert: caFile})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if h, err := withCA.Sys().Health(); err != nil || h.Version != "1.20.4" {
-		t.Fatalf("health over TLS with CACert = %+v, %v", h, err)
-	}
-
-	withoutCA, err := keys.NewVaultClient(keys.VaultConfig{Address: tlsSrv.URL, Token: vaultToken})
-	if err != nil {
-		t.Fatal(err)
-	}
-	withoutCA.SetMaxRetries(0)
-	_, err = withoutCA.Sys().Health()
-	if err == nil || !strings.Contains(err.Error(), "certificate") {
-		t.Fatalf("health without CACert err = %v, want a certificate verification error", err)
-	}
-}
-
-func TestVaultConfigStringRedactsToken(t *testing.T) {
-	cfg := keys.VaultConfig{Address: "https://vault.example.org:8200", Token: vaultToken, TokenFile: "/run/token", Namespace: "ns", Timeout: time.Second}
-	for _, f := range []string{"%v", "%+v", "%#v", "%s"} {
-		for _, v := range []any{cfg, &cfg} {
-			out := fmt.Sprintf(f, v)
-			assertNoSecrets(t, "fmt "+f, out, vaultToken, "CAESIJ")
-			if !strings.Contains(out, "vault.example.org") || !strings.Contains(out, "<redacted>") {
-				t.Errorf("fmt %s = %s, want the address and <redacted>", f, out)
-			}
-		}
-	}
-	if s := (keys.VaultConfig{}).String(); !strings.Contains(s, "Token:<unset>") {
-		t.Errorf("empty config String = %s", s)
 	}
 }

@@ -3,9 +3,10 @@ package vaulttest
 import (
 	"bytes"
 	"crypto/rand"
-	"crypto/subtle"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"sort"
@@ -22,6 +23,10 @@ import (
 // VaultVersion is what sys/health reports as the server version.
 const VaultVersion = "1.20.4"
 
+// maxRequestBody bounds what the server reads of a request body, as Vault's
+// max_request_size does (much smaller here).
+const maxRequestBody = 1 << 20
+
 // Server is a fake Vault. Create it with New; it is closed by t.Cleanup.
 type Server struct {
 	// URL is the server's base address, e.g. "http://127.0.0.1:41234",
@@ -30,17 +35,21 @@ type Server struct {
 
 	tb        testing.TB
 	token     string
-	accessor  string
 	clusterID string
-	issued    time.Time
 	srv       *httptest.Server
 
 	down  atomic.Bool
 	total atomic.Int64
 
-	mu      sync.Mutex
-	mounts  map[string]map[string]*kvSecret // mount -> secret path -> secret
-	perPath map[string]int64                // "mount/data/path" -> requests
+	mu         sync.Mutex
+	mounts     map[string]map[string]*kvSecret   // KV v2 mount -> secret path -> secret
+	transits   map[string]map[string]*transitKey // transit mount -> key name -> key
+	approles   map[string]map[string]*appRole    // approle auth mount -> role name -> role
+	kubernetes map[string]map[string]*k8sRole    // kubernetes auth mount -> role name -> role
+	tokens     map[string]*tokenEntry            // token -> entry
+	denied     map[string]bool                   // path prefixes answered with 403
+	perPath    map[string]int64                  // "mount/data/path" -> requests
+	log        []Request
 }
 
 type kvSecret struct {
@@ -56,8 +65,14 @@ type kvVersion struct {
 	destroyed bool
 }
 
+// rootTokenTTL is the lifetime the fake reports for the token given to New.
+// It never runs out during a test.
+const rootTokenTTL = 768 * time.Hour
+
 // New starts a fake Vault that accepts token and serves a KV v2 engine at
-// each of mounts ("secret" if none are given).
+// each of mounts ("secret" if none are given). token is renewable, with a
+// TTL of 768h, like a token from `vault token create`; more tokens come from
+// CreateToken and the login endpoints.
 func New(t testing.TB, token string, mounts ...string) *Server {
 	t.Helper()
 	if token == "" {
@@ -67,13 +82,16 @@ func New(t testing.TB, token string, mounts ...string) *Server {
 		mounts = []string{"secret"}
 	}
 	s := &Server{
-		tb:        t,
-		token:     token,
-		accessor:  randomID(),
-		clusterID: randomUUID(),
-		issued:    time.Now().UTC(),
-		mounts:    make(map[string]map[string]*kvSecret, len(mounts)),
-		perPath:   make(map[string]int64),
+		tb:         t,
+		token:      token,
+		clusterID:  randomUUID(),
+		mounts:     make(map[string]map[string]*kvSecret, len(mounts)),
+		transits:   make(map[string]map[string]*transitKey),
+		approles:   make(map[string]map[string]*appRole),
+		kubernetes: make(map[string]map[string]*k8sRole),
+		tokens:     make(map[string]*tokenEntry),
+		denied:     make(map[string]bool),
+		perPath:    make(map[string]int64),
 	}
 	for _, m := range mounts {
 		m = strings.Trim(m, "/")
@@ -82,13 +100,25 @@ func New(t testing.TB, token string, mounts ...string) *Server {
 		}
 		s.mounts[m] = make(map[string]*kvSecret)
 	}
+	now := time.Now().UTC()
+	s.tokens[token] = &tokenEntry{
+		id:          token,
+		accessor:    randomID(),
+		policies:    []string{"cqgate", "default"},
+		path:        "auth/token/create",
+		displayName: "token-cqgate",
+		issued:      now,
+		ttl:         rootTokenTTL,
+		expire:      now.Add(rootTokenTTL),
+		renewable:   true,
+	}
 	s.srv = httptest.NewServer(s)
 	s.URL = s.srv.URL
 	t.Cleanup(s.srv.Close)
 	return s
 }
 
-// Token returns the one token the server accepts.
+// Token returns the token given to New.
 func (s *Server) Token() string { return s.token }
 
 // Client returns a vault/api client for this server, authenticated with
@@ -141,6 +171,21 @@ func (s *Server) Put(mount, path string, data map[string]any) int {
 // {"errors":["Vault is sealed"]}, and sys/health with sealed=true.
 func (s *Server) SetDown(down bool) { s.down.Store(down) }
 
+// SetDenied makes every request to an API path starting with prefix (given
+// without "/v1/", e.g. "transit/sign/") answer 403 {"errors":["permission
+// denied"]}, as a token whose policy lacks the capability would get. Login
+// endpoints are not affected.
+func (s *Server) SetDenied(prefix string, denied bool) {
+	prefix = strings.TrimPrefix(strings.TrimPrefix(prefix, "/"), "v1/")
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if denied {
+		s.denied[prefix] = true
+	} else {
+		delete(s.denied, prefix)
+	}
+}
+
 // Requests returns how many requests the server has received.
 func (s *Server) Requests() int64 { return s.total.Load() }
 
@@ -156,8 +201,9 @@ func (s *Server) RequestsFor(path string) int64 {
 }
 
 // ServeHTTP implements the Vault HTTP API subset.
-func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+func (s *Server) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	s.total.Add(1)
+	w := &recorder{ResponseWriter: rw, status: http.StatusOK}
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("Content-Type", "application/json")
 
@@ -166,6 +212,14 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeErrors(w, http.StatusNotFound)
 		return
 	}
+	body, bodyErr := readBody(r)
+	entry := Request{Method: r.Method, Path: path, Query: r.URL.RawQuery, Body: redact(body)}
+	defer func() {
+		entry.Status = w.status
+		s.mu.Lock()
+		s.log = append(s.log, entry)
+		s.mu.Unlock()
+	}()
 	s.mu.Lock()
 	s.perPath[path]++
 	s.mu.Unlock()
@@ -178,25 +232,94 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeErrors(w, http.StatusServiceUnavailable, "Vault is sealed")
 		return
 	}
-	if !s.authorized(r) {
+	if bodyErr != nil {
+		writeErrors(w, http.StatusBadRequest, bodyErr.Error())
+		return
+	}
+	if s.login(w, r, path, body) {
+		return
+	}
+	tok := s.authenticate(r)
+	if tok == nil {
 		writeErrors(w, http.StatusForbidden, "permission denied")
 		return
 	}
-	if path == "auth/token/lookup-self" {
-		s.lookupSelf(w, r)
+	entry.Accessor = tok.accessor
+	if s.isDenied(path) {
+		writeErrors(w, http.StatusForbidden, "permission denied")
 		return
 	}
-	s.kv(w, r, path)
+	switch {
+	case path == "auth/token/lookup-self":
+		s.lookupSelf(w, r, tok)
+		return
+	case path == "auth/token/renew-self":
+		s.renewSelf(w, r, tok, body)
+		return
+	case strings.HasPrefix(path, "sys/mounts/"):
+		s.sysMounts(w, r, strings.Trim(strings.TrimPrefix(path, "sys/mounts/"), "/"), body)
+		return
+	}
+	mount, kind, rest, ok := s.route(path)
+	if !ok {
+		writeErrors(w, http.StatusNotFound, fmt.Sprintf("no handler for route %q. route entry not found.", path))
+		return
+	}
+	if kind == kindTransit {
+		s.transit(w, r, mount, rest, body)
+		return
+	}
+	s.kv(w, r, mount, rest, body)
 }
 
-func (s *Server) authorized(r *http.Request) bool {
-	token := r.Header.Get("X-Vault-Token")
-	if token == "" {
-		if bearer, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok {
-			token = bearer
+func (s *Server) isDenied(path string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for p := range s.denied {
+		if strings.HasPrefix(path, p) {
+			return true
 		}
 	}
-	return token != "" && subtle.ConstantTimeCompare([]byte(token), []byte(s.token)) == 1
+	return false
+}
+
+// recorder remembers the status code written, for the request log.
+type recorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (r *recorder) WriteHeader(code int) {
+	r.status = code
+	r.ResponseWriter.WriteHeader(code)
+}
+
+// readBody decodes a JSON request body as Vault does (numbers kept as
+// json.Number); an empty body is an empty object.
+func readBody(r *http.Request) (map[string]any, error) {
+	if r.Body == nil {
+		return map[string]any{}, nil
+	}
+	raw, err := io.ReadAll(io.LimitReader(r.Body, maxRequestBody+1))
+	if err != nil {
+		return nil, fmt.Errorf("failed to read request body: %v", err)
+	}
+	if len(raw) > maxRequestBody {
+		return nil, errors.New("error parsing JSON: http: request body too large")
+	}
+	if len(bytes.TrimSpace(raw)) == 0 {
+		return map[string]any{}, nil
+	}
+	var out map[string]any
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	if err := dec.Decode(&out); err != nil {
+		return nil, fmt.Errorf("failed to parse JSON input: %v", err)
+	}
+	if out == nil {
+		out = map[string]any{}
+	}
+	return out, nil
 }
 
 // envelope is Vault's response body for a successful logical request.
@@ -228,12 +351,7 @@ type kvReadData struct {
 
 const invalidKVPathWarning = "Invalid path for a versioned K/V secrets engine. See the API docs for the appropriate API endpoints to use. If using the Vault CLI, use 'vault kv get' for this operation."
 
-func (s *Server) kv(w http.ResponseWriter, r *http.Request, path string) {
-	mount, rest, ok := s.route(path)
-	if !ok {
-		writeErrors(w, http.StatusNotFound, fmt.Sprintf("no handler for route %q. route entry not found.", path))
-		return
-	}
+func (s *Server) kv(w http.ResponseWriter, r *http.Request, mount, rest string, body map[string]any) {
 	switch {
 	case strings.HasPrefix(rest, "data/"):
 		secretPath := strings.Trim(strings.TrimPrefix(rest, "data/"), "/")
@@ -241,7 +359,7 @@ func (s *Server) kv(w http.ResponseWriter, r *http.Request, path string) {
 		case http.MethodGet:
 			s.read(w, r, mount, secretPath)
 		case http.MethodPut, http.MethodPost:
-			s.write(w, r, mount, secretPath)
+			s.write(w, mount, secretPath, body)
 		case http.MethodDelete:
 			s.softDelete(w, mount, secretPath)
 		default:
@@ -263,16 +381,29 @@ func (s *Server) kv(w http.ResponseWriter, r *http.Request, path string) {
 	}
 }
 
-// route finds the mount serving path, the longest one that prefixes it.
-func (s *Server) route(path string) (mount, rest string, ok bool) {
+// Kinds of mounts, as route reports them.
+const (
+	kindKV      = "kv"
+	kindTransit = "transit"
+)
+
+// route finds the secrets engine mount serving path, the longest one that
+// prefixes it.
+func (s *Server) route(path string) (mount, kind, rest string, ok bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for m := range s.mounts {
+	consider := func(m, k string) {
 		if r, found := strings.CutPrefix(path, m+"/"); found && len(m) > len(mount) {
-			mount, rest, ok = m, r, true
+			mount, kind, rest, ok = m, k, r, true
 		}
 	}
-	return mount, rest, ok
+	for m := range s.mounts {
+		consider(m, kindKV)
+	}
+	for m := range s.transits {
+		consider(m, kindTransit)
+	}
+	return mount, kind, rest, ok
 }
 
 func (s *Server) read(w http.ResponseWriter, r *http.Request, mount, path string) {
@@ -320,26 +451,27 @@ func (s *Server) read(w http.ResponseWriter, r *http.Request, mount, path string
 	}
 }
 
-func (s *Server) write(w http.ResponseWriter, r *http.Request, mount, path string) {
+func (s *Server) write(w http.ResponseWriter, mount, path string, body map[string]any) {
 	if path == "" {
 		writeErrors(w, http.StatusMethodNotAllowed, "1 error occurred:\n\t* unsupported operation\n\n")
 		return
 	}
 	var req struct {
-		Data    map[string]any `json:"data"`
-		Options map[string]any `json:"options"`
+		Data    map[string]any
+		Options map[string]any
 	}
-	dec := json.NewDecoder(r.Body)
-	dec.UseNumber()
-	if err := dec.Decode(&req); err != nil {
-		writeErrors(w, http.StatusBadRequest, "failed to parse JSON input: "+err.Error())
-		return
-	}
+	req.Data, _ = body["data"].(map[string]any)
+	req.Options, _ = body["options"].(map[string]any)
 	if req.Data == nil {
 		writeErrors(w, http.StatusBadRequest, "no data provided")
 		return
 	}
 	s.mu.Lock()
+	if s.mounts[mount] == nil { // disabled meanwhile
+		s.mu.Unlock()
+		writeErrors(w, http.StatusNotFound, fmt.Sprintf("no handler for route %q. route entry not found.", mount+"/data/"+path))
+		return
+	}
 	sec := s.mounts[mount][path]
 	if raw, ok := req.Options["cas"]; ok {
 		cas, err := strconv.Atoi(fmt.Sprint(raw))
@@ -508,40 +640,6 @@ func (s *Server) health(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, code, body)
-}
-
-// tokenTTL is the lifetime the fake reports for its token.
-const tokenTTL = 768 * time.Hour
-
-// lookupSelf is GET /auth/token/lookup-self for the server's token, shaped
-// like Vault's answer for a periodic-less service token.
-func (s *Server) lookupSelf(w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodGet && r.Method != http.MethodPost {
-		writeErrors(w, http.StatusMethodNotAllowed, "1 error occurred:\n\t* unsupported operation\n\n")
-		return
-	}
-	expire := s.issued.Add(tokenTTL)
-	ttl := max(int64(time.Until(expire)/time.Second), 0)
-	data := map[string]any{
-		"accessor":         s.accessor,
-		"creation_time":    s.issued.Unix(),
-		"creation_ttl":     int64(tokenTTL / time.Second),
-		"display_name":     "token-cqgate",
-		"entity_id":        "",
-		"expire_time":      expire.Format(time.RFC3339Nano),
-		"explicit_max_ttl": 0,
-		"id":               s.token,
-		"issue_time":       s.issued.Format(time.RFC3339Nano),
-		"meta":             nil,
-		"num_uses":         0,
-		"orphan":           false,
-		"path":             "auth/token/create",
-		"policies":         []string{"cqgate", "default"},
-		"renewable":        true,
-		"ttl":              ttl,
-		"type":             "service",
-	}
-	writeJSON(w, http.StatusOK, envelope{RequestID: randomUUID(), Data: data, MountType: "token"})
 }
 
 // noContent is Vault's empty 204 answer: no body, so no Content-Type.
