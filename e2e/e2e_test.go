@@ -320,3 +320,33 @@ func TestAlgorithmThatCannotFitTheKey(t *testing.T) {
 		t.Errorf("a token request was sent with an assertion that cannot be signed")
 	}
 }
+
+// After traffic, /metrics shows it with sane values, and holds no secret.
+func TestMetricsAfterTraffic(t *testing.T) {
+	w := newWorld(t, worldOptions{flavor: "r4"})
+	for range 3 {
+		if resp, body := w.do("GET", "/fhir/"+cernerOID+"/Patient/1316024", nil, nil); resp.StatusCode != http.StatusOK {
+			t.Fatalf("%d %s", resp.StatusCode, body)
+		}
+	}
+	w.do("GET", "/fhir/1.2.x/Patient/1", nil, nil)
+	resp, body := w.do("GET", "/metrics", nil, nil)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("/metrics: %d", resp.StatusCode)
+	}
+	text := string(body)
+	for _, want := range []string{
+		`cqgate_requests_total{code_class="2xx",method="GET",org="` + cernerOID + `"} 3`,
+		`cqgate_requests_total{code_class="4xx",method="GET",org="unknown"} 1`,
+		`cqgate_token_exchanges_total{outcome="success"} 1`,
+		`cqgate_token_cache_requests_total{result="hit"} 2`,
+		`cqgate_token_cache_requests_total{result="miss"} 1`,
+		`cqgate_upstream_duration_seconds_count{org="` + cernerOID + `"} 3`,
+		`cqgate_vault_logged_in 1`,
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+	w.assertNoSecrets(text)
+}

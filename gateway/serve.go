@@ -24,7 +24,7 @@ func Serve(ctx context.Context, ln net.Listener, h http.Handler, cfg config.Serv
 		ReadTimeout:       cfg.ReadTimeout,
 		WriteTimeout:      cfg.WriteTimeout,
 		IdleTimeout:       cfg.IdleTimeout,
-		MaxHeaderBytes:    64 << 10,
+		MaxHeaderBytes:    cfg.MaxHeaderBytes,
 		ErrorLog:          errLog,
 	}
 	errc := make(chan error, 1)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -28,6 +29,10 @@ func main() {
 		if !errors.Is(err, flag.ErrHelp) {
 			fmt.Fprintln(os.Stderr, "cqgate:", err)
 		}
+		if errors.Is(err, flag.ErrHelp) || len(os.Args) < 2 || commands[os.Args[1]] == "" {
+			os.Exit(2)
+		}
+		os.Exit(1) // a command ran and failed
 		os.Exit(2)
 	}
 }
@@ -81,6 +86,11 @@ func loadConfig(f *flags, lookup func(string) (string, bool)) (*config.Config, e
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer, lookup func(string) (string, bool)) error {
+	if len(args) > 0 {
+		if _, ok := commands[args[0]]; ok {
+			return runCommand(ctx, args[0], args[1:], stdout, stderr, lookup)
+		}
+	}
 	f, err := parseFlags(args, stderr, lookup)
 	if err != nil {
 		return err
@@ -118,12 +128,40 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, lookup fu
 	if err != nil {
 		return err
 	}
+	defer g.Close()
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("listening on %s: %w", cfg.Listen, err)
 	}
+	scheme := "http"
+	if g.TLS != nil {
+		ln, scheme = tls.NewListener(ln, g.TLS.Config()), "https"
+	}
 	if f.dev {
 		printDevBanner(stdout, ln.Addr().String())
 	}
+	go g.Warmup(ctx)
+	go reloadOnHangup(ctx, g, log)
+	log.WithField("url", scheme+"://"+ln.Addr().String()).Info("cqgate: serving")
 	return gateway.Serve(ctx, ln, g.Handler, cfg.Server, log)
+}
+
+// reloadOnHangup reloads keys, callers' API keys, the TLS certificate and
+// the audit file on SIGHUP. Other settings need a restart.
+func reloadOnHangup(ctx context.Context, g *gateway.Gateway, log logrus.FieldLogger) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+			if err := g.Reload(ctx); err != nil {
+				log.WithError(err).Warn("cqgate: SIGHUP reload failed in part; what could not be reloaded keeps its old state")
+				continue
+			}
+			log.Info("cqgate: reloaded on SIGHUP")
+		}
+	}
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"io"
 	"net/http"
 	"regexp"
@@ -120,5 +121,97 @@ func TestCheckConfig(t *testing.T) {
 				t.Fatalf("err %v, out %q", err, out.String())
 			}
 		})
+	}
+}
+
+// TestCommands runs the operator commands against the dev sandbox.
+func TestCommands(t *testing.T) {
+	tests := []struct {
+		args    []string
+		wantErr string
+		check   func(t *testing.T, out string)
+	}{
+		{args: []string{"resolve", "-dev", sandbox.OID}, check: func(t *testing.T, out string) {
+			for _, want := range []string{"organization", "cqgate Sandbox Hospital", "carequality-token", "used ->", "token URL", "Authorization/token", "algorithm            RS384"} {
+				if !strings.Contains(out, want) {
+					t.Errorf("resolve output lacks %q:\n%s", want, out)
+				}
+			}
+		}},
+		{args: []string{"resolve", "urn:oid:" + sandbox.OID, "-dev", "-json"}, check: func(t *testing.T, out string) {
+			var r struct {
+				Tenant struct {
+					TokenURL  string `json:"token_url"`
+					Discovery []struct{ Source, Outcome string }
+				}
+				Algorithm string
+			}
+			if err := json.Unmarshal([]byte(out), &r); err != nil {
+				t.Fatalf("resolve -json: %v\n%s", err, out)
+			}
+			if r.Tenant.TokenURL == "" || r.Algorithm != "RS384" || len(r.Tenant.Discovery) == 0 || r.Tenant.Discovery[0].Outcome != "used" {
+				t.Errorf("resolve -json = %+v", r)
+			}
+		}},
+		{args: []string{"assert", "-dev", sandbox.OID}, check: func(t *testing.T, out string) {
+			var p struct {
+				Header map[string]any
+				Claims map[string]any
+			}
+			if err := json.Unmarshal([]byte(out), &p); err != nil {
+				t.Fatalf("assert: %v\n%s", err, out)
+			}
+			if p.Header["alg"] != "RS384" || p.Header["typ"] != "JWT" || p.Claims["iss"] != "cqgate.dev.localhost" || p.Claims["jti"] == nil {
+				t.Errorf("assert = %+v", p)
+			}
+			if strings.Contains(out, "PRIVATE KEY") || strings.Count(out, ".") > 20 && strings.Contains(out, "eyJ") {
+				t.Errorf("assert printed a key or a compact JWS:\n%s", out)
+			}
+		}},
+		{args: []string{"token", "-dev", sandbox.OID}, check: func(t *testing.T, out string) {
+			if !strings.Contains(out, `"token_type": "Bearer"`) || !strings.Contains(out, `"expires_in"`) || strings.Contains(out, "access_token") {
+				t.Errorf("token without -show-token:\n%s", out)
+			}
+		}},
+		{args: []string{"token", "-dev", "-show-token", sandbox.OID}, check: func(t *testing.T, out string) {
+			if !strings.Contains(out, `"access_token"`) {
+				t.Errorf("token -show-token:\n%s", out)
+			}
+		}},
+		{args: []string{"register", "-dev", sandbox.OID}, wantErr: "udap.registrations.path is not set"},
+		{args: []string{"resolve", "-dev", "1.2.x"}, wantErr: "invalid OID"},
+		{args: []string{"resolve", "-dev"}, wantErr: "exactly one OID"},
+		{args: []string{"resolve", "-dev", "1.2", "1.3"}, wantErr: "exactly one OID"},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			var stdout, stderr syncBuffer
+			err := run(context.Background(), tt.args, &stdout, &stderr, noEnv)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("want an error with %q, got %v", tt.wantErr, err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("%v\nstderr: %s", err, stderr.String())
+			}
+			tt.check(t, stdout.String())
+		})
+	}
+}
+
+// The sidecar shape (auth none) refuses to start on an address others can
+// reach, unless forced.
+func TestRefusesUnauthenticatedOffLoopback(t *testing.T) {
+	var stdout, stderr syncBuffer
+	err := run(context.Background(), []string{"-dev", "-listen", "0.0.0.0:0", "-check"}, &stdout, &stderr, noEnv)
+	if err == nil || !strings.Contains(err.Error(), `inbound auth "none" on listen address "0.0.0.0:0"`) {
+		t.Fatalf("want a refusal naming the address, got %v", err)
+	}
+	env := map[string]string{"CQGATE_INBOUND_ALLOW_UNAUTHENTICATED": "true"}
+	lookup := func(k string) (string, bool) { v, ok := env[k]; return v, ok }
+	if err := run(context.Background(), []string{"-dev", "-listen", "0.0.0.0:0", "-check"}, &stdout, &stderr, lookup); err != nil {
+		t.Fatalf("forced: %v", err)
 	}
 }
