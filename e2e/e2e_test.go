@@ -343,6 +343,7 @@ func TestMetricsAfterTraffic(t *testing.T) {
 		`cqgate_token_cache_requests_total{result="miss"} 1`,
 		`cqgate_upstream_duration_seconds_count{org="` + cernerOID + `"} 3`,
 		`cqgate_vault_logged_in 1`,
+		`cqgate_signing_certificate_not_after_seconds 1.`,
 	} {
 		if !strings.Contains(text, want) {
 			t.Errorf("/metrics lacks %s", want)

@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"errors"
+	"net/http"
 	"time"
 
 	"github.com/cqgate/cqgate/config"
@@ -189,4 +190,17 @@ func (c *countingDiscovery) Discover(ctx context.Context, req discovery.Request)
 		c.m.DiscoveryLookup(metrics.LookupMiss)
 	}
 	return r, err
+}
+
+// scrapeHandler serves /metrics after bringing up to date what is read
+// from the key holders: the default identity's certificate expiry.
+func (g *Gateway) scrapeHandler() http.Handler {
+	h := g.Metrics.Handler()
+	def := g.identities[config.DefaultIdentity].holder
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if m := def.Current(); m != nil {
+			g.Metrics.SetSigningCertificateNotAfter(m.NotAfter())
+		}
+		h.ServeHTTP(w, r)
+	})
 }

@@ -196,7 +196,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Gateway, error
 	}
 	if g.Metrics != nil {
 		apiCfg.Observer = g.Metrics
-		apiCfg.Metrics, apiCfg.MetricsPath = g.Metrics.Handler(), cfg.Metrics.Path
+		apiCfg.Metrics, apiCfg.MetricsPath = g.scrapeHandler(), cfg.Metrics.Path
 		g.registerMetrics()
 	}
 	g.Handler = api.New(apiCfg)
