@@ -13,8 +13,6 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/cqgate/cqgate/gateway"
-	"github.com/cqgate/cqgate/keys"
-	"github.com/cqgate/cqgate/sandbox"
 )
 
 // commands are the operator's debugging tools. Each builds the gateway
@@ -86,13 +84,11 @@ func runCommand(ctx context.Context, name string, args []string, stdout, stderr 
 	defer cancel()
 	opts := gateway.Options{Logger: log}
 	if f.dev {
-		sb, err := sandbox.Start(ctx, sandbox.Options{Logger: log.WithField("component", "sandbox")})
+		stop, err := startDev(ctx, cfg, &opts, log)
 		if err != nil {
 			return err
 		}
-		defer sb.Close()
-		devConfig(cfg, sb)
-		opts.Keys = keys.NewStatic(sb.Material)
+		defer stop()
 	}
 	// A command serves nothing and leaves no audit trail of its own.
 	cfg.Metrics.Enabled = false

@@ -1,12 +1,29 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 
+	"github.com/sirupsen/logrus"
+
 	"github.com/cqgate/cqgate/config"
+	"github.com/cqgate/cqgate/gateway"
+	"github.com/cqgate/cqgate/keys"
 	"github.com/cqgate/cqgate/sandbox"
 )
+
+// startDev starts the sandbox and points cfg and opts at it; stop closes
+// the sandbox.
+func startDev(ctx context.Context, cfg *config.Config, opts *gateway.Options, log logrus.FieldLogger) (stop func(), err error) {
+	sb, err := sandbox.Start(ctx, sandbox.Options{Logger: log.WithField("component", "sandbox")})
+	if err != nil {
+		return nil, err
+	}
+	devConfig(cfg, sb)
+	opts.Keys = keys.NewStatic(sb.Material)
+	return func() { _ = sb.Close() }, nil
+}
 
 // devConfig points cfg at the sandbox: its R4 directory, its client id and
 // an in-memory key. Everything else keeps the file/env/flag values.

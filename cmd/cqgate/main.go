@@ -17,8 +17,6 @@ import (
 
 	"github.com/cqgate/cqgate/config"
 	"github.com/cqgate/cqgate/gateway"
-	"github.com/cqgate/cqgate/keys"
-	"github.com/cqgate/cqgate/sandbox"
 )
 
 func main() {
@@ -105,13 +103,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, lookup fu
 
 	var opts gateway.Options
 	if f.dev {
-		sb, err := sandbox.Start(ctx, sandbox.Options{Logger: log.WithField("component", "sandbox")})
+		stop, err := startDev(ctx, cfg, &opts, log)
 		if err != nil {
 			return err
 		}
-		defer sb.Close()
-		devConfig(cfg, sb)
-		opts.Keys = keys.NewStatic(sb.Material)
+		defer stop()
 	}
 	if err := cfg.Validate(); err != nil {
 		return err
