@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -350,4 +351,25 @@ func TestMetricsAfterTraffic(t *testing.T) {
 		}
 	}
 	w.assertNoSecrets(text)
+}
+
+// Warm-up resolves the configured organizations and fetches their tokens
+// before any caller asks; SIGHUP's reload keeps everything working.
+func TestWarmupAndReload(t *testing.T) {
+	w := newWorld(t, worldOptions{flavor: "r4", tune: func(c *config.Config, _ *world) {
+		c.Warmup.Organizations = []string{cernerOID}
+	}})
+	w.gw.Warmup(context.Background())
+	if got := w.auth.Exchanges(); got != 1 {
+		t.Fatalf("exchanges after warm-up = %d, want 1", got)
+	}
+	if err := w.gw.Reload(context.Background()); err != nil {
+		t.Fatalf("reload: %v", err)
+	}
+	if resp, body := w.do("GET", "/fhir/"+cernerOID+"/Patient/1316024", nil, nil); resp.StatusCode != http.StatusOK {
+		t.Fatalf("%d %s", resp.StatusCode, body)
+	}
+	if got := w.auth.Exchanges(); got != 1 {
+		t.Errorf("the first request after warm-up exchanged again (%d exchanges)", got)
+	}
 }
