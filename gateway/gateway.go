@@ -93,6 +93,8 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Gateway, error
 	if dirBase == nil {
 		dirBase = NewTransport(cfg.Directory.Timeout, false)
 	}
+	// Token requests and directory requests never follow redirects (an
+	// assertion is for one URL; the directory API key must not travel).
 	client := func(rt http.RoundTripper, timeout time.Duration) *http.Client {
 		return &http.Client{Transport: rt, Timeout: timeout, CheckRedirect: noRedirects}
 	}
@@ -129,7 +131,9 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Gateway, error
 		NegativeTTL: cfg.Directory.NegativeTTL,
 		Clock:       g.clock,
 	})
-	disc, err := g.discoverer(client(base, cfg.Discovery.Timeout))
+	// Discovery documents may redirect (http to https, a trailing slash);
+	// the egress guard still checks where a redirect leads.
+	disc, err := g.discoverer(&http.Client{Transport: base, Timeout: cfg.Discovery.Timeout})
 	if err != nil {
 		return nil, err
 	}
