@@ -1,0 +1,88 @@
+// Command bareproxy is the benchmark's baseline: the reverse proxy a user
+// would write instead of deploying cqgate, a bare net/http/httputil
+// ReverseProxy that adds a fixed Authorization header (a token obtained
+// once, by hand) to every request.
+//
+//	BENCH_AUTHORIZATION='Bearer …' bareproxy -listen 127.0.0.1:0 -addr-file f -target http://127.0.0.1:9000
+//
+// The proxy is setup.BareProxy, whose transport is configured like
+// cqgate's. Listen address and target must be loopback.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/cqgate/cqgate/bench/internal/loopback"
+	"github.com/cqgate/cqgate/bench/internal/setup"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "bareproxy:", err)
+		os.Exit(2)
+	}
+}
+
+func run() error {
+	listen := flag.String("listen", "127.0.0.1:0", "loopback address to listen on")
+	addrFile := flag.String("addr-file", "", "write the listening address here once ready")
+	target := flag.String("target", "", "loopback http URL to forward to")
+	authEnv := flag.String("authorization-env", "BENCH_AUTHORIZATION", "environment variable holding the Authorization header value to add")
+	lifetime := flag.Duration("max-lifetime", 30*time.Minute, "exit after this long, whatever happens")
+	flag.Parse()
+	if err := loopback.CheckAddr(*listen); err != nil {
+		return err
+	}
+	u, err := loopback.CheckURL(*target)
+	if err != nil {
+		return err
+	}
+	auth := os.Getenv(*authEnv)
+	if auth == "" {
+		return fmt.Errorf("%s is empty: no Authorization header to add", *authEnv)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	ctx, cancel := context.WithTimeout(ctx, *lifetime)
+	defer cancel()
+
+	rp := setup.BareProxy(u, auth)
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{
+		Handler:           rp,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       60 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	if *addrFile != "" {
+		if err := os.WriteFile(*addrFile, []byte(ln.Addr().String()), 0o644); err != nil {
+			return err
+		}
+	}
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	sctx, scancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer scancel()
+	if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	return nil
+}

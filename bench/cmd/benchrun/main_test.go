@@ -1,0 +1,133 @@
+package main
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cqgate/cqgate/bench/internal/report"
+)
+
+// buildTools builds the upstream and bareproxy commands into a temporary
+// directory.
+func buildTools(t *testing.T) string {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("builds and starts processes")
+	}
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		t.Skip("no go command to build the bench tools with")
+	}
+	dir := t.TempDir()
+	cmd := exec.Command(goBin, "build", "-o", dir+string(os.PathSeparator), "../upstream", "../bareproxy")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return dir
+}
+
+// The orchestrator starts the upstream and the bare proxy, measures both
+// with the built-in load generator, and stops every process it started.
+func TestRunDirectAndBare(t *testing.T) {
+	bin := buildTools(t)
+	work := t.TempDir()
+	pidFile := filepath.Join(work, "pids")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	rep, err := run(ctx, options{
+		binDir: bin, workDir: work, pidFile: pidFile, targets: "direct,bare",
+		duration: 2 * time.Second, rounds: 2, conns: 4, threads: 1,
+		rate: 200, rateConns: 4, rateDuration: time.Second,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Failures) != 0 {
+		t.Fatalf("failures: %v", rep.Failures)
+	}
+	if len(rep.Rows) != 2 || len(rep.RateRows) != 2 {
+		t.Fatalf("rows %+v rate rows %+v", rep.Rows, rep.RateRows)
+	}
+	for _, row := range rep.Rows {
+		if row.Rounds != 2 {
+			t.Errorf("%s: %d rounds, want 2", row.Name, row.Rounds)
+		}
+	}
+	for _, row := range append(rep.Rows, rep.RateRows...) {
+		if row.Skipped != "" || row.Requests == 0 || row.Non2xx != 0 || row.Tool != "loadgen" {
+			t.Errorf("row %+v", row)
+		}
+		if row.Key == report.Bare && row.PeakRSS == 0 {
+			t.Errorf("no peak RSS for the bare proxy: %+v", row)
+		}
+	}
+	if rep.Cold != nil {
+		t.Error("a cold start ran without cqgate")
+	}
+	md := rep.Markdown()
+	if !strings.Contains(md, "| bare Go ReverseProxy | loadgen |") {
+		t.Errorf("report:\n%s", md)
+	}
+
+	// run has returned: every process it started has ended.
+	pids, err := os.ReadFile(pidFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Fields(string(pids))
+	if len(lines) != 2 {
+		t.Errorf("pid file lists %q, want the upstream and the bare proxy", lines)
+	}
+	for _, pid := range lines {
+		if _, err := os.Stat("/proc/" + pid); err == nil {
+			if stat, _ := os.ReadFile("/proc/" + pid + "/stat"); !strings.Contains(string(stat), ") Z ") {
+				t.Errorf("process %s still runs", pid)
+			}
+		}
+	}
+}
+
+func TestRunRefusesIncompleteOptions(t *testing.T) {
+	ctx := context.Background()
+	tests := []struct {
+		name string
+		o    options
+		want string
+	}{
+		{"no workdir", options{binDir: "/x"}, "-workdir and -bin"},
+		{"wrk without script", options{binDir: "/x", workDir: t.TempDir(), wrk: "/usr/bin/wrk"}, "-lua"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if _, err := run(ctx, tt.o); err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("err %v, want %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestRunReportsAMissingCqgate(t *testing.T) {
+	bin := buildTools(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	_, err := run(ctx, options{binDir: bin, workDir: t.TempDir(), targets: "direct,cqgate", duration: time.Second, conns: 1})
+	if err == nil || !strings.Contains(err.Error(), "-cqgate is required") {
+		t.Errorf("err %v", err)
+	}
+}
+
+func TestWholeSeconds(t *testing.T) {
+	for _, c := range []struct{ in, want time.Duration }{
+		{0, 0}, {-time.Second, 0}, {100 * time.Millisecond, time.Second}, {1400 * time.Millisecond, time.Second},
+		{1600 * time.Millisecond, 2 * time.Second}, {15 * time.Second, 15 * time.Second},
+	} {
+		if got := wholeSeconds(c.in); got != c.want {
+			t.Errorf("wholeSeconds(%v) = %v, want %v", c.in, got, c.want)
+		}
+	}
+}

@@ -1,0 +1,206 @@
+package report
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+const wrkOut = `Running 3s test @ http://127.0.0.1:1/x
+  2 threads and 64 connections
+Requests/sec:  67975.01
+CQBENCH requests 209036
+CQBENCH duration_us 3075189
+CQBENCH bytes 449218364
+CQBENCH errors_connect 0
+CQBENCH errors_read 2
+CQBENCH errors_write 0
+CQBENCH errors_status 5
+CQBENCH errors_timeout 1
+CQBENCH p50_us 756
+CQBENCH p75_us 2885
+CQBENCH p90_us 9048
+CQBENCH p99_us 186037
+CQBENCH p99.9_us 269223
+CQBENCH max_us 279359
+CQBENCH mean_us 7922
+`
+
+func TestParseWrk(t *testing.T) {
+	tests := []struct {
+		name    string
+		out     string
+		wantErr string
+	}{
+		{name: "complete", out: wrkOut},
+		{name: "no pct.lua lines", out: "Requests/sec: 1\n", wantErr: "lacks requests"},
+		{name: "missing p99.9", out: strings.Replace(wrkOut, "CQBENCH p99.9_us 269223\n", "", 1), wantErr: "lacks p99.9_us"},
+		{name: "garbage value", out: strings.Replace(wrkOut, "p50_us 756", "p50_us x", 1), wantErr: "bad value"},
+		{name: "negative value", out: strings.Replace(wrkOut, "p50_us 756", "p50_us -1", 1), wantErr: "bad value"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var r Row
+			err := ParseWrk(tt.out, &r)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("err %v, want %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := Row{Requests: 209036, Duration: 3075189 * time.Microsecond, Non2xx: 5, SocketErrors: 3,
+				P50: 756 * time.Microsecond, P75: 2885 * time.Microsecond, P90: 9048 * time.Microsecond,
+				P99: 186037 * time.Microsecond, P999: 269223 * time.Microsecond, Max: 279359 * time.Microsecond}
+			if r != want {
+				t.Errorf("got %+v\nwant %+v", r, want)
+			}
+			if rps := r.RPS(); rps < 67974 || rps > 67976 {
+				t.Errorf("RPS %v", rps)
+			}
+		})
+	}
+}
+
+func rateRow(key, name string, p50, p99 time.Duration) Row {
+	return Row{Key: key, Name: name, Tool: "loadgen", Requests: 10000, Duration: 5 * time.Second,
+		P50: p50, P90: p99 / 2, P99: p99, P999: 2 * p99, Max: 3 * p99}
+}
+
+func sampleReport() *Report {
+	row := func(key, name string, rps int64, p50, p99 time.Duration) Row {
+		return Row{Key: key, Name: name, Tool: "wrk", Requests: rps * 10, Duration: 10 * time.Second,
+			P50: p50, P90: p99 / 2, P99: p99, P999: 2 * p99, Max: 3 * p99, CPUPerRequest: 20 * time.Microsecond, PeakRSS: 30 << 20}
+	}
+	return &Report{
+		When: time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC), Command: "bench/run.sh",
+		Machine:     Machine{CPUs: 2, CPUModel: "AMD EPYC", Memory: "24 GiB", Kernel: "6.1", GoVersion: "go1.26", Wrk: "4.1.0", Nginx: "1.22.1"},
+		Connections: 64, Threads: 2, Duration: 10 * time.Second, Warmup: time.Second,
+		Rows: []Row{
+			row(Direct, "upstream directly", 60000, 500*time.Microsecond, 2*time.Millisecond),
+			row(Bare, "bare Go ReverseProxy", 20000, 2*time.Millisecond, 8*time.Millisecond),
+			{Key: Nginx, Name: "nginx", Skipped: "nginx not installed"},
+			row(Cqgate, "cqgate", 19000, 2100*time.Microsecond, 9*time.Millisecond),
+		},
+		Rate: 2000, RateConnections: 64, RateDuration: 5 * time.Second,
+		RateRows: []Row{
+			rateRow(Direct, "upstream directly", 200*time.Microsecond, 500*time.Microsecond),
+			rateRow(Bare, "bare Go ReverseProxy", 350*time.Microsecond, 700*time.Microsecond),
+			{Key: Nginx, Name: "nginx", Skipped: "nginx not installed"},
+			rateRow(Cqgate, "cqgate", 400*time.Microsecond, 800*time.Microsecond),
+		},
+		Cold: &ColdStart{OID: "2.999.7.2", N: 1000, Status: map[int]int64{200: 1000}, Directory: 1, Metadata: 1, Token: 1,
+			First: 70 * time.Millisecond, Median: 90 * time.Millisecond, Max: 120 * time.Millisecond, PeakRSS: 40 << 20, UpstreamDelay: 20 * time.Millisecond},
+	}
+}
+
+func TestMarkdown(t *testing.T) {
+	r := sampleReport()
+	r.CheckFunctional()
+	if len(r.Failures) != 0 {
+		t.Fatalf("failures %v", r.Failures)
+	}
+	md := r.Markdown()
+	for _, want := range []string{
+		"| upstream directly | wrk | 60000 | 0.500 ms |",
+		"| 0.00 CPUs |",
+		"| cqgate | wrk | 19000 | 2.100 ms |",
+		"| nginx | – | skipped: nginx not installed |",
+		"| bare Go ReverseProxy | 0.95× |",
+		"| throughput ≥ 0.9× the bare Go proxy | 0.95× | met |",
+		"| added p99 over direct ≤ 1.000 ms at 64 connections, saturated | +7.000 ms | **missed** |",
+		"## Latency at a fixed rate: 2000 requests/s over 64 connections, 5s each (loadgen)",
+		"| cqgate | loadgen | 2000 | 0.400 ms |",
+		"| added p99 over direct ≤ 1.000 ms at 64 connections, at 2000 req/s | +0.300 ms | met |",
+		"| bare Go ReverseProxy | 0.95× | 1.00× | 1.05× | 1.12× | +0.100 ms | +1.000 ms | +2.000 ms | +0.050 ms | +0.100 ms | +0.200 ms |",
+		"| cqgate peak RSS ≤ 64.0 MiB, under load (64 connections) | 30.0 MiB | met |",
+		"| cqgate peak RSS ≤ 64.0 MiB, after the 1000-connection cold-start burst | 40.0 MiB | met |",
+		"| cold start: exactly 1 token exchange | 1 | met |",
+		"| 1000×200 | 1 | 1 | 1 | 0 | 70.000 ms |",
+		"PASS",
+	} {
+		if !strings.Contains(md, want) {
+			t.Errorf("report lacks %q:\n%s", want, md)
+		}
+	}
+}
+
+func TestCheckFunctional(t *testing.T) {
+	tests := []struct {
+		name   string
+		modify func(*Report)
+		want   []string
+	}{
+		{"all good", func(*Report) {}, nil},
+		{"non-2xx under load", func(r *Report) { r.Rows[3].Non2xx = 3 }, []string{"cqgate: 3 responses were not 2xx"}},
+		{"two exchanges", func(r *Report) { r.Cold.Token = 2 }, []string{"cold start: 2 token exchanges, want exactly 1"}},
+		{"a 502 in the burst", func(r *Report) { r.Cold.Status = map[int]int64{200: 999, 502: 1} }, []string{"cold start: 1 of 1000 first requests were not answered 200 (999×200, 1×502)"}},
+		{"directory twice is reported, not a failure", func(r *Report) { r.Cold.Directory = 2 }, nil},
+		{"socket errors are not a failure", func(r *Report) { r.Rows[0].SocketErrors = 2 }, nil},
+		{"non-2xx at the fixed rate", func(r *Report) { r.RateRows[1].Non2xx = 1 }, []string{"bare Go ReverseProxy: 1 responses were not 2xx"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := sampleReport()
+			tt.modify(r)
+			r.CheckFunctional()
+			if strings.Join(r.Failures, "|") != strings.Join(tt.want, "|") {
+				t.Errorf("failures %q, want %q", r.Failures, tt.want)
+			}
+			if len(tt.want) > 0 && !strings.Contains(r.Markdown(), "FAIL: "+tt.want[0]) {
+				t.Errorf("the report does not show the failure")
+			}
+		})
+	}
+}
+
+func TestMarkdownFlagsDisturbedRows(t *testing.T) {
+	r := sampleReport()
+	if strings.Contains(r.Markdown(), "kept the machine busy") {
+		t.Fatal("a quiet run is flagged")
+	}
+	r.Rows[3].OtherCPU, r.Rows[3].Steal = 0.5, 0.1
+	md := r.Markdown()
+	if !strings.Contains(md, "kept the machine busy during: cqgate with wrk (0.60 CPUs)") || !strings.Contains(md, "| 0.60 CPUs |") {
+		t.Errorf("disturbed row not flagged:\n%s", md)
+	}
+}
+
+func TestMerge(t *testing.T) {
+	ms := time.Millisecond
+	rounds := []Row{
+		{Key: Cqgate, Name: "cqgate", Tool: "wrk", Requests: 1000, Duration: time.Second, P50: 1 * ms, P99: 5 * ms, P999: 9 * ms, Max: 10 * ms,
+			CPUPerRequest: 40 * time.Microsecond, UpstreamCPUPerRequest: 10 * time.Microsecond, PeakRSS: 20 << 20, OtherCPU: 0.3},
+		{Key: Cqgate, Name: "cqgate", Tool: "wrk", Requests: 3000, Duration: time.Second, P50: 3 * ms, P99: 7 * ms, P999: 8 * ms, Max: 30 * ms,
+			CPUPerRequest: 20 * time.Microsecond, UpstreamCPUPerRequest: 10 * time.Microsecond, PeakRSS: 25 << 20, Non2xx: 1},
+		{Key: Cqgate, Name: "cqgate", Tool: "wrk", Requests: 2000, Duration: time.Second, P50: 2 * ms, P99: 6 * ms, P999: 7 * ms, Max: 20 * ms,
+			CPUPerRequest: 30 * time.Microsecond, UpstreamCPUPerRequest: 10 * time.Microsecond, PeakRSS: 22 << 20, SocketErrors: 2},
+	}
+	got := Merge(rounds)
+	want := Row{Key: Cqgate, Name: "cqgate", Tool: "wrk", Requests: 6000, Duration: 3 * time.Second, Non2xx: 1, SocketErrors: 2,
+		P50: 2 * ms, P99: 6 * ms, P999: 8 * ms, Max: 30 * ms,
+		CPUPerRequest: (40*1000 + 20*3000 + 30*2000) * time.Microsecond / 6000, UpstreamCPUPerRequest: 10 * time.Microsecond,
+		PeakRSS: 25 << 20, OtherCPU: 0.1, Rounds: 3, MinRPS: 1000, MaxRPS: 3000}
+	if got.OtherCPU < 0.0999 || got.OtherCPU > 0.1001 {
+		t.Errorf("other CPU %v, want 0.1", got.OtherCPU)
+	}
+	got.OtherCPU = want.OtherCPU
+	if got != want {
+		t.Errorf("got  %+v\nwant %+v", got, want)
+	}
+	skipped := Merge([]Row{rounds[0], {Key: Cqgate, Skipped: "run failed"}})
+	if skipped.Skipped != "run failed" {
+		t.Errorf("a failed round is not reported: %+v", skipped)
+	}
+	if (Merge(nil) != Row{}) {
+		t.Error("Merge(nil) is not empty")
+	}
+	r := sampleReport()
+	r.Rounds = 3
+	r.Rows[3] = got
+	if md := r.Markdown(); !strings.Contains(md, "| cqgate | wrk | 2000 (1000–3000) |") || !strings.Contains(md, "3 rounds of 3.333333333s") {
+		t.Errorf("rounds not shown:\n%s", md)
+	}
+}

@@ -1,0 +1,189 @@
+#!/usr/bin/env bash
+# bench/run.sh: what cqgate costs in the hot path of a FHIR call, next to
+# what a user would deploy instead, side by side in one run on this machine.
+#
+# On 127.0.0.1 only, it starts a fast FHIR-like upstream (which also plays
+# the Carequality directory and the token endpoint), then drives the same
+# load against (1) the upstream directly, (2) a bare Go httputil.ReverseProxy
+# adding a static Authorization header, (3) nginx doing the same, and
+# (4) cqgate with warm directory, discovery and token caches; then it fires
+# 1,000 concurrent first requests at cqgate for an organization it has not
+# seen (the cold start). The Markdown report goes to stdout and to
+# bench/results/latest.md (and latest.json).
+#
+# Usage: bench/run.sh [options]
+#   --quick              CI mode: 3 s per target, 16 connections, short fixed-rate runs
+#   --duration D         measured load per target (default 15s; env BENCH_DURATION)
+#   --rounds N           split it into N turns, the targets alternating (default 3)
+#   --warmup D           unmeasured load per target before it (default 2s)
+#   --connections N      connections of the saturating runs (default 64)
+#   --threads N          wrk threads (default 2)
+#   --rate R             requests/s of the fixed-rate latency runs (default 2000; 0 skips them)
+#   --rate-duration D    length of each fixed-rate run (default 10s)
+#   --cold N             concurrent first requests of the cold start (default 1000; 0 skips)
+#   --targets LIST       comma-separated subset of direct,bare,nginx,cqgate
+#   --cqgate-bin PATH    use this cqgate binary instead of building ./cmd/cqgate
+#   --loadgen            use the built-in Go load generator even if wrk is installed
+#   --no-install         do not try to install wrk and nginx with apt-get
+#   --out FILE           report path (default bench/results/latest.md)
+#   --go-bench           afterwards, run the packages' Go benchmarks (go test -bench)
+#   --profile            afterwards, CPU-profile cqgate in-process (bench/gatewaybench)
+#   --keep               keep the scratch directory (configs, logs) for inspection
+#
+# Exit status: 0 when every answer was 2xx and the cold start made exactly
+# one token exchange, whatever the performance numbers; 1 on such a
+# functional failure; 2 when the benchmark could not be set up.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+
+DURATION=${BENCH_DURATION:-15s}
+ROUNDS=${BENCH_ROUNDS:-3}
+WARMUP=${BENCH_WARMUP:-2s}
+CONNECTIONS=${BENCH_CONNECTIONS:-64}
+THREADS=${BENCH_THREADS:-2}
+RATE=${BENCH_RATE:-2000}
+RATE_DURATION=${BENCH_RATE_DURATION:-10s}
+RATE_CONNECTIONS=${BENCH_RATE_CONNECTIONS:-64}
+COLD=${BENCH_COLD:-1000}
+TARGETS=${BENCH_TARGETS:-direct,bare,nginx,cqgate}
+CQGATE_BIN=${BENCH_CQGATE_BIN:-}
+OUT=${BENCH_OUT:-$ROOT/bench/results/latest.md}
+USE_WRK=1
+INSTALL=1
+GO_BENCH=0
+PROFILE=0
+KEEP=0
+ARGS="$*"
+
+die() { echo "run.sh: $*" >&2; exit 2; }
+need() { [ $# -ge 2 ] || die "$1 needs a value"; }
+
+while [ $# -gt 0 ]; do
+	case "$1" in
+	--quick)
+		DURATION=3s ROUNDS=1 WARMUP=1s CONNECTIONS=16 RATE=1000 RATE_DURATION=2s RATE_CONNECTIONS=16
+		;;
+	--duration) need "$@"; DURATION=$2; shift ;;
+	--rounds) need "$@"; ROUNDS=$2; shift ;;
+	--warmup) need "$@"; WARMUP=$2; shift ;;
+	--connections) need "$@"; CONNECTIONS=$2; shift ;;
+	--threads) need "$@"; THREADS=$2; shift ;;
+	--rate) need "$@"; RATE=$2; shift ;;
+	--rate-duration) need "$@"; RATE_DURATION=$2; shift ;;
+	--cold) need "$@"; COLD=$2; shift ;;
+	--targets) need "$@"; TARGETS=$2; shift ;;
+	--cqgate-bin) need "$@"; CQGATE_BIN=$2; shift ;;
+	--out) need "$@"; OUT=$2; shift ;;
+	--loadgen) USE_WRK=0 ;;
+	--no-install) INSTALL=0 ;;
+	--go-bench) GO_BENCH=1 ;;
+	--profile) PROFILE=1 ;;
+	--keep) KEEP=1 ;;
+	-h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+	*) die "unknown option $1 (try --help)" ;;
+	esac
+	shift
+done
+
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/cqgate-bench.XXXXXX")
+PIDS="$TMP/pids"
+: >"$PIDS"
+cleanup() {
+	local pid
+	# Every process the benchmark started, by pid (benchrun appends them).
+	while read -r pid; do
+		[ -n "$pid" ] && kill -TERM "$pid" 2>/dev/null || true
+	done <"$PIDS"
+	sleep 0.2
+	while read -r pid; do
+		[ -n "$pid" ] && kill -KILL "$pid" 2>/dev/null || true
+	done <"$PIDS"
+	if [ "$KEEP" = 1 ]; then
+		echo "run.sh: scratch directory kept: $TMP" >&2
+	else
+		rm -rf "$TMP"
+	fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# wrk and nginx come from Debian's packages.
+find_nginx() { command -v nginx 2>/dev/null || { [ -x /usr/sbin/nginx ] && echo /usr/sbin/nginx; } || true; }
+if [ "$INSTALL" = 1 ] && { ! command -v wrk >/dev/null || [ -z "$(find_nginx)" ]; }; then
+	APT=()
+	if [ "$(id -u)" = 0 ]; then APT=(apt-get); elif sudo -n true 2>/dev/null; then APT=(sudo -n apt-get); fi
+	if [ ${#APT[@]} -gt 0 ] && command -v apt-get >/dev/null; then
+		echo "run.sh: installing wrk and nginx with apt-get" >&2
+		# RUNLEVEL=1 keeps the package from starting a system nginx.
+		{ RUNLEVEL=1 timeout 300 "${APT[@]}" install -y -qq wrk nginx >/dev/null 2>&1 ||
+			{ timeout 300 "${APT[@]}" update -qq >/dev/null 2>&1 &&
+				RUNLEVEL=1 timeout 300 "${APT[@]}" install -y -qq wrk nginx >/dev/null 2>&1; }; } ||
+			echo "run.sh: could not install wrk/nginx; going on without what is missing" >&2
+	fi
+fi
+WRK=""
+if [ "$USE_WRK" = 1 ] && command -v wrk >/dev/null; then WRK=$(command -v wrk); fi
+[ -n "$WRK" ] || echo "run.sh: wrk not used: the built-in Go load generator drives the saturating runs" >&2
+NGINX=$(find_nginx)
+[ -n "$NGINX" ] || echo "run.sh: nginx is not installed: its row is skipped" >&2
+
+echo "run.sh: building the bench tools" >&2
+mkdir -p "$TMP/bin"
+go build -o "$TMP/bin/" ./bench/cmd/upstream ./bench/cmd/bareproxy ./bench/cmd/benchrun ||
+	die "building bench/cmd failed"
+if [ -z "$CQGATE_BIN" ]; then
+	echo "run.sh: building ./cmd/cqgate" >&2
+	go build -o "$TMP/bin/cqgate" ./cmd/cqgate ||
+		die "building ./cmd/cqgate failed (a package mid-edit?); pass --cqgate-bin to use a built binary"
+	CQGATE_BIN="$TMP/bin/cqgate"
+	CQGATE_DESC="built from this work tree"
+	if rev=$(git rev-parse --short HEAD 2>/dev/null); then
+		CQGATE_DESC="commit $rev"
+		git diff --quiet HEAD -- . ':(exclude)bench' ':(exclude)docs' 2>/dev/null ||
+			CQGATE_DESC="$CQGATE_DESC with uncommitted changes"
+	fi
+else
+	CQGATE_DESC="the binary $CQGATE_BIN"
+fi
+
+# The cold start holds ~2 file descriptors per request in cqgate.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt $((2 * COLD + 256)) ]; then
+	echo "run.sh: only $(ulimit -n) open files allowed; the cold start may fail with $COLD requests" >&2
+fi
+
+rc=0
+"$TMP/bin/benchrun" \
+	-bin "$TMP/bin" -cqgate "$CQGATE_BIN" -wrk "$WRK" -nginx "$NGINX" -lua "$ROOT/bench/pct.lua" \
+	-workdir "$TMP" -pidfile "$PIDS" -out "$OUT" -command "bench/run.sh${ARGS:+ $ARGS}" \
+	-duration "$DURATION" -rounds "$ROUNDS" -warmup "$WARMUP" -connections "$CONNECTIONS" -threads "$THREADS" \
+	-rate "$RATE" -rate-duration "$RATE_DURATION" -rate-connections "$RATE_CONNECTIONS" \
+	-cold "$COLD" -targets "$TARGETS" -cqgate-desc "$CQGATE_DESC" || rc=$?
+
+if [ "$GO_BENCH" = 1 ]; then
+	# Only the packages that have benchmarks, with their names as written.
+	PKGS=()
+	for p in directory assertion proxy api; do
+		if grep -qs '^func Benchmark' "$p"/*_test.go; then PKGS+=("./$p/"); fi
+	done
+	if [ ${#PKGS[@]} -gt 0 ]; then
+		echo "run.sh: go test -run=NONE -bench=. -benchmem ${PKGS[*]}" >&2
+		go test -run=NONE -bench=. -benchmem "${PKGS[@]}" | tee "$(dirname "$OUT")/gobench.txt" || true
+	else
+		echo "run.sh: no Go benchmarks in directory/, assertion/, proxy/ or api/ yet" >&2
+	fi
+fi
+
+if [ "$PROFILE" = 1 ]; then
+	echo "run.sh: CPU profile of cqgate's handler under load (bench/gatewaybench)" >&2
+	(cd bench/gatewaybench &&
+		go test -run=NONE -bench=BenchmarkGateway -benchtime=10s -cpuprofile "$TMP/cpu.prof" -o "$TMP/gatewaybench.test" . &&
+		echo "== flat (go tool pprof -top -tagfocus=role=gateway)" &&
+		go tool pprof -top -nodecount=30 -tagfocus=role=gateway "$TMP/gatewaybench.test" "$TMP/cpu.prof" &&
+		echo "== cumulative (go tool pprof -top -cum -tagfocus=role=gateway)" &&
+		go tool pprof -top -cum -nodecount=60 -tagfocus=role=gateway "$TMP/gatewaybench.test" "$TMP/cpu.prof") |
+		tee "$(dirname "$OUT")/profile.txt" || true
+fi
+exit "$rc"
