@@ -5,8 +5,9 @@
 # On 127.0.0.1 only, it starts a fast FHIR-like upstream (which also plays
 # the Carequality directory and the token endpoint), then drives the same
 # load against (1) the upstream directly, (2) a bare Go httputil.ReverseProxy
-# adding a static Authorization header, (3) nginx doing the same, and
-# (4) cqgate with warm directory, discovery and token caches; then it fires
+# adding a static Authorization header (as it comes, and with a BufferPool
+# as cqgate has), (3) nginx doing the same, and (4) cqgate with warm
+# directory, discovery and token caches; then it fires
 # 1,000 concurrent first requests at cqgate for an organization it has not
 # seen (the cold start). The Markdown report goes to stdout and to
 # bench/results/latest.md (and latest.json).
@@ -21,7 +22,7 @@
 #   --rate R             requests/s of the fixed-rate latency runs (default 2000; 0 skips them)
 #   --rate-duration D    length of each fixed-rate run (default 10s)
 #   --cold N             concurrent first requests of the cold start (default 1000; 0 skips)
-#   --targets LIST       comma-separated subset of direct,bare,nginx,cqgate
+#   --targets LIST       comma-separated subset of direct,bare,bare-pool,nginx,cqgate
 #   --cqgate-bin PATH    use this cqgate binary instead of building ./cmd/cqgate
 #   --loadgen            use the built-in Go load generator even if wrk is installed
 #   --no-install         do not try to install wrk and nginx with apt-get
@@ -47,7 +48,7 @@ RATE=${BENCH_RATE:-2000}
 RATE_DURATION=${BENCH_RATE_DURATION:-10s}
 RATE_CONNECTIONS=${BENCH_RATE_CONNECTIONS:-64}
 COLD=${BENCH_COLD:-1000}
-TARGETS=${BENCH_TARGETS:-direct,bare,nginx,cqgate}
+TARGETS=${BENCH_TARGETS:-direct,bare,bare-pool,nginx,cqgate}
 CQGATE_BIN=${BENCH_CQGATE_BIN:-}
 OUT=${BENCH_OUT:-$ROOT/bench/results/latest.md}
 USE_WRK=1
@@ -180,6 +181,8 @@ if [ "$PROFILE" = 1 ]; then
 	echo "run.sh: CPU profile of cqgate's handler under load (bench/gatewaybench)" >&2
 	(cd bench/gatewaybench &&
 		go test -run=NONE -bench=BenchmarkGateway -benchtime=10s -cpuprofile "$TMP/cpu.prof" -o "$TMP/gatewaybench.test" . &&
+		echo "== cqgate's share of all samples (the rest: load generator, stub, unlabelled runtime work)" &&
+		{ go tool pprof -top -nodecount=1000000 -nodefraction=0 -tagfocus=role=gateway "$TMP/gatewaybench.test" "$TMP/cpu.prof" | grep 'Showing nodes' || true; } &&
 		echo "== flat (go tool pprof -top -tagfocus=role=gateway)" &&
 		go tool pprof -top -nodecount=30 -tagfocus=role=gateway "$TMP/gatewaybench.test" "$TMP/cpu.prof" &&
 		echo "== cumulative (go tool pprof -top -cum -tagfocus=role=gateway)" &&

@@ -210,7 +210,7 @@ func BenchmarkGateway(b *testing.B) {
 }
 
 // BenchmarkBareProxy: the same requests through the bare reverse proxy
-// baseline, labelled role=bare.
+// baseline (with a buffer pool, as cqgate has), labelled role=bare.
 func BenchmarkBareProxy(b *testing.B) {
 	e := newEnv(b)
 	tok, err := fhirstub.FetchToken(context.Background(), nil, e.upstream.URL, warmOID)
@@ -218,7 +218,7 @@ func BenchmarkBareProxy(b *testing.B) {
 		b.Fatal(err)
 	}
 	u, _ := url.Parse(e.upstream.URL)
-	px := httptest.NewUnstartedServer(setup.BareProxy(u, "Bearer "+tok))
+	px := httptest.NewUnstartedServer(setup.BareProxy(u, "Bearer "+tok, true))
 	pprof.Do(context.Background(), pprof.Labels("role", "bare"), func(context.Context) { px.Start() })
 	defer px.Close()
 	benchLoad(b, px.URL+"/o/"+warmOID+"/fhir/Patient/"+patientID, nil)

@@ -5,8 +5,9 @@
 //
 //	BENCH_AUTHORIZATION='Bearer …' bareproxy -listen 127.0.0.1:0 -addr-file f -target http://127.0.0.1:9000
 //
-// The proxy is setup.BareProxy, whose transport is configured like
-// cqgate's. Listen address and target must be loopback.
+// The proxy is setup.BareProxy, whose transport pools connections like
+// cqgate's; -buffer-pool gives it a pool of copy buffers as cqgate has.
+// Listen address and target must be loopback.
 package main
 
 import (
@@ -38,6 +39,7 @@ func run() error {
 	target := flag.String("target", "", "loopback http URL to forward to")
 	authEnv := flag.String("authorization-env", "BENCH_AUTHORIZATION", "environment variable holding the Authorization header value to add")
 	lifetime := flag.Duration("max-lifetime", 30*time.Minute, "exit after this long, whatever happens")
+	pooled := flag.Bool("buffer-pool", false, "reuse copy buffers (ReverseProxy.BufferPool), as cqgate does")
 	flag.Parse()
 	if err := loopback.CheckAddr(*listen); err != nil {
 		return err
@@ -55,7 +57,7 @@ func run() error {
 	ctx, cancel := context.WithTimeout(ctx, *lifetime)
 	defer cancel()
 
-	rp := setup.BareProxy(u, auth)
+	rp := setup.BareProxy(u, auth, *pooled)
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {
 		return err

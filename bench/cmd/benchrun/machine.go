@@ -46,7 +46,7 @@ func describeMachine(wrk, nginx string) report.Machine {
 		m.Wrk = strings.TrimPrefix(strings.Fields(out + " ?")[1], "debian/")
 	}
 	if nginx != "" {
-		m.Nginx = strings.TrimPrefix(firstLine(commandOutput(nginx, "-v")), "nginx version: ")
+		m.Nginx = strings.TrimPrefix(firstLine(commandOutput(nginx, "-v")), "nginx version: nginx/")
 	}
 	return m
 }

@@ -81,7 +81,7 @@ func main() {
 	flag.DurationVar(&o.rateDuration, "rate-duration", 10*time.Second, "length of each fixed-rate run")
 	flag.IntVar(&o.coldN, "cold", 1000, "concurrent first requests in the cold-start burst (0: skip)")
 	flag.DurationVar(&o.delay, "upstream-delay", 20*time.Millisecond, "latency the bench upstream adds to directory, metadata and token answers")
-	flag.StringVar(&o.targets, "targets", "direct,bare,nginx,cqgate", "targets to run, in order")
+	flag.StringVar(&o.targets, "targets", "direct,bare,bare-pool,nginx,cqgate", "targets to run, in order")
 	flag.Parse()
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -155,7 +155,7 @@ func run(ctx context.Context, o options) (*report.Report, error) {
 	}
 	if o.wrk == "" {
 		rep.Threads = 0
-		rep.Notes = append(rep.Notes, "wrk is not installed: the saturating runs used the built-in Go load generator (bench/cmd/loadgen), which costs more CPU per request than wrk and so lowers every row's throughput on a 2-CPU machine.")
+		rep.Notes = append(rep.Notes, "wrk was not used (not installed, or --loadgen): the saturating runs used the built-in Go load generator (bench/cmd/loadgen), which costs more CPU per request than wrk and so lowers every row's throughput on a 2-CPU machine.")
 	}
 	sup := &supervisor{dir: o.workDir, pidFile: o.pidFile}
 	defer sup.stopAll()
@@ -193,7 +193,10 @@ func run(ctx context.Context, o options) (*report.Report, error) {
 			t.name, t.url, t.header = "upstream directly", upBase+fhirPath, http.Header{"Authorization": {auth}}
 		case report.Bare:
 			t.name = "bare Go ReverseProxy"
-			err = startBare(startCtx, sup, o, t, upBase, auth, fhirPath)
+			err = startBare(startCtx, sup, o, t, upBase, auth, fhirPath, false)
+		case report.BarePool:
+			t.name = "bare Go ReverseProxy + BufferPool"
+			err = startBare(startCtx, sup, o, t, upBase, auth, fhirPath, true)
 		case report.Nginx:
 			t.name = "nginx (2 workers)"
 			err = startNginx(startCtx, sup, o, t, upAddr, auth, fhirPath)
@@ -252,10 +255,11 @@ func run(ctx context.Context, o options) (*report.Report, error) {
 	return rep, nil
 }
 
-func startBare(ctx context.Context, sup *supervisor, o options, t *target, upBase, auth, path string) error {
-	addrFile := filepath.Join(o.workDir, "bareproxy.addr")
-	c, err := sup.start("bareproxy", []string{"BENCH_AUTHORIZATION=" + auth}, filepath.Join(o.binDir, "bareproxy"),
-		"-listen", "127.0.0.1:0", "-addr-file", addrFile, "-target", upBase, "-max-lifetime", maxRun.String())
+func startBare(ctx context.Context, sup *supervisor, o options, t *target, upBase, auth, path string, pooled bool) error {
+	addrFile := filepath.Join(o.workDir, t.key+".addr")
+	c, err := sup.start(t.key, []string{"BENCH_AUTHORIZATION=" + auth}, filepath.Join(o.binDir, "bareproxy"),
+		"-listen", "127.0.0.1:0", "-addr-file", addrFile, "-target", upBase, "-max-lifetime", maxRun.String(),
+		"-buffer-pool="+strconv.FormatBool(pooled))
 	if err != nil {
 		return err
 	}

@@ -40,7 +40,7 @@ func TestRunDirectAndBare(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	rep, err := run(ctx, options{
-		binDir: bin, workDir: work, pidFile: pidFile, targets: "direct,bare",
+		binDir: bin, workDir: work, pidFile: pidFile, targets: "direct,bare,bare-pool,nginx", // nginx: "" skips it
 		duration: 2 * time.Second, rounds: 2, conns: 4, threads: 1,
 		rate: 200, rateConns: 4, rateDuration: time.Second,
 	})
@@ -50,9 +50,13 @@ func TestRunDirectAndBare(t *testing.T) {
 	if len(rep.Failures) != 0 {
 		t.Fatalf("failures: %v", rep.Failures)
 	}
-	if len(rep.Rows) != 2 || len(rep.RateRows) != 2 {
+	if len(rep.Rows) != 4 || len(rep.RateRows) != 4 {
 		t.Fatalf("rows %+v rate rows %+v", rep.Rows, rep.RateRows)
 	}
+	if ng := rep.Rows[3]; ng.Key != report.Nginx || !strings.Contains(ng.Skipped, "not installed") {
+		t.Errorf("nginx row %+v, want skipped as not installed", ng)
+	}
+	rep.Rows, rep.RateRows = rep.Rows[:3], rep.RateRows[:3]
 	for _, row := range rep.Rows {
 		if row.Rounds != 2 {
 			t.Errorf("%s: %d rounds, want 2", row.Name, row.Rounds)
@@ -62,7 +66,7 @@ func TestRunDirectAndBare(t *testing.T) {
 		if row.Skipped != "" || row.Requests == 0 || row.Non2xx != 0 || row.Tool != "loadgen" {
 			t.Errorf("row %+v", row)
 		}
-		if row.Key == report.Bare && row.PeakRSS == 0 {
+		if row.Key != report.Direct && row.PeakRSS == 0 {
 			t.Errorf("no peak RSS for the bare proxy: %+v", row)
 		}
 	}
@@ -73,6 +77,21 @@ func TestRunDirectAndBare(t *testing.T) {
 	if !strings.Contains(md, "| bare Go ReverseProxy | loadgen |") {
 		t.Errorf("report:\n%s", md)
 	}
+	// The static token the baselines use stays out of the report and of
+	// the processes' logs.
+	out := filepath.Join(work, "results", "latest.md")
+	if err := writeResults(out, rep, md); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{out, filepath.Join(work, "results", "latest.json"), filepath.Join(work, "bare.log"), filepath.Join(work, "upstream.log")} {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(string(b), "Bearer") {
+			t.Errorf("%s mentions a bearer token", f)
+		}
+	}
 
 	// run has returned: every process it started has ended.
 	pids, err := os.ReadFile(pidFile)
@@ -80,8 +99,8 @@ func TestRunDirectAndBare(t *testing.T) {
 		t.Fatal(err)
 	}
 	lines := strings.Fields(string(pids))
-	if len(lines) != 2 {
-		t.Errorf("pid file lists %q, want the upstream and the bare proxy", lines)
+	if len(lines) != 3 {
+		t.Errorf("pid file lists %q, want the upstream and the two bare proxies", lines)
 	}
 	for _, pid := range lines {
 		if _, err := os.Stat("/proc/" + pid); err == nil {

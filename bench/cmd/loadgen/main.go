@@ -1,6 +1,7 @@
 // Command loadgen is the benchmark's own load generator (package
 // bench/internal/load), for machines without wrk and for fixed-rate and
-// burst runs wrk cannot do. It prints its result as JSON.
+// burst runs wrk cannot do. It prints its result as JSON (durations in
+// nanoseconds).
 //
 //	loadgen -c 64 -d 15s [-rate 5000] URL          closed loop, or a fixed rate
 //	loadgen -burst 1000 URL                        N first requests released together

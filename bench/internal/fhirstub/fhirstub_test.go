@@ -266,3 +266,32 @@ func TestLinksOnlyToLoopbackHosts(t *testing.T) {
 		t.Fatalf("status %d for a non-loopback Host, want 400", rec.Code)
 	}
 }
+
+// Error answers never echo what the client sent: not the assertion, not a
+// presented token.
+func TestErrorsDoNotEchoSecrets(t *testing.T) {
+	_, srv := newStub(t, Config{APIKey: "dir-secret"})
+	const assertion = "eyJhbGciOiJSUzM4NCJ9.eyJpc3MiOiJ4IiwiYXVkIjoiaHR0cDovL2Vsc2V3aGVyZSJ9.c2VjcmV0LXNpZ25hdHVyZQ"
+	resp, err := http.PostForm(srv.URL+"/o/"+oid+"/token", url.Values{
+		"grant_type":            {"client_credentials"},
+		"client_assertion_type": {clientAssertionType},
+		"client_assertion":      {assertion},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized || strings.Contains(string(body), assertion) || strings.Contains(string(body), "c2VjcmV0") {
+		t.Errorf("token error %d echoes the assertion: %s", resp.StatusCode, body)
+	}
+	const token = "presented-token-value"
+	code, _, body := get(t, srv.URL+"/o/"+oid+"/fhir/Patient/1", http.Header{"Authorization": {"Bearer " + token}})
+	if code != http.StatusUnauthorized || strings.Contains(string(body), token) {
+		t.Errorf("401 echoes the token: %d %s", code, body)
+	}
+	code, _, body = get(t, srv.URL+"/directory/Organization/"+oid, http.Header{"Authorization": {"api-key wrong-key-value"}})
+	if code != http.StatusUnauthorized || strings.Contains(string(body), "wrong-key-value") || strings.Contains(string(body), "dir-secret") {
+		t.Errorf("directory 401 echoes a key: %d %s", code, body)
+	}
+}

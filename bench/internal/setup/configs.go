@@ -1,12 +1,15 @@
 package setup
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"github.com/cqgate/cqgate/bench/internal/loopback"
 )
 
 // WriteNginxConf writes dir/nginx.conf for the baseline nginx: two
@@ -15,11 +18,17 @@ import (
 func WriteNginxConf(dir, listen, upstream, authorization string) (string, error) {
 	for _, d := range []string{"tmp/body", "tmp/proxy", "tmp/fastcgi", "tmp/uwsgi", "tmp/scgi", "logs"} {
 		if err := os.MkdirAll(filepath.Join(dir, d), 0o700); err != nil {
-			return "", err
+			return "", fmt.Errorf("setup: %w", err)
+		}
+	}
+	for _, addr := range []string{listen, upstream} {
+		if err := loopback.CheckAddr(addr); err != nil {
+			return "", fmt.Errorf("setup: nginx: %w", err)
 		}
 	}
 	if strings.ContainsAny(authorization, "\"\\;\n\r") {
-		return "", fmt.Errorf("the Authorization value cannot be quoted for nginx")
+		// Not quoted: the value is a token.
+		return "", errors.New("setup: the Authorization value cannot be quoted for nginx")
 	}
 	userLine := ""
 	if os.Geteuid() == 0 {
@@ -60,7 +69,10 @@ http {
 }
 `
 	path := filepath.Join(dir, "nginx.conf")
-	return path, os.WriteFile(path, []byte(conf), 0o600)
+	if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
+		return "", fmt.Errorf("setup: %w", err)
+	}
+	return path, nil
 }
 
 // CqgateYAML is cqgate's configuration for the benchmark: the bench

@@ -108,6 +108,12 @@ func TestWriteNginxConf(t *testing.T) {
 	if _, err := WriteNginxConf(dir, "127.0.0.1:1", "127.0.0.1:2", `Bearer x"; evil`); err == nil {
 		t.Error("an Authorization value that breaks the quoting was accepted")
 	}
+	if _, err := WriteNginxConf(dir, "0.0.0.0:18080", "127.0.0.1:18081", "Bearer abc"); err == nil {
+		t.Error("a listen address off loopback was accepted")
+	}
+	if _, err := WriteNginxConf(dir, "127.0.0.1:18080", "10.0.0.1:80", "Bearer abc"); err == nil {
+		t.Error("an upstream off loopback was accepted")
+	}
 	conf, err := WriteNginxConf(dir, "127.0.0.1:18080", "127.0.0.1:18081", "Bearer abc")
 	if err != nil {
 		t.Fatal(err)
@@ -115,6 +121,10 @@ func TestWriteNginxConf(t *testing.T) {
 	b, err := os.ReadFile(conf)
 	if err != nil {
 		t.Fatal(err)
+	}
+	// It holds the token: only its owner may read it.
+	if fi, err := os.Stat(conf); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("nginx.conf mode %v (%v), want 0600", fi.Mode().Perm(), err)
 	}
 	for _, want := range []string{
 		"worker_processes 2;", "keepalive 64;", "proxy_http_version 1.1;", `proxy_set_header Connection "";`,
@@ -140,22 +150,27 @@ func TestWriteNginxConf(t *testing.T) {
 }
 
 func TestBareProxySetsAuthorization(t *testing.T) {
+	big := strings.Repeat("p", 100<<10) // more than one copy buffer
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_, _ = io.WriteString(w, r.Header.Get("Authorization")+" "+r.URL.RequestURI())
+		_, _ = io.WriteString(w, r.Header.Get("Authorization")+" "+r.URL.RequestURI()+" "+big)
 	}))
 	defer up.Close()
 	u, _ := url.Parse(up.URL + "/base")
-	px := httptest.NewServer(BareProxy(u, "Bearer static"))
-	defer px.Close()
-	req, _ := http.NewRequest(http.MethodGet, px.URL+"/Patient/1?x=y", nil)
-	req.Header.Set("Authorization", "Bearer caller")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	if got, want := string(b), "Bearer static /base/Patient/1?x=y"; got != want {
-		t.Errorf("upstream saw %q, want %q", got, want)
+	for _, pooled := range []bool{false, true} {
+		px := httptest.NewServer(BareProxy(u, "Bearer static", pooled))
+		for i := 0; i < 3; i++ { // reuse pooled buffers
+			req, _ := http.NewRequest(http.MethodGet, px.URL+"/Patient/1?x=y", nil)
+			req.Header.Set("Authorization", "Bearer caller")
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if got, want := string(b), "Bearer static /base/Patient/1?x=y "+big; got != want {
+				t.Errorf("pooled=%v: upstream saw %.60q, want %.60q", pooled, got, want)
+			}
+		}
+		px.Close()
 	}
 }
