@@ -89,7 +89,8 @@ func New(cfg Config) *gin.Engine {
 	h := &handlers{Config: cfg, log: log}
 	r := gin.New()
 	r.HandleMethodNotAllowed = true
-	r.Use(h.recoverer, h.accessLog)
+	// The access log is outermost so that a recovered panic is logged too.
+	r.Use(h.accessLog, h.recoverer)
 	r.NoRoute(func(c *gin.Context) {
 		outcome.Write(c.Writer, http.StatusNotFound, outcome.New(outcome.NotFound,
 			"no such endpoint; cqgate serves /fhir/{oid}/{fhir-path}, /directory/Organization[/{oid}], /healthz and /readyz"))
@@ -174,6 +175,13 @@ func (h *handlers) accessLog(c *gin.Context) {
 	c.Writer.Header().Set(proxy.RequestIDHeader, rid)
 	c.Next()
 	status := c.Writer.Status()
+	level := logrus.InfoLevel
+	if status >= 500 {
+		level = logrus.WarnLevel
+	}
+	if !levelEnabled(h.log, level) {
+		return // nothing to log: build no fields on the hot path
+	}
 	fields := logrus.Fields{
 		"method":      c.Request.Method,
 		"route":       c.FullPath(),
@@ -187,10 +195,17 @@ func (h *handlers) accessLog(c *gin.Context) {
 	if oid, ok := c.Get(oidKey); ok {
 		fields["oid"] = oid
 	}
-	entry := h.log.WithFields(fields)
-	if status >= 500 {
-		entry.Warn("request")
-	} else {
-		entry.Info("request")
+	h.log.WithFields(fields).Log(level, "request")
+}
+
+// levelEnabled reports whether log writes entries at level; a logger it
+// cannot ask is assumed to.
+func levelEnabled(log logrus.FieldLogger, level logrus.Level) bool {
+	switch l := log.(type) {
+	case *logrus.Logger:
+		return l.IsLevelEnabled(level)
+	case *logrus.Entry:
+		return l.Logger.IsLevelEnabled(level)
 	}
+	return true
 }

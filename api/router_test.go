@@ -136,3 +136,21 @@ func TestNotReady(t *testing.T) {
 		t.Fatalf("%d %s", rec.Code, rec.Body)
 	}
 }
+
+// At warn level successful requests log nothing (and build no fields);
+// failed ones still log.
+func TestAccessLogFollowsLevel(t *testing.T) {
+	var logs bytes.Buffer
+	log := logrus.New()
+	log.SetOutput(&logs)
+	log.SetLevel(logrus.WarnLevel)
+	h := New(Config{Tenants: stubTenants{}, Proxy: &recordingForwarder{}, Logger: log})
+	h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "/healthz", nil))
+	if logs.Len() != 0 {
+		t.Errorf("a 200 was logged at warn level: %s", logs.String())
+	}
+	h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "/fhir/1.2.666/Patient/1", nil))
+	if !strings.Contains(logs.String(), `msg=request`) || !strings.Contains(logs.String(), "status=500") {
+		t.Errorf("a 500 was not logged: %s", logs.String())
+	}
+}
