@@ -14,6 +14,7 @@ import (
 	"github.com/cqgate/cqgate/directory"
 	"github.com/cqgate/cqgate/outcome"
 	"github.com/cqgate/cqgate/proxy"
+	"github.com/cqgate/cqgate/ratelimit"
 )
 
 // Request headers a caller may use to shape the token used for it. The
@@ -116,6 +117,12 @@ func (h *handlers) fhir(c *gin.Context) {
 		return
 	}
 	oid = canon
+	if h.Limiter != nil {
+		if err := h.Limiter.Wait(c.Request.Context(), canon); err != nil {
+			h.fail(c, canon, limited(err))
+			return
+		}
+	}
 	t = t.WithScope(scope)
 	if t.DirectoryStale {
 		c.Header(StaleHeader, "directory")
@@ -212,3 +219,13 @@ const (
 	outcomeKey = "cqgate.outcome"
 	callerKey  = "cqgate.caller"
 )
+
+// limited is a refusal by the rate limiter as the caller sees it: 429
+// with Retry-After, or the caller's own cancellation while waiting.
+func limited(err error) error {
+	var le *ratelimit.LimitedError
+	if errors.As(err, &le) {
+		return outcome.Errorf(http.StatusTooManyRequests, outcome.Throttled, "api: %w", err)
+	}
+	return err
+}

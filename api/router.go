@@ -42,6 +42,13 @@ type Forwarder interface {
 // ReadyFunc reports why the gateway cannot serve yet, or nil.
 type ReadyFunc func(ctx context.Context) error
 
+// Limiter takes an organization's next turn under its rate limit:
+// nil, or an error (such as *ratelimit.LimitedError, which carries
+// Retry-After) when the request must not go now.
+type Limiter interface {
+	Wait(ctx context.Context, oid string) error
+}
+
 // Observer records what the router did, for metrics; *metrics.Metrics
 // is one.
 type Observer interface {
@@ -75,6 +82,9 @@ type Config struct {
 	Observer Observer
 	// MaxBodyBytes bounds request bodies (413 beyond); 0 means no limit.
 	MaxBodyBytes int64
+	// Limiter keeps cqgate's own rate to each organization under its
+	// limit; nil limits nothing.
+	Limiter Limiter
 	// Metrics, when set, is served at MetricsPath.
 	Metrics     http.Handler
 	MetricsPath string

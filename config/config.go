@@ -290,6 +290,33 @@ type Proxy struct {
 	// request can be retried after a 401; larger bodies are streamed and
 	// not retried.
 	MaxReplayBody int64 `yaml:"max_replay_body"`
+	// MaxConnsPerHost caps the connections to one FHIR server host (all
+	// the tenants it serves, e.g. every Cerner tenant on one host); more
+	// requests wait for a connection. Zero means no cap.
+	MaxConnsPerHost int `yaml:"max_conns_per_host"`
+	// MaxIdleConnsPerHost is how many idle keep-alive connections to one
+	// host are kept for reuse.
+	MaxIdleConnsPerHost int `yaml:"max_idle_conns_per_host"`
+	// ReuseResolved is how long a resolved organization (directory entry,
+	// FHIR base, token URL, settings) is reused before the directory and
+	// discovery caches are consulted again. Zero consults them on every
+	// request.
+	ReuseResolved time.Duration `yaml:"reuse_resolved"`
+	// RateLimit keeps cqgate's own request rate to each organization
+	// under a limit; organizations.<oid>.rate_limit overrides it.
+	RateLimit RateLimit `yaml:"rate_limit"`
+}
+
+// RateLimit is a token-bucket limit on requests to one organization.
+type RateLimit struct {
+	// RequestsPerSecond is the sustained rate; zero means no limit.
+	RequestsPerSecond float64 `yaml:"requests_per_second"`
+	// Burst is how many requests may go at once above the rate (at least
+	// 1 when a rate is set).
+	Burst int `yaml:"burst"`
+	// MaxWait is how long a request may wait for its turn; one that would
+	// wait longer is answered 429 with Retry-After at once.
+	MaxWait time.Duration `yaml:"max_wait"`
 }
 
 // UDAP configures UDAP B2B and dynamic client registration.
@@ -329,6 +356,8 @@ type Organization struct {
 	// AllowPrivateAddresses lets the FHIR base or token URL be http, a
 	// loopback or a private address (a sandbox). Refused otherwise.
 	AllowPrivateAddresses bool `yaml:"allow_private_addresses"`
+	// RateLimit overrides proxy.rate_limit for this organization.
+	RateLimit *RateLimit `yaml:"rate_limit"`
 }
 
 // OrgUDAP is an organization's UDAP B2B context.
@@ -416,8 +445,11 @@ func Default() *Config {
 			Retry:           Retry{Attempts: 3, InitialBackoff: 250 * time.Millisecond, MaxBackoff: 2 * time.Second},
 		},
 		Proxy: Proxy{
-			Timeout:       60 * time.Second,
-			MaxReplayBody: 1 << 20,
+			Timeout:             60 * time.Second,
+			MaxReplayBody:       1 << 20,
+			MaxConnsPerHost:     256,
+			MaxIdleConnsPerHost: 64,
+			ReuseResolved:       time.Second,
 		},
 		UDAP: UDAP{Registrations: KVRef{Mount: "secret"}},
 	}

@@ -86,6 +86,17 @@ func TestValidate(t *testing.T) {
 			c.Proxy.Timeout = 0
 		}, []string{"listen", "log_level", "directory.flavor", "directory.url", "keys.vault.path", "client.client_id", "client.algorithm", "client.assertion_lifetime", "proxy.timeout"}},
 		{"pem needs both files", func(c *Config) { c.Keys.Source = "pem" }, []string{"keys.pem.certificate_file", "keys.pem.private_key_file"}},
+		{"bad proxy pools, reuse and rate limits", func(c *Config) {
+			c.Proxy.MaxConnsPerHost = 8
+			c.Proxy.MaxIdleConnsPerHost = 16
+			c.Proxy.ReuseResolved = time.Hour
+			c.Proxy.RateLimit = RateLimit{RequestsPerSecond: -1, Burst: -2, MaxWait: -time.Second}
+			c.Organizations = map[string]Organization{"1.2.3": {RateLimit: &RateLimit{RequestsPerSecond: -5}}}
+		}, []string{"proxy.max_idle_conns_per_host", "proxy.reuse_resolved", "proxy.rate_limit.requests_per_second",
+			"proxy.rate_limit.burst", "proxy.rate_limit.max_wait", "organizations.1.2.3.rate_limit.requests_per_second"}},
+		{"a rate limit per organization", func(c *Config) {
+			c.Organizations = map[string]Organization{"1.2.3": {RateLimit: &RateLimit{RequestsPerSecond: 20, Burst: 40, MaxWait: time.Second}}}
+		}, nil},
 		{"unknown key source", func(c *Config) { c.Keys.Source = "hsm" }, []string{"keys.source"}},
 		{"bad r4 key placement", func(c *Config) { c.Directory.APIKeyIn = "cookie" }, []string{"directory.api_key_in"}},
 		{"no directory and no static orgs", func(c *Config) { c.Directory.URL = "" }, []string{"directory.url"}},
@@ -174,13 +185,14 @@ func TestValidate(t *testing.T) {
 
 func TestApplyEnv(t *testing.T) {
 	env := map[string]string{
-		"CQGATE_LISTEN":                "0.0.0.0:9000",
-		"CQGATE_DIRECTORY_API_KEY":     "k3y",
-		"CQGATE_DIRECTORY_CACHE_TTL":   "15m",
-		"CQGATE_KEYS_VAULT_PATH":       "kv/path",
-		"CQGATE_PROXY_MAX_REPLAY_BODY": "2048",
-		"CQGATE_CLIENT_CLIENT_ID":      "gw.example.org",
-		"CQGATE_DISCOVERY_ORDER":       " udap, token ,",
+		"CQGATE_LISTEN":                               "0.0.0.0:9000",
+		"CQGATE_DIRECTORY_API_KEY":                    "k3y",
+		"CQGATE_DIRECTORY_CACHE_TTL":                  "15m",
+		"CQGATE_KEYS_VAULT_PATH":                      "kv/path",
+		"CQGATE_PROXY_MAX_REPLAY_BODY":                "2048",
+		"CQGATE_CLIENT_CLIENT_ID":                     "gw.example.org",
+		"CQGATE_DISCOVERY_ORDER":                      " udap, token ,",
+		"CQGATE_PROXY_RATE_LIMIT_REQUESTS_PER_SECOND": "2.5",
 	}
 	cfg := Default()
 	if err := ApplyEnv(cfg, mapLookup(env)); err != nil {
@@ -190,13 +202,17 @@ func TestApplyEnv(t *testing.T) {
 		cfg.Keys.Vault.Path != "kv/path" || cfg.Proxy.MaxReplayBody != 2048 || cfg.Client.ClientID != "gw.example.org" {
 		t.Errorf("env not applied: %+v", cfg)
 	}
+	if cfg.Proxy.RateLimit.RequestsPerSecond != 2.5 {
+		t.Errorf("a number from env = %g", cfg.Proxy.RateLimit.RequestsPerSecond)
+	}
 	if !reflect.DeepEqual(cfg.Discovery.Order, []string{"udap", "token"}) {
 		t.Errorf("list from env = %q", cfg.Discovery.Order)
 	}
 
-	bad := map[string]string{"CQGATE_DIRECTORY_TIMEOUT": "soon", "CQGATE_PROXY_MAX_REPLAY_BODY": "big"}
+	bad := map[string]string{"CQGATE_DIRECTORY_TIMEOUT": "soon", "CQGATE_PROXY_MAX_REPLAY_BODY": "big", "CQGATE_PROXY_RATE_LIMIT_REQUESTS_PER_SECOND": "fast"}
 	err := ApplyEnv(Default(), mapLookup(bad))
-	if err == nil || !strings.Contains(err.Error(), "CQGATE_DIRECTORY_TIMEOUT") || !strings.Contains(err.Error(), "CQGATE_PROXY_MAX_REPLAY_BODY") {
+	if err == nil || !strings.Contains(err.Error(), "CQGATE_DIRECTORY_TIMEOUT") || !strings.Contains(err.Error(), "CQGATE_PROXY_MAX_REPLAY_BODY") ||
+		!strings.Contains(err.Error(), "CQGATE_PROXY_RATE_LIMIT_REQUESTS_PER_SECOND") {
 		t.Fatalf("want both bad variables reported, got %v", err)
 	}
 }

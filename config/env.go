@@ -54,7 +54,7 @@ func walkEnv(v reflect.Value, prefix string, visit func(name string, field refle
 		switch fv.Kind() {
 		case reflect.Struct:
 			walkEnv(fv, name+"_", visit)
-		case reflect.String, reflect.Int64, reflect.Int, reflect.Bool:
+		case reflect.String, reflect.Int64, reflect.Int, reflect.Bool, reflect.Float64:
 			visit(name, fv)
 		case reflect.Slice:
 			if fv.Type().Elem().Kind() == reflect.String {
@@ -98,6 +98,12 @@ func setScalar(field reflect.Value, raw string) error {
 			return fmt.Errorf("not an integer: %q", raw)
 		}
 		field.SetInt(n)
+	case field.Kind() == reflect.Float64:
+		f, err := strconv.ParseFloat(raw, 64)
+		if err != nil {
+			return fmt.Errorf("not a number: %q", raw)
+		}
+		field.SetFloat(f)
 	}
 	return nil
 }

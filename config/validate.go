@@ -128,6 +128,19 @@ func (c *Config) Validate() error {
 	if c.Proxy.MaxReplayBody < 0 {
 		add("proxy.max_replay_body: %d must not be negative", c.Proxy.MaxReplayBody)
 	}
+	if c.Proxy.MaxConnsPerHost < 0 {
+		add("proxy.max_conns_per_host: %d must not be negative", c.Proxy.MaxConnsPerHost)
+	}
+	if c.Proxy.MaxIdleConnsPerHost < 0 {
+		add("proxy.max_idle_conns_per_host: %d must not be negative", c.Proxy.MaxIdleConnsPerHost)
+	}
+	if n := c.Proxy.MaxConnsPerHost; n > 0 && c.Proxy.MaxIdleConnsPerHost > n {
+		add("proxy.max_idle_conns_per_host: %d is more than proxy.max_conns_per_host (%d)", c.Proxy.MaxIdleConnsPerHost, n)
+	}
+	if r := c.Proxy.ReuseResolved; r < 0 || r > time.Minute {
+		add("proxy.reuse_resolved: %s must be between 0 and 1m", r)
+	}
+	checkRateLimit(add, "proxy.rate_limit", c.Proxy.RateLimit)
 	if c.Directory.URL == "" && !anyStatic(c.Organizations) {
 		add("directory.url: must be set unless every organization is configured with a fhir_base")
 	}
@@ -163,6 +176,9 @@ func (c *Config) validateOrganization(add func(string, ...any), oid string, o Or
 		checkURL(add, key+".token_url", o.TokenURL)
 	}
 	checkAlgorithm(add, key+".algorithm", o.Algorithm)
+	if o.RateLimit != nil {
+		checkRateLimit(add, key+".rate_limit", *o.RateLimit)
+	}
 	checkFHIRVersions(add, key+".fhir_versions", o.FHIRVersions, true)
 	checkDiscoveryOrder(add, key+".discovery_order", o.DiscoveryOrder, true)
 	if o.Identity != "" && o.Identity != DefaultIdentity {
@@ -468,4 +484,14 @@ func (c *Config) validateOperations(add func(string, ...any)) {
 	if len(c.Warmup.Organizations) > 0 {
 		positive(add, "warmup.timeout", c.Warmup.Timeout)
 	}
+}
+
+func checkRateLimit(add func(string, ...any), key string, r RateLimit) {
+	if r.RequestsPerSecond < 0 {
+		add("%s.requests_per_second: %g must not be negative", key, r.RequestsPerSecond)
+	}
+	if r.Burst < 0 {
+		add("%s.burst: %d must not be negative", key, r.Burst)
+	}
+	notNegative(add, key+".max_wait", r.MaxWait)
 }

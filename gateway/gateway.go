@@ -71,6 +71,7 @@ type Gateway struct {
 	creds      *credentials
 	apiKeys    *access.APIKeys
 	regs       *registrations
+	reuse      *tenant.Reuser
 	keyLoaded  chan struct{}
 }
 
@@ -85,13 +86,19 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Gateway, error
 	if g.clock == nil {
 		g.clock = time.Now
 	}
-	base := opts.Transport
+	// FHIR requests have their own pool, capped per host; token and
+	// discovery requests to the same hosts never queue behind them.
+	base, fhirBase := opts.Transport, opts.Transport
 	if base == nil {
-		base = NewTransport(cfg.Proxy.Timeout, true)
+		base = NewTransport(TransportOptions{ResponseHeaderTimeout: cfg.Proxy.Timeout, Guard: true})
+		fhirBase = NewTransport(TransportOptions{
+			ResponseHeaderTimeout: cfg.Proxy.Timeout, Guard: true,
+			MaxConnsPerHost: cfg.Proxy.MaxConnsPerHost, MaxIdleConnsPerHost: cfg.Proxy.MaxIdleConnsPerHost,
+		})
 	}
 	dirBase := opts.DirectoryTransport
 	if dirBase == nil {
-		dirBase = NewTransport(cfg.Directory.Timeout, false)
+		dirBase = NewTransport(TransportOptions{ResponseHeaderTimeout: cfg.Directory.Timeout})
 	}
 	// Token requests and directory requests never follow redirects (an
 	// assertion is for one URL; the directory API key must not travel).
@@ -172,14 +179,15 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Gateway, error
 	proxyErrLog, closeProxyErrLog := StdLogger(g.log)
 	context.AfterFunc(ctx, closeProxyErrLog)
 	px := proxy.New(proxy.Config{
-		Transport:     base,
+		Transport:     fhirBase,
 		Credentials:   g.creds,
 		Logger:        g.log,
 		MaxReplayBody: cfg.Proxy.MaxReplayBody,
 		ErrorLog:      proxyErrLog,
 	})
+	g.reuse = tenant.Reuse(g.Tenants, cfg.Proxy.ReuseResolved, g.clock)
 	apiCfg := api.Config{
-		Tenants:      g.Tenants,
+		Tenants:      reusedTenants{Resolver: g.Tenants, reuse: g.reuse},
 		Directory:    searcher(fetcher),
 		FHIRVersions: cfg.Directory.FHIRVersions,
 		Proxy:        px,
@@ -187,6 +195,9 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Gateway, error
 		Ready:        g.ready,
 		Audit:        g.Audit,
 		MaxBodyBytes: cfg.Server.MaxBodyBytes,
+	}
+	if limiter := rateLimiter(cfg); limiter.Enabled() {
+		apiCfg.Limiter = limiter
 	}
 	if g.apiKeys != nil {
 		apiCfg.Auth = g.apiKeys
@@ -362,29 +373,47 @@ func (g *Gateway) ready(context.Context) error {
 
 func noRedirects(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 
+// TransportOptions shape a transport from NewTransport.
+type TransportOptions struct {
+	// ResponseHeaderTimeout bounds the wait for response headers.
+	ResponseHeaderTimeout time.Duration
+	// Guard refuses connections to addresses that are not public unless
+	// the request's context allows them (egress.AllowPrivate).
+	Guard bool
+	// MaxConnsPerHost caps connections per host (0: no cap); requests
+	// beyond it wait for one.
+	MaxConnsPerHost int
+	// MaxIdleConnsPerHost is how many idle connections per host are kept
+	// (default 64).
+	MaxIdleConnsPerHost int
+}
+
 // NewTransport returns a transport for outbound calls: pooled keep-alive
 // connections per host, HTTP/2 where offered, and bounded connect, TLS
-// and response-header waits. With guard, connections to addresses that
-// are not public are refused unless the request's context allows them
-// (egress.AllowPrivate).
-func NewTransport(responseHeaderTimeout time.Duration, guard bool) *http.Transport {
+// and response-header waits.
+func NewTransport(o TransportOptions) *http.Transport {
 	d := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
 	// Behind an egress proxy (HTTPS_PROXY), connections go to the proxy,
 	// not to the tenant: the URL check (egress.CheckURL) still applies,
 	// the connect-time guard cannot.
-	if guard && !proxyConfigured() {
+	if o.Guard && !proxyConfigured() {
 		d.ControlContext = egress.Guard
+	}
+	idle := o.MaxIdleConnsPerHost
+	if idle <= 0 {
+		idle = 64
 	}
 	return &http.Transport{
 		Proxy:                 http.ProxyFromEnvironment,
 		DialContext:           d.DialContext,
 		ForceAttemptHTTP2:     true,
 		MaxIdleConns:          512,
-		MaxIdleConnsPerHost:   64,
+		MaxIdleConnsPerHost:   idle,
+		MaxConnsPerHost:       o.MaxConnsPerHost,
 		IdleConnTimeout:       90 * time.Second,
 		TLSHandshakeTimeout:   10 * time.Second,
 		ExpectContinueTimeout: time.Second,
-		ResponseHeaderTimeout: responseHeaderTimeout,
+		ResponseHeaderTimeout: o.ResponseHeaderTimeout,
 	}
 }
 

@@ -35,6 +35,7 @@ const (
 	TooCostly    IssueType = "too-costly"
 	Security     IssueType = "security"
 	Login        IssueType = "login"
+	Throttled    IssueType = "throttled"
 )
 
 // OperationOutcome is a FHIR R4 OperationOutcome resource.
@@ -105,10 +106,28 @@ func WriteError(w http.ResponseWriter, err error) {
 	if rid := UpstreamRequestID(err); rid != "" {
 		w.Header().Set("X-Upstream-Request-Id", rid)
 	}
-	var te *assertion.ThrottledError
-	if errors.As(err, &te) {
-		secs := int(math.Ceil(time.Until(te.RetryAt).Seconds()))
-		w.Header().Set("Retry-After", strconv.Itoa(max(secs, 1)))
+	var (
+		te *assertion.ThrottledError
+		ra retryAfter
+	)
+	switch {
+	case errors.As(err, &te):
+		setRetryAfter(w, time.Until(te.RetryAt))
+	case errors.As(err, &ra):
+		setRetryAfter(w, ra.RetryAfter())
 	}
 	Write(w, status, oo)
+}
+
+// retryAfter is an error that knows when trying again makes sense, such
+// as *ratelimit.LimitedError.
+type retryAfter interface {
+	error
+	RetryAfter() time.Duration
+}
+
+// setRetryAfter sets Retry-After in whole seconds, at least 1.
+func setRetryAfter(w http.ResponseWriter, d time.Duration) {
+	secs := int(math.Ceil(d.Seconds()))
+	w.Header().Set("Retry-After", strconv.Itoa(max(secs, 1)))
 }

@@ -60,6 +60,7 @@ type Config struct {
 type Proxy struct {
 	rp            *httputil.ReverseProxy
 	log           logrus.FieldLogger
+	creds         Credentials
 	maxReplayBody int64
 }
 
@@ -73,7 +74,7 @@ func New(cfg Config) *Proxy {
 	if log == nil {
 		log = logrus.New()
 	}
-	p := &Proxy{log: log, maxReplayBody: cfg.MaxReplayBody}
+	p := &Proxy{log: log, maxReplayBody: cfg.MaxReplayBody, creds: cfg.Credentials}
 	p.rp = &httputil.ReverseProxy{
 		Rewrite:        rewrite,
 		Transport:      &authTransport{base: base, creds: cfg.Credentials, log: log},
@@ -92,6 +93,8 @@ type route struct {
 	tenant    *tenant.Tenant
 	path      string
 	requestID string
+	// token is the access token the request is sent with.
+	token *assertion.Token
 }
 
 func routeFrom(ctx context.Context) *route {
@@ -109,7 +112,17 @@ func (p *Proxy) Forward(w http.ResponseWriter, r *http.Request, t *tenant.Tenant
 	}
 	w.Header().Set(RequestIDHeader, rt.requestID)
 	ctx := context.WithValue(r.Context(), routeKey{}, rt)
-	p.rp.ServeHTTP(w, r.WithContext(ctx))
+	r = r.WithContext(ctx)
+	// The token is had before the request is copied for the tenant, so
+	// that the rewrite sets it on the one outbound request and the
+	// transport sends that request as it is.
+	tok, err := p.creds.Token(ctx, t)
+	if err != nil {
+		p.errorHandler(w, r, err)
+		return
+	}
+	rt.token = tok
+	p.rp.ServeHTTP(w, r)
 }
 
 // prepareBody buffers a body of at most MaxReplayBody bytes and makes it
@@ -173,6 +186,7 @@ func rewrite(pr *httputil.ProxyRequest) {
 		h.Set("Accept", FHIRJSON)
 	}
 	h.Set(RequestIDHeader, rt.requestID)
+	h["Authorization"] = []string{"Bearer " + rt.token.AccessToken}
 }
 
 // noPreference reports whether an Accept header leaves the media type

@@ -8,8 +8,9 @@ import (
 	"github.com/sirupsen/logrus"
 )
 
-// authTransport adds the tenant's bearer token and retries once with a new
-// token when the FHIR server answers 401, if the body can be replayed.
+// authTransport sends the request the rewrite prepared, bearer token
+// included, and retries once with a new token when the FHIR server
+// answers 401, if the body can be replayed.
 type authTransport struct {
 	base  http.RoundTripper
 	creds Credentials
@@ -18,17 +19,13 @@ type authTransport struct {
 
 func (t *authTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	rt := routeFrom(req.Context())
-	if rt == nil {
+	if rt == nil || rt.token == nil {
 		return nil, errNoRoute
-	}
-	tok, err := t.creds.Token(req.Context(), rt.tenant)
-	if err != nil {
-		return nil, err
 	}
 	replay := req.GetBody
 	replayable := req.Body == nil || req.Body == http.NoBody || replay != nil
 
-	resp, err := t.send(req, rt, tok.AccessToken)
+	resp, err := t.send(req, rt)
 	if err != nil || resp.StatusCode != http.StatusUnauthorized || !replayable {
 		return resp, err
 	}
@@ -36,7 +33,7 @@ func (t *authTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	// The FHIR server refused the token: forget it, get a new one and try
 	// once more. Refused is compare-and-delete, so a burst of 401s for the
 	// same old token causes one exchange.
-	t.creds.Refused(rt.tenant, tok)
+	t.creds.Refused(rt.tenant, rt.token)
 	fresh, err := t.creds.Token(req.Context(), rt.tenant)
 	if err != nil {
 		// Keep the upstream's 401 rather than hiding it behind our error.
@@ -45,6 +42,7 @@ func (t *authTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return resp, nil
 	}
 	retry := req.Clone(req.Context())
+	retry.Header.Set("Authorization", "Bearer "+fresh.AccessToken)
 	if replay != nil {
 		body, err := replay()
 		if err != nil {
@@ -55,13 +53,11 @@ func (t *authTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	drain(resp.Body)
 	t.log.WithFields(logrus.Fields{"request_id": rt.requestID, "oid": rt.tenant.OID}).
 		Info("proxy: FHIR server answered 401; retrying once with a new token")
-	return t.send(retry, rt, fresh.AccessToken)
+	return t.send(retry, rt)
 }
 
-func (t *authTransport) send(req *http.Request, rt *route, accessToken string) (*http.Response, error) {
-	out := req.Clone(req.Context())
-	out.Header.Set("Authorization", "Bearer "+accessToken)
-	resp, err := t.base.RoundTrip(out)
+func (t *authTransport) send(req *http.Request, rt *route) (*http.Response, error) {
+	resp, err := t.base.RoundTrip(req)
 	if err != nil {
 		return nil, &UpstreamError{OID: rt.tenant.OID, URL: redactQuery(req.URL), Err: err}
 	}

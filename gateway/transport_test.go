@@ -1,0 +1,108 @@
+package gateway
+
+import (
+	"crypto/tls"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// FHIR servers that offer HTTP/2 get it.
+func TestTransportSpeaksHTTP2WhenOffered(t *testing.T) {
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, r.Proto)
+	}))
+	srv.EnableHTTP2 = true
+	srv.StartTLS()
+	defer srv.Close()
+
+	tr := NewTransport(TransportOptions{ResponseHeaderTimeout: 5 * time.Second})
+	tr.TLSClientConfig = &tls.Config{RootCAs: srv.Client().Transport.(*http.Transport).TLSClientConfig.RootCAs}
+	defer tr.CloseIdleConnections()
+	resp, err := (&http.Client{Transport: tr, Timeout: 10 * time.Second}).Get(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.ProtoMajor != 2 || string(body) != "HTTP/2.0" {
+		t.Fatalf("spoke %s (server saw %s), want HTTP/2", resp.Proto, body)
+	}
+}
+
+// A burst waits for connections rather than opening one per request, and
+// the connections are kept for the next burst.
+func TestTransportCapsConnectionsPerHost(t *testing.T) {
+	const maxConns, burst = 3, 12
+	var opened atomic.Int64
+	release := make(chan struct{})
+	var inside sync.WaitGroup
+	inside.Add(maxConns)
+	var entered atomic.Int64
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if entered.Add(1) <= maxConns {
+			inside.Done()
+			<-release
+		}
+		io.WriteString(w, "ok")
+	}))
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			opened.Add(1)
+		}
+	}
+	srv.Start()
+	defer srv.Close()
+
+	tr := NewTransport(TransportOptions{ResponseHeaderTimeout: 10 * time.Second, MaxConnsPerHost: maxConns, MaxIdleConnsPerHost: maxConns})
+	defer tr.CloseIdleConnections()
+	client := &http.Client{Transport: tr, Timeout: 20 * time.Second}
+	get := func() error {
+		resp, err := client.Get(srv.URL)
+		if err != nil {
+			return err
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		return resp.Body.Close()
+	}
+	errs := make(chan error, burst)
+	for range burst {
+		go func() { errs <- get() }()
+	}
+	// The first maxConns requests hold their connections; the rest must
+	// wait for them instead of dialling.
+	waitOrFail(t, &inside)
+	if n := opened.Load(); n != maxConns {
+		t.Errorf("%d connections open while %d requests wait, want %d", n, burst-maxConns, maxConns)
+	}
+	close(release)
+	for range burst {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range burst {
+		if err := get(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := opened.Load(); n != maxConns {
+		t.Errorf("%d connections opened in all, want %d reused", n, maxConns)
+	}
+}
+
+func waitOrFail(t *testing.T, wg *sync.WaitGroup) {
+	t.Helper()
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		t.Fatal("requests never reached the server")
+	}
+}

@@ -1,0 +1,146 @@
+package tenant
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/cqgate/cqgate/internal/clocktest"
+)
+
+// countingSource resolves every OID to a new tenant and counts calls.
+type countingSource struct {
+	calls atomic.Int64
+	fail  error
+}
+
+func (s *countingSource) Resolve(_ context.Context, oid string) (*Tenant, error) {
+	s.calls.Add(1)
+	if s.fail != nil {
+		return nil, s.fail
+	}
+	return &Tenant{OID: oid}, nil
+}
+
+func TestReuser(t *testing.T) {
+	t0 := time.Date(2026, 11, 22, 8, 0, 0, 0, time.UTC)
+	type step struct {
+		advance   time.Duration
+		oid       string
+		fail      error
+		forget    bool
+		wantCalls int64 // total calls to the source after the step
+		wantSame  bool  // the tenant is the one the previous step got
+	}
+	tests := []struct {
+		name  string
+		ttl   time.Duration
+		steps []step
+	}{
+		{"reused within the TTL", time.Second, []step{
+			{oid: "1.2.3", wantCalls: 1},
+			{advance: 999 * time.Millisecond, oid: "1.2.3", wantCalls: 1, wantSame: true},
+		}},
+		{"asked again once the TTL has passed", time.Second, []step{
+			{oid: "1.2.3", wantCalls: 1},
+			{advance: time.Second, oid: "1.2.3", wantCalls: 2},
+			{oid: "1.2.3", wantCalls: 2, wantSame: true},
+		}},
+		{"each OID on its own", time.Second, []step{
+			{oid: "1.2.3", wantCalls: 1},
+			{oid: "1.2.4", wantCalls: 2},
+			{oid: "1.2.4", wantCalls: 2, wantSame: true},
+		}},
+		{"failures are not reused", time.Second, []step{
+			{oid: "1.2.3", fail: errors.New("directory down"), wantCalls: 1},
+			{oid: "1.2.3", fail: errors.New("directory down"), wantCalls: 2},
+			{oid: "1.2.3", wantCalls: 3},
+			{oid: "1.2.3", wantCalls: 3, wantSame: true},
+		}},
+		{"forget asks again", time.Second, []step{
+			{oid: "1.2.3", wantCalls: 1},
+			{oid: "1.2.3", forget: true, wantCalls: 2},
+		}},
+		{"a zero TTL turns reuse off", 0, []step{
+			{oid: "1.2.3", wantCalls: 1},
+			{oid: "1.2.3", wantCalls: 2},
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			clock := clocktest.New(t0)
+			src := &countingSource{}
+			r := Reuse(src, tt.ttl, clock.Now)
+			var prev *Tenant
+			for i, s := range tt.steps {
+				clock.Advance(s.advance)
+				if s.forget {
+					r.Forget(s.oid)
+				}
+				src.fail = s.fail
+				got, err := r.Resolve(context.Background(), s.oid)
+				if (err != nil) != (s.fail != nil) {
+					t.Fatalf("step %d: error %v, want failure %v", i, err, s.fail)
+				}
+				if n := src.calls.Load(); n != s.wantCalls {
+					t.Errorf("step %d: %d calls to the source, want %d", i, n, s.wantCalls)
+				}
+				if s.wantSame && got != prev {
+					t.Errorf("step %d: got a different tenant, want the reused one", i)
+				}
+				if err == nil && got.OID != s.oid {
+					t.Errorf("step %d: tenant %s, want %s", i, got.OID, s.oid)
+				}
+				prev = got
+			}
+		})
+	}
+}
+
+// Organizations no longer asked for do not stay in memory.
+func TestReuserSweepsExpiredEntries(t *testing.T) {
+	clock := clocktest.New(time.Date(2026, 11, 22, 8, 0, 0, 0, time.UTC))
+	r := Reuse(&countingSource{}, time.Second, clock.Now)
+	for _, oid := range []string{"1.2.1", "1.2.2", "1.2.3"} {
+		if _, err := r.Resolve(context.Background(), oid); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := r.Len(); n != 3 {
+		t.Fatalf("%d entries, want 3", n)
+	}
+	clock.Advance(sweepEvery + time.Second)
+	if _, err := r.Resolve(context.Background(), "1.2.9"); err != nil {
+		t.Fatal(err)
+	}
+	if n := r.Len(); n != 1 {
+		t.Errorf("%d entries after the sweep, want only the fresh one", n)
+	}
+}
+
+func TestReuserConcurrent(t *testing.T) {
+	src := &countingSource{}
+	r := Reuse(src, time.Hour, nil)
+	var wg sync.WaitGroup
+	for i := range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 200 {
+				oid := []string{"1.2.1", "1.2.2"}[i%2]
+				if got, err := r.Resolve(context.Background(), oid); err != nil || got.OID != oid {
+					t.Errorf("Resolve(%s) = %v, %v", oid, got, err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	// Concurrent first calls may each ask; afterwards none do.
+	if n := src.calls.Load(); n > 32 {
+		t.Errorf("%d calls to the source for 2 OIDs", n)
+	}
+}
