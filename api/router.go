@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -186,8 +187,13 @@ func (h *handlers) accessLog(c *gin.Context) {
 	c.Next()
 	status := c.Writer.Status()
 	level := logrus.InfoLevel
-	if status >= 500 {
+	switch {
+	case status >= 500:
 		level = logrus.WarnLevel
+	case status < 400 && h.Audit != nil && strings.HasPrefix(c.FullPath(), "/fhir/"):
+		// The audit line already records every answered FHIR request;
+		// at info level a success costs nothing more.
+		level = logrus.DebugLevel
 	}
 	if !levelEnabled(h.log, level) {
 		return // nothing to log: build no fields on the hot path

@@ -14,6 +14,7 @@ import (
 	"github.com/gin-gonic/gin"
 	"github.com/sirupsen/logrus"
 
+	"github.com/cqgate/cqgate/audit"
 	"github.com/cqgate/cqgate/directory"
 	"github.com/cqgate/cqgate/tenant"
 )
@@ -153,4 +154,48 @@ func TestAccessLogFollowsLevel(t *testing.T) {
 	if !strings.Contains(logs.String(), `msg=request`) || !strings.Contains(logs.String(), "status=500") {
 		t.Errorf("a 500 was not logged: %s", logs.String())
 	}
+}
+
+// At info level, an audited successful FHIR request leaves only its audit
+// line; failures and unaudited requests still get an access log line.
+func TestAccessLogLeavesSuccessesToTheAudit(t *testing.T) {
+	tests := []struct {
+		name    string
+		audit   bool
+		target  string
+		fwdCode int
+		want    bool
+	}{
+		{"audited success", true, "/fhir/1.2.3/Patient/1", http.StatusOK, false},
+		{"audited not modified", true, "/fhir/1.2.3/Patient/1", http.StatusNotModified, false},
+		{"audited client error", true, "/fhir/1.2.3/Patient/1", http.StatusNotFound, true},
+		{"audited refusal before forwarding", true, "/fhir/bad-oid/Patient/1", 0, true},
+		{"unaudited success", false, "/fhir/1.2.3/Patient/1", http.StatusOK, true},
+		{"health check", true, "/healthz", 0, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var logs, trail bytes.Buffer
+			log := logrus.New()
+			log.SetOutput(&logs)
+			log.SetLevel(logrus.InfoLevel)
+			cfg := Config{Tenants: stubTenants{}, Proxy: &statusForwarder{code: tt.fwdCode}, Logger: log}
+			if tt.audit {
+				cfg.Audit = audit.New(&trail)
+			}
+			New(cfg).ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", tt.target, nil))
+			if got := strings.Contains(logs.String(), "msg=request"); got != tt.want {
+				t.Errorf("access log line written: %v, want %v\n%s", got, tt.want, logs.String())
+			}
+			if tt.audit && strings.HasPrefix(tt.target, "/fhir/") && trail.Len() == 0 {
+				t.Error("no audit line")
+			}
+		})
+	}
+}
+
+type statusForwarder struct{ code int }
+
+func (f *statusForwarder) Forward(w http.ResponseWriter, _ *http.Request, _ *tenant.Tenant, _ string) {
+	w.WriteHeader(f.code)
 }
