@@ -65,6 +65,10 @@ func (h *handlers) fhir(c *gin.Context) {
 		return
 	}
 	rec.Caller, rec.CallerMethod, rec.CallerSubject = id.Name, id.Method, id.Subject
+	if err := checkMethod(c); err != nil {
+		h.fail(c, "", err)
+		return
+	}
 
 	rawOID, rawPath := splitFHIRPath(c.Request)
 	var err error
@@ -77,6 +81,10 @@ func (h *handlers) fhir(c *gin.Context) {
 	path, err := proxy.ParsePath(rawPath)
 	if err != nil {
 		h.fail(c, canon, outcome.Errorf(http.StatusBadRequest, outcome.Invalid, "%v", err))
+		return
+	}
+	if err := checkQuery(c.Request.URL.RawQuery); err != nil {
+		h.fail(c, canon, err)
 		return
 	}
 	rec.SetPath(path)
@@ -130,6 +138,10 @@ func (h *handlers) fhir(c *gin.Context) {
 	if h.MaxBodyBytes > 0 && c.Request.Body != nil {
 		c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, h.MaxBodyBytes)
 	}
+	// A protocol upgrade (WebSocket, h2c) would turn the request into a
+	// tunnel to the tenant that no longer passes through cqgate's checks;
+	// without Upgrade the request is forwarded as a plain one.
+	c.Request.Header.Del("Upgrade")
 	upstreamStart := time.Now()
 	h.Proxy.Forward(c.Writer, c.Request.WithContext(t.Context(c.Request.Context())), t, path)
 	if h.Observer != nil {
@@ -139,7 +151,7 @@ func (h *handlers) fhir(c *gin.Context) {
 
 // StaleHeader names the sources whose answers were served past their TTL
 // because the source was failing (stale-if-error).
-const StaleHeader = "X-Cqgate-Stale"
+const StaleHeader = proxy.StaleHeader
 
 // fail answers err as an OperationOutcome and logs it.
 func (h *handlers) fail(c *gin.Context, oid string, err error) {
@@ -228,4 +240,61 @@ func limited(err error) error {
 		return outcome.Errorf(http.StatusTooManyRequests, outcome.Throttled, "api: %w", err)
 	}
 	return err
+}
+
+// forwardedMethods are the methods of FHIR's RESTful API, and OPTIONS.
+// Anything else is refused before it reaches a tenant: a FHIR server that
+// answers TRACE echoes the request it got, cqgate's bearer token
+// included, and CONNECT asks for a tunnel.
+var forwardedMethods = map[string]bool{
+	http.MethodGet: true, http.MethodHead: true, http.MethodPost: true, http.MethodPut: true,
+	http.MethodPatch: true, http.MethodDelete: true, http.MethodOptions: true,
+}
+
+const allowedMethods = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"
+
+// methodOverrideHeaders make some servers treat a request as another
+// method than the one the caller's policy was checked against.
+var methodOverrideHeaders = []string{"X-Http-Method-Override", "X-Http-Method", "X-Method-Override"}
+
+// checkMethod refuses methods cqgate does not forward (405, with Allow)
+// and method-override headers (400).
+func checkMethod(c *gin.Context) error {
+	if m := c.Request.Method; !forwardedMethods[m] {
+		c.Header("Allow", allowedMethods)
+		return outcome.Errorf(http.StatusMethodNotAllowed, outcome.NotSupported,
+			"api: method %q is not forwarded to FHIR servers (allowed: %s)", m, allowedMethods)
+	}
+	for _, name := range methodOverrideHeaders {
+		if _, ok := c.Request.Header[name]; ok {
+			return outcome.Errorf(http.StatusBadRequest, outcome.NotSupported,
+				"api: %s is not forwarded; send the request with the method itself", name)
+		}
+	}
+	return nil
+}
+
+// credentialParams are query parameters that carry credentials to a
+// resource server (RFC 6750 section 2.3). cqgate sends the tenant its own
+// token; a caller's must not travel along in the URL, where the tenant
+// would log it and might prefer it.
+var credentialParams = []string{"access_token"}
+
+// checkQuery refuses a query that carries a credential parameter, in any
+// letter case or percent-encoding. The raw query is forwarded as it is,
+// so pairs are split on ";" as well as "&": some servers take either.
+func checkQuery(rawQuery string) error {
+	for pair := range strings.FieldsFuncSeq(rawQuery, func(r rune) bool { return r == '&' || r == ';' }) {
+		name, _, _ := strings.Cut(pair, "=")
+		if dec, err := url.QueryUnescape(name); err == nil {
+			name = dec
+		}
+		for _, cred := range credentialParams {
+			if strings.EqualFold(strings.TrimSpace(name), cred) {
+				return outcome.Errorf(http.StatusBadRequest, outcome.Security,
+					"api: the query parameter %s would carry a credential to the FHIR server; cqgate sends its own token", cred)
+			}
+		}
+	}
+	return nil
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/cqgate/cqgate/assertion"
 	"github.com/cqgate/cqgate/directory"
 	"github.com/cqgate/cqgate/discovery"
+	"github.com/cqgate/cqgate/egress"
 )
 
 // Error is an error that already knows its HTTP status and issue type.
@@ -40,11 +41,21 @@ func FromError(err error) (int, *OperationOutcome) {
 		return http.StatusInternalServerError, New(Exception, "internal error")
 	}
 	var (
-		oe *Error
-		re *assertion.RetrieveError
-		ae *assertion.AlgorithmError
+		oe  *Error
+		re  *assertion.RetrieveError
+		ae  *assertion.AlgorithmError
+		mbe *http.MaxBytesError
 	)
 	switch {
+	case errors.As(err, &mbe):
+		// The caller's body outgrew server.max_body_bytes while it was
+		// being read or streamed to the tenant.
+		return http.StatusRequestEntityTooLarge, New(TooCostly,
+			fmt.Sprintf("request body larger than the %d bytes allowed (server.max_body_bytes)", mbe.Limit))
+	case errors.Is(err, egress.ErrRefused):
+		// An address the organization may not be reached at (SSRF),
+		// found when connecting, however deep the refusal is wrapped.
+		return http.StatusForbidden, New(Security, err.Error())
 	case errors.Is(err, directory.ErrInvalidOID):
 		return http.StatusBadRequest, New(Value, err.Error())
 	case errors.Is(err, directory.ErrInvalidQuery):

@@ -13,6 +13,7 @@ import (
 	"github.com/cqgate/cqgate/assertion"
 	"github.com/cqgate/cqgate/directory"
 	"github.com/cqgate/cqgate/discovery"
+	"github.com/cqgate/cqgate/egress"
 )
 
 type timeoutErr struct{}
@@ -25,6 +26,14 @@ type marked struct{}
 
 func (marked) Error() string  { return "upstream broke" }
 func (marked) Upstream() bool { return true }
+
+// marked2 is an upstream failure wrapping another error, as
+// proxy.UpstreamError is.
+type marked2 struct{ err error }
+
+func (m *marked2) Error() string  { return "upstream: " + m.err.Error() }
+func (m *marked2) Unwrap() error  { return m.err }
+func (m *marked2) Upstream() bool { return true }
 
 func TestFromError(t *testing.T) {
 	oauth := &assertion.RetrieveError{TokenURL: "https://auth.example/token", StatusCode: 400, ErrorCode: "invalid_scope",
@@ -48,6 +57,9 @@ func TestFromError(t *testing.T) {
 		{"marked upstream", fmt.Errorf("p: %w", marked{}), 502, Exception, "upstream broke"},
 		{"algorithm that cannot fit the key", fmt.Errorf("s: %w", &assertion.AlgorithmError{Algorithm: "ES256", KeyType: "RSA"}), 500, Exception, `signing algorithm "ES256" cannot be used with a RSA key`},
 		{"no key yet", fmt.Errorf("s: %w", assertion.ErrNoKey), 503, Transient, "/readyz"},
+		{"body too large while streaming", &marked2{fmt.Errorf("proxy: %w", &http.MaxBytesError{Limit: 65536})}, 413, TooCostly, "65536 bytes allowed (server.max_body_bytes)"},
+		{"egress refusal at connect time", fmt.Errorf("p: %w", &egress.RefusedError{Address: "127.0.0.1:443", Reason: "a loopback address"}), 403, Security, "a loopback address"},
+		{"egress refusal inside an explicit 502", Errorf(http.StatusBadGateway, Exception, "tenant: discovering: %w", &discovery.Error{URL: "https://fhir/metadata", Err: &egress.RefusedError{Address: "10.0.0.1:443", Reason: "a private-network address"}}), 403, Security, "private-network"},
 		{"unknown stays generic", errors.New("secret internal detail"), 500, Exception, "internal error"},
 	}
 	for _, tt := range tests {

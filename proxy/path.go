@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/url"
 	"strings"
+	"unicode/utf8"
 )
 
 // ErrBadPath is wrapped by every error ParsePath returns.
@@ -16,8 +17,12 @@ const maxPathLen = 2048
 // ParsePath checks the escaped FHIR path a caller asked for (the part after
 // /fhir/{oid}, e.g. "/Patient/1316024") and returns it in the escaped form
 // to append to the tenant's FHIR base. It refuses anything that could climb
-// out of the base: dot segments (also percent-encoded), encoded slashes or
-// backslashes, empty segments, and control characters.
+// out of the base: dot segments (also percent-encoded, also with path
+// parameters such as "..;x", which Java servlet containers read as "..",
+// and segments of nothing but dots and spaces, which Windows servers trim
+// to ".."), encoded slashes or backslashes, empty segments, control
+// characters, and bytes that are not UTF-8 once decoded (overlong
+// encodings such as %c0%ae for ".").
 func ParsePath(escaped string) (string, error) {
 	if escaped == "" || escaped == "/" {
 		return "", nil
@@ -40,8 +45,11 @@ func ParsePath(escaped string) (string, error) {
 		if err != nil {
 			return "", fmt.Errorf("%w: bad percent-encoding", ErrBadPath)
 		}
-		if dec == "." || dec == ".." {
+		if name, _, _ := strings.Cut(dec, ";"); strings.Trim(name, ". ") == "" && strings.Contains(name, ".") {
 			return "", fmt.Errorf("%w: dot segments are not allowed", ErrBadPath)
+		}
+		if !utf8.ValidString(dec) {
+			return "", fmt.Errorf("%w: not UTF-8 after percent-decoding", ErrBadPath)
 		}
 		if strings.ContainsAny(dec, "/\\") {
 			return "", fmt.Errorf("%w: encoded slash or backslash in a segment", ErrBadPath)

@@ -89,12 +89,16 @@ func New(cfg Config) *Proxy {
 type routeKey struct{}
 
 // route is what Forward decided, carried to the rewrite and transport.
+// It also holds the per-request wrappers, so that they cost no
+// allocation of their own.
 type route struct {
 	tenant    *tenant.Tenant
 	path      string
 	requestID string
 	// token is the access token the request is sent with.
 	token *assertion.Token
+	w     interimGuard
+	body  trailerGuard
 }
 
 func routeFrom(ctx context.Context) *route {
@@ -107,6 +111,12 @@ func routeFrom(ctx context.Context) *route {
 func (p *Proxy) Forward(w http.ResponseWriter, r *http.Request, t *tenant.Tenant, fhirPath string) {
 	rt := &route{tenant: t, path: fhirPath, requestID: RequestID(r.Header.Get(RequestIDHeader))}
 	if err := p.prepareBody(r); err != nil {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			outcome.Write(w, http.StatusRequestEntityTooLarge, outcome.New(outcome.TooCostly,
+				fmt.Sprintf("proxy: the request body is larger than the %d bytes allowed (server.max_body_bytes)", tooLarge.Limit)))
+			return
+		}
 		outcome.Write(w, http.StatusBadRequest, outcome.New(outcome.Invalid, "proxy: reading the request body: "+err.Error()))
 		return
 	}
@@ -122,8 +132,49 @@ func (p *Proxy) Forward(w http.ResponseWriter, r *http.Request, t *tenant.Tenant
 		return
 	}
 	rt.token = tok
-	p.rp.ServeHTTP(w, r)
+	rt.w = interimGuard{ResponseWriter: w, rt: rt}
+	p.rp.ServeHTTP(&rt.w, r)
 }
+
+// interimGuard keeps the headers cqgate itself puts on every answer
+// (X-Request-Id, X-Cqgate-Stale) when the tenant sends an interim
+// response (103 Early Hints, 100 Continue): ReverseProxy copies an
+// interim response's headers into the response's header map, writes it
+// and then clears the whole map. Interim responses are not passed on (gin
+// does not write them either), so neither are their headers.
+type interimGuard struct {
+	http.ResponseWriter
+	rt      *route
+	restore bool
+}
+
+func (g *interimGuard) Header() http.Header {
+	h := g.ResponseWriter.Header()
+	if g.restore {
+		g.restore = false
+		clear(h)
+		h.Set(RequestIDHeader, g.rt.requestID)
+		if g.rt.tenant.DirectoryStale {
+			h.Set(StaleHeader, "directory")
+		}
+	}
+	return h
+}
+
+func (g *interimGuard) WriteHeader(code int) {
+	if code >= 100 && code < 200 && code != http.StatusSwitchingProtocols {
+		g.restore = true
+		return
+	}
+	g.ResponseWriter.WriteHeader(code)
+}
+
+// Unwrap lets http.ResponseController reach the writer below (Flush).
+func (g *interimGuard) Unwrap() http.ResponseWriter { return g.ResponseWriter }
+
+// StaleHeader names the sources whose answers were served past their TTL
+// because the source was failing (stale-if-error).
+const StaleHeader = "X-Cqgate-Stale"
 
 // prepareBody buffers a body of at most MaxReplayBody bytes and makes it
 // replayable through GetBody; a larger body is streamed and not replayed.
@@ -204,14 +255,61 @@ func noPreference(accept []string) bool {
 	return true
 }
 
+// tenantOnlyHeaders are response headers of a tenant that never reach
+// the caller, as headers or as trailers. The tenant's cookies belong to
+// cqgate's session with the tenant and must not be shared between
+// callers; CORS headers would let any web page read the answers through
+// cqgate (which is not for browsers); Alt-Svc would send the caller's
+// client elsewhere for cqgate's own origin. Hop-by-hop headers
+// (Connection and those it names, Keep-Alive, Proxy-Authenticate, TE,
+// Trailer, Transfer-Encoding, Upgrade) are dropped by ReverseProxy.
+var tenantOnlyHeaders = []string{
+	"Set-Cookie", "Set-Cookie2",
+	"Access-Control-Allow-Origin", "Access-Control-Allow-Credentials", "Access-Control-Allow-Headers",
+	"Access-Control-Allow-Methods", "Access-Control-Expose-Headers", "Access-Control-Max-Age",
+	"Alt-Svc",
+}
+
+func dropTenantOnly(h http.Header) {
+	for _, name := range tenantOnlyHeaders {
+		delete(h, name)
+	}
+}
+
+// trailerGuard drops tenant-only trailers, which the transport adds to
+// resp.Trailer (announced or not) when the body ends, before
+// ReverseProxy copies them to the caller.
+type trailerGuard struct {
+	io.ReadCloser
+	resp *http.Response
+}
+
+func (g *trailerGuard) Read(p []byte) (int, error) {
+	n, err := g.ReadCloser.Read(p)
+	if err == io.EOF {
+		dropTenantOnly(g.resp.Trailer)
+	}
+	return n, err
+}
+
+func (g *trailerGuard) Close() error {
+	err := g.ReadCloser.Close()
+	dropTenantOnly(g.resp.Trailer)
+	return err
+}
+
 func modifyResponse(resp *http.Response) error {
-	// A tenant's cookies belong to cqgate's session with the tenant, not
-	// to the caller, and must not be shared across callers.
-	resp.Header.Del("Set-Cookie")
+	rt := routeFrom(resp.Request.Context())
+	dropTenantOnly(resp.Header)
+	dropTenantOnly(resp.Trailer)
+	if resp.ContentLength < 0 && resp.Body != nil && resp.Body != http.NoBody {
+		// Only a body of unknown length (chunked) can end in trailers.
+		rt.body = trailerGuard{ReadCloser: resp.Body, resp: resp}
+		resp.Body = &rt.body
+	}
 	// The caller gets cqgate's request id (also sent to the tenant) as
 	// X-Request-Id, and the tenant's own id, if different, as
 	// X-Upstream-Request-Id.
-	rt := routeFrom(resp.Request.Context())
 	if up := resp.Header.Get(RequestIDHeader); up != "" && up != rt.requestID {
 		resp.Header.Set(UpstreamRequestIDHeader, up)
 	}

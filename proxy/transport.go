@@ -26,8 +26,14 @@ func (t *authTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	replayable := req.Body == nil || req.Body == http.NoBody || replay != nil
 
 	resp, err := t.send(req, rt)
-	if err != nil || resp.StatusCode != http.StatusUnauthorized || !replayable {
+	if err != nil || resp.StatusCode != http.StatusUnauthorized {
 		return resp, err
+	}
+	if !replayable {
+		// The body was streamed and is gone: the caller gets the 401, and
+		// the refused token is not handed out again, so its retry works.
+		t.creds.Refused(rt.tenant, rt.token)
+		return resp, nil
 	}
 
 	// The FHIR server refused the token: forget it, get a new one and try
