@@ -131,7 +131,11 @@ type Vault struct {
 	Namespace string        `yaml:"namespace"`
 	CACert    string        `yaml:"ca_cert"`
 	Timeout   time.Duration `yaml:"timeout"`
-	Auth      VaultAuth     `yaml:"auth"`
+	// MaxRetries is how often one Vault request is retried (5xx, 412 and
+	// connection errors) by the Vault client itself; -1 keeps the
+	// client's default (2, or VAULT_MAX_RETRIES).
+	MaxRetries int       `yaml:"max_retries"`
+	Auth       VaultAuth `yaml:"auth"`
 }
 
 // VaultAuth is how cqgate logs in to Vault.
@@ -172,6 +176,9 @@ type Directory struct {
 	MaxStale time.Duration `yaml:"max_stale"`
 	// NegativeTTL is how long a "not found" is remembered.
 	NegativeTTL time.Duration `yaml:"negative_ttl"`
+	// StaleRetry is how long, after a failed refresh, a stale entry is
+	// served without asking the directory again.
+	StaleRetry time.Duration `yaml:"stale_retry"`
 	Timeout     time.Duration `yaml:"timeout"`
 	// FHIRVersions orders the FHIR endpoint versions preferred.
 	FHIRVersions []string `yaml:"fhir_versions"`
@@ -215,6 +222,15 @@ type Keys struct {
 	PEM     PEMKeys     `yaml:"pem"`
 	// WatchInterval is how often the source is checked for a new version.
 	WatchInterval time.Duration `yaml:"watch_interval"`
+	// LoadRetry paces the attempts to load a key that could not be
+	// loaded at start.
+	LoadRetry Backoff `yaml:"load_retry"`
+}
+
+// Backoff is capped exponential backoff with jitter, without an end.
+type Backoff struct {
+	InitialBackoff time.Duration `yaml:"initial_backoff"`
+	MaxBackoff     time.Duration `yaml:"max_backoff"`
 }
 
 // VaultKeys reads the key and chain from a Vault KV v2 secret.
@@ -399,7 +415,7 @@ func Default() *Config {
 		Audit:   Audit{Destination: "stdout"},
 		Metrics: Metrics{Enabled: true, Path: "/metrics"},
 		Warmup:  Warmup{Timeout: 30 * time.Second},
-		Vault:   Vault{Timeout: 10 * time.Second, Auth: VaultAuth{Method: "token"}},
+		Vault:   Vault{Timeout: 10 * time.Second, MaxRetries: -1, Auth: VaultAuth{Method: "token"}},
 		Directory: Directory{
 			Flavor:       "r4",
 			APIKeyIn:     "header",
@@ -407,6 +423,7 @@ func Default() *Config {
 			CacheTTL:     time.Hour,
 			MaxStale:     24 * time.Hour,
 			NegativeTTL:  5 * time.Minute,
+			StaleRetry:   30 * time.Second,
 			Timeout:      10 * time.Second,
 			FHIRVersions: []string{"R4", "STU3", "DSTU2"},
 			Retry:        Retry{Attempts: 3, InitialBackoff: 200 * time.Millisecond, MaxBackoff: 2 * time.Second},
@@ -420,6 +437,7 @@ func Default() *Config {
 		Keys: Keys{
 			Source:        "vault",
 			WatchInterval: time.Minute,
+			LoadRetry:     Backoff{InitialBackoff: time.Second, MaxBackoff: time.Minute},
 			Vault: VaultKeys{
 				Mount:            "secret",
 				CertificateField: "certificate",

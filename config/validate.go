@@ -141,6 +141,14 @@ func (c *Config) Validate() error {
 		add("proxy.reuse_resolved: %s must be between 0 and 1m", r)
 	}
 	checkRateLimit(add, "proxy.rate_limit", c.Proxy.RateLimit)
+	if c.Vault.MaxRetries < -1 {
+		add("vault.max_retries: %d must be -1 (the Vault client's default) or more", c.Vault.MaxRetries)
+	}
+	notNegative(add, "directory.stale_retry", c.Directory.StaleRetry)
+	positive(add, "keys.load_retry.initial_backoff", c.Keys.LoadRetry.InitialBackoff)
+	if b := c.Keys.LoadRetry; b.MaxBackoff < b.InitialBackoff {
+		add("keys.load_retry.max_backoff: %s must be at least initial_backoff (%s)", b.MaxBackoff, b.InitialBackoff)
+	}
 	if c.Directory.URL == "" && !anyStatic(c.Organizations) {
 		add("directory.url: must be set unless every organization is configured with a fhir_base")
 	}

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cenkalti/backoff/v4"
 	"github.com/sirupsen/logrus"
 
 	"github.com/cqgate/cqgate/access"
@@ -92,7 +93,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Gateway, error
 	if base == nil {
 		base = NewTransport(TransportOptions{ResponseHeaderTimeout: cfg.Proxy.Timeout, Guard: true})
 		fhirBase = NewTransport(TransportOptions{
-			ResponseHeaderTimeout: cfg.Proxy.Timeout, Guard: true,
+			ResponseHeaderTimeout: cfg.Proxy.Timeout, Guard: true, ReadIdleTimeout: cfg.Proxy.Timeout,
 			MaxConnsPerHost: cfg.Proxy.MaxConnsPerHost, MaxIdleConnsPerHost: cfg.Proxy.MaxIdleConnsPerHost,
 		})
 	}
@@ -110,7 +111,11 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Gateway, error
 	}
 
 	if needsVault(cfg) {
-		v, err := vault.New(vaultConfig(cfg.Vault), vault.WithLogger(g.log.WithField("component", "vault")), vault.WithClock(g.clock))
+		vopts := []vault.Option{vault.WithLogger(g.log.WithField("component", "vault")), vault.WithClock(g.clock)}
+		if cfg.Vault.MaxRetries >= 0 {
+			vopts = append(vopts, vault.WithMaxRetries(cfg.Vault.MaxRetries))
+		}
+		v, err := vault.New(vaultConfig(cfg.Vault), vopts...)
 		if err != nil {
 			return nil, fmt.Errorf("gateway: %w", err)
 		}
@@ -125,6 +130,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Gateway, error
 	if g.identities, err = g.buildIdentities(opts.Keys, client(base, cfg.Tokens.Timeout)); err != nil {
 		return nil, err
 	}
+	g.Keys = g.identities[config.DefaultIdentity].holder
 
 	fetcher, err := g.directoryFetcher(client(dirBase, cfg.Directory.Timeout))
 	if err != nil {
@@ -136,6 +142,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Gateway, error
 		TTL:         cfg.Directory.CacheTTL,
 		MaxStale:    cfg.Directory.MaxStale,
 		NegativeTTL: cfg.Directory.NegativeTTL,
+		StaleRetry:  orOff(cfg.Directory.StaleRetry),
 		Clock:       g.clock,
 	})
 	// Discovery documents may redirect (http to https, a trailing slash);
@@ -321,35 +328,63 @@ func (g *Gateway) loadKeys(ctx context.Context) {
 		close(g.keyLoaded)
 		return
 	}
+	b := backoff.NewExponentialBackOff(
+		backoff.WithInitialInterval(g.cfg.Keys.LoadRetry.InitialBackoff),
+		backoff.WithMaxInterval(g.cfg.Keys.LoadRetry.MaxBackoff),
+		backoff.WithMaxElapsedTime(0), // until loaded or ctx ends
+	)
 	go func() {
-		for delay := time.Second; len(pending) > 0; delay = min(2*delay, time.Minute) {
+		defer close(g.keyLoaded)
+		for delay := b.NextBackOff(); len(pending) > 0; {
+			t := time.NewTimer(delay)
 			select {
 			case <-ctx.Done():
+				t.Stop()
 				return
-			case <-time.After(delay):
+			case <-t.C:
 			}
+			delay = b.NextBackOff()
 			still := pending[:0]
 			for _, id := range pending {
+				if id.holder.Current() != nil {
+					continue // the key watch loaded it meanwhile
+				}
 				if _, err := id.holder.Reload(ctx); err != nil {
-					g.log.WithError(err).WithFields(logrus.Fields{"identity": id.name, "retry_in": min(2*delay, time.Minute).String()}).
+					g.log.WithError(err).WithFields(logrus.Fields{"identity": id.name, "retry_in": delay.Round(time.Millisecond).String()}).
 						Warn("gateway: signing key still not loaded")
 					still = append(still, id)
 				}
 			}
 			pending = still
 		}
-		close(g.keyLoaded)
 	}()
 }
 
-// WaitReady blocks until the signing keys are loaded or ctx ends.
+// WaitReady blocks until every identity's signing key is loaded (by the
+// start-up retries or the key watch) or ctx ends.
 func (g *Gateway) WaitReady(ctx context.Context) error {
-	select {
-	case <-g.keyLoaded:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for !g.keysLoaded() {
+		select {
+		case <-g.keyLoaded:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-tick.C:
+		}
 	}
+	return nil
+}
+
+// keysLoaded reports whether every identity holds a key.
+func (g *Gateway) keysLoaded() bool {
+	for _, id := range g.identities {
+		if id.holder.Current() == nil {
+			return false
+		}
+	}
+	return true
 }
 
 // ready is /readyz: every identity has a key whose certificate is valid.
@@ -386,6 +421,13 @@ type TransportOptions struct {
 	// MaxIdleConnsPerHost is how many idle connections per host are kept
 	// (default 64).
 	MaxIdleConnsPerHost int
+	// ReadIdleTimeout bounds every wait for the peer to send more: a
+	// response that stalls halfway through its body fails (the caller's
+	// answer ends, truncated) instead of holding the caller, a goroutine
+	// and a connection for as long as the peer likes. Time spent writing
+	// to a slow caller does not count. An idle pooled connection is
+	// closed after it too. Zero means no bound.
+	ReadIdleTimeout time.Duration
 }
 
 // NewTransport returns a transport for outbound calls: pooled keep-alive
@@ -403,9 +445,19 @@ func NewTransport(o TransportOptions) *http.Transport {
 	if idle <= 0 {
 		idle = 64
 	}
+	dial := d.DialContext
+	if o.ReadIdleTimeout > 0 {
+		dial = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			c, err := d.DialContext(ctx, network, addr)
+			if err != nil {
+				return nil, err
+			}
+			return &idleConn{Conn: c, idle: o.ReadIdleTimeout}, nil
+		}
+	}
 	return &http.Transport{
 		Proxy:                 http.ProxyFromEnvironment,
-		DialContext:           d.DialContext,
+		DialContext:           dial,
 		ForceAttemptHTTP2:     true,
 		MaxIdleConns:          512,
 		MaxIdleConnsPerHost:   idle,
@@ -415,6 +467,21 @@ func NewTransport(o TransportOptions) *http.Transport {
 		ExpectContinueTimeout: time.Second,
 		ResponseHeaderTimeout: o.ResponseHeaderTimeout,
 	}
+}
+
+// idleConn moves its read deadline forward at every Read, so that only
+// a peer that stays silent for idle fails a read. It is per connection,
+// not per request: nothing is allocated on the hot path.
+type idleConn struct {
+	net.Conn
+	idle time.Duration
+}
+
+func (c *idleConn) Read(p []byte) (int, error) {
+	if err := c.Conn.SetReadDeadline(time.Now().Add(c.idle)); err != nil {
+		return 0, err
+	}
+	return c.Conn.Read(p)
 }
 
 // proxyConfigured reports whether the environment names an HTTP proxy.

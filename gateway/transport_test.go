@@ -2,10 +2,13 @@ package gateway
 
 import (
 	"crypto/tls"
+	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -104,5 +107,55 @@ func waitOrFail(t *testing.T, wg *sync.WaitGroup) {
 	case <-done:
 	case <-time.After(20 * time.Second):
 		t.Fatal("requests never reached the server")
+	}
+}
+
+// A response that stalls halfway fails after the read-idle timeout; one
+// that trickles, each gap shorter than it, arrives whole.
+func TestTransportReadIdleTimeout(t *testing.T) {
+	const idle = 300 * time.Millisecond
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		flush := func() { http.NewResponseController(w).Flush() }
+		switch r.URL.Path {
+		case "/stall":
+			io.WriteString(w, `{"resourceType":"Patient",`)
+			flush()
+			<-release
+		case "/trickle":
+			for i := range 5 {
+				fmt.Fprintf(w, "part %d;", i)
+				flush()
+				time.Sleep(idle / 3)
+			}
+		}
+	}))
+	defer srv.Close()
+	defer close(release) // before Close, which waits for the stalled handler
+	tr := NewTransport(TransportOptions{ResponseHeaderTimeout: 5 * time.Second, ReadIdleTimeout: idle})
+	defer tr.CloseIdleConnections()
+	client := &http.Client{Transport: tr}
+
+	get := func(path string) (string, error) {
+		resp, err := client.Get(srv.URL + path)
+		if err != nil {
+			return "", err
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		return string(b), err
+	}
+	done := make(chan error, 1)
+	go func() { _, err := get("/stall"); done <- err }()
+	select {
+	case err := <-done:
+		if !errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Errorf("stalled body: %v, want a read deadline error", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("a stalled body was waited for without end")
+	}
+	if body, err := get("/trickle"); err != nil || body != "part 0;part 1;part 2;part 3;part 4;" {
+		t.Errorf("trickling body: %q, %v", body, err)
 	}
 }

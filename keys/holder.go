@@ -68,7 +68,9 @@ type Status struct {
 	// tells whether the failure is current.
 	LastError   string
 	LastErrorAt time.Time
-	// Failures counts consecutive failed loads since the last success.
+	// Failures counts consecutive failed loads since the last success; a
+	// Poll whose version check finds the version in service again (the
+	// source recovered) counts as a success.
 	Failures int
 	// Reloads counts loads that put new material in service, the first
 	// included.
@@ -215,6 +217,7 @@ func (h *Holder) Poll(ctx context.Context) error {
 			version = ""
 		case version == h.seen && h.Current() != nil:
 			h.versionErrLogd = false
+			h.recovered(h.Current())
 			h.warnIfExpiring(h.Current(), false)
 			return nil
 		default:
@@ -249,6 +252,21 @@ func (h *Holder) Watch(ctx context.Context, every time.Duration) {
 			_ = h.Poll(ctx)
 		}
 	}
+}
+
+// recovered ends a run of failures when the source answers again with
+// the version of the material in service (e.g. Vault was unreachable for
+// a while): nothing needs loading, and the failures are no longer current.
+func (h *Holder) recovered(m *Material) {
+	h.statusMu.Lock()
+	failures := h.status.Failures
+	h.statusMu.Unlock()
+	if failures == 0 {
+		return
+	}
+	h.recordSuccess(m, false)
+	h.log.WithFields(logrus.Fields{"source": describe(h.src), "version": m.Version, "failures": failures}).
+		Info("keys: the signing material's source answers again; the material in service is current")
 }
 
 func (h *Holder) recordFailure(err error) {

@@ -454,6 +454,42 @@ func TestHolderPoll(t *testing.T) {
 		}
 	})
 
+	t.Run("a source that was unreachable and answers again clears the failures", func(t *testing.T) {
+		src := &versionedSource{version: "a", m: v1}
+		logger, hook := logtest.NewNullLogger()
+		h := keys.NewHolder(src, keys.HolderOptions{Clock: func() time.Time { return t0 }, Logger: logger})
+		if err := h.Poll(ctx); err != nil {
+			t.Fatal(err)
+		}
+		src.set(func(s *versionedSource) { s.versionErr, s.err = boom, boom })
+		for range 2 {
+			if err := h.Poll(ctx); !errors.Is(err, boom) {
+				t.Fatalf("Poll with the source down = %v", err)
+			}
+		}
+		if st := h.Status(); st.Failures != 2 || h.Current() != v1 {
+			t.Fatalf("with the source down: Status %+v, Current %v", st, h.Current())
+		}
+		src.set(func(s *versionedSource) { s.versionErr, s.err = nil, nil })
+		if err := h.Poll(ctx); err != nil {
+			t.Fatal(err)
+		}
+		st := h.Status()
+		if st.Failures != 0 || st.Reloads != 1 || st.Version != "v1" || st.LastError != boom.Error() || h.Current() != v1 {
+			t.Errorf("after the source answers again: Status %+v, Current %v", st, h.Current())
+		}
+		if loads, _ := src.counts(); loads != 3 {
+			t.Errorf("%d loads, want 3 (first, two failed; none once the version is the one in service)", loads)
+		}
+		if e := hook.LastEntry(); e == nil || e.Level != logrus.InfoLevel || !strings.Contains(e.Message, "answers again") || e.Data["failures"] != 2 {
+			t.Errorf("recovery not logged: %v", e)
+		}
+		n := len(hook.AllEntries())
+		if err := h.Poll(ctx); err != nil || len(hook.AllEntries()) != n {
+			t.Errorf("a quiet poll after the recovery = %v, logged %d entries", err, len(hook.AllEntries())-n)
+		}
+	})
+
 	t.Run("canceled context", func(t *testing.T) {
 		src := &versionedSource{versionErr: context.Canceled, m: v1}
 		h := keys.NewHolder(src, keys.HolderOptions{})

@@ -50,6 +50,12 @@ type SignError struct {
 }
 
 func (e *SignError) Error() string {
+	// Vault's own message spans lines and repeats the request URL; an
+	// error answer is said on one line with what Vault said.
+	var re *api.ResponseError
+	if errors.As(e.Err, &re) && len(re.Errors) > 0 {
+		return fmt.Sprintf("keys: signing with Vault transit key %s: Vault answered HTTP %d: %s", e.Key, re.StatusCode, strings.Join(re.Errors, "; "))
+	}
 	return fmt.Sprintf("keys: signing with Vault transit key %s: %v", e.Key, e.Err)
 }
 

@@ -400,6 +400,10 @@ func TestVaultTransitSignFailures(t *testing.T) {
 			if se.StatusCode != tc.wantStatus {
 				t.Errorf("StatusCode = %d, want %d", se.StatusCode, tc.wantStatus)
 			}
+			if want := fmt.Sprintf("Vault answered HTTP %d: ", tc.wantStatus); tc.wantStatus != 0 &&
+				(!strings.Contains(err.Error(), want) || strings.ContainsAny(err.Error(), "\n") || strings.Contains(err.Error(), "URL:")) {
+				t.Errorf("err = %q, want Vault's answer on one line (%q...)", err, want)
+			}
 			if tc.wantIs != nil && !errors.Is(err, tc.wantIs) {
 				t.Errorf("err = %v, want errors.Is %v", err, tc.wantIs)
 			}
