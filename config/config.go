@@ -179,7 +179,7 @@ type Directory struct {
 	// StaleRetry is how long, after a failed refresh, a stale entry is
 	// served without asking the directory again.
 	StaleRetry time.Duration `yaml:"stale_retry"`
-	Timeout     time.Duration `yaml:"timeout"`
+	Timeout    time.Duration `yaml:"timeout"`
 	// FHIRVersions orders the FHIR endpoint versions preferred.
 	FHIRVersions []string `yaml:"fhir_versions"`
 	Retry        Retry    `yaml:"retry"`
