@@ -19,6 +19,9 @@ import (
 // "Authorization: Bearer <key>".
 const HeaderAPIKey = "X-API-Key"
 
+// canonicalAPIKeyHeader is HeaderAPIKey as net/http stores it.
+const canonicalAPIKeyHeader = "X-Api-Key"
+
 const (
 	// maxKeyLen bounds a presented key; longer values are refused
 	// without hashing them.
@@ -181,7 +184,8 @@ func apiKeyError(sentinel error, reason string) error {
 // presentedKey returns the key a request presents. Its errors are fixed
 // strings: nothing of the header values reaches them.
 func presentedKey(h http.Header) (string, error) {
-	auths, xs := h.Values("Authorization"), h.Values(HeaderAPIKey)
+	// Looked up by canonical name: no canonicalization per request.
+	auths, xs := h["Authorization"], h[canonicalAPIKeyHeader]
 	switch {
 	case len(auths) == 0 && len(xs) == 0:
 		return "", apiKeyError(ErrUnauthenticated, "no Authorization or X-API-Key header")

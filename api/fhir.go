@@ -77,7 +77,6 @@ func (h *handlers) fhir(c *gin.Context) {
 		h.fail(c, "", err)
 		return
 	}
-	c.Set(oidKey, canon)
 	path, err := proxy.ParsePath(rawPath)
 	if err != nil {
 		h.fail(c, canon, outcome.Errorf(http.StatusBadRequest, outcome.Invalid, "%v", err))
@@ -124,9 +123,11 @@ func (h *handlers) fhir(c *gin.Context) {
 		h.fail(c, canon, err)
 		return
 	}
-	oid = canon
+	// The tenant's OID, not canon: labels and rate-limit buckets keep it,
+	// and canon may be a slice of the request line.
+	oid = t.OID
 	if h.Limiter != nil {
-		if err := h.Limiter.Wait(c.Request.Context(), canon); err != nil {
+		if err := h.Limiter.Wait(c.Request.Context(), oid); err != nil {
 			h.fail(c, canon, limited(err))
 			return
 		}
@@ -135,15 +136,19 @@ func (h *handlers) fhir(c *gin.Context) {
 	if t.DirectoryStale {
 		c.Header(StaleHeader, "directory")
 	}
-	if h.MaxBodyBytes > 0 && c.Request.Body != nil {
-		c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, h.MaxBodyBytes)
+	if body := c.Request.Body; h.MaxBodyBytes > 0 && body != nil && body != http.NoBody {
+		c.Request.Body = http.MaxBytesReader(c.Writer, body, h.MaxBodyBytes)
 	}
 	// A protocol upgrade (WebSocket, h2c) would turn the request into a
 	// tunnel to the tenant that no longer passes through cqgate's checks;
 	// without Upgrade the request is forwarded as a plain one.
 	c.Request.Header.Del("Upgrade")
 	upstreamStart := time.Now()
-	h.Proxy.Forward(c.Writer, c.Request.WithContext(t.Context(c.Request.Context())), t, path)
+	req := c.Request
+	if ctx := t.Context(req.Context()); ctx != req.Context() {
+		req = req.WithContext(ctx)
+	}
+	h.Proxy.Forward(c.Writer, req, t, path)
 	if h.Observer != nil {
 		h.Observer.ObserveUpstream(oid, time.Since(upstreamStart))
 	}
@@ -178,7 +183,7 @@ func (h *handlers) authenticate(c *gin.Context) {
 // authenticated identifies the caller, answering 401 when it cannot.
 func (h *handlers) authenticated(c *gin.Context) (*access.Identity, bool) {
 	if h.Auth == nil {
-		return &access.Identity{Name: access.AnonymousCaller, Method: access.MethodNone}, true
+		return h.anonymous, true
 	}
 	id, err := h.Auth.Authenticate(c.Request)
 	if err == nil {

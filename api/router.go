@@ -97,7 +97,7 @@ func New(cfg Config) *gin.Engine {
 	if log == nil {
 		log = logrus.New()
 	}
-	h := &handlers{Config: cfg, log: log}
+	h := &handlers{Config: cfg, log: log, anonymous: &access.Identity{Name: access.AnonymousCaller, Method: access.MethodNone}}
 	r := gin.New()
 	r.HandleMethodNotAllowed = true
 	// The access log is outermost so that a recovered panic is logged too.
@@ -124,6 +124,9 @@ func New(cfg Config) *gin.Engine {
 type handlers struct {
 	Config
 	log logrus.FieldLogger
+	// anonymous is every caller when no authentication is configured;
+	// shared, never modified.
+	anonymous *access.Identity
 }
 
 func (h *handlers) healthz(c *gin.Context) {
@@ -210,6 +213,13 @@ func (h *handlers) accessLog(c *gin.Context) {
 	}
 	if oid, ok := c.Get(oidKey); ok {
 		fields["oid"] = oid
+	} else if strings.HasPrefix(c.FullPath(), "/fhir/") {
+		// Worked out again only when a line is written, so that the hot
+		// path sets nothing on the gin context.
+		raw, _ := splitFHIRPath(c.Request)
+		if oid, err := directory.ParseOID(raw); err == nil {
+			fields["oid"] = oid
+		}
 	}
 	h.log.WithFields(fields).Log(level, "request")
 }

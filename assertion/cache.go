@@ -288,9 +288,9 @@ func (c *Cache) state(key Key) *keyState {
 
 // Token returns the cached token for key while it is usable, and
 // otherwise obtains one from src, as the Cache's rules say (see Cache).
-// The returned Token is the caller's own copy. The error is src's, a
-// remembered failure of src, a *ThrottledError, or the caller's context
-// ending.
+// The returned Token may be shared with other callers: do not modify
+// it. The error is src's, a remembered failure of src, a
+// *ThrottledError, or the caller's context ending.
 func (c *Cache) Token(ctx context.Context, key Key, src TokenSource) (*Token, error) {
 	st := c.state(key)
 	now := c.clock()
@@ -299,8 +299,9 @@ func (c *Cache) Token(ctx context.Context, key Key, src TokenSource) (*Token, er
 		if !now.Before(e.aheadAt) {
 			c.refreshAhead(ctx, st, key, src, e)
 		}
-		t := e.token
-		return &t, nil
+		// The entry is never modified once stored, so the token in it
+		// is handed out as it is, without a copy.
+		return &e.token, nil
 	}
 	c.misses.Add(1)
 	if err := ctx.Err(); err != nil {
@@ -341,8 +342,7 @@ func (c *Cache) join(ctx context.Context, st *keyState, key Key, src TokenSource
 	}
 	now := c.clock()
 	if e := st.entry.Load(); e != nil && now.Before(e.refreshAt) {
-		t := e.token
-		return &t, nil, nil
+		return &e.token, nil, nil
 	}
 	if st.flight != nil {
 		return nil, st.flight, nil

@@ -48,11 +48,18 @@ func checkOID(oid string) error {
 	case len(oid) > maxOIDLen:
 		return fmt.Errorf("longer than %d characters", maxOIDLen)
 	}
-	arcs := strings.Split(oid, ".")
-	if len(arcs) < 2 {
+	if !strings.Contains(oid, ".") {
 		return errors.New("fewer than two arcs")
 	}
-	for i, arc := range arcs {
+	var first, second string
+	i := 0
+	for arc := range strings.SplitSeq(oid, ".") {
+		switch i {
+		case 0:
+			first = arc
+		case 1:
+			second = arc
+		}
 		if arc == "" {
 			return fmt.Errorf("arc %d is empty", i+1)
 		}
@@ -64,13 +71,14 @@ func checkOID(oid string) error {
 		if len(arc) > 1 && arc[0] == '0' {
 			return fmt.Errorf("arc %d has a leading zero", i+1)
 		}
+		i++
 	}
-	if arcs[0] != "0" && arcs[0] != "1" && arcs[0] != "2" {
+	if first != "0" && first != "1" && first != "2" {
 		return errors.New("first arc must be 0, 1 or 2")
 	}
-	if arcs[0] != "2" {
+	if first != "2" {
 		// At most two digits, so Atoi cannot overflow.
-		if n, err := strconv.Atoi(arcs[1]); err != nil || len(arcs[1]) > 2 || n > 39 {
+		if n, err := strconv.Atoi(second); err != nil || len(second) > 2 || n > 39 {
 			return errors.New("second arc must be at most 39 under arcs 0 and 1")
 		}
 	}

@@ -214,6 +214,9 @@ func (r *Resolver) Lookup(ctx context.Context, oid string) (*Entry, error) {
 // fetch asks the directory for oid (once for all concurrent lookups) and
 // records the answer for negative caching and stale-if-error.
 func (r *Resolver) fetch(ctx context.Context, oid string) (*Organization, error) {
+	// oid may be a slice of a caller's request line; what is kept must
+	// not keep that alive.
+	oid = strings.Clone(oid)
 	org, err := r.fetcher.Organization(ctx, oid)
 	switch {
 	case err != nil:

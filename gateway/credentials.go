@@ -71,11 +71,13 @@ func (c *credentials) Token(ctx context.Context, t *tenant.Tenant) (*assertion.T
 	if err != nil {
 		return nil, err
 	}
-	if c.metrics == nil {
-		return c.cache.Token(ctx, tokenKey(t), id.exchanger.Source(request(t)))
-	}
-	src := &countingSource{next: id.exchanger.Source(request(t)), m: c.metrics}
+	// One small value per request; the token request itself is only
+	// built on a miss.
+	src := &exchangeOnMiss{ex: id.exchanger, t: t, m: c.metrics}
 	tok, err := c.cache.Token(ctx, tokenKey(t), src)
+	if c.metrics == nil {
+		return tok, err
+	}
 	switch {
 	case errors.Is(err, assertion.ErrThrottled):
 		c.metrics.TokenExchange(metrics.ExchangeThrottled)
@@ -87,16 +89,23 @@ func (c *credentials) Token(ctx context.Context, t *tenant.Tenant) (*assertion.T
 	return tok, err
 }
 
-// countingSource counts the exchanges a cache miss makes, by outcome.
-type countingSource struct {
-	next   assertion.TokenSource
+var _ assertion.TokenSource = (*exchangeOnMiss)(nil)
+
+// exchangeOnMiss exchanges a new client assertion for t's token when the
+// cache calls it, and counts the exchanges by outcome (when m is set).
+type exchangeOnMiss struct {
+	ex     *assertion.Exchanger
+	t      *tenant.Tenant
 	m      *metrics.Metrics
 	called atomic.Bool
 }
 
-func (s *countingSource) Token(ctx context.Context) (*assertion.Token, error) {
+func (s *exchangeOnMiss) Token(ctx context.Context) (*assertion.Token, error) {
 	s.called.Store(true)
-	tok, err := s.next.Token(ctx)
+	tok, err := s.ex.Exchange(ctx, request(s.t))
+	if s.m == nil {
+		return tok, err
+	}
 	var re *assertion.RetrieveError
 	switch {
 	case err == nil:

@@ -33,11 +33,13 @@ func ParsePath(escaped string) (string, error) {
 	if !strings.HasPrefix(escaped, "/") {
 		return "", fmt.Errorf("%w: must start with /", ErrBadPath)
 	}
-	segs := strings.Split(escaped[1:], "/")
-	for i, seg := range segs {
+	rest := escaped[1:]
+	for rest != "" || strings.HasSuffix(escaped, "/") {
+		seg, tail, more := strings.Cut(rest, "/")
+		rest = tail
 		if seg == "" {
-			if i == len(segs)-1 {
-				continue // a trailing slash is harmless
+			if !more {
+				break // a trailing slash is harmless
 			}
 			return "", fmt.Errorf("%w: empty path segment", ErrBadPath)
 		}

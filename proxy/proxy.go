@@ -120,7 +120,9 @@ func (p *Proxy) Forward(w http.ResponseWriter, r *http.Request, t *tenant.Tenant
 		outcome.Write(w, http.StatusBadRequest, outcome.New(outcome.Invalid, "proxy: reading the request body: "+err.Error()))
 		return
 	}
-	w.Header().Set(RequestIDHeader, rt.requestID)
+	if ids := w.Header()[RequestIDHeader]; len(ids) != 1 || ids[0] != rt.requestID {
+		w.Header()[RequestIDHeader] = []string{rt.requestID}
+	}
 	ctx := context.WithValue(r.Context(), routeKey{}, rt)
 	r = r.WithContext(ctx)
 	// The token is had before the request is copied for the tenant, so
@@ -231,12 +233,14 @@ func rewrite(pr *httputil.ProxyRequest) {
 	out.Host = ""
 	h := out.Header
 	for _, name := range callerOnlyHeaders {
-		h.Del(name)
+		delete(h, name) // canonical already (TestCallerOnlyHeadersAreCanonical)
 	}
-	if noPreference(h.Values("Accept")) {
-		h.Set("Accept", FHIRJSON)
+	if noPreference(h["Accept"]) {
+		h["Accept"] = []string{FHIRJSON}
 	}
-	h.Set(RequestIDHeader, rt.requestID)
+	if ids := h[RequestIDHeader]; len(ids) != 1 || ids[0] != rt.requestID {
+		h[RequestIDHeader] = []string{rt.requestID}
+	}
 	h["Authorization"] = []string{"Bearer " + rt.token.AccessToken}
 }
 
@@ -245,7 +249,7 @@ func rewrite(pr *httputil.ProxyRequest) {
 // Such requests get FHIR JSON, which Cerner insists on being asked for.
 func noPreference(accept []string) bool {
 	for _, v := range accept {
-		for _, part := range strings.Split(v, ",") {
+		for part := range strings.SplitSeq(v, ",") {
 			mt, _, _ := strings.Cut(part, ";")
 			if mt = strings.TrimSpace(mt); mt != "" && mt != "*/*" {
 				return false

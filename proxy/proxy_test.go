@@ -335,3 +335,13 @@ func TestCallerOnlyHeadersStayHere(t *testing.T) {
 		t.Errorf("tenant got %v", got)
 	}
 }
+
+// rewrite deletes callerOnlyHeaders from the header map directly, which
+// only works for canonical names.
+func TestCallerOnlyHeadersAreCanonical(t *testing.T) {
+	for _, name := range append(callerOnlyHeaders, RequestIDHeader, "Accept") {
+		if c := http.CanonicalHeaderKey(name); c != name {
+			t.Errorf("%q is not canonical (%q)", name, c)
+		}
+	}
+}

@@ -101,7 +101,9 @@ func (r *Resolver) Describe(ctx context.Context, oid string) (*Tenant, error) {
 	org := entry.Organization
 	s := r.settings(oid)
 	t := &Tenant{
-		OID:             oid,
+		// A copy: oid may be a slice of the caller's request line, and
+		// tenants are kept (Reuser, token cache keys, metrics labels).
+		OID:             strings.Clone(oid),
 		Name:            org.Name,
 		Active:          org.Active,
 		Identity:        s.Identity,

@@ -2,6 +2,7 @@ package tenant
 
 import (
 	"context"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -66,7 +67,8 @@ func (r *Reuser) Resolve(ctx context.Context, oid string) (*Tenant, error) {
 	if err != nil {
 		return nil, err
 	}
-	r.items.Store(oid, &reused{t: t, until: now.Add(r.ttl)})
+	// A copy of the key: oid may be a slice of a caller's request line.
+	r.items.Store(strings.Clone(oid), &reused{t: t, until: now.Add(r.ttl)})
 	r.sweep(now)
 	return t, nil
 }

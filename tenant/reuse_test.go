@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/cqgate/cqgate/internal/clocktest"
 )
@@ -143,4 +144,30 @@ func TestReuserConcurrent(t *testing.T) {
 	if n := src.calls.Load(); n > 32 {
 		t.Errorf("%d calls to the source for 2 OIDs", n)
 	}
+}
+
+// The OIDs kept (the key and the tenant's OID) are copies: the one asked
+// for may be a slice of a caller's request line, query included, which
+// must not stay in memory for as long as the tenant is reused.
+func TestReuserKeepsNoSliceOfTheRequest(t *testing.T) {
+	line := "GET /fhir/1.2.3/Patient?name=Peters HTTP/1.1"
+	oid := line[len("GET /fhir/") : len("GET /fhir/")+len("1.2.3")]
+	r := Reuse(&Resolver{Directory: stubDir{"1.2.3": org("1.2.3", fhirEP)}, Discovery: &stubDisc{}}, time.Hour, nil)
+	tn, err := r.Resolve(context.Background(), oid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	within := func(s string) bool {
+		p, start := uintptr(unsafe.Pointer(unsafe.StringData(s))), uintptr(unsafe.Pointer(unsafe.StringData(line)))
+		return p >= start && p < start+uintptr(len(line))
+	}
+	if within(tn.OID) {
+		t.Error("the tenant's OID is a slice of the request line")
+	}
+	r.items.Range(func(k, _ any) bool {
+		if within(k.(string)) {
+			t.Error("the Reuser's key is a slice of the request line")
+		}
+		return true
+	})
 }

@@ -2,6 +2,7 @@ package flightcache
 
 import (
 	"context"
+	"strings"
 	"time"
 
 	"github.com/patrickmn/go-cache"
@@ -75,7 +76,9 @@ func (c *Cache[V]) Get(ctx context.Context, key string, fetch func(context.Conte
 			return nil, err
 		}
 		e := entry[V]{value: v, fetchedAt: c.now()}
-		c.items.Set(key, e, c.ttl)
+		// A copy: key may be a slice of a caller's request line, which
+		// the cache must not keep alive.
+		c.items.Set(strings.Clone(key), e, c.ttl)
 		return e, nil
 	})
 	select {
