@@ -27,13 +27,19 @@
 #   --loadgen            use the built-in Go load generator even if wrk is installed
 #   --no-install         do not try to install wrk and nginx with apt-get
 #   --out FILE           report path (default bench/results/latest.md)
-#   --go-bench           afterwards, run the packages' Go benchmarks (go test -bench)
+#   --go-bench           afterwards, run the packages' Go benchmarks (go test -bench -benchmem:
+#                        parsing, the 10,000-organization scale study, the hot path, signing)
+#                        and add their "Scale" and "Go benchmarks" sections to the report
+#   --go-bench-only      only the Go benchmarks: no load, no cqgate build; a report of their own
+#   --go-benchtime D     go test -benchtime for them (default 1s; --quick: 200ms; env BENCH_GO_BENCHTIME)
+#   --go-bench-count N   go test -count for them; the report shows each number's median (default 1)
 #   --profile            afterwards, CPU-profile cqgate in-process (bench/gatewaybench)
 #   --keep               keep the scratch directory (configs, logs) for inspection
 #
 # Exit status: 0 when every answer was 2xx and the cold start made exactly
-# one token exchange, whatever the performance numbers; 1 on such a
-# functional failure; 2 when the benchmark could not be set up.
+# one token exchange (and, with --go-bench, every Go benchmark passed its
+# own checks), whatever the performance numbers; 1 on such a functional
+# failure; 2 when the benchmark could not be set up.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -54,6 +60,9 @@ OUT=${BENCH_OUT:-$ROOT/bench/results/latest.md}
 USE_WRK=1
 INSTALL=1
 GO_BENCH=0
+GO_BENCH_ONLY=0
+GO_BENCHTIME=${BENCH_GO_BENCHTIME:-1s}
+GO_BENCH_COUNT=${BENCH_GO_BENCH_COUNT:-1}
 PROFILE=0
 KEEP=0
 ARGS="$*"
@@ -64,7 +73,7 @@ need() { [ $# -ge 2 ] || die "$1 needs a value"; }
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--quick)
-		DURATION=3s ROUNDS=1 WARMUP=1s CONNECTIONS=16 RATE=1000 RATE_DURATION=2s RATE_CONNECTIONS=16
+		DURATION=3s ROUNDS=1 WARMUP=1s CONNECTIONS=16 RATE=1000 RATE_DURATION=2s RATE_CONNECTIONS=16 GO_BENCHTIME=200ms
 		;;
 	--duration) need "$@"; DURATION=$2; shift ;;
 	--rounds) need "$@"; ROUNDS=$2; shift ;;
@@ -80,6 +89,9 @@ while [ $# -gt 0 ]; do
 	--loadgen) USE_WRK=0 ;;
 	--no-install) INSTALL=0 ;;
 	--go-bench) GO_BENCH=1 ;;
+	--go-bench-only) GO_BENCH=1 GO_BENCH_ONLY=1 ;;
+	--go-benchtime) need "$@"; GO_BENCHTIME=$2; shift ;;
+	--go-bench-count) need "$@"; GO_BENCH_COUNT=$2; shift ;;
 	--profile) PROFILE=1 ;;
 	--keep) KEEP=1 ;;
 	-h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
@@ -110,70 +122,98 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# wrk and nginx come from Debian's packages.
-find_nginx() { command -v nginx 2>/dev/null || { [ -x /usr/sbin/nginx ] && echo /usr/sbin/nginx; } || true; }
-if [ "$INSTALL" = 1 ] && { ! command -v wrk >/dev/null || [ -z "$(find_nginx)" ]; }; then
-	APT=()
-	if [ "$(id -u)" = 0 ]; then APT=(apt-get); elif sudo -n true 2>/dev/null; then APT=(sudo -n apt-get); fi
-	if [ ${#APT[@]} -gt 0 ] && command -v apt-get >/dev/null; then
-		echo "run.sh: installing wrk and nginx with apt-get" >&2
-		# RUNLEVEL=1 keeps the package from starting a system nginx.
-		{ RUNLEVEL=1 timeout 300 "${APT[@]}" install -y -qq wrk nginx >/dev/null 2>&1 ||
-			{ timeout 300 "${APT[@]}" update -qq >/dev/null 2>&1 &&
-				RUNLEVEL=1 timeout 300 "${APT[@]}" install -y -qq wrk nginx >/dev/null 2>&1; }; } ||
-			echo "run.sh: could not install wrk/nginx; going on without what is missing" >&2
-	fi
-fi
-WRK=""
-if [ "$USE_WRK" = 1 ] && command -v wrk >/dev/null; then WRK=$(command -v wrk); fi
-[ -n "$WRK" ] || echo "run.sh: wrk not used: the built-in Go load generator drives the saturating runs" >&2
-NGINX=$(find_nginx)
-[ -n "$NGINX" ] || echo "run.sh: nginx is not installed: its row is skipped" >&2
-
-echo "run.sh: building the bench tools" >&2
-mkdir -p "$TMP/bin"
-go build -o "$TMP/bin/" ./bench/cmd/upstream ./bench/cmd/bareproxy ./bench/cmd/benchrun ||
-	die "building bench/cmd failed"
-if [ -z "$CQGATE_BIN" ]; then
-	echo "run.sh: building ./cmd/cqgate" >&2
-	go build -o "$TMP/bin/cqgate" ./cmd/cqgate ||
-		die "building ./cmd/cqgate failed (a package mid-edit?); pass --cqgate-bin to use a built binary"
-	CQGATE_BIN="$TMP/bin/cqgate"
-	CQGATE_DESC="built from this work tree"
-	if rev=$(git rev-parse --short HEAD 2>/dev/null); then
-		CQGATE_DESC="commit $rev"
-		git diff --quiet HEAD -- . ':(exclude)bench' ':(exclude)docs' 2>/dev/null ||
-			CQGATE_DESC="$CQGATE_DESC with uncommitted changes"
-	fi
-else
-	CQGATE_DESC="the binary $CQGATE_BIN"
-fi
-
-# The cold start holds ~2 file descriptors per request in cqgate.
-ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt $((2 * COLD + 256)) ]; then
-	echo "run.sh: only $(ulimit -n) open files allowed; the cold start may fail with $COLD requests" >&2
-fi
-
 rc=0
-"$TMP/bin/benchrun" \
-	-bin "$TMP/bin" -cqgate "$CQGATE_BIN" -wrk "$WRK" -nginx "$NGINX" -lua "$ROOT/bench/pct.lua" \
-	-workdir "$TMP" -pidfile "$PIDS" -out "$OUT" -command "bench/run.sh${ARGS:+ $ARGS}" \
-	-duration "$DURATION" -rounds "$ROUNDS" -warmup "$WARMUP" -connections "$CONNECTIONS" -threads "$THREADS" \
-	-rate "$RATE" -rate-duration "$RATE_DURATION" -rate-connections "$RATE_CONNECTIONS" \
-	-cold "$COLD" -targets "$TARGETS" -cqgate-desc "$CQGATE_DESC" || rc=$?
+mkdir -p "$(dirname "$OUT")"
+if [ "$GO_BENCH_ONLY" = 0 ]; then
+	# wrk and nginx come from Debian's packages.
+	find_nginx() { command -v nginx 2>/dev/null || { [ -x /usr/sbin/nginx ] && echo /usr/sbin/nginx; } || true; }
+	if [ "$INSTALL" = 1 ] && { ! command -v wrk >/dev/null || [ -z "$(find_nginx)" ]; }; then
+		APT=()
+		if [ "$(id -u)" = 0 ]; then APT=(apt-get); elif sudo -n true 2>/dev/null; then APT=(sudo -n apt-get); fi
+		if [ ${#APT[@]} -gt 0 ] && command -v apt-get >/dev/null; then
+			echo "run.sh: installing wrk and nginx with apt-get" >&2
+			# RUNLEVEL=1 keeps the package from starting a system nginx.
+			{ RUNLEVEL=1 timeout 300 "${APT[@]}" install -y -qq wrk nginx >/dev/null 2>&1 ||
+				{ timeout 300 "${APT[@]}" update -qq >/dev/null 2>&1 &&
+					RUNLEVEL=1 timeout 300 "${APT[@]}" install -y -qq wrk nginx >/dev/null 2>&1; }; } ||
+				echo "run.sh: could not install wrk/nginx; going on without what is missing" >&2
+		fi
+	fi
+	WRK=""
+	if [ "$USE_WRK" = 1 ] && command -v wrk >/dev/null; then WRK=$(command -v wrk); fi
+	[ -n "$WRK" ] || echo "run.sh: wrk not used: the built-in Go load generator drives the saturating runs" >&2
+	NGINX=$(find_nginx)
+	[ -n "$NGINX" ] || echo "run.sh: nginx is not installed: its row is skipped" >&2
+
+	echo "run.sh: building the bench tools" >&2
+	mkdir -p "$TMP/bin"
+	go build -o "$TMP/bin/" ./bench/cmd/upstream ./bench/cmd/bareproxy ./bench/cmd/benchrun ||
+		die "building bench/cmd failed"
+	if [ -z "$CQGATE_BIN" ]; then
+		echo "run.sh: building ./cmd/cqgate" >&2
+		go build -o "$TMP/bin/cqgate" ./cmd/cqgate ||
+			die "building ./cmd/cqgate failed (a package mid-edit?); pass --cqgate-bin to use a built binary"
+		CQGATE_BIN="$TMP/bin/cqgate"
+		CQGATE_DESC="built from this work tree"
+		if rev=$(git rev-parse --short HEAD 2>/dev/null); then
+			CQGATE_DESC="commit $rev"
+			git diff --quiet HEAD -- . ':(exclude)bench' ':(exclude)docs' 2>/dev/null ||
+				CQGATE_DESC="$CQGATE_DESC with uncommitted changes"
+		fi
+	else
+		CQGATE_DESC="the binary $CQGATE_BIN"
+	fi
+
+	# The cold start holds ~2 file descriptors per request in cqgate.
+	ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+	if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt $((2 * COLD + 256)) ]; then
+		echo "run.sh: only $(ulimit -n) open files allowed; the cold start may fail with $COLD requests" >&2
+	fi
+
+	"$TMP/bin/benchrun" \
+		-bin "$TMP/bin" -cqgate "$CQGATE_BIN" -wrk "$WRK" -nginx "$NGINX" -lua "$ROOT/bench/pct.lua" \
+		-workdir "$TMP" -pidfile "$PIDS" -out "$OUT" -command "bench/run.sh${ARGS:+ $ARGS}" \
+		-duration "$DURATION" -rounds "$ROUNDS" -warmup "$WARMUP" -connections "$CONNECTIONS" -threads "$THREADS" \
+		-rate "$RATE" -rate-duration "$RATE_DURATION" -rate-connections "$RATE_CONNECTIONS" \
+		-cold "$COLD" -targets "$TARGETS" -cqgate-desc "$CQGATE_DESC" || rc=$?
+fi
 
 if [ "$GO_BENCH" = 1 ]; then
-	# Only the packages that have benchmarks, with their names as written.
+	# The packages that have benchmarks, with their names as written:
+	# parsing (directory, discovery), the scale study (directory,
+	# discovery, tenant: .../orgs=10|1000|10000 with B/org), signing and
+	# the token cache (assertion), the hot path (proxy, api).
 	PKGS=()
-	for p in directory assertion proxy api; do
+	for p in directory discovery tenant assertion proxy api; do
 		if grep -qs '^func Benchmark' "$p"/*_test.go; then PKGS+=("./$p/"); fi
 	done
+	# And the whole gateway handler as gateway.New builds it, in memory
+	# (bench/gatewaybench's BenchmarkHandler; its loopback load
+	# benchmarks are --profile's).
+	GO_BENCH_FLAGS=(-run=NONE -benchmem -benchtime="$GO_BENCHTIME" -count="$GO_BENCH_COUNT")
+	GOBENCH_CMD="go test -run=NONE -bench=. -benchmem -benchtime=$GO_BENCHTIME -count=$GO_BENCH_COUNT ${PKGS[*]}; go test -run=NONE -bench=BenchmarkHandler -benchmem -benchtime=$GO_BENCHTIME -count=$GO_BENCH_COUNT ./bench/gatewaybench/"
 	if [ ${#PKGS[@]} -gt 0 ]; then
-		echo "run.sh: go test -run=NONE -bench=. -benchmem ${PKGS[*]}" >&2
-		go test -run=NONE -bench=. -benchmem "${PKGS[@]}" | tee "$(dirname "$OUT")/gobench.txt" || true
+		echo "run.sh: $GOBENCH_CMD" >&2
+		# Progress to stderr; the sections go to stdout and the report.
+		{
+			go test "${GO_BENCH_FLAGS[@]}" -bench=. -timeout=60m "${PKGS[@]}" 2>&1 || true
+			go test "${GO_BENCH_FLAGS[@]}" -bench=BenchmarkHandler -timeout=10m ./bench/gatewaybench/ 2>&1 || true
+		} | tee "$(dirname "$OUT")/gobench.txt" >&2
+		APPEND=(-append)
+		if [ "$GO_BENCH_ONLY" = 1 ]; then APPEND=(); fi
+		grc=0
+		go run ./bench/cmd/gobenchmd -in "$(dirname "$OUT")/gobench.txt" -out "$OUT" "${APPEND[@]}" \
+			-json "$(dirname "$OUT")/gobench.json" -command "$GOBENCH_CMD" || grc=$?
+		if [ "$grc" = 1 ]; then
+			# A benchmark failed its own checks (or did not build).
+			echo "run.sh: some Go benchmarks failed; see the report's Go benchmarks section" >&2
+			if [ "$rc" = 0 ]; then rc=1; fi
+		elif [ "$grc" != 0 ]; then
+			echo "run.sh: could not render the Go benchmarks (exit $grc)" >&2
+			if [ "$rc" = 0 ]; then rc=2; fi
+		fi
 	else
-		echo "run.sh: no Go benchmarks in directory/, assertion/, proxy/ or api/ yet" >&2
+		echo "run.sh: no package has Go benchmarks yet" >&2
 	fi
 fi
 

@@ -14,4 +14,13 @@
 // shows cqgate's own share. BenchmarkBareProxy and BenchmarkDirect run
 // the same load through the bare reverse proxy baseline and straight to
 // the upstream, for comparison in the same process.
+//
+// BenchmarkHandler measures the same gateway handler without any socket:
+// every outbound call (directory, metadata, token, FHIR read) is answered
+// by the benchmark upstream's handler in memory, and one request and
+// ResponseWriter are served again and again, so its allocations per
+// request are cqgate's own plus the stub's (BenchmarkHandler/stub-only):
+//
+//	go test -run=NONE -bench=Handler -benchmem -memprofile mem.prof -memprofilerate=1 ./bench/gatewaybench
+//	go tool pprof -sample_index=alloc_objects -top bench/gatewaybench/gatewaybench.test mem.prof
 package gatewaybench
