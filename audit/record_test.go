@@ -216,7 +216,9 @@ func FuzzRecordJSON(f *testing.F) {
 		if i := strings.IndexAny(path, "?#"); i >= 0 && i+1 < len(path) {
 			query := path[i+1:]
 			for _, s := range []string{rec.ResourceType, rec.ResourceID, rec.Compartment, rec.Operation} {
-				if len(query) > 3 && strings.Contains(s, query) {
+				// Text that the path itself holds before the "?" or "#"
+				// may rightly appear in a path field.
+				if len(query) > 3 && strings.Contains(s, query) && !strings.Contains(validUTF8(path[:i]), query) {
 					t.Errorf("query %q reached a path field %q", query, s)
 				}
 			}

@@ -3,6 +3,7 @@ package directory
 import (
 	"net/url"
 	"strings"
+	"unique"
 )
 
 // connectionTypeFHIR is the Endpoint.connectionType code of a FHIR REST
@@ -155,18 +156,39 @@ func isFHIRKind(ep *Endpoint) bool {
 }
 
 // withFHIRVersions returns eps with FHIRVersion set on every FHIR REST
-// endpoint whose version has a known family. eps is not modified.
+// endpoint whose version has a known family, and the codes that repeat
+// across organizations (connection type, transaction, version, status,
+// payload types) interned, so that thousands of cached organizations
+// share one copy of each. eps is not modified.
 func withFHIRVersions(eps []Endpoint) []Endpoint {
 	if len(eps) == 0 {
 		return eps
 	}
 	out := append([]Endpoint(nil), eps...)
 	for i := range out {
-		if out[i].FHIRVersion == "" && isFHIRKind(&out[i]) {
-			out[i].FHIRVersion = FHIRFamily(out[i].Version)
+		e := &out[i]
+		if e.FHIRVersion == "" && isFHIRKind(e) {
+			e.FHIRVersion = FHIRFamily(e.Version)
+		}
+		e.ConnectionType, e.Transaction = intern(e.ConnectionType), intern(e.Transaction)
+		e.Version, e.Status = intern(e.Version), intern(e.Status)
+		if len(e.PayloadMimeTypes) > 0 {
+			types := make([]string, len(e.PayloadMimeTypes))
+			for j, t := range e.PayloadMimeTypes {
+				types[j] = intern(t)
+			}
+			e.PayloadMimeTypes = types
 		}
 	}
 	return out
+}
+
+// intern returns the canonical copy of s (unique.Make).
+func intern(s string) string {
+	if s == "" {
+		return ""
+	}
+	return unique.Make(s).Value()
 }
 
 // normalizeTransaction upper-cases a transaction and turns '-' and '_'
