@@ -15,5 +15,14 @@
 //
 // The token endpoint checks the request's shape (grant type, assertion
 // type, a three-part JWT whose aud is this endpoint) but not the
-// assertion's signature: it measures cost, not security.
+// assertion's signature: it measures cost, not security. Its tokens live
+// Config.TokenLifetime (an hour by default); a Patient read with an
+// expired token is refused and counted.
+//
+// For the soak, Config.Faults injects failures into Patient reads (a 503,
+// a connection reset, a 401 for a valid token), marks the injected
+// answers with X-Fhirstub-Injected, and records, per X-Request-Id, every
+// attempt of the requests that had a failed one (Server.Records), so that
+// a client's answers can be matched exactly with what was injected.
+// Without faults nothing is recorded and the hot path takes no lock.
 package fhirstub

@@ -21,6 +21,8 @@ import (
 const (
 	DefaultOIDPrefix    = "2.999.7."
 	DefaultPatientBytes = 2048
+	// DefaultTokenLifetime is the expires_in of issued access tokens.
+	DefaultTokenLifetime = time.Hour
 	// maxFormBytes bounds a token request body.
 	maxFormBytes = 64 << 10
 	// clientAssertionType is RFC 7523's client_assertion_type.
@@ -43,21 +45,40 @@ type Config struct {
 	// PatientBytes is the approximate size of a Patient answer;
 	// DefaultPatientBytes when zero.
 	PatientBytes int
+	// TokenLifetime is the expires_in of issued access tokens; a Patient
+	// read with a token past it is refused (401) and counted in
+	// Stats.PatientExpired. DefaultTokenLifetime when zero.
+	TokenLifetime time.Duration
+	// Faults injects failures into Patient reads (none when zero).
+	Faults Faults
+	// Clock returns the current time; time.Now when nil.
+	Clock func() time.Time
 }
 
 // Server serves the stub's routes. It is safe for concurrent use.
 type Server struct {
-	cfg     Config
-	mux     *http.ServeMux
-	tokens  sync.Map // access token → OID it was issued for
-	pre     []byte   // Patient JSON up to the id
-	post    []byte   // Patient JSON after the id
-	patOK   atomic.Int64
-	pat401  atomic.Int64
-	patBad  atomic.Int64
-	dir401  atomic.Int64
-	mu      sync.Mutex
-	counted map[string]map[string]int64 // kind → OID → count
+	cfg        Config
+	mux        *http.ServeMux
+	clock      func() time.Time
+	tokens     sync.Map // access token → *issued
+	issuedN    atomic.Int64
+	pre        []byte // Patient JSON up to the id
+	post       []byte // Patient JSON after the id
+	patOK      atomic.Int64
+	pat401     atomic.Int64
+	patExpired atomic.Int64
+	patBad     atomic.Int64
+	dir401     atomic.Int64
+	mu         sync.Mutex
+	counted    map[string]map[string]int64 // kind → OID → count
+	faults     *faultState                 // nil when no fault is configured
+}
+
+// issued is what the stub remembers of an access token.
+type issued struct {
+	oid             string
+	issued, expires time.Time
+	refused         atomic.Bool // a 401 was injected for it
 }
 
 var _ http.Handler = (*Server)(nil)
@@ -70,7 +91,16 @@ func New(cfg Config) *Server {
 	if cfg.PatientBytes <= 0 {
 		cfg.PatientBytes = DefaultPatientBytes
 	}
-	s := &Server{cfg: cfg, counted: make(map[string]map[string]int64)}
+	if cfg.TokenLifetime <= 0 {
+		cfg.TokenLifetime = DefaultTokenLifetime
+	}
+	s := &Server{cfg: cfg, clock: cfg.Clock, counted: make(map[string]map[string]int64)}
+	if s.clock == nil {
+		s.clock = time.Now
+	}
+	if cfg.Faults.enabled() {
+		s.faults = newFaultState(cfg.Faults)
+	}
 	s.pre, s.post = patientTemplate(cfg.PatientBytes)
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /directory/Organization/{oid}", s.directory)
@@ -106,6 +136,12 @@ type Stats struct {
 	PatientBad          int64 `json:"patient_bad"`
 	// DirectoryUnauthorized counts directory requests without the API key.
 	DirectoryUnauthorized int64 `json:"directory_unauthorized"`
+	// PatientExpired counts Patient reads refused because their token had
+	// expired (also counted in PatientUnauthorized). A client that
+	// refreshes its tokens in time never causes one.
+	PatientExpired int64 `json:"patient_expired"`
+	// Injected counts the failures injected by Config.Faults.
+	Injected InjectedCounts `json:"injected"`
 }
 
 // Stats returns a snapshot of the counters.
@@ -115,6 +151,10 @@ func (s *Server) Stats() Stats {
 		PatientUnauthorized:   s.pat401.Load(),
 		PatientBad:            s.patBad.Load(),
 		DirectoryUnauthorized: s.dir401.Load(),
+		PatientExpired:        s.patExpired.Load(),
+	}
+	if f := s.faults; f != nil {
+		st.Injected = f.counts()
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -260,12 +300,19 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 		writeOAuthError(w, http.StatusInternalServerError, "server_error", "no randomness")
 		return
 	}
-	s.tokens.Store(tok, oid)
+	now := s.clock()
+	s.tokens.Store(tok, &issued{oid: oid, issued: now, expires: now.Add(s.cfg.TokenLifetime)})
+	if f := s.faults; f != nil {
+		f.newest(oid, tok)
+	}
+	if s.issuedN.Add(1)%64 == 0 {
+		s.sweepTokens(now)
+	}
 	w.Header().Set("Cache-Control", "no-store")
 	writeJSON(w, http.StatusOK, "application/json", map[string]any{
 		"access_token": tok,
 		"token_type":   "Bearer",
-		"expires_in":   3600,
+		"expires_in":   max(int64(s.cfg.TokenLifetime/time.Second), 1),
 		"scope":        r.PostForm.Get("scope"),
 	})
 }
@@ -321,23 +368,50 @@ func randomToken() (string, error) {
 
 var fhirIDPattern = regexp.MustCompile(`^[A-Za-z0-9\-.]{1,64}$`)
 
+// sweepTokens forgets tokens that expired more than a minute ago.
+func (s *Server) sweepTokens(now time.Time) {
+	s.tokens.Range(func(k, v any) bool {
+		if now.Sub(v.(*issued).expires) > time.Minute {
+			s.tokens.Delete(k)
+		}
+		return true
+	})
+}
+
 // patient is the hot path: check the bearer token, write the Patient.
 func (s *Server) patient(w http.ResponseWriter, r *http.Request) {
 	oid, id := r.PathValue("oid"), r.PathValue("id")
 	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	var it *issued
 	if ok {
 		v, found := s.tokens.Load(tok)
-		ok = found && v.(string) == oid
+		if found {
+			it = v.(*issued)
+		}
+		ok = found && it.oid == oid
 	}
 	if !ok {
 		s.pat401.Add(1)
+		s.faults.record(r, Attempt{Outcome: OutcomeUnknownToken, OID: oid, At: s.clock()})
 		w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
 		writeOutcome(w, http.StatusUnauthorized, "login", "bearer token missing, unknown or for another organization")
+		return
+	}
+	now := s.clock()
+	if !now.Before(it.expires) {
+		s.pat401.Add(1)
+		s.patExpired.Add(1)
+		s.faults.record(r, Attempt{Outcome: OutcomeExpiredToken, OID: oid, At: now})
+		w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token", error_description="expired"`)
+		writeOutcome(w, http.StatusUnauthorized, "login", "bearer token expired")
 		return
 	}
 	if !fhirIDPattern.MatchString(id) {
 		s.patBad.Add(1)
 		writeOutcome(w, http.StatusBadRequest, "invalid", "malformed resource id")
+		return
+	}
+	if s.faults != nil && s.faults.inject(w, r, oid, tok, it, now) {
 		return
 	}
 	s.patOK.Add(1)

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/cqgate/cqgate/bench/internal/loopback"
 )
@@ -80,16 +81,52 @@ http {
 // allowed their loopback http addresses. It holds no secret: the
 // directory API key is given in the environment (CQGATE_DIRECTORY_API_KEY).
 func CqgateYAML(listen, directoryURL, certFile, keyFile, clientID string, oids []string) string {
+	return CqgateConfig(CqgateOptions{
+		Listen: listen, DirectoryURL: directoryURL, CertFile: certFile, KeyFile: keyFile,
+		ClientID: clientID, OIDs: oids,
+	})
+}
+
+// CqgateOptions are the settings of CqgateConfig. Zero values leave
+// cqgate's defaults.
+type CqgateOptions struct {
+	Listen, DirectoryURL string
+	CertFile, KeyFile    string
+	ClientID             string
+	OIDs                 []string
+	LogLevel             string // "warn" when empty
+	// The tokens: section (tokens.refresh_margin, refresh_ahead,
+	// min_interval), each left at cqgate's default when zero.
+	RefreshMargin, RefreshAhead, MinInterval time.Duration
+}
+
+// CqgateConfig is CqgateYAML with further settings, for the soak.
+func CqgateConfig(o CqgateOptions) string {
 	q := strconv.Quote
+	level := o.LogLevel
+	if level == "" {
+		level = "warn"
+	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "listen: %s\nlog_level: warn\n", q(listen))
+	fmt.Fprintf(&b, "listen: %s\nlog_level: %s\n", q(o.Listen), q(level))
 	b.WriteString("audit:\n  destination: none\n")
 	b.WriteString("metrics:\n  enabled: true\n")
-	fmt.Fprintf(&b, "directory:\n  url: %s\n", q(directoryURL))
-	fmt.Fprintf(&b, "keys:\n  source: pem\n  pem:\n    certificate_file: %s\n    private_key_file: %s\n", q(certFile), q(keyFile))
-	fmt.Fprintf(&b, "client:\n  client_id: %s\n", q(clientID))
+	fmt.Fprintf(&b, "directory:\n  url: %s\n", q(o.DirectoryURL))
+	fmt.Fprintf(&b, "keys:\n  source: pem\n  pem:\n    certificate_file: %s\n    private_key_file: %s\n", q(o.CertFile), q(o.KeyFile))
+	fmt.Fprintf(&b, "client:\n  client_id: %s\n", q(o.ClientID))
+	if o.RefreshMargin != 0 || o.RefreshAhead != 0 || o.MinInterval != 0 {
+		b.WriteString("tokens:\n")
+		for _, kv := range []struct {
+			key string
+			d   time.Duration
+		}{{"refresh_margin", o.RefreshMargin}, {"refresh_ahead", o.RefreshAhead}, {"min_interval", o.MinInterval}} {
+			if kv.d != 0 {
+				fmt.Fprintf(&b, "  %s: %s\n", kv.key, q(kv.d.String()))
+			}
+		}
+	}
 	b.WriteString("organizations:\n")
-	for _, oid := range oids {
+	for _, oid := range o.OIDs {
 		fmt.Fprintf(&b, "  %s:\n    allow_private_addresses: true\n", q(oid))
 	}
 	return b.String()

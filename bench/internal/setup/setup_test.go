@@ -13,8 +13,11 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/cqgate/cqgate/config"
 )
 
 func TestWriteSelfSigned(t *testing.T) {
@@ -172,5 +175,42 @@ func TestBareProxySetsAuthorization(t *testing.T) {
 			}
 		}
 		px.Close()
+	}
+}
+
+// The soak's settings are real cqgate configuration keys with the values
+// asked for, and the rest stays as CqgateYAML has it.
+func TestCqgateConfigTokens(t *testing.T) {
+	tests := []struct {
+		name                   string
+		opts                   CqgateOptions
+		margin, ahead, minIntv time.Duration
+	}{
+		{"defaults", CqgateOptions{}, 60 * time.Second, 2 * time.Minute, time.Minute},
+		{"soak", CqgateOptions{RefreshMargin: 10 * time.Second, RefreshAhead: 10 * time.Second, MinInterval: 5 * time.Second}, 10 * time.Second, 10 * time.Second, 5 * time.Second},
+		{"only the margin", CqgateOptions{RefreshMargin: 90 * time.Second}, 90 * time.Second, 2 * time.Minute, time.Minute},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			o := tt.opts
+			o.Listen, o.DirectoryURL, o.CertFile, o.KeyFile, o.ClientID = "127.0.0.1:8080", "http://127.0.0.1:9/directory", "/c.pem", "/k.pem", "bench.test"
+			o.OIDs = []string{"2.999.7.1"}
+			cfg, err := config.Parse([]byte(CqgateConfig(o)))
+			if err != nil {
+				t.Fatalf("%v\n%s", err, CqgateConfig(o))
+			}
+			if err := cfg.Validate(); err != nil {
+				t.Fatalf("invalid: %v", err)
+			}
+			if got := cfg.Tokens; got.RefreshMargin != tt.margin || got.RefreshAhead != tt.ahead || got.MinInterval != tt.minIntv {
+				t.Errorf("tokens %+v, want margin %s ahead %s min_interval %s", got, tt.margin, tt.ahead, tt.minIntv)
+			}
+			if cfg.LogLevel != "warn" || !cfg.Metrics.Enabled || !cfg.Organizations["2.999.7.1"].AllowPrivateAddresses {
+				t.Errorf("log level %q, metrics %v, organizations %+v", cfg.LogLevel, cfg.Metrics.Enabled, cfg.Organizations)
+			}
+		})
+	}
+	if y := CqgateConfig(CqgateOptions{Listen: "127.0.0.1:1", LogLevel: "error"}); !strings.Contains(y, `log_level: "error"`) {
+		t.Errorf("log level not set:\n%s", y)
 	}
 }
