@@ -31,6 +31,7 @@ import (
 
 	"github.com/cqgate/cqgate/bench/internal/fhirstub"
 	"github.com/cqgate/cqgate/bench/internal/load"
+	"github.com/cqgate/cqgate/bench/internal/loopback"
 	"github.com/cqgate/cqgate/bench/internal/proc"
 	"github.com/cqgate/cqgate/bench/internal/report"
 	"github.com/cqgate/cqgate/bench/internal/setup"
@@ -277,7 +278,7 @@ func startNginx(ctx context.Context, sup *supervisor, o options, t *target, upAd
 		return nil
 	}
 	dir := filepath.Join(o.workDir, "nginx")
-	listen, err := freePort()
+	listen, err := loopback.FreeAddr()
 	if err != nil {
 		return err
 	}
@@ -319,7 +320,7 @@ func startCqgate(ctx context.Context, sup *supervisor, o options, t *target, upB
 	if err != nil {
 		return err
 	}
-	listen, err := freePort()
+	listen, err := loopback.FreeAddr()
 	if err != nil {
 		return err
 	}

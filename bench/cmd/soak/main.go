@@ -235,7 +235,7 @@ func run(ctx context.Context, o options) (*soak.Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	listen, err := freePort()
+	listen, err := loopback.FreeAddr()
 	if err != nil {
 		return nil, err
 	}
@@ -556,15 +556,6 @@ func (g *gateway) logSummary() map[string]int64 {
 		out[line.Level+": "+line.Msg]++
 	}
 	return out
-}
-
-func freePort() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer ln.Close()
-	return ln.Addr().String(), nil
 }
 
 func randomHex(n int) string {

@@ -54,3 +54,14 @@ func CheckURL(raw string) (*url.URL, error) {
 	}
 	return u, nil
 }
+
+// FreeAddr returns a 127.0.0.1 address whose port was free a moment ago,
+// for a child process to listen on.
+func FreeAddr() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer ln.Close()
+	return ln.Addr().String(), nil
+}

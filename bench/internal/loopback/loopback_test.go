@@ -1,6 +1,9 @@
 package loopback
 
-import "testing"
+import (
+	"net"
+	"testing"
+)
 
 func TestIsLoopbackHost(t *testing.T) {
 	tests := []struct {
@@ -68,4 +71,19 @@ func TestCheckURL(t *testing.T) {
 			t.Errorf("CheckURL(%q) = %v, want error %v", tt.url, err, tt.wantErr)
 		}
 	}
+}
+
+func TestFreeAddr(t *testing.T) {
+	addr, err := FreeAddr()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := CheckAddr(addr); err != nil {
+		t.Fatalf("FreeAddr gave %s: %v", addr, err)
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatalf("listening on the free address %s: %v", addr, err)
+	}
+	ln.Close()
 }
