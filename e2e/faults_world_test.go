@@ -16,8 +16,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sirupsen/logrus"
-
 	"github.com/cqgate/cqgate/config"
 	"github.com/cqgate/cqgate/gateway"
 	"github.com/cqgate/cqgate/internal/clocktest"
@@ -155,33 +153,15 @@ func newFaultWorld(t *testing.T, opts faultOptions) *faultWorld {
 	if opts.tune != nil {
 		opts.tune(cfg, w)
 	}
-	if err := cfg.Validate(); err != nil {
-		t.Fatal(err)
-	}
-
-	log := logrus.New()
-	log.SetOutput(w.logs)
-	log.SetFormatter(&logrus.JSONFormatter{})
-	log.SetLevel(logrus.DebugLevel)
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	gopts := gateway.Options{Logger: log}
+	gopts := gateway.Options{}
 	if w.clock != nil {
 		gopts.Clock = w.clock.Now
 	}
-	w.gw, err = gateway.New(ctx, cfg, gopts)
-	if err != nil {
-		t.Fatal(err)
+	wait := faultAnswerBound
+	if opts.noWait {
+		wait = 0
 	}
-	if !opts.noWait {
-		wctx, wcancel := context.WithTimeout(ctx, faultAnswerBound)
-		defer wcancel()
-		if err := w.gw.WaitReady(wctx); err != nil {
-			t.Fatalf("gateway never loaded its key: %v\nlogs:\n%s", err, w.logs)
-		}
-	}
-	w.gateway = httptest.NewServer(w.gw.Handler)
-	t.Cleanup(w.gateway.Close)
+	w.start(cfg, gopts, wait)
 	return w
 }
 

@@ -99,28 +99,39 @@ func newWorld(t *testing.T, opts worldOptions) *world {
 	if opts.tune != nil {
 		opts.tune(cfg, w)
 	}
+	w.start(cfg, gateway.Options{}, 5*time.Second)
+	return w
+}
+
+// start builds the gateway from cfg with debug JSON logs into w.logs,
+// waits up to wait for its signing key (not at all when wait is 0) and
+// serves it on loopback.
+func (w *world) start(cfg *config.Config, opts gateway.Options, wait time.Duration) {
+	t := w.t
+	t.Helper()
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
-
 	log := logrus.New()
 	log.SetOutput(w.logs)
 	log.SetFormatter(&logrus.JSONFormatter{})
 	log.SetLevel(logrus.DebugLevel)
+	opts.Logger = log
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	w.gw, err = gateway.New(ctx, cfg, gateway.Options{Logger: log})
-	if err != nil {
+	var err error
+	if w.gw, err = gateway.New(ctx, cfg, opts); err != nil {
 		t.Fatal(err)
 	}
-	wctx, wcancel := context.WithTimeout(ctx, 5*time.Second)
-	defer wcancel()
-	if err := w.gw.WaitReady(wctx); err != nil {
-		t.Fatalf("gateway never loaded its key: %v\nlogs:\n%s", err, w.logs)
+	if wait > 0 {
+		wctx, wcancel := context.WithTimeout(ctx, wait)
+		defer wcancel()
+		if err := w.gw.WaitReady(wctx); err != nil {
+			t.Fatalf("gateway never loaded its key: %v\nlogs:\n%s", err, w.logs)
+		}
 	}
 	w.gateway = httptest.NewServer(w.gw.Handler)
 	t.Cleanup(w.gateway.Close)
-	return w
 }
 
 // get sends a request through the gateway.
