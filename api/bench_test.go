@@ -16,13 +16,13 @@ import (
 	"github.com/gin-gonic/gin"
 	"github.com/sirupsen/logrus"
 
-	"github.com/cqgate/cqgate/access"
 	"github.com/cqgate/cqgate/api"
 	"github.com/cqgate/cqgate/assertion"
 	"github.com/cqgate/cqgate/bench/scale"
 	"github.com/cqgate/cqgate/directory"
 	"github.com/cqgate/cqgate/discovery"
-	"github.com/cqgate/cqgate/metrics"
+	"github.com/cqgate/cqgate/internal/callerauth"
+	"github.com/cqgate/cqgate/internal/metrics"
 	"github.com/cqgate/cqgate/proxy"
 	"github.com/cqgate/cqgate/tenant"
 )
@@ -54,9 +54,9 @@ func BenchmarkHotPath(b *testing.B) {
 		auth  string
 		reuse bool
 	}{
-		{"auth=none", access.MethodNone, true},
-		{"auth=api_key", access.MethodAPIKey, true},
-		{"auth=none,reuse=off", access.MethodNone, false},
+		{"auth=none", callerauth.MethodNone, true},
+		{"auth=api_key", callerauth.MethodAPIKey, true},
+		{"auth=none,reuse=off", callerauth.MethodNone, false},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			hp := newHotPath(b, bc.auth, bc.reuse)
@@ -95,7 +95,7 @@ func BenchmarkHotPath(b *testing.B) {
 // TestHotPathServes checks the benchmark's setup answers what it should
 // (so that BenchmarkHotPath measures a working path).
 func TestHotPathServes(t *testing.T) {
-	for _, auth := range []string{access.MethodNone, access.MethodAPIKey} {
+	for _, auth := range []string{callerauth.MethodNone, callerauth.MethodAPIKey} {
 		hp := newHotPath(t, auth, true)
 		for range 3 {
 			hp.serve()
@@ -168,21 +168,21 @@ func newHotPath(tb testing.TB, auth string, reuse bool) *hotPath {
 		Observer:     m,
 		MaxBodyBytes: 10 << 20,
 	}
-	caller := access.AnonymousCaller
+	caller := callerauth.AnonymousCaller
 	hp.header = http.Header{
 		"Accept":     {"application/fhir+json"},
 		"User-Agent": {"bench-client/1.0"},
 	}
-	if auth == access.MethodAPIKey {
+	if auth == callerauth.MethodAPIKey {
 		caller = "bench-client"
-		keys, err := access.NewAPIKeys(map[string]string{caller: access.HashKey(callerKey)}, nil)
+		keys, err := callerauth.NewAPIKeys(map[string]string{caller: callerauth.HashKey(callerKey)}, nil)
 		if err != nil {
 			tb.Fatal(err)
 		}
 		cfg.Auth = keys
-		hp.header.Set(access.HeaderAPIKey, callerKey)
+		hp.header.Set(callerauth.HeaderAPIKey, callerKey)
 	}
-	cfg.Policy, err = access.NewPolicy(map[string]access.Rule{caller: {Organizations: []string{"2.999.*"}, Scopes: []string{"system/*.read"}}})
+	cfg.Policy, err = callerauth.NewPolicy(map[string]callerauth.Rule{caller: {Organizations: []string{"2.999.*"}, Scopes: []string{"system/*.read"}}})
 	if err != nil {
 		tb.Fatal(err)
 	}

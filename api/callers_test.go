@@ -13,10 +13,10 @@ import (
 
 	"github.com/sirupsen/logrus"
 
-	"github.com/cqgate/cqgate/access"
 	"github.com/cqgate/cqgate/assertion"
-	"github.com/cqgate/cqgate/audit"
 	"github.com/cqgate/cqgate/directory"
+	"github.com/cqgate/cqgate/internal/audit"
+	"github.com/cqgate/cqgate/internal/callerauth"
 	"github.com/cqgate/cqgate/tenant"
 )
 
@@ -60,11 +60,11 @@ func (o *recordingObserver) AuditWriteError() {}
 
 func TestCallers(t *testing.T) {
 	const billingKey, adminKey = "billing-key-0123456789abcdef", "admin-key-0123456789abcdef"
-	keys, err := access.NewAPIKeys(map[string]string{"billing": access.HashKey(billingKey), "admin": access.HashKey(adminKey)}, nil)
+	keys, err := callerauth.NewAPIKeys(map[string]string{"billing": callerauth.HashKey(billingKey), "admin": callerauth.HashKey(adminKey)}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	policy, err := access.NewPolicy(map[string]access.Rule{
+	policy, err := callerauth.NewPolicy(map[string]callerauth.Rule{
 		"billing": {Organizations: []string{"2.16.840.1.113883.3.*"}, PurposesOfUse: []string{"urn:oid:2.16.840.1.113883.5.8#HPAYMT"}},
 		"admin":   {Organizations: []string{"*"}, Methods: []string{"GET", "POST", "PUT"}, Scopes: []string{"system/*.read", "system/*.write"}},
 	})

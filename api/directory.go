@@ -7,9 +7,9 @@ import (
 
 	"github.com/gin-gonic/gin"
 
-	"github.com/cqgate/cqgate/access"
 	"github.com/cqgate/cqgate/directory"
-	"github.com/cqgate/cqgate/outcome"
+	"github.com/cqgate/cqgate/internal/callerauth"
+	"github.com/cqgate/cqgate/internal/outcome"
 	"github.com/cqgate/cqgate/tenant"
 )
 
@@ -24,8 +24,8 @@ func (h *handlers) directory(c *gin.Context) {
 	c.Set(oidKey, oid)
 	if h.Policy != nil {
 		id, _ := c.Get(callerKey)
-		req := access.Request{OID: oid, Method: http.MethodGet, Scope: h.Tenants.Scope(oid)}
-		if err := h.Policy.Authorize(id.(*access.Identity), req); err != nil {
+		req := callerauth.Request{OID: oid, Method: http.MethodGet, Scope: h.Tenants.Scope(oid)}
+		if err := h.Policy.Authorize(id.(*callerauth.Identity), req); err != nil {
 			outcome.WriteError(c.Writer, outcome.Errorf(http.StatusForbidden, outcome.Forbidden, "%v", err))
 			return
 		}

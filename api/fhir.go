@@ -9,12 +9,12 @@ import (
 
 	"github.com/gin-gonic/gin"
 
-	"github.com/cqgate/cqgate/access"
-	"github.com/cqgate/cqgate/audit"
 	"github.com/cqgate/cqgate/directory"
-	"github.com/cqgate/cqgate/outcome"
+	"github.com/cqgate/cqgate/internal/audit"
+	"github.com/cqgate/cqgate/internal/callerauth"
+	"github.com/cqgate/cqgate/internal/outcome"
+	"github.com/cqgate/cqgate/internal/ratelimit"
 	"github.com/cqgate/cqgate/proxy"
-	"github.com/cqgate/cqgate/ratelimit"
 )
 
 // Request headers a caller may use to shape the token used for it. The
@@ -92,7 +92,7 @@ func (h *handlers) fhir(c *gin.Context) {
 	rec.PurposeOfUse, rec.Scope = purposes, scope
 
 	if scope != "" {
-		if configured := h.Tenants.Scope(canon); !access.ScopeCovers(configured, scope) {
+		if configured := h.Tenants.Scope(canon); !callerauth.ScopeCovers(configured, scope) {
 			h.fail(c, canon, outcome.Errorf(http.StatusForbidden, outcome.Forbidden,
 				"api: %s %q asks for more than the scope configured for %s (%q)", ScopeHeader, scope, canon, configured))
 			return
@@ -103,7 +103,7 @@ func (h *handlers) fhir(c *gin.Context) {
 		if effective == "" {
 			effective = h.Tenants.Scope(canon)
 		}
-		req := access.Request{OID: canon, Method: c.Request.Method, FHIRPath: path, Scope: effective, PurposesOfUse: purposes}
+		req := callerauth.Request{OID: canon, Method: c.Request.Method, FHIRPath: path, Scope: effective, PurposesOfUse: purposes}
 		if err := h.Policy.Authorize(id, req); err != nil {
 			h.fail(c, canon, outcome.Errorf(http.StatusForbidden, outcome.Forbidden, "%v", err))
 			return
@@ -181,7 +181,7 @@ func (h *handlers) authenticate(c *gin.Context) {
 }
 
 // authenticated identifies the caller, answering 401 when it cannot.
-func (h *handlers) authenticated(c *gin.Context) (*access.Identity, bool) {
+func (h *handlers) authenticated(c *gin.Context) (*callerauth.Identity, bool) {
 	if h.Auth == nil {
 		return h.anonymous, true
 	}
@@ -189,8 +189,8 @@ func (h *handlers) authenticated(c *gin.Context) (*access.Identity, bool) {
 	if err == nil {
 		return id, true
 	}
-	if errors.Is(err, access.ErrUnauthenticated) || errors.Is(err, access.ErrBadCredentials) {
-		c.Header("WWW-Authenticate", access.Challenge(err))
+	if errors.Is(err, callerauth.ErrUnauthenticated) || errors.Is(err, callerauth.ErrBadCredentials) {
+		c.Header("WWW-Authenticate", callerauth.Challenge(err))
 		c.Set(outcomeKey, string(outcome.Login))
 		outcome.Write(c.Writer, http.StatusUnauthorized, outcome.New(outcome.Login, err.Error()))
 		return nil, false

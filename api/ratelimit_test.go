@@ -11,8 +11,8 @@ import (
 
 	"github.com/sirupsen/logrus"
 
-	"github.com/cqgate/cqgate/outcome"
-	"github.com/cqgate/cqgate/ratelimit"
+	"github.com/cqgate/cqgate/internal/outcome"
+	"github.com/cqgate/cqgate/internal/ratelimit"
 )
 
 type stubLimiter struct {

@@ -10,10 +10,10 @@ import (
 	"github.com/gin-gonic/gin"
 	"github.com/sirupsen/logrus"
 
-	"github.com/cqgate/cqgate/access"
-	"github.com/cqgate/cqgate/audit"
 	"github.com/cqgate/cqgate/directory"
-	"github.com/cqgate/cqgate/outcome"
+	"github.com/cqgate/cqgate/internal/audit"
+	"github.com/cqgate/cqgate/internal/callerauth"
+	"github.com/cqgate/cqgate/internal/outcome"
 	"github.com/cqgate/cqgate/proxy"
 	"github.com/cqgate/cqgate/tenant"
 )
@@ -73,10 +73,10 @@ type Config struct {
 	Logger       logrus.FieldLogger
 	Ready        ReadyFunc
 	// Auth authenticates callers; nil lets everyone in as "anonymous".
-	Auth access.Authenticator
+	Auth callerauth.Authenticator
 	// Policy says what each caller may do; nil allows every
 	// authenticated caller everything.
-	Policy *access.Policy
+	Policy *callerauth.Policy
 	// Audit receives one record per FHIR request; nil writes none.
 	Audit *audit.Logger
 	// Observer is told about every FHIR request; nil tells no one.
@@ -97,7 +97,7 @@ func New(cfg Config) *gin.Engine {
 	if log == nil {
 		log = logrus.New()
 	}
-	h := &handlers{Config: cfg, log: log, anonymous: &access.Identity{Name: access.AnonymousCaller, Method: access.MethodNone}}
+	h := &handlers{Config: cfg, log: log, anonymous: &callerauth.Identity{Name: callerauth.AnonymousCaller, Method: callerauth.MethodNone}}
 	r := gin.New()
 	r.HandleMethodNotAllowed = true
 	// The access log is outermost so that a recovered panic is logged too.
@@ -126,7 +126,7 @@ type handlers struct {
 	log logrus.FieldLogger
 	// anonymous is every caller when no authentication is configured;
 	// shared, never modified.
-	anonymous *access.Identity
+	anonymous *callerauth.Identity
 }
 
 func (h *handlers) healthz(c *gin.Context) {

@@ -14,8 +14,8 @@ import (
 	"github.com/gin-gonic/gin"
 	"github.com/sirupsen/logrus"
 
-	"github.com/cqgate/cqgate/audit"
 	"github.com/cqgate/cqgate/directory"
+	"github.com/cqgate/cqgate/internal/audit"
 	"github.com/cqgate/cqgate/tenant"
 )
 

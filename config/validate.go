@@ -10,9 +10,9 @@ import (
 
 	"github.com/sirupsen/logrus"
 
-	"github.com/cqgate/cqgate/access"
 	"github.com/cqgate/cqgate/assertion"
 	"github.com/cqgate/cqgate/directory"
+	"github.com/cqgate/cqgate/internal/callerauth"
 )
 
 // Problems is every problem found in a configuration.
@@ -435,23 +435,23 @@ func (c *Config) validateInbound(add func(string, ...any)) {
 	if len(in.Callers) == 0 && in.Auth != "none" {
 		add("inbound.callers: must give at least one caller a policy; without one every request is denied")
 	}
-	if _, err := access.NewPolicy(in.PolicyRules()); err != nil {
+	if _, err := callerauth.NewPolicy(in.PolicyRules()); err != nil {
 		for _, e := range unjoin(err) {
-			add("inbound.%s", strings.TrimPrefix(e.Error(), "access: "))
+			add("inbound.%s", strings.TrimPrefix(e.Error(), "callerauth: "))
 		}
 	}
 	if c.Listen != "" && (in.Auth == "none" || in.Auth == "api_key" || in.Auth == "mtls") {
-		if err := access.CheckListen(c.Listen, in.Auth, in.AllowUnauthenticated); err != nil {
-			add("inbound.auth: %s", strings.TrimPrefix(err.Error(), "access: "))
+		if err := callerauth.CheckListen(c.Listen, in.Auth, in.AllowUnauthenticated); err != nil {
+			add("inbound.auth: %s", strings.TrimPrefix(err.Error(), "callerauth: "))
 		}
 	}
 }
 
 // PolicyRules returns the callers' rules as the access package takes them.
-func (in Inbound) PolicyRules() map[string]access.Rule {
-	rules := make(map[string]access.Rule, len(in.Callers))
+func (in Inbound) PolicyRules() map[string]callerauth.Rule {
+	rules := make(map[string]callerauth.Rule, len(in.Callers))
 	for name, c := range in.Callers {
-		rules[name] = access.Rule{Organizations: c.Organizations, Methods: c.Methods, Scopes: c.Scopes, PurposesOfUse: c.PurposesOfUse}
+		rules[name] = callerauth.Rule{Organizations: c.Organizations, Methods: c.Methods, Scopes: c.Scopes, PurposesOfUse: c.PurposesOfUse}
 	}
 	return rules
 }

@@ -21,9 +21,9 @@ import (
 	"github.com/cqgate/cqgate/config"
 	"github.com/cqgate/cqgate/gateway"
 	"github.com/cqgate/cqgate/internal/fositetest"
+	"github.com/cqgate/cqgate/internal/vault"
 	"github.com/cqgate/cqgate/internal/vaulttest"
 	"github.com/cqgate/cqgate/keys"
-	"github.com/cqgate/cqgate/vault"
 )
 
 func init() { gin.SetMode(gin.ReleaseMode) }

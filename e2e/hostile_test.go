@@ -27,8 +27,8 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/cqgate/cqgate/config"
-	"github.com/cqgate/cqgate/egress"
 	"github.com/cqgate/cqgate/gateway"
+	"github.com/cqgate/cqgate/internal/egress"
 	"github.com/cqgate/cqgate/internal/fositetest"
 	"github.com/cqgate/cqgate/keys"
 )

@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/cqgate/cqgate/config"
-	"github.com/cqgate/cqgate/outcome"
+	"github.com/cqgate/cqgate/internal/outcome"
 )
 
 // organizations.<oid>.rate_limit keeps cqgate under the tenant's quota:

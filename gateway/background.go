@@ -9,7 +9,7 @@ import (
 	"github.com/cqgate/cqgate/config"
 	"github.com/cqgate/cqgate/directory"
 	"github.com/cqgate/cqgate/discovery"
-	"github.com/cqgate/cqgate/metrics"
+	"github.com/cqgate/cqgate/internal/metrics"
 	"github.com/cqgate/cqgate/tenant"
 )
 

@@ -9,8 +9,8 @@ import (
 
 	"github.com/cqgate/cqgate/assertion"
 	"github.com/cqgate/cqgate/config"
-	"github.com/cqgate/cqgate/metrics"
-	"github.com/cqgate/cqgate/outcome"
+	"github.com/cqgate/cqgate/internal/metrics"
+	"github.com/cqgate/cqgate/internal/outcome"
 	"github.com/cqgate/cqgate/proxy"
 	"github.com/cqgate/cqgate/tenant"
 )

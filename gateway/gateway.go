@@ -13,19 +13,19 @@ import (
 	"github.com/cenkalti/backoff/v4"
 	"github.com/sirupsen/logrus"
 
-	"github.com/cqgate/cqgate/access"
 	"github.com/cqgate/cqgate/api"
 	"github.com/cqgate/cqgate/assertion"
-	"github.com/cqgate/cqgate/audit"
 	"github.com/cqgate/cqgate/config"
 	"github.com/cqgate/cqgate/directory"
 	"github.com/cqgate/cqgate/discovery"
-	"github.com/cqgate/cqgate/egress"
+	"github.com/cqgate/cqgate/internal/audit"
+	"github.com/cqgate/cqgate/internal/callerauth"
+	"github.com/cqgate/cqgate/internal/egress"
+	"github.com/cqgate/cqgate/internal/metrics"
+	"github.com/cqgate/cqgate/internal/vault"
 	"github.com/cqgate/cqgate/keys"
-	"github.com/cqgate/cqgate/metrics"
 	"github.com/cqgate/cqgate/proxy"
 	"github.com/cqgate/cqgate/tenant"
-	"github.com/cqgate/cqgate/vault"
 )
 
 // Options are what a Config cannot say.
@@ -62,7 +62,7 @@ type Gateway struct {
 	// Audit is nil when auditing is off.
 	Audit *audit.Logger
 	// TLS serves HTTPS when inbound.tls is set; nil otherwise.
-	TLS *access.ServerTLS
+	TLS *callerauth.ServerTLS
 
 	cfg        *config.Config
 	log        logrus.FieldLogger
@@ -70,7 +70,7 @@ type Gateway struct {
 	vault      *vault.Client
 	identities map[string]*identity
 	creds      *credentials
-	apiKeys    *access.APIKeys
+	apiKeys    *callerauth.APIKeys
 	regs       *registrations
 	reuse      *tenant.Reuser
 	keyLoaded  chan struct{}
@@ -208,11 +208,11 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Gateway, error
 	}
 	if g.apiKeys != nil {
 		apiCfg.Auth = g.apiKeys
-	} else if cfg.Inbound.Auth == access.MethodMTLS {
-		apiCfg.Auth = access.MTLS{IdentityFrom: cfg.Inbound.MTLSIdentity}
+	} else if cfg.Inbound.Auth == callerauth.MethodMTLS {
+		apiCfg.Auth = callerauth.MTLS{IdentityFrom: cfg.Inbound.MTLSIdentity}
 	}
 	if len(cfg.Inbound.Callers) > 0 {
-		if apiCfg.Policy, err = access.NewPolicy(cfg.Inbound.PolicyRules()); err != nil {
+		if apiCfg.Policy, err = callerauth.NewPolicy(cfg.Inbound.PolicyRules()); err != nil {
 			return nil, fmt.Errorf("gateway: %w", err)
 		}
 	}

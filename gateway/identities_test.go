@@ -14,9 +14,9 @@ import (
 
 	"github.com/cqgate/cqgate/config"
 	"github.com/cqgate/cqgate/internal/udaptest"
+	"github.com/cqgate/cqgate/internal/vault"
 	"github.com/cqgate/cqgate/internal/vaulttest"
 	"github.com/cqgate/cqgate/keys"
-	"github.com/cqgate/cqgate/vault"
 )
 
 // UDAP registration keeps the client id in Vault, where a second replica

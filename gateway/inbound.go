@@ -7,10 +7,10 @@ import (
 	"sync"
 	"time"
 
-	"github.com/cqgate/cqgate/access"
-	"github.com/cqgate/cqgate/audit"
 	"github.com/cqgate/cqgate/directory"
-	"github.com/cqgate/cqgate/vault"
+	"github.com/cqgate/cqgate/internal/audit"
+	"github.com/cqgate/cqgate/internal/callerauth"
+	"github.com/cqgate/cqgate/internal/vault"
 )
 
 // buildInbound opens the audit trail and sets up caller authentication
@@ -25,24 +25,24 @@ func (g *Gateway) buildInbound() error {
 		g.Audit = a
 	}
 	if in.TLS.CertFile != "" {
-		st, err := access.LoadServerTLS(access.TLSFiles{CertFile: in.TLS.CertFile, KeyFile: in.TLS.KeyFile, ClientCAFile: in.TLS.ClientCAFile})
+		st, err := callerauth.LoadServerTLS(callerauth.TLSFiles{CertFile: in.TLS.CertFile, KeyFile: in.TLS.KeyFile, ClientCAFile: in.TLS.ClientCAFile})
 		if err != nil {
 			return fmt.Errorf("gateway: inbound.tls: %w", err)
 		}
 		g.TLS = st
 	}
-	if in.Auth == access.MethodAPIKey {
-		var src access.Source
+	if in.Auth == callerauth.MethodAPIKey {
+		var src callerauth.Source
 		if in.APIKeysVault.Path != "" {
 			src = &vaultAPIKeys{v: g.vault, mount: in.APIKeysVault.Mount, path: in.APIKeysVault.Path}
 		}
-		keys, err := access.NewAPIKeys(in.APIKeys, src)
+		keys, err := callerauth.NewAPIKeys(in.APIKeys, src)
 		if err != nil {
 			return fmt.Errorf("gateway: inbound.api_keys: %w", err)
 		}
 		g.apiKeys = keys
 	}
-	if in.Auth == access.MethodNone && in.AllowUnauthenticated {
+	if in.Auth == callerauth.MethodNone && in.AllowUnauthenticated {
 		g.log.WithField("listen", g.cfg.Listen).Warn("gateway: inbound.auth is none and allow_unauthenticated is set: anyone who reaches this address can use cqgate's system account")
 	}
 	return nil
@@ -55,7 +55,7 @@ type vaultAPIKeys struct {
 	mount, path string
 }
 
-var _ access.Source = (*vaultAPIKeys)(nil)
+var _ callerauth.Source = (*vaultAPIKeys)(nil)
 
 func (s *vaultAPIKeys) Load(ctx context.Context) (map[string]string, error) {
 	if s.v == nil {

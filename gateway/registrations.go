@@ -11,8 +11,8 @@ import (
 	"golang.org/x/sync/singleflight"
 
 	"github.com/cqgate/cqgate/assertion"
+	"github.com/cqgate/cqgate/internal/vault"
 	"github.com/cqgate/cqgate/tenant"
-	"github.com/cqgate/cqgate/vault"
 )
 
 // registrations keeps the client ids UDAP dynamic client registration

@@ -5,7 +5,7 @@ import (
 
 	"github.com/cqgate/cqgate/api"
 	"github.com/cqgate/cqgate/config"
-	"github.com/cqgate/cqgate/ratelimit"
+	"github.com/cqgate/cqgate/internal/ratelimit"
 	"github.com/cqgate/cqgate/tenant"
 )
 

@@ -26,9 +26,9 @@ import (
 	"github.com/hashicorp/vault/api"
 	"github.com/sirupsen/logrus"
 
+	"github.com/cqgate/cqgate/internal/vault"
 	"github.com/cqgate/cqgate/internal/vaulttest"
 	"github.com/cqgate/cqgate/keys"
-	"github.com/cqgate/cqgate/vault"
 )
 
 // Keys are cached: RSA generation is slow under -race.

@@ -23,9 +23,9 @@ import (
 	"github.com/hashicorp/vault/api"
 	logtest "github.com/sirupsen/logrus/hooks/test"
 
+	"github.com/cqgate/cqgate/internal/vault"
 	"github.com/cqgate/cqgate/internal/vaulttest"
 	"github.com/cqgate/cqgate/keys"
-	"github.com/cqgate/cqgate/vault"
 )
 
 // transitFixture is a fake Vault with one transit key and a certificate

@@ -9,7 +9,7 @@ import (
 
 	"github.com/hashicorp/vault/api"
 
-	"github.com/cqgate/cqgate/vault"
+	"github.com/cqgate/cqgate/internal/vault"
 )
 
 // VaultClient is what the Vault sources need of a Vault client;

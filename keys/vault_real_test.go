@@ -16,8 +16,8 @@ import (
 	jose "github.com/go-jose/go-jose/v4"
 	"github.com/hashicorp/vault/api"
 
+	"github.com/cqgate/cqgate/internal/vault"
 	"github.com/cqgate/cqgate/keys"
-	"github.com/cqgate/cqgate/vault"
 )
 
 // TestRealVault runs the rotation suite against a real Vault when both

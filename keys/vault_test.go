@@ -10,9 +10,9 @@ import (
 
 	"github.com/hashicorp/vault/api"
 
+	"github.com/cqgate/cqgate/internal/vault"
 	"github.com/cqgate/cqgate/internal/vaulttest"
 	"github.com/cqgate/cqgate/keys"
-	"github.com/cqgate/cqgate/vault"
 )
 
 const vaultToken = "hvs.CAESIJ-test-token-must-never-leak-Zq9"

@@ -17,7 +17,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/cqgate/cqgate/assertion"
-	"github.com/cqgate/cqgate/outcome"
+	"github.com/cqgate/cqgate/internal/outcome"
 	"github.com/cqgate/cqgate/tenant"
 )
 

@@ -13,8 +13,8 @@ import (
 	"github.com/cqgate/cqgate/assertion"
 	"github.com/cqgate/cqgate/directory"
 	"github.com/cqgate/cqgate/discovery"
-	"github.com/cqgate/cqgate/egress"
-	"github.com/cqgate/cqgate/outcome"
+	"github.com/cqgate/cqgate/internal/egress"
+	"github.com/cqgate/cqgate/internal/outcome"
 )
 
 // Settings are the per-organization overrides from configuration. Empty

@@ -13,7 +13,7 @@ import (
 	"github.com/cqgate/cqgate/assertion"
 	"github.com/cqgate/cqgate/directory"
 	"github.com/cqgate/cqgate/discovery"
-	"github.com/cqgate/cqgate/outcome"
+	"github.com/cqgate/cqgate/internal/outcome"
 )
 
 type stubDir map[string]*directory.Organization

@@ -7,10 +7,10 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/cqgate/cqgate/cmd/cqgate/internal/sandbox"
 	"github.com/cqgate/cqgate/config"
 	"github.com/cqgate/cqgate/gateway"
 	"github.com/cqgate/cqgate/keys"
-	"github.com/cqgate/cqgate/sandbox"
 )
 
 // startDev starts the sandbox and points cfg and opts at it; stop closes

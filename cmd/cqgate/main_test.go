@@ -14,7 +14,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 
-	"github.com/cqgate/cqgate/sandbox"
+	"github.com/cqgate/cqgate/cmd/cqgate/internal/sandbox"
 )
 
 func init() { gin.SetMode(gin.ReleaseMode) }
