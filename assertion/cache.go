@@ -34,6 +34,10 @@ const (
 // an equal Key. Key is comparable; the Cache indexes tokens by the Key
 // value itself.
 type Key struct {
+	// Resource is the resource server (FHIR base) the token is for:
+	// partners sharing one authorization server each get their own
+	// tokens, and one partner refusing a token never affects another's.
+	Resource string
 	TokenURL string
 	ClientID string
 	Scope    string
@@ -50,6 +54,11 @@ type Key struct {
 // is a digest).
 func (k Key) String() string {
 	var b strings.Builder
+	if k.Resource != "" {
+		b.WriteString("resource=")
+		b.WriteString(url.QueryEscape(k.Resource))
+		b.WriteString("&")
+	}
 	b.WriteString("token_url=")
 	b.WriteString(url.QueryEscape(k.TokenURL))
 	b.WriteString("&client_id=")

@@ -355,8 +355,13 @@ type Organization struct {
 	FHIRBase string `yaml:"fhir_base"`
 	// FHIRVersions overrides directory.fhir_versions.
 	FHIRVersions []string `yaml:"fhir_versions"`
-	// TokenURL overrides discovery.
+	// TokenURL overrides discovery. It is trusted as it is (the
+	// operator's word), wherever it points.
 	TokenURL string `yaml:"token_url"`
+	// AllowedTokenOrigins are further origins (scheme://host[:port]) a
+	// discovered token URL or UDAP registration endpoint may be on; by
+	// default only the FHIR base's own origin and registrable domain.
+	AllowedTokenOrigins []string `yaml:"allowed_token_origins"`
 	// DiscoveryOrder overrides discovery.order.
 	DiscoveryOrder []string `yaml:"discovery_order"`
 	// CernerOverrideOAuthURIs sends Cerner-Override-OAuth-URIs: on.

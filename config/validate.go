@@ -183,6 +183,9 @@ func (c *Config) validateOrganization(add func(string, ...any), oid string, o Or
 	if o.TokenURL != "" {
 		checkURL(add, key+".token_url", o.TokenURL)
 	}
+	for i, origin := range o.AllowedTokenOrigins {
+		checkOrigin(add, fmt.Sprintf("%s.allowed_token_origins[%d]", key, i), origin)
+	}
 	checkAlgorithm(add, key+".algorithm", o.Algorithm)
 	if o.RateLimit != nil {
 		checkRateLimit(add, key+".rate_limit", *o.RateLimit)
@@ -397,6 +400,17 @@ func checkURL(add func(string, ...any), key, raw string) {
 	}
 	if u.User != nil {
 		add("%s: must not carry credentials in the URL", key)
+	}
+}
+
+// checkOrigin checks an origin: scheme://host[:port], nothing more.
+func checkOrigin(add func(string, ...any), key, raw string) {
+	u, err := url.Parse(raw)
+	switch {
+	case err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "":
+		add("%s: %q is not an origin (https://host[:port])", key, raw)
+	case (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" || u.User != nil:
+		add("%s: %q is an origin, scheme://host[:port], without path, query or credentials", key, raw)
 	}
 }
 

@@ -41,6 +41,10 @@ type Settings struct {
 	UDAP            bool
 	B2B             *assertion.B2B
 	AllowedPurposes []string
+	// AllowedTokenOrigins are origins (canonical, see ParseOrigin) a
+	// discovered token URL or UDAP registration endpoint may be on
+	// besides the FHIR base's own origin and registrable domain.
+	AllowedTokenOrigins []string
 }
 
 // DirectoryLookup finds an OID's directory entry.
@@ -163,8 +167,18 @@ func (r *Resolver) Describe(ctx context.Context, oid string) (*Tenant, error) {
 	} else if err := egress.CheckURL(u, s.AllowPrivate); err != nil {
 		t.tokenErr = refused(oid, "the token URL", err)
 	}
+	if t.tokenErr == nil && t.TokenURLSource != "config" {
+		// The FHIR server is untrusted: what it advertises must be its
+		// own, or a token for another partner would be obtained and
+		// sent to it (docs/reliability.md, threat model, property 1).
+		src := "from " + t.TokenURLSource
+		t.tokenErr = checkParty(oid, "token URL", src, base, t.TokenURL, s.AllowedTokenOrigins)
+		if t.tokenErr == nil && t.RegistrationEndpoint != "" {
+			t.tokenErr = checkParty(oid, "UDAP registration endpoint", src, base, t.RegistrationEndpoint, s.AllowedTokenOrigins)
+		}
+	}
 	if t.tokenErr != nil {
-		t.TokenURLError, t.TokenURL = t.tokenErr.Error(), ""
+		t.TokenURLError, t.TokenURL, t.RegistrationEndpoint = t.tokenErr.Error(), "", ""
 		return t, nil
 	}
 	if s.UDAP {

@@ -1,0 +1,216 @@
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/cqgate/cqgate/config"
+	"github.com/cqgate/cqgate/internal/outcome"
+)
+
+// Tenant isolation (issue 12), the token side: each test plays a hostile
+// partner or caller against the whole gateway, with every party a
+// separate loopback origin.
+
+// hostilePartner is a partner FHIR server that advertises someone else's
+// token endpoint in every discovery document, and records every request
+// that reaches it otherwise (with the bearer token it was sent).
+type hostilePartner struct {
+	*httptest.Server
+	tokenURL string // what it advertises
+
+	mu     sync.Mutex
+	bearer []string // Authorization headers of FHIR requests
+}
+
+func newHostilePartner(t *testing.T, tokenURL string) *hostilePartner {
+	p := &hostilePartner{tokenURL: tokenURL}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /r4/metadata", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/fhir+json")
+		fmt.Fprintf(w, `{"resourceType":"CapabilityStatement","status":"active","fhirVersion":"4.0.1","format":["json"],
+ "rest":[{"mode":"server","security":{"extension":[{"url":"http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris",
+  "extension":[{"url":"token","valueUri":%q},{"url":"carequality-token","valueUri":%q}]}]}}]}`, p.tokenURL, p.tokenURL)
+	})
+	mux.HandleFunc("GET /r4/.well-known/smart-configuration", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(map[string]any{"token_endpoint": p.tokenURL, "grant_types_supported": []string{"client_credentials"},
+			"token_endpoint_auth_methods_supported": []string{"private_key_jwt"}})
+	})
+	mux.HandleFunc("/r4/", func(w http.ResponseWriter, r *http.Request) {
+		p.mu.Lock()
+		p.bearer = append(p.bearer, r.Header.Get("Authorization"))
+		p.mu.Unlock()
+		w.Header().Set("Content-Type", "application/fhir+json")
+		w.Write([]byte(`{"resourceType":"Patient","id":"stolen"}`))
+	})
+	p.Server = httptest.NewServer(mux)
+	t.Cleanup(p.Close)
+	return p
+}
+
+func (p *hostilePartner) base() string { return p.URL + "/r4" }
+
+func (p *hostilePartner) fhirRequests() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]string(nil), p.bearer...)
+}
+
+// countingTokenServer is partner B's token endpoint: it counts requests
+// and the client assertions it is sent, and issues nothing.
+type countingTokenServer struct {
+	*httptest.Server
+	requests, assertions atomic.Int64
+}
+
+func newCountingTokenServer(t *testing.T) *countingTokenServer {
+	s := &countingTokenServer{}
+	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.requests.Add(1)
+		if r.ParseForm() == nil && r.PostForm.Get("client_assertion") != "" {
+			s.assertions.Add(1)
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.Write([]byte(`{"access_token":"partner-b-token","token_type":"Bearer","expires_in":300}`))
+	}))
+	t.Cleanup(s.Close)
+	return s
+}
+
+func (s *countingTokenServer) tokenURL() string { return s.URL + "/oauth2/token" }
+
+func outcomeOf(t *testing.T, body []byte) *outcome.OperationOutcome {
+	t.Helper()
+	var oo outcome.OperationOutcome
+	if err := json.Unmarshal(body, &oo); err != nil || oo.ResourceType != "OperationOutcome" || len(oo.Issue) == 0 {
+		t.Fatalf("not an OperationOutcome (%v): %s", err, body)
+	}
+	return &oo
+}
+
+// Property 1: partner A's discovery documents advertise partner B's token
+// URL (a foreign origin, or the token URL another organization really
+// uses). cqgate refuses with a 502 naming both origins, signs nothing,
+// sends nothing to B, and never hands A a token (not even one cached for
+// another organization).
+func TestIsolationForeignTokenURLRefused(t *testing.T) {
+	const partnerA = "2.16.840.1.113883.3.12.1"
+	for _, tt := range []struct {
+		name   string
+		order  []string
+		victim string // "b" (partner B's own token server) or "shared" (the token URL cernerOID uses)
+	}{
+		{"carequality-token points at B", []string{"carequality-token"}, "b"},
+		{"generic token points at B", []string{"token"}, "b"},
+		{"smart-configuration points at B", []string{"smart-configuration"}, "b"},
+		{"carequality-token points at another organization's cached token", []string{"carequality-token"}, "shared"},
+		{"smart-configuration points at another organization's cached token", []string{"smart-configuration"}, "shared"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			b := newCountingTokenServer(t)
+			var a *hostilePartner
+			w := newWorld(t, worldOptions{flavor: "r4", tune: func(c *config.Config, w *world) {
+				victim := b.tokenURL()
+				if tt.victim == "shared" {
+					victim = w.auth.TokenURL
+				}
+				a = newHostilePartner(t, victim)
+				c.Organizations[partnerA] = config.Organization{Name: "Partner A", FHIRBase: a.base(),
+					DiscoveryOrder: tt.order, AllowPrivateAddresses: true}
+			}})
+			// The victim organization has a cached token first.
+			if resp, body := w.do("GET", "/fhir/"+cernerOID+"/Patient/1316024", nil, nil); resp.StatusCode != http.StatusOK {
+				t.Fatalf("victim warm-up: %d %s", resp.StatusCode, body)
+			}
+			assertionsBefore := len(w.auth.Assertions())
+
+			resp, body := w.do("GET", "/fhir/"+partnerA+"/Patient/1316024", nil, nil)
+			if resp.StatusCode != http.StatusBadGateway {
+				t.Fatalf("partner A advertising a foreign token URL: %d %s", resp.StatusCode, body)
+			}
+			d := outcomeOf(t, body).Issue[0].Diagnostics
+			aOrigin := strings.TrimSuffix(a.URL, "/")
+			bOrigin := b.URL
+			if tt.victim == "shared" {
+				bOrigin = w.auth.URL
+			}
+			if !strings.Contains(d, aOrigin) || !strings.Contains(d, bOrigin) || !strings.Contains(d, "allowed_token_origins") {
+				t.Errorf("diagnostics do not name both origins (%s, %s) and the key: %q", aOrigin, bOrigin, d)
+			}
+			if n := b.requests.Load(); n != 0 {
+				t.Errorf("partner B's token server got %d request(s), %d assertion(s)", n, b.assertions.Load())
+			}
+			if n := len(w.auth.Assertions()); n != assertionsBefore {
+				t.Errorf("%d assertion(s) signed and sent for partner A", n-assertionsBefore)
+			}
+			if got := a.fhirRequests(); len(got) != 0 {
+				t.Errorf("partner A's FHIR server was sent %d request(s) (Authorization %q)", len(got), got)
+			}
+			// The lookup endpoint says why as well.
+			_, body = w.do("GET", "/directory/Organization/"+partnerA, nil, nil)
+			if !strings.Contains(string(body), "allowed_token_origins") {
+				t.Errorf("lookup does not report the refusal: %s", body)
+			}
+			w.assertNoSecrets(string(body))
+		})
+	}
+}
+
+// Property 1: two organizations legitimately share one authorization
+// server (allowed in configuration, as several Oracle Health tenants do):
+// each gets its own token, and one partner refusing its token (401)
+// neither evicts, blocks (min_interval 503) nor delays the other's.
+func TestIsolationSharedAuthServerSeparateTokens(t *testing.T) {
+	const orgX, orgY = "2.16.840.1.113883.3.12.21", "2.16.840.1.113883.3.12.22"
+	var fx, fy *fhirServer
+	w := newWorld(t, worldOptions{flavor: "r4", tune: func(c *config.Config, w *world) {
+		fx, fy = newFHIRServer(t, w.auth), newFHIRServer(t, w.auth)
+		for oid, f := range map[string]*fhirServer{orgX: fx, orgY: fy} {
+			c.Organizations[oid] = config.Organization{FHIRBase: f.base(), AllowPrivateAddresses: true,
+				AllowedTokenOrigins: []string{w.auth.URL}}
+		}
+	}})
+	patient := func(oid string) int {
+		resp, body := w.do("GET", "/fhir/"+oid+"/Patient/1316024", nil, nil)
+		if resp.StatusCode == http.StatusOK && string(body) != patientJSON {
+			t.Errorf("%s: body %s", oid, body)
+		}
+		return resp.StatusCode
+	}
+	for _, oid := range []string{orgX, orgY, orgX, orgY} {
+		if s := patient(oid); s != http.StatusOK {
+			t.Fatalf("%s: %d", oid, s)
+		}
+	}
+	toks := w.auth.AccessTokens()
+	if len(toks) != 2 || toks[0] == toks[1] {
+		t.Fatalf("two organizations sharing an authorization server got %d token(s), want one each", len(toks))
+	}
+
+	// X's FHIR server refuses X's token: X's callers get X's 401 (and
+	// then the min_interval 503), Y's keep being served with Y's token.
+	w.auth.Revoke(toks[0])
+	if s := patient(orgX); s != http.StatusUnauthorized && s != http.StatusServiceUnavailable {
+		t.Errorf("X after its token was revoked: %d", s)
+	}
+	for range 3 {
+		if s := patient(orgY); s != http.StatusOK {
+			t.Fatalf("Y after X's token was refused: %d (X's refusal affected Y)", s)
+		}
+	}
+	if n := w.auth.Exchanges(); n != 2 {
+		t.Errorf("exchanges = %d, want 2 (X's refusal within min_interval makes none, Y needs none)", n)
+	}
+	for _, r := range fy.seen() {
+		if !r.Authorized {
+			t.Errorf("Y's FHIR server was sent an unauthorized request: %+v", r)
+		}
+	}
+}

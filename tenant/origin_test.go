@@ -1,0 +1,65 @@
+package tenant
+
+import (
+	"net/url"
+	"testing"
+)
+
+func TestSameParty(t *testing.T) {
+	for _, tt := range []struct {
+		name, base, endpoint string
+		allowed              []string
+		want                 bool
+	}{
+		{"same origin", "https://fhir.example.org/r4", "https://fhir.example.org/oauth/token", nil, true},
+		{"default port written out", "https://fhir.example.org/r4", "https://FHIR.example.org:443/token", nil, true},
+		{"registrable domain (Cerner)", "https://fhir-ehr.cerner.com/r4/ec2458f2", "https://authorization.cerner.com/tenants/ec2458f2/token", nil, true},
+		{"registrable domain, other port", "https://fhir.example.org/r4", "https://auth.example.org:8443/token", nil, true},
+		{"registrable domain, scheme downgrade", "https://fhir.example.org/r4", "http://auth.example.org/token", nil, false},
+		{"other domain", "https://fhir.partner-a.org/r4", "https://auth.partner-b.org/token", nil, false},
+		{"public suffix is no registrable domain", "https://a.github.io/r4", "https://b.github.io/token", nil, false},
+		{"multi-label public suffix", "https://a.example.co.uk/r4", "https://b.other.co.uk/token", nil, false},
+		{"same IP, other port", "http://127.0.0.1:8443/r4", "http://127.0.0.1:9443/token", nil, false},
+		{"same IP and port", "http://127.0.0.1:8443/r4", "http://127.0.0.1:8443/token", nil, true},
+		{"IPv6 literal, other port", "http://[::1]:8443/r4", "http://[::1]:9443/token", nil, false},
+		{"localhost, other port", "http://localhost:8443/r4", "http://localhost:9443/token", nil, false},
+		{"allowed origin", "https://fhir.partner-a.org/r4", "https://auth.shared-idp.com/token", []string{"https://auth.shared-idp.com"}, true},
+		{"allowed origin is exact (port)", "https://fhir.partner-a.org/r4", "https://auth.shared-idp.com:8443/token", []string{"https://auth.shared-idp.com"}, false},
+		{"allowed IP origin", "http://127.0.0.1:8443/r4", "http://127.0.0.1:9443/token", []string{"http://127.0.0.1:9443"}, true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			b, _ := url.Parse(tt.base)
+			e, _ := url.Parse(tt.endpoint)
+			var allowed []string
+			for _, a := range tt.allowed {
+				o, err := ParseOrigin(a)
+				if err != nil {
+					t.Fatal(err)
+				}
+				allowed = append(allowed, o)
+			}
+			if got := sameParty(b, e, allowed); got != tt.want {
+				t.Errorf("sameParty(%s, %s, %v) = %v, want %v", tt.base, tt.endpoint, allowed, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestParseOrigin(t *testing.T) {
+	for in, want := range map[string]string{
+		"https://Auth.Example.com":      "https://auth.example.com",
+		"https://auth.example.com/":     "https://auth.example.com",
+		"https://auth.example.com:443":  "https://auth.example.com",
+		"http://127.0.0.1:8080":         "http://127.0.0.1:8080",
+		"https://[::1]:8443":            "https://[::1]:8443",
+		"https://auth.example.com/path": "",
+		"auth.example.com":              "",
+		"ftp://auth.example.com":        "",
+		"https://u:p@auth.example.com":  "",
+	} {
+		got, err := ParseOrigin(in)
+		if (err != nil) != (want == "") || got != want {
+			t.Errorf("ParseOrigin(%q) = %q, %v; want %q", in, got, err, want)
+		}
+	}
+}
