@@ -27,11 +27,24 @@ type hostilePartner struct {
 
 	mu     sync.Mutex
 	bearer []string // Authorization headers of FHIR requests
+	// tokenBody is what its own token endpoint (/oauth2/token) answers.
+	tokenBody  string
+	tokenCalls atomic.Int64
 }
 
+// newHostilePartner starts a partner advertising tokenURL, or its own
+// token endpoint when tokenURL is "".
 func newHostilePartner(t *testing.T, tokenURL string) *hostilePartner {
 	p := &hostilePartner{tokenURL: tokenURL}
 	mux := http.NewServeMux()
+	mux.HandleFunc("POST /oauth2/token", func(w http.ResponseWriter, r *http.Request) {
+		p.tokenCalls.Add(1)
+		w.Header().Set("Content-Type", "application/json")
+		p.mu.Lock()
+		body := p.tokenBody
+		p.mu.Unlock()
+		w.Write([]byte(body))
+	})
 	mux.HandleFunc("GET /r4/metadata", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/fhir+json")
 		fmt.Fprintf(w, `{"resourceType":"CapabilityStatement","status":"active","fhirVersion":"4.0.1","format":["json"],
@@ -52,6 +65,9 @@ func newHostilePartner(t *testing.T, tokenURL string) *hostilePartner {
 	})
 	p.Server = httptest.NewServer(mux)
 	t.Cleanup(p.Close)
+	if p.tokenURL == "" {
+		p.tokenURL = p.URL + "/oauth2/token"
+	}
 	return p
 }
 
@@ -212,5 +228,47 @@ func TestIsolationSharedAuthServerSeparateTokens(t *testing.T) {
 		if !r.Authorized {
 			t.Errorf("Y's FHIR server was sent an unauthorized request: %+v", r)
 		}
+	}
+}
+
+// Property 7: a token endpoint issuing anything but a Bearer token (DPoP,
+// N_A, no token_type at all) gets a clear 502, and the token is never
+// sent to the FHIR server as a bearer token.
+func TestIsolationTokenTypeNotBearerRefused(t *testing.T) {
+	const partner = "2.16.840.1.113883.3.12.31"
+	for name, tt := range map[string]struct {
+		body, want string
+	}{
+		"DPoP":    {`{"access_token":"dpop-bound-token-0123456789","token_type":"DPoP","expires_in":300}`, `type "DPoP"`},
+		"N_A":     {`{"access_token":"na-token-0123456789","token_type":"N_A","expires_in":300}`, `type "N_A"`},
+		"missing": {`{"access_token":"untyped-token-0123456789","expires_in":300}`, "no token_type"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			var p *hostilePartner
+			w := newWorld(t, worldOptions{flavor: "r4", tune: func(c *config.Config, w *world) {
+				p = newHostilePartner(t, "")
+				p.mu.Lock()
+				p.tokenBody = tt.body
+				p.mu.Unlock()
+				c.Organizations[partner] = config.Organization{FHIRBase: p.base(), DiscoveryOrder: []string{"carequality-token"}, AllowPrivateAddresses: true}
+			}})
+			resp, body := w.do("GET", "/fhir/"+partner+"/Patient/1", nil, nil)
+			if resp.StatusCode != http.StatusBadGateway {
+				t.Fatalf("token_type %s: %d %s", name, resp.StatusCode, body)
+			}
+			d := outcomeOf(t, body).Issue[0].Diagnostics
+			if !strings.Contains(d, tt.want) || !strings.Contains(d, "Bearer") {
+				t.Errorf("diagnostics do not say why: %q", d)
+			}
+			if strings.Contains(d, "0123456789") {
+				t.Errorf("diagnostics reveal the token: %q", d)
+			}
+			if p.tokenCalls.Load() != 1 {
+				t.Errorf("token endpoint called %d times, want 1", p.tokenCalls.Load())
+			}
+			if got := p.fhirRequests(); len(got) != 0 {
+				t.Errorf("the FHIR server was sent %d request(s) with %q", len(got), got)
+			}
+		})
 	}
 }
