@@ -121,6 +121,9 @@ func (c *Config) Validate() error {
 	}
 	notNegative(add, "tokens.refresh_ahead", c.Tokens.RefreshAhead)
 	notNegative(add, "tokens.min_interval", c.Tokens.MinInterval)
+	if c.Tokens.MaxContextsPerOrganization < 0 {
+		add("tokens.max_contexts_per_organization: %d must not be negative (0 turns the cap off)", c.Tokens.MaxContextsPerOrganization)
+	}
 	positive(add, "tokens.default_lifetime", c.Tokens.DefaultLifetime)
 	positive(add, "tokens.timeout", c.Tokens.Timeout)
 	checkRetry(add, "tokens.retry", c.Tokens.Retry)

@@ -272,3 +272,46 @@ func TestIsolationTokenTypeNotBearerRefused(t *testing.T) {
 		})
 	}
 }
+
+// Property 3: a caller cycling through 50 distinct scopes causes at most
+// tokens.max_contexts_per_organization exchanges with the partner (the
+// rest are 429 with Retry-After, nothing exchanged); another organization
+// keeps being served.
+func TestIsolationCallerCannotMultiplyExchanges(t *testing.T) {
+	const other = "2.16.840.1.113883.3.12.41"
+	var fo *fhirServer
+	w := newWorld(t, worldOptions{flavor: "r4", tune: func(c *config.Config, w *world) {
+		c.Client.Scope = "system/*.read"
+		fo = newFHIRServer(t, w.auth)
+		c.Organizations[other] = config.Organization{FHIRBase: fo.base(), Scope: scope, AllowPrivateAddresses: true,
+			AllowedTokenOrigins: []string{w.auth.URL}}
+	}})
+	limit := config.Default().Tokens.MaxContextsPerOrganization
+	statuses := map[int]int{}
+	for i := range 50 {
+		// Resource names are letters only; every second request spells
+		// the previous scope otherwise (it shares that context).
+		res := "Resource" + string(rune('A'+i/2))
+		hdr := map[string]string{"X-Cqgate-Scope": "system/" + res + ".read"}
+		if i%2 == 1 {
+			hdr["X-Cqgate-Scope"] = "  system/" + res + ".read system/" + res + ".read"
+		}
+		resp, body := w.do("GET", "/fhir/"+cernerOID+"/Patient/1316024", nil, hdr)
+		statuses[resp.StatusCode]++
+		if resp.StatusCode == http.StatusTooManyRequests {
+			if resp.Header.Get("Retry-After") == "" || !strings.Contains(outcomeOf(t, body).Issue[0].Diagnostics, "tokens.max_contexts_per_organization") {
+				t.Errorf("429 without Retry-After or the key: %v %s", resp.Header, body)
+			}
+		}
+	}
+	if n := w.auth.Exchanges(); n > int64(limit) {
+		t.Errorf("50 requests with 25 distinct scopes made %d exchanges, want at most %d", n, limit)
+	}
+	if statuses[http.StatusTooManyRequests] != 50-2*limit {
+		t.Errorf("statuses %v, want %d 429s", statuses, 50-2*limit)
+	}
+	t.Logf("statuses %v, exchanges %d", statuses, w.auth.Exchanges())
+	if resp, body := w.do("GET", "/fhir/"+other+"/Patient/1316024", nil, nil); resp.StatusCode != http.StatusOK {
+		t.Errorf("another organization after the first hit its cap: %d %s", resp.StatusCode, body)
+	}
+}

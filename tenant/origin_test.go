@@ -63,3 +63,20 @@ func TestParseOrigin(t *testing.T) {
 		}
 	}
 }
+
+func TestWithScopeCanonical(t *testing.T) {
+	tn := &Tenant{OID: "1.2.3", Scope: "system/*.read"}
+	for in, want := range map[string]string{
+		"system/Patient.read":                                             "system/Patient.read",
+		" system/Patient.read  system/Observation.read ":                  "system/Observation.read system/Patient.read",
+		"system/Observation.read system/Patient.read system/Patient.read": "system/Observation.read system/Patient.read",
+		"system/*.read ": "system/*.read",
+	} {
+		if got := tn.WithScope(in).Scope; got != want {
+			t.Errorf("WithScope(%q).Scope = %q, want %q", in, got, want)
+		}
+	}
+	if tn.WithScope(" system/*.read") != tn {
+		t.Error("WithScope of the configured scope made a copy")
+	}
+}

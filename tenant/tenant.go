@@ -111,14 +111,26 @@ func (t *Tenant) WithPurposes(purposes []string) (*Tenant, error) {
 }
 
 // WithScope returns a copy of t requesting scope instead of the
-// configured one.
+// configured one. The scope is written canonically (each value once,
+// sorted, single spaces: OAuth scopes are a set), so that spellings of
+// one scope share one token.
 func (t *Tenant) WithScope(scope string) *Tenant {
+	if scope == "" || scope == t.Scope {
+		return t
+	}
+	scope = canonicalScope(scope)
 	if scope == "" || scope == t.Scope {
 		return t
 	}
 	c := *t
 	c.Scope = scope
 	return &c
+}
+
+func canonicalScope(scope string) string {
+	f := strings.Fields(scope)
+	slices.Sort(f)
+	return strings.Join(slices.Compact(f), " ")
 }
 
 // Summary describes an organization from a directory search the way
