@@ -315,3 +315,37 @@ func TestIsolationCallerCannotMultiplyExchanges(t *testing.T) {
 		t.Errorf("another organization after the first hit its cap: %d %s", resp.StatusCode, body)
 	}
 }
+
+// Property 10 (Vault half): the FHIR server refuses the token and a new
+// one cannot be signed because Vault (transit) is unreachable. The caller
+// gets a 502/503 OperationOutcome naming the signing key, never the
+// partner's 401 as if the caller had failed to authenticate.
+func TestIsolationVaultDownAfter401IsNotCallers401(t *testing.T) {
+	w := newFaultWorld(t, faultOptions{transit: true, tune: func(c *config.Config, w *faultWorld) {
+		c.Tokens.MinInterval = 0 // the refusal may be answered with a new exchange at once
+	}})
+	if a := w.mustCall(faultCernerPatient); a.status != http.StatusOK {
+		t.Fatalf("warm-up: %s\nlogs:\n%s", a, w.logs)
+	}
+	w.vault.SetDown(true)
+	w.auth.ExpireAll() // the partner now refuses the cached token
+	for i := range 3 {
+		a := w.mustCall(faultCernerPatient)
+		if a.status != http.StatusBadGateway && a.status != http.StatusServiceUnavailable {
+			t.Fatalf("request %d, token refused and Vault down: %s (want 502/503, not the partner's 401)", i, a)
+		}
+		if a.header.Get("WWW-Authenticate") != "" {
+			t.Errorf("request %d carries the partner's WWW-Authenticate: %q", i, a.header.Get("WWW-Authenticate"))
+		}
+		d := faultOutcomeOf(t, a).Issue[0].Diagnostics
+		if !strings.Contains(d, faultTransitKey) || !strings.Contains(d, "Vault") {
+			t.Errorf("request %d: diagnostics do not name the signing key %s and Vault: %q", i, faultTransitKey, d)
+		}
+		if strings.Contains(d, vaultToken) || strings.Contains(d, "eyJ") {
+			t.Errorf("diagnostics hold a secret: %q", d)
+		}
+		if i == 0 {
+			t.Logf("token refused, Vault down: %s", a)
+		}
+	}
+}
