@@ -1,8 +1,15 @@
 package tenant
 
 import (
+	"context"
+	"net/http"
 	"net/url"
+	"strings"
 	"testing"
+
+	"github.com/cqgate/cqgate/directory"
+	"github.com/cqgate/cqgate/discovery"
+	"github.com/cqgate/cqgate/internal/outcome"
 )
 
 func TestSameParty(t *testing.T) {
@@ -78,5 +85,54 @@ func TestWithScopeCanonical(t *testing.T) {
 	}
 	if tn.WithScope(" system/*.read") != tn {
 		t.Error("WithScope of the configured scope made a copy")
+	}
+}
+
+// partyDisc answers like discovery would, with the given source, token
+// URL and registration endpoint.
+type partyDisc struct {
+	source          discovery.Source
+	token, register string
+}
+
+func (d partyDisc) Discover(_ context.Context, req discovery.Request) (*discovery.Result, error) {
+	return &discovery.Result{TokenURL: d.token, Source: d.source, RegistrationEndpoint: d.register}, nil
+}
+
+// Every discovery source is held to the FHIR base's party; a configured
+// token_url is the operator's word.
+func TestResolveRefusesForeignEndpoints(t *testing.T) {
+	const oid = "1.1"
+	for _, tt := range []struct {
+		name     string
+		disc     partyDisc
+		settings Settings
+		refused  string // "" when resolved
+	}{
+		{"udap token on another domain", partyDisc{source: discovery.SourceUDAP, token: "https://idp.other.example/token"}, Settings{}, "https://idp.other.example"},
+		{"smart-configuration token on another domain", partyDisc{source: discovery.SourceSMARTConfiguration, token: "https://idp.other.example/token"}, Settings{}, "https://idp.other.example"},
+		{"generic token on another domain", partyDisc{source: discovery.SourceToken, token: "https://idp.other.example/token"}, Settings{}, "https://idp.other.example"},
+		{"carequality-token on another domain", partyDisc{source: discovery.SourceCarequalityToken, token: "https://idp.other.example/token"}, Settings{}, "https://idp.other.example"},
+		{"registration endpoint on another domain", partyDisc{source: discovery.SourceUDAP, token: "https://auth.example.org/token", register: "https://idp.other.example/register"}, Settings{}, "https://idp.other.example"},
+		{"same registrable domain", partyDisc{source: discovery.SourceUDAP, token: "https://auth.example.org/token", register: "https://auth.example.org/register"}, Settings{}, ""},
+		{"allowed origin", partyDisc{source: discovery.SourceSMARTConfiguration, token: "https://idp.other.example/token"}, Settings{AllowedTokenOrigins: []string{"https://idp.other.example"}}, ""},
+		{"configured token URL", partyDisc{}, Settings{TokenURL: "https://idp.other.example/token"}, ""},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			r := &Resolver{Directory: stubDir{oid: org(oid, directory.Endpoint{Address: "https://fhir.example.org/r4", ConnectionType: "hl7-fhir-rest", Status: "active"})},
+				Discovery: tt.disc, Orgs: map[string]Settings{oid: tt.settings}}
+			tn, err := r.Resolve(context.Background(), oid)
+			if tt.refused == "" {
+				if err != nil {
+					t.Fatalf("Resolve: %v", err)
+				}
+				return
+			}
+			status, oo := outcome.FromError(err)
+			if status != http.StatusBadGateway || !strings.Contains(oo.Issue[0].Diagnostics, tt.refused) ||
+				!strings.Contains(oo.Issue[0].Diagnostics, "https://fhir.example.org") || tn != nil {
+				t.Errorf("Resolve = %v, %v; want a 502 naming %s and https://fhir.example.org", tn, err, tt.refused)
+			}
+		})
 	}
 }
