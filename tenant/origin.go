@@ -59,8 +59,10 @@ func ParseOrigin(s string) (string, error) {
 // IP literals have no registrable domain: they match only by origin, so
 // 127.0.0.1:8443 and 127.0.0.1:9443 are different parties.
 func sameParty(base, endpoint *url.URL, allowed []string) bool {
-	bo, eo := Origin(base), Origin(endpoint)
-	if bo == eo || slices.Contains(allowed, eo) {
+	if sameOrigin(base, endpoint) {
+		return true
+	}
+	if len(allowed) > 0 && slices.Contains(allowed, Origin(endpoint)) {
 		return true
 	}
 	if !strings.EqualFold(base.Scheme, endpoint.Scheme) {
@@ -69,6 +71,25 @@ func sameParty(base, endpoint *url.URL, allowed []string) bool {
 	bd, ok1 := registrableDomain(base.Hostname())
 	ed, ok2 := registrableDomain(endpoint.Hostname())
 	return ok1 && ok2 && bd == ed
+}
+
+// sameOrigin compares the origins of a and b without building them.
+func sameOrigin(a, b *url.URL) bool {
+	return strings.EqualFold(a.Scheme, b.Scheme) && strings.EqualFold(a.Hostname(), b.Hostname()) &&
+		effectivePort(a) == effectivePort(b)
+}
+
+func effectivePort(u *url.URL) string {
+	if p := u.Port(); p != "" {
+		return p
+	}
+	switch strings.ToLower(u.Scheme) {
+	case "https":
+		return "443"
+	case "http":
+		return "80"
+	}
+	return ""
 }
 
 // registrableDomain is host's eTLD+1, when host is a DNS name that has
@@ -86,19 +107,15 @@ func registrableDomain(host string) (string, bool) {
 }
 
 // checkParty refuses an endpoint (what: "token URL", "UDAP registration
-// endpoint") that the FHIR server at base advertised for another party.
-// The 502 names both origins and the configuration key that would allow
-// it.
-func checkParty(oid, what, source string, base *url.URL, endpoint string, allowed []string) error {
-	u, err := url.Parse(endpoint)
-	if err != nil || u.Host == "" {
-		return outcome.Errorf(http.StatusBadGateway, outcome.Security, "tenant: the %s %s advertised for %s is not an absolute URL", what, source, oid)
-	}
-	if sameParty(base, u, allowed) {
+// endpoint") that the FHIR server at base advertised, through discovery
+// source, for another party. The 502 names both origins and the
+// configuration key that would allow it.
+func checkParty(oid, what, source string, base, endpoint *url.URL, allowed []string) error {
+	if endpoint.Host != "" && sameParty(base, endpoint, allowed) {
 		return nil
 	}
 	return outcome.Errorf(http.StatusBadGateway, outcome.Security,
-		"tenant: the %s advertised for %s (%s) is on origin %s, which is neither the FHIR base's origin %s nor in its registrable domain; "+
+		"tenant: the %s advertised for %s (from %s) is on origin %s, which is neither the FHIR base's origin %s nor in its registrable domain; "+
 			"nothing was signed or sent to it (allow it with organizations.%s.allowed_token_origins)",
-		what, oid, source, Origin(u), Origin(base), oid)
+		what, oid, source, Origin(endpoint), Origin(base), oid)
 }

@@ -162,19 +162,22 @@ func (r *Resolver) Describe(ctx context.Context, oid string) (*Tenant, error) {
 			s.UDAP = true
 		}
 	}
-	if u, err := url.Parse(t.TokenURL); err != nil {
+	u, err := url.Parse(t.TokenURL)
+	if err != nil {
 		t.tokenErr = outcome.Errorf(http.StatusBadGateway, outcome.Exception, "tenant: token URL of %s is not a URL", oid)
 	} else if err := egress.CheckURL(u, s.AllowPrivate); err != nil {
 		t.tokenErr = refused(oid, "the token URL", err)
-	}
-	if t.tokenErr == nil && t.TokenURLSource != "config" {
+	} else if t.TokenURLSource != "config" {
 		// The FHIR server is untrusted: what it advertises must be its
 		// own, or a token for another partner would be obtained and
 		// sent to it (docs/reliability.md, threat model, property 1).
-		src := "from " + t.TokenURLSource
-		t.tokenErr = checkParty(oid, "token URL", src, base, t.TokenURL, s.AllowedTokenOrigins)
+		t.tokenErr = checkParty(oid, "token URL", t.TokenURLSource, base, u, s.AllowedTokenOrigins)
 		if t.tokenErr == nil && t.RegistrationEndpoint != "" {
-			t.tokenErr = checkParty(oid, "UDAP registration endpoint", src, base, t.RegistrationEndpoint, s.AllowedTokenOrigins)
+			if ru, err := url.Parse(t.RegistrationEndpoint); err != nil {
+				t.tokenErr = outcome.Errorf(http.StatusBadGateway, outcome.Exception, "tenant: UDAP registration endpoint of %s is not a URL", oid)
+			} else {
+				t.tokenErr = checkParty(oid, "UDAP registration endpoint", t.TokenURLSource, base, ru, s.AllowedTokenOrigins)
+			}
 		}
 	}
 	if t.tokenErr != nil {
