@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/cqgate/cqgate/assertion"
 	"github.com/cqgate/cqgate/directory"
 	"github.com/cqgate/cqgate/discovery"
 	"github.com/cqgate/cqgate/internal/outcome"
@@ -134,5 +135,24 @@ func TestResolveRefusesForeignEndpoints(t *testing.T) {
 				t.Errorf("Resolve = %v, %v; want a 502 naming %s and https://fhir.example.org", tn, err, tt.refused)
 			}
 		})
+	}
+}
+
+func TestWithPurposesCanonical(t *testing.T) {
+	const treat, pay = "urn:oid:2.16.840.1.113883.5.8#TREAT", "urn:oid:2.16.840.1.113883.5.8#HPAYMT"
+	tn := &Tenant{OID: "1.2.3", UDAP: true, B2B: &assertion.B2B{PurposeOfUse: []string{treat}}, AllowedPurposes: []string{treat, pay}}
+	a, err := tn.WithPurposes([]string{treat, pay, treat})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := tn.WithPurposes([]string{pay, treat})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.B2B.Digest() != b.B2B.Digest() || len(a.B2B.PurposeOfUse) != 2 {
+		t.Errorf("orderings of one set of purposes differ: %v / %v", a.B2B.PurposeOfUse, b.B2B.PurposeOfUse)
+	}
+	if tn.B2B.PurposeOfUse[0] != treat || len(tn.B2B.PurposeOfUse) != 1 {
+		t.Errorf("the original tenant changed: %v", tn.B2B.PurposeOfUse)
 	}
 }
