@@ -34,6 +34,10 @@ const (
 // an equal Key. Key is comparable; the Cache indexes tokens by the Key
 // value itself.
 type Key struct {
+	// Resource is the resource server (FHIR base) the token is for:
+	// partners sharing one authorization server each get their own
+	// tokens, and one partner refusing a token never affects another's.
+	Resource string
 	TokenURL string
 	ClientID string
 	Scope    string
@@ -50,6 +54,11 @@ type Key struct {
 // is a digest).
 func (k Key) String() string {
 	var b strings.Builder
+	if k.Resource != "" {
+		b.WriteString("resource=")
+		b.WriteString(url.QueryEscape(k.Resource))
+		b.WriteString("&")
+	}
 	b.WriteString("token_url=")
 	b.WriteString(url.QueryEscape(k.TokenURL))
 	b.WriteString("&client_id=")
@@ -86,6 +95,31 @@ func (e *ThrottledError) Error() string {
 // Is makes errors.Is(err, ErrThrottled) true.
 func (e *ThrottledError) Is(target error) bool { return target == ErrThrottled }
 
+// ErrTooManyContexts is matched (errors.Is) by a *ContextLimitError.
+var ErrTooManyContexts = errors.New("assertion: too many token contexts for one resource server")
+
+// ContextLimitError is returned by Cache.Token instead of exchanging when
+// Key.Resource already has CacheConfig.MaxContextsPerResource other keys
+// (scopes, purposes of use, client ids) in use: callers cannot multiply
+// a partner's token exchanges by varying what they ask for.
+type ContextLimitError struct {
+	Resource string
+	Limit    int
+	// Wait is how long until a context of Resource may be freed.
+	Wait time.Duration
+}
+
+func (e *ContextLimitError) Error() string {
+	return fmt.Sprintf("assertion: %s already has %d token contexts (scope, purposes of use, client) in use, the most allowed (tokens.max_contexts_per_organization); "+
+		"no token for another context until one is free, in %s at the latest", e.Resource, e.Limit, e.Wait.Round(time.Second))
+}
+
+// Is makes errors.Is(err, ErrTooManyContexts) true.
+func (e *ContextLimitError) Is(target error) bool { return target == ErrTooManyContexts }
+
+// RetryAfter is when asking again makes sense (Retry-After).
+func (e *ContextLimitError) RetryAfter() time.Duration { return e.Wait }
+
 // Upstream reports that the cause lies upstream (a resource server
 // refusing fresh tokens), so that the outcome package maps it to a 502
 // rather than an internal error. A 503 with Retry-After: RetryAt is the
@@ -112,6 +146,15 @@ type CacheConfig struct {
 	// when MinInterval is off). Zero means DefaultFailureHold; negative
 	// turns remembering off.
 	FailureHold time.Duration
+	// MaxContextsPerResource caps the keys with one Key.Resource (a
+	// partner's FHIR base) the cache keeps at once; a key beyond it gets
+	// a *ContextLimitError. A key's slot is freed once it is idle: no
+	// exchange running, its token expired, and MinInterval passed since
+	// its last exchange, successful or not. With MinInterval, a partner
+	// thus sees at most MaxContextsPerResource exchanges per MinInterval
+	// (plus one per key whenever a token expires sooner). Zero or
+	// negative means no cap.
+	MaxContextsPerResource int
 	// ExchangeTimeout bounds each exchange the cache runs, foreground or
 	// background, including its retries. Zero or negative means
 	// DefaultExchangeTimeout.
@@ -183,10 +226,12 @@ type Cache struct {
 	hold, timeout, lifetime    time.Duration
 	clock                      func() time.Time
 	onRefreshError             func(Key, error)
+	maxContexts                int
 
 	mu        sync.RWMutex
 	states    map[Key]*keyState
-	lastSweep time.Time // guarded by mu
+	contexts  map[string]int // keys in states per Key.Resource, when capped
+	lastSweep time.Time      // guarded by mu
 
 	hits, misses, exchanges, failures, throttled, held, background atomic.Int64
 }
@@ -199,6 +244,7 @@ type keyState struct {
 	mu          sync.Mutex
 	flight      *flight   // the exchange in progress, if any
 	lastSuccess time.Time // start of the last successful exchange
+	lastStart   time.Time // start of the last exchange
 	invalidated bool      // the token was dropped by Invalidate since
 	failures    int       // consecutive failed exchanges
 	failUntil   time.Time // the failure is held until then
@@ -234,7 +280,9 @@ func NewCache(cfg CacheConfig) *Cache {
 		lifetime:       cfg.DefaultLifetime,
 		clock:          cfg.Clock,
 		onRefreshError: cfg.OnRefreshError,
+		maxContexts:    max(cfg.MaxContextsPerResource, 0),
 		states:         make(map[Key]*keyState),
+		contexts:       make(map[string]int),
 	}
 	if c.margin <= 0 {
 		c.margin = DefaultRefreshMargin
@@ -269,21 +317,65 @@ func NewCache(cfg CacheConfig) *Cache {
 	return c
 }
 
-// state returns the state of key, creating it if need be.
-func (c *Cache) state(key Key) *keyState {
+// state returns the state of key, creating it if need be, unless that
+// would exceed MaxContextsPerResource.
+func (c *Cache) state(key Key) (*keyState, error) {
 	c.mu.RLock()
 	st := c.states[key]
 	c.mu.RUnlock()
 	if st != nil {
-		return st
+		return st, nil
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if st = c.states[key]; st == nil {
-		st = &keyState{}
-		c.states[key] = st
+	if st = c.states[key]; st != nil {
+		return st, nil
 	}
-	return st
+	if c.maxContexts > 0 {
+		if c.contexts[key.Resource] >= c.maxContexts {
+			if wait := c.reclaim(key.Resource); wait > 0 {
+				return nil, &ContextLimitError{Resource: key.Resource, Limit: c.maxContexts, Wait: wait}
+			}
+		}
+		c.contexts[key.Resource]++
+	}
+	st = &keyState{}
+	c.states[key] = st
+	return st, nil
+}
+
+// reclaim drops resource's idle keys, under c.mu. It returns 0 when a
+// slot is free now, else how long until one may be.
+func (c *Cache) reclaim(resource string) time.Duration {
+	now := c.clock()
+	wait := time.Duration(-1)
+	for k, st := range c.states {
+		if k.Resource != resource {
+			continue
+		}
+		st.mu.Lock()
+		if st.idle(now, c.minInterval) {
+			c.remove(k, st)
+		} else if d := st.idleAt(now, c.minInterval).Sub(now); wait < 0 || d < wait {
+			wait = d
+		}
+		st.mu.Unlock()
+	}
+	if c.contexts[resource] < c.maxContexts {
+		return 0
+	}
+	return max(wait, time.Second)
+}
+
+// remove forgets key, under c.mu and st.mu.
+func (c *Cache) remove(key Key, st *keyState) {
+	st.removed = true
+	delete(c.states, key)
+	if c.maxContexts > 0 {
+		if c.contexts[key.Resource]--; c.contexts[key.Resource] <= 0 {
+			delete(c.contexts, key.Resource)
+		}
+	}
 }
 
 // Token returns the cached token for key while it is usable, and
@@ -292,7 +384,10 @@ func (c *Cache) state(key Key) *keyState {
 // it. The error is src's, a remembered failure of src, a
 // *ThrottledError, or the caller's context ending.
 func (c *Cache) Token(ctx context.Context, key Key, src TokenSource) (*Token, error) {
-	st := c.state(key)
+	st, err := c.state(key)
+	if err != nil {
+		return nil, err
+	}
 	now := c.clock()
 	if e := st.entry.Load(); e != nil && now.Before(e.refreshAt) {
 		c.hits.Add(1)
@@ -315,7 +410,9 @@ func (c *Cache) Token(ctx context.Context, key Key, src TokenSource) (*Token, er
 		case t != nil:
 			return t, nil
 		case f == nil: // st was swept meanwhile
-			st = c.state(key)
+			if st, err = c.state(key); err != nil {
+				return nil, err
+			}
 			continue
 		}
 		select {
@@ -377,6 +474,7 @@ func (c *Cache) refreshAhead(ctx context.Context, st *keyState, key Key, src Tok
 func (c *Cache) start(ctx context.Context, st *keyState, key Key, src TokenSource, now time.Time, background bool) *flight {
 	f := &flight{done: make(chan struct{})}
 	st.flight = f
+	st.lastStart = now
 	c.exchanges.Add(1)
 	if background {
 		c.background.Add(1)
@@ -488,21 +586,36 @@ func (c *Cache) sweep(now time.Time) {
 	for k, st := range c.states {
 		st.mu.Lock()
 		if st.idle(now, c.minInterval) {
-			st.removed = true
-			delete(c.states, k)
+			c.remove(k, st)
 		}
 		st.mu.Unlock()
 	}
 }
 
 // idle reports whether st can be forgotten: no exchange running, no
-// usable token, no failure held and no minimum interval running.
+// usable token, no failure held and no minimum interval running since
+// the last exchange, successful or not.
 func (st *keyState) idle(now time.Time, minInterval time.Duration) bool {
-	e := st.entry.Load()
-	return st.flight == nil &&
-		(e == nil || !now.Before(e.expiry)) &&
-		!now.Before(st.failUntil) &&
-		(minInterval <= 0 || !now.Before(st.lastSuccess.Add(minInterval)))
+	return st.flight == nil && !now.Before(st.idleAt(now, minInterval))
+}
+
+// idleAt is when st becomes idle if nothing else happens (a running
+// exchange counts as ending MinInterval from now).
+func (st *keyState) idleAt(now time.Time, minInterval time.Duration) time.Time {
+	at := st.failUntil
+	if e := st.entry.Load(); e != nil && e.expiry.After(at) {
+		at = e.expiry
+	}
+	if minInterval > 0 {
+		last := st.lastStart
+		if st.flight != nil {
+			last = now
+		}
+		if t := last.Add(minInterval); t.After(at) {
+			at = t
+		}
+	}
+	return at
 }
 
 // Invalidate drops the cached token for key if its AccessToken is stale,

@@ -432,3 +432,66 @@ func TestCacheStatsAndKeyStringHideSecrets(t *testing.T) {
 		assertNoSecrets(t, what, s, tok.AccessToken, ts.lastAssertion(), "Jane")
 	}
 }
+
+// A caller varying scopes (or purposes of use) cannot multiply one
+// partner's exchanges: beyond MaxContextsPerResource keys per Resource a
+// new key gets a ContextLimitError without an exchange; other resources
+// are unaffected; a key's slot is freed once its token expired and
+// MinInterval passed since its last exchange, failed or not.
+func TestCacheContextCap(t *testing.T) {
+	clock := newFakeClock()
+	src := &countingSource{clock: clock, expiresIn: 2 * time.Minute}
+	c := NewCache(CacheConfig{Clock: clock.Now, RefreshAhead: -1, MinInterval: time.Minute, FailureHold: time.Second, MaxContextsPerResource: 3})
+	key := func(res string, i int) Key {
+		return Key{Resource: res, TokenURL: "https://auth.example.com/token", ClientID: "c", Scope: fmt.Sprintf("system/R%d.read", i)}
+	}
+	ctx := context.Background()
+	limited := 0
+	for i := range 50 {
+		_, err := c.Token(ctx, key("https://a.example/r4", i), src)
+		var cle *ContextLimitError
+		switch {
+		case err == nil && i < 3:
+		case errors.As(err, &cle) && errors.Is(err, ErrTooManyContexts) && i >= 3:
+			limited++
+			if cle.Limit != 3 || cle.RetryAfter() <= 0 || cle.RetryAfter() > 2*time.Minute {
+				t.Errorf("limit error %+v", cle)
+			}
+		default:
+			t.Fatalf("context %d: %v", i, err)
+		}
+	}
+	if n := src.n.Load(); n != 3 || limited != 47 {
+		t.Fatalf("exchanges = %d, limited = %d; want 3 and 47", n, limited)
+	}
+	// The cached contexts keep being served, another resource is not
+	// limited by a's.
+	for i := range 3 {
+		if _, err := c.Token(ctx, key("https://a.example/r4", i), src); err != nil {
+			t.Errorf("cached context %d: %v", i, err)
+		}
+	}
+	if _, err := c.Token(ctx, key("https://b.example/r4", 0), src); err != nil {
+		t.Errorf("another resource: %v", err)
+	}
+
+	// A failed exchange holds its slot for MinInterval as well.
+	clock.Advance(3 * time.Minute) // every token of a has expired
+	src.fail.Store(3)
+	for i := 10; i < 13; i++ {
+		if _, err := c.Token(ctx, key("https://a.example/r4", i), src); !errors.Is(err, errUpstream) {
+			t.Fatalf("failing context %d: %v", i, err)
+		}
+	}
+	clock.Advance(2 * time.Second) // past the failure hold, not past MinInterval
+	if _, err := c.Token(ctx, key("https://a.example/r4", 20), src); !errors.Is(err, ErrTooManyContexts) {
+		t.Fatalf("a new context while failed ones hold their slots: %v", err)
+	}
+	clock.Advance(time.Minute)
+	if _, err := c.Token(ctx, key("https://a.example/r4", 20), src); err != nil {
+		t.Fatalf("a new context after MinInterval: %v", err)
+	}
+	if n := src.n.Load(); n != 3+1+3+1 {
+		t.Errorf("exchanges = %d, want 8", n)
+	}
+}

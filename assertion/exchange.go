@@ -275,12 +275,17 @@ func tokenFromResponse(re *RetrieveError, contentType string, body []byte, sent 
 	case tr.AccessToken == "":
 		re.Err = errors.New("token response has no access_token")
 		return fail()
+	case tr.TokenType == "":
+		// RFC 6749 §5.1 requires token_type; guessing Bearer could send a
+		// sender-constrained token where it does not work.
+		re.Err = tokenTypeError("")
+		return fail()
+	case !strings.EqualFold(tr.TokenType, "Bearer"):
+		re.Err = tokenTypeError(redact(tr.TokenType, secret, tr.AccessToken))
+		return fail()
 	}
 
 	t := &Token{AccessToken: tr.AccessToken, TokenType: tr.TokenType, Scope: tr.Scope, ExpiresIn: expiresIn(string(tr.ExpiresIn))}
-	if t.TokenType == "" {
-		t.TokenType = "Bearer"
-	}
 	if t.ExpiresIn > 0 {
 		t.Expiry = sent.Add(t.ExpiresIn)
 	}

@@ -214,14 +214,14 @@ func TestExchangeResponseVariants(t *testing.T) {
 		{
 			name:        "text/plain form",
 			contentType: "text/plain",
-			body:        "access_token=" + testAccessToken + "&expires_in=300",
+			body:        "access_token=" + testAccessToken + "&token_type=Bearer&expires_in=300",
 			want:        Token{AccessToken: testAccessToken, TokenType: "Bearer", ExpiresIn: 300 * time.Second, Expiry: clock.Now().Add(300 * time.Second)},
 		},
 		{
-			name:        "no token_type, expires_in or scope",
+			name:        "no expires_in or scope, lower-case bearer",
 			contentType: "application/json",
-			body:        `{"access_token":"` + testAccessToken + `"}`,
-			want:        Token{AccessToken: testAccessToken, TokenType: "Bearer"},
+			body:        `{"access_token":"` + testAccessToken + `","token_type":"bearer"}`,
+			want:        Token{AccessToken: testAccessToken, TokenType: "bearer"},
 		},
 		{
 			name:        "expires_in as a string",
@@ -232,8 +232,8 @@ func TestExchangeResponseVariants(t *testing.T) {
 		{
 			name:        "negative expires_in ignored",
 			contentType: "application/json",
-			body:        `{"access_token":"` + testAccessToken + `","expires_in":-5}`,
-			want:        Token{AccessToken: testAccessToken, TokenType: "Bearer"},
+			body:        `{"access_token":"` + testAccessToken + `","token_type":"BEARER","expires_in":-5}`,
+			want:        Token{AccessToken: testAccessToken, TokenType: "BEARER"},
 		},
 	}
 	for _, tc := range tests {
@@ -251,6 +251,41 @@ func TestExchangeResponseVariants(t *testing.T) {
 			}
 			if _, ok := ts.forms[0]["scope"]; ok {
 				t.Error("scope sent although Request.Scope is empty")
+			}
+		})
+	}
+}
+
+// A token that is not a bearer token (DPoP, N_A, a missing token_type)
+// is refused: cqgate would send it as a bearer token.
+func TestExchangeRefusesOtherTokenTypes(t *testing.T) {
+	for name, body := range map[string]string{
+		"DPoP":                 `{"access_token":"` + testAccessToken + `","token_type":"DPoP","expires_in":300}`,
+		"N_A":                  `{"access_token":"` + testAccessToken + `","token_type":"N_A"}`,
+		"missing":              `{"access_token":"` + testAccessToken + `","expires_in":300}`,
+		"echoes the token":     `{"access_token":"` + testAccessToken + `","token_type":"` + testAccessToken + `"}`,
+		"form, no token_type":  "access_token=" + testAccessToken,
+		"bearer with a suffix": `{"access_token":"` + testAccessToken + `","token_type":"Bearer2"}`,
+	} {
+		t.Run(name, func(t *testing.T) {
+			ts := newTokenServer(t, func(w http.ResponseWriter, _ *http.Request, _ url.Values) {
+				if strings.HasPrefix(body, "{") {
+					w.Header().Set("Content-Type", "application/json")
+				} else {
+					w.Header().Set("Content-Type", "application/x-www-form-urlencoded")
+				}
+				_, _ = w.Write([]byte(body))
+			})
+			tok, err := newExchanger(t, newFakeClock(), ts.Client()).Exchange(context.Background(), Request{TokenURL: ts.URL + "/token", ClientID: "c"})
+			var re *RetrieveError
+			if tok != nil || !errors.Is(err, ErrTokenType) || !errors.As(err, &re) || re.StatusCode != http.StatusOK {
+				t.Fatalf("Exchange = %v, %v; want a RetrieveError matching ErrTokenType", tok, err)
+			}
+			if strings.Contains(err.Error(), testAccessToken) {
+				t.Errorf("error reveals the access token: %v", err)
+			}
+			if len(ts.forms) != 1 {
+				t.Errorf("%d exchange(s), want 1 (a wrong token type is not retried)", len(ts.forms))
 			}
 		})
 	}
@@ -480,7 +515,7 @@ func TestExchangeInvalidRequest(t *testing.T) {
 }
 
 func TestExchangerSourceExchangesEveryCall(t *testing.T) {
-	ts := newTokenServer(t, jsonResponse(200, `{"access_token":"`+testAccessToken+`","expires_in":570}`))
+	ts := newTokenServer(t, jsonResponse(200, `{"access_token":"`+testAccessToken+`","token_type":"Bearer","expires_in":570}`))
 	src := newExchanger(t, newFakeClock(), ts.Client()).Source(Request{TokenURL: ts.URL + "/token", ClientID: "c"})
 	seen := map[string]bool{}
 	for range 3 {

@@ -58,8 +58,8 @@ func FuzzParseTokenResponse(f *testing.F) {
 			switch {
 			case tok == nil || tok.AccessToken == "":
 				t.Fatalf("accepted a response without an access token: %q", body)
-			case tok.TokenType == "":
-				t.Fatal("accepted token has no type")
+			case !strings.EqualFold(tok.TokenType, "Bearer"):
+				t.Fatalf("accepted a token of type %q", tok.TokenType)
 			case tok.ExpiresIn < 0:
 				t.Fatalf("negative ExpiresIn %v", tok.ExpiresIn)
 			case tok.ExpiresIn == 0 && !tok.Expiry.IsZero(), tok.ExpiresIn > 0 && !tok.Expiry.Equal(sent.Add(tok.ExpiresIn)):

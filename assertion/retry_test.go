@@ -41,7 +41,7 @@ func (s *sleeps) sleep(ctx context.Context, d time.Duration) error {
 }
 
 func TestExchangeRetries(t *testing.T) {
-	ok := jsonResponse(200, `{"access_token":"`+testAccessToken+`","expires_in":300}`)
+	ok := jsonResponse(200, `{"access_token":"`+testAccessToken+`","token_type":"Bearer","expires_in":300}`)
 	e500 := jsonResponse(500, `<html>oops</html>`)
 	truncated := func(w http.ResponseWriter, _ *http.Request, _ url.Values) {
 		w.Header().Set("Content-Type", "application/json")

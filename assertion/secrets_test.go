@@ -26,7 +26,7 @@ func TestSecretsStayOutOfErrorsAndLogs(t *testing.T) {
 	// the assertion back.
 	var issued string
 	ts := newTokenServer(t, sequence(
-		jsonResponse(200, `{"access_token":"`+testAccessToken+`","expires_in":570}`),
+		jsonResponse(200, `{"access_token":"`+testAccessToken+`","token_type":"Bearer","expires_in":570}`),
 		func(w http.ResponseWriter, _ *http.Request, form url.Values) {
 			w.Header().Set("X-Request-Id", "r-"+testAccessToken)
 			jsonResponse(500, fmt.Sprintf(`{"access_token":%q,"error":"server_error","error_description":"token %s for %s"}`,

@@ -1,6 +1,7 @@
 package assertion
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -48,6 +49,24 @@ func (t Token) LogValue() slog.Value {
 	}
 	return slog.GroupValue(attrs...)
 }
+
+// ErrTokenType is matched (errors.Is) by a RetrieveError whose token
+// response carried no token_type or one other than Bearer (compared
+// case-insensitively): cqgate only sends bearer tokens.
+var ErrTokenType = errors.New("assertion: token type not supported")
+
+// tokenTypeError is the token_type a token response carried (redacted),
+// "" for none.
+type tokenTypeError string
+
+func (e tokenTypeError) Error() string {
+	if e == "" {
+		return "the token response has no token_type (RFC 6749 §5.1 requires one); cqgate sends only Bearer tokens"
+	}
+	return fmt.Sprintf("the token endpoint issued a token of type %q; cqgate sends only Bearer tokens (DPoP-bound and other token types are not supported)", string(e))
+}
+
+func (e tokenTypeError) Is(target error) bool { return target == ErrTokenType }
 
 // RetrieveError is a failed token exchange. When the token endpoint
 // answered with an RFC 6749 §5.2 error response, its fields are kept

@@ -292,6 +292,10 @@ type Tokens struct {
 	// MinInterval between exchanges for one token (Cerner throttles
 	// attempts under a minute).
 	MinInterval time.Duration `yaml:"min_interval"`
+	// MaxContextsPerOrganization caps the distinct token contexts (scope,
+	// purposes of use, client) kept at once per organization (FHIR base);
+	// a request needing another gets a 429. 0 turns the cap off.
+	MaxContextsPerOrganization int `yaml:"max_contexts_per_organization"`
 	// DefaultLifetime is assumed when a token response has no expires_in.
 	DefaultLifetime time.Duration `yaml:"default_lifetime"`
 	Timeout         time.Duration `yaml:"timeout"`
@@ -355,8 +359,13 @@ type Organization struct {
 	FHIRBase string `yaml:"fhir_base"`
 	// FHIRVersions overrides directory.fhir_versions.
 	FHIRVersions []string `yaml:"fhir_versions"`
-	// TokenURL overrides discovery.
+	// TokenURL overrides discovery. It is trusted as it is (the
+	// operator's word), wherever it points.
 	TokenURL string `yaml:"token_url"`
+	// AllowedTokenOrigins are further origins (scheme://host[:port]) a
+	// discovered token URL or UDAP registration endpoint may be on; by
+	// default only the FHIR base's own origin and registrable domain.
+	AllowedTokenOrigins []string `yaml:"allowed_token_origins"`
 	// DiscoveryOrder overrides discovery.order.
 	DiscoveryOrder []string `yaml:"discovery_order"`
 	// CernerOverrideOAuthURIs sends Cerner-Override-OAuth-URIs: on.
@@ -455,12 +464,13 @@ func Default() *Config {
 			ClockSkew:         5 * time.Second,
 		},
 		Tokens: Tokens{
-			RefreshMargin:   60 * time.Second,
-			RefreshAhead:    2 * time.Minute,
-			MinInterval:     time.Minute,
-			DefaultLifetime: 5 * time.Minute,
-			Timeout:         15 * time.Second,
-			Retry:           Retry{Attempts: 3, InitialBackoff: 250 * time.Millisecond, MaxBackoff: 2 * time.Second},
+			RefreshMargin:              60 * time.Second,
+			RefreshAhead:               2 * time.Minute,
+			MinInterval:                time.Minute,
+			MaxContextsPerOrganization: 8,
+			DefaultLifetime:            5 * time.Minute,
+			Timeout:                    15 * time.Second,
+			Retry:                      Retry{Attempts: 3, InitialBackoff: 250 * time.Millisecond, MaxBackoff: 2 * time.Second},
 		},
 		Proxy: Proxy{
 			Timeout:             60 * time.Second,

@@ -121,6 +121,9 @@ func (c *Config) Validate() error {
 	}
 	notNegative(add, "tokens.refresh_ahead", c.Tokens.RefreshAhead)
 	notNegative(add, "tokens.min_interval", c.Tokens.MinInterval)
+	if c.Tokens.MaxContextsPerOrganization < 0 {
+		add("tokens.max_contexts_per_organization: %d must not be negative (0 turns the cap off)", c.Tokens.MaxContextsPerOrganization)
+	}
 	positive(add, "tokens.default_lifetime", c.Tokens.DefaultLifetime)
 	positive(add, "tokens.timeout", c.Tokens.Timeout)
 	checkRetry(add, "tokens.retry", c.Tokens.Retry)
@@ -182,6 +185,9 @@ func (c *Config) validateOrganization(add func(string, ...any), oid string, o Or
 	}
 	if o.TokenURL != "" {
 		checkURL(add, key+".token_url", o.TokenURL)
+	}
+	for i, origin := range o.AllowedTokenOrigins {
+		checkOrigin(add, fmt.Sprintf("%s.allowed_token_origins[%d]", key, i), origin)
 	}
 	checkAlgorithm(add, key+".algorithm", o.Algorithm)
 	if o.RateLimit != nil {
@@ -397,6 +403,17 @@ func checkURL(add func(string, ...any), key, raw string) {
 	}
 	if u.User != nil {
 		add("%s: must not carry credentials in the URL", key)
+	}
+}
+
+// checkOrigin checks an origin: scheme://host[:port], nothing more.
+func checkOrigin(add func(string, ...any), key, raw string) {
+	u, err := url.Parse(raw)
+	switch {
+	case err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "":
+		add("%s: %q is not an origin (https://host[:port])", key, raw)
+	case (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" || u.User != nil:
+		add("%s: %q is an origin, scheme://host[:port], without path, query or credentials", key, raw)
 	}
 }
 

@@ -147,8 +147,8 @@ func newFaultWorld(t *testing.T, opts faultOptions) *faultWorld {
 	cfg.Proxy.Timeout = faultProxyTimeout
 	cfg.Audit.Destination = "none"
 	cfg.Organizations = map[string]config.Organization{
-		cernerOID: {AllowPrivateAddresses: true},
-		faultOID:  {AllowPrivateAddresses: true},
+		cernerOID: {AllowPrivateAddresses: true, AllowedTokenOrigins: []string{w.auth.URL}},
+		faultOID:  {AllowPrivateAddresses: true, AllowedTokenOrigins: []string{w.auth.URL}},
 	}
 	if opts.tune != nil {
 		opts.tune(cfg, w)

@@ -94,8 +94,9 @@ func newWorld(t *testing.T, opts worldOptions) *world {
 	cfg.Client.Scope = scope
 	cfg.Proxy.Timeout = 5 * time.Second
 	cfg.Audit.Destination = "none"
-	// The test servers are on loopback, as a sandbox is.
-	cfg.Organizations = map[string]config.Organization{cernerOID: {AllowPrivateAddresses: true}}
+	// The test servers are on loopback, as a sandbox is, and separate
+	// loopback origins: fosite is allowed to issue the tenant's tokens.
+	cfg.Organizations = map[string]config.Organization{cernerOID: {AllowPrivateAddresses: true, AllowedTokenOrigins: []string{w.auth.URL}}}
 	if opts.tune != nil {
 		opts.tune(cfg, w)
 	}

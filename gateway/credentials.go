@@ -43,10 +43,12 @@ func request(t *tenant.Tenant) assertion.Request {
 	return r
 }
 
-// tokenKey is the cache key of t's tokens: token URL, client, scope,
-// identity and the digest of the B2B context asserted.
+// tokenKey is the cache key of t's tokens: the FHIR base they are for,
+// token URL, client, scope, identity and the digest of the B2B context
+// asserted.
 func tokenKey(t *tenant.Tenant) assertion.Key {
 	k := request(t).Key()
+	k.Resource = t.FHIRBase
 	k.Identity = identityName(t)
 	return k
 }

@@ -157,8 +157,10 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Gateway, error
 		RefreshAhead:    cfg.Tokens.RefreshAhead,
 		MinInterval:     orOff(cfg.Tokens.MinInterval),
 		DefaultLifetime: cfg.Tokens.DefaultLifetime,
-		ExchangeTimeout: 2 * cfg.Tokens.Timeout * time.Duration(cfg.Tokens.Retry.Attempts),
-		Clock:           g.clock,
+		// Keys carry the tenant's FHIR base as Resource (tokenKey).
+		MaxContextsPerResource: cfg.Tokens.MaxContextsPerOrganization,
+		ExchangeTimeout:        2 * cfg.Tokens.Timeout * time.Duration(cfg.Tokens.Retry.Attempts),
+		Clock:                  g.clock,
 		OnRefreshError: func(k assertion.Key, err error) {
 			g.log.WithError(err).WithField("token_url", k.TokenURL).Warn("gateway: background token refresh failed; the current token stays in use")
 		},

@@ -63,7 +63,9 @@ func TestRegistrationAndIdentities(t *testing.T) {
 	cfg.Identities = map[string]config.Identity{"ehx": {ClientID: "ehx.example.org", Keys: config.Keys{Source: "vault", Vault: config.VaultKeys{Mount: "secret", Path: "cqgate/ehx"}}}}
 	cfg.Organizations = map[string]config.Organization{
 		udapOID: {FHIRBase: fhir.URL + "/r4", DiscoveryOrder: []string{"smart-configuration"}, AllowPrivateAddresses: true,
-			UDAP: config.OrgUDAP{Enabled: true, Register: "auto", OrganizationID: "urn:oid:1.2.840.1", PurposeOfUse: []string{"urn:oid:2.16.840.1.113883.5.8#TREAT"}}},
+			// The registration server is another loopback origin.
+			AllowedTokenOrigins: []string{reg.URL},
+			UDAP:                config.OrgUDAP{Enabled: true, Register: "auto", OrganizationID: "urn:oid:1.2.840.1", PurposeOfUse: []string{"urn:oid:2.16.840.1.113883.5.8#TREAT"}}},
 		ehxOID: {FHIRBase: "https://fhir.ehx.example/r4", TokenURL: "https://auth.ehx.example/token", Identity: "ehx"},
 	}
 	if err := cfg.Validate(); err != nil {

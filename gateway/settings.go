@@ -53,6 +53,13 @@ func orgSettings(cfg *config.Config) (*settings, error) {
 			FHIRVersions:   o.FHIRVersions,
 			AllowPrivate:   o.AllowPrivateAddresses,
 		}
+		for _, origin := range o.AllowedTokenOrigins {
+			c, err := tenant.ParseOrigin(origin)
+			if err != nil {
+				return nil, fmt.Errorf("gateway: organizations.%s.allowed_token_origins: %w", oid, err)
+			}
+			s.AllowedTokenOrigins = append(s.AllowedTokenOrigins, c)
+		}
 		// An organization using another identity takes that identity's
 		// client id and algorithm unless it sets its own.
 		if id, ok := cfg.Identities[o.Identity]; ok {

@@ -1,11 +1,14 @@
 package proxy
 
 import (
+	"errors"
 	"io"
 	"net/http"
 	"net/url"
 
 	"github.com/sirupsen/logrus"
+
+	"github.com/cqgate/cqgate/assertion"
 )
 
 // authTransport sends the request the rewrite prepared, bearer token
@@ -42,10 +45,18 @@ func (t *authTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	t.creds.Refused(rt.tenant, rt.token)
 	fresh, err := t.creds.Token(req.Context(), rt.tenant)
 	if err != nil {
-		// Keep the upstream's 401 rather than hiding it behind our error.
 		t.log.WithFields(logrus.Fields{"request_id": rt.requestID, "oid": rt.tenant.OID}).WithError(err).
 			Warn("proxy: FHIR server refused the token and a new one could not be had")
-		return resp, nil
+		if errors.Is(err, assertion.ErrThrottled) {
+			// Inside tokens.min_interval: the refusing request keeps the
+			// upstream's 401 (later ones get the 503).
+			return resp, nil
+		}
+		// cqgate could not get a new token (Vault, the signing key, the
+		// token endpoint): say so, never pass the partner's 401 on as if
+		// the caller had failed to authenticate.
+		drain(resp.Body)
+		return nil, err
 	}
 	retry := req.Clone(req.Context())
 	retry.Header.Set("Authorization", "Bearer "+fresh.AccessToken)

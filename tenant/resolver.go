@@ -41,6 +41,10 @@ type Settings struct {
 	UDAP            bool
 	B2B             *assertion.B2B
 	AllowedPurposes []string
+	// AllowedTokenOrigins are origins (canonical, see ParseOrigin) a
+	// discovered token URL or UDAP registration endpoint may be on
+	// besides the FHIR base's own origin and registrable domain.
+	AllowedTokenOrigins []string
 }
 
 // DirectoryLookup finds an OID's directory entry.
@@ -158,13 +162,26 @@ func (r *Resolver) Describe(ctx context.Context, oid string) (*Tenant, error) {
 			s.UDAP = true
 		}
 	}
-	if u, err := url.Parse(t.TokenURL); err != nil {
+	u, err := url.Parse(t.TokenURL)
+	if err != nil {
 		t.tokenErr = outcome.Errorf(http.StatusBadGateway, outcome.Exception, "tenant: token URL of %s is not a URL", oid)
 	} else if err := egress.CheckURL(u, s.AllowPrivate); err != nil {
 		t.tokenErr = refused(oid, "the token URL", err)
+	} else if t.TokenURLSource != "config" {
+		// The FHIR server is untrusted: what it advertises must be its
+		// own, or a token for another partner would be obtained and
+		// sent to it (docs/reliability.md, threat model, property 1).
+		t.tokenErr = checkParty(oid, "token URL", t.TokenURLSource, base, u, s.AllowedTokenOrigins)
+		if t.tokenErr == nil && t.RegistrationEndpoint != "" {
+			if ru, err := url.Parse(t.RegistrationEndpoint); err != nil {
+				t.tokenErr = outcome.Errorf(http.StatusBadGateway, outcome.Exception, "tenant: UDAP registration endpoint of %s is not a URL", oid)
+			} else {
+				t.tokenErr = checkParty(oid, "UDAP registration endpoint", t.TokenURLSource, base, ru, s.AllowedTokenOrigins)
+			}
+		}
 	}
 	if t.tokenErr != nil {
-		t.TokenURLError, t.TokenURL = t.tokenErr.Error(), ""
+		t.TokenURLError, t.TokenURL, t.RegistrationEndpoint = t.tokenErr.Error(), "", ""
 		return t, nil
 	}
 	if s.UDAP {

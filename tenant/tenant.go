@@ -87,7 +87,7 @@ func (t *Tenant) Context(ctx context.Context) context.Context {
 }
 
 // WithPurposes returns a copy of t asserting the given purposes of use
-// instead of the configured ones. Each must be one of AllowedPurposes; a
+// (as a set: each once, sorted) instead of the configured ones. Each must be one of AllowedPurposes; a
 // tenant without UDAP takes none.
 func (t *Tenant) WithPurposes(purposes []string) (*Tenant, error) {
 	if len(purposes) == 0 {
@@ -103,22 +103,37 @@ func (t *Tenant) WithPurposes(purposes []string) (*Tenant, error) {
 				"tenant: purpose of use %q is not allowed for %s (organizations.%s.udap.allowed_purposes)", p, t.OID, t.OID)
 		}
 	}
+	// A set: each purpose once, sorted, so that orderings of one set
+	// share a token context.
+	purposes = slices.Compact(slices.Sorted(slices.Values(purposes)))
 	c := *t
 	b2b := *t.B2B
-	b2b.PurposeOfUse = slices.Clone(purposes)
+	b2b.PurposeOfUse = purposes
 	c.B2B = &b2b
 	return &c, nil
 }
 
 // WithScope returns a copy of t requesting scope instead of the
-// configured one.
+// configured one. The scope is written canonically (each value once,
+// sorted, single spaces: OAuth scopes are a set), so that spellings of
+// one scope share one token.
 func (t *Tenant) WithScope(scope string) *Tenant {
+	if scope == "" || scope == t.Scope {
+		return t
+	}
+	scope = canonicalScope(scope)
 	if scope == "" || scope == t.Scope {
 		return t
 	}
 	c := *t
 	c.Scope = scope
 	return &c
+}
+
+func canonicalScope(scope string) string {
+	f := strings.Fields(scope)
+	slices.Sort(f)
+	return strings.Join(slices.Compact(f), " ")
 }
 
 // Summary describes an organization from a directory search the way

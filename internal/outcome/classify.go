@@ -78,6 +78,10 @@ func FromError(err error) (int, *OperationOutcome) {
 		// A storm of refusals inside the minimum interval between
 		// exchanges: try again later (WriteError adds Retry-After).
 		return http.StatusServiceUnavailable, New(Transient, err.Error())
+	case errors.Is(err, assertion.ErrTooManyContexts):
+		// A caller varying scopes or purposes of use beyond the cap of
+		// token contexts per organization (WriteError adds Retry-After).
+		return http.StatusTooManyRequests, New(Throttled, err.Error())
 	case errors.Is(err, assertion.ErrNoKey):
 		return http.StatusServiceUnavailable, New(Transient, err.Error()+"; see /readyz")
 	case isUpstream(err):
