@@ -235,6 +235,10 @@ type Claims struct {
 	// B2B, when set, adds the UDAP B2B authorization extension object as
 	// {"extensions": {"hl7-b2b": ...}}. It is validated first.
 	B2B *B2B
+	// JKU, when set, is sent as the "jku" header: the URL of the JWK Set
+	// that lists the signing key (SMART Backend Services; it must equal
+	// the JWK Set URL registered for the client).
+	JKU string
 }
 
 // Signer signs client-assertion JWTs (RFC 7523 §2.2) with the current key
@@ -313,6 +317,7 @@ type signingKey struct {
 	signer jose.OpaqueSigner
 	pub    crypto.PublicKey
 	alg    jose.SignatureAlgorithm
+	jku    string // the "jku" header, if any
 }
 
 // key returns the current signing material, after checking that it is
@@ -404,6 +409,9 @@ func (k *signingKey) sign(claims ...any) (string, error) {
 		WithType("JWT").
 		WithHeader(jose.HeaderKey("kid"), kid).
 		WithHeader(jose.HeaderKey("x5c"), x5c)
+	if k.jku != "" {
+		opts = opts.WithHeader(jose.HeaderKey("jku"), k.jku)
+	}
 	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: k.alg, Key: k.signer}, opts)
 	if err != nil {
 		return "", fmt.Errorf("assertion: creating %s signer: %w", k.alg, err)
@@ -433,6 +441,11 @@ func (s *Signer) Sign(ctx context.Context, c Claims) (string, error) {
 	if _, err := SupportedAlgorithm(string(c.Algorithm)); err != nil {
 		return "", err
 	}
+	if c.JKU != "" {
+		if err := checkURL("jku", c.JKU); err != nil {
+			return "", err
+		}
+	}
 	var ext map[string]any
 	if c.B2B != nil {
 		if err := c.B2B.Validate(); err != nil {
@@ -444,6 +457,7 @@ func (s *Signer) Sign(ctx context.Context, c Claims) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	k.jku = c.JKU
 	std, err := s.registered(c.ClientID, c.ClientID, c.Audience, true)
 	if err != nil {
 		return "", err

@@ -1,0 +1,511 @@
+package revocation
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cqgate/cqgate/internal/clocktest"
+	"github.com/cqgate/cqgate/internal/pkitest"
+)
+
+var start = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+
+type world struct {
+	clock *clocktest.Clock
+	pki   *pkitest.PKI
+	rc    *Checker
+}
+
+func newWorld(t *testing.T, cfg Config) *world {
+	t.Helper()
+	clock := clocktest.New(start)
+	p := pkitest.New(t, pkitest.Options{Clock: clock.Now, HugeSize: 4 << 20})
+	if cfg.Client == nil {
+		cfg.Client = &http.Client{}
+	}
+	cfg.Clock = clock.Now
+	rc, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &world{clock: clock, pki: p, rc: rc}
+}
+
+func TestNewNeedsClient(t *testing.T) {
+	if _, err := New(Config{}); err == nil || !strings.HasPrefix(err.Error(), "revocation: ") {
+		t.Fatalf("New without client: %v", err)
+	}
+}
+
+func TestParsePolicy(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want Policy
+		ok   bool
+	}{{"hard", Hard, true}, {" Soft ", Soft, true}, {"", "", false}, {"lenient", "", false}} {
+		got, err := ParsePolicy(tc.in)
+		if (err == nil) != tc.ok || got != tc.want {
+			t.Errorf("ParsePolicy(%q) = %q, %v", tc.in, got, err)
+		}
+	}
+}
+
+func TestCheck(t *testing.T) {
+	type setup func(w *world, leaf *pkitest.Leaf)
+	none := func(*world, *pkitest.Leaf) {}
+	tests := []struct {
+		name   string
+		certs  pkitest.CertOptions
+		setup  setup
+		policy Policy
+		// want is the leaf's and the intermediate's status.
+		want       [2]Status
+		wantSource [2]string // prefix: "ocsp" or "crl" or ""
+		wantErr    error     // ErrRevoked, ErrUnavailable or nil
+		errHas     string
+	}{
+		{name: "good by OCSP", setup: none, policy: Hard,
+			want: [2]Status{Good, Good}, wantSource: [2]string{"ocsp", "ocsp"}},
+		{name: "good by CRL", certs: pkitest.CertOptions{NoOCSP: true}, setup: none, policy: Hard,
+			want: [2]Status{Good, Good}, wantSource: [2]string{"crl", "ocsp"}},
+		{name: "revoked leaf by OCSP", policy: Soft,
+			setup: func(w *world, l *pkitest.Leaf) { w.pki.Revoke(l.Cert, 1) },
+			want:  [2]Status{Revoked}, wantSource: [2]string{"ocsp"},
+			wantErr: ErrRevoked, errHas: "reason keyCompromise, according to ocsp http://"},
+		{name: "revoked leaf by CRL", certs: pkitest.CertOptions{NoOCSP: true}, policy: Soft,
+			setup: func(w *world, l *pkitest.Leaf) { w.pki.Revoke(l.Cert, 4) },
+			want:  [2]Status{Revoked}, wantSource: [2]string{"crl"},
+			wantErr: ErrRevoked, errHas: "reason superseded, according to crl http://"},
+		{name: "revoked intermediate", policy: Soft,
+			setup: func(w *world, l *pkitest.Leaf) {
+				w.pki.Revoke(w.pki.Intermediate.Cert, 2)
+			},
+			want: [2]Status{Good, Revoked}, wantSource: [2]string{"ocsp", "ocsp"},
+			wantErr: ErrRevoked, errHas: `"CN=pkitest intermediate,O=cqgate tests"`},
+		{name: "revoked intermediate by the root's CRL", policy: Hard,
+			setup: func(w *world, l *pkitest.Leaf) {
+				w.pki.SetOCSP(w.pki.Root, pkitest.Down)
+				w.pki.Revoke(w.pki.Intermediate.Cert, 2)
+			},
+			want: [2]Status{Good, Revoked}, wantSource: [2]string{"ocsp", "crl"},
+			wantErr: ErrRevoked, errHas: "cACompromise"},
+		{name: "unreachable CRL, hard", certs: pkitest.CertOptions{NoOCSP: true}, policy: Hard,
+			setup: func(w *world, l *pkitest.Leaf) { w.pki.SetCRL(w.pki.Intermediate, pkitest.Down) },
+			want:  [2]Status{Unknown}, wantErr: ErrUnavailable, errHas: "HTTP status 503"},
+		{name: "unreachable CRL, soft", certs: pkitest.CertOptions{NoOCSP: true}, policy: Soft,
+			setup: func(w *world, l *pkitest.Leaf) { w.pki.SetCRL(w.pki.Intermediate, pkitest.Down) },
+			want:  [2]Status{Unknown, Good}, wantSource: [2]string{"", "ocsp"}},
+		{name: "revoked under soft even when the CRL is down", policy: Soft,
+			setup: func(w *world, l *pkitest.Leaf) {
+				w.pki.SetCRL(w.pki.Intermediate, pkitest.Down)
+				w.pki.Revoke(l.Cert, 0)
+			},
+			want: [2]Status{Revoked}, wantSource: [2]string{"ocsp"}, wantErr: ErrRevoked, errHas: "reason unspecified"},
+		{name: "OCSP unknown falls back to the CRL", policy: Hard,
+			setup: func(w *world, l *pkitest.Leaf) { w.pki.SetOCSP(w.pki.Intermediate, pkitest.UnknownStatus) },
+			want:  [2]Status{Good, Good}, wantSource: [2]string{"crl", "ocsp"}},
+		{name: "OCSP unknown and no CRL, hard", certs: pkitest.CertOptions{NoCRL: true}, policy: Hard,
+			setup: func(w *world, l *pkitest.Leaf) { w.pki.SetOCSP(w.pki.Intermediate, pkitest.UnknownStatus) },
+			want:  [2]Status{Unknown}, wantErr: ErrUnavailable, errHas: "does not know the certificate"},
+		{name: "OCSP revoked wins over a good CRL", policy: Hard,
+			setup: func(w *world, l *pkitest.Leaf) { w.pki.Revoke(l.Cert, 1) },
+			want:  [2]Status{Revoked}, wantSource: [2]string{"ocsp"}, wantErr: ErrRevoked},
+		{name: "delegated OCSP responder", certs: pkitest.CertOptions{NoCRL: true}, policy: Hard,
+			setup: func(w *world, l *pkitest.Leaf) {
+				w.pki.SetOCSP(w.pki.Intermediate, pkitest.Delegated)
+				w.pki.Revoke(l.Cert, 1)
+			},
+			want: [2]Status{Revoked}, wantSource: [2]string{"ocsp"}, wantErr: ErrRevoked},
+		{name: "delegated OCSP responder without the EKU", certs: pkitest.CertOptions{NoCRL: true}, policy: Hard,
+			setup: func(w *world, l *pkitest.Leaf) { w.pki.SetOCSP(w.pki.Intermediate, pkitest.DelegatedNoEKU) },
+			want:  [2]Status{Unknown}, wantErr: ErrUnavailable, errHas: "lacks the OCSP-signing extended key usage"},
+		{name: "OCSP signed by another key", certs: pkitest.CertOptions{NoCRL: true}, policy: Hard,
+			setup: func(w *world, l *pkitest.Leaf) {
+				w.pki.SetOCSP(w.pki.Intermediate, pkitest.WrongSigner)
+				w.pki.Revoke(l.Cert, 1) // a forged "good" must not count, nor anything else
+			},
+			want: [2]Status{Unknown}, wantErr: ErrUnavailable, errHas: "signature does not verify"},
+		{name: "CRL signed by another key", certs: pkitest.CertOptions{NoOCSP: true}, policy: Hard,
+			setup: func(w *world, l *pkitest.Leaf) { w.pki.SetCRL(w.pki.Intermediate, pkitest.WrongSigner) },
+			want:  [2]Status{Unknown}, wantErr: ErrUnavailable, errHas: "the CRL's signature does not verify"},
+		{name: "stale CRL", certs: pkitest.CertOptions{NoOCSP: true}, policy: Hard,
+			setup: func(w *world, l *pkitest.Leaf) { w.pki.SetCRL(w.pki.Intermediate, pkitest.Stale) },
+			want:  [2]Status{Unknown}, wantErr: ErrUnavailable, errHas: "the CRL is stale"},
+		{name: "stale OCSP", certs: pkitest.CertOptions{NoCRL: true}, policy: Hard,
+			setup: func(w *world, l *pkitest.Leaf) { w.pki.SetOCSP(w.pki.Intermediate, pkitest.Stale) },
+			want:  [2]Status{Unknown}, wantErr: ErrUnavailable, errHas: "the OCSP response is stale"},
+		{name: "garbage CRL", certs: pkitest.CertOptions{NoOCSP: true}, policy: Hard,
+			setup: func(w *world, l *pkitest.Leaf) { w.pki.SetCRL(w.pki.Intermediate, pkitest.Garbage) },
+			want:  [2]Status{Unknown}, wantErr: ErrUnavailable, errHas: "not a CRL"},
+		{name: "garbage OCSP", certs: pkitest.CertOptions{NoCRL: true}, policy: Hard,
+			setup: func(w *world, l *pkitest.Leaf) { w.pki.SetOCSP(w.pki.Intermediate, pkitest.Garbage) },
+			want:  [2]Status{Unknown}, wantErr: ErrUnavailable, errHas: "not an OCSP response"},
+		{name: "huge CRL", certs: pkitest.CertOptions{NoOCSP: true}, policy: Hard,
+			setup: func(w *world, l *pkitest.Leaf) { w.pki.SetCRL(w.pki.Intermediate, pkitest.Huge) },
+			want:  [2]Status{Unknown}, wantErr: ErrTooLarge, errHas: "more than 1048576 bytes"},
+		{name: "no revocation information, hard", certs: pkitest.CertOptions{NoOCSP: true, NoCRL: true}, policy: Hard,
+			setup: none, want: [2]Status{Unknown}, wantErr: ErrUnavailable, errHas: "names no OCSP responder"},
+		{name: "no revocation information, soft", certs: pkitest.CertOptions{NoOCSP: true, NoCRL: true}, policy: Soft,
+			setup: none, want: [2]Status{Unknown, Good}, wantSource: [2]string{"", "ocsp"}},
+		{name: "zero policy is hard", certs: pkitest.CertOptions{NoOCSP: true}, policy: "",
+			setup: func(w *world, l *pkitest.Leaf) { w.pki.SetCRL(w.pki.Intermediate, pkitest.Down) },
+			want:  [2]Status{Unknown}, wantErr: ErrUnavailable},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			w := newWorld(t, Config{MaxCRLBytes: 1 << 20})
+			leaf := w.pki.Issue(t, w.pki.Intermediate, tc.certs)
+			tc.setup(w, leaf)
+			st, err := w.rc.Check(context.Background(), w.pki.Chain(leaf), tc.policy)
+			if tc.wantErr == nil && err != nil {
+				t.Fatalf("Check: %v", err)
+			}
+			if tc.wantErr != nil && !errors.Is(err, tc.wantErr) {
+				t.Fatalf("Check error = %v, want %v", err, tc.wantErr)
+			}
+			if err != nil && (!strings.HasPrefix(err.Error(), "revocation: ") || !strings.Contains(err.Error(), tc.errHas)) {
+				t.Errorf("error %q lacks the prefix or %q", err, tc.errHas)
+			}
+			n := 0
+			for _, s := range tc.want {
+				if s != "" {
+					n++
+				}
+			}
+			if len(st) != n {
+				t.Fatalf("statuses = %+v, want %d", st, n)
+			}
+			for i := range st {
+				if st[i].Status != tc.want[i] || !strings.HasPrefix(st[i].Source, tc.wantSource[i]) || (tc.wantSource[i] == "" && st[i].Source != "") {
+					t.Errorf("status %d = %s from %q, want %s from %s…", i, st[i].Status, st[i].Source, tc.want[i], tc.wantSource[i])
+				}
+			}
+			if !strings.Contains(st[0].Serial, "1000000000000000") {
+				t.Errorf("leaf serial = %q, want hex", st[0].Serial)
+			}
+		})
+	}
+}
+
+func TestRevokedErrorFields(t *testing.T) {
+	w := newWorld(t, Config{})
+	leaf := w.pki.Issue(t, w.pki.Intermediate, pkitest.CertOptions{CommonName: "partner.example", NoOCSP: true})
+	w.pki.Revoke(leaf.Cert, 1)
+	_, err := w.rc.Check(context.Background(), w.pki.Chain(leaf), Soft)
+	var re *RevokedError
+	if !errors.As(err, &re) {
+		t.Fatalf("error %v is not a *RevokedError", err)
+	}
+	if re.Subject != leaf.Cert.Subject.String() || re.Reason != 1 || re.Source != "crl "+w.pki.CRLURL(w.pki.Intermediate) ||
+		re.RevokedAt.IsZero() || re.Serial == "" {
+		t.Errorf("RevokedError = %+v", re)
+	}
+}
+
+func TestCachedUntilNextUpdate(t *testing.T) {
+	for _, kind := range []string{"crl", "ocsp"} {
+		t.Run(kind, func(t *testing.T) {
+			w := newWorld(t, Config{})
+			co := pkitest.CertOptions{NoOCSP: kind == "crl", NoCRL: kind == "ocsp"}
+			leaf := w.pki.Issue(t, w.pki.Intermediate, co)
+			chain := w.pki.Chain(leaf)
+			check := func() error { _, err := w.rc.Check(context.Background(), chain, Hard); return err }
+			if err := check(); err != nil {
+				t.Fatal(err)
+			}
+			w.clock.Advance(59 * time.Minute) // nextUpdate is an hour after thisUpdate
+			if err := check(); err != nil {
+				t.Fatal(err)
+			}
+			if n := w.pki.Hits(kind, w.pki.Intermediate); n != 1 {
+				t.Fatalf("%s fetched %d times before nextUpdate, want 1", kind, n)
+			}
+			w.pki.Revoke(leaf.Cert, 1)
+			if err := check(); err != nil {
+				t.Fatalf("a cached good answer still serves: %v", err)
+			}
+			w.clock.Advance(time.Minute)
+			if err := check(); !errors.Is(err, ErrRevoked) {
+				t.Fatalf("after nextUpdate: %v, want revoked", err)
+			}
+			if n := w.pki.Hits(kind, w.pki.Intermediate); n != 2 {
+				t.Fatalf("%s fetched %d times, want 2", kind, n)
+			}
+		})
+	}
+}
+
+func TestMaxCacheAgeCapsNextUpdate(t *testing.T) {
+	w := newWorld(t, Config{MaxCacheAge: 10 * time.Minute})
+	leaf := w.pki.Issue(t, w.pki.Intermediate, pkitest.CertOptions{NoOCSP: true})
+	for range 2 {
+		if _, err := w.rc.Check(context.Background(), w.pki.Chain(leaf), Hard); err != nil {
+			t.Fatal(err)
+		}
+		w.clock.Advance(10 * time.Minute)
+	}
+	if n := w.pki.Hits("crl", w.pki.Intermediate); n != 2 {
+		t.Fatalf("CRL fetched %d times, want 2 (cache capped at 10 minutes)", n)
+	}
+}
+
+func TestFailureRememberedForFailureTTL(t *testing.T) {
+	w := newWorld(t, Config{FailureTTL: 30 * time.Second})
+	leaf := w.pki.Issue(t, w.pki.Intermediate, pkitest.CertOptions{NoOCSP: true})
+	w.pki.SetCRL(w.pki.Intermediate, pkitest.Down)
+	chain := w.pki.Chain(leaf)
+	for range 3 {
+		if _, err := w.rc.Check(context.Background(), chain, Hard); !errors.Is(err, ErrUnavailable) {
+			t.Fatalf("CRL down: %v", err)
+		}
+	}
+	if n := w.pki.Hits("crl", w.pki.Intermediate); n != 1 {
+		t.Fatalf("a failing CRL server was asked %d times within FailureTTL, want 1", n)
+	}
+	w.pki.SetCRL(w.pki.Intermediate, pkitest.Normal)
+	w.clock.Advance(30 * time.Second)
+	if _, err := w.rc.Check(context.Background(), chain, Hard); err != nil {
+		t.Fatalf("after FailureTTL, with the CRL back: %v", err)
+	}
+}
+
+func TestConcurrentChecksShareOneFetch(t *testing.T) {
+	w := newWorld(t, Config{})
+	leaf := w.pki.Issue(t, w.pki.Intermediate, pkitest.CertOptions{NoOCSP: true})
+	chain := w.pki.Chain(leaf)
+	var wg sync.WaitGroup
+	errs := make(chan error, 16)
+	for range 16 {
+		wg.Go(func() {
+			_, err := w.rc.Check(context.Background(), chain, Hard)
+			errs <- err
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := w.pki.Hits("crl", w.pki.Intermediate); n != 1 {
+		t.Fatalf("16 concurrent checks fetched the CRL %d times, want 1", n)
+	}
+}
+
+func TestSlowSourceTimesOut(t *testing.T) {
+	w := newWorld(t, Config{Timeout: 200 * time.Millisecond})
+	leaf := w.pki.Issue(t, w.pki.Intermediate, pkitest.CertOptions{NoOCSP: true})
+	w.pki.SetCRL(w.pki.Intermediate, pkitest.Slow)
+	began := time.Now()
+	_, err := w.rc.Check(context.Background(), w.pki.Chain(leaf), Hard)
+	if !errors.Is(err, ErrUnavailable) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("slow CRL: %v", err)
+	}
+	if d := time.Since(began); d > 5*time.Second {
+		t.Fatalf("the check took %v despite a 200ms timeout", d)
+	}
+}
+
+func TestCallerCancellation(t *testing.T) {
+	w := newWorld(t, Config{Timeout: 3 * time.Second})
+	leaf := w.pki.Issue(t, w.pki.Intermediate, pkitest.CertOptions{NoOCSP: true})
+	w.pki.SetCRL(w.pki.Intermediate, pkitest.Slow)
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if _, err := w.rc.Check(ctx, w.pki.Chain(leaf), Soft); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("canceled check: %v", err)
+	}
+}
+
+// refusing is a transport standing for the SSRF guard: it refuses every
+// request, so any fetch that bypassed the injected client would succeed.
+type refusing struct{ n int }
+
+var errRefused = errors.New("refused by the test transport")
+
+func (r *refusing) RoundTrip(*http.Request) (*http.Response, error) { r.n++; return nil, errRefused }
+
+func TestFetchesGoThroughTheInjectedClient(t *testing.T) {
+	tr := &refusing{}
+	w := newWorld(t, Config{Client: &http.Client{Transport: tr}})
+	leaf := w.pki.Issue(t, w.pki.Intermediate, pkitest.CertOptions{})
+	_, err := w.rc.Check(context.Background(), w.pki.Chain(leaf), Hard)
+	if !errors.Is(err, errRefused) || !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("Check = %v, want the transport's refusal", err)
+	}
+	if tr.n != 2 { // the leaf's OCSP responder and CRL
+		t.Errorf("transport saw %d requests, want 2", tr.n)
+	}
+	if h := w.pki.Hits("crl", w.pki.Intermediate) + w.pki.Hits("ocsp", w.pki.Intermediate); h != 0 {
+		t.Errorf("the PKI server was reached %d times around the client", h)
+	}
+}
+
+func TestVerifyFetchesMissingIntermediate(t *testing.T) {
+	w := newWorld(t, Config{})
+	leaf := w.pki.Issue(t, w.pki.Intermediate, pkitest.CertOptions{URIs: []string{"https://fhir.example.org/r4"}})
+	opts := x509.VerifyOptions{Roots: w.pki.Roots(), KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}
+
+	if _, err := leaf.Cert.Verify(opts); err == nil {
+		t.Fatal("the leaf verifies without its intermediate; the test proves nothing")
+	}
+	chain, st, err := w.rc.VerifyAndCheck(context.Background(), []*x509.Certificate{leaf.Cert}, opts, Hard)
+	if err != nil {
+		t.Fatalf("VerifyAndCheck: %v", err)
+	}
+	if len(chain) != 3 || !chain[1].Equal(w.pki.Intermediate.Cert) || len(st) != 2 {
+		t.Fatalf("chain of %d, statuses %+v", len(chain), st)
+	}
+	if n := w.pki.Hits("ca", w.pki.Intermediate); n != 1 {
+		t.Errorf("intermediate fetched %d times, want 1", n)
+	}
+	// Cached: a second verification does not fetch again.
+	if _, err := w.rc.Verify(context.Background(), leaf.Cert, opts); err != nil {
+		t.Fatal(err)
+	}
+	if n := w.pki.Hits("ca", w.pki.Intermediate); n != 1 {
+		t.Errorf("intermediate fetched %d times after a second Verify, want 1", n)
+	}
+}
+
+func TestVerifyAIAFailures(t *testing.T) {
+	tests := []struct {
+		name   string
+		co     pkitest.CertOptions
+		mode   pkitest.Mode
+		errHas string
+	}{
+		{"no AIA", pkitest.CertOptions{NoAIA: true}, pkitest.Normal, "names no AIA caIssuers URL"},
+		{"down", pkitest.CertOptions{}, pkitest.Down, "HTTP status 503"},
+		{"garbage", pkitest.CertOptions{}, pkitest.Garbage, "not a DER or PEM certificate"},
+		{"huge", pkitest.CertOptions{}, pkitest.Huge, "more than 65536 bytes"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			w := newWorld(t, Config{})
+			leaf := w.pki.Issue(t, w.pki.Intermediate, tc.co)
+			w.pki.SetCert(w.pki.Intermediate, tc.mode)
+			_, err := w.rc.Verify(context.Background(), leaf.Cert, x509.VerifyOptions{Roots: w.pki.Roots()})
+			var ua x509.UnknownAuthorityError
+			if !errors.As(err, &ua) || !strings.Contains(err.Error(), tc.errHas) {
+				t.Fatalf("Verify = %v, want an unknown authority error mentioning %q", err, tc.errHas)
+			}
+		})
+	}
+}
+
+func TestVerifyAIAFetchesAreBounded(t *testing.T) {
+	w := newWorld(t, Config{MaxAIAFetches: 2})
+	// root → a → b → c → leaf: three missing intermediates, two fetches
+	// allowed.
+	a := w.pki.NewCA(t, w.pki.Root, "a", pkitest.CertOptions{})
+	b := w.pki.NewCA(t, a, "b", pkitest.CertOptions{})
+	c := w.pki.NewCA(t, b, "c", pkitest.CertOptions{})
+	leaf := w.pki.Issue(t, c, pkitest.CertOptions{})
+	_, err := w.rc.Verify(context.Background(), leaf.Cert, x509.VerifyOptions{Roots: w.pki.Roots(), KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}})
+	if err == nil || !strings.Contains(err.Error(), "AIA fetch limit reached") {
+		t.Fatalf("Verify = %v, want the AIA limit", err)
+	}
+	if n := w.pki.Hits("ca", c) + w.pki.Hits("ca", b) + w.pki.Hits("ca", a); n != 2 {
+		t.Errorf("%d AIA fetches, want 2", n)
+	}
+	w2 := newWorld(t, Config{MaxAIAFetches: 3})
+	a2 := w2.pki.NewCA(t, w2.pki.Root, "a", pkitest.CertOptions{})
+	b2 := w2.pki.NewCA(t, a2, "b", pkitest.CertOptions{})
+	c2 := w2.pki.NewCA(t, b2, "c", pkitest.CertOptions{})
+	leaf2 := w2.pki.Issue(t, c2, pkitest.CertOptions{})
+	chains, err := w2.rc.Verify(context.Background(), leaf2.Cert, x509.VerifyOptions{Roots: w2.pki.Roots(), KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}})
+	if err != nil || len(chains[0]) != 5 {
+		t.Fatalf("three fetches allowed: %v", err)
+	}
+}
+
+func TestVerifyNeverTrustsAFetchedRoot(t *testing.T) {
+	w := newWorld(t, Config{})
+	other := pkitest.New(t, pkitest.Options{Clock: w.clock.Now})
+	leaf := other.Issue(t, other.Intermediate, pkitest.CertOptions{})
+	// The other PKI's intermediate comes through AIA, and its root is
+	// self-signed and reachable, but it is not a configured root.
+	_, err := w.rc.Verify(context.Background(), leaf.Cert, x509.VerifyOptions{Roots: w.pki.Roots()})
+	var ua x509.UnknownAuthorityError
+	if !errors.As(err, &ua) {
+		t.Fatalf("Verify = %v, want an unknown authority error", err)
+	}
+}
+
+func TestOwn(t *testing.T) {
+	t.Run("good, complete chain", func(t *testing.T) {
+		w := newWorld(t, Config{})
+		leaf := w.pki.Issue(t, w.pki.Intermediate, pkitest.CertOptions{NotAfter: start.Add(100*24*time.Hour + time.Hour)})
+		st := w.rc.Own(context.Background(), w.pki.Chain(leaf), 30*24*time.Hour)
+		if st.Status != Good || st.DaysToExpiry != 100 || st.Expiring || st.Problem() != "" || len(st.Certificates) != 2 {
+			t.Fatalf("Own = %+v", st)
+		}
+	})
+	t.Run("leaf only: issuer through AIA", func(t *testing.T) {
+		w := newWorld(t, Config{})
+		leaf := w.pki.Issue(t, w.pki.Intermediate, pkitest.CertOptions{})
+		st := w.rc.Own(context.Background(), []*x509.Certificate{leaf.Cert}, 0)
+		if st.Status != Good || len(st.Certificates) != 2 || w.pki.Hits("ca", w.pki.Intermediate) != 1 {
+			t.Fatalf("Own = %+v, AIA hits %d", st, w.pki.Hits("ca", w.pki.Intermediate))
+		}
+	})
+	t.Run("revoked", func(t *testing.T) {
+		w := newWorld(t, Config{})
+		leaf := w.pki.Issue(t, w.pki.Intermediate, pkitest.CertOptions{})
+		w.pki.Revoke(leaf.Cert, 1)
+		st := w.rc.Own(context.Background(), w.pki.Chain(leaf)[:2], 0)
+		if st.Status != Revoked || !errors.Is(st.Err, ErrRevoked) || !strings.Contains(st.Problem(), "is revoked") {
+			t.Fatalf("Own = %+v, problem %q", st, st.Problem())
+		}
+	})
+	t.Run("expiring", func(t *testing.T) {
+		w := newWorld(t, Config{})
+		leaf := w.pki.Issue(t, w.pki.Intermediate, pkitest.CertOptions{NotAfter: start.Add(10*24*time.Hour + time.Hour)})
+		st := w.rc.Own(context.Background(), w.pki.Chain(leaf), 30*24*time.Hour)
+		if st.Status != Good || !st.Expiring || st.DaysToExpiry != 10 || !strings.Contains(st.Problem(), "expires in 10 days") {
+			t.Fatalf("Own = %+v, problem %q", st, st.Problem())
+		}
+	})
+	t.Run("unknown", func(t *testing.T) {
+		w := newWorld(t, Config{})
+		leaf := w.pki.Issue(t, w.pki.Intermediate, pkitest.CertOptions{NoAIA: true})
+		w.pki.SetOCSP(w.pki.Intermediate, pkitest.Down)
+		w.pki.SetCRL(w.pki.Intermediate, pkitest.Down)
+		st := w.rc.Own(context.Background(), []*x509.Certificate{leaf.Cert, w.pki.Intermediate.Cert}, 0)
+		if st.Status != Unknown || !errors.Is(st.Err, ErrUnavailable) || st.Problem() != "" {
+			t.Fatalf("Own = %+v", st)
+		}
+		st = w.rc.Own(context.Background(), []*x509.Certificate{leaf.Cert}, 0)
+		if st.Status != Unknown || !strings.Contains(st.Err.Error(), "could not be fetched through AIA") {
+			t.Fatalf("Own without issuer = %+v", st)
+		}
+	})
+	t.Run("self-signed development certificate", func(t *testing.T) {
+		w := newWorld(t, Config{})
+		st := w.rc.Own(context.Background(), []*x509.Certificate{w.pki.Root.Cert}, 0)
+		if st.Status != Good || len(st.Certificates) != 0 {
+			t.Fatalf("Own(self-signed) = %+v", st)
+		}
+	})
+}
+
+func TestCacheIsBounded(t *testing.T) {
+	w := newWorld(t, Config{MaxCacheEntries: 3})
+	for range 6 {
+		leaf := w.pki.Issue(t, w.pki.Intermediate, pkitest.CertOptions{NoCRL: true})
+		if _, err := w.rc.Check(context.Background(), w.pki.Chain(leaf), Hard); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := w.rc.cache.len(); n > 3 {
+		t.Fatalf("cache holds %d entries, bound 3", n)
+	}
+}
