@@ -71,7 +71,10 @@ func (c *Cluster) dispatch(msgs <-chan *redis.Message) {
 	defer close(c.done)
 	for m := range msgs {
 		msg, err := c.keys.Open(c.channel, []byte(m.Payload))
-		if err != nil || len(msg) < 1+refLen {
+		if err == nil && len(msg) < 1+refLen {
+			err = ErrNotSealed
+		}
+		if err != nil {
 			c.obs.StoreError(OpEvent, err)
 			continue
 		}
