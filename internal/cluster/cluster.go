@@ -130,16 +130,26 @@ func New(cfg Config, opts ...Option) (*Cluster, error) {
 	for _, o := range opts {
 		o(c)
 	}
-	// Every operation runs under its own short deadline (ctx); a failed
-	// one is retried once at most, quickly, so that the first command on
-	// a connection Redis dropped (restart, failover) does not fail.
+	// Every operation runs under its own short deadline (ctx). Unless the
+	// URL says otherwise, socket and pool waits are bounded by the same
+	// timeout, and a failed command is retried once, quickly, so that
+	// the first command on a connection Redis dropped (restart,
+	// failover) does not fail.
 	ropts.ContextTimeoutEnabled = true
-	ropts.ReadTimeout = c.timeout
-	ropts.WriteTimeout = c.timeout
-	ropts.PoolTimeout = c.timeout
-	ropts.MaxRetries = 1
-	ropts.MinRetryBackoff = time.Millisecond
-	ropts.MaxRetryBackoff = 10 * time.Millisecond
+	if ropts.ReadTimeout == 0 {
+		ropts.ReadTimeout = c.timeout
+	}
+	if ropts.WriteTimeout == 0 {
+		ropts.WriteTimeout = c.timeout
+	}
+	if ropts.PoolTimeout == 0 {
+		ropts.PoolTimeout = c.timeout
+	}
+	if ropts.MaxRetries == 0 {
+		ropts.MaxRetries = 1
+		ropts.MinRetryBackoff = time.Millisecond
+		ropts.MaxRetryBackoff = 10 * time.Millisecond
+	}
 	c.rdb = redis.NewClient(ropts)
 
 	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
@@ -177,7 +187,10 @@ func Ref(key string) string {
 func (c *Cluster) tokenName(ref string) string    { return c.prefix + "tok:" + ref }
 func (c *Cluster) lockName(ref string) string     { return c.prefix + "lock:" + ref }
 func (c *Cluster) intervalName(ref string) string { return c.prefix + "min:" + ref }
-func (c *Cluster) rateName(oid string) string     { return c.prefix + "rate:" + oid }
+
+// rateName is the key redis_rate is given; it stores the budget under
+// "rate:" + rateName(oid).
+func (c *Cluster) rateName(oid string) string { return c.prefix + oid }
 
 func (c *Cluster) opContext(ctx context.Context) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(ctx, c.timeout)

@@ -37,7 +37,9 @@ func (o *observer) count(op string) int {
 // replica is one cqgate replica's Cluster on srv.
 func replica(t testing.TB, srv *redistest.Server, edit func(*Config), opts ...Option) *Cluster {
 	t.Helper()
-	cfg := Config{Redis: RedisConfig{URL: srv.URL()}, EncryptionKey: testKey(1)}
+	// A generous timeout: the machine running the tests may be busy, and
+	// tests of timeouts set their own.
+	cfg := Config{Redis: RedisConfig{URL: srv.URL()}, EncryptionKey: testKey(1), Timeout: 2 * time.Second}
 	if edit != nil {
 		edit(&cfg)
 	}

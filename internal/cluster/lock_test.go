@@ -72,7 +72,7 @@ func TestLockExpiresAfterCrash(t *testing.T) {
 	if _, ok, err := b.Lock(ctx, cacheKey, time.Second); ok || err != nil {
 		t.Fatalf("second Lock while held: %v, %v", ok, err)
 	}
-	eventually(t, 2*time.Second, "lock of a crashed holder expires", func() bool {
+	eventually(t, 5*time.Second, "lock of a crashed holder expires", func() bool {
 		_, ok, err := b.Lock(ctx, cacheKey, time.Second)
 		return ok && err == nil
 	})
