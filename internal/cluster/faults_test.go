@@ -244,3 +244,28 @@ func TestRedisKilledMidRun(t *testing.T) {
 		t.Errorf("an operation took %s; the timeout is 300ms", slowest)
 	}
 }
+
+// A replica starts while Redis is down, and uses it once it is up.
+func TestStartWithRedisDown(t *testing.T) {
+	srv := redistest.Start(t)
+	srv.Kill()
+	obs := &observer{}
+	start := time.Now()
+	a := replica(t, srv, func(c *Config) { c.Timeout = 300 * time.Millisecond }, WithObserver(obs))
+	if d := time.Since(start); d > 3*time.Second {
+		t.Errorf("New took %s with Redis down", d)
+	}
+	ctx := context.Background()
+	var se *StoreError
+	if _, _, _, err := a.Load(ctx, cacheKey); !errors.As(err, &se) {
+		t.Fatalf("Load with Redis down: %v", err)
+	}
+	srv.Restart()
+	eventually(t, 5*time.Second, "Store once Redis is up", func() bool {
+		return a.Store(ctx, cacheKey, []byte("token"), time.Now().Add(time.Hour)) == nil
+	})
+	subscribed(t, srv, a)
+	if v, _, ok, err := a.Load(ctx, cacheKey); !ok || err != nil || string(v) != "token" {
+		t.Fatalf("Load: %v, %v", ok, err)
+	}
+}

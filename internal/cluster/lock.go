@@ -109,6 +109,9 @@ func (l *Lease) Release(ctx context.Context) error {
 // Extend sets the lock's expiry to ttl from now if it is still the
 // lease's (compare-and-pexpire); ErrLeaseLost otherwise.
 func (l *Lease) Extend(ctx context.Context, ttl time.Duration) error {
+	if ttl < time.Millisecond {
+		return fmt.Errorf("cluster: lock ttl %s is shorter than 1ms", ttl)
+	}
 	octx, cancel := l.c.opContext(ctx)
 	defer cancel()
 	n, err := extendScript.Run(octx, l.c.rdb, []string{l.name}, l.owner, ttl.Milliseconds()).Int()
