@@ -17,6 +17,8 @@ import (
 	"github.com/patrickmn/go-cache"
 	"github.com/sirupsen/logrus"
 	"golang.org/x/sync/singleflight"
+
+	"github.com/cqgate/cqgate/internal/retry"
 )
 
 const (
@@ -201,7 +203,7 @@ type entry struct {
 	res     *Result
 	retryAt time.Time // no refresh before this, after a failed one
 	lastErr error
-	bo      *backoff.ExponentialBackOff
+	bo      backoff.BackOff
 }
 
 func (e *entry) state() (res *Result, retryAt time.Time, lastErr error) {
@@ -469,11 +471,7 @@ func (e *entry) failed(now time.Time, err error, initial, maxInterval time.Durat
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.bo == nil {
-		e.bo = backoff.NewExponentialBackOff(
-			backoff.WithInitialInterval(initial),
-			backoff.WithMaxInterval(maxInterval),
-			backoff.WithMaxElapsedTime(0),
-		)
+		e.bo = retry.Policy{Initial: initial, Max: maxInterval, Multiplier: 1.5, Jitter: retry.Spread}.BackOff()
 	}
 	e.retryAt = now.Add(e.bo.NextBackOff())
 	e.lastErr = err

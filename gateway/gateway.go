@@ -10,7 +10,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/cenkalti/backoff/v4"
 	"github.com/sirupsen/logrus"
 
 	"github.com/cqgate/cqgate/api"
@@ -22,6 +21,7 @@ import (
 	"github.com/cqgate/cqgate/internal/callerauth"
 	"github.com/cqgate/cqgate/internal/egress"
 	"github.com/cqgate/cqgate/internal/metrics"
+	"github.com/cqgate/cqgate/internal/retry"
 	"github.com/cqgate/cqgate/internal/vault"
 	"github.com/cqgate/cqgate/keys"
 	"github.com/cqgate/cqgate/proxy"
@@ -314,6 +314,12 @@ func (g *Gateway) discoverer(c *http.Client) (*discovery.Discoverer, error) {
 	return discovery.New(dc), nil
 }
 
+// loadRetry is the schedule of attempts to load a signing key that
+// could not be loaded at start: backoff's own growth and ±50% spread.
+func loadRetry(b config.Backoff) retry.Policy {
+	return retry.Policy{Initial: b.InitialBackoff, Max: b.MaxBackoff, Multiplier: 1.5, Jitter: retry.Spread}
+}
+
 // loadKeys loads every identity's key now, or keeps trying in the
 // background with capped exponential backoff.
 func (g *Gateway) loadKeys(ctx context.Context) {
@@ -328,20 +334,13 @@ func (g *Gateway) loadKeys(ctx context.Context) {
 		close(g.keyLoaded)
 		return
 	}
-	b := backoff.NewExponentialBackOff(
-		backoff.WithInitialInterval(g.cfg.Keys.LoadRetry.InitialBackoff),
-		backoff.WithMaxInterval(g.cfg.Keys.LoadRetry.MaxBackoff),
-		backoff.WithMaxElapsedTime(0), // until loaded or ctx ends
-	)
+	// Until loaded or ctx ends.
+	b := loadRetry(g.cfg.Keys.LoadRetry).BackOff()
 	go func() {
 		defer close(g.keyLoaded)
 		for delay := b.NextBackOff(); len(pending) > 0; {
-			t := time.NewTimer(delay)
-			select {
-			case <-ctx.Done():
-				t.Stop()
+			if retry.Sleep(ctx, delay) != nil {
 				return
-			case <-t.C:
 			}
 			delay = b.NextBackOff()
 			still := pending[:0]

@@ -11,11 +11,12 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/cenkalti/backoff/v4"
 	"github.com/hashicorp/vault/api"
 	"github.com/hashicorp/vault/api/auth/approle"
 	"github.com/hashicorp/vault/api/auth/kubernetes"
 	"github.com/sirupsen/logrus"
+
+	"github.com/cqgate/cqgate/internal/retry"
 )
 
 // DefaultMaxResponseBody bounds every response body read from Vault.
@@ -260,11 +261,7 @@ func (c *Client) Start(ctx context.Context) error {
 
 func (c *Client) run(ctx context.Context, first chan<- error) {
 	defer close(c.done)
-	bo := backoff.NewExponentialBackOff(
-		backoff.WithInitialInterval(c.o.backoffInitial),
-		backoff.WithMaxInterval(c.o.backoffMax),
-		backoff.WithMaxElapsedTime(0),
-	)
+	bo := retry.Policy{Initial: c.o.backoffInitial, Max: c.o.backoffMax, Multiplier: 1.5, Jitter: retry.Spread}.BackOff()
 	report := func(err error) {
 		if first != nil {
 			first <- err
@@ -543,14 +540,7 @@ func (c *Client) checkLoggedIn() error {
 }
 
 func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
+	return retry.Sleep(ctx, d) == nil
 }
 
 // limitedTransport fails a response whose body exceeds max bytes while it
