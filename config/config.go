@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/cqgate/cqgate/discovery"
 )
 
 // Config is the whole of cqgate's configuration.
@@ -429,7 +431,7 @@ func Default() *Config {
 			Retry:        Retry{Attempts: 3, InitialBackoff: 200 * time.Millisecond, MaxBackoff: 2 * time.Second},
 		},
 		Discovery: Discovery{
-			Order:    []string{"carequality-token", "udap", "smart-configuration", "token"},
+			Order:    discoverySourceNames(),
 			CacheTTL: time.Hour,
 			MaxStale: time.Hour,
 			Timeout:  10 * time.Second,
@@ -522,4 +524,14 @@ func (c *Config) fillIdentityDefaults() {
 		}
 		c.Identities[name] = id
 	}
+}
+
+// discoverySourceNames lists discovery's sources in its default order.
+func discoverySourceNames() []string {
+	order := discovery.DefaultOrder()
+	names := make([]string, len(order))
+	for i, src := range order {
+		names[i] = src.String()
+	}
+	return names
 }
