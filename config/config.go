@@ -478,27 +478,68 @@ func Default() *Config {
 // Load reads the YAML file at path over the defaults. Unknown keys are
 // errors, so a typo does not silently fall back to a default.
 func Load(path string) (*Config, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("config: reading %s: %w", path, err)
+	cfg, problems, err := Read(path)
+	if err == nil && len(problems) > 0 {
+		err = problems.Err()
 	}
-	cfg, err := Parse(data)
 	if err != nil {
-		return nil, fmt.Errorf("config: %s: %w", path, err)
+		return nil, err
 	}
 	return cfg, nil
 }
 
+// Read is Load that goes on past key-level problems, as Decode does; each
+// problem names the file. err is set when the file cannot be read or is
+// not YAML at all.
+func Read(path string) (*Config, Problems, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, nil, fmt.Errorf("config: reading %s: %w", path, err)
+	}
+	cfg, problems, err := Decode(data)
+	if err != nil {
+		return nil, nil, fmt.Errorf("config: %s: %w", path, err)
+	}
+	for i, p := range problems {
+		problems[i] = path + ": " + p
+	}
+	return cfg, problems, nil
+}
+
 // Parse decodes YAML over the defaults.
 func Parse(data []byte) (*Config, error) {
+	cfg, problems, err := Decode(data)
+	if err == nil && len(problems) > 0 {
+		err = fmt.Errorf("parsing YAML: %w", &yaml.TypeError{Errors: problems})
+	}
+	if err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+// Decode is Parse that goes on past key-level problems: every unknown key
+// and every value of the wrong type is one of the Problems returned, with
+// its line, and the configuration holds everything else the YAML says, so
+// that one run can report these together with Validate's. err is set only
+// when the YAML cannot be decoded at all (a syntax error).
+func Decode(data []byte) (*Config, Problems, error) {
 	cfg := Default()
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
-	if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
-		return nil, fmt.Errorf("parsing YAML: %w", err)
+	var (
+		problems Problems
+		te       *yaml.TypeError
+	)
+	switch err := dec.Decode(cfg); {
+	case err == nil, errors.Is(err, io.EOF):
+	case errors.As(err, &te):
+		problems = append(problems, te.Errors...)
+	default:
+		return nil, nil, fmt.Errorf("parsing YAML: %w", err)
 	}
 	cfg.fillIdentityDefaults()
-	return cfg, nil
+	return cfg, problems, nil
 }
 
 // fillIdentityDefaults gives every further identity's keys the defaults

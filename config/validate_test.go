@@ -60,3 +60,21 @@ func TestDiscoveryOrderNamesComeFromDiscovery(t *testing.T) {
 		t.Errorf("err = %v, want the known names listed", err)
 	}
 }
+
+// TestDecodeGoesOnPastKeyProblems: unknown keys and wrong types are
+// problems with their lines, and the rest of the file still applies.
+func TestDecodeGoesOnPastKeyProblems(t *testing.T) {
+	cfg, problems, err := Decode([]byte("lisen: x\nproxy:\n  timeout: forever\n  max_replay_body: 7\nlisten: 127.0.0.1:9\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(problems) != 2 || !strings.Contains(problems[0], "line 1: field lisen not found") || !strings.Contains(problems[1], "line 3:") {
+		t.Errorf("problems = %q", problems)
+	}
+	if cfg.Listen != "127.0.0.1:9" || cfg.Proxy.MaxReplayBody != 7 || cfg.Proxy.Timeout != Default().Proxy.Timeout {
+		t.Errorf("the rest did not apply: listen %q, max_replay_body %d, timeout %s", cfg.Listen, cfg.Proxy.MaxReplayBody, cfg.Proxy.Timeout)
+	}
+	if _, _, err := Decode([]byte("listen: [\n")); err == nil {
+		t.Error("a syntax error: want err")
+	}
+}
