@@ -111,7 +111,8 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Gateway, error
 	}
 
 	if needsVault(cfg) {
-		vopts := []vault.Option{vault.WithLogger(g.log.WithField("component", "vault")), vault.WithClock(g.clock)}
+		vopts := []vault.Option{vault.WithLogger(g.log.WithField("component", "vault")), vault.WithClock(g.clock),
+			vault.WithErrorObserver(g.vaultError)}
 		if cfg.Vault.MaxRetries >= 0 {
 			vopts = append(vopts, vault.WithMaxRetries(cfg.Vault.MaxRetries))
 		}
@@ -121,7 +122,6 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Gateway, error
 		}
 		g.vault = v
 		if err := v.Start(ctx); err != nil {
-			g.Metrics.VaultError(metrics.VaultLogin)
 			g.log.WithError(err).Error("gateway: Vault login failed; retrying in the background")
 		}
 	}
@@ -163,15 +163,16 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Gateway, error
 			g.log.WithError(err).WithField("token_url", k.TokenURL).Warn("gateway: background token refresh failed; the current token stays in use")
 		},
 	})
-	g.creds = &credentials{cache: g.Tokens, identities: g.identities}
+	g.creds = &credentials{cache: g.Tokens, identities: g.identities, metrics: g.Metrics}
 
 	settings, err := orgSettings(cfg)
 	if err != nil {
 		return nil, err
 	}
+	dirLookup, discoverer := g.counted(g.Directory, disc)
 	g.Tenants = &tenant.Resolver{
-		Directory: g.Directory,
-		Discovery: disc,
+		Directory: dirLookup,
+		Discovery: discoverer,
 		Defaults:  settings.defaults,
 		Orgs:      settings.orgs,
 	}
