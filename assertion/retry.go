@@ -30,7 +30,7 @@ const (
 //
 // The waits are capped exponential backoff (internal/retry) with full
 // jitter: before attempt n+1 the wait is uniform in [0,
-// min(MaxBackoff, InitialBackoff·2^(n−1))).
+// min(MaxBackoff, InitialBackoff·2^(n−1))].
 //
 // ory/fosite answers an expired assertion with HTTP 500
 // {"error":"error"}; that is retried with a fresh assertion, which only

@@ -475,22 +475,11 @@ func Default() *Config {
 	}
 }
 
-// Load reads the YAML file at path over the defaults. Unknown keys are
-// errors, so a typo does not silently fall back to a default.
-func Load(path string) (*Config, error) {
-	cfg, problems, err := Read(path)
-	if err == nil && len(problems) > 0 {
-		err = problems.Err()
-	}
-	if err != nil {
-		return nil, err
-	}
-	return cfg, nil
-}
-
-// Read is Load that goes on past key-level problems, as Decode does; each
-// problem names the file. err is set when the file cannot be read or is
-// not YAML at all.
+// Read reads the YAML file at path over the defaults. Unknown keys and
+// values of the wrong type are Problems, each naming the file and line,
+// beside everything else the file says (see Decode), so that a typo never
+// silently falls back to a default and one run reports every problem. err
+// is set when the file cannot be read or is not YAML at all.
 func Read(path string) (*Config, Problems, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
