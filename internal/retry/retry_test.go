@@ -5,21 +5,9 @@ import (
 	"errors"
 	"testing"
 	"time"
+
+	"github.com/cqgate/cqgate/internal/clocktest"
 )
-
-// recorder is a Sleep that records its waits instead of sleeping.
-type recorder struct {
-	waits []time.Duration
-	err   error
-}
-
-func (r *recorder) sleep(ctx context.Context, d time.Duration) error {
-	r.waits = append(r.waits, d)
-	if r.err != nil {
-		return r.err
-	}
-	return ctx.Err()
-}
 
 func TestDo(t *testing.T) {
 	tests := []struct {
@@ -49,17 +37,17 @@ func TestDo(t *testing.T) {
 				ctx, cancel = context.WithTimeout(ctx, tt.deadline)
 				defer cancel()
 			}
-			rec := &recorder{err: tt.sleepErr}
+			rec := &clocktest.Sleeper{Err: tt.sleepErr}
 			p := tt.policy
-			p.Sleep = rec.sleep
+			p.Sleep = rec.Sleep
 			calls := 0
 			err := p.Do(ctx, func(context.Context) Verdict {
 				v := tt.verdicts[min(calls, len(tt.verdicts)-1)]
 				calls++
 				return v
 			})
-			if calls != tt.wantCalls || len(rec.waits) != tt.wantWaits {
-				t.Errorf("%d calls and %d waits, want %d and %d", calls, len(rec.waits), tt.wantCalls, tt.wantWaits)
+			if calls != tt.wantCalls || len(rec.Waits()) != tt.wantWaits {
+				t.Errorf("%d calls and %d waits, want %d and %d", calls, len(rec.Waits()), tt.wantCalls, tt.wantWaits)
 			}
 			if !errors.Is(err, tt.wantErr) || (err == nil) != (tt.wantErr == nil) {
 				t.Fatalf("err = %v, want %v", err, tt.wantErr)
@@ -73,10 +61,10 @@ func TestDo(t *testing.T) {
 }
 
 func TestDoRetryAfterIsAFloor(t *testing.T) {
-	rec := &recorder{}
-	p := Policy{Attempts: 3, Initial: time.Millisecond, Max: time.Millisecond, Sleep: rec.sleep}
+	rec := &clocktest.Sleeper{}
+	p := Policy{Attempts: 3, Initial: time.Millisecond, Max: time.Millisecond, Sleep: rec.Sleep}
 	_ = p.Do(context.Background(), func(context.Context) Verdict { return Verdict{Retry: true, After: 3 * time.Second} })
-	for _, w := range rec.waits {
+	for _, w := range rec.Waits() {
 		if w < 3*time.Second {
 			t.Errorf("wait %v, want at least the 3s asked for", w)
 		}
