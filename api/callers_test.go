@@ -46,13 +46,21 @@ func (c *countingTenants) Scope(string) string { return "system/*.read" }
 type observed struct {
 	oid, method string
 	status      int
+	inflight    int // requests in flight when this one was observed
 }
 
-type recordingObserver struct{ got []observed }
+type recordingObserver struct {
+	got      []observed
+	inflight int
+}
 
 func (o *recordingObserver) ObserveRequest(oid, method string, status int) {
-	o.got = append(o.got, observed{oid, method, status})
+	o.got = append(o.got, observed{oid, method, status, o.inflight})
 }
+
+func (o *recordingObserver) InflightInc() { o.inflight++ }
+
+func (o *recordingObserver) InflightDec() { o.inflight-- }
 
 func (o *recordingObserver) ObserveUpstream(string, time.Duration) {}
 
@@ -142,7 +150,10 @@ func TestCallers(t *testing.T) {
 				t.Errorf("audit line %v", line)
 			}
 			if len(obs.got) != 1 || obs.got[0].status != rec.Code {
-				t.Errorf("observed %v", obs.got)
+				t.Fatalf("observed %v", obs.got)
+			}
+			if obs.got[0].inflight != 1 || obs.inflight != 0 {
+				t.Errorf("in flight %d while observed and %d after, want 1 and 0", obs.got[0].inflight, obs.inflight)
 			}
 			if (obs.got[0].oid != "") != tt.resolved {
 				t.Errorf("metrics label %q for a request that resolved=%v", obs.got[0].oid, tt.resolved)

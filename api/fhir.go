@@ -33,6 +33,10 @@ const (
 // policy, resolve the tenant and forward. Nothing reaches the directory,
 // Vault or the tenant before the caller is authenticated and allowed.
 func (h *handlers) fhir(c *gin.Context) {
+	if h.Observer != nil {
+		h.Observer.InflightInc()
+		defer h.Observer.InflightDec()
+	}
 	start := time.Now()
 	rec := &audit.Record{Time: start, Method: c.Request.Method, RemoteAddr: c.Request.RemoteAddr}
 	// canon is the OID asked for (audited even when refused); oid is set

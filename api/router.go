@@ -60,6 +60,9 @@ type Observer interface {
 	ObserveUpstream(org string, d time.Duration)
 	// AuditWriteError counts an audit record that could not be written.
 	AuditWriteError()
+	// InflightInc and InflightDec bracket each FHIR request.
+	InflightInc()
+	InflightDec()
 }
 
 // Config configures the router.

@@ -14,8 +14,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/cenkalti/backoff/v4"
 	"github.com/go-jose/go-jose/v4"
+
+	"github.com/cqgate/cqgate/internal/retry"
 )
 
 // ClientAssertionType is the client_assertion_type of a JWT client
@@ -165,30 +166,21 @@ func (e *Exchanger) Exchange(ctx context.Context, r Request) (*Token, error) {
 		}
 	}
 
-	attempts := e.Retry.attempts()
-	var b backoff.BackOff
-	for attempt := 1; ; attempt++ {
-		t, err := e.exchange(ctx, r, params)
-		if err == nil {
-			return t, nil
-		}
-		if attempt >= attempts || !retryable(ctx, err) {
-			return nil, err
-		}
-		if b == nil {
-			b = e.Retry.backOff()
-		}
-		wait := b.NextBackOff()
-		if wait == backoff.Stop {
-			return nil, err
-		}
-		if dl, ok := ctx.Deadline(); ok && time.Until(dl) <= wait {
-			return nil, fmt.Errorf("%w; not retried: %w before the next attempt", err, context.DeadlineExceeded)
-		}
-		if serr := e.Retry.sleep(ctx, wait); serr != nil {
-			return nil, fmt.Errorf("%w; not retried: %w", err, serr)
-		}
+	var (
+		t   *Token
+		err error
+	)
+	stop := e.Retry.policy().Do(ctx, func(ctx context.Context) retry.Verdict {
+		t, err = e.exchange(ctx, r, params)
+		return retry.Verdict{Retry: err != nil && retryable(ctx, err)}
+	})
+	switch {
+	case err == nil:
+		return t, nil
+	case stop != nil:
+		return nil, fmt.Errorf("%w; not retried: %w", err, stop)
 	}
+	return nil, err
 }
 
 // errReadingBody marks a token response whose body could not be read.

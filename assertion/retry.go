@@ -3,10 +3,9 @@ package assertion
 import (
 	"context"
 	"errors"
-	"math/rand/v2"
 	"time"
 
-	"github.com/cenkalti/backoff/v4"
+	"github.com/cqgate/cqgate/internal/retry"
 )
 
 // Retry defaults, used for zero RetryPolicy fields.
@@ -29,9 +28,9 @@ const (
 // context always wins: no attempt starts and no wait begins once it is
 // done or its deadline would pass during the wait.
 //
-// The waits are capped exponential backoff (github.com/cenkalti/backoff/v4)
-// with full jitter: before attempt n+1 the wait is uniform in [0,
-// min(MaxBackoff, InitialBackoff·2^(n−1))).
+// The waits are capped exponential backoff (internal/retry) with full
+// jitter: before attempt n+1 the wait is uniform in [0,
+// min(MaxBackoff, InitialBackoff·2^(n−1))].
 //
 // ory/fosite answers an expired assertion with HTTP 500
 // {"error":"error"}; that is retried with a fresh assertion, which only
@@ -51,58 +50,19 @@ type RetryPolicy struct {
 	Sleep func(ctx context.Context, d time.Duration) error
 }
 
-func (p RetryPolicy) attempts() int {
-	if p.Attempts <= 0 {
-		return DefaultRetryAttempts
+// policy is p with its defaults, for the retry helper.
+func (p RetryPolicy) policy() retry.Policy {
+	rp := retry.Policy{Attempts: p.Attempts, Initial: p.InitialBackoff, Max: p.MaxBackoff, Jitter: retry.Full, Sleep: p.Sleep}
+	if rp.Attempts <= 0 {
+		rp.Attempts = DefaultRetryAttempts
 	}
-	return p.Attempts
-}
-
-func (p RetryPolicy) sleep(ctx context.Context, d time.Duration) error {
-	if p.Sleep != nil {
-		return p.Sleep(ctx, d)
+	if rp.Initial <= 0 {
+		rp.Initial = DefaultInitialBackoff
 	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
+	if rp.Max <= 0 {
+		rp.Max = DefaultMaxBackoff
 	}
-}
-
-// backOff returns a fresh schedule of waits.
-func (p RetryPolicy) backOff() backoff.BackOff {
-	initial, maxWait := p.InitialBackoff, p.MaxBackoff
-	if initial <= 0 {
-		initial = DefaultInitialBackoff
-	}
-	if maxWait <= 0 {
-		maxWait = DefaultMaxBackoff
-	}
-	return &fullJitter{b: backoff.NewExponentialBackOff(
-		backoff.WithInitialInterval(min(initial, maxWait)),
-		backoff.WithMaxInterval(maxWait),
-		backoff.WithMultiplier(2),
-		backoff.WithRandomizationFactor(0), // full jitter below instead
-		backoff.WithMaxElapsedTime(0),      // Attempts and the context bound retries
-	)}
-}
-
-// fullJitter draws each wait uniformly from [0, d) where d is the capped
-// exponential interval ("full jitter"), so that many gateways retrying
-// one failing endpoint spread out.
-type fullJitter struct{ b backoff.BackOff }
-
-func (j *fullJitter) Reset() { j.b.Reset() }
-
-func (j *fullJitter) NextBackOff() time.Duration {
-	d := j.b.NextBackOff()
-	if d <= 0 || d == backoff.Stop {
-		return d
-	}
-	return time.Duration(rand.Int64N(int64(d)))
+	return rp
 }
 
 // noRetryCodes are OAuth error codes that another attempt cannot cure.

@@ -11,6 +11,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/cqgate/cqgate/internal/clocktest"
 )
 
 // sequence answers the n-th request with steps[n] (the last one
@@ -25,19 +27,6 @@ func sequence(steps ...func(http.ResponseWriter, *http.Request, url.Values)) fun
 		mu.Unlock()
 		step(w, r, form)
 	}
-}
-
-// sleeps records the waits an Exchanger asked for without waiting.
-type sleeps struct {
-	mu    sync.Mutex
-	waits []time.Duration
-}
-
-func (s *sleeps) sleep(ctx context.Context, d time.Duration) error {
-	s.mu.Lock()
-	s.waits = append(s.waits, d)
-	s.mu.Unlock()
-	return ctx.Err()
 }
 
 func TestExchangeRetries(t *testing.T) {
@@ -81,14 +70,14 @@ func TestExchangeRetries(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			ts := newTokenServer(t, tc.respond)
 			e := newExchanger(t, newFakeClock(), ts.Client())
-			sl := &sleeps{}
-			e.Retry = RetryPolicy{Attempts: tc.attempts, Sleep: sl.sleep}
+			sl := &clocktest.Sleeper{}
+			e.Retry = RetryPolicy{Attempts: tc.attempts, Sleep: sl.Sleep}
 			tok, err := e.Exchange(context.Background(), Request{TokenURL: ts.URL + "/token", ClientID: "c"})
 			if ts.calls() != tc.wantCalls {
 				t.Errorf("%d calls, want %d", ts.calls(), tc.wantCalls)
 			}
-			if len(sl.waits) != tc.wantCalls-1 {
-				t.Errorf("%d waits, want %d", len(sl.waits), tc.wantCalls-1)
+			if len(sl.Waits()) != tc.wantCalls-1 {
+				t.Errorf("%d waits, want %d", len(sl.Waits()), tc.wantCalls-1)
 			}
 			jtis := map[string]bool{}
 			for _, f := range ts.forms {
@@ -120,15 +109,15 @@ func TestExchangeRetryConnectionRefused(t *testing.T) {
 	addr := ts.URL
 	ts.Close()
 	e := newExchanger(t, newFakeClock(), nil)
-	sl := &sleeps{}
-	e.Retry.Sleep = sl.sleep
+	sl := &clocktest.Sleeper{}
+	e.Retry.Sleep = sl.Sleep
 	_, err := e.Exchange(context.Background(), Request{TokenURL: addr + "/token", ClientID: "c"})
 	var re *RetrieveError
 	if !errors.As(err, &re) || re.StatusCode != 0 || re.Err == nil {
 		t.Fatalf("err = %v", err)
 	}
-	if len(sl.waits) != DefaultRetryAttempts-1 {
-		t.Errorf("%d waits, want %d retries", len(sl.waits), DefaultRetryAttempts-1)
+	if len(sl.Waits()) != DefaultRetryAttempts-1 {
+		t.Errorf("%d waits, want %d retries", len(sl.Waits()), DefaultRetryAttempts-1)
 	}
 }
 
@@ -136,16 +125,16 @@ func TestExchangeRetryBackoff(t *testing.T) {
 	ts := newTokenServer(t, jsonResponse(503, ``))
 	e := newExchanger(t, newFakeClock(), ts.Client())
 	for range 20 { // the waits are random: look at many schedules
-		sl := &sleeps{}
-		e.Retry = RetryPolicy{Attempts: 8, InitialBackoff: 100 * time.Millisecond, MaxBackoff: 500 * time.Millisecond, Sleep: sl.sleep}
+		sl := &clocktest.Sleeper{}
+		e.Retry = RetryPolicy{Attempts: 8, InitialBackoff: 100 * time.Millisecond, MaxBackoff: 500 * time.Millisecond, Sleep: sl.Sleep}
 		if _, err := e.Exchange(context.Background(), Request{TokenURL: ts.URL + "/token", ClientID: "c"}); err == nil {
 			t.Fatal("no error")
 		}
-		if len(sl.waits) != 7 {
-			t.Fatalf("%d waits, want 7", len(sl.waits))
+		if len(sl.Waits()) != 7 {
+			t.Fatalf("%d waits, want 7", len(sl.Waits()))
 		}
 		caps := []time.Duration{100, 200, 400, 500, 500, 500, 500}
-		for i, w := range sl.waits {
+		for i, w := range sl.Waits() {
 			if c := caps[i] * time.Millisecond; w < 0 || w >= c {
 				t.Errorf("wait %d = %v, want in [0, %v)", i+1, w, c)
 			}
@@ -157,15 +146,15 @@ func TestExchangeRetryContext(t *testing.T) {
 	t.Run("deadline before the next attempt", func(t *testing.T) {
 		ts := newTokenServer(t, jsonResponse(500, ``))
 		e := newExchanger(t, newFakeClock(), ts.Client())
-		sl := &sleeps{}
-		e.Retry = RetryPolicy{InitialBackoff: time.Hour, MaxBackoff: time.Hour, Sleep: sl.sleep}
+		sl := &clocktest.Sleeper{}
+		e.Retry = RetryPolicy{InitialBackoff: time.Hour, MaxBackoff: time.Hour, Sleep: sl.Sleep}
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		// The wait is uniform in [0, 1h): it passes the 10s deadline
 		// unless it is very short, when the next attempt is allowed.
 		_, err := e.Exchange(ctx, Request{TokenURL: ts.URL + "/token", ClientID: "c"})
 		if ts.calls() == 1 {
-			if len(sl.waits) != 0 {
+			if len(sl.Waits()) != 0 {
 				t.Error("waited although the deadline comes first")
 			}
 			if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "not retried") {

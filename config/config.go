@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/cqgate/cqgate/discovery"
 )
 
 // Config is the whole of cqgate's configuration.
@@ -438,7 +440,7 @@ func Default() *Config {
 			Retry:        Retry{Attempts: 3, InitialBackoff: 200 * time.Millisecond, MaxBackoff: 2 * time.Second},
 		},
 		Discovery: Discovery{
-			Order:    []string{"carequality-token", "udap", "smart-configuration", "token"},
+			Order:    discoverySourceNames(),
 			CacheTTL: time.Hour,
 			MaxStale: time.Hour,
 			Timeout:  10 * time.Second,
@@ -483,30 +485,60 @@ func Default() *Config {
 	}
 }
 
-// Load reads the YAML file at path over the defaults. Unknown keys are
-// errors, so a typo does not silently fall back to a default.
-func Load(path string) (*Config, error) {
+// Read reads the YAML file at path over the defaults. Unknown keys and
+// values of the wrong type are Problems, each naming the file and line,
+// beside everything else the file says (see Decode), so that a typo never
+// silently falls back to a default and one run reports every problem. err
+// is set when the file cannot be read or is not YAML at all.
+func Read(path string) (*Config, Problems, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("config: reading %s: %w", path, err)
+		return nil, nil, fmt.Errorf("config: reading %s: %w", path, err)
 	}
-	cfg, err := Parse(data)
+	cfg, problems, err := Decode(data)
 	if err != nil {
-		return nil, fmt.Errorf("config: %s: %w", path, err)
+		return nil, nil, fmt.Errorf("config: %s: %w", path, err)
 	}
-	return cfg, nil
+	for i, p := range problems {
+		problems[i] = path + ": " + p
+	}
+	return cfg, problems, nil
 }
 
 // Parse decodes YAML over the defaults.
 func Parse(data []byte) (*Config, error) {
+	cfg, problems, err := Decode(data)
+	if err == nil && len(problems) > 0 {
+		err = fmt.Errorf("parsing YAML: %w", &yaml.TypeError{Errors: problems})
+	}
+	if err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+// Decode is Parse that goes on past key-level problems: every unknown key
+// and every value of the wrong type is one of the Problems returned, with
+// its line, and the configuration holds everything else the YAML says, so
+// that one run can report these together with Validate's. err is set only
+// when the YAML cannot be decoded at all (a syntax error).
+func Decode(data []byte) (*Config, Problems, error) {
 	cfg := Default()
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
-	if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
-		return nil, fmt.Errorf("parsing YAML: %w", err)
+	var (
+		problems Problems
+		te       *yaml.TypeError
+	)
+	switch err := dec.Decode(cfg); {
+	case err == nil, errors.Is(err, io.EOF):
+	case errors.As(err, &te):
+		problems = append(problems, te.Errors...)
+	default:
+		return nil, nil, fmt.Errorf("parsing YAML: %w", err)
 	}
 	cfg.fillIdentityDefaults()
-	return cfg, nil
+	return cfg, problems, nil
 }
 
 // fillIdentityDefaults gives every further identity's keys the defaults
@@ -532,4 +564,14 @@ func (c *Config) fillIdentityDefaults() {
 		}
 		c.Identities[name] = id
 	}
+}
+
+// discoverySourceNames lists discovery's sources in its default order.
+func discoverySourceNames() []string {
+	order := discovery.DefaultOrder()
+	names := make([]string, len(order))
+	for i, src := range order {
+		names[i] = src.String()
+	}
+	return names
 }

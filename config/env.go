@@ -3,9 +3,12 @@ package config
 import (
 	"fmt"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/agnivade/levenshtein"
 )
 
 // EnvPrefix starts every environment override.
@@ -106,4 +109,43 @@ func setScalar(field reflect.Value, raw string) error {
 		field.SetFloat(f)
 	}
 	return nil
+}
+
+// otherEnv are CQGATE_ variables cqgate reads that are not configuration
+// keys.
+var otherEnv = []string{"CQGATE_CONFIG"}
+
+// UnknownEnv returns a warning for every CQGATE_ variable in environ
+// (KEY=value entries, as os.Environ returns them) that cqgate does not
+// read, naming the closest known variable when one is only a typo away.
+// Values are never quoted: they may be secrets.
+func UnknownEnv(environ []string) []string {
+	known := append(EnvNames(), otherEnv...)
+	var warnings []string
+	for _, kv := range environ {
+		name, _, _ := strings.Cut(kv, "=")
+		if !strings.HasPrefix(name, EnvPrefix) || slices.Contains(known, name) {
+			continue
+		}
+		w := name + " is not a cqgate setting and is ignored"
+		if best := closest(name, known); best != "" {
+			w += "; did you mean " + best + "?"
+		}
+		warnings = append(warnings, w)
+	}
+	slices.Sort(warnings)
+	return warnings
+}
+
+// closest returns the name in known nearest to name by edit distance,
+// when it is near enough to be a typo: at most two edits, or a fifth of
+// the name for long names.
+func closest(name string, known []string) string {
+	best, bestDist := "", max(2, len(name)/5)+1
+	for _, k := range known {
+		if d := levenshtein.ComputeDistance(name, k); d < bestDist {
+			best, bestDist = k, d
+		}
+	}
+	return best
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/cqgate/cqgate/assertion"
 	"github.com/cqgate/cqgate/directory"
+	"github.com/cqgate/cqgate/discovery"
 	"github.com/cqgate/cqgate/internal/callerauth"
 )
 
@@ -36,11 +37,40 @@ func (e *ValidationError) Error() string {
 	return fmt.Sprintf("config: %d problem(s):\n  - %s", len(e.Problems), strings.Join(e.Problems, "\n  - "))
 }
 
+// adder records one problem.
+type adder func(format string, args ...any)
+
+// validators check one section of the configuration each, in the order
+// their problems are reported. Every validator runs, so that one pass
+// reports every problem.
+var validators = []func(c *Config, add adder){
+	(*Config).validateServer,
+	(*Config).validateInbound,
+	(*Config).validateOperations,
+	(*Config).validateDirectory,
+	(*Config).validateDiscovery,
+	(*Config).validateKeys,
+	(*Config).validateVault,
+	(*Config).validateClient,
+	(*Config).validateIdentities,
+	(*Config).validateTokens,
+	(*Config).validateProxy,
+	(*Config).validateUDAP,
+	(*Config).validateOrganizations,
+}
+
 // Validate checks the whole configuration and reports every problem.
 func (c *Config) Validate() error {
 	var p Problems
 	add := func(format string, args ...any) { p = append(p, fmt.Sprintf(format, args...)) }
+	for _, v := range validators {
+		v(c, add)
+	}
+	return p.Err()
+}
 
+// validateServer checks the listener, logging and the HTTP server.
+func (c *Config) validateServer(add adder) {
 	if c.Listen == "" {
 		add("listen: must be set, e.g. 127.0.0.1:8080")
 	}
@@ -54,43 +84,60 @@ func (c *Config) Validate() error {
 		add("server.max_body_bytes: %d must be more than 0", c.Server.MaxBodyBytes)
 	}
 	positive(add, "server.shutdown_timeout", c.Server.ShutdownTimeout)
-	c.validateInbound(add)
-	c.validateOperations(add)
+}
 
-	switch c.Directory.Flavor {
+// validateDirectory checks the Carequality directory client.
+func (c *Config) validateDirectory(add adder) {
+	d := c.Directory
+	switch d.Flavor {
 	case "r4", "stu3":
 	default:
-		add("directory.flavor: %q must be r4 or stu3", c.Directory.Flavor)
+		add("directory.flavor: %q must be r4 or stu3", d.Flavor)
 	}
-	if c.Directory.URL != "" {
-		checkURL(add, "directory.url", c.Directory.URL)
+	switch {
+	case d.URL != "":
+		checkURL(add, "directory.url", d.URL)
+	case !anyStatic(c.Organizations):
+		add("directory.url: must be set unless every organization is configured with a fhir_base")
 	}
-	if c.Directory.Flavor == "r4" && c.Directory.APIKeyIn != "header" && c.Directory.APIKeyIn != "query" {
-		add("directory.api_key_in: %q must be header or query", c.Directory.APIKeyIn)
+	if d.Flavor == "r4" && d.APIKeyIn != "header" && d.APIKeyIn != "query" {
+		add("directory.api_key_in: %q must be header or query", d.APIKeyIn)
 	}
-	if c.Directory.APIKey != "" && c.Directory.APIKeyVault.Path != "" {
+	if d.APIKey != "" && d.APIKeyVault.Path != "" {
 		add("directory: set api_key or api_key_vault.path, not both")
 	}
-	if c.Directory.APIKeyVault.Path != "" && (c.Directory.APIKeyVault.Mount == "" || c.Directory.APIKeyVault.Field == "") {
+	if d.APIKeyVault.Path != "" && (d.APIKeyVault.Mount == "" || d.APIKeyVault.Field == "") {
 		add("directory.api_key_vault: mount and field must be set with path")
 	}
-	positive(add, "directory.cache_ttl", c.Directory.CacheTTL)
-	positive(add, "directory.timeout", c.Directory.Timeout)
-	notNegative(add, "directory.negative_ttl", c.Directory.NegativeTTL)
-	notNegative(add, "directory.max_stale", c.Directory.MaxStale)
-	checkFHIRVersions(add, "directory.fhir_versions", c.Directory.FHIRVersions, false)
-	checkRetry(add, "directory.retry", c.Directory.Retry)
+	positive(add, "directory.cache_ttl", d.CacheTTL)
+	positive(add, "directory.timeout", d.Timeout)
+	notNegative(add, "directory.negative_ttl", d.NegativeTTL)
+	notNegative(add, "directory.max_stale", d.MaxStale)
+	notNegative(add, "directory.stale_retry", d.StaleRetry)
+	checkFHIRVersions(add, "directory.fhir_versions", d.FHIRVersions, false)
+	checkRetry(add, "directory.retry", d.Retry)
+}
 
+// validateDiscovery checks token-URL discovery.
+func (c *Config) validateDiscovery(add adder) {
 	checkDiscoveryOrder(add, "discovery.order", c.Discovery.Order, false)
 	positive(add, "discovery.cache_ttl", c.Discovery.CacheTTL)
 	positive(add, "discovery.timeout", c.Discovery.Timeout)
 	notNegative(add, "discovery.max_stale", c.Discovery.MaxStale)
+}
 
+// validateKeys checks the default identity's key source and how loading
+// it is retried.
+func (c *Config) validateKeys(add adder) {
 	checkKeys(add, "keys", c.Keys)
-	if c.usesVault() {
-		c.validateVault(add)
+	positive(add, "keys.load_retry.initial_backoff", c.Keys.LoadRetry.InitialBackoff)
+	if b := c.Keys.LoadRetry; b.MaxBackoff < b.InitialBackoff {
+		add("keys.load_retry.max_backoff: %s must be at least initial_backoff (%s)", b.MaxBackoff, b.InitialBackoff)
 	}
+}
 
+// validateClient checks the default identity's client settings.
+func (c *Config) validateClient(add adder) {
 	if c.Client.ClientID == "" {
 		add("client.client_id: must be set to the FQDN your Carequality certificate was issued for")
 	}
@@ -104,6 +151,10 @@ func (c *Config) Validate() error {
 	if c.Client.ClockSkew < 0 || c.Client.ClockSkew > time.Minute {
 		add("client.clock_skew: %s must be between 0 and 1m", c.Client.ClockSkew)
 	}
+}
+
+// validateIdentities checks the further identities.
+func (c *Config) validateIdentities(add adder) {
 	for _, name := range sortedKeys(c.Identities) {
 		id, key := c.Identities[name], "identities."+name
 		if name == DefaultIdentity || strings.TrimSpace(name) == "" {
@@ -115,46 +166,48 @@ func (c *Config) Validate() error {
 		checkAlgorithm(add, key+".algorithm", id.Algorithm)
 		checkKeys(add, key+".keys", id.Keys)
 	}
+}
 
-	if c.Tokens.RefreshMargin < 0 {
-		add("tokens.refresh_margin: %s must not be negative", c.Tokens.RefreshMargin)
+// validateTokens checks token caching and exchange.
+func (c *Config) validateTokens(add adder) {
+	t := c.Tokens
+	if t.RefreshMargin < 0 {
+		add("tokens.refresh_margin: %s must not be negative", t.RefreshMargin)
 	}
-	notNegative(add, "tokens.refresh_ahead", c.Tokens.RefreshAhead)
-	notNegative(add, "tokens.min_interval", c.Tokens.MinInterval)
-	if c.Tokens.MaxContextsPerOrganization < 0 {
-		add("tokens.max_contexts_per_organization: %d must not be negative (0 turns the cap off)", c.Tokens.MaxContextsPerOrganization)
+	notNegative(add, "tokens.refresh_ahead", t.RefreshAhead)
+	notNegative(add, "tokens.min_interval", t.MinInterval)
+	if t.MaxContextsPerOrganization < 0 {
+		add("tokens.max_contexts_per_organization: %d must not be negative (0 turns the cap off)", t.MaxContextsPerOrganization)
 	}
-	positive(add, "tokens.default_lifetime", c.Tokens.DefaultLifetime)
-	positive(add, "tokens.timeout", c.Tokens.Timeout)
-	checkRetry(add, "tokens.retry", c.Tokens.Retry)
-	positive(add, "proxy.timeout", c.Proxy.Timeout)
-	if c.Proxy.MaxReplayBody < 0 {
-		add("proxy.max_replay_body: %d must not be negative", c.Proxy.MaxReplayBody)
+	positive(add, "tokens.default_lifetime", t.DefaultLifetime)
+	positive(add, "tokens.timeout", t.Timeout)
+	checkRetry(add, "tokens.retry", t.Retry)
+}
+
+// validateProxy checks forwarding to the partners' FHIR servers.
+func (c *Config) validateProxy(add adder) {
+	p := c.Proxy
+	positive(add, "proxy.timeout", p.Timeout)
+	if p.MaxReplayBody < 0 {
+		add("proxy.max_replay_body: %d must not be negative", p.MaxReplayBody)
 	}
-	if c.Proxy.MaxConnsPerHost < 0 {
-		add("proxy.max_conns_per_host: %d must not be negative", c.Proxy.MaxConnsPerHost)
+	if p.MaxConnsPerHost < 0 {
+		add("proxy.max_conns_per_host: %d must not be negative", p.MaxConnsPerHost)
 	}
-	if c.Proxy.MaxIdleConnsPerHost < 0 {
-		add("proxy.max_idle_conns_per_host: %d must not be negative", c.Proxy.MaxIdleConnsPerHost)
+	if p.MaxIdleConnsPerHost < 0 {
+		add("proxy.max_idle_conns_per_host: %d must not be negative", p.MaxIdleConnsPerHost)
 	}
-	if n := c.Proxy.MaxConnsPerHost; n > 0 && c.Proxy.MaxIdleConnsPerHost > n {
-		add("proxy.max_idle_conns_per_host: %d is more than proxy.max_conns_per_host (%d)", c.Proxy.MaxIdleConnsPerHost, n)
+	if n := p.MaxConnsPerHost; n > 0 && p.MaxIdleConnsPerHost > n {
+		add("proxy.max_idle_conns_per_host: %d is more than proxy.max_conns_per_host (%d)", p.MaxIdleConnsPerHost, n)
 	}
-	if r := c.Proxy.ReuseResolved; r < 0 || r > time.Minute {
+	if r := p.ReuseResolved; r < 0 || r > time.Minute {
 		add("proxy.reuse_resolved: %s must be between 0 and 1m", r)
 	}
-	checkRateLimit(add, "proxy.rate_limit", c.Proxy.RateLimit)
-	if c.Vault.MaxRetries < -1 {
-		add("vault.max_retries: %d must be -1 (the Vault client's default) or more", c.Vault.MaxRetries)
-	}
-	notNegative(add, "directory.stale_retry", c.Directory.StaleRetry)
-	positive(add, "keys.load_retry.initial_backoff", c.Keys.LoadRetry.InitialBackoff)
-	if b := c.Keys.LoadRetry; b.MaxBackoff < b.InitialBackoff {
-		add("keys.load_retry.max_backoff: %s must be at least initial_backoff (%s)", b.MaxBackoff, b.InitialBackoff)
-	}
-	if c.Directory.URL == "" && !anyStatic(c.Organizations) {
-		add("directory.url: must be set unless every organization is configured with a fhir_base")
-	}
+	checkRateLimit(add, "proxy.rate_limit", p.RateLimit)
+}
+
+// validateUDAP checks the gateway's own UDAP identity.
+func (c *Config) validateUDAP(add adder) {
 	if c.UDAP.Issuer != "" {
 		checkURI(add, "udap.issuer", c.UDAP.Issuer)
 	}
@@ -163,17 +216,19 @@ func (c *Config) Validate() error {
 			add("udap.contacts[%d]: %q must be a mailto: or https: URI", i, contact)
 		}
 	}
+}
 
+// validateOrganizations checks every organization's settings.
+func (c *Config) validateOrganizations(add adder) {
 	for _, oid := range sortedKeys(c.Organizations) {
 		c.validateOrganization(add, oid, c.Organizations[oid])
 	}
-	return p.Err()
 }
 
 // DefaultIdentity names the identity configured by keys and client.
 const DefaultIdentity = "default"
 
-func (c *Config) validateOrganization(add func(string, ...any), oid string, o Organization) {
+func (c *Config) validateOrganization(add adder, oid string, o Organization) {
 	key := "organizations." + oid
 	if canon, err := directory.ParseOID(oid); err != nil {
 		add("%s: %v", key, err)
@@ -200,27 +255,31 @@ func (c *Config) validateOrganization(add func(string, ...any), oid string, o Or
 			add("%s.identity: %q is not one of the identities configured", key, o.Identity)
 		}
 	}
-	u := o.UDAP
+	c.validateOrgUDAP(add, key+".udap", o.UDAP)
+}
+
+// validateOrgUDAP checks an organization's UDAP settings.
+func (c *Config) validateOrgUDAP(add adder, key string, u OrgUDAP) {
 	switch u.Register {
 	case "", "manual":
 	case "auto":
 		if c.UDAP.Issuer == "" {
-			add("%s.udap.register: auto needs udap.issuer (the certificate's URI SAN)", key)
+			add("%s.register: auto needs udap.issuer (the certificate's URI SAN)", key)
 		}
 		if c.UDAP.Registrations.Path == "" {
-			add("%s.udap.register: auto needs udap.registrations.path to keep client ids in Vault", key)
+			add("%s.register: auto needs udap.registrations.path to keep client ids in Vault", key)
 		}
 	default:
-		add("%s.udap.register: %q must be auto or manual", key, u.Register)
+		add("%s.register: %q must be auto or manual", key, u.Register)
 	}
 	if u.Enabled {
 		if u.OrganizationID == "" {
-			add("%s.udap.organization_id: must be set (a URI naming your organization) when udap is enabled", key)
+			add("%s.organization_id: must be set (a URI naming your organization) when udap is enabled", key)
 		} else {
-			checkURI(add, key+".udap.organization_id", u.OrganizationID)
+			checkURI(add, key+".organization_id", u.OrganizationID)
 		}
 		if len(u.PurposeOfUse) == 0 {
-			add("%s.udap.purpose_of_use: must list at least one purpose when udap is enabled", key)
+			add("%s.purpose_of_use: must list at least one purpose when udap is enabled", key)
 		}
 	}
 }
@@ -239,8 +298,15 @@ func (c *Config) usesVault() bool {
 	return false
 }
 
-func (c *Config) validateVault(add func(string, ...any)) {
+// validateVault checks the Vault client, when anything is read from Vault.
+func (c *Config) validateVault(add adder) {
 	v := c.Vault
+	if v.MaxRetries < -1 {
+		add("vault.max_retries: %d must be -1 (the Vault client's default) or more", v.MaxRetries)
+	}
+	if !c.usesVault() {
+		return
+	}
 	if v.Address != "" {
 		checkURL(add, "vault.address", v.Address)
 	}
@@ -266,7 +332,7 @@ func (c *Config) validateVault(add func(string, ...any)) {
 	}
 }
 
-func checkKeys(add func(string, ...any), key string, k Keys) {
+func checkKeys(add adder, key string, k Keys) {
 	switch k.Source {
 	case "vault":
 		if k.Vault.Path == "" {
@@ -300,7 +366,7 @@ func checkKeys(add func(string, ...any), key string, k Keys) {
 	notNegative(add, key+".watch_interval", k.WatchInterval)
 }
 
-func checkAlgorithm(add func(string, ...any), key, alg string) {
+func checkAlgorithm(add adder, key, alg string) {
 	if alg == "" {
 		return
 	}
@@ -312,7 +378,7 @@ func checkAlgorithm(add func(string, ...any), key, alg string) {
 // fhirVersionFamilies are the FHIR versions endpoints can be chosen by.
 var fhirVersionFamilies = []string{"R4", "R4B", "R5", "STU3", "DSTU2"}
 
-func checkFHIRVersions(add func(string, ...any), key string, versions []string, optional bool) {
+func checkFHIRVersions(add adder, key string, versions []string, optional bool) {
 	if len(versions) == 0 {
 		if !optional {
 			add("%s: must list at least one of %s", key, strings.Join(fhirVersionFamilies, ", "))
@@ -326,21 +392,24 @@ func checkFHIRVersions(add func(string, ...any), key string, versions []string, 
 	}
 }
 
-// DiscoverySources are the names discovery.order may use.
-var DiscoverySources = []string{"carequality-token", "udap", "smart-configuration", "token"}
+// discoverySources names the sources discovery.order may use, as
+// discovery defines them.
+func discoverySources() string {
+	return strings.Join(discoverySourceNames(), ", ")
+}
 
-func checkDiscoveryOrder(add func(string, ...any), key string, order []string, optional bool) {
+func checkDiscoveryOrder(add adder, key string, order []string, optional bool) {
 	if len(order) == 0 {
 		if !optional {
-			add("%s: must list at least one of %s", key, strings.Join(DiscoverySources, ", "))
+			add("%s: must list at least one of %s", key, discoverySources())
 		}
 		return
 	}
 	seen := map[string]bool{}
 	for _, s := range order {
 		switch {
-		case !slices.Contains(DiscoverySources, s):
-			add("%s: %q is not one of %s", key, s, strings.Join(DiscoverySources, ", "))
+		case !discovery.Source(s).Valid():
+			add("%s: %q is not one of %s", key, s, discoverySources())
 		case seen[s]:
 			add("%s: %q is listed twice", key, s)
 		}
@@ -348,7 +417,7 @@ func checkDiscoveryOrder(add func(string, ...any), key string, order []string, o
 	}
 }
 
-func checkRetry(add func(string, ...any), key string, r Retry) {
+func checkRetry(add adder, key string, r Retry) {
 	if r.Attempts < 1 || r.Attempts > 10 {
 		add("%s.attempts: %d must be between 1 and 10", key, r.Attempts)
 	}
@@ -367,13 +436,13 @@ func sortedKeys[V any](m map[string]V) []string {
 	return keys
 }
 
-func notNegative(add func(string, ...any), key string, d time.Duration) {
+func notNegative(add adder, key string, d time.Duration) {
 	if d < 0 {
 		add("%s: %s must not be negative", key, d)
 	}
 }
 
-func checkURI(add func(string, ...any), key, raw string) {
+func checkURI(add adder, key, raw string) {
 	u, err := url.Parse(raw)
 	if err != nil || u.Scheme == "" || (u.Opaque == "" && u.Host == "" && u.Path == "") {
 		add("%s: %q is not an absolute URI", key, raw)
@@ -389,13 +458,13 @@ func anyStatic(orgs map[string]Organization) bool {
 	return false
 }
 
-func positive(add func(string, ...any), key string, d time.Duration) {
+func positive(add adder, key string, d time.Duration) {
 	if d <= 0 {
 		add("%s: %s must be more than 0", key, d)
 	}
 }
 
-func checkURL(add func(string, ...any), key, raw string) {
+func checkURL(add adder, key, raw string) {
 	u, err := url.Parse(raw)
 	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
 		add("%s: %q is not an absolute http(s) URL", key, raw)
@@ -407,7 +476,7 @@ func checkURL(add func(string, ...any), key, raw string) {
 }
 
 // checkOrigin checks an origin: scheme://host[:port], nothing more.
-func checkOrigin(add func(string, ...any), key, raw string) {
+func checkOrigin(add adder, key, raw string) {
 	u, err := url.Parse(raw)
 	switch {
 	case err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "":
@@ -418,7 +487,7 @@ func checkOrigin(add func(string, ...any), key, raw string) {
 }
 
 // validateInbound checks caller authentication and policy.
-func (c *Config) validateInbound(add func(string, ...any)) {
+func (c *Config) validateInbound(add adder) {
 	in := c.Inbound
 	switch in.Auth {
 	case "none":
@@ -438,12 +507,29 @@ func (c *Config) validateInbound(add func(string, ...any)) {
 	default:
 		add("inbound.auth: %q must be none, api_key or mtls", in.Auth)
 	}
+	c.validateInboundTLS(add)
+	c.validateCallers(add)
+}
+
+// validateInboundTLS checks the main listener's TLS.
+func (c *Config) validateInboundTLS(add adder) {
+	in := c.Inbound
 	if (in.TLS.CertFile == "") != (in.TLS.KeyFile == "") {
 		add("inbound.tls: cert_file and key_file go together")
 	}
 	if in.Auth == "mtls" && in.TLS.CertFile == "" {
 		add("inbound.tls.cert_file: auth mtls serves HTTPS and needs a server certificate")
 	}
+	if c.Listen != "" && (in.Auth == "none" || in.Auth == "api_key" || in.Auth == "mtls") {
+		if err := callerauth.CheckListen(c.Listen, in.Auth, in.AllowUnauthenticated); err != nil {
+			add("inbound.auth: %s", strings.TrimPrefix(err.Error(), "callerauth: "))
+		}
+	}
+}
+
+// validateCallers checks the callers' API keys and policies.
+func (c *Config) validateCallers(add adder) {
+	in := c.Inbound
 	for _, name := range sortedKeys(in.APIKeys) {
 		if h := in.APIKeys[name]; len(h) != 64 || strings.Trim(strings.ToLower(h), "0123456789abcdef") != "" {
 			add("inbound.api_keys.%s: must be the hex SHA-256 of the key (64 hex digits), never the key itself", name)
@@ -455,11 +541,6 @@ func (c *Config) validateInbound(add func(string, ...any)) {
 	if _, err := callerauth.NewPolicy(in.PolicyRules()); err != nil {
 		for _, e := range unjoin(err) {
 			add("inbound.%s", strings.TrimPrefix(e.Error(), "callerauth: "))
-		}
-	}
-	if c.Listen != "" && (in.Auth == "none" || in.Auth == "api_key" || in.Auth == "mtls") {
-		if err := callerauth.CheckListen(c.Listen, in.Auth, in.AllowUnauthenticated); err != nil {
-			add("inbound.auth: %s", strings.TrimPrefix(err.Error(), "callerauth: "))
 		}
 	}
 }
@@ -488,7 +569,7 @@ func unjoin(err error) []error {
 }
 
 // validateOperations checks audit, metrics and warm-up.
-func (c *Config) validateOperations(add func(string, ...any)) {
+func (c *Config) validateOperations(add adder) {
 	switch d := c.Audit.Destination; {
 	case d == "stdout", d == "stderr", d == "none":
 	case strings.HasPrefix(d, "file:") && len(d) > len("file:"):
@@ -511,7 +592,7 @@ func (c *Config) validateOperations(add func(string, ...any)) {
 	}
 }
 
-func checkRateLimit(add func(string, ...any), key string, r RateLimit) {
+func checkRateLimit(add adder, key string, r RateLimit) {
 	if r.RequestsPerSecond < 0 {
 		add("%s.requests_per_second: %g must not be negative", key, r.RequestsPerSecond)
 	}

@@ -345,6 +345,9 @@ func TestMetricsAfterTraffic(t *testing.T) {
 		`cqgate_upstream_duration_seconds_count{org="` + cernerOID + `"} 3`,
 		`cqgate_vault_logged_in 1`,
 		`cqgate_signing_certificate_not_after_seconds 1.`,
+		`cqgate_signing_key_reloads_total{result="success"} 1`, // the first load
+		`cqgate_signing_key_reloads_total{result="failure"} 0`,
+		`cqgate_inflight_requests 0`,
 	} {
 		if !strings.Contains(text, want) {
 			t.Errorf("/metrics lacks %s", want)

@@ -10,6 +10,7 @@ import (
 	"github.com/cqgate/cqgate/directory"
 	"github.com/cqgate/cqgate/discovery"
 	"github.com/cqgate/cqgate/internal/metrics"
+	"github.com/cqgate/cqgate/internal/vault"
 	"github.com/cqgate/cqgate/tenant"
 )
 
@@ -118,7 +119,8 @@ func (g *Gateway) Warmup(ctx context.Context) {
 }
 
 // registerMetrics exports what other packages count, read at scrape
-// time.
+// time. Counting observers are passed in at construction (counted,
+// vaultError, keyReloaded).
 func (g *Gateway) registerMetrics() {
 	m := g.Metrics
 	stats := g.Tokens.Stats
@@ -139,9 +141,43 @@ func (g *Gateway) registerMetrics() {
 		func() float64 { return float64(def.Status().Failures) }); err != nil {
 		g.log.WithError(err).Warn("gateway: registering a metric failed")
 	}
-	g.creds.metrics = m
-	g.Tenants.Directory = &countingDirectory{next: g.Tenants.Directory, m: m, clock: g.clock}
-	g.Tenants.Discovery = &countingDiscovery{next: g.Tenants.Discovery, m: m, clock: g.clock}
+}
+
+// counted wraps the directory and discovery so that their lookups are
+// counted, when metrics are on.
+func (g *Gateway) counted(dir tenant.DirectoryLookup, disc tenant.TokenDiscoverer) (tenant.DirectoryLookup, tenant.TokenDiscoverer) {
+	if g.Metrics == nil {
+		return dir, disc
+	}
+	return &countingDirectory{next: dir, m: g.Metrics, clock: g.clock}, &countingDiscovery{next: disc, m: g.Metrics, clock: g.clock}
+}
+
+// vaultOps maps the Vault client's operations to their metric labels.
+var vaultOps = map[vault.Op]metrics.VaultOp{
+	vault.OpLogin:       metrics.VaultLogin,
+	vault.OpRenew:       metrics.VaultRenew,
+	vault.OpKVRead:      metrics.VaultKVRead,
+	vault.OpKVMetadata:  metrics.VaultKVMetadata,
+	vault.OpKVWrite:     metrics.VaultKVWrite,
+	vault.OpTransitKey:  metrics.VaultTransitKey,
+	vault.OpTransitSign: metrics.VaultTransitSign,
+}
+
+// vaultError counts one failed Vault operation.
+func (g *Gateway) vaultError(op vault.Op) {
+	if mop, ok := vaultOps[op]; ok {
+		g.Metrics.VaultError(mop)
+	}
+}
+
+// keyReloaded counts a signing key reload that put new material in
+// service (err nil) or failed.
+func (g *Gateway) keyReloaded(err error) {
+	if err != nil {
+		g.Metrics.SigningKeyReload(metrics.ReloadFailure)
+		return
+	}
+	g.Metrics.SigningKeyReload(metrics.ReloadSuccess)
 }
 
 // countingDirectory counts directory lookups by result.

@@ -10,7 +10,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/cenkalti/backoff/v4"
 	"github.com/sirupsen/logrus"
 
 	"github.com/cqgate/cqgate/api"
@@ -22,6 +21,7 @@ import (
 	"github.com/cqgate/cqgate/internal/callerauth"
 	"github.com/cqgate/cqgate/internal/egress"
 	"github.com/cqgate/cqgate/internal/metrics"
+	"github.com/cqgate/cqgate/internal/retry"
 	"github.com/cqgate/cqgate/internal/vault"
 	"github.com/cqgate/cqgate/keys"
 	"github.com/cqgate/cqgate/proxy"
@@ -111,7 +111,8 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Gateway, error
 	}
 
 	if needsVault(cfg) {
-		vopts := []vault.Option{vault.WithLogger(g.log.WithField("component", "vault")), vault.WithClock(g.clock)}
+		vopts := []vault.Option{vault.WithLogger(g.log.WithField("component", "vault")), vault.WithClock(g.clock),
+			vault.WithErrorObserver(g.vaultError)}
 		if cfg.Vault.MaxRetries >= 0 {
 			vopts = append(vopts, vault.WithMaxRetries(cfg.Vault.MaxRetries))
 		}
@@ -121,7 +122,6 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Gateway, error
 		}
 		g.vault = v
 		if err := v.Start(ctx); err != nil {
-			g.Metrics.VaultError(metrics.VaultLogin)
 			g.log.WithError(err).Error("gateway: Vault login failed; retrying in the background")
 		}
 	}
@@ -165,15 +165,16 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Gateway, error
 			g.log.WithError(err).WithField("token_url", k.TokenURL).Warn("gateway: background token refresh failed; the current token stays in use")
 		},
 	})
-	g.creds = &credentials{cache: g.Tokens, identities: g.identities}
+	g.creds = &credentials{cache: g.Tokens, identities: g.identities, metrics: g.Metrics}
 
 	settings, err := orgSettings(cfg)
 	if err != nil {
 		return nil, err
 	}
+	dirLookup, discoverer := g.counted(g.Directory, disc)
 	g.Tenants = &tenant.Resolver{
-		Directory: g.Directory,
-		Discovery: disc,
+		Directory: dirLookup,
+		Discovery: discoverer,
 		Defaults:  settings.defaults,
 		Orgs:      settings.orgs,
 	}
@@ -316,6 +317,12 @@ func (g *Gateway) discoverer(c *http.Client) (*discovery.Discoverer, error) {
 	return discovery.New(dc), nil
 }
 
+// loadRetry is the schedule of attempts to load a signing key that
+// could not be loaded at start: backoff's own growth and ±50% spread.
+func loadRetry(b config.Backoff) retry.Policy {
+	return retry.Policy{Initial: b.InitialBackoff, Max: b.MaxBackoff, Multiplier: 1.5, Jitter: retry.Spread}
+}
+
 // loadKeys loads every identity's key now, or keeps trying in the
 // background with capped exponential backoff.
 func (g *Gateway) loadKeys(ctx context.Context) {
@@ -330,20 +337,13 @@ func (g *Gateway) loadKeys(ctx context.Context) {
 		close(g.keyLoaded)
 		return
 	}
-	b := backoff.NewExponentialBackOff(
-		backoff.WithInitialInterval(g.cfg.Keys.LoadRetry.InitialBackoff),
-		backoff.WithMaxInterval(g.cfg.Keys.LoadRetry.MaxBackoff),
-		backoff.WithMaxElapsedTime(0), // until loaded or ctx ends
-	)
+	// Until loaded or ctx ends.
+	b := loadRetry(g.cfg.Keys.LoadRetry).BackOff()
 	go func() {
 		defer close(g.keyLoaded)
 		for delay := b.NextBackOff(); len(pending) > 0; {
-			t := time.NewTimer(delay)
-			select {
-			case <-ctx.Done():
-				t.Stop()
+			if retry.Sleep(ctx, delay) != nil {
 				return
-			case <-t.C:
 			}
 			delay = b.NextBackOff()
 			still := pending[:0]

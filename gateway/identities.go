@@ -35,7 +35,7 @@ func (g *Gateway) buildIdentities(override keys.Source, tokenClient *http.Client
 				return fmt.Errorf("gateway: identity %s: %w", name, err)
 			}
 		}
-		holder := keys.NewHolder(src, keys.HolderOptions{Clock: g.clock, Logger: g.log.WithField("identity", name)})
+		holder := keys.NewHolder(src, keys.HolderOptions{Clock: g.clock, Logger: g.log.WithField("identity", name), OnReload: g.keyReloaded})
 		signer := &assertion.Signer{Keys: holder, Clock: g.clock, Lifetime: cfg.Client.AssertionLifetime, Skew: cfg.Client.ClockSkew}
 		ex := &assertion.Exchanger{Signer: signer, HTTPClient: tokenClient, Clock: g.clock, Retry: assertion.RetryPolicy{
 			Attempts:       cfg.Tokens.Retry.Attempts,

@@ -53,6 +53,11 @@ type HolderOptions struct {
 	// daily by Poll. DefaultExpiryWarning if zero; negative turns the
 	// warning off.
 	ExpiryWarning time.Duration
+	// OnReload, when set, is called after every reload that put new
+	// material in service (err nil) or failed (the previous material
+	// stays); a reload that finds the material in service unchanged is
+	// not reported. For a metric; it must not block.
+	OnReload func(err error)
 }
 
 // Status describes what a Holder holds and how its reloads went, for
@@ -89,6 +94,7 @@ type Holder struct {
 	clock      func() time.Time
 	log        logrus.FieldLogger
 	expiryWarn time.Duration
+	onReload   func(error)
 
 	reloadMu       sync.Mutex // serializes Reload and Poll so an older load never overwrites a newer one
 	seen           string     // source version of the material in service, from Versioner
@@ -105,7 +111,7 @@ var _ Source = (*Holder)(nil)
 // NewHolder returns a Holder that loads from src. It holds nothing until
 // the first successful Reload (or Load).
 func NewHolder(src Source, opts HolderOptions) *Holder {
-	h := &Holder{src: src, clock: opts.Clock, log: opts.Logger, expiryWarn: opts.ExpiryWarning}
+	h := &Holder{src: src, clock: opts.Clock, log: opts.Logger, expiryWarn: opts.ExpiryWarning, onReload: opts.OnReload}
 	if h.clock == nil {
 		h.clock = time.Now
 	}
@@ -166,6 +172,7 @@ func (h *Holder) reloadLocked(ctx context.Context) (*Material, error) {
 		}
 		h.recordFailure(err)
 		h.log.WithFields(fields).Warn("keys: reloading signing material failed; keeping the previous material")
+		h.reloaded(err)
 		return nil, err
 	}
 	if old := h.Current(); old != nil && m.Version != "" && m.Version == old.Version && m.KeyID == old.KeyID {
@@ -176,6 +183,7 @@ func (h *Holder) reloadLocked(ctx context.Context) (*Material, error) {
 	}
 	h.current.Store(m)
 	h.recordSuccess(m, true)
+	h.reloaded(nil)
 	h.warnIfExpiring(m, true)
 	h.log.WithFields(logrus.Fields{
 		"source":    describe(h.src),
@@ -267,6 +275,13 @@ func (h *Holder) recovered(m *Material) {
 	h.recordSuccess(m, false)
 	h.log.WithFields(logrus.Fields{"source": describe(h.src), "version": m.Version, "failures": failures}).
 		Info("keys: the signing material's source answers again; the material in service is current")
+}
+
+// reloaded reports a swap (err nil) or a failed reload to OnReload.
+func (h *Holder) reloaded(err error) {
+	if h.onReload != nil {
+		h.onReload(err)
+	}
 }
 
 func (h *Holder) recordFailure(err error) {

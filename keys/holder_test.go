@@ -687,3 +687,39 @@ func TestPEMFilesRotation(t *testing.T) {
 		t.Error("Version without files succeeded")
 	}
 }
+
+// TestHolderOnReload: OnReload hears of every swap and every failed
+// reload, and not of a reload that finds the material unchanged.
+func TestHolderOnReload(t *testing.T) {
+	v1, _ := material(t, "v1", t0.Add(-time.Hour), t0.Add(24*time.Hour))
+	v2, _ := material(t, "v2", t0.Add(-time.Hour), t0.Add(24*time.Hour))
+	boom := errors.New("keys: vault unreachable")
+	src := &scriptedSource{}
+	var got []error
+	h := keys.NewHolder(src, keys.HolderOptions{Clock: func() time.Time { return t0 }, OnReload: func(err error) { got = append(got, err) }})
+	steps := []struct {
+		src      result
+		reported bool
+		wantErr  error
+	}{
+		{src: result{m: v1}, reported: true},                    // first load: a swap
+		{src: result{m: v1}},                                    // unchanged: not a reload
+		{src: result{err: boom}, reported: true, wantErr: boom}, // failure
+		{src: result{m: v2}, reported: true},                    // rotation
+	}
+	for i, st := range steps {
+		src.mu.Lock()
+		src.results, src.calls = []result{st.src}, 0
+		src.mu.Unlock()
+		before := len(got)
+		_, _ = h.Reload(context.Background())
+		switch {
+		case !st.reported && len(got) != before:
+			t.Errorf("step %d: reported %v, want nothing", i, got[before:])
+		case st.reported && len(got) != before+1:
+			t.Errorf("step %d: %d reports, want 1", i, len(got)-before)
+		case st.reported && !errors.Is(got[before], st.wantErr): // errors.Is(nil, nil) holds
+			t.Errorf("step %d: reported %v, want %v", i, got[before], st.wantErr)
+		}
+	}
+}

@@ -249,7 +249,7 @@ func (v *VaultTransit) readKey(ctx context.Context) (*transitKeyInfo, error) {
 	fail := func(format string, args ...any) error {
 		return fmt.Errorf("keys: reading transit key at %s: "+format, append([]any{path}, args...)...)
 	}
-	s, err := v.Client.API().Logical().ReadWithContext(ctx, path)
+	s, err := v.Client.ReadTransitKey(ctx, path)
 	if err != nil {
 		return nil, fail("%w", err)
 	}
@@ -408,7 +408,7 @@ func (s *transitSigner) SignPayload(payload []byte, alg jose.SignatureAlgorithm)
 
 	ctx, cancel := context.WithTimeout(context.Background(), s.timeout)
 	defer cancel()
-	answer, err := s.client.API().Logical().WriteWithContext(ctx, s.mount+"/sign/"+s.key, body)
+	answer, err := s.client.TransitSign(ctx, s.mount+"/sign/"+s.key, body)
 	if err != nil {
 		e := &SignError{Key: s.name(), Err: err}
 		var re *api.ResponseError

@@ -20,8 +20,10 @@ type VaultClient interface {
 	// KVVersion returns the current version of a KV v2 secret from its
 	// metadata.
 	KVVersion(ctx context.Context, mount, path string) (int, error)
-	// API returns the raw client, for the transit engine.
-	API() *api.Client
+	// ReadTransitKey reads a transit key (path: <mount>/keys/<key>).
+	ReadTransitKey(ctx context.Context, path string) (*api.Secret, error)
+	// TransitSign signs with a transit key (path: <mount>/sign/<key>).
+	TransitSign(ctx context.Context, path string, body map[string]any) (*api.Secret, error)
 }
 
 var _ VaultClient = (*vault.Client)(nil)

@@ -241,7 +241,6 @@ type Server struct {
 	srv    *httptest.Server
 	client *http.Client
 	open   atomic.Int64 // server-side connections not yet closed
-	conns  atomic.Int64 // server-side connections accepted
 }
 
 // NewServer starts a Handler on 127.0.0.1. Close it when done.
@@ -252,7 +251,6 @@ func NewServer() *Server {
 		switch state {
 		case http.StateNew:
 			s.open.Add(1)
-			s.conns.Add(1)
 		case http.StateClosed, http.StateHijacked:
 			s.open.Add(-1)
 		}
@@ -276,9 +274,6 @@ func NewServer() *Server {
 // Client returns an HTTP client whose requests, whatever their URL,
 // reach the server (as plain HTTP, with the URL's host as Host).
 func (s *Server) Client() *http.Client { return s.client }
-
-// Connections is how many connections the server has accepted.
-func (s *Server) Connections() int64 { return s.conns.Load() }
 
 // Quiesce closes every connection between the client and the server and
 // waits (up to timeout) until the server has let go of them, so that no

@@ -71,7 +71,7 @@ func runCommand(ctx context.Context, name string, args []string, stdout, stderr 
 	if err != nil {
 		return err
 	}
-	cfg, err := loadConfig(&f.flags, lookup)
+	cfg, problems, err := loadConfig(&f.flags, lookup)
 	if err != nil {
 		return err
 	}
@@ -94,7 +94,7 @@ func runCommand(ctx context.Context, name string, args []string, stdout, stderr 
 	cfg.Metrics.Enabled = false
 	cfg.Audit.Destination = "none"
 	cfg.Warmup.Organizations = nil
-	if err := cfg.Validate(); err != nil {
+	if err := validate(cfg, problems); err != nil {
 		return err
 	}
 	g, err := gateway.New(ctx, cfg, opts)

@@ -23,6 +23,7 @@ func main() {
 	gin.SetMode(gin.ReleaseMode)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	warnUnknownEnv(os.Stderr, os.Environ())
 	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr, os.LookupEnv); err != nil {
 		if !errors.Is(err, flag.ErrHelp) {
 			fmt.Fprintln(os.Stderr, "cqgate:", err)
@@ -62,17 +63,32 @@ func parseFlags(args []string, stderr io.Writer, lookup func(string) (string, bo
 	return f, nil
 }
 
-// loadConfig layers the file, the environment and the flags.
-func loadConfig(f *flags, lookup func(string) (string, bool)) (*config.Config, error) {
+// warnUnknownEnv warns about CQGATE_ variables cqgate does not read
+// (a typo would otherwise fall back to a default silently).
+func warnUnknownEnv(w io.Writer, environ []string) {
+	for _, warning := range config.UnknownEnv(environ) {
+		fmt.Fprintln(w, "cqgate: warning:", warning)
+	}
+}
+
+// loadConfig layers the file, the environment and the flags. Unknown
+// keys and malformed values in the file or the environment are returned
+// as problems beside the configuration, for validate to report together
+// with the semantic ones; err is set when there is nothing to validate.
+func loadConfig(f *flags, lookup func(string) (string, bool)) (*config.Config, config.Problems, error) {
 	cfg := config.Default()
+	var problems config.Problems
 	if f.configPath != "" {
 		var err error
-		if cfg, err = config.Load(f.configPath); err != nil {
-			return nil, err
+		if cfg, problems, err = config.Read(f.configPath); err != nil {
+			return nil, nil, err
 		}
 	}
-	if err := config.ApplyEnv(cfg, lookup); err != nil {
-		return nil, err
+	var ve *config.ValidationError
+	if err := config.ApplyEnv(cfg, lookup); errors.As(err, &ve) {
+		problems = append(problems, ve.Problems...)
+	} else if err != nil {
+		return nil, nil, err
 	}
 	if f.listen != "" {
 		cfg.Listen = f.listen
@@ -80,7 +96,19 @@ func loadConfig(f *flags, lookup func(string) (string, bool)) (*config.Config, e
 	if f.logLevel != "" {
 		cfg.LogLevel = f.logLevel
 	}
-	return cfg, nil
+	return cfg, problems, nil
+}
+
+// validate reports the problems found while loading and Validate's in
+// one error.
+func validate(cfg *config.Config, loading config.Problems) error {
+	var ve *config.ValidationError
+	if err := cfg.Validate(); errors.As(err, &ve) {
+		loading = append(loading, ve.Problems...)
+	} else if err != nil {
+		return err
+	}
+	return loading.Err()
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer, lookup func(string) (string, bool)) error {
@@ -93,7 +121,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, lookup fu
 	if err != nil {
 		return err
 	}
-	cfg, err := loadConfig(f, lookup)
+	cfg, problems, err := loadConfig(f, lookup)
 	if err != nil {
 		return err
 	}
@@ -109,7 +137,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, lookup fu
 		}
 		defer stop()
 	}
-	if err := cfg.Validate(); err != nil {
+	if err := validate(cfg, problems); err != nil {
 		return err
 	}
 	if f.check {

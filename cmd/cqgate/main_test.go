@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
@@ -213,5 +215,57 @@ func TestRefusesUnauthenticatedOffLoopback(t *testing.T) {
 	lookup := func(k string) (string, bool) { v, ok := env[k]; return v, ok }
 	if err := run(context.Background(), []string{"-dev", "-listen", "0.0.0.0:0", "-check"}, &stdout, &stderr, lookup); err != nil {
 		t.Fatalf("forced: %v", err)
+	}
+}
+
+// TestCheckReportsEveryProblemInOneRun: YAML-level problems (an unknown
+// key, a value of the wrong type), a malformed environment variable and
+// semantic problems all come back from one -check.
+func TestCheckReportsEveryProblemInOneRun(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "cqgate.yaml")
+	yaml := "listen: 127.0.0.1:8080\nlisten_adress: 0.0.0.0:1\nproxy:\n  timeout: forever\ndirectory:\n  flavor: dstu2\n"
+	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{"CQGATE_TOKENS_TIMEOUT": "soon"}
+	lookup := func(k string) (string, bool) { v, ok := env[k]; return v, ok }
+	var out, errOut bytes.Buffer
+	err := run(context.Background(), []string{"-config", path, "-check"}, &out, &errOut, lookup)
+	if err == nil {
+		t.Fatal("want problems, got none")
+	}
+	for _, want := range []string{
+		path + ": line 2: field listen_adress not found", // unknown key
+		path + ": line 4: cannot unmarshal",              // wrong type
+		"CQGATE_TOKENS_TIMEOUT",                          // environment
+		`directory.flavor: "dstu2"`,                      // semantic
+		"client.client_id: must be set",                  // semantic
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("missing %q in:\n%v", want, err)
+		}
+	}
+}
+
+func TestWarnUnknownEnv(t *testing.T) {
+	var buf bytes.Buffer
+	warnUnknownEnv(&buf, []string{
+		"CQGATE_DIRECTORY_APIKEY=s3cret", "CQGATE_LISTEN=127.0.0.1:1", "CQGATE_CONFIG=/etc/cqgate.yaml",
+		"CQGATE_FROBNICATE=1", "HOME=/root",
+	})
+	got := buf.String()
+	for _, want := range []string{
+		"cqgate: warning: CQGATE_DIRECTORY_APIKEY is not a cqgate setting and is ignored; did you mean CQGATE_DIRECTORY_API_KEY?",
+		"cqgate: warning: CQGATE_FROBNICATE is not a cqgate setting and is ignored\n",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("missing %q in:\n%s", want, got)
+		}
+	}
+	if n := strings.Count(got, "\n"); n != 2 {
+		t.Errorf("%d warnings, want 2 (known names and other variables pass):\n%s", n, got)
+	}
+	if strings.Contains(got, "s3cret") {
+		t.Error("a warning quotes a value")
 	}
 }

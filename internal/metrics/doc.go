@@ -16,14 +16,14 @@
 //
 //	requests_total{org, method, code_class}    FHIR requests answered
 //	upstream_duration_seconds{org}              FHIR server latency (histogram, 5ms..30s)
-//	inflight_requests                           requests being served
+//	inflight_requests                           FHIR requests being served
 //	token_exchanges_total{outcome}              success, oauth_error, http_error, network_error, throttled
 //	token_cache_requests_total{result}          hit, miss
 //	directory_lookups_total{result}             hit, miss, stale, not_found, error
 //	discovery_lookups_total{result}             hit, miss, stale, not_found, error
-//	vault_errors_total{op}                      login, renew, kv_read, kv_metadata, kv_write, transit_key, transit_sign
+//	vault_errors_total{op}                      failed Vault operations: login, renew, kv_read, kv_metadata, kv_write, transit_key, transit_sign
 //	signing_certificate_not_after_seconds       the signing certificate's NotAfter, unix seconds
-//	signing_key_reloads_total{result}           success, failure
+//	signing_key_reloads_total{result}           new key material in service (success), failed reload (failure)
 //	audit_write_errors_total                    audit lines that could not be written
 //
 // # Label values

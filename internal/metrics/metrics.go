@@ -129,7 +129,7 @@ func New(opts ...Option) *Metrics {
 		inflight: prometheus.NewGauge(prometheus.GaugeOpts{
 			Namespace: Namespace,
 			Name:      "inflight_requests",
-			Help:      "Requests being served.",
+			Help:      "FHIR requests being served.",
 		}),
 		certNotAfter: prometheus.NewGauge(prometheus.GaugeOpts{
 			Namespace: Namespace,
@@ -155,7 +155,7 @@ func New(opts ...Option) *Metrics {
 	curry(discovery, m.discoveryLookups[:], lookupResultNames[:])
 	vault := newCounterVec("vault_errors_total", "Failed Vault requests, by operation.", "op")
 	curry(vault, m.vaultErrors[:], vaultOpNames[:])
-	reloads := newCounterVec("signing_key_reloads_total", "Signing key reloads, by result.", "result")
+	reloads := newCounterVec("signing_key_reloads_total", "Signing key reloads that put new material in service (success) or failed (failure).", "result")
 	curry(reloads, m.keyReloads[:], reloadResultNames[:])
 
 	m.reg.MustRegister(

@@ -93,7 +93,7 @@ cqgate_upstream_duration_seconds_bucket{org="2.16.840.1.113883.3.13.1",le="30"} 
 cqgate_upstream_duration_seconds_bucket{org="2.16.840.1.113883.3.13.1",le="+Inf"} 2
 cqgate_upstream_duration_seconds_sum{org="2.16.840.1.113883.3.13.1"} 2.007
 cqgate_upstream_duration_seconds_count{org="2.16.840.1.113883.3.13.1"} 2
-# HELP cqgate_inflight_requests Requests being served.
+# HELP cqgate_inflight_requests FHIR requests being served.
 # TYPE cqgate_inflight_requests gauge
 cqgate_inflight_requests 1
 # HELP cqgate_token_exchanges_total Client-credentials token exchanges, by outcome.
@@ -130,7 +130,7 @@ cqgate_vault_errors_total{op="login"} 0
 cqgate_vault_errors_total{op="renew"} 0
 cqgate_vault_errors_total{op="transit_key"} 0
 cqgate_vault_errors_total{op="transit_sign"} 1
-# HELP cqgate_signing_key_reloads_total Signing key reloads, by result.
+# HELP cqgate_signing_key_reloads_total Signing key reloads that put new material in service (success) or failed (failure).
 # TYPE cqgate_signing_key_reloads_total counter
 cqgate_signing_key_reloads_total{result="failure"} 1
 cqgate_signing_key_reloads_total{result="success"} 0

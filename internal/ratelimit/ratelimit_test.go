@@ -10,22 +10,6 @@ import (
 	"github.com/cqgate/cqgate/internal/clocktest"
 )
 
-// sleeper records the waits asked for and advances the test clock.
-type sleeper struct {
-	clock *clocktest.Clock
-	waits []time.Duration
-	fail  error
-}
-
-func (s *sleeper) sleep(_ context.Context, d time.Duration) error {
-	s.waits = append(s.waits, d)
-	if s.fail != nil {
-		return s.fail
-	}
-	s.clock.Advance(d)
-	return nil
-}
-
 func TestWait(t *testing.T) {
 	const oid = "1.2.3"
 	type call struct {
@@ -71,11 +55,11 @@ func TestWait(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			clock := clocktest.New(time.Date(2026, 11, 22, 8, 0, 0, 0, time.UTC))
-			s := &sleeper{clock: clock}
-			l := New(tt.def, tt.per, WithClock(clock.Now), WithSleep(s.sleep))
+			s := &clocktest.Sleeper{Clock: clock}
+			l := New(tt.def, tt.per, WithClock(clock.Now), WithSleep(s.Sleep))
 			for i, c := range tt.calls {
 				clock.Advance(c.advance)
-				s.waits = nil
+				s.Reset()
 				err := l.Wait(context.Background(), c.oid)
 				var le *LimitedError
 				switch {
@@ -85,14 +69,14 @@ func TestWait(t *testing.T) {
 					if le.RetryAfter() != c.wantErr || le.OID != c.oid {
 						t.Errorf("call %d: retry after %s for %s, want %s for %s", i, le.RetryAfter(), le.OID, c.wantErr, c.oid)
 					}
-					if len(s.waits) != 0 {
-						t.Errorf("call %d: refused after waiting %v; a refusal must be immediate", i, s.waits)
+					if len(s.Waits()) != 0 {
+						t.Errorf("call %d: refused after waiting %v; a refusal must be immediate", i, s.Waits())
 					}
 				case err != nil:
 					t.Fatalf("call %d: %v", i, err)
 				}
 				var waited time.Duration
-				for _, w := range s.waits {
+				for _, w := range s.Waits() {
 					waited += w
 				}
 				if waited != c.wantWait {
@@ -128,8 +112,8 @@ func TestWaitRefusesBeyondMaxWait(t *testing.T) {
 // A caller that gives up while waiting gives its turn back.
 func TestWaitCancelledGivesTheTurnBack(t *testing.T) {
 	clock := clocktest.New(time.Date(2026, 11, 22, 8, 0, 0, 0, time.UTC))
-	s := &sleeper{clock: clock, fail: context.Canceled}
-	l := New(Limit{RequestsPerSecond: 1, Burst: 1, MaxWait: 2 * time.Second}, nil, WithClock(clock.Now), WithSleep(s.sleep))
+	s := &clocktest.Sleeper{Clock: clock, Err: context.Canceled}
+	l := New(Limit{RequestsPerSecond: 1, Burst: 1, MaxWait: 2 * time.Second}, nil, WithClock(clock.Now), WithSleep(s.Sleep))
 	ctx := context.Background()
 	if err := l.Wait(ctx, "1.2.3"); err != nil {
 		t.Fatal(err)
@@ -138,9 +122,10 @@ func TestWaitCancelledGivesTheTurnBack(t *testing.T) {
 		t.Fatalf("%v, want context.Canceled", err)
 	}
 	// Had the cancelled turn been kept, the next would be 2s away.
-	s.fail, s.waits = nil, nil
-	if err := l.Wait(ctx, "1.2.3"); err != nil || len(s.waits) != 1 || s.waits[0] != time.Second {
-		t.Fatalf("after a cancelled wait: %v, waited %v, want 1s", err, s.waits)
+	s.Err = nil
+	s.Reset()
+	if err := l.Wait(ctx, "1.2.3"); err != nil || len(s.Waits()) != 1 || s.Waits()[0] != time.Second {
+		t.Fatalf("after a cancelled wait: %v, waited %v, want 1s", err, s.Waits())
 	}
 }
 

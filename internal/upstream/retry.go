@@ -5,14 +5,13 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
-	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
 	"time"
 
-	"github.com/cenkalti/backoff/v4"
+	"github.com/cqgate/cqgate/internal/retry"
 )
 
 // Defaults of a Retry policy's zero fields.
@@ -65,37 +64,20 @@ type Retry struct {
 // is returned too.
 func (p Retry) Get(ctx context.Context, hc *http.Client, u string, header http.Header, maxBody int64) (*Response, error) {
 	p = p.withDefaults()
-	attempts := p.Attempts
-	if attempts < 1 {
-		attempts = 1
-	}
-	exp := backoff.NewExponentialBackOff(
-		backoff.WithInitialInterval(p.Initial),
-		backoff.WithMaxInterval(p.Max),
-		backoff.WithMultiplier(2),
-		backoff.WithRandomizationFactor(0), // full jitter is applied below
-		backoff.WithMaxElapsedTime(0),      // bounded by attempts and ctx
+	var (
+		resp *Response
+		err  error
 	)
-	b := backoff.WithMaxRetries(fullJitter{exp}, uint64(attempts-1))
-	b.Reset()
-	for {
-		resp, err := Get(ctx, hc, u, header, maxBody)
-		retry, after := p.retryable(ctx, resp, err)
-		if !retry {
-			return resp, err
-		}
-		wait := b.NextBackOff()
-		if wait == backoff.Stop {
-			return resp, err
-		}
-		wait = max(wait, after)
-		if dl, ok := ctx.Deadline(); ok && time.Until(dl) <= wait {
-			return resp, err
-		}
-		if p.Sleep(ctx, wait) != nil {
-			return resp, err
-		}
-	}
+	_ = p.policy().Do(ctx, func(ctx context.Context) retry.Verdict {
+		resp, err = Get(ctx, hc, u, header, maxBody)
+		return p.retryable(ctx, resp, err)
+	})
+	return resp, err
+}
+
+// policy is the schedule of p's waits.
+func (p Retry) policy() retry.Policy {
+	return retry.Policy{Attempts: p.Attempts, Initial: p.Initial, Max: p.Max, Jitter: retry.Full, Sleep: p.Sleep}
 }
 
 func (p Retry) withDefaults() Retry {
@@ -113,7 +95,7 @@ func (p Retry) withDefaults() Retry {
 		p.MaxRetryAfter = DefaultMaxRetryAfter
 	}
 	if p.Sleep == nil {
-		p.Sleep = sleep
+		p.Sleep = retry.Sleep
 	}
 	if p.Now == nil {
 		p.Now = time.Now
@@ -123,33 +105,33 @@ func (p Retry) withDefaults() Retry {
 
 // retryable decides whether an attempt's result is worth another try,
 // and the least wait the upstream asked for.
-func (p Retry) retryable(ctx context.Context, resp *Response, err error) (bool, time.Duration) {
+func (p Retry) retryable(ctx context.Context, resp *Response, err error) retry.Verdict {
 	if ctx.Err() != nil {
-		return false, 0 // the caller gave up or ran out of time
+		return retry.Stop // the caller gave up or ran out of time
 	}
 	if resp == nil {
-		return retryableTransportError(err), 0
+		return retry.Verdict{Retry: retryableTransportError(err)}
 	}
 	if err != nil {
-		return true, 0 // the body was cut short
+		return retry.Again // the body was cut short
 	}
 	switch resp.StatusCode {
 	case http.StatusInternalServerError, http.StatusBadGateway, http.StatusGatewayTimeout:
-		return true, 0
+		return retry.Again
 	case http.StatusServiceUnavailable, http.StatusTooManyRequests:
 		after, ok := p.retryAfter(resp.Header.Get("Retry-After"))
 		switch {
 		case !ok:
 			// No (usable) Retry-After: a 503 is retried with the
 			// backoff, a 429 is not.
-			return resp.StatusCode == http.StatusServiceUnavailable, 0
+			return retry.Verdict{Retry: resp.StatusCode == http.StatusServiceUnavailable}
 		case after > p.MaxRetryAfter:
-			return false, 0 // asked to stay away longer than we wait
+			return retry.Stop // asked to stay away longer than we wait
 		default:
-			return true, after
+			return retry.Verdict{Retry: true, After: after}
 		}
 	}
-	return false, 0
+	return retry.Stop
 }
 
 // retryAfter parses a Retry-After value (delay-seconds or an HTTP date).
@@ -186,31 +168,4 @@ func retryableTransportError(err error) bool {
 		return false
 	}
 	return true
-}
-
-// fullJitter turns a backoff's interval d into a uniformly random wait in
-// [0, d] ("full jitter").
-type fullJitter struct{ backoff.BackOff }
-
-func (j fullJitter) NextBackOff() time.Duration {
-	d := j.BackOff.NextBackOff()
-	if d == backoff.Stop || d <= 0 {
-		return d
-	}
-	return rand.N(d + 1)
-}
-
-// sleep waits d or until ctx is done.
-func sleep(ctx context.Context, d time.Duration) error {
-	if d <= 0 {
-		return ctx.Err()
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }

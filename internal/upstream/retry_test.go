@@ -9,33 +9,12 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strconv"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/cqgate/cqgate/internal/clocktest"
 )
-
-// recorder is a Sleep that does not sleep but records the waits asked
-// for.
-type recorder struct {
-	mu    sync.Mutex
-	waits []time.Duration
-}
-
-func (r *recorder) sleep(ctx context.Context, d time.Duration) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.waits = append(r.waits, d)
-	return ctx.Err()
-}
-
-func (r *recorder) recorded() []time.Duration {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return append([]time.Duration(nil), r.waits...)
-}
 
 // step is one answer of a scripted server.
 type step struct {
@@ -114,9 +93,9 @@ func TestRetryStatuses(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			srv, n := scripted(t, tt.steps...)
-			rec := &recorder{}
+			rec := &clocktest.Sleeper{}
 			p := tt.policy
-			p.Sleep = rec.sleep
+			p.Sleep = rec.Sleep
 			resp, err := p.Get(context.Background(), srv.Client(), srv.URL, nil, 1024)
 			if err != nil {
 				t.Fatalf("Get: %v", err)
@@ -130,7 +109,7 @@ func TestRetryStatuses(t *testing.T) {
 			if got := n.Load(); got != tt.wantRequests {
 				t.Errorf("%d requests, want %d", got, tt.wantRequests)
 			}
-			waits := rec.recorded()
+			waits := rec.Waits()
 			if len(waits) != int(tt.wantRequests)-1 {
 				t.Fatalf("%d waits %v for %d requests", len(waits), waits, tt.wantRequests)
 			}
@@ -149,12 +128,12 @@ func TestRetryBackoffIsCappedFullJitter(t *testing.T) {
 	// Many runs, so that the jitter is seen to vary and stay in bounds.
 	var all [][]time.Duration
 	for range 20 {
-		rec := &recorder{}
-		p.Sleep = rec.sleep
+		rec := &clocktest.Sleeper{}
+		p.Sleep = rec.Sleep
 		if _, err := p.Get(context.Background(), srv.Client(), srv.URL, nil, 64); err != nil {
 			t.Fatal(err)
 		}
-		all = append(all, rec.recorded())
+		all = append(all, rec.Waits())
 	}
 	if got := n.Load(); got != 20*8 {
 		t.Errorf("%d requests, want %d", got, 20*8)
@@ -211,27 +190,27 @@ func closingServer(t *testing.T, drops int64) (*httptest.Server, *atomic.Int64) 
 func TestRetryTransportErrors(t *testing.T) {
 	t.Run("dropped connections are retried", func(t *testing.T) {
 		srv, n := closingServer(t, 2)
-		rec := &recorder{}
-		resp, err := Retry{Sleep: rec.sleep}.Get(context.Background(), srv.Client(), srv.URL, nil, 64)
+		rec := &clocktest.Sleeper{}
+		resp, err := Retry{Sleep: rec.Sleep}.Get(context.Background(), srv.Client(), srv.URL, nil, 64)
 		if err != nil || resp.StatusCode != 200 || string(resp.Body) != "ok" {
 			t.Fatalf("Get = %+v, %v", resp, err)
 		}
-		if n.Load() != 3 || len(rec.recorded()) != 2 {
-			t.Errorf("%d requests, %d waits; want 3 and 2", n.Load(), len(rec.recorded()))
+		if n.Load() != 3 || len(rec.Waits()) != 2 {
+			t.Errorf("%d requests, %d waits; want 3 and 2", n.Load(), len(rec.Waits()))
 		}
 	})
 	t.Run("connection refused: every attempt, then net/http's error", func(t *testing.T) {
 		srv := httptest.NewServer(http.NotFoundHandler())
 		u := srv.URL
 		srv.Close()
-		rec := &recorder{}
-		resp, err := Retry{Attempts: 4, Sleep: rec.sleep}.Get(context.Background(), http.DefaultClient, u, nil, 64)
+		rec := &clocktest.Sleeper{}
+		resp, err := Retry{Attempts: 4, Sleep: rec.Sleep}.Get(context.Background(), http.DefaultClient, u, nil, 64)
 		var ne net.Error
 		if resp != nil || !errors.As(err, &ne) {
 			t.Fatalf("Get = %+v, %v; want no response and a net.Error", resp, err)
 		}
-		if len(rec.recorded()) != 3 {
-			t.Errorf("%d waits, want 3", len(rec.recorded()))
+		if len(rec.Waits()) != 3 {
+			t.Errorf("%d waits, want 3", len(rec.Waits()))
 		}
 	})
 	t.Run("client timeout is retried", func(t *testing.T) {
@@ -246,8 +225,8 @@ func TestRetryTransportErrors(t *testing.T) {
 		defer srv.Close()
 		hc := srv.Client()
 		hc.Timeout = 50 * time.Millisecond
-		rec := &recorder{}
-		resp, err := Retry{Sleep: rec.sleep}.Get(context.Background(), hc, srv.URL, nil, 64)
+		rec := &clocktest.Sleeper{}
+		resp, err := Retry{Sleep: rec.Sleep}.Get(context.Background(), hc, srv.URL, nil, 64)
 		if err != nil || resp.StatusCode != 200 {
 			t.Fatalf("Get = %+v, %v", resp, err)
 		}
@@ -266,7 +245,7 @@ func TestRetryTransportErrors(t *testing.T) {
 			_, _ = w.Write([]byte("ok"))
 		}))
 		defer srv.Close()
-		resp, err := Retry{Sleep: (&recorder{}).sleep}.Get(context.Background(), srv.Client(), srv.URL, nil, 1024)
+		resp, err := Retry{Sleep: (&clocktest.Sleeper{}).Sleep}.Get(context.Background(), srv.Client(), srv.URL, nil, 1024)
 		if err != nil || string(resp.Body) != "ok" || n.Load() != 2 {
 			t.Fatalf("Get = %+v, %v after %d requests; want ok after 2", resp, err, n.Load())
 		}
@@ -276,23 +255,23 @@ func TestRetryTransportErrors(t *testing.T) {
 		srv.Config.ErrorLog = log.New(io.Discard, "", 0) // the failed handshake
 		srv.StartTLS()
 		defer srv.Close()
-		rec := &recorder{}
+		rec := &clocktest.Sleeper{}
 		// A client that does not trust the test server's certificate.
-		resp, err := Retry{Sleep: rec.sleep}.Get(context.Background(), &http.Client{}, srv.URL, nil, 64)
+		resp, err := Retry{Sleep: rec.Sleep}.Get(context.Background(), &http.Client{}, srv.URL, nil, 64)
 		if resp != nil || err == nil {
 			t.Fatalf("Get = %+v, %v; want a certificate error", resp, err)
 		}
-		if len(rec.recorded()) != 0 {
-			t.Errorf("waits %v, want none: %v", rec.recorded(), err)
+		if len(rec.Waits()) != 0 {
+			t.Errorf("waits %v, want none: %v", rec.Waits(), err)
 		}
 	})
 	t.Run("malformed URL is not retried", func(t *testing.T) {
-		rec := &recorder{}
-		if _, err := (Retry{Sleep: rec.sleep}).Get(context.Background(), http.DefaultClient, "http://[::1", nil, 64); err == nil {
+		rec := &clocktest.Sleeper{}
+		if _, err := (Retry{Sleep: rec.Sleep}).Get(context.Background(), http.DefaultClient, "http://[::1", nil, 64); err == nil {
 			t.Fatal("want error")
 		}
-		if len(rec.recorded()) != 0 {
-			t.Errorf("waits %v, want none", rec.recorded())
+		if len(rec.Waits()) != 0 {
+			t.Errorf("waits %v, want none", rec.Waits())
 		}
 	})
 }
@@ -302,13 +281,13 @@ func TestRetryContext(t *testing.T) {
 		srv, n := scripted(t, step{status: 500})
 		ctx, cancel := context.WithCancel(context.Background())
 		cancel()
-		rec := &recorder{}
-		resp, err := Retry{Sleep: rec.sleep}.Get(ctx, srv.Client(), srv.URL, nil, 64)
+		rec := &clocktest.Sleeper{}
+		resp, err := Retry{Sleep: rec.Sleep}.Get(ctx, srv.Client(), srv.URL, nil, 64)
 		if resp != nil || !errors.Is(err, context.Canceled) {
 			t.Errorf("Get = %+v, %v; want context.Canceled", resp, err)
 		}
-		if n.Load() != 0 || len(rec.recorded()) != 0 {
-			t.Errorf("%d requests, waits %v; want none", n.Load(), rec.recorded())
+		if n.Load() != 0 || len(rec.Waits()) != 0 {
+			t.Errorf("%d requests, waits %v; want none", n.Load(), rec.Waits())
 		}
 	})
 	t.Run("cancelled during a wait: the last answer", func(t *testing.T) {
@@ -333,13 +312,13 @@ func TestRetryContext(t *testing.T) {
 		srv, n := scripted(t, step{status: 503, retryAfter: "4"}, step{status: 200})
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
-		rec := &recorder{}
-		resp, err := Retry{MaxRetryAfter: 10 * time.Second, Sleep: rec.sleep}.Get(ctx, srv.Client(), srv.URL, nil, 64)
+		rec := &clocktest.Sleeper{}
+		resp, err := Retry{MaxRetryAfter: 10 * time.Second, Sleep: rec.Sleep}.Get(ctx, srv.Client(), srv.URL, nil, 64)
 		if err != nil || resp.StatusCode != 503 {
 			t.Errorf("Get = %+v, %v; want the 503", resp, err)
 		}
-		if n.Load() != 1 || len(rec.recorded()) != 0 {
-			t.Errorf("%d requests, waits %v; want 1 and none", n.Load(), rec.recorded())
+		if n.Load() != 1 || len(rec.Waits()) != 0 {
+			t.Errorf("%d requests, waits %v; want 1 and none", n.Load(), rec.Waits())
 		}
 	})
 	t.Run("retries stop at the deadline (real sleeps)", func(t *testing.T) {

@@ -11,11 +11,12 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/cenkalti/backoff/v4"
 	"github.com/hashicorp/vault/api"
 	"github.com/hashicorp/vault/api/auth/approle"
 	"github.com/hashicorp/vault/api/auth/kubernetes"
 	"github.com/sirupsen/logrus"
+
+	"github.com/cqgate/cqgate/internal/retry"
 )
 
 // DefaultMaxResponseBody bounds every response body read from Vault.
@@ -31,6 +32,7 @@ type options struct {
 	backoffInitial time.Duration
 	backoffMax     time.Duration
 	maxBody        int64
+	onError        func(Op)
 }
 
 // WithLogger sends the client's log entries (logins, renewals, failures;
@@ -56,6 +58,40 @@ func WithLoginBackoff(initial, max time.Duration) Option {
 // WithMaxResponseBody bounds the size of every response body read from
 // Vault; DefaultMaxResponseBody by default.
 func WithMaxResponseBody(n int64) Option { return func(o *options) { o.maxBody = n } }
+
+// WithErrorObserver has onError called once for every Vault operation
+// that fails, with what the client was doing (for a metric); nil by
+// default. It must not block.
+func WithErrorObserver(onError func(Op)) Option { return func(o *options) { o.onError = onError } }
+
+// Op names what the client was doing when Vault failed.
+type Op string
+
+// The operations a Client reports to WithErrorObserver.
+const (
+	OpLogin       Op = "login"        // logging in (token lookup, AppRole, Kubernetes)
+	OpRenew       Op = "renew"        // renewing the token
+	OpKVRead      Op = "kv_read"      // reading a KV v2 secret
+	OpKVMetadata  Op = "kv_metadata"  // reading a KV v2 secret's metadata
+	OpKVWrite     Op = "kv_write"     // writing a KV v2 secret
+	OpTransitKey  Op = "transit_key"  // reading a transit key
+	OpTransitSign Op = "transit_sign" // signing with a transit key
+)
+
+// observe reports op to the error observer when *err is set; call it
+// deferred with the method's named error result.
+func (c *Client) observe(op Op, err *error) {
+	if *err != nil {
+		c.failed(op)
+	}
+}
+
+// failed reports a failed op to the error observer.
+func (c *Client) failed(op Op) {
+	if c != nil && c.o.onError != nil {
+		c.o.onError(op)
+	}
+}
 
 // Client is a logged-in Vault client. Create it with New, keep it logged in
 // with Start. It is safe for concurrent use.
@@ -260,11 +296,7 @@ func (c *Client) Start(ctx context.Context) error {
 
 func (c *Client) run(ctx context.Context, first chan<- error) {
 	defer close(c.done)
-	bo := backoff.NewExponentialBackOff(
-		backoff.WithInitialInterval(c.o.backoffInitial),
-		backoff.WithMaxInterval(c.o.backoffMax),
-		backoff.WithMaxElapsedTime(0),
-	)
+	bo := retry.Policy{Initial: c.o.backoffInitial, Max: c.o.backoffMax, Multiplier: 1.5, Jitter: retry.Spread}.BackOff()
 	report := func(err error) {
 		if first != nil {
 			first <- err
@@ -279,6 +311,7 @@ func (c *Client) run(ctx context.Context, first chan<- error) {
 				return
 			}
 			c.recordError(err)
+			c.observe(OpLogin, &err)
 			report(err)
 			wait := bo.NextBackOff()
 			c.o.log.WithFields(logrus.Fields{"method": c.method, "error": err.Error(), "retry_in": wait.String()}).
@@ -316,7 +349,9 @@ func (c *Client) keepAlive(ctx context.Context, secret *api.Secret) bool {
 	}
 	w, err := c.api.NewLifetimeWatcher(&api.LifetimeWatcherInput{Secret: secret})
 	if err != nil {
-		c.recordError(fmt.Errorf("vault: watching the token: %w", err))
+		err = fmt.Errorf("vault: watching the token: %w", err)
+		c.recordError(err)
+		c.observe(OpRenew, &err)
 		return true
 	}
 	go w.Start()
@@ -332,6 +367,7 @@ func (c *Client) keepAlive(ctx context.Context, secret *api.Secret) bool {
 			if err != nil {
 				err = fmt.Errorf("vault: renewing the token: %w", err)
 				c.recordError(err)
+				c.observe(OpRenew, &err)
 				c.o.log.WithFields(logrus.Fields{"method": c.method, "error": err.Error()}).
 					Warn("vault: token renewal failed; logging in again")
 			} else {
@@ -543,14 +579,7 @@ func (c *Client) checkLoggedIn() error {
 }
 
 func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
+	return retry.Sleep(ctx, d) == nil
 }
 
 // limitedTransport fails a response whose body exceeds max bytes while it

@@ -45,7 +45,8 @@ func (s KVSecret) GoString() string { return s.String() }
 // wraps ErrSecretNotFound, a deleted or destroyed current version
 // ErrSecretDeleted, an error answer *api.ResponseError. Errors name the
 // path, never the token or the data.
-func (c *Client) ReadKV(ctx context.Context, mount, path string) (*KVSecret, error) {
+func (c *Client) ReadKV(ctx context.Context, mount, path string) (_ *KVSecret, err error) {
+	defer c.observe(OpKVRead, &err)
 	full := kvPath(mount, "data", path)
 	if err := c.checkLoggedIn(); err != nil {
 		return nil, fmt.Errorf("vault: reading secret at %s: %w", full, err)
@@ -84,7 +85,8 @@ func (c *Client) ReadKV(ctx context.Context, mount, path string) (*KVSecret, err
 // engine mounted at mount, from its metadata (GET
 // /v1/<mount>/metadata/<path>): a small request that tells whether the
 // secret changed. The token's policy needs "read" on the metadata path.
-func (c *Client) KVVersion(ctx context.Context, mount, path string) (int, error) {
+func (c *Client) KVVersion(ctx context.Context, mount, path string) (_ int, err error) {
+	defer c.observe(OpKVMetadata, &err)
 	full := kvPath(mount, "metadata", path)
 	if err := c.checkLoggedIn(); err != nil {
 		return 0, fmt.Errorf("vault: reading secret metadata at %s: %w", full, err)
@@ -116,7 +118,8 @@ func CheckAndSet(version int) WriteOption {
 // WriteKV writes data as a new version of the secret at path in the KV v2
 // engine mounted at mount (POST /v1/<mount>/data/<path>) and returns the
 // new version number.
-func (c *Client) WriteKV(ctx context.Context, mount, path string, data map[string]any, opts ...WriteOption) (int, error) {
+func (c *Client) WriteKV(ctx context.Context, mount, path string, data map[string]any, opts ...WriteOption) (_ int, err error) {
+	defer c.observe(OpKVWrite, &err)
 	full := kvPath(mount, "data", path)
 	if err := c.checkLoggedIn(); err != nil {
 		return 0, fmt.Errorf("vault: writing secret at %s: %w", full, err)

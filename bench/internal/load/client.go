@@ -57,9 +57,6 @@ func NewRequest(rawURL string, header http.Header) (*Request, error) {
 	return &Request{addr: addr, raw: []byte(b.String())}, nil
 }
 
-// URLHost returns the host:port the request goes to.
-func (r *Request) URLHost() string { return r.addr }
-
 // Conn sends a Request repeatedly over one keep-alive connection,
 // reconnecting after an error or a "Connection: close". It is not safe
 // for concurrent use; use one per goroutine.

@@ -49,8 +49,6 @@ type oauthError struct {
 	description string
 }
 
-func (e *oauthError) Error() string { return e.code + ": " + e.description }
-
 func badRequest(reason, format string, args ...any) *oauthError {
 	return &oauthError{status: http.StatusBadRequest, code: errInvalidRequest, reason: reason, description: fmt.Sprintf(format, args...)}
 }

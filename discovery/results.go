@@ -1,0 +1,239 @@
+package discovery
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/cenkalti/backoff/v4"
+	"github.com/sirupsen/logrus"
+
+	"github.com/cqgate/cqgate/internal/retry"
+)
+
+// This file is the caching side of a Discoverer: results cached per
+// (base, order, override), refreshed ahead of expiry in the background,
+// served stale when a refresh fails, and one shared flight per key. What
+// a source yields and which one wins is evaluate.go's.
+
+// entry is a cached result with the state of its refreshes.
+type entry struct {
+	mu      sync.Mutex
+	res     *Result
+	retryAt time.Time // no refresh before this, after a failed one
+	lastErr error
+	bo      backoff.BackOff
+}
+
+func (e *entry) state() (res *Result, retryAt time.Time, lastErr error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.res, e.retryAt, e.lastErr
+}
+
+// Discover returns the token endpoint of the FHIR server at
+// req.FHIRBase: the first source in req.Order that yields an absolute
+// http(s) token URL wins. When none does, the error is a
+// *NoTokenURLError listing every source tried and why.
+//
+// Results are cached per (base, order, override) for the TTL and
+// refreshed in the background in the RefreshAhead window; when a refresh
+// fails the old result is served, marked Stale once expired, until
+// MaxStale past its expiry. ctx bounds only this caller's wait: a fetch
+// shared with other callers goes on when ctx is done.
+func (d *Discoverer) Discover(ctx context.Context, req Request) (*Result, error) {
+	r, err := d.request(req)
+	if err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("discovery: token endpoint of %s: %w", r.base, err)
+	}
+	now := d.now()
+	if e := d.entry(r.key); e != nil {
+		res, retryAt, lastErr := e.state()
+		switch {
+		case res == nil:
+		case now.Before(res.Expires):
+			if d.refreshAhead > 0 && !now.Before(res.Expires.Add(-d.refreshAhead)) && !now.Before(retryAt) {
+				d.refreshInBackground(ctx, r)
+			}
+			return res.clone(), nil
+		case now.Before(res.Expires.Add(d.maxStale)):
+			if now.Before(retryAt) {
+				return res.stale(lastErr), nil
+			}
+			fresh, err := d.shared(ctx, r)
+			switch {
+			case err == nil:
+				return fresh.clone(), nil
+			case ctx.Err() != nil:
+				return nil, err
+			}
+			return res.stale(err), nil
+		}
+	}
+	res, err := d.shared(ctx, r)
+	if err != nil {
+		return nil, err
+	}
+	return res.clone(), nil
+}
+
+// Forget drops every cached result and document for fhirBase, so that
+// the next lookup fetches again. Fetches already in flight are not
+// cancelled, but later lookups do not join them.
+func (d *Discoverer) Forget(fhirBase string) {
+	base, u, err := parseBase(fhirBase)
+	if err != nil {
+		return
+	}
+	prefix := base + "\x00"
+	for k := range d.results.Items() {
+		if strings.HasPrefix(k, prefix) {
+			d.flights.Forget(k)
+			d.results.Delete(k)
+		}
+	}
+	for _, kind := range []docKind{docMetadata, docUDAP, docSMART} {
+		for _, override := range []bool{false, true} {
+			k := docKey(kind, docURL(u, kind), override)
+			d.docFlights.Forget(k)
+			d.docs.Delete(k)
+		}
+	}
+}
+
+func (d *Discoverer) entry(key string) *entry {
+	v, ok := d.results.Get(key)
+	if !ok {
+		return nil
+	}
+	return v.(*entry)
+}
+
+// refreshInBackground starts one refresh of r's result unless one is in
+// flight already.
+func (d *Discoverer) refreshInBackground(ctx context.Context, r *request) {
+	ch := d.flights.DoChan(r.key, d.flight(ctx, r))
+	if hook := d.afterRefresh; hook != nil {
+		go func() {
+			res := <-ch
+			hook(r.key, res.Err)
+		}()
+	}
+}
+
+// shared runs r's discovery once for all concurrent callers and waits
+// for it until ctx is done.
+func (d *Discoverer) shared(ctx context.Context, r *request) (*Result, error) {
+	ch := d.flights.DoChan(r.key, d.flight(ctx, r))
+	select {
+	case <-ctx.Done():
+		return nil, fmt.Errorf("discovery: token endpoint of %s: %w", r.base, ctx.Err())
+	case res := <-ch:
+		if res.Err != nil {
+			return nil, res.Err
+		}
+		return res.Val.(*Result), nil
+	}
+}
+
+// flight is the shared fetch of r's result: it discovers, guards against
+// a refresh falling back to a less preferred source because a preferred
+// one failed, and caches the outcome. It runs detached from ctx's
+// cancellation, bounded by the discovery timeout.
+func (d *Discoverer) flight(ctx context.Context, r *request) func() (any, error) {
+	return func() (any, error) {
+		now := d.now()
+		e := d.entry(r.key)
+		var old *Result
+		if e != nil {
+			old, _, _ = e.state()
+		}
+		maxAge := d.ttl
+		if old != nil {
+			if now.Before(old.Expires.Add(-d.refreshAhead)) {
+				return old, nil // refreshed while this flight was being set up
+			}
+			if now.Before(old.Expires) {
+				// Refresh ahead: documents as old as the result is are
+				// fetched again.
+				maxAge = d.ttl - d.refreshAhead
+			}
+		}
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), d.fetchTimeout)
+		defer cancel()
+		res, err := d.discover(fctx, r, maxAge)
+		// servable: the cached result is still served if this fails.
+		servable := old != nil && now.Before(old.Expires.Add(d.maxStale))
+		if err == nil && servable {
+			err = downgrade(r, old, res)
+		}
+		if err != nil {
+			if servable {
+				e.failed(now, err, d.refreshRetry)
+				d.log.WithFields(logrus.Fields{"fhir_base": r.base, "cached_source": old.Source, "cached_expires": old.Expires}).
+					WithError(err).Warn("discovery: refresh failed; serving the cached token URL")
+			}
+			return nil, err
+		}
+		d.results.Set(r.key, &entry{res: res}, d.ttl+d.maxStale)
+		return res, nil
+	}
+}
+
+// failed records a failed refresh: the next one waits for the entry's
+// next backoff.
+func (e *entry) failed(now time.Time, err error, p retry.Policy) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.bo == nil {
+		e.bo = p.BackOff()
+	}
+	e.retryAt = now.Add(e.bo.NextBackOff())
+	e.lastErr = err
+}
+
+// downgrade returns an error when a refreshed result comes from a source
+// less preferred than the cached one's because that source failed (as
+// opposed to no longer offering a token URL): a passing outage of
+// /metadata must not move a Cerner server from its Carequality token URL
+// to its generic one.
+func downgrade(r *request, old, res *Result) error {
+	oldRank, newRank := slices.Index(r.order, old.Source), slices.Index(r.order, res.Source)
+	if oldRank < 0 || newRank <= oldRank {
+		return nil
+	}
+	for _, a := range res.Attempts {
+		if slices.Index(r.order, a.Source) <= oldRank && a.Err != nil {
+			return fmt.Errorf("discovery: refreshing the token URL of %s would fall back from %s to %s because %s failed: %w",
+				r.base, old.Source, res.Source, a.Source, a.Err)
+		}
+	}
+	return nil
+}
+
+// clone returns a copy of r that shares no slices with it.
+func (r *Result) clone() *Result {
+	c := *r
+	c.Attempts = slices.Clone(r.Attempts)
+	c.SigningAlgorithms = slices.Clone(r.SigningAlgorithms)
+	c.AuthMethods = slices.Clone(r.AuthMethods)
+	return &c
+}
+
+// stale returns a copy of r marked stale because of err.
+func (r *Result) stale(err error) *Result {
+	c := r.clone()
+	c.Stale = true
+	if err != nil {
+		c.StaleReason = err.Error()
+	} else {
+		c.StaleReason = "refresh failed"
+	}
+	return c
+}
