@@ -51,7 +51,11 @@ type XMLWriter struct {
 	name  []byte // xTag: the name being read (attribute or element); capped
 	space bool   // xTag: white space since the last name byte
 	buf   []byte // xAttr: raw value so far; xBang: bytes after "<!"
-	run   int    // xComment: '-' run; xCDATA: ']' run; xPI: 1 after '?'; xDecl: '[' depth
+	run   int    // xComment, xDecl comment: '-' run; xCDATA: ']' run; xPI: 1 after '?'
+	depth int    // xDecl: '<' nesting
+	dq    byte   // xDecl: the quote open, 0 if none
+	lt    int    // xDecl: 1 after '<', +1 for each byte of "!--" that followed
+	inCmt bool   // xDecl: inside a comment
 	err   error
 }
 
@@ -119,13 +123,10 @@ func (w *XMLWriter) Write(p []byte) (int, error) {
 			case string(w.buf) == cdataOpen:
 				w.st, w.run = xCDATA, 0
 			case strings.HasPrefix(cdataOpen, string(w.buf)) || string(w.buf) == "-":
-			case c == '>':
-				w.st = xText
 			default:
-				w.st, w.run = xDecl, 0
-				if c == '[' {
-					w.run = 1
-				}
+				// The first byte of a declaration is taken as it is,
+				// as encoding/xml does.
+				w.st, w.run, w.depth, w.dq, w.lt, w.inCmt = xDecl, 0, 0, 0, 0, false
 			}
 		case xComment:
 			c := p[i]
@@ -164,14 +165,7 @@ func (w *XMLWriter) Write(p []byte) (int, error) {
 		case xDecl:
 			c := p[i]
 			i++
-			switch {
-			case c == '[':
-				w.run++
-			case c == ']' && w.run > 0:
-				w.run--
-			case c == '>' && w.run == 0:
-				w.st = xText
-			}
+			w.decl(c)
 		case xEndTag:
 			j := bytes.IndexByte(p[i:], '>')
 			if j < 0 {
@@ -265,6 +259,48 @@ func (w *XMLWriter) Write(p []byte) (int, error) {
 		return 0, w.err
 	}
 	return len(p), nil
+}
+
+// decl follows a declaration (<!DOCTYPE …>, <!ENTITY …>) one byte at a
+// time the way encoding/xml reads one: quoted text hides markup, '<' and
+// '>' nest, and "<!--" starts a comment that ends at "-->".
+func (w *XMLWriter) decl(c byte) {
+	const cmt = "!--"
+	switch {
+	case w.inCmt:
+		switch {
+		case c == '>' && w.run >= 2:
+			w.inCmt, w.run = false, 0
+		case c == '-':
+			w.run++
+		default:
+			w.run = 0
+		}
+		return
+	case w.lt > 0:
+		if c == cmt[w.lt-1] {
+			if w.lt++; w.lt > len(cmt) {
+				w.lt, w.inCmt, w.run = 0, true, 0
+			}
+			return
+		}
+		w.lt = 0
+		w.depth++
+	case w.dq == 0 && c == '>' && w.depth == 0:
+		w.st = xText
+		return
+	}
+	switch {
+	case c == w.dq:
+		w.dq = 0
+	case w.dq != 0:
+	case c == '\'' || c == '"':
+		w.dq = c
+	case c == '>':
+		w.depth--
+	case c == '<':
+		w.lt = 1
+	}
 }
 
 // trailing returns the length of the run of c at the end of b, continuing
