@@ -109,10 +109,11 @@ func FuzzJSONWriter(f *testing.F) {
 		for i := range tin {
 			want := tin[i].tok
 			if s, ok := want.(string); ok && tin[i].isValue {
-				// The raw token is len(s)+2 to 6*len(s)+2 bytes long.
+				// The raw token is len(s)/3+2 (invalid UTF-8 decodes to
+				// three bytes of U+FFFD) to 6*len(s)+2 bytes long.
 				if u, ok := m.Map(s); ok && 6*len(s)+2 <= fuzzLimit {
 					want, mapped = u, true
-				} else if ok && len(s)+2 > fuzzLimit {
+				} else if ok && len(s)/3+2 > fuzzLimit {
 					want = s
 				} else if ok {
 					if tout[i].tok != want {
