@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"io"
+	"unicode/utf8"
 )
 
 // DefaultMaxToken is the longest JSON string token (quotes and escapes
@@ -48,6 +49,7 @@ type JSONWriter struct {
 	heldOrig []byte // jsHeld: the original token
 	heldRepl []byte // jsHeld: its replacement
 	heldWS   []byte // jsHeld: white space after it, from earlier Writes
+	repl     []byte // the last replacement built
 	err      error
 }
 
@@ -73,26 +75,61 @@ func (w *JSONWriter) Write(p []byte) (int, error) {
 	}
 	mark := 0 // p[mark:i] is pass-through not written yet
 	i := 0
+	bs := -1 // index of the next backslash at or after it, len(p) if none
 	for i < len(p) && w.err == nil {
 		switch w.st {
 		case jsOut:
-			j := bytes.IndexByte(p[i:], '"')
-			if j < 0 {
+			start := indexQuote(p, i)
+			if start < 0 {
 				i = len(p)
 				break
 			}
-			start := i + j
-			end, esc := scanJSONString(p, start+1, false)
+			// Fast path: the next quote closes the string unless a
+			// backslash comes first; backslashes are rare, so where the
+			// next one is is remembered.
+			end, esc := -1, false
+			if q := indexQuote(p, start+1); q >= 0 {
+				if bs <= start {
+					bs = start + 1 + bytes.IndexByte(p[start+1:], '\\')
+					if bs == start {
+						bs = len(p)
+					}
+				}
+				if bs > q {
+					end = q + 1
+				}
+			}
+			if end < 0 {
+				end, esc = scanJSONString(p, start+1, false)
+			}
 			if end >= 0 {
 				i = end
-				if end-start > w.limit {
+				if end-start-2 < w.m.minLen || end-start > w.limit {
 					break
 				}
-				if repl, ok := w.rewrite(p[start:end]); ok {
-					w.write(p[mark:start])
-					mark = end
-					w.hold(p[start:end], repl)
+				if c := p[start+1]; c != 'h' && c != 'H' && c != '\\' {
+					break
 				}
+				repl, ok := w.rewrite(p[start:end])
+				if !ok {
+					break
+				}
+				// A key is followed by ':'; look ahead if p has it.
+				k := end
+				for k < len(p) && isJSONSpace(p[k]) {
+					k++
+				}
+				if k < len(p) {
+					if p[k] != ':' {
+						w.write(p[mark:start])
+						w.write(repl)
+						mark = end
+					}
+					break
+				}
+				w.write(p[mark:start])
+				mark = end
+				w.hold(p[start:end], repl)
 				break
 			}
 			w.esc = esc
@@ -172,7 +209,7 @@ func (w *JSONWriter) Write(p []byte) (int, error) {
 // whether it is a key.
 func (w *JSONWriter) hold(orig, repl []byte) {
 	w.heldOrig = append(w.heldOrig[:0], orig...)
-	w.heldRepl = repl
+	w.heldRepl = repl // w.repl, not reused until released
 	w.heldWS = w.heldWS[:0]
 	w.st = jsHeld
 }
@@ -205,54 +242,77 @@ func (w *JSONWriter) Close() error {
 }
 
 // rewrite returns the replacement for the raw string token tok (quotes
-// included) if it decodes to a URL the Mapper maps.
+// included) if it decodes to a URL the Mapper maps. The replacement is
+// built in w.repl. Without escapes in tok it allocates nothing.
 func (w *JSONWriter) rewrite(tok []byte) ([]byte, bool) {
 	content := tok[1 : len(tok)-1]
 	if len(content) < w.m.minLen {
 		return nil, false
 	}
-	if c := content[0]; c != 'h' && c != 'H' && c != '\\' {
-		return nil, false
-	}
-	var s string
 	if bytes.IndexByte(content, '\\') < 0 {
-		if !hasPrefixFold(content, w.m.scheme) {
+		rest, ok := cut(w.m, content)
+		if !ok {
 			return nil, false
 		}
-		s = string(content)
-	} else if err := json.Unmarshal(tok, &s); err != nil {
+		// rest came from a JSON string without escapes: it needs none.
+		w.repl = append(w.repl[:0], '"')
+		w.repl = append(w.repl, w.m.publicJSON...)
+		w.repl = append(w.repl, rest...)
+		w.repl = append(w.repl, '"')
+		return w.repl, true
+	}
+	var s string
+	if err := json.Unmarshal(tok, &s); err != nil {
 		return nil, false
 	}
-	out, ok := w.m.Map(s)
+	rest, ok := cut(w.m, s)
 	if !ok {
 		return nil, false
 	}
-	return appendJSONString(nil, out), true
+	w.repl = append(w.repl[:0], '"')
+	w.repl = append(w.repl, w.m.publicJSON...)
+	w.repl = appendJSONContent(w.repl, rest)
+	w.repl = append(w.repl, '"')
+	return w.repl, true
 }
 
-// hasPrefixFold reports whether b starts with scheme (lower case) in any
-// case.
-func hasPrefixFold(b []byte, scheme string) bool {
-	if len(b) < len(scheme) {
-		return false
-	}
-	for i := 0; i < len(scheme); i++ {
-		if b[i]|0x20 != scheme[i] {
-			return false
+// appendJSONContent appends s escaped as the content of a JSON string:
+// '"', '\\', control characters, U+2028 and U+2029 escaped as
+// encoding/json escapes them; invalid UTF-8 becomes U+FFFD.
+func appendJSONContent(dst []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			switch {
+			case c == '"' || c == '\\':
+				dst = append(dst, '\\', c)
+			case c == '\n':
+				dst = append(dst, '\\', 'n')
+			case c == '\r':
+				dst = append(dst, '\\', 'r')
+			case c == '\t':
+				dst = append(dst, '\\', 't')
+			case c < 0x20:
+				dst = append(dst, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+			default:
+				dst = append(dst, c)
+			}
+			i++
+			continue
 		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && size == 1:
+			dst = append(dst, `\ufffd`...)
+		case r == '\u2028' || r == '\u2029':
+			dst = append(dst, '\\', 'u', '2', '0', '2', hex[r&0xf])
+		default:
+			dst = append(dst, s[i:i+size]...)
+		}
+		i += size
 	}
-	return true
-}
-
-// appendJSONString appends s as a JSON string, escaping only what JSON
-// requires (and U+2028, U+2029 as encoding/json does); invalid UTF-8
-// becomes U+FFFD.
-func appendJSONString(dst []byte, s string) []byte {
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	_ = enc.Encode(s) // a string always encodes
-	return append(dst, bytes.TrimSuffix(buf.Bytes(), []byte("\n"))...)
+	return dst
 }
 
 // scanJSONString looks for the end of a JSON string whose content starts
@@ -285,6 +345,25 @@ func scanJSONString(p []byte, from int, esc bool) (int, bool) {
 		}
 		return from + q + 1, false
 	}
+}
+
+// indexQuote returns the index of the first '"' in p at or after from,
+// or -1. JSON alternates short runs (`":"`, keys, codes) with long ones;
+// a plain loop finds a near quote faster than bytes.IndexByte's setup.
+func indexQuote(p []byte, from int) int {
+	end := min(from+16, len(p))
+	for k := from; k < end; k++ {
+		if p[k] == '"' {
+			return k
+		}
+	}
+	if end == len(p) {
+		return -1
+	}
+	if k := bytes.IndexByte(p[end:], '"'); k >= 0 {
+		return end + k
+	}
+	return -1
 }
 
 func isJSONSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' }

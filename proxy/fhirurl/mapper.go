@@ -1,9 +1,9 @@
 package fhirurl
 
 import (
-	"errors"
 	"fmt"
 	"net/url"
+	"strconv"
 	"strings"
 )
 
@@ -11,12 +11,17 @@ import (
 // resource under cqgate's public base for that organization. It is
 // immutable and safe for concurrent use.
 type Mapper struct {
-	scheme    string // "http" or "https", lower case
-	host      string // lower case, default port removed
-	path      string // partner base path without trailing "/", may be ""
-	public    string // public base without trailing "/"
-	prefixLen int    // len(scheme + "://")
-	minLen    int    // shortest string that can match
+	scheme      string // "http" or "https", lower case
+	host        string // lower case, default port removed
+	hostname    string // host without port, lower case
+	port        int    // effective port
+	defaultPort int    // the scheme's default port
+	path        string // partner base path without trailing "/", may be ""
+	public      string // public base without trailing "/"
+	prefixLen   int    // len(scheme + "://")
+	minLen      int    // shortest string that can match
+	publicJSON  []byte // public, escaped for a JSON string
+	publicXML   []byte // public, escaped for an XML attribute value
 }
 
 // NewMapper returns a Mapper from partnerBase (e.g.
@@ -38,8 +43,11 @@ func NewMapper(partnerBase, publicBase string) (*Mapper, error) {
 		path:   p.Path,
 		public: q.Scheme + "://" + q.Host + q.Path,
 	}
+	m.hostname, m.port, m.defaultPort = splitHost(m.scheme, m.host)
 	m.prefixLen = len(m.scheme) + len("://")
 	m.minLen = m.prefixLen + len(m.host)
+	m.publicJSON = appendJSONContent(nil, m.public)
+	m.publicXML = appendAttr(nil, m.public)
 	return m, nil
 }
 
@@ -70,7 +78,20 @@ func parseBase(what, raw string) (*url.URL, error) {
 	return &url.URL{Scheme: scheme, Host: host, Path: path}, nil
 }
 
-var errNoMatch = errors.New("no match")
+// splitHost splits a normalized host[:port] into the host name and the
+// effective port.
+func splitHost(scheme, host string) (string, int, int) {
+	def := 80
+	if scheme == "https" {
+		def = 443
+	}
+	name, port := host, def
+	if i := strings.LastIndexByte(host, ':'); i >= 0 && !strings.Contains(host[i:], "]") {
+		name = host[:i]
+		port, _ = strconv.Atoi(host[i+1:])
+	}
+	return name, port, def
+}
 
 // normalizeHost lower-cases host[:port] and drops the scheme's default
 // port. ok is false when the port is not all digits.
@@ -110,8 +131,8 @@ func normalizeHost(scheme, hostport string) (string, bool) {
 // "/r4/tenant-guid2") gives ("", false). Paths are compared as written:
 // a percent-encoded spelling of the base path does not match.
 func (m *Mapper) Map(s string) (string, bool) {
-	rest, err := m.cut(s)
-	if err != nil {
+	rest, ok := cut(m, s)
+	if !ok {
 		return "", false
 	}
 	return m.public + rest, true
@@ -119,37 +140,80 @@ func (m *Mapper) Map(s string) (string, bool) {
 
 // Matches reports whether Map would map s.
 func (m *Mapper) Matches(s string) bool {
-	_, err := m.cut(s)
-	return err == nil
+	_, ok := cut(m, s)
+	return ok
 }
 
-// cut returns what follows the partner base in s.
-func (m *Mapper) cut(s string) (string, error) {
-	if len(s) < m.minLen || !strings.EqualFold(s[:len(m.scheme)], m.scheme) || s[len(m.scheme):m.prefixLen] != "://" {
-		return "", errNoMatch
+// cut returns what follows the partner base in s. It allocates nothing.
+func cut[S ~string | ~[]byte](m *Mapper, s S) (S, bool) {
+	if len(s) < m.minLen || !hasPrefixFold(s, m.scheme) || string(s[len(m.scheme):m.prefixLen]) != "://" {
+		return s[:0], false
 	}
 	s = s[m.prefixLen:]
-	end := strings.IndexAny(s, "/?#")
-	if end < 0 {
-		end = len(s)
+	end := len(s)
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c == '/' || c == '?' || c == '#' {
+			end = i
+			break
+		}
 	}
-	authority := s[:end]
-	if strings.ContainsAny(authority, "@\\ ") {
-		return "", errNoMatch
-	}
-	host, ok := normalizeHost(m.scheme, authority)
-	if !ok || host != m.host {
-		return "", errNoMatch
+	if !hostMatches(m, s[:end]) {
+		return s[:0], false
 	}
 	rest := s[end:]
-	if !strings.HasPrefix(rest, m.path) {
-		return "", errNoMatch
+	if len(rest) < len(m.path) || string(rest[:len(m.path)]) != m.path {
+		return s[:0], false
 	}
 	rest = rest[len(m.path):]
-	if rest != "" && rest[0] != '/' && rest[0] != '?' && rest[0] != '#' {
-		return "", errNoMatch
+	if len(rest) > 0 && rest[0] != '/' && rest[0] != '?' && rest[0] != '#' {
+		return s[:0], false
 	}
-	return rest, nil
+	return rest, true
+}
+
+// hostMatches reports whether authority (host[:port], no user info) names
+// the partner's host and port.
+func hostMatches[S ~string | ~[]byte](m *Mapper, authority S) bool {
+	host, port := authority, authority[:0]
+	for i := len(authority) - 1; i >= 0; i-- {
+		if c := authority[i]; c == ':' {
+			host, port = authority[:i], authority[i+1:]
+			break
+		} else if c < '0' || c > '9' {
+			break
+		}
+	}
+	if len(host) != len(m.hostname) || !hasPrefixFold(host, m.hostname) {
+		return false
+	}
+	if len(port) == 0 {
+		return m.port == m.defaultPort
+	}
+	n := 0
+	for i := 0; i < len(port); i++ {
+		if n = n*10 + int(port[i]-'0'); n > 65535 {
+			return false
+		}
+	}
+	return n == m.port
+}
+
+// hasPrefixFold reports whether s starts with prefix, which is in lower
+// case, ignoring ASCII case.
+func hasPrefixFold[S ~string | ~[]byte](s S, prefix string) bool {
+	if len(s) < len(prefix) {
+		return false
+	}
+	for i := 0; i < len(prefix); i++ {
+		c := s[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != prefix[i] {
+			return false
+		}
+	}
+	return true
 }
 
 // MapHeader maps the value of a Location or Content-Location header: an

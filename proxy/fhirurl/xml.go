@@ -56,6 +56,7 @@ type XMLWriter struct {
 	dq    byte   // xDecl: the quote open, 0 if none
 	lt    int    // xDecl: 1 after '<', +1 for each byte of "!--" that followed
 	inCmt bool   // xDecl: inside a comment
+	repl  []byte // the last replacement built
 	err   error
 }
 
@@ -343,15 +344,25 @@ func (w *XMLWriter) rewrite(v []byte) ([]byte, bool) {
 	if n := string(w.name); n == "xmlns" || strings.HasPrefix(n, "xmlns:") {
 		return nil, false
 	}
+	if bytes.IndexByte(v, '&') < 0 && bytes.IndexAny(v, "\t\n\r<") < 0 && utf8.Valid(v) {
+		rest, ok := cut(w.m, v)
+		if !ok {
+			return nil, false
+		}
+		// rest was a valid attribute value as it is.
+		w.repl = append(append(w.repl[:0], w.m.publicXML...), rest...)
+		return w.repl, true
+	}
 	s, ok := decodeAttr(v)
 	if !ok {
 		return nil, false
 	}
-	out, ok := w.m.Map(s)
+	rest, ok := cut(w.m, s)
 	if !ok {
 		return nil, false
 	}
-	return appendAttr(nil, out), true
+	w.repl = appendAttr(append(w.repl[:0], w.m.publicXML...), rest)
+	return w.repl, true
 }
 
 // decodeAttr resolves the predefined entities and character references
