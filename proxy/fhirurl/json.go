@@ -79,8 +79,31 @@ func (w *JSONWriter) Write(p []byte) (int, error) {
 	for i < len(p) && w.err == nil {
 		switch w.st {
 		case jsOut:
-			start := indexQuote(p, i)
-			if start < 0 {
+			// Every URL that can map has "//" in its raw token unless
+			// it is escaped, and an escape needs a backslash. Up to the
+			// next "//" with no backslash before it, strings need not
+			// be looked at one by one: counting quotes says whether
+			// the "//" is inside a string, and which one.
+			if bs <= i {
+				bs = i + bytes.IndexByte(p[i:], '\\')
+				if bs < i {
+					bs = len(p)
+				}
+			}
+			c := bytes.Index(p[i:], schemeSep)
+			if c < 0 {
+				c = len(p)
+			} else {
+				c += i
+			}
+			var start int
+			if bs >= c {
+				if bytes.Count(p[i:c], quote)%2 == 0 {
+					i = min(c+1, len(p)) // p[c] is '/', outside any string
+					break
+				}
+				start = i + bytes.LastIndexByte(p[i:c], '"')
+			} else if start = indexQuote(p, i); start < 0 {
 				i = len(p)
 				break
 			}
@@ -346,6 +369,11 @@ func scanJSONString(p []byte, from int, esc bool) (int, bool) {
 		return from + q + 1, false
 	}
 }
+
+var (
+	schemeSep = []byte("//") // "://" makes bytes.Index stop at every ':'; '/' is rarer
+	quote     = []byte{'"'}
+)
 
 // indexQuote returns the index of the first '"' in p at or after from,
 // or -1. JSON alternates short runs (`":"`, keys, codes) with long ones;
