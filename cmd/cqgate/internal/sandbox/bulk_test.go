@@ -233,6 +233,22 @@ func TestBulkNotReadyAndPolls(t *testing.T) {
 	}
 }
 
+func TestBulkAdvertised(t *testing.T) {
+	t.Parallel()
+	sb := startSandbox(t, sandbox.Options{})
+	r := do(t, http.MethodGet, sb.FHIRBase+"/metadata", http.Header{"Accept": {"application/fhir+json"}}, nil)
+	var cs struct {
+		Rest []struct {
+			Operation []struct{ Name, Definition string } `json:"operation"`
+		} `json:"rest"`
+	}
+	r.decode(t, &cs)
+	if len(cs.Rest) != 1 || len(cs.Rest[0].Operation) != 1 || cs.Rest[0].Operation[0].Name != "export" ||
+		cs.Rest[0].Operation[0].Definition != "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/export" {
+		t.Errorf("CapabilityStatement operations: %+v", cs.Rest)
+	}
+}
+
 func TestBulkRefusals(t *testing.T) {
 	t.Parallel()
 	sb := startSandbox(t, sandbox.Options{})
