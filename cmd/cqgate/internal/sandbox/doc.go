@@ -17,7 +17,20 @@
 //     trap Cerner's documentation warns about;
 //  5. read and search for a few synthetic Patients and Observations,
 //     embedded from data/*.json, behind the issued bearer tokens and
-//     Cerner's insistence on an explicit JSON Accept header.
+//     Cerner's insistence on an explicit JSON Accept header; searches
+//     page with _count (and the sandbox's own _offset), their Bundles
+//     carrying absolute self, first, previous and next links on FHIRBase;
+//  6. a small FHIR Bulk Data 2.0 export of those resources: GET or POST
+//     (Parameters) {FHIRBase}/$export, /Patient/$export and
+//     /Group/sandbox-patients/$export with Prefer: respond-async answer
+//     202 and an absolute Content-Location status URL; the status URL
+//     answers 202 (X-Progress, Retry-After) for Options.ExportPolls polls,
+//     then the manifest (requiresAccessToken true, output URLs on
+//     FHIRBase); DELETE cancels. NDJSON files are served with Range
+//     support behind the bearer token, except Observation files, which
+//     answer a 307 to a second loopback listener (StorageURL) that
+//     serves signed URLs and refuses any request carrying Authorization
+//     (counted by StorageAuthRejects), as Oracle Health's storage does.
 //
 // Start generates a fresh RSA key and a self-signed certificate for the
 // client id (Sandbox.Material) and trusts exactly that certificate, so the

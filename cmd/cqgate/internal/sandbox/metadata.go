@@ -40,6 +40,13 @@ type (
 		Mode     string        `json:"mode"`
 		Security capSecurity   `json:"security"`
 		Resource []capResource `json:"resource"`
+		// Operation lists the system-level operations ($export).
+		Operation []capOperation `json:"operation,omitempty"`
+	}
+
+	capOperation struct {
+		Name       string `json:"name"`
+		Definition string `json:"definition"`
 	}
 
 	capSecurity struct {
@@ -135,6 +142,7 @@ func (s *Sandbox) capabilityStatement() capabilityStatement {
 					SearchParam: []capSearchParam{{Name: "patient", Type: "reference"}, {Name: "subject", Type: "reference"}},
 				},
 			},
+			Operation: []capOperation{{Name: "export", Definition: "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/export"}},
 		}},
 	}
 }

@@ -58,6 +58,9 @@ type Options struct {
 	// TokenLifetime is the lifetime (expires_in) of issued access
 	// tokens, default 570s like Cerner's. It must be at least a second.
 	TokenLifetime time.Duration
+	// ExportPolls is how many status polls of a bulk export answer 202
+	// (in progress) before the manifest; default 1, negative for none.
+	ExportPolls int
 	// Logger receives the sandbox's logs; nil discards them.
 	Logger logrus.FieldLogger
 }
@@ -82,6 +85,12 @@ type Sandbox struct {
 	// every Carequality client assertion.
 	PlainTokenURL string
 
+	// StorageURL is the root of the second listener, the storage origin
+	// bulk downloads of Observation files are redirected to
+	// (http://127.0.0.1:PORT2/bulk). It refuses requests that carry an
+	// Authorization header.
+	StorageURL string
+
 	// OID is the sandbox organization's OID (the constant OID).
 	OID string
 	// ClientID and APIKey are the effective Options values.
@@ -101,6 +110,8 @@ type Sandbox struct {
 	trusted       *x509.Certificate
 	data          *dataset
 	state         *state
+	bulk          *exports
+	storage       *storage
 	log           logrus.FieldLogger
 
 	server    *http.Server
@@ -165,6 +176,7 @@ func Start(ctx context.Context, opts Options) (*Sandbox, error) {
 		trusted:       material.Chain[0],
 		data:          data,
 		state:         newState(),
+		bulk:          newExports(opts.ExportPolls),
 		log:           opts.Logger,
 		listener:      ln,
 		served:        make(chan struct{}),
@@ -175,6 +187,10 @@ func Start(ctx context.Context, opts Options) (*Sandbox, error) {
 		IdleTimeout:       idleTimeout,
 		ErrorLog:          log.New(logWriter{s.log}, "", 0),
 		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+	}
+	if err := s.startStorage(ctx); err != nil {
+		_ = ln.Close()
+		return nil, err
 	}
 	fresh := newFreshConns()
 	s.server.ConnState = fresh.track
@@ -211,6 +227,8 @@ func (s *Sandbox) Close() error {
 		err := s.server.Shutdown(ctx)
 		if err != nil {
 			err = errors.Join(err, s.server.Close())
+		}
+		if err = errors.Join(err, s.closeStorage(ctx)); err != nil {
 			s.closeErr = fmt.Errorf("sandbox: close: %w", err)
 		}
 		<-s.served
@@ -242,6 +260,12 @@ func withDefaults(opts Options) (Options, error) {
 		opts.TokenLifetime = defaultTokenLifetime
 	case opts.TokenLifetime < time.Second:
 		return opts, fmt.Errorf("sandbox: TokenLifetime %s is shorter than a second", opts.TokenLifetime)
+	}
+	switch {
+	case opts.ExportPolls == 0:
+		opts.ExportPolls = defaultExportPolls
+	case opts.ExportPolls < 0:
+		opts.ExportPolls = 0
 	}
 	if opts.Logger == nil {
 		l := logrus.New()
