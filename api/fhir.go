@@ -149,7 +149,13 @@ func (h *handlers) fhir(c *gin.Context) {
 	c.Request.Header.Del("Upgrade")
 	upstreamStart := time.Now()
 	req := c.Request
-	if ctx := t.Context(req.Context()); ctx != req.Context() {
+	ctx := t.Context(req.Context())
+	if h.Audit != nil {
+		// The proxy adds bulk export events (kick-off, completion,
+		// downloads) to the record.
+		ctx = audit.NewContext(ctx, rec)
+	}
+	if ctx != req.Context() {
 		req = req.WithContext(ctx)
 	}
 	h.Proxy.Forward(c.Writer, req, t, path)

@@ -72,6 +72,8 @@ type Tenant struct {
 
 	base     *url.URL
 	tokenErr error
+	// allowedOrigins are organizations.<oid>.allowed_token_origins.
+	allowedOrigins []string
 }
 
 // BaseURL returns the parsed FHIR base.

@@ -6,9 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"mime"
 	"net/http"
 	"strings"
+	"sync"
 )
 
 // Format is a body format the rewriters understand.
@@ -40,17 +40,30 @@ func (f Format) String() string {
 // None: those resources carry relative references and their bytes are
 // passed through untouched, Range requests included.
 func FormatOf(contentType string) Format {
-	mt, _, err := mime.ParseMediaType(contentType)
-	if err != nil {
-		return None
+	mt := MediaType(contentType)
+	for _, k := range jsonTypes {
+		if strings.EqualFold(mt, k) {
+			return JSON
+		}
 	}
-	switch mt {
-	case "application/fhir+json", "application/json", "application/json+fhir":
-		return JSON
-	case "application/fhir+xml", "application/xml", "text/xml", "application/xml+fhir":
-		return XML
+	for _, k := range xmlTypes {
+		if strings.EqualFold(mt, k) {
+			return XML
+		}
 	}
 	return None
+}
+
+var (
+	jsonTypes = []string{"application/fhir+json", "application/json", "application/json+fhir"}
+	xmlTypes  = []string{"application/fhir+xml", "application/xml", "text/xml", "application/xml+fhir"}
+)
+
+// MediaType returns the media type of a Content-Type value (before any
+// parameter), without allocating; compare it without case.
+func MediaType(contentType string) string {
+	mt, _, _ := strings.Cut(contentType, ";")
+	return strings.TrimSpace(mt)
 }
 
 // AcceptEncoding is the Accept-Encoding a proxy should send upstream when
@@ -173,26 +186,67 @@ func weakenETag(h http.Header) {
 }
 
 // NewReader returns a ReadCloser that reads src, decoding gzip first if
-// gz, and yields it rewritten as format f. Closing it closes src.
+// gz, and yields it rewritten as format f. Closing it closes src; it
+// must not be read after Close. Its buffers are pooled: a response costs
+// a few small allocations, not a fresh 32 KiB chunk.
 func (rw *Rewriter) NewReader(src io.ReadCloser, f Format, gz bool) io.ReadCloser {
-	r := &reader{src: src, gz: gz, chunk: make([]byte, readChunk)}
+	r := readerPool.Get().(*reader)
+	r.src, r.gz, r.in, r.err = src, gz, nil, nil
+	r.out.Reset()
 	switch f {
 	case JSON:
-		r.w = NewJSONWriter(&r.out, rw.m, rw.limit)
+		r.jw.reset(&r.out, rw.m, rw.limit)
+		r.w = &r.jw
 	case XML:
-		r.w = NewXMLWriter(&r.out, rw.m, rw.limit)
+		r.xw.reset(&r.out, rw.m, rw.limit)
+		r.w = &r.xw
 	default:
 		r.w = nopWriteCloser{&r.out}
 	}
-	return r
+	return &pooledReader{r: r}
 }
 
 // readChunk is how much is read from the partner at a time.
 const readChunk = 32 << 10
 
+// maxPooledOut is the largest output buffer put back in the pool.
+const maxPooledOut = 4 * readChunk
+
+var readerPool = sync.Pool{New: func() any { return &reader{chunk: make([]byte, readChunk)} }}
+
 type nopWriteCloser struct{ io.Writer }
 
 func (nopWriteCloser) Close() error { return nil }
+
+// pooledReader hands its reader back to the pool on Close, after which it
+// reads nothing: a late Read cannot see another response's bytes.
+type pooledReader struct{ r *reader }
+
+func (p *pooledReader) Read(b []byte) (int, error) {
+	if p.r == nil {
+		return 0, errClosed
+	}
+	return p.r.Read(b)
+}
+
+func (p *pooledReader) Close() error {
+	r := p.r
+	if r == nil {
+		return nil
+	}
+	p.r = nil
+	err := r.src.Close()
+	r.src, r.in, r.w, r.err = nil, nil, nil, nil
+	r.jw.reset(nil, nil, 0)
+	r.xw.reset(nil, nil, 0)
+	if r.out.Cap() <= maxPooledOut {
+		r.out.Reset()
+		readerPool.Put(r)
+	}
+	return err
+}
+
+var errClosed = errors.New("fhirurl: read after close")
 
 // reader pulls src through a rewriting writer into out, one chunk at a
 // time: out never holds much more than a chunk plus one held token.
@@ -200,7 +254,10 @@ type reader struct {
 	src   io.ReadCloser
 	gz    bool
 	in    io.Reader // src, or a gzip reader on it once the first Read came
+	zr    *gzip.Reader
 	w     io.WriteCloser
+	jw    JSONWriter
+	xw    XMLWriter
 	out   bytes.Buffer
 	chunk []byte
 	err   error // the error to return once out is drained
@@ -220,12 +277,17 @@ func (r *reader) fill() {
 	if r.in == nil {
 		r.in = r.src
 		if r.gz {
-			zr, err := gzip.NewReader(r.src)
+			var err error
+			if r.zr == nil {
+				r.zr, err = gzip.NewReader(r.src)
+			} else {
+				err = r.zr.Reset(r.src)
+			}
 			if err != nil {
 				r.err = fmt.Errorf("fhirurl: gzip body: %w", err)
 				return
 			}
-			r.in = zr
+			r.in = r.zr
 		}
 	}
 	n, err := r.in.Read(r.chunk)
@@ -245,11 +307,4 @@ func (r *reader) fill() {
 	case err != nil:
 		r.err = err
 	}
-}
-
-func (r *reader) Close() error {
-	if r.err == nil {
-		r.err = errors.New("fhirurl: read after close")
-	}
-	return r.src.Close()
 }
