@@ -30,6 +30,7 @@ type Config struct {
 	Client    Client    `yaml:"client"`
 	Tokens    Tokens    `yaml:"tokens"`
 	Proxy     Proxy     `yaml:"proxy"`
+	Upstream  Upstream  `yaml:"upstream"`
 	UDAP      UDAP      `yaml:"udap"`
 
 	// Identities are further client identities (certificate, key and
@@ -313,6 +314,10 @@ type Proxy struct {
 	// MaxIdleConnsPerHost is how many idle keep-alive connections to one
 	// host are kept for reuse.
 	MaxIdleConnsPerHost int `yaml:"max_idle_conns_per_host"`
+	// MaxResponseHeaderBytes bounds the response headers cqgate reads
+	// from a FHIR server (and from the directory, discovery documents and
+	// token endpoints); a larger header block is a 502.
+	MaxResponseHeaderBytes int64 `yaml:"max_response_header_bytes"`
 	// ReuseResolved is how long a resolved organization (directory entry,
 	// FHIR base, token URL, settings) is reused before the directory and
 	// discovery caches are consulted again. Zero consults them on every
@@ -321,6 +326,15 @@ type Proxy struct {
 	// RateLimit keeps cqgate's own request rate to each organization
 	// under a limit; organizations.<oid>.rate_limit overrides it.
 	RateLimit RateLimit `yaml:"rate_limit"`
+}
+
+// Upstream bounds cqgate's requests to the services it looks things up
+// at: the directory, discovery documents and token endpoints.
+type Upstream struct {
+	// MaxConnsPerHost caps the directory, discovery and token requests
+	// in flight to one host at once; more wait for a turn (until their
+	// timeout). Zero means no cap.
+	MaxConnsPerHost int `yaml:"max_conns_per_host"`
 }
 
 // RateLimit is a token-bucket limit on requests to one organization.
@@ -466,9 +480,11 @@ func Default() *Config {
 			Timeout:             60 * time.Second,
 			MaxReplayBody:       1 << 20,
 			MaxConnsPerHost:     256,
-			MaxIdleConnsPerHost: 64,
-			ReuseResolved:       time.Second,
+			MaxIdleConnsPerHost:    64,
+			MaxResponseHeaderBytes: 64 << 10,
+			ReuseResolved:          time.Second,
 		},
+		Upstream: Upstream{MaxConnsPerHost: 16},
 		UDAP: UDAP{Registrations: KVRef{Mount: "secret"}},
 	}
 }

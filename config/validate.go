@@ -131,6 +131,12 @@ func (c *Config) Validate() error {
 	if c.Proxy.MaxConnsPerHost < 0 {
 		add("proxy.max_conns_per_host: %d must not be negative", c.Proxy.MaxConnsPerHost)
 	}
+	if c.Proxy.MaxResponseHeaderBytes < 0 {
+		add("proxy.max_response_header_bytes: %d must not be negative", c.Proxy.MaxResponseHeaderBytes)
+	}
+	if c.Upstream.MaxConnsPerHost < 0 {
+		add("upstream.max_conns_per_host: %d must not be negative", c.Upstream.MaxConnsPerHost)
+	}
 	if c.Proxy.MaxIdleConnsPerHost < 0 {
 		add("proxy.max_idle_conns_per_host: %d must not be negative", c.Proxy.MaxIdleConnsPerHost)
 	}
