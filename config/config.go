@@ -477,15 +477,15 @@ func Default() *Config {
 			Retry:           Retry{Attempts: 3, InitialBackoff: 250 * time.Millisecond, MaxBackoff: 2 * time.Second},
 		},
 		Proxy: Proxy{
-			Timeout:             60 * time.Second,
-			MaxReplayBody:       1 << 20,
-			MaxConnsPerHost:     256,
+			Timeout:                60 * time.Second,
+			MaxReplayBody:          1 << 20,
+			MaxConnsPerHost:        256,
 			MaxIdleConnsPerHost:    64,
 			MaxResponseHeaderBytes: 64 << 10,
 			ReuseResolved:          time.Second,
 		},
 		Upstream: Upstream{MaxConnsPerHost: 16},
-		UDAP: UDAP{Registrations: KVRef{Mount: "secret"}},
+		UDAP:     UDAP{Registrations: KVRef{Mount: "secret"}},
 	}
 }
 

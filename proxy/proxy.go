@@ -101,8 +101,8 @@ type route struct {
 	// token is the access token the request is sent with; retryToken
 	// the one its retry after a 401 was sent with, if any.
 	token, retryToken *assertion.Token
-	w     interimGuard
-	body  trailerGuard
+	w                 interimGuard
+	body              trailerGuard
 }
 
 func routeFrom(ctx context.Context) *route {
