@@ -112,6 +112,18 @@ func (h *handlers) fhir(c *gin.Context) {
 			h.fail(c, canon, outcome.Errorf(http.StatusForbidden, outcome.Forbidden, "%v", err))
 			return
 		}
+		if c.Request.Method == http.MethodPost && path == "" {
+			// A batch or transaction: each entry is a request of its own.
+			if h.MaxBodyBytes > 0 && c.Request.ContentLength > h.MaxBodyBytes {
+				h.fail(c, canon, outcome.Errorf(http.StatusRequestEntityTooLarge, outcome.TooCostly,
+					"api: request body of %d bytes is larger than the %d bytes allowed (server.max_body_bytes)", c.Request.ContentLength, h.MaxBodyBytes))
+				return
+			}
+			if err := h.checkBatch(c.Request, id, req, h.MaxBodyBytes); err != nil {
+				h.fail(c, canon, err)
+				return
+			}
+		}
 	}
 	if h.MaxBodyBytes > 0 && c.Request.ContentLength > h.MaxBodyBytes {
 		h.fail(c, canon, outcome.Errorf(http.StatusRequestEntityTooLarge, outcome.TooCostly,

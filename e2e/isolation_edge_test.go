@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
@@ -521,6 +523,71 @@ func TestIsolationProxyKeepsSSRFGuard(t *testing.T) {
 			}
 			if !tc.proxied || len(through) == 0 || metadata != 1 || tokens != 1 || !strings.Contains(string(body), "invalid_client") {
 				t.Errorf("a public partner behind the proxy: CONNECTs %v, %d metadata, %d token requests", through, metadata, tokens)
+			}
+		})
+	}
+}
+
+// TestIsolationBatchPolicy (property 9): a caller allowed GET and POST
+// but not DELETE or PUT cannot send them inside a batch or transaction
+// Bundle POSTed to the base: the whole Bundle is refused with 403 before
+// anything goes out. A caller allowed every method is not held back, and
+// an allowed Bundle reaches the tenant byte for byte.
+func TestIsolationBatchPolicy(t *testing.T) {
+	hw := newHostileWorld(t)
+	const writerKey, adminKey = "writer-api-key-0123456789", "admin-api-key-0123456789"
+	hash := func(k string) string { s := sha256.Sum256([]byte(k)); return hex.EncodeToString(s[:]) }
+	cfg := hw.cfg
+	cfg.Inbound.Auth = "api_key"
+	cfg.Inbound.APIKeys = map[string]string{"writer": hash(writerKey), "admin": hash(adminKey)}
+	cfg.Inbound.Callers = map[string]config.Caller{
+		"writer": {Organizations: []string{"*"}, Methods: []string{"GET", "POST"}},
+		"admin":  {Organizations: []string{"*"}, Methods: []string{"*"}},
+	}
+	hw.world.start(cfg, gateway.Options{}, 10*time.Second)
+
+	bundle := func(typ string, entries ...string) string {
+		var es []string
+		for _, e := range entries {
+			method, u, _ := strings.Cut(e, " ")
+			es = append(es, fmt.Sprintf(`{"resource":{"resourceType":"Patient"},"request":{"method":%q,"url":%q}}`, method, u))
+		}
+		return `{"resourceType":"Bundle","type":"` + typ + `","entry":[` + strings.Join(es, ",") + `]}`
+	}
+	const xmlBundle = `<Bundle xmlns="http://hl7.org/fhir"><type value="transaction"/><entry><request><method value="DELETE"/><url value="Patient/1"/></request></entry></Bundle>`
+	for _, tc := range []struct {
+		name, key, path, contentType, body string
+		want                               int
+	}{
+		{"allowed batch", writerKey, "/", "application/fhir+json", bundle("batch", "GET Patient/1316024", "POST Patient", "POST Observation/_search"), 0},
+		{"DELETE in a transaction", writerKey, "/", "application/fhir+json", bundle("transaction", "POST Patient", "DELETE Patient/1316024"), http.StatusForbidden},
+		{"DELETE, base without slash", writerKey, "", "application/fhir+json", bundle("transaction", "DELETE Patient/1316024"), http.StatusForbidden},
+		{"PUT in a batch", writerKey, "/", "application/json", bundle("batch", "GET Patient/1", "PUT Patient/1"), http.StatusForbidden},
+		{"lower-case delete", writerKey, "/", "application/fhir+json; charset=utf-8", bundle("batch", "delete Patient/1"), http.StatusForbidden},
+		{"absolute entry URL", writerKey, "/", "application/fhir+json", bundle("batch", "DELETE https://elsewhere.example/fhir/Patient/1"), http.StatusForbidden},
+		{"DELETE in a collection", writerKey, "/", "application/fhir+json", bundle("collection", "DELETE Patient/1"), http.StatusForbidden},
+		{"XML transaction", writerKey, "/", "application/fhir+xml", xmlBundle, http.StatusUnsupportedMediaType},
+		{"too large", writerKey, "/", "application/fhir+json", bundle("batch", "GET Patient/"+strings.Repeat("1", hostileMaxBodyBytes)), http.StatusRequestEntityTooLarge},
+		{"admin may DELETE", adminKey, "/", "application/fhir+json", bundle("transaction", "DELETE Patient/1316024"), 0},
+		{"admin XML", adminKey, "/", "application/fhir+xml", xmlBundle, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before := len(hw.fhir.seen())
+			resp, body := hw.do("POST", cernerPath+tc.path, []byte(tc.body), map[string]string{"X-API-Key": tc.key, "Content-Type": tc.contentType})
+			if tc.want != 0 && resp.StatusCode != tc.want {
+				t.Fatalf("status %d, want %d: %.400s", resp.StatusCode, tc.want, body)
+			}
+			seen := hw.fhir.seen()[before:]
+			if tc.want != 0 {
+				if len(seen) != 0 {
+					t.Errorf("the tenant got %d requests", len(seen))
+				}
+				oo := decodeOutcome(t, resp, body)
+				t.Logf("%d: %s", resp.StatusCode, oo.Issue[0].Diagnostics)
+				return
+			}
+			if len(seen) != 1 || string(seen[0].Body) != tc.body || seen[0].Method != "POST" {
+				t.Errorf("status %d: the tenant got %d requests, want the Bundle as sent: %.300s", resp.StatusCode, len(seen), body)
 			}
 		})
 	}
