@@ -592,3 +592,49 @@ func TestIsolationBatchPolicy(t *testing.T) {
 		})
 	}
 }
+
+// TestIsolationDirectoryEchoesAPIKeyEncoded (property 8): a directory
+// that echoes cqgate's API key back in an error, raw, percent-encoded
+// byte by byte or JSON \u-escaped, gets it redacted from the caller's
+// OperationOutcome and from the logs.
+func TestIsolationDirectoryEchoesAPIKeyEncoded(t *testing.T) {
+	forms := map[string]string{
+		"raw":                dirAPIKey,
+		"percent every byte": encodeEveryByte(dirAPIKey, "%%%02X"),
+		"percent lower hex":  encodeEveryByte(dirAPIKey, "%%%02x"),
+		"json \\u escapes":   encodeEveryByte(dirAPIKey, `\u%04x`),
+		"json mixed":         `dir-api-key-e2e-\u0053\u0033CRET`,
+	}
+	for name, form := range forms {
+		t.Run(name, func(t *testing.T) {
+			dir := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-Type", "application/json")
+				w.WriteHeader(http.StatusBadRequest)
+				io.WriteString(w, `{"error":"bad request","detail":"api key `+form+` is not valid for this query"}`)
+			}))
+			t.Cleanup(dir.Close)
+			w := newWorld(t, worldOptions{flavor: "r4", tune: func(c *config.Config, _ *world) {
+				c.Directory.URL = dir.URL + "/fhir"
+			}})
+			resp, body := w.do("GET", "/fhir/2.16.840.1.113883.3.13.999/Patient/1", nil, nil)
+			if resp.StatusCode < 400 {
+				t.Fatalf("status %d", resp.StatusCode)
+			}
+			t.Logf("%d: %s", resp.StatusCode, body)
+			for where, text := range map[string]string{"OperationOutcome": string(body), "logs": w.logs.String()} {
+				if upstream.Contains(text, dirAPIKey) || strings.Contains(text, form) {
+					t.Errorf("the directory API key (%s) reached the %s", name, where)
+				}
+			}
+		})
+	}
+}
+
+// encodeEveryByte writes every byte of s with format.
+func encodeEveryByte(s, format string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		fmt.Fprintf(&b, format, s[i])
+	}
+	return b.String()
+}
