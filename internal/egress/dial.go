@@ -115,7 +115,11 @@ func (d *Dialer) Proxy(next func(*http.Request) (*url.URL, error)) func(*http.Re
 				return nil, err
 			}
 		}
-		d.proxies.Store(proxyAddr(pu), true)
+		if addr := proxyAddr(pu); addr != "" {
+			if _, ok := d.proxies.Load(addr); !ok {
+				d.proxies.Store(addr, true)
+			}
+		}
 		return pu, nil
 	}
 }
@@ -161,7 +165,7 @@ func (d *Dialer) checkProxied(ctx context.Context, u *url.URL) error {
 // proxyAddr is the host:port a transport dials for proxy URL u.
 func proxyAddr(u *url.URL) string {
 	if u.Port() != "" {
-		return u.Host
+		return u.Host // as the transport dials it (canonicalAddr)
 	}
 	port := map[string]string{"http": "80", "https": "443", "socks5": "1080", "socks5h": "1080"}[u.Scheme]
 	if port == "" {
