@@ -56,6 +56,7 @@ func (c *Config) Validate() error {
 	positive(add, "server.shutdown_timeout", c.Server.ShutdownTimeout)
 	c.validateInbound(add)
 	c.validateOperations(add)
+	c.validateAdmin(add)
 
 	switch c.Directory.Flavor {
 	case "r4", "stu3":
