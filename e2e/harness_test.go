@@ -96,6 +96,9 @@ func newWorld(t *testing.T, opts worldOptions) *world {
 	cfg.Audit.Destination = "none"
 	// The test servers are on loopback, as a sandbox is.
 	cfg.Organizations = map[string]config.Organization{cernerOID: {AllowPrivateAddresses: true}}
+	// The tests write too; with no callers the anonymous caller would be
+	// read-only.
+	cfg.Inbound.Callers = map[string]config.Caller{"anonymous": {Organizations: []string{"*"}, Methods: []string{"*"}}}
 	if opts.tune != nil {
 		opts.tune(cfg, w)
 	}
