@@ -63,4 +63,5 @@ func printDevBanner(w io.Writer, addr string) {
 	fmt.Fprintf(w, "  curl http://%s/fhir/%s/Patient/1316024\n", addr, sandbox.OID)
 	fmt.Fprintf(w, "  curl 'http://%s/fhir/%s/Patient?name=peters'\n", addr, sandbox.OID)
 	fmt.Fprintf(w, "  curl http://%s/directory/Organization/%s\n", addr, sandbox.OID)
+	fmt.Fprintf(w, "  curl 'http://%s/directory/Organization?name=cqgate'\n", addr)
 }
