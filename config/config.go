@@ -24,6 +24,7 @@ type Config struct {
 	Inbound   Inbound   `yaml:"inbound"`
 	Audit     Audit     `yaml:"audit"`
 	Metrics   Metrics   `yaml:"metrics"`
+	Admin     Admin     `yaml:"admin"`
 	Warmup    Warmup    `yaml:"warmup"`
 	Vault     Vault     `yaml:"vault"`
 	Directory Directory `yaml:"directory"`
@@ -117,6 +118,17 @@ type Audit struct {
 type Metrics struct {
 	Enabled bool   `yaml:"enabled"`
 	Path    string `yaml:"path"`
+}
+
+// Admin is the optional second listener for operations: health, readiness,
+// metrics and profiling, kept off the listener callers use.
+type Admin struct {
+	// Listen, when set, serves /healthz, /readyz, metrics.path and (with
+	// Pprof) /debug/pprof/ on this address and no longer on Listen.
+	Listen string `yaml:"listen"`
+	// Pprof serves net/http/pprof under /debug/pprof/ on the admin
+	// listener; it needs Listen.
+	Pprof bool `yaml:"pprof"`
 }
 
 // Warmup resolves organizations and fetches their tokens at start.

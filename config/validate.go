@@ -47,6 +47,7 @@ var validators = []func(c *Config, add adder){
 	(*Config).validateServer,
 	(*Config).validateInbound,
 	(*Config).validateOperations,
+	(*Config).validateAdmin,
 	(*Config).validateDirectory,
 	(*Config).validateDiscovery,
 	(*Config).validateKeys,

@@ -44,12 +44,19 @@ type Options struct {
 	DirectoryTransport http.RoundTripper
 	// Clock is time.Now when nil.
 	Clock func() time.Time
+	// Registrations keeps UDAP registrations when udap.registrations.path
+	// is not set (dev mode's MemoryRegistrations); with neither, cqgate
+	// register refuses.
+	Registrations RegistrationStore
 }
 
 // Gateway is an assembled cqgate.
 type Gateway struct {
 	// Handler serves the gateway's HTTP API.
 	Handler http.Handler
+	// AdminHandler serves /healthz, /readyz, metrics and pprof when
+	// admin.listen is set (they are then not on Handler); nil otherwise.
+	AdminHandler http.Handler
 	// Keys holds the default identity's signing material.
 	Keys *keys.Holder
 	// Tokens is the access-token cache.
@@ -193,8 +200,14 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Gateway, error
 		Defaults:  settings.defaults,
 		Orgs:      settings.orgs,
 	}
-	if cfg.UDAP.Registrations.Path != "" {
-		g.regs = &registrations{g: g, mount: cfg.UDAP.Registrations.Mount, path: cfg.UDAP.Registrations.Path, auto: settings.autoRegister}
+	switch {
+	case cfg.UDAP.Registrations.Path != "":
+		store := &vaultRegistrations{g: g, mount: cfg.UDAP.Registrations.Mount, path: cfg.UDAP.Registrations.Path}
+		g.regs = &registrations{g: g, store: store, auto: settings.autoRegister}
+	case opts.Registrations != nil:
+		g.regs = &registrations{g: g, store: opts.Registrations, auto: settings.autoRegister}
+	}
+	if g.regs != nil {
 		g.Tenants.Registrations = g.regs
 	}
 
@@ -229,15 +242,17 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Gateway, error
 	} else if cfg.Inbound.Auth == callerauth.MethodMTLS {
 		apiCfg.Auth = callerauth.MTLS{IdentityFrom: cfg.Inbound.MTLSIdentity}
 	}
-	if len(cfg.Inbound.Callers) > 0 {
-		if apiCfg.Policy, err = callerauth.NewPolicy(cfg.Inbound.PolicyRules()); err != nil {
-			return nil, fmt.Errorf("gateway: %w", err)
-		}
+	if apiCfg.Policy, err = callerauth.NewPolicy(policyRules(cfg.Inbound)); err != nil {
+		return nil, fmt.Errorf("gateway: %w", err)
 	}
 	if g.Metrics != nil {
 		apiCfg.Observer = g.Metrics
 		apiCfg.Metrics, apiCfg.MetricsPath = g.scrapeHandler(), cfg.Metrics.Path
 		g.registerMetrics()
+	}
+	if cfg.Admin.Listen != "" {
+		apiCfg.SeparateAdmin, apiCfg.Pprof = true, cfg.Admin.Pprof
+		g.AdminHandler = api.NewAdmin(apiCfg)
 	}
 	g.Handler = api.New(apiCfg)
 
