@@ -78,6 +78,7 @@ func (t *authTransport) authorized(req *http.Request, rt *route) (*http.Response
 		drain(resp.Body)
 		return nil, err
 	}
+	rt.retryToken = fresh
 	retry := req.Clone(req.Context())
 	retry.Header.Set("Authorization", "Bearer "+fresh.AccessToken)
 	if replay != nil {
@@ -97,6 +98,14 @@ func (t *authTransport) send(req *http.Request, rt *route) (*http.Response, erro
 	resp, err := t.base.RoundTrip(req)
 	if err != nil {
 		return nil, &UpstreamError{OID: rt.tenant.OID, URL: redactQuery(req.URL), Err: err}
+	}
+	if resp.StatusCode == http.StatusSwitchingProtocols {
+		// cqgate never asks for an upgrade (the caller's Upgrade header
+		// is dropped), so a 101 is the tenant misbehaving: the
+		// connection it offers would bypass cqgate. ReverseProxy would
+		// answer it with a 500.
+		_ = resp.Body.Close()
+		return nil, &UpstreamError{OID: rt.tenant.OID, URL: redactQuery(req.URL), Err: errUnsolicitedUpgrade}
 	}
 	return resp, nil
 }
@@ -150,6 +159,8 @@ func (t *authTransport) follow(req *http.Request, resp *http.Response, rt *route
 		req = next
 	}
 }
+
+var errUnsolicitedUpgrade = errors.New("answered 101 Switching Protocols, which cqgate did not ask for")
 
 func redactQuery(u *url.URL) string {
 	c := *u

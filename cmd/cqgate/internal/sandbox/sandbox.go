@@ -80,6 +80,15 @@ type Sandbox struct {
 	// TokenURL is the carequality-token URL, FHIRBase +
 	// "/Authorization/token": the one that accepts client assertions.
 	TokenURL string
+	// RegisterURL is the UDAP dynamic client registration endpoint,
+	// FHIRBase + "/Authorization/register", advertised with the
+	// carequality-token URL in Cerner's carequality-oauth-uris
+	// extension. It verifies the software statement and hands out
+	// client ids (the token endpoint keeps trusting ClientID).
+	RegisterURL string
+	// UDAPIssuer is the URI SAN of Material's certificate
+	// ("https://" + ClientID): the iss of software statements.
+	UDAPIssuer string
 	// PlainTokenURL is the SMART "token" URL, URL + "/tenants/" +
 	// TenantID + "/protocols/oauth2/profiles/smart-v1/token". It refuses
 	// every Carequality client assertion.
@@ -112,6 +121,7 @@ type Sandbox struct {
 	state         *state
 	bulk          *exports
 	storage       *storage
+	registry      *registry
 	log           logrus.FieldLogger
 
 	server    *http.Server
@@ -137,7 +147,7 @@ func Start(ctx context.Context, opts Options) (*Sandbox, error) {
 		return nil, fmt.Errorf("sandbox: start: %w", err)
 	}
 
-	material, err := newMaterial(opts.ClientID)
+	material, err := newMaterial(opts.ClientID, udapIssuer(opts.ClientID))
 	if err != nil {
 		return nil, err
 	}
@@ -164,6 +174,8 @@ func Start(ctx context.Context, opts Options) (*Sandbox, error) {
 		DirectoryURL:  root + "/directory/fhir",
 		FHIRBase:      root + fhirBasePath,
 		TokenURL:      root + fhirBasePath + "/Authorization/token",
+		RegisterURL:   root + registerPath,
+		UDAPIssuer:    udapIssuer(opts.ClientID),
 		PlainTokenURL: root + plainTokenPath,
 		OID:           OID,
 		ClientID:      opts.ClientID,
@@ -177,6 +189,7 @@ func Start(ctx context.Context, opts Options) (*Sandbox, error) {
 		data:          data,
 		state:         newState(),
 		bulk:          newExports(opts.ExportPolls),
+		registry:      &registry{},
 		log:           opts.Logger,
 		listener:      ln,
 		served:        make(chan struct{}),
@@ -293,10 +306,11 @@ func checkLoopback(addr string) error {
 
 // newMaterial generates the key and self-signed certificate the client
 // signs with.
-func newMaterial(clientID string) (*keys.Material, error) {
+func newMaterial(clientID, issuer string) (*keys.Material, error) {
 	certPEM, keyPEM, err := keys.GenerateSelfSigned(keys.SelfSignedOptions{
 		CommonName: clientID,
 		DNSNames:   []string{clientID},
+		URIs:       []string{issuer},
 		KeyType:    keys.KeyTypeRSA,
 	})
 	if err != nil {
@@ -310,6 +324,10 @@ func newMaterial(clientID string) (*keys.Material, error) {
 	m.LoadedAt = time.Now()
 	return m, nil
 }
+
+// udapIssuer is the URI SAN the sandbox certificate carries for UDAP
+// software statements.
+func udapIssuer(clientID string) string { return "https://" + clientID }
 
 // logWriter sends net/http's own error log lines to the injected logger.
 type logWriter struct{ log logrus.FieldLogger }
