@@ -15,7 +15,7 @@
 // resident set size (VmHWM). Target: rewrite ≤ 1.5× the pass CPU, peak
 // RSS ≤ 64 MiB with the 100 MiB Bundle.
 //
-// Usage: rewritebench -cqgate PATH [-small 20] [-large 2]
+// Usage: rewritebench -cqgate PATH [-small 100] [-large 3]
 package main
 
 import (
@@ -47,8 +47,8 @@ const (
 
 func main() {
 	bin := flag.String("cqgate", "", "cqgate binary (go build -o ... ./cmd/cqgate)")
-	small := flag.Int("small", 20, "requests of the 1 MiB Bundle per mode")
-	large := flag.Int("large", 2, "requests of the 100 MiB Bundle per mode")
+	small := flag.Int("small", 100, "requests of the 1 MiB Bundle per mode")
+	large := flag.Int("large", 3, "requests of the 100 MiB Bundle per mode")
 	flag.Parse()
 	if *bin == "" {
 		fmt.Fprintln(os.Stderr, "usage: rewritebench -cqgate PATH [-small N] [-large N]")
