@@ -140,7 +140,7 @@ func identity(resp *http.Response) {
 	if (coding != "gzip" && coding != "x-gzip") || resp.StatusCode == http.StatusPartialContent {
 		return
 	}
-	for _, k := range []string{"Content-Encoding", "Content-Length", "Content-MD5", "Digest", "Content-Digest", "Accept-Ranges"} {
+	for _, k := range []string{"Content-Encoding", "Content-Length", "Content-Md5", "Digest", "Content-Digest", "Accept-Ranges"} {
 		resp.Header.Del(k)
 	}
 	resp.ContentLength = -1

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 )
@@ -125,7 +126,8 @@ var (
 //
 // When the body is rewritten:
 //   - Content-Length is removed (resp.ContentLength = -1): the length
-//     changes, and is not known until the end. Digest headers
+//     changes, and is not known until the end (except for a small body,
+//     below, which gets its new exact length). Digest headers
 //     (Content-MD5, Digest, Content-Digest, Repr-Digest) are removed too.
 //   - A gzip Content-Encoding is decoded and the rewritten body is sent
 //     with identity coding: Content-Encoding is removed (Vary is kept).
@@ -141,8 +143,11 @@ var (
 // 206 Partial Content is never rewritten (a byte range of a document
 // cannot be parsed), and neither is a response without a body (HEAD,
 // 204, 304; a strong ETag on a 304 is still weakened to match the 200).
-// Body never reads from resp.Body itself: the first read of the new body
-// does, so headers can leave before the partner sent its body.
+// A body of at most SmallBody bytes with a known length and no coding
+// is rewritten whole, at once: it keeps an exact Content-Length (and
+// costs the proxy no flushing of a body of unknown length). Any other
+// body is not read here: the first read of the new body reads it, so
+// headers can leave before the partner sent its body.
 func (rw *Rewriter) Body(resp *http.Response) (Format, error) {
 	rw.Header(resp.Header)
 	if resp.StatusCode == http.StatusNotModified {
@@ -163,9 +168,11 @@ func (rw *Rewriter) Body(resp *http.Response) (Format, error) {
 		return None, fmt.Errorf("%w %q", ErrEncoding, coding)
 	}
 	h := resp.Header
-	for _, k := range []string{"Content-Length", "Content-MD5", "Digest", "Content-Digest", "Repr-Digest", "Content-Encoding"} {
+	small := !gz && resp.ContentLength >= 0 && resp.ContentLength <= SmallBody
+	for _, k := range changedHeaders {
 		h.Del(k)
 	}
+	length := resp.ContentLength
 	resp.ContentLength = -1
 	resp.Uncompressed = gz || resp.Uncompressed
 	weakenETag(h)
@@ -174,8 +181,67 @@ func (rw *Rewriter) Body(resp *http.Response) (Format, error) {
 	if noBody {
 		return f, nil
 	}
-	resp.Body = rw.NewReader(resp.Body, f, gz)
+	if !small || length == 0 {
+		resp.Body = rw.NewReader(resp.Body, f, gz)
+		return f, nil
+	}
+	r := rw.newReader(resp.Body, f, false)
+	whole := smallPool.Get().(*smallBody)
+	whole.buf.Grow(int(length) + int(length)/4)
+	_, whole.err = whole.buf.ReadFrom(r)
+	_ = r.release()
+	whole.rd.Reset(whole.buf.Bytes())
+	if whole.err == nil {
+		resp.ContentLength = int64(whole.buf.Len())
+		h["Content-Length"] = []string{strconv.Itoa(whole.buf.Len())}
+	}
+	resp.Body = &smallHandle{b: whole}
 	return f, nil
+}
+
+// SmallBody is the largest body (by its Content-Length) Body rewrites
+// whole instead of as a stream.
+const SmallBody = 64 << 10
+
+// changedHeaders are the headers a rewritten body loses (in canonical
+// form, so that deleting them allocates nothing).
+var changedHeaders = []string{"Content-Length", "Content-Md5", "Digest", "Content-Digest", "Repr-Digest", "Content-Encoding"}
+
+// smallBody is a whole rewritten body, pooled.
+type smallBody struct {
+	buf bytes.Buffer
+	rd  bytes.Reader
+	err error // the read error, returned once the bytes are read
+}
+
+var smallPool = sync.Pool{New: func() any { return new(smallBody) }}
+
+// smallHandle reads a smallBody and hands it back to the pool on Close;
+// after that it reads nothing.
+type smallHandle struct{ b *smallBody }
+
+func (h *smallHandle) Read(p []byte) (int, error) {
+	if h.b == nil {
+		return 0, errClosed
+	}
+	n, err := h.b.rd.Read(p)
+	if err == io.EOF && h.b.err != nil {
+		err = h.b.err
+	}
+	return n, err
+}
+
+func (h *smallHandle) Close() error {
+	if b := h.b; b != nil {
+		h.b = nil
+		b.err = nil
+		b.rd.Reset(nil)
+		if b.buf.Cap() <= 2*SmallBody {
+			b.buf.Reset()
+			smallPool.Put(b)
+		}
+	}
+	return nil
 }
 
 // weakenETag turns a strong ETag into a weak one.
@@ -190,6 +256,11 @@ func weakenETag(h http.Header) {
 // must not be read after Close. Its buffers are pooled: a response costs
 // a few small allocations, not a fresh 32 KiB chunk.
 func (rw *Rewriter) NewReader(src io.ReadCloser, f Format, gz bool) io.ReadCloser {
+	return &pooledReader{r: rw.newReader(src, f, gz)}
+}
+
+// newReader takes a reader from the pool, set up for src.
+func (rw *Rewriter) newReader(src io.ReadCloser, f Format, gz bool) *reader {
 	r := readerPool.Get().(*reader)
 	r.src, r.gz, r.in, r.err = src, gz, nil, nil
 	r.out.Reset()
@@ -203,7 +274,7 @@ func (rw *Rewriter) NewReader(src io.ReadCloser, f Format, gz bool) io.ReadClose
 	default:
 		r.w = nopWriteCloser{&r.out}
 	}
-	return &pooledReader{r: r}
+	return r
 }
 
 // readChunk is how much is read from the partner at a time.
@@ -235,6 +306,12 @@ func (p *pooledReader) Close() error {
 		return nil
 	}
 	p.r = nil
+	return r.release()
+}
+
+// release closes src and puts r back in the pool; r must not be used
+// after.
+func (r *reader) release() error {
 	err := r.src.Close()
 	r.src, r.in, r.w, r.err = nil, nil, nil, nil
 	r.jw.reset(nil, nil, 0)
