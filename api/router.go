@@ -101,6 +101,7 @@ func New(cfg Config) *gin.Engine {
 		log = logrus.New()
 	}
 	h := &handlers{Config: cfg, log: log, anonymous: &callerauth.Identity{Name: callerauth.AnonymousCaller, Method: callerauth.MethodNone}}
+	h.fhirSteps = h.fhirChain()
 	r := gin.New()
 	r.HandleMethodNotAllowed = true
 	// The access log is outermost so that a recovered panic is logged too.
@@ -130,6 +131,8 @@ type handlers struct {
 	// anonymous is every caller when no authentication is configured;
 	// shared, never modified.
 	anonymous *callerauth.Identity
+	// fhirSteps is fhirChain, built once.
+	fhirSteps []fhirStep
 }
 
 func (h *handlers) healthz(c *gin.Context) {
@@ -149,19 +152,6 @@ func (h *handlers) readyz(c *gin.Context) {
 }
 
 const oidKey = "cqgate.oid"
-
-func (h *handlers) logFailure(c *gin.Context, oid string, err error) {
-	status, _ := outcome.FromError(err)
-	entry := h.log.WithFields(logrus.Fields{"oid": oid, "status": status, "request_id": c.Request.Header.Get(proxy.RequestIDHeader)})
-	if rid := outcome.UpstreamRequestID(err); rid != "" {
-		entry = entry.WithField("upstream_request_id", rid)
-	}
-	if status >= 500 {
-		entry.WithError(err).Warn("api: request failed")
-	} else {
-		entry.WithError(err).Info("api: request refused")
-	}
-}
 
 // recoverer turns a panic into a 500 OperationOutcome without the panic's
 // text, and logs it.

@@ -4,13 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
 	"sync/atomic"
 
 	"github.com/cqgate/cqgate/assertion"
 	"github.com/cqgate/cqgate/config"
+	"github.com/cqgate/cqgate/internal/failure"
 	"github.com/cqgate/cqgate/internal/metrics"
-	"github.com/cqgate/cqgate/internal/outcome"
 	"github.com/cqgate/cqgate/proxy"
 	"github.com/cqgate/cqgate/tenant"
 )
@@ -63,7 +62,7 @@ func identityName(t *tenant.Tenant) string {
 func (c *credentials) identity(t *tenant.Tenant) (*identity, error) {
 	id, ok := c.identities[identityName(t)]
 	if !ok {
-		return nil, outcome.Errorf(http.StatusInternalServerError, outcome.Exception, "gateway: %s uses identity %q, which is not configured", t.OID, identityName(t))
+		return nil, failure.Errorf(failure.Misconfigured, "gateway: %s uses identity %q, which is not configured", t.OID, identityName(t))
 	}
 	return id, nil
 }
