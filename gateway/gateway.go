@@ -69,9 +69,9 @@ type Gateway struct {
 	clock      func() time.Time
 	vault      *vault.Client
 	identities map[string]*identity
-	creds      *credentials
+	creds      *proxy.Tokens
 	apiKeys    *callerauth.APIKeys
-	regs       *registrations
+	regs       *tenant.VaultRegistrations
 	reuse      *tenant.Reuser
 	keyLoaded  chan struct{}
 }
@@ -165,7 +165,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Gateway, error
 			g.log.WithError(err).WithField("token_url", k.TokenURL).Warn("gateway: background token refresh failed; the current token stays in use")
 		},
 	})
-	g.creds = &credentials{cache: g.Tokens, identities: g.identities, metrics: g.Metrics}
+	g.creds = g.tokens()
 
 	settings, err := orgSettings(cfg)
 	if err != nil {
@@ -179,7 +179,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Gateway, error
 		Orgs:      settings.orgs,
 	}
 	if cfg.UDAP.Registrations.Path != "" {
-		g.regs = &registrations{g: g, mount: cfg.UDAP.Registrations.Mount, path: cfg.UDAP.Registrations.Path, auto: settings.autoRegister}
+		g.regs = g.registrations(settings.autoRegister)
 		g.Tenants.Registrations = g.regs
 	}
 
