@@ -44,7 +44,7 @@ func TestChainOrder(t *testing.T) {
 	// The chain is the request path: a newcomer reads it top to bottom,
 	// so its order is part of the contract (nothing reaches the
 	// directory before the caller is authenticated and allowed).
-	want := []string{"authenticateCall", "refuseHostile", "parseTarget", "authorize", "limitBody", "resolveTenant", "rateLimit", "tokenContext"}
+	want := []string{"authenticateCall", "refuseHostile", "parseTarget", "authorize", "limitBody", "authorizeBatch", "resolveTenant", "rateLimit", "tokenContext"}
 	h := &handlers{}
 	var got []string
 	for _, step := range h.fhirChain() {

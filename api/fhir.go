@@ -78,6 +78,7 @@ func (h *handlers) fhirChain() []fhirStep {
 		parseTarget,        // 400: the OID, the FHIR path, the query, the token headers
 		h.authorize,        // 403: the caller's policy, the scope asked for
 		h.limitBody,        // 413: a body larger than allowed, by its length
+		h.authorizeBatch,   // 403, 415: each entry of a batch or transaction Bundle
 		h.resolveTenant,    // 404, 502, 504: directory, discovery, purposes of use
 		h.rateLimit,        // 429: cqgate's own rate to the organization
 		tokenContext,       // the token context and the request as it is forwarded
@@ -130,10 +131,13 @@ func (h *handlers) authenticateCall(call *fhirCall) error {
 }
 
 // refuseHostile refuses what is never forwarded, whatever the caller's
-// policy: methods other than FHIR's (405, with Allow) and method-override
-// headers (400).
+// policy: methods other than FHIR's (405, with Allow), method-override
+// headers and request targets with spaces or control characters (400).
 func refuseHostile(call *fhirCall) error {
-	return checkMethod(call.c)
+	if err := checkMethod(call.c); err != nil {
+		return err
+	}
+	return checkTarget(call.c.Request.RequestURI)
 }
 
 // parseTarget reads the OID and FHIR path from the escaped request path,
@@ -174,12 +178,25 @@ func (h *handlers) authorize(call *fhirCall) error {
 	if h.Policy == nil {
 		return nil
 	}
-	effective := scope
+	return h.Policy.Authorize(call.id, h.policyRequest(call))
+}
+
+// policyRequest is the request as the caller's policy sees it.
+func (h *handlers) policyRequest(call *fhirCall) callerauth.Request {
+	effective := call.scope
 	if effective == "" {
-		effective = h.Tenants.Scope(oid)
+		effective = h.Tenants.Scope(call.rec.OID)
 	}
-	req := callerauth.Request{OID: oid, Method: call.c.Request.Method, FHIRPath: call.path, Scope: effective, PurposesOfUse: call.purposes}
-	return h.Policy.Authorize(call.id, req)
+	return callerauth.Request{OID: call.rec.OID, Method: call.c.Request.Method, FHIRPath: call.path, Scope: effective, PurposesOfUse: call.purposes}
+}
+
+// authorizeBatch applies the caller's policy to every entry of a batch or
+// transaction Bundle POSTed to the organization's base (checkBatch).
+func (h *handlers) authorizeBatch(call *fhirCall) error {
+	if h.Policy == nil || call.c.Request.Method != http.MethodPost || call.path != "" {
+		return nil
+	}
+	return h.checkBatch(call.c.Request, call.id, h.policyRequest(call), h.MaxBodyBytes)
 }
 
 // limitBody refuses a body whose Content-Length is over
@@ -376,6 +393,20 @@ func checkMethod(c *gin.Context) error {
 		if _, ok := c.Request.Header[name]; ok {
 			return failure.Errorf(failure.Unsupported,
 				"api: %s is not forwarded; send the request with the method itself", name)
+		}
+	}
+	return nil
+}
+
+// checkTarget refuses a request target (path and query, as the caller
+// sent it) holding spaces or control characters. HTTP/1.1 cannot carry
+// them, but HTTP/2's :path can, and net/http passes them on: a space in
+// the query would be forwarded raw and split the tenant's request line.
+func checkTarget(target string) error {
+	for i := 0; i < len(target); i++ {
+		if c := target[i]; c <= ' ' || c == 0x7f {
+			return failure.Errorf(failure.Invalid,
+				"api: the request target holds a space or control character (byte 0x%02x); percent-encode it", c)
 		}
 	}
 	return nil

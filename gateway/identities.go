@@ -103,21 +103,18 @@ func (g *Gateway) tokens() *proxy.Tokens {
 	return proxy.NewTokens(g.Tokens, exchangers, obs)
 }
 
-// registrations keeps UDAP registrations in Vault, registering with each
+// registrations hands out client ids from store, registering with each
 // identity's signer; auto lists the OIDs registered at first use.
-func (g *Gateway) registrations(auto map[string]bool) *tenant.VaultRegistrations {
+func (g *Gateway) registrations(store tenant.RegistrationStore, auto map[string]bool) *tenant.UDAPRegistrations {
 	u := g.cfg.UDAP
-	rc := tenant.RegistrationsConfig{
-		Mount: u.Registrations.Mount, Path: u.Registrations.Path, Auto: auto,
+	rc := tenant.UDAPConfig{
+		Store: store, Auto: auto,
 		Registrars: make(map[string]*assertion.Registrar, len(g.identities)),
 		Issuer:     u.Issuer, ClientName: u.ClientName, Contacts: u.Contacts,
 		Logger: g.log,
 	}
-	if g.vault != nil {
-		rc.KV = g.vault
-	}
 	for name, id := range g.identities {
 		rc.Registrars[name] = &assertion.Registrar{Signer: id.signer, HTTPClient: id.exchanger.HTTPClient, Clock: g.clock}
 	}
-	return tenant.NewVaultRegistrations(rc)
+	return tenant.NewUDAPRegistrations(rc)
 }

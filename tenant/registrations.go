@@ -15,19 +15,107 @@ import (
 	"github.com/cqgate/cqgate/internal/vault"
 )
 
-// KV is the secret store registered client ids are kept in (Vault KV v2);
+// RegistrationStore keeps the client ids that UDAP dynamic client
+// registration handed out, by OID.
+type RegistrationStore interface {
+	// ClientID returns the client id stored for oid, "" when there is
+	// none.
+	ClientID(ctx context.Context, oid string) (string, error)
+	// Store keeps a registration.
+	Store(ctx context.Context, oid string, r StoredRegistration) error
+}
+
+// StoredRegistration is what is kept of one registration.
+type StoredRegistration struct {
+	ClientID             string
+	RegistrationEndpoint string
+	RegisteredAt         time.Time
+}
+
+// KV is the secret store VaultRegistrations uses (Vault KV v2);
 // *vault.Client is one.
 type KV interface {
 	ReadKV(ctx context.Context, mount, path string) (*vault.KVSecret, error)
 	WriteKV(ctx context.Context, mount, path string, data map[string]any, opts ...vault.WriteOption) (int, error)
 }
 
-// RegistrationsConfig configures VaultRegistrations.
-type RegistrationsConfig struct {
-	// KV keeps one secret per OID under Mount and Path; nil refuses
-	// every read and registration (udap.registrations needs Vault).
+// VaultRegistrations keeps registrations in Vault, one KV v2 secret per
+// OID under Path, so that every replica uses the same client id
+// (udap.registrations).
+type VaultRegistrations struct {
+	// KV is Vault; nil refuses every read and write.
 	KV          KV
 	Mount, Path string
+}
+
+var _ RegistrationStore = (*VaultRegistrations)(nil)
+
+var errNeedsVault = errors.New("tenant: udap.registrations needs Vault")
+
+func (v *VaultRegistrations) secretPath(oid string) string {
+	return strings.Trim(v.Path, "/") + "/" + oid
+}
+
+// ClientID implements RegistrationStore.
+func (v *VaultRegistrations) ClientID(ctx context.Context, oid string) (string, error) {
+	if v.KV == nil {
+		return "", errNeedsVault
+	}
+	s, err := v.KV.ReadKV(ctx, v.Mount, v.secretPath(oid))
+	if errors.Is(err, vault.ErrSecretNotFound) || errors.Is(err, vault.ErrSecretDeleted) {
+		return "", nil
+	}
+	if err != nil {
+		return "", err
+	}
+	id, _ := s.Data["client_id"].(string)
+	return id, nil
+}
+
+// Store implements RegistrationStore.
+func (v *VaultRegistrations) Store(ctx context.Context, oid string, r StoredRegistration) error {
+	if v.KV == nil {
+		return errNeedsVault
+	}
+	_, err := v.KV.WriteKV(ctx, v.Mount, v.secretPath(oid), map[string]any{
+		"client_id":             r.ClientID,
+		"registration_endpoint": r.RegistrationEndpoint,
+		"registered_at":         r.RegisteredAt.UTC().Format(time.RFC3339),
+	})
+	return err
+}
+
+// MemoryRegistrations keeps registrations in this process only: for dev
+// mode and tests, never for replicas that must agree on a client id.
+type MemoryRegistrations struct {
+	mu   sync.Mutex
+	regs map[string]StoredRegistration
+}
+
+var _ RegistrationStore = (*MemoryRegistrations)(nil)
+
+// ClientID implements RegistrationStore.
+func (m *MemoryRegistrations) ClientID(_ context.Context, oid string) (string, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.regs[oid].ClientID, nil
+}
+
+// Store implements RegistrationStore.
+func (m *MemoryRegistrations) Store(_ context.Context, oid string, r StoredRegistration) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.regs == nil {
+		m.regs = map[string]StoredRegistration{}
+	}
+	m.regs[oid] = r
+	return nil
+}
+
+// UDAPConfig configures UDAPRegistrations.
+type UDAPConfig struct {
+	// Store keeps the client ids.
+	Store RegistrationStore
 	// Auto lists the OIDs registered at first use (register: auto).
 	Auto map[string]bool
 	// Registrars register with the signer of each identity, by name.
@@ -38,37 +126,29 @@ type RegistrationsConfig struct {
 	Logger             logrus.FieldLogger
 }
 
-// VaultRegistrations keeps the client ids UDAP dynamic client
-// registration handed out, one KV v2 secret per OID, so that every
-// replica uses the same client id. It registers at first use for the
-// OIDs in Auto.
-type VaultRegistrations struct {
-	cfg RegistrationsConfig
+// UDAPRegistrations hands out registered client ids from a store, and
+// registers at first use for the OIDs in Auto.
+type UDAPRegistrations struct {
+	cfg UDAPConfig
 
 	mu     sync.RWMutex
 	known  map[string]string
 	flight singleflight.Group
 }
 
-var _ Registrations = (*VaultRegistrations)(nil)
+var _ Registrations = (*UDAPRegistrations)(nil)
 
-// NewVaultRegistrations returns registrations kept as cfg says.
-func NewVaultRegistrations(cfg RegistrationsConfig) *VaultRegistrations {
+// NewUDAPRegistrations returns registrations as cfg says.
+func NewUDAPRegistrations(cfg UDAPConfig) *UDAPRegistrations {
 	if cfg.Logger == nil {
 		cfg.Logger = logrus.New()
 	}
-	return &VaultRegistrations{cfg: cfg}
+	return &UDAPRegistrations{cfg: cfg}
 }
 
-var errNeedsVault = errors.New("tenant: udap.registrations needs Vault")
-
-func (r *VaultRegistrations) secretPath(oid string) string {
-	return strings.Trim(r.cfg.Path, "/") + "/" + oid
-}
-
-// ClientID returns t's registered client id: from memory, else from
-// Vault, else (with register: auto) by registering now.
-func (r *VaultRegistrations) ClientID(ctx context.Context, t *Tenant) (string, error) {
+// ClientID returns t's registered client id: from memory, else from the
+// store, else (with register: auto) by registering now.
+func (r *UDAPRegistrations) ClientID(ctx context.Context, t *Tenant) (string, error) {
 	r.mu.RLock()
 	id, ok := r.known[t.OID]
 	r.mu.RUnlock()
@@ -93,25 +173,18 @@ func (r *VaultRegistrations) ClientID(ctx context.Context, t *Tenant) (string, e
 }
 
 // read returns the client id stored for oid, "" when there is none.
-func (r *VaultRegistrations) read(ctx context.Context, oid string) (string, error) {
-	if r.cfg.KV == nil {
-		return "", errNeedsVault
-	}
-	s, err := r.cfg.KV.ReadKV(ctx, r.cfg.Mount, r.secretPath(oid))
-	if errors.Is(err, vault.ErrSecretNotFound) || errors.Is(err, vault.ErrSecretDeleted) {
-		return "", nil
-	}
+func (r *UDAPRegistrations) read(ctx context.Context, oid string) (string, error) {
+	id, err := r.cfg.Store.ClientID(ctx, oid)
 	if err != nil {
 		return "", err
 	}
-	id, _ := s.Data["client_id"].(string)
 	if id != "" {
 		r.remember(oid, id)
 	}
 	return id, nil
 }
 
-func (r *VaultRegistrations) remember(oid, id string) {
+func (r *UDAPRegistrations) remember(oid, id string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.known == nil {
@@ -122,7 +195,7 @@ func (r *VaultRegistrations) remember(oid, id string) {
 
 // Register registers cqgate with t's registration endpoint and stores
 // the client id it answers.
-func (r *VaultRegistrations) Register(ctx context.Context, t *Tenant) (*assertion.Registered, error) {
+func (r *UDAPRegistrations) Register(ctx context.Context, t *Tenant) (*assertion.Registered, error) {
 	if t.RegistrationEndpoint == "" {
 		return nil, fmt.Errorf("tenant: %s advertises no UDAP registration endpoint (discovery found none)", t.OID)
 	}
@@ -141,13 +214,8 @@ func (r *VaultRegistrations) Register(ctx context.Context, t *Tenant) (*assertio
 	if err != nil {
 		return nil, err
 	}
-	if r.cfg.KV == nil {
-		return nil, errNeedsVault
-	}
-	if _, err := r.cfg.KV.WriteKV(ctx, r.cfg.Mount, r.secretPath(t.OID), map[string]any{
-		"client_id":             reg.ClientID,
-		"registration_endpoint": t.RegistrationEndpoint,
-		"registered_at":         reg.At.UTC().Format(time.RFC3339),
+	if err := r.cfg.Store.Store(ctx, t.OID, StoredRegistration{
+		ClientID: reg.ClientID, RegistrationEndpoint: t.RegistrationEndpoint, RegisteredAt: reg.At,
 	}); err != nil {
 		return nil, fmt.Errorf("tenant: registered %s as client %s but could not store it: %w", t.OID, reg.ClientID, err)
 	}

@@ -38,6 +38,10 @@ const (
 	// Unsupported: the caller asked for something cqgate does not do
 	// (a method override, a purpose of use without UDAP).
 	Unsupported
+	// UnsupportedMediaType: a body cqgate must read but cannot (an XML
+	// or content-encoded Bundle from a caller whose methods are
+	// restricted).
+	UnsupportedMediaType
 	// MethodNotAllowed: a method cqgate never forwards.
 	MethodNotAllowed
 	// Insecure: the request would carry a credential where it must not.
@@ -75,7 +79,7 @@ const (
 
 var names = [numKinds]string{
 	"internal", "too-large", "refused", "malformed", "invalid", "not-found", "upstream-timeout", "canceled",
-	"unauthenticated", "forbidden", "unsupported", "method-not-allowed", "insecure", "required", "throttled",
+	"unauthenticated", "forbidden", "unsupported", "unsupported-media-type", "method-not-allowed", "insecure", "required", "throttled",
 	"not-implemented", "upstream-unsupported", "upstream-untrusted", "upstream-failed", "misconfigured",
 	"not-ready", "unavailable", "transport",
 }
