@@ -6,9 +6,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"reflect"
-	"runtime"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -40,21 +37,59 @@ func kindOf(err error) failure.Kind {
 	return k
 }
 
-func TestChainOrder(t *testing.T) {
-	// The chain is the request path: a newcomer reads it top to bottom,
-	// so its order is part of the contract (nothing reaches the
-	// directory before the caller is authenticated and allowed).
-	want := []string{"authenticateCall", "refuseHostile", "parseTarget", "authorize", "limitBody", "authorizeBatch", "resolveTenant", "rateLimit", "tokenContext"}
-	h := &handlers{}
-	var got []string
-	for _, step := range h.fhirChain() {
-		name := runtime.FuncForPC(reflect.ValueOf(step).Pointer()).Name()
-		name = strings.TrimSuffix(name[strings.LastIndexByte(name, '.')+1:], "-fm")
-		got = append(got, name)
+// TestStepsOrder sends requests that two neighbouring steps would both
+// refuse: the earlier step must answer, so the path runs in its
+// documented order (nothing reaches the directory before the caller is
+// authenticated and allowed; nothing is rate-limited that was refused).
+func TestStepsOrder(t *testing.T) {
+	keys, err := callerauth.NewAPIKeys(map[string]string{"billing": callerauth.HashKey("billing-key-0123456789abcdef")}, nil)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if !slices.Equal(got, want) {
-		t.Fatalf("chain %v, want %v", got, want)
+	policy, err := callerauth.NewPolicy(map[string]callerauth.Rule{"billing": {Organizations: []string{"1.2.3", "1.2.404"}, Methods: []string{"GET", "POST"}}})
+	if err != nil {
+		t.Fatal(err)
 	}
+	limited := &ratelimit.LimitedError{OID: "1.2.3", Limit: ratelimit.Limit{RequestsPerSecond: 1, Burst: 1}, Wait: time.Second}
+	fwd := &recordingForwarder{}
+	h := New(Config{Tenants: orderTenants{}, Proxy: fwd, Auth: keys, Policy: policy, MaxBodyBytes: 10,
+		Limiter: waitLimiter{limited}, Logger: logrus.New()})
+	for _, tt := range []struct {
+		name, method, target string
+		key                  bool
+		length               int64
+		want                 int
+	}{
+		{"unauthenticated before hostile", http.MethodTrace, "/fhir/1.2.3/Patient", false, 0, http.StatusUnauthorized},
+		{"hostile before target", http.MethodTrace, "/fhir/1.2.x/Patient", true, 0, http.StatusMethodNotAllowed},
+		{"target before policy", http.MethodGet, "/fhir/1.2.x/Patient", true, 0, http.StatusBadRequest},
+		{"policy before body", http.MethodPost, "/fhir/1.2.4/Patient", true, 11, http.StatusForbidden},
+		{"body before tenant", http.MethodPost, "/fhir/1.2.404/Patient", true, 11, http.StatusRequestEntityTooLarge},
+		{"tenant before rate limit", http.MethodGet, "/fhir/1.2.404/Patient", true, 0, http.StatusNotFound},
+		{"rate limit before forwarding", http.MethodGet, "/fhir/1.2.3/Patient", true, 0, http.StatusTooManyRequests},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			req := httptest.NewRequest(tt.method, tt.target, strings.NewReader(strings.Repeat("x", int(tt.length))))
+			if tt.key {
+				req.Header.Set(callerauth.HeaderAPIKey, "billing-key-0123456789abcdef")
+			}
+			w := httptest.NewRecorder()
+			h.ServeHTTP(w, req)
+			if w.Code != tt.want || fwd.oid != "" {
+				t.Fatalf("status %d (want %d), forwarded to %q: %s", w.Code, tt.want, fwd.oid, w.Body)
+			}
+		})
+	}
+}
+
+// orderTenants knows 1.2.3 and no other organization.
+type orderTenants struct{ stubTenants }
+
+func (orderTenants) Resolve(_ context.Context, oid string) (*tenant.Tenant, error) {
+	if oid != "1.2.3" {
+		return nil, directory.ErrNotFound
+	}
+	return &tenant.Tenant{OID: oid}, nil
 }
 
 func TestRefuseHostile(t *testing.T) {

@@ -33,24 +33,55 @@ const (
 	ScopeHeader = "X-Cqgate-Scope"
 )
 
-// fhir serves /fhir/{oid}/{fhir-path}: the steps of fhirChain in order,
-// then forward. The first step that fails ends the request with its error
-// as an OperationOutcome (fail). Nothing reaches the directory, Vault or
-// the tenant before the caller is authenticated and allowed.
+// fhir serves /fhir/{oid}/{fhir-path}: the steps of the request path in
+// order (steps), then forward. The first step that fails ends the request
+// with its error as an OperationOutcome (fail). Nothing reaches the
+// directory, Vault or the tenant before the caller is authenticated and
+// allowed.
 func (h *handlers) fhir(c *gin.Context) {
-	call := &fhirCall{c: c, rec: audit.Record{Time: time.Now(), Method: c.Request.Method, RemoteAddr: c.Request.RemoteAddr}}
-	h.begin(call)
-	defer h.finish(call)
-	for _, step := range h.fhirSteps {
-		if err := step(call); err != nil {
-			call.rec.Error = string(h.fail(c, call.rec.OID, err))
-			return
-		}
+	// On the stack: the steps are called directly, so nothing makes the
+	// call escape (a slice of step functions would).
+	call := fhirCall{c: c, rec: audit.Record{Time: time.Now(), Method: c.Request.Method, RemoteAddr: c.Request.RemoteAddr}}
+	h.begin(&call)
+	defer h.finish(&call)
+	if err := h.steps(&call); err != nil {
+		call.rec.Error = string(h.fail(c, call.rec.OID, err))
+		return
 	}
-	h.forward(call)
+	h.forward(&call)
 }
 
-// fhirCall is one FHIR request on its way down the chain: what the steps
+// steps is the request path of /fhir/{oid}/{fhir-path}, in order; each
+// step is a small function with a test of its own (chain_test.go).
+func (h *handlers) steps(call *fhirCall) error {
+	if err := h.authenticateCall(call); err != nil { // 401: who is calling
+		return err
+	}
+	if err := refuseHostile(call); err != nil { // 405, 400: methods and shapes never forwarded
+		return err
+	}
+	if err := parseTarget(call); err != nil { // 400: the OID, the FHIR path, the query, the token headers
+		return err
+	}
+	if err := h.authorize(call); err != nil { // 403: the caller's policy, the scope asked for
+		return err
+	}
+	if err := h.limitBody(call); err != nil { // 413: a body larger than allowed, by its length
+		return err
+	}
+	if err := h.authorizeBatch(call); err != nil { // 403, 415: each entry of a batch or transaction Bundle
+		return err
+	}
+	if err := h.resolveTenant(call); err != nil { // 404, 502, 504: directory, discovery, purposes of use
+		return err
+	}
+	if err := h.rateLimit(call); err != nil { // 429: cqgate's own rate to the organization
+		return err
+	}
+	return tokenContext(call) // the token context the request is sent with
+}
+
+// fhirCall is one FHIR request on its way down the path: what the steps
 // found out so far.
 type fhirCall struct {
 	c  *gin.Context
@@ -65,24 +96,6 @@ type fhirCall struct {
 	// rec is the audit record; rec.OID is the OID asked for, audited
 	// even when refused.
 	rec audit.Record
-}
-
-// fhirStep is one step of the request path; an error ends the request.
-type fhirStep func(*fhirCall) error
-
-// fhirChain is the request path of /fhir/{oid}/{fhir-path}, in order.
-func (h *handlers) fhirChain() []fhirStep {
-	return []fhirStep{
-		h.authenticateCall, // 401: who is calling
-		refuseHostile,      // 405, 400: methods and shapes never forwarded
-		parseTarget,        // 400: the OID, the FHIR path, the query, the token headers
-		h.authorize,        // 403: the caller's policy, the scope asked for
-		h.limitBody,        // 413: a body larger than allowed, by its length
-		h.authorizeBatch,   // 403, 415: each entry of a batch or transaction Bundle
-		h.resolveTenant,    // 404, 502, 504: directory, discovery, purposes of use
-		h.rateLimit,        // 429: cqgate's own rate to the organization
-		tokenContext,       // the token context and the request as it is forwarded
-	}
 }
 
 // begin counts the request in flight.

@@ -108,7 +108,6 @@ func New(cfg Config) *gin.Engine {
 	if cfg.SeparateAdmin {
 		served = "/fhir/{oid}/{fhir-path} and /directory/Organization[/{oid}] (health and metrics are on the admin listener)"
 	}
-	h.fhirSteps = h.fhirChain()
 	r := h.engine(served)
 	r.Any("/fhir/:oid", h.fhir)
 	r.Any("/fhir/:oid/*path", h.fhir)
@@ -165,8 +164,6 @@ type handlers struct {
 	// anonymous is every caller when no authentication is configured;
 	// shared, never modified.
 	anonymous *callerauth.Identity
-	// fhirSteps is fhirChain, built once.
-	fhirSteps []fhirStep
 }
 
 func (h *handlers) healthz(c *gin.Context) {
