@@ -111,3 +111,18 @@ func TestWriteErrorKeepsOAuthFields(t *testing.T) {
 		}
 	}
 }
+
+// TestEveryKindHasAnAnswer: a kind added to internal/failure without its
+// status and issue type here would answer with status 0.
+func TestEveryKindHasAnAnswer(t *testing.T) {
+	n := 0
+	for k := failure.Internal; !strings.HasPrefix(k.String(), "kind("); k++ {
+		n++
+		if int(k) >= len(answers) || answers[k].status < 400 || answers[k].code == "" {
+			t.Errorf("kind %v has no answer", k)
+		}
+	}
+	if n != len(answers) {
+		t.Errorf("%d kinds, %d answers", n, len(answers))
+	}
+}
