@@ -8,7 +8,6 @@ import (
 
 	"github.com/cqgate/cqgate/assertion"
 	"github.com/cqgate/cqgate/config"
-	"github.com/cqgate/cqgate/internal/failure"
 	"github.com/cqgate/cqgate/keys"
 	"github.com/cqgate/cqgate/proxy"
 	"github.com/cqgate/cqgate/tenant"
@@ -84,7 +83,7 @@ func readFile(path string) ([]byte, error) {
 func (g *Gateway) identityOf(t *tenant.Tenant) (*identity, error) {
 	id, ok := g.identities[t.IdentityName()]
 	if !ok {
-		return nil, failure.Errorf(failure.Misconfigured, "gateway: %s uses identity %q, which is not configured", t.OID, t.IdentityName())
+		return nil, t.UnknownIdentity()
 	}
 	return id, nil
 }

@@ -7,7 +7,6 @@ import (
 	"sync/atomic"
 
 	"github.com/cqgate/cqgate/assertion"
-	"github.com/cqgate/cqgate/internal/failure"
 	"github.com/cqgate/cqgate/internal/metrics"
 	"github.com/cqgate/cqgate/tenant"
 )
@@ -40,7 +39,7 @@ func NewTokens(cache *assertion.Cache, exchangers map[string]*assertion.Exchange
 func (c *Tokens) exchanger(t *tenant.Tenant) (*assertion.Exchanger, error) {
 	ex, ok := c.exchangers[t.IdentityName()]
 	if !ok {
-		return nil, failure.Errorf(failure.Misconfigured, "proxy: %s uses identity %q, which is not configured", t.OID, t.IdentityName())
+		return nil, t.UnknownIdentity()
 	}
 	return ex, nil
 }

@@ -201,7 +201,7 @@ func (r *UDAPRegistrations) Register(ctx context.Context, t *Tenant) (*assertion
 	}
 	registrar, ok := r.cfg.Registrars[t.IdentityName()]
 	if !ok {
-		return nil, fmt.Errorf("tenant: %s uses identity %q, which is not configured", t.OID, t.IdentityName())
+		return nil, t.UnknownIdentity()
 	}
 	reg, err := registrar.Register(ctx, assertion.Registration{
 		URL:        t.RegistrationEndpoint,

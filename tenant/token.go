@@ -1,8 +1,11 @@
 package tenant
 
 import (
+	"fmt"
+
 	"github.com/cqgate/cqgate/assertion"
 	"github.com/cqgate/cqgate/config"
+	"github.com/cqgate/cqgate/internal/failure"
 )
 
 // The token context of a tenant: which token a request to it is sent
@@ -41,4 +44,22 @@ func (t *Tenant) TokenKey() assertion.Key {
 	k.Resource = t.FHIRBase
 	k.Identity = t.IdentityName()
 	return k
+}
+
+// IdentityError is a tenant whose client identity cqgate has no key for:
+// cqgate's own misconfiguration.
+type IdentityError struct {
+	OID, Identity string
+}
+
+func (e *IdentityError) Error() string {
+	return fmt.Sprintf("tenant: %s uses identity %q, which is not configured", e.OID, e.Identity)
+}
+
+// Kind classifies the error as cqgate's misconfiguration.
+func (e *IdentityError) Kind() failure.Kind { return failure.Misconfigured }
+
+// UnknownIdentity is the error for t's identity not being configured.
+func (t *Tenant) UnknownIdentity() error {
+	return &IdentityError{OID: t.OID, Identity: t.IdentityName()}
 }
