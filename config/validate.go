@@ -16,7 +16,7 @@ import (
 	"github.com/cqgate/cqgate/directory"
 	"github.com/cqgate/cqgate/discovery"
 	"github.com/cqgate/cqgate/internal/callerauth"
-	"github.com/cqgate/cqgate/proxy"
+	"github.com/cqgate/cqgate/proxy/fhirurl"
 )
 
 // Problems is every problem found in a configuration.
@@ -623,7 +623,7 @@ func checkRateLimit(add adder, key string, r RateLimit) {
 // bulk link key.
 func (c *Config) validateForwarding(add adder) {
 	if c.Server.PublicURL != "" {
-		if _, err := proxy.ParsePublicURL(c.Server.PublicURL); err != nil {
+		if _, err := fhirurl.ParsePublicURL(c.Server.PublicURL); err != nil {
 			add("server.public_url: %q must be an http(s) URL with a plain host[:port] and no user info, query or fragment (e.g. https://cqgate.internal)", c.Server.PublicURL)
 		}
 	}
@@ -663,8 +663,12 @@ func (b Bulk) Key() ([]byte, error) {
 	if err != nil {
 		k, err = base64.RawURLEncoding.DecodeString(strings.TrimSpace(b.LinkKey))
 	}
-	if err != nil || len(k) != proxy.LinkKeySize {
-		return nil, fmt.Errorf("must be %d random bytes in base64 (openssl rand -base64 32)", proxy.LinkKeySize)
+	if err != nil || len(k) != linkKeySize {
+		return nil, fmt.Errorf("must be %d random bytes in base64 (openssl rand -base64 32)", linkKeySize)
 	}
 	return k, nil
 }
+
+// linkKeySize is the size of bulk.link_key: an AES-256 key
+// (proxy.LinkKeySize; config cannot import proxy).
+const linkKeySize = 32

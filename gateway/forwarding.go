@@ -5,6 +5,7 @@ import (
 
 	"github.com/cqgate/cqgate/config"
 	"github.com/cqgate/cqgate/proxy"
+	"github.com/cqgate/cqgate/proxy/fhirurl"
 )
 
 // forwarding builds what the proxy needs to hand back cqgate's own URLs:
@@ -13,7 +14,7 @@ import (
 func forwarding(cfg *config.Config) (*proxy.PublicBase, *proxy.Links, error) {
 	pb := &proxy.PublicBase{}
 	if cfg.Server.PublicURL != "" {
-		u, err := proxy.ParsePublicURL(cfg.Server.PublicURL)
+		u, err := fhirurl.ParsePublicURL(cfg.Server.PublicURL)
 		if err != nil {
 			return nil, nil, fmt.Errorf("gateway: server.public_url: %w", err)
 		}

@@ -19,6 +19,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/cqgate/cqgate/internal/audit"
+	"github.com/cqgate/cqgate/proxy/fhirurl"
 	"github.com/cqgate/cqgate/tenant"
 )
 
@@ -188,7 +189,7 @@ func nextLink(t *testing.T, body []byte) (next string, full string) {
 
 func TestPublicBaseOfRewrittenLinks(t *testing.T) {
 	t.Parallel()
-	public, _ := ParsePublicURL("https://cqgate.internal/")
+	public, _ := fhirurl.ParsePublicURL("https://cqgate.internal/")
 	trusted := []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24")}
 	tests := []struct {
 		name   string
@@ -237,12 +238,12 @@ func TestPublicBaseOfRewrittenLinks(t *testing.T) {
 func TestHostileHostHeaders(t *testing.T) {
 	t.Parallel()
 	for _, host := range []string{"evil.example/path", "user@evil.example", "a b", "evil.example:80:80", "[::1", "evil.example:port", "%65vil.example", ""} {
-		if ValidHost(host) {
+		if fhirurl.ValidHost(host) {
 			t.Errorf("ValidHost(%q) = true", host)
 		}
 	}
 	for _, host := range []string{"cqgate.internal", "cqgate.internal:8443", "127.0.0.1:8080", "[::1]:8080", "[2001:db8::1]", "my_host.local"} {
-		if !ValidHost(host) {
+		if !fhirurl.ValidHost(host) {
 			t.Errorf("ValidHost(%q) = false", host)
 		}
 	}
