@@ -291,8 +291,8 @@ func (d *Discoverer) TokenEndpoint(ctx context.Context, fhirBase string) (*Resul
 
 // request is a validated Request.
 type request struct {
-	base     string   // without trailing slashes
-	u        *url.URL // base, parsed
+	base      string   // without trailing slashes
+	u         *url.URL // base, parsed
 	order     []Source
 	override  bool
 	community string // its name, never empty
