@@ -61,14 +61,15 @@ func (c *Config) validateTrust(add adder) {
 		checkCommunity(add, "udap.communities."+name, c.UDAP.Communities[name])
 	}
 	r := c.UDAP.Revocation
-	positive(add, "udap.revocation.timeout", r.Timeout)
-	positive(add, "udap.revocation.failure_ttl", r.FailureTTL)
-	positive(add, "udap.revocation.max_cache_age", r.MaxCacheAge)
-	if r.MaxCRLBytes <= 0 {
-		add("udap.revocation.max_crl_bytes: %d must be more than 0", r.MaxCRLBytes)
+	// Zero takes the revocation package's defaults.
+	notNegative(add, "udap.revocation.timeout", r.Timeout)
+	notNegative(add, "udap.revocation.failure_ttl", r.FailureTTL)
+	notNegative(add, "udap.revocation.max_cache_age", r.MaxCacheAge)
+	if r.MaxCRLBytes < 0 {
+		add("udap.revocation.max_crl_bytes: %d must not be negative", r.MaxCRLBytes)
 	}
 	notNegative(add, "keys.jwks.overlap", c.Keys.JWKS.Overlap)
-	positive(add, "keys.jwks.max_age", c.Keys.JWKS.MaxAge)
+	notNegative(add, "keys.jwks.max_age", c.Keys.JWKS.MaxAge)
 	if c.Keys.ExpiryWarningDays < 0 {
 		add("keys.expiry_warning_days: %d must not be negative", c.Keys.ExpiryWarningDays)
 	}
@@ -102,6 +103,9 @@ func (c *Config) validateTrust(add adder) {
 		o, key := c.Organizations[oid], "organizations."+oid
 		c.checkCommunityName(add, key+".community", o.Community)
 		if o.Identity == "" {
+			if o.Community != "" && !c.issuedIn(o.Community) {
+				add("%s.community: no identity was issued in community %q (client.community or identities.<name>.community)", key, o.Community)
+			}
 			continue
 		}
 		if idc := c.IdentityCommunity(o.Identity); idc != o.Community {
@@ -135,6 +139,19 @@ func (c *Config) checkCommunityName(add adder, key, name string) {
 	if _, ok := c.UDAP.Communities[name]; !ok {
 		add("%s: %q is not one of the udap.communities configured", key, name)
 	}
+}
+
+// issuedIn reports whether some identity was issued in community.
+func (c *Config) issuedIn(community string) bool {
+	if c.Client.Community == community {
+		return true
+	}
+	for _, id := range c.Identities {
+		if id.Community == community {
+			return true
+		}
+	}
+	return false
 }
 
 // IdentityCommunity is the community the named identity was issued in.

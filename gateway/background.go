@@ -178,6 +178,11 @@ func (g *Gateway) keyReloaded(err error) {
 		return
 	}
 	g.Metrics.SigningKeyReload(metrics.ReloadSuccess)
+	if set := g.JWKS; set != nil {
+		// The set notices the rotation now, so that the retired key's
+		// overlap starts at the rotation, not at the next fetch.
+		_, _ = set.Keys()
+	}
 }
 
 // countingDirectory counts directory lookups by result.

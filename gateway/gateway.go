@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -22,8 +23,10 @@ import (
 	"github.com/cqgate/cqgate/internal/egress"
 	"github.com/cqgate/cqgate/internal/metrics"
 	"github.com/cqgate/cqgate/internal/retry"
+	"github.com/cqgate/cqgate/internal/revocation"
 	"github.com/cqgate/cqgate/internal/vault"
 	"github.com/cqgate/cqgate/keys"
+	"github.com/cqgate/cqgate/keys/jwks"
 	"github.com/cqgate/cqgate/proxy"
 	"github.com/cqgate/cqgate/tenant"
 )
@@ -74,6 +77,12 @@ type Gateway struct {
 	regs       *registrations
 	reuse      *tenant.Reuser
 	keyLoaded  chan struct{}
+	// revocation checks partners' signed_metadata chains and cqgate's
+	// own certificates; own holds the last check of the latter.
+	revocation *revocation.Checker
+	own        ownCerts
+	// JWKS is the published JWK Set of every identity.
+	JWKS *jwks.Set
 }
 
 // New assembles a gateway from a validated configuration. It loads the
@@ -131,6 +140,12 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Gateway, error
 		return nil, err
 	}
 	g.Keys = g.identities[config.DefaultIdentity].holder
+	if g.JWKS, err = g.jwksSet(); err != nil {
+		return nil, err
+	}
+	if g.revocation, err = g.revocationChecker(base); err != nil {
+		return nil, err
+	}
 
 	fetcher, err := g.directoryFetcher(client(dirBase, cfg.Directory.Timeout))
 	if err != nil {
@@ -205,6 +220,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Gateway, error
 		Ready:        g.ready,
 		Audit:        g.Audit,
 		MaxBodyBytes: cfg.Server.MaxBodyBytes,
+		JWKS:         g.JWKS,
 	}
 	if limiter := rateLimiter(cfg); limiter.Enabled() {
 		apiCfg.Limiter = limiter
@@ -228,6 +244,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Gateway, error
 
 	g.loadKeys(ctx)
 	g.background(ctx)
+	g.watchOwn(ctx)
 	return g, nil
 }
 
@@ -304,7 +321,12 @@ func (g *Gateway) discoverer(c *http.Client) (*discovery.Discoverer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("gateway: discovery.order: %w", err)
 	}
-	dc := discovery.Config{HTTPClient: c, TTL: d.CacheTTL, MaxStale: d.MaxStale, Clock: g.clock, Order: order, Logger: g.log}
+	dc := discovery.Config{HTTPClient: c, TTL: d.CacheTTL, MaxStale: d.MaxStale, Clock: g.clock, Order: order, Logger: g.log,
+		Revocation: g.revocation}
+	var err2 error
+	if dc.Communities, err2 = g.communities(); err2 != nil {
+		return nil, err2
+	}
 	if d.UDAPTrustAnchors != "" {
 		pem, err := readFile(d.UDAPTrustAnchors)
 		if err != nil {
@@ -395,6 +417,7 @@ func (g *Gateway) keysLoaded() bool {
 // partner being down never does.
 func (g *Gateway) ready(context.Context) error {
 	var problems []error
+	var warnings []string
 	for _, id := range g.identities {
 		m := id.holder.Current()
 		if m == nil {
@@ -404,8 +427,22 @@ func (g *Gateway) ready(context.Context) error {
 		if na := m.NotAfter(); !na.IsZero() && g.clock().After(na) {
 			problems = append(problems, fmt.Errorf("identity %s: signing certificate expired at %s", id.name, na.UTC().Format(time.RFC3339)))
 		}
+		unready, warning := g.ownProblem(id.name)
+		if unready != nil {
+			problems = append(problems, unready)
+		}
+		if warning != "" {
+			warnings = append(warnings, warning)
+		}
 	}
-	return errors.Join(problems...)
+	if err := errors.Join(problems...); err != nil {
+		return err
+	}
+	if len(warnings) > 0 {
+		slices.Sort(warnings)
+		return api.ReadyWarnings(warnings)
+	}
+	return nil
 }
 
 func noRedirects(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }

@@ -53,6 +53,16 @@ func orgSettings(cfg *config.Config) (*settings, error) {
 			FHIRVersions:   o.FHIRVersions,
 			AllowPrivate:   o.AllowPrivateAddresses,
 		}
+		if o.Community != "" {
+			s.Community = o.Community
+			if s.Identity == "" {
+				s.Identity = communityIdentity(cfg, o.Community)
+			}
+			if cm := cfg.UDAP.Communities[o.Community]; cm.IsTEFCA() {
+				s.TEFCA = true
+				s.ExchangePurposes = exchangePurposes(cfg, o.Community)
+			}
+		}
 		for _, origin := range o.AllowedTokenOrigins {
 			c, err := tenant.ParseOrigin(origin)
 			if err != nil {

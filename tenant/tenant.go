@@ -52,6 +52,12 @@ type Tenant struct {
 	// AllowPrivate lets this tenant's addresses be http, loopback or
 	// private (a sandbox).
 	AllowPrivate bool `json:"allow_private_addresses,omitempty"`
+	// Community is the organization's UDAP trust community; TEFCA says
+	// it is the TEFCA community, where a caller chooses an exchange
+	// purpose (ExchangePurpose, see WithExchangePurpose).
+	Community       string `json:"community,omitempty"`
+	TEFCA           bool   `json:"tefca,omitempty"`
+	ExchangePurpose string `json:"exchange_purpose,omitempty"`
 	// Endpoints are all the organization's directory endpoints.
 	Endpoints []directory.Endpoint `json:"endpoints"`
 	// DirectorySource is "static" or "directory".
@@ -72,6 +78,7 @@ type Tenant struct {
 
 	base     *url.URL
 	tokenErr error
+	xps      map[string]XPIdentity
 }
 
 // BaseURL returns the parsed FHIR base.

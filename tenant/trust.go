@@ -1,0 +1,67 @@
+package tenant
+
+import (
+	"net/http"
+	"slices"
+
+	"github.com/cqgate/cqgate/internal/outcome"
+)
+
+// XPSystem is the code system of TEFCA exchange purposes (SOP: Exchange
+// Purposes v5.1, Table 1); purpose_of_use values are XPSystem#<code>.
+const XPSystem = "urn:oid:2.16.840.1.113883.3.7204.1.5.2.1"
+
+// XPIdentity is the client identity issued for one TEFCA exchange
+// purpose: a certificate whose SAN is urn:oid:<home community id>#<XP>.
+type XPIdentity struct {
+	// Identity names the identity (certificate and key).
+	Identity string
+	// ClientID is its client id at the partners.
+	ClientID string
+}
+
+// WithExchangePurpose returns a copy of t for the TEFCA exchange purpose
+// xp (e.g. "T-TREAT"), chosen by the caller: the identity issued for it,
+// and hl7-b2b purpose_of_use holding exactly that XP code, as the TEFCA
+// Facilitated FHIR SOP requires. "" returns t unchanged. The caller's
+// policy must already allow xp.
+func (t *Tenant) WithExchangePurpose(xp string) (*Tenant, error) {
+	if xp == "" {
+		return t, nil
+	}
+	switch {
+	case !t.TEFCA:
+		return nil, outcome.Errorf(http.StatusBadRequest, outcome.NotSupported,
+			"tenant: %s is not in the TEFCA trust community, so an exchange purpose cannot be chosen", t.OID)
+	case !t.UDAP || t.B2B == nil:
+		return nil, outcome.Errorf(http.StatusBadRequest, outcome.NotSupported,
+			"tenant: %s is not reached with UDAP B2B, so an exchange purpose cannot be asserted", t.OID)
+	case xp == "T-IAS":
+		// Individual Access Services need the individual's id_token in a
+		// tefca_ias extension (Facilitated FHIR SOP v2.0 Table 4), which a
+		// gateway acting for systems does not have.
+		return nil, outcome.Errorf(http.StatusBadRequest, outcome.NotSupported,
+			"tenant: exchange purpose T-IAS needs a tefca_ias extension with the individual's id_token, which cqgate does not send")
+	}
+	id, ok := t.xps[xp]
+	if !ok {
+		return nil, outcome.Errorf(http.StatusForbidden, outcome.Forbidden,
+			"tenant: no identity is configured for TEFCA exchange purpose %q (identities.<name>.exchange_purpose)", xp)
+	}
+	c := *t
+	b2b := *t.B2B
+	b2b.PurposeOfUse = []string{XPSystem + "#" + xp}
+	c.B2B = &b2b
+	c.Identity, c.ClientID, c.ExchangePurpose = id.Identity, id.ClientID, xp
+	return &c, nil
+}
+
+// ExchangePurposes lists the exchange purposes t has identities for.
+func (t *Tenant) ExchangePurposes() []string {
+	out := make([]string, 0, len(t.xps))
+	for xp := range t.xps {
+		out = append(out, xp)
+	}
+	slices.Sort(out)
+	return out
+}
