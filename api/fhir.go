@@ -27,6 +27,10 @@ const (
 	// ScopeHeader asks for a token with a narrower scope than the
 	// organization's configured one.
 	ScopeHeader = "X-Cqgate-Scope"
+	// ExchangePurposeHeader chooses the TEFCA exchange purpose (XP code,
+	// e.g. T-TREAT) of a request to an organization of the TEFCA
+	// community, allowed by the caller's exchange_purposes.
+	ExchangePurposeHeader = "X-Cqgate-Exchange-Purpose"
 )
 
 // fhir serves /fhir/{oid}/{fhir-path}: authenticate, check the caller's
@@ -93,6 +97,8 @@ func (h *handlers) fhir(c *gin.Context) {
 	rec.SetPath(path)
 	purposes := headerList(c.Request.Header.Values(PurposeOfUseHeader))
 	scope := strings.TrimSpace(c.Request.Header.Get(ScopeHeader))
+	xp := strings.TrimSpace(c.Request.Header.Get(ExchangePurposeHeader))
+	c.Request.Header.Del(ExchangePurposeHeader) // for cqgate, never for the tenant
 	rec.PurposeOfUse, rec.Scope = purposes, scope
 
 	if scope != "" {
@@ -107,7 +113,7 @@ func (h *handlers) fhir(c *gin.Context) {
 		if effective == "" {
 			effective = h.Tenants.Scope(canon)
 		}
-		req := callerauth.Request{OID: canon, Method: c.Request.Method, FHIRPath: path, Scope: effective, PurposesOfUse: purposes}
+		req := callerauth.Request{OID: canon, Method: c.Request.Method, FHIRPath: path, Scope: effective, PurposesOfUse: purposes, ExchangePurpose: xp}
 		if err := h.Policy.Authorize(id, req); err != nil {
 			h.fail(c, canon, outcome.Errorf(http.StatusForbidden, outcome.Forbidden, "%v", err))
 			return
@@ -122,6 +128,9 @@ func (h *handlers) fhir(c *gin.Context) {
 	t, err := h.Tenants.Resolve(c.Request.Context(), canon)
 	if err == nil {
 		t, err = t.WithPurposes(purposes)
+	}
+	if err == nil {
+		t, err = t.WithExchangePurpose(xp)
 	}
 	if err != nil {
 		h.fail(c, canon, err)

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cqgate/cqgate/assertion"
 	"github.com/cqgate/cqgate/internal/revocation"
 )
 
@@ -162,17 +163,8 @@ func (c *Config) IdentityCommunity(name string) string {
 	return c.Identities[name].Community
 }
 
-// ExchangePurposeCodes are the TEFCA exchange purpose codes of the SOP
-// Exchange Purposes v5.1, Table 1 (code system
-// urn:oid:2.16.840.1.113883.3.7204.1.5.2.1).
-var ExchangePurposeCodes = []string{
-	"T-TREAT", "T-TRTMNT", "T-PYMNT", "T-HCO", "T-HCO-CC", "T-HCO-HED", "T-HCO-QAI",
-	"T-HCO-POP", "T-HCO-PTSAFETY", "T-HCO-PERF", "T-PH", "T-PH-ECR", "T-PH-ELR", "T-IAS",
-	"T-GOVDTRM", "T-GOVDTRM-SSD", "T-GOVDTRM-ACP",
-}
-
 func checkExchangePurpose(add adder, key, xp string) {
-	if !slices.Contains(ExchangePurposeCodes, xp) {
-		add("%s: %q is not a TEFCA exchange purpose code (%s)", key, xp, strings.Join(ExchangePurposeCodes, ", "))
+	if !slices.Contains(assertion.XPCodes, xp) {
+		add("%s: %q is not a TEFCA exchange purpose code (%s)", key, xp, strings.Join(assertion.XPCodes, ", "))
 	}
 }

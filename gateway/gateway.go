@@ -209,6 +209,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Gateway, error
 		Logger:        g.log,
 		MaxReplayBody: cfg.Proxy.MaxReplayBody,
 		ErrorLog:      proxyErrLog,
+		CheckGrant:    checkGrant(cfg.Tokens.EnforceGrantedScope),
 	})
 	g.reuse = tenant.Reuse(g.Tenants, cfg.Proxy.ReuseResolved, g.clock)
 	apiCfg := api.Config{

@@ -102,11 +102,12 @@ func (r *registrations) register(ctx context.Context, t *tenant.Tenant) (*assert
 	registrar := &assertion.Registrar{Signer: id.signer, HTTPClient: id.exchanger.HTTPClient, Clock: r.g.clock}
 	reg, err := registrar.Register(ctx, assertion.Registration{
 		URL:        t.RegistrationEndpoint,
-		Issuer:     u.Issuer,
+		Issuer:     r.g.identityIssuer(identityName(t)),
 		ClientName: u.ClientName,
 		Contacts:   u.Contacts,
 		Scope:      t.Scope,
 		Algorithm:  t.Algorithm,
+		TEFCA:      r.g.tefcaCertification(t),
 	})
 	if err != nil {
 		return nil, err

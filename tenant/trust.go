@@ -4,12 +4,9 @@ import (
 	"net/http"
 	"slices"
 
+	"github.com/cqgate/cqgate/assertion"
 	"github.com/cqgate/cqgate/internal/outcome"
 )
-
-// XPSystem is the code system of TEFCA exchange purposes (SOP: Exchange
-// Purposes v5.1, Table 1); purpose_of_use values are XPSystem#<code>.
-const XPSystem = "urn:oid:2.16.840.1.113883.3.7204.1.5.2.1"
 
 // XPIdentity is the client identity issued for one TEFCA exchange
 // purpose: a certificate whose SAN is urn:oid:<home community id>#<XP>.
@@ -50,7 +47,11 @@ func (t *Tenant) WithExchangePurpose(xp string) (*Tenant, error) {
 	}
 	c := *t
 	b2b := *t.B2B
-	b2b.PurposeOfUse = []string{XPSystem + "#" + xp}
+	b2b.PurposeOfUse = []string{assertion.XPSystem + "#" + xp}
+	if err := b2b.ValidateTEFCA(xp); err != nil {
+		return nil, outcome.Errorf(http.StatusInternalServerError, outcome.Exception,
+			"tenant: cqgate is misconfigured for %s (organizations.%s.udap): %w", t.OID, t.OID, err)
+	}
 	c.B2B = &b2b
 	c.Identity, c.ClientID, c.ExchangePurpose = id.Identity, id.ClientID, xp
 	return &c, nil
