@@ -117,6 +117,11 @@ type Result struct {
 	// AuthMethods are the advertised token_endpoint_auth_methods_supported,
 	// found as SigningAlgorithms are.
 	AuthMethods []string `json:"auth_methods,omitempty"`
+	// ScopesSupported and Capabilities are the scopes_supported and the
+	// SMART capabilities the server advertises (the source used, else
+	// another one read), so that scopes are asked for in its syntax.
+	ScopesSupported []string `json:"scopes_supported,omitempty"`
+	Capabilities    []string `json:"capabilities,omitempty"`
 	// RegistrationEndpoint is the dynamic client registration URL that
 	// goes with TokenURL, when the source used names one.
 	RegistrationEndpoint string `json:"registration_endpoint,omitempty"`

@@ -40,6 +40,8 @@ type claim struct {
 	registration string
 	algs         []string
 	methods      []string
+	scopes       []string
+	capabilities []string
 	udap         bool
 	expires      time.Time // signed_metadata's exp, for UDAP
 }
@@ -69,7 +71,14 @@ func (d *Discoverer) discover(ctx context.Context, r *request, maxAge time.Durat
 	}
 	res.RegistrationEndpoint = won.registration
 	res.SigningAlgorithms, res.AuthMethods = slices.Clone(won.algs), slices.Clone(won.methods)
+	res.ScopesSupported, res.Capabilities = slices.Clone(won.scopes), slices.Clone(won.capabilities)
 	for _, c := range run.info {
+		if len(res.ScopesSupported) == 0 {
+			res.ScopesSupported = slices.Clone(c.scopes)
+		}
+		if len(res.Capabilities) == 0 {
+			res.Capabilities = slices.Clone(c.capabilities)
+		}
 		if len(res.SigningAlgorithms) == 0 {
 			res.SigningAlgorithms = slices.Clone(c.algs)
 		}
@@ -218,6 +227,8 @@ func evaluate(src Source, doc *document, base string, override bool, tr *trust, 
 			registration: strings.TrimSpace(sc.RegistrationEndpoint),
 			algs:         sc.TokenEndpointAuthSigningAlgValuesSupported,
 			methods:      sc.TokenEndpointAuthMethodsSupported,
+			scopes:       sc.ScopesSupported,
+			capabilities: sc.Capabilities,
 		}
 		if c.tokenURL == "" {
 			none = "the document has no token_endpoint"
@@ -243,6 +254,7 @@ func evaluate(src Source, doc *document, base string, override bool, tr *trust, 
 			registration: strings.TrimSpace(v.md.RegistrationEndpoint),
 			algs:         v.md.TokenEndpointAuthSigningAlgValuesSupported,
 			methods:      v.md.TokenEndpointAuthMethodsSupported,
+			scopes:       v.md.ScopesSupported,
 			udap:         true,
 			expires:      v.expires,
 		}

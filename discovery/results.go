@@ -239,6 +239,8 @@ func (r *Result) clone() *Result {
 	c.Attempts = slices.Clone(r.Attempts)
 	c.SigningAlgorithms = slices.Clone(r.SigningAlgorithms)
 	c.AuthMethods = slices.Clone(r.AuthMethods)
+	c.ScopesSupported = slices.Clone(r.ScopesSupported)
+	c.Capabilities = slices.Clone(r.Capabilities)
 	return &c
 }
 

@@ -48,6 +48,7 @@ type udapMetadata struct {
 	TokenEndpointAuthMethodsSupported          []string `json:"token_endpoint_auth_methods_supported"`
 	TokenEndpointAuthSigningAlgValuesSupported []string `json:"token_endpoint_auth_signing_alg_values_supported"`
 	RegistrationEndpoint                       string   `json:"registration_endpoint"`
+	ScopesSupported                            []string `json:"scopes_supported"`
 	SignedMetadata                             string   `json:"signed_metadata"`
 }
 
@@ -196,6 +197,7 @@ func verifyUDAP(md *udapMetadata, base string, tr *trust, now time.Time) (*verif
 	pickList("token_endpoint_auth_methods_supported", &v.md.TokenEndpointAuthMethodsSupported, s.TokenEndpointAuthMethodsSupported)
 	pickList("token_endpoint_auth_signing_alg_values_supported", &v.md.TokenEndpointAuthSigningAlgValuesSupported, s.TokenEndpointAuthSigningAlgValuesSupported)
 	pick("registration_endpoint", &v.md.RegistrationEndpoint, s.RegistrationEndpoint)
+	pickList("scopes_supported", &v.md.ScopesSupported, s.ScopesSupported)
 	v.tokenSigned = p["token_endpoint"] && strings.TrimSpace(s.TokenEndpoint) != ""
 	return v, nil
 }

@@ -167,6 +167,7 @@ func (r *Resolver) Describe(ctx context.Context, oid string) (*Tenant, error) {
 		t.TokenURL, t.TokenURLSource, t.DiscoveredAt = res.TokenURL, string(res.Source), res.FetchedAt
 		t.SigningAlgorithms = res.SigningAlgorithms
 		t.RegistrationEndpoint = res.RegistrationEndpoint
+		t.askInSyntax(res.ScopesSupported, res.Capabilities)
 		// Verified UDAP metadata turns B2B on when a context is configured.
 		if res.UDAP && s.B2B != nil {
 			s.UDAP = true

@@ -5,6 +5,7 @@ import (
 	"slices"
 
 	"github.com/cqgate/cqgate/assertion"
+	"github.com/cqgate/cqgate/internal/callerauth"
 	"github.com/cqgate/cqgate/internal/outcome"
 )
 
@@ -64,5 +65,30 @@ func (t *Tenant) ExchangePurposes() []string {
 		out = append(out, xp)
 	}
 	slices.Sort(out)
+	return out
+}
+
+// askInSyntax records the SMART scope syntax the server advertises
+// (scopes_supported, capabilities) when it advertises one only, and
+// rewrites the configured scope in it.
+func (t *Tenant) askInSyntax(scopesSupported, capabilities []string) {
+	t.syntax = callerauth.ChooseSyntax(scopesSupported, capabilities)
+	if t.syntax != callerauth.SyntaxAny {
+		t.ScopeSyntax = t.syntax.String()
+	}
+	t.Scope = t.inSyntax(t.Scope)
+}
+
+// inSyntax is scope in the server's syntax. A conversion that would
+// widen a scope (v2 to v1: "r" becomes "read") is not made: the scope is
+// asked for as configured and the server judges it.
+func (t *Tenant) inSyntax(scope string) string {
+	if t.syntax == callerauth.SyntaxAny {
+		return scope
+	}
+	out, exact := callerauth.ConvertScopes(scope, t.syntax)
+	if !exact {
+		return scope
+	}
 	return out
 }
