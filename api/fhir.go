@@ -78,6 +78,10 @@ func (h *handlers) fhir(c *gin.Context) {
 		return
 	}
 
+	if err := checkTarget(c.Request.RequestURI); err != nil {
+		h.fail(c, "", err)
+		return
+	}
 	rawOID, rawPath := splitFHIRPath(c.Request)
 	var err error
 	canon, err = directory.ParseOID(rawOID)
@@ -117,6 +121,18 @@ func (h *handlers) fhir(c *gin.Context) {
 		if err := h.Policy.Authorize(id, req); err != nil {
 			h.fail(c, canon, outcome.Errorf(http.StatusForbidden, outcome.Forbidden, "%v", err))
 			return
+		}
+		if c.Request.Method == http.MethodPost && path == "" {
+			// A batch or transaction: each entry is a request of its own.
+			if h.MaxBodyBytes > 0 && c.Request.ContentLength > h.MaxBodyBytes {
+				h.fail(c, canon, outcome.Errorf(http.StatusRequestEntityTooLarge, outcome.TooCostly,
+					"api: request body of %d bytes is larger than the %d bytes allowed (server.max_body_bytes)", c.Request.ContentLength, h.MaxBodyBytes))
+				return
+			}
+			if err := h.checkBatch(c.Request, id, req, h.MaxBodyBytes); err != nil {
+				h.fail(c, canon, err)
+				return
+			}
 		}
 	}
 	if h.MaxBodyBytes > 0 && c.Request.ContentLength > h.MaxBodyBytes {
@@ -287,6 +303,20 @@ func checkMethod(c *gin.Context) error {
 		if _, ok := c.Request.Header[name]; ok {
 			return outcome.Errorf(http.StatusBadRequest, outcome.NotSupported,
 				"api: %s is not forwarded; send the request with the method itself", name)
+		}
+	}
+	return nil
+}
+
+// checkTarget refuses a request target (path and query, as the caller
+// sent it) holding spaces or control characters. HTTP/1.1 cannot carry
+// them, but HTTP/2's :path can, and net/http passes them on: a space in
+// the query would be forwarded raw and split the tenant's request line.
+func checkTarget(target string) error {
+	for i := 0; i < len(target); i++ {
+		if c := target[i]; c <= ' ' || c == 0x7f {
+			return outcome.Errorf(http.StatusBadRequest, outcome.Invalid,
+				"api: the request target holds a space or control character (byte 0x%02x); percent-encode it", c)
 		}
 	}
 	return nil

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -96,6 +97,12 @@ type Config struct {
 	// authentication: it lists public keys only, for partners that
 	// verify cqgate's assertions by jku (they are not cqgate's callers).
 	JWKS http.Handler
+	// SeparateAdmin leaves /healthz, /readyz and Metrics off the router
+	// New returns: NewAdmin serves them on the admin listener.
+	SeparateAdmin bool
+	// Pprof serves net/http/pprof under /debug/pprof/ on NewAdmin's
+	// router (never on New's).
+	Pprof bool
 }
 
 // ReadyWarnings is a ReadyFunc result that leaves the gateway ready but
@@ -106,35 +113,62 @@ func (w ReadyWarnings) Error() string { return strings.Join(w, "; ") }
 
 // New returns the gateway's router.
 func New(cfg Config) *gin.Engine {
-	log := cfg.Logger
-	if log == nil {
-		log = logrus.New()
+	h := newHandlers(cfg)
+	served := "/fhir/{oid}/{fhir-path}, /directory/Organization[/{oid}], /healthz and /readyz"
+	if cfg.SeparateAdmin {
+		served = "/fhir/{oid}/{fhir-path} and /directory/Organization[/{oid}] (health and metrics are on the admin listener)"
 	}
-	h := &handlers{Config: cfg, log: log, anonymous: &callerauth.Identity{Name: callerauth.AnonymousCaller, Method: callerauth.MethodNone}}
-	r := gin.New()
-	r.HandleMethodNotAllowed = true
-	// The access log is outermost so that a recovered panic is logged too.
-	r.Use(h.accessLog, h.recoverer)
-	r.NoRoute(func(c *gin.Context) {
-		outcome.Write(c.Writer, http.StatusNotFound, outcome.New(outcome.NotFound,
-			"no such endpoint; cqgate serves /fhir/{oid}/{fhir-path}, /directory/Organization[/{oid}], /healthz and /readyz"))
-	})
-	r.NoMethod(func(c *gin.Context) {
-		outcome.Write(c.Writer, http.StatusMethodNotAllowed, outcome.New(outcome.NotSupported, "method not allowed here"))
-	})
+	r := h.engine(served)
 	r.Any("/fhir/:oid", h.fhir)
 	r.Any("/fhir/:oid/*path", h.fhir)
 	r.GET("/directory/Organization", h.authenticate, h.search)
 	r.GET("/directory/Organization/:oid", h.authenticate, h.directory)
-	r.GET("/healthz", h.healthz)
-	r.GET("/readyz", h.readyz)
+	if !cfg.SeparateAdmin {
+		h.opsRoutes(r)
+	}
 	if cfg.JWKS != nil {
 		r.Any("/.well-known/jwks.json", gin.WrapH(cfg.JWKS))
 	}
-	if cfg.Metrics != nil && cfg.MetricsPath != "" {
-		r.GET(cfg.MetricsPath, gin.WrapH(cfg.Metrics))
-	}
 	return r
+}
+
+// engine is a gin engine that answers every request it has no route for,
+// or no such method for, with an OperationOutcome. A path with a trailing
+// slash is not redirected (gin's default is a 301 with an HTML body): it
+// is a 404 that names the path without the slash. Under /fhir/ a
+// trailing slash never gets here: the FHIR path is the partner's and is
+// forwarded as it is.
+func (h *handlers) engine(served string) *gin.Engine {
+	r := gin.New()
+	r.HandleMethodNotAllowed = true
+	r.RedirectTrailingSlash = false
+	r.RedirectFixedPath = false
+	// The access log is outermost so that a recovered panic is logged too.
+	r.Use(h.accessLog, h.recoverer)
+	r.NoRoute(func(c *gin.Context) {
+		msg := "no such endpoint; cqgate serves " + served
+		if p := c.Request.URL.Path; len(p) > 1 && strings.HasSuffix(p, "/") {
+			msg = "no such endpoint: " + strconv.Quote(p) + " ends in a slash; ask for " + strconv.Quote(strings.TrimRight(p, "/")) + " (cqgate serves " + served + ")"
+		}
+		outcome.Write(c.Writer, http.StatusNotFound, outcome.New(outcome.NotFound, msg))
+	})
+	r.NoMethod(func(c *gin.Context) {
+		outcome.Write(c.Writer, http.StatusMethodNotAllowed, outcome.New(outcome.NotSupported, "method not allowed here"))
+	})
+	return r
+}
+
+// opsRoutes adds health, readiness and metrics to r.
+func (h *handlers) opsRoutes(r *gin.Engine) {
+	r.GET("/healthz", h.healthz)
+	r.GET("/readyz", h.readyz)
+	if h.Metrics != nil && h.MetricsPath != "" {
+		r.GET(h.MetricsPath, gin.WrapH(h.Metrics))
+	}
+}
+
+func anonymousIdentity() *callerauth.Identity {
+	return &callerauth.Identity{Name: callerauth.AnonymousCaller, Method: callerauth.MethodNone}
 }
 
 type handlers struct {

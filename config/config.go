@@ -24,6 +24,7 @@ type Config struct {
 	Inbound   Inbound   `yaml:"inbound"`
 	Audit     Audit     `yaml:"audit"`
 	Metrics   Metrics   `yaml:"metrics"`
+	Admin     Admin     `yaml:"admin"`
 	Warmup    Warmup    `yaml:"warmup"`
 	Vault     Vault     `yaml:"vault"`
 	Directory Directory `yaml:"directory"`
@@ -32,6 +33,7 @@ type Config struct {
 	Client    Client    `yaml:"client"`
 	Tokens    Tokens    `yaml:"tokens"`
 	Proxy     Proxy     `yaml:"proxy"`
+	Upstream  Upstream  `yaml:"upstream"`
 	UDAP      UDAP      `yaml:"udap"`
 
 	// Identities are further client identities (certificate, key and
@@ -119,6 +121,17 @@ type Audit struct {
 type Metrics struct {
 	Enabled bool   `yaml:"enabled"`
 	Path    string `yaml:"path"`
+}
+
+// Admin is the optional second listener for operations: health, readiness,
+// metrics and profiling, kept off the listener callers use.
+type Admin struct {
+	// Listen, when set, serves /healthz, /readyz, metrics.path and (with
+	// Pprof) /debug/pprof/ on this address and no longer on Listen.
+	Listen string `yaml:"listen"`
+	// Pprof serves net/http/pprof under /debug/pprof/ on the admin
+	// listener; it needs Listen.
+	Pprof bool `yaml:"pprof"`
 }
 
 // Warmup resolves organizations and fetches their tokens at start.
@@ -354,6 +367,10 @@ type Proxy struct {
 	// MaxIdleConnsPerHost is how many idle keep-alive connections to one
 	// host are kept for reuse.
 	MaxIdleConnsPerHost int `yaml:"max_idle_conns_per_host"`
+	// MaxResponseHeaderBytes bounds the response headers cqgate reads
+	// from a FHIR server (and from the directory, discovery documents and
+	// token endpoints); a larger header block is a 502.
+	MaxResponseHeaderBytes int64 `yaml:"max_response_header_bytes"`
 	// ReuseResolved is how long a resolved organization (directory entry,
 	// FHIR base, token URL, settings) is reused before the directory and
 	// discovery caches are consulted again. Zero consults them on every
@@ -362,6 +379,15 @@ type Proxy struct {
 	// RateLimit keeps cqgate's own request rate to each organization
 	// under a limit; organizations.<oid>.rate_limit overrides it.
 	RateLimit RateLimit `yaml:"rate_limit"`
+}
+
+// Upstream bounds cqgate's requests to the services it looks things up
+// at: the directory, discovery documents and token endpoints.
+type Upstream struct {
+	// MaxConnsPerHost caps the directory, discovery and token requests
+	// in flight to one host at once; more wait for a turn (until their
+	// timeout). Zero means no cap.
+	MaxConnsPerHost int `yaml:"max_conns_per_host"`
 }
 
 // RateLimit is a token-bucket limit on requests to one organization.
@@ -525,12 +551,14 @@ func Default() *Config {
 			Retry:                      Retry{Attempts: 3, InitialBackoff: 250 * time.Millisecond, MaxBackoff: 2 * time.Second},
 		},
 		Proxy: Proxy{
-			Timeout:             60 * time.Second,
-			MaxReplayBody:       1 << 20,
-			MaxConnsPerHost:     256,
-			MaxIdleConnsPerHost: 64,
-			ReuseResolved:       time.Second,
+			Timeout:                60 * time.Second,
+			MaxReplayBody:          1 << 20,
+			MaxConnsPerHost:        256,
+			MaxIdleConnsPerHost:    64,
+			MaxResponseHeaderBytes: 64 << 10,
+			ReuseResolved:          time.Second,
 		},
+		Upstream: Upstream{MaxConnsPerHost: 16},
 		UDAP: UDAP{
 			Registrations: KVRef{Mount: "secret"},
 			Revocation: Revocation{

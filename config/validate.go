@@ -47,6 +47,7 @@ var validators = []func(c *Config, add adder){
 	(*Config).validateServer,
 	(*Config).validateInbound,
 	(*Config).validateOperations,
+	(*Config).validateAdmin,
 	(*Config).validateDirectory,
 	(*Config).validateDiscovery,
 	(*Config).validateKeys,
@@ -55,6 +56,7 @@ var validators = []func(c *Config, add adder){
 	(*Config).validateIdentities,
 	(*Config).validateTokens,
 	(*Config).validateProxy,
+	(*Config).validateUpstream,
 	(*Config).validateUDAP,
 	(*Config).validateOrganizations,
 	(*Config).validateTrust,
@@ -195,6 +197,9 @@ func (c *Config) validateProxy(add adder) {
 	if p.MaxConnsPerHost < 0 {
 		add("proxy.max_conns_per_host: %d must not be negative", p.MaxConnsPerHost)
 	}
+	if p.MaxResponseHeaderBytes < 0 {
+		add("proxy.max_response_header_bytes: %d must not be negative", p.MaxResponseHeaderBytes)
+	}
 	if p.MaxIdleConnsPerHost < 0 {
 		add("proxy.max_idle_conns_per_host: %d must not be negative", p.MaxIdleConnsPerHost)
 	}
@@ -205,6 +210,14 @@ func (c *Config) validateProxy(add adder) {
 		add("proxy.reuse_resolved: %s must be between 0 and 1m", r)
 	}
 	checkRateLimit(add, "proxy.rate_limit", p.RateLimit)
+}
+
+// validateUpstream checks the limits on cqgate's own upstream calls
+// (directory, discovery, token endpoints).
+func (c *Config) validateUpstream(add adder) {
+	if c.Upstream.MaxConnsPerHost < 0 {
+		add("upstream.max_conns_per_host: %d must not be negative", c.Upstream.MaxConnsPerHost)
+	}
 }
 
 // validateUDAP checks the gateway's own UDAP identity.

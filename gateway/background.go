@@ -9,6 +9,7 @@ import (
 	"github.com/cqgate/cqgate/config"
 	"github.com/cqgate/cqgate/directory"
 	"github.com/cqgate/cqgate/discovery"
+	"github.com/cqgate/cqgate/internal/buildinfo"
 	"github.com/cqgate/cqgate/internal/metrics"
 	"github.com/cqgate/cqgate/internal/vault"
 	"github.com/cqgate/cqgate/tenant"
@@ -139,6 +140,9 @@ func (g *Gateway) registerMetrics() {
 	def := g.identities[config.DefaultIdentity].holder
 	if err := m.RegisterGaugeFunc("signing_key_reload_failures", "Consecutive failed reloads of the default identity's signing key.",
 		func() float64 { return float64(def.Status().Failures) }); err != nil {
+		g.log.WithError(err).Warn("gateway: registering a metric failed")
+	}
+	if err := m.Register(buildInfoCollector(buildinfo.Get())); err != nil {
 		g.log.WithError(err).Warn("gateway: registering a metric failed")
 	}
 }

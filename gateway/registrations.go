@@ -15,13 +15,97 @@ import (
 	"github.com/cqgate/cqgate/tenant"
 )
 
-// registrations keeps the client ids UDAP dynamic client registration
-// handed out, one KV v2 secret per OID under path, so that every replica
-// uses the same client id. It registers at first use for the OIDs in auto.
-type registrations struct {
+// RegistrationStore keeps the client ids that UDAP dynamic client
+// registration handed out, by OID.
+type RegistrationStore interface {
+	// ClientID returns the client id stored for oid, "" when there is
+	// none.
+	ClientID(ctx context.Context, oid string) (string, error)
+	// Store keeps a registration.
+	Store(ctx context.Context, oid string, r StoredRegistration) error
+}
+
+// StoredRegistration is what is kept of one registration.
+type StoredRegistration struct {
+	ClientID             string
+	RegistrationEndpoint string
+	RegisteredAt         time.Time
+}
+
+// vaultRegistrations keeps registrations in Vault, one KV v2 secret per
+// OID under path, so that every replica uses the same client id
+// (udap.registrations).
+type vaultRegistrations struct {
 	g           *Gateway
 	mount, path string
-	auto        map[string]bool
+}
+
+var _ RegistrationStore = (*vaultRegistrations)(nil)
+
+func (v *vaultRegistrations) secretPath(oid string) string {
+	return strings.Trim(v.path, "/") + "/" + oid
+}
+
+func (v *vaultRegistrations) ClientID(ctx context.Context, oid string) (string, error) {
+	if v.g.vault == nil {
+		return "", errors.New("gateway: udap.registrations needs Vault")
+	}
+	s, err := v.g.vault.ReadKV(ctx, v.mount, v.secretPath(oid))
+	if errors.Is(err, vault.ErrSecretNotFound) || errors.Is(err, vault.ErrSecretDeleted) {
+		return "", nil
+	}
+	if err != nil {
+		return "", err
+	}
+	id, _ := s.Data["client_id"].(string)
+	return id, nil
+}
+
+func (v *vaultRegistrations) Store(ctx context.Context, oid string, r StoredRegistration) error {
+	if v.g.vault == nil {
+		return errors.New("gateway: udap.registrations needs Vault")
+	}
+	_, err := v.g.vault.WriteKV(ctx, v.mount, v.secretPath(oid), map[string]any{
+		"client_id":             r.ClientID,
+		"registration_endpoint": r.RegistrationEndpoint,
+		"registered_at":         r.RegisteredAt.UTC().Format(time.RFC3339),
+	})
+	return err
+}
+
+// MemoryRegistrations keeps registrations in this process only: for dev
+// mode and tests, never for replicas that must agree on a client id.
+type MemoryRegistrations struct {
+	mu   sync.Mutex
+	regs map[string]StoredRegistration
+}
+
+var _ RegistrationStore = (*MemoryRegistrations)(nil)
+
+// ClientID implements RegistrationStore.
+func (m *MemoryRegistrations) ClientID(_ context.Context, oid string) (string, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.regs[oid].ClientID, nil
+}
+
+// Store implements RegistrationStore.
+func (m *MemoryRegistrations) Store(_ context.Context, oid string, r StoredRegistration) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.regs == nil {
+		m.regs = map[string]StoredRegistration{}
+	}
+	m.regs[oid] = r
+	return nil
+}
+
+// registrations hands out registered client ids from a store, and
+// registers at first use for the OIDs in auto.
+type registrations struct {
+	g     *Gateway
+	store RegistrationStore
+	auto  map[string]bool
 
 	mu     sync.RWMutex
 	known  map[string]string
@@ -29,10 +113,6 @@ type registrations struct {
 }
 
 var _ tenant.Registrations = (*registrations)(nil)
-
-func (r *registrations) secretPath(oid string) string {
-	return strings.Trim(r.path, "/") + "/" + oid
-}
 
 // ClientID returns t's registered client id: from memory, else from
 // Vault, else (with register: auto) by registering now.
@@ -62,17 +142,10 @@ func (r *registrations) ClientID(ctx context.Context, t *tenant.Tenant) (string,
 
 // read returns the client id stored for oid, "" when there is none.
 func (r *registrations) read(ctx context.Context, oid string) (string, error) {
-	if r.g.vault == nil {
-		return "", errors.New("gateway: udap.registrations needs Vault")
-	}
-	s, err := r.g.vault.ReadKV(ctx, r.mount, r.secretPath(oid))
-	if errors.Is(err, vault.ErrSecretNotFound) || errors.Is(err, vault.ErrSecretDeleted) {
-		return "", nil
-	}
+	id, err := r.store.ClientID(ctx, oid)
 	if err != nil {
 		return "", err
 	}
-	id, _ := s.Data["client_id"].(string)
 	if id != "" {
 		r.remember(oid, id)
 	}
@@ -112,13 +185,8 @@ func (r *registrations) register(ctx context.Context, t *tenant.Tenant) (*assert
 	if err != nil {
 		return nil, err
 	}
-	if r.g.vault == nil {
-		return nil, errors.New("gateway: udap.registrations needs Vault")
-	}
-	if _, err := r.g.vault.WriteKV(ctx, r.mount, r.secretPath(t.OID), map[string]any{
-		"client_id":             reg.ClientID,
-		"registration_endpoint": t.RegistrationEndpoint,
-		"registered_at":         reg.At.UTC().Format(time.RFC3339),
+	if err := r.store.Store(ctx, t.OID, StoredRegistration{
+		ClientID: reg.ClientID, RegistrationEndpoint: t.RegistrationEndpoint, RegisteredAt: reg.At,
 	}); err != nil {
 		return nil, fmt.Errorf("gateway: registered %s as client %s but could not store it: %w", t.OID, reg.ClientID, err)
 	}

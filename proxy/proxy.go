@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bytes"
+	"compress/gzip"
 	"context"
 	"errors"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -18,6 +20,7 @@ import (
 
 	"github.com/cqgate/cqgate/assertion"
 	"github.com/cqgate/cqgate/internal/outcome"
+	bounded "github.com/cqgate/cqgate/internal/upstream"
 	"github.com/cqgate/cqgate/tenant"
 )
 
@@ -99,10 +102,11 @@ type route struct {
 	tenant    *tenant.Tenant
 	path      string
 	requestID string
-	// token is the access token the request is sent with.
-	token *assertion.Token
-	w     interimGuard
-	body  trailerGuard
+	// token is the access token the request is sent with; retryToken
+	// the one its retry after a 401 was sent with, if any.
+	token, retryToken *assertion.Token
+	w                 interimGuard
+	body              trailerGuard
 }
 
 func routeFrom(ctx context.Context) *route {
@@ -241,6 +245,10 @@ func rewrite(pr *httputil.ProxyRequest) {
 	u.Fragment, u.RawFragment = "", ""
 	out.URL = &u
 	out.Host = ""
+	// The caller's trailers are not forwarded: they could carry its
+	// credentials past the header cleaning below, and no FHIR
+	// interaction uses request trailers.
+	out.Trailer = nil
 	h := out.Header
 	for _, name := range callerOnlyHeaders {
 		delete(h, name) // canonical already (TestCallerOnlyHeadersAreCanonical)
@@ -301,22 +309,102 @@ type trailerGuard struct {
 func (g *trailerGuard) Read(p []byte) (int, error) {
 	n, err := g.ReadCloser.Read(p)
 	if err == io.EOF {
-		dropTenantOnly(g.resp.Trailer)
+		g.clean()
 	}
 	return n, err
 }
 
 func (g *trailerGuard) Close() error {
 	err := g.ReadCloser.Close()
-	dropTenantOnly(g.resp.Trailer)
+	g.clean()
 	return err
+}
+
+func (g *trailerGuard) clean() {
+	dropTenantOnly(g.resp.Trailer)
+	routeFrom(g.resp.Request.Context()).scrubTokens(g.resp.Trailer)
+}
+
+// MaxErrorBody is the most of a tenant's error answer (4xx, 5xx) cqgate
+// reads: each is read whole, before the caller sees it, so that an echo
+// of cqgate's token can be redacted. A larger one is a 502.
+const MaxErrorBody = 256 << 10
+
+// tokens are the access tokens this request was sent with.
+func (rt *route) tokens() (string, string) {
+	var retry string
+	if rt.retryToken != nil {
+		retry = rt.retryToken.AccessToken
+	}
+	return rt.token.AccessToken, retry
+}
+
+// scrubTokens redacts cqgate's access tokens wherever a tenant echoed
+// them in h (raw, percent-encoded or JSON-escaped). Allocation-free when
+// there is nothing to redact.
+func (rt *route) scrubTokens(h http.Header) {
+	tok, retry := rt.tokens()
+	for _, vs := range h {
+		for i, v := range vs {
+			if bounded.Contains(v, tok) || bounded.Contains(v, retry) {
+				vs[i] = bounded.Scrub(v, tok, retry)
+			}
+		}
+	}
+}
+
+// checkErrorBody reads a tenant's error answer (at most MaxErrorBody
+// bytes, gzip decoded) and redacts cqgate's tokens in it, so that a tenant
+// echoing the request it refused cannot hand the caller cqgate's token.
+// Success bodies are streamed as they are, unread.
+func (rt *route) checkErrorBody(resp *http.Response) error {
+	fail := func(err error) error {
+		_ = resp.Body.Close()
+		return &UpstreamError{OID: rt.tenant.OID, URL: redactQuery(resp.Request.URL), Err: err}
+	}
+	body := io.Reader(resp.Body)
+	switch enc := strings.ToLower(strings.TrimSpace(resp.Header.Get("Content-Encoding"))); enc {
+	case "", "identity":
+	case "gzip", "x-gzip":
+		zr, err := gzip.NewReader(resp.Body)
+		if err != nil {
+			return fail(fmt.Errorf("error answer (status %d) is not valid gzip: %w", resp.StatusCode, err))
+		}
+		body = zr
+	default:
+		return fail(fmt.Errorf("error answer (status %d) has Content-Encoding %q, which cqgate cannot check", resp.StatusCode, enc))
+	}
+	buf, err := io.ReadAll(io.LimitReader(body, MaxErrorBody+1))
+	if err != nil {
+		return fail(fmt.Errorf("reading the error answer (status %d): %w", resp.StatusCode, err))
+	}
+	if len(buf) > MaxErrorBody {
+		return fail(fmt.Errorf("error answer (status %d) is larger than the %d bytes cqgate reads", resp.StatusCode, MaxErrorBody))
+	}
+	_ = resp.Body.Close()
+	dropTenantOnly(resp.Trailer)
+	rt.scrubTokens(resp.Trailer)
+	tok, retry := rt.tokens()
+	if bounded.Contains(string(buf), tok) || bounded.Contains(string(buf), retry) {
+		buf = []byte(bounded.Scrub(string(buf), tok, retry))
+	}
+	resp.Header.Del("Content-Encoding")
+	resp.Header.Set("Content-Length", strconv.Itoa(len(buf)))
+	resp.ContentLength = int64(len(buf))
+	resp.Body = io.NopCloser(bytes.NewReader(buf))
+	return nil
 }
 
 func modifyResponse(resp *http.Response) error {
 	rt := routeFrom(resp.Request.Context())
 	dropTenantOnly(resp.Header)
 	dropTenantOnly(resp.Trailer)
-	if resp.ContentLength < 0 && resp.Body != nil && resp.Body != http.NoBody {
+	rt.scrubTokens(resp.Header)
+	if resp.StatusCode >= 400 && resp.Body != nil && resp.Body != http.NoBody {
+		if err := rt.checkErrorBody(resp); err != nil {
+			return err
+		}
+	} else if resp.ContentLength < 0 && resp.Body != nil && resp.Body != http.NoBody {
 		// Only a body of unknown length (chunked) can end in trailers.
 		rt.body = trailerGuard{ReadCloser: resp.Body, resp: resp}
 		resp.Body = &rt.body

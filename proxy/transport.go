@@ -58,6 +58,7 @@ func (t *authTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		drain(resp.Body)
 		return nil, err
 	}
+	rt.retryToken = fresh
 	retry := req.Clone(req.Context())
 	retry.Header.Set("Authorization", "Bearer "+fresh.AccessToken)
 	if replay != nil {
@@ -78,8 +79,18 @@ func (t *authTransport) send(req *http.Request, rt *route) (*http.Response, erro
 	if err != nil {
 		return nil, &UpstreamError{OID: rt.tenant.OID, URL: redactQuery(req.URL), Err: err}
 	}
+	if resp.StatusCode == http.StatusSwitchingProtocols {
+		// cqgate never asks for an upgrade (the caller's Upgrade header
+		// is dropped), so a 101 is the tenant misbehaving: the
+		// connection it offers would bypass cqgate. ReverseProxy would
+		// answer it with a 500.
+		_ = resp.Body.Close()
+		return nil, &UpstreamError{OID: rt.tenant.OID, URL: redactQuery(req.URL), Err: errUnsolicitedUpgrade}
+	}
 	return resp, nil
 }
+
+var errUnsolicitedUpgrade = errors.New("answered 101 Switching Protocols, which cqgate did not ask for")
 
 func redactQuery(u *url.URL) string {
 	c := *u

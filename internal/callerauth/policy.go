@@ -281,6 +281,16 @@ func (p *Policy) Authorize(id *Identity, req Request) error {
 	return nil
 }
 
+// AnyMethod reports whether the caller may use every method, so that
+// the entries of a batch or transaction it posts need no checking.
+func (p *Policy) AnyMethod(id *Identity) bool {
+	if id == nil {
+		return false
+	}
+	c, ok := p.callers[id.Name]
+	return ok && c.anyMethod
+}
+
 // Has reports whether the policy has a rule for the caller.
 func (p *Policy) Has(caller string) bool {
 	_, ok := p.callers[caller]

@@ -59,6 +59,10 @@ func hostReason(host string) string {
 		return "a name for this machine"
 	case host == "metadata.google.internal" || strings.HasSuffix(host, ".internal") || strings.HasSuffix(host, ".local"):
 		return "a name that only resolves inside a private network"
+	case host == "svc" || strings.HasSuffix(host, ".svc") || host == "cluster.local" || host == "home.arpa" || strings.HasSuffix(host, ".home.arpa"):
+		// Kubernetes service names (name.namespace.svc[.cluster.local])
+		// and home networks (RFC 8375).
+		return "a name that only resolves inside a private network"
 	}
 	if ip, err := netip.ParseAddr(host); err == nil {
 		return addrReason(ip)
