@@ -32,9 +32,7 @@
 //     over the unsigned ones, and the token URL must be among the signed
 //     ones. Unsigned UDAP metadata is never trusted: without
 //     signed_metadata, or without trust anchors (ErrNoTrustAnchors), this
-//     source fails.
-//
-//     The anchors are those of the request's trust community
+//     source fails. The anchors are those of the request's trust community
 //     (Request.Community, Config.Communities; Config.TrustAnchors is the
 //     community DefaultCommunity), whose URI is sent as ?community= (UDAP
 //     IG section 2.2). With Config.Revocation the chain is completed
