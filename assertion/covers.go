@@ -28,13 +28,14 @@ func (e *ScopeError) Error() string {
 }
 
 // Covers checks that the token's granted scope covers the request method
-// fhirPath?query in the backend-services context ("system"). The granted
+// fhirPath?rawQuery in the backend-services context ("system"); the query
+// is parsed only when a granted scope restricts one. The granted
 // scope is Token.Scope, or requested when the server did not say (RFC
 // 6749 §5.1: then it granted what was asked). It returns nil when it
 // cannot judge: a batch, transaction or $operation, a path that is not a
 // FHIR REST interaction, or a grant holding no SMART clinical scope (a
 // server with scopes of its own); the FHIR server decides those.
-func (t *Token) Covers(requested, method, fhirPath string, query url.Values) error {
+func (t *Token) Covers(requested, method, fhirPath, rawQuery string) error {
 	granted := t.Scope
 	if strings.TrimSpace(granted) == "" {
 		granted = requested
@@ -55,6 +56,10 @@ func (t *Token) Covers(requested, method, fhirPath string, query url.Values) err
 			return nil
 		}
 		return nil // not FHIR REST: the server answers it
+	}
+	var query url.Values
+	if strings.Contains(granted, "?") {
+		query, _ = url.ParseQuery(rawQuery)
 	}
 	if callerauth.GrantCovers(granted, "system", in, query) {
 		return nil

@@ -288,7 +288,7 @@ func checkGrant(enforce bool) func(*tenant.Tenant, *assertion.Token, *http.Reque
 		return nil
 	}
 	return func(t *tenant.Tenant, tok *assertion.Token, r *http.Request, fhirPath string) error {
-		if err := tok.Covers(t.Scope, r.Method, fhirPath, r.URL.Query()); err != nil {
+		if err := tok.Covers(t.Scope, r.Method, fhirPath, r.URL.RawQuery); err != nil {
 			return outcome.Errorf(http.StatusForbidden, outcome.Forbidden, "%w", err)
 		}
 		return nil

@@ -171,3 +171,43 @@ func gaugeValue(t *testing.T, g *Gateway, name string, labels map[string]string)
 	}
 	return -1
 }
+
+// A write under a read-only grant is refused before it goes out, unless
+// tokens.enforce_granted_scope is off.
+func TestGrantedScopeEnforced(t *testing.T) {
+	lt := newLoopbackTenant(t)
+	for _, enforce := range []bool{true, false} {
+		cfg := config.Default()
+		cfg.Client.ClientID = "gw.example.org"
+		cfg.Client.Scope = "system/*.read"
+		cfg.Tokens.EnforceGrantedScope = enforce
+		cfg.Audit.Destination = "none"
+		cfg.Keys.Source = "static"
+		cfg.Inbound.Callers = map[string]config.Caller{"anonymous": {Organizations: []string{"*"}, Methods: []string{"*"}}}
+		cfg.Organizations = map[string]config.Organization{"1.2.3": {FHIRBase: lt.srv.URL + "/r4", TokenURL: lt.srv.URL + "/token", AllowPrivateAddresses: true}}
+		log := logrus.New()
+		log.SetOutput(io.Discard)
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		g, err := New(ctx, cfg, Options{Logger: log, Keys: keys.NewStatic(lt.material)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if code, body, _ := get(t, g.Handler, "/fhir/1.2.3/Patient/1"); code != http.StatusOK {
+			t.Fatalf("read: %d %s", code, body)
+		}
+		before := lt.upstream.Load()
+		rec := httptest.NewRecorder()
+		req := httptest.NewRequest(http.MethodDelete, "/fhir/1.2.3/Patient/1", nil)
+		req.RemoteAddr = "127.0.0.1:5000"
+		g.Handler.ServeHTTP(rec, req)
+		switch {
+		case enforce && (rec.Code != http.StatusForbidden || !strings.Contains(rec.Body.String(), `granted scope \"system/*.read\" does not cover DELETE /Patient/1`)):
+			t.Errorf("enforced: %d %s", rec.Code, rec.Body)
+		case enforce && lt.upstream.Load() != before:
+			t.Error("the refused request reached the FHIR server")
+		case !enforce && rec.Code != http.StatusOK:
+			t.Errorf("not enforced: %d %s", rec.Code, rec.Body)
+		}
+	}
+}
