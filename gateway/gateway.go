@@ -62,6 +62,8 @@ type Gateway struct {
 	AdminHandler http.Handler
 	// Keys holds the default identity's signing material.
 	Keys *keys.Holder
+	// JWKS is the published JWK Set of every identity.
+	JWKS *jwks.Set
 	// Tokens is the access-token cache.
 	Tokens *assertion.Cache
 	// Directory resolves OIDs to directory entries.
@@ -89,8 +91,6 @@ type Gateway struct {
 	// own certificates; own holds the last check of the latter.
 	revocation *revocation.Checker
 	own        ownCerts
-	// JWKS is the published JWK Set of every identity.
-	JWKS *jwks.Set
 }
 
 // New assembles a gateway from a validated configuration. It loads the
@@ -354,10 +354,11 @@ func (g *Gateway) discoverer(c *http.Client) (*discovery.Discoverer, error) {
 	}
 	dc := discovery.Config{HTTPClient: c, TTL: d.CacheTTL, MaxStale: d.MaxStale, Clock: g.clock, Order: order, Logger: g.log,
 		Revocation: g.revocation}
-	var err2 error
-	if dc.Communities, err2 = g.communities(); err2 != nil {
-		return nil, err2
+	communities, err := g.communities()
+	if err != nil {
+		return nil, err
 	}
+	dc.Communities = communities
 	if d.UDAPTrustAnchors != "" {
 		pem, err := readFile(d.UDAPTrustAnchors)
 		if err != nil {
