@@ -45,7 +45,7 @@ type ChainChecker interface {
 // revocation status cannot be told under the community's hard policy, or
 // it was signed under another trust community than the organization's.
 // Discover stops at it (no less preferred source is tried, no cached
-// result is served) and the gateway answers 502.
+// result is served) and the gateway answers 502 (failure.UpstreamUntrusted).
 //
 // Its message names the FHIR base, the community and the certificate.
 // errors.As finds the *revocation.RevokedError or

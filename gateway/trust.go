@@ -14,7 +14,6 @@ import (
 	"github.com/cqgate/cqgate/assertion"
 	"github.com/cqgate/cqgate/config"
 	"github.com/cqgate/cqgate/discovery"
-	"github.com/cqgate/cqgate/internal/outcome"
 	"github.com/cqgate/cqgate/internal/revocation"
 	"github.com/cqgate/cqgate/keys/jwks"
 	"github.com/cqgate/cqgate/tenant"
@@ -249,25 +248,13 @@ func exchangePurposes(cfg *config.Config, community string) map[string]tenant.XP
 	return out
 }
 
-// identityIssuer is the URI SAN the named identity registers as:
-// identities.<name>.issuer, else udap.issuer.
-func (g *Gateway) identityIssuer(name string) string {
-	if id, ok := g.cfg.Identities[name]; ok && id.Issuer != "" {
-		return id.Issuer
-	}
-	return g.cfg.UDAP.Issuer
-}
-
 // tefcaCertification is the TEFCA Basic App Certification t's
 // registration carries when its community is TEFCA: the exchange purpose
 // of its identity, else the XP codes of its configured purpose_of_use,
 // and the community's home_community_id.
 func (g *Gateway) tefcaCertification(t *tenant.Tenant) *assertion.TEFCACertification {
-	if !t.TEFCA {
-		return nil
-	}
 	c := &assertion.TEFCACertification{HomeCommunityID: g.cfg.UDAP.Communities[t.Community].HomeCommunityID}
-	if xp := g.cfg.Identities[identityName(t)].ExchangePurpose; xp != "" {
+	if xp := g.cfg.Identities[t.IdentityName()].ExchangePurpose; xp != "" {
 		c.ExchangePurposes = []string{xp}
 		return c
 	}
@@ -288,9 +275,6 @@ func checkGrant(enforce bool) func(*tenant.Tenant, *assertion.Token, *http.Reque
 		return nil
 	}
 	return func(t *tenant.Tenant, tok *assertion.Token, r *http.Request, fhirPath string) error {
-		if err := tok.Covers(t.Scope, r.Method, fhirPath, r.URL.RawQuery); err != nil {
-			return outcome.Errorf(http.StatusForbidden, outcome.Forbidden, "%w", err)
-		}
-		return nil
+		return tok.Covers(t.Scope, r.Method, fhirPath, r.URL.RawQuery) // a *ScopeError is Forbidden
 	}
 }

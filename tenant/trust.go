@@ -1,12 +1,11 @@
 package tenant
 
 import (
-	"net/http"
 	"slices"
 
 	"github.com/cqgate/cqgate/assertion"
 	"github.com/cqgate/cqgate/internal/callerauth"
-	"github.com/cqgate/cqgate/internal/outcome"
+	"github.com/cqgate/cqgate/internal/failure"
 )
 
 // XPIdentity is the client identity issued for one TEFCA exchange
@@ -29,28 +28,28 @@ func (t *Tenant) WithExchangePurpose(xp string) (*Tenant, error) {
 	}
 	switch {
 	case !t.TEFCA:
-		return nil, outcome.Errorf(http.StatusBadRequest, outcome.NotSupported,
+		return nil, failure.Errorf(failure.Unsupported,
 			"tenant: %s is not in the TEFCA trust community, so an exchange purpose cannot be chosen", t.OID)
 	case !t.UDAP || t.B2B == nil:
-		return nil, outcome.Errorf(http.StatusBadRequest, outcome.NotSupported,
+		return nil, failure.Errorf(failure.Unsupported,
 			"tenant: %s is not reached with UDAP B2B, so an exchange purpose cannot be asserted", t.OID)
 	case xp == "T-IAS":
 		// Individual Access Services need the individual's id_token in a
 		// tefca_ias extension (Facilitated FHIR SOP v2.0 Table 4), which a
 		// gateway acting for systems does not have.
-		return nil, outcome.Errorf(http.StatusBadRequest, outcome.NotSupported,
+		return nil, failure.Errorf(failure.Unsupported,
 			"tenant: exchange purpose T-IAS needs a tefca_ias extension with the individual's id_token, which cqgate does not send")
 	}
 	id, ok := t.xps[xp]
 	if !ok {
-		return nil, outcome.Errorf(http.StatusForbidden, outcome.Forbidden,
+		return nil, failure.Errorf(failure.Forbidden,
 			"tenant: no identity is configured for TEFCA exchange purpose %q (identities.<name>.exchange_purpose)", xp)
 	}
 	c := *t
 	b2b := *t.B2B
 	b2b.PurposeOfUse = []string{assertion.XPSystem + "#" + xp}
 	if err := b2b.ValidateTEFCA(xp); err != nil {
-		return nil, outcome.Errorf(http.StatusInternalServerError, outcome.Exception,
+		return nil, failure.Errorf(failure.Misconfigured,
 			"tenant: cqgate is misconfigured for %s (organizations.%s.udap): %w", t.OID, t.OID, err)
 	}
 	c.B2B = &b2b

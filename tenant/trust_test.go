@@ -3,11 +3,10 @@ package tenant
 import (
 	"context"
 	"errors"
-	"net/http"
 	"testing"
 
 	"github.com/cqgate/cqgate/assertion"
-	"github.com/cqgate/cqgate/internal/outcome"
+	"github.com/cqgate/cqgate/internal/failure"
 )
 
 func TestScopeAskedInAdvertisedSyntax(t *testing.T) {
@@ -70,21 +69,21 @@ func TestWithExchangePurpose(t *testing.T) {
 		t.Fatal("no exchange purpose must leave the tenant as it is")
 	}
 	for _, tc := range []struct {
-		name   string
-		t      *Tenant
-		xp     string
-		status int
+		name string
+		t    *Tenant
+		xp   string
+		kind failure.Kind
 	}{
-		{"not TEFCA", &Tenant{OID: "1.4", UDAP: true, B2B: b2b}, "T-TREAT", http.StatusBadRequest},
-		{"IAS needs an id_token", tefca, "T-IAS", http.StatusBadRequest},
-		{"no identity for it", tefca, "T-HCO", http.StatusForbidden},
+		{"not TEFCA", &Tenant{OID: "1.4", UDAP: true, B2B: b2b}, "T-TREAT", failure.Unsupported},
+		{"IAS needs an id_token", tefca, "T-IAS", failure.Unsupported},
+		{"no identity for it", tefca, "T-HCO", failure.Forbidden},
 		{"no organization name", &Tenant{OID: "1.5", UDAP: true, TEFCA: true, B2B: &assertion.B2B{OrganizationID: "urn:oid:1.2.3",
-			PurposeOfUse: []string{"x"}}, xps: tefca.xps}, "T-TREAT", http.StatusInternalServerError},
+			PurposeOfUse: []string{"x"}}, xps: tefca.xps}, "T-TREAT", failure.Misconfigured},
 	} {
 		_, err := tc.t.WithExchangePurpose(tc.xp)
-		var oe *outcome.Error
-		if !errors.As(err, &oe) || oe.Status != tc.status {
-			t.Errorf("%s: %v, want status %d", tc.name, err, tc.status)
+		var fe failure.Classified
+		if !errors.As(err, &fe) || fe.Kind() != tc.kind {
+			t.Errorf("%s: %v, want kind %s", tc.name, err, tc.kind)
 		}
 	}
 }
