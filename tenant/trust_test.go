@@ -2,11 +2,17 @@ package tenant
 
 import (
 	"context"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"testing"
 
 	"github.com/cqgate/cqgate/assertion"
 	"github.com/cqgate/cqgate/internal/failure"
+	"github.com/cqgate/cqgate/internal/pkitest"
+	"github.com/cqgate/cqgate/internal/udaptest"
+	"github.com/cqgate/cqgate/keys"
 )
 
 func TestScopeAskedInAdvertisedSyntax(t *testing.T) {
@@ -85,5 +91,54 @@ func TestWithExchangePurpose(t *testing.T) {
 		if !errors.As(err, &fe) || fe.Kind() != tc.kind {
 			t.Errorf("%s: %v, want kind %s", tc.name, err, tc.kind)
 		}
+	}
+}
+
+// Registration of a TEFCA tenant registers as its identity's issuer and
+// carries the TEFCA Basic App Certification; udaptest accepts it.
+func TestRegisterTEFCA(t *testing.T) {
+	pki := pkitest.New(t, pkitest.Options{})
+	san := "urn:oid:2.16.840.1.113883.3.9999#T-TREAT"
+	leaf := pki.Issue(t, pki.Intermediate, pkitest.CertOptions{URIs: []string{san}})
+	der, err := x509.MarshalPKCS8PrivateKey(leaf.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := keys.ParsePEM(append(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: leaf.Cert.Raw}),
+		pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: pki.Intermediate.Cert.Raw})...),
+		pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	holder := keys.NewHolder(keys.NewStatic(m), keys.HolderOptions{})
+	if _, err := holder.Reload(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	srv := udaptest.New(t, udaptest.Config{Roots: pki.Roots()})
+	var asked *Tenant
+	r := NewUDAPRegistrations(UDAPConfig{
+		Store:      &MemoryRegistrations{},
+		Registrars: map[string]*assertion.Registrar{"tefca-treat": {Signer: &assertion.Signer{Keys: holder}}},
+		Issuer:     "https://gw.example.org", ClientName: "cqgate", Contacts: []string{"mailto:ops@example.org"},
+		Issuers: map[string]string{"tefca-treat": san},
+		TEFCA: func(t *Tenant) *assertion.TEFCACertification {
+			asked = t
+			return &assertion.TEFCACertification{ExchangePurposes: []string{"T-TREAT"}, HomeCommunityID: "urn:oid:2.16.840.1.113883.3.9999"}
+		},
+	})
+	tn := &Tenant{OID: "1.2.3", TEFCA: true, Identity: "tefca-treat", Scope: "system/Patient.read", RegistrationEndpoint: srv.RegistrationURL}
+	reg, err := r.Register(context.Background(), tn)
+	if err != nil {
+		t.Fatalf("Register: %v (server: %v)", err, srv.Failures())
+	}
+	if reg.ClientID == "" || asked != tn {
+		t.Fatalf("registered %+v, certification asked for %v", reg, asked)
+	}
+	var certs []string
+	if err := json.Unmarshal(srv.Bodies()[0]["certifications"], &certs); err != nil || len(certs) != 1 {
+		t.Fatalf("certifications = %s", srv.Bodies()[0]["certifications"])
+	}
+	if c := srv.Clients(); len(c) != 1 || c[0].Issuer != san {
+		t.Fatalf("registered as %+v, want issuer %s", c, san)
 	}
 }
