@@ -187,6 +187,10 @@ func (g *Gateway) keyReloaded(err error) {
 		// overlap starts at the rotation, not at the next fetch.
 		_, _ = set.Keys()
 	}
+	select {
+	case g.ownNow <- struct{}{}: // check the new certificate's revocation
+	default:
+	}
 }
 
 // countingDirectory counts directory lookups by result.

@@ -91,13 +91,15 @@ type Gateway struct {
 	// own certificates; own holds the last check of the latter.
 	revocation *revocation.Checker
 	own        ownCerts
+	// ownNow asks watchOwn for a check at once (a key was rotated).
+	ownNow chan struct{}
 }
 
 // New assembles a gateway from a validated configuration. It loads the
 // signing keys once; if that fails, it keeps retrying in the background
 // (until ctx ends) and /readyz reports why it is not ready.
 func New(ctx context.Context, cfg *config.Config, opts Options) (*Gateway, error) {
-	g := &Gateway{cfg: cfg, log: opts.Logger, clock: opts.Clock, keyLoaded: make(chan struct{})}
+	g := &Gateway{cfg: cfg, log: opts.Logger, clock: opts.Clock, keyLoaded: make(chan struct{}), ownNow: make(chan struct{}, 1)}
 	if g.log == nil {
 		g.log = logrus.New()
 	}

@@ -160,8 +160,8 @@ func (g *Gateway) checkOwn(ctx context.Context) {
 	}
 }
 
-// watchOwn checks the own certificates at start (once keys are loaded)
-// and every keys.revocation_check_interval.
+// watchOwn checks the own certificates at start (once keys are loaded),
+// every keys.revocation_check_interval and after a key rotation.
 func (g *Gateway) watchOwn(ctx context.Context) {
 	every := g.cfg.Keys.RevocationCheckInterval
 	if every <= 0 {
@@ -181,8 +181,9 @@ func (g *Gateway) watchOwn(ctx context.Context) {
 			case <-ctx.Done():
 				return
 			case <-t.C:
-				g.checkOwn(ctx)
+			case <-g.ownNow: // a new key went into service
 			}
+			g.checkOwn(ctx)
 		}
 	}()
 }
