@@ -63,6 +63,7 @@ var validators = []func(c *Config, add adder){
 	(*Config).validateUDAP,
 	(*Config).validateOrganizations,
 	(*Config).validateForwarding,
+	(*Config).validateTrust,
 }
 
 // Validate checks the whole configuration and reports every problem.
@@ -566,7 +567,8 @@ func (c *Config) validateCallers(add adder) {
 func (in Inbound) PolicyRules() map[string]callerauth.Rule {
 	rules := make(map[string]callerauth.Rule, len(in.Callers))
 	for name, c := range in.Callers {
-		rules[name] = callerauth.Rule{Organizations: c.Organizations, Methods: c.Methods, Scopes: c.Scopes, PurposesOfUse: c.PurposesOfUse}
+		rules[name] = callerauth.Rule{Organizations: c.Organizations, Methods: c.Methods, Scopes: c.Scopes, PurposesOfUse: c.PurposesOfUse,
+			ExchangePurposes: c.ExchangePurposes}
 	}
 	return rules
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/cqgate/cqgate/internal/audit"
 	"github.com/cqgate/cqgate/internal/egress"
+	"github.com/cqgate/cqgate/internal/failure"
 	"github.com/cqgate/cqgate/internal/outcome"
 	"github.com/cqgate/cqgate/proxy/fhirurl"
 )
@@ -41,19 +42,17 @@ func (p *Proxy) prepareDownload(w http.ResponseWriter, r *http.Request, rt *rout
 	t := rt.tenant
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		w.Header().Set("Allow", "GET, HEAD")
-		outcome.Write(w, http.StatusMethodNotAllowed, outcome.New(outcome.NotSupported,
-			"proxy: a bulk download link takes GET or HEAD only"))
+		outcome.WriteError(w, failure.New(failure.MethodNotAllowed, "proxy: a bulk download link takes GET or HEAD only"))
 		return false
 	}
 	l, err := p.links.Open(t.OID, sealed)
 	if err != nil {
-		outcome.Write(w, http.StatusNotFound, outcome.New(outcome.NotFound, err.Error()))
+		outcome.WriteError(w, failure.Errorf(failure.NotFound, "%w", err))
 		return false
 	}
 	u, err := url.Parse(l.URL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil {
-		outcome.Write(w, http.StatusBadGateway, outcome.New(outcome.Exception,
-			"proxy: the partner's manifest gave a file URL cqgate cannot fetch"))
+		outcome.WriteError(w, failure.New(failure.UpstreamFailed, "proxy: the partner's manifest gave a file URL cqgate cannot fetch"))
 		return false
 	}
 	if err := egress.CheckURL(u, t.AllowPrivate); err != nil {

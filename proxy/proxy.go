@@ -60,6 +60,9 @@ type Config struct {
 	// ErrorLog receives httputil.ReverseProxy's own messages (such as a
 	// body copy failing mid-stream); the standard logger when nil.
 	ErrorLog *stdlog.Logger
+	// CheckGrant, when set, is asked before a request goes out whether
+	// the token's granted scope covers it; its error is answered instead.
+	CheckGrant func(t *tenant.Tenant, tok *assertion.Token, r *http.Request, fhirPath string) error
 	// PublicBase says which scheme and host cqgate's own URLs carry in
 	// rewritten responses; nil uses the request's own scheme and Host.
 	PublicBase *PublicBase
@@ -74,6 +77,7 @@ type Proxy struct {
 	log           logrus.FieldLogger
 	creds         Credentials
 	maxReplayBody int64
+	checkGrant    func(*tenant.Tenant, *assertion.Token, *http.Request, string) error
 	public        *PublicBase
 	links         *Links
 	rewriters     rewriters
@@ -89,7 +93,8 @@ func New(cfg Config) *Proxy {
 	if log == nil {
 		log = logrus.New()
 	}
-	p := &Proxy{log: log, maxReplayBody: cfg.MaxReplayBody, creds: cfg.Credentials, public: cfg.PublicBase, links: cfg.Links}
+	p := &Proxy{log: log, maxReplayBody: cfg.MaxReplayBody, creds: cfg.Credentials, checkGrant: cfg.CheckGrant,
+		public: cfg.PublicBase, links: cfg.Links}
 	if p.links == nil {
 		// crypto/rand does not fail (it crashes the program instead).
 		p.links, _ = NewLinks(nil)
@@ -160,7 +165,7 @@ func (p *Proxy) Forward(w http.ResponseWriter, r *http.Request, t *tenant.Tenant
 	}
 	scheme, host, err := p.public.origin(r)
 	if err != nil {
-		outcome.Write(w, http.StatusBadRequest, outcome.New(outcome.Invalid, err.Error()))
+		outcome.WriteError(w, failure.Errorf(failure.Invalid, "%w", err))
 		return
 	}
 	if rt.rw, err = p.rewriters.get(t, scheme, host); err != nil {
@@ -184,6 +189,12 @@ func (p *Proxy) Forward(w http.ResponseWriter, r *http.Request, t *tenant.Tenant
 		if err != nil {
 			p.errorHandler(w, r, err)
 			return
+		}
+		if p.checkGrant != nil {
+			if err := p.checkGrant(t, tok, r, fhirPath); err != nil {
+				p.errorHandler(w, r, err)
+				return
+			}
 		}
 		rt.token = tok
 	}
