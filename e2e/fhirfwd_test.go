@@ -147,7 +147,11 @@ func TestFHIRForwardingLinksLeadBackToCqgate(t *testing.T) {
 	var partner *bulkPartner
 	w := newWorld(t, worldOptions{flavor: "r4", tune: func(c *config.Config, w *world) {
 		partner = newBulkPartner(t, w.auth, newStorage(t, "{}\n"), 0)
-		c.Organizations[fwdOID] = config.Organization{Name: "Links", FHIRBase: partner.base(), TokenURL: w.auth.TokenURL, AllowPrivateAddresses: true}
+		c.Organizations[fwdOID] = config.Organization{Name: "Links", FHIRBase: partner.base(), TokenURL: w.auth.TokenURL, AllowPrivateAddresses: true,
+			Scope: "system/Observation.read system/Patient.read"}
+		// The world's client may only read; the create below is about
+		// its Location header, not about scopes.
+		c.Tokens.EnforceGrantedScope = false
 	}})
 	gw := w.gateway.URL + "/fhir/" + fwdOID
 
