@@ -180,7 +180,8 @@ func (l *Limiter) logRefusal(err error) {
 	}
 	l.cfg.Log.WithFields(logrus.Fields{
 		"max_inflight": l.cfg.Max, "in_flight": l.InFlight(), "queued": l.Queued(), "refused_total": l.Refused(),
-	}).Warn("inflight: refusing requests with 503: " + err.Error())
+		"reason": err.Error(),
+	}).Warn("inflight: refusing FHIR requests with 503 (server.max_inflight reached)")
 }
 
 // FHIR selects cqgate's FHIR routes, /fhir/{oid}/...; health, readiness,
