@@ -4,28 +4,42 @@
 #
 # On 127.0.0.1 only, it starts a fast FHIR-like upstream (which also plays
 # the Carequality directory and the token endpoint), then drives the same
-# load against (1) the upstream directly, (2) a bare Go httputil.ReverseProxy
-# adding a static Authorization header (as it comes, and with a BufferPool
-# as cqgate has), (3) nginx doing the same, and (4) cqgate with warm
-# directory, discovery and token caches; then it fires
-# 1,000 concurrent first requests at cqgate for an organization it has not
-# seen (the cold start). The Markdown report goes to stdout and to
-# bench/results/latest.md (and latest.json).
+# load against (1) the upstream directly, (2) a pooled Go
+# httputil.ReverseProxy adding a static Authorization header, (3) the best
+# plain net/http forwarder the benchmark could write (the ceiling for a Go
+# proxy), (4) nginx doing the same, and (5) cqgate with warm directory,
+# discovery and token caches; then it fires 1,000 concurrent first
+# requests at cqgate for an organization it has not seen (the cold start).
+#
+# Fair by construction: the proxy under test is pinned to one CPU and the
+# load generator and upstream to the other (taskset, util-linux), every
+# pass takes turns with the other targets' (ABAB…, the fixed-rate passes
+# too) over --rounds rounds, and the report gives min/median/max over the
+# rounds. The headline is CPU per request at the same offered rate
+# (utime+stime of the proxy process from /proc/<pid>/stat over the pass),
+# beside saturated throughput. The Markdown report goes to stdout and to
+# bench/results/latest.md (machine-readable: latest.json, which
+# `go run ./bench/cmd/charts` draws into docs/img/*.svg).
+#
+# It installs nothing. wrk and nginx come from Debian (as root:
+# apt-get install wrk nginx-light); without wrk the Go load generator
+# drives the saturating passes, without nginx its row is skipped.
 #
 # Usage: bench/run.sh [options]
-#   --quick              CI mode: 3 s per target, 16 connections, short fixed-rate runs
+#   --quick              CI mode (< 1 min): 3 rounds of 1 s per pass, 16 connections, a 200-request cold start
 #   --duration D         measured load per target (default 15s; env BENCH_DURATION)
 #   --rounds N           split it into N turns, the targets alternating (default 3)
+#   --no-pin             do not pin the proxy and the load to separate CPUs
 #   --warmup D           unmeasured load per target before it (default 2s)
 #   --connections N      connections of the saturating runs (default 64)
 #   --threads N          wrk threads (default 2)
 #   --rate R             requests/s of the fixed-rate latency runs (default 2000; 0 skips them)
-#   --rate-duration D    length of each fixed-rate run (default 10s)
+#   --rate-duration D    fixed-rate load per target, over all rounds (default 15s)
 #   --cold N             concurrent first requests of the cold start (default 1000; 0 skips)
-#   --targets LIST       comma-separated subset of direct,bare,bare-pool,nginx,cqgate
+#   --targets LIST       comma-separated subset of direct,bare,bare-pool,nethttp,nginx,cqgate
+#                        (default direct,bare-pool,nethttp,nginx,cqgate; bare is ReverseProxy without a pool)
 #   --cqgate-bin PATH    use this cqgate binary instead of building ./cmd/cqgate
 #   --loadgen            use the built-in Go load generator even if wrk is installed
-#   --no-install         do not try to install wrk and nginx with apt-get
 #   --out FILE           report path (default bench/results/latest.md)
 #   --go-bench           afterwards, run the packages' Go benchmarks (go test -bench -benchmem:
 #                        parsing, the 10,000-organization scale study, the hot path, signing)
@@ -51,14 +65,14 @@ WARMUP=${BENCH_WARMUP:-2s}
 CONNECTIONS=${BENCH_CONNECTIONS:-64}
 THREADS=${BENCH_THREADS:-2}
 RATE=${BENCH_RATE:-2000}
-RATE_DURATION=${BENCH_RATE_DURATION:-10s}
+RATE_DURATION=${BENCH_RATE_DURATION:-15s}
 RATE_CONNECTIONS=${BENCH_RATE_CONNECTIONS:-64}
 COLD=${BENCH_COLD:-1000}
-TARGETS=${BENCH_TARGETS:-direct,bare,bare-pool,nginx,cqgate}
+TARGETS=${BENCH_TARGETS:-direct,bare-pool,nethttp,nginx,cqgate}
 CQGATE_BIN=${BENCH_CQGATE_BIN:-}
 OUT=${BENCH_OUT:-$ROOT/bench/results/latest.md}
 USE_WRK=1
-INSTALL=1
+PIN=1
 GO_BENCH=0
 GO_BENCH_ONLY=0
 GO_BENCHTIME=${BENCH_GO_BENCHTIME:-1s}
@@ -73,7 +87,7 @@ need() { [ $# -ge 2 ] || die "$1 needs a value"; }
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--quick)
-		DURATION=3s ROUNDS=1 WARMUP=1s CONNECTIONS=16 RATE=1000 RATE_DURATION=2s RATE_CONNECTIONS=16 GO_BENCHTIME=200ms
+		DURATION=3s ROUNDS=3 WARMUP=1s CONNECTIONS=16 RATE=1000 RATE_DURATION=3s RATE_CONNECTIONS=16 COLD=200 GO_BENCHTIME=200ms
 		;;
 	--duration) need "$@"; DURATION=$2; shift ;;
 	--rounds) need "$@"; ROUNDS=$2; shift ;;
@@ -87,7 +101,8 @@ while [ $# -gt 0 ]; do
 	--cqgate-bin) need "$@"; CQGATE_BIN=$2; shift ;;
 	--out) need "$@"; OUT=$2; shift ;;
 	--loadgen) USE_WRK=0 ;;
-	--no-install) INSTALL=0 ;;
+	--no-install) ;; # accepted for old scripts: nothing is ever installed
+	--no-pin) PIN=0 ;;
 	--go-bench) GO_BENCH=1 ;;
 	--go-bench-only) GO_BENCH=1 GO_BENCH_ONLY=1 ;;
 	--go-benchtime) need "$@"; GO_BENCHTIME=$2; shift ;;
@@ -125,18 +140,27 @@ trap 'exit 130' INT TERM
 rc=0
 mkdir -p "$(dirname "$OUT")"
 if [ "$GO_BENCH_ONLY" = 0 ]; then
-	# wrk and nginx come from Debian's packages.
+	# wrk and nginx come from Debian's packages; the harness installs
+	# nothing itself.
 	find_nginx() { command -v nginx 2>/dev/null || { [ -x /usr/sbin/nginx ] && echo /usr/sbin/nginx; } || true; }
-	if [ "$INSTALL" = 1 ] && { ! command -v wrk >/dev/null || [ -z "$(find_nginx)" ]; }; then
-		APT=()
-		if [ "$(id -u)" = 0 ]; then APT=(apt-get); elif sudo -n true 2>/dev/null; then APT=(sudo -n apt-get); fi
-		if [ ${#APT[@]} -gt 0 ] && command -v apt-get >/dev/null; then
-			echo "run.sh: installing wrk and nginx with apt-get" >&2
-			# RUNLEVEL=1 keeps the package from starting a system nginx.
-			{ RUNLEVEL=1 timeout 300 "${APT[@]}" install -y -qq wrk nginx >/dev/null 2>&1 ||
-				{ timeout 300 "${APT[@]}" update -qq >/dev/null 2>&1 &&
-					RUNLEVEL=1 timeout 300 "${APT[@]}" install -y -qq wrk nginx >/dev/null 2>&1; }; } ||
-				echo "run.sh: could not install wrk/nginx; going on without what is missing" >&2
+	if ! command -v wrk >/dev/null || [ -z "$(find_nginx)" ]; then
+		echo "run.sh: wrk or nginx is missing; to compare with them, install Debian's packages: apt-get install wrk nginx-light" >&2
+	fi
+	# Pinning: the proxy under test on one CPU, the load generator and
+	# the upstream on another.
+	TASKSET="" PROXY_CPUS="" LOAD_CPUS=""
+	if [ "$PIN" = 1 ]; then
+		if ! command -v taskset >/dev/null; then
+			echo "run.sh: WARNING: taskset (util-linux) is not installed: nothing is pinned, and every process competes for every CPU" >&2
+		else
+			mapfile -t CPUS < <(taskset -cp $$ | sed 's/.*: //' | tr ',' '\n' |
+				awk -F- '{ if (NF == 2) for (i = $1; i <= $2; i++) print i; else print $1 }')
+			if [ "${#CPUS[@]}" -lt 2 ]; then
+				echo "run.sh: WARNING: only ${#CPUS[@]} CPU available: nothing is pinned" >&2
+			else
+				TASKSET=$(command -v taskset) PROXY_CPUS=${CPUS[0]} LOAD_CPUS=${CPUS[1]}
+				echo "run.sh: the proxy under test runs on CPU $PROXY_CPUS, the load generator and the upstream on CPU $LOAD_CPUS" >&2
+			fi
 		fi
 	fi
 	WRK=""
@@ -170,7 +194,10 @@ if [ "$GO_BENCH_ONLY" = 0 ]; then
 		echo "run.sh: only $(ulimit -n) open files allowed; the cold start may fail with $COLD requests" >&2
 	fi
 
-	"$TMP/bin/benchrun" \
+	PINNED=()
+	if [ -n "$TASKSET" ]; then PINNED=("$TASKSET" -c "$LOAD_CPUS"); fi
+	"${PINNED[@]}" "$TMP/bin/benchrun" \
+		-taskset "$TASKSET" -proxy-cpus "$PROXY_CPUS" -load-cpus "$LOAD_CPUS" \
 		-bin "$TMP/bin" -cqgate "$CQGATE_BIN" -wrk "$WRK" -nginx "$NGINX" -lua "$ROOT/bench/pct.lua" \
 		-workdir "$TMP" -pidfile "$PIDS" -out "$OUT" -command "bench/run.sh${ARGS:+ $ARGS}" \
 		-duration "$DURATION" -rounds "$ROUNDS" -warmup "$WARMUP" -connections "$CONNECTIONS" -threads "$THREADS" \

@@ -59,6 +59,13 @@ type Server struct {
 	MaxHeaderBytes int `yaml:"max_header_bytes"`
 	// MaxBodyBytes bounds an inbound request's body (413 beyond it).
 	MaxBodyBytes int64 `yaml:"max_body_bytes"`
+	// MaxInflight caps the FHIR requests served at once; 0 caps nothing.
+	// Up to InflightQueue more wait for a turn, each at most
+	// InflightWait; beyond that a request is answered 503 with
+	// Retry-After (see internal/inflight).
+	MaxInflight   int           `yaml:"max_inflight"`
+	InflightQueue int           `yaml:"inflight_queue"`
+	InflightWait  time.Duration `yaml:"inflight_wait"`
 	// PublicURL is cqgate's own base URL as callers reach it (e.g.
 	// https://cqgate.internal): the partners' URLs in answers (Bundle
 	// links, Location, bulk manifests) are rewritten onto it. Empty: the
@@ -512,6 +519,9 @@ func Default() *Config {
 			ShutdownTimeout:   25 * time.Second,
 			MaxHeaderBytes:    64 << 10,
 			MaxBodyBytes:      10 << 20,
+			MaxInflight:       256,
+			InflightQueue:     1024,
+			InflightWait:      5 * time.Second,
 		},
 		Inbound: Inbound{Auth: "none", MTLSIdentity: "san_uri", APIKeysVault: KVRef{Mount: "secret"}},
 		Audit:   Audit{Destination: "stdout"},

@@ -48,6 +48,7 @@ type adder func(format string, args ...any)
 // reports every problem.
 var validators = []func(c *Config, add adder){
 	(*Config).validateServer,
+	(*Config).validateInflight,
 	(*Config).validateInbound,
 	(*Config).validateOperations,
 	(*Config).validateAdmin,

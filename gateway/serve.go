@@ -11,15 +11,18 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/cqgate/cqgate/config"
+	"github.com/cqgate/cqgate/internal/inflight"
 )
 
 // Serve serves h on ln until ctx ends, then stops accepting connections
-// and lets in-flight requests finish for up to cfg.ShutdownTimeout.
+// and lets in-flight requests finish for up to cfg.ShutdownTimeout. FHIR
+// requests beyond cfg.MaxInflight (and its queue) are answered 503.
 func Serve(ctx context.Context, ln net.Listener, h http.Handler, cfg config.Server, log logrus.FieldLogger) error {
 	errLog, closeErrLog := StdLogger(log)
 	defer closeErrLog()
+	lim := inflight.New(inflight.Config{Max: cfg.MaxInflight, Queue: cfg.InflightQueue, Wait: cfg.InflightWait, Log: log})
 	srv := &http.Server{
-		Handler:           h,
+		Handler:           lim.Wrap(h, inflight.FHIR),
 		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
 		ReadTimeout:       cfg.ReadTimeout,
 		WriteTimeout:      cfg.WriteTimeout,

@@ -7,6 +7,9 @@
 //
 // The proxy is setup.BareProxy, whose transport pools connections like
 // cqgate's; -buffer-pool gives it a pool of copy buffers as cqgate has.
+// With -forwarder it is setup.Forwarder instead: the best plain net/http
+// proxy the benchmark could write (no ReverseProxy), the ceiling for a Go
+// proxy and so for cqgate.
 // Listen address and target must be loopback.
 package main
 
@@ -40,6 +43,7 @@ func run() error {
 	authEnv := flag.String("authorization-env", "BENCH_AUTHORIZATION", "environment variable holding the Authorization header value to add")
 	lifetime := flag.Duration("max-lifetime", 30*time.Minute, "exit after this long, whatever happens")
 	pooled := flag.Bool("buffer-pool", false, "reuse copy buffers (ReverseProxy.BufferPool), as cqgate does")
+	forwarder := flag.Bool("forwarder", false, "serve setup.Forwarder, a minimal forwarder on http.Transport, instead of a ReverseProxy")
 	flag.Parse()
 	if err := loopback.CheckAddr(*listen); err != nil {
 		return err
@@ -57,13 +61,16 @@ func run() error {
 	ctx, cancel := context.WithTimeout(ctx, *lifetime)
 	defer cancel()
 
-	rp := setup.BareProxy(u, auth, *pooled)
+	var handler http.Handler = setup.BareProxy(u, auth, *pooled)
+	if *forwarder {
+		handler = setup.NewForwarder(u, auth)
+	}
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {
 		return err
 	}
 	srv := &http.Server{
-		Handler:           rp,
+		Handler:           handler,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       60 * time.Second,
 		IdleTimeout:       120 * time.Second,

@@ -18,13 +18,21 @@ import (
 func describeMachine(wrk, nginx string) report.Machine {
 	m := report.Machine{CPUs: runtime.NumCPU(), GoVersion: runtime.Version()}
 	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		// The machine's CPUs, not the ones benchrun is pinned to
+		// (runtime.NumCPU counts those).
+		cpus := 0
 		sc := bufio.NewScanner(bytes.NewReader(b))
 		for sc.Scan() {
-			if k, v, ok := strings.Cut(sc.Text(), ":"); ok && strings.TrimSpace(k) == "model name" {
+			k, v, ok := strings.Cut(sc.Text(), ":")
+			switch k = strings.TrimSpace(k); {
+			case !ok:
+			case k == "processor":
+				cpus++
+			case k == "model name" && m.CPUModel == "":
 				m.CPUModel = strings.TrimSpace(v)
-				break
 			}
 		}
+		m.CPUs = max(m.CPUs, cpus)
 	}
 	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
 		sc := bufio.NewScanner(bytes.NewReader(b))

@@ -58,6 +58,10 @@ type options struct {
 	coldN                              int
 	delay                              time.Duration
 	targets                            string
+	// taskset, when set, pins the proxy under test to proxyCPUs and the
+	// upstream and wrk to loadCPUs (benchrun itself, which runs the Go
+	// load generator, is pinned there by run.sh).
+	taskset, proxyCPUs, loadCPUs string
 }
 
 func main() {
@@ -82,7 +86,10 @@ func main() {
 	flag.DurationVar(&o.rateDuration, "rate-duration", 10*time.Second, "length of each fixed-rate run")
 	flag.IntVar(&o.coldN, "cold", 1000, "concurrent first requests in the cold-start burst (0: skip)")
 	flag.DurationVar(&o.delay, "upstream-delay", 20*time.Millisecond, "latency the bench upstream adds to directory, metadata and token answers")
-	flag.StringVar(&o.targets, "targets", "direct,bare,bare-pool,nginx,cqgate", "targets to run, in order")
+	flag.StringVar(&o.targets, "targets", "direct,bare-pool,nethttp,nginx,cqgate", "targets to run, in order (direct, bare, bare-pool, nethttp, nginx, cqgate)")
+	flag.StringVar(&o.taskset, "taskset", "", "taskset binary; empty: nothing is pinned")
+	flag.StringVar(&o.proxyCPUs, "proxy-cpus", "0", "CPU list (taskset -c) for the proxy under test")
+	flag.StringVar(&o.loadCPUs, "load-cpus", "1", "CPU list for the upstream and wrk")
 	flag.Parse()
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -158,13 +165,19 @@ func run(ctx context.Context, o options) (*report.Report, error) {
 		rep.Threads = 0
 		rep.Notes = append(rep.Notes, "wrk was not used (not installed, or --loadgen): the saturating runs used the built-in Go load generator (bench/cmd/loadgen), which costs more CPU per request than wrk and so lowers every row's throughput on a 2-CPU machine.")
 	}
-	sup := &supervisor{dir: o.workDir, pidFile: o.pidFile}
+	if o.taskset != "" {
+		rep.Pinning = fmt.Sprintf("proxy under test pinned to CPU %s; load generator and upstream pinned to CPU %s (taskset); nginx runs one worker per pinned CPU and Go sets GOMAXPROCS from the affinity", o.proxyCPUs, o.loadCPUs)
+	} else {
+		rep.Pinning = "not pinned: the proxy, the load generator and the upstream share every CPU"
+		rep.Notes = append(rep.Notes, "Nothing was pinned (taskset missing, or fewer than 2 CPUs): every process competed for every CPU, so CPU per request includes the cost of that competition.")
+	}
+	sup := &supervisor{dir: o.workDir, pidFile: o.pidFile, taskset: o.taskset}
 	defer sup.stopAll()
 
 	// The upstream: directory, FHIR servers and token endpoints.
 	apiKey := randomHex(16)
 	upAddrFile := filepath.Join(o.workDir, "upstream.addr")
-	up, err := sup.start("upstream", []string{"BENCH_DIRECTORY_API_KEY=" + apiKey}, filepath.Join(o.binDir, "upstream"),
+	up, err := sup.startOn(o.loadCPUs, "upstream", []string{"BENCH_DIRECTORY_API_KEY=" + apiKey}, filepath.Join(o.binDir, "upstream"),
 		"-listen", "127.0.0.1:0", "-addr-file", upAddrFile, "-delay", o.delay.String(), "-max-lifetime", maxRun.String())
 	if err != nil {
 		return nil, err
@@ -194,12 +207,15 @@ func run(ctx context.Context, o options) (*report.Report, error) {
 			t.name, t.url, t.header = "upstream directly", upBase+fhirPath, http.Header{"Authorization": {auth}}
 		case report.Bare:
 			t.name = "bare Go ReverseProxy"
-			err = startBare(startCtx, sup, o, t, upBase, auth, fhirPath, false)
+			err = startBare(startCtx, sup, o, t, upBase, auth, fhirPath, "-buffer-pool=false")
 		case report.BarePool:
-			t.name = "bare Go ReverseProxy + BufferPool"
-			err = startBare(startCtx, sup, o, t, upBase, auth, fhirPath, true)
+			t.name = "Go ReverseProxy + BufferPool"
+			err = startBare(startCtx, sup, o, t, upBase, auth, fhirPath, "-buffer-pool=true")
+		case report.NetHTTP:
+			t.name = "best net/http forwarder"
+			err = startBare(startCtx, sup, o, t, upBase, auth, fhirPath, "-forwarder")
 		case report.Nginx:
-			t.name = "nginx (2 workers)"
+			t.name = fmt.Sprintf("nginx (%d worker%s)", nginxWorkers(o), map[bool]string{true: "s"}[nginxWorkers(o) > 1])
 			err = startNginx(startCtx, sup, o, t, upAddr, auth, fhirPath)
 		case report.Cqgate:
 			t.name = "cqgate"
@@ -214,8 +230,13 @@ func run(ctx context.Context, o options) (*report.Report, error) {
 	}
 	startCancel()
 
-	// Saturating runs, the targets taking turns; then fixed-rate runs.
+	// Every pass takes turns (ABAB…): in each round every target's
+	// saturating pass, then every target's fixed-rate pass, so that a
+	// slow phase of the machine hits every target alike.
+	ratePerRound := wholeSeconds(o.rateDuration / time.Duration(o.rounds))
+	o.rateDuration = ratePerRound * time.Duration(o.rounds)
 	rounds := make([][]report.Row, len(targets))
+	rateRounds := make([][]report.Row, len(targets))
 	for r := 0; r < o.rounds; r++ {
 		warmup := o.warmup
 		if r > 0 {
@@ -227,17 +248,23 @@ func run(ctx context.Context, o options) (*report.Report, error) {
 				return rep, ctx.Err()
 			}
 		}
+		if o.rate <= 0 {
+			continue
+		}
+		for i, t := range targets {
+			rateRounds[i] = append(rateRounds[i], measure(ctx, o, t, up, "loadgen", o.rate, o.rateConns, ratePerRound, 0))
+			if ctx.Err() != nil {
+				return rep, ctx.Err()
+			}
+		}
 	}
 	for _, rs := range rounds {
 		rep.Rows = append(rep.Rows, report.Merge(rs))
 	}
 	if o.rate > 0 {
 		rep.Rate, rep.RateConnections, rep.RateDuration = o.rate, o.rateConns, o.rateDuration
-		for _, t := range targets {
-			rep.RateRows = append(rep.RateRows, measure(ctx, o, t, up, "loadgen", o.rate, o.rateConns, o.rateDuration, 0))
-			if ctx.Err() != nil {
-				return rep, ctx.Err()
-			}
+		for _, rs := range rateRounds {
+			rep.RateRows = append(rep.RateRows, report.Merge(rs))
 		}
 	}
 
@@ -256,11 +283,19 @@ func run(ctx context.Context, o options) (*report.Report, error) {
 	return rep, nil
 }
 
-func startBare(ctx context.Context, sup *supervisor, o options, t *target, upBase, auth, path string, pooled bool) error {
+// nginxWorkers is one worker per CPU the proxy may use: 1 when pinned,
+// 2 (the machine's) when not.
+func nginxWorkers(o options) int {
+	if o.taskset != "" {
+		return max(1, len(strings.Split(o.proxyCPUs, ",")))
+	}
+	return 2
+}
+
+func startBare(ctx context.Context, sup *supervisor, o options, t *target, upBase, auth, path, mode string) error {
 	addrFile := filepath.Join(o.workDir, t.key+".addr")
-	c, err := sup.start(t.key, []string{"BENCH_AUTHORIZATION=" + auth}, filepath.Join(o.binDir, "bareproxy"),
-		"-listen", "127.0.0.1:0", "-addr-file", addrFile, "-target", upBase, "-max-lifetime", maxRun.String(),
-		"-buffer-pool="+strconv.FormatBool(pooled))
+	c, err := sup.startOn(o.proxyCPUs, t.key, []string{"BENCH_AUTHORIZATION=" + auth}, filepath.Join(o.binDir, "bareproxy"),
+		"-listen", "127.0.0.1:0", "-addr-file", addrFile, "-target", upBase, "-max-lifetime", maxRun.String(), mode)
 	if err != nil {
 		return err
 	}
@@ -282,11 +317,11 @@ func startNginx(ctx context.Context, sup *supervisor, o options, t *target, upAd
 	if err != nil {
 		return err
 	}
-	conf, err := setup.WriteNginxConf(dir, listen, upAddr, auth)
+	conf, err := setup.WriteNginxConf(dir, listen, upAddr, auth, nginxWorkers(o))
 	if err != nil {
 		return err
 	}
-	c, err := sup.start("nginx", nil, o.nginx, "-p", dir, "-c", conf, "-e", filepath.Join(dir, "logs", "error.log"), "-g", "daemon off;")
+	c, err := sup.startOn(o.proxyCPUs, "nginx", nil, o.nginx, "-p", dir, "-c", conf, "-e", filepath.Join(dir, "logs", "error.log"), "-g", "daemon off;")
 	if err != nil {
 		t.skipped = "nginx did not start: " + err.Error()
 		return nil
@@ -298,10 +333,10 @@ func startNginx(ctx context.Context, sup *supervisor, o options, t *target, upAd
 		t.proxy = nil
 		return nil
 	}
-	// Wait until both workers are up, and record them so that run.sh's
+	// Wait until the workers are up, and record them so that run.sh's
 	// trap can end them even if the master dies first.
 	for i := 0; i < 100; i++ {
-		if kids, _ := proc.Children(c.pid()); len(kids) >= 2 {
+		if kids, _ := proc.Children(c.pid()); len(kids) >= nginxWorkers(o) {
 			for _, k := range kids {
 				sup.recordPID(k)
 			}
@@ -329,7 +364,7 @@ func startCqgate(ctx context.Context, sup *supervisor, o options, t *target, upB
 	if err := os.WriteFile(conf, []byte(yaml), 0o600); err != nil {
 		return err
 	}
-	c, err := sup.start("cqgate", []string{"CQGATE_DIRECTORY_API_KEY=" + apiKey}, o.cqgateBin, "-config", conf)
+	c, err := sup.startOn(o.proxyCPUs, "cqgate", []string{"CQGATE_DIRECTORY_API_KEY=" + apiKey}, o.cqgateBin, "-config", conf)
 	if err != nil {
 		return err
 	}
@@ -419,8 +454,12 @@ func runWrk(ctx context.Context, o options, t *target, conns int, dur time.Durat
 	ctx, cancel := context.WithTimeout(ctx, dur+30*time.Second)
 	defer cancel()
 	threads := min(o.threads, conns)
-	cmd := exec.CommandContext(ctx, o.wrk, "-t"+strconv.Itoa(threads), "-c"+strconv.Itoa(conns),
-		"-d"+strconv.Itoa(int(dur/time.Second))+"s", "--timeout", "10s", "--latency", "-s", o.lua, t.url)
+	name, args := o.wrk, []string{"-t" + strconv.Itoa(threads), "-c" + strconv.Itoa(conns),
+		"-d" + strconv.Itoa(int(dur/time.Second)) + "s", "--timeout", "10s", "--latency", "-s", o.lua, t.url}
+	if o.taskset != "" {
+		name, args = o.taskset, append([]string{"-c", o.loadCPUs, o.wrk}, args...)
+	}
+	cmd := exec.CommandContext(ctx, name, args...)
 	cmd.Env = os.Environ()
 	if a := t.header.Get("Authorization"); a != "" {
 		cmd.Env = append(cmd.Env, "BENCH_AUTHORIZATION="+a)

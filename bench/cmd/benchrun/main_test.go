@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -40,7 +41,7 @@ func TestRunDirectAndBare(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	rep, err := run(ctx, options{
-		binDir: bin, workDir: work, pidFile: pidFile, targets: "direct,bare,bare-pool,nginx", // nginx: "" skips it
+		binDir: bin, workDir: work, pidFile: pidFile, targets: "direct,bare,bare-pool,nethttp,nginx", // nginx: "" skips it
 		duration: 2 * time.Second, rounds: 2, conns: 4, threads: 1,
 		rate: 200, rateConns: 4, rateDuration: time.Second,
 	})
@@ -50,15 +51,15 @@ func TestRunDirectAndBare(t *testing.T) {
 	if len(rep.Failures) != 0 {
 		t.Fatalf("failures: %v", rep.Failures)
 	}
-	if len(rep.Rows) != 4 || len(rep.RateRows) != 4 {
+	if len(rep.Rows) != 5 || len(rep.RateRows) != 5 {
 		t.Fatalf("rows %+v rate rows %+v", rep.Rows, rep.RateRows)
 	}
-	if ng := rep.Rows[3]; ng.Key != report.Nginx || !strings.Contains(ng.Skipped, "not installed") {
+	if ng := rep.Rows[4]; ng.Key != report.Nginx || !strings.Contains(ng.Skipped, "not installed") {
 		t.Errorf("nginx row %+v, want skipped as not installed", ng)
 	}
-	rep.Rows, rep.RateRows = rep.Rows[:3], rep.RateRows[:3]
-	for _, row := range rep.Rows {
-		if row.Rounds != 2 {
+	rep.Rows, rep.RateRows = rep.Rows[:4], rep.RateRows[:4]
+	for _, row := range append(rep.Rows, rep.RateRows...) {
+		if row.Rounds != 2 || len(row.PerRound) != 2 {
 			t.Errorf("%s: %d rounds, want 2", row.Name, row.Rounds)
 		}
 	}
@@ -99,8 +100,8 @@ func TestRunDirectAndBare(t *testing.T) {
 		t.Fatal(err)
 	}
 	lines := strings.Fields(string(pids))
-	if len(lines) != 3 {
-		t.Errorf("pid file lists %q, want the upstream and the two bare proxies", lines)
+	if len(lines) != 4 {
+		t.Errorf("pid file lists %q, want the upstream, the two bare proxies and the forwarder", lines)
 	}
 	for _, pid := range lines {
 		if _, err := os.Stat("/proc/" + pid); err == nil {
@@ -148,5 +149,44 @@ func TestWholeSeconds(t *testing.T) {
 		if got := wholeSeconds(c.in); got != c.want {
 			t.Errorf("wholeSeconds(%v) = %v, want %v", c.in, got, c.want)
 		}
+	}
+}
+
+// startOn pins a child to the CPUs asked for, with taskset execing the
+// command itself (the pid recorded is the command's).
+func TestStartOnPins(t *testing.T) {
+	taskset, err := exec.LookPath("taskset")
+	if err != nil {
+		t.Skip("taskset not installed")
+	}
+	sleep, err := exec.LookPath("sleep")
+	if err != nil {
+		t.Skip("no sleep command")
+	}
+	sup := &supervisor{dir: t.TempDir(), taskset: taskset}
+	defer sup.stopAll()
+	c, err := sup.startOn("0", "sleeper", nil, sleep, "30")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var status string
+	for range 100 {
+		b, _ := os.ReadFile("/proc/" + strconv.Itoa(c.pid()) + "/status")
+		if status = string(b); strings.Contains(status, "Name:\tsleep") {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if !strings.Contains(status, "Name:\tsleep") || !strings.Contains(status, "Cpus_allowed_list:\t0\n") {
+		t.Errorf("child status:\n%s", status)
+	}
+	unpinned := &supervisor{dir: t.TempDir()}
+	defer unpinned.stopAll()
+	c2, err := unpinned.startOn("0", "sleeper2", nil, sleep, "30")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c2.cmd.Path != sleep {
+		t.Errorf("without taskset the command is %s, want %s itself", c2.cmd.Path, sleep)
 	}
 }

@@ -32,8 +32,20 @@ type child struct {
 type supervisor struct {
 	dir     string
 	pidFile string // every pid started is appended here, for run.sh's trap
+	// taskset, when set, is the taskset binary startOn pins with.
+	taskset string
 	mu      sync.Mutex
 	kids    []*child
+}
+
+// startOn starts a child pinned to cpus (taskset -c cpus, which execs
+// the command, so the pid is the command's own) when s pins, else as
+// start does.
+func (s *supervisor) startOn(cpus, name string, env []string, path string, args ...string) (*child, error) {
+	if s.taskset == "" || cpus == "" {
+		return s.start(name, env, path, args...)
+	}
+	return s.start(name, env, s.taskset, append([]string{"-c", cpus, path}, args...)...)
 }
 
 func (s *supervisor) start(name string, env []string, path string, args ...string) (*child, error) {

@@ -12,16 +12,25 @@ const (
 	Direct   = "direct"
 	Bare     = "bare"      // httputil.ReverseProxy as it comes
 	BarePool = "bare-pool" // the same with a BufferPool, as cqgate has
-	Nginx    = "nginx"
-	Cqgate   = "cqgate"
+	// NetHTTP is setup.Forwarder, the best plain net/http proxy the
+	// benchmark could write: the ceiling for a Go proxy.
+	NetHTTP = "nethttp"
+	Nginx   = "nginx"
+	Cqgate  = "cqgate"
 )
 
-// Targets met or missed.
+// Targets met or missed (issue 18), judged on one run's ratios.
 const (
-	TargetThroughputVsBare = 0.9
-	TargetAddedP99         = time.Millisecond
-	TargetAddedP99Conns    = 64
-	TargetRSS              = 64 << 20
+	// cqgate's CPU per request at the fixed rate, over the ceiling's and
+	// over nginx's (nginx pinned to the same single core).
+	TargetCPUVsNetHTTP = 1.05
+	TargetCPUVsNginx   = 2.0
+	// Added p99 over direct at the fixed rate.
+	TargetAddedP99      = 500 * time.Microsecond
+	TargetAddedP99Conns = 64
+	TargetRSS           = 64 << 20
+	// cqgate's peak RSS after the cold-start burst.
+	TargetBurstRSS = 48 << 20
 )
 
 // Row is one target's measured run.
@@ -55,6 +64,79 @@ type Row struct {
 	// MinRPS and MaxRPS the lowest and highest rate among them.
 	Rounds         int
 	MinRPS, MaxRPS float64
+	// PerRound holds each round's own figures, in round order, for the
+	// spreads (min/median/max) and the ratios paired round by round.
+	PerRound []Round `json:",omitempty"`
+}
+
+// Round is one round's figures of a row.
+type Round struct {
+	RPS           float64
+	CPUPerRequest time.Duration
+	P50, P99      time.Duration
+}
+
+// Spread is the lowest, the median and the highest of a figure over the
+// rounds.
+type Spread struct{ Min, Median, Max float64 }
+
+// SpreadOf returns the spread of v; the median of an even count is the
+// mean of the middle two. It is zero for no values.
+func SpreadOf(v []float64) Spread {
+	if len(v) == 0 {
+		return Spread{}
+	}
+	s := slices.Clone(v)
+	slices.Sort(s)
+	mid := s[len(s)/2]
+	if len(s)%2 == 0 {
+		mid = (s[len(s)/2-1] + s[len(s)/2]) / 2
+	}
+	return Spread{Min: s[0], Median: mid, Max: s[len(s)-1]}
+}
+
+// Figure picks one figure of a round, in the unit it is shown in.
+type Figure func(Round) float64
+
+// The figures charted and tabled: requests per second, CPU per request
+// in µs, latency in ms.
+var (
+	FigRPS Figure = func(r Round) float64 { return r.RPS }
+	FigCPU Figure = func(r Round) float64 { return float64(r.CPUPerRequest) / float64(time.Microsecond) }
+	FigP50 Figure = func(r Round) float64 { return float64(r.P50) / float64(time.Millisecond) }
+	FigP99 Figure = func(r Round) float64 { return float64(r.P99) / float64(time.Millisecond) }
+)
+
+// rounds is PerRound, or the row as one round when it has none (a row
+// that was not merged, or results written before rounds were kept).
+func (r *Row) rounds() []Round {
+	if len(r.PerRound) == 0 && r.Requests > 0 {
+		return []Round{{RPS: r.RPS(), CPUPerRequest: r.CPUPerRequest, P50: r.P50, P99: r.P99}}
+	}
+	return r.PerRound
+}
+
+// Spread is f's spread over the row's rounds.
+func (r *Row) Spread(f Figure) Spread {
+	v := make([]float64, 0, len(r.PerRound))
+	for _, rd := range r.rounds() {
+		v = append(v, f(rd))
+	}
+	return SpreadOf(v)
+}
+
+// RatioSpread pairs a's and b's rounds (round i of a with round i of b,
+// which ran back to back) and returns the spread of a's figure over
+// b's. Rounds where b's figure is 0 are left out.
+func RatioSpread(a, b *Row, f Figure) Spread {
+	var v []float64
+	ar, br := a.rounds(), b.rounds()
+	for i := range min(len(ar), len(br)) {
+		if d := f(br[i]); d > 0 {
+			v = append(v, f(ar[i])/d)
+		}
+	}
+	return SpreadOf(v)
 }
 
 // Merge combines rounds of the same target into one row: requests, time
@@ -72,11 +154,13 @@ func Merge(rounds []Row) Row {
 	var cpu, upCPU time.Duration
 	var other, steal float64
 	pct := make([][]time.Duration, 6)
+	out.PerRound = make([]Round, 0, len(rounds))
 	for i, r := range rounds {
 		if r.Skipped != "" {
 			r.Rounds = len(rounds)
 			return r
 		}
+		out.PerRound = append(out.PerRound, Round{RPS: r.RPS(), CPUPerRequest: r.CPUPerRequest, P50: r.P50, P99: r.P99})
 		out.Requests += r.Requests
 		out.Duration += r.Duration
 		out.Non2xx += r.Non2xx
@@ -170,6 +254,9 @@ type Report struct {
 	Duration time.Duration
 	Rounds   int
 	Warmup   time.Duration
+	// Pinning says which CPUs the proxy under test and the load
+	// generator with the upstream ran on.
+	Pinning string
 	// Rows are the saturating runs: each connection sends its next
 	// request as soon as the answer is in.
 	Rows []Row
@@ -280,82 +367,58 @@ func (r *Report) Markdown() string {
 	w("- Machine: %d CPUs (%s), %s memory, Linux %s\n", m.CPUs, orDash(m.CPUModel), orDash(m.Memory), orDash(m.Kernel))
 	w("- Software: %s; wrk %s; nginx %s\n", orDash(m.GoVersion), orDash(m.Wrk), orDash(m.Nginx))
 	w("- Load: %d connections, %d threads, %s per target (in %d rounds) after a %s warm-up; everything on 127.0.0.1\n", r.Connections, r.Threads, r.Duration, max(r.Rounds, 1), r.Warmup)
+	if r.Pinning != "" {
+		w("- CPUs: %s\n", r.Pinning)
+	}
 	if r.Cqgate != "" {
 		w("- cqgate: %s\n", r.Cqgate)
 	}
 	if r.Command != "" {
 		w("- Command: `%s`\n", r.Command)
 	}
+	r.headline(&b)
 	w("\n## Saturation: as many requests as the answers allow\n\n")
-	w("Each of %d connections sends its next request as soon as the previous answer is in; on this machine the load generator, the upstream and the proxy share the same CPUs, so this measures how much CPU each proxy needs per request, and latency is mostly queueing for the CPU.", r.Connections)
+	w("Each of %d connections sends its next request as soon as the previous answer is in, so this measures how many requests each proxy serves with the CPU it has, and latency is mostly queueing.", r.Connections)
 	if r.Rounds > 1 {
-		w(" The targets took turns in %d rounds of %s each; req/s is over all rounds (lowest–highest round in brackets), each percentile the median of the rounds', max the highest.", r.Rounds, r.Duration/time.Duration(r.Rounds))
+		w(" The targets took turns in %d rounds of %s each (ABAB…); each figure is the median of the rounds' with the lowest–highest round in brackets; max is the highest.", r.Rounds, r.Duration/time.Duration(r.Rounds))
 	}
 	w("\n\n")
 	rowsTable(&b, r.Rows)
 	if len(r.RateRows) > 0 {
-		w("\n## Latency at a fixed rate: %.0f requests/s over %d connections, %s each (loadgen)\n\n", r.Rate, r.RateConnections, r.RateDuration)
-		w("Requests are sent on a fixed schedule and latency counts from when each was due (no coordinated omission). The rate leaves the CPUs mostly idle, so the difference to the direct row is the proxy's own cost per request.\n\n")
+		w("\n## Latency and CPU at a fixed rate: %.0f requests/s over %d connections, %s each (loadgen)\n\n", r.Rate, r.RateConnections, r.RateDuration)
+		w("Requests are sent on a fixed schedule and latency counts from when each was due (no coordinated omission). Every target gets the same offered load, so CPU per request is comparable between them and the difference to the direct row is the proxy's own cost.")
+		if r.Rounds > 1 {
+			w(" These passes took turns with the others in the same %d rounds.", r.Rounds)
+		}
+		w("\n\n")
 		rowsTable(&b, r.RateRows)
 	}
 
 	cq := r.Row(Cqgate)
 	if cq != nil {
 		w("\n## cqgate compared (same run)\n\n")
-		w("| cqgate vs | throughput ratio (saturation) | CPU/req ratio | p50 ratio | p99 ratio | added p50 | added p99 | added p99.9 | added p50 at fixed rate | added p99 at fixed rate | added p99.9 at fixed rate |\n|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
+		w("Ratios are paired round by round (cqgate's round i over the other's round i, which ran next to it): median (lowest–highest).\n\n")
+		w("| cqgate vs | CPU/req at %.0f req/s | throughput (saturated) | CPU/req (saturated) | added p50 at %.0f req/s | added p99 at %.0f req/s | added p99.9 at %.0f req/s |\n|---|--:|--:|--:|--:|--:|--:|\n", r.Rate, r.Rate, r.Rate, r.Rate)
 		cqr := r.RateRow(Cqgate)
-		for _, key := range []string{Direct, Bare, BarePool, Nginx} {
+		for _, key := range []string{Direct, Bare, BarePool, NetHTTP, Nginx} {
 			o := r.Row(key)
 			if o == nil {
 				continue
 			}
-			cpu := "–"
+			fixedCPU, satCPU := "–", "–"
 			if key != Direct && o.CPUPerRequest > 0 {
-				cpu = fmt.Sprintf("%.2f×", ratio(float64(cq.CPUPerRequest), float64(o.CPUPerRequest)))
+				satCPU = ratioCell(RatioSpread(cq, o, FigCPU))
 			}
-			fixed := " | | |"
+			fixed := " | | "
 			if or := r.RateRow(key); or != nil && cqr != nil {
-				fixed = fmt.Sprintf("%s | %s | %s |", signedMS(cqr.P50-or.P50), signedMS(cqr.P99-or.P99), signedMS(cqr.P999-or.P999))
+				if key != Direct {
+					fixedCPU = ratioCell(RatioSpread(cqr, or, FigCPU))
+				}
+				fixed = fmt.Sprintf("%s | %s | %s", signedMS(cqr.P50-or.P50), signedMS(cqr.P99-or.P99), signedMS(cqr.P999-or.P999))
 			}
-			w("| %s | %.2f× | %s | %.2f× | %.2f× | %s | %s | %s | %s\n", o.Name, ratio(cq.RPS(), o.RPS()), cpu,
-				ratio(float64(cq.P50), float64(o.P50)), ratio(float64(cq.P99), float64(o.P99)),
-				signedMS(cq.P50-o.P50), signedMS(cq.P99-o.P99), signedMS(cq.P999-o.P999), fixed)
+			w("| %s | %s | %s | %s | %s |\n", o.Name, fixedCPU, ratioCell(RatioSpread(cq, o, FigRPS)), satCPU, fixed)
 		}
-		w("\n## Targets\n\n| target | measured | verdict |\n|---|---|---|\n")
-		for _, key := range []string{Bare, BarePool} {
-			if bare := r.Row(key); bare != nil {
-				x := ratio(cq.RPS(), bare.RPS())
-				w("| throughput ≥ %.1f× the %s | %.2f× | %s |\n", TargetThroughputVsBare, bare.Name, x, mark(x >= TargetThroughputVsBare))
-			}
-		}
-		if ng := r.Row(Nginx); ng != nil {
-			x := ratio(cq.RPS(), ng.RPS())
-			verdict := "matches or beats nginx"
-			if x < 0.98 {
-				verdict = fmt.Sprintf("%.0f%% below nginx", (1-x)*100)
-			}
-			w("| (aim) throughput matches or beats nginx | %.2f× | %s |\n", x, verdict)
-		}
-		// The target is judged at the fixed rate; under saturation the
-		// p99 is queueing for the shared CPUs, shown for information.
-		if cqr, d := r.RateRow(Cqgate), r.RateRow(Direct); cqr != nil && d != nil {
-			added := cqr.P99 - d.P99
-			if r.RateConnections == TargetAddedP99Conns {
-				w("| added p99 over direct ≤ %s at %d connections (at %.0f req/s) | %s | %s |\n", ms(TargetAddedP99), TargetAddedP99Conns, r.Rate, signedMS(added), mark(added <= TargetAddedP99))
-			} else {
-				w("| added p99 over direct ≤ %s at %d connections (at %.0f req/s) | %s at %d connections | (not comparable) |\n", ms(TargetAddedP99), TargetAddedP99Conns, r.Rate, signedMS(added), r.RateConnections)
-			}
-		}
-		if d := r.Row(Direct); d != nil {
-			w("| (information) added p99 over direct, saturated | %s | queueing for the shared CPUs dominates; not a verdict |\n", signedMS(cq.P99-d.P99))
-		}
-		w("| cqgate peak RSS ≤ %s, under load (%d connections) | %s | %s |\n", mib(TargetRSS), r.Connections, mib(cq.PeakRSS), mark(cq.PeakRSS > 0 && cq.PeakRSS <= TargetRSS))
-		if c := r.Cold; c != nil {
-			w("| cqgate peak RSS ≤ %s, after the %d-connection cold-start burst | %s | %s |\n", mib(TargetRSS), c.N, mib(c.PeakRSS), mark(c.PeakRSS > 0 && c.PeakRSS <= TargetRSS))
-			w("| cold start: exactly 1 token exchange | %d | %s |\n", c.Token, mark(c.Token == 1))
-			w("| cold start: exactly 1 directory lookup | %d | %s |\n", c.Directory, mark(c.Directory == 1))
-			w("| cold start: exactly 1 metadata fetch | %d | %s |\n", c.Metadata, mark(c.Metadata == 1))
-		}
+		r.targets(&b, cq)
 	}
 
 	if c := r.Cold; c != nil {
@@ -391,6 +454,109 @@ func (r *Report) Markdown() string {
 	return b.String()
 }
 
+// headline is the section the run is read by: each proxy's CPU per
+// request at the same offered rate, beside its saturated throughput.
+func (r *Report) headline(b *strings.Builder) {
+	w := func(format string, a ...any) { fmt.Fprintf(b, format, a...) }
+	if len(r.RateRows) == 0 && len(r.Rows) == 0 {
+		return
+	}
+	w("\n## Headline: CPU per request at the same offered rate\n\n")
+	w("The proxy process's utime+stime (/proc/<pid>/stat; nginx: master and workers) over each pass, divided by the requests it served; median (lowest–highest) over the rounds. ")
+	w("The fixed-rate column gives every target the same %.0f requests/s; the saturated column is beside it with the throughput it reached.\n\n", r.Rate)
+	w("| target | CPU/req at %.0f req/s | CPU/req saturated | req/s saturated | p99 at %.0f req/s |\n|---|--:|--:|--:|--:|\n", r.Rate, r.Rate)
+	keys := []string{}
+	for _, row := range r.Rows {
+		keys = append(keys, row.Key)
+	}
+	for _, row := range r.RateRows {
+		if !slices.Contains(keys, row.Key) {
+			keys = append(keys, row.Key)
+		}
+	}
+	for _, key := range keys {
+		sat, fixed := find(r.Rows, key), find(r.RateRows, key)
+		name := ""
+		cells := []string{"–", "–", "–", "–"}
+		if fixed != nil {
+			name = fixed.Name
+			if key != Direct {
+				cells[0] = spreadCell(fixed.Spread(FigCPU), "%.1f", " µs")
+			}
+			cells[3] = spreadCell(fixed.Spread(FigP99), "%.3f", " ms")
+		}
+		if sat != nil {
+			name = sat.Name
+			if key != Direct {
+				cells[1] = spreadCell(sat.Spread(FigCPU), "%.1f", " µs")
+			}
+			cells[2] = spreadCell(sat.Spread(FigRPS), "%.0f", "")
+		}
+		if name == "" {
+			continue
+		}
+		if key == Cqgate {
+			name = "**" + name + "**"
+		}
+		w("| %s | %s |\n", name, strings.Join(cells, " | "))
+	}
+}
+
+// targets is the verdict on issue 18's targets.
+func (r *Report) targets(b *strings.Builder, cq *Row) {
+	w := func(format string, a ...any) { fmt.Fprintf(b, format, a...) }
+	w("\n## Targets\n\n| target | measured (median, lowest–highest round) | verdict |\n|---|---|---|\n")
+	cqr := r.RateRow(Cqgate)
+	for _, t := range []struct {
+		key   string
+		limit float64
+	}{{NetHTTP, TargetCPUVsNetHTTP}, {Nginx, TargetCPUVsNginx}} {
+		o := r.RateRow(t.key)
+		if o == nil || cqr == nil {
+			continue
+		}
+		x := RatioSpread(cqr, o, FigCPU)
+		w("| CPU per request at %.0f req/s ≤ %.2f× the %s | %s | %s |\n", r.Rate, t.limit, o.Name, ratioCell(x), mark(x.Median > 0 && x.Median <= t.limit))
+	}
+	if d := r.RateRow(Direct); cqr != nil && d != nil {
+		added := cqr.P99 - d.P99
+		if r.RateConnections == TargetAddedP99Conns {
+			w("| added p99 over direct ≤ %s at %.0f req/s (%d connections) | %s | %s |\n", ms(TargetAddedP99), r.Rate, TargetAddedP99Conns, signedMS(added), mark(added <= TargetAddedP99))
+		} else {
+			w("| added p99 over direct ≤ %s at %.0f req/s (%d connections) | %s at %d connections | (not comparable) |\n", ms(TargetAddedP99), r.Rate, TargetAddedP99Conns, signedMS(added), r.RateConnections)
+		}
+	}
+	w("| cqgate peak RSS ≤ %s, under load (%d connections) | %s | %s |\n", mib(TargetRSS), r.Connections, mib(cq.PeakRSS), mark(cq.PeakRSS > 0 && cq.PeakRSS <= TargetRSS))
+	if c := r.Cold; c != nil {
+		w("| cqgate peak RSS ≤ %s after the %d-request cold burst, every request answered | %s, %d of %d answered 200 | %s |\n", mib(TargetBurstRSS), c.N, mib(c.PeakRSS), c.OK(), c.N, mark(c.PeakRSS > 0 && c.PeakRSS <= TargetBurstRSS && c.OK() == int64(c.N)))
+		w("| cold start: exactly 1 token exchange | %d | %s |\n", c.Token, mark(c.Token == 1))
+		w("| cold start: exactly 1 directory lookup | %d | %s |\n", c.Directory, mark(c.Directory == 1))
+		w("| cold start: exactly 1 metadata fetch | %d | %s |\n", c.Metadata, mark(c.Metadata == 1))
+	}
+}
+
+// spreadCell shows a spread as "median unit (min–max unit)", numbers in
+// format.
+func spreadCell(s Spread, format, unit string) string {
+	if s.Max == 0 {
+		return "–"
+	}
+	if s.Min == s.Max {
+		return fmt.Sprintf(format, s.Median) + unit
+	}
+	return fmt.Sprintf(format+unit+" ("+format+"–"+format+unit+")", s.Median, s.Min, s.Max)
+}
+
+func ratioCell(s Spread) string {
+	if s.Max == 0 {
+		return "–"
+	}
+	if s.Min == s.Max {
+		return fmt.Sprintf("%.2f×", s.Median)
+	}
+	return fmt.Sprintf("%.2f× (%.2f–%.2f)", s.Median, s.Min, s.Max)
+}
+
 func ratio(a, b float64) float64 {
 	if b == 0 {
 		return 0
@@ -422,15 +588,18 @@ func rowsTable(b *strings.Builder, rows []Row) {
 			continue
 		}
 		cpu, rss := us(row.CPUPerRequest), mib(row.PeakRSS)
+		rps, p50, p99 := fmt.Sprintf("%.0f", row.RPS()), ms(row.P50), ms(row.P99)
+		if len(row.PerRound) > 1 {
+			rps = spreadCell(row.Spread(FigRPS), "%.0f", "")
+			p50 = spreadCell(row.Spread(FigP50), "%.3f", " ms")
+			p99 = spreadCell(row.Spread(FigP99), "%.3f", " ms")
+			cpu = spreadCell(row.Spread(FigCPU), "%.1f", " µs")
+		}
 		if row.Key == Direct {
 			cpu, rss = "(none)", "(none)"
 		}
-		rps := fmt.Sprintf("%.0f", row.RPS())
-		if row.Rounds > 1 {
-			rps += fmt.Sprintf(" (%.0f–%.0f)", row.MinRPS, row.MaxRPS)
-		}
 		w("| %s | %s | %s | %s | %s | %s | %s | %s | %d | %d | %s | %s | %s | %.2f CPUs |\n",
-			row.Name, row.Tool, rps, ms(row.P50), ms(row.P90), ms(row.P99), ms(row.P999), ms(row.Max),
+			row.Name, row.Tool, rps, p50, ms(row.P90), p99, ms(row.P999), ms(row.Max),
 			row.Non2xx, row.SocketErrors, cpu, rss, us(row.UpstreamCPUPerRequest), row.OtherCPU+row.Steal)
 	}
 }

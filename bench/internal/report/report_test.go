@@ -1,6 +1,7 @@
 package report
 
 import (
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -54,7 +55,7 @@ func TestParseWrk(t *testing.T) {
 			want := Row{Requests: 209036, Duration: 3075189 * time.Microsecond, Non2xx: 5, SocketErrors: 3,
 				P50: 756 * time.Microsecond, P75: 2885 * time.Microsecond, P90: 9048 * time.Microsecond,
 				P99: 186037 * time.Microsecond, P999: 269223 * time.Microsecond, Max: 279359 * time.Microsecond}
-			if r != want {
+			if !reflect.DeepEqual(r, want) {
 				t.Errorf("got %+v\nwant %+v", r, want)
 			}
 			if rps := r.RPS(); rps < 67974 || rps > 67976 {
@@ -66,7 +67,7 @@ func TestParseWrk(t *testing.T) {
 
 func rateRow(key, name string, p50, p99 time.Duration) Row {
 	return Row{Key: key, Name: name, Tool: "loadgen", Requests: 10000, Duration: 5 * time.Second,
-		P50: p50, P90: p99 / 2, P99: p99, P999: 2 * p99, Max: 3 * p99}
+		P50: p50, P90: p99 / 2, P99: p99, P999: 2 * p99, Max: 3 * p99, CPUPerRequest: p50 / 10}
 }
 
 func sampleReport() *Report {
@@ -108,15 +109,15 @@ func TestMarkdown(t *testing.T) {
 		"| 0.00 CPUs |",
 		"| cqgate | wrk | 19000 | 2.100 ms |",
 		"| nginx | – | skipped: nginx not installed |",
-		"| bare Go ReverseProxy | 0.95× |",
-		"| throughput ≥ 0.9× the bare Go ReverseProxy | 0.95× | met |",
-		"| (information) added p99 over direct, saturated | +7.000 ms | queueing for the shared CPUs dominates; not a verdict |",
-		"## Latency at a fixed rate: 2000 requests/s over 64 connections, 5s each (loadgen)",
+		"| **cqgate** | 40.0 µs | 20.0 µs | 19000 | 0.800 ms |",
+		"| bare Go ReverseProxy | 35.0 µs | 20.0 µs | 20000 | 0.700 ms |",
+		"| upstream directly | – | 0.32× | – | +0.200 ms | +0.300 ms | +0.600 ms |",
+		"| bare Go ReverseProxy | 1.14× | 0.95× | 1.00× | +0.050 ms | +0.100 ms | +0.200 ms |",
+		"## Latency and CPU at a fixed rate: 2000 requests/s over 64 connections, 5s each (loadgen)",
 		"| cqgate | loadgen | 2000 | 0.400 ms |",
-		"| added p99 over direct ≤ 1.000 ms at 64 connections (at 2000 req/s) | +0.300 ms | met |",
-		"| bare Go ReverseProxy | 0.95× | 1.00× | 1.05× | 1.12× | +0.100 ms | +1.000 ms | +2.000 ms | +0.050 ms | +0.100 ms | +0.200 ms |",
+		"| added p99 over direct ≤ 0.500 ms at 2000 req/s (64 connections) | +0.300 ms | met |",
 		"| cqgate peak RSS ≤ 64.0 MiB, under load (64 connections) | 30.0 MiB | met |",
-		"| cqgate peak RSS ≤ 64.0 MiB, after the 1000-connection cold-start burst | 40.0 MiB | met |",
+		"| cqgate peak RSS ≤ 48.0 MiB after the 1000-request cold burst, every request answered | 40.0 MiB, 1000 of 1000 answered 200 | met |",
 		"| cold start: exactly 1 token exchange | 1 | met |",
 		"| 1000×200 | 1 | 1 | 1 | 0 | 70.000 ms |",
 		"PASS",
@@ -182,25 +183,31 @@ func TestMerge(t *testing.T) {
 	want := Row{Key: Cqgate, Name: "cqgate", Tool: "wrk", Requests: 6000, Duration: 3 * time.Second, Non2xx: 1, SocketErrors: 2,
 		P50: 2 * ms, P99: 6 * ms, P999: 8 * ms, Max: 30 * ms,
 		CPUPerRequest: (40*1000 + 20*3000 + 30*2000) * time.Microsecond / 6000, UpstreamCPUPerRequest: 10 * time.Microsecond,
-		PeakRSS: 25 << 20, OtherCPU: 0.1, Rounds: 3, MinRPS: 1000, MaxRPS: 3000}
+		PeakRSS: 25 << 20, OtherCPU: 0.1, Rounds: 3, MinRPS: 1000, MaxRPS: 3000,
+		PerRound: []Round{
+			{RPS: 1000, CPUPerRequest: 40 * time.Microsecond, P50: 1 * ms, P99: 5 * ms},
+			{RPS: 3000, CPUPerRequest: 20 * time.Microsecond, P50: 3 * ms, P99: 7 * ms},
+			{RPS: 2000, CPUPerRequest: 30 * time.Microsecond, P50: 2 * ms, P99: 6 * ms},
+		}}
 	if got.OtherCPU < 0.0999 || got.OtherCPU > 0.1001 {
 		t.Errorf("other CPU %v, want 0.1", got.OtherCPU)
 	}
 	got.OtherCPU = want.OtherCPU
-	if got != want {
+	if !reflect.DeepEqual(got, want) {
 		t.Errorf("got  %+v\nwant %+v", got, want)
 	}
 	skipped := Merge([]Row{rounds[0], {Key: Cqgate, Skipped: "run failed"}})
 	if skipped.Skipped != "run failed" {
 		t.Errorf("a failed round is not reported: %+v", skipped)
 	}
-	if (Merge(nil) != Row{}) {
+	if !reflect.DeepEqual(Merge(nil), Row{}) {
 		t.Error("Merge(nil) is not empty")
 	}
 	r := sampleReport()
 	r.Rounds = 3
 	r.Rows[3] = got
-	if md := r.Markdown(); !strings.Contains(md, "| cqgate | wrk | 2000 (1000–3000) |") || !strings.Contains(md, "3 rounds of 3.333333333s") {
+	if md := r.Markdown(); !strings.Contains(md, "| cqgate | wrk | 2000 (1000–3000) | 2.000 ms (1.000–3.000 ms) |") || !strings.Contains(md, "3 rounds of 3.333333333s") ||
+		!strings.Contains(md, "| 30.0 µs (20.0–40.0 µs) |") {
 		t.Errorf("rounds not shown:\n%s", md)
 	}
 }

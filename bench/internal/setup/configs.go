@@ -13,10 +13,11 @@ import (
 	"github.com/cqgate/cqgate/bench/internal/loopback"
 )
 
-// WriteNginxConf writes dir/nginx.conf for the baseline nginx: two
-// workers, keep-alive connections to upstream (host:port), a fixed
-// Authorization header, and every path (pid, logs, temp) inside dir.
-func WriteNginxConf(dir, listen, upstream, authorization string) (string, error) {
+// WriteNginxConf writes dir/nginx.conf for the baseline nginx: workers
+// worker processes (one per CPU it may use), keep-alive connections to
+// upstream (host:port), a fixed Authorization header, and every path
+// (pid, logs, temp) inside dir.
+func WriteNginxConf(dir, listen, upstream, authorization string, workers int) (string, error) {
 	for _, d := range []string{"tmp/body", "tmp/proxy", "tmp/fastcgi", "tmp/uwsgi", "tmp/scgi", "logs"} {
 		if err := os.MkdirAll(filepath.Join(dir, d), 0o700); err != nil {
 			return "", fmt.Errorf("setup: %w", err)
@@ -39,7 +40,7 @@ func WriteNginxConf(dir, listen, upstream, authorization string) (string, error)
 			userLine = "user " + u.Username + ";\n"
 		}
 	}
-	conf := userLine + `worker_processes 2;
+	conf := userLine + `worker_processes ` + strconv.Itoa(max(workers, 1)) + `;
 pid ` + filepath.Join(dir, "nginx.pid") + `;
 error_log ` + filepath.Join(dir, "logs", "error.log") + ` warn;
 events {

@@ -108,16 +108,16 @@ func equalYAML(a, b any) bool {
 
 func TestWriteNginxConf(t *testing.T) {
 	dir := t.TempDir()
-	if _, err := WriteNginxConf(dir, "127.0.0.1:1", "127.0.0.1:2", `Bearer x"; evil`); err == nil {
+	if _, err := WriteNginxConf(dir, "127.0.0.1:1", "127.0.0.1:2", `Bearer x"; evil`, 1); err == nil {
 		t.Error("an Authorization value that breaks the quoting was accepted")
 	}
-	if _, err := WriteNginxConf(dir, "0.0.0.0:18080", "127.0.0.1:18081", "Bearer abc"); err == nil {
+	if _, err := WriteNginxConf(dir, "0.0.0.0:18080", "127.0.0.1:18081", "Bearer abc", 1); err == nil {
 		t.Error("a listen address off loopback was accepted")
 	}
-	if _, err := WriteNginxConf(dir, "127.0.0.1:18080", "10.0.0.1:80", "Bearer abc"); err == nil {
+	if _, err := WriteNginxConf(dir, "127.0.0.1:18080", "10.0.0.1:80", "Bearer abc", 1); err == nil {
 		t.Error("an upstream off loopback was accepted")
 	}
-	conf, err := WriteNginxConf(dir, "127.0.0.1:18080", "127.0.0.1:18081", "Bearer abc")
+	conf, err := WriteNginxConf(dir, "127.0.0.1:18080", "127.0.0.1:18081", "Bearer abc", 2)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,19 @@
+package config
+
+// validateInflight checks the cap on FHIR requests in flight
+// (server.max_inflight and its queue).
+func (c *Config) validateInflight(add adder) {
+	s := c.Server
+	switch {
+	case s.MaxInflight < 0:
+		add("server.max_inflight: %d must be 0 (no cap) or more", s.MaxInflight)
+	case s.MaxInflight == 0:
+		return // no cap: the queue settings do not matter
+	}
+	if s.InflightQueue < 0 {
+		add("server.inflight_queue: %d must be 0 (refuse at once beyond server.max_inflight) or more", s.InflightQueue)
+	}
+	if s.InflightQueue > 0 {
+		positive(add, "server.inflight_wait", s.InflightWait)
+	}
+}
