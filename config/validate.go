@@ -48,6 +48,7 @@ var validators = []func(c *Config, add adder){
 	(*Config).validateInbound,
 	(*Config).validateOperations,
 	(*Config).validateAdmin,
+	(*Config).validateTracing,
 	(*Config).validateDirectory,
 	(*Config).validateDiscovery,
 	(*Config).validateKeys,
