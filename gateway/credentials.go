@@ -11,6 +11,7 @@ import (
 	"github.com/cqgate/cqgate/config"
 	"github.com/cqgate/cqgate/internal/metrics"
 	"github.com/cqgate/cqgate/internal/outcome"
+	"github.com/cqgate/cqgate/internal/tracing"
 	"github.com/cqgate/cqgate/proxy"
 	"github.com/cqgate/cqgate/tenant"
 )
@@ -76,7 +77,9 @@ func (c *credentials) Token(ctx context.Context, t *tenant.Tenant) (*assertion.T
 	// One small value per request; the token request itself is only
 	// built on a miss.
 	src := &exchangeOnMiss{ex: id.exchanger, t: t, m: c.metrics}
+	ctx, span := tracing.Start(ctx, "cqgate.token")
 	tok, err := c.cache.Token(ctx, tokenKey(t), src)
+	endToken(span, src.called.Load(), err)
 	if c.metrics == nil {
 		return tok, err
 	}
