@@ -12,7 +12,7 @@ import (
 	"strings"
 
 	"github.com/cqgate/cqgate/internal/callerauth"
-	"github.com/cqgate/cqgate/internal/outcome"
+	"github.com/cqgate/cqgate/internal/failure"
 )
 
 // defaultMaxBatchBytes bounds a batch read for checking when
@@ -44,11 +44,11 @@ func (h *handlers) checkBatch(r *http.Request, id *callerauth.Identity, base cal
 		return nil
 	}
 	if enc := strings.TrimSpace(r.Header.Get("Content-Encoding")); enc != "" && !strings.EqualFold(enc, "identity") {
-		return outcome.Errorf(http.StatusUnsupportedMediaType, outcome.NotSupported,
+		return failure.Errorf(failure.UnsupportedMediaType,
 			"api: a batch or transaction from a caller whose methods are restricted (callers.%s.methods) must not be content-encoded (got %q)", id.Name, enc)
 	}
 	if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt != "application/fhir+json" && mt != "application/json" {
-		return outcome.Errorf(http.StatusUnsupportedMediaType, outcome.NotSupported,
+		return failure.Errorf(failure.UnsupportedMediaType,
 			"api: a batch or transaction from a caller whose methods are restricted (callers.%s.methods) must be JSON (application/fhir+json), got %q; cqgate checks each entry and does not read XML Bundles", id.Name, mt)
 	}
 	if max <= 0 {
@@ -65,10 +65,10 @@ func (h *handlers) checkBatch(r *http.Request, id *callerauth.Identity, base cal
 		if errors.As(err, &tooLarge) {
 			return err
 		}
-		return outcome.Errorf(http.StatusBadRequest, outcome.Invalid, "api: reading the request body: %v", err)
+		return failure.Errorf(failure.Invalid, "api: reading the request body: %v", err)
 	}
 	if int64(len(buf)) > max {
-		return outcome.Errorf(http.StatusRequestEntityTooLarge, outcome.TooCostly,
+		return failure.Errorf(failure.TooLarge,
 			"api: the request body is larger than the %d bytes allowed (server.max_body_bytes)", max)
 	}
 	r.Body = io.NopCloser(bytes.NewReader(buf))
@@ -77,10 +77,10 @@ func (h *handlers) checkBatch(r *http.Request, id *callerauth.Identity, base cal
 
 	var b bundleEntries
 	if err := json.Unmarshal(buf, &b); err != nil {
-		return outcome.Errorf(http.StatusBadRequest, outcome.Invalid, "api: a POST to the base must be a JSON Bundle: %v", err)
+		return failure.Errorf(failure.Invalid, "api: a POST to the base must be a JSON Bundle: %v", err)
 	}
 	if b.ResourceType != "Bundle" {
-		return outcome.Errorf(http.StatusBadRequest, outcome.Invalid,
+		return failure.Errorf(failure.Invalid,
 			"api: a POST to the base must be a batch or transaction Bundle, got resourceType %q", b.ResourceType)
 	}
 	// Every entry with a request is checked, whatever the Bundle's type
@@ -92,12 +92,12 @@ func (h *handlers) checkBatch(r *http.Request, id *callerauth.Identity, base cal
 		method := strings.ToUpper(strings.TrimSpace(e.Request.Method))
 		path, err := entryPath(e.Request.URL)
 		if err != nil {
-			return outcome.Errorf(http.StatusBadRequest, outcome.Invalid, "api: Bundle entry %d: %v", i, err)
+			return failure.Errorf(failure.Invalid, "api: Bundle entry %d: %v", i, err)
 		}
 		req := base
 		req.Method, req.FHIRPath = method, path
 		if err := h.Policy.Authorize(id, req); err != nil {
-			return outcome.Errorf(http.StatusForbidden, outcome.Forbidden, "api: Bundle entry %d (%s %s): %v", i, method, e.Request.URL, err)
+			return failure.Errorf(failure.Forbidden, "api: Bundle entry %d (%s %s): %v", i, method, e.Request.URL, err)
 		}
 	}
 	return nil

@@ -187,19 +187,6 @@ func (h *handlers) readyz(c *gin.Context) {
 
 const oidKey = "cqgate.oid"
 
-func (h *handlers) logFailure(c *gin.Context, oid string, err error) {
-	status, _ := outcome.FromError(err)
-	entry := h.log.WithFields(logrus.Fields{"oid": oid, "status": status, "request_id": c.Request.Header.Get(proxy.RequestIDHeader)})
-	if rid := outcome.UpstreamRequestID(err); rid != "" {
-		entry = entry.WithField("upstream_request_id", rid)
-	}
-	if status >= 500 {
-		entry.WithError(err).Warn("api: request failed")
-	} else {
-		entry.WithError(err).Info("api: request refused")
-	}
-}
-
 // recoverer turns a panic into a 500 OperationOutcome without the panic's
 // text, and logs it.
 func (h *handlers) recoverer(c *gin.Context) {

@@ -38,8 +38,9 @@ func (h *handlers) trace(c *gin.Context) {
 	tracing.EndRequest(span, c.Request.Method, route, c.Writer.Status(), requestAttributes(c)...)
 }
 
-// requestAttributes are the organization, the FHIR resource type and the
-// outcome code of a request: never its path, query or resource id.
+// requestAttributes are the organization and the FHIR resource type of
+// a request: never its path, query or resource id. (fail adds the
+// outcome's issue type.)
 func requestAttributes(c *gin.Context) []attribute.KeyValue {
 	var attrs []attribute.KeyValue
 	var rawOID, fhirPath string
@@ -53,11 +54,6 @@ func requestAttributes(c *gin.Context) []attribute.KeyValue {
 	}
 	if rt := resourceType(fhirPath); rt != "" {
 		attrs = append(attrs, tracing.ResourceTypeKey.String(rt))
-	}
-	if code, ok := c.Get(outcomeKey); ok {
-		if s, _ := code.(string); s != "" {
-			attrs = append(attrs, tracing.OutcomeKey.String(s))
-		}
 	}
 	return attrs
 }

@@ -52,7 +52,7 @@ type Options struct {
 	// Registrations keeps UDAP registrations when udap.registrations.path
 	// is not set (dev mode's MemoryRegistrations); with neither, cqgate
 	// register refuses.
-	Registrations RegistrationStore
+	Registrations tenant.RegistrationStore
 }
 
 // Gateway is an assembled cqgate.
@@ -82,9 +82,9 @@ type Gateway struct {
 	clock      func() time.Time
 	vault      *vault.Client
 	identities map[string]*identity
-	creds      *credentials
+	creds      *proxy.Tokens
 	apiKeys    *callerauth.APIKeys
-	regs       *registrations
+	regs       *tenant.UDAPRegistrations
 	reuse      *tenant.Reuser
 	tracing    *tracing.Tracing
 	keyLoaded  chan struct{}
@@ -197,7 +197,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Gateway, error
 			g.log.WithError(err).WithField("token_url", k.TokenURL).Warn("gateway: background token refresh failed; the current token stays in use")
 		},
 	})
-	g.creds = &credentials{cache: g.Tokens, identities: g.identities, metrics: g.Metrics}
+	g.creds = g.tokens()
 
 	settings, err := orgSettings(cfg)
 	if err != nil {
@@ -212,10 +212,13 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Gateway, error
 	}
 	switch {
 	case cfg.UDAP.Registrations.Path != "":
-		store := &vaultRegistrations{g: g, mount: cfg.UDAP.Registrations.Mount, path: cfg.UDAP.Registrations.Path}
-		g.regs = &registrations{g: g, store: store, auto: settings.autoRegister}
+		store := &tenant.VaultRegistrations{Mount: cfg.UDAP.Registrations.Mount, Path: cfg.UDAP.Registrations.Path}
+		if g.vault != nil {
+			store.KV = g.vault
+		}
+		g.regs = g.registrations(store, settings.autoRegister)
 	case opts.Registrations != nil:
-		g.regs = &registrations{g: g, store: opts.Registrations, auto: settings.autoRegister}
+		g.regs = g.registrations(opts.Registrations, settings.autoRegister)
 	}
 	if g.regs != nil {
 		g.Tenants.Registrations = g.regs

@@ -9,6 +9,8 @@ import (
 	"github.com/cqgate/cqgate/assertion"
 	"github.com/cqgate/cqgate/config"
 	"github.com/cqgate/cqgate/keys"
+	"github.com/cqgate/cqgate/proxy"
+	"github.com/cqgate/cqgate/tenant"
 )
 
 // identity is one client identity: a signing key with its certificate
@@ -75,4 +77,43 @@ func (g *Gateway) keySource(k config.Keys) (keys.Source, error) {
 // readFile reads a small configuration file.
 func readFile(path string) ([]byte, error) {
 	return os.ReadFile(path)
+}
+
+// identityOf is the identity t's assertions are signed with.
+func (g *Gateway) identityOf(t *tenant.Tenant) (*identity, error) {
+	id, ok := g.identities[t.IdentityName()]
+	if !ok {
+		return nil, t.UnknownIdentity()
+	}
+	return id, nil
+}
+
+// tokens are the proxy's credentials: the token cache, every identity's
+// exchanger, the metrics (when on).
+func (g *Gateway) tokens() *proxy.Tokens {
+	exchangers := make(map[string]*assertion.Exchanger, len(g.identities))
+	for name, id := range g.identities {
+		exchangers[name] = id.exchanger
+	}
+	var obs proxy.TokenObserver
+	if g.Metrics != nil {
+		obs = g.Metrics
+	}
+	return proxy.NewTokens(g.Tokens, exchangers, obs)
+}
+
+// registrations hands out client ids from store, registering with each
+// identity's signer; auto lists the OIDs registered at first use.
+func (g *Gateway) registrations(store tenant.RegistrationStore, auto map[string]bool) *tenant.UDAPRegistrations {
+	u := g.cfg.UDAP
+	rc := tenant.UDAPConfig{
+		Store: store, Auto: auto,
+		Registrars: make(map[string]*assertion.Registrar, len(g.identities)),
+		Issuer:     u.Issuer, ClientName: u.ClientName, Contacts: u.Contacts,
+		Logger: g.log,
+	}
+	for name, id := range g.identities {
+		rc.Registrars[name] = &assertion.Registrar{Signer: id.signer, HTTPClient: id.exchanger.HTTPClient, Clock: g.clock}
+	}
+	return tenant.NewUDAPRegistrations(rc)
 }

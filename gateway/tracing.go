@@ -2,13 +2,9 @@ package gateway
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/http"
 
-	"go.opentelemetry.io/otel/trace"
-
-	"github.com/cqgate/cqgate/assertion"
 	"github.com/cqgate/cqgate/internal/buildinfo"
 	"github.com/cqgate/cqgate/internal/tracing"
 )
@@ -50,25 +46,5 @@ func traced(tr *tracing.Tracing, partner, dir, fhir http.RoundTripper) (http.Rou
 func vaultTraced(tr *tracing.Tracing) func(http.RoundTripper) http.RoundTripper {
 	return func(rt http.RoundTripper) http.RoundTripper {
 		return tr.Transport(rt, "cqgate.http.vault", tracing.CallVault)
-	}
-}
-
-// endToken describes how a request's token was had, if its span is
-// recorded: from the cache or by an exchange (never the token).
-func endToken(span trace.Span, exchanged bool, err error) {
-	defer span.End()
-	if !span.IsRecording() {
-		return
-	}
-	cache := "hit"
-	if exchanged {
-		cache = "miss"
-	}
-	span.SetAttributes(tracing.TokenCacheKey.String(cache))
-	switch {
-	case errors.Is(err, assertion.ErrThrottled):
-		tracing.Fail(span, "throttled")
-	case err != nil:
-		tracing.Fail(span, "token-failed")
 	}
 }

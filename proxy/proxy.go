@@ -19,6 +19,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/cqgate/cqgate/assertion"
+	"github.com/cqgate/cqgate/internal/failure"
 	"github.com/cqgate/cqgate/internal/outcome"
 	bounded "github.com/cqgate/cqgate/internal/upstream"
 	"github.com/cqgate/cqgate/tenant"
@@ -117,11 +118,11 @@ func (p *Proxy) Forward(w http.ResponseWriter, r *http.Request, t *tenant.Tenant
 	if err := p.prepareBody(r); err != nil {
 		var tooLarge *http.MaxBytesError
 		if errors.As(err, &tooLarge) {
-			outcome.Write(w, http.StatusRequestEntityTooLarge, outcome.New(outcome.TooCostly,
-				fmt.Sprintf("proxy: the request body is larger than the %d bytes allowed (server.max_body_bytes)", tooLarge.Limit)))
-			return
+			err = failure.Errorf(failure.TooLarge, "proxy: the request body is larger than the %d bytes allowed (server.max_body_bytes)", tooLarge.Limit)
+		} else {
+			err = failure.Errorf(failure.Invalid, "proxy: reading the request body: %v", err)
 		}
-		outcome.Write(w, http.StatusBadRequest, outcome.New(outcome.Invalid, "proxy: reading the request body: "+err.Error()))
+		outcome.WriteError(w, err)
 		return
 	}
 	if ids := w.Header()[RequestIDHeader]; len(ids) != 1 || ids[0] != rt.requestID {

@@ -3,14 +3,13 @@ package tenant
 import (
 	"fmt"
 	"net"
-	"net/http"
 	"net/url"
 	"slices"
 	"strings"
 
 	"golang.org/x/net/publicsuffix"
 
-	"github.com/cqgate/cqgate/internal/outcome"
+	"github.com/cqgate/cqgate/internal/failure"
 )
 
 // Origin returns the origin of u (RFC 6454): lower-case scheme and host,
@@ -114,7 +113,7 @@ func checkParty(oid, what, source string, base, endpoint *url.URL, allowed []str
 	if endpoint.Host != "" && sameParty(base, endpoint, allowed) {
 		return nil
 	}
-	return outcome.Errorf(http.StatusBadGateway, outcome.Security,
+	return failure.Errorf(failure.UpstreamUntrusted,
 		"tenant: the %s advertised for %s (from %s) is on origin %s, which is neither the FHIR base's origin %s nor in its registrable domain; "+
 			"nothing was signed or sent to it (allow it with organizations.%s.allowed_token_origins)",
 		what, oid, source, Origin(endpoint), Origin(base), oid)

@@ -2,7 +2,6 @@ package tenant
 
 import (
 	"context"
-	"net/http"
 	"net/url"
 	"slices"
 	"strings"
@@ -14,7 +13,7 @@ import (
 	"github.com/cqgate/cqgate/directory"
 	"github.com/cqgate/cqgate/discovery"
 	"github.com/cqgate/cqgate/internal/egress"
-	"github.com/cqgate/cqgate/internal/outcome"
+	"github.com/cqgate/cqgate/internal/failure"
 )
 
 // Tenant is one organization as cqgate reaches it.
@@ -94,12 +93,12 @@ func (t *Tenant) WithPurposes(purposes []string) (*Tenant, error) {
 		return t, nil
 	}
 	if !t.UDAP || t.B2B == nil {
-		return nil, outcome.Errorf(http.StatusBadRequest, outcome.NotSupported,
+		return nil, failure.Errorf(failure.Unsupported,
 			"tenant: %s is not reached with UDAP B2B, so a purpose of use cannot be asserted", t.OID)
 	}
 	for _, p := range purposes {
 		if !slices.Contains(t.AllowedPurposes, p) {
-			return nil, outcome.Errorf(http.StatusForbidden, outcome.Forbidden,
+			return nil, failure.Errorf(failure.Forbidden,
 				"tenant: purpose of use %q is not allowed for %s (organizations.%s.udap.allowed_purposes)", p, t.OID, t.OID)
 		}
 	}
@@ -147,5 +146,5 @@ func Summary(org *directory.Organization, prefs []string) *Tenant {
 }
 
 func refused(oid, what string, err error) error {
-	return outcome.Errorf(http.StatusForbidden, outcome.Security, "tenant: %s of %s: %w", what, oid, err)
+	return failure.Errorf(failure.Refused, "tenant: %s of %s: %w", what, oid, err)
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/cqgate/cqgate/config"
 	"github.com/cqgate/cqgate/gateway"
 	"github.com/cqgate/cqgate/keys"
+	"github.com/cqgate/cqgate/tenant"
 )
 
 // startDev starts the sandbox and points cfg and opts at it; stop closes
@@ -26,7 +27,7 @@ func startDev(ctx context.Context, cfg *config.Config, opts *gateway.Options, lo
 	// udap.registrations.path (no Vault in dev mode) the client ids it
 	// hands out are kept in this process's memory only.
 	if cfg.UDAP.Registrations.Path == "" {
-		opts.Registrations = &gateway.MemoryRegistrations{}
+		opts.Registrations = &tenant.MemoryRegistrations{}
 	}
 	return func() { _ = sb.Close() }, nil
 }

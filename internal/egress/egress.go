@@ -2,17 +2,18 @@ package egress
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"net/netip"
 	"net/url"
 	"strings"
 	"syscall"
+
+	"github.com/cqgate/cqgate/internal/failure"
 )
 
 // ErrRefused is wrapped by every refusal.
-var ErrRefused = errors.New("egress: address refused")
+var ErrRefused = failure.New(failure.Refused, "egress: address refused")
 
 // RefusedError says which address was refused and why.
 type RefusedError struct {

@@ -89,6 +89,14 @@ func Start(ctx context.Context, name string) (context.Context, trace.Span) {
 	return parent.TracerProvider().Tracer(ScopeName).Start(ctx, name)
 }
 
+// SetOutcome puts the OperationOutcome issue type cqgate answered with
+// on the span in ctx, if it is recording.
+func SetOutcome(ctx context.Context, code string) {
+	if span := trace.SpanFromContext(ctx); span.IsRecording() && code != "" {
+		span.SetAttributes(OutcomeKey.String(code))
+	}
+}
+
 // Fail marks span as failed with a description that is a code or a fixed
 // phrase, never an error's text (which may hold URLs or partner data).
 func Fail(span trace.Span, code string) {
