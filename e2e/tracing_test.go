@@ -246,6 +246,25 @@ func TestTracingSpanTree(t *testing.T) {
 		t.Error("second request's token span does not say the cache was hit")
 	}
 
+	// A refusal: the request span says which, by code.
+	refusedTrace := strings.Repeat("cd", 16)
+	resp, body = w.do(http.MethodGet, "/fhir/2.999.404/Patient/1316024", nil, map[string]string{"traceparent": "00-" + refusedTrace + "-" + callerSpanID + "-01"})
+	if resp.StatusCode != http.StatusNotFound {
+		t.Fatalf("unknown organization: status %d: %s", resp.StatusCode, body)
+	}
+	var refused sdktrace.ReadOnlySpan
+	for _, s := range rec.Ended() {
+		if s.Name() == "cqgate.request" && s.SpanContext().TraceID().String() == refusedTrace {
+			refused = s
+		}
+	}
+	if refused == nil {
+		t.Fatal("no request span for the refused request")
+	}
+	if attr(refused, "cqgate.outcome") != "not-found" || attr(refused, "http.response.status_code") != "404" {
+		t.Errorf("refused request span: outcome %q status %q, want not-found 404", attr(refused, "cqgate.outcome"), attr(refused, "http.response.status_code"))
+	}
+
 	assertSpansClean(t, w, rec.Ended())
 }
 
