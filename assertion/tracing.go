@@ -32,6 +32,28 @@ func endExchange(span trace.Span, err error) {
 	tracing.Fail(span, code)
 }
 
+// endRegister describes a finished UDAP registration on its span, if
+// recorded: the status and the RFC 7591 error code, never the software
+// statement or the answer's description.
+func endRegister(span trace.Span, err error) {
+	defer span.End()
+	if !span.IsRecording() || err == nil {
+		return
+	}
+	code := "registration-failed"
+	var re *RegistrationError
+	if errors.As(err, &re) {
+		if re.StatusCode != 0 {
+			span.SetAttributes(tracing.HTTPStatusKey.Int(re.StatusCode))
+		}
+		if c := oauthCode(re.ErrorCode); c != "" {
+			span.SetAttributes(tracing.OAuthErrorKey.String(c))
+			code = c
+		}
+	}
+	tracing.Fail(span, code)
+}
+
 // oauthCode is an OAuth error code as it may go into a span: RFC 6749's
 // shape (lower-case letters, digits, "_", "-", "."), at most 64 bytes;
 // anything else a partner sent is "other".
