@@ -21,6 +21,7 @@
 //	    cqgate.token.exchange
 //	      cqgate.sign
 //	      cqgate.http.partner client span of the token request
+//	  cqgate.udap.register    when a tenant is registered at first use
 //	  cqgate.upstream         client span of the FHIR request
 //
 // Spans carry no URLs, paths, query values, resource ids, header values,
