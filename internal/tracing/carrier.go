@@ -29,6 +29,21 @@ func (c headerCarrier) Get(key string) string {
 
 func (c headerCarrier) Set(key, value string) { c[canonical(key)] = []string{value} }
 
+// ownedHeaderCarrier sets values on a header that belongs to the request
+// being sent (a copy, or ReverseProxy's outbound request): a value that
+// is already there alone is overwritten in place, which saves an
+// allocation when the caller's traceparent was copied on.
+type ownedHeaderCarrier struct{ headerCarrier }
+
+func (c ownedHeaderCarrier) Set(key, value string) {
+	key = canonical(key)
+	if v := c.headerCarrier[key]; len(v) == 1 {
+		v[0] = value
+		return
+	}
+	c.headerCarrier[key] = []string{value}
+}
+
 func (c headerCarrier) Keys() []string {
 	keys := make([]string, 0, len(c))
 	for k := range c {

@@ -70,7 +70,7 @@ func (tr *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		out = req.Clone(ctx)
 	}
 	delete(out.Header, "Tracestate") // the propagator sets it when there is one
-	tr.t.prop.Inject(ctx, headerCarrier(out.Header))
+	tr.t.prop.Inject(ctx, ownedHeaderCarrier{headerCarrier(out.Header)})
 	resp, err := tr.base.RoundTrip(out)
 	if span != nil {
 		tr.end(span, resp, err)
