@@ -124,7 +124,8 @@ func TestParseTarget(t *testing.T) {
 		wantPath string
 		want     failure.Kind
 	}{
-		{"/fhir/urn:oid:1.2.3/Patient/1", http.Header{ScopeHeader: {" system/Patient.read "}, PurposeOfUseHeader: {"a, b", "c"}}, "1.2.3", "/Patient/1", failure.Internal},
+		{"/fhir/urn:oid:1.2.3/Patient/1", http.Header{ScopeHeader: {" system/Patient.read "}, PurposeOfUseHeader: {"a, b", "c"},
+			ExchangePurposeHeader: {" T-TREAT "}}, "1.2.3", "/Patient/1", failure.Internal},
 		{"/fhir/1.2.x/Patient", nil, "", "", failure.Malformed},
 		{"/fhir/1.2.3/Patient/%2e%2e/x", nil, "1.2.3", "", failure.Invalid},
 		{"/fhir/1.2.3/Patient?ACCESS_TOKEN=x", nil, "1.2.3", "/Patient", failure.Insecure},
@@ -140,6 +141,9 @@ func TestParseTarget(t *testing.T) {
 			}
 			if err == nil && (call.path != tt.wantPath || call.scope != "system/Patient.read" || strings.Join(call.purposes, "|") != "a|b|c") {
 				t.Errorf("path %q scope %q purposes %q", call.path, call.scope, call.purposes)
+			}
+			if err == nil && (call.xp != "T-TREAT" || call.c.Request.Header.Get(ExchangePurposeHeader) != "") {
+				t.Errorf("exchange purpose %q, header left for the tenant: %q", call.xp, call.c.Request.Header.Get(ExchangePurposeHeader))
 			}
 		})
 	}

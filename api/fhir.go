@@ -32,6 +32,10 @@ const (
 	// ScopeHeader asks for a token with a narrower scope than the
 	// organization's configured one.
 	ScopeHeader = "X-Cqgate-Scope"
+	// ExchangePurposeHeader chooses the TEFCA exchange purpose (XP code,
+	// e.g. T-TREAT) of a request to an organization of the TEFCA
+	// community, allowed by the caller's exchange_purposes.
+	ExchangePurposeHeader = "X-Cqgate-Exchange-Purpose"
 )
 
 // fhir serves /fhir/{oid}/{fhir-path}: the steps of the request path in
@@ -92,6 +96,8 @@ type fhirCall struct {
 	// scope is X-Cqgate-Scope, purposes X-Purpose-Of-Use.
 	scope    string
 	purposes []string
+	// xp is X-Cqgate-Exchange-Purpose.
+	xp string
 	// tenant is set once the OID resolved; its OID labels metrics.
 	tenant *tenant.Tenant
 	// rec is the audit record; rec.OID is the OID asked for, audited
@@ -174,6 +180,8 @@ func parseTarget(call *fhirCall) error {
 	call.rec.SetPath(call.path)
 	call.purposes = headerList(r.Header.Values(PurposeOfUseHeader))
 	call.scope = strings.TrimSpace(r.Header.Get(ScopeHeader))
+	call.xp = strings.TrimSpace(r.Header.Get(ExchangePurposeHeader))
+	r.Header.Del(ExchangePurposeHeader) // for cqgate, never for the tenant
 	call.rec.PurposeOfUse, call.rec.Scope = call.purposes, call.scope
 	return nil
 }
@@ -201,7 +209,8 @@ func (h *handlers) policyRequest(call *fhirCall) callerauth.Request {
 	if effective == "" {
 		effective = h.Tenants.Scope(call.rec.OID)
 	}
-	return callerauth.Request{OID: call.rec.OID, Method: call.c.Request.Method, FHIRPath: call.path, Scope: effective, PurposesOfUse: call.purposes}
+	return callerauth.Request{OID: call.rec.OID, Method: call.c.Request.Method, FHIRPath: call.path, Scope: effective, PurposesOfUse: call.purposes,
+		ExchangePurpose: call.xp}
 }
 
 // authorizeBatch applies the caller's policy to every entry of a batch or
@@ -229,6 +238,9 @@ func (h *handlers) resolveTenant(call *fhirCall) error {
 	t, err := h.Tenants.Resolve(call.c.Request.Context(), call.rec.OID)
 	if err == nil {
 		t, err = t.WithPurposes(call.purposes)
+	}
+	if err == nil {
+		t, err = t.WithExchangePurpose(call.xp)
 	}
 	if err != nil {
 		return err

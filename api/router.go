@@ -93,6 +93,10 @@ type Config struct {
 	// Metrics, when set, is served at MetricsPath.
 	Metrics     http.Handler
 	MetricsPath string
+	// JWKS, when set, serves GET /.well-known/jwks.json without caller
+	// authentication: it lists public keys only, for partners that
+	// verify cqgate's assertions by jku (they are not cqgate's callers).
+	JWKS http.Handler
 	// SeparateAdmin leaves /healthz, /readyz and Metrics off the router
 	// New returns: NewAdmin serves them on the admin listener.
 	SeparateAdmin bool
@@ -103,6 +107,12 @@ type Config struct {
 	// request; nil traces nothing.
 	Tracer RequestTracer
 }
+
+// ReadyWarnings is a ReadyFunc result that leaves the gateway ready but
+// is reported by /readyz (an expiring signing certificate).
+type ReadyWarnings []string
+
+func (w ReadyWarnings) Error() string { return strings.Join(w, "; ") }
 
 // New returns the gateway's router.
 func New(cfg Config) *gin.Engine {
@@ -118,6 +128,9 @@ func New(cfg Config) *gin.Engine {
 	r.GET("/directory/Organization/:oid", h.authenticate, h.directory)
 	if !cfg.SeparateAdmin {
 		h.opsRoutes(r)
+	}
+	if cfg.JWKS != nil {
+		r.Any("/.well-known/jwks.json", gin.WrapH(cfg.JWKS))
 	}
 	return r
 }
@@ -177,7 +190,11 @@ func (h *handlers) readyz(c *gin.Context) {
 	if h.Ready != nil {
 		ctx, cancel := context.WithTimeout(c.Request.Context(), 5*time.Second)
 		defer cancel()
-		if err := h.Ready(ctx); err != nil {
+		var warnings ReadyWarnings
+		if err := h.Ready(ctx); errors.As(err, &warnings) {
+			c.JSON(http.StatusOK, gin.H{"status": "ready", "warnings": []string(warnings)})
+			return
+		} else if err != nil {
 			outcome.Write(c.Writer, http.StatusServiceUnavailable, outcome.New(outcome.Transient, "not ready: "+err.Error()))
 			return
 		}

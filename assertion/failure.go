@@ -9,6 +9,10 @@ import (
 // The kinds of assertion failures (see internal/failure); ErrNoKey
 // carries its own (NotReady).
 
+// Kind classifies a request the granted scope does not cover as
+// forbidden: the partner did not grant it.
+func (e *ScopeError) Kind() failure.Kind { return failure.Forbidden }
+
 // Kind classifies a failed token exchange as the token endpoint's failure.
 func (e *RetrieveError) Kind() failure.Kind { return failure.UpstreamFailed }
 

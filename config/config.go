@@ -107,6 +107,9 @@ type Caller struct {
 	Scopes []string `yaml:"scopes"`
 	// PurposesOfUse the caller may assert with X-Purpose-Of-Use.
 	PurposesOfUse []string `yaml:"purposes_of_use"`
+	// ExchangePurposes are the TEFCA exchange purpose codes (e.g.
+	// T-TREAT) the caller may choose with X-Cqgate-Exchange-Purpose.
+	ExchangePurposes []string `yaml:"exchange_purposes"`
 }
 
 // Audit configures the audit trail: one JSON line per FHIR request.
@@ -241,6 +244,14 @@ type Keys struct {
 	// LoadRetry paces the attempts to load a key that could not be
 	// loaded at start.
 	LoadRetry Backoff `yaml:"load_retry"`
+	// JWKS configures the published JWK Set (GET /.well-known/jwks.json).
+	JWKS JWKS `yaml:"jwks"`
+	// ExpiryWarningDays: a signing certificate expiring within this many
+	// days is reported by /readyz and the certificate metrics.
+	ExpiryWarningDays int `yaml:"expiry_warning_days"`
+	// RevocationCheckInterval is how often cqgate checks its own signing
+	// certificates for revocation; 0 turns the check off.
+	RevocationCheckInterval time.Duration `yaml:"revocation_check_interval"`
 }
 
 // Backoff is capped exponential backoff with jitter, without an end.
@@ -289,6 +300,13 @@ type Client struct {
 	AssertionLifetime time.Duration `yaml:"assertion_lifetime"`
 	// ClockSkew backdates iat and nbf for servers whose clocks run behind.
 	ClockSkew time.Duration `yaml:"clock_skew"`
+	// JKU, when set, is sent as the jku header of the default identity's
+	// assertions: the public URL of cqgate's JWK Set, as registered with
+	// the partners (https://cqgate.example.org/.well-known/jwks.json).
+	JKU string `yaml:"jku"`
+	// Community is the trust community the default identity's
+	// certificate was issued in; empty is the default community.
+	Community string `yaml:"community"`
 }
 
 // Identity is one more client identity.
@@ -296,6 +314,20 @@ type Identity struct {
 	Keys      Keys   `yaml:"keys"`
 	ClientID  string `yaml:"client_id"`
 	Algorithm string `yaml:"algorithm"`
+	// JKU is sent as the jku header of this identity's assertions (see
+	// client.jku).
+	JKU string `yaml:"jku"`
+	// Community is the trust community (a udap.communities name) this
+	// identity's certificate was issued in; organizations of that
+	// community use it unless they name an identity.
+	Community string `yaml:"community"`
+	// ExchangePurpose is the TEFCA exchange purpose (XP code, e.g.
+	// T-TREAT) this identity's certificate was issued for (SAN
+	// urn:oid:<home community id>#<XP>); requests choosing that XP use it.
+	ExchangePurpose string `yaml:"exchange_purpose"`
+	// Issuer is the certificate's URI SAN, the software statement's iss
+	// at registration; empty is udap.issuer.
+	Issuer string `yaml:"issuer"`
 }
 
 // Tokens configures the access-token cache and exchanges.
@@ -314,8 +346,11 @@ type Tokens struct {
 	MaxContextsPerOrganization int `yaml:"max_contexts_per_organization"`
 	// DefaultLifetime is assumed when a token response has no expires_in.
 	DefaultLifetime time.Duration `yaml:"default_lifetime"`
-	Timeout         time.Duration `yaml:"timeout"`
-	Retry           Retry         `yaml:"retry"`
+	// EnforceGrantedScope refuses (403) a request the token's granted
+	// scope cannot cover, before it goes out; false forwards it.
+	EnforceGrantedScope bool          `yaml:"enforce_granted_scope"`
+	Timeout             time.Duration `yaml:"timeout"`
+	Retry               Retry         `yaml:"retry"`
 }
 
 // Proxy configures forwarding to FHIR servers.
@@ -378,6 +413,12 @@ type UDAP struct {
 	// Registrations is where registered client ids are kept, per OID, so
 	// that replicas share them.
 	Registrations KVRef `yaml:"registrations"`
+	// Communities are the UDAP trust communities, by name. The one named
+	// "default" replaces discovery.udap_trust_anchors.
+	Communities map[string]Community `yaml:"communities"`
+	// Revocation bounds the CRL, OCSP and AIA fetches of revocation
+	// checks.
+	Revocation Revocation `yaml:"revocation"`
 }
 
 // Organization is per-OID configuration. Every field is optional.
@@ -399,8 +440,12 @@ type Organization struct {
 	DiscoveryOrder []string `yaml:"discovery_order"`
 	// CernerOverrideOAuthURIs sends Cerner-Override-OAuth-URIs: on.
 	CernerOverrideOAuthURIs bool `yaml:"cerner_override_oauth_uris"`
-	// Identity names the client identity to use (default: "default").
+	// Identity names the client identity to use (default: the one of
+	// the organization's community, else "default").
 	Identity string `yaml:"identity"`
+	// Community names the organization's UDAP trust community (a
+	// udap.communities name); empty is the default community.
+	Community string `yaml:"community"`
 	// ClientID, Scope and Algorithm override the identity's.
 	ClientID  string `yaml:"client_id"`
 	Scope     string `yaml:"scope"`
@@ -477,6 +522,10 @@ func Default() *Config {
 			Source:        "vault",
 			WatchInterval: time.Minute,
 			LoadRetry:     Backoff{InitialBackoff: time.Second, MaxBackoff: time.Minute},
+			JWKS:          JWKS{Overlap: 24 * time.Hour, MaxAge: 5 * time.Minute},
+			// Whole days; a month's notice.
+			ExpiryWarningDays:       30,
+			RevocationCheckInterval: time.Hour,
 			Vault: VaultKeys{
 				Mount:            "secret",
 				CertificateField: "certificate",
@@ -499,6 +548,7 @@ func Default() *Config {
 			MinInterval:                time.Minute,
 			MaxContextsPerOrganization: 8,
 			DefaultLifetime:            5 * time.Minute,
+			EnforceGrantedScope:        true,
 			Timeout:                    15 * time.Second,
 			Retry:                      Retry{Attempts: 3, InitialBackoff: 250 * time.Millisecond, MaxBackoff: 2 * time.Second},
 		},
@@ -511,7 +561,15 @@ func Default() *Config {
 			ReuseResolved:          time.Second,
 		},
 		Upstream: Upstream{MaxConnsPerHost: 16},
-		UDAP:     UDAP{Registrations: KVRef{Mount: "secret"}},
+		UDAP: UDAP{
+			Registrations: KVRef{Mount: "secret"},
+			Revocation: Revocation{
+				Timeout:     5 * time.Second,
+				FailureTTL:  time.Minute,
+				MaxCacheAge: 24 * time.Hour,
+				MaxCRLBytes: 8 << 20,
+			},
+		},
 	}
 }
 

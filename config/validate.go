@@ -60,6 +60,7 @@ var validators = []func(c *Config, add adder){
 	(*Config).validateUpstream,
 	(*Config).validateUDAP,
 	(*Config).validateOrganizations,
+	(*Config).validateTrust,
 }
 
 // Validate checks the whole configuration and reports every problem.
@@ -563,7 +564,8 @@ func (c *Config) validateCallers(add adder) {
 func (in Inbound) PolicyRules() map[string]callerauth.Rule {
 	rules := make(map[string]callerauth.Rule, len(in.Callers))
 	for name, c := range in.Callers {
-		rules[name] = callerauth.Rule{Organizations: c.Organizations, Methods: c.Methods, Scopes: c.Scopes, PurposesOfUse: c.PurposesOfUse}
+		rules[name] = callerauth.Rule{Organizations: c.Organizations, Methods: c.Methods, Scopes: c.Scopes, PurposesOfUse: c.PurposesOfUse,
+			ExchangePurposes: c.ExchangePurposes}
 	}
 	return rules
 }

@@ -29,10 +29,12 @@ import (
 func init() { gin.SetMode(gin.ReleaseMode) }
 
 const (
-	cernerOID   = "2.16.840.1.113883.3.13.1"
-	tenantGUID  = "0b8a0111-e8e6-4c26-a91c-5069cbc6b1ca"
-	clientID    = "gateway.example.org"
-	scope       = "system/Patient.read"
+	cernerOID  = "2.16.840.1.113883.3.13.1"
+	tenantGUID = "0b8a0111-e8e6-4c26-a91c-5069cbc6b1ca"
+	clientID   = "gateway.example.org"
+	// Read and write: the body tests create resources, and cqgate
+	// refuses a request the granted scope does not cover.
+	scope       = "system/Patient.*"
 	vaultToken  = "hvs.e2e-root-token"
 	dirAPIKey   = "dir-api-key-e2e-S3CRET"
 	secretPath  = "cqgate/carequality"
@@ -75,7 +77,7 @@ func newWorld(t *testing.T, opts worldOptions) *world {
 
 	w.auth = fositetest.New(t, fositetest.Config{Clients: []fositetest.Client{{
 		ID: clientID, PublicKey: material.Chain[0].PublicKey, KeyID: material.KeyID, Algorithm: "RS384",
-		Scopes: []string{"system/Patient.read", "system/Observation.read"},
+		Scopes: []string{"system/Patient.*", "system/Observation.read"},
 	}}})
 	w.fhir = newFHIRServer(t, w.auth)
 	w.dir = newDirectoryServer(t, w.fhir.base())

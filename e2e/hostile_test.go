@@ -594,7 +594,7 @@ func hostileCases() []hostileCase {
 		},
 		{
 			name: "X-Cqgate-Scope asking for write", want: 403,
-			req: rawGET(cernerPath+"/Patient/1316024", "X-Cqgate-Scope: system/Patient.write"),
+			req: rawGET(cernerPath+"/Patient/1316024", "X-Cqgate-Scope: system/Observation.write"),
 		},
 		{
 			name: "X-Cqgate-Scope as configured", want: 0,

@@ -188,6 +188,15 @@ func (g *Gateway) keyReloaded(err error) {
 		return
 	}
 	g.Metrics.SigningKeyReload(metrics.ReloadSuccess)
+	if set := g.JWKS; set != nil {
+		// The set notices the rotation now, so that the retired key's
+		// overlap starts at the rotation, not at the next fetch.
+		_, _ = set.Keys()
+	}
+	select {
+	case g.ownNow <- struct{}{}: // check the new certificate's revocation
+	default:
+	}
 }
 
 // countingDirectory counts directory lookups by result.

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -23,10 +24,12 @@ import (
 	"github.com/cqgate/cqgate/internal/egress"
 	"github.com/cqgate/cqgate/internal/metrics"
 	"github.com/cqgate/cqgate/internal/retry"
+	"github.com/cqgate/cqgate/internal/revocation"
 	"github.com/cqgate/cqgate/internal/tracing"
 	"github.com/cqgate/cqgate/internal/upstream"
 	"github.com/cqgate/cqgate/internal/vault"
 	"github.com/cqgate/cqgate/keys"
+	"github.com/cqgate/cqgate/keys/jwks"
 	"github.com/cqgate/cqgate/proxy"
 	"github.com/cqgate/cqgate/tenant"
 )
@@ -64,6 +67,8 @@ type Gateway struct {
 	AdminHandler http.Handler
 	// Keys holds the default identity's signing material.
 	Keys *keys.Holder
+	// JWKS is the published JWK Set of every identity.
+	JWKS *jwks.Set
 	// Tokens is the access-token cache.
 	Tokens *assertion.Cache
 	// Directory resolves OIDs to directory entries.
@@ -88,13 +93,19 @@ type Gateway struct {
 	reuse      *tenant.Reuser
 	tracing    *tracing.Tracing
 	keyLoaded  chan struct{}
+	// revocation checks partners' signed_metadata chains and cqgate's
+	// own certificates; own holds the last check of the latter.
+	revocation *revocation.Checker
+	own        ownCerts
+	// ownNow asks watchOwn for a check at once (a key was rotated).
+	ownNow chan struct{}
 }
 
 // New assembles a gateway from a validated configuration. It loads the
 // signing keys once; if that fails, it keeps retrying in the background
 // (until ctx ends) and /readyz reports why it is not ready.
 func New(ctx context.Context, cfg *config.Config, opts Options) (*Gateway, error) {
-	g := &Gateway{cfg: cfg, log: opts.Logger, clock: opts.Clock, keyLoaded: make(chan struct{})}
+	g := &Gateway{cfg: cfg, log: opts.Logger, clock: opts.Clock, keyLoaded: make(chan struct{}), ownNow: make(chan struct{}, 1)}
 	if g.log == nil {
 		g.log = logrus.New()
 	}
@@ -163,6 +174,12 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Gateway, error
 		return nil, err
 	}
 	g.Keys = g.identities[config.DefaultIdentity].holder
+	if g.JWKS, err = g.jwksSet(); err != nil {
+		return nil, err
+	}
+	if g.revocation, err = g.revocationChecker(base); err != nil {
+		return nil, err
+	}
 
 	fetcher, err := g.directoryFetcher(client(dirBase, cfg.Directory.Timeout))
 	if err != nil {
@@ -235,6 +252,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Gateway, error
 		Logger:        g.log,
 		MaxReplayBody: cfg.Proxy.MaxReplayBody,
 		ErrorLog:      proxyErrLog,
+		CheckGrant:    checkGrant(cfg.Tokens.EnforceGrantedScope),
 	})
 	g.reuse = tenant.Reuse(g.Tenants, cfg.Proxy.ReuseResolved, g.clock)
 	apiCfg := api.Config{
@@ -246,6 +264,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Gateway, error
 		Ready:        g.ready,
 		Audit:        g.Audit,
 		MaxBodyBytes: cfg.Server.MaxBodyBytes,
+		JWKS:         g.JWKS,
 		Tracer:       g.tracing,
 	}
 	if limiter := rateLimiter(cfg); limiter.Enabled() {
@@ -272,6 +291,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Gateway, error
 
 	g.loadKeys(ctx)
 	g.background(ctx)
+	g.watchOwn(ctx)
 	return g, nil
 }
 
@@ -348,7 +368,13 @@ func (g *Gateway) discoverer(c *http.Client) (*discovery.Discoverer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("gateway: discovery.order: %w", err)
 	}
-	dc := discovery.Config{HTTPClient: c, TTL: d.CacheTTL, MaxStale: d.MaxStale, Clock: g.clock, Order: order, Logger: g.log}
+	dc := discovery.Config{HTTPClient: c, TTL: d.CacheTTL, MaxStale: d.MaxStale, Clock: g.clock, Order: order, Logger: g.log,
+		Revocation: g.revocation}
+	communities, err := g.communities()
+	if err != nil {
+		return nil, err
+	}
+	dc.Communities = communities
 	if d.UDAPTrustAnchors != "" {
 		pem, err := readFile(d.UDAPTrustAnchors)
 		if err != nil {
@@ -439,6 +465,7 @@ func (g *Gateway) keysLoaded() bool {
 // partner being down never does.
 func (g *Gateway) ready(context.Context) error {
 	var problems []error
+	var warnings []string
 	for _, id := range g.identities {
 		m := id.holder.Current()
 		if m == nil {
@@ -448,8 +475,22 @@ func (g *Gateway) ready(context.Context) error {
 		if na := m.NotAfter(); !na.IsZero() && g.clock().After(na) {
 			problems = append(problems, fmt.Errorf("identity %s: signing certificate expired at %s", id.name, na.UTC().Format(time.RFC3339)))
 		}
+		unready, warning := g.ownProblem(id.name)
+		if unready != nil {
+			problems = append(problems, unready)
+		}
+		if warning != "" {
+			warnings = append(warnings, warning)
+		}
 	}
-	return errors.Join(problems...)
+	if err := errors.Join(problems...); err != nil {
+		return err
+	}
+	if len(warnings) > 0 {
+		slices.Sort(warnings)
+		return api.ReadyWarnings(warnings)
+	}
+	return nil
 }
 
 func noRedirects(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }

@@ -54,6 +54,9 @@ func (lt *loopbackTenant) gateway(t *testing.T, callers map[string]config.Caller
 	t.Helper()
 	cfg := config.Default()
 	cfg.Client.ClientID = "gw.example.org"
+	// Read and write, so that only the callers' policy limits writes
+	// (tokens.enforce_granted_scope refuses what the scope does not cover).
+	cfg.Client.Scope = "system/*.*"
 	cfg.Audit.Destination = "none"
 	cfg.Keys.Source = "static"
 	cfg.Inbound.Callers = callers

@@ -58,6 +58,9 @@ type Config struct {
 	// ErrorLog receives httputil.ReverseProxy's own messages (such as a
 	// body copy failing mid-stream); the standard logger when nil.
 	ErrorLog *stdlog.Logger
+	// CheckGrant, when set, is asked before a request goes out whether
+	// the token's granted scope covers it; its error is answered instead.
+	CheckGrant func(t *tenant.Tenant, tok *assertion.Token, r *http.Request, fhirPath string) error
 }
 
 // Proxy forwards FHIR requests to tenants.
@@ -66,6 +69,7 @@ type Proxy struct {
 	log           logrus.FieldLogger
 	creds         Credentials
 	maxReplayBody int64
+	checkGrant    func(*tenant.Tenant, *assertion.Token, *http.Request, string) error
 }
 
 // New returns a Proxy.
@@ -78,7 +82,7 @@ func New(cfg Config) *Proxy {
 	if log == nil {
 		log = logrus.New()
 	}
-	p := &Proxy{log: log, maxReplayBody: cfg.MaxReplayBody, creds: cfg.Credentials}
+	p := &Proxy{log: log, maxReplayBody: cfg.MaxReplayBody, creds: cfg.Credentials, checkGrant: cfg.CheckGrant}
 	p.rp = &httputil.ReverseProxy{
 		Rewrite:        rewrite,
 		Transport:      &authTransport{base: base, creds: cfg.Credentials, log: log},
@@ -137,6 +141,12 @@ func (p *Proxy) Forward(w http.ResponseWriter, r *http.Request, t *tenant.Tenant
 	if err != nil {
 		p.errorHandler(w, r, err)
 		return
+	}
+	if p.checkGrant != nil {
+		if err := p.checkGrant(t, tok, r, fhirPath); err != nil {
+			p.errorHandler(w, r, err)
+			return
+		}
 	}
 	rt.token = tok
 	rt.w = interimGuard{ResponseWriter: w, rt: rt}

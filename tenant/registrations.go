@@ -124,6 +124,12 @@ type UDAPConfig struct {
 	Issuer, ClientName string
 	Contacts           []string
 	Logger             logrus.FieldLogger
+	// Issuers are the URI SANs identities register as, by identity name,
+	// where they differ from Issuer.
+	Issuers map[string]string
+	// TEFCA, when set, returns the TEFCA Basic App Certification the
+	// registration of a tenant of the TEFCA community carries.
+	TEFCA func(*Tenant) *assertion.TEFCACertification
 }
 
 // UDAPRegistrations hands out registered client ids from a store, and
@@ -203,9 +209,18 @@ func (r *UDAPRegistrations) Register(ctx context.Context, t *Tenant) (*assertion
 	if !ok {
 		return nil, t.UnknownIdentity()
 	}
+	issuer := r.cfg.Issuer
+	if is := r.cfg.Issuers[t.IdentityName()]; is != "" {
+		issuer = is
+	}
+	var tefca *assertion.TEFCACertification
+	if t.TEFCA && r.cfg.TEFCA != nil {
+		tefca = r.cfg.TEFCA(t)
+	}
 	reg, err := registrar.Register(ctx, assertion.Registration{
 		URL:        t.RegistrationEndpoint,
-		Issuer:     r.cfg.Issuer,
+		Issuer:     issuer,
+		TEFCA:      tefca,
 		ClientName: r.cfg.ClientName,
 		Contacts:   r.cfg.Contacts,
 		Scope:      t.Scope,

@@ -44,6 +44,13 @@ type Settings struct {
 	// discovered token URL or UDAP registration endpoint may be on
 	// besides the FHIR base's own origin and registrable domain.
 	AllowedTokenOrigins []string
+	// Community names the UDAP trust community discovery verifies the
+	// organization's metadata under; "" is the default one. TEFCA says
+	// it is the TEFCA community, and ExchangePurposes are the identities
+	// issued per TEFCA exchange purpose (XP code), for callers' choice.
+	Community        string
+	TEFCA            bool
+	ExchangePurposes map[string]XPIdentity
 }
 
 // DirectoryLookup finds an OID's directory entry.
@@ -115,6 +122,9 @@ func (r *Resolver) Describe(ctx context.Context, oid string) (*Tenant, error) {
 		Algorithm:       s.Algorithm,
 		AllowPrivate:    s.AllowPrivate,
 		AllowedPurposes: s.AllowedPurposes,
+		Community:       s.Community,
+		TEFCA:           s.TEFCA,
+		xps:             s.ExchangePurposes,
 		Endpoints:       org.Endpoints,
 		DirectorySource: entry.Source,
 		CachedAt:        entry.CachedAt,
@@ -140,7 +150,7 @@ func (r *Resolver) Describe(ctx context.Context, oid string) (*Tenant, error) {
 	if s.TokenURL != "" {
 		t.TokenURL, t.TokenURLSource = s.TokenURL, "config"
 	} else {
-		res, err := r.Discovery.Discover(ctx, discovery.Request{FHIRBase: t.FHIRBase, Order: s.DiscoveryOrder, CernerOverride: s.CernerOverride})
+		res, err := r.Discovery.Discover(ctx, discovery.Request{FHIRBase: t.FHIRBase, Order: s.DiscoveryOrder, CernerOverride: s.CernerOverride, Community: s.Community})
 		var none *discovery.NoTokenURLError
 		switch {
 		case res != nil:
@@ -156,6 +166,7 @@ func (r *Resolver) Describe(ctx context.Context, oid string) (*Tenant, error) {
 		t.TokenURL, t.TokenURLSource, t.DiscoveredAt = res.TokenURL, string(res.Source), res.FetchedAt
 		t.SigningAlgorithms = res.SigningAlgorithms
 		t.RegistrationEndpoint = res.RegistrationEndpoint
+		t.askInSyntax(res.ScopesSupported, res.Capabilities)
 		// Verified UDAP metadata turns B2B on when a context is configured.
 		if res.UDAP && s.B2B != nil {
 			s.UDAP = true

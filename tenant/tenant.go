@@ -12,6 +12,7 @@ import (
 	"github.com/cqgate/cqgate/assertion"
 	"github.com/cqgate/cqgate/directory"
 	"github.com/cqgate/cqgate/discovery"
+	"github.com/cqgate/cqgate/internal/callerauth"
 	"github.com/cqgate/cqgate/internal/egress"
 	"github.com/cqgate/cqgate/internal/failure"
 )
@@ -51,6 +52,15 @@ type Tenant struct {
 	// AllowPrivate lets this tenant's addresses be http, loopback or
 	// private (a sandbox).
 	AllowPrivate bool `json:"allow_private_addresses,omitempty"`
+	// Community is the organization's UDAP trust community; TEFCA says
+	// it is the TEFCA community, where a caller chooses an exchange
+	// purpose (ExchangePurpose, see WithExchangePurpose).
+	Community string `json:"community,omitempty"`
+	// ScopeSyntax is the SMART scope syntax the token endpoint
+	// advertises alone ("SMART v1", "SMART v2"); Scope is written in it.
+	ScopeSyntax     string `json:"scope_syntax,omitempty"`
+	TEFCA           bool   `json:"tefca,omitempty"`
+	ExchangePurpose string `json:"exchange_purpose,omitempty"`
 	// Endpoints are all the organization's directory endpoints.
 	Endpoints []directory.Endpoint `json:"endpoints"`
 	// DirectorySource is "static" or "directory".
@@ -71,6 +81,10 @@ type Tenant struct {
 
 	base     *url.URL
 	tokenErr error
+	xps      map[string]XPIdentity
+	// syntax is the SMART scope syntax the token endpoint advertises
+	// alone; scopes are asked for in it.
+	syntax callerauth.ScopeSyntax
 }
 
 // BaseURL returns the parsed FHIR base.
@@ -120,7 +134,7 @@ func (t *Tenant) WithScope(scope string) *Tenant {
 	if scope == "" || scope == t.Scope {
 		return t
 	}
-	scope = canonicalScope(scope)
+	scope = canonicalScope(t.inSyntax(scope))
 	if scope == "" || scope == t.Scope {
 		return t
 	}
