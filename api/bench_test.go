@@ -220,6 +220,7 @@ func newHotPath(tb testing.TB, auth string, reuse bool, opts ...hotOption) *hotP
 	tb.Cleanup(cancel)
 	hp.tmpl = hp.tmpl.WithContext(ctx)
 	hp.tmpl.RemoteAddr = "127.0.0.1:40000"
+	hp.tmpl.Host = "127.0.0.1:8080"
 	hp.tmpl.RequestURI = hp.tmpl.URL.RequestURI()
 	hp.tmpl.Body = http.NoBody
 	hp.req = new(http.Request)

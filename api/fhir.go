@@ -291,10 +291,22 @@ func (h *handlers) forward(call *fhirCall) {
 	c.Request.Header.Del("Upgrade")
 	upstreamStart := time.Now()
 	req := c.Request
-	if ctx := t.Context(req.Context()); ctx != req.Context() {
+	ctx := t.Context(req.Context())
+	var bulk *audit.Record
+	if h.Audit != nil {
+		// The proxy notes bulk export events (kick-off, completion,
+		// downloads) in a record of their own, so that call stays on
+		// the stack.
+		bulk = new(audit.Record)
+		ctx = audit.NewContext(ctx, bulk)
+	}
+	if ctx != req.Context() {
 		req = req.WithContext(ctx)
 	}
 	h.Proxy.Forward(c.Writer, req, t, call.path)
+	if bulk != nil {
+		call.rec.Bulk = bulk.Bulk
+	}
 	if h.Observer != nil {
 		h.Observer.ObserveUpstream(t.OID, time.Since(upstreamStart))
 	}

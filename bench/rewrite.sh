@@ -9,6 +9,12 @@
 #   BenchmarkProxyBundle  through an httputil.ReverseProxy on 127.0.0.1
 #                         (upstream → proxy → client, all in this
 #                         process), ModifyResponse rewriting or not
+#   through cqgate        bench/cmd/rewritebench: the same Bundles from an
+#                         upstream through a real cqgate process, served
+#                         as application/octet-stream (passed untouched)
+#                         and as application/fhir+json (rewritten), a
+#                         fresh process each: cqgate's CPU per MiB (from
+#                         /proc) and its peak RSS (VmHWM)
 #
 # It prints go test's lines, then per size the ratio rewrite ÷ pass of
 # wall time (ns/op) and of process CPU time (cpu-ns/MiB, user + system,
@@ -16,18 +22,20 @@
 # HeapInuse seen (peak-heap-MiB). Target: CPU ratio ≤ 1.5 through the
 # proxy, flat heap (a few MiB) at 100 MiB.
 #
-# Usage: bench/rewrite.sh [-benchtime 3x] [-count 1]
+# Usage: bench/rewrite.sh [-benchtime 3x] [-count 1] [-no-cqgate]
 # Runs well under a minute on an idle two-core machine.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 BENCHTIME=3x
 COUNT=1
+THROUGH_CQGATE=1
 while [ $# -gt 0 ]; do
 	case "$1" in
 	-benchtime) BENCHTIME=$2; shift 2 ;;
 	-count) COUNT=$2; shift 2 ;;
-	*) echo "usage: $0 [-benchtime N] [-count N]" >&2; exit 2 ;;
+	-no-cqgate) THROUGH_CQGATE=0; shift ;;
+	*) echo "usage: $0 [-benchtime N] [-count N] [-no-cqgate]" >&2; exit 2 ;;
 	esac
 done
 out=$(go test -run '^$' -bench 'Bundle$' -benchtime "$BENCHTIME" -count "$COUNT" ./proxy/fhirurl)
@@ -57,3 +65,12 @@ END {
 			mbs, heap[key, "rewrite"]
 	}
 }'
+
+if [ "$THROUGH_CQGATE" = 1 ]; then
+	echo
+	echo "Through cqgate (bench/cmd/rewritebench):"
+	tmp=$(mktemp -d)
+	trap 'rm -rf "$tmp"' EXIT
+	go build -o "$tmp/cqgate" ./cmd/cqgate
+	go run ./bench/cmd/rewritebench -cqgate "$tmp/cqgate"
+fi

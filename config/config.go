@@ -36,6 +36,7 @@ type Config struct {
 	Proxy     Proxy     `yaml:"proxy"`
 	Upstream  Upstream  `yaml:"upstream"`
 	UDAP      UDAP      `yaml:"udap"`
+	Bulk      Bulk      `yaml:"bulk"`
 
 	// Identities are further client identities (certificate, key and
 	// client id), by name, for organizations or communities that know
@@ -59,6 +60,25 @@ type Server struct {
 	MaxHeaderBytes int `yaml:"max_header_bytes"`
 	// MaxBodyBytes bounds an inbound request's body (413 beyond it).
 	MaxBodyBytes int64 `yaml:"max_body_bytes"`
+	// PublicURL is cqgate's own base URL as callers reach it (e.g.
+	// https://cqgate.internal): the partners' URLs in answers (Bundle
+	// links, Location, bulk manifests) are rewritten onto it. Empty: the
+	// trusted X-Forwarded-Proto/Host, else the request's scheme and Host.
+	PublicURL string `yaml:"public_url"`
+	// TrustedProxies are the networks (CIDRs) of reverse proxies whose
+	// X-Forwarded-Proto and X-Forwarded-Host are believed when PublicURL
+	// is empty. Default: none.
+	TrustedProxies []string `yaml:"trusted_proxies"`
+}
+
+// Bulk configures FHIR Bulk Data export through cqgate.
+type Bulk struct {
+	// LinkKey (32 bytes, standard base64) seals the download links cqgate
+	// hands out for bulk files on other origins. Empty: a random key made
+	// at start, so links die at restart (poll the status URL again for
+	// fresh ones). Set it, the same on every replica, to keep links
+	// valid across restarts and replicas. A secret.
+	LinkKey string `yaml:"link_key"`
 }
 
 // Inbound says who may call cqgate and what each caller may do.

@@ -1,7 +1,9 @@
 package config
 
 import (
+	"encoding/base64"
 	"fmt"
+	"net/netip"
 	"net/url"
 	"slices"
 	"sort"
@@ -14,6 +16,7 @@ import (
 	"github.com/cqgate/cqgate/directory"
 	"github.com/cqgate/cqgate/discovery"
 	"github.com/cqgate/cqgate/internal/callerauth"
+	"github.com/cqgate/cqgate/proxy/fhirurl"
 )
 
 // Problems is every problem found in a configuration.
@@ -60,6 +63,7 @@ var validators = []func(c *Config, add adder){
 	(*Config).validateUpstream,
 	(*Config).validateUDAP,
 	(*Config).validateOrganizations,
+	(*Config).validateForwarding,
 	(*Config).validateTrust,
 }
 
@@ -617,3 +621,57 @@ func checkRateLimit(add adder, key string, r RateLimit) {
 	}
 	notNegative(add, key+".max_wait", r.MaxWait)
 }
+
+// validateForwarding checks what cqgate's own URLs are built from and the
+// bulk link key.
+func (c *Config) validateForwarding(add adder) {
+	if c.Server.PublicURL != "" {
+		if _, err := fhirurl.ParsePublicURL(c.Server.PublicURL); err != nil {
+			add("server.public_url: %q must be an http(s) URL with a plain host[:port] and no user info, query or fragment (e.g. https://cqgate.internal)", c.Server.PublicURL)
+		}
+	}
+	if _, err := c.Server.TrustedPrefixes(); err != nil {
+		add("server.trusted_proxies: %v", err)
+	}
+	if _, err := c.Bulk.Key(); err != nil {
+		add("bulk.link_key: %v", err)
+	}
+}
+
+// TrustedPrefixes parses server.trusted_proxies: CIDRs, or single
+// addresses (a /32 or /128).
+func (s Server) TrustedPrefixes() ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, v := range s.TrustedProxies {
+		v = strings.TrimSpace(v)
+		if p, err := netip.ParsePrefix(v); err == nil {
+			out = append(out, p.Masked())
+			continue
+		}
+		a, err := netip.ParseAddr(v)
+		if err != nil {
+			return nil, fmt.Errorf("%q is neither a CIDR (10.0.0.0/8) nor an IP address", v)
+		}
+		out = append(out, netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()))
+	}
+	return out, nil
+}
+
+// Key decodes bulk.link_key: nil when it is not set.
+func (b Bulk) Key() ([]byte, error) {
+	if b.LinkKey == "" {
+		return nil, nil
+	}
+	k, err := base64.StdEncoding.DecodeString(strings.TrimSpace(b.LinkKey))
+	if err != nil {
+		k, err = base64.RawURLEncoding.DecodeString(strings.TrimSpace(b.LinkKey))
+	}
+	if err != nil || len(k) != linkKeySize {
+		return nil, fmt.Errorf("must be %d random bytes in base64 (openssl rand -base64 32)", linkKeySize)
+	}
+	return k, nil
+}
+
+// linkKeySize is the size of bulk.link_key: an AES-256 key
+// (proxy.LinkKeySize; config cannot import proxy).
+const linkKeySize = 32

@@ -246,6 +246,10 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Gateway, error
 	}
 	proxyErrLog, closeProxyErrLog := StdLogger(g.log)
 	context.AfterFunc(ctx, closeProxyErrLog)
+	public, links, err := forwarding(cfg)
+	if err != nil {
+		return nil, err
+	}
 	px := proxy.New(proxy.Config{
 		Transport:     fhirBase,
 		Credentials:   g.creds,
@@ -253,6 +257,8 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Gateway, error
 		MaxReplayBody: cfg.Proxy.MaxReplayBody,
 		ErrorLog:      proxyErrLog,
 		CheckGrant:    checkGrant(cfg.Tokens.EnforceGrantedScope),
+		PublicBase:    public,
+		Links:         links,
 	})
 	g.reuse = tenant.Reuse(g.Tenants, cfg.Proxy.ReuseResolved, g.clock)
 	apiCfg := api.Config{

@@ -72,6 +72,15 @@ func sameParty(base, endpoint *url.URL, allowed []string) bool {
 	return ok1 && ok2 && bd == ed
 }
 
+// SameParty reports whether u belongs to the same party as t's FHIR
+// base, by the rule token URLs are held to (see sameParty): the same
+// origin, the same scheme and registrable domain, or an origin in
+// organizations.<oid>.allowed_token_origins. Bulk file downloads get the
+// token only on such a URL.
+func (t *Tenant) SameParty(u *url.URL) bool {
+	return t.base != nil && u.Host != "" && sameParty(t.base, u, t.allowedOrigins)
+}
+
 // sameOrigin compares the origins of a and b without building them.
 func sameOrigin(a, b *url.URL) bool {
 	return strings.EqualFold(a.Scheme, b.Scheme) && strings.EqualFold(a.Hostname(), b.Hostname()) &&

@@ -130,6 +130,7 @@ func (r *Resolver) Describe(ctx context.Context, oid string) (*Tenant, error) {
 		CachedAt:        entry.CachedAt,
 		DirectoryStale:  entry.Stale,
 		StaleReason:     entry.StaleReason,
+		allowedOrigins:  s.AllowedTokenOrigins,
 	}
 	ep, ok := org.FHIREndpointFor(s.FHIRVersions)
 	if !ok {

@@ -85,6 +85,8 @@ type Tenant struct {
 	// syntax is the SMART scope syntax the token endpoint advertises
 	// alone; scopes are asked for in it.
 	syntax callerauth.ScopeSyntax
+	// allowedOrigins are organizations.<oid>.allowed_token_origins.
+	allowedOrigins []string
 }
 
 // BaseURL returns the parsed FHIR base.

@@ -62,6 +62,14 @@ func NewJSONWriter(dst io.Writer, m *Mapper, limit int) *JSONWriter {
 	return &JSONWriter{dst: dst, m: m, limit: limit}
 }
 
+// reset makes w a new JSONWriter to dst, keeping its buffers.
+func (w *JSONWriter) reset(dst io.Writer, m *Mapper, limit int) {
+	if limit <= 0 {
+		limit = DefaultMaxToken
+	}
+	*w = JSONWriter{dst: dst, m: m, limit: limit, buf: w.buf[:0], heldOrig: w.heldOrig[:0], heldWS: w.heldWS[:0], repl: w.repl[:0]}
+}
+
 func (w *JSONWriter) write(b []byte) {
 	if w.err == nil && len(b) > 0 {
 		_, w.err = w.dst.Write(b)

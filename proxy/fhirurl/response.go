@@ -6,9 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"mime"
 	"net/http"
+	"strconv"
 	"strings"
+	"sync"
 )
 
 // Format is a body format the rewriters understand.
@@ -40,17 +41,30 @@ func (f Format) String() string {
 // None: those resources carry relative references and their bytes are
 // passed through untouched, Range requests included.
 func FormatOf(contentType string) Format {
-	mt, _, err := mime.ParseMediaType(contentType)
-	if err != nil {
-		return None
+	mt := MediaType(contentType)
+	for _, k := range jsonTypes {
+		if strings.EqualFold(mt, k) {
+			return JSON
+		}
 	}
-	switch mt {
-	case "application/fhir+json", "application/json", "application/json+fhir":
-		return JSON
-	case "application/fhir+xml", "application/xml", "text/xml", "application/xml+fhir":
-		return XML
+	for _, k := range xmlTypes {
+		if strings.EqualFold(mt, k) {
+			return XML
+		}
 	}
 	return None
+}
+
+var (
+	jsonTypes = []string{"application/fhir+json", "application/json", "application/json+fhir"}
+	xmlTypes  = []string{"application/fhir+xml", "application/xml", "text/xml", "application/xml+fhir"}
+)
+
+// MediaType returns the media type of a Content-Type value (before any
+// parameter), without allocating; compare it without case.
+func MediaType(contentType string) string {
+	mt, _, _ := strings.Cut(contentType, ";")
+	return strings.TrimSpace(mt)
 }
 
 // AcceptEncoding is the Accept-Encoding a proxy should send upstream when
@@ -112,7 +126,8 @@ var (
 //
 // When the body is rewritten:
 //   - Content-Length is removed (resp.ContentLength = -1): the length
-//     changes, and is not known until the end. Digest headers
+//     changes, and is not known until the end (except for a small body,
+//     below, which gets its new exact length). Digest headers
 //     (Content-MD5, Digest, Content-Digest, Repr-Digest) are removed too.
 //   - A gzip Content-Encoding is decoded and the rewritten body is sent
 //     with identity coding: Content-Encoding is removed (Vary is kept).
@@ -128,8 +143,11 @@ var (
 // 206 Partial Content is never rewritten (a byte range of a document
 // cannot be parsed), and neither is a response without a body (HEAD,
 // 204, 304; a strong ETag on a 304 is still weakened to match the 200).
-// Body never reads from resp.Body itself: the first read of the new body
-// does, so headers can leave before the partner sent its body.
+// A body of at most SmallBody bytes with a known length and no coding
+// is rewritten whole, at once: it keeps an exact Content-Length (and
+// costs the proxy no flushing of a body of unknown length). Any other
+// body is not read here: the first read of the new body reads it, so
+// headers can leave before the partner sent its body.
 func (rw *Rewriter) Body(resp *http.Response) (Format, error) {
 	rw.Header(resp.Header)
 	if resp.StatusCode == http.StatusNotModified {
@@ -150,9 +168,11 @@ func (rw *Rewriter) Body(resp *http.Response) (Format, error) {
 		return None, fmt.Errorf("%w %q", ErrEncoding, coding)
 	}
 	h := resp.Header
-	for _, k := range []string{"Content-Length", "Content-MD5", "Digest", "Content-Digest", "Repr-Digest", "Content-Encoding"} {
+	small := !gz && resp.ContentLength >= 0 && resp.ContentLength <= SmallBody
+	for _, k := range changedHeaders {
 		h.Del(k)
 	}
+	length := resp.ContentLength
 	resp.ContentLength = -1
 	resp.Uncompressed = gz || resp.Uncompressed
 	weakenETag(h)
@@ -161,8 +181,67 @@ func (rw *Rewriter) Body(resp *http.Response) (Format, error) {
 	if noBody {
 		return f, nil
 	}
-	resp.Body = rw.NewReader(resp.Body, f, gz)
+	if !small || length == 0 {
+		resp.Body = rw.NewReader(resp.Body, f, gz)
+		return f, nil
+	}
+	r := rw.newReader(resp.Body, f, false)
+	whole := smallPool.Get().(*smallBody)
+	whole.buf.Grow(int(length) + int(length)/4)
+	_, whole.err = whole.buf.ReadFrom(r)
+	_ = r.release()
+	whole.rd.Reset(whole.buf.Bytes())
+	if whole.err == nil {
+		resp.ContentLength = int64(whole.buf.Len())
+		h["Content-Length"] = []string{strconv.Itoa(whole.buf.Len())}
+	}
+	resp.Body = &smallHandle{b: whole}
 	return f, nil
+}
+
+// SmallBody is the largest body (by its Content-Length) Body rewrites
+// whole instead of as a stream.
+const SmallBody = 64 << 10
+
+// changedHeaders are the headers a rewritten body loses (in canonical
+// form, so that deleting them allocates nothing).
+var changedHeaders = []string{"Content-Length", "Content-Md5", "Digest", "Content-Digest", "Repr-Digest", "Content-Encoding"}
+
+// smallBody is a whole rewritten body, pooled.
+type smallBody struct {
+	buf bytes.Buffer
+	rd  bytes.Reader
+	err error // the read error, returned once the bytes are read
+}
+
+var smallPool = sync.Pool{New: func() any { return new(smallBody) }}
+
+// smallHandle reads a smallBody and hands it back to the pool on Close;
+// after that it reads nothing.
+type smallHandle struct{ b *smallBody }
+
+func (h *smallHandle) Read(p []byte) (int, error) {
+	if h.b == nil {
+		return 0, errClosed
+	}
+	n, err := h.b.rd.Read(p)
+	if err == io.EOF && h.b.err != nil {
+		err = h.b.err
+	}
+	return n, err
+}
+
+func (h *smallHandle) Close() error {
+	if b := h.b; b != nil {
+		h.b = nil
+		b.err = nil
+		b.rd.Reset(nil)
+		if b.buf.Cap() <= 2*SmallBody {
+			b.buf.Reset()
+			smallPool.Put(b)
+		}
+	}
+	return nil
 }
 
 // weakenETag turns a strong ETag into a weak one.
@@ -173,14 +252,25 @@ func weakenETag(h http.Header) {
 }
 
 // NewReader returns a ReadCloser that reads src, decoding gzip first if
-// gz, and yields it rewritten as format f. Closing it closes src.
+// gz, and yields it rewritten as format f. Closing it closes src; it
+// must not be read after Close. Its buffers are pooled: a response costs
+// a few small allocations, not a fresh 32 KiB chunk.
 func (rw *Rewriter) NewReader(src io.ReadCloser, f Format, gz bool) io.ReadCloser {
-	r := &reader{src: src, gz: gz, chunk: make([]byte, readChunk)}
+	return &pooledReader{r: rw.newReader(src, f, gz)}
+}
+
+// newReader takes a reader from the pool, set up for src.
+func (rw *Rewriter) newReader(src io.ReadCloser, f Format, gz bool) *reader {
+	r := readerPool.Get().(*reader)
+	r.src, r.gz, r.in, r.err = src, gz, nil, nil
+	r.out.Reset()
 	switch f {
 	case JSON:
-		r.w = NewJSONWriter(&r.out, rw.m, rw.limit)
+		r.jw.reset(&r.out, rw.m, rw.limit)
+		r.w = &r.jw
 	case XML:
-		r.w = NewXMLWriter(&r.out, rw.m, rw.limit)
+		r.xw.reset(&r.out, rw.m, rw.limit)
+		r.w = &r.xw
 	default:
 		r.w = nopWriteCloser{&r.out}
 	}
@@ -190,9 +280,50 @@ func (rw *Rewriter) NewReader(src io.ReadCloser, f Format, gz bool) io.ReadClose
 // readChunk is how much is read from the partner at a time.
 const readChunk = 32 << 10
 
+// maxPooledOut is the largest output buffer put back in the pool.
+const maxPooledOut = 4 * readChunk
+
+var readerPool = sync.Pool{New: func() any { return &reader{chunk: make([]byte, readChunk)} }}
+
 type nopWriteCloser struct{ io.Writer }
 
 func (nopWriteCloser) Close() error { return nil }
+
+// pooledReader hands its reader back to the pool on Close, after which it
+// reads nothing: a late Read cannot see another response's bytes.
+type pooledReader struct{ r *reader }
+
+func (p *pooledReader) Read(b []byte) (int, error) {
+	if p.r == nil {
+		return 0, errClosed
+	}
+	return p.r.Read(b)
+}
+
+func (p *pooledReader) Close() error {
+	r := p.r
+	if r == nil {
+		return nil
+	}
+	p.r = nil
+	return r.release()
+}
+
+// release closes src and puts r back in the pool; r must not be used
+// after.
+func (r *reader) release() error {
+	err := r.src.Close()
+	r.src, r.in, r.w, r.err = nil, nil, nil, nil
+	r.jw.reset(nil, nil, 0)
+	r.xw.reset(nil, nil, 0)
+	if r.out.Cap() <= maxPooledOut {
+		r.out.Reset()
+		readerPool.Put(r)
+	}
+	return err
+}
+
+var errClosed = errors.New("fhirurl: read after close")
 
 // reader pulls src through a rewriting writer into out, one chunk at a
 // time: out never holds much more than a chunk plus one held token.
@@ -200,7 +331,10 @@ type reader struct {
 	src   io.ReadCloser
 	gz    bool
 	in    io.Reader // src, or a gzip reader on it once the first Read came
+	zr    *gzip.Reader
 	w     io.WriteCloser
+	jw    JSONWriter
+	xw    XMLWriter
 	out   bytes.Buffer
 	chunk []byte
 	err   error // the error to return once out is drained
@@ -220,12 +354,17 @@ func (r *reader) fill() {
 	if r.in == nil {
 		r.in = r.src
 		if r.gz {
-			zr, err := gzip.NewReader(r.src)
+			var err error
+			if r.zr == nil {
+				r.zr, err = gzip.NewReader(r.src)
+			} else {
+				err = r.zr.Reset(r.src)
+			}
 			if err != nil {
 				r.err = fmt.Errorf("fhirurl: gzip body: %w", err)
 				return
 			}
-			r.in = zr
+			r.in = r.zr
 		}
 	}
 	n, err := r.in.Read(r.chunk)
@@ -245,11 +384,4 @@ func (r *reader) fill() {
 	case err != nil:
 		r.err = err
 	}
-}
-
-func (r *reader) Close() error {
-	if r.err == nil {
-		r.err = errors.New("fhirurl: read after close")
-	}
-	return r.src.Close()
 }

@@ -69,6 +69,14 @@ func NewXMLWriter(dst io.Writer, m *Mapper, limit int) *XMLWriter {
 	return &XMLWriter{dst: dst, m: m, limit: limit}
 }
 
+// reset makes w a new XMLWriter to dst, keeping its buffers.
+func (w *XMLWriter) reset(dst io.Writer, m *Mapper, limit int) {
+	if limit <= 0 {
+		limit = DefaultMaxToken
+	}
+	*w = XMLWriter{dst: dst, m: m, limit: limit, name: w.name[:0], buf: w.buf[:0], repl: w.repl[:0]}
+}
+
 func (w *XMLWriter) write(b []byte) {
 	if w.err == nil && len(b) > 0 {
 		_, w.err = w.dst.Write(b)

@@ -190,7 +190,7 @@ func TestBulkDownloads(t *testing.T) {
 		t.Errorf("StorageAuthRejects = %d, want 1", n)
 	}
 	obs := noRedirect(t, http.MethodGet, loc, nil)
-	if obs.status != http.StatusOK || bytes.Count(obs.body, []byte("\n")) != 5 || obs.header.Get("Content-Type") != "application/fhir+ndjson" {
+	if obs.status != http.StatusOK || bytes.Count(obs.body, []byte("\n")) != 7 || obs.header.Get("Content-Type") != "application/fhir+ndjson" {
 		t.Errorf("storage: status %d, %q", obs.status, obs.body)
 	}
 	if r := noRedirect(t, http.MethodGet, loc+"x", nil); r.status != http.StatusForbidden {

@@ -96,9 +96,9 @@ func TestFHIRSearch(t *testing.T) {
 		{"Patient?_id=12742400", []string{"12742400"}, "_id=12742400"},
 		{"Patient?_id=12742400&name=peters", nil, "_id=12742400&name=peters"},
 		{"Patient?name=peters&_count=10", []string{"1316024"}, "_count=10&name=peters"},
-		{"Observation?patient=1316024", []string{"L-197301877", "L-197301878"}, "patient=1316024"},
+		{"Observation?patient=1316024", []string{"L-197301877", "L-197301878", "L-197301879", "L-197301880"}, "patient=1316024"},
 		{"Observation?patient=Patient/12724066", []string{"M-197198653", "M-197198654"}, "patient=Patient%2F12724066"},
-		{"Observation?subject=Patient/1316024", []string{"L-197301877", "L-197301878"}, "subject=Patient%2F1316024"},
+		{"Observation?subject=Patient/1316024", []string{"L-197301877", "L-197301878", "L-197301879", "L-197301880"}, "subject=Patient%2F1316024"},
 		{"Observation?patient=12742400", []string{"M-197204410"}, "patient=12742400"},
 		{"Observation?patient=999999", nil, "patient=999999"},
 	}
@@ -296,10 +296,10 @@ func TestFHIRSearchPaging(t *testing.T) {
 	}
 
 	obs := get(sb.FHIRBase + "/Observation?patient=1316024&_count=1")
-	if len(obs.Entry) != 1 || obs.Total != 2 || links(obs)["next"] == "" {
+	if len(obs.Entry) != 1 || obs.Total != 4 || links(obs)["next"] == "" {
 		t.Errorf("Observation page: %d entries, total %d, links %v", len(obs.Entry), obs.Total, links(obs))
 	}
-	if zero := get(sb.FHIRBase + "/Observation?patient=1316024&_count=0"); len(zero.Entry) != 0 || zero.Total != 2 || links(zero)["next"] != "" {
+	if zero := get(sb.FHIRBase + "/Observation?patient=1316024&_count=0"); len(zero.Entry) != 0 || zero.Total != 4 || links(zero)["next"] != "" {
 		t.Errorf("_count=0: %d entries, total %d, links %v", len(zero.Entry), zero.Total, links(zero))
 	}
 	for _, bad := range []string{"_count=-1", "_count=x", "_offset=-2"} {
