@@ -23,6 +23,7 @@ import (
 	"github.com/cqgate/cqgate/discovery"
 	"github.com/cqgate/cqgate/internal/callerauth"
 	"github.com/cqgate/cqgate/internal/metrics"
+	"github.com/cqgate/cqgate/internal/tracing"
 	"github.com/cqgate/cqgate/proxy"
 	"github.com/cqgate/cqgate/tenant"
 )
@@ -128,8 +129,20 @@ type hotPath struct {
 	exchanges atomic.Int64
 }
 
-func newHotPath(tb testing.TB, auth string, reuse bool) *hotPath {
+func newHotPath(tb testing.TB, auth string, reuse bool, opts ...hotOption) *hotPath {
 	tb.Helper()
+	var o hotOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
+	tr := o.tracing
+	if tr == nil {
+		// As gateway.New wires it without an exporter: propagation only.
+		var err error
+		if tr, err = tracing.New(context.Background(), tracing.Config{Getenv: func(string) string { return "" }}); err != nil {
+			tb.Fatal(err)
+		}
+	}
 	log := logrus.New()
 	log.SetOutput(io.Discard)
 	log.SetFormatter(&logrus.JSONFormatter{})
@@ -165,8 +178,10 @@ func newHotPath(tb testing.TB, auth string, reuse bool) *hotPath {
 	}
 
 	cfg := api.Config{
-		Tenants:      tenants,
-		Proxy:        proxy.New(proxy.Config{Transport: newUpstream(), Credentials: creds, Logger: log, MaxReplayBody: 1 << 20}),
+		Tenants: tenants,
+		Proxy: proxy.New(proxy.Config{Transport: tr.Transport(newUpstream(), "cqgate.upstream", tracing.CallFHIR, tracing.InPlace()),
+			Credentials: creds, Logger: log, MaxReplayBody: 1 << 20}),
+		Tracer:       tr,
 		Logger:       log,
 		Observer:     m,
 		MaxBodyBytes: 10 << 20,
@@ -184,6 +199,9 @@ func newHotPath(tb testing.TB, auth string, reuse bool) *hotPath {
 		}
 		cfg.Auth = keys
 		hp.header.Set(callerauth.HeaderAPIKey, callerKey)
+	}
+	for k, v := range o.header {
+		hp.header[k] = v
 	}
 	cfg.Policy, err = callerauth.NewPolicy(map[string]callerauth.Rule{caller: {Organizations: []string{"2.999.*"}, Scopes: []string{"system/*.read"}}})
 	if err != nil {

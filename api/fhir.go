@@ -17,6 +17,7 @@ import (
 	"github.com/cqgate/cqgate/internal/failure"
 	"github.com/cqgate/cqgate/internal/outcome"
 	"github.com/cqgate/cqgate/internal/ratelimit"
+	"github.com/cqgate/cqgate/internal/tracing"
 	"github.com/cqgate/cqgate/proxy"
 	"github.com/cqgate/cqgate/tenant"
 )
@@ -322,6 +323,7 @@ const StaleHeader = proxy.StaleHeader
 // issue type written.
 func (h *handlers) fail(c *gin.Context, oid string, err error) outcome.IssueType {
 	status, code := outcome.WriteError(c.Writer, err)
+	tracing.SetOutcome(c.Request.Context(), string(code))
 	if oid == "" {
 		return code
 	}

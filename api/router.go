@@ -103,6 +103,9 @@ type Config struct {
 	// Pprof serves net/http/pprof under /debug/pprof/ on NewAdmin's
 	// router (never on New's).
 	Pprof bool
+	// Tracer continues callers' traces in a span per FHIR and directory
+	// request; nil traces nothing.
+	Tracer RequestTracer
 }
 
 // ReadyWarnings is a ReadyFunc result that leaves the gateway ready but
@@ -144,7 +147,7 @@ func (h *handlers) engine(served string) *gin.Engine {
 	r.RedirectTrailingSlash = false
 	r.RedirectFixedPath = false
 	// The access log is outermost so that a recovered panic is logged too.
-	r.Use(h.accessLog, h.recoverer)
+	r.Use(h.accessLog, h.trace, h.recoverer)
 	r.NoRoute(func(c *gin.Context) {
 		msg := "no such endpoint; cqgate serves " + served
 		if p := c.Request.URL.Path; len(p) > 1 && strings.HasSuffix(p, "/") {

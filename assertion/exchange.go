@@ -17,6 +17,7 @@ import (
 	"github.com/go-jose/go-jose/v4"
 
 	"github.com/cqgate/cqgate/internal/retry"
+	"github.com/cqgate/cqgate/internal/tracing"
 )
 
 // ClientAssertionType is the client_assertion_type of a JWT client
@@ -141,7 +142,9 @@ func (s *exchangeSource) Token(ctx context.Context) (*Token, error) {
 // errors.As(err, &netErr) work. When the caller's context ends a retry,
 // the error wraps both the last failure and the context's error. Errors
 // never contain the assertion or an access token.
-func (e *Exchanger) Exchange(ctx context.Context, r Request) (*Token, error) {
+func (e *Exchanger) Exchange(ctx context.Context, r Request) (_ *Token, err error) {
+	ctx, span := tracing.Start(ctx, "cqgate.token.exchange")
+	defer func() { endExchange(span, err) }()
 	if e == nil || e.Signer == nil {
 		return nil, errors.New("assertion: exchanger has no signer")
 	}
@@ -169,10 +172,7 @@ func (e *Exchanger) Exchange(ctx context.Context, r Request) (*Token, error) {
 		}
 	}
 
-	var (
-		t   *Token
-		err error
-	)
+	var t *Token
 	stop := e.Retry.policy().Do(ctx, func(ctx context.Context) retry.Verdict {
 		t, err = e.exchange(ctx, r, params)
 		return retry.Verdict{Retry: err != nil && retryable(ctx, err)}

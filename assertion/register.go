@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
+
+	"github.com/cqgate/cqgate/internal/tracing"
 )
 
 // Registration describes a UDAP dynamic client registration request (UDAP
@@ -251,7 +253,9 @@ func (r *Registration) validate() ([]string, error) {
 // Register signs a software statement for r and registers it. The error
 // is a *RegistrationError once the server was contacted; it never contains
 // the software statement.
-func (g *Registrar) Register(ctx context.Context, r Registration) (*Registered, error) {
+func (g *Registrar) Register(ctx context.Context, r Registration) (_ *Registered, err error) {
+	ctx, span := tracing.Start(ctx, "cqgate.udap.register")
+	defer func() { endRegister(span, err) }()
 	if g == nil || g.Signer == nil {
 		return nil, errors.New("assertion: registrar has no signer")
 	}
@@ -266,6 +270,7 @@ func (g *Registrar) Register(ctx context.Context, r Registration) (*Registered, 
 	if err != nil {
 		return nil, err
 	}
+	k.ctx = ctx
 	if !slices.ContainsFunc(k.m.Chain[0].URIs, func(u *url.URL) bool { return u.String() == r.Issuer }) {
 		return nil, fmt.Errorf("assertion: issuer %q is not a URI subject alternative name of the signing certificate (%s)", r.Issuer, uriSANs(k.m.Chain[0].URIs))
 	}

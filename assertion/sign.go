@@ -21,6 +21,7 @@ import (
 	"github.com/go-jose/go-jose/v4/jwt"
 
 	"github.com/cqgate/cqgate/internal/failure"
+	"github.com/cqgate/cqgate/internal/tracing"
 	"github.com/cqgate/cqgate/keys"
 )
 
@@ -319,6 +320,9 @@ type signingKey struct {
 	pub    crypto.PublicKey
 	alg    jose.SignatureAlgorithm
 	jku    string // the "jku" header, if any
+	// ctx, when set, goes with a remote signer's request (its trace
+	// context; not its cancellation).
+	ctx context.Context
 }
 
 // key returns the current signing material, after checking that it is
@@ -413,7 +417,7 @@ func (k *signingKey) sign(claims ...any) (string, error) {
 	if k.jku != "" {
 		opts = opts.WithHeader(jose.HeaderKey("jku"), k.jku)
 	}
-	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: k.alg, Key: k.signer}, opts)
+	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: k.alg, Key: bindContext(k.signer, k.ctx)}, opts)
 	if err != nil {
 		return "", fmt.Errorf("assertion: creating %s signer: %w", k.alg, err)
 	}
@@ -429,7 +433,10 @@ func (k *signingKey) sign(claims ...any) (string, error) {
 }
 
 // Sign returns a compact-serialized client assertion for c.
-func (s *Signer) Sign(ctx context.Context, c Claims) (string, error) {
+func (s *Signer) Sign(ctx context.Context, c Claims) (_ string, err error) {
+	ctx, span := tracing.Start(ctx, "cqgate.sign")
+	var k *signingKey
+	defer func() { endSign(span, k, err) }()
 	if err := ctx.Err(); err != nil {
 		return "", fmt.Errorf("assertion: signing: %w", err)
 	}
@@ -454,11 +461,11 @@ func (s *Signer) Sign(ctx context.Context, c Claims) (string, error) {
 		}
 		ext = map[string]any{"extensions": map[string]any{B2BExtensionKey: c.B2B.normalized()}}
 	}
-	k, err := s.key(c.Algorithm, c.Accepted)
+	k, err = s.key(c.Algorithm, c.Accepted)
 	if err != nil {
 		return "", err
 	}
-	k.jku = c.JKU
+	k.jku, k.ctx = c.JKU, ctx
 	std, err := s.registered(c.ClientID, c.ClientID, c.Audience, true)
 	if err != nil {
 		return "", err

@@ -25,6 +25,7 @@ type Config struct {
 	Audit     Audit     `yaml:"audit"`
 	Metrics   Metrics   `yaml:"metrics"`
 	Admin     Admin     `yaml:"admin"`
+	Tracing   Tracing   `yaml:"tracing"`
 	Warmup    Warmup    `yaml:"warmup"`
 	Vault     Vault     `yaml:"vault"`
 	Directory Directory `yaml:"directory"`
@@ -526,6 +527,7 @@ func Default() *Config {
 		Inbound: Inbound{Auth: "none", MTLSIdentity: "san_uri", APIKeysVault: KVRef{Mount: "secret"}},
 		Audit:   Audit{Destination: "stdout"},
 		Metrics: Metrics{Enabled: true, Path: "/metrics"},
+		Tracing: Tracing{SampleRatio: 1, ServiceName: "cqgate"},
 		Warmup:  Warmup{Timeout: 30 * time.Second},
 		Vault:   Vault{Timeout: 10 * time.Second, MaxRetries: -1, Auth: VaultAuth{Method: "token"}},
 		Directory: Directory{

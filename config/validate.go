@@ -52,6 +52,7 @@ var validators = []func(c *Config, add adder){
 	(*Config).validateInbound,
 	(*Config).validateOperations,
 	(*Config).validateAdmin,
+	(*Config).validateTracing,
 	(*Config).validateDirectory,
 	(*Config).validateDiscovery,
 	(*Config).validateKeys,

@@ -12,6 +12,7 @@ import (
 	"github.com/patrickmn/go-cache"
 
 	"github.com/cqgate/cqgate/internal/flightcache"
+	"github.com/cqgate/cqgate/internal/tracing"
 )
 
 // Defaults of a ResolverConfig's zero fields.
@@ -176,8 +177,10 @@ func orDefault(v, d time.Duration) time.Duration {
 // its expiry, that answer is returned with Stale set. ctx bounds only
 // this caller's wait: a directory request shared with other callers goes
 // on when ctx is done.
-func (r *Resolver) Lookup(ctx context.Context, oid string) (*Entry, error) {
-	oid, err := ParseOID(oid)
+func (r *Resolver) Lookup(ctx context.Context, oid string) (e *Entry, err error) {
+	ctx, span := tracing.Start(ctx, "cqgate.directory.lookup")
+	defer func() { endLookup(span, oid, e, err) }()
+	oid, err = ParseOID(oid)
 	if err != nil {
 		return nil, err
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/cqgate/cqgate/internal/retry"
+	"github.com/cqgate/cqgate/internal/tracing"
 )
 
 // This file is the caching side of a Discoverer: results cached per
@@ -45,7 +46,9 @@ func (e *entry) state() (res *Result, retryAt time.Time, lastErr error) {
 // fails the old result is served, marked Stale once expired, until
 // MaxStale past its expiry. ctx bounds only this caller's wait: a fetch
 // shared with other callers goes on when ctx is done.
-func (d *Discoverer) Discover(ctx context.Context, req Request) (*Result, error) {
+func (d *Discoverer) Discover(ctx context.Context, req Request) (out *Result, err error) {
+	ctx, span := tracing.Start(ctx, "cqgate.discovery")
+	defer func() { endDiscover(span, out, err) }()
 	r, err := d.request(req)
 	if err != nil {
 		return nil, err

@@ -11,6 +11,7 @@ import (
 	"github.com/cqgate/cqgate/discovery"
 	"github.com/cqgate/cqgate/internal/buildinfo"
 	"github.com/cqgate/cqgate/internal/metrics"
+	"github.com/cqgate/cqgate/internal/tracing"
 	"github.com/cqgate/cqgate/internal/vault"
 	"github.com/cqgate/cqgate/tenant"
 )
@@ -76,12 +77,17 @@ func (g *Gateway) Reload(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// Close closes the audit trail; call it after the server drained.
+// Close closes the audit trail and flushes trace spans; call it after
+// the server drained.
 func (g *Gateway) Close() error {
+	// Spans not exported yet are sent, for a few seconds at most.
+	ctx, cancel := context.WithTimeout(context.Background(), tracing.ShutdownTimeout)
+	defer cancel()
+	err := g.tracing.Shutdown(ctx)
 	if g.Audit != nil {
-		return g.Audit.Close()
+		err = errors.Join(err, g.Audit.Close())
 	}
-	return nil
+	return err
 }
 
 // Warmup resolves the configured organizations and fetches their tokens,

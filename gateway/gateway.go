@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/sirupsen/logrus"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/cqgate/cqgate/api"
 	"github.com/cqgate/cqgate/assertion"
@@ -24,6 +25,7 @@ import (
 	"github.com/cqgate/cqgate/internal/metrics"
 	"github.com/cqgate/cqgate/internal/retry"
 	"github.com/cqgate/cqgate/internal/revocation"
+	"github.com/cqgate/cqgate/internal/tracing"
 	"github.com/cqgate/cqgate/internal/upstream"
 	"github.com/cqgate/cqgate/internal/vault"
 	"github.com/cqgate/cqgate/keys"
@@ -47,6 +49,9 @@ type Options struct {
 	DirectoryTransport http.RoundTripper
 	// Clock is time.Now when nil.
 	Clock func() time.Time
+	// TracerProvider replaces the one tracing.* configures (tests record
+	// spans with it).
+	TracerProvider trace.TracerProvider
 	// Registrations keeps UDAP registrations when udap.registrations.path
 	// is not set (dev mode's MemoryRegistrations); with neither, cqgate
 	// register refuses.
@@ -86,6 +91,7 @@ type Gateway struct {
 	apiKeys    *callerauth.APIKeys
 	regs       *tenant.UDAPRegistrations
 	reuse      *tenant.Reuser
+	tracing    *tracing.Tracing
 	keyLoaded  chan struct{}
 	// revocation checks partners' signed_metadata chains and cqgate's
 	// own certificates; own holds the last check of the latter.
@@ -134,6 +140,11 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Gateway, error
 	// connection (with the directory's API key) for each.
 	base = upstream.LimitHosts(base, cfg.Upstream.MaxConnsPerHost)
 	dirBase = upstream.LimitHosts(dirBase, cfg.Upstream.MaxConnsPerHost)
+	var err error
+	if g.tracing, err = g.buildTracing(ctx, opts); err != nil {
+		return nil, err
+	}
+	base, dirBase, fhirBase = traced(g.tracing, base, dirBase, fhirBase)
 	// Token requests and directory requests never follow redirects (an
 	// assertion is for one URL; the directory API key must not travel).
 	client := func(rt http.RoundTripper, timeout time.Duration) *http.Client {
@@ -145,7 +156,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Gateway, error
 
 	if needsVault(cfg) {
 		vopts := []vault.Option{vault.WithLogger(g.log.WithField("component", "vault")), vault.WithClock(g.clock),
-			vault.WithErrorObserver(g.vaultError)}
+			vault.WithErrorObserver(g.vaultError), vault.WithTransportWrapper(vaultTraced(g.tracing))}
 		if cfg.Vault.MaxRetries >= 0 {
 			vopts = append(vopts, vault.WithMaxRetries(cfg.Vault.MaxRetries))
 		}
@@ -159,7 +170,6 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Gateway, error
 		}
 	}
 
-	var err error
 	if g.identities, err = g.buildIdentities(opts.Keys, client(base, cfg.Tokens.Timeout)); err != nil {
 		return nil, err
 	}
@@ -261,6 +271,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Gateway, error
 		Audit:        g.Audit,
 		MaxBodyBytes: cfg.Server.MaxBodyBytes,
 		JWKS:         g.JWKS,
+		Tracer:       g.tracing,
 	}
 	if limiter := rateLimiter(cfg); limiter.Enabled() {
 		apiCfg.Limiter = limiter

@@ -379,6 +379,13 @@ func (s *transitSigner) String() string { return "vault-transit-signer:" + s.nam
 // SignPayload signs the JWS signing input in Vault and returns the raw
 // signature go-jose expects: PKCS #1 v1.5 bytes for RSA, r||s for ECDSA.
 func (s *transitSigner) SignPayload(payload []byte, alg jose.SignatureAlgorithm) ([]byte, error) {
+	return s.SignPayloadContext(context.Background(), payload, alg)
+}
+
+// SignPayloadContext is SignPayload with ctx's values (its trace context)
+// on the request to Vault; ctx's cancellation does not stop the signing,
+// which is bounded by the signer's own timeout.
+func (s *transitSigner) SignPayloadContext(ctx context.Context, payload []byte, alg jose.SignatureAlgorithm) ([]byte, error) {
 	if !slices.Contains(s.algs, alg) {
 		return nil, fmt.Errorf("keys: Vault transit key %s cannot sign %s (it signs %v): %w", s.name(), alg, s.algs, jose.ErrUnsupportedAlgorithm)
 	}
@@ -406,7 +413,7 @@ func (s *transitSigner) SignPayload(payload []byte, alg jose.SignatureAlgorithm)
 		body["signature_algorithm"] = "pkcs1v15"
 	}
 
-	ctx, cancel := context.WithTimeout(context.Background(), s.timeout)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.timeout)
 	defer cancel()
 	answer, err := s.client.TransitSign(ctx, s.mount+"/sign/"+s.key, body)
 	if err != nil {

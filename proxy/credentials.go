@@ -8,6 +8,7 @@ import (
 
 	"github.com/cqgate/cqgate/assertion"
 	"github.com/cqgate/cqgate/internal/metrics"
+	"github.com/cqgate/cqgate/internal/tracing"
 	"github.com/cqgate/cqgate/tenant"
 )
 
@@ -53,7 +54,9 @@ func (c *Tokens) Token(ctx context.Context, t *tenant.Tenant) (*assertion.Token,
 	// One small value per request; the token request itself is only
 	// built on a miss.
 	src := &exchangeOnMiss{ex: ex, t: t, obs: c.obs}
+	ctx, span := tracing.Start(ctx, "cqgate.token")
 	tok, err := c.cache.Token(ctx, t.TokenKey(), src)
+	endToken(span, src.called.Load(), err)
 	if c.obs == nil {
 		return tok, err
 	}

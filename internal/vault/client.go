@@ -33,6 +33,7 @@ type options struct {
 	backoffMax     time.Duration
 	maxBody        int64
 	onError        func(Op)
+	wrap           func(http.RoundTripper) http.RoundTripper
 }
 
 // WithLogger sends the client's log entries (logins, renewals, failures;
@@ -63,6 +64,13 @@ func WithMaxResponseBody(n int64) Option { return func(o *options) { o.maxBody =
 // that fails, with what the client was doing (for a metric); nil by
 // default. It must not block.
 func WithErrorObserver(onError func(Op)) Option { return func(o *options) { o.onError = onError } }
+
+// WithTransportWrapper has every request to Vault sent through
+// wrap(transport), e.g. to carry trace context; the transport wrap gets
+// is the configured one (TLS, timeouts) that bounds response bodies.
+func WithTransportWrapper(wrap func(http.RoundTripper) http.RoundTripper) Option {
+	return func(o *options) { o.wrap = wrap }
+}
 
 // Op names what the client was doing when Vault failed.
 type Op string
@@ -188,6 +196,9 @@ func New(cfg Config, opts ...Option) (*Client, error) {
 		return nil, &ConfigError{Problems: problems}
 	}
 	apiCfg.HttpClient.Transport = &limitedTransport{base: apiCfg.HttpClient.Transport, max: o.maxBody}
+	if o.wrap != nil {
+		apiCfg.HttpClient.Transport = o.wrap(apiCfg.HttpClient.Transport)
+	}
 
 	client, err := api.NewClient(apiCfg)
 	if err != nil {

@@ -1,0 +1,79 @@
+package api
+
+import (
+	"context"
+	"net/http"
+	"strings"
+
+	"github.com/gin-gonic/gin"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/cqgate/cqgate/directory"
+	"github.com/cqgate/cqgate/internal/tracing"
+)
+
+// RequestTracer starts the span of an incoming request, continuing the
+// caller's trace; *tracing.Tracing is one.
+type RequestTracer interface {
+	StartRequest(r *http.Request) (context.Context, trace.Span)
+}
+
+// trace runs FHIR and directory requests in a span of their own, whose
+// context every request cqgate makes for them carries. Health, readiness
+// and metrics are not traced.
+func (h *handlers) trace(c *gin.Context) {
+	route := c.FullPath()
+	if h.Tracer == nil || !(strings.HasPrefix(route, "/fhir/") || strings.HasPrefix(route, "/directory/")) {
+		c.Next()
+		return
+	}
+	ctx, span := h.Tracer.StartRequest(c.Request)
+	defer span.End()
+	c.Request = c.Request.WithContext(ctx)
+	c.Next()
+	if !span.IsRecording() {
+		return // describe nothing nobody will see
+	}
+	tracing.EndRequest(span, c.Request.Method, route, c.Writer.Status(), requestAttributes(c)...)
+}
+
+// requestAttributes are the organization and the FHIR resource type of
+// a request: never its path, query or resource id. (fail adds the
+// outcome's issue type.)
+func requestAttributes(c *gin.Context) []attribute.KeyValue {
+	var attrs []attribute.KeyValue
+	var rawOID, fhirPath string
+	if strings.HasPrefix(c.FullPath(), "/fhir/") {
+		rawOID, fhirPath = splitFHIRPath(c.Request)
+	} else {
+		rawOID = c.Param("oid")
+	}
+	if oid, err := directory.ParseOID(rawOID); err == nil {
+		attrs = append(attrs, tracing.OrganizationKey.String(oid))
+	}
+	if rt := resourceType(fhirPath); rt != "" {
+		attrs = append(attrs, tracing.ResourceTypeKey.String(rt))
+	}
+	return attrs
+}
+
+// resourceType is the first segment of an escaped FHIR path when it has
+// the shape of a resource type (an upper-case letter, then letters):
+// "Patient" of /Patient/123/_history/2, nothing for /metadata or
+// /$export.
+func resourceType(fhirPath string) string {
+	seg := strings.TrimPrefix(fhirPath, "/")
+	if i := strings.IndexAny(seg, "/?"); i >= 0 {
+		seg = seg[:i]
+	}
+	if seg == "" || len(seg) > 64 || seg[0] < 'A' || seg[0] > 'Z' {
+		return ""
+	}
+	for i := 1; i < len(seg); i++ {
+		if c := seg[i]; !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z') {
+			return ""
+		}
+	}
+	return seg
+}

@@ -1,0 +1,53 @@
+package tracing
+
+import (
+	"net/http"
+	"net/textproto"
+)
+
+// headerCarrier is propagation.HeaderCarrier without the canonicalization
+// of Trace Context's lower-case field names at every Get and Set, which
+// allocates: this runs twice per request on the hot path.
+type headerCarrier http.Header
+
+func canonical(key string) string {
+	switch key {
+	case "traceparent":
+		return "Traceparent"
+	case "tracestate":
+		return "Tracestate"
+	}
+	return textproto.CanonicalMIMEHeaderKey(key)
+}
+
+func (c headerCarrier) Get(key string) string {
+	if v := c[canonical(key)]; len(v) > 0 {
+		return v[0]
+	}
+	return ""
+}
+
+func (c headerCarrier) Set(key, value string) { c[canonical(key)] = []string{value} }
+
+// ownedHeaderCarrier sets values on a header that belongs to the request
+// being sent (a copy, or ReverseProxy's outbound request): a value that
+// is already there alone is overwritten in place, which saves an
+// allocation when the caller's traceparent was copied on.
+type ownedHeaderCarrier struct{ headerCarrier }
+
+func (c ownedHeaderCarrier) Set(key, value string) {
+	key = canonical(key)
+	if v := c.headerCarrier[key]; len(v) == 1 {
+		v[0] = value
+		return
+	}
+	c.headerCarrier[key] = []string{value}
+}
+
+func (c headerCarrier) Keys() []string {
+	keys := make([]string, 0, len(c))
+	for k := range c {
+		keys = append(keys, k)
+	}
+	return keys
+}

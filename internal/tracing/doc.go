@@ -1,0 +1,35 @@
+// Package tracing carries W3C Trace Context (traceparent, tracestate)
+// from cqgate's callers to every request cqgate makes, and exports spans
+// over OTLP/HTTP when that is configured.
+//
+// Propagation always works: without an exporter cqgate runs the
+// OpenTelemetry SDK with a sampler that records nothing, so each request
+// still gets its own span id in the caller's trace (or a new trace when
+// the caller sent none), and that span context goes out with every
+// directory, discovery, token, registration, Vault and FHIR request.
+// Such spans are not recording; everything that would describe them is
+// skipped, so the cost on the hot path is a few small allocations.
+//
+// With tracing.otlp.endpoint (or OTEL_EXPORTER_OTLP_ENDPOINT) set, spans
+// are sampled (parent-based, tracing.sample_ratio for new traces) and
+// exported in batches:
+//
+//	cqgate.request            server span, one per FHIR or directory request
+//	  cqgate.directory.lookup
+//	  cqgate.discovery
+//	  cqgate.token            the cached token; cqgate.token.cache = hit|miss
+//	    cqgate.token.exchange
+//	      cqgate.sign
+//	      cqgate.http.partner client span of the token request
+//	  cqgate.udap.register    when a tenant is registered at first use
+//	  cqgate.upstream         client span of the FHIR request
+//
+// Spans carry no URLs, paths, query values, resource ids, header values,
+// tokens, assertions or keys: only an organization's OID, a FHIR
+// resource type, methods, status codes, host names and outcome codes.
+// Errors are described by codes, never by Go error strings.
+//
+// Spans are not taken from a global provider: the gateway builds one
+// Tracing and hands it to the router and the transports; functions deeper
+// down start their spans from the span in their context (Start).
+package tracing
