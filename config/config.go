@@ -11,6 +11,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/cqgate/cqgate/discovery"
+	"github.com/cqgate/cqgate/internal/cluster"
 )
 
 // Config is the whole of cqgate's configuration.
@@ -33,6 +34,7 @@ type Config struct {
 	Tokens    Tokens    `yaml:"tokens"`
 	Proxy     Proxy     `yaml:"proxy"`
 	UDAP      UDAP      `yaml:"udap"`
+	Cluster   Cluster   `yaml:"cluster"`
 
 	// Identities are further client identities (certificate, key and
 	// client id), by name, for organizations or communities that know
@@ -482,6 +484,8 @@ func Default() *Config {
 			ReuseResolved:       time.Second,
 		},
 		UDAP: UDAP{Registrations: KVRef{Mount: "secret"}},
+		Cluster: Cluster{Prefix: cluster.DefaultPrefix, Timeout: cluster.DefaultTimeout, PollInterval: cluster.DefaultPollInterval,
+			LockTTL: 10 * time.Second, EncryptionKeyVault: KVField{Mount: "secret"}},
 	}
 }
 
