@@ -75,12 +75,18 @@ func (g *Gateway) Reload(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// Close closes the audit trail; call it after the server drained.
+// Close closes the audit trail and the connections to the shared Redis;
+// call it after the server drained.
 func (g *Gateway) Close() error {
-	if g.Audit != nil {
-		return g.Audit.Close()
+	var errs []error
+	if g.cluster != nil {
+		g.Tokens.Close()
+		errs = append(errs, g.cluster.Close())
 	}
-	return nil
+	if g.Audit != nil {
+		errs = append(errs, g.Audit.Close())
+	}
+	return errors.Join(errs...)
 }
 
 // Warmup resolves the configured organizations and fetches their tokens,

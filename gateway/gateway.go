@@ -19,6 +19,7 @@ import (
 	"github.com/cqgate/cqgate/discovery"
 	"github.com/cqgate/cqgate/internal/audit"
 	"github.com/cqgate/cqgate/internal/callerauth"
+	"github.com/cqgate/cqgate/internal/cluster"
 	"github.com/cqgate/cqgate/internal/egress"
 	"github.com/cqgate/cqgate/internal/metrics"
 	"github.com/cqgate/cqgate/internal/retry"
@@ -74,6 +75,7 @@ type Gateway struct {
 	regs       *registrations
 	reuse      *tenant.Reuser
 	keyLoaded  chan struct{}
+	cluster    *cluster.Cluster // nil without cluster.redis.url
 }
 
 // New assembles a gateway from a validated configuration. It loads the
@@ -152,6 +154,9 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Gateway, error
 		return nil, err
 	}
 
+	if g.cluster, err = g.buildCluster(ctx); err != nil {
+		return nil, err
+	}
 	g.Tokens = assertion.NewCache(assertion.CacheConfig{
 		RefreshMargin:   cfg.Tokens.RefreshMargin,
 		RefreshAhead:    cfg.Tokens.RefreshAhead,
@@ -164,6 +169,8 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Gateway, error
 		OnRefreshError: func(k assertion.Key, err error) {
 			g.log.WithError(err).WithField("token_url", k.TokenURL).Warn("gateway: background token refresh failed; the current token stays in use")
 		},
+		Shared:  g.sharedTier(),
+		LockTTL: cfg.Cluster.LockTTL,
 	})
 	g.creds = &credentials{cache: g.Tokens, identities: g.identities, metrics: g.Metrics}
 
@@ -206,7 +213,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Gateway, error
 		Audit:        g.Audit,
 		MaxBodyBytes: cfg.Server.MaxBodyBytes,
 	}
-	if limiter := rateLimiter(cfg); limiter.Enabled() {
+	if limiter := rateLimiter(cfg, g.cluster); limiter != nil {
 		apiCfg.Limiter = limiter
 	}
 	if g.apiKeys != nil {
@@ -234,7 +241,8 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Gateway, error
 // needsVault reports whether anything is read from Vault.
 func needsVault(cfg *config.Config) bool {
 	isVault := func(k config.Keys) bool { return k.Source == "vault" || k.Source == "transit" }
-	if isVault(cfg.Keys) || cfg.Directory.APIKeyVault.Path != "" || cfg.Inbound.APIKeysVault.Path != "" || cfg.UDAP.Registrations.Path != "" {
+	if isVault(cfg.Keys) || cfg.Directory.APIKeyVault.Path != "" || cfg.Inbound.APIKeysVault.Path != "" || cfg.UDAP.Registrations.Path != "" ||
+		cfg.Cluster.EncryptionKeyVault.Path != "" {
 		return true
 	}
 	for _, id := range cfg.Identities {
