@@ -34,9 +34,10 @@ import (
 // directory and discovery caches, filled once from memory), the real
 // token cache (assertion.Cache, warm) and the real proxy (proxy.New),
 // whose upstream transport is a stub that answers a 2 KB Patient from
-// memory. Only the parts gateway.New adds around them are stand-ins:
-// credentials (which mirror gateway's: one cache key, a counting token
-// source, a metrics hit) and the Tenants adapter.
+// memory. The credentials are the real proxy.Tokens gateway.New builds
+// (the tenant's token context as cache key, an exchanger that is never
+// called on a warm cache, metrics counted through an observer that also
+// counts exchanges); only the Tenants adapter is a stand-in.
 //
 // auth=none and auth=api_key (one key, X-API-Key) resolve through a
 // tenant.Reuser with proxy.reuse_resolved's default of 1s, as gateway.New
@@ -152,12 +153,14 @@ func newHotPath(tb testing.TB, auth string, reuse bool) *hotPath {
 
 	m := metrics.New()
 	hp := &hotPath{w: &discardWriter{h: http.Header{}}}
-	creds := &credentials{cache: assertion.NewCache(assertion.CacheConfig{}), metrics: m, exchanges: &hp.exchanges}
+	cache := assertion.NewCache(assertion.CacheConfig{})
+	creds := proxy.NewTokens(cache, map[string]*assertion.Exchanger{identity: {}}, countingObserver{Metrics: m, exchanges: &hp.exchanges})
 	t, err := resolver.Resolve(context.Background(), scale.OID(hotOrg))
 	if err != nil {
 		tb.Fatal(err)
 	}
-	if err := creds.warm(t); err != nil {
+	// Warm: the access token in the cache under t's token context.
+	if _, err := cache.Token(context.Background(), t.TokenKey(), staticSource{}); err != nil {
 		tb.Fatal(err)
 	}
 
@@ -199,6 +202,7 @@ func newHotPath(tb testing.TB, auth string, reuse bool) *hotPath {
 	tb.Cleanup(cancel)
 	hp.tmpl = hp.tmpl.WithContext(ctx)
 	hp.tmpl.RemoteAddr = "127.0.0.1:40000"
+	hp.tmpl.Host = "127.0.0.1:8080"
 	hp.tmpl.RequestURI = hp.tmpl.URL.RequestURI()
 	hp.tmpl.Body = http.NoBody
 	hp.req = new(http.Request)
@@ -281,57 +285,16 @@ func (t reusedTenants) Resolve(ctx context.Context, oid string) (*tenant.Tenant,
 	return t.reuse.Resolve(ctx, oid)
 }
 
-// credentials mirror gateway's: the cache key of the tenant's token
-// request and identity, a token source that would exchange (wrapped to
-// count for metrics), and a cache hit counted.
-type credentials struct {
-	cache     *assertion.Cache
-	metrics   *metrics.Metrics
-	exchanger assertion.Exchanger // never called on a warm cache
+// countingObserver counts token exchanges (none on a warm cache) on top
+// of the metrics.
+type countingObserver struct {
+	*metrics.Metrics
 	exchanges *atomic.Int64
 }
 
-var _ proxy.Credentials = (*credentials)(nil)
-
-func request(t *tenant.Tenant) assertion.Request {
-	return assertion.Request{TokenURL: t.TokenURL, ClientID: t.ClientID, Scope: t.Scope, Algorithm: t.Algorithm, Accepted: t.SigningAlgorithms, UDAP: t.UDAP}
-}
-
-func tokenKey(t *tenant.Tenant) assertion.Key {
-	k := request(t).Key()
-	k.Identity = identity
-	return k
-}
-
-func (c *credentials) Token(ctx context.Context, t *tenant.Tenant) (*assertion.Token, error) {
-	src := &countingSource{next: c.exchanger.Source(request(t)), exchanges: c.exchanges}
-	tok, err := c.cache.Token(ctx, tokenKey(t), src)
-	if err == nil && !src.called.Load() {
-		c.metrics.TokenCache(metrics.CacheHit)
-	}
-	return tok, err
-}
-
-func (c *credentials) Refused(t *tenant.Tenant, stale *assertion.Token) {
-	c.cache.Invalidate(tokenKey(t), stale.AccessToken)
-}
-
-// warm puts the access token in the cache for t.
-func (c *credentials) warm(t *tenant.Tenant) error {
-	_, err := c.cache.Token(context.Background(), tokenKey(t), staticSource{})
-	return err
-}
-
-type countingSource struct {
-	next      assertion.TokenSource
-	exchanges *atomic.Int64
-	called    atomic.Bool
-}
-
-func (s *countingSource) Token(ctx context.Context) (*assertion.Token, error) {
-	s.called.Store(true)
-	s.exchanges.Add(1)
-	return s.next.Token(ctx)
+func (o countingObserver) TokenExchange(e metrics.ExchangeOutcome) {
+	o.exchanges.Add(1)
+	o.Metrics.TokenExchange(e)
 }
 
 type staticSource struct{}

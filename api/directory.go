@@ -9,6 +9,7 @@ import (
 
 	"github.com/cqgate/cqgate/directory"
 	"github.com/cqgate/cqgate/internal/callerauth"
+	"github.com/cqgate/cqgate/internal/failure"
 	"github.com/cqgate/cqgate/internal/outcome"
 	"github.com/cqgate/cqgate/tenant"
 )
@@ -18,7 +19,7 @@ import (
 func (h *handlers) directory(c *gin.Context) {
 	oid, err := directory.ParseOID(c.Param("oid"))
 	if err != nil {
-		outcome.WriteError(c.Writer, err)
+		h.fail(c, "", err)
 		return
 	}
 	c.Set(oidKey, oid)
@@ -26,14 +27,13 @@ func (h *handlers) directory(c *gin.Context) {
 		id, _ := c.Get(callerKey)
 		req := callerauth.Request{OID: oid, Method: http.MethodGet, Scope: h.Tenants.Scope(oid)}
 		if err := h.Policy.Authorize(id.(*callerauth.Identity), req); err != nil {
-			outcome.WriteError(c.Writer, outcome.Errorf(http.StatusForbidden, outcome.Forbidden, "%v", err))
+			h.fail(c, "", err)
 			return
 		}
 	}
 	t, err := h.Tenants.Describe(c.Request.Context(), oid)
 	if err != nil {
-		h.logFailure(c, oid, err)
-		outcome.WriteError(c.Writer, err)
+		h.fail(c, oid, err)
 		return
 	}
 	if t.DirectoryStale {
@@ -42,6 +42,8 @@ func (h *handlers) directory(c *gin.Context) {
 	c.Header("Cache-Control", "no-store")
 	c.JSON(http.StatusOK, t)
 }
+
+var errNoSearch = failure.New(failure.NotImplemented, "api: no directory is configured to search (directory.url)")
 
 // SearchResult is the answer to a directory search: one page of
 // organizations summarized as the lookup describes them (without token
@@ -58,22 +60,23 @@ type SearchResult struct {
 // a directory search, paged with the opaque page parameter of Next.
 func (h *handlers) search(c *gin.Context) {
 	if h.Directory == nil {
-		outcome.Write(c.Writer, http.StatusNotImplemented, outcome.New(outcome.NotSupported, "api: no directory is configured to search (directory.url)"))
+		h.fail(c, "", errNoSearch)
 		return
 	}
 	q, err := searchQuery(c.Request.URL.Query())
 	if err != nil {
-		outcome.WriteError(c.Writer, err)
+		h.fail(c, "", err)
 		return
 	}
 	res, err := h.Directory.Search(c.Request.Context(), q)
 	if err != nil {
-		status, _ := outcome.FromError(err)
-		if status == http.StatusInternalServerError {
-			err = outcome.Errorf(http.StatusBadGateway, outcome.Exception, "api: searching the directory: %w", err)
+		if kind, _ := outcome.Classify(err); kind == failure.Internal {
+			// Whatever the directory client did not classify is still
+			// the directory's failure, not cqgate's.
+			err = failure.Errorf(failure.UpstreamFailed, "api: searching the directory: %w", err)
 		}
 		h.log.WithError(err).Warn("api: directory search failed")
-		outcome.WriteError(c.Writer, err)
+		h.fail(c, "", err)
 		return
 	}
 	out := SearchResult{Total: res.Total, Organizations: make([]*tenant.Tenant, 0, len(res.Organizations))}
@@ -93,7 +96,7 @@ func searchQuery(v url.Values) (directory.Query, error) {
 	var q directory.Query
 	for name, vals := range v {
 		if len(vals) != 1 {
-			return q, outcome.Errorf(http.StatusBadRequest, outcome.Invalid, "api: search parameter %s given %d times", name, len(vals))
+			return q, failure.Errorf(failure.Invalid, "api: search parameter %s given %d times", name, len(vals))
 		}
 		val := vals[0]
 		switch name {
@@ -108,23 +111,23 @@ func searchQuery(v url.Values) (directory.Query, error) {
 		case "active":
 			b, err := strconv.ParseBool(val)
 			if err != nil {
-				return q, outcome.Errorf(http.StatusBadRequest, outcome.Value, "api: active=%q must be true or false", val)
+				return q, failure.Errorf(failure.Malformed, "api: active=%q must be true or false", val)
 			}
 			q.Active = &b
 		case "_count":
 			n, err := strconv.Atoi(val)
 			if err != nil || n < 1 || n > directory.MaxPageSize {
-				return q, outcome.Errorf(http.StatusBadRequest, outcome.Value, "api: _count=%q must be a number from 1 to %d", val, directory.MaxPageSize)
+				return q, failure.Errorf(failure.Malformed, "api: _count=%q must be a number from 1 to %d", val, directory.MaxPageSize)
 			}
 			q.Count = n
 		case "page":
 			q.Page = val
 		default:
-			return q, outcome.Errorf(http.StatusBadRequest, outcome.NotSupported, "api: unknown search parameter %q; use name, _id, active, _count or page", name)
+			return q, failure.Errorf(failure.Unsupported, "api: unknown search parameter %q; use name, _id, active, _count or page", name)
 		}
 	}
 	if q.Name == "" && q.ID == "" && q.Page == "" {
-		return q, outcome.Errorf(http.StatusBadRequest, outcome.Required, "api: a directory search needs name or _id")
+		return q, failure.Errorf(failure.Required, "api: a directory search needs name or _id")
 	}
 	return q, nil
 }

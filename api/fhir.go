@@ -2,19 +2,23 @@ package api
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
+	"github.com/sirupsen/logrus"
 
 	"github.com/cqgate/cqgate/directory"
 	"github.com/cqgate/cqgate/internal/audit"
 	"github.com/cqgate/cqgate/internal/callerauth"
+	"github.com/cqgate/cqgate/internal/failure"
 	"github.com/cqgate/cqgate/internal/outcome"
 	"github.com/cqgate/cqgate/internal/ratelimit"
 	"github.com/cqgate/cqgate/proxy"
+	"github.com/cqgate/cqgate/tenant"
 )
 
 // Request headers a caller may use to shape the token used for it. The
@@ -27,119 +31,256 @@ const (
 	// ScopeHeader asks for a token with a narrower scope than the
 	// organization's configured one.
 	ScopeHeader = "X-Cqgate-Scope"
+	// ExchangePurposeHeader chooses the TEFCA exchange purpose (XP code,
+	// e.g. T-TREAT) of a request to an organization of the TEFCA
+	// community, allowed by the caller's exchange_purposes.
+	ExchangePurposeHeader = "X-Cqgate-Exchange-Purpose"
 )
 
-// fhir serves /fhir/{oid}/{fhir-path}: authenticate, check the caller's
-// policy, resolve the tenant and forward. Nothing reaches the directory,
-// Vault or the tenant before the caller is authenticated and allowed.
+// fhir serves /fhir/{oid}/{fhir-path}: the steps of the request path in
+// order (steps), then forward. The first step that fails ends the request
+// with its error as an OperationOutcome (fail). Nothing reaches the
+// directory, Vault or the tenant before the caller is authenticated and
+// allowed.
 func (h *handlers) fhir(c *gin.Context) {
+	// On the stack: the steps are called directly, so nothing makes the
+	// call escape (a slice of step functions would).
+	call := fhirCall{c: c, rec: audit.Record{Time: time.Now(), Method: c.Request.Method, RemoteAddr: c.Request.RemoteAddr}}
+	h.begin(&call)
+	defer h.finish(&call)
+	if err := h.steps(&call); err != nil {
+		call.rec.Error = string(h.fail(c, call.rec.OID, err))
+		return
+	}
+	h.forward(&call)
+}
+
+// steps is the request path of /fhir/{oid}/{fhir-path}, in order; each
+// step is a small function with a test of its own (chain_test.go).
+func (h *handlers) steps(call *fhirCall) error {
+	if err := h.authenticateCall(call); err != nil { // 401: who is calling
+		return err
+	}
+	if err := refuseHostile(call); err != nil { // 405, 400: methods and shapes never forwarded
+		return err
+	}
+	if err := parseTarget(call); err != nil { // 400: the OID, the FHIR path, the query, the token headers
+		return err
+	}
+	if err := h.authorize(call); err != nil { // 403: the caller's policy, the scope asked for
+		return err
+	}
+	if err := h.limitBody(call); err != nil { // 413: a body larger than allowed, by its length
+		return err
+	}
+	if err := h.authorizeBatch(call); err != nil { // 403, 415: each entry of a batch or transaction Bundle
+		return err
+	}
+	if err := h.resolveTenant(call); err != nil { // 404, 502, 504: directory, discovery, purposes of use
+		return err
+	}
+	if err := h.rateLimit(call); err != nil { // 429: cqgate's own rate to the organization
+		return err
+	}
+	return tokenContext(call) // the token context the request is sent with
+}
+
+// fhirCall is one FHIR request on its way down the path: what the steps
+// found out so far.
+type fhirCall struct {
+	c  *gin.Context
+	id *callerauth.Identity
+	// path is the checked FHIR path (proxy.ParsePath).
+	path string
+	// scope is X-Cqgate-Scope, purposes X-Purpose-Of-Use.
+	scope    string
+	purposes []string
+	// xp is X-Cqgate-Exchange-Purpose.
+	xp string
+	// tenant is set once the OID resolved; its OID labels metrics.
+	tenant *tenant.Tenant
+	// rec is the audit record; rec.OID is the OID asked for, audited
+	// even when refused.
+	rec audit.Record
+}
+
+// begin counts the request in flight.
+func (h *handlers) begin(*fhirCall) {
 	if h.Observer != nil {
 		h.Observer.InflightInc()
-		defer h.Observer.InflightDec()
 	}
-	start := time.Now()
-	rec := &audit.Record{Time: start, Method: c.Request.Method, RemoteAddr: c.Request.RemoteAddr}
-	// canon is the OID asked for (audited even when refused); oid is set
-	// once it resolved (metrics label only known organizations).
-	var canon, oid string
-	defer func() {
-		d := time.Since(start)
+}
+
+// finish records the answered request: metrics (labelled by the tenant's
+// OID, only once it resolved) and the audit record.
+func (h *handlers) finish(call *fhirCall) {
+	c, rec := call.c, &call.rec
+	status := c.Writer.Status()
+	if h.Observer != nil {
+		var oid string
+		if call.tenant != nil {
+			oid = call.tenant.OID
+		}
+		h.Observer.ObserveRequest(oid, c.Request.Method, status)
+		h.Observer.InflightDec()
+	}
+	if h.Audit == nil {
+		return
+	}
+	rec.RequestID = c.Writer.Header().Get(proxy.RequestIDHeader)
+	rec.Status, rec.Duration = status, time.Since(rec.Time)
+	rec.UpstreamRequestID = c.Writer.Header().Get(proxy.UpstreamRequestIDHeader)
+	if err := h.Audit.Write(rec); err != nil {
 		if h.Observer != nil {
-			h.Observer.ObserveRequest(oid, c.Request.Method, c.Writer.Status())
+			h.Observer.AuditWriteError()
 		}
-		if h.Audit == nil {
-			return
-		}
-		rec.RequestID = c.Writer.Header().Get(proxy.RequestIDHeader)
-		rec.OID, rec.Status, rec.Duration = canon, c.Writer.Status(), d
-		rec.UpstreamRequestID = c.Writer.Header().Get(proxy.UpstreamRequestIDHeader)
-		if code, ok := c.Get(outcomeKey); ok {
-			rec.Error, _ = code.(string)
-		}
-		if err := h.Audit.Write(rec); err != nil {
-			if h.Observer != nil {
-				h.Observer.AuditWriteError()
-			}
-			h.log.WithError(err).WithField("request_id", rec.RequestID).Warn("api: writing the audit record failed")
-		}
-	}()
-
-	id, ok := h.authenticated(c)
-	if !ok {
-		return
+		h.log.WithError(err).WithField("request_id", rec.RequestID).Warn("api: writing the audit record failed")
 	}
-	rec.Caller, rec.CallerMethod, rec.CallerSubject = id.Name, id.Method, id.Subject
-	if err := checkMethod(c); err != nil {
-		h.fail(c, "", err)
-		return
-	}
+}
 
-	rawOID, rawPath := splitFHIRPath(c.Request)
-	var err error
-	canon, err = directory.ParseOID(rawOID)
+// authenticateCall identifies the caller.
+func (h *handlers) authenticateCall(call *fhirCall) error {
+	id, err := h.identify(call.c)
 	if err != nil {
-		h.fail(c, "", err)
-		return
+		return err
 	}
-	path, err := proxy.ParsePath(rawPath)
-	if err != nil {
-		h.fail(c, canon, outcome.Errorf(http.StatusBadRequest, outcome.Invalid, "%v", err))
-		return
-	}
-	if err := checkQuery(c.Request.URL.RawQuery); err != nil {
-		h.fail(c, canon, err)
-		return
-	}
-	rec.SetPath(path)
-	purposes := headerList(c.Request.Header.Values(PurposeOfUseHeader))
-	scope := strings.TrimSpace(c.Request.Header.Get(ScopeHeader))
-	rec.PurposeOfUse, rec.Scope = purposes, scope
+	call.id = id
+	call.rec.Caller, call.rec.CallerMethod, call.rec.CallerSubject = id.Name, id.Method, id.Subject
+	return nil
+}
 
+// refuseHostile refuses what is never forwarded, whatever the caller's
+// policy: methods other than FHIR's (405, with Allow), method-override
+// headers and request targets with spaces or control characters (400).
+func refuseHostile(call *fhirCall) error {
+	if err := checkMethod(call.c); err != nil {
+		return err
+	}
+	return checkTarget(call.c.Request.RequestURI)
+}
+
+// parseTarget reads the OID and FHIR path from the escaped request path,
+// checks the query, and reads the token headers (X-Cqgate-Scope,
+// X-Purpose-Of-Use).
+func parseTarget(call *fhirCall) error {
+	r := call.c.Request
+	rawOID, rawPath := splitFHIRPath(r)
+	oid, err := directory.ParseOID(rawOID)
+	if err != nil {
+		return err
+	}
+	call.rec.OID = oid
+	if call.path, err = proxy.ParsePath(rawPath); err != nil {
+		return err
+	}
+	if err := checkQuery(r.URL.RawQuery); err != nil {
+		return err
+	}
+	call.rec.SetPath(call.path)
+	call.purposes = headerList(r.Header.Values(PurposeOfUseHeader))
+	call.scope = strings.TrimSpace(r.Header.Get(ScopeHeader))
+	call.xp = strings.TrimSpace(r.Header.Get(ExchangePurposeHeader))
+	r.Header.Del(ExchangePurposeHeader) // for cqgate, never for the tenant
+	call.rec.PurposeOfUse, call.rec.Scope = call.purposes, call.scope
+	return nil
+}
+
+// authorize checks a narrower scope asked for against the organization's,
+// and the caller's policy (organization, method, path, scope, purposes of
+// use).
+func (h *handlers) authorize(call *fhirCall) error {
+	oid, scope := call.rec.OID, call.scope
 	if scope != "" {
-		if configured := h.Tenants.Scope(canon); !callerauth.ScopeCovers(configured, scope) {
-			h.fail(c, canon, outcome.Errorf(http.StatusForbidden, outcome.Forbidden,
-				"api: %s %q asks for more than the scope configured for %s (%q)", ScopeHeader, scope, canon, configured))
-			return
+		if configured := h.Tenants.Scope(oid); !callerauth.ScopeCovers(configured, scope) {
+			return failure.Errorf(failure.Forbidden,
+				"api: %s %q asks for more than the scope configured for %s (%q)", ScopeHeader, scope, oid, configured)
 		}
 	}
-	if h.Policy != nil {
-		effective := scope
-		if effective == "" {
-			effective = h.Tenants.Scope(canon)
-		}
-		req := callerauth.Request{OID: canon, Method: c.Request.Method, FHIRPath: path, Scope: effective, PurposesOfUse: purposes}
-		if err := h.Policy.Authorize(id, req); err != nil {
-			h.fail(c, canon, outcome.Errorf(http.StatusForbidden, outcome.Forbidden, "%v", err))
-			return
-		}
+	if h.Policy == nil {
+		return nil
 	}
-	if h.MaxBodyBytes > 0 && c.Request.ContentLength > h.MaxBodyBytes {
-		h.fail(c, canon, outcome.Errorf(http.StatusRequestEntityTooLarge, outcome.TooCostly,
-			"api: request body of %d bytes is larger than the %d bytes allowed (server.max_body_bytes)", c.Request.ContentLength, h.MaxBodyBytes))
-		return
-	}
+	return h.Policy.Authorize(call.id, h.policyRequest(call))
+}
 
-	t, err := h.Tenants.Resolve(c.Request.Context(), canon)
+// policyRequest is the request as the caller's policy sees it.
+func (h *handlers) policyRequest(call *fhirCall) callerauth.Request {
+	effective := call.scope
+	if effective == "" {
+		effective = h.Tenants.Scope(call.rec.OID)
+	}
+	return callerauth.Request{OID: call.rec.OID, Method: call.c.Request.Method, FHIRPath: call.path, Scope: effective, PurposesOfUse: call.purposes,
+		ExchangePurpose: call.xp}
+}
+
+// authorizeBatch applies the caller's policy to every entry of a batch or
+// transaction Bundle POSTed to the organization's base (checkBatch).
+func (h *handlers) authorizeBatch(call *fhirCall) error {
+	if h.Policy == nil || call.c.Request.Method != http.MethodPost || call.path != "" {
+		return nil
+	}
+	return h.checkBatch(call.c.Request, call.id, h.policyRequest(call), h.MaxBodyBytes)
+}
+
+// limitBody refuses a body whose Content-Length is over
+// server.max_body_bytes; tokenContext bounds a body of unknown length.
+func (h *handlers) limitBody(call *fhirCall) error {
+	if n := call.c.Request.ContentLength; h.MaxBodyBytes > 0 && n > h.MaxBodyBytes {
+		return failure.Errorf(failure.TooLarge,
+			"api: request body of %d bytes is larger than the %d bytes allowed (server.max_body_bytes)", n, h.MaxBodyBytes)
+	}
+	return nil
+}
+
+// resolveTenant finds the organization's tenant (directory, discovery)
+// and the purposes of use it is asked to assert.
+func (h *handlers) resolveTenant(call *fhirCall) error {
+	t, err := h.Tenants.Resolve(call.c.Request.Context(), call.rec.OID)
 	if err == nil {
-		t, err = t.WithPurposes(purposes)
+		t, err = t.WithPurposes(call.purposes)
+	}
+	if err == nil {
+		t, err = t.WithExchangePurpose(call.xp)
 	}
 	if err != nil {
-		h.fail(c, canon, err)
-		return
+		return err
 	}
-	// The tenant's OID, not canon: labels and rate-limit buckets keep it,
-	// and canon may be a slice of the request line.
-	oid = t.OID
-	if h.Limiter != nil {
-		if err := h.Limiter.Wait(c.Request.Context(), oid); err != nil {
-			h.fail(c, canon, limited(err))
-			return
+	// The tenant's OID, not the one asked for: labels and rate-limit
+	// buckets keep it, and the other may be a slice of the request line.
+	call.tenant = t
+	return nil
+}
+
+// rateLimit takes the organization's next turn under cqgate's own rate
+// limit (429 with Retry-After beyond it).
+func (h *handlers) rateLimit(call *fhirCall) error {
+	if h.Limiter == nil {
+		return nil
+	}
+	if err := h.Limiter.Wait(call.c.Request.Context(), call.tenant.OID); err != nil {
+		var le *ratelimit.LimitedError
+		if errors.As(err, &le) {
+			return fmt.Errorf("api: %w", err)
 		}
+		return err
 	}
-	t = t.WithScope(scope)
-	if t.DirectoryStale {
+	return nil
+}
+
+// tokenContext settles the token context the request is sent with: the
+// scope asked for (the purposes of use were settled with the tenant).
+func tokenContext(call *fhirCall) error {
+	c := call.c
+	call.tenant = call.tenant.WithScope(call.scope)
+	if call.tenant.DirectoryStale {
 		c.Header(StaleHeader, "directory")
 	}
+	return nil
+}
+
+// forward sends the request to the tenant, its body bounded, without a
+// protocol upgrade and in the tenant's context, and times the answer.
+func (h *handlers) forward(call *fhirCall) {
+	c, t := call.c, call.tenant
 	if body := c.Request.Body; h.MaxBodyBytes > 0 && body != nil && body != http.NoBody {
 		c.Request.Body = http.MaxBytesReader(c.Writer, body, h.MaxBodyBytes)
 	}
@@ -149,12 +290,24 @@ func (h *handlers) fhir(c *gin.Context) {
 	c.Request.Header.Del("Upgrade")
 	upstreamStart := time.Now()
 	req := c.Request
-	if ctx := t.Context(req.Context()); ctx != req.Context() {
+	ctx := t.Context(req.Context())
+	var bulk *audit.Record
+	if h.Audit != nil {
+		// The proxy notes bulk export events (kick-off, completion,
+		// downloads) in a record of their own, so that call stays on
+		// the stack.
+		bulk = new(audit.Record)
+		ctx = audit.NewContext(ctx, bulk)
+	}
+	if ctx != req.Context() {
 		req = req.WithContext(ctx)
 	}
-	h.Proxy.Forward(c.Writer, req, t, path)
+	h.Proxy.Forward(c.Writer, req, t, call.path)
+	if bulk != nil {
+		call.rec.Bulk = bulk.Bulk
+	}
 	if h.Observer != nil {
-		h.Observer.ObserveUpstream(oid, time.Since(upstreamStart))
+		h.Observer.ObserveUpstream(t.OID, time.Since(upstreamStart))
 	}
 }
 
@@ -162,47 +315,59 @@ func (h *handlers) fhir(c *gin.Context) {
 // because the source was failing (stale-if-error).
 const StaleHeader = proxy.StaleHeader
 
-// fail answers err as an OperationOutcome and logs it.
-func (h *handlers) fail(c *gin.Context, oid string, err error) {
-	if oid != "" {
-		h.logFailure(c, oid, err)
+// fail is the router's side of the error boundary: err becomes an
+// OperationOutcome (outcome.WriteError, the one place that maps a
+// failure's kind to a status and issue type); a refusal is logged at
+// info, a failure (5xx) at warn, when the OID is known. It returns the
+// issue type written.
+func (h *handlers) fail(c *gin.Context, oid string, err error) outcome.IssueType {
+	status, code := outcome.WriteError(c.Writer, err)
+	if oid == "" {
+		return code
 	}
-	_, oo := outcome.FromError(err)
-	if oo != nil && len(oo.Issue) > 0 {
-		c.Set(outcomeKey, string(oo.Issue[0].Code))
+	entry := h.log.WithFields(logrus.Fields{"oid": oid, "status": status, "request_id": c.Request.Header.Get(proxy.RequestIDHeader)})
+	if rid := outcome.UpstreamRequestID(err); rid != "" {
+		entry = entry.WithField("upstream_request_id", rid)
 	}
-	outcome.WriteError(c.Writer, err)
+	if status >= 500 {
+		entry.WithError(err).Warn("api: request failed")
+	} else {
+		entry.WithError(err).Info("api: request refused")
+	}
+	return code
 }
 
-// authenticate is the middleware form of authenticated.
+// authenticate is the directory routes' authentication step.
 func (h *handlers) authenticate(c *gin.Context) {
-	id, ok := h.authenticated(c)
-	if !ok {
+	id, err := h.identify(c)
+	if err != nil {
+		h.fail(c, "", err)
 		c.Abort()
 		return
 	}
 	c.Set(callerKey, id)
 }
 
-// authenticated identifies the caller, answering 401 when it cannot.
-func (h *handlers) authenticated(c *gin.Context) (*callerauth.Identity, bool) {
+// errAuthFailed answers an authenticator that failed (rather than
+// refused): the details are in the log.
+var errAuthFailed = failure.New(failure.Internal, "api: authenticating the caller failed; see the gateway log")
+
+// identify identifies the caller. A refusal is Unauthenticated and sets
+// WWW-Authenticate.
+func (h *handlers) identify(c *gin.Context) (*callerauth.Identity, error) {
 	if h.Auth == nil {
-		return h.anonymous, true
+		return h.anonymous, nil
 	}
 	id, err := h.Auth.Authenticate(c.Request)
 	if err == nil {
-		return id, true
+		return id, nil
 	}
 	if errors.Is(err, callerauth.ErrUnauthenticated) || errors.Is(err, callerauth.ErrBadCredentials) {
 		c.Header("WWW-Authenticate", callerauth.Challenge(err))
-		c.Set(outcomeKey, string(outcome.Login))
-		outcome.Write(c.Writer, http.StatusUnauthorized, outcome.New(outcome.Login, err.Error()))
-		return nil, false
+		return nil, err
 	}
 	h.log.WithError(err).Error("api: authenticating a caller failed")
-	c.Set(outcomeKey, string(outcome.Exception))
-	outcome.Write(c.Writer, http.StatusInternalServerError, outcome.New(outcome.Exception, "api: authenticating the caller failed; see the gateway log"))
-	return nil, false
+	return nil, errAuthFailed
 }
 
 // headerList splits repeated and comma-separated header values.
@@ -236,20 +401,7 @@ func splitFHIRPath(r *http.Request) (oid, fhirPath string) {
 	return oid, fhirPath
 }
 
-const (
-	outcomeKey = "cqgate.outcome"
-	callerKey  = "cqgate.caller"
-)
-
-// limited is a refusal by the rate limiter as the caller sees it: 429
-// with Retry-After, or the caller's own cancellation while waiting.
-func limited(err error) error {
-	var le *ratelimit.LimitedError
-	if errors.As(err, &le) {
-		return outcome.Errorf(http.StatusTooManyRequests, outcome.Throttled, "api: %w", err)
-	}
-	return err
-}
+const callerKey = "cqgate.caller"
 
 // forwardedMethods are the methods of FHIR's RESTful API, and OPTIONS.
 // Anything else is refused before it reaches a tenant: a FHIR server that
@@ -271,13 +423,27 @@ var methodOverrideHeaders = []string{"X-Http-Method-Override", "X-Http-Method", 
 func checkMethod(c *gin.Context) error {
 	if m := c.Request.Method; !forwardedMethods[m] {
 		c.Header("Allow", allowedMethods)
-		return outcome.Errorf(http.StatusMethodNotAllowed, outcome.NotSupported,
+		return failure.Errorf(failure.MethodNotAllowed,
 			"api: method %q is not forwarded to FHIR servers (allowed: %s)", m, allowedMethods)
 	}
 	for _, name := range methodOverrideHeaders {
 		if _, ok := c.Request.Header[name]; ok {
-			return outcome.Errorf(http.StatusBadRequest, outcome.NotSupported,
+			return failure.Errorf(failure.Unsupported,
 				"api: %s is not forwarded; send the request with the method itself", name)
+		}
+	}
+	return nil
+}
+
+// checkTarget refuses a request target (path and query, as the caller
+// sent it) holding spaces or control characters. HTTP/1.1 cannot carry
+// them, but HTTP/2's :path can, and net/http passes them on: a space in
+// the query would be forwarded raw and split the tenant's request line.
+func checkTarget(target string) error {
+	for i := 0; i < len(target); i++ {
+		if c := target[i]; c <= ' ' || c == 0x7f {
+			return failure.Errorf(failure.Invalid,
+				"api: the request target holds a space or control character (byte 0x%02x); percent-encode it", c)
 		}
 	}
 	return nil
@@ -300,7 +466,7 @@ func checkQuery(rawQuery string) error {
 		}
 		for _, cred := range credentialParams {
 			if strings.EqualFold(strings.TrimSpace(name), cred) {
-				return outcome.Errorf(http.StatusBadRequest, outcome.Security,
+				return failure.Errorf(failure.Insecure,
 					"api: the query parameter %s would carry a credential to the FHIR server; cqgate sends its own token", cred)
 			}
 		}

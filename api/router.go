@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -92,36 +93,82 @@ type Config struct {
 	// Metrics, when set, is served at MetricsPath.
 	Metrics     http.Handler
 	MetricsPath string
+	// JWKS, when set, serves GET /.well-known/jwks.json without caller
+	// authentication: it lists public keys only, for partners that
+	// verify cqgate's assertions by jku (they are not cqgate's callers).
+	JWKS http.Handler
+	// SeparateAdmin leaves /healthz, /readyz and Metrics off the router
+	// New returns: NewAdmin serves them on the admin listener.
+	SeparateAdmin bool
+	// Pprof serves net/http/pprof under /debug/pprof/ on NewAdmin's
+	// router (never on New's).
+	Pprof bool
 }
+
+// ReadyWarnings is a ReadyFunc result that leaves the gateway ready but
+// is reported by /readyz (an expiring signing certificate).
+type ReadyWarnings []string
+
+func (w ReadyWarnings) Error() string { return strings.Join(w, "; ") }
 
 // New returns the gateway's router.
 func New(cfg Config) *gin.Engine {
-	log := cfg.Logger
-	if log == nil {
-		log = logrus.New()
+	h := newHandlers(cfg)
+	served := "/fhir/{oid}/{fhir-path}, /directory/Organization[/{oid}], /healthz and /readyz"
+	if cfg.SeparateAdmin {
+		served = "/fhir/{oid}/{fhir-path} and /directory/Organization[/{oid}] (health and metrics are on the admin listener)"
 	}
-	h := &handlers{Config: cfg, log: log, anonymous: &callerauth.Identity{Name: callerauth.AnonymousCaller, Method: callerauth.MethodNone}}
-	r := gin.New()
-	r.HandleMethodNotAllowed = true
-	// The access log is outermost so that a recovered panic is logged too.
-	r.Use(h.accessLog, h.recoverer)
-	r.NoRoute(func(c *gin.Context) {
-		outcome.Write(c.Writer, http.StatusNotFound, outcome.New(outcome.NotFound,
-			"no such endpoint; cqgate serves /fhir/{oid}/{fhir-path}, /directory/Organization[/{oid}], /healthz and /readyz"))
-	})
-	r.NoMethod(func(c *gin.Context) {
-		outcome.Write(c.Writer, http.StatusMethodNotAllowed, outcome.New(outcome.NotSupported, "method not allowed here"))
-	})
+	r := h.engine(served)
 	r.Any("/fhir/:oid", h.fhir)
 	r.Any("/fhir/:oid/*path", h.fhir)
 	r.GET("/directory/Organization", h.authenticate, h.search)
 	r.GET("/directory/Organization/:oid", h.authenticate, h.directory)
-	r.GET("/healthz", h.healthz)
-	r.GET("/readyz", h.readyz)
-	if cfg.Metrics != nil && cfg.MetricsPath != "" {
-		r.GET(cfg.MetricsPath, gin.WrapH(cfg.Metrics))
+	if !cfg.SeparateAdmin {
+		h.opsRoutes(r)
+	}
+	if cfg.JWKS != nil {
+		r.Any("/.well-known/jwks.json", gin.WrapH(cfg.JWKS))
 	}
 	return r
+}
+
+// engine is a gin engine that answers every request it has no route for,
+// or no such method for, with an OperationOutcome. A path with a trailing
+// slash is not redirected (gin's default is a 301 with an HTML body): it
+// is a 404 that names the path without the slash. Under /fhir/ a
+// trailing slash never gets here: the FHIR path is the partner's and is
+// forwarded as it is.
+func (h *handlers) engine(served string) *gin.Engine {
+	r := gin.New()
+	r.HandleMethodNotAllowed = true
+	r.RedirectTrailingSlash = false
+	r.RedirectFixedPath = false
+	// The access log is outermost so that a recovered panic is logged too.
+	r.Use(h.accessLog, h.recoverer)
+	r.NoRoute(func(c *gin.Context) {
+		msg := "no such endpoint; cqgate serves " + served
+		if p := c.Request.URL.Path; len(p) > 1 && strings.HasSuffix(p, "/") {
+			msg = "no such endpoint: " + strconv.Quote(p) + " ends in a slash; ask for " + strconv.Quote(strings.TrimRight(p, "/")) + " (cqgate serves " + served + ")"
+		}
+		outcome.Write(c.Writer, http.StatusNotFound, outcome.New(outcome.NotFound, msg))
+	})
+	r.NoMethod(func(c *gin.Context) {
+		outcome.Write(c.Writer, http.StatusMethodNotAllowed, outcome.New(outcome.NotSupported, "method not allowed here"))
+	})
+	return r
+}
+
+// opsRoutes adds health, readiness and metrics to r.
+func (h *handlers) opsRoutes(r *gin.Engine) {
+	r.GET("/healthz", h.healthz)
+	r.GET("/readyz", h.readyz)
+	if h.Metrics != nil && h.MetricsPath != "" {
+		r.GET(h.MetricsPath, gin.WrapH(h.Metrics))
+	}
+}
+
+func anonymousIdentity() *callerauth.Identity {
+	return &callerauth.Identity{Name: callerauth.AnonymousCaller, Method: callerauth.MethodNone}
 }
 
 type handlers struct {
@@ -140,7 +187,11 @@ func (h *handlers) readyz(c *gin.Context) {
 	if h.Ready != nil {
 		ctx, cancel := context.WithTimeout(c.Request.Context(), 5*time.Second)
 		defer cancel()
-		if err := h.Ready(ctx); err != nil {
+		var warnings ReadyWarnings
+		if err := h.Ready(ctx); errors.As(err, &warnings) {
+			c.JSON(http.StatusOK, gin.H{"status": "ready", "warnings": []string(warnings)})
+			return
+		} else if err != nil {
 			outcome.Write(c.Writer, http.StatusServiceUnavailable, outcome.New(outcome.Transient, "not ready: "+err.Error()))
 			return
 		}
@@ -149,19 +200,6 @@ func (h *handlers) readyz(c *gin.Context) {
 }
 
 const oidKey = "cqgate.oid"
-
-func (h *handlers) logFailure(c *gin.Context, oid string, err error) {
-	status, _ := outcome.FromError(err)
-	entry := h.log.WithFields(logrus.Fields{"oid": oid, "status": status, "request_id": c.Request.Header.Get(proxy.RequestIDHeader)})
-	if rid := outcome.UpstreamRequestID(err); rid != "" {
-		entry = entry.WithField("upstream_request_id", rid)
-	}
-	if status >= 500 {
-		entry.WithError(err).Warn("api: request failed")
-	} else {
-		entry.WithError(err).Info("api: request refused")
-	}
-}
 
 // recoverer turns a panic into a 500 OperationOutcome without the panic's
 // text, and logs it.

@@ -133,3 +133,59 @@ func (b *B2B) Digest() string {
 	sum := sha256.Sum256(raw)
 	return hex.EncodeToString(sum[:])
 }
+
+// TEFCA Facilitated FHIR (Sequoia/RCE SOP: Facilitated FHIR
+// Implementation v2.0; SOP: Exchange Purposes v5.1).
+const (
+	// XPSystem is the code system of TEFCA exchange purposes; a TEFCA
+	// purpose_of_use is XPSystem + "#" + code.
+	XPSystem = "urn:oid:2.16.840.1.113883.3.7204.1.5.2.1"
+	// TEFCAIASExtensionKey is the key of the TEFCA IAS authorization
+	// extension object (Facilitated FHIR SOP v2.0 Table 4). cqgate does
+	// not send it: it carries an individual's id_token.
+	TEFCAIASExtensionKey = "tefca_ias"
+)
+
+// XPCodes are the exchange purpose codes of the SOP: Exchange Purposes
+// v5.1, Table 1.
+var XPCodes = []string{
+	"T-TREAT", "T-TRTMNT", "T-PYMNT", "T-HCO", "T-HCO-CC", "T-HCO-HED", "T-HCO-QAI",
+	"T-HCO-POP", "T-HCO-PTSAFETY", "T-HCO-PERF", "T-PH", "T-PH-ECR", "T-PH-ELR", "T-IAS",
+	"T-GOVDTRM", "T-GOVDTRM-SSD", "T-GOVDTRM-ACP",
+}
+
+// ValidateTEFCA reports how b falls short of what TEFCA Facilitated FHIR
+// asks of hl7-b2b for client_credentials, beyond Validate: the requesting
+// organization's name and id (for Treatment XPs the RCE Directory
+// Organization ResourceID, with the NPI or TIN appended to the name,
+// Treatment XP SOP v2.0 §6.2, which only the operator can tell), and
+// exactly one purpose_of_use, XPSystem#<code> with a code of XPCodes,
+// equal to xp when xp is not empty (the XP of the certificate's SAN).
+func (b *B2B) ValidateTEFCA(xp string) error {
+	if err := b.Validate(); err != nil {
+		return err
+	}
+	var problems []string
+	add := func(format string, args ...any) { problems = append(problems, fmt.Sprintf(format, args...)) }
+	if strings.TrimSpace(b.OrganizationName) == "" {
+		add("organization_name is required")
+	}
+	switch {
+	case len(b.PurposeOfUse) != 1:
+		add("purpose_of_use must hold exactly one exchange purpose, not %d", len(b.PurposeOfUse))
+	default:
+		system, code, ok := strings.Cut(b.PurposeOfUse[0], "#")
+		switch {
+		case !ok || system != XPSystem:
+			add("purpose_of_use %q is not an exchange purpose (%s#<code>)", b.PurposeOfUse[0], XPSystem)
+		case !slices.Contains(XPCodes, code):
+			add("purpose_of_use code %q is not a TEFCA exchange purpose code", code)
+		case xp != "" && code != xp:
+			add("purpose_of_use %q is not the certificate's exchange purpose %s", b.PurposeOfUse[0], xp)
+		}
+	}
+	if len(problems) == 0 {
+		return nil
+	}
+	return errors.New("assertion: hl7-b2b does not meet TEFCA Facilitated FHIR: " + strings.Join(problems, "; "))
+}

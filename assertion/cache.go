@@ -122,12 +122,6 @@ func (e *ContextLimitError) Is(target error) bool { return target == ErrTooManyC
 // RetryAfter is when asking again makes sense (Retry-After).
 func (e *ContextLimitError) RetryAfter() time.Duration { return e.Wait }
 
-// Upstream reports that the cause lies upstream (a resource server
-// refusing fresh tokens), so that the outcome package maps it to a 502
-// rather than an internal error. A 503 with Retry-After: RetryAt is the
-// more precise answer for callers that handle ErrThrottled themselves.
-func (e *ThrottledError) Upstream() bool { return true }
-
 // CacheConfig configures a Cache.
 type CacheConfig struct {
 	// RefreshMargin: a token is replaced once now ≥ Expiry − RefreshMargin.

@@ -104,6 +104,9 @@ type Exchanger struct {
 	Clock func() time.Time
 	// Retry says which failed requests are tried again, and how often.
 	Retry RetryPolicy
+	// JKU, when set, is sent as the jku header of every assertion: the
+	// URL of the JWK Set listing the signing key (Claims.JKU).
+	JKU string
 }
 
 func (e *Exchanger) now() time.Time {
@@ -189,7 +192,7 @@ var errReadingBody = errors.New("reading token response")
 // exchange makes one token request with a freshly signed assertion.
 // params holds everything but the assertion; it is not modified.
 func (e *Exchanger) exchange(ctx context.Context, r Request, base url.Values) (*Token, error) {
-	assertion, err := e.Signer.Sign(ctx, Claims{ClientID: r.ClientID, Audience: r.TokenURL, Algorithm: r.Algorithm, Accepted: r.Accepted, B2B: r.B2B})
+	assertion, err := e.Signer.Sign(ctx, Claims{ClientID: r.ClientID, Audience: r.TokenURL, Algorithm: r.Algorithm, Accepted: r.Accepted, B2B: r.B2B, JKU: e.JKU})
 	if err != nil {
 		return nil, err
 	}

@@ -49,6 +49,55 @@ type Registration struct {
 	// Certifications are signed certification JWTs sent alongside;
 	// usually none.
 	Certifications []string
+	// TEFCA, when set, adds a TEFCA Basic App Certification signed with
+	// the same key (self-asserted, as the Facilitated FHIR SOP v2.0
+	// describes for registration in the TEFCA community).
+	TEFCA *TEFCACertification
+}
+
+// TEFCA Basic App Certification names (udap-dotnet, Udap.Tefca.Model).
+const (
+	TEFCACertificationName = "TEFCA Basic App Certification"
+	TEFCACertificationURI  = "https://rce.sequoiaproject.org/udap/profiles/basic-app-certification"
+)
+
+// TEFCACertification is what the TEFCA Basic App Certification asserts.
+type TEFCACertification struct {
+	// ExchangePurposes are the XP codes (e.g. "T-TREAT") the client
+	// registers for; each is sent as XPSystem#code.
+	ExchangePurposes []string
+	// HomeCommunityID is the client's home community id (urn:oid:...).
+	HomeCommunityID string
+}
+
+// certificationClaims are a UDAP certification's claims besides the
+// registered ones (UDAP Certifications and Endorsements).
+type certificationClaims struct {
+	CertificationName       string   `json:"certification_name"`
+	CertificationURIs       []string `json:"certification_uris"`
+	ClientName              string   `json:"client_name"`
+	GrantTypes              []string `json:"grant_types"`
+	TokenEndpointAuthMethod string   `json:"token_endpoint_auth_method"`
+	Scope                   string   `json:"scope,omitempty"`
+	ExchangePurposes        []string `json:"exchange_purposes"`
+	HomeCommunityID         string   `json:"home_community_id"`
+}
+
+// validate checks the certification's values.
+func (c *TEFCACertification) validate() []string {
+	var problems []string
+	if len(c.ExchangePurposes) == 0 {
+		problems = append(problems, "the TEFCA certification needs at least one exchange purpose")
+	}
+	for _, xp := range c.ExchangePurposes {
+		if !slices.Contains(XPCodes, xp) {
+			problems = append(problems, fmt.Sprintf("exchange purpose %q is not a TEFCA XP code", xp))
+		}
+	}
+	if !isAbsoluteURI(c.HomeCommunityID) {
+		problems = append(problems, fmt.Sprintf("home community id %q is not an absolute URI", c.HomeCommunityID))
+	}
+	return problems
 }
 
 // Registered is the registration endpoint's answer (RFC 7591 §3.2.1).
@@ -177,6 +226,9 @@ func (r *Registration) validate() ([]string, error) {
 	if strings.TrimSpace(r.Scope) == "" {
 		add("scope is empty")
 	}
+	if r.TEFCA != nil {
+		problems = append(problems, r.TEFCA.validate()...)
+	}
 	grants := r.GrantTypes
 	switch {
 	case r.Cancel:
@@ -231,9 +283,33 @@ func (g *Registrar) Register(ctx context.Context, r Registration) (*Registered, 
 	if err != nil {
 		return nil, err
 	}
-	certs := r.Certifications
+	certs := slices.Clone(r.Certifications)
 	if certs == nil {
 		certs = []string{}
+	}
+	if r.TEFCA != nil {
+		cstd, err := g.Signer.registered(r.Issuer, r.Issuer, r.URL, false)
+		if err != nil {
+			return nil, err
+		}
+		xps := make([]string, len(r.TEFCA.ExchangePurposes))
+		for i, xp := range r.TEFCA.ExchangePurposes {
+			xps[i] = XPSystem + "#" + xp
+		}
+		cert, err := k.sign(cstd, certificationClaims{
+			CertificationName:       TEFCACertificationName,
+			CertificationURIs:       []string{TEFCACertificationURI},
+			ClientName:              r.ClientName,
+			GrantTypes:              grants,
+			TokenEndpointAuthMethod: "private_key_jwt",
+			Scope:                   r.Scope,
+			ExchangePurposes:        xps,
+			HomeCommunityID:         r.TEFCA.HomeCommunityID,
+		})
+		if err != nil {
+			return nil, err
+		}
+		certs = append(certs, cert)
 	}
 	body, err := json.Marshal(registrationRequest{SoftwareStatement: statement, Certifications: certs, UDAP: "1"})
 	if err != nil {

@@ -20,6 +20,7 @@ import (
 	"github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
 
+	"github.com/cqgate/cqgate/internal/failure"
 	"github.com/cqgate/cqgate/keys"
 )
 
@@ -59,7 +60,7 @@ func supportedAlgorithms() []jose.SignatureAlgorithm {
 }
 
 // ErrNoKey is returned (wrapped) when no signing material is loaded.
-var ErrNoKey = errors.New("assertion: no signing key loaded")
+var ErrNoKey = failure.New(failure.NotReady, "assertion: no signing key loaded")
 
 // AlgorithmError reports a signing algorithm that is not supported at all,
 // that cannot be used with the loaded key, or a key and a token endpoint

@@ -25,6 +25,7 @@ type Config struct {
 	Inbound   Inbound   `yaml:"inbound"`
 	Audit     Audit     `yaml:"audit"`
 	Metrics   Metrics   `yaml:"metrics"`
+	Admin     Admin     `yaml:"admin"`
 	Warmup    Warmup    `yaml:"warmup"`
 	Vault     Vault     `yaml:"vault"`
 	Directory Directory `yaml:"directory"`
@@ -33,8 +34,10 @@ type Config struct {
 	Client    Client    `yaml:"client"`
 	Tokens    Tokens    `yaml:"tokens"`
 	Proxy     Proxy     `yaml:"proxy"`
+	Upstream  Upstream  `yaml:"upstream"`
 	UDAP      UDAP      `yaml:"udap"`
 	Cluster   Cluster   `yaml:"cluster"`
+	Bulk      Bulk      `yaml:"bulk"`
 
 	// Identities are further client identities (certificate, key and
 	// client id), by name, for organizations or communities that know
@@ -58,6 +61,25 @@ type Server struct {
 	MaxHeaderBytes int `yaml:"max_header_bytes"`
 	// MaxBodyBytes bounds an inbound request's body (413 beyond it).
 	MaxBodyBytes int64 `yaml:"max_body_bytes"`
+	// PublicURL is cqgate's own base URL as callers reach it (e.g.
+	// https://cqgate.internal): the partners' URLs in answers (Bundle
+	// links, Location, bulk manifests) are rewritten onto it. Empty: the
+	// trusted X-Forwarded-Proto/Host, else the request's scheme and Host.
+	PublicURL string `yaml:"public_url"`
+	// TrustedProxies are the networks (CIDRs) of reverse proxies whose
+	// X-Forwarded-Proto and X-Forwarded-Host are believed when PublicURL
+	// is empty. Default: none.
+	TrustedProxies []string `yaml:"trusted_proxies"`
+}
+
+// Bulk configures FHIR Bulk Data export through cqgate.
+type Bulk struct {
+	// LinkKey (32 bytes, standard base64) seals the download links cqgate
+	// hands out for bulk files on other origins. Empty: a random key made
+	// at start, so links die at restart (poll the status URL again for
+	// fresh ones). Set it, the same on every replica, to keep links
+	// valid across restarts and replicas. A secret.
+	LinkKey string `yaml:"link_key"`
 }
 
 // Inbound says who may call cqgate and what each caller may do.
@@ -106,6 +128,9 @@ type Caller struct {
 	Scopes []string `yaml:"scopes"`
 	// PurposesOfUse the caller may assert with X-Purpose-Of-Use.
 	PurposesOfUse []string `yaml:"purposes_of_use"`
+	// ExchangePurposes are the TEFCA exchange purpose codes (e.g.
+	// T-TREAT) the caller may choose with X-Cqgate-Exchange-Purpose.
+	ExchangePurposes []string `yaml:"exchange_purposes"`
 }
 
 // Audit configures the audit trail: one JSON line per FHIR request.
@@ -118,6 +143,17 @@ type Audit struct {
 type Metrics struct {
 	Enabled bool   `yaml:"enabled"`
 	Path    string `yaml:"path"`
+}
+
+// Admin is the optional second listener for operations: health, readiness,
+// metrics and profiling, kept off the listener callers use.
+type Admin struct {
+	// Listen, when set, serves /healthz, /readyz, metrics.path and (with
+	// Pprof) /debug/pprof/ on this address and no longer on Listen.
+	Listen string `yaml:"listen"`
+	// Pprof serves net/http/pprof under /debug/pprof/ on the admin
+	// listener; it needs Listen.
+	Pprof bool `yaml:"pprof"`
 }
 
 // Warmup resolves organizations and fetches their tokens at start.
@@ -229,6 +265,14 @@ type Keys struct {
 	// LoadRetry paces the attempts to load a key that could not be
 	// loaded at start.
 	LoadRetry Backoff `yaml:"load_retry"`
+	// JWKS configures the published JWK Set (GET /.well-known/jwks.json).
+	JWKS JWKS `yaml:"jwks"`
+	// ExpiryWarningDays: a signing certificate expiring within this many
+	// days is reported by /readyz and the certificate metrics.
+	ExpiryWarningDays int `yaml:"expiry_warning_days"`
+	// RevocationCheckInterval is how often cqgate checks its own signing
+	// certificates for revocation; 0 turns the check off.
+	RevocationCheckInterval time.Duration `yaml:"revocation_check_interval"`
 }
 
 // Backoff is capped exponential backoff with jitter, without an end.
@@ -277,6 +321,13 @@ type Client struct {
 	AssertionLifetime time.Duration `yaml:"assertion_lifetime"`
 	// ClockSkew backdates iat and nbf for servers whose clocks run behind.
 	ClockSkew time.Duration `yaml:"clock_skew"`
+	// JKU, when set, is sent as the jku header of the default identity's
+	// assertions: the public URL of cqgate's JWK Set, as registered with
+	// the partners (https://cqgate.example.org/.well-known/jwks.json).
+	JKU string `yaml:"jku"`
+	// Community is the trust community the default identity's
+	// certificate was issued in; empty is the default community.
+	Community string `yaml:"community"`
 }
 
 // Identity is one more client identity.
@@ -284,6 +335,20 @@ type Identity struct {
 	Keys      Keys   `yaml:"keys"`
 	ClientID  string `yaml:"client_id"`
 	Algorithm string `yaml:"algorithm"`
+	// JKU is sent as the jku header of this identity's assertions (see
+	// client.jku).
+	JKU string `yaml:"jku"`
+	// Community is the trust community (a udap.communities name) this
+	// identity's certificate was issued in; organizations of that
+	// community use it unless they name an identity.
+	Community string `yaml:"community"`
+	// ExchangePurpose is the TEFCA exchange purpose (XP code, e.g.
+	// T-TREAT) this identity's certificate was issued for (SAN
+	// urn:oid:<home community id>#<XP>); requests choosing that XP use it.
+	ExchangePurpose string `yaml:"exchange_purpose"`
+	// Issuer is the certificate's URI SAN, the software statement's iss
+	// at registration; empty is udap.issuer.
+	Issuer string `yaml:"issuer"`
 }
 
 // Tokens configures the access-token cache and exchanges.
@@ -302,8 +367,11 @@ type Tokens struct {
 	MaxContextsPerOrganization int `yaml:"max_contexts_per_organization"`
 	// DefaultLifetime is assumed when a token response has no expires_in.
 	DefaultLifetime time.Duration `yaml:"default_lifetime"`
-	Timeout         time.Duration `yaml:"timeout"`
-	Retry           Retry         `yaml:"retry"`
+	// EnforceGrantedScope refuses (403) a request the token's granted
+	// scope cannot cover, before it goes out; false forwards it.
+	EnforceGrantedScope bool          `yaml:"enforce_granted_scope"`
+	Timeout             time.Duration `yaml:"timeout"`
+	Retry               Retry         `yaml:"retry"`
 }
 
 // Proxy configures forwarding to FHIR servers.
@@ -321,6 +389,10 @@ type Proxy struct {
 	// MaxIdleConnsPerHost is how many idle keep-alive connections to one
 	// host are kept for reuse.
 	MaxIdleConnsPerHost int `yaml:"max_idle_conns_per_host"`
+	// MaxResponseHeaderBytes bounds the response headers cqgate reads
+	// from a FHIR server (and from the directory, discovery documents and
+	// token endpoints); a larger header block is a 502.
+	MaxResponseHeaderBytes int64 `yaml:"max_response_header_bytes"`
 	// ReuseResolved is how long a resolved organization (directory entry,
 	// FHIR base, token URL, settings) is reused before the directory and
 	// discovery caches are consulted again. Zero consults them on every
@@ -329,6 +401,15 @@ type Proxy struct {
 	// RateLimit keeps cqgate's own request rate to each organization
 	// under a limit; organizations.<oid>.rate_limit overrides it.
 	RateLimit RateLimit `yaml:"rate_limit"`
+}
+
+// Upstream bounds cqgate's requests to the services it looks things up
+// at: the directory, discovery documents and token endpoints.
+type Upstream struct {
+	// MaxConnsPerHost caps the directory, discovery and token requests
+	// in flight to one host at once; more wait for a turn (until their
+	// timeout). Zero means no cap.
+	MaxConnsPerHost int `yaml:"max_conns_per_host"`
 }
 
 // RateLimit is a token-bucket limit on requests to one organization.
@@ -353,6 +434,12 @@ type UDAP struct {
 	// Registrations is where registered client ids are kept, per OID, so
 	// that replicas share them.
 	Registrations KVRef `yaml:"registrations"`
+	// Communities are the UDAP trust communities, by name. The one named
+	// "default" replaces discovery.udap_trust_anchors.
+	Communities map[string]Community `yaml:"communities"`
+	// Revocation bounds the CRL, OCSP and AIA fetches of revocation
+	// checks.
+	Revocation Revocation `yaml:"revocation"`
 }
 
 // Organization is per-OID configuration. Every field is optional.
@@ -374,8 +461,12 @@ type Organization struct {
 	DiscoveryOrder []string `yaml:"discovery_order"`
 	// CernerOverrideOAuthURIs sends Cerner-Override-OAuth-URIs: on.
 	CernerOverrideOAuthURIs bool `yaml:"cerner_override_oauth_uris"`
-	// Identity names the client identity to use (default: "default").
+	// Identity names the client identity to use (default: the one of
+	// the organization's community, else "default").
 	Identity string `yaml:"identity"`
+	// Community names the organization's UDAP trust community (a
+	// udap.communities name); empty is the default community.
+	Community string `yaml:"community"`
 	// ClientID, Scope and Algorithm override the identity's.
 	ClientID  string `yaml:"client_id"`
 	Scope     string `yaml:"scope"`
@@ -451,6 +542,10 @@ func Default() *Config {
 			Source:        "vault",
 			WatchInterval: time.Minute,
 			LoadRetry:     Backoff{InitialBackoff: time.Second, MaxBackoff: time.Minute},
+			JWKS:          JWKS{Overlap: 24 * time.Hour, MaxAge: 5 * time.Minute},
+			// Whole days; a month's notice.
+			ExpiryWarningDays:       30,
+			RevocationCheckInterval: time.Hour,
 			Vault: VaultKeys{
 				Mount:            "secret",
 				CertificateField: "certificate",
@@ -473,17 +568,28 @@ func Default() *Config {
 			MinInterval:                time.Minute,
 			MaxContextsPerOrganization: 8,
 			DefaultLifetime:            5 * time.Minute,
+			EnforceGrantedScope:        true,
 			Timeout:                    15 * time.Second,
 			Retry:                      Retry{Attempts: 3, InitialBackoff: 250 * time.Millisecond, MaxBackoff: 2 * time.Second},
 		},
 		Proxy: Proxy{
-			Timeout:             60 * time.Second,
-			MaxReplayBody:       1 << 20,
-			MaxConnsPerHost:     256,
-			MaxIdleConnsPerHost: 64,
-			ReuseResolved:       time.Second,
+			Timeout:                60 * time.Second,
+			MaxReplayBody:          1 << 20,
+			MaxConnsPerHost:        256,
+			MaxIdleConnsPerHost:    64,
+			MaxResponseHeaderBytes: 64 << 10,
+			ReuseResolved:          time.Second,
 		},
-		UDAP: UDAP{Registrations: KVRef{Mount: "secret"}},
+		Upstream: Upstream{MaxConnsPerHost: 16},
+		UDAP: UDAP{
+			Registrations: KVRef{Mount: "secret"},
+			Revocation: Revocation{
+				Timeout:     5 * time.Second,
+				FailureTTL:  time.Minute,
+				MaxCacheAge: 24 * time.Hour,
+				MaxCRLBytes: 8 << 20,
+			},
+		},
 		Cluster: Cluster{Prefix: cluster.DefaultPrefix, Timeout: cluster.DefaultTimeout, PollInterval: cluster.DefaultPollInterval,
 			LockTTL: 10 * time.Second, EncryptionKeyVault: KVField{Mount: "secret"}},
 	}

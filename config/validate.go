@@ -1,7 +1,9 @@
 package config
 
 import (
+	"encoding/base64"
 	"fmt"
+	"net/netip"
 	"net/url"
 	"slices"
 	"sort"
@@ -14,6 +16,7 @@ import (
 	"github.com/cqgate/cqgate/directory"
 	"github.com/cqgate/cqgate/discovery"
 	"github.com/cqgate/cqgate/internal/callerauth"
+	"github.com/cqgate/cqgate/proxy/fhirurl"
 )
 
 // Problems is every problem found in a configuration.
@@ -47,6 +50,7 @@ var validators = []func(c *Config, add adder){
 	(*Config).validateServer,
 	(*Config).validateInbound,
 	(*Config).validateOperations,
+	(*Config).validateAdmin,
 	(*Config).validateDirectory,
 	(*Config).validateDiscovery,
 	(*Config).validateKeys,
@@ -55,8 +59,11 @@ var validators = []func(c *Config, add adder){
 	(*Config).validateIdentities,
 	(*Config).validateTokens,
 	(*Config).validateProxy,
+	(*Config).validateUpstream,
 	(*Config).validateUDAP,
 	(*Config).validateOrganizations,
+	(*Config).validateForwarding,
+	(*Config).validateTrust,
 	(*Config).validateCluster,
 }
 
@@ -195,6 +202,9 @@ func (c *Config) validateProxy(add adder) {
 	if p.MaxConnsPerHost < 0 {
 		add("proxy.max_conns_per_host: %d must not be negative", p.MaxConnsPerHost)
 	}
+	if p.MaxResponseHeaderBytes < 0 {
+		add("proxy.max_response_header_bytes: %d must not be negative", p.MaxResponseHeaderBytes)
+	}
 	if p.MaxIdleConnsPerHost < 0 {
 		add("proxy.max_idle_conns_per_host: %d must not be negative", p.MaxIdleConnsPerHost)
 	}
@@ -205,6 +215,14 @@ func (c *Config) validateProxy(add adder) {
 		add("proxy.reuse_resolved: %s must be between 0 and 1m", r)
 	}
 	checkRateLimit(add, "proxy.rate_limit", p.RateLimit)
+}
+
+// validateUpstream checks the limits on cqgate's own upstream calls
+// (directory, discovery, token endpoints).
+func (c *Config) validateUpstream(add adder) {
+	if c.Upstream.MaxConnsPerHost < 0 {
+		add("upstream.max_conns_per_host: %d must not be negative", c.Upstream.MaxConnsPerHost)
+	}
 }
 
 // validateUDAP checks the gateway's own UDAP identity.
@@ -551,7 +569,8 @@ func (c *Config) validateCallers(add adder) {
 func (in Inbound) PolicyRules() map[string]callerauth.Rule {
 	rules := make(map[string]callerauth.Rule, len(in.Callers))
 	for name, c := range in.Callers {
-		rules[name] = callerauth.Rule{Organizations: c.Organizations, Methods: c.Methods, Scopes: c.Scopes, PurposesOfUse: c.PurposesOfUse}
+		rules[name] = callerauth.Rule{Organizations: c.Organizations, Methods: c.Methods, Scopes: c.Scopes, PurposesOfUse: c.PurposesOfUse,
+			ExchangePurposes: c.ExchangePurposes}
 	}
 	return rules
 }
@@ -603,3 +622,57 @@ func checkRateLimit(add adder, key string, r RateLimit) {
 	}
 	notNegative(add, key+".max_wait", r.MaxWait)
 }
+
+// validateForwarding checks what cqgate's own URLs are built from and the
+// bulk link key.
+func (c *Config) validateForwarding(add adder) {
+	if c.Server.PublicURL != "" {
+		if _, err := fhirurl.ParsePublicURL(c.Server.PublicURL); err != nil {
+			add("server.public_url: %q must be an http(s) URL with a plain host[:port] and no user info, query or fragment (e.g. https://cqgate.internal)", c.Server.PublicURL)
+		}
+	}
+	if _, err := c.Server.TrustedPrefixes(); err != nil {
+		add("server.trusted_proxies: %v", err)
+	}
+	if _, err := c.Bulk.Key(); err != nil {
+		add("bulk.link_key: %v", err)
+	}
+}
+
+// TrustedPrefixes parses server.trusted_proxies: CIDRs, or single
+// addresses (a /32 or /128).
+func (s Server) TrustedPrefixes() ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, v := range s.TrustedProxies {
+		v = strings.TrimSpace(v)
+		if p, err := netip.ParsePrefix(v); err == nil {
+			out = append(out, p.Masked())
+			continue
+		}
+		a, err := netip.ParseAddr(v)
+		if err != nil {
+			return nil, fmt.Errorf("%q is neither a CIDR (10.0.0.0/8) nor an IP address", v)
+		}
+		out = append(out, netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()))
+	}
+	return out, nil
+}
+
+// Key decodes bulk.link_key: nil when it is not set.
+func (b Bulk) Key() ([]byte, error) {
+	if b.LinkKey == "" {
+		return nil, nil
+	}
+	k, err := base64.StdEncoding.DecodeString(strings.TrimSpace(b.LinkKey))
+	if err != nil {
+		k, err = base64.RawURLEncoding.DecodeString(strings.TrimSpace(b.LinkKey))
+	}
+	if err != nil || len(k) != linkKeySize {
+		return nil, fmt.Errorf("must be %d random bytes in base64 (openssl rand -base64 32)", linkKeySize)
+	}
+	return k, nil
+}
+
+// linkKeySize is the size of bulk.link_key: an AES-256 key
+// (proxy.LinkKeySize; config cannot import proxy).
+const linkKeySize = 32

@@ -5,10 +5,12 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+
+	"github.com/cqgate/cqgate/internal/failure"
 )
 
 // ErrInvalidOID is returned (wrapped) when a string is not a valid OID.
-var ErrInvalidOID = errors.New("directory: invalid OID")
+var ErrInvalidOID = failure.New(failure.Malformed, "directory: invalid OID")
 
 const (
 	// maxOIDLen bounds the length of a bare OID.

@@ -2,13 +2,14 @@ package directory
 
 import (
 	"context"
-	"errors"
 	"time"
+
+	"github.com/cqgate/cqgate/internal/failure"
 )
 
 // ErrNotFound is returned (wrapped) when the directory has no organization
 // for an OID.
-var ErrNotFound = errors.New("directory: organization not found")
+var ErrNotFound = failure.New(failure.NotFound, "directory: organization not found")
 
 // Organization is what the directory says about one OID.
 type Organization struct {

@@ -2,20 +2,21 @@ package directory
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/url"
 	"strconv"
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/cqgate/cqgate/internal/failure"
 )
 
 // ErrInvalidQuery is returned (wrapped) for a search the directory is not
 // asked: a malformed name or a page cursor that is not one this client
 // returned (tampered, truncated, or from the other flavour). A malformed
 // ID wraps ErrInvalidOID instead.
-var ErrInvalidQuery = errors.New("directory: invalid search")
+var ErrInvalidQuery = failure.New(failure.Invalid, "directory: invalid search")
 
 // Page sizes of a search.
 const (

@@ -59,6 +59,16 @@ type Config struct {
 	// chain to (intermediates come from its x5c header). With none, the
 	// udap source always fails with ErrNoTrustAnchors.
 	TrustAnchors *x509.CertPool
+	// Communities are the configured UDAP trust communities by name. A
+	// request names its community (Request.Community); one that names
+	// none uses DefaultCommunity, which is TrustAnchors (checked under
+	// the soft revocation policy) unless Communities has an entry of that
+	// name.
+	Communities map[string]Community
+	// Revocation, when set, completes signed_metadata chains through AIA
+	// and checks them for revocation under the community's policy; nil
+	// checks the chain only.
+	Revocation ChainChecker
 	// Clock returns the current time; nil means time.Now.
 	Clock func() time.Time
 	// MaxBodyBytes bounds each document's response body; 0 means
@@ -82,6 +92,12 @@ type Request struct {
 	// as the carequality-token source. Results with and without it are
 	// cached apart.
 	CernerOverride bool
+	// Community names the organization's trust community (a key of
+	// Config.Communities); empty means DefaultCommunity. Its URI is sent
+	// as ?community= on .well-known/udap and its anchors verify
+	// signed_metadata; metadata signed under another community is a
+	// *TrustError.
+	Community string
 }
 
 // Result is a discovered token endpoint, with how it was found.
@@ -101,12 +117,20 @@ type Result struct {
 	// AuthMethods are the advertised token_endpoint_auth_methods_supported,
 	// found as SigningAlgorithms are.
 	AuthMethods []string `json:"auth_methods,omitempty"`
+	// ScopesSupported and Capabilities are the scopes_supported and the
+	// SMART capabilities the server advertises (the source used, else
+	// another one read), so that scopes are asked for in its syntax.
+	ScopesSupported []string `json:"scopes_supported,omitempty"`
+	Capabilities    []string `json:"capabilities,omitempty"`
 	// RegistrationEndpoint is the dynamic client registration URL that
 	// goes with TokenURL, when the source used names one.
 	RegistrationEndpoint string `json:"registration_endpoint,omitempty"`
 	// UDAP says the server's UDAP metadata was read and verified during
 	// this discovery. It is false when the udap source was not tried.
 	UDAP bool `json:"udap"`
+	// Community is the trust community the udap source was checked
+	// under, when it was tried.
+	Community string `json:"community,omitempty"`
 	// URIs is everything the CapabilityStatement's oauth-uris listed, when
 	// it was read.
 	URIs OAuthURIs `json:"oauth_uris,omitzero"`
@@ -181,7 +205,8 @@ type Discoverer struct {
 	maxStale     time.Duration
 	order        []Source
 	orderErr     error // what is wrong with order
-	anchors      *x509.CertPool
+	communities  map[string]Community
+	checker      ChainChecker
 	log          logrus.FieldLogger
 	fetchTimeout time.Duration
 	refreshRetry retry.Policy // paces refreshes after a failed one
@@ -204,7 +229,8 @@ func New(cfg Config) *Discoverer {
 		refreshAhead: cfg.RefreshAhead,
 		maxStale:     cfg.MaxStale,
 		order:        slices.Clone(cfg.Order),
-		anchors:      cfg.TrustAnchors,
+		communities:  communities(cfg),
+		checker:      cfg.Revocation,
 		log:          cfg.Logger,
 	}
 	if d.hc == nil {
@@ -270,11 +296,12 @@ func (d *Discoverer) TokenEndpoint(ctx context.Context, fhirBase string) (*Resul
 
 // request is a validated Request.
 type request struct {
-	base     string   // without trailing slashes
-	u        *url.URL // base, parsed
-	order    []Source
-	override bool
-	key      string // result cache key
+	base      string   // without trailing slashes
+	u         *url.URL // base, parsed
+	order     []Source
+	override  bool
+	community string // its name, never empty
+	key       string // result cache key
 }
 
 func (d *Discoverer) request(req Request) (*request, error) {
@@ -293,11 +320,19 @@ func (d *Discoverer) request(req Request) (*request, error) {
 			return nil, err
 		}
 	}
-	r := &request{base: base, u: u, order: slices.Clone(order), override: req.CernerOverride}
+	community := req.Community
+	if community == "" {
+		community = DefaultCommunity
+	}
+	if _, ok := d.communities[community]; !ok && community != DefaultCommunity {
+		return nil, fmt.Errorf("discovery: trust community %s is not configured", quote(community))
+	}
+	r := &request{base: base, u: u, order: slices.Clone(order), override: req.CernerOverride, community: community}
 	r.key = base + "\x00" + joinSources(order) + "\x00"
 	if r.override {
 		r.key += "override"
 	}
+	r.key += "\x00" + community
 	return r, nil
 }
 
@@ -317,11 +352,12 @@ func parseBase(fhirBase string) (string, *url.URL, error) {
 	return base, u, nil
 }
 
-// docURL is the URL of the document of kind below the FHIR base u.
-func docURL(u *url.URL, kind docKind) string {
+// docURL is the URL of the document of kind below the FHIR base u; the
+// UDAP metadata's carries ?community= when communityURI is set.
+func docURL(u *url.URL, kind docKind, communityURI string) string {
 	switch kind {
 	case docUDAP:
-		return u.JoinPath(".well-known", "udap").String()
+		return udapURL(u, communityURI)
 	case docSMART:
 		return u.JoinPath(".well-known", "smart-configuration").String()
 	}

@@ -719,13 +719,13 @@ func TestDocumentURLs(t *testing.T) {
 		if err != nil {
 			t.Fatalf("parseBase(%q): %v", tt.base, err)
 		}
-		if got := docURL(u, docMetadata); got != tt.metadata {
+		if got := docURL(u, docMetadata, ""); got != tt.metadata {
 			t.Errorf("metadata URL of %q = %q, want %q", tt.base, got, tt.metadata)
 		}
-		if got := docURL(u, docUDAP); got != tt.udap {
+		if got := docURL(u, docUDAP, ""); got != tt.udap {
 			t.Errorf("UDAP URL of %q = %q, want %q", tt.base, got, tt.udap)
 		}
-		if got, want := docURL(u, docSMART), strings.TrimSuffix(tt.udap, "udap")+"smart-configuration"; got != want {
+		if got, want := docURL(u, docSMART, ""), strings.TrimSuffix(tt.udap, "udap")+"smart-configuration"; got != want {
 			t.Errorf("smart-configuration URL of %q = %q, want %q", tt.base, got, want)
 		}
 	}

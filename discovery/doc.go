@@ -32,7 +32,15 @@
 //     over the unsigned ones, and the token URL must be among the signed
 //     ones. Unsigned UDAP metadata is never trusted: without
 //     signed_metadata, or without trust anchors (ErrNoTrustAnchors), this
-//     source fails.
+//     source fails. The anchors are those of the request's trust community
+//     (Request.Community, Config.Communities; Config.TrustAnchors is the
+//     community DefaultCommunity), whose URI is sent as ?community= (UDAP
+//     IG section 2.2). With Config.Revocation the chain is completed
+//     through AIA and checked with OCSP and CRLs under the community's
+//     hard or soft policy. A revoked certificate, an unknown status under
+//     hard, or metadata signed under another community is a *TrustError:
+//     discovery stops there, tries no other source and drops the cached
+//     result.
 //   - smart-configuration: GET {base}/.well-known/smart-configuration
 //     (SMART App Launch 2): token_endpoint, with
 //     token_endpoint_auth_methods_supported,

@@ -2,7 +2,6 @@ package discovery
 
 import (
 	"context"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"net/http"
@@ -41,6 +40,8 @@ type claim struct {
 	registration string
 	algs         []string
 	methods      []string
+	scopes       []string
+	capabilities []string
 	udap         bool
 	expires      time.Time // signed_metadata's exp, for UDAP
 }
@@ -53,6 +54,12 @@ func (d *Discoverer) discover(ctx context.Context, r *request, maxAge time.Durat
 	for _, src := range r.order {
 		a, c := run.try(ctx, src)
 		res.Attempts = append(res.Attempts, a)
+		var te *TrustError
+		if errors.As(a.Err, &te) {
+			// Metadata the organization's community does not trust is
+			// not worked around with a less preferred source.
+			return nil, te
+		}
 		if c != nil {
 			won = c
 			res.TokenURL, res.Source = c.tokenURL, src
@@ -64,7 +71,14 @@ func (d *Discoverer) discover(ctx context.Context, r *request, maxAge time.Durat
 	}
 	res.RegistrationEndpoint = won.registration
 	res.SigningAlgorithms, res.AuthMethods = slices.Clone(won.algs), slices.Clone(won.methods)
+	res.ScopesSupported, res.Capabilities = slices.Clone(won.scopes), slices.Clone(won.capabilities)
 	for _, c := range run.info {
+		if len(res.ScopesSupported) == 0 {
+			res.ScopesSupported = slices.Clone(c.scopes)
+		}
+		if len(res.Capabilities) == 0 {
+			res.Capabilities = slices.Clone(c.capabilities)
+		}
 		if len(res.SigningAlgorithms) == 0 {
 			res.SigningAlgorithms = slices.Clone(c.algs)
 		}
@@ -74,6 +88,9 @@ func (d *Discoverer) discover(ctx context.Context, r *request, maxAge time.Durat
 	}
 	for _, c := range run.info {
 		res.UDAP = res.UDAP || c.udap
+	}
+	if slices.Contains(r.order, SourceUDAP) {
+		res.Community = r.community
 	}
 	if m, ok := run.docs[docMetadata]; ok && m.doc != nil {
 		res.MetadataURL = m.doc.url
@@ -96,7 +113,7 @@ func (d *Discoverer) discover(ctx context.Context, r *request, maxAge time.Durat
 
 // document returns this run's document of kind, fetching it at most once.
 func (run *discoveryRun) document(ctx context.Context, kind docKind) (string, *document, error) {
-	u := docURL(run.r.u, kind)
+	u := docURL(run.r.u, kind, run.d.communityURI(run.r.community))
 	if dr, ok := run.docs[kind]; ok {
 		return u, dr.doc, dr.err
 	}
@@ -115,7 +132,11 @@ func (run *discoveryRun) try(ctx context.Context, src Source) (Attempt, *claim) 
 	if err != nil {
 		return a.fail(err), nil
 	}
-	ev := evaluate(src, doc, run.r.base, run.r.override, run.d.anchors, run.d.now())
+	var tr *trust
+	if src == SourceUDAP {
+		tr = run.d.trust(ctx, run.r.community)
+	}
+	ev := evaluate(src, doc, run.r.base, run.r.override, tr, run.d.now())
 	if ev.info != nil {
 		run.info = append(run.info, *ev.info)
 	}
@@ -154,9 +175,10 @@ type evaluation struct {
 }
 
 // evaluate judges what the read document doc says for src, for the FHIR
-// server at base (normalized). It does no I/O. The only way to an
-// OutcomeUsed attempt is through checkTokenURL.
-func evaluate(src Source, doc *document, base string, override bool, anchors *x509.CertPool, now time.Time) evaluation {
+// server at base (normalized). It does no I/O but tr's revocation checks
+// (UDAP). The only way to an OutcomeUsed attempt is through
+// checkTokenURL.
+func evaluate(src Source, doc *document, base string, override bool, tr *trust, now time.Time) evaluation {
 	ev := evaluation{attempt: Attempt{Source: src, URL: doc.url, FetchedAt: doc.fetchedAt}}
 	a := &ev.attempt
 	reject := func(err error) evaluation {
@@ -205,16 +227,25 @@ func evaluate(src Source, doc *document, base string, override bool, anchors *x5
 			registration: strings.TrimSpace(sc.RegistrationEndpoint),
 			algs:         sc.TokenEndpointAuthSigningAlgValuesSupported,
 			methods:      sc.TokenEndpointAuthMethodsSupported,
+			scopes:       sc.ScopesSupported,
+			capabilities: sc.Capabilities,
 		}
 		if c.tokenURL == "" {
 			none = "the document has no token_endpoint"
 		}
 	case SourceUDAP:
 		what = "signed token_endpoint"
-		v, err := verifyUDAP(doc.udap, base, anchors, now)
+		v, err := verifyUDAP(doc.udap, base, tr, now)
+		var te *TrustError
 		switch {
 		case errors.Is(err, ErrNoTrustAnchors):
 			ev.attempt = a.fail(err)
+			return ev
+		case errors.As(err, &te):
+			// Not cached as a document either: the next discovery
+			// reads and checks it again.
+			ev.attempt = a.fail(err)
+			ev.rejected = true
 			return ev
 		case err != nil:
 			return reject(err)
@@ -223,6 +254,7 @@ func evaluate(src Source, doc *document, base string, override bool, anchors *x5
 			registration: strings.TrimSpace(v.md.RegistrationEndpoint),
 			algs:         v.md.TokenEndpointAuthSigningAlgValuesSupported,
 			methods:      v.md.TokenEndpointAuthMethodsSupported,
+			scopes:       v.md.ScopesSupported,
 			udap:         true,
 			expires:      v.expires,
 		}

@@ -124,7 +124,7 @@ func FuzzParseUDAPMetadata(f *testing.F) {
 			t.Fatalf("without trust anchors: %+v", ev.attempt)
 		}
 		// With an anchor no fuzzed chain can reach, nothing is accepted.
-		ev = evaluate(SourceUDAP, doc, fuzzBase, false, anchors, fuzzNow)
+		ev = evaluate(SourceUDAP, doc, fuzzBase, false, &trust{name: DefaultCommunity, community: Community{TrustAnchors: anchors}}, fuzzNow)
 		checkEvaluation(t, SourceUDAP, ev)
 		if ev.used != nil || ev.info != nil {
 			t.Fatalf("unverifiable UDAP metadata accepted: %+v", ev.attempt)

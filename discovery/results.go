@@ -2,6 +2,7 @@ package discovery
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -67,10 +68,11 @@ func (d *Discoverer) Discover(ctx context.Context, req Request) (*Result, error)
 				return res.stale(lastErr), nil
 			}
 			fresh, err := d.shared(ctx, r)
+			var te *TrustError
 			switch {
 			case err == nil:
 				return fresh.clone(), nil
-			case ctx.Err() != nil:
+			case ctx.Err() != nil, errors.As(err, &te):
 				return nil, err
 			}
 			return res.stale(err), nil
@@ -98,11 +100,19 @@ func (d *Discoverer) Forget(fhirBase string) {
 			d.results.Delete(k)
 		}
 	}
+	uris := []string{""}
+	for _, c := range d.communities {
+		if c.URI != "" {
+			uris = append(uris, c.URI)
+		}
+	}
 	for _, kind := range []docKind{docMetadata, docUDAP, docSMART} {
-		for _, override := range []bool{false, true} {
-			k := docKey(kind, docURL(u, kind), override)
-			d.docFlights.Forget(k)
-			d.docs.Delete(k)
+		for _, uri := range uris {
+			for _, override := range []bool{false, true} {
+				k := docKey(kind, docURL(u, kind, uri), override)
+				d.docFlights.Forget(k)
+				d.docs.Delete(k)
+			}
 		}
 	}
 }
@@ -173,6 +183,12 @@ func (d *Discoverer) flight(ctx context.Context, r *request) func() (any, error)
 		if err == nil && servable {
 			err = downgrade(r, old, res)
 		}
+		var te *TrustError
+		if errors.As(err, &te) {
+			// Never serve a result whose metadata is no longer trusted.
+			d.results.Delete(r.key)
+			return nil, err
+		}
 		if err != nil {
 			if servable {
 				e.failed(now, err, d.refreshRetry)
@@ -223,6 +239,8 @@ func (r *Result) clone() *Result {
 	c.Attempts = slices.Clone(r.Attempts)
 	c.SigningAlgorithms = slices.Clone(r.SigningAlgorithms)
 	c.AuthMethods = slices.Clone(r.AuthMethods)
+	c.ScopesSupported = slices.Clone(r.ScopesSupported)
+	c.Capabilities = slices.Clone(r.Capabilities)
 	return &c
 }
 

@@ -8,6 +8,8 @@ type smartConfiguration struct {
 	TokenEndpointAuthSigningAlgValuesSupported []string `json:"token_endpoint_auth_signing_alg_values_supported"`
 	GrantTypesSupported                        []string `json:"grant_types_supported"`
 	RegistrationEndpoint                       string   `json:"registration_endpoint"`
+	ScopesSupported                            []string `json:"scopes_supported"`
+	Capabilities                               []string `json:"capabilities"`
 }
 
 // parseSMARTConfiguration parses a smart-configuration document. It

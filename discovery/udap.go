@@ -48,6 +48,7 @@ type udapMetadata struct {
 	TokenEndpointAuthMethodsSupported          []string `json:"token_endpoint_auth_methods_supported"`
 	TokenEndpointAuthSigningAlgValuesSupported []string `json:"token_endpoint_auth_signing_alg_values_supported"`
 	RegistrationEndpoint                       string   `json:"registration_endpoint"`
+	ScopesSupported                            []string `json:"scopes_supported"`
 	SignedMetadata                             string   `json:"signed_metadata"`
 }
 
@@ -128,7 +129,8 @@ type verifiedUDAP struct {
 // signature by its leaf, iss equal to base and to a URI SAN of the leaf,
 // sub equal to iss, exp in the future but at most a year after iat, iat
 // not in the future. Its errors name the check that failed.
-func verifyUDAP(md *udapMetadata, base string, anchors *x509.CertPool, now time.Time) (*verifiedUDAP, error) {
+func verifyUDAP(md *udapMetadata, base string, tr *trust, now time.Time) (*verifiedUDAP, error) {
+	anchors := tr.anchors()
 	if anchors == nil {
 		return nil, ErrNoTrustAnchors
 	}
@@ -136,23 +138,14 @@ func verifyUDAP(md *udapMetadata, base string, anchors *x509.CertPool, now time.
 	if err != nil {
 		return nil, err
 	}
-	chains, err := sm.header.Certificates(x509.VerifyOptions{
+	leaf, err := tr.verifyChain(strings.TrimSpace(md.SignedMetadata), sm.header, x509.VerifyOptions{
 		Roots:       anchors,
 		CurrentTime: now,
 		// UDAP certificates need not carry the TLS server EKU.
 		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny},
-	})
-	switch {
-	case errors.Is(err, jose.ErrMissingX5cHeader):
-		return nil, errors.New("signed_metadata: bad chain: the JWT header has no x5c certificates")
-	case err != nil:
-		return nil, fmt.Errorf("signed_metadata: bad chain: the x5c certificates do not chain to a configured trust anchor: %w", err)
-	case len(chains) == 0 || len(chains[0]) == 0:
-		return nil, errors.New("signed_metadata: bad chain: no verified chain")
-	}
-	leaf := chains[0][0]
-	if len(chains[0]) > maxSignedMetadataChain {
-		return nil, fmt.Errorf("signed_metadata: bad chain: %d certificates, at most %d allowed", len(chains[0]), maxSignedMetadataChain)
+	}, base)
+	if err != nil {
+		return nil, err
 	}
 	if err := sm.token.Claims(leaf.PublicKey); err != nil {
 		return nil, fmt.Errorf("signed_metadata: bad signature: not signed by the x5c leaf certificate (%s): %w", leaf.Subject, err)
@@ -204,6 +197,7 @@ func verifyUDAP(md *udapMetadata, base string, anchors *x509.CertPool, now time.
 	pickList("token_endpoint_auth_methods_supported", &v.md.TokenEndpointAuthMethodsSupported, s.TokenEndpointAuthMethodsSupported)
 	pickList("token_endpoint_auth_signing_alg_values_supported", &v.md.TokenEndpointAuthSigningAlgValuesSupported, s.TokenEndpointAuthSigningAlgValuesSupported)
 	pick("registration_endpoint", &v.md.RegistrationEndpoint, s.RegistrationEndpoint)
+	pickList("scopes_supported", &v.md.ScopesSupported, s.ScopesSupported)
 	v.tokenSigned = p["token_endpoint"] && strings.TrimSpace(s.TokenEndpoint) != ""
 	return v, nil
 }

@@ -201,7 +201,7 @@ func TestFaultVaultDownAfterStartTransit(t *testing.T) {
 	w := newFaultWorld(t, faultOptions{transit: true, tune: func(c *config.Config, w *faultWorld) {
 		c.Tokens.MinInterval = 0
 		c.Organizations[other] = config.Organization{Name: "Other", FHIRBase: w.fhir.base(), TokenURL: w.auth.TokenURL,
-			Scope: "system/Observation.read", AllowPrivateAddresses: true}
+			Scope: "system/Patient.read", AllowPrivateAddresses: true}
 	}})
 	if a := w.mustCall(faultCernerPatient); a.status != http.StatusOK {
 		t.Fatalf("warm-up (signed in Vault transit): %s\nfosite: %v\nlogs:\n%s", a, w.auth.Failures(), w.logs)

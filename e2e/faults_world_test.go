@@ -101,7 +101,7 @@ func newFaultWorld(t *testing.T, opts faultOptions) *faultWorld {
 
 	w.auth = fositetest.New(t, fositetest.Config{Clients: []fositetest.Client{{
 		ID: clientID, PublicKey: material.Chain[0].PublicKey, KeyID: material.KeyID, Algorithm: "RS384",
-		Scopes: []string{"system/Patient.read", "system/Observation.read"},
+		Scopes: []string{"system/Patient.*", "system/Observation.read"},
 	}}})
 	w.fhir = newFHIRServer(t, w.auth)
 	w.tenant = newFaultTenant(t)

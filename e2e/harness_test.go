@@ -29,10 +29,12 @@ import (
 func init() { gin.SetMode(gin.ReleaseMode) }
 
 const (
-	cernerOID   = "2.16.840.1.113883.3.13.1"
-	tenantGUID  = "0b8a0111-e8e6-4c26-a91c-5069cbc6b1ca"
-	clientID    = "gateway.example.org"
-	scope       = "system/Patient.read"
+	cernerOID  = "2.16.840.1.113883.3.13.1"
+	tenantGUID = "0b8a0111-e8e6-4c26-a91c-5069cbc6b1ca"
+	clientID   = "gateway.example.org"
+	// Read and write: the body tests create resources, and cqgate
+	// refuses a request the granted scope does not cover.
+	scope       = "system/Patient.*"
 	vaultToken  = "hvs.e2e-root-token"
 	dirAPIKey   = "dir-api-key-e2e-S3CRET"
 	secretPath  = "cqgate/carequality"
@@ -75,7 +77,7 @@ func newWorld(t *testing.T, opts worldOptions) *world {
 
 	w.auth = fositetest.New(t, fositetest.Config{Clients: []fositetest.Client{{
 		ID: clientID, PublicKey: material.Chain[0].PublicKey, KeyID: material.KeyID, Algorithm: "RS384",
-		Scopes: []string{"system/Patient.read", "system/Observation.read"},
+		Scopes: []string{"system/Patient.*", "system/Observation.read"},
 	}}})
 	w.fhir = newFHIRServer(t, w.auth)
 	w.dir = newDirectoryServer(t, w.fhir.base())
@@ -97,6 +99,9 @@ func newWorld(t *testing.T, opts worldOptions) *world {
 	// The test servers are on loopback, as a sandbox is, and separate
 	// loopback origins: fosite is allowed to issue the tenant's tokens.
 	cfg.Organizations = map[string]config.Organization{cernerOID: {AllowPrivateAddresses: true, AllowedTokenOrigins: []string{w.auth.URL}}}
+	// The tests write too; with no callers the anonymous caller would be
+	// read-only.
+	cfg.Inbound.Callers = map[string]config.Caller{"anonymous": {Organizations: []string{"*"}, Methods: []string{"*"}}}
 	if opts.tune != nil {
 		opts.tune(cfg, w)
 	}

@@ -131,6 +131,8 @@ type recorded struct {
 	Header                                   http.Header
 	Body                                     []byte
 	Authorized                               bool
+	// Trailer holds the request's trailers, as the tenant got them.
+	Trailer http.Header
 }
 
 // recordingFHIR is a FHIR server for the sandbox tenant that records every
@@ -167,6 +169,7 @@ func (f *recordingFHIR) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rec := recorded{
 		Method: r.Method, RequestURI: r.RequestURI, Path: r.URL.Path, RawQuery: r.URL.RawQuery, Host: r.Host,
 		Header: r.Header.Clone(), Body: body, Authorized: f.auth.ValidateRequest(r) == nil,
+		Trailer: r.Trailer.Clone(),
 	}
 	f.mu.Lock()
 	f.reqs = append(f.reqs, rec)
@@ -190,6 +193,9 @@ func (f *recordingFHIR) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		tenantRaw(w, "HTTP/1.1 200 OK\r\nConnection: X-Hop\r\nX-Hop: listed-in-connection\r\n"+hostileHeaders)
 	case strings.HasSuffix(r.URL.Path, "/hostile-headers-close"):
 		tenantRaw(w, "HTTP/1.1 200 OK\r\nConnection: X-Hop, close\r\nX-Hop: listed-in-connection\r\n"+hostileHeaders)
+	case strings.HasSuffix(r.URL.Path, "/switch-101") || strings.HasSuffix(r.URL.Path, "/huge-headers") ||
+		strings.Contains(r.URL.Path, "/echo-token"):
+		hostileAnswer(w, r)
 	case strings.HasSuffix(r.URL.Path, "/early-hints"):
 		tenantRaw(w, "HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\nSet-Cookie: early=tenant-early-cookie\r\n\r\n"+
 			"HTTP/1.1 200 OK\r\nContent-Type: application/fhir+json\r\nContent-Length: 2\r\n\r\n{}")
@@ -588,7 +594,7 @@ func hostileCases() []hostileCase {
 		},
 		{
 			name: "X-Cqgate-Scope asking for write", want: 403,
-			req: rawGET(cernerPath+"/Patient/1316024", "X-Cqgate-Scope: system/Patient.write"),
+			req: rawGET(cernerPath+"/Patient/1316024", "X-Cqgate-Scope: system/Observation.write"),
 		},
 		{
 			name: "X-Cqgate-Scope as configured", want: 0,

@@ -291,7 +291,7 @@ func TestNoSecretsLeakFullScenario(t *testing.T) {
 		c.Tokens.MinInterval = 0
 		c.Audit.Destination = "file:" + auditPath
 		c.Metrics.Enabled = true
-		c.Client.Scope = "system/Patient.read system/Observation.read"
+		c.Client.Scope = "system/Patient.* system/Observation.read"
 		c.Inbound.Auth = "api_key"
 		c.Inbound.APIKeys = map[string]string{"svc": hex.EncodeToString(keySum[:])}
 		c.Inbound.Callers = map[string]config.Caller{"svc": {Organizations: []string{"*"}, Methods: []string{"*"}}}

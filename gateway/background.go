@@ -9,6 +9,7 @@ import (
 	"github.com/cqgate/cqgate/config"
 	"github.com/cqgate/cqgate/directory"
 	"github.com/cqgate/cqgate/discovery"
+	"github.com/cqgate/cqgate/internal/buildinfo"
 	"github.com/cqgate/cqgate/internal/metrics"
 	"github.com/cqgate/cqgate/internal/vault"
 	"github.com/cqgate/cqgate/tenant"
@@ -147,6 +148,9 @@ func (g *Gateway) registerMetrics() {
 		func() float64 { return float64(def.Status().Failures) }); err != nil {
 		g.log.WithError(err).Warn("gateway: registering a metric failed")
 	}
+	if err := m.Register(buildInfoCollector(buildinfo.Get())); err != nil {
+		g.log.WithError(err).Warn("gateway: registering a metric failed")
+	}
 }
 
 // counted wraps the directory and discovery so that their lookups are
@@ -184,6 +188,15 @@ func (g *Gateway) keyReloaded(err error) {
 		return
 	}
 	g.Metrics.SigningKeyReload(metrics.ReloadSuccess)
+	if set := g.JWKS; set != nil {
+		// The set notices the rotation now, so that the retired key's
+		// overlap starts at the rotation, not at the next fetch.
+		_, _ = set.Keys()
+	}
+	select {
+	case g.ownNow <- struct{}{}: // check the new certificate's revocation
+	default:
+	}
 }
 
 // countingDirectory counts directory lookups by result.

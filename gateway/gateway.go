@@ -6,7 +6,8 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"os"
+	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -23,8 +24,11 @@ import (
 	"github.com/cqgate/cqgate/internal/egress"
 	"github.com/cqgate/cqgate/internal/metrics"
 	"github.com/cqgate/cqgate/internal/retry"
+	"github.com/cqgate/cqgate/internal/revocation"
+	"github.com/cqgate/cqgate/internal/upstream"
 	"github.com/cqgate/cqgate/internal/vault"
 	"github.com/cqgate/cqgate/keys"
+	"github.com/cqgate/cqgate/keys/jwks"
 	"github.com/cqgate/cqgate/proxy"
 	"github.com/cqgate/cqgate/tenant"
 )
@@ -44,14 +48,23 @@ type Options struct {
 	DirectoryTransport http.RoundTripper
 	// Clock is time.Now when nil.
 	Clock func() time.Time
+	// Registrations keeps UDAP registrations when udap.registrations.path
+	// is not set (dev mode's MemoryRegistrations); with neither, cqgate
+	// register refuses.
+	Registrations tenant.RegistrationStore
 }
 
 // Gateway is an assembled cqgate.
 type Gateway struct {
 	// Handler serves the gateway's HTTP API.
 	Handler http.Handler
+	// AdminHandler serves /healthz, /readyz, metrics and pprof when
+	// admin.listen is set (they are then not on Handler); nil otherwise.
+	AdminHandler http.Handler
 	// Keys holds the default identity's signing material.
 	Keys *keys.Holder
+	// JWKS is the published JWK Set of every identity.
+	JWKS *jwks.Set
 	// Tokens is the access-token cache.
 	Tokens *assertion.Cache
 	// Directory resolves OIDs to directory entries.
@@ -70,19 +83,25 @@ type Gateway struct {
 	clock      func() time.Time
 	vault      *vault.Client
 	identities map[string]*identity
-	creds      *credentials
+	creds      *proxy.Tokens
 	apiKeys    *callerauth.APIKeys
-	regs       *registrations
+	regs       *tenant.UDAPRegistrations
 	reuse      *tenant.Reuser
 	keyLoaded  chan struct{}
-	cluster    *cluster.Cluster // nil without cluster.redis.url
+	// revocation checks partners' signed_metadata chains and cqgate's
+	// own certificates; own holds the last check of the latter.
+	revocation *revocation.Checker
+	own        ownCerts
+	// ownNow asks watchOwn for a check at once (a key was rotated).
+	ownNow  chan struct{}
+	cluster *cluster.Cluster // nil without cluster.redis.url
 }
 
 // New assembles a gateway from a validated configuration. It loads the
 // signing keys once; if that fails, it keeps retrying in the background
 // (until ctx ends) and /readyz reports why it is not ready.
 func New(ctx context.Context, cfg *config.Config, opts Options) (*Gateway, error) {
-	g := &Gateway{cfg: cfg, log: opts.Logger, clock: opts.Clock, keyLoaded: make(chan struct{})}
+	g := &Gateway{cfg: cfg, log: opts.Logger, clock: opts.Clock, keyLoaded: make(chan struct{}), ownNow: make(chan struct{}, 1)}
 	if g.log == nil {
 		g.log = logrus.New()
 	}
@@ -93,16 +112,30 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Gateway, error
 	// discovery requests to the same hosts never queue behind them.
 	base, fhirBase := opts.Transport, opts.Transport
 	if base == nil {
-		base = NewTransport(TransportOptions{ResponseHeaderTimeout: cfg.Proxy.Timeout, Guard: true})
+		hdr := cfg.Proxy.MaxResponseHeaderBytes
+		base = NewTransport(TransportOptions{
+			ResponseHeaderTimeout: cfg.Proxy.Timeout, Guard: true, MaxResponseHeaderBytes: hdr,
+			MaxConnsPerHost: cfg.Upstream.MaxConnsPerHost,
+		})
 		fhirBase = NewTransport(TransportOptions{
 			ResponseHeaderTimeout: cfg.Proxy.Timeout, Guard: true, ReadIdleTimeout: cfg.Proxy.Timeout,
 			MaxConnsPerHost: cfg.Proxy.MaxConnsPerHost, MaxIdleConnsPerHost: cfg.Proxy.MaxIdleConnsPerHost,
+			MaxResponseHeaderBytes: hdr,
 		})
 	}
 	dirBase := opts.DirectoryTransport
 	if dirBase == nil {
-		dirBase = NewTransport(TransportOptions{ResponseHeaderTimeout: cfg.Directory.Timeout})
+		dirBase = NewTransport(TransportOptions{
+			ResponseHeaderTimeout: cfg.Directory.Timeout, MaxResponseHeaderBytes: cfg.Proxy.MaxResponseHeaderBytes,
+			MaxConnsPerHost: cfg.Upstream.MaxConnsPerHost,
+		})
 	}
+	// Directory, discovery and token requests are capped per host (in
+	// flight, and connections of the transports built here): a burst for
+	// many distinct organizations waits for turns instead of opening a
+	// connection (with the directory's API key) for each.
+	base = upstream.LimitHosts(base, cfg.Upstream.MaxConnsPerHost)
+	dirBase = upstream.LimitHosts(dirBase, cfg.Upstream.MaxConnsPerHost)
 	// Token requests and directory requests never follow redirects (an
 	// assertion is for one URL; the directory API key must not travel).
 	client := func(rt http.RoundTripper, timeout time.Duration) *http.Client {
@@ -133,6 +166,12 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Gateway, error
 		return nil, err
 	}
 	g.Keys = g.identities[config.DefaultIdentity].holder
+	if g.JWKS, err = g.jwksSet(); err != nil {
+		return nil, err
+	}
+	if g.revocation, err = g.revocationChecker(base); err != nil {
+		return nil, err
+	}
 
 	fetcher, err := g.directoryFetcher(client(dirBase, cfg.Directory.Timeout))
 	if err != nil {
@@ -172,7 +211,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Gateway, error
 		Shared:  g.sharedTier(),
 		LockTTL: cfg.Cluster.LockTTL,
 	})
-	g.creds = &credentials{cache: g.Tokens, identities: g.identities, metrics: g.Metrics}
+	g.creds = g.tokens()
 
 	settings, err := orgSettings(cfg)
 	if err != nil {
@@ -185,8 +224,17 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Gateway, error
 		Defaults:  settings.defaults,
 		Orgs:      settings.orgs,
 	}
-	if cfg.UDAP.Registrations.Path != "" {
-		g.regs = &registrations{g: g, mount: cfg.UDAP.Registrations.Mount, path: cfg.UDAP.Registrations.Path, auto: settings.autoRegister}
+	switch {
+	case cfg.UDAP.Registrations.Path != "":
+		store := &tenant.VaultRegistrations{Mount: cfg.UDAP.Registrations.Mount, Path: cfg.UDAP.Registrations.Path}
+		if g.vault != nil {
+			store.KV = g.vault
+		}
+		g.regs = g.registrations(store, settings.autoRegister)
+	case opts.Registrations != nil:
+		g.regs = g.registrations(opts.Registrations, settings.autoRegister)
+	}
+	if g.regs != nil {
 		g.Tenants.Registrations = g.regs
 	}
 
@@ -195,12 +243,19 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Gateway, error
 	}
 	proxyErrLog, closeProxyErrLog := StdLogger(g.log)
 	context.AfterFunc(ctx, closeProxyErrLog)
+	public, links, err := forwarding(cfg)
+	if err != nil {
+		return nil, err
+	}
 	px := proxy.New(proxy.Config{
 		Transport:     fhirBase,
 		Credentials:   g.creds,
 		Logger:        g.log,
 		MaxReplayBody: cfg.Proxy.MaxReplayBody,
 		ErrorLog:      proxyErrLog,
+		CheckGrant:    checkGrant(cfg.Tokens.EnforceGrantedScope),
+		PublicBase:    public,
+		Links:         links,
 	})
 	g.reuse = tenant.Reuse(g.Tenants, cfg.Proxy.ReuseResolved, g.clock)
 	apiCfg := api.Config{
@@ -212,6 +267,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Gateway, error
 		Ready:        g.ready,
 		Audit:        g.Audit,
 		MaxBodyBytes: cfg.Server.MaxBodyBytes,
+		JWKS:         g.JWKS,
 	}
 	if limiter := rateLimiter(cfg, g.cluster); limiter != nil {
 		apiCfg.Limiter = limiter
@@ -221,20 +277,23 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Gateway, error
 	} else if cfg.Inbound.Auth == callerauth.MethodMTLS {
 		apiCfg.Auth = callerauth.MTLS{IdentityFrom: cfg.Inbound.MTLSIdentity}
 	}
-	if len(cfg.Inbound.Callers) > 0 {
-		if apiCfg.Policy, err = callerauth.NewPolicy(cfg.Inbound.PolicyRules()); err != nil {
-			return nil, fmt.Errorf("gateway: %w", err)
-		}
+	if apiCfg.Policy, err = callerauth.NewPolicy(policyRules(cfg.Inbound)); err != nil {
+		return nil, fmt.Errorf("gateway: %w", err)
 	}
 	if g.Metrics != nil {
 		apiCfg.Observer = g.Metrics
 		apiCfg.Metrics, apiCfg.MetricsPath = g.scrapeHandler(), cfg.Metrics.Path
 		g.registerMetrics()
 	}
+	if cfg.Admin.Listen != "" {
+		apiCfg.SeparateAdmin, apiCfg.Pprof = true, cfg.Admin.Pprof
+		g.AdminHandler = api.NewAdmin(apiCfg)
+	}
 	g.Handler = api.New(apiCfg)
 
 	g.loadKeys(ctx)
 	g.background(ctx)
+	g.watchOwn(ctx)
 	return g, nil
 }
 
@@ -312,7 +371,13 @@ func (g *Gateway) discoverer(c *http.Client) (*discovery.Discoverer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("gateway: discovery.order: %w", err)
 	}
-	dc := discovery.Config{HTTPClient: c, TTL: d.CacheTTL, MaxStale: d.MaxStale, Clock: g.clock, Order: order, Logger: g.log}
+	dc := discovery.Config{HTTPClient: c, TTL: d.CacheTTL, MaxStale: d.MaxStale, Clock: g.clock, Order: order, Logger: g.log,
+		Revocation: g.revocation}
+	communities, err := g.communities()
+	if err != nil {
+		return nil, err
+	}
+	dc.Communities = communities
 	if d.UDAPTrustAnchors != "" {
 		pem, err := readFile(d.UDAPTrustAnchors)
 		if err != nil {
@@ -403,6 +468,7 @@ func (g *Gateway) keysLoaded() bool {
 // partner being down never does.
 func (g *Gateway) ready(context.Context) error {
 	var problems []error
+	var warnings []string
 	for _, id := range g.identities {
 		m := id.holder.Current()
 		if m == nil {
@@ -412,8 +478,22 @@ func (g *Gateway) ready(context.Context) error {
 		if na := m.NotAfter(); !na.IsZero() && g.clock().After(na) {
 			problems = append(problems, fmt.Errorf("identity %s: signing certificate expired at %s", id.name, na.UTC().Format(time.RFC3339)))
 		}
+		unready, warning := g.ownProblem(id.name)
+		if unready != nil {
+			problems = append(problems, unready)
+		}
+		if warning != "" {
+			warnings = append(warnings, warning)
+		}
 	}
-	return errors.Join(problems...)
+	if err := errors.Join(problems...); err != nil {
+		return err
+	}
+	if len(warnings) > 0 {
+		slices.Sort(warnings)
+		return api.ReadyWarnings(warnings)
+	}
+	return nil
 }
 
 func noRedirects(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
@@ -423,7 +503,8 @@ type TransportOptions struct {
 	// ResponseHeaderTimeout bounds the wait for response headers.
 	ResponseHeaderTimeout time.Duration
 	// Guard refuses connections to addresses that are not public unless
-	// the request's context allows them (egress.AllowPrivate).
+	// the request's context allows them (egress.AllowPrivate), also
+	// behind an HTTP proxy (see egress.Dialer).
 	Guard bool
 	// MaxConnsPerHost caps connections per host (0: no cap); requests
 	// beyond it wait for one.
@@ -431,6 +512,9 @@ type TransportOptions struct {
 	// MaxIdleConnsPerHost is how many idle connections per host are kept
 	// (default 64).
 	MaxIdleConnsPerHost int
+	// MaxResponseHeaderBytes bounds a response's header block (0: Go's
+	// default, 10 MB).
+	MaxResponseHeaderBytes int64
 	// ReadIdleTimeout bounds every wait for the peer to send more: a
 	// response that stalls halfway through its body fails (the caller's
 	// answer ends, truncated) instead of holding the caller, a goroutine
@@ -438,6 +522,14 @@ type TransportOptions struct {
 	// to a slow caller does not count. An idle pooled connection is
 	// closed after it too. Zero means no bound.
 	ReadIdleTimeout time.Duration
+	// Proxy chooses the HTTP proxy for a request, as http.Transport's
+	// Proxy does; http.ProxyFromEnvironment (HTTPS_PROXY, HTTP_PROXY,
+	// NO_PROXY) when nil.
+	Proxy func(*http.Request) (*url.URL, error)
+	// Resolver looks host names up; net.DefaultResolver when nil. With
+	// Guard, destinations reached through a proxy are resolved with it
+	// and checked; when set, direct connections resolve through it too.
+	Resolver egress.Resolver
 }
 
 // NewTransport returns a transport for outbound calls: pooled keep-alive
@@ -445,20 +537,26 @@ type TransportOptions struct {
 // and response-header waits.
 func NewTransport(o TransportOptions) *http.Transport {
 	d := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
-	// Behind an egress proxy (HTTPS_PROXY), connections go to the proxy,
-	// not to the tenant: the URL check (egress.CheckURL) still applies,
-	// the connect-time guard cannot.
-	if o.Guard && !proxyConfigured() {
-		d.ControlContext = egress.Guard
+	proxy := o.Proxy
+	if proxy == nil {
+		proxy = http.ProxyFromEnvironment
+	}
+	dialContext := d.DialContext
+	if o.Guard {
+		// Proxy settings never switch the guard off: direct connections
+		// are checked at connect time, proxied destinations before the
+		// proxy is asked.
+		ed := egress.NewDialer(d, o.Resolver)
+		dialContext, proxy = ed.DialContext, ed.Proxy(proxy)
 	}
 	idle := o.MaxIdleConnsPerHost
 	if idle <= 0 {
 		idle = 64
 	}
-	dial := d.DialContext
+	dial := dialContext
 	if o.ReadIdleTimeout > 0 {
 		dial = func(ctx context.Context, network, addr string) (net.Conn, error) {
-			c, err := d.DialContext(ctx, network, addr)
+			c, err := dialContext(ctx, network, addr)
 			if err != nil {
 				return nil, err
 			}
@@ -466,16 +564,17 @@ func NewTransport(o TransportOptions) *http.Transport {
 		}
 	}
 	return &http.Transport{
-		Proxy:                 http.ProxyFromEnvironment,
-		DialContext:           dial,
-		ForceAttemptHTTP2:     true,
-		MaxIdleConns:          512,
-		MaxIdleConnsPerHost:   idle,
-		MaxConnsPerHost:       o.MaxConnsPerHost,
-		IdleConnTimeout:       90 * time.Second,
-		TLSHandshakeTimeout:   10 * time.Second,
-		ExpectContinueTimeout: time.Second,
-		ResponseHeaderTimeout: o.ResponseHeaderTimeout,
+		Proxy:                  proxy,
+		DialContext:            dial,
+		ForceAttemptHTTP2:      true,
+		MaxIdleConns:           512,
+		MaxIdleConnsPerHost:    idle,
+		MaxConnsPerHost:        o.MaxConnsPerHost,
+		IdleConnTimeout:        90 * time.Second,
+		TLSHandshakeTimeout:    10 * time.Second,
+		ExpectContinueTimeout:  time.Second,
+		ResponseHeaderTimeout:  o.ResponseHeaderTimeout,
+		MaxResponseHeaderBytes: o.MaxResponseHeaderBytes,
 	}
 }
 
@@ -492,14 +591,4 @@ func (c *idleConn) Read(p []byte) (int, error) {
 		return 0, err
 	}
 	return c.Conn.Read(p)
-}
-
-// proxyConfigured reports whether the environment names an HTTP proxy.
-func proxyConfigured() bool {
-	for _, name := range []string{"HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy"} {
-		if os.Getenv(name) != "" {
-			return true
-		}
-	}
-	return false
 }

@@ -42,7 +42,7 @@ func (g *Gateway) Resolve(ctx context.Context, oid string) (*Report, error) {
 		return nil, err
 	}
 	r := &Report{Tenant: t}
-	id, err := g.creds.identity(t)
+	id, err := g.identityOf(t)
 	if err != nil {
 		r.AlgorithmError = err.Error()
 		return r, nil
@@ -77,7 +77,7 @@ func (g *Gateway) PreviewAssertion(ctx context.Context, oid string) (*tenant.Ten
 	if err != nil {
 		return nil, nil, err
 	}
-	req := request(t)
+	req := t.TokenRequest()
 	jwt, err := id.signer.Sign(ctx, assertion.Claims{ClientID: req.ClientID, Audience: req.TokenURL, Algorithm: req.Algorithm, Accepted: req.Accepted, B2B: req.B2B})
 	if err != nil {
 		return t, nil, err
@@ -106,7 +106,7 @@ func (g *Gateway) Exchange(ctx context.Context, oid string) (*tenant.Tenant, *as
 	if err != nil {
 		return nil, nil, err
 	}
-	tok, err := g.creds.exchange(t.Context(ctx), t)
+	tok, err := g.creds.Exchange(t.Context(ctx), t)
 	return t, tok, err
 }
 
@@ -120,7 +120,7 @@ func (g *Gateway) Register(ctx context.Context, oid string) (*tenant.Tenant, *as
 	if err != nil {
 		return nil, nil, err
 	}
-	reg, err := g.regs.register(t.Context(ctx), t)
+	reg, err := g.regs.Register(t.Context(ctx), t)
 	return t, reg, err
 }
 
@@ -136,7 +136,7 @@ func (g *Gateway) resolveForToken(ctx context.Context, oid string) (*tenant.Tena
 	if err != nil {
 		return nil, nil, err
 	}
-	id, err := g.creds.identity(t)
+	id, err := g.identityOf(t)
 	if err != nil {
 		return nil, nil, err
 	}

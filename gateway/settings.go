@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/go-jose/go-jose/v4"
 
@@ -53,6 +54,23 @@ func orgSettings(cfg *config.Config) (*settings, error) {
 			FHIRVersions:   o.FHIRVersions,
 			AllowPrivate:   o.AllowPrivateAddresses,
 		}
+		if o.Community != "" {
+			s.Community = o.Community
+			if cm := cfg.UDAP.Communities[o.Community]; cm.IsTEFCA() {
+				s.TEFCA = true
+				s.ExchangePurposes = exchangePurposes(cfg, o.Community)
+				// Without a caller's choice, the XP configured as the
+				// organization's purpose of use picks its identity.
+				if pou := o.UDAP.PurposeOfUse; s.Identity == "" && len(pou) == 1 {
+					if id, ok := s.ExchangePurposes[strings.TrimPrefix(pou[0], assertion.XPSystem+"#")]; ok {
+						s.Identity = id.Identity
+					}
+				}
+			}
+			if s.Identity == "" {
+				s.Identity = communityIdentity(cfg, o.Community)
+			}
+		}
 		for _, origin := range o.AllowedTokenOrigins {
 			c, err := tenant.ParseOrigin(origin)
 			if err != nil {
@@ -62,7 +80,7 @@ func orgSettings(cfg *config.Config) (*settings, error) {
 		}
 		// An organization using another identity takes that identity's
 		// client id and algorithm unless it sets its own.
-		if id, ok := cfg.Identities[o.Identity]; ok {
+		if id, ok := cfg.Identities[s.Identity]; ok {
 			if s.ClientID == "" {
 				s.ClientID = id.ClientID
 			}

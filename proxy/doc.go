@@ -4,4 +4,24 @@
 // the FHIR server answers 401, drops the refused token, gets a new one and
 // retries once if the request body can be replayed. The caller's own
 // Authorization and Cookie headers never reach the tenant.
+//
+// Every URL cqgate hands back leads back to cqgate (public.go, bulk.go):
+// the answer's JSON and XML bodies and its Location and Content-Location
+// headers pass through a fhirurl.Rewriter from the tenant's FHIR base to
+// {public}/fhir/{oid}, the public base coming from PublicBase
+// (server.public_url, X-Forwarded-* from trusted proxies, or the
+// request's own validated Host); one Rewriter per (FHIR base, public
+// base) is kept. cqgate asks the tenant for gzip so it can always
+// rewrite, and answers in identity coding.
+//
+// Bulk Data: a completion manifest's file URLs on other origins become
+// sealed links, {public}/fhir/{oid}/$cqgate-download/{sealed} (Links:
+// AES-GCM, the OID as associated data), so a caller can only make cqgate
+// fetch URLs cqgate handed out. Such a file gets the token only when the
+// manifest said requiresAccessToken and its URL is the same party as the
+// FHIR base (tenant.SameParty). A GET redirected to another origin (a
+// storage bucket) is followed here, up to three hops, without the token
+// or the caller's headers; callers never see storage URLs. Every fetch is
+// under the egress guard. Kick-off, completion and each download are
+// added to the request's audit record (audit.FromContext).
 package proxy

@@ -1,15 +1,16 @@
 package proxy
 
 import (
-	"errors"
 	"fmt"
 	"net/url"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/cqgate/cqgate/internal/failure"
 )
 
 // ErrBadPath is wrapped by every error ParsePath returns.
-var ErrBadPath = errors.New("proxy: invalid FHIR path")
+var ErrBadPath = failure.New(failure.Invalid, "proxy: invalid FHIR path")
 
 // maxPathLen bounds the FHIR path cqgate will forward.
 const maxPathLen = 2048

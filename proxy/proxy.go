@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bytes"
+	"compress/gzip"
 	"context"
 	"errors"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -17,7 +19,11 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/cqgate/cqgate/assertion"
+	"github.com/cqgate/cqgate/internal/audit"
+	"github.com/cqgate/cqgate/internal/failure"
 	"github.com/cqgate/cqgate/internal/outcome"
+	bounded "github.com/cqgate/cqgate/internal/upstream"
+	"github.com/cqgate/cqgate/proxy/fhirurl"
 	"github.com/cqgate/cqgate/tenant"
 )
 
@@ -54,6 +60,15 @@ type Config struct {
 	// ErrorLog receives httputil.ReverseProxy's own messages (such as a
 	// body copy failing mid-stream); the standard logger when nil.
 	ErrorLog *stdlog.Logger
+	// CheckGrant, when set, is asked before a request goes out whether
+	// the token's granted scope covers it; its error is answered instead.
+	CheckGrant func(t *tenant.Tenant, tok *assertion.Token, r *http.Request, fhirPath string) error
+	// PublicBase says which scheme and host cqgate's own URLs carry in
+	// rewritten responses; nil uses the request's own scheme and Host.
+	PublicBase *PublicBase
+	// Links seals bulk download links; nil seals them under a random
+	// key made here (links then die with the process).
+	Links *Links
 }
 
 // Proxy forwards FHIR requests to tenants.
@@ -62,6 +77,10 @@ type Proxy struct {
 	log           logrus.FieldLogger
 	creds         Credentials
 	maxReplayBody int64
+	checkGrant    func(*tenant.Tenant, *assertion.Token, *http.Request, string) error
+	public        *PublicBase
+	links         *Links
+	rewriters     rewriters
 }
 
 // New returns a Proxy.
@@ -74,11 +93,16 @@ func New(cfg Config) *Proxy {
 	if log == nil {
 		log = logrus.New()
 	}
-	p := &Proxy{log: log, maxReplayBody: cfg.MaxReplayBody, creds: cfg.Credentials}
+	p := &Proxy{log: log, maxReplayBody: cfg.MaxReplayBody, creds: cfg.Credentials, checkGrant: cfg.CheckGrant,
+		public: cfg.PublicBase, links: cfg.Links}
+	if p.links == nil {
+		// crypto/rand does not fail (it crashes the program instead).
+		p.links, _ = NewLinks(nil)
+	}
 	p.rp = &httputil.ReverseProxy{
 		Rewrite:        rewrite,
 		Transport:      &authTransport{base: base, creds: cfg.Credentials, log: log},
-		ModifyResponse: modifyResponse,
+		ModifyResponse: p.modifyResponse,
 		ErrorHandler:   p.errorHandler,
 		BufferPool:     newBufferPool(),
 		ErrorLog:       cfg.ErrorLog,
@@ -95,10 +119,26 @@ type route struct {
 	tenant    *tenant.Tenant
 	path      string
 	requestID string
-	// token is the access token the request is sent with.
-	token *assertion.Token
-	w     interimGuard
-	body  trailerGuard
+	// token is the access token the request is sent with (nil for a
+	// download sent without one); retryToken the one its retry after a
+	// 401 was sent with, if any.
+	token, retryToken *assertion.Token
+	w                 interimGuard
+	body              trailerGuard
+	// rw rewrites the partner's URLs in the response; nil when the
+	// tenant's base cannot be mapped (the response passes as it is).
+	rw *fhirurl.Rewriter
+	// callerGzip says the caller accepts a gzip-coded answer.
+	callerGzip bool
+	// download is the sealed link being fetched, and dl its URL.
+	download *Link
+	dl       *url.URL
+	// audit is the request's audit record, when there is one.
+	audit *audit.Record
+	// peek holds the start of a JSON answer while it is checked for
+	// being a bulk manifest.
+	peek [peekSize]byte
+	pre  prefixBody
 }
 
 func routeFrom(ctx context.Context) *route {
@@ -113,27 +153,51 @@ func (p *Proxy) Forward(w http.ResponseWriter, r *http.Request, t *tenant.Tenant
 	if err := p.prepareBody(r); err != nil {
 		var tooLarge *http.MaxBytesError
 		if errors.As(err, &tooLarge) {
-			outcome.Write(w, http.StatusRequestEntityTooLarge, outcome.New(outcome.TooCostly,
-				fmt.Sprintf("proxy: the request body is larger than the %d bytes allowed (server.max_body_bytes)", tooLarge.Limit)))
-			return
+			err = failure.Errorf(failure.TooLarge, "proxy: the request body is larger than the %d bytes allowed (server.max_body_bytes)", tooLarge.Limit)
+		} else {
+			err = failure.Errorf(failure.Invalid, "proxy: reading the request body: %v", err)
 		}
-		outcome.Write(w, http.StatusBadRequest, outcome.New(outcome.Invalid, "proxy: reading the request body: "+err.Error()))
+		outcome.WriteError(w, err)
 		return
 	}
 	if ids := w.Header()[RequestIDHeader]; len(ids) != 1 || ids[0] != rt.requestID {
 		w.Header()[RequestIDHeader] = []string{rt.requestID}
 	}
-	ctx := context.WithValue(r.Context(), routeKey{}, rt)
-	r = r.WithContext(ctx)
-	// The token is had before the request is copied for the tenant, so
-	// that the rewrite sets it on the one outbound request and the
-	// transport sends that request as it is.
-	tok, err := p.creds.Token(ctx, t)
+	scheme, host, err := p.public.origin(r)
 	if err != nil {
-		p.errorHandler(w, r, err)
+		outcome.WriteError(w, failure.Errorf(failure.Invalid, "%w", err))
 		return
 	}
-	rt.token = tok
+	if rt.rw, err = p.rewriters.get(t, scheme, host); err != nil {
+		// The tenant's base was checked when it resolved; a base the
+		// mapper cannot take (a query in it) is forwarded unrewritten.
+		p.log.WithFields(logrus.Fields{"request_id": rt.requestID, "oid": t.OID}).WithError(err).
+			Warn("proxy: responses of this organization are not rewritten")
+	}
+	rt.audit = audit.FromContext(r.Context())
+	ctx := context.WithValue(r.Context(), routeKey{}, rt)
+	r = r.WithContext(ctx)
+	if sealed, ok := strings.CutPrefix(fhirPath, "/"+DownloadSegment+"/"); ok {
+		if !p.prepareDownload(w, r, rt, sealed) {
+			return
+		}
+	} else {
+		// The token is had before the request is copied for the tenant,
+		// so that the rewrite sets it on the one outbound request and
+		// the transport sends that request as it is.
+		tok, err := p.creds.Token(ctx, t)
+		if err != nil {
+			p.errorHandler(w, r, err)
+			return
+		}
+		if p.checkGrant != nil {
+			if err := p.checkGrant(t, tok, r, fhirPath); err != nil {
+				p.errorHandler(w, r, err)
+				return
+			}
+		}
+		rt.token = tok
+	}
 	rt.w = interimGuard{ResponseWriter: w, rt: rt}
 	p.rp.ServeHTTP(&rt.w, r)
 }
@@ -220,6 +284,11 @@ var callerOnlyHeaders = []string{
 
 func rewrite(pr *httputil.ProxyRequest) {
 	rt := routeFrom(pr.In.Context())
+	rt.callerGzip = acceptsGzip(pr.In.Header["Accept-Encoding"])
+	if rt.download != nil {
+		rewriteDownload(pr, rt)
+		return
+	}
 	base := rt.tenant.BaseURL()
 	out := pr.Out
 	u := *base
@@ -231,6 +300,10 @@ func rewrite(pr *httputil.ProxyRequest) {
 	u.Fragment, u.RawFragment = "", ""
 	out.URL = &u
 	out.Host = ""
+	// The caller's trailers are not forwarded: they could carry its
+	// credentials past the header cleaning below, and no FHIR
+	// interaction uses request trailers.
+	out.Trailer = nil
 	h := out.Header
 	for _, name := range callerOnlyHeaders {
 		delete(h, name) // canonical already (TestCallerOnlyHeadersAreCanonical)
@@ -241,7 +314,41 @@ func rewrite(pr *httputil.ProxyRequest) {
 	if ids := h[RequestIDHeader]; len(ids) != 1 || ids[0] != rt.requestID {
 		h[RequestIDHeader] = []string{rt.requestID}
 	}
+	setAcceptEncoding(h)
 	h["Authorization"] = []string{"Bearer " + rt.token.AccessToken}
+}
+
+// setAcceptEncoding asks the partner for gzip or identity, whatever the
+// caller accepts, so that every JSON and XML answer can be rewritten
+// (fhirurl undoes gzip). A Range request keeps the caller's own
+// Accept-Encoding: a byte range is of the coded representation.
+func setAcceptEncoding(h http.Header) {
+	if _, ranged := h["Range"]; ranged {
+		return
+	}
+	h["Accept-Encoding"] = acceptEncodingGzip
+}
+
+var acceptEncodingGzip = []string{fhirurl.AcceptEncoding}
+
+// acceptsGzip reports whether an Accept-Encoding header accepts gzip
+// (explicitly, not through "*", and not with q=0).
+func acceptsGzip(values []string) bool {
+	for _, v := range values {
+		for part := range strings.SplitSeq(v, ",") {
+			coding, params, _ := strings.Cut(part, ";")
+			coding = strings.TrimSpace(coding)
+			if !strings.EqualFold(coding, "gzip") && !strings.EqualFold(coding, "x-gzip") {
+				continue
+			}
+			q := strings.ReplaceAll(strings.TrimSpace(params), " ", "")
+			if q == "q=0" || q == "q=0.0" || q == "q=0.00" || q == "q=0.000" {
+				return false
+			}
+			return true
+		}
+	}
+	return false
 }
 
 // noPreference reports whether an Accept header leaves the media type
@@ -291,22 +398,105 @@ type trailerGuard struct {
 func (g *trailerGuard) Read(p []byte) (int, error) {
 	n, err := g.ReadCloser.Read(p)
 	if err == io.EOF {
-		dropTenantOnly(g.resp.Trailer)
+		g.clean()
 	}
 	return n, err
 }
 
 func (g *trailerGuard) Close() error {
 	err := g.ReadCloser.Close()
-	dropTenantOnly(g.resp.Trailer)
+	g.clean()
 	return err
 }
 
-func modifyResponse(resp *http.Response) error {
+func (g *trailerGuard) clean() {
+	dropTenantOnly(g.resp.Trailer)
+	routeFrom(g.resp.Request.Context()).scrubTokens(g.resp.Trailer)
+}
+
+// MaxErrorBody is the most of a tenant's error answer (4xx, 5xx) cqgate
+// reads: each is read whole, before the caller sees it, so that an echo
+// of cqgate's token can be redacted. A larger one is a 502.
+const MaxErrorBody = 256 << 10
+
+// tokens are the access tokens this request was sent with.
+func (rt *route) tokens() (string, string) {
+	var tok, retry string
+	if rt.token != nil {
+		tok = rt.token.AccessToken
+	}
+	if rt.retryToken != nil {
+		retry = rt.retryToken.AccessToken
+	}
+	return tok, retry
+}
+
+// scrubTokens redacts cqgate's access tokens wherever a tenant echoed
+// them in h (raw, percent-encoded or JSON-escaped). Allocation-free when
+// there is nothing to redact.
+func (rt *route) scrubTokens(h http.Header) {
+	tok, retry := rt.tokens()
+	for _, vs := range h {
+		for i, v := range vs {
+			if bounded.Contains(v, tok) || bounded.Contains(v, retry) {
+				vs[i] = bounded.Scrub(v, tok, retry)
+			}
+		}
+	}
+}
+
+// checkErrorBody reads a tenant's error answer (at most MaxErrorBody
+// bytes, gzip decoded) and redacts cqgate's tokens in it, so that a tenant
+// echoing the request it refused cannot hand the caller cqgate's token.
+// Success bodies are streamed as they are, unread.
+func (rt *route) checkErrorBody(resp *http.Response) error {
+	fail := func(err error) error {
+		_ = resp.Body.Close()
+		return &UpstreamError{OID: rt.tenant.OID, URL: redactQuery(resp.Request.URL), Err: err}
+	}
+	body := io.Reader(resp.Body)
+	switch enc := strings.ToLower(strings.TrimSpace(resp.Header.Get("Content-Encoding"))); enc {
+	case "", "identity":
+	case "gzip", "x-gzip":
+		zr, err := gzip.NewReader(resp.Body)
+		if err != nil {
+			return fail(fmt.Errorf("error answer (status %d) is not valid gzip: %w", resp.StatusCode, err))
+		}
+		body = zr
+	default:
+		return fail(fmt.Errorf("error answer (status %d) has Content-Encoding %q, which cqgate cannot check", resp.StatusCode, enc))
+	}
+	buf, err := io.ReadAll(io.LimitReader(body, MaxErrorBody+1))
+	if err != nil {
+		return fail(fmt.Errorf("reading the error answer (status %d): %w", resp.StatusCode, err))
+	}
+	if len(buf) > MaxErrorBody {
+		return fail(fmt.Errorf("error answer (status %d) is larger than the %d bytes cqgate reads", resp.StatusCode, MaxErrorBody))
+	}
+	_ = resp.Body.Close()
+	dropTenantOnly(resp.Trailer)
+	rt.scrubTokens(resp.Trailer)
+	tok, retry := rt.tokens()
+	if bounded.Contains(string(buf), tok) || bounded.Contains(string(buf), retry) {
+		buf = []byte(bounded.Scrub(string(buf), tok, retry))
+	}
+	resp.Header.Del("Content-Encoding")
+	resp.Header.Set("Content-Length", strconv.Itoa(len(buf)))
+	resp.ContentLength = int64(len(buf))
+	resp.Body = io.NopCloser(bytes.NewReader(buf))
+	return nil
+}
+
+func (p *Proxy) modifyResponse(resp *http.Response) error {
 	rt := routeFrom(resp.Request.Context())
 	dropTenantOnly(resp.Header)
 	dropTenantOnly(resp.Trailer)
-	if resp.ContentLength < 0 && resp.Body != nil && resp.Body != http.NoBody {
+	rt.scrubTokens(resp.Header)
+	if resp.StatusCode >= 400 && resp.Body != nil && resp.Body != http.NoBody {
+		if err := rt.checkErrorBody(resp); err != nil {
+			return err
+		}
+	} else if resp.ContentLength < 0 && resp.Body != nil && resp.Body != http.NoBody {
 		// Only a body of unknown length (chunked) can end in trailers.
 		rt.body = trailerGuard{ReadCloser: resp.Body, resp: resp}
 		resp.Body = &rt.body
@@ -320,7 +510,7 @@ func modifyResponse(resp *http.Response) error {
 	// Forward already put cqgate's id on the response; ReverseProxy adds
 	// upstream headers to it, so drop the upstream's to avoid two values.
 	resp.Header.Del(RequestIDHeader)
-	return nil
+	return p.rewriteResponse(resp, rt)
 }
 
 // UpstreamError is a failed call to a tenant's FHIR server.

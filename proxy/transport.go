@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/url"
@@ -9,6 +10,8 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/cqgate/cqgate/assertion"
+	"github.com/cqgate/cqgate/internal/egress"
+	"github.com/cqgate/cqgate/tenant"
 )
 
 // authTransport sends the request the rewrite prepared, bearer token
@@ -22,9 +25,26 @@ type authTransport struct {
 
 func (t *authTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	rt := routeFrom(req.Context())
-	if rt == nil || rt.token == nil {
+	if rt == nil || (rt.token == nil && rt.download == nil) {
 		return nil, errNoRoute
 	}
+	var resp *http.Response
+	var err error
+	if rt.token == nil {
+		// A bulk file on another party's origin: no token, so no 401
+		// retry either.
+		resp, err = t.send(req, rt)
+	} else {
+		resp, err = t.authorized(req, rt)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return t.follow(req, resp, rt)
+}
+
+// authorized sends req with the token and retries once after a 401.
+func (t *authTransport) authorized(req *http.Request, rt *route) (*http.Response, error) {
 	replay := req.GetBody
 	replayable := req.Body == nil || req.Body == http.NoBody || replay != nil
 
@@ -58,6 +78,7 @@ func (t *authTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		drain(resp.Body)
 		return nil, err
 	}
+	rt.retryToken = fresh
 	retry := req.Clone(req.Context())
 	retry.Header.Set("Authorization", "Bearer "+fresh.AccessToken)
 	if replay != nil {
@@ -78,8 +99,68 @@ func (t *authTransport) send(req *http.Request, rt *route) (*http.Response, erro
 	if err != nil {
 		return nil, &UpstreamError{OID: rt.tenant.OID, URL: redactQuery(req.URL), Err: err}
 	}
+	if resp.StatusCode == http.StatusSwitchingProtocols {
+		// cqgate never asks for an upgrade (the caller's Upgrade header
+		// is dropped), so a 101 is the tenant misbehaving: the
+		// connection it offers would bypass cqgate. ReverseProxy would
+		// answer it with a 500.
+		_ = resp.Body.Close()
+		return nil, &UpstreamError{OID: rt.tenant.OID, URL: redactQuery(req.URL), Err: errUnsolicitedUpgrade}
+	}
 	return resp, nil
 }
+
+// follow follows a GET's (or HEAD's) redirect (301, 302, 303, 307, 308) to another origin than the
+// FHIR base (a bulk file in a storage bucket, as Oracle Health answers),
+// up to maxRedirects hops, each under the egress guard and never with
+// the token or any caller header beyond downloadHeaders: the caller gets
+// the file and never sees the storage URL. A redirect on the FHIR base's
+// own origin is handed to the caller (its Location mapped like any URL),
+// except for a sealed download link, whose redirects are all followed.
+func (t *authTransport) follow(req *http.Request, resp *http.Response, rt *route) (*http.Response, error) {
+	if req.Method != http.MethodGet && req.Method != http.MethodHead {
+		return resp, nil
+	}
+	for hop := 0; ; hop++ {
+		switch resp.StatusCode {
+		case http.StatusMovedPermanently, http.StatusFound, http.StatusSeeOther, http.StatusTemporaryRedirect, http.StatusPermanentRedirect:
+		default:
+			return resp, nil
+		}
+		loc := resp.Header.Get("Location")
+		if loc == "" {
+			return resp, nil
+		}
+		u, err := req.URL.Parse(loc)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return resp, nil
+		}
+		if hop == 0 && rt.download == nil && tenant.Origin(u) == tenant.Origin(rt.tenant.BaseURL()) {
+			return resp, nil
+		}
+		drain(resp.Body)
+		u.User, u.Fragment, u.RawFragment = nil, "", ""
+		if hop == maxRedirects {
+			return nil, &UpstreamError{OID: rt.tenant.OID, URL: redactQuery(u),
+				Err: errors.New("more than 3 redirects to other origins")}
+		}
+		if err := egress.CheckURL(u, rt.tenant.AllowPrivate); err != nil {
+			return nil, fmt.Errorf("proxy: redirect from the FHIR server of %s: %w", rt.tenant.OID, err)
+		}
+		next := (&http.Request{Method: req.Method, URL: u, Header: make(http.Header, len(downloadHeaders)), Host: u.Host}).WithContext(req.Context())
+		for _, k := range downloadHeaders {
+			if v := req.Header[k]; len(v) > 0 {
+				next.Header[k] = v
+			}
+		}
+		if resp, err = t.send(next, rt); err != nil {
+			return nil, err
+		}
+		req = next
+	}
+}
+
+var errUnsolicitedUpgrade = errors.New("answered 101 Switching Protocols, which cqgate did not ask for")
 
 func redactQuery(u *url.URL) string {
 	c := *u

@@ -3,14 +3,13 @@ package tenant
 import (
 	"fmt"
 	"net"
-	"net/http"
 	"net/url"
 	"slices"
 	"strings"
 
 	"golang.org/x/net/publicsuffix"
 
-	"github.com/cqgate/cqgate/internal/outcome"
+	"github.com/cqgate/cqgate/internal/failure"
 )
 
 // Origin returns the origin of u (RFC 6454): lower-case scheme and host,
@@ -73,6 +72,15 @@ func sameParty(base, endpoint *url.URL, allowed []string) bool {
 	return ok1 && ok2 && bd == ed
 }
 
+// SameParty reports whether u belongs to the same party as t's FHIR
+// base, by the rule token URLs are held to (see sameParty): the same
+// origin, the same scheme and registrable domain, or an origin in
+// organizations.<oid>.allowed_token_origins. Bulk file downloads get the
+// token only on such a URL.
+func (t *Tenant) SameParty(u *url.URL) bool {
+	return t.base != nil && u.Host != "" && sameParty(t.base, u, t.allowedOrigins)
+}
+
 // sameOrigin compares the origins of a and b without building them.
 func sameOrigin(a, b *url.URL) bool {
 	return strings.EqualFold(a.Scheme, b.Scheme) && strings.EqualFold(a.Hostname(), b.Hostname()) &&
@@ -114,7 +122,7 @@ func checkParty(oid, what, source string, base, endpoint *url.URL, allowed []str
 	if endpoint.Host != "" && sameParty(base, endpoint, allowed) {
 		return nil
 	}
-	return outcome.Errorf(http.StatusBadGateway, outcome.Security,
+	return failure.Errorf(failure.UpstreamUntrusted,
 		"tenant: the %s advertised for %s (from %s) is on origin %s, which is neither the FHIR base's origin %s nor in its registrable domain; "+
 			"nothing was signed or sent to it (allow it with organizations.%s.allowed_token_origins)",
 		what, oid, source, Origin(endpoint), Origin(base), oid)

@@ -3,7 +3,6 @@ package tenant
 import (
 	"context"
 	"errors"
-	"net/http"
 	"net/url"
 	"slices"
 	"strings"
@@ -14,7 +13,7 @@ import (
 	"github.com/cqgate/cqgate/directory"
 	"github.com/cqgate/cqgate/discovery"
 	"github.com/cqgate/cqgate/internal/egress"
-	"github.com/cqgate/cqgate/internal/outcome"
+	"github.com/cqgate/cqgate/internal/failure"
 )
 
 // Settings are the per-organization overrides from configuration. Empty
@@ -45,6 +44,13 @@ type Settings struct {
 	// discovered token URL or UDAP registration endpoint may be on
 	// besides the FHIR base's own origin and registrable domain.
 	AllowedTokenOrigins []string
+	// Community names the UDAP trust community discovery verifies the
+	// organization's metadata under; "" is the default one. TEFCA says
+	// it is the TEFCA community, and ExchangePurposes are the identities
+	// issued per TEFCA exchange purpose (XP code), for callers' choice.
+	Community        string
+	TEFCA            bool
+	ExchangePurposes map[string]XPIdentity
 }
 
 // DirectoryLookup finds an OID's directory entry.
@@ -100,7 +106,7 @@ func (r *Resolver) Describe(ctx context.Context, oid string) (*Tenant, error) {
 		}
 		// Whatever else went wrong (status, transport, an unparsable
 		// document) is the directory's failure, not the caller's.
-		return nil, outcome.Errorf(http.StatusBadGateway, outcome.Exception, "tenant: looking up %s in the directory: %w", oid, err)
+		return nil, failure.Errorf(failure.UpstreamFailed, "tenant: looking up %s in the directory: %w", oid, err)
 	}
 	org := entry.Organization
 	s := r.settings(oid)
@@ -116,20 +122,24 @@ func (r *Resolver) Describe(ctx context.Context, oid string) (*Tenant, error) {
 		Algorithm:       s.Algorithm,
 		AllowPrivate:    s.AllowPrivate,
 		AllowedPurposes: s.AllowedPurposes,
+		Community:       s.Community,
+		TEFCA:           s.TEFCA,
+		xps:             s.ExchangePurposes,
 		Endpoints:       org.Endpoints,
 		DirectorySource: entry.Source,
 		CachedAt:        entry.CachedAt,
 		DirectoryStale:  entry.Stale,
 		StaleReason:     entry.StaleReason,
+		allowedOrigins:  s.AllowedTokenOrigins,
 	}
 	ep, ok := org.FHIREndpointFor(s.FHIRVersions)
 	if !ok {
-		return nil, outcome.Errorf(http.StatusBadGateway, outcome.NotSupported,
+		return nil, failure.Errorf(failure.UpstreamUnsupported,
 			"tenant: organization %s (%s) lists no usable FHIR REST endpoint in the directory (%d endpoint(s), none FHIR)", oid, org.Name, len(org.Endpoints))
 	}
 	base, err := url.Parse(strings.TrimRight(ep.Address, "/"))
 	if err != nil || (base.Scheme != "https" && base.Scheme != "http") || base.Host == "" {
-		return nil, outcome.Errorf(http.StatusBadGateway, outcome.Exception,
+		return nil, failure.Errorf(failure.UpstreamFailed,
 			"tenant: organization %s has a FHIR endpoint address that is not an absolute http(s) URL: %q", oid, ep.Address)
 	}
 	if err := egress.CheckURL(base, s.AllowPrivate); err != nil {
@@ -141,7 +151,7 @@ func (r *Resolver) Describe(ctx context.Context, oid string) (*Tenant, error) {
 	if s.TokenURL != "" {
 		t.TokenURL, t.TokenURLSource = s.TokenURL, "config"
 	} else {
-		res, err := r.Discovery.Discover(ctx, discovery.Request{FHIRBase: t.FHIRBase, Order: s.DiscoveryOrder, CernerOverride: s.CernerOverride})
+		res, err := r.Discovery.Discover(ctx, discovery.Request{FHIRBase: t.FHIRBase, Order: s.DiscoveryOrder, CernerOverride: s.CernerOverride, Community: s.Community})
 		var none *discovery.NoTokenURLError
 		switch {
 		case res != nil:
@@ -150,13 +160,14 @@ func (r *Resolver) Describe(ctx context.Context, oid string) (*Tenant, error) {
 			t.Discovery = none.Attempts
 		}
 		if err != nil {
-			t.tokenErr = outcome.Errorf(http.StatusBadGateway, outcome.Exception, "tenant: discovering the token URL of %s: %w", oid, err)
+			t.tokenErr = failure.Errorf(failure.UpstreamFailed, "tenant: discovering the token URL of %s: %w", oid, err)
 			t.TokenURLError = t.tokenErr.Error()
 			return t, nil
 		}
 		t.TokenURL, t.TokenURLSource, t.DiscoveredAt = res.TokenURL, string(res.Source), res.FetchedAt
 		t.SigningAlgorithms = res.SigningAlgorithms
 		t.RegistrationEndpoint = res.RegistrationEndpoint
+		t.askInSyntax(res.ScopesSupported, res.Capabilities)
 		// Verified UDAP metadata turns B2B on when a context is configured.
 		if res.UDAP && s.B2B != nil {
 			s.UDAP = true
@@ -164,7 +175,7 @@ func (r *Resolver) Describe(ctx context.Context, oid string) (*Tenant, error) {
 	}
 	u, err := url.Parse(t.TokenURL)
 	if err != nil {
-		t.tokenErr = outcome.Errorf(http.StatusBadGateway, outcome.Exception, "tenant: token URL of %s is not a URL", oid)
+		t.tokenErr = failure.Errorf(failure.UpstreamFailed, "tenant: token URL of %s is not a URL", oid)
 	} else if err := egress.CheckURL(u, s.AllowPrivate); err != nil {
 		t.tokenErr = refused(oid, "the token URL", err)
 	} else if t.TokenURLSource != "config" {
@@ -174,7 +185,7 @@ func (r *Resolver) Describe(ctx context.Context, oid string) (*Tenant, error) {
 		t.tokenErr = checkParty(oid, "token URL", t.TokenURLSource, base, u, s.AllowedTokenOrigins)
 		if t.tokenErr == nil && t.RegistrationEndpoint != "" {
 			if ru, err := url.Parse(t.RegistrationEndpoint); err != nil {
-				t.tokenErr = outcome.Errorf(http.StatusBadGateway, outcome.Exception, "tenant: UDAP registration endpoint of %s is not a URL", oid)
+				t.tokenErr = failure.Errorf(failure.UpstreamFailed, "tenant: UDAP registration endpoint of %s is not a URL", oid)
 			} else {
 				t.tokenErr = checkParty(oid, "UDAP registration endpoint", t.TokenURLSource, base, ru, s.AllowedTokenOrigins)
 			}
@@ -194,7 +205,7 @@ func (r *Resolver) Describe(ctx context.Context, oid string) (*Tenant, error) {
 	if r.Registrations != nil && t.UDAP {
 		id, err := r.Registrations.ClientID(ctx, t)
 		if err != nil {
-			t.tokenErr = outcome.Errorf(http.StatusBadGateway, outcome.Exception, "tenant: UDAP registration of %s: %w", oid, err)
+			t.tokenErr = failure.Errorf(failure.UpstreamFailed, "tenant: UDAP registration of %s: %w", oid, err)
 			t.TokenURLError, t.TokenURL = t.tokenErr.Error(), ""
 			return t, nil
 		}

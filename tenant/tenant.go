@@ -2,7 +2,6 @@ package tenant
 
 import (
 	"context"
-	"net/http"
 	"net/url"
 	"slices"
 	"strings"
@@ -13,8 +12,9 @@ import (
 	"github.com/cqgate/cqgate/assertion"
 	"github.com/cqgate/cqgate/directory"
 	"github.com/cqgate/cqgate/discovery"
+	"github.com/cqgate/cqgate/internal/callerauth"
 	"github.com/cqgate/cqgate/internal/egress"
-	"github.com/cqgate/cqgate/internal/outcome"
+	"github.com/cqgate/cqgate/internal/failure"
 )
 
 // Tenant is one organization as cqgate reaches it.
@@ -52,6 +52,15 @@ type Tenant struct {
 	// AllowPrivate lets this tenant's addresses be http, loopback or
 	// private (a sandbox).
 	AllowPrivate bool `json:"allow_private_addresses,omitempty"`
+	// Community is the organization's UDAP trust community; TEFCA says
+	// it is the TEFCA community, where a caller chooses an exchange
+	// purpose (ExchangePurpose, see WithExchangePurpose).
+	Community string `json:"community,omitempty"`
+	// ScopeSyntax is the SMART scope syntax the token endpoint
+	// advertises alone ("SMART v1", "SMART v2"); Scope is written in it.
+	ScopeSyntax     string `json:"scope_syntax,omitempty"`
+	TEFCA           bool   `json:"tefca,omitempty"`
+	ExchangePurpose string `json:"exchange_purpose,omitempty"`
 	// Endpoints are all the organization's directory endpoints.
 	Endpoints []directory.Endpoint `json:"endpoints"`
 	// DirectorySource is "static" or "directory".
@@ -72,6 +81,12 @@ type Tenant struct {
 
 	base     *url.URL
 	tokenErr error
+	xps      map[string]XPIdentity
+	// syntax is the SMART scope syntax the token endpoint advertises
+	// alone; scopes are asked for in it.
+	syntax callerauth.ScopeSyntax
+	// allowedOrigins are organizations.<oid>.allowed_token_origins.
+	allowedOrigins []string
 }
 
 // BaseURL returns the parsed FHIR base.
@@ -94,12 +109,12 @@ func (t *Tenant) WithPurposes(purposes []string) (*Tenant, error) {
 		return t, nil
 	}
 	if !t.UDAP || t.B2B == nil {
-		return nil, outcome.Errorf(http.StatusBadRequest, outcome.NotSupported,
+		return nil, failure.Errorf(failure.Unsupported,
 			"tenant: %s is not reached with UDAP B2B, so a purpose of use cannot be asserted", t.OID)
 	}
 	for _, p := range purposes {
 		if !slices.Contains(t.AllowedPurposes, p) {
-			return nil, outcome.Errorf(http.StatusForbidden, outcome.Forbidden,
+			return nil, failure.Errorf(failure.Forbidden,
 				"tenant: purpose of use %q is not allowed for %s (organizations.%s.udap.allowed_purposes)", p, t.OID, t.OID)
 		}
 	}
@@ -121,7 +136,7 @@ func (t *Tenant) WithScope(scope string) *Tenant {
 	if scope == "" || scope == t.Scope {
 		return t
 	}
-	scope = canonicalScope(scope)
+	scope = canonicalScope(t.inSyntax(scope))
 	if scope == "" || scope == t.Scope {
 		return t
 	}
@@ -147,5 +162,5 @@ func Summary(org *directory.Organization, prefs []string) *Tenant {
 }
 
 func refused(oid, what string, err error) error {
-	return outcome.Errorf(http.StatusForbidden, outcome.Security, "tenant: %s of %s: %w", what, oid, err)
+	return failure.Errorf(failure.Refused, "tenant: %s of %s: %w", what, oid, err)
 }

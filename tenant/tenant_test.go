@@ -35,6 +35,9 @@ type stubDisc struct {
 	udap  bool
 	algs  []string
 	token string // overrides the token URL when set
+	// scopes and caps are the advertised scopes_supported and
+	// capabilities.
+	scopes, caps []string
 }
 
 func (s *stubDisc) Discover(_ context.Context, req discovery.Request) (*discovery.Result, error) {
@@ -50,6 +53,7 @@ func (s *stubDisc) Discover(_ context.Context, req discovery.Request) (*discover
 		tok = s.token
 	}
 	return &discovery.Result{TokenURL: tok, Source: "carequality-token", UDAP: s.udap, SigningAlgorithms: s.algs,
+		ScopesSupported: s.scopes, Capabilities: s.caps,
 		Attempts: []discovery.Attempt{{Source: discovery.SourceCarequalityToken, URL: base + "/metadata", Outcome: "used", TokenURL: tok}}}, nil
 }
 

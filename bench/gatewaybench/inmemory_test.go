@@ -84,6 +84,7 @@ func newInMemory(tb testing.TB) *inMemory {
 	// per-request work is not what is measured here.
 	m.tmpl = m.tmpl.WithContext(ctx)
 	m.tmpl.RemoteAddr = "127.0.0.1:40000"
+	m.tmpl.Host = "127.0.0.1:8080" // as a server sets it; cqgate builds its own URLs on it
 	m.tmpl.RequestURI = m.tmpl.URL.RequestURI()
 	m.tmpl.Body = http.NoBody
 	m.header = http.Header{"Accept": {"application/fhir+json"}, "User-Agent": {"bench-client/1.0"}}

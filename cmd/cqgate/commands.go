@@ -15,13 +15,14 @@ import (
 	"github.com/cqgate/cqgate/gateway"
 )
 
-// commands are the operator's debugging tools. Each builds the gateway
-// from the same configuration as the server, without serving.
+// commands are the operator's debugging tools, by name: the synopsis of
+// each. Each builds the gateway from the same configuration as the
+// server, without serving. help and version (cli.go) build nothing.
 var commands = map[string]string{
 	"resolve":  "resolve <oid> [-json]: the whole resolution chain: directory entry, endpoint, each discovery source, token URL, algorithm",
 	"assert":   "assert <oid>: the decoded header and claims of the client assertion that would be sent (never the signature)",
 	"token":    "token <oid> [-show-token]: one token exchange; prints the token's metadata, the token itself only with -show-token",
-	"register": "register <oid>: UDAP dynamic client registration; keeps the client id in Vault (udap.registrations)",
+	"register": "register <oid>: UDAP dynamic client registration; keeps the client id in Vault (udap.registrations; in memory with -dev)",
 }
 
 type commandFlags struct {
@@ -31,10 +32,8 @@ type commandFlags struct {
 	timeout   time.Duration
 }
 
-// parseCommand parses a command's flags, which may come before or after
-// its one argument, the OID.
-func parseCommand(name string, args []string, stderr io.Writer, lookup func(string) (string, bool)) (*commandFlags, string, error) {
-	f := &commandFlags{}
+// commandFlagSet is the flag set of command name, filling f.
+func commandFlagSet(name string, f *commandFlags, stderr io.Writer, lookup func(string) (string, bool)) *flag.FlagSet {
 	fs := flag.NewFlagSet("cqgate "+name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	defPath, _ := lookup("CQGATE_CONFIG")
@@ -47,7 +46,15 @@ func parseCommand(name string, args []string, stderr io.Writer, lookup func(stri
 	case "token":
 		fs.BoolVar(&f.showToken, "show-token", false, "print the access token itself (it is a live credential)")
 	}
-	fs.Usage = func() { fmt.Fprintf(stderr, "usage: cqgate %s\n", commands[name]); fs.PrintDefaults() }
+	fs.Usage = func() { fmt.Fprintf(fs.Output(), "usage: cqgate %s\n", commands[name]); fs.PrintDefaults() }
+	return fs
+}
+
+// parseCommand parses a command's flags, which may come before or after
+// its one argument, the OID.
+func parseCommand(name string, args []string, stderr io.Writer, lookup func(string) (string, bool)) (*commandFlags, string, error) {
+	f := &commandFlags{}
+	fs := commandFlagSet(name, f, stderr, lookup)
 	var positional []string
 	for len(args) > 0 {
 		if err := fs.Parse(args); err != nil {

@@ -11,6 +11,7 @@ import (
 	"github.com/cqgate/cqgate/config"
 	"github.com/cqgate/cqgate/gateway"
 	"github.com/cqgate/cqgate/keys"
+	"github.com/cqgate/cqgate/tenant"
 )
 
 // startDev starts the sandbox and points cfg and opts at it; stop closes
@@ -22,6 +23,12 @@ func startDev(ctx context.Context, cfg *config.Config, opts *gateway.Options, lo
 	}
 	devConfig(cfg, sb)
 	opts.Keys = keys.NewStatic(sb.Material)
+	// cqgate register -dev registers with the sandbox; with no
+	// udap.registrations.path (no Vault in dev mode) the client ids it
+	// hands out are kept in this process's memory only.
+	if cfg.UDAP.Registrations.Path == "" {
+		opts.Registrations = &tenant.MemoryRegistrations{}
+	}
 	return func() { _ = sb.Close() }, nil
 }
 
@@ -34,6 +41,14 @@ func devConfig(cfg *config.Config, sb *sandbox.Sandbox) {
 	cfg.Directory.APIKeyIn = "header"
 	cfg.Keys.Source = "static"
 	cfg.Client.ClientID = sb.ClientID
+	// UDAP registration: the sandbox certificate's URI SAN is the issuer.
+	cfg.UDAP.Issuer = sb.UDAPIssuer
+	if cfg.UDAP.ClientName == "" {
+		cfg.UDAP.ClientName = "cqgate dev mode"
+	}
+	if len(cfg.UDAP.Contacts) == 0 {
+		cfg.UDAP.Contacts = []string{"mailto:dev@" + sb.ClientID}
+	}
 	// The sandbox is plain http on loopback: allowed for it alone.
 	if cfg.Organizations == nil {
 		cfg.Organizations = map[string]config.Organization{}
@@ -49,4 +64,5 @@ func printDevBanner(w io.Writer, addr string) {
 	fmt.Fprintf(w, "  curl http://%s/fhir/%s/Patient/1316024\n", addr, sandbox.OID)
 	fmt.Fprintf(w, "  curl 'http://%s/fhir/%s/Patient?name=peters'\n", addr, sandbox.OID)
 	fmt.Fprintf(w, "  curl http://%s/directory/Organization/%s\n", addr, sandbox.OID)
+	fmt.Fprintf(w, "  curl 'http://%s/directory/Organization?name=cqgate'\n", addr)
 }

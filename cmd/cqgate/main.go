@@ -14,6 +14,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 	"github.com/sirupsen/logrus"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/cqgate/cqgate/config"
 	"github.com/cqgate/cqgate/gateway"
@@ -28,11 +29,13 @@ func main() {
 		if !errors.Is(err, flag.ErrHelp) {
 			fmt.Fprintln(os.Stderr, "cqgate:", err)
 		}
-		if errors.Is(err, flag.ErrHelp) || len(os.Args) < 2 || commands[os.Args[1]] == "" {
+		if errors.Is(err, flag.ErrHelp) {
+			os.Exit(0) // the usage was asked for and printed
+		}
+		if len(os.Args) < 2 || commands[os.Args[1]] == "" {
 			os.Exit(2)
 		}
 		os.Exit(1) // a command ran and failed
-		os.Exit(2)
 	}
 }
 
@@ -44,8 +47,8 @@ type flags struct {
 	logLevel   string
 }
 
-func parseFlags(args []string, stderr io.Writer, lookup func(string) (string, bool)) (*flags, error) {
-	f := &flags{}
+// serverFlagSet is the server's flag set, filling f.
+func serverFlagSet(f *flags, stderr io.Writer, lookup func(string) (string, bool)) *flag.FlagSet {
 	fs := flag.NewFlagSet("cqgate", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	defPath, _ := lookup("CQGATE_CONFIG")
@@ -54,6 +57,13 @@ func parseFlags(args []string, stderr io.Writer, lookup func(string) (string, bo
 	fs.BoolVar(&f.check, "check", false, "validate the configuration and exit")
 	fs.StringVar(&f.listen, "listen", "", "listen address, overrides listen (e.g. 127.0.0.1:8080)")
 	fs.StringVar(&f.logLevel, "log-level", "", "log level, overrides log_level")
+	fs.Usage = func() { printUsage(fs.Output(), fs) }
+	return fs
+}
+
+func parseFlags(args []string, stderr io.Writer, lookup func(string) (string, bool)) (*flags, error) {
+	f := &flags{}
+	fs := serverFlagSet(f, stderr, lookup)
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -113,9 +123,19 @@ func validate(cfg *config.Config, loading config.Problems) error {
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer, lookup func(string) (string, bool)) error {
 	if len(args) > 0 {
+		switch args[0] {
+		case "help":
+			return helpCommand(args[1:], stdout, stderr, lookup)
+		case "version":
+			return versionCommand(args[1:], stdout, stderr)
+		}
 		if _, ok := commands[args[0]]; ok {
 			return runCommand(ctx, args[0], args[1:], stdout, stderr, lookup)
 		}
+	}
+	if wantsHelp(args) {
+		printUsage(stdout, serverFlagSet(&flags{}, stderr, lookup))
+		return nil
 	}
 	f, err := parseFlags(args, stderr, lookup)
 	if err != nil {
@@ -164,10 +184,33 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, lookup fu
 	if f.dev {
 		printDevBanner(stdout, ln.Addr().String())
 	}
+	var adminLn net.Listener
+	if g.AdminHandler != nil {
+		if adminLn, err = net.Listen("tcp", cfg.Admin.Listen); err != nil {
+			_ = ln.Close()
+			return fmt.Errorf("listening on %s (admin.listen): %w", cfg.Admin.Listen, err)
+		}
+		log.WithField("url", "http://"+adminLn.Addr().String()).Info("cqgate: serving health, readiness and metrics on the admin listener")
+	}
 	go g.Warmup(ctx)
 	go reloadOnHangup(ctx, g, log)
 	log.WithField("url", scheme+"://"+ln.Addr().String()).Info("cqgate: serving")
-	return gateway.Serve(ctx, ln, g.Handler, cfg.Server, log)
+	return serve(ctx, ln, adminLn, g, cfg, log)
+}
+
+// serve serves the API on ln and, when adminLn is not nil, the admin
+// router on it, until ctx ends; both then drain and stop together. If
+// one fails, the other is stopped too.
+func serve(ctx context.Context, ln, adminLn net.Listener, g *gateway.Gateway, cfg *config.Config, log logrus.FieldLogger) error {
+	if adminLn == nil {
+		return gateway.Serve(ctx, ln, g.Handler, cfg.Server, log)
+	}
+	eg, ctx := errgroup.WithContext(ctx)
+	eg.Go(func() error { return gateway.Serve(ctx, ln, g.Handler, cfg.Server, log) })
+	eg.Go(func() error {
+		return gateway.Serve(ctx, adminLn, g.AdminHandler, cfg.Server, log.WithField("listener", "admin"))
+	})
+	return eg.Wait()
 }
 
 // reloadOnHangup reloads keys, callers' API keys, the TLS certificate and

@@ -180,7 +180,22 @@ func TestCommands(t *testing.T) {
 				t.Errorf("token -show-token:\n%s", out)
 			}
 		}},
-		{args: []string{"register", "-dev", sandbox.OID}, wantErr: "udap.registrations.path is not set"},
+		// The sandbox's registration endpoint verifies the software
+		// statement; dev mode keeps the client id in memory.
+		{args: []string{"register", "-dev", sandbox.OID}, check: func(t *testing.T, out string) {
+			var res struct {
+				OID                  string `json:"oid"`
+				ClientID             string `json:"client_id"`
+				Status               int    `json:"status"`
+				RegistrationEndpoint string `json:"registration_endpoint"`
+			}
+			if err := json.Unmarshal([]byte(out), &res); err != nil {
+				t.Fatalf("%v in %s", err, out)
+			}
+			if res.OID != sandbox.OID || res.ClientID == "" || res.Status != http.StatusCreated || !strings.HasSuffix(res.RegistrationEndpoint, "/Authorization/register") {
+				t.Errorf("register -dev printed %s", out)
+			}
+		}},
 		{args: []string{"resolve", "-dev", "1.2.x"}, wantErr: "invalid OID"},
 		{args: []string{"resolve", "-dev"}, wantErr: "exactly one OID"},
 		{args: []string{"resolve", "-dev", "1.2", "1.3"}, wantErr: "exactly one OID"},

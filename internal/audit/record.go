@@ -43,7 +43,32 @@ type Record struct {
 	// Error is the OperationOutcome issue code of a failure ("forbidden",
 	// "timeout"), never a message or body.
 	Error string
+	// Bulk describes a FHIR Bulk Data event, when the request was one.
+	Bulk *Bulk
 }
+
+// Bulk is a FHIR Bulk Data export event: what was exported and how much,
+// never the data, query values or file URLs.
+type Bulk struct {
+	// Event is BulkKickoff, BulkComplete or BulkDownload.
+	Event string
+	// StatusPath is the path (no query) of the export's status URL under
+	// cqgate, on kick-off.
+	StatusPath string
+	// Files is the number of output files the completion manifest lists.
+	Files int
+	// FileType is a downloaded file's resource type, when known.
+	FileType string
+	// Bytes is how many bytes of a file were passed to the caller.
+	Bytes int64
+}
+
+// Bulk events.
+const (
+	BulkKickoff  = "kickoff"
+	BulkComplete = "complete"
+	BulkDownload = "download"
+)
 
 // SetPath sets ResourceType, ResourceID, Compartment and Operation from
 // a FHIR path; its query is ignored.
@@ -56,8 +81,9 @@ func (r *Record) SetPath(fhirPath string) {
 // to b. The fields log ("audit"), time (RFC 3339, UTC), request_id,
 // caller, caller_method, oid, method, status and duration_ms are always
 // present; caller_subject, remote_addr, resource_type, resource_id,
-// compartment, operation, scope, purpose_of_use, upstream_request_id and
-// error only when not empty. Strings are escaped as JSON requires;
+// compartment, operation, scope, purpose_of_use, upstream_request_id,
+// error and bulk (an object: event, status_path, files, type, bytes) only
+// when not empty. Strings are escaped as JSON requires;
 // invalid UTF-8 becomes U+FFFD.
 func (r *Record) AppendJSON(b []byte) []byte {
 	return r.appendJSON(b, r.Time)
@@ -96,6 +122,21 @@ func (r *Record) appendJSON(b []byte, t time.Time) []byte {
 	d := max(r.Duration, 0)
 	b = strconv.AppendFloat(b, float64(d.Microseconds())/1000, 'f', -1, 64)
 	b = appendOptional(b, "error", r.Error)
+	if bk := r.Bulk; bk != nil {
+		b = append(b, `,"bulk":{"event":`...)
+		b = appendString(b, bk.Event)
+		b = appendOptional(b, "status_path", bk.StatusPath)
+		if bk.Event == BulkComplete {
+			b = append(b, `,"files":`...)
+			b = strconv.AppendInt(b, int64(bk.Files), 10)
+		}
+		if bk.Event == BulkDownload {
+			b = appendOptional(b, "type", bk.FileType)
+			b = append(b, `,"bytes":`...)
+			b = strconv.AppendInt(b, bk.Bytes, 10)
+		}
+		b = append(b, '}')
+	}
 	return append(b, '}')
 }
 

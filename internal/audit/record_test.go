@@ -236,3 +236,38 @@ func validUTF8(s string) string {
 	}
 	return b.String()
 }
+
+func TestRecordBulkJSON(t *testing.T) {
+	base := audit.Record{Time: t0, RequestID: "r", Caller: "c", CallerMethod: "none", OID: "1.2", Method: "GET", Status: 200}
+	prefix := `{"log":"audit","time":"2030-06-01T10:00:00.123456789Z","request_id":"r","caller":"c","caller_method":"none","oid":"1.2","method":"GET","status":200,"duration_ms":0`
+	tests := []struct {
+		name string
+		bulk *audit.Bulk
+		want string
+	}{
+		{"kick-off", &audit.Bulk{Event: audit.BulkKickoff, StatusPath: "/fhir/1.2/bulkstatus/7"},
+			`,"bulk":{"event":"kickoff","status_path":"/fhir/1.2/bulkstatus/7"}}`},
+		{"completion", &audit.Bulk{Event: audit.BulkComplete, Files: 3},
+			`,"bulk":{"event":"complete","files":3}}`},
+		{"completion without files", &audit.Bulk{Event: audit.BulkComplete},
+			`,"bulk":{"event":"complete","files":0}}`},
+		{"download", &audit.Bulk{Event: audit.BulkDownload, FileType: "Observation", Bytes: 5811},
+			`,"bulk":{"event":"download","type":"Observation","bytes":5811}}`},
+		{"download of unknown type", &audit.Bulk{Event: audit.BulkDownload, Bytes: 0},
+			`,"bulk":{"event":"download","bytes":0}}`},
+		{"no bulk event", nil, `}`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rec := base
+			rec.Bulk = tt.bulk
+			got := string(rec.AppendJSON(nil))
+			if got != prefix+tt.want {
+				t.Errorf("got  %s\nwant %s", got, prefix+tt.want)
+			}
+			if !json.Valid([]byte(got)) {
+				t.Errorf("not JSON: %s", got)
+			}
+		})
+	}
+}

@@ -3,6 +3,8 @@ package callerauth
 import (
 	"errors"
 	"net/http"
+
+	"github.com/cqgate/cqgate/internal/failure"
 )
 
 // Authentication methods, as found in Identity.Method and in the
@@ -19,10 +21,10 @@ const AnonymousCaller = "anonymous"
 // Errors wrapped by every authentication failure. Both deserve a 401.
 var (
 	// ErrUnauthenticated: the request carries no credentials.
-	ErrUnauthenticated = errors.New("callerauth: unauthenticated")
+	ErrUnauthenticated = failure.New(failure.Unauthenticated, "callerauth: unauthenticated")
 	// ErrBadCredentials: the request carries credentials that are
 	// malformed or that no configured caller owns.
-	ErrBadCredentials = errors.New("callerauth: invalid credentials")
+	ErrBadCredentials = failure.New(failure.Unauthenticated, "callerauth: invalid credentials")
 )
 
 // Identity is an authenticated caller.

@@ -3,6 +3,7 @@ package callerauth
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -40,6 +41,11 @@ type Rule struct {
 	// means the caller may assert none (a request asserting none is
 	// allowed).
 	PurposesOfUse []string
+	// ExchangePurposes lists the TEFCA exchange purpose codes (e.g.
+	// "T-TREAT") the caller may choose per request, compared exactly.
+	// Empty means the caller may choose none (a request choosing none
+	// is allowed).
+	ExchangePurposes []string
 }
 
 // Request is what a caller asks to do.
@@ -57,6 +63,9 @@ type Request struct {
 	// PurposesOfUse are the purposes of use the caller asserts, as header
 	// values: each may hold several, separated by commas.
 	PurposesOfUse []string
+	// ExchangePurpose is the TEFCA exchange purpose code the caller
+	// chose, or empty.
+	ExchangePurpose string
 }
 
 // DeniedError says which configuration rule denied a request. It
@@ -97,9 +106,10 @@ type compiledRule struct {
 
 	scopes   []scope // nil: unrestricted
 	purposes []string
+	xps      []string
 
 	// Configuration paths, built once so that denying costs little too.
-	ruleOrgs, ruleMethods, ruleScopes, rulePurposes string
+	ruleOrgs, ruleMethods, ruleScopes, rulePurposes, ruleXPs string
 }
 
 var defaultMethods = []string{"GET", "HEAD"}
@@ -140,6 +150,7 @@ func compileRule(name string, r Rule) (*compiledRule, error) {
 		ruleMethods:  base + ".methods",
 		ruleScopes:   base + ".scopes",
 		rulePurposes: base + ".purposes_of_use",
+		ruleXPs:      base + ".exchange_purposes",
 	}
 	var errs []error
 	bad := func(rule string, i int, format string, args ...any) {
@@ -207,6 +218,14 @@ func compileRule(name string, r Rule) (*compiledRule, error) {
 		}
 		c.purposes = append(c.purposes, pou)
 	}
+	for i, xp := range r.ExchangePurposes {
+		xp = strings.TrimSpace(xp)
+		if xp == "" || strings.ContainsAny(xp, ", \t\r\n") {
+			bad(c.ruleXPs, i, "%s is not a single exchange purpose code", quote(xp))
+			continue
+		}
+		c.xps = append(c.xps, xp)
+	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
@@ -256,7 +275,20 @@ func (p *Policy) Authorize(id *Identity, req Request) error {
 			}
 		}
 	}
+	if xp := req.ExchangePurpose; xp != "" && !slices.Contains(c.xps, xp) {
+		return c.deny(c.ruleXPs, "exchange purpose "+quote(xp)+" is not allowed")
+	}
 	return nil
+}
+
+// AnyMethod reports whether the caller may use every method, so that
+// the entries of a batch or transaction it posts need no checking.
+func (p *Policy) AnyMethod(id *Identity) bool {
+	if id == nil {
+		return false
+	}
+	c, ok := p.callers[id.Name]
+	return ok && c.anyMethod
 }
 
 // Has reports whether the policy has a rule for the caller.

@@ -18,9 +18,10 @@ func testPolicy(t testing.TB) *callerauth.Policy {
 	t.Helper()
 	p, err := callerauth.NewPolicy(map[string]callerauth.Rule{
 		"billing-svc": {
-			Organizations: []string{"2.16.840.1.113883.3.*", "1.2.3.4"},
-			Scopes:        []string{"system/*.read"},
-			PurposesOfUse: []string{treat},
+			Organizations:    []string{"2.16.840.1.113883.3.*", "1.2.3.4"},
+			Scopes:           []string{"system/*.read"},
+			PurposesOfUse:    []string{treat},
+			ExchangePurposes: []string{"T-TREAT"},
 		},
 		"writer": {
 			Organizations: []string{"*"},
@@ -58,6 +59,9 @@ func TestPolicyAuthorize(t *testing.T) {
 	pou := func(v ...string) callerauth.Request {
 		return callerauth.Request{OID: "1.2.3.4", Method: "GET", PurposesOfUse: v}
 	}
+	xp := func(code string) callerauth.Request {
+		return callerauth.Request{OID: "1.2.3.4", Method: "GET", ExchangePurpose: code}
+	}
 
 	tests := []struct {
 		name     string
@@ -66,6 +70,11 @@ func TestPolicyAuthorize(t *testing.T) {
 		wantRule string // "" to allow
 		reason   string
 	}{
+		// Exchange purposes.
+		{"allowed exchange purpose", billing, xp("T-TREAT"), "", ""},
+		{"other exchange purpose", billing, xp("T-PYMNT"), "callers.billing-svc.exchange_purposes", `exchange purpose "T-PYMNT" is not allowed`},
+		{"no exchange purposes configured", writer, xp("T-TREAT"), "callers.writer.exchange_purposes", ""},
+		{"no exchange purpose chosen", writer, xp(""), "", ""},
 		// Organizations.
 		{"prefix matches a child", billing, get("2.16.840.1.113883.3.7"), "", ""},
 		{"prefix matches a descendant", billing, get("2.16.840.1.113883.3.7.1.2"), "", ""},

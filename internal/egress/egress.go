@@ -2,17 +2,18 @@ package egress
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"net/netip"
 	"net/url"
 	"strings"
 	"syscall"
+
+	"github.com/cqgate/cqgate/internal/failure"
 )
 
 // ErrRefused is wrapped by every refusal.
-var ErrRefused = errors.New("egress: address refused")
+var ErrRefused = failure.New(failure.Refused, "egress: address refused")
 
 // RefusedError says which address was refused and why.
 type RefusedError struct {
@@ -58,6 +59,10 @@ func hostReason(host string) string {
 	case host == "localhost" || strings.HasSuffix(host, ".localhost"):
 		return "a name for this machine"
 	case host == "metadata.google.internal" || strings.HasSuffix(host, ".internal") || strings.HasSuffix(host, ".local"):
+		return "a name that only resolves inside a private network"
+	case host == "svc" || strings.HasSuffix(host, ".svc") || host == "cluster.local" || host == "home.arpa" || strings.HasSuffix(host, ".home.arpa"):
+		// Kubernetes service names (name.namespace.svc[.cluster.local])
+		// and home networks (RFC 8375).
 		return "a name that only resolves inside a private network"
 	}
 	if ip, err := netip.ParseAddr(host); err == nil {

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"net/url"
 	"strings"
 	"testing"
@@ -47,6 +48,13 @@ func TestCheckURL(t *testing.T) {
 		{"https://0177.0.0.1/fhir", false, "numeric host"},
 		{"https://metadata.google.internal/computeMetadata/v1", false, "private network"},
 		{"https://printer.local/", false, "private network"},
+		{"https://redis.default.svc/", false, "private network"},
+		{"https://vault.vault.svc.cluster.local:8200/v1/sys", false, "private network"},
+		{"https://kubernetes.default.svc.cluster.local./api", false, "private network"},
+		{"https://compute.internal/", false, "private network"},
+		{"https://nas.home.arpa/", false, "private network"},
+		{"https://svc.example.org/fhir", false, ""},
+		{"https://redis.default.svc/", true, ""},
 		{"https://cafe.example/fhir", false, ""},
 		{"https://deadbeef/fhir", false, ""}, // a (bad) name, not a number; DNS decides and Guard checks
 		{"http://127.0.0.1:8080/fhir", true, ""},
@@ -117,4 +125,78 @@ func TestGuardAddresses(t *testing.T) {
 			t.Errorf("Guard(%s) = %v, want allowed=%v", addr, err, ok)
 		}
 	}
+}
+
+// fakeResolver answers from a map.
+type fakeResolver map[string][]netip.Addr
+
+func (f fakeResolver) LookupNetIP(_ context.Context, _, host string) ([]netip.Addr, error) {
+	if a, ok := f[host]; ok {
+		return a, nil
+	}
+	return nil, &net.DNSError{Err: "no such host", Name: host, IsNotFound: true}
+}
+
+// TestDialerProxy: behind a proxy, a destination is checked by name and
+// by resolved address before the proxy is asked, unless the context
+// allows private addresses; the proxy's own address is then dialable.
+func TestDialerProxy(t *testing.T) {
+	res := fakeResolver{
+		"public.example":   {netip.MustParseAddr("93.184.215.14")},
+		"sneaky.example":   {netip.MustParseAddr("93.184.215.14"), netip.MustParseAddr("10.0.0.7")},
+		"loopback.example": {netip.MustParseAddr("127.0.0.1")},
+	}
+	d := NewDialer(&net.Dialer{Timeout: time.Second}, res)
+	proxyURL, _ := url.Parse("http://10.9.9.9:3128")
+	proxy := d.Proxy(func(*http.Request) (*url.URL, error) { return proxyURL, nil })
+	for _, tt := range []struct {
+		url     string
+		allow   bool
+		refused string
+	}{
+		{"https://public.example/fhir", false, ""},
+		{"https://unresolvable.example/fhir", false, ""}, // left to the proxy
+		{"https://sneaky.example/fhir", false, "10.0.0.7"},
+		{"https://loopback.example/fhir", false, "127.0.0.1"},
+		{"https://localhost/fhir", false, "this machine"},
+		{"https://api.svc/fhir", false, "private network"},
+		{"https://10.1.1.1/fhir", false, "private-network"},
+		{"https://loopback.example/fhir", true, ""},
+	} {
+		req := httptest.NewRequest(http.MethodGet, tt.url, nil)
+		if tt.allow {
+			req = req.WithContext(AllowPrivate(req.Context()))
+		}
+		pu, err := proxy(req)
+		if tt.refused == "" {
+			if err != nil || pu != proxyURL {
+				t.Errorf("%s: %v, %v; want the proxy", tt.url, pu, err)
+			}
+			continue
+		}
+		if !errors.Is(err, ErrRefused) || !strings.Contains(err.Error(), tt.refused) {
+			t.Errorf("%s: err = %v, want a refusal naming %q", tt.url, err, tt.refused)
+		}
+	}
+	if _, ok := d.proxies.Load("10.9.9.9:3128"); !ok {
+		t.Errorf("the proxy's address was not remembered")
+	}
+}
+
+// TestDialerGuardsDirectConnections: with a resolver of its own, the
+// Dialer still refuses a name resolving to loopback at connect time.
+func TestDialerGuardsDirectConnections(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	defer srv.Close()
+	_, port, _ := net.SplitHostPort(srv.Listener.Addr().String())
+	d := NewDialer(&net.Dialer{Timeout: time.Second}, fakeResolver{"partner.example": {netip.MustParseAddr("127.0.0.1")}})
+	_, err := d.DialContext(context.Background(), "tcp", "partner.example:"+port)
+	if !errors.Is(err, ErrRefused) {
+		t.Fatalf("dial: %v, want a refusal", err)
+	}
+	c, err := d.DialContext(AllowPrivate(context.Background()), "tcp", "partner.example:"+port)
+	if err != nil {
+		t.Fatalf("allowed dial: %v", err)
+	}
+	c.Close()
 }

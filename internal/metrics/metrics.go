@@ -87,6 +87,7 @@ type Metrics struct {
 	keyReloads       [numReloadResults]prometheus.Counter
 	certNotAfter     prometheus.Gauge
 	auditErrors      prometheus.Counter
+	own              ownCert
 }
 
 // orgSeries caches one organization's series. They are created on first
@@ -142,6 +143,8 @@ func New(opts ...Option) *Metrics {
 			Help:      "Audit records that could not be written.",
 		}),
 	}
+	m.own = newOwnCert()
+	m.reg.MustRegister(m.own.collectors()...)
 	m.unknown = &orgSeries{org: OrgUnknown}
 	m.other = &orgSeries{org: OrgOther}
 

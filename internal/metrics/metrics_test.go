@@ -671,3 +671,32 @@ func (inconsistent) Collect(ch chan<- prometheus.Metric) {
 }
 
 var _ prometheus.Collector = inconsistent{}
+
+func TestSetOwnCertificate(t *testing.T) {
+	m := New()
+	m.SetOwnCertificate("default", "revoked", 12, true)
+	m.SetOwnCertificate("tefca", "good", 300, false)
+	want := `
+# HELP cqgate_signing_certificate_revocation_status Revocation status of each identity's signing certificate chain (CRL/OCSP): 1 for the status found (good, revoked, unknown), 0 for the others.
+# TYPE cqgate_signing_certificate_revocation_status gauge
+cqgate_signing_certificate_revocation_status{identity="default",status="good"} 0
+cqgate_signing_certificate_revocation_status{identity="default",status="revoked"} 1
+cqgate_signing_certificate_revocation_status{identity="default",status="unknown"} 0
+cqgate_signing_certificate_revocation_status{identity="tefca",status="good"} 1
+cqgate_signing_certificate_revocation_status{identity="tefca",status="revoked"} 0
+cqgate_signing_certificate_revocation_status{identity="tefca",status="unknown"} 0
+`
+	if err := testutil.GatherAndCompare(m.Gatherer(), strings.NewReader(want), "cqgate_signing_certificate_revocation_status"); err != nil {
+		t.Fatal(err)
+	}
+	if err := testutil.GatherAndCompare(m.Gatherer(), strings.NewReader(`
+# HELP cqgate_signing_certificate_expiring 1 when an identity's signing certificate expires within keys.expiry_warning_days (or has expired), else 0.
+# TYPE cqgate_signing_certificate_expiring gauge
+cqgate_signing_certificate_expiring{identity="default"} 1
+cqgate_signing_certificate_expiring{identity="tefca"} 0
+`), "cqgate_signing_certificate_expiring"); err != nil {
+		t.Fatal(err)
+	}
+	var nilM *Metrics
+	nilM.SetOwnCertificate("x", "good", 1, false) // no panic
+}

@@ -7,29 +7,109 @@ import (
 	"net"
 	"net/http"
 
-	"github.com/cqgate/cqgate/assertion"
-	"github.com/cqgate/cqgate/directory"
-	"github.com/cqgate/cqgate/discovery"
-	"github.com/cqgate/cqgate/internal/egress"
+	"github.com/cqgate/cqgate/internal/failure"
 )
 
-// Error is an error that already knows its HTTP status and issue type.
-// Packages return it where they, not the classifier, know best how the
-// failure should look to a caller.
-type Error struct {
-	Status int
-	Code   IssueType
-	Err    error
+// answer is how a Kind looks to a caller.
+type answer struct {
+	status int
+	code   IssueType
 }
 
-// Errorf returns an *Error whose message is formatted like fmt.Errorf
-// (so %w works).
-func Errorf(status int, code IssueType, format string, args ...any) *Error {
-	return &Error{Status: status, Code: code, Err: fmt.Errorf(format, args...)}
+// answers maps every kind to its status and issue type: the only place
+// where a failure becomes an HTTP status.
+var answers = [...]answer{
+	failure.Internal:             {http.StatusInternalServerError, Exception},
+	failure.TooLarge:             {http.StatusRequestEntityTooLarge, TooCostly},
+	failure.Refused:              {http.StatusForbidden, Security},
+	failure.Malformed:            {http.StatusBadRequest, Value},
+	failure.Invalid:              {http.StatusBadRequest, Invalid},
+	failure.NotFound:             {http.StatusNotFound, NotFound},
+	failure.UpstreamTimeout:      {http.StatusGatewayTimeout, Timeout},
+	failure.Canceled:             {http.StatusBadGateway, Transient},
+	failure.Unauthenticated:      {http.StatusUnauthorized, Login},
+	failure.Forbidden:            {http.StatusForbidden, Forbidden},
+	failure.Unsupported:          {http.StatusBadRequest, NotSupported},
+	failure.UnsupportedMediaType: {http.StatusUnsupportedMediaType, NotSupported},
+	failure.MethodNotAllowed:     {http.StatusMethodNotAllowed, NotSupported},
+	failure.Insecure:             {http.StatusBadRequest, Security},
+	failure.Required:             {http.StatusBadRequest, Required},
+	failure.Throttled:            {http.StatusTooManyRequests, Throttled},
+	failure.NotImplemented:       {http.StatusNotImplemented, NotSupported},
+	failure.UpstreamUnsupported:  {http.StatusBadGateway, NotSupported},
+	failure.UpstreamUntrusted:    {http.StatusBadGateway, Security},
+	failure.UpstreamFailed:       {http.StatusBadGateway, Exception},
+	failure.Misconfigured:        {http.StatusInternalServerError, Exception},
+	failure.NotReady:             {http.StatusServiceUnavailable, Transient},
+	failure.Unavailable:          {http.StatusServiceUnavailable, Transient},
+	failure.Transport:            {http.StatusBadGateway, Exception},
 }
 
-func (e *Error) Error() string { return e.Err.Error() }
-func (e *Error) Unwrap() error { return e.Err }
+// Classify returns the kind of err and the error in its chain that
+// decided it: the strongest kind any error in the chain declares
+// (failure.Classified), or that the boundary gives the standard
+// library's errors (a body over its limit, a deadline, a cancellation,
+// a network error). The outermost of equals decides. by is nil when
+// nothing in the chain is classified.
+func Classify(err error) (failure.Kind, error) {
+	kind, by := failure.Internal, error(nil)
+	walk(err, func(e error) {
+		switch k := kindOf(e); {
+		case k.Stronger(kind):
+			kind, by = k, e
+		case by == nil && k == failure.Internal && isClassified(e):
+			// Declared internal on purpose: its message is meant for
+			// the caller, unlike an error nobody classified.
+			by = e
+		}
+	})
+	return kind, by
+}
+
+func isClassified(e error) bool {
+	_, ok := e.(failure.Classified)
+	return ok
+}
+
+// kindOf is e's own kind, not its chain's.
+func kindOf(e error) failure.Kind {
+	switch e := e.(type) {
+	case failure.Classified:
+		return e.Kind()
+	case *http.MaxBytesError:
+		return failure.TooLarge
+	case net.Error:
+		if e.Timeout() {
+			return failure.UpstreamTimeout
+		}
+		return failure.Transport
+	}
+	switch e {
+	case context.DeadlineExceeded:
+		return failure.UpstreamTimeout
+	case context.Canceled:
+		return failure.Canceled
+	}
+	return failure.Internal
+}
+
+// walk calls f for err and every error it wraps, outermost first.
+func walk(err error, f func(error)) {
+	for err != nil {
+		f(err)
+		switch u := err.(type) {
+		case interface{ Unwrap() error }:
+			err = u.Unwrap()
+		case interface{ Unwrap() []error }:
+			for _, e := range u.Unwrap() {
+				walk(e, f)
+			}
+			return
+		default:
+			return
+		}
+	}
+}
 
 // FromError decides the HTTP status and OperationOutcome for err. The
 // diagnostics are the error's message: every cqgate package keeps secrets
@@ -40,129 +120,88 @@ func FromError(err error) (int, *OperationOutcome) {
 	if err == nil {
 		return http.StatusInternalServerError, New(Exception, "internal error")
 	}
-	var (
-		oe  *Error
-		re  *assertion.RetrieveError
-		ae  *assertion.AlgorithmError
-		mbe *http.MaxBytesError
-	)
-	switch {
-	case errors.As(err, &mbe):
-		// The caller's body outgrew server.max_body_bytes while it was
-		// being read or streamed to the tenant.
-		return http.StatusRequestEntityTooLarge, New(TooCostly,
-			fmt.Sprintf("request body larger than the %d bytes allowed (server.max_body_bytes)", mbe.Limit))
-	case errors.Is(err, egress.ErrRefused):
-		// An address the organization may not be reached at (SSRF),
-		// found when connecting, however deep the refusal is wrapped.
-		return http.StatusForbidden, New(Security, err.Error())
-	case errors.Is(err, directory.ErrInvalidOID):
-		return http.StatusBadRequest, New(Value, err.Error())
-	case errors.Is(err, directory.ErrInvalidQuery):
-		return http.StatusBadRequest, New(Invalid, err.Error())
-	case errors.Is(err, directory.ErrNotFound):
-		return http.StatusNotFound, New(NotFound, err.Error())
-	case isTimeout(err):
-		return http.StatusGatewayTimeout, New(Timeout, err.Error())
-	case errors.Is(err, context.Canceled):
-		return http.StatusBadGateway, New(Transient, "request cancelled before the upstream answered")
-	case errors.As(err, &re):
-		return http.StatusBadGateway, retrieveOutcome(err, re)
-	case errors.As(err, &oe):
-		return oe.Status, New(oe.Code, err.Error())
-	case errors.As(err, &ae):
-		// The gateway's own configuration cannot work for this
-		// organization; say exactly why rather than hide it.
-		return http.StatusInternalServerError, New(Exception, "cqgate is misconfigured for this organization: "+err.Error())
-	case errors.Is(err, assertion.ErrThrottled):
-		// A storm of refusals inside the minimum interval between
-		// exchanges: try again later (WriteError adds Retry-After).
-		return http.StatusServiceUnavailable, New(Transient, err.Error())
-	case errors.Is(err, assertion.ErrTooManyContexts):
-		// A caller varying scopes or purposes of use beyond the cap of
-		// token contexts per organization (WriteError adds Retry-After).
-		return http.StatusTooManyRequests, New(Throttled, err.Error())
-	case errors.Is(err, assertion.ErrNoKey):
-		return http.StatusServiceUnavailable, New(Transient, err.Error()+"; see /readyz")
-	case isUpstream(err):
-		return http.StatusBadGateway, New(Exception, err.Error())
-	default:
-		return http.StatusInternalServerError, New(Exception, "internal error; see the gateway log")
+	kind, by := Classify(err)
+	a := answers[kind]
+	oo := New(a.code, diagnostics(kind, by, err))
+	if ans, ok := upstreamAnswer(err); ok && kind == failure.UpstreamFailed {
+		addAnswer(&oo.Issue[0], ans)
 	}
+	return a.status, oo
 }
 
-func retrieveOutcome(err error, re *assertion.RetrieveError) *OperationOutcome {
-	oo := New(Exception, err.Error())
-	if re.ErrorCode != "" {
-		oo.Issue[0].Details = &CodeableConcept{
-			Coding: []Coding{{System: "urn:ietf:rfc:6749", Code: re.ErrorCode}},
-			Text:   re.ErrorDescription,
+// diagnostics is what the caller reads about err.
+func diagnostics(kind failure.Kind, by, err error) string {
+	if mbe, ok := by.(*http.MaxBytesError); ok {
+		// The caller's body outgrew server.max_body_bytes while it was
+		// being read or streamed to the tenant.
+		return fmt.Sprintf("request body larger than the %d bytes allowed (server.max_body_bytes)", mbe.Limit)
+	}
+	switch kind {
+	case failure.Internal:
+		if by == nil {
+			return "internal error; see the gateway log"
 		}
+	case failure.Canceled:
+		return "request cancelled before the upstream answered"
+	case failure.Misconfigured:
+		// Say exactly why rather than hide it.
+		return "cqgate is misconfigured for this organization: " + err.Error()
+	case failure.NotReady:
+		return err.Error() + "; see /readyz"
 	}
-	if ext := oauthExtension(re); ext != nil {
-		oo.Issue[0].Extension = []Extension{*ext}
+	return err.Error()
+}
+
+// upstreamAnswer is the first failure.Answer in err's chain.
+func upstreamAnswer(err error) (failure.Answer, bool) {
+	var ua failure.UpstreamAnswer
+	if errors.As(err, &ua) {
+		return ua.UpstreamAnswer(), true
 	}
-	return oo
+	return failure.Answer{}, false
 }
 
 // UpstreamRequestID returns the X-Request-Id an upstream token endpoint
 // answered with, if err carries one.
 func UpstreamRequestID(err error) string {
-	var re *assertion.RetrieveError
-	if errors.As(err, &re) {
-		return re.RequestID
-	}
-	return ""
+	ans, _ := upstreamAnswer(err)
+	return ans.RequestID
 }
 
-func oauthExtension(re *assertion.RetrieveError) *Extension {
+// addAnswer keeps a token endpoint's OAuth error in the issue: error and
+// error_description as details, everything in the upstream-oauth-error
+// extension.
+func addAnswer(is *Issue, a failure.Answer) {
+	if a.OAuthError != "" {
+		is.Details = &CodeableConcept{
+			Coding: []Coding{{System: "urn:ietf:rfc:6749", Code: a.OAuthError}},
+			Text:   a.OAuthDescription,
+		}
+	}
 	var sub []Extension
 	add := func(url string, e Extension) {
 		e.URL = url
 		sub = append(sub, e)
 	}
-	if re.ErrorCode != "" {
-		add("error", Extension{ValueCode: re.ErrorCode})
+	if a.OAuthError != "" {
+		add("error", Extension{ValueCode: a.OAuthError})
 	}
-	if re.ErrorDescription != "" {
-		add("error_description", Extension{ValueString: re.ErrorDescription})
+	if a.OAuthDescription != "" {
+		add("error_description", Extension{ValueString: a.OAuthDescription})
 	}
-	if re.ErrorURI != "" {
-		add("error_uri", Extension{ValueURI: re.ErrorURI})
+	if a.OAuthURI != "" {
+		add("error_uri", Extension{ValueURI: a.OAuthURI})
 	}
-	if re.RequestID != "" {
-		add("x-request-id", Extension{ValueString: re.RequestID})
+	if a.RequestID != "" {
+		add("x-request-id", Extension{ValueString: a.RequestID})
 	}
-	if re.StatusCode != 0 {
-		add("http-status", Extension{ValueInt: re.StatusCode})
+	if a.StatusCode != 0 {
+		add("http-status", Extension{ValueInt: a.StatusCode})
 	}
-	if re.TokenURL != "" {
-		add("token-url", Extension{ValueURI: re.TokenURL})
+	if a.URL != "" {
+		add("token-url", Extension{ValueURI: a.URL})
 	}
-	if len(sub) == 0 {
-		return nil
+	if len(sub) > 0 {
+		is.Extension = []Extension{{URL: OAuthErrorExtensionURL, Extension: sub}}
 	}
-	return &Extension{URL: OAuthErrorExtensionURL, Extension: sub}
-}
-
-func isTimeout(err error) bool {
-	if errors.Is(err, context.DeadlineExceeded) {
-		return true
-	}
-	var ne net.Error
-	return errors.As(err, &ne) && ne.Timeout()
-}
-
-// upstreamError is implemented by errors that describe a failed call to
-// an upstream service, such as proxy.UpstreamError.
-type upstreamError interface{ Upstream() bool }
-
-func isUpstream(err error) bool {
-	var (
-		ue upstreamError
-		de *directory.Error
-		xe *discovery.Error
-		ne net.Error
-	)
-	return (errors.As(err, &ue) && ue.Upstream()) || errors.As(err, &de) || errors.As(err, &xe) || errors.As(err, &ne)
 }

@@ -9,11 +9,13 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/cqgate/cqgate/assertion"
 	"github.com/cqgate/cqgate/directory"
 	"github.com/cqgate/cqgate/discovery"
 	"github.com/cqgate/cqgate/internal/egress"
+	"github.com/cqgate/cqgate/internal/failure"
 )
 
 type timeoutErr struct{}
@@ -24,16 +26,16 @@ func (timeoutErr) Temporary() bool { return true }
 
 type marked struct{}
 
-func (marked) Error() string  { return "upstream broke" }
-func (marked) Upstream() bool { return true }
+func (marked) Error() string      { return "upstream broke" }
+func (marked) Kind() failure.Kind { return failure.Transport }
 
 // marked2 is an upstream failure wrapping another error, as
 // proxy.UpstreamError is.
 type marked2 struct{ err error }
 
-func (m *marked2) Error() string  { return "upstream: " + m.err.Error() }
-func (m *marked2) Unwrap() error  { return m.err }
-func (m *marked2) Upstream() bool { return true }
+func (m *marked2) Error() string      { return "upstream: " + m.err.Error() }
+func (m *marked2) Unwrap() error      { return m.err }
+func (m *marked2) Kind() failure.Kind { return failure.Transport }
 
 func TestFromError(t *testing.T) {
 	oauth := &assertion.RetrieveError{TokenURL: "https://auth.example/token", StatusCode: 400, ErrorCode: "invalid_scope",
@@ -49,18 +51,25 @@ func TestFromError(t *testing.T) {
 		{"not found", fmt.Errorf("x: %w", directory.ErrNotFound), 404, NotFound, "not found"},
 		{"deadline", fmt.Errorf("x: %w", context.DeadlineExceeded), 504, Timeout, "deadline"},
 		{"net timeout", &directory.Error{URL: "https://dir/Organization/1.2", Err: timeoutErr{}}, 504, Timeout, "i/o timeout"},
-		{"timeout inside a 502 wrapper is still 504", Errorf(502, Exception, "w: %w", timeoutErr{}), 504, Timeout, "timeout"},
+		{"timeout inside a 502 wrapper is still 504", failure.Errorf(failure.UpstreamFailed, "w: %w", timeoutErr{}), 504, Timeout, "timeout"},
 		{"oauth error", fmt.Errorf("proxy: %w", oauth), 502, Exception, "invalid_scope"},
-		{"explicit", Errorf(http.StatusBadGateway, NotSupported, "no FHIR endpoint"), 502, NotSupported, "no FHIR endpoint"},
+		{"explicit", failure.Errorf(failure.UpstreamUnsupported, "no FHIR endpoint"), 502, NotSupported, "no FHIR endpoint"},
 		{"directory status", &directory.Error{URL: "https://dir/x", StatusCode: 500}, 502, Exception, "HTTP 500"},
 		{"discovery status", &discovery.Error{URL: "https://fhir/metadata", StatusCode: 503}, 502, Exception, "metadata"},
 		{"marked upstream", fmt.Errorf("p: %w", marked{}), 502, Exception, "upstream broke"},
 		{"algorithm that cannot fit the key", fmt.Errorf("s: %w", &assertion.AlgorithmError{Algorithm: "ES256", KeyType: "RSA"}), 500, Exception, `signing algorithm "ES256" cannot be used with a RSA key`},
-		{"no key yet", fmt.Errorf("s: %w", assertion.ErrNoKey), 503, Transient, "/readyz"},
+		{"no key yet", fmt.Errorf("s: %w", assertion.ErrNoKey), 503, Transient, "s: assertion: no signing key loaded; see /readyz"},
 		{"body too large while streaming", &marked2{fmt.Errorf("proxy: %w", &http.MaxBytesError{Limit: 65536})}, 413, TooCostly, "65536 bytes allowed (server.max_body_bytes)"},
 		{"egress refusal at connect time", fmt.Errorf("p: %w", &egress.RefusedError{Address: "127.0.0.1:443", Reason: "a loopback address"}), 403, Security, "a loopback address"},
-		{"egress refusal inside an explicit 502", Errorf(http.StatusBadGateway, Exception, "tenant: discovering: %w", &discovery.Error{URL: "https://fhir/metadata", Err: &egress.RefusedError{Address: "10.0.0.1:443", Reason: "a private-network address"}}), 403, Security, "private-network"},
+		{"egress refusal inside an explicit 502", failure.Errorf(failure.UpstreamFailed, "tenant: discovering: %w", &discovery.Error{URL: "https://fhir/metadata", Err: &egress.RefusedError{Address: "10.0.0.1:443", Reason: "a private-network address"}}), 403, Security, "private-network"},
 		{"unknown stays generic", errors.New("secret internal detail"), 500, Exception, "internal error"},
+		{"a throttled exchange inside a failed FHIR call", &marked2{fmt.Errorf("p: %w", &assertion.ThrottledError{RetryAt: time.Now().Add(time.Minute)})}, 503, Transient, "minimum interval"},
+		{"no key inside a registration failure stays 502", failure.Errorf(failure.UpstreamFailed, "tenant: UDAP registration: %w", assertion.ErrNoKey), 502, Exception, "UDAP registration"},
+		{"algorithm inside a failed FHIR call", &marked2{&assertion.AlgorithmError{Algorithm: "ES256", KeyType: "RSA"}}, 500, Exception, "cqgate is misconfigured for this organization"},
+		{"too many token contexts", fmt.Errorf("p: %w", &assertion.ContextLimitError{Resource: "https://fhir", Limit: 8}), 429, Throttled, "8 token contexts"},
+		{"not found beats the wrapper", failure.Errorf(failure.UpstreamFailed, "tenant: %w", directory.ErrNotFound), 404, NotFound, "tenant: directory: organization not found"},
+		{"declared internal shows its message", failure.New(failure.Internal, "api: authenticating failed; see the log"), 500, Exception, "api: authenticating failed"},
+		{"cancelled", fmt.Errorf("x: %w", context.Canceled), 502, Transient, "request cancelled before the upstream answered"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -100,5 +109,20 @@ func TestWriteErrorKeepsOAuthFields(t *testing.T) {
 		if got[k] != v {
 			t.Errorf("extension %s = %q, want %q", k, got[k], v)
 		}
+	}
+}
+
+// TestEveryKindHasAnAnswer: a kind added to internal/failure without its
+// status and issue type here would answer with status 0.
+func TestEveryKindHasAnAnswer(t *testing.T) {
+	n := 0
+	for k := failure.Internal; !strings.HasPrefix(k.String(), "kind("); k++ {
+		n++
+		if int(k) >= len(answers) || answers[k].status < 400 || answers[k].code == "" {
+			t.Errorf("kind %v has no answer", k)
+		}
+	}
+	if n != len(answers) {
+		t.Errorf("%d kinds, %d answers", n, len(answers))
 	}
 }

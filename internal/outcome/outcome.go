@@ -8,7 +8,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/cqgate/cqgate/assertion"
+	"github.com/cqgate/cqgate/internal/failure"
 )
 
 // ContentType is the media type of every OperationOutcome cqgate writes.
@@ -100,30 +100,22 @@ func Write(w http.ResponseWriter, status int, oo *OperationOutcome) {
 	_, _ = w.Write(body)
 }
 
-// WriteError classifies err and writes the matching OperationOutcome.
-func WriteError(w http.ResponseWriter, err error) {
+// WriteError is the error boundary: it classifies err (FromError) and
+// writes the matching OperationOutcome, with Retry-After when the failure
+// knows when asking again makes sense and X-Upstream-Request-Id when an
+// upstream answered with an id. It returns the status and issue type
+// written, for logs and audit records.
+func WriteError(w http.ResponseWriter, err error) (int, IssueType) {
 	status, oo := FromError(err)
 	if rid := UpstreamRequestID(err); rid != "" {
 		w.Header().Set("X-Upstream-Request-Id", rid)
 	}
-	var (
-		te *assertion.ThrottledError
-		ra retryAfter
-	)
-	switch {
-	case errors.As(err, &te):
-		setRetryAfter(w, time.Until(te.RetryAt))
-	case errors.As(err, &ra):
+	var ra failure.RetryAfter
+	if errors.As(err, &ra) {
 		setRetryAfter(w, ra.RetryAfter())
 	}
 	Write(w, status, oo)
-}
-
-// retryAfter is an error that knows when trying again makes sense, such
-// as *ratelimit.LimitedError.
-type retryAfter interface {
-	error
-	RetryAfter() time.Duration
+	return status, oo.Issue[0].Code
 }
 
 // setRetryAfter sets Retry-After in whole seconds, at least 1.

@@ -2,12 +2,12 @@ package outcome
 
 import (
 	"fmt"
-	"net/http"
 	"net/http/httptest"
 	"testing"
 	"time"
 
 	"github.com/cqgate/cqgate/assertion"
+	"github.com/cqgate/cqgate/internal/failure"
 )
 
 type waitError struct{ d time.Duration }
@@ -22,10 +22,10 @@ func TestWriteErrorRetryAfter(t *testing.T) {
 		wantStatus int
 		want       string
 	}{
-		{"rate limit, rounded up", Errorf(http.StatusTooManyRequests, Throttled, "%w", waitError{1500 * time.Millisecond}), 429, "2"},
-		{"rate limit under a second says 1", Errorf(http.StatusTooManyRequests, Throttled, "%w", waitError{10 * time.Millisecond}), 429, "1"},
+		{"rate limit, rounded up", failure.Errorf(failure.Throttled, "%w", waitError{1500 * time.Millisecond}), 429, "2"},
+		{"rate limit under a second says 1", failure.Errorf(failure.Throttled, "%w", waitError{10 * time.Millisecond}), 429, "1"},
 		{"exchange throttled", fmt.Errorf("x: %w", &assertion.ThrottledError{RetryAt: time.Now().Add(30 * time.Second)}), 503, "30"},
-		{"nothing to wait for", Errorf(http.StatusBadRequest, Invalid, "bad"), 400, ""},
+		{"nothing to wait for", failure.Errorf(failure.Invalid, "bad"), 400, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"strings"
 	"unicode"
 )
@@ -61,8 +60,8 @@ const maxSnippet = 256
 const Redacted = "REDACTED"
 
 // DescribeStatus describes an unexpected answer: the status text and the
-// start of the body, printable characters only, with every secret (and
-// its query-escaped form) replaced by Redacted.
+// start of the body, printable characters only, with every secret (raw,
+// percent-encoded or JSON-escaped) replaced by Redacted.
 func DescribeStatus(code int, body []byte, secrets ...string) error {
 	text := http.StatusText(code)
 	if text == "" {
@@ -81,16 +80,91 @@ func DescribeStatus(code int, body []byte, secrets ...string) error {
 	return fmt.Errorf("%s: %s", text, snippet)
 }
 
-// Scrub replaces every secret, and its query-escaped form, in s.
+// Scrub replaces every secret in s, in any encoding match knows, by
+// Redacted.
 func Scrub(s string, secrets ...string) string {
 	for _, secret := range secrets {
-		if secret == "" {
+		if secret == "" || !Contains(s, secret) {
 			continue
 		}
-		s = strings.ReplaceAll(s, secret, Redacted)
-		if esc := url.QueryEscape(secret); esc != secret {
-			s = strings.ReplaceAll(s, esc, Redacted)
+		var b strings.Builder
+		for i := 0; i < len(s); {
+			if end, ok := match(s, i, secret); ok {
+				b.WriteString(Redacted)
+				i = end
+				continue
+			}
+			b.WriteByte(s[i])
+			i++
 		}
+		s = b.String()
 	}
 	return s
+}
+
+// Contains reports whether s holds secret in any encoding match knows.
+// It does not allocate.
+func Contains(s, secret string) bool {
+	if secret == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if _, ok := match(s, i, secret); ok {
+			return true
+		}
+	}
+	return false
+}
+
+// match reports whether s holds secret at i, each byte of the secret
+// written as itself or in one of the encodings cqgate may meet, mixed
+// freely: percent-encoded (%2B, %2b; "+" for a space, as in a query),
+// JSON-escaped (\/ for "/", \u002b or \u002B, \" and \\), and returns
+// where it ends.
+func match(s string, i int, secret string) (int, bool) {
+	for j := 0; j < len(secret); j++ {
+		if i >= len(s) {
+			return 0, false
+		}
+		c := secret[j]
+		switch s[i] {
+		case c:
+			i++
+			continue
+		case '%':
+			if i+2 < len(s) && unhex(s[i+1])<<4|unhex(s[i+2]) == int(c) && unhex(s[i+1]) >= 0 && unhex(s[i+2]) >= 0 {
+				i += 3
+				continue
+			}
+		case '+':
+			if c == ' ' {
+				i++
+				continue
+			}
+		case '\\':
+			if i+1 < len(s) && s[i+1] == c && (c == '/' || c == '"' || c == '\\') {
+				i += 2
+				continue
+			}
+			if i+5 < len(s) && s[i+1] == 'u' && s[i+2] == '0' && s[i+3] == '0' &&
+				unhex(s[i+4]) >= 0 && unhex(s[i+5]) >= 0 && unhex(s[i+4])<<4|unhex(s[i+5]) == int(c) && c < 0x80 {
+				i += 6
+				continue
+			}
+		}
+		return 0, false
+	}
+	return i, true
+}
+
+func unhex(c byte) int {
+	switch {
+	case '0' <= c && c <= '9':
+		return int(c - '0')
+	case 'a' <= c && c <= 'f':
+		return int(c-'a') + 10
+	case 'A' <= c && c <= 'F':
+		return int(c-'A') + 10
+	}
+	return -1
 }

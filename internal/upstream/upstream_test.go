@@ -2,9 +2,12 @@ package upstream
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -75,4 +78,76 @@ func TestDescribeStatus(t *testing.T) {
 			t.Errorf("DescribeStatus(%d, %q) = %q, want %q", tt.code, tt.body, got, tt.want)
 		}
 	}
+}
+
+// TestScrubEncodings: a secret is redacted in every encoding an upstream
+// or a log line may carry it in, for each kind of secret cqgate holds.
+func TestScrubEncodings(t *testing.T) {
+	secrets := map[string]string{
+		"directory API key": "dir+Key/with=padding&more<>",
+		"vault token":       "hvs.CAESI+abc/def==",
+		"access token":      "eyJhbGciOiJSUzM4NCJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl-_",
+		"client assertion":  "eyJhbGciOiJSUzM4NCIsInR5cCI6IkpXVCJ9.eyJpc3MiOiJnYXRld2F5In0.QUJD_-",
+		"base64 std token":  "QUJDRA+/ZWZn==",
+	}
+	encodings := map[string]func(string) string{
+		"raw":              func(s string) string { return s },
+		"query-escaped":    url.QueryEscape,
+		"path-escaped":     url.PathEscape,
+		"percent lower":    func(s string) string { return encodeAll(s, "%%%02x") },
+		"percent all":      func(s string) string { return encodeAll(s, "%%%02X") },
+		"json (Go)":        func(s string) string { b, _ := json.Marshal(s); return string(b[1 : len(b)-1]) },
+		"json slash":       func(s string) string { return strings.ReplaceAll(s, "/", `\/`) },
+		"json \\u00XX":     func(s string) string { return encodeAll(s, `\u%04X`) },
+		"json \\u00xx":     func(s string) string { return encodeAll(s, `\u%04x`) },
+		"json plus as \\u": func(s string) string { return strings.ReplaceAll(s, "+", `\u002b`) },
+	}
+	for what, secret := range secrets {
+		for enc, encode := range encodings {
+			t.Run(what+"/"+enc, func(t *testing.T) {
+				form := encode(secret)
+				text := `{"error":"invalid_client","error_description":"bad ` + form + ` given"}`
+				got := Scrub(text, secret)
+				if strings.Contains(got, form) {
+					t.Fatalf("%s form %q survived: %s", enc, form, got)
+				}
+				if !strings.Contains(got, Redacted) {
+					t.Fatalf("nothing redacted: %s", got)
+				}
+				if !Contains(text, secret) {
+					t.Errorf("Contains missed the %s form", enc)
+				}
+				if err := DescribeStatus(401, []byte(text), secret); strings.Contains(err.Error(), form) {
+					t.Errorf("DescribeStatus kept the %s form: %v", enc, err)
+				}
+			})
+		}
+	}
+}
+
+func TestScrubLeavesOtherText(t *testing.T) {
+	if got := Scrub("nothing secret here", "tok"); got != "nothing secret here" {
+		t.Errorf("Scrub = %q", got)
+	}
+	if Contains("anything", "") || Scrub("x", "") != "x" {
+		t.Errorf("an empty secret matched")
+	}
+	// A near miss is not redacted: the secret with one byte changed.
+	if got := Scrub("hvs.CAESI%2Babc/deg==", "hvs.CAESI+abc/def=="); strings.Contains(got, Redacted) {
+		t.Errorf("a different secret was redacted: %s", got)
+	}
+}
+
+// encodeAll writes every byte of s other than letters and digits with
+// format: every byte percent-encoded or JSON \u-escaped.
+func encodeAll(s, format string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' {
+			b.WriteByte(c)
+		} else {
+			fmt.Fprintf(&b, format, c)
+		}
+	}
+	return b.String()
 }

@@ -181,21 +181,27 @@ func TestMetadata(t *testing.T) {
 	}
 	uris := map[string]string{}
 	for _, x := range sec.Extension {
-		if x.URL != "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris" {
+		prefix := ""
+		switch x.URL {
+		case "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris":
+		case "https://fhir-ehr.cerner.com/r4/StructureDefinition/carequality-oauth-uris":
+			prefix = "carequality-"
+		default:
 			continue
 		}
 		for _, sub := range x.Extension {
-			uris[sub.URL] = sub.ValueURI
+			uris[prefix+sub.URL] = sub.ValueURI
 		}
 	}
 	want := map[string]string{
-		"token":             sb.PlainTokenURL,
-		"carequality-token": sb.TokenURL,
-		"authorize":         sb.URL + "/tenants/" + sandbox.TenantID + "/personas/provider/authorize",
+		"token":                sb.PlainTokenURL,
+		"authorize":            sb.URL + "/tenants/" + sandbox.TenantID + "/personas/provider/authorize",
+		"carequality-token":    sb.TokenURL,
+		"carequality-register": sb.RegisterURL,
 	}
 	for k, v := range want {
 		if uris[k] != v {
-			t.Errorf("oauth-uris %s = %q, want %q", k, uris[k], v)
+			t.Errorf("CapabilityStatement %s = %q, want %q", k, uris[k], v)
 		}
 	}
 

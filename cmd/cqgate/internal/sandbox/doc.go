@@ -4,20 +4,39 @@
 //
 //  1. a Carequality R4 directory (Sequoia sphd shape) that knows one
 //     organization, OID, whose contained Endpoints include a FHIR REST
-//     endpoint pointing at the sandbox FHIR server;
+//     endpoint pointing at the sandbox FHIR server; it answers reads and
+//     searches (name, _id, active, _count, paged with next links);
 //  2. a Cerner/Oracle Health style FHIR R4 tenant (TenantID) whose
-//     CapabilityStatement advertises two token URLs, the SMART "token" URL
-//     and the "carequality-token" URL, as Cerner's 2019 Carequality
-//     connectathon server did;
-//  3. a token endpoint at the carequality-token URL that really verifies
+//     CapabilityStatement advertises two token URLs: the SMART "token" URL
+//     in oauth-uris, and the Carequality token URL with its registration
+//     endpoint in Cerner's carequality-oauth-uris extension (its 2020
+//     shape);
+//  3. a UDAP dynamic client registration endpoint (RegisterURL) that
+//     verifies the software statement (x5c, signature, iss = sub = a URI
+//     SAN, aud, lifetime, jti, grant and contact claims) and hands out
+//     client ids;
+//  4. a token endpoint at the carequality-token URL that really verifies
 //     the client-assertion JWT (x5c certificate, signature, iss/sub/aud,
 //     lifetime, jti replay) and issues opaque bearer tokens;
-//  4. a "token" URL that always refuses, counting the calls, because a
+//  5. a "token" URL that always refuses, counting the calls, because a
 //     gateway that sends a Carequality assertion there has fallen into the
 //     trap Cerner's documentation warns about;
-//  5. read and search for a few synthetic Patients and Observations,
+//  6. read and search for a few synthetic Patients and Observations,
 //     embedded from data/*.json, behind the issued bearer tokens and
-//     Cerner's insistence on an explicit JSON Accept header.
+//     Cerner's insistence on an explicit JSON Accept header; searches
+//     page with _count (and the sandbox's own _offset), their Bundles
+//     carrying absolute self, first, previous and next links on FHIRBase;
+//  6. a small FHIR Bulk Data 2.0 export of those resources: GET or POST
+//     (Parameters) {FHIRBase}/$export, /Patient/$export and
+//     /Group/sandbox-patients/$export with Prefer: respond-async answer
+//     202 and an absolute Content-Location status URL; the status URL
+//     answers 202 (X-Progress, Retry-After) for Options.ExportPolls polls,
+//     then the manifest (requiresAccessToken true, output URLs on
+//     FHIRBase); DELETE cancels. NDJSON files are served with Range
+//     support behind the bearer token, except Observation files, which
+//     answer a 307 to a second loopback listener (StorageURL) that
+//     serves signed URLs and refuses any request carrying Authorization
+//     (counted by StorageAuthRejects), as Oracle Health's storage does.
 //
 // Start generates a fresh RSA key and a self-signed certificate for the
 // client id (Sandbox.Material) and trusts exactly that certificate, so the

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -118,7 +119,7 @@ func (s *Sandbox) searchPatients(w http.ResponseWriter, r *http.Request) {
 			entries = append(entries, s.entry("Patient", p.id, p.raw))
 		}
 	}
-	s.writeSearchset(w, "Patient", url.Values{"name": q["name"], "_id": q["_id"]}, entries)
+	s.writeSearchset(w, r, "Patient", url.Values{"name": q["name"], "_id": q["_id"]}, entries)
 }
 
 // searchObservations answers Observation?patient=<id> and
@@ -142,7 +143,7 @@ func (s *Sandbox) searchObservations(w http.ResponseWriter, r *http.Request) {
 			entries = append(entries, s.entry("Observation", o.id, o.raw))
 		}
 	}
-	s.writeSearchset(w, "Observation", url.Values{"patient": q["patient"], "subject": q["subject"]}, entries)
+	s.writeSearchset(w, r, "Observation", url.Values{"patient": q["patient"], "subject": q["subject"]}, entries)
 }
 
 // entry is a search match.
@@ -154,16 +155,84 @@ func (s *Sandbox) entry(typ, id string, raw json.RawMessage) bundleEntry {
 	}
 }
 
-// writeSearchset answers a search with a searchset Bundle whose self link
-// lists the parameters used (nil values are left out).
-func (s *Sandbox) writeSearchset(w http.ResponseWriter, typ string, used url.Values, entries []bundleEntry) {
+// Paging limits: _count above maxCount is lowered to it, as servers may.
+const maxCount = 100
+
+// page is the slice of the matches a search answers with: _count
+// entries from _offset on. _offset is the sandbox's own paging
+// parameter, like Cerner's opaque pageContext, found in next/previous
+// links; a search without _count answers everything on one page.
+type page struct {
+	count, offset int
+	paged         bool
+}
+
+// parsePage reads _count and _offset. ok is false (and an
+// OperationOutcome was written) when they are not non-negative integers.
+func parsePage(w http.ResponseWriter, q url.Values) (page, bool) {
+	var p page
+	for _, k := range []string{"_count", "_offset"} {
+		v := q.Get(k)
+		if v == "" {
+			continue
+		}
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			writeOutcome(w, http.StatusBadRequest, issueInvalid, "search parameter "+k+" must be a non-negative integer")
+			return page{}, false
+		}
+		if k == "_count" {
+			p.count, p.paged = min(n, maxCount), true
+		} else {
+			p.offset = n
+		}
+	}
+	return p, true
+}
+
+// writeSearchset answers a search with a searchset Bundle of one page of
+// entries: total counts every match; link carries self and, when paged,
+// first, previous and next as absolute URLs on the sandbox base that
+// repeat the parameters used (nil values are left out).
+func (s *Sandbox) writeSearchset(w http.ResponseWriter, r *http.Request, typ string, used url.Values, entries []bundleEntry) {
+	pg, ok := parsePage(w, r.URL.Query())
+	if !ok {
+		return
+	}
+	total := len(entries)
+	pageURL := func(offset int) string {
+		v := url.Values{}
+		for k, vs := range used {
+			if vs != nil {
+				v[k] = vs
+			}
+		}
+		if pg.paged {
+			v.Set("_count", strconv.Itoa(pg.count))
+			if offset > 0 {
+				v.Set("_offset", strconv.Itoa(offset))
+			}
+		}
+		return s.FHIRBase + "/" + typ + "?" + v.Encode()
+	}
+	links := []bundleLink{{Relation: "self", URL: pageURL(pg.offset)}}
+	if pg.paged {
+		entries = entries[min(pg.offset, total):min(pg.offset+pg.count, total)]
+		links = append(links, bundleLink{Relation: "first", URL: pageURL(0)})
+		if pg.offset > 0 && pg.count > 0 {
+			links = append(links, bundleLink{Relation: "previous", URL: pageURL(max(pg.offset-pg.count, 0))})
+		}
+		if pg.count > 0 && pg.offset+pg.count < total {
+			links = append(links, bundleLink{Relation: "next", URL: pageURL(pg.offset + pg.count)})
+		}
+	}
 	writeJSON(w, http.StatusOK, mediaFHIRJSON, bundle{
 		ResourceType: "Bundle",
 		ID:           requestID(w),
 		Meta:         meta{LastUpdated: time.Now().UTC().Format(time.RFC3339)},
 		Type:         "searchset",
-		Total:        len(entries),
-		Link:         []bundleLink{{Relation: "self", URL: s.FHIRBase + "/" + typ + "?" + used.Encode()}},
+		Total:        total,
+		Link:         links,
 		Entry:        entries,
 	})
 }

@@ -95,10 +95,10 @@ func TestFHIRSearch(t *testing.T) {
 		{"Patient?name=nobody", nil, "name=nobody"},
 		{"Patient?_id=12742400", []string{"12742400"}, "_id=12742400"},
 		{"Patient?_id=12742400&name=peters", nil, "_id=12742400&name=peters"},
-		{"Patient?name=peters&_count=10", []string{"1316024"}, "name=peters"},
-		{"Observation?patient=1316024", []string{"L-197301877", "L-197301878"}, "patient=1316024"},
+		{"Patient?name=peters&_count=10", []string{"1316024"}, "_count=10&name=peters"},
+		{"Observation?patient=1316024", []string{"L-197301877", "L-197301878", "L-197301879", "L-197301880"}, "patient=1316024"},
 		{"Observation?patient=Patient/12724066", []string{"M-197198653", "M-197198654"}, "patient=Patient%2F12724066"},
-		{"Observation?subject=Patient/1316024", []string{"L-197301877", "L-197301878"}, "subject=Patient%2F1316024"},
+		{"Observation?subject=Patient/1316024", []string{"L-197301877", "L-197301878", "L-197301879", "L-197301880"}, "subject=Patient%2F1316024"},
 		{"Observation?patient=12742400", []string{"M-197204410"}, "patient=12742400"},
 		{"Observation?patient=999999", nil, "patient=999999"},
 	}
@@ -116,8 +116,13 @@ func TestFHIRSearch(t *testing.T) {
 			}
 			typ, _, _ := strings.Cut(tt.query, "?")
 			wantSelf := sb.FHIRBase + "/" + typ + "?" + tt.wantSelf
-			if len(b.Link) != 1 || b.Link[0].Relation != "self" || b.Link[0].URL != wantSelf {
+			if len(b.Link) == 0 || b.Link[0].Relation != "self" || b.Link[0].URL != wantSelf {
 				t.Errorf("link = %+v, want self %s", b.Link, wantSelf)
+			}
+			for _, l := range b.Link[1:] {
+				if l.Relation != "first" || !strings.Contains(tt.query, "_count") {
+					t.Errorf("one page only, but link %+v", l)
+				}
 			}
 			var ids []string
 			for _, e := range b.Entry {
@@ -229,4 +234,76 @@ func TestFHIRTokenIsPerSandbox(t *testing.T) {
 	b := startSandbox(t, sandbox.Options{})
 	r := do(t, http.MethodGet, b.FHIRBase+"/Patient/1316024", fhirHeader(accessToken(t, a)), nil)
 	wantOutcome(t, r, http.StatusUnauthorized)
+}
+
+// TestFHIRSearchPaging follows next links (absolute URLs on the sandbox
+// base) through every page and back with previous.
+func TestFHIRSearchPaging(t *testing.T) {
+	t.Parallel()
+	sb := startSandbox(t, sandbox.Options{})
+	token := accessToken(t, sb)
+	links := func(b searchBundle) map[string]string {
+		m := map[string]string{}
+		for _, l := range b.Link {
+			m[l.Relation] = l.URL
+		}
+		return m
+	}
+	get := func(target string) searchBundle {
+		t.Helper()
+		if !strings.HasPrefix(target, sb.FHIRBase+"/") {
+			t.Fatalf("link %q is not on the sandbox base", target)
+		}
+		r := do(t, http.MethodGet, target, fhirHeader(token), nil)
+		if r.status != http.StatusOK {
+			t.Fatalf("GET %s: status %d: %s", target, r.status, r.body)
+		}
+		var b searchBundle
+		r.decode(t, &b)
+		return b
+	}
+	// Three patients with "a" or "e" in a name: 12724066, 12742400, 1316024.
+	target := sb.FHIRBase + "/Patient?name=a,e&_count=2"
+	var ids []string
+	var pages []searchBundle
+	for target != "" && len(pages) < 5 {
+		b := get(target)
+		if b.Total != 3 {
+			t.Errorf("total %d, want 3 on every page", b.Total)
+		}
+		for _, e := range b.Entry {
+			ids = append(ids, e.FullURL[strings.LastIndex(e.FullURL, "/")+1:])
+		}
+		pages = append(pages, b)
+		target = links(b)["next"]
+	}
+	if len(pages) != 2 || len(pages[0].Entry) != 2 || len(pages[1].Entry) != 1 {
+		t.Fatalf("%d pages: %+v", len(pages), pages)
+	}
+	slices.Sort(ids)
+	if want := []string{"12724066", "12742400", "1316024"}; !slices.Equal(ids, want) {
+		t.Errorf("ids %v, want %v", ids, want)
+	}
+	first, second := links(pages[0]), links(pages[1])
+	if _, ok := first["previous"]; ok {
+		t.Errorf("first page has a previous link: %v", first)
+	}
+	if second["previous"] != first["self"] || second["first"] != first["self"] {
+		t.Errorf("second page previous %q, first %q; first page self %q", second["previous"], second["first"], first["self"])
+	}
+	if back := get(second["previous"]); len(back.Entry) != 2 || back.Entry[0].FullURL != pages[0].Entry[0].FullURL {
+		t.Errorf("previous page differs: %+v", back.Entry)
+	}
+
+	obs := get(sb.FHIRBase + "/Observation?patient=1316024&_count=1")
+	if len(obs.Entry) != 1 || obs.Total != 4 || links(obs)["next"] == "" {
+		t.Errorf("Observation page: %d entries, total %d, links %v", len(obs.Entry), obs.Total, links(obs))
+	}
+	if zero := get(sb.FHIRBase + "/Observation?patient=1316024&_count=0"); len(zero.Entry) != 0 || zero.Total != 4 || links(zero)["next"] != "" {
+		t.Errorf("_count=0: %d entries, total %d, links %v", len(zero.Entry), zero.Total, links(zero))
+	}
+	for _, bad := range []string{"_count=-1", "_count=x", "_offset=-2"} {
+		r := do(t, http.MethodGet, sb.FHIRBase+"/Observation?patient=1316024&"+bad, fhirHeader(token), nil)
+		wantOutcome(t, r, http.StatusBadRequest)
+	}
 }

@@ -53,8 +53,8 @@ func TestEmbeddedDataset(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(ds.patients) != 3 || len(ds.observations) != 5 {
-		t.Errorf("%d patients and %d observations, want 3 and 5", len(ds.patients), len(ds.observations))
+	if len(ds.patients) != 3 || len(ds.observations) != 7 {
+		t.Errorf("%d patients and %d observations, want 3 and 7", len(ds.patients), len(ds.observations))
 	}
 }
 

@@ -8,6 +8,10 @@ import (
 // CapabilityStatement's rest.security.
 const oauthURIsURL = "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris"
 
+// carequalityOAuthURIsURL is Cerner's separate extension for the
+// Carequality token URL and registration endpoint.
+const carequalityOAuthURIsURL = "https://fhir-ehr.cerner.com/r4/StructureDefinition/carequality-oauth-uris"
+
 // capabilityDate is the CapabilityStatement's fixed date.
 const capabilityDate = "2024-01-15T12:00:00Z"
 
@@ -40,6 +44,13 @@ type (
 		Mode     string        `json:"mode"`
 		Security capSecurity   `json:"security"`
 		Resource []capResource `json:"resource"`
+		// Operation lists the system-level operations ($export).
+		Operation []capOperation `json:"operation,omitempty"`
+	}
+
+	capOperation struct {
+		Name       string `json:"name"`
+		Definition string `json:"definition"`
 	}
 
 	capSecurity struct {
@@ -84,9 +95,10 @@ func (s *Sandbox) handleMetadata(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, mediaFHIRJSON, s.capabilityStatement())
 }
 
-// capabilityStatement advertises the SMART token URL and the
-// carequality-token URL side by side, as Cerner's connectathon server did
-// in 2019; a Carequality client must pick carequality-token.
+// capabilityStatement advertises the SMART token URL in oauth-uris and
+// the Carequality token URL with its registration endpoint in Cerner's
+// carequality-oauth-uris extension (its 2020 shape); a Carequality client
+// must pick the Carequality one.
 func (s *Sandbox) capabilityStatement() capabilityStatement {
 	readSearch := []capInteraction{{Code: "read"}, {Code: "search-type"}}
 	return capabilityStatement{
@@ -109,8 +121,16 @@ func (s *Sandbox) capabilityStatement() capabilityStatement {
 					URL: oauthURIsURL,
 					Extension: []uriExtension{
 						{URL: "token", ValueURI: s.PlainTokenURL},
-						{URL: "carequality-token", ValueURI: s.TokenURL},
 						{URL: "authorize", ValueURI: s.authorizeURL},
+					},
+				}, {
+					// Cerner's 2020 shape: the Carequality token URL and
+					// its UDAP registration endpoint in their own
+					// extension.
+					URL: carequalityOAuthURIsURL,
+					Extension: []uriExtension{
+						{URL: "token", ValueURI: s.TokenURL},
+						{URL: "register", ValueURI: s.RegisterURL},
 					},
 				}},
 				CORS: true,
@@ -135,6 +155,7 @@ func (s *Sandbox) capabilityStatement() capabilityStatement {
 					SearchParam: []capSearchParam{{Name: "patient", Type: "reference"}, {Name: "subject", Type: "reference"}},
 				},
 			},
+			Operation: []capOperation{{Name: "export", Definition: "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/export"}},
 		}},
 	}
 }

@@ -28,9 +28,16 @@ const requestIDHeader = "X-Request-Id"
 func (s *Sandbox) handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc(directoryPath+"/Organization/{oid}", s.handleOrganization)
+	mux.HandleFunc(directoryPath+"/Organization", s.handleOrganizationSearch)
 	mux.HandleFunc(fhirBasePath+"/metadata", s.handleMetadata)
 	mux.HandleFunc(tokenPath, s.handleToken)
+	mux.HandleFunc(registerPath, s.handleRegister)
 	mux.HandleFunc(plainTokenPath, s.handlePlainToken)
+	mux.HandleFunc(fhirBasePath+"/$export", s.handleExport)
+	mux.HandleFunc(fhirBasePath+"/Patient/$export", s.handleExport)
+	mux.HandleFunc(fhirBasePath+"/Group/{group}/$export", s.handleExport)
+	mux.HandleFunc(bulkStatusPath+"{job}", s.handleBulkStatus)
+	mux.HandleFunc(bulkFilePath+"{job}/{file}", s.handleBulkFile)
 	mux.HandleFunc(fhirBasePath+"/{type}", s.handleFHIR)
 	mux.HandleFunc(fhirBasePath+"/{type}/{id}", s.handleFHIR)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {

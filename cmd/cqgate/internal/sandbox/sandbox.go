@@ -58,6 +58,9 @@ type Options struct {
 	// TokenLifetime is the lifetime (expires_in) of issued access
 	// tokens, default 570s like Cerner's. It must be at least a second.
 	TokenLifetime time.Duration
+	// ExportPolls is how many status polls of a bulk export answer 202
+	// (in progress) before the manifest; default 1, negative for none.
+	ExportPolls int
 	// Logger receives the sandbox's logs; nil discards them.
 	Logger logrus.FieldLogger
 }
@@ -77,10 +80,25 @@ type Sandbox struct {
 	// TokenURL is the carequality-token URL, FHIRBase +
 	// "/Authorization/token": the one that accepts client assertions.
 	TokenURL string
+	// RegisterURL is the UDAP dynamic client registration endpoint,
+	// FHIRBase + "/Authorization/register", advertised with the
+	// carequality-token URL in Cerner's carequality-oauth-uris
+	// extension. It verifies the software statement and hands out
+	// client ids (the token endpoint keeps trusting ClientID).
+	RegisterURL string
+	// UDAPIssuer is the URI SAN of Material's certificate
+	// ("https://" + ClientID): the iss of software statements.
+	UDAPIssuer string
 	// PlainTokenURL is the SMART "token" URL, URL + "/tenants/" +
 	// TenantID + "/protocols/oauth2/profiles/smart-v1/token". It refuses
 	// every Carequality client assertion.
 	PlainTokenURL string
+
+	// StorageURL is the root of the second listener, the storage origin
+	// bulk downloads of Observation files are redirected to
+	// (http://127.0.0.1:PORT2/bulk). It refuses requests that carry an
+	// Authorization header.
+	StorageURL string
 
 	// OID is the sandbox organization's OID (the constant OID).
 	OID string
@@ -101,6 +119,9 @@ type Sandbox struct {
 	trusted       *x509.Certificate
 	data          *dataset
 	state         *state
+	bulk          *exports
+	storage       *storage
+	registry      *registry
 	log           logrus.FieldLogger
 
 	server    *http.Server
@@ -126,7 +147,7 @@ func Start(ctx context.Context, opts Options) (*Sandbox, error) {
 		return nil, fmt.Errorf("sandbox: start: %w", err)
 	}
 
-	material, err := newMaterial(opts.ClientID)
+	material, err := newMaterial(opts.ClientID, udapIssuer(opts.ClientID))
 	if err != nil {
 		return nil, err
 	}
@@ -153,6 +174,8 @@ func Start(ctx context.Context, opts Options) (*Sandbox, error) {
 		DirectoryURL:  root + "/directory/fhir",
 		FHIRBase:      root + fhirBasePath,
 		TokenURL:      root + fhirBasePath + "/Authorization/token",
+		RegisterURL:   root + registerPath,
+		UDAPIssuer:    udapIssuer(opts.ClientID),
 		PlainTokenURL: root + plainTokenPath,
 		OID:           OID,
 		ClientID:      opts.ClientID,
@@ -165,6 +188,8 @@ func Start(ctx context.Context, opts Options) (*Sandbox, error) {
 		trusted:       material.Chain[0],
 		data:          data,
 		state:         newState(),
+		bulk:          newExports(opts.ExportPolls),
+		registry:      &registry{},
 		log:           opts.Logger,
 		listener:      ln,
 		served:        make(chan struct{}),
@@ -175,6 +200,10 @@ func Start(ctx context.Context, opts Options) (*Sandbox, error) {
 		IdleTimeout:       idleTimeout,
 		ErrorLog:          log.New(logWriter{s.log}, "", 0),
 		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+	}
+	if err := s.startStorage(ctx); err != nil {
+		_ = ln.Close()
+		return nil, err
 	}
 	fresh := newFreshConns()
 	s.server.ConnState = fresh.track
@@ -211,6 +240,8 @@ func (s *Sandbox) Close() error {
 		err := s.server.Shutdown(ctx)
 		if err != nil {
 			err = errors.Join(err, s.server.Close())
+		}
+		if err = errors.Join(err, s.closeStorage(ctx)); err != nil {
 			s.closeErr = fmt.Errorf("sandbox: close: %w", err)
 		}
 		<-s.served
@@ -243,6 +274,12 @@ func withDefaults(opts Options) (Options, error) {
 	case opts.TokenLifetime < time.Second:
 		return opts, fmt.Errorf("sandbox: TokenLifetime %s is shorter than a second", opts.TokenLifetime)
 	}
+	switch {
+	case opts.ExportPolls == 0:
+		opts.ExportPolls = defaultExportPolls
+	case opts.ExportPolls < 0:
+		opts.ExportPolls = 0
+	}
 	if opts.Logger == nil {
 		l := logrus.New()
 		l.SetOutput(io.Discard)
@@ -269,10 +306,11 @@ func checkLoopback(addr string) error {
 
 // newMaterial generates the key and self-signed certificate the client
 // signs with.
-func newMaterial(clientID string) (*keys.Material, error) {
+func newMaterial(clientID, issuer string) (*keys.Material, error) {
 	certPEM, keyPEM, err := keys.GenerateSelfSigned(keys.SelfSignedOptions{
 		CommonName: clientID,
 		DNSNames:   []string{clientID},
+		URIs:       []string{issuer},
 		KeyType:    keys.KeyTypeRSA,
 	})
 	if err != nil {
@@ -286,6 +324,10 @@ func newMaterial(clientID string) (*keys.Material, error) {
 	m.LoadedAt = time.Now()
 	return m, nil
 }
+
+// udapIssuer is the URI SAN the sandbox certificate carries for UDAP
+// software statements.
+func udapIssuer(clientID string) string { return "https://" + clientID }
 
 // logWriter sends net/http's own error log lines to the injected logger.
 type logWriter struct{ log logrus.FieldLogger }

@@ -97,7 +97,11 @@ func TestTokenExchangeAssertions(t *testing.T) {
 		}, status: http.StatusUnauthorized, errMsg: "expired"},
 		{name: "no exp", modify: func(a *assertionSpec) { delete(a.claims, "exp") },
 			status: http.StatusUnauthorized, errMsg: "exp is required"},
-		{name: "lifetime over 300 s", modify: func(a *assertionSpec) { a.claims["exp"] = now.Add(310 * time.Second).Unix() },
+		{name: "lifetime over 300 s", modify: func(a *assertionSpec) {
+			// iat fixed too: under load a subtest may sign well after now.
+			a.claims["iat"] = now.Unix()
+			a.claims["exp"] = now.Add(310 * time.Second).Unix()
+		},
 			status: http.StatusUnauthorized, errMsg: "exp - iat"},
 		{name: "no iat, exp too far ahead", modify: func(a *assertionSpec) {
 			delete(a.claims, "iat")

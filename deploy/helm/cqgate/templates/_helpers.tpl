@@ -100,6 +100,85 @@ true
 {{- end }}
 
 {{/*
+"true" when the admin listener is on: admin.enabled, or (admin.enabled
+null) in sidecar mode, or config.admin.listen set.
+*/}}
+{{- define "cqgate.adminEnabled" -}}
+{{- $a := .Values.admin | default dict -}}
+{{- if dig "admin" "listen" "" (.Values.config | default dict) -}}
+true
+{{- else if kindIs "invalid" $a.enabled -}}
+{{- if eq .Values.mode "sidecar" }}true{{ end -}}
+{{- else if $a.enabled -}}
+true
+{{- end -}}
+{{- end }}
+
+{{/*
+The admin listen address: config.admin.listen, else 0.0.0.0:<admin.port>.
+*/}}
+{{- define "cqgate.adminListen" -}}
+{{- dig "admin" "listen" "" (.Values.config | default dict) | default (printf "0.0.0.0:%v" .Values.admin.port) -}}
+{{- end }}
+
+{{/*
+The admin port number, from the admin listen address.
+*/}}
+{{- define "cqgate.adminPort" -}}
+{{- regexFind "[0-9]+$" (include "cqgate.adminListen" .) -}}
+{{- end }}
+
+{{/*
+The port health and metrics are served on: the admin port when the admin
+listener is on, else the API port.
+*/}}
+{{- define "cqgate.opsPort" -}}
+{{- if include "cqgate.adminEnabled" . }}{{ include "cqgate.adminPort" . }}{{ else }}{{ .Values.port }}{{ end -}}
+{{- end }}
+
+{{/*
+Their scheme: the admin listener is plain HTTP; the API port is HTTPS
+with config.inbound.tls.
+*/}}
+{{- define "cqgate.opsScheme" -}}
+{{- if include "cqgate.adminEnabled" . }}HTTP{{ else }}{{ include "cqgate.scheme" . }}{{ end -}}
+{{- end }}
+
+{{/*
+The container's probes (liveness, readiness and, with "startup" true in
+the context, startup), aimed at the admin port when it is on. Context:
+dict "root" $ "startup" bool.
+*/}}
+{{- define "cqgate.probes" -}}
+{{- $root := .root -}}
+{{- $admin := include "cqgate.adminEnabled" $root -}}
+{{- $probes := list (list "livenessProbe" $root.Values.livenessProbe) (list "readinessProbe" $root.Values.readinessProbe) -}}
+{{- if .startup -}}
+{{- $probes = append $probes (list "startupProbe" $root.Values.startupProbe) -}}
+{{- end -}}
+{{- range $probes }}
+{{- $name := index . 0 -}}
+{{- with index . 1 }}
+{{ $name }}:
+{{- $probe := deepCopy . }}
+{{- if $probe.httpGet }}
+{{- if and $admin (eq (toString $probe.httpGet.port) "http") }}{{ $_ := set $probe.httpGet "port" "admin" }}{{ end }}
+{{- $_ := set $probe.httpGet "scheme" (include "cqgate.opsScheme" $root) }}
+{{- end }}
+{{- toYaml $probe | nindent 2 }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+The pod template annotation that rolls the pods when the configuration
+changes.
+*/}}
+{{- define "cqgate.checksumAnnotation" -}}
+checksum/cqgate-config: {{ include "cqgate.config" . | sha256sum }}
+{{- end }}
+
+{{/*
 Refuse configurations cqgate would refuse, with the reason, at template
 time rather than in a crash-looping pod.
 */}}
@@ -113,6 +192,9 @@ time rather than in a crash-looping pod.
 {{- if not (has $auth (list "none" "api_key" "mtls")) -}}
 {{- fail (printf "cqgate: config.inbound.auth must be none, api_key or mtls, not %q" (toString $auth)) -}}
 {{- end -}}
+{{- if not (has (toString .Values.sidecar.type) (list "native" "classic")) -}}
+{{- fail (printf "cqgate: sidecar.type must be \"native\" or \"classic\", not %q" (toString .Values.sidecar.type)) -}}
+{{- end -}}
 {{- $listen := include "cqgate.listen" . -}}
 {{- if and (eq $auth "none") (not (include "cqgate.isLoopback" $listen)) (not (dig "allow_unauthenticated" false $inbound)) -}}
 {{- $fix := "set config.inbound.auth to api_key or mtls (see values-standalone.yaml), or use mode sidecar (loopback only)" -}}
@@ -120,6 +202,34 @@ time rather than in a crash-looping pod.
 {{- $fix = "keep the sidecar on loopback (leave config.listen unset), or set config.inbound.auth to api_key or mtls" -}}
 {{- end -}}
 {{- fail (printf "cqgate: refusing config.inbound.auth \"none\" in mode %s: cqgate would listen on %s, which is not loopback, so every pod that can reach it could use your organization's Carequality identity. Either %s, or set config.inbound.allow_unauthenticated: true to accept that risk (cqgate itself refuses to start otherwise)." $mode $listen $fix) -}}
+{{- end -}}
+{{- include "cqgate.required" . -}}
+{{- end }}
+
+{{/*
+The values cqgate cannot start without, refused at template time with
+what to set (cqgate's REQUIRED keys in config.example.yaml).
+*/}}
+{{- define "cqgate.required" -}}
+{{- $cfg := .Values.config | default dict -}}
+{{- $_ := required "cqgate: config.client.client_id is required: the FQDN your Carequality certificate was issued for" (dig "client" "client_id" "" $cfg) -}}
+{{- $orgs := dig "organizations" dict $cfg -}}
+{{- $allStatic := gt (len $orgs) 0 -}}
+{{- range $oid, $o := $orgs -}}
+{{- if not (dig "fhir_base" "" ($o | default dict)) }}{{ $allStatic = false }}{{ end -}}
+{{- end -}}
+{{- if not $allStatic -}}
+{{- $_ := required "cqgate: config.directory.url is required (e.g. https://directory.prod.carequality.org/fhir) unless every config.organizations entry has a fhir_base" (dig "directory" "url" "" $cfg) -}}
+{{- end -}}
+{{- $source := dig "keys" "source" "vault" $cfg -}}
+{{- if eq $source "vault" -}}
+{{- $_ := required "cqgate: config.keys.vault.path is required with keys.source vault: the KV v2 secret holding certificate and private_key" (dig "keys" "vault" "path" "" $cfg) -}}
+{{- else if eq $source "transit" -}}
+{{- $_ := required "cqgate: config.keys.transit.key is required with keys.source transit: the transit key's name" (dig "keys" "transit" "key" "" $cfg) -}}
+{{- $_ := required "cqgate: config.keys.transit.certificate_path is required with keys.source transit: the KV v2 secret holding the chain" (dig "keys" "transit" "certificate_path" "" $cfg) -}}
+{{- end -}}
+{{- if and (has $source (list "vault" "transit")) (not .Values.vault.enabled) (not (dig "vault" "address" "" $cfg)) -}}
+{{- fail "cqgate: keys come from Vault (config.keys.source) but vault.enabled is false and config.vault.address is empty" -}}
 {{- end -}}
 {{- end }}
 
@@ -129,6 +239,10 @@ The configuration file: .Values.config plus listen and vault.
 {{- define "cqgate.config" -}}
 {{- $cfg := deepCopy (.Values.config | default dict) -}}
 {{- $_ := set $cfg "listen" (include "cqgate.listen" .) -}}
+{{- if include "cqgate.adminEnabled" . -}}
+{{- $admin := dict "listen" (include "cqgate.adminListen" .) "pprof" (.Values.admin.pprof | default false) -}}
+{{- $_ := set $cfg "admin" (mergeOverwrite $admin (dig "admin" dict $cfg)) -}}
+{{- end -}}
 {{- if .Values.vault.enabled -}}
 {{- $vault := dict "auth" (dict "method" "kubernetes" "mount" .Values.vault.authMount "role" .Values.vault.role) -}}
 {{- if .Values.vault.address -}}
@@ -227,14 +341,48 @@ The pod volumes both shapes need.
 
 {{/*
 The sidecar container, a list item to add under an application pod's
-containers (include it from a parent chart with
-{{ include "cqgate.sidecar.container" . | nindent 8 }}). It listens on
-loopback only, so it has no ports and no HTTP probes: the kubelet probes
-the pod IP, which cqgate does not listen on.
+initContainers (sidecar.type native: restartPolicy Always makes it a
+native sidecar) or containers (classic); include it from a parent chart
+with {{ include "cqgate.sidecar.container" . | nindent 8 }} under the key
+that "cqgate.sidecar.key" names. Its API listens on loopback only; with
+the admin listener (on by default here) the kubelet probes, and
+Prometheus scrapes, the admin port on the pod IP.
 */}}
 {{- define "cqgate.sidecar.container" -}}
 - name: cqgate
+  {{- if eq .Values.sidecar.type "native" }}
+  restartPolicy: Always
+  {{- end }}
   {{- include "cqgate.containerCommon" . | nindent 2 }}
+  {{- if include "cqgate.adminEnabled" . }}
+  ports:
+    - name: admin
+      containerPort: {{ include "cqgate.adminPort" . }}
+      protocol: TCP
+  {{- include "cqgate.probes" (dict "root" . "startup" (eq .Values.sidecar.type "native")) | trim | nindent 2 }}
+  {{- end }}
+{{- end }}
+
+{{/*
+Where the sidecar container goes in the pod spec: initContainers for a
+native sidecar, containers for a classic one.
+*/}}
+{{- define "cqgate.sidecar.key" -}}
+{{- if eq .Values.sidecar.type "native" }}initContainers{{ else }}containers{{ end -}}
+{{- end }}
+
+{{/*
+The application pod template's annotations for the sidecar: the config
+checksum (a changed configuration rolls the pods) and, with the admin
+listener, Prometheus' scrape annotations.
+*/}}
+{{- define "cqgate.sidecar.podAnnotations" -}}
+{{ include "cqgate.checksumAnnotation" . }}
+{{- if and .Values.metrics.podAnnotations (include "cqgate.metricsEnabled" .) (include "cqgate.adminEnabled" .) }}
+prometheus.io/scrape: "true"
+prometheus.io/port: {{ include "cqgate.adminPort" . | quote }}
+prometheus.io/path: {{ include "cqgate.metricsPath" . | quote }}
+{{- end }}
 {{- end }}
 
 {{/*

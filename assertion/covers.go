@@ -1,0 +1,69 @@
+package assertion
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+
+	"github.com/cqgate/cqgate/internal/callerauth"
+)
+
+// ScopeError says a token's granted scope does not cover a request. It
+// deserves a 403: the request would be refused by the FHIR server, or
+// worse, answered beyond what the partner granted.
+type ScopeError struct {
+	// Granted is the scope the token endpoint granted.
+	Granted string
+	// Method and Path are the request's (the FHIR path after the base).
+	Method, Path string
+	// Interaction is the FHIR interaction, Needs the SMART permission it
+	// needs, e.g. "system/Observation.s".
+	Interaction, Needs string
+}
+
+func (e *ScopeError) Error() string {
+	return fmt.Sprintf("assertion: the granted scope %q does not cover %s %s (%s needs %s); set tokens.enforce_granted_scope: false to forward such requests anyway",
+		e.Granted, e.Method, e.Path, e.Interaction, e.Needs)
+}
+
+// Covers checks that the token's granted scope covers the request method
+// fhirPath?rawQuery in the backend-services context ("system"); the query
+// is parsed only when a granted scope restricts one. The granted
+// scope is Token.Scope, or requested when the server did not say (RFC
+// 6749 §5.1: then it granted what was asked). It returns nil when it
+// cannot judge: a batch, transaction or $operation, a path that is not a
+// FHIR REST interaction, or a grant holding no SMART clinical scope (a
+// server with scopes of its own); the FHIR server decides those.
+func (t *Token) Covers(requested, method, fhirPath, rawQuery string) error {
+	granted := t.Scope
+	if strings.TrimSpace(granted) == "" {
+		granted = requested
+	}
+	smart := false
+	for _, tok := range strings.Fields(granted) {
+		if _, ok := callerauth.ParseScope(tok); ok {
+			smart = true
+			break
+		}
+	}
+	if !smart {
+		return nil
+	}
+	in, err := callerauth.RequestInteraction(method, fhirPath)
+	if err != nil {
+		if errors.Is(err, callerauth.ErrUndetermined) {
+			return nil
+		}
+		return nil // not FHIR REST: the server answers it
+	}
+	var query url.Values
+	if strings.Contains(granted, "?") {
+		query, _ = url.ParseQuery(rawQuery)
+	}
+	if callerauth.GrantCovers(granted, "system", in, query) {
+		return nil
+	}
+	return &ScopeError{Granted: granted, Method: method, Path: fhirPath, Interaction: in.Name,
+		Needs: "system/" + in.Resource + "." + in.Perm.String()}
+}

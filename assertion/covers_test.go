@@ -1,0 +1,54 @@
+package assertion
+
+import (
+	"errors"
+	"strings"
+	"testing"
+)
+
+func TestTokenCovers(t *testing.T) {
+	tests := []struct {
+		name, granted, requested, method, path string
+		query                                  string
+		ok                                     bool
+	}{
+		{"v1 read covers read", "system/Patient.read", "", "GET", "/Patient/1", "", true},
+		{"v1 read covers search", "system/Patient.read", "", "GET", "/Patient", "name=x", true},
+		{"v2 rs covers search", "system/*.rs", "", "GET", "/Observation", "", true},
+		{"v2 r does not cover search", "system/Observation.r", "", "GET", "/Observation", "", false},
+		{"read does not cover create", "system/Patient.read", "", "POST", "/Patient", "", false},
+		{"other resource", "system/Patient.rs", "", "GET", "/Observation/1", "", false},
+		{"restricted search with the value", "system/Observation.rs?category=laboratory", "", "GET", "/Observation", "category=laboratory", true},
+		{"restricted search without it", "system/Observation.rs?category=laboratory", "", "GET", "/Observation", "", false},
+		{"no scope in the response: the requested one", "", "system/Patient.read", "GET", "/Patient/1", "", true},
+		{"no scope in the response, requested not covering", "", "system/Patient.read", "DELETE", "/Patient/1", "", false},
+		{"capabilities need nothing", "system/Patient.read", "", "GET", "/metadata", "", true},
+		{"operations cannot be judged", "system/Patient.read", "", "POST", "/Patient/$match", "", true},
+		{"transactions cannot be judged", "system/Patient.read", "", "POST", "/", "", true},
+		{"a grant with no SMART scope cannot be judged", "custom-scope", "", "DELETE", "/Patient/1", "", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tok := &Token{Scope: tt.granted}
+			err := tok.Covers(tt.requested, tt.method, tt.path, tt.query)
+			var se *ScopeError
+			switch {
+			case tt.ok && err != nil:
+				t.Fatalf("Covers = %v, want nil", err)
+			case !tt.ok && (!errors.As(err, &se) || !strings.Contains(err.Error(), tt.path)):
+				t.Fatalf("Covers = %v, want a ScopeError naming %s", err, tt.path)
+			}
+		})
+	}
+}
+
+// BenchmarkTokenCovers is the per-request cost of the granted-scope check.
+func BenchmarkTokenCovers(b *testing.B) {
+	tok := &Token{Scope: "system/Patient.read system/Observation.rs system/Encounter.read"}
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := tok.Covers("", "GET", "/Observation", "patient=123&category=laboratory"); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -1,0 +1,380 @@
+package proxy
+
+import (
+	"bytes"
+	"compress/gzip"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"strings"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/cqgate/cqgate/internal/audit"
+	"github.com/cqgate/cqgate/internal/egress"
+	"github.com/cqgate/cqgate/internal/failure"
+	"github.com/cqgate/cqgate/internal/outcome"
+	"github.com/cqgate/cqgate/proxy/fhirurl"
+)
+
+const (
+	// peekSize is how much of a JSON answer is looked at to tell a bulk
+	// manifest from a FHIR resource.
+	peekSize = 512
+	// maxManifest is the largest bulk manifest rewritten; a larger one
+	// passes with only its partner-base URLs mapped.
+	maxManifest = 16 << 20
+	// maxRedirects is how many redirects to another origin cqgate
+	// follows for a caller.
+	maxRedirects = 3
+)
+
+// prepareDownload opens a sealed download link for rt and decides
+// whether cqgate's token goes with it: only when the manifest said
+// requiresAccessToken and the file's URL belongs to the same party as
+// the FHIR base. It answers the caller itself and returns false when
+// the request cannot go.
+func (p *Proxy) prepareDownload(w http.ResponseWriter, r *http.Request, rt *route, sealed string) bool {
+	t := rt.tenant
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		outcome.WriteError(w, failure.New(failure.MethodNotAllowed, "proxy: a bulk download link takes GET or HEAD only"))
+		return false
+	}
+	l, err := p.links.Open(t.OID, sealed)
+	if err != nil {
+		outcome.WriteError(w, failure.Errorf(failure.NotFound, "%w", err))
+		return false
+	}
+	u, err := url.Parse(l.URL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil {
+		outcome.WriteError(w, failure.New(failure.UpstreamFailed, "proxy: the partner's manifest gave a file URL cqgate cannot fetch"))
+		return false
+	}
+	if err := egress.CheckURL(u, t.AllowPrivate); err != nil {
+		p.errorHandler(w, r, fmt.Errorf("proxy: bulk file of %s: %w", t.OID, err))
+		return false
+	}
+	rt.download, rt.dl = &l, u
+	if l.RequiresToken && t.SameParty(u) {
+		tok, err := p.creds.Token(r.Context(), t)
+		if err != nil {
+			p.errorHandler(w, r, err)
+			return false
+		}
+		rt.token = tok
+	}
+	return true
+}
+
+// downloadHeaders are the caller's headers a bulk file request carries
+// to a storage origin; nothing else of the caller's goes there.
+var downloadHeaders = []string{"Accept", "Range", "If-Range", "If-None-Match", "If-Modified-Since", "Accept-Encoding"}
+
+// rewriteDownload prepares the request for a sealed link's file.
+func rewriteDownload(pr *httputil.ProxyRequest, rt *route) {
+	u := *rt.dl
+	u.Fragment, u.RawFragment = "", ""
+	pr.Out.URL = &u
+	pr.Out.Host = ""
+	h := make(http.Header, len(downloadHeaders)+2)
+	for _, k := range downloadHeaders {
+		if v := pr.In.Header[k]; len(v) > 0 {
+			h[k] = v
+		}
+	}
+	setAcceptEncoding(h)
+	if rt.token != nil {
+		h["Authorization"] = []string{"Bearer " + rt.token.AccessToken}
+		h[RequestIDHeader] = []string{rt.requestID}
+	}
+	pr.Out.Header = h
+}
+
+// rewriteResponse maps the partner's URLs in resp (see fhirurl.Rewriter),
+// gives callers that did not ask for gzip an identity body, rewrites bulk
+// manifests and records bulk events for the audit.
+func (p *Proxy) rewriteResponse(resp *http.Response, rt *route) error {
+	f := fhirurl.None
+	if rt.rw != nil {
+		var err error
+		if f, err = rt.rw.Body(resp); err != nil && errors.Is(err, fhirurl.ErrEncoding) {
+			p.log.WithFields(logrus.Fields{"request_id": rt.requestID, "oid": rt.tenant.OID}).WithError(err).
+				Debug("proxy: response passed without rewriting")
+		}
+	}
+	if f == fhirurl.None && !rt.callerGzip {
+		identity(resp)
+	}
+	get := resp.Request.Method == http.MethodGet
+	switch {
+	case f == fhirurl.JSON && get && resp.StatusCode == http.StatusOK && rt.rw != nil:
+		if err := p.manifest(resp, rt); err != nil {
+			return err
+		}
+	case resp.StatusCode == http.StatusAccepted && isKickoff(rt.path) && rt.audit != nil:
+		rt.audit.Bulk = &audit.Bulk{Event: audit.BulkKickoff, StatusPath: statusPath(resp.Header.Get("Content-Location"))}
+	}
+	if rt.audit != nil && get && (rt.download != nil || isNDJSON(resp.Header.Get("Content-Type"))) &&
+		(resp.StatusCode == http.StatusOK || resp.StatusCode == http.StatusPartialContent) {
+		bk := &audit.Bulk{Event: audit.BulkDownload}
+		if rt.download != nil {
+			bk.FileType = rt.download.Type
+		}
+		rt.audit.Bulk = bk
+		resp.Body = &countingBody{ReadCloser: resp.Body, bulk: bk}
+	}
+	return nil
+}
+
+// identity undoes a gzip Content-Encoding of a body that is not
+// rewritten, for a caller that did not ask for gzip (cqgate asked the
+// partner for it). Partial content is left alone.
+func identity(resp *http.Response) {
+	coding := strings.ToLower(strings.TrimSpace(strings.Join(resp.Header.Values("Content-Encoding"), ",")))
+	if (coding != "gzip" && coding != "x-gzip") || resp.StatusCode == http.StatusPartialContent {
+		return
+	}
+	for _, k := range []string{"Content-Encoding", "Content-Length", "Content-Md5", "Digest", "Content-Digest", "Accept-Ranges"} {
+		resp.Header.Del(k)
+	}
+	resp.ContentLength = -1
+	resp.Uncompressed = true
+	if e := resp.Header.Get("ETag"); strings.HasPrefix(e, `"`) {
+		resp.Header.Set("ETag", "W/"+e)
+	}
+	if resp.Body == nil || resp.Body == http.NoBody || resp.Request.Method == http.MethodHead {
+		return
+	}
+	resp.Body = &gunzipBody{src: resp.Body}
+}
+
+// gunzipBody decodes gzip on its first Read, so that headers leave first.
+type gunzipBody struct {
+	src io.ReadCloser
+	zr  *gzip.Reader
+}
+
+func (g *gunzipBody) Read(p []byte) (int, error) {
+	if g.zr == nil {
+		zr, err := gzip.NewReader(g.src)
+		if err != nil {
+			return 0, fmt.Errorf("proxy: gzip body: %w", err)
+		}
+		g.zr = zr
+	}
+	return g.zr.Read(p)
+}
+
+func (g *gunzipBody) Close() error { return g.src.Close() }
+
+// isKickoff reports whether a FHIR path is a bulk export kick-off:
+// [base]/$export, [base]/Patient/$export, [base]/Group/{id}/$export.
+func isKickoff(fhirPath string) bool {
+	i := strings.LastIndexByte(fhirPath, '/')
+	return fhirPath[i+1:] == "$export" || fhirPath[i+1:] == "%24export"
+}
+
+func statusPath(contentLocation string) string {
+	u, err := url.Parse(contentLocation)
+	if err != nil {
+		return ""
+	}
+	return u.EscapedPath()
+}
+
+func isNDJSON(contentType string) bool {
+	mt := fhirurl.MediaType(contentType)
+	return strings.EqualFold(mt, "application/fhir+ndjson") || strings.EqualFold(mt, "application/ndjson") ||
+		strings.EqualFold(mt, "application/x-ndjson")
+}
+
+// countingBody counts the bytes of a downloaded file for its audit
+// record and notes its resource type from the first line when the
+// manifest's was not at hand.
+type countingBody struct {
+	io.ReadCloser
+	bulk    *audit.Bulk
+	sniffed bool
+}
+
+func (c *countingBody) Read(p []byte) (int, error) {
+	n, err := c.ReadCloser.Read(p)
+	if n > 0 && !c.sniffed {
+		c.sniffed = true
+		if c.bulk.FileType == "" {
+			c.bulk.FileType = sniffType(p[:n])
+		}
+	}
+	c.bulk.Bytes += int64(n)
+	return n, err
+}
+
+// sniffType returns the value of the first "resourceType" in b when it
+// is a plain resource type name (letters only), else "".
+func sniffType(b []byte) string {
+	const key = `"resourceType"`
+	i := bytes.Index(b, []byte(key))
+	if i < 0 {
+		return ""
+	}
+	rest := bytes.TrimLeft(b[i+len(key):], " \t")
+	if len(rest) == 0 || rest[0] != ':' {
+		return ""
+	}
+	rest = bytes.TrimLeft(rest[1:], " \t")
+	if len(rest) == 0 || rest[0] != '"' {
+		return ""
+	}
+	rest = rest[1:]
+	for j := 0; j < len(rest) && j < 64; j++ {
+		c := rest[j]
+		if c == '"' {
+			return string(rest[:j])
+		}
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z') {
+			return ""
+		}
+	}
+	return ""
+}
+
+// manifest looks at the start of a 200 JSON answer (already passing
+// through the URL rewriter) and, when it is a bulk export manifest (no
+// resourceType; transactionTime and output), reads it whole and turns
+// each output, error and deleted file URL that the rewriter did not map
+// into a sealed cqgate download link. Anything else passes on as it is.
+func (p *Proxy) manifest(resp *http.Response, rt *route) error {
+	n, err := io.ReadFull(resp.Body, rt.peek[:])
+	head := rt.peek[:n]
+	switch {
+	case err == io.EOF || err == io.ErrUnexpectedEOF:
+		err = nil
+	case err != nil:
+		return &UpstreamError{OID: rt.tenant.OID, URL: redactQuery(resp.Request.URL), Err: err}
+	}
+	complete := n < len(rt.peek)
+	if bytes.Contains(head, []byte(`"resourceType"`)) ||
+		(!bytes.Contains(head, []byte(`"transactionTime"`)) && !bytes.Contains(head, []byte(`"output"`))) {
+		// The common case, a FHIR resource: on without another allocation.
+		rt.pre = prefixBody{head: head, rest: resp.Body, done: complete}
+		resp.Body = &rt.pre
+		return nil
+	}
+	buf := bytes.NewBuffer(make([]byte, 0, 4096))
+	buf.Write(head)
+	if !complete {
+		m, err := io.Copy(buf, io.LimitReader(resp.Body, maxManifest))
+		if err != nil {
+			return &UpstreamError{OID: rt.tenant.OID, URL: redactQuery(resp.Request.URL), Err: err}
+		}
+		if m == maxManifest {
+			// Too large to be rewritten as a whole: on as it came.
+			rt.pre = prefixBody{head: buf.Bytes(), rest: resp.Body}
+			resp.Body = &rt.pre
+			return nil
+		}
+	}
+	_ = resp.Body.Close()
+	out, files, ok, err := p.rewriteManifest(buf.Bytes(), rt)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		out = buf.Bytes()
+	} else if rt.audit != nil {
+		rt.audit.Bulk = &audit.Bulk{Event: audit.BulkComplete, Files: files}
+	}
+	resp.Body = io.NopCloser(bytes.NewReader(out))
+	resp.ContentLength = int64(len(out))
+	resp.Header.Set("Content-Length", fmt.Sprint(len(out)))
+	return nil
+}
+
+// prefixBody yields head and then, unless done, the rest of rest.
+type prefixBody struct {
+	head []byte
+	rest io.ReadCloser
+	done bool
+}
+
+func (b *prefixBody) Read(p []byte) (int, error) {
+	if len(b.head) > 0 {
+		n := copy(p, b.head)
+		b.head = b.head[n:]
+		return n, nil
+	}
+	if b.done {
+		return 0, io.EOF
+	}
+	return b.rest.Read(p)
+}
+
+func (b *prefixBody) Close() error { return b.rest.Close() }
+
+// manifestFiles are the manifest arrays whose entries carry file URLs.
+var manifestFiles = []string{"output", "error", "deleted"}
+
+// rewriteManifest seals every file URL of a manifest not already under
+// cqgate's public base for the organization. ok is false when b is not a
+// manifest.
+func (p *Proxy) rewriteManifest(b []byte, rt *route) (out []byte, files int, ok bool, err error) {
+	var m map[string]json.RawMessage
+	if json.Unmarshal(b, &m) != nil {
+		return nil, 0, false, nil
+	}
+	if _, tt := m["transactionTime"]; !tt {
+		return nil, 0, false, nil
+	}
+	if _, o := m["output"]; !o {
+		return nil, 0, false, nil
+	}
+	var requires bool
+	_ = json.Unmarshal(m["requiresAccessToken"], &requires)
+	public := rt.rw.Mapper().PublicBase()
+	for _, key := range manifestFiles {
+		raw, present := m[key]
+		if !present {
+			continue
+		}
+		var entries []map[string]json.RawMessage
+		if json.Unmarshal(raw, &entries) != nil {
+			// Not a list of files: nothing cqgate can hand out from it.
+			m[key] = json.RawMessage("[]")
+			continue
+		}
+		if key == "output" {
+			files = len(entries)
+		}
+		for _, e := range entries {
+			var raw, typ string
+			if json.Unmarshal(e["url"], &raw) != nil {
+				delete(e, "url")
+				continue
+			}
+			_ = json.Unmarshal(e["type"], &typ)
+			if strings.HasPrefix(raw, public+"/") {
+				continue // under the partner base, mapped already
+			}
+			sealed, err := p.links.Seal(rt.tenant.OID, Link{URL: raw, Type: typ, RequiresToken: requires})
+			if err != nil {
+				return nil, 0, false, err
+			}
+			e["url"], _ = json.Marshal(public + "/" + DownloadSegment + "/" + sealed)
+		}
+		if m[key], err = json.Marshal(entries); err != nil {
+			return nil, 0, false, err
+		}
+	}
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(m); err != nil {
+		return nil, 0, false, err
+	}
+	return buf.Bytes(), files, true, nil
+}

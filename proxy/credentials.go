@@ -1,0 +1,119 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync/atomic"
+
+	"github.com/cqgate/cqgate/assertion"
+	"github.com/cqgate/cqgate/internal/metrics"
+	"github.com/cqgate/cqgate/tenant"
+)
+
+// TokenObserver counts what Tokens does; *metrics.Metrics is one.
+type TokenObserver interface {
+	TokenCache(metrics.CacheResult)
+	TokenExchange(metrics.ExchangeOutcome)
+}
+
+// Tokens are the gateway's Credentials: tenants' tokens from the shared
+// cache, keyed by each tenant's token context (tenant.Tenant.TokenKey),
+// and on a miss a fresh client assertion, signed by the tenant's
+// identity, exchanged for one.
+type Tokens struct {
+	cache      *assertion.Cache
+	exchangers map[string]*assertion.Exchanger
+	obs        TokenObserver
+}
+
+var _ Credentials = (*Tokens)(nil)
+
+// NewTokens returns Tokens over cache, exchanging with the exchanger of
+// each identity (by name). obs may be nil.
+func NewTokens(cache *assertion.Cache, exchangers map[string]*assertion.Exchanger, obs TokenObserver) *Tokens {
+	return &Tokens{cache: cache, exchangers: exchangers, obs: obs}
+}
+
+// exchanger is the exchanger of t's identity.
+func (c *Tokens) exchanger(t *tenant.Tenant) (*assertion.Exchanger, error) {
+	ex, ok := c.exchangers[t.IdentityName()]
+	if !ok {
+		return nil, t.UnknownIdentity()
+	}
+	return ex, nil
+}
+
+// Token returns a valid access token for t, from the cache or exchanged.
+func (c *Tokens) Token(ctx context.Context, t *tenant.Tenant) (*assertion.Token, error) {
+	ex, err := c.exchanger(t)
+	if err != nil {
+		return nil, err
+	}
+	// One small value per request; the token request itself is only
+	// built on a miss.
+	src := &exchangeOnMiss{ex: ex, t: t, obs: c.obs}
+	tok, err := c.cache.Token(ctx, t.TokenKey(), src)
+	if c.obs == nil {
+		return tok, err
+	}
+	switch {
+	case errors.Is(err, assertion.ErrThrottled):
+		c.obs.TokenExchange(metrics.ExchangeThrottled)
+	case src.called.Load():
+		c.obs.TokenCache(metrics.CacheMiss)
+	default:
+		c.obs.TokenCache(metrics.CacheHit)
+	}
+	return tok, err
+}
+
+// Refused drops stale, which t's FHIR server refused, from the cache.
+func (c *Tokens) Refused(t *tenant.Tenant, stale *assertion.Token) {
+	c.cache.Invalidate(t.TokenKey(), stale.AccessToken)
+}
+
+// Exchange performs a new exchange for t, bypassing the cache (cqgate
+// token).
+func (c *Tokens) Exchange(ctx context.Context, t *tenant.Tenant) (*assertion.Token, error) {
+	ex, err := c.exchanger(t)
+	if err != nil {
+		return nil, err
+	}
+	tok, err := ex.Exchange(ctx, t.TokenRequest())
+	if err != nil {
+		return nil, fmt.Errorf("proxy: exchanging for %s: %w", t.OID, err)
+	}
+	return tok, nil
+}
+
+var _ assertion.TokenSource = (*exchangeOnMiss)(nil)
+
+// exchangeOnMiss exchanges a new client assertion for t's token when the
+// cache calls it, and counts the exchanges by outcome (when obs is set).
+type exchangeOnMiss struct {
+	ex     *assertion.Exchanger
+	t      *tenant.Tenant
+	obs    TokenObserver
+	called atomic.Bool
+}
+
+func (s *exchangeOnMiss) Token(ctx context.Context) (*assertion.Token, error) {
+	s.called.Store(true)
+	tok, err := s.ex.Exchange(ctx, s.t.TokenRequest())
+	if s.obs == nil {
+		return tok, err
+	}
+	var re *assertion.RetrieveError
+	switch {
+	case err == nil:
+		s.obs.TokenExchange(metrics.ExchangeSuccess)
+	case errors.As(err, &re) && re.ErrorCode != "":
+		s.obs.TokenExchange(metrics.ExchangeOAuthError)
+	case errors.As(err, &re) && re.StatusCode != 0:
+		s.obs.TokenExchange(metrics.ExchangeHTTPError)
+	default:
+		s.obs.TokenExchange(metrics.ExchangeNetworkError)
+	}
+	return tok, err
+}

@@ -1,0 +1,39 @@
+// Package fhirurl maps a partner's FHIR URLs to cqgate's own and rewrites
+// them in responses as they stream through, so that every URL cqgate
+// hands back leads back to cqgate: a search Bundle's link[].url and
+// entry[].fullUrl, entry[].response.location, absolute references, a
+// bulk export manifest's output[].url, error[].url, deleted[].url and
+// link[].url, and the Location and Content-Location headers.
+//
+// A Mapper says what maps: an absolute URL whose scheme, host and port
+// (compared without case, default ports normalized) are the partner
+// base's and whose path continues the base path on a segment boundary.
+// Everything else, including URLs on other hosts, is left as it is.
+//
+// JSONWriter and XMLWriter are streaming rewriters: io.Writers that
+// follow only the lexical structure (where JSON strings, XML tags and
+// attribute values start and end), decode each candidate string
+// (JSON escapes, XML entities), map it and write it back encoded. All
+// other bytes pass through as they came; the output is byte for byte the
+// input when nothing maps; valid input stays valid; invalid input is
+// passed through, never refused. Memory is bounded by DefaultMaxToken:
+// a string longer than that is passed through unexamined (URLs are
+// short; long strings are attachments and narratives).
+//
+// Rewriter puts it together for an httputil.ReverseProxy ModifyResponse:
+//
+//	rw, err := fhirurl.NewRewriter(partnerBase, publicBase)
+//	...
+//	ModifyResponse: func(resp *http.Response) error {
+//		_, err := rw.Body(resp) // headers fixed, body wrapped
+//		if errors.Is(err, fhirurl.ErrEncoding) { log it; the body passes as it is }
+//		return nil
+//	}
+//
+// What is deliberately left alone: relative references (they resolve
+// against the URL the caller used, which already names cqgate), NDJSON
+// bodies (bulk data files), 206 partial bodies, and URLs whose path spells
+// the base path with different percent-encoding. Canonical URLs that
+// happen to lie under the tenant's base are rewritten like any other URL;
+// through cqgate they still name the same resource.
+package fhirurl

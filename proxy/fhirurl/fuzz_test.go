@@ -1,0 +1,233 @@
+package fhirurl
+
+import (
+	"bytes"
+	"encoding/json"
+	"encoding/xml"
+	"errors"
+	"io"
+	"strings"
+	"testing"
+)
+
+// fuzzLimit is small so that the fuzzer reaches the pass-through of long
+// tokens too.
+const fuzzLimit = 96
+
+var jsonSeeds = []string{
+	`{"resourceType":"Bundle","type":"searchset","link":[{"relation":"next","url":"` + partner + `/Patient?_getpages=1&_count=2"}],"entry":[{"fullUrl":"` + partner + `/Patient/1","resource":{"resourceType":"Patient","id":"1"},"response":{"location":"` + partner + `/Patient/1/_history/1"}}]}`,
+	`{"output":[{"type":"Patient","url":"` + partner + `/bulk/1.ndjson","count":2}],"error":[],"deleted":[{"url":"https:\/\/fhir.partner.example\/r4\/tenant-guid\/d"}],"requiresAccessToken":true}`,
+	`["\u0068ttps://FHIR.partner.example:443/r4/tenant-guid#x", "` + partner + `2", "` + public + `/Patient/1"]`,
+	`{"` + partner + `" : "` + partner + `" , "a\\":"\"` + partner + `"}`,
+	`"` + partner + `"`,
+	`{"a": [1, 2.5e-3, true, null, "x"]}`,
+	`{"unterminated": "` + partner,
+	`["` + partner + "/" + strings.Repeat("x", 120) + `"]`,
+}
+
+var xmlSeeds = []string{
+	`<?xml version="1.0" encoding="UTF-8"?><Bundle xmlns="http://hl7.org/fhir"><link><relation value="next"/><url value="` + partner + `/Patient?a=1&amp;b=2"/></link><entry><fullUrl value='` + partner + `/Patient/1'/></entry></Bundle>`,
+	`<x xmlns:f="` + partner + `" a="&#x68;ttps://fhir.partner.example/r4/tenant-guid/&quot;&#10;"><!-- <y value="` + partner + `"/> --><![CDATA[ ]]> ]]><?pi ?></x>`,
+	`<div xmlns="http://www.w3.org/1999/xhtml">` + partner + ` <a href="` + partner + `/Patient/1">x</a></div>`,
+	`<!DOCTYPE x [<!ENTITY e "y">]><x value="` + partner + "/" + strings.Repeat("y", 120) + `"/>`,
+	`<a value="` + partner,
+}
+
+// jsonToken is a token of a JSON document as encoding/json decodes it,
+// with string values (not keys) told apart.
+type jsonToken struct {
+	tok     any
+	isValue bool
+}
+
+// jsonTokens decodes every token of doc; err is non-nil for invalid JSON.
+func jsonTokens(doc []byte) ([]jsonToken, error) {
+	if !json.Valid(doc) {
+		return nil, errors.New("invalid JSON")
+	}
+	d := json.NewDecoder(bytes.NewReader(doc))
+	d.UseNumber()
+	type frame struct{ object, key bool }
+	var stack []frame
+	var out []jsonToken
+	for {
+		tok, err := d.Token()
+		if errors.Is(err, io.EOF) {
+			return out, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		isValue := true
+		if n := len(stack); n > 0 && stack[n-1].object {
+			if _, isDelim := tok.(json.Delim); !isDelim || tok == json.Delim('{') || tok == json.Delim('[') {
+				isValue = !stack[n-1].key
+				stack[n-1].key = !stack[n-1].key
+			}
+		}
+		switch tok {
+		case json.Delim('{'):
+			stack = append(stack, frame{object: true, key: true})
+		case json.Delim('['):
+			stack = append(stack, frame{})
+		case json.Delim('}'), json.Delim(']'):
+			stack = stack[:len(stack)-1]
+		}
+		out = append(out, jsonToken{tok, isValue})
+	}
+}
+
+func FuzzJSONWriter(f *testing.F) {
+	for _, s := range jsonSeeds {
+		f.Add([]byte(s), uint8(0))
+		f.Add([]byte(s), uint8(7))
+	}
+	m, err := NewMapper(partner, public)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, in []byte, step uint8) {
+		out := rewriteJSON(t, m, in, int(step), fuzzLimit)
+		if whole := rewriteJSON(t, m, in, 0, fuzzLimit); !bytes.Equal(out, whole) {
+			t.Fatalf("pieces of %d give\n%s\nat once\n%s", step, out, whole)
+		}
+		if again := rewriteJSON(t, m, out, 0, fuzzLimit); !bytes.Equal(again, out) {
+			t.Fatalf("not idempotent:\n%s\n%s", out, again)
+		}
+		tin, err := jsonTokens(in)
+		if err != nil {
+			return // invalid input: passed through, nothing more to hold to
+		}
+		tout, err := jsonTokens(out)
+		if err != nil {
+			t.Fatalf("valid input, invalid output: %v\n in %s\nout %s", err, in, out)
+		}
+		if len(tin) != len(tout) {
+			t.Fatalf("%d tokens in, %d out", len(tin), len(tout))
+		}
+		mapped := false
+		for i := range tin {
+			want := tin[i].tok
+			if s, ok := want.(string); ok && tin[i].isValue {
+				// The raw token is len(s)/3+2 (invalid UTF-8 decodes to
+				// three bytes of U+FFFD) to 6*len(s)+2 bytes long.
+				if u, ok := m.Map(s); ok && 6*len(s)+2 <= fuzzLimit {
+					want, mapped = u, true
+				} else if ok && len(s)/3+2 > fuzzLimit {
+					want = s
+				} else if ok {
+					if tout[i].tok != want {
+						if u != tout[i].tok {
+							t.Fatalf("token %d: %q became %q", i, s, tout[i].tok)
+						}
+						mapped = true
+					}
+					continue
+				}
+			}
+			if tout[i].tok != want {
+				t.Fatalf("token %d: %v became %v, want %v", i, tin[i].tok, tout[i].tok, want)
+			}
+		}
+		if !mapped && !bytes.Equal(in, out) {
+			t.Fatalf("nothing maps but the bytes changed:\n in %s\nout %s", in, out)
+		}
+	})
+}
+
+// normWS maps XML white space to spaces, as attribute normalization does.
+func normWS(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r == '\t' || r == '\n' || r == '\r' {
+			return ' '
+		}
+		return r
+	}, s)
+}
+
+// xmlAttrTokens decodes doc with encoding/xml, returning each start
+// element's attributes and every other token rendered as a string.
+func xmlAttrTokens(doc []byte) ([][]xml.Attr, []string, error) {
+	d := xml.NewDecoder(bytes.NewReader(doc))
+	var attrs [][]xml.Attr
+	var rest []string
+	for {
+		tok, err := d.RawToken()
+		if errors.Is(err, io.EOF) {
+			return attrs, rest, nil
+		}
+		if err != nil {
+			return nil, nil, err
+		}
+		switch tok := tok.(type) {
+		case xml.StartElement:
+			attrs = append(attrs, tok.Attr)
+			rest = append(rest, "<"+tok.Name.Space+":"+tok.Name.Local)
+		case xml.EndElement:
+			rest = append(rest, "</"+tok.Name.Space+":"+tok.Name.Local)
+		case xml.CharData:
+			rest = append(rest, "T"+string(tok))
+		case xml.Comment:
+			rest = append(rest, "C"+string(tok))
+		case xml.ProcInst:
+			rest = append(rest, "P"+tok.Target+string(tok.Inst))
+		case xml.Directive:
+			rest = append(rest, "D"+string(tok))
+		}
+	}
+}
+
+func FuzzXMLWriter(f *testing.F) {
+	for _, s := range xmlSeeds {
+		f.Add([]byte(s), uint8(0))
+		f.Add([]byte(s), uint8(5))
+	}
+	m, err := NewMapper(partner, public)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, in []byte, step uint8) {
+		out := rewriteXML(t, m, in, int(step), fuzzLimit)
+		if whole := rewriteXML(t, m, in, 0, fuzzLimit); !bytes.Equal(out, whole) {
+			t.Fatalf("pieces of %d give\n%s\nat once\n%s", step, out, whole)
+		}
+		if again := rewriteXML(t, m, out, 0, fuzzLimit); !bytes.Equal(again, out) {
+			t.Fatalf("not idempotent:\n%s\n%s", out, again)
+		}
+		ain, rin, err := xmlAttrTokens(in)
+		if err != nil {
+			return
+		}
+		aout, rout, err := xmlAttrTokens(out)
+		if err != nil {
+			t.Fatalf("valid input, invalid output: %v\n in %s\nout %s", err, in, out)
+		}
+		if strings.Join(rin, "\x00") != strings.Join(rout, "\x00") || len(ain) != len(aout) {
+			t.Fatalf("tokens other than attributes changed:\n in %s\nout %s", in, out)
+		}
+		mapped := false
+		for i := range ain {
+			if len(ain[i]) != len(aout[i]) {
+				t.Fatalf("element %d: attributes %v became %v", i, ain[i], aout[i])
+			}
+			for j, a := range ain[i] {
+				b := aout[i][j]
+				if a.Name != b.Name {
+					t.Fatalf("attribute name %v became %v", a.Name, b.Name)
+				}
+				va, vb := normWS(a.Value), normWS(b.Value)
+				if va == vb {
+					continue
+				}
+				u, ok := m.Map(va)
+				if !ok || u != vb || a.Name.Space == "xmlns" || (a.Name.Space == "" && a.Name.Local == "xmlns") {
+					t.Fatalf("attribute %v: %q became %q", a.Name, a.Value, b.Value)
+				}
+				mapped = true
+			}
+		}
+		if !mapped && !bytes.Equal(in, out) {
+			t.Fatalf("nothing maps but the bytes changed:\n in %s\nout %s", in, out)
+		}
+	})
+}

@@ -1,0 +1,387 @@
+package fhirurl
+
+import (
+	"bytes"
+	"compress/gzip"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+)
+
+// Format is a body format the rewriters understand.
+type Format int
+
+const (
+	// None: the body is not rewritten.
+	None Format = iota
+	// JSON: application/fhir+json, application/json (and the DSTU2
+	// spelling application/json+fhir).
+	JSON
+	// XML: application/fhir+xml, application/xml, text/xml (and
+	// application/xml+fhir).
+	XML
+)
+
+func (f Format) String() string {
+	switch f {
+	case JSON:
+		return "json"
+	case XML:
+		return "xml"
+	}
+	return "none"
+}
+
+// FormatOf returns the format of a Content-Type value. NDJSON
+// (application/fhir+ndjson, application/ndjson: bulk export files) is
+// None: those resources carry relative references and their bytes are
+// passed through untouched, Range requests included.
+func FormatOf(contentType string) Format {
+	mt := MediaType(contentType)
+	for _, k := range jsonTypes {
+		if strings.EqualFold(mt, k) {
+			return JSON
+		}
+	}
+	for _, k := range xmlTypes {
+		if strings.EqualFold(mt, k) {
+			return XML
+		}
+	}
+	return None
+}
+
+var (
+	jsonTypes = []string{"application/fhir+json", "application/json", "application/json+fhir"}
+	xmlTypes  = []string{"application/fhir+xml", "application/xml", "text/xml", "application/xml+fhir"}
+)
+
+// MediaType returns the media type of a Content-Type value (before any
+// parameter), without allocating; compare it without case.
+func MediaType(contentType string) string {
+	mt, _, _ := strings.Cut(contentType, ";")
+	return strings.TrimSpace(mt)
+}
+
+// AcceptEncoding is the Accept-Encoding a proxy should send upstream when
+// it rewrites responses: the only content codings Body can undo. (Go's
+// http.Transport sends exactly this, and decodes the response itself,
+// when the request carries no Accept-Encoding of its own.)
+const AcceptEncoding = "gzip"
+
+// Rewriter rewrites partner URLs in responses for one organization:
+// headers and bodies. It is immutable and safe for concurrent use.
+type Rewriter struct {
+	m     *Mapper
+	limit int
+}
+
+// NewRewriter returns a Rewriter from partnerBase to publicBase (see
+// NewMapper).
+func NewRewriter(partnerBase, publicBase string) (*Rewriter, error) {
+	m, err := NewMapper(partnerBase, publicBase)
+	if err != nil {
+		return nil, err
+	}
+	return &Rewriter{m: m, limit: DefaultMaxToken}, nil
+}
+
+// Mapper returns the Rewriter's Mapper.
+func (rw *Rewriter) Mapper() *Mapper { return rw.m }
+
+// urlHeaders are the response headers that carry a URL of the partner.
+var urlHeaders = []string{"Location", "Content-Location"}
+
+// Header rewrites Location and Content-Location values that point under
+// the partner base (absolute URLs and absolute paths, see
+// Mapper.MapHeader). Other values are left as they are.
+func (rw *Rewriter) Header(h http.Header) {
+	for _, k := range urlHeaders {
+		vs := h[k]
+		for i, v := range vs {
+			if out, ok := rw.m.MapHeader(v); ok {
+				vs[i] = out
+			}
+		}
+	}
+}
+
+// Errors of Body. Neither is fatal: the response is left as it is.
+var (
+	// ErrEncoding: the body has a Content-Encoding other than gzip or
+	// identity, so it could not be rewritten. Send AcceptEncoding
+	// upstream to avoid it.
+	ErrEncoding = errors.New("fhirurl: body not rewritten: unsupported Content-Encoding")
+)
+
+// Body prepares resp for a caller, as an httputil.ReverseProxy
+// ModifyResponse would: it rewrites the URL headers (Header), and, when
+// the body's Content-Type is JSON or XML (FormatOf), replaces resp.Body
+// with a stream that rewrites it as it is read. It reports the format
+// the body is rewritten in (None when it is left alone).
+//
+// When the body is rewritten:
+//   - Content-Length is removed (resp.ContentLength = -1): the length
+//     changes, and is not known until the end (except for a small body,
+//     below, which gets its new exact length). Digest headers
+//     (Content-MD5, Digest, Content-Digest, Repr-Digest) are removed too.
+//   - A gzip Content-Encoding is decoded and the rewritten body is sent
+//     with identity coding: Content-Encoding is removed (Vary is kept).
+//     Re-compressing would cost more CPU than the rewrite itself; the
+//     caller sits next to cqgate. Any other coding (br, deflate, zstd, a
+//     list) is left alone and Body returns ErrEncoding.
+//   - A strong ETag becomes weak (W/"…"): the bytes may differ from the
+//     partner's, and whether they do is known only at the end of the
+//     stream, after the headers left. A FHIR server's version ETag is
+//     weak already and is kept. Last-Modified is kept: the resource did
+//     not change.
+//
+// 206 Partial Content is never rewritten (a byte range of a document
+// cannot be parsed), and neither is a response without a body (HEAD,
+// 204, 304; a strong ETag on a 304 is still weakened to match the 200).
+// A body of at most SmallBody bytes with a known length and no coding
+// is rewritten whole, at once: it keeps an exact Content-Length (and
+// costs the proxy no flushing of a body of unknown length). Any other
+// body is not read here: the first read of the new body reads it, so
+// headers can leave before the partner sent its body.
+func (rw *Rewriter) Body(resp *http.Response) (Format, error) {
+	rw.Header(resp.Header)
+	if resp.StatusCode == http.StatusNotModified {
+		weakenETag(resp.Header)
+		return None, nil
+	}
+	f := FormatOf(resp.Header.Get("Content-Type"))
+	if f == None || resp.StatusCode == http.StatusPartialContent {
+		return None, nil
+	}
+	coding := strings.ToLower(strings.TrimSpace(strings.Join(resp.Header.Values("Content-Encoding"), ",")))
+	gz := false
+	switch coding {
+	case "", "identity":
+	case "gzip", "x-gzip":
+		gz = true
+	default:
+		return None, fmt.Errorf("%w %q", ErrEncoding, coding)
+	}
+	h := resp.Header
+	small := !gz && resp.ContentLength >= 0 && resp.ContentLength <= SmallBody
+	for _, k := range changedHeaders {
+		h.Del(k)
+	}
+	length := resp.ContentLength
+	resp.ContentLength = -1
+	resp.Uncompressed = gz || resp.Uncompressed
+	weakenETag(h)
+	noBody := resp.Request != nil && resp.Request.Method == http.MethodHead ||
+		resp.StatusCode == http.StatusNoContent || resp.Body == nil || resp.Body == http.NoBody
+	if noBody {
+		return f, nil
+	}
+	if !small || length == 0 {
+		resp.Body = rw.NewReader(resp.Body, f, gz)
+		return f, nil
+	}
+	r := rw.newReader(resp.Body, f, false)
+	whole := smallPool.Get().(*smallBody)
+	whole.buf.Grow(int(length) + int(length)/4)
+	_, whole.err = whole.buf.ReadFrom(r)
+	_ = r.release()
+	whole.rd.Reset(whole.buf.Bytes())
+	if whole.err == nil {
+		resp.ContentLength = int64(whole.buf.Len())
+		h["Content-Length"] = []string{strconv.Itoa(whole.buf.Len())}
+	}
+	resp.Body = &smallHandle{b: whole}
+	return f, nil
+}
+
+// SmallBody is the largest body (by its Content-Length) Body rewrites
+// whole instead of as a stream.
+const SmallBody = 64 << 10
+
+// changedHeaders are the headers a rewritten body loses (in canonical
+// form, so that deleting them allocates nothing).
+var changedHeaders = []string{"Content-Length", "Content-Md5", "Digest", "Content-Digest", "Repr-Digest", "Content-Encoding"}
+
+// smallBody is a whole rewritten body, pooled.
+type smallBody struct {
+	buf bytes.Buffer
+	rd  bytes.Reader
+	err error // the read error, returned once the bytes are read
+}
+
+var smallPool = sync.Pool{New: func() any { return new(smallBody) }}
+
+// smallHandle reads a smallBody and hands it back to the pool on Close;
+// after that it reads nothing.
+type smallHandle struct{ b *smallBody }
+
+func (h *smallHandle) Read(p []byte) (int, error) {
+	if h.b == nil {
+		return 0, errClosed
+	}
+	n, err := h.b.rd.Read(p)
+	if err == io.EOF && h.b.err != nil {
+		err = h.b.err
+	}
+	return n, err
+}
+
+func (h *smallHandle) Close() error {
+	if b := h.b; b != nil {
+		h.b = nil
+		b.err = nil
+		b.rd.Reset(nil)
+		if b.buf.Cap() <= 2*SmallBody {
+			b.buf.Reset()
+			smallPool.Put(b)
+		}
+	}
+	return nil
+}
+
+// weakenETag turns a strong ETag into a weak one.
+func weakenETag(h http.Header) {
+	if e := h.Get("ETag"); strings.HasPrefix(e, `"`) {
+		h.Set("ETag", "W/"+e)
+	}
+}
+
+// NewReader returns a ReadCloser that reads src, decoding gzip first if
+// gz, and yields it rewritten as format f. Closing it closes src; it
+// must not be read after Close. Its buffers are pooled: a response costs
+// a few small allocations, not a fresh 32 KiB chunk.
+func (rw *Rewriter) NewReader(src io.ReadCloser, f Format, gz bool) io.ReadCloser {
+	return &pooledReader{r: rw.newReader(src, f, gz)}
+}
+
+// newReader takes a reader from the pool, set up for src.
+func (rw *Rewriter) newReader(src io.ReadCloser, f Format, gz bool) *reader {
+	r := readerPool.Get().(*reader)
+	r.src, r.gz, r.in, r.err = src, gz, nil, nil
+	r.out.Reset()
+	switch f {
+	case JSON:
+		r.jw.reset(&r.out, rw.m, rw.limit)
+		r.w = &r.jw
+	case XML:
+		r.xw.reset(&r.out, rw.m, rw.limit)
+		r.w = &r.xw
+	default:
+		r.w = nopWriteCloser{&r.out}
+	}
+	return r
+}
+
+// readChunk is how much is read from the partner at a time.
+const readChunk = 32 << 10
+
+// maxPooledOut is the largest output buffer put back in the pool.
+const maxPooledOut = 4 * readChunk
+
+var readerPool = sync.Pool{New: func() any { return &reader{chunk: make([]byte, readChunk)} }}
+
+type nopWriteCloser struct{ io.Writer }
+
+func (nopWriteCloser) Close() error { return nil }
+
+// pooledReader hands its reader back to the pool on Close, after which it
+// reads nothing: a late Read cannot see another response's bytes.
+type pooledReader struct{ r *reader }
+
+func (p *pooledReader) Read(b []byte) (int, error) {
+	if p.r == nil {
+		return 0, errClosed
+	}
+	return p.r.Read(b)
+}
+
+func (p *pooledReader) Close() error {
+	r := p.r
+	if r == nil {
+		return nil
+	}
+	p.r = nil
+	return r.release()
+}
+
+// release closes src and puts r back in the pool; r must not be used
+// after.
+func (r *reader) release() error {
+	err := r.src.Close()
+	r.src, r.in, r.w, r.err = nil, nil, nil, nil
+	r.jw.reset(nil, nil, 0)
+	r.xw.reset(nil, nil, 0)
+	if r.out.Cap() <= maxPooledOut {
+		r.out.Reset()
+		readerPool.Put(r)
+	}
+	return err
+}
+
+var errClosed = errors.New("fhirurl: read after close")
+
+// reader pulls src through a rewriting writer into out, one chunk at a
+// time: out never holds much more than a chunk plus one held token.
+type reader struct {
+	src   io.ReadCloser
+	gz    bool
+	in    io.Reader // src, or a gzip reader on it once the first Read came
+	zr    *gzip.Reader
+	w     io.WriteCloser
+	jw    JSONWriter
+	xw    XMLWriter
+	out   bytes.Buffer
+	chunk []byte
+	err   error // the error to return once out is drained
+}
+
+func (r *reader) Read(p []byte) (int, error) {
+	for r.out.Len() == 0 && r.err == nil {
+		r.fill()
+	}
+	if r.out.Len() > 0 {
+		return r.out.Read(p)
+	}
+	return 0, r.err
+}
+
+func (r *reader) fill() {
+	if r.in == nil {
+		r.in = r.src
+		if r.gz {
+			var err error
+			if r.zr == nil {
+				r.zr, err = gzip.NewReader(r.src)
+			} else {
+				err = r.zr.Reset(r.src)
+			}
+			if err != nil {
+				r.err = fmt.Errorf("fhirurl: gzip body: %w", err)
+				return
+			}
+			r.in = r.zr
+		}
+	}
+	n, err := r.in.Read(r.chunk)
+	if n > 0 {
+		if _, werr := r.w.Write(r.chunk[:n]); werr != nil {
+			r.err = werr
+			return
+		}
+	}
+	switch {
+	case err == io.EOF:
+		if cerr := r.w.Close(); cerr != nil {
+			r.err = cerr
+			return
+		}
+		r.err = io.EOF
+	case err != nil:
+		r.err = err
+	}
+}

@@ -1,0 +1,478 @@
+package fhirurl
+
+import (
+	"bytes"
+	"io"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+)
+
+// XML rewriter states.
+const (
+	xText     = iota // character data
+	xLT              // just after '<'
+	xBang            // after "<!", collecting to tell a comment, CDATA or declaration apart
+	xComment         // inside <!-- -->
+	xCDATA           // inside <![CDATA[ ]]>
+	xPI              // inside <? ?>
+	xDecl            // inside <!DOCTYPE ...> and kin
+	xEndTag          // inside </name >
+	xTag             // inside a start tag, outside attribute values
+	xAttr            // inside an attribute value that started in an earlier Write; raw bytes in buf
+	xAttrLong        // inside an attribute value longer than the limit, passing through
+)
+
+const cdataOpen = "[CDATA["
+
+// XMLWriter rewrites, on its way to the underlying writer, every
+// attribute value that decodes (entity and character references
+// resolved, white space normalized as XML does) to an absolute URL the
+// Mapper maps, and writes it back escaped for the quote it is in. FHIR
+// XML carries every primitive, URLs included, in value="…" attributes.
+// Namespace declarations (xmlns, xmlns:*) are never rewritten. Element
+// names, text (the XHTML narrative's text included), comments, CDATA
+// sections, processing instructions and declarations pass through byte
+// for byte, so the output equals the input when nothing maps. Like
+// JSONWriter it follows only the lexical structure and never fails on
+// invalid XML; an attribute value longer than the limit passes through
+// unexamined; memory is bounded by the limit. Input is taken as UTF-8,
+// which FHIR requires.
+//
+// Give it a buffered underlying writer; call Close at the end of the
+// input (it does not close the underlying writer).
+type XMLWriter struct {
+	dst   io.Writer
+	m     *Mapper
+	limit int
+
+	st    int
+	quote byte   // xAttr, xAttrLong: the quote that closes the value
+	name  []byte // xTag: the name being read (attribute or element); capped
+	space bool   // xTag: white space since the last name byte
+	buf   []byte // xAttr: raw value so far; xBang: bytes after "<!"
+	run   int    // xComment, xDecl comment: '-' run; xCDATA: ']' run; xPI: 1 after '?'
+	depth int    // xDecl: '<' nesting
+	dq    byte   // xDecl: the quote open, 0 if none
+	lt    int    // xDecl: 1 after '<', +1 for each byte of "!--" that followed
+	inCmt bool   // xDecl: inside a comment
+	repl  []byte // the last replacement built
+	err   error
+}
+
+// NewXMLWriter returns an XMLWriter writing to dst. limit is the longest
+// attribute value examined; 0 means DefaultMaxToken.
+func NewXMLWriter(dst io.Writer, m *Mapper, limit int) *XMLWriter {
+	if limit <= 0 {
+		limit = DefaultMaxToken
+	}
+	return &XMLWriter{dst: dst, m: m, limit: limit}
+}
+
+// reset makes w a new XMLWriter to dst, keeping its buffers.
+func (w *XMLWriter) reset(dst io.Writer, m *Mapper, limit int) {
+	if limit <= 0 {
+		limit = DefaultMaxToken
+	}
+	*w = XMLWriter{dst: dst, m: m, limit: limit, name: w.name[:0], buf: w.buf[:0], repl: w.repl[:0]}
+}
+
+func (w *XMLWriter) write(b []byte) {
+	if w.err == nil && len(b) > 0 {
+		_, w.err = w.dst.Write(b)
+	}
+}
+
+// maxName is the longest attribute name remembered; names are only
+// compared with "xmlns".
+const maxName = 16
+
+// Write rewrites p. It returns len(p) unless the underlying writer failed.
+func (w *XMLWriter) Write(p []byte) (int, error) {
+	if w.err != nil {
+		return 0, w.err
+	}
+	mark := 0 // p[mark:i] is pass-through not written yet
+	i := 0
+	for i < len(p) && w.err == nil {
+		switch w.st {
+		case xText:
+			j := bytes.IndexByte(p[i:], '<')
+			if j < 0 {
+				i = len(p)
+				break
+			}
+			i += j + 1
+			w.st = xLT
+		case xLT:
+			switch c := p[i]; c {
+			case '!':
+				w.st = xBang
+				w.buf = w.buf[:0]
+			case '?':
+				w.st, w.run = xPI, 0
+			case '/':
+				w.st = xEndTag
+			default:
+				w.st = xTag
+				w.name = append(w.name[:0], c)
+				w.space = false
+				if c == '>' {
+					w.st = xText
+				}
+			}
+			i++
+		case xBang:
+			c := p[i]
+			i++
+			w.buf = append(w.buf, c)
+			switch {
+			case string(w.buf) == "--":
+				w.st, w.run = xComment, 0
+			case string(w.buf) == cdataOpen:
+				w.st, w.run = xCDATA, 0
+			case strings.HasPrefix(cdataOpen, string(w.buf)) || string(w.buf) == "-":
+			default:
+				// The first byte of a declaration is taken as it is,
+				// as encoding/xml does.
+				w.st, w.run, w.depth, w.dq, w.lt, w.inCmt = xDecl, 0, 0, 0, 0, false
+			}
+		case xComment:
+			c := p[i]
+			i++
+			switch {
+			case c == '-':
+				w.run++
+			case c == '>' && w.run >= 2:
+				w.st = xText
+			default:
+				w.run = 0
+			}
+		case xCDATA:
+			j := bytes.IndexByte(p[i:], '>')
+			if j < 0 {
+				w.run = trailing(p[i:], ']', w.run)
+				i = len(p)
+				break
+			}
+			if trailing(p[i:i+j], ']', w.run) >= 2 {
+				w.st = xText
+			}
+			w.run = 0
+			i += j + 1
+		case xPI:
+			c := p[i]
+			i++
+			switch {
+			case c == '>' && w.run == 1:
+				w.st = xText
+			case c == '?':
+				w.run = 1
+			default:
+				w.run = 0
+			}
+		case xDecl:
+			c := p[i]
+			i++
+			w.decl(c)
+		case xEndTag:
+			j := bytes.IndexByte(p[i:], '>')
+			if j < 0 {
+				i = len(p)
+				break
+			}
+			i += j + 1
+			w.st = xText
+		case xTag:
+			c := p[i]
+			i++
+			switch c {
+			case '>':
+				w.st = xText
+			case '"', '\'':
+				w.quote = c
+				start := i
+				end := bytes.IndexByte(p[i:], c)
+				if end >= 0 {
+					end += i
+					i = end + 1
+					if repl, ok := w.rewrite(p[start:end]); ok && end-start <= w.limit {
+						w.write(p[mark:start])
+						w.write(repl)
+						mark = end
+					}
+					w.name = w.name[:0]
+					break
+				}
+				i = len(p)
+				if len(p)-start > w.limit {
+					w.st = xAttrLong
+					break
+				}
+				w.write(p[mark:start])
+				mark = len(p)
+				w.buf = append(w.buf[:0], p[start:]...)
+				w.st = xAttr
+			case ' ', '\t', '\n', '\r':
+				w.space = true
+			case '=':
+			default:
+				if w.space {
+					w.name = w.name[:0]
+					w.space = false
+				}
+				if len(w.name) < maxName {
+					w.name = append(w.name, c)
+				}
+			}
+		case xAttr:
+			end := bytes.IndexByte(p[i:], w.quote)
+			if end < 0 {
+				if len(w.buf)+len(p)-i > w.limit {
+					w.write(w.buf)
+					w.buf = w.buf[:0]
+					w.st = xAttrLong
+					mark = i
+				} else {
+					w.buf = append(w.buf, p[i:]...)
+					mark = len(p)
+				}
+				i = len(p)
+				break
+			}
+			end += i
+			w.buf = append(w.buf, p[i:end]...)
+			if repl, ok := w.rewrite(w.buf); ok && len(w.buf) <= w.limit {
+				w.write(repl)
+			} else {
+				w.write(w.buf)
+			}
+			w.buf = w.buf[:0]
+			w.name = w.name[:0]
+			mark = end
+			i = end + 1
+			w.st = xTag
+		case xAttrLong:
+			end := bytes.IndexByte(p[i:], w.quote)
+			if end < 0 {
+				i = len(p)
+				break
+			}
+			i += end + 1
+			w.name = w.name[:0]
+			w.st = xTag
+		}
+	}
+	w.write(p[mark:])
+	if w.err != nil {
+		return 0, w.err
+	}
+	return len(p), nil
+}
+
+// decl follows a declaration (<!DOCTYPE …>, <!ENTITY …>) one byte at a
+// time the way encoding/xml reads one: quoted text hides markup, '<' and
+// '>' nest, and "<!--" starts a comment that ends at "-->".
+func (w *XMLWriter) decl(c byte) {
+	const cmt = "!--"
+	switch {
+	case w.inCmt:
+		switch {
+		case c == '>' && w.run >= 2:
+			w.inCmt, w.run = false, 0
+		case c == '-':
+			w.run++
+		default:
+			w.run = 0
+		}
+		return
+	case w.lt > 0:
+		if c == cmt[w.lt-1] {
+			if w.lt++; w.lt > len(cmt) {
+				w.lt, w.inCmt, w.run = 0, true, 0
+			}
+			return
+		}
+		w.lt = 0
+		w.depth++
+	case w.dq == 0 && c == '>' && w.depth == 0:
+		w.st = xText
+		return
+	}
+	switch {
+	case c == w.dq:
+		w.dq = 0
+	case w.dq != 0:
+	case c == '\'' || c == '"':
+		w.dq = c
+	case c == '>':
+		w.depth--
+	case c == '<':
+		w.lt = 1
+	}
+}
+
+// trailing returns the length of the run of c at the end of b, continuing
+// a run of prev if b is all c.
+func trailing(b []byte, c byte, prev int) int {
+	n := 0
+	for n < len(b) && b[len(b)-1-n] == c {
+		n++
+	}
+	if n == len(b) {
+		return prev + n
+	}
+	return n
+}
+
+// Close writes what is held back (an unterminated attribute value, as it
+// came). It does not close the underlying writer.
+func (w *XMLWriter) Close() error {
+	if w.err != nil {
+		return w.err
+	}
+	if w.st == xAttr {
+		w.write(w.buf)
+		w.buf = w.buf[:0]
+		w.st = xAttrLong
+	}
+	return w.err
+}
+
+// rewrite returns the escaped replacement for the raw attribute value v
+// if it decodes to a URL the Mapper maps and the attribute is not a
+// namespace declaration.
+func (w *XMLWriter) rewrite(v []byte) ([]byte, bool) {
+	if len(v) < w.m.minLen {
+		return nil, false
+	}
+	if c := v[0]; c != 'h' && c != 'H' && c != '&' {
+		return nil, false
+	}
+	if n := string(w.name); n == "xmlns" || strings.HasPrefix(n, "xmlns:") {
+		return nil, false
+	}
+	if bytes.IndexByte(v, '&') < 0 && bytes.IndexAny(v, "\t\n\r<") < 0 && utf8.Valid(v) {
+		rest, ok := cut(w.m, v)
+		if !ok {
+			return nil, false
+		}
+		// rest was a valid attribute value as it is.
+		w.repl = append(append(w.repl[:0], w.m.publicXML...), rest...)
+		return w.repl, true
+	}
+	s, ok := decodeAttr(v)
+	if !ok {
+		return nil, false
+	}
+	rest, ok := cut(w.m, s)
+	if !ok {
+		return nil, false
+	}
+	w.repl = appendAttr(append(w.repl[:0], w.m.publicXML...), rest)
+	return w.repl, true
+}
+
+// decodeAttr resolves the predefined entities and character references
+// of a raw attribute value and normalizes white space characters to
+// spaces as an XML parser does. ok is false for anything else (another
+// entity, a malformed reference, '<', invalid UTF-8): such a value is
+// left alone.
+func decodeAttr(v []byte) (string, bool) {
+	if !utf8.Valid(v) || bytes.IndexByte(v, '<') >= 0 {
+		return "", false
+	}
+	if bytes.IndexByte(v, '&') < 0 && bytes.IndexAny(v, "\t\n\r") < 0 {
+		return string(v), true
+	}
+	var sb strings.Builder
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		switch c {
+		case '\t', '\n', '\r':
+			sb.WriteByte(' ')
+			continue
+		case '&':
+		default:
+			sb.WriteByte(c)
+			continue
+		}
+		semi := bytes.IndexByte(v[i:], ';')
+		if semi < 0 {
+			return "", false
+		}
+		ref := string(v[i+1 : i+semi])
+		i += semi
+		switch ref {
+		case "amp":
+			sb.WriteByte('&')
+		case "lt":
+			sb.WriteByte('<')
+		case "gt":
+			sb.WriteByte('>')
+		case "quot":
+			sb.WriteByte('"')
+		case "apos":
+			sb.WriteByte('\'')
+		default:
+			r, ok := charRef(ref)
+			if !ok {
+				return "", false
+			}
+			sb.WriteRune(r)
+		}
+	}
+	return sb.String(), true
+}
+
+// charRef decodes "#NN" or "#xHH" to a character XML allows.
+func charRef(ref string) (rune, bool) {
+	num, ok := strings.CutPrefix(ref, "#")
+	if !ok || num == "" {
+		return 0, false
+	}
+	base := 10
+	if h, ok := strings.CutPrefix(num, "x"); ok {
+		num, base = h, 16
+	}
+	if num == "" || num[0] == '+' || num[0] == '-' {
+		return 0, false
+	}
+	n, err := strconv.ParseUint(num, base, 32)
+	if err != nil {
+		return 0, false
+	}
+	r := rune(n)
+	isXMLChar := r == 0x09 || r == 0x0A || r == 0x0D ||
+		(r >= 0x20 && r <= 0xD7FF) || (r >= 0xE000 && r <= 0xFFFD) || (r >= 0x10000 && r <= 0x10FFFF)
+	return r, isXMLChar
+}
+
+// appendAttr appends s escaped for an attribute value in either quote: markup
+// characters and both quotes as entities, tab, newline and carriage
+// return as character references (so that they survive normalization).
+func appendAttr(dst []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; c {
+		case '&':
+			dst = append(dst, "&amp;"...)
+		case '<':
+			dst = append(dst, "&lt;"...)
+		case '>':
+			dst = append(dst, "&gt;"...)
+		case '"':
+			dst = append(dst, "&quot;"...)
+		case '\'':
+			dst = append(dst, "&apos;"...)
+		case '\t':
+			dst = append(dst, "&#9;"...)
+		case '\n':
+			dst = append(dst, "&#10;"...)
+		case '\r':
+			dst = append(dst, "&#13;"...)
+		default:
+			dst = append(dst, c)
+		}
+	}
+	return dst
+}

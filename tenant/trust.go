@@ -1,0 +1,93 @@
+package tenant
+
+import (
+	"slices"
+
+	"github.com/cqgate/cqgate/assertion"
+	"github.com/cqgate/cqgate/internal/callerauth"
+	"github.com/cqgate/cqgate/internal/failure"
+)
+
+// XPIdentity is the client identity issued for one TEFCA exchange
+// purpose: a certificate whose SAN is urn:oid:<home community id>#<XP>.
+type XPIdentity struct {
+	// Identity names the identity (certificate and key).
+	Identity string
+	// ClientID is its client id at the partners.
+	ClientID string
+}
+
+// WithExchangePurpose returns a copy of t for the TEFCA exchange purpose
+// xp (e.g. "T-TREAT"), chosen by the caller: the identity issued for it,
+// and hl7-b2b purpose_of_use holding exactly that XP code, as the TEFCA
+// Facilitated FHIR SOP requires. "" returns t unchanged. The caller's
+// policy must already allow xp.
+func (t *Tenant) WithExchangePurpose(xp string) (*Tenant, error) {
+	if xp == "" {
+		return t, nil
+	}
+	switch {
+	case !t.TEFCA:
+		return nil, failure.Errorf(failure.Unsupported,
+			"tenant: %s is not in the TEFCA trust community, so an exchange purpose cannot be chosen", t.OID)
+	case !t.UDAP || t.B2B == nil:
+		return nil, failure.Errorf(failure.Unsupported,
+			"tenant: %s is not reached with UDAP B2B, so an exchange purpose cannot be asserted", t.OID)
+	case xp == "T-IAS":
+		// Individual Access Services need the individual's id_token in a
+		// tefca_ias extension (Facilitated FHIR SOP v2.0 Table 4), which a
+		// gateway acting for systems does not have.
+		return nil, failure.Errorf(failure.Unsupported,
+			"tenant: exchange purpose T-IAS needs a tefca_ias extension with the individual's id_token, which cqgate does not send")
+	}
+	id, ok := t.xps[xp]
+	if !ok {
+		return nil, failure.Errorf(failure.Forbidden,
+			"tenant: no identity is configured for TEFCA exchange purpose %q (identities.<name>.exchange_purpose)", xp)
+	}
+	c := *t
+	b2b := *t.B2B
+	b2b.PurposeOfUse = []string{assertion.XPSystem + "#" + xp}
+	if err := b2b.ValidateTEFCA(xp); err != nil {
+		return nil, failure.Errorf(failure.Misconfigured,
+			"tenant: cqgate is misconfigured for %s (organizations.%s.udap): %w", t.OID, t.OID, err)
+	}
+	c.B2B = &b2b
+	c.Identity, c.ClientID, c.ExchangePurpose = id.Identity, id.ClientID, xp
+	return &c, nil
+}
+
+// ExchangePurposes lists the exchange purposes t has identities for.
+func (t *Tenant) ExchangePurposes() []string {
+	out := make([]string, 0, len(t.xps))
+	for xp := range t.xps {
+		out = append(out, xp)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// askInSyntax records the SMART scope syntax the server advertises
+// (scopes_supported, capabilities) when it advertises one only, and
+// rewrites the configured scope in it.
+func (t *Tenant) askInSyntax(scopesSupported, capabilities []string) {
+	t.syntax = callerauth.ChooseSyntax(scopesSupported, capabilities)
+	if t.syntax != callerauth.SyntaxAny {
+		t.ScopeSyntax = t.syntax.String()
+	}
+	t.Scope = t.inSyntax(t.Scope)
+}
+
+// inSyntax is scope in the server's syntax. A conversion that would
+// widen a scope (v2 to v1: "r" becomes "read") is not made: the scope is
+// asked for as configured and the server judges it.
+func (t *Tenant) inSyntax(scope string) string {
+	if t.syntax == callerauth.SyntaxAny {
+		return scope
+	}
+	out, exact := callerauth.ConvertScopes(scope, t.syntax)
+	if !exact {
+		return scope
+	}
+	return out
+}
