@@ -54,6 +54,9 @@ func (r *Reuser) Resolve(ctx context.Context, oid string) (*Tenant, error) {
 	if r.c == nil {
 		return r.next.Resolve(ctx, oid)
 	}
+	if t, ok := r.c.Fresh(oid); ok { // no closure allocated on the hot path
+		return t, nil
+	}
 	t, _, err := r.c.Get(ctx, oid, func(ctx context.Context) (*Tenant, error) {
 		return r.next.Resolve(ctx, oid)
 	})

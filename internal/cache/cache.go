@@ -192,6 +192,14 @@ func (c *Cache[V]) Get(ctx context.Context, key string, fetch func(context.Conte
 	}
 }
 
+// Fresh returns key's value when it is fresh, without fetching. Callers
+// on a hot path use it before Get, whose fetch closure they would
+// otherwise allocate on every call.
+func (c *Cache[V]) Fresh(key string) (V, bool) {
+	e, ok := c.fresh(key)
+	return e.Value, ok
+}
+
 // Forget drops key, so that the next Get fetches again. A fetch already
 // in flight is not cancelled, but later lookups do not join it.
 func (c *Cache[V]) Forget(key string) {
