@@ -8,8 +8,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/cqgate/cqgate/internal/cluster"
 	"github.com/cqgate/cqgate/internal/clocktest"
+	"github.com/cqgate/cqgate/internal/cluster"
 	"github.com/cqgate/cqgate/internal/redistest"
 )
 
