@@ -10,6 +10,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/cqgate/cqgate/internal/cluster"
 )
 
 const (
@@ -159,6 +161,16 @@ type CacheConfig struct {
 	// Clock returns the current time; nil means time.Now. It should be
 	// the clock the Exchanger uses.
 	Clock func() time.Time
+	// Shared, when set, is the tier replicas share (L2; see SharedTier):
+	// a key missing here is read there before it is exchanged, each
+	// exchange runs under a fleet-wide lock, MinInterval holds across
+	// the fleet, and Invalidate reaches every replica. Nil: this
+	// replica alone.
+	Shared SharedTier
+	// LockTTL is how long a fleet-wide exchange lock lasts unless its
+	// holder extends it (a crashed holder's lock ends then). Zero or
+	// negative means DefaultLockTTL.
+	LockTTL time.Duration
 	// OnRefreshError, if set, is called with the error of every failed
 	// background refresh (nobody else sees it: callers keep getting the
 	// still valid token). The error holds no secret.
@@ -183,6 +195,12 @@ type CacheStats struct {
 	// BackgroundRefreshes counts exchanges started ahead of time in the
 	// background (also counted in Exchanges).
 	BackgroundRefreshes int64
+	// SharedHits counts tokens taken from the shared tier instead of
+	// exchanging (with CacheConfig.Shared).
+	SharedHits int64
+	// LocalFallbacks counts exchanges made without the fleet because the
+	// shared tier failed.
+	LocalFallbacks int64
 }
 
 // Cache keeps access tokens until shortly before they expire, and decides
@@ -221,6 +239,9 @@ type Cache struct {
 	clock                      func() time.Time
 	onRefreshError             func(Key, error)
 	maxContexts                int
+	shared                     SharedTier
+	lockTTL                    time.Duration
+	stopShared                 func()
 
 	mu        sync.RWMutex
 	states    map[Key]*keyState
@@ -228,6 +249,7 @@ type Cache struct {
 	lastSweep time.Time      // guarded by mu
 
 	hits, misses, exchanges, failures, throttled, held, background atomic.Int64
+	sharedHits, localFallbacks                                     atomic.Int64
 }
 
 // keyState is everything the Cache knows about one Key.
@@ -244,6 +266,9 @@ type keyState struct {
 	failUntil   time.Time // the failure is held until then
 	failErr     error
 	removed     bool // swept from the map: look the key up again
+	// ref is the key's name in the shared tier (cluster.Ref), when
+	// there is one: invalidations name keys by it.
+	ref string
 }
 
 type cacheEntry struct {
@@ -251,6 +276,9 @@ type cacheEntry struct {
 	expiry    time.Time // when the token expires
 	refreshAt time.Time // served until then
 	aheadAt   time.Time // background refresh from then on
+	// raw is the token as the shared tier holds it, when there is one:
+	// an invalidation names the very value refused.
+	raw []byte
 }
 
 // flight is one exchange; done is closed when tok or err is set.
@@ -277,6 +305,11 @@ func NewCache(cfg CacheConfig) *Cache {
 		maxContexts:    max(cfg.MaxContextsPerResource, 0),
 		states:         make(map[Key]*keyState),
 		contexts:       make(map[string]int),
+		shared:         cfg.Shared,
+		lockTTL:        cfg.LockTTL,
+	}
+	if c.lockTTL <= 0 {
+		c.lockTTL = DefaultLockTTL
 	}
 	if c.margin <= 0 {
 		c.margin = DefaultRefreshMargin
@@ -308,6 +341,9 @@ func NewCache(cfg CacheConfig) *Cache {
 	if c.clock == nil {
 		c.clock = time.Now
 	}
+	if c.shared != nil {
+		c.stopShared = c.shared.OnInvalidation(c.onInvalidation)
+	}
 	return c
 }
 
@@ -334,6 +370,9 @@ func (c *Cache) state(key Key) (*keyState, error) {
 		c.contexts[key.Resource]++
 	}
 	st = &keyState{}
+	if c.shared != nil {
+		st.ref = cluster.Ref(key.String())
+	}
 	c.states[key] = st
 	return st, nil
 }
@@ -469,18 +508,21 @@ func (c *Cache) start(ctx context.Context, st *keyState, key Key, src TokenSourc
 	f := &flight{done: make(chan struct{})}
 	st.flight = f
 	st.lastStart = now
-	c.exchanges.Add(1)
+	if c.shared == nil { // with a shared tier, only exchanges that happen are counted
+		c.exchanges.Add(1)
+	}
 	if background {
 		c.background.Add(1)
 	}
-	go c.run(context.WithoutCancel(ctx), st, key, src, f, now, background)
+	go c.run(context.WithoutCancel(ctx), st, key, src, f, now, background, st.invalidated)
 	return f
 }
 
-func (c *Cache) run(ctx context.Context, st *keyState, key Key, src TokenSource, f *flight, started time.Time, background bool) {
+func (c *Cache) run(ctx context.Context, st *keyState, key Key, src TokenSource, f *flight, started time.Time, background, invalidated bool) {
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
-	t, err := src.Token(ctx)
+	o, err := c.obtain(ctx, key, src, started, background, invalidated)
+	t := o.tok
 	if err == nil && (t == nil || t.AccessToken == "") {
 		err = errors.New("assertion: token source returned no access token")
 	}
@@ -490,10 +532,16 @@ func (c *Cache) run(ctx context.Context, st *keyState, key Key, src TokenSource,
 	if err == nil {
 		tok := *t
 		f.tok = &tok
-		st.lastSuccess = started
+		st.lastSuccess = o.started
 		st.invalidated = false
 		st.failures, st.failUntil, st.failErr = 0, time.Time{}, nil
-		st.entry.Store(c.entry(&tok, started, now))
+		e := c.entry(&tok, o.started, now)
+		if e != nil {
+			e.raw = o.raw
+		}
+		st.entry.Store(e)
+	} else if errors.Is(err, ErrThrottled) { // the fleet's minimum interval: not a failure
+		f.err = err
 	} else {
 		c.failures.Add(1)
 		f.err = err
@@ -626,11 +674,17 @@ func (c *Cache) Invalidate(key Key, stale string) {
 		return
 	}
 	st.mu.Lock()
-	defer st.mu.Unlock()
 	e := st.entry.Load()
-	if e != nil && subtle.ConstantTimeCompare([]byte(e.token.AccessToken), []byte(stale)) == 1 {
+	dropped := e != nil && subtle.ConstantTimeCompare([]byte(e.token.AccessToken), []byte(stale)) == 1
+	if dropped {
 		st.entry.Store(nil)
 		st.invalidated = true
+	}
+	st.mu.Unlock()
+	if dropped && c.shared != nil && e.raw != nil {
+		// Before this replica's next exchange reads the shared tier, so
+		// that it does not take the refused token back from there.
+		c.invalidateShared(key, e.raw)
 	}
 }
 
@@ -660,5 +714,7 @@ func (c *Cache) Stats() CacheStats {
 		Throttled:           c.throttled.Load(),
 		Held:                c.held.Load(),
 		BackgroundRefreshes: c.background.Load(),
+		SharedHits:          c.sharedHits.Load(),
+		LocalFallbacks:      c.localFallbacks.Load(),
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/cqgate/cqgate/discovery"
+	"github.com/cqgate/cqgate/internal/cluster"
 )
 
 // Config is the whole of cqgate's configuration.
@@ -36,6 +37,7 @@ type Config struct {
 	Proxy     Proxy     `yaml:"proxy"`
 	Upstream  Upstream  `yaml:"upstream"`
 	UDAP      UDAP      `yaml:"udap"`
+	Cluster   Cluster   `yaml:"cluster"`
 	Bulk      Bulk      `yaml:"bulk"`
 
 	// Identities are further client identities (certificate, key and
@@ -600,6 +602,8 @@ func Default() *Config {
 				MaxCRLBytes: 8 << 20,
 			},
 		},
+		Cluster: Cluster{Prefix: cluster.DefaultPrefix, Timeout: cluster.DefaultTimeout, PollInterval: cluster.DefaultPollInterval,
+			LockTTL: 10 * time.Second, EncryptionKeyVault: KVField{Mount: "secret"}},
 	}
 }
 

@@ -66,6 +66,7 @@ var validators = []func(c *Config, add adder){
 	(*Config).validateOrganizations,
 	(*Config).validateForwarding,
 	(*Config).validateTrust,
+	(*Config).validateCluster,
 }
 
 // Validate checks the whole configuration and reports every problem.
@@ -307,7 +308,8 @@ func (c *Config) validateOrgUDAP(add adder, key string, u OrgUDAP) {
 // usesVault reports whether anything is read from Vault.
 func (c *Config) usesVault() bool {
 	vaultKeys := func(k Keys) bool { return k.Source == "vault" || k.Source == "transit" }
-	if vaultKeys(c.Keys) || c.Directory.APIKeyVault.Path != "" || c.Inbound.APIKeysVault.Path != "" || c.UDAP.Registrations.Path != "" {
+	if vaultKeys(c.Keys) || c.Directory.APIKeyVault.Path != "" || c.Inbound.APIKeysVault.Path != "" || c.UDAP.Registrations.Path != "" ||
+		c.Cluster.EncryptionKeyVault.Path != "" {
 		return true
 	}
 	for _, id := range c.Identities {

@@ -9,9 +9,9 @@ import (
 	"time"
 	"unicode"
 
-	"github.com/patrickmn/go-cache"
+	gocache "github.com/patrickmn/go-cache"
 
-	"github.com/cqgate/cqgate/internal/flightcache"
+	"github.com/cqgate/cqgate/internal/cache"
 	"github.com/cqgate/cqgate/internal/tracing"
 )
 
@@ -96,12 +96,12 @@ type Resolver struct {
 	static      map[string]Entry
 	now         func() time.Time
 	ttl         time.Duration
-	maxStale    time.Duration                     // < 0: disabled
-	staleRetry  time.Duration                     // < 0: ask every time
-	negativeTTL time.Duration                     // < 0: disabled
-	cache       *flightcache.Cache[*Organization] // canonical OID -> fresh directory answer
-	good        *cache.Cache                      // canonical OID -> *lastGood, kept for stale-if-error
-	negative    *cache.Cache                      // canonical OID -> notFound
+	maxStale    time.Duration               // < 0: disabled
+	staleRetry  time.Duration               // < 0: ask every time
+	negativeTTL time.Duration               // < 0: disabled
+	cache       *cache.Cache[*Organization] // canonical OID -> fresh directory answer
+	good        *gocache.Cache              // canonical OID -> *lastGood, kept for stale-if-error
+	negative    *gocache.Cache              // canonical OID -> notFound
 }
 
 // lastGood is the latest directory answer for an OID, kept past its TTL
@@ -138,13 +138,13 @@ func NewResolver(cfg ResolverConfig) *Resolver {
 	if r.now == nil {
 		r.now = time.Now
 	}
-	r.cache = flightcache.New[*Organization](flightcache.Config{TTL: r.ttl, Clock: r.now})
+	r.cache = cache.New[*Organization](cache.Config{TTL: r.ttl, Clock: r.now})
 	// go-cache's own (wall-clock) expiry only frees memory; freshness is
 	// judged by r.now.
 	keepGood := r.ttl + max(r.maxStale, 0)
-	r.good = cache.New(keepGood, keepGood)
+	r.good = gocache.New(keepGood, keepGood)
 	keepNegative := max(r.negativeTTL, time.Minute)
-	r.negative = cache.New(keepNegative, keepNegative)
+	r.negative = gocache.New(keepNegative, keepNegative)
 
 	created := r.now()
 	for key, org := range cfg.Static {

@@ -77,17 +77,22 @@ func (g *Gateway) Reload(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// Close closes the audit trail and flushes trace spans; call it after
-// the server drained.
+// Close closes the audit trail and the connections to the shared Redis,
+// and flushes trace spans; call it after the server drained.
 func (g *Gateway) Close() error {
+	var errs []error
+	if g.cluster != nil {
+		g.Tokens.Close()
+		errs = append(errs, g.cluster.Close())
+	}
 	// Spans not exported yet are sent, for a few seconds at most.
 	ctx, cancel := context.WithTimeout(context.Background(), tracing.ShutdownTimeout)
 	defer cancel()
-	err := g.tracing.Shutdown(ctx)
+	errs = append(errs, g.tracing.Shutdown(ctx))
 	if g.Audit != nil {
-		err = errors.Join(err, g.Audit.Close())
+		errs = append(errs, g.Audit.Close())
 	}
-	return err
+	return errors.Join(errs...)
 }
 
 // Warmup resolves the configured organizations and fetches their tokens,

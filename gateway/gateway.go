@@ -21,6 +21,7 @@ import (
 	"github.com/cqgate/cqgate/discovery"
 	"github.com/cqgate/cqgate/internal/audit"
 	"github.com/cqgate/cqgate/internal/callerauth"
+	"github.com/cqgate/cqgate/internal/cluster"
 	"github.com/cqgate/cqgate/internal/egress"
 	"github.com/cqgate/cqgate/internal/metrics"
 	"github.com/cqgate/cqgate/internal/retry"
@@ -98,7 +99,8 @@ type Gateway struct {
 	revocation *revocation.Checker
 	own        ownCerts
 	// ownNow asks watchOwn for a check at once (a key was rotated).
-	ownNow chan struct{}
+	ownNow  chan struct{}
+	cluster *cluster.Cluster // nil without cluster.redis.url
 }
 
 // New assembles a gateway from a validated configuration. It loads the
@@ -201,6 +203,9 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Gateway, error
 		return nil, err
 	}
 
+	if g.cluster, err = g.buildCluster(ctx); err != nil {
+		return nil, err
+	}
 	g.Tokens = assertion.NewCache(assertion.CacheConfig{
 		RefreshMargin:   cfg.Tokens.RefreshMargin,
 		RefreshAhead:    cfg.Tokens.RefreshAhead,
@@ -213,6 +218,8 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Gateway, error
 		OnRefreshError: func(k assertion.Key, err error) {
 			g.log.WithError(err).WithField("token_url", k.TokenURL).Warn("gateway: background token refresh failed; the current token stays in use")
 		},
+		Shared:  g.sharedTier(),
+		LockTTL: cfg.Cluster.LockTTL,
 	})
 	g.creds = g.tokens()
 
@@ -273,7 +280,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Gateway, error
 		JWKS:         g.JWKS,
 		Tracer:       g.tracing,
 	}
-	if limiter := rateLimiter(cfg); limiter.Enabled() {
+	if limiter := rateLimiter(cfg, g.cluster); limiter != nil {
 		apiCfg.Limiter = limiter
 	}
 	if g.apiKeys != nil {
@@ -304,7 +311,8 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Gateway, error
 // needsVault reports whether anything is read from Vault.
 func needsVault(cfg *config.Config) bool {
 	isVault := func(k config.Keys) bool { return k.Source == "vault" || k.Source == "transit" }
-	if isVault(cfg.Keys) || cfg.Directory.APIKeyVault.Path != "" || cfg.Inbound.APIKeysVault.Path != "" || cfg.UDAP.Registrations.Path != "" {
+	if isVault(cfg.Keys) || cfg.Directory.APIKeyVault.Path != "" || cfg.Inbound.APIKeysVault.Path != "" || cfg.UDAP.Registrations.Path != "" ||
+		cfg.Cluster.EncryptionKeyVault.Path != "" {
 		return true
 	}
 	for _, id := range cfg.Identities {

@@ -5,6 +5,7 @@ import (
 
 	"github.com/cqgate/cqgate/api"
 	"github.com/cqgate/cqgate/config"
+	"github.com/cqgate/cqgate/internal/cluster"
 	"github.com/cqgate/cqgate/internal/ratelimit"
 	"github.com/cqgate/cqgate/tenant"
 )
@@ -24,8 +25,10 @@ func (t reusedTenants) Resolve(ctx context.Context, oid string) (*tenant.Tenant,
 }
 
 // rateLimiter builds the per-organization limits of proxy.rate_limit and
-// organizations.<oid>.rate_limit.
-func rateLimiter(cfg *config.Config) *ratelimit.Limiter {
+// organizations.<oid>.rate_limit: nil when nothing is limited; with a
+// cluster, one budget per organization for the whole fleet, decided by
+// this replica's own limiter while Redis fails.
+func rateLimiter(cfg *config.Config, cl *cluster.Cluster) api.Limiter {
 	limit := func(r config.RateLimit) ratelimit.Limit {
 		return ratelimit.Limit{RequestsPerSecond: r.RequestsPerSecond, Burst: r.Burst, MaxWait: r.MaxWait}
 	}
@@ -35,5 +38,12 @@ func rateLimiter(cfg *config.Config) *ratelimit.Limiter {
 			per[oid] = limit(*org.RateLimit)
 		}
 	}
-	return ratelimit.New(limit(cfg.Proxy.RateLimit), per)
+	local := ratelimit.New(limit(cfg.Proxy.RateLimit), per)
+	switch {
+	case !local.Enabled():
+		return nil
+	case cl != nil:
+		return cl.RateLimiter(limit(cfg.Proxy.RateLimit), per, local)
+	}
+	return local
 }

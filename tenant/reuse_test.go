@@ -164,10 +164,58 @@ func TestReuserKeepsNoSliceOfTheRequest(t *testing.T) {
 	if within(tn.OID) {
 		t.Error("the tenant's OID is a slice of the request line")
 	}
-	r.items.Range(func(k, _ any) bool {
-		if within(k.(string)) {
+	r.items.Range(func(k string) bool {
+		if within(k) {
 			t.Error("the Reuser's key is a slice of the request line")
 		}
 		return true
 	})
+}
+
+// slowSource resolves after gate closes, counting calls.
+type slowSource struct {
+	calls atomic.Int64
+	gate  chan struct{}
+}
+
+func (s *slowSource) Resolve(ctx context.Context, oid string) (*Tenant, error) {
+	s.calls.Add(1)
+	<-s.gate
+	return &Tenant{OID: oid}, nil
+}
+
+// Issue 18: a thousand requests for an organization not resolved yet
+// share one resolution; a caller that gives up does not fail the others.
+func TestReuserOneResolveForManyWaiters(t *testing.T) {
+	src := &slowSource{gate: make(chan struct{})}
+	r := Reuse(src, time.Minute, nil)
+	const n = 1000
+	var wg sync.WaitGroup
+	var bad atomic.Int64
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if tn, err := r.Resolve(context.Background(), "1.2.3"); err != nil || tn.OID != "1.2.3" {
+				bad.Add(1)
+			}
+		}()
+	}
+	for src.calls.Load() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	// A caller that gives up while the resolution runs returns at once.
+	impatient, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	if _, err := r.Resolve(impatient, "1.2.3"); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("a caller that gave up: err = %v, want its deadline", err)
+	}
+	close(src.gate)
+	wg.Wait()
+	if c := src.calls.Load(); c != 1 {
+		t.Errorf("%d resolutions for %d concurrent callers, want 1", c, n)
+	}
+	if b := bad.Load(); b != 0 {
+		t.Errorf("%d callers without the tenant", b)
+	}
 }

@@ -203,6 +203,13 @@ time rather than in a crash-looping pod.
 {{- end -}}
 {{- fail (printf "cqgate: refusing config.inbound.auth \"none\" in mode %s: cqgate would listen on %s, which is not loopback, so every pod that can reach it could use your organization's Carequality identity. Either %s, or set config.inbound.allow_unauthenticated: true to accept that risk (cqgate itself refuses to start otherwise)." $mode $listen $fix) -}}
 {{- end -}}
+{{- $redis := .Values.cluster.redis -}}
+{{- if and (or $redis.url $redis.existingSecret) (not .Values.cluster.encryptionKey.existingSecret) -}}
+{{- fail "cqgate: cluster.encryptionKey.existingSecret is required with cluster.redis: a Secret holding 32 random bytes, base64 (cqgate refuses to start with a Redis URL and no encryption key)" -}}
+{{- end -}}
+{{- if and $redis.url (regexMatch "://[^/@]*:[^/@]*@" $redis.url) -}}
+{{- fail "cqgate: cluster.redis.url holds a password: put the URL in a Secret and set cluster.redis.existingSecret instead" -}}
+{{- end -}}
 {{- include "cqgate.required" . -}}
 {{- end }}
 
@@ -268,9 +275,25 @@ environment and mounts.
 image: {{ include "cqgate.image" . | quote }}
 imagePullPolicy: {{ .Values.image.pullPolicy }}
 args: ["-config", "/etc/cqgate/config.yaml"]
-{{- with .Values.env }}
+{{- $redis := .Values.cluster.redis }}
+{{- if or .Values.env $redis.url $redis.existingSecret }}
 env:
+  {{- if $redis.existingSecret }}
+  - name: CQGATE_CLUSTER_REDIS_URL
+    valueFrom:
+      secretKeyRef: {name: {{ $redis.existingSecret | quote }}, key: {{ $redis.urlKey | default "url" | quote }}}
+  {{- else if $redis.url }}
+  - name: CQGATE_CLUSTER_REDIS_URL
+    value: {{ $redis.url | quote }}
+  {{- end }}
+  {{- if or $redis.url $redis.existingSecret }}
+  - name: CQGATE_CLUSTER_ENCRYPTION_KEY
+    valueFrom:
+      secretKeyRef: {name: {{ .Values.cluster.encryptionKey.existingSecret | quote }}, key: {{ .Values.cluster.encryptionKey.key | default "encryption-key" | quote }}}
+  {{- end }}
+  {{- with .Values.env }}
   {{- toYaml . | nindent 2 }}
+  {{- end }}
 {{- end }}
 {{- with .Values.envFrom }}
 envFrom:

@@ -1,4 +1,4 @@
-package flightcache
+package cache
 
 import (
 	"context"
@@ -111,5 +111,69 @@ func TestFetchTimeoutBoundsDetachedFetch(t *testing.T) {
 	})
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("err = %v", err)
+	}
+}
+
+// recordingStore is a Store other than Memory: a map that counts what
+// the Cache asks of it.
+type recordingStore struct {
+	mu          sync.Mutex
+	items       map[string]Item[int]
+	saves, dels int
+}
+
+func (s *recordingStore) Load(key string) (Item[int], bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	it, ok := s.items[key]
+	return it, ok
+}
+
+func (s *recordingStore) Save(key string, it Item[int], _ time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.saves++
+	s.items[key] = it
+}
+
+func (s *recordingStore) Delete(key string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.dels++
+	delete(s.items, key)
+}
+
+func (s *recordingStore) Len() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.items)
+}
+
+// The storage seam: a Cache keeps its items in the Store it is given,
+// and a second Cache on the same Store (another replica) is answered
+// from it without fetching.
+func TestWithStore(t *testing.T) {
+	clock := clocktest.New(time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC))
+	st := &recordingStore{items: map[string]Item[int]{}}
+	a := New(Config{TTL: time.Minute, Clock: clock.Now}, WithStore[int](st))
+	b := New(Config{TTL: time.Minute, Clock: clock.Now}, WithStore[int](st))
+	var calls atomic.Int64
+	fetch := func(context.Context) (int, error) { calls.Add(1); return 7, nil }
+	if v, _, err := a.Get(context.Background(), "k", fetch); err != nil || v != 7 {
+		t.Fatalf("a: %d %v", v, err)
+	}
+	if v, _, err := b.Get(context.Background(), "k", fetch); err != nil || v != 7 || calls.Load() != 1 {
+		t.Fatalf("b: %d %v after %d fetches, want the stored value and 1 fetch", v, err, calls.Load())
+	}
+	if st.saves != 1 || a.Len() != 1 {
+		t.Errorf("saves = %d, Len = %d; want 1, 1", st.saves, a.Len())
+	}
+	b.Forget("k")
+	if st.dels != 1 || a.Len() != 0 {
+		t.Errorf("Forget: deletes = %d, Len = %d; want 1, 0", st.dels, a.Len())
+	}
+	clock.Advance(time.Minute)
+	if _, _, err := a.Get(context.Background(), "k", fetch); err != nil || calls.Load() != 2 {
+		t.Errorf("after Forget: %d fetches, want 2", calls.Load())
 	}
 }
