@@ -37,8 +37,7 @@ var _ Waiter = (*RateLimiter)(nil)
 type RateLimiter struct {
 	c        *Cluster
 	gcra     *redis_rate.Limiter
-	def      ratelimit.Limit
-	per      map[string]ratelimit.Limit
+	limits   ratelimit.Limits
 	fallback Waiter
 	sleep    func(ctx context.Context, d time.Duration) error
 	now      func() time.Time
@@ -48,7 +47,7 @@ type RateLimiter struct {
 // organization not in per; fallback (may be nil) decides while Redis
 // fails.
 func (c *Cluster) RateLimiter(def ratelimit.Limit, per map[string]ratelimit.Limit, fallback Waiter) *RateLimiter {
-	return &RateLimiter{c: c, gcra: redis_rate.NewLimiter(c.rdb), def: def, per: per, fallback: fallback, sleep: sleep, now: time.Now}
+	return &RateLimiter{c: c, gcra: redis_rate.NewLimiter(c.rdb), limits: ratelimit.Limits{Default: def, Per: per}, fallback: fallback, sleep: sleep, now: time.Now}
 }
 
 // Enabled reports whether any organization is limited.
@@ -56,23 +55,12 @@ func (l *RateLimiter) Enabled() bool {
 	if l == nil {
 		return false
 	}
-	if l.def.On() {
-		return true
-	}
-	for _, lim := range l.per {
-		if lim.On() {
-			return true
-		}
-	}
-	return false
+	return l.limits.Any()
 }
 
 // LimitFor is the limit that applies to oid.
 func (l *RateLimiter) LimitFor(oid string) ratelimit.Limit {
-	if lim, ok := l.per[oid]; ok {
-		return lim
-	}
-	return l.def
+	return l.limits.For(oid)
 }
 
 // Wait takes oid's next turn in the fleet-wide budget: nil at once or

@@ -24,6 +24,33 @@ type Limit struct {
 // On reports whether l limits anything.
 func (l Limit) On() bool { return l.RequestsPerSecond > 0 }
 
+// Limits is a default limit and the organizations that have their own.
+type Limits struct {
+	Default Limit
+	Per     map[string]Limit
+}
+
+// For is the limit that applies to oid.
+func (ls Limits) For(oid string) Limit {
+	if lim, ok := ls.Per[oid]; ok {
+		return lim
+	}
+	return ls.Default
+}
+
+// Any reports whether any organization is limited.
+func (ls Limits) Any() bool {
+	if ls.Default.On() {
+		return true
+	}
+	for _, lim := range ls.Per {
+		if lim.On() {
+			return true
+		}
+	}
+	return false
+}
+
 // LimitedError says a request was refused because the organization's
 // limit was reached.
 type LimitedError struct {
@@ -43,10 +70,9 @@ func (e *LimitedError) RetryAfter() time.Duration { return e.Wait }
 
 // Limiter limits requests per organization.
 type Limiter struct {
-	def   Limit
-	per   map[string]Limit
-	now   func() time.Time
-	sleep func(ctx context.Context, d time.Duration) error
+	limits Limits
+	now    func() time.Time
+	sleep  func(ctx context.Context, d time.Duration) error
 
 	buckets sync.Map // OID -> *rate.Limiter
 }
@@ -66,7 +92,7 @@ func WithSleep(sleep func(ctx context.Context, d time.Duration) error) Option {
 
 // New returns a Limiter applying def to every organization not in per.
 func New(def Limit, per map[string]Limit, opts ...Option) *Limiter {
-	l := &Limiter{def: def, per: per, now: time.Now, sleep: sleep}
+	l := &Limiter{limits: Limits{Default: def, Per: per}, now: time.Now, sleep: sleep}
 	for _, o := range opts {
 		o(l)
 	}
@@ -78,23 +104,12 @@ func (l *Limiter) Enabled() bool {
 	if l == nil {
 		return false
 	}
-	if l.def.On() {
-		return true
-	}
-	for _, lim := range l.per {
-		if lim.On() {
-			return true
-		}
-	}
-	return false
+	return l.limits.Any()
 }
 
 // LimitFor is the limit that applies to oid.
 func (l *Limiter) LimitFor(oid string) Limit {
-	if lim, ok := l.per[oid]; ok {
-		return lim
-	}
-	return l.def
+	return l.limits.For(oid)
 }
 
 // Wait takes oid's next turn: it returns nil at once or after waiting at
