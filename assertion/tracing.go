@@ -13,40 +13,37 @@ import (
 // endExchange describes a finished Exchange on its span, if recorded: the
 // token endpoint's status and OAuth error code, never its description,
 // the assertion or the token.
-func endExchange(span trace.Span, err error) {
-	defer span.End()
-	if !span.IsRecording() || err == nil {
-		return
-	}
-	code := "exchange-failed"
-	var re *RetrieveError
-	if errors.As(err, &re) {
-		if re.StatusCode != 0 {
-			span.SetAttributes(tracing.HTTPStatusKey.Int(re.StatusCode))
-		}
-		if c := oauthCode(re.ErrorCode); c != "" {
-			span.SetAttributes(tracing.OAuthErrorKey.String(c))
-			code = c
-		}
-	}
-	tracing.Fail(span, code)
-}
+func endExchange(span trace.Span, err error) { endOAuthCall(span, err, "exchange-failed") }
 
 // endRegister describes a finished UDAP registration on its span, if
 // recorded: the status and the RFC 7591 error code, never the software
 // statement or the answer's description.
-func endRegister(span trace.Span, err error) {
+func endRegister(span trace.Span, err error) { endOAuthCall(span, err, "registration-failed") }
+
+// oauthAnswer is implemented by the errors of an OAuth endpoint's answer
+// (*RetrieveError, *RegistrationError).
+type oauthAnswer interface {
+	oauthAnswer() (status int, code string)
+}
+
+func (e *RetrieveError) oauthAnswer() (int, string)     { return e.StatusCode, e.ErrorCode }
+func (e *RegistrationError) oauthAnswer() (int, string) { return e.StatusCode, e.ErrorCode }
+
+// endOAuthCall ends span, describing err (if recorded) by the endpoint's
+// status and error code, or by failed when it has none.
+func endOAuthCall(span trace.Span, err error, failed string) {
 	defer span.End()
 	if !span.IsRecording() || err == nil {
 		return
 	}
-	code := "registration-failed"
-	var re *RegistrationError
-	if errors.As(err, &re) {
-		if re.StatusCode != 0 {
-			span.SetAttributes(tracing.HTTPStatusKey.Int(re.StatusCode))
+	code := failed
+	var oa oauthAnswer
+	if errors.As(err, &oa) {
+		status, ec := oa.oauthAnswer()
+		if status != 0 {
+			span.SetAttributes(tracing.HTTPStatusKey.Int(status))
 		}
-		if c := oauthCode(re.ErrorCode); c != "" {
+		if c := oauthCode(ec); c != "" {
 			span.SetAttributes(tracing.OAuthErrorKey.String(c))
 			code = c
 		}
