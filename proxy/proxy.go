@@ -145,6 +145,8 @@ type route struct {
 	// being a bulk manifest.
 	peek [peekSize]byte
 	pre  prefixBody
+	// src exchanges for the request's token on a cache miss (Tokens).
+	src exchangeOnMiss
 }
 
 // Value returns the route itself under routeKey, and the caller's
@@ -201,7 +203,7 @@ func (p *Proxy) Forward(w http.ResponseWriter, r *http.Request, t *tenant.Tenant
 		// The token is had before the request is copied for the tenant,
 		// so that the rewrite sets it on the one outbound request and
 		// the transport sends that request as it is.
-		tok, err := p.creds.Token(ctx, t)
+		tok, err := p.token(ctx, t, rt)
 		if err != nil {
 			p.errorHandler(w, r, err)
 			return
@@ -216,6 +218,15 @@ func (p *Proxy) Forward(w http.ResponseWriter, r *http.Request, t *tenant.Tenant
 	}
 	rt.w = interimGuard{ResponseWriter: w, rt: rt}
 	p.rp.ServeHTTP(&rt.w, r)
+}
+
+// token gets the request's token from the credentials; the gateway's
+// own (Tokens) exchange on a miss through a source that is part of rt.
+func (p *Proxy) token(ctx context.Context, t *tenant.Tenant, rt *route) (*assertion.Token, error) {
+	if tokens, ok := p.creds.(*Tokens); ok {
+		return tokens.token(ctx, t, &rt.src)
+	}
+	return p.creds.Token(ctx, t)
 }
 
 // interimGuard keeps the headers cqgate itself puts on every answer
