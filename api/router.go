@@ -228,9 +228,19 @@ func (h *handlers) accessLog(c *gin.Context) {
 	start := time.Now()
 	// One request id for the whole request: the caller's if sane, else a
 	// new one. The proxy sends it to the tenant; errors answer with it.
-	rid := proxy.RequestID(c.GetHeader(proxy.RequestIDHeader))
-	c.Request.Header.Set(proxy.RequestIDHeader, rid)
-	c.Writer.Header().Set(proxy.RequestIDHeader, rid)
+	ids := c.Request.Header[proxy.RequestIDHeader]
+	var given string
+	if len(ids) > 0 {
+		given = ids[0]
+	}
+	rid := proxy.RequestID(given)
+	if len(ids) != 1 || ids[0] != rid {
+		ids = []string{rid}
+		c.Request.Header[proxy.RequestIDHeader] = ids
+	}
+	// One value slice for both: header values are replaced, never
+	// changed in place, on the way through.
+	c.Writer.Header()[proxy.RequestIDHeader] = ids
 	c.Next()
 	status := c.Writer.Status()
 	level := logrus.InfoLevel

@@ -15,7 +15,6 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/google/uuid"
 	"github.com/sirupsen/logrus"
 
 	"github.com/cqgate/cqgate/assertion"
@@ -574,7 +573,7 @@ func RequestID(given string) string {
 	if n := len(given); n > 0 && n <= 128 && printable(given) {
 		return given
 	}
-	return uuid.NewString()
+	return newRequestID()
 }
 
 func printable(s string) bool {
