@@ -146,6 +146,9 @@ type route struct {
 	pre  prefixBody
 	// src exchanges for the request's token on a cache miss (Tokens).
 	src exchangeOnMiss
+	// reserved marks a route made by Prepare that no Forward has
+	// claimed yet.
+	reserved bool
 }
 
 // Value returns the route itself under routeKey, and the caller's
@@ -157,6 +160,14 @@ func (rt *route) Value(key any) any {
 	return rt.Context.Value(key)
 }
 
+// Prepare returns ctx with room for the route of the request Forward will
+// serve in it (or in a context made from it). A router that gives the
+// request a new context anyway (for its trace span) saves Forward the
+// copy of the request that would carry the route otherwise.
+func (p *Proxy) Prepare(ctx context.Context) context.Context {
+	return &route{Context: ctx, reserved: true}
+}
+
 func routeFrom(ctx context.Context) *route {
 	r, _ := ctx.Value(routeKey{}).(*route)
 	return r
@@ -165,7 +176,14 @@ func routeFrom(ctx context.Context) *route {
 // Forward sends r to t's FHIR server at fhirPath (as returned by
 // ParsePath) with r's query, and streams the answer to w.
 func (p *Proxy) Forward(w http.ResponseWriter, r *http.Request, t *tenant.Tenant, fhirPath string) {
-	rt := &route{tenant: t, path: fhirPath, requestID: RequestID(r.Header.Get(RequestIDHeader))}
+	rt := routeFrom(r.Context())
+	reserved := rt != nil && rt.reserved
+	if reserved {
+		rt.reserved = false // claimed: a second Forward makes its own
+	} else {
+		rt = new(route)
+	}
+	rt.tenant, rt.path, rt.requestID = t, fhirPath, RequestID(r.Header.Get(RequestIDHeader))
 	if err := p.prepareBody(r); err != nil {
 		var tooLarge *http.MaxBytesError
 		if errors.As(err, &tooLarge) {
@@ -191,9 +209,11 @@ func (p *Proxy) Forward(w http.ResponseWriter, r *http.Request, t *tenant.Tenant
 			Warn("proxy: responses of this organization are not rewritten")
 	}
 	rt.audit = audit.FromContext(r.Context())
-	rt.Context = r.Context()
-	ctx := context.Context(rt)
-	r = r.WithContext(ctx)
+	if !reserved {
+		rt.Context = r.Context()
+		r = r.WithContext(rt)
+	}
+	ctx := r.Context()
 	if sealed, ok := strings.CutPrefix(fhirPath, "/"+DownloadSegment+"/"); ok {
 		if !p.prepareDownload(w, r, rt, sealed) {
 			return
