@@ -41,6 +41,15 @@ type Forwarder interface {
 	Forward(w http.ResponseWriter, r *http.Request, t *tenant.Tenant, fhirPath string)
 }
 
+// ContextPreparer is a Forwarder that makes room in a request's context
+// for what Forward will carry in it (*proxy.Proxy is one); the router
+// asks it when it gives a FHIR request a new context anyway.
+type ContextPreparer interface {
+	Prepare(ctx context.Context) context.Context
+}
+
+var _ ContextPreparer = (*proxy.Proxy)(nil)
+
 // ReadyFunc reports why the gateway cannot serve yet, or nil.
 type ReadyFunc func(ctx context.Context) error
 
@@ -228,9 +237,19 @@ func (h *handlers) accessLog(c *gin.Context) {
 	start := time.Now()
 	// One request id for the whole request: the caller's if sane, else a
 	// new one. The proxy sends it to the tenant; errors answer with it.
-	rid := proxy.RequestID(c.GetHeader(proxy.RequestIDHeader))
-	c.Request.Header.Set(proxy.RequestIDHeader, rid)
-	c.Writer.Header().Set(proxy.RequestIDHeader, rid)
+	ids := c.Request.Header[proxy.RequestIDHeader]
+	var given string
+	if len(ids) > 0 {
+		given = ids[0]
+	}
+	rid := proxy.RequestID(given)
+	if len(ids) != 1 || ids[0] != rid {
+		ids = []string{rid}
+		c.Request.Header[proxy.RequestIDHeader] = ids
+	}
+	// One value slice for both: header values are replaced, never
+	// changed in place, on the way through.
+	c.Writer.Header()[proxy.RequestIDHeader] = ids
 	c.Next()
 	status := c.Writer.Status()
 	level := logrus.InfoLevel

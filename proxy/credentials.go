@@ -47,13 +47,18 @@ func (c *Tokens) exchanger(t *tenant.Tenant) (*assertion.Exchanger, error) {
 
 // Token returns a valid access token for t, from the cache or exchanged.
 func (c *Tokens) Token(ctx context.Context, t *tenant.Tenant) (*assertion.Token, error) {
+	return c.token(ctx, t, new(exchangeOnMiss))
+}
+
+// token is Token with the exchanging source given: Forward passes one
+// that is part of the request's route, which saves its allocation.
+func (c *Tokens) token(ctx context.Context, t *tenant.Tenant, src *exchangeOnMiss) (*assertion.Token, error) {
 	ex, err := c.exchanger(t)
 	if err != nil {
 		return nil, err
 	}
-	// One small value per request; the token request itself is only
-	// built on a miss.
-	src := &exchangeOnMiss{ex: ex, t: t, obs: c.obs}
+	// The token request itself is only built on a miss.
+	src.ex, src.t, src.obs = ex, t, c.obs
 	ctx, span := tracing.Start(ctx, "cqgate.token")
 	tok, err := c.cache.Token(ctx, t.TokenKey(), src)
 	endToken(span, src.called.Load(), err)

@@ -15,7 +15,6 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/google/uuid"
 	"github.com/sirupsen/logrus"
 
 	"github.com/cqgate/cqgate/assertion"
@@ -81,6 +80,7 @@ type Proxy struct {
 	public        *PublicBase
 	links         *Links
 	rewriters     rewriters
+	bearers       *bearers
 }
 
 // New returns a Proxy.
@@ -94,14 +94,14 @@ func New(cfg Config) *Proxy {
 		log = logrus.New()
 	}
 	p := &Proxy{log: log, maxReplayBody: cfg.MaxReplayBody, creds: cfg.Credentials, checkGrant: cfg.CheckGrant,
-		public: cfg.PublicBase, links: cfg.Links}
+		public: cfg.PublicBase, links: cfg.Links, bearers: new(bearers)}
 	if p.links == nil {
 		// crypto/rand does not fail (it crashes the program instead).
 		p.links, _ = NewLinks(nil)
 	}
 	p.rp = &httputil.ReverseProxy{
 		Rewrite:        rewrite,
-		Transport:      &authTransport{base: base, creds: cfg.Credentials, log: log},
+		Transport:      &authTransport{base: base, creds: cfg.Credentials, log: log, bearers: p.bearers},
 		ModifyResponse: p.modifyResponse,
 		ErrorHandler:   p.errorHandler,
 		BufferPool:     newBufferPool(),
@@ -114,8 +114,11 @@ type routeKey struct{}
 
 // route is what Forward decided, carried to the rewrite and transport.
 // It also holds the per-request wrappers, so that they cost no
-// allocation of their own.
+// allocation of their own, and is itself the request's context (the
+// caller's, with the route under routeKey), which saves the allocation
+// of a context.WithValue.
 type route struct {
+	context.Context
 	tenant    *tenant.Tenant
 	path      string
 	requestID string
@@ -123,8 +126,10 @@ type route struct {
 	// download sent without one); retryToken the one its retry after a
 	// 401 was sent with, if any.
 	token, retryToken *assertion.Token
-	w                 interimGuard
-	body              trailerGuard
+	// bearer is token's Authorization header value (Proxy.bearers).
+	bearer []string
+	w      interimGuard
+	body   trailerGuard
 	// rw rewrites the partner's URLs in the response; nil when the
 	// tenant's base cannot be mapped (the response passes as it is).
 	rw *fhirurl.Rewriter
@@ -139,6 +144,28 @@ type route struct {
 	// being a bulk manifest.
 	peek [peekSize]byte
 	pre  prefixBody
+	// src exchanges for the request's token on a cache miss (Tokens).
+	src exchangeOnMiss
+	// reserved marks a route made by Prepare that no Forward has
+	// claimed yet.
+	reserved bool
+}
+
+// Value returns the route itself under routeKey, and the caller's
+// context's values otherwise.
+func (rt *route) Value(key any) any {
+	if _, ok := key.(routeKey); ok {
+		return rt
+	}
+	return rt.Context.Value(key)
+}
+
+// Prepare returns ctx with room for the route of the request Forward will
+// serve in it (or in a context made from it). A router that gives the
+// request a new context anyway (for its trace span) saves Forward the
+// copy of the request that would carry the route otherwise.
+func (p *Proxy) Prepare(ctx context.Context) context.Context {
+	return &route{Context: ctx, reserved: true}
 }
 
 func routeFrom(ctx context.Context) *route {
@@ -149,7 +176,14 @@ func routeFrom(ctx context.Context) *route {
 // Forward sends r to t's FHIR server at fhirPath (as returned by
 // ParsePath) with r's query, and streams the answer to w.
 func (p *Proxy) Forward(w http.ResponseWriter, r *http.Request, t *tenant.Tenant, fhirPath string) {
-	rt := &route{tenant: t, path: fhirPath, requestID: RequestID(r.Header.Get(RequestIDHeader))}
+	rt := routeFrom(r.Context())
+	reserved := rt != nil && rt.reserved
+	if reserved {
+		rt.reserved = false // claimed: a second Forward makes its own
+	} else {
+		rt = new(route)
+	}
+	rt.tenant, rt.path, rt.requestID = t, fhirPath, RequestID(r.Header.Get(RequestIDHeader))
 	if err := p.prepareBody(r); err != nil {
 		var tooLarge *http.MaxBytesError
 		if errors.As(err, &tooLarge) {
@@ -175,8 +209,11 @@ func (p *Proxy) Forward(w http.ResponseWriter, r *http.Request, t *tenant.Tenant
 			Warn("proxy: responses of this organization are not rewritten")
 	}
 	rt.audit = audit.FromContext(r.Context())
-	ctx := context.WithValue(r.Context(), routeKey{}, rt)
-	r = r.WithContext(ctx)
+	if !reserved {
+		rt.Context = r.Context()
+		r = r.WithContext(rt)
+	}
+	ctx := r.Context()
 	if sealed, ok := strings.CutPrefix(fhirPath, "/"+DownloadSegment+"/"); ok {
 		if !p.prepareDownload(w, r, rt, sealed) {
 			return
@@ -185,7 +222,7 @@ func (p *Proxy) Forward(w http.ResponseWriter, r *http.Request, t *tenant.Tenant
 		// The token is had before the request is copied for the tenant,
 		// so that the rewrite sets it on the one outbound request and
 		// the transport sends that request as it is.
-		tok, err := p.creds.Token(ctx, t)
+		tok, err := p.token(ctx, t, rt)
 		if err != nil {
 			p.errorHandler(w, r, err)
 			return
@@ -196,10 +233,19 @@ func (p *Proxy) Forward(w http.ResponseWriter, r *http.Request, t *tenant.Tenant
 				return
 			}
 		}
-		rt.token = tok
+		rt.token, rt.bearer = tok, p.bearers.get(tok)
 	}
 	rt.w = interimGuard{ResponseWriter: w, rt: rt}
 	p.rp.ServeHTTP(&rt.w, r)
+}
+
+// token gets the request's token from the credentials; the gateway's
+// own (Tokens) exchange on a miss through a source that is part of rt.
+func (p *Proxy) token(ctx context.Context, t *tenant.Tenant, rt *route) (*assertion.Token, error) {
+	if tokens, ok := p.creds.(*Tokens); ok {
+		return tokens.token(ctx, t, &rt.src)
+	}
+	return p.creds.Token(ctx, t)
 }
 
 // interimGuard keeps the headers cqgate itself puts on every answer
@@ -291,14 +337,17 @@ func rewrite(pr *httputil.ProxyRequest) {
 	}
 	base := rt.tenant.BaseURL()
 	out := pr.Out
-	u := *base
+	// out.URL is ReverseProxy's own copy of the caller's URL: it is
+	// overwritten in place rather than replaced by a new one.
+	query := pr.In.URL.RawQuery
+	u := out.URL
+	*u = *base
 	// Join the escaped base path and the escaped FHIR path; ParsePath
 	// validated the latter, so unescaping cannot fail.
 	u.RawPath = base.EscapedPath() + rt.path
 	u.Path, _ = url.PathUnescape(u.RawPath)
-	u.RawQuery = pr.In.URL.RawQuery
+	u.RawQuery = query
 	u.Fragment, u.RawFragment = "", ""
-	out.URL = &u
 	out.Host = ""
 	// The caller's trailers are not forwarded: they could carry its
 	// credentials past the header cleaning below, and no FHIR
@@ -315,7 +364,7 @@ func rewrite(pr *httputil.ProxyRequest) {
 		h[RequestIDHeader] = []string{rt.requestID}
 	}
 	setAcceptEncoding(h)
-	h["Authorization"] = []string{"Bearer " + rt.token.AccessToken}
+	h["Authorization"] = rt.bearer
 }
 
 // setAcceptEncoding asks the partner for gzip or identity, whatever the
@@ -544,7 +593,7 @@ func RequestID(given string) string {
 	if n := len(given); n > 0 && n <= 128 && printable(given) {
 		return given
 	}
-	return uuid.NewString()
+	return newRequestID()
 }
 
 func printable(s string) bool {
@@ -558,14 +607,26 @@ func printable(s string) bool {
 
 var errNoRoute = errors.New("proxy: request without a route")
 
+// copyBufferSize is the size of the buffers ReverseProxy copies bodies
+// through.
+const copyBufferSize = 32 << 10
+
+// bufferPool pools copy buffers as array pointers: a slice converts to
+// one and back without allocating, where pooling a *[]byte would allocate
+// the slice header at every Put.
 type bufferPool struct{ p sync.Pool }
 
 func newBufferPool() *bufferPool {
-	return &bufferPool{p: sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}}
+	return &bufferPool{p: sync.Pool{New: func() any { return new([copyBufferSize]byte) }}}
 }
 
-func (b *bufferPool) Get() []byte  { return *(b.p.Get().(*[]byte)) }
-func (b *bufferPool) Put(v []byte) { b.p.Put(&v) }
+func (b *bufferPool) Get() []byte { return b.p.Get().(*[copyBufferSize]byte)[:] }
+
+func (b *bufferPool) Put(v []byte) {
+	if cap(v) >= copyBufferSize {
+		b.p.Put((*[copyBufferSize]byte)(v[:copyBufferSize]))
+	}
+}
 
 // Upstream marks the error as a failed upstream call (a 502 or 504).
 func (e *UpstreamError) Upstream() bool { return true }

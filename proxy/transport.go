@@ -21,6 +21,9 @@ type authTransport struct {
 	base  http.RoundTripper
 	creds Credentials
 	log   logrus.FieldLogger
+	// bearers is the Proxy's cache of Authorization values, whose
+	// refused tokens' values are dropped.
+	bearers *bearers
 }
 
 func (t *authTransport) RoundTrip(req *http.Request) (*http.Response, error) {
@@ -43,6 +46,15 @@ func (t *authTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	return t.follow(req, resp, rt)
 }
 
+// refused tells the credentials and the Authorization cache that rt's
+// token was refused.
+func (t *authTransport) refused(rt *route) {
+	t.creds.Refused(rt.tenant, rt.token)
+	if t.bearers != nil {
+		t.bearers.forget(rt.token)
+	}
+}
+
 // authorized sends req with the token and retries once after a 401.
 func (t *authTransport) authorized(req *http.Request, rt *route) (*http.Response, error) {
 	replay := req.GetBody
@@ -55,14 +67,14 @@ func (t *authTransport) authorized(req *http.Request, rt *route) (*http.Response
 	if !replayable {
 		// The body was streamed and is gone: the caller gets the 401, and
 		// the refused token is not handed out again, so its retry works.
-		t.creds.Refused(rt.tenant, rt.token)
+		t.refused(rt)
 		return resp, nil
 	}
 
 	// The FHIR server refused the token: forget it, get a new one and try
 	// once more. Refused is compare-and-delete, so a burst of 401s for the
 	// same old token causes one exchange.
-	t.creds.Refused(rt.tenant, rt.token)
+	t.refused(rt)
 	fresh, err := t.creds.Token(req.Context(), rt.tenant)
 	if err != nil {
 		t.log.WithFields(logrus.Fields{"request_id": rt.requestID, "oid": rt.tenant.OID}).WithError(err).

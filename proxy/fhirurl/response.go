@@ -169,6 +169,7 @@ func (rw *Rewriter) Body(resp *http.Response) (Format, error) {
 	}
 	h := resp.Header
 	small := !gz && resp.ContentLength >= 0 && resp.ContentLength <= SmallBody
+	announced := h["Content-Length"] // kept when the length does not change
 	for _, k := range changedHeaders {
 		h.Del(k)
 	}
@@ -193,10 +194,23 @@ func (rw *Rewriter) Body(resp *http.Response) (Format, error) {
 	whole.rd.Reset(whole.buf.Bytes())
 	if whole.err == nil {
 		resp.ContentLength = int64(whole.buf.Len())
-		h["Content-Length"] = []string{strconv.Itoa(whole.buf.Len())}
+		if n := whole.buf.Len(); len(announced) == 1 && isDecimal(announced[0], n) {
+			// Nothing was rewritten (or the lengths match): the
+			// partner's own value is exact.
+			h["Content-Length"] = announced
+		} else {
+			h["Content-Length"] = []string{strconv.Itoa(n)}
+		}
 	}
 	resp.Body = &smallHandle{b: whole}
 	return f, nil
+}
+
+// isDecimal reports whether s is n in decimal, as strconv.Itoa writes it
+// (no sign, no leading zeros), without allocating.
+func isDecimal(s string, n int) bool {
+	var buf [20]byte
+	return string(strconv.AppendInt(buf[:0], int64(n), 10)) == s
 }
 
 // SmallBody is the largest body (by its Content-Length) Body rewrites

@@ -1,0 +1,40 @@
+package proxy
+
+import (
+	crand "crypto/rand"
+	"math/rand/v2"
+	"sync"
+)
+
+// requestIDSources are ChaCha8 generators, each seeded from crypto/rand:
+// a new request id costs no system call and no allocation but the
+// string itself (uuid.NewString costs two).
+var requestIDSources = sync.Pool{New: func() any {
+	var seed [32]byte
+	_, _ = crand.Read(seed[:]) // crypto/rand does not fail (it crashes the program instead)
+	return rand.NewChaCha8(seed)
+}}
+
+// newRequestID returns a random (version 4) UUID in its canonical form:
+// 122 random bits from a cryptographically secure generator, so ids are
+// unique and cannot be guessed from one another.
+func newRequestID() string {
+	var u [16]byte
+	src := requestIDSources.Get().(*rand.ChaCha8)
+	_, _ = src.Read(u[:]) // never fails
+	requestIDSources.Put(src)
+	u[6] = u[6]&0x0f | 0x40 // version 4
+	u[8] = u[8]&0x3f | 0x80 // variant RFC 9562
+	const hexDigits = "0123456789abcdef"
+	var b [36]byte
+	j := 0
+	for i, c := range u {
+		if i == 4 || i == 6 || i == 8 || i == 10 {
+			b[j] = '-'
+			j++
+		}
+		b[j], b[j+1] = hexDigits[c>>4], hexDigits[c&0x0f]
+		j += 2
+	}
+	return string(b[:])
+}
