@@ -279,6 +279,11 @@ func TestNoSecretsLeakFullScenario(t *testing.T) {
 		transitCertPath = "cqgate/leak-transit-cert"
 	)
 	inboundKey := "inbound-api-key-" + randomSecret(t)
+	linkKey := make([]byte, 32)
+	if _, err := rand.Read(linkKey); err != nil {
+		t.Fatal(err)
+	}
+	linkKeyB64 := base64.StdEncoding.EncodeToString(linkKey)
 	wrongKey := "wrong-api-key-" + randomSecret(t)
 	keySum := sha256.Sum256([]byte(inboundKey))
 	auditPath := filepath.Join(t.TempDir(), "audit.jsonl")
@@ -291,6 +296,7 @@ func TestNoSecretsLeakFullScenario(t *testing.T) {
 		c.Tokens.MinInterval = 0
 		c.Audit.Destination = "file:" + auditPath
 		c.Metrics.Enabled = true
+		c.Bulk.LinkKey = linkKeyB64
 		c.Client.Scope = "system/Patient.* system/Observation.read"
 		c.Inbound.Auth = "api_key"
 		c.Inbound.APIKeys = map[string]string{"svc": hex.EncodeToString(keySum[:])}
@@ -406,6 +412,7 @@ func TestNoSecretsLeakFullScenario(t *testing.T) {
 	}
 	add("directory API key", dirAPIKey)
 	add("inbound API key", inboundKey)
+	add("bulk link key", linkKeyB64)
 	add("wrong inbound API key", wrongKey)
 	for i, a := range w.auth.Assertions() {
 		add(fmt.Sprintf("client assertion #%d", i), a)
