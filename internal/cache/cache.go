@@ -290,6 +290,10 @@ func (c *Cache[V]) Forget(key string) {
 	c.items.Delete(key)
 }
 
+// Delete drops key's item. Unlike Forget it leaves a fetch in flight
+// joinable, so a flight can drop what it must no longer serve.
+func (c *Cache[V]) Delete(key string) { c.items.Delete(key) }
+
 // ForgetMatching forgets every held key for which match is true, when
 // the Store can list its keys (Memory can); it reports whether it could.
 func (c *Cache[V]) ForgetMatching(match func(key string) bool) bool {
