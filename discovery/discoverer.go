@@ -208,7 +208,7 @@ type Discoverer struct {
 	checker      ChainChecker
 	log          logrus.FieldLogger
 	fetchTimeout time.Duration
-	refreshRetry retry.Policy // paces refreshes after a failed one
+	refreshRetry retry.Policy            // paces refreshes after a failed one
 	results      *cache.Cache[*entry]    // result key -> result and refresh state
 	docs         *cache.Cache[*document] // document key -> document
 	// afterRefresh, when set (by tests, before first use), is called
