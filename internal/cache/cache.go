@@ -44,7 +44,7 @@ type Memory[V any] struct {
 
 type kept[V any] struct {
 	it    Item[V]
-	until time.Time
+	until int64 // Unix nanoseconds: 16 bytes less per item than a time.Time
 }
 
 var _ Store[int] = (*Memory[int])(nil)
@@ -77,13 +77,13 @@ func (m *Memory[V]) Load(key string) (Item[V], bool) {
 // Save keeps it for key for at least keep.
 func (m *Memory[V]) Save(key string, it Item[V], keep time.Duration) {
 	now := m.now()
-	m.items.Store(key, &kept[V]{it: it, until: now.Add(keep)})
+	m.items.Store(key, &kept[V]{it: it, until: now.Add(keep).UnixNano()})
 	at := m.sweepAt.Load()
 	if now.UnixNano() < at || !m.sweepAt.CompareAndSwap(at, now.Add(m.sweep).UnixNano()) {
 		return
 	}
 	m.items.Range(func(k, v any) bool {
-		if !now.Before(v.(*kept[V]).until) {
+		if now.UnixNano() >= v.(*kept[V]).until {
 			m.items.CompareAndDelete(k, v)
 		}
 		return true
