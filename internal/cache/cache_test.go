@@ -345,3 +345,52 @@ func TestForgetMatching(t *testing.T) {
 		}
 	}
 }
+
+func TestDeleteAndForget(t *testing.T) {
+	tests := []struct {
+		name       string
+		drop       func(c *Cache[int], key string)
+		wantJoined bool // a lookup after the drop joins the fetch in flight
+	}{
+		{"Delete leaves the flight joinable", (*Cache[int]).Delete, true},
+		{"Forget does not", (*Cache[int]).Forget, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := New[int](Config{TTL: time.Hour})
+			c.Put("k", 1)
+			started, release := make(chan struct{}), make(chan struct{})
+			done := make(chan struct{})
+			c.Refresh(context.Background(), "k", func(context.Context) (int, error) {
+				close(started)
+				<-release
+				return 2, nil
+			}, func(error) { close(done) })
+			<-started
+			tt.drop(c, "k")
+			if _, ok := c.Peek("k"); ok {
+				t.Errorf("item held after the drop")
+			}
+			var second atomic.Bool
+			got := make(chan int, 1)
+			go func() {
+				v, _ := c.Do(context.Background(), "k", func(context.Context) (int, error) { second.Store(true); return 3, nil })
+				got <- v
+			}()
+			// A lookup that did not join finishes without the release; one
+			// that joined waits for it.
+			var v int
+			select {
+			case v = <-got:
+				close(release)
+			case <-time.After(200 * time.Millisecond):
+				close(release)
+				v = <-got
+			}
+			<-done
+			if joined := !second.Load(); joined != tt.wantJoined || (joined && v != 2) {
+				t.Errorf("joined = %v (value %d), want %v", joined, v, tt.wantJoined)
+			}
+		})
+	}
+}
