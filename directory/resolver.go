@@ -9,8 +9,6 @@ import (
 	"time"
 	"unicode"
 
-	gocache "github.com/patrickmn/go-cache"
-
 	"github.com/cqgate/cqgate/internal/cache"
 	"github.com/cqgate/cqgate/internal/tracing"
 )
@@ -100,25 +98,20 @@ type Resolver struct {
 	staleRetry  time.Duration               // < 0: ask every time
 	negativeTTL time.Duration               // < 0: disabled
 	cache       *cache.Cache[*Organization] // canonical OID -> fresh directory answer
-	good        *gocache.Cache              // canonical OID -> *lastGood, kept for stale-if-error
-	negative    *gocache.Cache              // canonical OID -> notFound
+	// good holds the latest directory answer past its TTL, for
+	// stale-if-error: it outlives Forget, which cache does not.
+	good     *cache.Cache[lastGood] // canonical OID -> latest answer; nil: disabled
+	negative *cache.Cache[error]    // canonical OID -> "not found"; nil: disabled
 }
 
-// lastGood is the latest directory answer for an OID, kept past its TTL
-// for stale-if-error.
+// lastGood is the latest directory answer for an OID (fetched at its
+// Item's FetchedAt), kept past its TTL for stale-if-error.
 type lastGood struct {
-	org       *Organization
-	fetchedAt time.Time
+	org *Organization
 	// failedAt is when a refresh last failed with a directory error
 	// (zero when the last refresh succeeded), and reason its message.
 	failedAt time.Time
 	reason   string
-}
-
-// notFound is a remembered "not found" answer.
-type notFound struct {
-	err error
-	at  time.Time
 }
 
 // NewResolver returns a Resolver for cfg.
@@ -139,12 +132,12 @@ func NewResolver(cfg ResolverConfig) *Resolver {
 		r.now = time.Now
 	}
 	r.cache = cache.New[*Organization](cache.Config{TTL: r.ttl, Clock: r.now})
-	// go-cache's own (wall-clock) expiry only frees memory; freshness is
-	// judged by r.now.
-	keepGood := r.ttl + max(r.maxStale, 0)
-	r.good = gocache.New(keepGood, keepGood)
-	keepNegative := max(r.negativeTTL, time.Minute)
-	r.negative = gocache.New(keepNegative, keepNegative)
+	if r.maxStale >= 0 {
+		r.good = cache.New[lastGood](cache.Config{TTL: r.ttl, Keep: r.maxStale, Clock: r.now})
+	}
+	if r.negativeTTL > 0 {
+		r.negative = cache.New[error](cache.Config{TTL: r.negativeTTL, Clock: r.now})
+	}
 
 	created := r.now()
 	for key, org := range cfg.Static {
@@ -190,13 +183,12 @@ func (r *Resolver) Lookup(ctx context.Context, oid string) (e *Entry, err error)
 	if r.fetcher == nil {
 		return nil, fmt.Errorf("%w: %s (no directory configured)", ErrNotFound, oid)
 	}
-	now := r.now()
-	if v, ok := r.negative.Get(oid); ok && r.negativeTTL > 0 {
-		if nf := v.(notFound); now.Sub(nf.at) < r.negativeTTL {
-			return nil, nf.err
+	if r.negative != nil {
+		if err, ok := r.negative.Fresh(oid); ok {
+			return nil, err
 		}
 	}
-	if e, ok := r.recentlyFailed(oid, now); ok {
+	if e, ok := r.recentlyFailed(oid, r.now()); ok {
 		return e, nil
 	}
 	org, fetchedAt, err := r.cache.Get(ctx, oid, func(fctx context.Context) (*Organization, error) {
@@ -228,26 +220,28 @@ func (r *Resolver) fetch(ctx context.Context, oid string) (*Organization, error)
 	case org.OID != oid:
 		err = fmt.Errorf("directory: lookup %s: directory returned organization %s", oid, org.OID)
 	}
-	now := r.now()
 	switch {
 	case err == nil:
-		r.negative.Delete(oid)
-		if r.maxStale >= 0 {
-			r.good.SetDefault(oid, &lastGood{org: org, fetchedAt: now})
+		if r.negative != nil {
+			r.negative.Forget(oid)
+		}
+		if r.good != nil {
+			r.good.Put(oid, lastGood{org: org})
 		}
 		return org, nil
 	case errors.Is(err, ErrNotFound):
 		// The directory says it does not know oid: nothing stale is
 		// served for it any more.
-		r.good.Delete(oid)
-		if r.negativeTTL > 0 {
-			r.negative.SetDefault(oid, notFound{err: err, at: now})
+		if r.good != nil {
+			r.good.Forget(oid)
 		}
-	case transient(err):
-		if v, ok := r.good.Get(oid); ok {
-			lg := *v.(*lastGood)
-			lg.failedAt, lg.reason = now, staleReason(err)
-			r.good.SetDefault(oid, &lg)
+		if r.negative != nil {
+			r.negative.Put(oid, err)
+		}
+	case transient(err) && r.good != nil:
+		if it, ok := r.good.Peek(oid); ok {
+			it.Value.failedAt, it.Value.reason = r.now(), staleReason(err)
+			r.good.Set(oid, it)
 		}
 	}
 	return nil, err
@@ -256,47 +250,34 @@ func (r *Resolver) fetch(ctx context.Context, oid string) (*Organization, error)
 // recentlyFailed returns the stale entry for oid if a refresh failed less
 // than StaleRetry ago.
 func (r *Resolver) recentlyFailed(oid string, now time.Time) (*Entry, bool) {
-	if r.staleRetry <= 0 || r.maxStale < 0 {
+	if r.staleRetry <= 0 || r.good == nil {
 		return nil, false
 	}
-	lg, ok := r.lastGood(oid, now)
-	if !ok || lg.failedAt.IsZero() || now.Sub(lg.failedAt) >= r.staleRetry {
+	it, ok := r.good.Peek(oid)
+	if !ok || it.Value.failedAt.IsZero() || now.Sub(it.Value.failedAt) >= r.staleRetry {
 		return nil, false
 	}
-	return lg.entry(), true
+	return staleEntry(it), true
 }
 
 // stale returns the stale entry for oid after a refresh failed with err,
 // if err is a directory failure and the entry is not too old.
 func (r *Resolver) stale(oid string, err error) (*Entry, bool) {
-	if r.maxStale < 0 || !transient(err) {
+	if r.good == nil || !transient(err) {
 		return nil, false
 	}
-	lg, ok := r.lastGood(oid, r.now())
+	// Peek holds the answer until MaxStale past its expiry.
+	it, ok := r.good.Peek(oid)
 	if !ok {
 		return nil, false
 	}
-	e := lg.entry()
+	e := staleEntry(it)
 	e.StaleReason = staleReason(err)
 	return e, true
 }
 
-// lastGood returns oid's last good answer if it is at most MaxStale past
-// its expiry.
-func (r *Resolver) lastGood(oid string, now time.Time) (*lastGood, bool) {
-	v, ok := r.good.Get(oid)
-	if !ok {
-		return nil, false
-	}
-	lg := v.(*lastGood)
-	if now.After(lg.fetchedAt.Add(r.ttl + r.maxStale)) {
-		return nil, false
-	}
-	return lg, true
-}
-
-func (lg *lastGood) entry() *Entry {
-	return &Entry{Organization: lg.org, Source: SourceDirectory, CachedAt: lg.fetchedAt, Stale: true, StaleReason: lg.reason}
+func staleEntry(it cache.Item[lastGood]) *Entry {
+	return &Entry{Organization: it.Value.org, Source: SourceDirectory, CachedAt: it.FetchedAt, Stale: true, StaleReason: it.Value.reason}
 }
 
 // staleReason is err's message on one line of printable characters (fit
@@ -346,11 +327,15 @@ func (r *Resolver) Forget(oid string) {
 		oid = canon
 	}
 	r.cache.Forget(oid)
-	r.negative.Delete(oid)
-	if v, ok := r.good.Get(oid); ok && !v.(*lastGood).failedAt.IsZero() {
-		lg := *v.(*lastGood)
-		lg.failedAt, lg.reason = time.Time{}, ""
-		r.good.SetDefault(oid, &lg)
+	if r.negative != nil {
+		r.negative.Forget(oid)
+	}
+	if r.good == nil {
+		return
+	}
+	if it, ok := r.good.Peek(oid); ok && !it.Value.failedAt.IsZero() {
+		it.Value.failedAt, it.Value.reason = time.Time{}, ""
+		r.good.Set(oid, it)
 	}
 }
 

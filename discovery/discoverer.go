@@ -12,10 +12,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/patrickmn/go-cache"
 	"github.com/sirupsen/logrus"
-	"golang.org/x/sync/singleflight"
 
+	"github.com/cqgate/cqgate/internal/cache"
 	"github.com/cqgate/cqgate/internal/retry"
 )
 
@@ -209,11 +208,9 @@ type Discoverer struct {
 	checker      ChainChecker
 	log          logrus.FieldLogger
 	fetchTimeout time.Duration
-	refreshRetry retry.Policy // paces refreshes after a failed one
-	results      *cache.Cache // result key -> *entry
-	flights      singleflight.Group
-	docs         *cache.Cache // document key -> *document
-	docFlights   singleflight.Group
+	refreshRetry retry.Policy            // paces refreshes after a failed one
+	results      *cache.Cache[*entry]    // result key -> result and refresh state
+	docs         *cache.Cache[*document] // document key -> document
 	// afterRefresh, when set (by tests, before first use), is called
 	// when a background refresh ends.
 	afterRefresh func(key string, err error)
@@ -283,8 +280,10 @@ func New(cfg Config) *Discoverer {
 		Multiplier: 1.5,
 		Jitter:     retry.Spread,
 	}
-	d.results = cache.New(d.ttl+d.maxStale, d.ttl)
-	d.docs = cache.New(d.ttl, d.ttl)
+	// A result is judged fresh or servable by its own Expires
+	// (results.go); the cache holds it for MaxStale past the TTL.
+	d.results = cache.New[*entry](cache.Config{TTL: d.ttl, Keep: d.maxStale, Clock: d.now, FetchTimeout: d.fetchTimeout})
+	d.docs = cache.New[*document](cache.Config{TTL: d.ttl, Clock: d.now, FetchTimeout: d.fetchTimeout})
 	return d
 }
 

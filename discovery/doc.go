@@ -80,7 +80,8 @@
 //
 // # Caching
 //
-// Results are cached per (FHIR base, order, override) for Config.TTL.
+// Results are cached per (FHIR base, order, override) for Config.TTL, on
+// internal/cache (results.go is the policy on top of it).
 // A lookup within Config.RefreshAhead of expiry starts one background
 // refresh while callers keep getting the cached result; concurrent
 // lookups share one fetch. When a refresh fails, the old result is served

@@ -2,6 +2,7 @@ package discovery
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"time"
@@ -80,44 +81,15 @@ func docKey(kind docKind, u string, override bool) string {
 // concurrent callers). Failures are not cached; "not supported" answers
 // are.
 func (d *Discoverer) document(ctx context.Context, kind docKind, u string, override bool, maxAge time.Duration) (*document, error) {
-	key := docKey(kind, u, override)
-	if doc, ok := d.cachedDocument(key, maxAge); ok {
-		return doc, nil
-	}
-	ch := d.docFlights.DoChan(key, func() (any, error) {
-		if doc, ok := d.cachedDocument(key, maxAge); ok {
-			return doc, nil
-		}
-		doc, err := d.fetchDocument(ctx, kind, u, override)
-		if err != nil {
-			return nil, err
-		}
-		d.docs.Set(key, doc, d.ttl)
-		return doc, nil
+	doc, _, err := d.docs.GetMaxAge(ctx, docKey(kind, u, override), maxAge, func(fctx context.Context) (*document, error) {
+		return d.fetchDocument(fctx, kind, u, override)
 	})
-	select {
-	case <-ctx.Done():
-		return nil, &Error{URL: u, Err: ctx.Err()}
-	case r := <-ch:
-		if r.Err != nil {
-			return nil, r.Err
-		}
-		return r.Val.(*document), nil
+	var de *Error
+	if err != nil && !errors.As(err, &de) {
+		// Only ctx's end: every fetch failure is an *Error already.
+		return nil, &Error{URL: u, Err: err}
 	}
-}
-
-// cachedDocument returns the cached document for key if it is younger
-// than maxAge by the clock.
-func (d *Discoverer) cachedDocument(key string, maxAge time.Duration) (*document, bool) {
-	v, ok := d.docs.Get(key)
-	if !ok {
-		return nil, false
-	}
-	doc := v.(*document)
-	if d.now().Sub(doc.fetchedAt) >= maxAge {
-		return nil, false
-	}
-	return doc, true
+	return doc, err
 }
 
 // fetchDocument GETs and parses one document. Every failure is an

@@ -145,7 +145,7 @@ func (run *discoveryRun) try(ctx context.Context, src Source) (Attempt, *claim) 
 		// fetches are never cached; neither is such a document, so that
 		// the next discovery reads it again.
 		key := docKey(doc.kind, doc.url, run.r.override)
-		if v, ok := run.d.docs.Get(key); ok && v.(*document) == doc {
+		if it, ok := run.d.docs.Peek(key); ok && it.Value == doc {
 			run.d.docs.Delete(key)
 		}
 	}

@@ -21,7 +21,8 @@ import (
 // served stale when a refresh fails, and one shared flight per key. What
 // a source yields and which one wins is evaluate.go's.
 
-// entry is a cached result with the state of its refreshes.
+// entry is a cached result with the state of its refreshes. The state
+// changes in place: the results cache keeps entries in process.
 type entry struct {
 	mu      sync.Mutex
 	res     *Result
@@ -97,12 +98,7 @@ func (d *Discoverer) Forget(fhirBase string) {
 		return
 	}
 	prefix := base + "\x00"
-	for k := range d.results.Items() {
-		if strings.HasPrefix(k, prefix) {
-			d.flights.Forget(k)
-			d.results.Delete(k)
-		}
-	}
+	d.results.ForgetMatching(func(k string) bool { return strings.HasPrefix(k, prefix) })
 	uris := []string{""}
 	for _, c := range d.communities {
 		if c.URI != "" {
@@ -113,54 +109,51 @@ func (d *Discoverer) Forget(fhirBase string) {
 		for _, uri := range uris {
 			for _, override := range []bool{false, true} {
 				k := docKey(kind, docURL(u, kind, uri), override)
-				d.docFlights.Forget(k)
-				d.docs.Delete(k)
+				d.docs.Forget(k)
 			}
 		}
 	}
 }
 
+// entry returns the held entry for key, fresh or not; whether it is
+// still served is judged by its result's Expires.
 func (d *Discoverer) entry(key string) *entry {
-	v, ok := d.results.Get(key)
+	it, ok := d.results.Peek(key)
 	if !ok {
 		return nil
 	}
-	return v.(*entry)
+	return it.Value
 }
 
 // refreshInBackground starts one refresh of r's result unless one is in
 // flight already.
 func (d *Discoverer) refreshInBackground(ctx context.Context, r *request) {
-	ch := d.flights.DoChan(r.key, d.flight(ctx, r))
+	var done func(error)
 	if hook := d.afterRefresh; hook != nil {
-		go func() {
-			res := <-ch
-			hook(r.key, res.Err)
-		}()
+		done = func(err error) { hook(r.key, err) }
 	}
+	d.results.Refresh(ctx, r.key, d.flight(r), done)
 }
 
 // shared runs r's discovery once for all concurrent callers and waits
 // for it until ctx is done.
 func (d *Discoverer) shared(ctx context.Context, r *request) (*Result, error) {
-	ch := d.flights.DoChan(r.key, d.flight(ctx, r))
-	select {
-	case <-ctx.Done():
-		return nil, fmt.Errorf("discovery: token endpoint of %s: %w", r.base, ctx.Err())
-	case res := <-ch:
-		if res.Err != nil {
-			return nil, res.Err
+	e, err := d.results.Do(ctx, r.key, d.flight(r))
+	if err != nil {
+		if cerr := ctx.Err(); cerr != nil && errors.Is(err, cerr) {
+			return nil, fmt.Errorf("discovery: token endpoint of %s: %w", r.base, err)
 		}
-		return res.Val.(*Result), nil
+		return nil, err
 	}
+	return e.res, nil
 }
 
 // flight is the shared fetch of r's result: it discovers, guards against
 // a refresh falling back to a less preferred source because a preferred
-// one failed, and caches the outcome. It runs detached from ctx's
-// cancellation, bounded by the discovery timeout.
-func (d *Discoverer) flight(ctx context.Context, r *request) func() (any, error) {
-	return func() (any, error) {
+// one failed, and caches the outcome. The cache runs it detached from
+// the caller's cancellation, bounded by the discovery timeout.
+func (d *Discoverer) flight(r *request) func(context.Context) (*entry, error) {
+	return func(fctx context.Context) (*entry, error) {
 		now := d.now()
 		e := d.entry(r.key)
 		var old *Result
@@ -170,7 +163,7 @@ func (d *Discoverer) flight(ctx context.Context, r *request) func() (any, error)
 		maxAge := d.ttl
 		if old != nil {
 			if now.Before(old.Expires.Add(-d.refreshAhead)) {
-				return old, nil // refreshed while this flight was being set up
+				return e, nil // refreshed while this flight was being set up
 			}
 			if now.Before(old.Expires) {
 				// Refresh ahead: documents as old as the result is are
@@ -178,8 +171,6 @@ func (d *Discoverer) flight(ctx context.Context, r *request) func() (any, error)
 				maxAge = d.ttl - d.refreshAhead
 			}
 		}
-		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), d.fetchTimeout)
-		defer cancel()
 		res, err := d.discover(fctx, r, maxAge)
 		// servable: the cached result is still served if this fails.
 		servable := old != nil && now.Before(old.Expires.Add(d.maxStale))
@@ -200,8 +191,9 @@ func (d *Discoverer) flight(ctx context.Context, r *request) func() (any, error)
 			}
 			return nil, err
 		}
-		d.results.Set(r.key, &entry{res: res}, d.ttl+d.maxStale)
-		return res, nil
+		fresh := &entry{res: res}
+		d.results.Put(r.key, fresh)
+		return fresh, nil
 	}
 }
 

@@ -44,7 +44,7 @@ type Memory[V any] struct {
 
 type kept[V any] struct {
 	it    Item[V]
-	until time.Time
+	until int64 // Unix nanoseconds: 16 bytes less per item than a time.Time
 }
 
 var _ Store[int] = (*Memory[int])(nil)
@@ -77,13 +77,13 @@ func (m *Memory[V]) Load(key string) (Item[V], bool) {
 // Save keeps it for key for at least keep.
 func (m *Memory[V]) Save(key string, it Item[V], keep time.Duration) {
 	now := m.now()
-	m.items.Store(key, &kept[V]{it: it, until: now.Add(keep)})
+	m.items.Store(key, &kept[V]{it: it, until: now.Add(keep).UnixNano()})
 	at := m.sweepAt.Load()
 	if now.UnixNano() < at || !m.sweepAt.CompareAndSwap(at, now.Add(m.sweep).UnixNano()) {
 		return
 	}
 	m.items.Range(func(k, v any) bool {
-		if !now.Before(v.(*kept[V]).until) {
+		if now.UnixNano() >= v.(*kept[V]).until {
 			m.items.CompareAndDelete(k, v)
 		}
 		return true
@@ -113,6 +113,9 @@ type Config struct {
 	Clock func() time.Time
 	// FetchTimeout bounds each shared fetch; 0 means DefaultFetchTimeout.
 	FetchTimeout time.Duration
+	// Keep is how long past its TTL an item is still held and returned
+	// by Peek, for stale-if-error serving; 0 means not at all.
+	Keep time.Duration
 }
 
 // Option configures a Cache.
@@ -126,6 +129,7 @@ func WithStore[V any](s Store[V]) Option[V] { return func(c *Cache[V]) { c.items
 // use.
 type Cache[V any] struct {
 	ttl          time.Duration
+	keep         time.Duration
 	now          func() time.Time
 	fetchTimeout time.Duration
 	items        Store[V]
@@ -134,7 +138,7 @@ type Cache[V any] struct {
 
 // New returns an empty Cache.
 func New[V any](cfg Config, opts ...Option[V]) *Cache[V] {
-	c := &Cache[V]{ttl: cfg.TTL, now: cfg.Clock, fetchTimeout: cfg.FetchTimeout}
+	c := &Cache[V]{ttl: cfg.TTL, keep: max(cfg.Keep, 0), now: cfg.Clock, fetchTimeout: cfg.FetchTimeout}
 	if c.now == nil {
 		c.now = time.Now
 	}
@@ -155,7 +159,14 @@ func New[V any](cfg Config, opts ...Option[V]) *Cache[V] {
 // it returns. If ctx ends first, Get returns ctx.Err() while the shared
 // fetch goes on for the others.
 func (c *Cache[V]) Get(ctx context.Context, key string, fetch func(context.Context) (V, error)) (V, time.Time, error) {
-	if e, ok := c.fresh(key); ok {
+	return c.GetMaxAge(ctx, key, c.ttl, fetch)
+}
+
+// GetMaxAge is Get for a caller that takes a cached value only when it is
+// younger than maxAge (at most the TTL): an older one is fetched again,
+// and what is fetched is cached for the TTL as Get's is.
+func (c *Cache[V]) GetMaxAge(ctx context.Context, key string, maxAge time.Duration, fetch func(context.Context) (V, error)) (V, time.Time, error) {
+	if e, ok := c.within(key, maxAge); ok {
 		return e.Value, e.FetchedAt, nil
 	}
 	var zero V
@@ -165,21 +176,67 @@ func (c *Cache[V]) Get(ctx context.Context, key string, fetch func(context.Conte
 	ch := c.group.DoChan(key, func() (any, error) {
 		// A flight that finished between our miss and DoChan has filled
 		// the cache: do not fetch again.
-		if e, ok := c.fresh(key); ok {
+		if e, ok := c.within(key, maxAge); ok {
 			return e, nil
 		}
-		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.fetchTimeout)
-		defer cancel()
-		v, err := fetch(fctx)
+		v, err := c.detached(ctx, fetch)
 		if err != nil {
 			return nil, err
 		}
-		e := Item[V]{Value: v, FetchedAt: c.now()}
-		// A copy: key may be a slice of a caller's request line, which
-		// the cache must not keep alive.
-		c.items.Save(strings.Clone(key), e, c.ttl)
-		return e, nil
+		return c.Put(key, v), nil
 	})
+	return c.wait(ctx, ch)
+}
+
+// Do runs fetch once for all concurrent callers of key (and of Get and
+// Refresh on key), detached from ctx's cancellation and bounded by the
+// fetch timeout, and returns its value without caching it: fetch decides
+// what is kept (Put, Set, Forget). It is for callers whose policy —
+// stale-if-error, per-entry expiry, refusing a refresh — sits on top of
+// the cache. If ctx ends first, Do returns ctx.Err() while the shared
+// fetch goes on for the others.
+func (c *Cache[V]) Do(ctx context.Context, key string, fetch func(context.Context) (V, error)) (V, error) {
+	if err := ctx.Err(); err != nil {
+		var zero V
+		return zero, err
+	}
+	v, _, err := c.wait(ctx, c.group.DoChan(key, c.flight(ctx, fetch)))
+	return v, err
+}
+
+// Refresh starts fetch in the background as Do would, unless a fetch of
+// key is in flight already (then that one is the refresh), and returns at
+// once. done, when not nil, is called with the flight's error when it
+// ends. It is for refreshing a value ahead of its expiry while callers
+// keep getting the cached one.
+func (c *Cache[V]) Refresh(ctx context.Context, key string, fetch func(context.Context) (V, error), done func(error)) {
+	ch := c.group.DoChan(key, c.flight(ctx, fetch))
+	if done != nil {
+		go func() { done((<-ch).Err) }()
+	}
+}
+
+func (c *Cache[V]) flight(ctx context.Context, fetch func(context.Context) (V, error)) func() (any, error) {
+	return func() (any, error) {
+		v, err := c.detached(ctx, fetch)
+		if err != nil {
+			return nil, err
+		}
+		return Item[V]{Value: v, FetchedAt: c.now()}, nil
+	}
+}
+
+// detached calls fetch on ctx's values without its cancellation, bounded
+// by the fetch timeout.
+func (c *Cache[V]) detached(ctx context.Context, fetch func(context.Context) (V, error)) (V, error) {
+	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.fetchTimeout)
+	defer cancel()
+	return fetch(fctx)
+}
+
+// wait waits for a flight's result until ctx is done.
+func (c *Cache[V]) wait(ctx context.Context, ch <-chan singleflight.Result) (V, time.Time, error) {
+	var zero V
 	select {
 	case <-ctx.Done():
 		return zero, time.Time{}, ctx.Err()
@@ -192,11 +249,37 @@ func (c *Cache[V]) Get(ctx context.Context, key string, fetch func(context.Conte
 	}
 }
 
+// Put caches v for key as fetched now, and returns the item kept.
+func (c *Cache[V]) Put(key string, v V) Item[V] {
+	it := Item[V]{Value: v, FetchedAt: c.now()}
+	c.Set(key, it)
+	return it
+}
+
+// Set caches it for key as it is: fresh until it.FetchedAt plus the TTL,
+// held for Peek the Keep after that.
+func (c *Cache[V]) Set(key string, it Item[V]) {
+	// A copy: key may be a slice of a caller's request line, which the
+	// cache must not keep alive.
+	c.items.Save(strings.Clone(key), it, c.ttl+c.keep)
+}
+
+// Peek returns key's item, fresh or not, while it is held: until its
+// TTL plus Keep have passed since it was fetched. It never fetches;
+// stale-if-error serving uses it after a failed Get or Do.
+func (c *Cache[V]) Peek(key string) (Item[V], bool) {
+	e, ok := c.items.Load(key)
+	if !ok || c.now().After(e.FetchedAt.Add(c.ttl+c.keep)) {
+		return Item[V]{}, false
+	}
+	return e, true
+}
+
 // Fresh returns key's value when it is fresh, without fetching. Callers
 // on a hot path use it before Get, whose fetch closure they would
 // otherwise allocate on every call.
 func (c *Cache[V]) Fresh(key string) (V, bool) {
-	e, ok := c.fresh(key)
+	e, ok := c.within(key, c.ttl)
 	return e.Value, ok
 }
 
@@ -207,13 +290,38 @@ func (c *Cache[V]) Forget(key string) {
 	c.items.Delete(key)
 }
 
+// Delete drops key's item. Unlike Forget it leaves a fetch in flight
+// joinable, so a flight can drop what it must no longer serve.
+func (c *Cache[V]) Delete(key string) { c.items.Delete(key) }
+
+// ForgetMatching forgets every held key for which match is true, when
+// the Store can list its keys (Memory can); it reports whether it could.
+func (c *Cache[V]) ForgetMatching(match func(key string) bool) bool {
+	r, ok := c.items.(interface{ Range(func(key string) bool) })
+	if !ok {
+		return false
+	}
+	var keys []string
+	r.Range(func(k string) bool {
+		if match(k) {
+			keys = append(keys, k)
+		}
+		return true
+	})
+	for _, k := range keys {
+		c.Forget(k)
+	}
+	return true
+}
+
 // Len is the number of entries held, fresh or not yet evicted.
 func (c *Cache[V]) Len() int { return c.items.Len() }
 
-// fresh returns key's entry if it is younger than the TTL by the clock.
-func (c *Cache[V]) fresh(key string) (Item[V], bool) {
+// within returns key's entry if it is younger than maxAge (and the TTL)
+// by the clock.
+func (c *Cache[V]) within(key string, maxAge time.Duration) (Item[V], bool) {
 	e, ok := c.items.Load(key)
-	if !ok || c.now().Sub(e.FetchedAt) >= c.ttl {
+	if !ok || c.now().Sub(e.FetchedAt) >= min(maxAge, c.ttl) {
 		return Item[V]{}, false
 	}
 	return e, true

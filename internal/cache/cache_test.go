@@ -3,6 +3,8 @@ package cache
 import (
 	"context"
 	"errors"
+	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -175,5 +177,220 @@ func TestWithStore(t *testing.T) {
 	clock.Advance(time.Minute)
 	if _, _, err := a.Get(context.Background(), "k", fetch); err != nil || calls.Load() != 2 {
 		t.Errorf("after Forget: %d fetches, want 2", calls.Load())
+	}
+}
+
+func TestPeekHoldsPastTTLForKeep(t *testing.T) {
+	tests := []struct {
+		name     string
+		keep     time.Duration
+		advance  time.Duration
+		wantPeek bool
+		wantGet  bool // served fresh, without fetching
+	}{
+		{"fresh", time.Hour, 30 * time.Second, true, true},
+		{"expired, within keep", time.Hour, time.Minute + 30*time.Minute, true, false},
+		{"at the end of keep", time.Hour, time.Minute + time.Hour, true, false},
+		{"past keep", time.Hour, time.Minute + time.Hour + time.Second, false, false},
+		{"no keep, expired", 0, time.Minute + time.Second, false, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			clock := clocktest.New(time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC))
+			c := New[string](Config{TTL: time.Minute, Keep: tt.keep, Clock: clock.Now})
+			put := c.Put("k", "v")
+			clock.Advance(tt.advance)
+			it, ok := c.Peek("k")
+			if ok != tt.wantPeek || (ok && (it.Value != "v" || !it.FetchedAt.Equal(put.FetchedAt))) {
+				t.Errorf("Peek = %+v %v, want held %v", it, ok, tt.wantPeek)
+			}
+			if _, ok := c.Fresh("k"); ok != tt.wantGet {
+				t.Errorf("Fresh = %v, want %v", ok, tt.wantGet)
+			}
+		})
+	}
+}
+
+func TestSetKeepsFetchedAt(t *testing.T) {
+	clock := clocktest.New(time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC))
+	c := New[int](Config{TTL: time.Minute, Clock: clock.Now})
+	old := clock.Now().Add(-50 * time.Second)
+	c.Set("k", Item[int]{Value: 1, FetchedAt: old})
+	if v, ok := c.Fresh("k"); !ok || v != 1 {
+		t.Fatalf("Fresh = %d %v", v, ok)
+	}
+	clock.Advance(10 * time.Second)
+	if _, ok := c.Fresh("k"); ok {
+		t.Errorf("fresh a minute after its FetchedAt")
+	}
+}
+
+func TestGetMaxAge(t *testing.T) {
+	tests := []struct {
+		name      string
+		age       time.Duration
+		maxAge    time.Duration
+		wantFetch bool
+	}{
+		{"younger than maxAge", 10 * time.Second, 30 * time.Second, false},
+		{"older than maxAge", 40 * time.Second, 30 * time.Second, true},
+		{"maxAge above the TTL is the TTL", 70 * time.Second, time.Hour, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			clock := clocktest.New(time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC))
+			c := New[string](Config{TTL: time.Minute, Clock: clock.Now})
+			c.Put("k", "old")
+			clock.Advance(tt.age)
+			fetched := false
+			v, at, err := c.GetMaxAge(context.Background(), "k", tt.maxAge, func(context.Context) (string, error) {
+				fetched = true
+				return "new", nil
+			})
+			if err != nil || fetched != tt.wantFetch {
+				t.Fatalf("fetched = %v (err %v), want %v", fetched, err, tt.wantFetch)
+			}
+			if tt.wantFetch && (v != "new" || !at.Equal(clock.Now())) {
+				t.Errorf("got %q at %v", v, at)
+			}
+			if !tt.wantFetch && v != "old" {
+				t.Errorf("got %q", v)
+			}
+		})
+	}
+}
+
+func TestDoSharesAndDoesNotCache(t *testing.T) {
+	c := New[int](Config{TTL: time.Hour})
+	var calls atomic.Int64
+	release := make(chan struct{})
+	fetch := func(context.Context) (int, error) { calls.Add(1); <-release; return 42, nil }
+	var wg sync.WaitGroup
+	errs := make(chan error, 20)
+	for range 20 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if v, err := c.Do(context.Background(), "k", fetch); err != nil || v != 42 {
+				errs <- fmt.Errorf("Do = %d %v", v, err)
+			}
+		}()
+	}
+	for calls.Load() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	time.Sleep(10 * time.Millisecond)
+	close(release)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if n := calls.Load(); n != 1 {
+		t.Errorf("%d fetches, want 1", n)
+	}
+	if _, ok := c.Peek("k"); ok {
+		t.Errorf("Do cached its value")
+	}
+}
+
+func TestDoDetachesFromCallerCancellation(t *testing.T) {
+	c := New[int](Config{TTL: time.Hour})
+	ctx, cancel := context.WithCancel(context.Background())
+	started, release := make(chan struct{}), make(chan struct{})
+	var fetchErr atomic.Value
+	go func() {
+		<-started
+		cancel()
+	}()
+	done := make(chan struct{})
+	c.Refresh(ctx, "k", func(fctx context.Context) (int, error) {
+		close(started)
+		<-release
+		if err := fctx.Err(); err != nil {
+			fetchErr.Store(err)
+		}
+		c.Put("k", 7)
+		return 7, nil
+	}, func(err error) {
+		if err != nil {
+			fetchErr.Store(err)
+		}
+		close(done)
+	})
+	if _, err := c.Do(ctx, "k", func(context.Context) (int, error) { t.Error("second fetch"); return 0, nil }); !errors.Is(err, context.Canceled) {
+		t.Errorf("Do after cancel = %v", err)
+	}
+	close(release)
+	<-done
+	if err := fetchErr.Load(); err != nil {
+		t.Errorf("the shared fetch saw %v", err)
+	}
+	if v, ok := c.Fresh("k"); !ok || v != 7 {
+		t.Errorf("Fresh = %d %v", v, ok)
+	}
+}
+
+func TestForgetMatching(t *testing.T) {
+	c := New[int](Config{TTL: time.Hour})
+	for _, k := range []string{"a\x001", "a\x002", "ab\x001", "b\x001"} {
+		c.Put(k, 1)
+	}
+	if !c.ForgetMatching(func(k string) bool { return strings.HasPrefix(k, "a\x00") }) {
+		t.Fatal("Memory cannot list its keys")
+	}
+	for k, want := range map[string]bool{"a\x001": false, "a\x002": false, "ab\x001": true, "b\x001": true} {
+		if _, ok := c.Peek(k); ok != want {
+			t.Errorf("%q held = %v, want %v", k, ok, want)
+		}
+	}
+}
+
+func TestDeleteAndForget(t *testing.T) {
+	tests := []struct {
+		name       string
+		drop       func(c *Cache[int], key string)
+		wantJoined bool // a lookup after the drop joins the fetch in flight
+	}{
+		{"Delete leaves the flight joinable", (*Cache[int]).Delete, true},
+		{"Forget does not", (*Cache[int]).Forget, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := New[int](Config{TTL: time.Hour})
+			c.Put("k", 1)
+			started, release := make(chan struct{}), make(chan struct{})
+			done := make(chan struct{})
+			c.Refresh(context.Background(), "k", func(context.Context) (int, error) {
+				close(started)
+				<-release
+				return 2, nil
+			}, func(error) { close(done) })
+			<-started
+			tt.drop(c, "k")
+			if _, ok := c.Peek("k"); ok {
+				t.Errorf("item held after the drop")
+			}
+			var second atomic.Bool
+			got := make(chan int, 1)
+			go func() {
+				v, _ := c.Do(context.Background(), "k", func(context.Context) (int, error) { second.Store(true); return 3, nil })
+				got <- v
+			}()
+			// A lookup that did not join finishes without the release; one
+			// that joined waits for it.
+			var v int
+			select {
+			case v = <-got:
+				close(release)
+			case <-time.After(200 * time.Millisecond):
+				close(release)
+				v = <-got
+			}
+			<-done
+			if joined := !second.Load(); joined != tt.wantJoined || (joined && v != 2) {
+				t.Errorf("joined = %v (value %d), want %v", joined, v, tt.wantJoined)
+			}
+		})
 	}
 }
