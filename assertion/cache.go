@@ -673,19 +673,23 @@ func (c *Cache) Invalidate(key Key, stale string) {
 	if st == nil || stale == "" {
 		return
 	}
-	st.mu.Lock()
 	e := st.entry.Load()
-	dropped := e != nil && subtle.ConstantTimeCompare([]byte(e.token.AccessToken), []byte(stale)) == 1
-	if dropped {
-		st.entry.Store(nil)
+	if e == nil || subtle.ConstantTimeCompare([]byte(e.token.AccessToken), []byte(stale)) != 1 {
+		return
+	}
+	if c.shared != nil && e.raw != nil {
+		// First out of the shared tier, then out of this replica: while
+		// the refused token is still in the tier, an L1 miss here would
+		// read it back from there (and hand it to the retry of the very
+		// request it was refused for). Requests meanwhile still use it
+		// and are refused once more, as they would have been anyway.
+		c.invalidateShared(key, e.raw)
+	}
+	st.mu.Lock()
+	if st.entry.CompareAndSwap(e, nil) {
 		st.invalidated = true
 	}
 	st.mu.Unlock()
-	if dropped && c.shared != nil && e.raw != nil {
-		// Before this replica's next exchange reads the shared tier, so
-		// that it does not take the refused token back from there.
-		c.invalidateShared(key, e.raw)
-	}
 }
 
 // Source returns a TokenSource that serves key from the cache and falls

@@ -138,7 +138,7 @@ func TestFleetOneExchangeRevocationAndRedisDown(t *testing.T) {
 	// refused once, and the fleet makes one new exchange.
 	f.auth.ExpireAll()
 	if failed := f.burst(300); len(failed) > 0 {
-		t.Fatalf("%d of 300 requests after the revocation failed, e.g. %s", len(failed), failed[0])
+		t.Fatalf("%d of 300 requests after the revocation failed, e.g. %s; %d exchanges\nlogs:\n%s", len(failed), failed[0], f.auth.Exchanges(), f.logs)
 	}
 	if n := f.auth.Exchanges(); n != 2 {
 		t.Fatalf("%d token exchanges after one revocation, want 2 in all", n)
