@@ -39,7 +39,7 @@ const (
 // buffer. Close must be called at the end of the input to write what is
 // held back; it does not close the underlying writer.
 type JSONWriter struct {
-	dst   io.Writer
+	sink
 	m     *Mapper
 	limit int
 
@@ -50,30 +50,17 @@ type JSONWriter struct {
 	heldRepl []byte // jsHeld: its replacement
 	heldWS   []byte // jsHeld: white space after it, from earlier Writes
 	repl     []byte // the last replacement built
-	err      error
 }
 
 // NewJSONWriter returns a JSONWriter writing to dst. limit is the longest
 // string token examined; 0 means DefaultMaxToken.
 func NewJSONWriter(dst io.Writer, m *Mapper, limit int) *JSONWriter {
-	if limit <= 0 {
-		limit = DefaultMaxToken
-	}
-	return &JSONWriter{dst: dst, m: m, limit: limit}
+	return &JSONWriter{sink: sink{dst: dst}, m: m, limit: tokenLimit(limit)}
 }
 
 // reset makes w a new JSONWriter to dst, keeping its buffers.
 func (w *JSONWriter) reset(dst io.Writer, m *Mapper, limit int) {
-	if limit <= 0 {
-		limit = DefaultMaxToken
-	}
-	*w = JSONWriter{dst: dst, m: m, limit: limit, buf: w.buf[:0], heldOrig: w.heldOrig[:0], heldWS: w.heldWS[:0], repl: w.repl[:0]}
-}
-
-func (w *JSONWriter) write(b []byte) {
-	if w.err == nil && len(b) > 0 {
-		_, w.err = w.dst.Write(b)
-	}
+	*w = JSONWriter{sink: sink{dst: dst}, m: m, limit: tokenLimit(limit), buf: w.buf[:0], heldOrig: w.heldOrig[:0], heldWS: w.heldWS[:0], repl: w.repl[:0]}
 }
 
 // Write rewrites p. It returns len(p) unless the underlying writer failed.

@@ -42,7 +42,7 @@ const cdataOpen = "[CDATA["
 // Give it a buffered underlying writer; call Close at the end of the
 // input (it does not close the underlying writer).
 type XMLWriter struct {
-	dst   io.Writer
+	sink
 	m     *Mapper
 	limit int
 
@@ -57,30 +57,17 @@ type XMLWriter struct {
 	lt    int    // xDecl: 1 after '<', +1 for each byte of "!--" that followed
 	inCmt bool   // xDecl: inside a comment
 	repl  []byte // the last replacement built
-	err   error
 }
 
 // NewXMLWriter returns an XMLWriter writing to dst. limit is the longest
 // attribute value examined; 0 means DefaultMaxToken.
 func NewXMLWriter(dst io.Writer, m *Mapper, limit int) *XMLWriter {
-	if limit <= 0 {
-		limit = DefaultMaxToken
-	}
-	return &XMLWriter{dst: dst, m: m, limit: limit}
+	return &XMLWriter{sink: sink{dst: dst}, m: m, limit: tokenLimit(limit)}
 }
 
 // reset makes w a new XMLWriter to dst, keeping its buffers.
 func (w *XMLWriter) reset(dst io.Writer, m *Mapper, limit int) {
-	if limit <= 0 {
-		limit = DefaultMaxToken
-	}
-	*w = XMLWriter{dst: dst, m: m, limit: limit, name: w.name[:0], buf: w.buf[:0], repl: w.repl[:0]}
-}
-
-func (w *XMLWriter) write(b []byte) {
-	if w.err == nil && len(b) > 0 {
-		_, w.err = w.dst.Write(b)
-	}
+	*w = XMLWriter{sink: sink{dst: dst}, m: m, limit: tokenLimit(limit), name: w.name[:0], buf: w.buf[:0], repl: w.repl[:0]}
 }
 
 // maxName is the longest attribute name remembered; names are only
