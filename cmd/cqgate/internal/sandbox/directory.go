@@ -102,17 +102,7 @@ type (
 
 // handleOrganization serves GET {DirectoryURL}/Organization/{oid}.
 func (s *Sandbox) handleOrganization(w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		writeMethodNotAllowed(w, r, http.MethodGet)
-		return
-	}
-	if !s.directoryKeyOK(r) {
-		writeOutcome(w, http.StatusUnauthorized, issueLogin,
-			`a valid directory API key is required: send "Authorization: api-key <key>" or _apiKey=<key>`)
-		return
-	}
-	if !acceptsJSON(r, lenient) {
-		writeNotAcceptable(w, lenient)
+	if !s.directoryRequestOK(w, r) {
 		return
 	}
 	oid := r.PathValue("oid")
@@ -210,4 +200,24 @@ func transactionExtension(code string) extensionCC {
 			System: sphdTransactionCodes, Code: code,
 		}}},
 	}
+}
+
+// directoryRequestOK answers a directory request that is not a GET or
+// HEAD, lacks the API key or does not accept JSON, and reports whether
+// it may be served.
+func (s *Sandbox) directoryRequestOK(w http.ResponseWriter, r *http.Request) bool {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		writeMethodNotAllowed(w, r, http.MethodGet)
+		return false
+	}
+	if !s.directoryKeyOK(r) {
+		writeOutcome(w, http.StatusUnauthorized, issueLogin,
+			`a valid directory API key is required: send "Authorization: api-key <key>" or _apiKey=<key>`)
+		return false
+	}
+	if !acceptsJSON(r, lenient) {
+		writeNotAcceptable(w, lenient)
+		return false
+	}
+	return true
 }

@@ -45,17 +45,7 @@ type (
 // name matches the start of the organization's name, case-insensitively
 // (FHIR string search); _id the OID, bare or urn:oid:.
 func (s *Sandbox) handleOrganizationSearch(w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		writeMethodNotAllowed(w, r, http.MethodGet)
-		return
-	}
-	if !s.directoryKeyOK(r) {
-		writeOutcome(w, http.StatusUnauthorized, issueLogin,
-			`a valid directory API key is required: send "Authorization: api-key <key>" or _apiKey=<key>`)
-		return
-	}
-	if !acceptsJSON(r, lenient) {
-		writeNotAcceptable(w, lenient)
+	if !s.directoryRequestOK(w, r) {
 		return
 	}
 	q := r.URL.Query()
