@@ -297,7 +297,7 @@ func (h *handlers) accessLog(c *gin.Context, start time.Time, rid string) {
 		"duration_ms": float64(time.Since(start).Microseconds()) / 1000,
 		"request_id":  rid,
 	}
-	if up := c.Writer.Header().Get(proxy.UpstreamRequestIDHeader); up != "" {
+	if up := headerValue(c.Writer.Header(), proxy.UpstreamRequestIDHeader); up != "" {
 		fields["upstream_request_id"] = up
 	}
 	if oid, ok := c.Get(oidKey); ok {
