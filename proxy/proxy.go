@@ -322,7 +322,7 @@ func (p *Proxy) prepareBody(r *http.Request) error {
 // headers that shape which token is used.
 var callerOnlyHeaders = []string{
 	"Authorization", "Proxy-Authorization", "Cookie", "X-Api-Key",
-	"X-Cqgate-Scope", "X-Purpose-Of-Use",
+	"X-Cqgate-Scope", "X-Purpose-Of-Use", "Baggage", // W3C baggage: internal data; tracing propagates trace context only
 	// Forwarding headers a caller could use to confuse the tenant about
 	// who is asking; cqgate is the client.
 	"Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto", "X-Real-Ip",

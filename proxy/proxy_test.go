@@ -318,7 +318,7 @@ func TestCallerOnlyHeadersStayHere(t *testing.T) {
 	defer up.Close()
 	tn := testTenant(t, up.URL+"/r4")
 	req := httptest.NewRequest("GET", "/fhir/1.2.3/Patient/1", nil)
-	for _, h := range []string{"X-API-Key", "X-Cqgate-Scope", "X-Purpose-Of-Use", "Cookie", "Proxy-Authorization", "Forwarded", "X-Forwarded-For", "X-Real-IP"} {
+	for _, h := range []string{"X-API-Key", "X-Cqgate-Scope", "X-Purpose-Of-Use", "Cookie", "Proxy-Authorization", "Forwarded", "X-Forwarded-For", "X-Real-IP", "Baggage"} {
 		req.Header.Set(h, "caller-value")
 	}
 	req.Header.Set("Authorization", "Bearer caller-key")

@@ -86,6 +86,7 @@ func runCommand(ctx context.Context, name string, args []string, stdout, stderr 
 	log.SetOutput(stderr)
 	log.SetFormatter(&logrus.JSONFormatter{})
 	log.SetLevel(logrus.WarnLevel)
+	routeLibraryLogs(log, cfg, lookup)
 
 	ctx, cancel := context.WithTimeout(ctx, f.timeout)
 	defer cancel()
