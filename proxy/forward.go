@@ -104,9 +104,9 @@ func (rt *route) outbound(in *http.Request) *http.Request {
 // Value slices are shared with the caller's request (header values are
 // replaced, never changed in place), except those ownedValues names.
 func (rt *route) header(in http.Header) http.Header {
-	h := make(http.Header, len(in)+4)
+	h := make(http.Header, headerSize(in))
 	for k, vv := range in {
-		if !hopByHop(k) && !callerOnly[k] {
+		if forwarded(k) {
 			h[k] = vv
 		}
 	}
@@ -132,6 +132,34 @@ func (rt *route) header(in http.Header) http.Header {
 	noDefaultUserAgent(h)
 	return h
 }
+
+// forwarded reports whether the caller's header k goes to the tenant
+// (Connection may still name it).
+func forwarded(k string) bool { return !hopByHop(k) && !callerOnly[k] }
+
+// headerSize is how many names header puts in the outbound header (at
+// most: Connection may name some): the map is made that size, as a map
+// of more than 8 costs two allocations more, and growing past 8 three.
+func headerSize(in http.Header) int {
+	n := 1 // Authorization
+	for k := range in {
+		if forwarded(k) {
+			n++
+		}
+	}
+	for _, k := range addedHeaders {
+		if _, ok := in[k]; !ok {
+			n++
+		}
+	}
+	if _, ok := in["Te"]; ok {
+		n++
+	}
+	return n
+}
+
+// addedHeaders are the names header adds when the caller sent none.
+var addedHeaders = []string{RequestIDHeader, "Accept", "Accept-Encoding", "User-Agent"}
 
 var (
 	acceptFHIRJSON = []string{FHIRJSON}
@@ -170,11 +198,20 @@ func hopByHop(k string) bool {
 func deleteConnectionNamed(h http.Header, connection []string) {
 	for _, v := range connection {
 		for name := range strings.SplitSeq(v, ",") {
-			if name = textproto.TrimString(name); name != "" {
+			if name = textproto.TrimString(name); name != "" && !connectionOption(name) {
 				delete(h, http.CanonicalHeaderKey(name))
 			}
 		}
 	}
+}
+
+// connectionOption reports whether a Connection value names no header
+// that could still be in the map: "close", or "keep-alive", "upgrade" or
+// "te", hop-by-hop names dropped anyway. The common ones then cost no
+// canonical copy of the name.
+func connectionOption(name string) bool {
+	return strings.EqualFold(name, "close") || strings.EqualFold(name, "keep-alive") ||
+		strings.EqualFold(name, "upgrade") || strings.EqualFold(name, "te")
 }
 
 // removeHopByHop removes the hop-by-hop headers of a tenant's answer.
@@ -206,6 +243,15 @@ func (b *requestBody) Read(p []byte) (int, error) {
 func (b *requestBody) Close() error {
 	b.closed.Store(true)
 	return nil
+}
+
+// headerValue is h's first value of k, a canonical name (Header.Get
+// without canonicalizing k again).
+func headerValue(h http.Header, k string) string {
+	if vv := h[k]; len(vv) > 0 {
+		return vv[0]
+	}
+	return ""
 }
 
 // addValues adds src's values to dst, each name's slice assigned when

@@ -141,7 +141,7 @@ type route struct {
 // Forward sends r to t's FHIR server at fhirPath (as returned by
 // ParsePath) with r's query, and streams the answer to w (serve).
 func (p *Proxy) Forward(w http.ResponseWriter, r *http.Request, t *tenant.Tenant, fhirPath string) {
-	rt := &route{tenant: t, path: fhirPath, requestID: RequestID(r.Header.Get(RequestIDHeader))}
+	rt := &route{tenant: t, path: fhirPath, requestID: RequestID(headerValue(r.Header, RequestIDHeader))}
 	if err := p.prepareBody(r); err != nil {
 		var tooLarge *http.MaxBytesError
 		if errors.As(err, &tooLarge) {
@@ -442,12 +442,12 @@ func (p *Proxy) modifyResponse(resp *http.Response, rt *route) error {
 	// The caller gets cqgate's request id (also sent to the tenant) as
 	// X-Request-Id, and the tenant's own id, if different, as
 	// X-Upstream-Request-Id.
-	if up := resp.Header.Get(RequestIDHeader); up != "" && up != rt.requestID {
+	if up := headerValue(resp.Header, RequestIDHeader); up != "" && up != rt.requestID {
 		resp.Header.Set(UpstreamRequestIDHeader, up)
 	}
 	// Forward already put cqgate's id on the response; serve adds
 	// upstream headers to it, so drop the upstream's to avoid two values.
-	resp.Header.Del(RequestIDHeader)
+	delete(resp.Header, RequestIDHeader)
 	return p.rewriteResponse(resp, rt)
 }
 
