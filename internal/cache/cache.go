@@ -136,6 +136,11 @@ type Config struct {
 	// Keep is how long past its TTL an item is still held and returned
 	// by Peek, for stale-if-error serving; 0 means not at all.
 	Keep time.Duration
+	// OwnKeys says the keys are strings made for the cache (never slices
+	// of a larger buffer such as a request line), so Set keeps them as
+	// they are instead of a copy: at thousands of entries the copy of a
+	// URL-sized key is most of a hundred bytes each.
+	OwnKeys bool
 }
 
 // Option configures a Cache.
@@ -152,13 +157,14 @@ type Cache[V any] struct {
 	keep         time.Duration
 	now          func() time.Time
 	fetchTimeout time.Duration
+	ownKeys      bool
 	items        Store[V]
 	group        singleflight.Group
 }
 
 // New returns an empty Cache.
 func New[V any](cfg Config, opts ...Option[V]) *Cache[V] {
-	c := &Cache[V]{ttl: cfg.TTL, keep: max(cfg.Keep, 0), now: cfg.Clock, fetchTimeout: cfg.FetchTimeout}
+	c := &Cache[V]{ttl: cfg.TTL, keep: max(cfg.Keep, 0), now: cfg.Clock, fetchTimeout: cfg.FetchTimeout, ownKeys: cfg.OwnKeys}
 	if c.now == nil {
 		c.now = time.Now
 	}
@@ -279,9 +285,12 @@ func (c *Cache[V]) Put(key string, v V) Item[V] {
 // Set caches it for key as it is: fresh until it.FetchedAt plus the TTL,
 // held for Peek the Keep after that.
 func (c *Cache[V]) Set(key string, it Item[V]) {
-	// A copy: key may be a slice of a caller's request line, which the
-	// cache must not keep alive.
-	c.items.Save(strings.Clone(key), it, c.ttl+c.keep)
+	if !c.ownKeys {
+		// A copy: key may be a slice of a caller's request line, which
+		// the cache must not keep alive.
+		key = strings.Clone(key)
+	}
+	c.items.Save(key, it, c.ttl+c.keep)
 }
 
 // Peek returns key's item, fresh or not, while it is held: until its
