@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"runtime"
 	"runtime/debug"
 	"sync"
 )
@@ -51,10 +52,26 @@ func (p *workers) serve(h http.Handler, w http.ResponseWriter, r *http.Request) 
 	}
 	wk.start <- task{h: h, w: w, r: r}
 	v := <-wk.done
+	if _, ok := v.(goexited); ok {
+		// The handler called runtime.Goexit, which ended the worker;
+		// end this goroutine the same way, as if it had run here.
+		p.lost()
+		runtime.Goexit()
+	}
 	p.put(wk)
 	if v != nil {
 		panic(v)
 	}
+}
+
+// goexited is what a worker reports when the handler called
+// runtime.Goexit (and the worker is gone).
+type goexited struct{}
+
+func (p *workers) lost() {
+	p.mu.Lock()
+	p.made--
+	p.mu.Unlock()
 }
 
 func (p *workers) get() *worker {
@@ -103,13 +120,19 @@ func (p *workers) close() {
 
 func (wk *worker) run() {
 	for t := range wk.start {
-		wk.done <- serveTask(t)
+		wk.done <- serveTask(t, wk.done)
 	}
 }
 
-func serveTask(t task) (panicked any) {
+func serveTask(t task, done chan<- any) (panicked any) {
+	returned := false
 	defer func() {
-		if v := recover(); v != nil {
+		v := recover()
+		if v == nil && !returned {
+			done <- goexited{} // runtime.Goexit: this goroutine ends
+			return
+		}
+		if v != nil {
 			if err, ok := v.(error); ok && errors.Is(err, http.ErrAbortHandler) {
 				panicked = v
 				return
@@ -118,6 +141,7 @@ func serveTask(t task) (panicked any) {
 		}
 	}()
 	t.h.ServeHTTP(t.w, t.r)
+	returned = true
 	return nil
 }
 

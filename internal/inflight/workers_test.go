@@ -197,3 +197,44 @@ func BenchmarkHandoff(b *testing.B) {
 		}
 	})
 }
+
+// A handler that calls runtime.Goexit ends its caller's goroutine too, as
+// it would have in place, instead of leaving the caller waiting for ever;
+// the lost worker is replaced by the next request.
+func TestGoexitEndsTheCaller(t *testing.T) {
+	lim := New(Config{Max: 1})
+	defer lim.Close()
+	exit := true
+	h := lim.Wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if exit {
+			runtime.Goexit()
+		}
+		w.WriteHeader(http.StatusNoContent)
+	}), FHIR)
+	returned, ended := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(ended)
+		get(h, "/fhir/2.16.840.1/Patient/1")
+		close(returned)
+	}()
+	select {
+	case <-ended:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the caller still waits after the handler's Goexit")
+	}
+	select {
+	case <-returned:
+		t.Fatal("the caller returned normally after the handler's Goexit")
+	default:
+	}
+	if made, idle := lim.workers.count(); made != 0 || idle != 0 {
+		t.Errorf("after Goexit: %d workers made, %d idle; want 0, 0", made, idle)
+	}
+	if lim.InFlight() != 0 {
+		t.Errorf("in flight %d after Goexit", lim.InFlight())
+	}
+	exit = false
+	if rec := get(h, "/fhir/2.16.840.1/Patient/1"); rec.Code != http.StatusNoContent {
+		t.Errorf("next request: status %d", rec.Code)
+	}
+}
