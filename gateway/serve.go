@@ -21,6 +21,7 @@ func Serve(ctx context.Context, ln net.Listener, h http.Handler, cfg config.Serv
 	errLog, closeErrLog := StdLogger(log)
 	defer closeErrLog()
 	lim := inflight.New(inflight.Config{Max: cfg.MaxInflight, Queue: cfg.InflightQueue, Wait: cfg.InflightWait, Log: log})
+	defer lim.Close()
 	srv := &http.Server{
 		Handler:           lim.Wrap(h, inflight.FHIR),
 		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
