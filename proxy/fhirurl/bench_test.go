@@ -1,6 +1,7 @@
 package fhirurl
 
 import (
+	"bytes"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -251,5 +252,103 @@ func TestBundleReader(t *testing.T) {
 	tout, err := jsonTokens(out)
 	if err != nil || len(tin) != len(tout) {
 		t.Fatalf("rewritten: %v, %d tokens, want %d", err, len(tout), len(tin))
+	}
+}
+
+// xmlBundle returns a searchset Bundle in XML of about size bytes, each
+// entry with three URLs under base, like bundleReader's JSON.
+func xmlBundle(base string, size int) []byte {
+	b := []byte(`<Bundle xmlns="http://hl7.org/fhir"><type value="searchset"/><link><relation value="next"/><url value="` + base + `/Observation?patient=1&amp;_getpages=abc"/></link>`)
+	for n := 0; len(b) < size-10; n++ {
+		id := strconv.Itoa(n)
+		b = append(b, `<entry><fullUrl value="`+base+`/Observation/`+id+`"/><resource><Observation><id value="`+id+`"/><status value="final"/>`+
+			`<code><coding><system value="http://loinc.org"/><code value="8867-4"/><display value="Heart rate"/></coding></code>`+
+			`<subject><reference value="`+base+`/Patient/1"/><display value="Peters, Timmy"/></subject>`+
+			`<text><status value="generated"/><div xmlns="http://www.w3.org/1999/xhtml">Heart rate 72 /min, measured sitting, left arm, after five minutes of rest.</div></text>`+
+			`<valueQuantity><value value="72"/><unit value="beats/minute"/><system value="http://unitsofmeasure.org"/><code value="/min"/></valueQuantity>`+
+			`<performer><reference value="`+base+`/Practitioner/7"/></performer></Observation></resource><search><mode value="match"/></search></entry>`...)
+	}
+	return append(b, "</Bundle>"...)
+}
+
+// writerSizes and writerDensities are the cases of BenchmarkJSONWriter
+// and BenchmarkXMLWriter: a Patient-sized answer, a page, a large
+// Bundle; URLs that map (three per ~700-byte entry) or none that do (the
+// same URLs on another host).
+var (
+	writerSizes = []struct {
+		name string
+		size int
+	}{{"2KB", 2 << 10}, {"64KB", 64 << 10}, {"1MB", 1 << 20}}
+	writerDensities = []struct{ name, base string }{{"links", partner}, {"nolinks", "https://other.example/r4/tenant-guid"}}
+)
+
+// benchWriter feeds doc in 32 KiB Writes (as the reader does) to the
+// writer mk makes, or copies it into a buffer (pass, the baseline).
+func benchWriter(b *testing.B, doc []byte, mk func(io.Writer) io.WriteCloser) {
+	b.SetBytes(int64(len(doc)))
+	b.ReportAllocs()
+	var out bytes.Buffer
+	var w io.WriteCloser
+	for b.Loop() {
+		out.Reset()
+		if mk == nil {
+			for p := doc; len(p) > 0; p = p[min(len(p), 32<<10):] {
+				out.Write(p[:min(len(p), 32<<10)])
+			}
+			continue
+		}
+		w = mk(&out)
+		for p := doc; len(p) > 0; p = p[min(len(p), 32<<10):] {
+			if _, err := w.Write(p[:min(len(p), 32<<10)]); err != nil {
+				b.Fatal(err)
+			}
+		}
+		if err := w.Close(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkJSONWriter measures the JSON writer (new) against the copy it
+// replaces (pass) and the scanner before issue 18 (ref), in one run.
+func BenchmarkJSONWriter(b *testing.B) {
+	m, err := NewMapper(partner, public)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, sz := range writerSizes {
+		for _, d := range writerDensities {
+			doc, err := io.ReadAll(newBundleReader(d.base, int64(sz.size)))
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Run(sz.name+"/"+d.name+"/pass", func(b *testing.B) { benchWriter(b, doc, nil) })
+			b.Run(sz.name+"/"+d.name+"/ref", func(b *testing.B) {
+				benchWriter(b, doc, func(dst io.Writer) io.WriteCloser { return newRefJSONWriter(dst, m, 0) })
+			})
+			b.Run(sz.name+"/"+d.name+"/new", func(b *testing.B) {
+				w := NewJSONWriter(nil, m, 0)
+				benchWriter(b, doc, func(dst io.Writer) io.WriteCloser { w.reset(dst, m, 0); return w })
+			})
+		}
+	}
+}
+
+// BenchmarkXMLWriter is BenchmarkJSONWriter for XML.
+func BenchmarkXMLWriter(b *testing.B) {
+	m, err := NewMapper(partner, public)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, sz := range writerSizes {
+		for _, d := range writerDensities {
+			doc := xmlBundle(d.base, sz.size)
+			b.Run(sz.name+"/"+d.name+"/pass", func(b *testing.B) { benchWriter(b, doc, nil) })
+			b.Run(sz.name+"/"+d.name+"/new", func(b *testing.B) {
+				w := NewXMLWriter(nil, m, 0)
+				benchWriter(b, doc, func(dst io.Writer) io.WriteCloser { w.reset(dst, m, 0); return w })
+			})
+		}
 	}
 }

@@ -31,13 +31,21 @@ const (
 // never fails on invalid JSON (bytes pass through, strings in it may still
 // be rewritten) and valid JSON stays valid (a replacement is always a
 // complete, correctly escaped string). A string whose raw token is longer
-// than the limit passes through unexamined. Memory is bounded by the
-// limit: nothing but one string token and the white space after it is
-// ever held back.
+// than the limit passes through unexamined, and so does a string that
+// maps when more white space than the limit follows it. Memory is
+// bounded by the limit: nothing but one string token and the white space
+// after it is ever held back.
 //
-// Writes to the underlying writer are many and may be small; give it a
-// buffer. Close must be called at the end of the input to write what is
-// held back; it does not close the underlying writer.
+// It does not look at every string. A string that can map holds "//"
+// (in "https://") unless it has an escape, and an escape needs a
+// backslash; between two such anchors, counting quotes (a vector
+// instruction's work) says whether an anchor lies inside a string and
+// which one. Only those strings are examined: their start compared with
+// the partner's base, the rest copied in bulk.
+//
+// Each Write makes at most one Write to the underlying writer (none when
+// everything is held back). Close must be called at the end of the input
+// to write what is held back; it does not close the underlying writer.
 type JSONWriter struct {
 	sink
 	m     *Mapper
@@ -48,7 +56,7 @@ type JSONWriter struct {
 	buf      []byte // jsStr: the raw string so far
 	heldOrig []byte // jsHeld: the original token
 	heldRepl []byte // jsHeld: its replacement
-	heldWS   []byte // jsHeld: white space after it, from earlier Writes
+	heldWS   []byte // jsHeld: white space after it
 	repl     []byte // the last replacement built
 }
 
@@ -58,9 +66,11 @@ func NewJSONWriter(dst io.Writer, m *Mapper, limit int) *JSONWriter {
 	return &JSONWriter{sink: sink{dst: dst}, m: m, limit: tokenLimit(limit)}
 }
 
-// reset makes w a new JSONWriter to dst, keeping its buffers.
+// reset makes w a new JSONWriter to dst (nil: output left in w.out),
+// keeping its buffers.
 func (w *JSONWriter) reset(dst io.Writer, m *Mapper, limit int) {
-	*w = JSONWriter{sink: sink{dst: dst}, m: m, limit: tokenLimit(limit), buf: w.buf[:0], heldOrig: w.heldOrig[:0], heldWS: w.heldWS[:0], repl: w.repl[:0]}
+	*w = JSONWriter{sink: sink{dst: dst, out: w.out[:0]}, m: m, limit: tokenLimit(limit),
+		buf: w.buf[:0], heldOrig: w.heldOrig[:0], heldWS: w.heldWS[:0], repl: w.repl[:0]}
 }
 
 // Write rewrites p. It returns len(p) unless the underlying writer failed.
@@ -68,95 +78,60 @@ func (w *JSONWriter) Write(p []byte) (int, error) {
 	if w.err != nil {
 		return 0, w.err
 	}
-	mark := 0 // p[mark:i] is pass-through not written yet
+	w.finish(p[w.scan(p):])
+	if w.err != nil {
+		return 0, w.err
+	}
+	return len(p), nil
+}
+
+// scan rewrites p into w.out up to the returned mark: p[mark:] is
+// pass-through not written yet.
+func (w *JSONWriter) scan(p []byte) int {
+	mark := 0
 	i := 0
-	bs := -1 // index of the next backslash at or after it, len(p) if none
-	for i < len(p) && w.err == nil {
+	c, bs := -1, -1 // the next "//" and the next backslash at or after i; len(p) if none
+	for i < len(p) {
 		switch w.st {
 		case jsOut:
-			// Every URL that can map has "//" in its raw token unless
-			// it is escaped, and an escape needs a backslash. Up to the
-			// next "//" with no backslash before it, strings need not
-			// be looked at one by one: counting quotes says whether
-			// the "//" is inside a string, and which one.
-			if bs <= i {
-				bs = i + bytes.IndexByte(p[i:], '\\')
-				if bs < i {
-					bs = len(p)
-				}
+			// i is outside any string.
+			if c < i {
+				c = indexFrom(p, i, schemeSep)
 			}
-			c := bytes.Index(p[i:], schemeSep)
-			if c < 0 {
-				c = len(p)
-			} else {
-				c += i
+			if bs < i {
+				bs = indexByteFrom(p, i, '\\')
 			}
-			var start int
-			if bs >= c {
-				if bytes.Count(p[i:c], quote)%2 == 0 {
-					i = min(c+1, len(p)) // p[c] is '/', outside any string
-					break
+			a := min(c, bs)
+			// No backslash in p[i:a]: its quotes are all real.
+			if bytes.Count(p[i:a], quote)%2 == 0 {
+				// The anchor is outside every string (or there is none).
+				if a == c {
+					i = min(a+2, len(p)) // p[c+1] is '/'
+				} else {
+					i = a + 1
 				}
-				start = i + bytes.LastIndexByte(p[i:c], '"')
-			} else if start = indexQuote(p, i); start < 0 {
-				i = len(p)
 				break
 			}
-			// Fast path: the next quote closes the string unless a
-			// backslash comes first; backslashes are rare, so where the
-			// next one is is remembered.
-			end, esc := -1, false
-			if q := indexQuote(p, start+1); q >= 0 {
-				if bs <= start {
-					bs = start + 1 + bytes.IndexByte(p[start+1:], '\\')
-					if bs == start {
-						bs = len(p)
-					}
-				}
-				if bs > q {
-					end = q + 1
-				}
-			}
-			if end < 0 {
+			start := i + bytes.LastIndexByte(p[i:a], '"')
+			end, esc, plain := -1, false, false
+			if q := indexByteFrom(p, start+1, '"'); q < bs {
+				end, plain = q+1, true
+			} else {
 				end, esc = scanJSONString(p, start+1, false)
 			}
 			if end >= 0 {
 				i = end
-				if end-start-2 < w.m.minLen || end-start > w.limit {
-					break
-				}
-				if c := p[start+1]; c != 'h' && c != 'H' && c != '\\' {
-					break
-				}
-				repl, ok := w.rewrite(p[start:end])
-				if !ok {
-					break
-				}
-				// A key is followed by ':'; look ahead if p has it.
-				k := end
-				for k < len(p) && isJSONSpace(p[k]) {
-					k++
-				}
-				if k < len(p) {
-					if p[k] != ':' {
-						w.write(p[mark:start])
-						w.write(repl)
-						mark = end
-					}
-					break
-				}
-				w.write(p[mark:start])
-				mark = end
-				w.hold(p[start:end], repl)
+				mark = w.token(p, mark, start, end, plain)
 				break
 			}
+			// The string goes on in the next Write.
 			w.esc = esc
 			i = len(p)
 			if len(p)-start > w.limit {
-				w.st = jsLong // flushed with the rest of p
+				w.st = jsLong // passed through with the rest of p
 				break
 			}
-			w.write(p[mark:start])
+			w.put(p[mark:start])
 			mark = len(p)
 			w.buf = append(w.buf[:0], p[start:]...)
 			w.st = jsStr
@@ -165,7 +140,7 @@ func (w *JSONWriter) Write(p []byte) (int, error) {
 			if end < 0 {
 				w.esc = esc
 				if len(w.buf)+len(p)-i > w.limit {
-					w.write(w.buf)
+					w.put(w.buf)
 					w.buf = w.buf[:0]
 					w.st = jsLong
 					mark = i
@@ -182,7 +157,7 @@ func (w *JSONWriter) Write(p []byte) (int, error) {
 			if repl, ok := w.rewrite(w.buf); ok && len(w.buf) <= w.limit {
 				w.hold(w.buf, repl)
 			} else {
-				w.write(w.buf)
+				w.put(w.buf)
 			}
 			w.buf = w.buf[:0]
 		case jsLong:
@@ -195,32 +170,94 @@ func (w *JSONWriter) Write(p []byte) (int, error) {
 			i = end
 			w.st = jsOut
 		case jsHeld:
+			// mark == i here: nothing after the token was written.
 			k := i
 			for k < len(p) && isJSONSpace(p[k]) {
 				k++
 			}
-			if k == len(p) {
+			switch {
+			case len(w.heldWS)+k-i > w.limit:
+				w.release(w.heldOrig) // pathological: leave it alone
+			case k == len(p):
 				w.heldWS = append(w.heldWS, p[i:]...)
-				i, mark = len(p), len(p)
-				if len(w.heldWS) > w.limit {
-					w.release(w.heldOrig) // pathological: leave it alone
-				}
-				break
-			}
-			// mark == i here: nothing after the token was written.
-			if p[k] == ':' {
+			case p[k] == ':':
 				w.release(w.heldOrig)
-			} else {
+			default:
 				w.release(w.heldRepl)
 			}
-			i = k
+			if w.st == jsHeld {
+				i, mark = len(p), len(p)
+			} else {
+				i = k // p[mark:k], the white space, passes through
+			}
 		}
 	}
-	w.write(p[mark:])
-	if w.err != nil {
-		return 0, w.err
+	return mark
+}
+
+// token looks at the complete string token p[start:end] (plain: without
+// a backslash) and, if it is a value that maps, writes p[mark:start] and
+// the replacement (or holds the replacement when p ends before the byte
+// that tells a key from a value). It returns the new mark.
+func (w *JSONWriter) token(p []byte, mark, start, end int, plain bool) int {
+	if end-start-2 < w.m.minLen || end-start > w.limit {
+		return mark
 	}
-	return len(p), nil
+	if c := p[start+1]; c != 'h' && c != 'H' && c != '\\' {
+		return mark
+	}
+	var rest []byte
+	var repl []byte
+	if plain {
+		var ok bool
+		if rest, ok = cutFast(w.m, p[start+1:end-1]); !ok {
+			return mark
+		}
+	} else {
+		var ok bool
+		if repl, ok = w.rewrite(p[start:end]); !ok {
+			return mark
+		}
+	}
+	// A key is followed by ':'; look ahead if p has it.
+	k := end
+	for k < len(p) && isJSONSpace(p[k]) {
+		k++
+	}
+	if k-end > w.limit {
+		return mark // pathological white space: leave it alone
+	}
+	if k < len(p) && p[k] == ':' {
+		return mark
+	}
+	w.put(p[mark:start])
+	if k == len(p) {
+		if plain {
+			repl = w.plainRepl(rest)
+		}
+		w.hold(p[start:end], repl)
+		return end
+	}
+	if plain {
+		// rest came from a JSON string without escapes: it needs none.
+		w.out = append(w.out, '"')
+		w.out = append(w.out, w.m.publicJSON...)
+		w.out = append(w.out, rest...)
+		w.out = append(w.out, '"')
+	} else {
+		w.put(repl)
+	}
+	return end
+}
+
+// plainRepl builds in w.repl the replacement of a string without escapes
+// whose content after the partner base is rest.
+func (w *JSONWriter) plainRepl(rest []byte) []byte {
+	w.repl = append(w.repl[:0], '"')
+	w.repl = append(w.repl, w.m.publicJSON...)
+	w.repl = append(w.repl, rest...)
+	w.repl = append(w.repl, '"')
+	return w.repl
 }
 
 // hold keeps a token that maps until the next significant byte says
@@ -234,8 +271,8 @@ func (w *JSONWriter) hold(orig, repl []byte) {
 
 // release writes the held token as tok, then the white space after it.
 func (w *JSONWriter) release(tok []byte) {
-	w.write(tok)
-	w.write(w.heldWS)
+	w.put(tok)
+	w.put(w.heldWS)
 	w.heldWS = w.heldWS[:0]
 	w.heldRepl = nil
 	w.st = jsOut
@@ -252,10 +289,11 @@ func (w *JSONWriter) Close() error {
 	case jsHeld:
 		w.release(w.heldRepl)
 	case jsStr:
-		w.write(w.buf)
+		w.put(w.buf)
 		w.buf = w.buf[:0]
 	}
 	w.st = jsOut
+	w.finish(nil)
 	return w.err
 }
 
@@ -268,16 +306,11 @@ func (w *JSONWriter) rewrite(tok []byte) ([]byte, bool) {
 		return nil, false
 	}
 	if bytes.IndexByte(content, '\\') < 0 {
-		rest, ok := cut(w.m, content)
+		rest, ok := cutFast(w.m, content)
 		if !ok {
 			return nil, false
 		}
-		// rest came from a JSON string without escapes: it needs none.
-		w.repl = append(w.repl[:0], '"')
-		w.repl = append(w.repl, w.m.publicJSON...)
-		w.repl = append(w.repl, rest...)
-		w.repl = append(w.repl, '"')
-		return w.repl, true
+		return w.plainRepl(rest), true
 	}
 	var s string
 	if err := json.Unmarshal(tok, &s); err != nil {
@@ -370,23 +403,22 @@ var (
 	quote     = []byte{'"'}
 )
 
-// indexQuote returns the index of the first '"' in p at or after from,
-// or -1. JSON alternates short runs (`":"`, keys, codes) with long ones;
-// a plain loop finds a near quote faster than bytes.IndexByte's setup.
-func indexQuote(p []byte, from int) int {
-	end := min(from+16, len(p))
-	for k := from; k < end; k++ {
-		if p[k] == '"' {
-			return k
-		}
+// indexFrom returns the index of the first sep in p at or after from, or
+// len(p).
+func indexFrom(p []byte, from int, sep []byte) int {
+	if k := bytes.Index(p[from:], sep); k >= 0 {
+		return from + k
 	}
-	if end == len(p) {
-		return -1
+	return len(p)
+}
+
+// indexByteFrom returns the index of the first c in p at or after from,
+// or len(p).
+func indexByteFrom(p []byte, from int, c byte) int {
+	if k := bytes.IndexByte(p[from:], c); k >= 0 {
+		return from + k
 	}
-	if k := bytes.IndexByte(p[end:], '"'); k >= 0 {
-		return end + k
-	}
-	return -1
+	return len(p)
 }
 
 func isJSONSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' }

@@ -188,13 +188,13 @@ func (rw *Rewriter) Body(resp *http.Response) (Format, error) {
 	}
 	r := rw.newReader(resp.Body, f, false)
 	whole := smallPool.Get().(*smallBody)
-	whole.buf.Grow(int(length) + int(length)/4)
-	_, whole.err = whole.buf.ReadFrom(r)
+	whole.buf, whole.err = r.rewriteAll(int(length))
 	_ = r.release()
-	whole.rd.Reset(whole.buf.Bytes())
+	whole.rd.Reset(*whole.buf)
 	if whole.err == nil {
-		resp.ContentLength = int64(whole.buf.Len())
-		if n := whole.buf.Len(); len(announced) == 1 && isDecimal(announced[0], n) {
+		n := len(*whole.buf)
+		resp.ContentLength = int64(n)
+		if len(announced) == 1 && isDecimal(announced[0], n) {
 			// Nothing was rewritten (or the lengths match): the
 			// partner's own value is exact.
 			h["Content-Length"] = announced
@@ -221,9 +221,10 @@ const SmallBody = 64 << 10
 // form, so that deleting them allocates nothing).
 var changedHeaders = []string{"Content-Length", "Content-Md5", "Digest", "Content-Digest", "Repr-Digest", "Content-Encoding"}
 
-// smallBody is a whole rewritten body, pooled.
+// smallBody is a whole rewritten body, pooled; its bytes come from the
+// buffer pool, sized to the body.
 type smallBody struct {
-	buf bytes.Buffer
+	buf *[]byte
 	rd  bytes.Reader
 	err error // the read error, returned once the bytes are read
 }
@@ -250,10 +251,9 @@ func (h *smallHandle) Close() error {
 		h.b = nil
 		b.err = nil
 		b.rd.Reset(nil)
-		if b.buf.Cap() <= 2*SmallBody {
-			b.buf.Reset()
-			smallPool.Put(b)
-		}
+		putBuf(b.buf)
+		b.buf = nil
+		smallPool.Put(b)
 	}
 	return nil
 }
@@ -267,8 +267,8 @@ func weakenETag(h http.Header) {
 
 // NewReader returns a ReadCloser that reads src, decoding gzip first if
 // gz, and yields it rewritten as format f. Closing it closes src; it
-// must not be read after Close. Its buffers are pooled: a response costs
-// a few small allocations, not a fresh 32 KiB chunk.
+// must not be read after Close. Its buffers are pooled and sized to what
+// the body turns out to be: a small body never holds a large chunk.
 func (rw *Rewriter) NewReader(src io.ReadCloser, f Format, gz bool) io.ReadCloser {
 	return &pooledReader{r: rw.newReader(src, f, gz)}
 }
@@ -276,32 +276,37 @@ func (rw *Rewriter) NewReader(src io.ReadCloser, f Format, gz bool) io.ReadClose
 // newReader takes a reader from the pool, set up for src.
 func (rw *Rewriter) newReader(src io.ReadCloser, f Format, gz bool) *reader {
 	r := readerPool.Get().(*reader)
-	r.src, r.gz, r.in, r.err = src, gz, nil, nil
-	r.out.Reset()
+	r.src, r.gz, r.in, r.err, r.off = src, gz, nil, nil, 0
+	r.next = firstChunk
 	switch f {
 	case JSON:
-		r.jw.reset(&r.out, rw.m, rw.limit)
-		r.w = &r.jw
+		r.jw.reset(nil, rw.m, rw.limit)
+		r.w, r.s = &r.jw, &r.jw.sink
 	case XML:
-		r.xw.reset(&r.out, rw.m, rw.limit)
-		r.w = &r.xw
+		r.xw.reset(nil, rw.m, rw.limit)
+		r.w, r.s = &r.xw, &r.xw.sink
 	default:
-		r.w = nopWriteCloser{&r.out}
+		r.pw.sink = sink{}
+		r.w, r.s = &r.pw, &r.pw.sink
 	}
 	return r
 }
 
-// readChunk is how much is read from the partner at a time.
-const readChunk = 32 << 10
+// The chunks read from the partner: the first is small, and each read
+// that fills its chunk doubles the next, up to readChunk. A body of a few
+// KiB costs a few KiB; a large one is read 32 KiB at a time.
+const (
+	firstChunk = 4 << 10
+	readChunk  = 32 << 10
+)
 
-// maxPooledOut is the largest output buffer put back in the pool.
-const maxPooledOut = 4 * readChunk
+var readerPool = sync.Pool{New: func() any { return new(reader) }}
 
-var readerPool = sync.Pool{New: func() any { return &reader{chunk: make([]byte, readChunk)} }}
+// passWriter is the writer of a body not rewritten: it only copies.
+type passWriter struct{ sink }
 
-type nopWriteCloser struct{ io.Writer }
-
-func (nopWriteCloser) Close() error { return nil }
+func (w *passWriter) Write(p []byte) (int, error) { w.put(p); return len(p), nil }
+func (w *passWriter) Close() error                { return nil }
 
 // pooledReader hands its reader back to the pool on Close, after which it
 // reads nothing: a late Read cannot see another response's bytes.
@@ -323,43 +328,72 @@ func (p *pooledReader) Close() error {
 	return r.release()
 }
 
-// release closes src and puts r back in the pool; r must not be used
-// after.
+// release closes src, hands the buffers back and puts r back in the
+// pool; r must not be used after.
 func (r *reader) release() error {
 	err := r.src.Close()
 	r.src, r.in, r.w, r.err = nil, nil, nil, nil
+	if r.s != nil {
+		putBuf(r.takeOut())
+		r.s = nil
+	}
+	putBuf(r.chunk)
+	r.chunk = nil
 	r.jw.reset(nil, nil, 0)
 	r.xw.reset(nil, nil, 0)
-	if r.out.Cap() <= maxPooledOut {
-		r.out.Reset()
-		readerPool.Put(r)
-	}
+	r.jw.out, r.xw.out, r.pw.out = nil, nil, nil
+	readerPool.Put(r)
 	return err
 }
 
 var errClosed = errors.New("fhirurl: read after close")
 
-// reader pulls src through a rewriting writer into out, one chunk at a
-// time: out never holds much more than a chunk plus one held token.
+// reader pulls src through a rewriting writer, one chunk at a time, and
+// hands out what the writer put in its output buffer: the output never
+// holds much more than a chunk plus one held token.
 type reader struct {
-	src   io.ReadCloser
-	gz    bool
-	in    io.Reader // src, or a gzip reader on it once the first Read came
-	zr    *gzip.Reader
-	w     io.WriteCloser
-	jw    JSONWriter
-	xw    XMLWriter
-	out   bytes.Buffer
-	chunk []byte
-	err   error // the error to return once out is drained
+	src    io.ReadCloser
+	gz     bool
+	in     io.Reader // src, or a gzip reader on it once the first Read came
+	zr     *gzip.Reader
+	w      io.WriteCloser
+	s      *sink // w's output
+	jw     JSONWriter
+	xw     XMLWriter
+	pw     passWriter
+	chunk  *[]byte // from the buffer pool
+	next   int     // the size of the next chunk
+	outBuf *[]byte // the pooled buffer s.out lives in
+	off    int     // s.out[:off] was read
+	err    error   // the error to return once the output is drained
+}
+
+// setOut makes the pooled buffer b the writer's output buffer.
+func (r *reader) setOut(b *[]byte) {
+	r.outBuf = b
+	r.s.out = (*b)[:0]
+}
+
+// takeOut takes the output buffer (grown or not, with what it holds)
+// from the writer.
+func (r *reader) takeOut() *[]byte {
+	b := r.outBuf
+	if b != nil {
+		*b = r.s.out
+	}
+	r.s.out, r.outBuf = nil, nil
+	return b
 }
 
 func (r *reader) Read(p []byte) (int, error) {
-	for r.out.Len() == 0 && r.err == nil {
+	for r.off == len(r.s.out) && r.err == nil {
+		r.s.out, r.off = r.s.out[:0], 0
 		r.fill()
 	}
-	if r.out.Len() > 0 {
-		return r.out.Read(p)
+	if r.off < len(r.s.out) {
+		n := copy(p, r.s.out[r.off:])
+		r.off += n
+		return n, nil
 	}
 	return 0, r.err
 }
@@ -381,9 +415,19 @@ func (r *reader) fill() {
 			r.in = r.zr
 		}
 	}
-	n, err := r.in.Read(r.chunk)
+	if r.chunk == nil || cap(*r.chunk) < r.next {
+		putBuf(r.chunk)
+		r.chunk = getBuf(r.next)
+		putBuf(r.takeOut())
+		r.setOut(getBuf(r.next + r.next/4))
+	}
+	chunk := (*r.chunk)[:cap(*r.chunk)]
+	n, err := r.in.Read(chunk)
+	if n == len(chunk) {
+		r.next = min(2*len(chunk), readChunk)
+	}
 	if n > 0 {
-		if _, werr := r.w.Write(r.chunk[:n]); werr != nil {
+		if _, werr := r.w.Write(chunk[:n]); werr != nil {
 			r.err = werr
 			return
 		}
@@ -398,4 +442,35 @@ func (r *reader) fill() {
 	case err != nil:
 		r.err = err
 	}
+}
+
+// rewriteAll reads the whole body, announced as n bytes long, and returns
+// it rewritten in a pooled buffer, with the read error if any (the bytes
+// read before it are rewritten, as a stream's would be).
+func (r *reader) rewriteAll(n int) (*[]byte, error) {
+	in := getBuf(n + 1) // +1: EOF comes with a read that has room
+	b := (*in)[:0]
+	var rerr error
+	for {
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)] // longer than announced
+		}
+		k, err := r.src.Read(b[len(b):cap(b)])
+		b = b[:len(b)+k]
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			rerr = err
+			break
+		}
+	}
+	r.setOut(getBuf(len(b) + len(b)/4 + 64))
+	_, _ = r.w.Write(b) // no dst: cannot fail
+	if rerr == nil {
+		_ = r.w.Close()
+	}
+	*in = b[:0]
+	putBuf(in)
+	return r.takeOut(), rerr
 }

@@ -67,7 +67,7 @@ func NewXMLWriter(dst io.Writer, m *Mapper, limit int) *XMLWriter {
 
 // reset makes w a new XMLWriter to dst, keeping its buffers.
 func (w *XMLWriter) reset(dst io.Writer, m *Mapper, limit int) {
-	*w = XMLWriter{sink: sink{dst: dst}, m: m, limit: tokenLimit(limit), name: w.name[:0], buf: w.buf[:0], repl: w.repl[:0]}
+	*w = XMLWriter{sink: sink{dst: dst, out: w.out[:0]}, m: m, limit: tokenLimit(limit), name: w.name[:0], buf: w.buf[:0], repl: w.repl[:0]}
 }
 
 // maxName is the longest attribute name remembered; names are only
@@ -81,7 +81,7 @@ func (w *XMLWriter) Write(p []byte) (int, error) {
 	}
 	mark := 0 // p[mark:i] is pass-through not written yet
 	i := 0
-	for i < len(p) && w.err == nil {
+	for i < len(p) {
 		switch w.st {
 		case xText:
 			j := bytes.IndexByte(p[i:], '<')
@@ -184,8 +184,8 @@ func (w *XMLWriter) Write(p []byte) (int, error) {
 					end += i
 					i = end + 1
 					if repl, ok := w.rewrite(p[start:end]); ok && end-start <= w.limit {
-						w.write(p[mark:start])
-						w.write(repl)
+						w.put(p[mark:start])
+						w.put(repl)
 						mark = end
 					}
 					w.name = w.name[:0]
@@ -196,7 +196,7 @@ func (w *XMLWriter) Write(p []byte) (int, error) {
 					w.st = xAttrLong
 					break
 				}
-				w.write(p[mark:start])
+				w.put(p[mark:start])
 				mark = len(p)
 				w.buf = append(w.buf[:0], p[start:]...)
 				w.st = xAttr
@@ -216,7 +216,7 @@ func (w *XMLWriter) Write(p []byte) (int, error) {
 			end := bytes.IndexByte(p[i:], w.quote)
 			if end < 0 {
 				if len(w.buf)+len(p)-i > w.limit {
-					w.write(w.buf)
+					w.put(w.buf)
 					w.buf = w.buf[:0]
 					w.st = xAttrLong
 					mark = i
@@ -230,9 +230,9 @@ func (w *XMLWriter) Write(p []byte) (int, error) {
 			end += i
 			w.buf = append(w.buf, p[i:end]...)
 			if repl, ok := w.rewrite(w.buf); ok && len(w.buf) <= w.limit {
-				w.write(repl)
+				w.put(repl)
 			} else {
-				w.write(w.buf)
+				w.put(w.buf)
 			}
 			w.buf = w.buf[:0]
 			w.name = w.name[:0]
@@ -250,7 +250,7 @@ func (w *XMLWriter) Write(p []byte) (int, error) {
 			w.st = xTag
 		}
 	}
-	w.write(p[mark:])
+	w.finish(p[mark:])
 	if w.err != nil {
 		return 0, w.err
 	}
@@ -319,10 +319,11 @@ func (w *XMLWriter) Close() error {
 		return w.err
 	}
 	if w.st == xAttr {
-		w.write(w.buf)
+		w.put(w.buf)
 		w.buf = w.buf[:0]
 		w.st = xAttrLong
 	}
+	w.finish(nil)
 	return w.err
 }
 

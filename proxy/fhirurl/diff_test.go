@@ -1,0 +1,126 @@
+package fhirurl
+
+import (
+	"bytes"
+	"io"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// refRewriteJSON runs in through the reference (pre-issue-18) JSON
+// writer in pieces of size step (all at once if step is 0).
+func refRewriteJSON(t testing.TB, m *Mapper, in []byte, step, limit int) []byte {
+	t.Helper()
+	var out bytes.Buffer
+	writeSteps(t, newRefJSONWriter(&out, m, limit), in, step)
+	return out.Bytes()
+}
+
+// longSpace reports whether in has a run of JSON white space longer than
+// limit: there the two writers differ on purpose (the reference ignored
+// the limit when the run and the byte after it came in one Write).
+func longSpace(in []byte, limit int) bool {
+	run := 0
+	for _, c := range in {
+		if isJSONSpace(c) {
+			if run++; run > limit {
+				return true
+			}
+		} else {
+			run = 0
+		}
+	}
+	return false
+}
+
+// jsonFragments are the pieces random inputs are made of: the partner's
+// base in several spellings, escapes, quotes, structure and other URLs.
+var jsonFragments = []string{
+	`"`, `"`, `"`, `\`, `\"`, `\\`, `:`, `,`, ` `, "\n", `{`, `}`, `[`, `]`,
+	partner, partner, "/Patient/1", "?a=b", "#f", "2", `x`, `//`, `/`,
+	strings.ToUpper(partner[:12]) + partner[12:], "https://fhir.partner.example:443/r4/tenant-guid",
+	`https:\/\/fhir.partner.example\/r4\/tenant-guid`, `\u0068ttps://fhir.partner.example/r4/tenant-guid`,
+	"http://loinc.org", "https://other.example/r4/tenant-guid", public, `\u00e9`, "é", "\xff", "\x01",
+	`"url":"`, `","`, `":"`, `"` + partner + `/Patient/1"`, `"` + partner + `"`,
+}
+
+func randomJSON(r *rand.Rand) []byte {
+	var b []byte
+	for n := r.IntN(40); n >= 0; n-- {
+		b = append(b, jsonFragments[r.IntN(len(jsonFragments))]...)
+	}
+	return b
+}
+
+// diffInputs are the fixtures the differential tests run: the seeds, the
+// fuzz corpus, generated Bundles with URLs that map and URLs that do not.
+func diffInputs(t *testing.T) [][]byte {
+	t.Helper()
+	var ins [][]byte
+	for _, s := range jsonSeeds {
+		ins = append(ins, []byte(s))
+	}
+	files, _ := filepath.Glob("testdata/fuzz/FuzzJSONWriter/*")
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ins = append(ins, b) // the corpus file itself: go test fuzz v1 text, JSON-ish enough
+	}
+	for _, base := range []string{partner, "https://other.example/r4", strings.ToUpper(partner)} {
+		b, err := io.ReadAll(newBundleReader(base, 96<<10))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ins = append(ins, b)
+	}
+	return ins
+}
+
+// TestJSONWriterMatchesReference runs the fixtures and random inputs
+// through the writer and through the reference it replaced, whole and in
+// pieces of many sizes, with and without a small limit: the bytes must be
+// the same.
+func TestJSONWriterMatchesReference(t *testing.T) {
+	t.Parallel()
+	m := newMapper(t)
+	rewritten := 0
+	check := func(in []byte, step, limit int) {
+		t.Helper()
+		if longSpace(in, tokenLimit(limit)) {
+			return
+		}
+		got := rewriteJSON(t, m, in, step, limit)
+		if !bytes.Equal(got, in) {
+			rewritten++
+		}
+		want := refRewriteJSON(t, m, in, step, limit)
+		if !bytes.Equal(got, want) {
+			t.Fatalf("step %d, limit %d:\n in  %q\n got %q\nwant %q", step, limit, in, got, want)
+		}
+	}
+	for _, in := range diffInputs(t) {
+		for _, step := range []int{0, 1, 2, 3, 7, 64, 1000, 32 << 10} {
+			for _, limit := range []int{0, 96} {
+				check(in, step, limit)
+			}
+		}
+	}
+	r := rand.New(rand.NewPCG(18, 14))
+	for range 20000 {
+		in := randomJSON(r)
+		for _, step := range []int{0, 1 + r.IntN(len(in)+1)} {
+			for _, limit := range []int{0, 40 + r.IntN(60)} {
+				check(in, step, limit)
+			}
+		}
+	}
+	// The inputs must exercise the rewriting, not only the pass-through.
+	if rewritten < 10000 {
+		t.Errorf("only %d of the runs rewrote anything", rewritten)
+	}
+}

@@ -1,0 +1,342 @@
+package fhirurl
+
+// The JSON and XML writers as they were before the scan was rewritten
+// (issue 18), kept as the reference the differential tests compare the
+// writers with. Nothing here is used outside tests.
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+)
+
+// refSink is the sink the reference writers had: every piece written
+// straight to dst.
+type refSink struct {
+	dst io.Writer
+	err error
+}
+
+func (s *refSink) write(b []byte) {
+	if s.err == nil && len(b) > 0 {
+		_, s.err = s.dst.Write(b)
+	}
+}
+
+// JSON rewriter states.
+const (
+	refJsOut  = iota // between tokens
+	refJsStr         // inside a string that started in an earlier Write; raw bytes in buf
+	refJsLong        // inside a string longer than the limit, passing through
+	refJsHeld        // a string that maps was read; waiting for the next
+	// significant byte to tell a key (followed by ':') from a value
+)
+
+// refJSONWriter is JSONWriter before issue 18.
+type refJSONWriter struct {
+	refSink
+	m     *Mapper
+	limit int
+
+	st       int
+	esc      bool   // the previous byte in a string was an unpaired backslash
+	buf      []byte // refJsStr: the raw string so far
+	heldOrig []byte // refJsHeld: the original token
+	heldRepl []byte // refJsHeld: its replacement
+	heldWS   []byte // refJsHeld: white space after it, from earlier Writes
+	repl     []byte // the last replacement built
+}
+
+// newRefJSONWriter returns the reference JSON writer to dst.
+func newRefJSONWriter(dst io.Writer, m *Mapper, limit int) *refJSONWriter {
+	return &refJSONWriter{refSink: refSink{dst: dst}, m: m, limit: tokenLimit(limit)}
+}
+
+// Write rewrites p. It returns len(p) unless the underlying writer failed.
+func (w *refJSONWriter) Write(p []byte) (int, error) {
+	if w.err != nil {
+		return 0, w.err
+	}
+	mark := 0 // p[mark:i] is pass-through not written yet
+	i := 0
+	bs := -1 // index of the next backslash at or after it, len(p) if none
+	for i < len(p) && w.err == nil {
+		switch w.st {
+		case refJsOut:
+			// Every URL that can map has "//" in its raw token unless
+			// it is escaped, and an escape needs a backslash. Up to the
+			// next "//" with no backslash before it, strings need not
+			// be looked at one by one: counting quotes says whether
+			// the "//" is inside a string, and which one.
+			if bs <= i {
+				bs = i + bytes.IndexByte(p[i:], '\\')
+				if bs < i {
+					bs = len(p)
+				}
+			}
+			c := bytes.Index(p[i:], refSchemeSep)
+			if c < 0 {
+				c = len(p)
+			} else {
+				c += i
+			}
+			var start int
+			if bs >= c {
+				if bytes.Count(p[i:c], refQuote)%2 == 0 {
+					i = min(c+1, len(p)) // p[c] is '/', outside any string
+					break
+				}
+				start = i + bytes.LastIndexByte(p[i:c], '"')
+			} else if start = refIndexQuote(p, i); start < 0 {
+				i = len(p)
+				break
+			}
+			// Fast path: the next quote closes the string unless a
+			// backslash comes first; backslashes are rare, so where the
+			// next one is is remembered.
+			end, esc := -1, false
+			if q := refIndexQuote(p, start+1); q >= 0 {
+				if bs <= start {
+					bs = start + 1 + bytes.IndexByte(p[start+1:], '\\')
+					if bs == start {
+						bs = len(p)
+					}
+				}
+				if bs > q {
+					end = q + 1
+				}
+			}
+			if end < 0 {
+				end, esc = refScanJSONString(p, start+1, false)
+			}
+			if end >= 0 {
+				i = end
+				if end-start-2 < w.m.minLen || end-start > w.limit {
+					break
+				}
+				if c := p[start+1]; c != 'h' && c != 'H' && c != '\\' {
+					break
+				}
+				repl, ok := w.rewrite(p[start:end])
+				if !ok {
+					break
+				}
+				// A key is followed by ':'; look ahead if p has it.
+				k := end
+				for k < len(p) && refIsJSONSpace(p[k]) {
+					k++
+				}
+				if k < len(p) {
+					if p[k] != ':' {
+						w.write(p[mark:start])
+						w.write(repl)
+						mark = end
+					}
+					break
+				}
+				w.write(p[mark:start])
+				mark = end
+				w.hold(p[start:end], repl)
+				break
+			}
+			w.esc = esc
+			i = len(p)
+			if len(p)-start > w.limit {
+				w.st = refJsLong // flushed with the rest of p
+				break
+			}
+			w.write(p[mark:start])
+			mark = len(p)
+			w.buf = append(w.buf[:0], p[start:]...)
+			w.st = refJsStr
+		case refJsStr:
+			end, esc := refScanJSONString(p, i, w.esc)
+			if end < 0 {
+				w.esc = esc
+				if len(w.buf)+len(p)-i > w.limit {
+					w.write(w.buf)
+					w.buf = w.buf[:0]
+					w.st = refJsLong
+					mark = i
+				} else {
+					w.buf = append(w.buf, p[i:]...)
+					mark = len(p)
+				}
+				i = len(p)
+				break
+			}
+			w.buf = append(w.buf, p[i:end]...)
+			i, mark = end, end
+			w.st = refJsOut
+			if repl, ok := w.rewrite(w.buf); ok && len(w.buf) <= w.limit {
+				w.hold(w.buf, repl)
+			} else {
+				w.write(w.buf)
+			}
+			w.buf = w.buf[:0]
+		case refJsLong:
+			end, esc := refScanJSONString(p, i, w.esc)
+			if end < 0 {
+				w.esc = esc
+				i = len(p)
+				break
+			}
+			i = end
+			w.st = refJsOut
+		case refJsHeld:
+			k := i
+			for k < len(p) && refIsJSONSpace(p[k]) {
+				k++
+			}
+			if k == len(p) {
+				w.heldWS = append(w.heldWS, p[i:]...)
+				i, mark = len(p), len(p)
+				if len(w.heldWS) > w.limit {
+					w.release(w.heldOrig) // pathological: leave it alone
+				}
+				break
+			}
+			// mark == i here: nothing after the token was written.
+			if p[k] == ':' {
+				w.release(w.heldOrig)
+			} else {
+				w.release(w.heldRepl)
+			}
+			i = k
+		}
+	}
+	w.write(p[mark:])
+	if w.err != nil {
+		return 0, w.err
+	}
+	return len(p), nil
+}
+
+// hold keeps a token that maps until the next significant byte says
+// whether it is a key.
+func (w *refJSONWriter) hold(orig, repl []byte) {
+	w.heldOrig = append(w.heldOrig[:0], orig...)
+	w.heldRepl = repl // w.repl, not reused until released
+	w.heldWS = w.heldWS[:0]
+	w.st = refJsHeld
+}
+
+// release writes the held token as tok, then the white space after it.
+func (w *refJSONWriter) release(tok []byte) {
+	w.write(tok)
+	w.write(w.heldWS)
+	w.heldWS = w.heldWS[:0]
+	w.heldRepl = nil
+	w.st = refJsOut
+}
+
+// Close writes what is held back: a string that maps at the very end of
+// the input is a value and is rewritten; an unterminated string is
+// written as it came. It does not close the underlying writer.
+func (w *refJSONWriter) Close() error {
+	if w.err != nil {
+		return w.err
+	}
+	switch w.st {
+	case refJsHeld:
+		w.release(w.heldRepl)
+	case refJsStr:
+		w.write(w.buf)
+		w.buf = w.buf[:0]
+	}
+	w.st = refJsOut
+	return w.err
+}
+
+// rewrite returns the replacement for the raw string token tok (quotes
+// included) if it decodes to a URL the Mapper maps. The replacement is
+// built in w.repl. Without escapes in tok it allocates nothing.
+func (w *refJSONWriter) rewrite(tok []byte) ([]byte, bool) {
+	content := tok[1 : len(tok)-1]
+	if len(content) < w.m.minLen {
+		return nil, false
+	}
+	if bytes.IndexByte(content, '\\') < 0 {
+		rest, ok := cut(w.m, content)
+		if !ok {
+			return nil, false
+		}
+		// rest came from a JSON string without escapes: it needs none.
+		w.repl = append(w.repl[:0], '"')
+		w.repl = append(w.repl, w.m.publicJSON...)
+		w.repl = append(w.repl, rest...)
+		w.repl = append(w.repl, '"')
+		return w.repl, true
+	}
+	var s string
+	if err := json.Unmarshal(tok, &s); err != nil {
+		return nil, false
+	}
+	rest, ok := cut(w.m, s)
+	if !ok {
+		return nil, false
+	}
+	w.repl = append(w.repl[:0], '"')
+	w.repl = append(w.repl, w.m.publicJSON...)
+	w.repl = appendJSONContent(w.repl, rest)
+	w.repl = append(w.repl, '"')
+	return w.repl, true
+}
+
+// refScanJSONString looks for the end of a JSON string whose content starts
+// at p[from]; esc says the byte before p[from] was an unpaired backslash.
+// It returns the index just past the closing quote, or -1 and whether
+// the last byte of p leaves an unpaired backslash.
+func refScanJSONString(p []byte, from int, esc bool) (int, bool) {
+	for {
+		if esc {
+			if from >= len(p) {
+				return -1, true
+			}
+			from++
+		}
+		if from >= len(p) {
+			return -1, false
+		}
+		q := bytes.IndexByte(p[from:], '"')
+		span := p[from:]
+		if q >= 0 {
+			span = span[:q]
+		}
+		if b := bytes.IndexByte(span, '\\'); b >= 0 {
+			from += b + 1
+			esc = true
+			continue
+		}
+		if q < 0 {
+			return -1, false
+		}
+		return from + q + 1, false
+	}
+}
+
+var (
+	refSchemeSep = []byte("//") // "://" makes bytes.Index stop at every ':'; '/' is rarer
+	refQuote     = []byte{'"'}
+)
+
+// refIndexQuote returns the index of the first '"' in p at or after from,
+// or -1. JSON alternates short runs (`":"`, keys, codes) with long ones;
+// a plain loop finds a near quote faster than bytes.IndexByte's setup.
+func refIndexQuote(p []byte, from int) int {
+	end := min(from+16, len(p))
+	for k := from; k < end; k++ {
+		if p[k] == '"' {
+			return k
+		}
+	}
+	if end == len(p) {
+		return -1
+	}
+	if k := bytes.IndexByte(p[end:], '"'); k >= 0 {
+		return end + k
+	}
+	return -1
+}
+
+func refIsJSONSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' }
