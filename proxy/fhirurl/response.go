@@ -276,7 +276,7 @@ func (rw *Rewriter) NewReader(src io.ReadCloser, f Format, gz bool) io.ReadClose
 // newReader takes a reader from the pool, set up for src.
 func (rw *Rewriter) newReader(src io.ReadCloser, f Format, gz bool) *reader {
 	r := readerPool.Get().(*reader)
-	r.src, r.gz, r.in, r.err, r.off = src, gz, nil, nil, 0
+	r.src, r.gz, r.in, r.err, r.off, r.pend, r.eof = src, gz, nil, nil, 0, nil, false
 	r.next = firstChunk
 	switch f {
 	case JSON:
@@ -332,7 +332,7 @@ func (p *pooledReader) Close() error {
 // pool; r must not be used after.
 func (r *reader) release() error {
 	err := r.src.Close()
-	r.src, r.in, r.w, r.err = nil, nil, nil, nil
+	r.src, r.in, r.w, r.err, r.pend = nil, nil, nil, nil, nil
 	if r.s != nil {
 		putBuf(r.takeOut())
 		r.s = nil
@@ -365,6 +365,8 @@ type reader struct {
 	next   int     // the size of the next chunk
 	outBuf *[]byte // the pooled buffer s.out lives in
 	off    int     // s.out[:off] was read
+	pend   []byte  // the part of the chunk not rewritten yet
+	eof    bool    // the input ended after pend
 	err    error   // the error to return once the output is drained
 }
 
@@ -386,18 +388,44 @@ func (r *reader) takeOut() *[]byte {
 }
 
 func (r *reader) Read(p []byte) (int, error) {
-	for r.off == len(r.s.out) && r.err == nil {
+	for {
+		avail := len(r.s.out) - r.off
+		if avail >= len(p) || avail > 0 && len(r.pend) == 0 {
+			n := copy(p, r.s.out[r.off:])
+			r.off += n
+			return n, nil
+		}
+		if len(r.pend) > 0 {
+			// Input read but not rewritten yet: rewrite about as much as
+			// p still has room for, so that what a Read returns fills p
+			// without a short remainder for the next one (a caller that
+			// writes each Read, like a proxy flushing a body of unknown
+			// length, then makes one write per chunk, not two).
+			if r.off > 0 {
+				r.s.out = r.s.out[:copy(r.s.out, r.s.out[r.off:])]
+				r.off = 0
+			}
+			room := len(p) - avail
+			k := min(len(r.pend), max(room-room/8, 1))
+			if _, err := r.w.Write(r.pend[:k]); err != nil {
+				r.pend, r.err = nil, err
+				continue
+			}
+			r.pend = r.pend[k:]
+			if len(r.pend) == 0 && r.eof {
+				r.finish()
+			}
+			continue
+		}
+		if r.err != nil {
+			return 0, r.err
+		}
 		r.s.out, r.off = r.s.out[:0], 0
 		r.fill()
 	}
-	if r.off < len(r.s.out) {
-		n := copy(p, r.s.out[r.off:])
-		r.off += n
-		return n, nil
-	}
-	return 0, r.err
 }
 
+// fill reads the next chunk into r.pend.
 func (r *reader) fill() {
 	if r.in == nil {
 		r.in = r.src
@@ -424,24 +452,27 @@ func (r *reader) fill() {
 	chunk := (*r.chunk)[:cap(*r.chunk)]
 	n, err := r.in.Read(chunk)
 	if n == len(chunk) {
-		r.next = min(2*len(chunk), readChunk)
+		r.next = min(2*r.next, readChunk)
 	}
-	if n > 0 {
-		if _, werr := r.w.Write(chunk[:n]); werr != nil {
-			r.err = werr
-			return
-		}
-	}
+	r.pend = chunk[:n]
 	switch {
 	case err == io.EOF:
-		if cerr := r.w.Close(); cerr != nil {
-			r.err = cerr
-			return
+		r.eof = true
+		if n == 0 {
+			r.finish()
 		}
-		r.err = io.EOF
 	case err != nil:
 		r.err = err
 	}
+}
+
+// finish closes the writer at the end of the input.
+func (r *reader) finish() {
+	if err := r.w.Close(); err != nil {
+		r.err = err
+		return
+	}
+	r.err = io.EOF
 }
 
 // rewriteAll reads the whole body, announced as n bytes long, and returns
