@@ -290,6 +290,10 @@ func benchWriter(b *testing.B, doc []byte, mk func(io.Writer) io.WriteCloser) {
 	b.ReportAllocs()
 	var out bytes.Buffer
 	var w io.WriteCloser
+	cpu0 := cpuTime()
+	defer func() {
+		b.ReportMetric(float64(cpuTime()-cpu0)/float64(b.N)/float64(len(doc))*(1<<20), "cpu-ns/MiB")
+	}()
 	for b.Loop() {
 		out.Reset()
 		if mk == nil {

@@ -90,51 +90,70 @@ func (w *JSONWriter) Write(p []byte) (int, error) {
 func (w *JSONWriter) scan(p []byte) int {
 	mark := 0
 	i := 0
-	c, bs := -1, -1 // the next "//" and the next backslash at or after i; len(p) if none
+	sl := len(w.m.scheme)
+	// In jsOut, i is outside any string and p[i:qpos] holds par quotes
+	// (mod 2); c is the next "//" that may follow a scheme at or after
+	// i, bs the next backslash; either is len(p) if there is none.
+	qpos, par := 0, 0
+	c, bs := -1, -1
 	for i < len(p) {
 		switch w.st {
 		case jsOut:
-			// i is outside any string.
-			if c < i {
-				c = indexFrom(p, i, schemeSep)
-			}
 			if bs < i {
 				bs = indexByteFrom(p, i, '\\')
 			}
-			a := min(c, bs)
-			// No backslash in p[i:a]: its quotes are all real.
-			if bytes.Count(p[i:a], quote)%2 == 0 {
-				// The anchor is outside every string (or there is none).
-				if a == c {
-					i = min(a+2, len(p)) // p[c+1] is '/'
-				} else {
-					i = a + 1
+			if c < i+sl+2 {
+				c = indexFrom(p, min(i+sl+2, len(p)), schemeSep)
+			}
+			if qpos < i {
+				qpos, par = i, 0
+			}
+			if c < bs {
+				// Without escapes a string maps only if it starts
+				// with the scheme and "://": its quote is at s.
+				s := c - sl - 2
+				if s < qpos || p[s] != '"' || p[c-1] != ':' || !hasPrefixFold(p[s+1:c-1], w.m.scheme) {
+					c = w.nextAnchor(p, c)
+					break
 				}
+				par ^= bytes.Count(p[qpos:s], quote) & 1
+				qpos = s
+				if par != 0 { // p[s] closes a string
+					c = w.nextAnchor(p, c)
+					break
+				}
+				end, esc, plain := -1, false, false
+				if q := indexByteFrom(p, c+2, '"'); q < bs {
+					end, plain = q+1, true
+				} else {
+					end, esc = scanJSONString(p, s+1, false)
+				}
+				if end >= 0 {
+					i = end
+					mark = w.token(p, mark, s, end, plain)
+					break
+				}
+				mark, i = w.open(p, mark, s, esc), len(p)
 				break
 			}
-			start := i + bytes.LastIndexByte(p[i:a], '"')
-			end, esc, plain := -1, false, false
-			if q := indexByteFrom(p, start+1, '"'); q < bs {
-				end, plain = q+1, true
-			} else {
+			// The backslash, or the end of p, comes first.
+			par ^= bytes.Count(p[qpos:bs], quote) & 1
+			qpos = bs
+			if par == 0 {
+				i = bs + 1 // outside any string (not JSON), or the end
+				break
+			}
+			start := i + bytes.LastIndexByte(p[i:bs], '"')
+			end, esc := -1, false
+			if bs < len(p) {
 				end, esc = scanJSONString(p, start+1, false)
 			}
 			if end >= 0 {
 				i = end
-				mark = w.token(p, mark, start, end, plain)
+				mark = w.token(p, mark, start, end, false)
 				break
 			}
-			// The string goes on in the next Write.
-			w.esc = esc
-			i = len(p)
-			if len(p)-start > w.limit {
-				w.st = jsLong // passed through with the rest of p
-				break
-			}
-			w.put(p[mark:start])
-			mark = len(p)
-			w.buf = append(w.buf[:0], p[start:]...)
-			w.st = jsStr
+			mark, i = w.open(p, mark, start, esc), len(p)
 		case jsStr:
 			end, esc := scanJSONString(p, i, w.esc)
 			if end < 0 {
@@ -193,6 +212,32 @@ func (w *JSONWriter) scan(p []byte) int {
 		}
 	}
 	return mark
+}
+
+// nextAnchor returns the first "//" after the one at c that may follow a
+// string's opening quote and the scheme. That quote comes after c+1 (a
+// quote before would put c's "//" or ':' into the scheme), so the rest
+// of a URL that does not map, with the slashes of its path, is skipped
+// to the next quote.
+func (w *JSONWriter) nextAnchor(p []byte, c int) int {
+	q := indexByteFrom(p, c+2, '"')
+	return indexFrom(p, min(q+len(w.m.scheme)+2, len(p)), schemeSep)
+}
+
+// open handles a string that starts at p[start] and goes on in the next
+// Write (esc: p ends in an unpaired backslash): a string longer than the
+// limit passes through, a shorter one is kept in w.buf. It returns the
+// new mark.
+func (w *JSONWriter) open(p []byte, mark, start int, esc bool) int {
+	w.esc = esc
+	if len(p)-start > w.limit {
+		w.st = jsLong // passed through with the rest of p
+		return mark
+	}
+	w.put(p[mark:start])
+	w.buf = append(w.buf[:0], p[start:]...)
+	w.st = jsStr
+	return len(p)
 }
 
 // token looks at the complete string token p[start:end] (plain: without
