@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -271,16 +272,36 @@ func xmlBundle(base string, size int) []byte {
 	return append(b, "</Bundle>"...)
 }
 
+// textBundle returns a searchset Bundle of about size bytes shaped like
+// bench/cmd/rewritebench's: per ~560-byte entry three URLs under base,
+// one elsewhere and 270 bytes of plain text.
+func textBundle(base string, size int) []byte {
+	b := []byte(`{"resourceType":"Bundle","type":"searchset","link":[{"relation":"self","url":"` + base + `/Observation?_count=50"}],"entry":[`)
+	pad := strings.Repeat("lorem ipsum dolor sit amet ", 10)
+	for n := 0; len(b) < size-600; n++ {
+		if n > 0 {
+			b = append(b, ',')
+		}
+		id := strconv.Itoa(n)
+		b = append(b, `{"fullUrl":"`+base+`/Observation/`+id+`","resource":{"resourceType":"Observation","id":"`+id+
+			`","status":"final","code":{"coding":[{"system":"http://loinc.org","code":"2339-0"}]},"subject":{"reference":"`+
+			base+`/Patient/`+id+`"},"encounter":{"reference":"`+base+`/Encounter/`+id+
+			`"},"valueQuantity":{"value":112,"unit":"mg/dL"},"note":[{"text":"`+pad+`"}]},"search":{"mode":"match"}}`...)
+	}
+	return append(b, "]}"...)
+}
+
 // writerSizes and writerDensities are the cases of BenchmarkJSONWriter
 // and BenchmarkXMLWriter: a Patient-sized answer, a page, a large
 // Bundle; URLs that map (three per ~700-byte entry) or none that do (the
-// same URLs on another host).
+// same URLs on another host), or fewer URLs between plain text
+// (rewritebench's shape).
 var (
 	writerSizes = []struct {
 		name string
 		size int
 	}{{"2KB", 2 << 10}, {"64KB", 64 << 10}, {"1MB", 1 << 20}}
-	writerDensities = []struct{ name, base string }{{"links", partner}, {"nolinks", "https://other.example/r4/tenant-guid"}}
+	writerDensities = []struct{ name, base string }{{"links", partner}, {"nolinks", "https://other.example/r4/tenant-guid"}, {"text", partner}}
 )
 
 // benchWriter feeds doc in 32 KiB Writes (as the reader does) to the
@@ -326,6 +347,9 @@ func BenchmarkJSONWriter(b *testing.B) {
 			doc, err := io.ReadAll(newBundleReader(d.base, int64(sz.size)))
 			if err != nil {
 				b.Fatal(err)
+			}
+			if d.name == "text" {
+				doc = textBundle(d.base, sz.size)
 			}
 			b.Run(sz.name+"/"+d.name+"/pass", func(b *testing.B) { benchWriter(b, doc, nil) })
 			b.Run(sz.name+"/"+d.name+"/ref", func(b *testing.B) {
