@@ -124,3 +124,84 @@ func TestJSONWriterMatchesReference(t *testing.T) {
 		t.Errorf("only %d of the runs rewrote anything", rewritten)
 	}
 }
+
+func refRewriteXML(t testing.TB, m *Mapper, in []byte, step, limit int) []byte {
+	t.Helper()
+	var out bytes.Buffer
+	writeSteps(t, newRefXMLWriter(&out, m, limit), in, step)
+	return out.Bytes()
+}
+
+// xmlFragments are the pieces random XML inputs are made of: markup of
+// every kind the writer follows, attribute values with the partner's
+// base in several spellings, entities and names.
+var xmlFragments = []string{
+	`<`, `>`, `/>`, `</x>`, `<x `, `<url value="`, `<a href='`, `"`, `'`, `=`, ` `, "\n", "\t", `xmlns="`, `xmlns:f="`, ` value=`,
+	partner, partner, "/Patient/1", "?a=1&amp;b=2", "#f", "2", `x`, `//`,
+	strings.ToUpper(partner[:12]) + partner[12:], "https://fhir.partner.example:443/r4/tenant-guid",
+	`&#x68;ttps://fhir.partner.example/r4/tenant-guid`, `&#104;`, `&amp;`, `&quot;`, `&lt;`, `&bogus;`, `&`,
+	"http://loinc.org", "https://other.example/r4/tenant-guid", public, "é", "\xff",
+	`<!--`, `-->`, `-`, `<![CDATA[`, `]]>`, `]`, `<?xml version="1.0"?>`, `?>`, `<!DOCTYPE x [`, `<!ENTITY e "v">`, `]>`,
+	`<url value="` + partner + `/Patient/1"/>`, `<fullUrl value='` + partner + `'/>`,
+}
+
+func randomXML(r *rand.Rand) []byte {
+	var b []byte
+	for n := r.IntN(40); n >= 0; n-- {
+		b = append(b, xmlFragments[r.IntN(len(xmlFragments))]...)
+	}
+	return b
+}
+
+// TestXMLWriterMatchesReference is TestJSONWriterMatchesReference for
+// XML.
+func TestXMLWriterMatchesReference(t *testing.T) {
+	t.Parallel()
+	m := newMapper(t)
+	rewritten := 0
+	check := func(in []byte, step, limit int) {
+		t.Helper()
+		got := rewriteXML(t, m, in, step, limit)
+		if !bytes.Equal(got, in) {
+			rewritten++
+		}
+		want := refRewriteXML(t, m, in, step, limit)
+		if !bytes.Equal(got, want) {
+			t.Fatalf("step %d, limit %d:\n in  %q\n got %q\nwant %q", step, limit, in, got, want)
+		}
+	}
+	var ins [][]byte
+	for _, s := range xmlSeeds {
+		ins = append(ins, []byte(s))
+	}
+	files, _ := filepath.Glob("testdata/fuzz/FuzzXMLWriter/*")
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ins = append(ins, b)
+	}
+	for _, base := range []string{partner, "https://other.example/r4", strings.ToUpper(partner)} {
+		ins = append(ins, xmlBundle(base, 96<<10))
+	}
+	for _, in := range ins {
+		for _, step := range []int{0, 1, 2, 3, 7, 64, 1000, 32 << 10} {
+			for _, limit := range []int{0, 96} {
+				check(in, step, limit)
+			}
+		}
+	}
+	r := rand.New(rand.NewPCG(18, 15))
+	for range 20000 {
+		in := randomXML(r)
+		for _, step := range []int{0, 1 + r.IntN(len(in)+1)} {
+			for _, limit := range []int{0, 40 + r.IntN(60)} {
+				check(in, step, limit)
+			}
+		}
+	}
+	if rewritten < 10000 {
+		t.Errorf("only %d of the runs rewrote anything", rewritten)
+	}
+}

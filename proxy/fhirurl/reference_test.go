@@ -8,6 +8,8 @@ import (
 	"bytes"
 	"encoding/json"
 	"io"
+	"strings"
+	"unicode/utf8"
 )
 
 // refSink is the sink the reference writers had: every piece written
@@ -340,3 +342,321 @@ func refIndexQuote(p []byte, from int) int {
 }
 
 func refIsJSONSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' }
+
+// XML rewriter states.
+const (
+	rxText     = iota // character data
+	rxLT              // just after '<'
+	rxBang            // after "<!", collecting to tell a comment, CDATA or declaration apart
+	rxComment         // inside <!-- -->
+	rxCDATA           // inside <![CDATA[ ]]>
+	rxPI              // inside <? ?>
+	rxDecl            // inside <!DOCTYPE ...> and kin
+	rxEndTag          // inside </name >
+	rxTag             // inside a start tag, outside attribute values
+	rxAttr            // inside an attribute value that started in an earlier Write; raw bytes in buf
+	rxAttrLong        // inside an attribute value longer than the limit, passing through
+)
+
+const refCdataOpen = "[CDATA["
+
+// refXMLWriter is XMLWriter before issue 18.
+type refXMLWriter struct {
+	refSink
+	m     *Mapper
+	limit int
+
+	st    int
+	quote byte   // rxAttr, rxAttrLong: the quote that closes the value
+	name  []byte // rxTag: the name being read (attribute or element); capped
+	space bool   // rxTag: white space since the last name byte
+	buf   []byte // rxAttr: raw value so far; rxBang: bytes after "<!"
+	run   int    // rxComment, rxDecl comment: '-' run; rxCDATA: ']' run; rxPI: 1 after '?'
+	depth int    // rxDecl: '<' nesting
+	dq    byte   // rxDecl: the quote open, 0 if none
+	lt    int    // rxDecl: 1 after '<', +1 for each byte of "!--" that followed
+	inCmt bool   // rxDecl: inside a comment
+	repl  []byte // the last replacement built
+}
+
+// newRefXMLWriter returns the reference XML writer to dst.
+func newRefXMLWriter(dst io.Writer, m *Mapper, limit int) *refXMLWriter {
+	return &refXMLWriter{refSink: refSink{dst: dst}, m: m, limit: tokenLimit(limit)}
+}
+
+// refMaxName is the longest attribute name remembered; names are only
+// compared with "xmlns".
+const refMaxName = 16
+
+// Write rewrites p. It returns len(p) unless the underlying writer failed.
+func (w *refXMLWriter) Write(p []byte) (int, error) {
+	if w.err != nil {
+		return 0, w.err
+	}
+	mark := 0 // p[mark:i] is pass-through not written yet
+	i := 0
+	for i < len(p) && w.err == nil {
+		switch w.st {
+		case rxText:
+			j := bytes.IndexByte(p[i:], '<')
+			if j < 0 {
+				i = len(p)
+				break
+			}
+			i += j + 1
+			w.st = rxLT
+		case rxLT:
+			switch c := p[i]; c {
+			case '!':
+				w.st = rxBang
+				w.buf = w.buf[:0]
+			case '?':
+				w.st, w.run = rxPI, 0
+			case '/':
+				w.st = rxEndTag
+			default:
+				w.st = rxTag
+				w.name = append(w.name[:0], c)
+				w.space = false
+				if c == '>' {
+					w.st = rxText
+				}
+			}
+			i++
+		case rxBang:
+			c := p[i]
+			i++
+			w.buf = append(w.buf, c)
+			switch {
+			case string(w.buf) == "--":
+				w.st, w.run = rxComment, 0
+			case string(w.buf) == refCdataOpen:
+				w.st, w.run = rxCDATA, 0
+			case strings.HasPrefix(refCdataOpen, string(w.buf)) || string(w.buf) == "-":
+			default:
+				// The first byte of a declaration is taken as it is,
+				// as encoding/xml does.
+				w.st, w.run, w.depth, w.dq, w.lt, w.inCmt = rxDecl, 0, 0, 0, 0, false
+			}
+		case rxComment:
+			c := p[i]
+			i++
+			switch {
+			case c == '-':
+				w.run++
+			case c == '>' && w.run >= 2:
+				w.st = rxText
+			default:
+				w.run = 0
+			}
+		case rxCDATA:
+			j := bytes.IndexByte(p[i:], '>')
+			if j < 0 {
+				w.run = trailing(p[i:], ']', w.run)
+				i = len(p)
+				break
+			}
+			if trailing(p[i:i+j], ']', w.run) >= 2 {
+				w.st = rxText
+			}
+			w.run = 0
+			i += j + 1
+		case rxPI:
+			c := p[i]
+			i++
+			switch {
+			case c == '>' && w.run == 1:
+				w.st = rxText
+			case c == '?':
+				w.run = 1
+			default:
+				w.run = 0
+			}
+		case rxDecl:
+			c := p[i]
+			i++
+			w.decl(c)
+		case rxEndTag:
+			j := bytes.IndexByte(p[i:], '>')
+			if j < 0 {
+				i = len(p)
+				break
+			}
+			i += j + 1
+			w.st = rxText
+		case rxTag:
+			c := p[i]
+			i++
+			switch c {
+			case '>':
+				w.st = rxText
+			case '"', '\'':
+				w.quote = c
+				start := i
+				end := bytes.IndexByte(p[i:], c)
+				if end >= 0 {
+					end += i
+					i = end + 1
+					if repl, ok := w.rewrite(p[start:end]); ok && end-start <= w.limit {
+						w.write(p[mark:start])
+						w.write(repl)
+						mark = end
+					}
+					w.name = w.name[:0]
+					break
+				}
+				i = len(p)
+				if len(p)-start > w.limit {
+					w.st = rxAttrLong
+					break
+				}
+				w.write(p[mark:start])
+				mark = len(p)
+				w.buf = append(w.buf[:0], p[start:]...)
+				w.st = rxAttr
+			case ' ', '\t', '\n', '\r':
+				w.space = true
+			case '=':
+			default:
+				if w.space {
+					w.name = w.name[:0]
+					w.space = false
+				}
+				if len(w.name) < refMaxName {
+					w.name = append(w.name, c)
+				}
+			}
+		case rxAttr:
+			end := bytes.IndexByte(p[i:], w.quote)
+			if end < 0 {
+				if len(w.buf)+len(p)-i > w.limit {
+					w.write(w.buf)
+					w.buf = w.buf[:0]
+					w.st = rxAttrLong
+					mark = i
+				} else {
+					w.buf = append(w.buf, p[i:]...)
+					mark = len(p)
+				}
+				i = len(p)
+				break
+			}
+			end += i
+			w.buf = append(w.buf, p[i:end]...)
+			if repl, ok := w.rewrite(w.buf); ok && len(w.buf) <= w.limit {
+				w.write(repl)
+			} else {
+				w.write(w.buf)
+			}
+			w.buf = w.buf[:0]
+			w.name = w.name[:0]
+			mark = end
+			i = end + 1
+			w.st = rxTag
+		case rxAttrLong:
+			end := bytes.IndexByte(p[i:], w.quote)
+			if end < 0 {
+				i = len(p)
+				break
+			}
+			i += end + 1
+			w.name = w.name[:0]
+			w.st = rxTag
+		}
+	}
+	w.write(p[mark:])
+	if w.err != nil {
+		return 0, w.err
+	}
+	return len(p), nil
+}
+
+// decl follows a declaration (<!DOCTYPE …>, <!ENTITY …>) one byte at a
+// time the way encoding/xml reads one: quoted text hides markup, '<' and
+// '>' nest, and "<!--" starts a comment that ends at "-->".
+func (w *refXMLWriter) decl(c byte) {
+	const cmt = "!--"
+	switch {
+	case w.inCmt:
+		switch {
+		case c == '>' && w.run >= 2:
+			w.inCmt, w.run = false, 0
+		case c == '-':
+			w.run++
+		default:
+			w.run = 0
+		}
+		return
+	case w.lt > 0:
+		if c == cmt[w.lt-1] {
+			if w.lt++; w.lt > len(cmt) {
+				w.lt, w.inCmt, w.run = 0, true, 0
+			}
+			return
+		}
+		w.lt = 0
+		w.depth++
+	case w.dq == 0 && c == '>' && w.depth == 0:
+		w.st = rxText
+		return
+	}
+	switch {
+	case c == w.dq:
+		w.dq = 0
+	case w.dq != 0:
+	case c == '\'' || c == '"':
+		w.dq = c
+	case c == '>':
+		w.depth--
+	case c == '<':
+		w.lt = 1
+	}
+}
+
+// Close writes what is held back (an unterminated attribute value, as it
+// came). It does not close the underlying writer.
+func (w *refXMLWriter) Close() error {
+	if w.err != nil {
+		return w.err
+	}
+	if w.st == rxAttr {
+		w.write(w.buf)
+		w.buf = w.buf[:0]
+		w.st = rxAttrLong
+	}
+	return w.err
+}
+
+// rewrite returns the escaped replacement for the raw attribute value v
+// if it decodes to a URL the Mapper maps and the attribute is not a
+// namespace declaration.
+func (w *refXMLWriter) rewrite(v []byte) ([]byte, bool) {
+	if len(v) < w.m.minLen {
+		return nil, false
+	}
+	if c := v[0]; c != 'h' && c != 'H' && c != '&' {
+		return nil, false
+	}
+	if n := string(w.name); n == "xmlns" || strings.HasPrefix(n, "xmlns:") {
+		return nil, false
+	}
+	if bytes.IndexByte(v, '&') < 0 && bytes.IndexAny(v, "\t\n\r<") < 0 && utf8.Valid(v) {
+		rest, ok := cut(w.m, v)
+		if !ok {
+			return nil, false
+		}
+		// rest was a valid attribute value as it is.
+		w.repl = append(append(w.repl[:0], w.m.publicXML...), rest...)
+		return w.repl, true
+	}
+	s, ok := decodeAttr(v)
+	if !ok {
+		return nil, false
+	}
+	rest, ok := cut(w.m, s)
+	if !ok {
+		return nil, false
+	}
+	w.repl = appendAttr(append(w.repl[:0], w.m.publicXML...), rest)
+	return w.repl, true
+}
