@@ -7,7 +7,7 @@ import "sync"
 // asked, so a 2 KB Patient holds a few KiB, not a large chunk, however
 // large the bodies before it were; a buffer goes back to the largest
 // class its capacity fills, and one past the largest class is dropped.
-var bufClasses = [...]int{2 << 10, 8 << 10, 32 << 10, 128 << 10}
+var bufClasses = [...]int{1 << 10, 2 << 10, 4 << 10, 8 << 10, 16 << 10, 32 << 10, 64 << 10, 128 << 10}
 
 var bufPools [len(bufClasses)]sync.Pool
 

@@ -296,7 +296,7 @@ func (rw *Rewriter) newReader(src io.ReadCloser, f Format, gz bool) *reader {
 // that fills its chunk doubles the next, up to readChunk. A body of a few
 // KiB costs a few KiB; a large one is read 32 KiB at a time.
 const (
-	firstChunk = 4 << 10
+	firstChunk = 2 << 10
 	readChunk  = 32 << 10
 )
 
@@ -342,8 +342,21 @@ func (r *reader) release() error {
 	r.jw.reset(nil, nil, 0)
 	r.xw.reset(nil, nil, 0)
 	r.jw.out, r.xw.out, r.pw.out = nil, nil, nil
+	// A long string token held once does not stay with the pooled
+	// reader for the small bodies after it.
+	r.jw.buf, r.jw.heldOrig, r.jw.heldWS, r.jw.repl = smallOnly(r.jw.buf), smallOnly(r.jw.heldOrig), smallOnly(r.jw.heldWS), smallOnly(r.jw.repl)
+	r.xw.buf, r.xw.repl = smallOnly(r.xw.buf), smallOnly(r.xw.repl)
 	readerPool.Put(r)
 	return err
+}
+
+// smallOnly returns b, or nil when it has grown past what a pooled
+// reader keeps.
+func smallOnly(b []byte) []byte {
+	if cap(b) > 1<<10 {
+		return nil
+	}
+	return b
 }
 
 var errClosed = errors.New("fhirurl: read after close")
@@ -405,7 +418,7 @@ func (r *reader) Read(p []byte) (int, error) {
 				r.s.out = r.s.out[:copy(r.s.out, r.s.out[r.off:])]
 				r.off = 0
 			}
-			room := len(p) - avail
+			room := min(len(p), cap(r.s.out)) - avail
 			k := min(len(r.pend), max(room-room/8, 1))
 			if _, err := r.w.Write(r.pend[:k]); err != nil {
 				r.pend, r.err = nil, err
@@ -447,7 +460,7 @@ func (r *reader) fill() {
 		putBuf(r.chunk)
 		r.chunk = getBuf(r.next)
 		putBuf(r.takeOut())
-		r.setOut(getBuf(r.next + r.next/4))
+		r.setOut(getBuf(r.next))
 	}
 	chunk := (*r.chunk)[:cap(*r.chunk)]
 	n, err := r.in.Read(chunk)
@@ -479,15 +492,22 @@ func (r *reader) finish() {
 // it rewritten in a pooled buffer, with the read error if any (the bytes
 // read before it are rewritten, as a stream's would be).
 func (r *reader) rewriteAll(n int) (*[]byte, error) {
-	in := getBuf(n + 1) // +1: EOF comes with a read that has room
+	in := getBuf(n)
 	b := (*in)[:0]
 	var rerr error
+	var probe [512]byte
 	for {
-		if len(b) == cap(b) {
-			b = append(b, 0)[:len(b)] // longer than announced
+		var k int
+		var err error
+		if len(b) < cap(b) {
+			k, err = r.src.Read(b[len(b):cap(b)])
+			b = b[:len(b)+k]
+		} else {
+			// Full: the end should come now; a longer body than
+			// announced grows the buffer.
+			k, err = r.src.Read(probe[:])
+			b = append(b, probe[:k]...)
 		}
-		k, err := r.src.Read(b[len(b):cap(b)])
-		b = b[:len(b)+k]
 		if err == io.EOF {
 			break
 		}
@@ -496,7 +516,7 @@ func (r *reader) rewriteAll(n int) (*[]byte, error) {
 			break
 		}
 	}
-	r.setOut(getBuf(len(b) + len(b)/4 + 64))
+	r.setOut(getBuf(len(b) + len(b)/16 + 64))
 	_, _ = r.w.Write(b) // no dst: cannot fail
 	if rerr == nil {
 		_ = r.w.Close()
