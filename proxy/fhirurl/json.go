@@ -350,6 +350,9 @@ func (w *JSONWriter) rewrite(tok []byte) ([]byte, bool) {
 	if len(content) < w.m.minLen {
 		return nil, false
 	}
+	if c := content[0]; c != 'h' && c != 'H' && c != '\\' {
+		return nil, false // cannot start with the scheme: no decoding
+	}
 	if bytes.IndexByte(content, '\\') < 0 {
 		rest, ok := cutFast(w.m, content)
 		if !ok {
