@@ -205,3 +205,70 @@ func TestXMLWriterMatchesReference(t *testing.T) {
 		t.Errorf("only %d of the runs rewrote anything", rewritten)
 	}
 }
+
+// choppy yields data in pieces of random sizes, as a network does.
+type choppy struct {
+	data []byte
+	r    *rand.Rand
+}
+
+func (c *choppy) Read(p []byte) (int, error) {
+	if len(c.data) == 0 {
+		return 0, io.EOF
+	}
+	n := copy(p[:min(len(p), 1+c.r.IntN(3000))], c.data)
+	c.data = c.data[n:]
+	return n, nil
+}
+
+func (c *choppy) Close() error { return nil }
+
+// TestReaderMatchesWriter reads random documents through NewReader, the
+// partner's bytes coming in random pieces and the caller reading with
+// buffers of random sizes (the output goes straight into them), and
+// compares with the writer fed the whole input at once.
+func TestReaderMatchesWriter(t *testing.T) {
+	t.Parallel()
+	rw := newRewriter(t)
+	m := rw.Mapper()
+	r := rand.New(rand.NewPCG(18, 16))
+	bundle, err := io.ReadAll(newBundleReader(partner, 200<<10))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for round := range 3000 {
+		f := JSON
+		var in []byte
+		switch round % 3 {
+		case 0:
+			in = randomJSON(r)
+		case 1:
+			f, in = XML, randomXML(r)
+		default:
+			in = bundle[:r.IntN(len(bundle))]
+		}
+		var want []byte
+		if f == JSON {
+			want = rewriteJSON(t, m, in, 0, 0)
+		} else {
+			want = rewriteXML(t, m, in, 0, 0)
+		}
+		rd := rw.NewReader(&choppy{data: in, r: r}, f, false)
+		var got []byte
+		for {
+			buf := make([]byte, 1+r.IntN(40000))
+			n, err := rd.Read(buf)
+			got = append(got, buf[:n]...)
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		_ = rd.Close()
+		if !bytes.Equal(got, want) {
+			t.Fatalf("round %d (%v):\n in  %q\n got %q\nwant %q", round, f, in, got, want)
+		}
+	}
+}

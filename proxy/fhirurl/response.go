@@ -377,7 +377,7 @@ type reader struct {
 	chunk  *[]byte // from the buffer pool
 	next   int     // the size of the next chunk
 	outBuf *[]byte // the pooled buffer s.out lives in
-	off    int     // s.out[:off] was read
+	off    int     // s.out[:off] was read (s.out is outBuf's, except inside Read)
 	pend   []byte  // the part of the chunk not rewritten yet
 	eof    bool    // the input ended after pend
 	err    error   // the error to return once the output is drained
@@ -401,40 +401,54 @@ func (r *reader) takeOut() *[]byte {
 }
 
 func (r *reader) Read(p []byte) (int, error) {
+	n := 0
 	for {
-		avail := len(r.s.out) - r.off
-		if avail >= len(p) || avail > 0 && len(r.pend) == 0 {
-			n := copy(p, r.s.out[r.off:])
-			r.off += n
+		// Output left from before comes first.
+		if r.off < len(r.s.out) {
+			k := copy(p[n:], r.s.out[r.off:])
+			r.off += k
+			n += k
+			if r.off == len(r.s.out) {
+				r.s.out, r.off = r.s.out[:0], 0
+			}
+		}
+		if n == len(p) {
 			return n, nil
 		}
-		if len(r.pend) > 0 {
-			// Input read but not rewritten yet: rewrite about as much as
-			// p still has room for, so that what a Read returns fills p
-			// without a short remainder for the next one (a caller that
-			// writes each Read, like a proxy flushing a body of unknown
-			// length, then makes one write per chunk, not two).
-			if r.off > 0 {
-				r.s.out = r.s.out[:copy(r.s.out, r.s.out[r.off:])]
-				r.off = 0
+		if len(r.pend) == 0 {
+			if n > 0 {
+				return n, nil // reading more could block
 			}
-			room := min(len(p), cap(r.s.out)) - avail
-			k := min(len(r.pend), max(room-room/8, 1))
-			if _, err := r.w.Write(r.pend[:k]); err != nil {
-				r.pend, r.err = nil, err
-				continue
+			if r.err != nil {
+				return 0, r.err
 			}
-			r.pend = r.pend[k:]
-			if len(r.pend) == 0 && r.eof {
-				r.finish()
-			}
+			r.fill()
 			continue
 		}
-		if r.err != nil {
-			return 0, r.err
+		// Rewrite input already read straight into p, about as much as
+		// p has room for: p is filled without a copy, and without a
+		// short remainder for the next Read (a caller that writes each
+		// Read, like a proxy flushing a body of unknown length, then
+		// makes one write per chunk, not two).
+		room := len(p) - n
+		k := min(len(r.pend), max(room-room/8, 1))
+		own := r.s.out // empty
+		r.s.out = p[n:n:len(p)]
+		_, _ = r.w.Write(r.pend[:k]) // no dst: cannot fail
+		r.pend = r.pend[k:]
+		if len(r.pend) == 0 && r.eof {
+			r.finish()
 		}
-		r.s.out, r.off = r.s.out[:0], 0
-		r.fill()
+		out := r.s.out
+		if cap(out) == room {
+			n += len(out)
+			r.s.out = own
+			continue
+		}
+		// The output outgrew p: what does not fit waits in own.
+		c := copy(p[n:], out)
+		n += c
+		r.s.out = append(own, out[c:]...)
 	}
 }
 
@@ -459,8 +473,11 @@ func (r *reader) fill() {
 	if r.chunk == nil || cap(*r.chunk) < r.next {
 		putBuf(r.chunk)
 		r.chunk = getBuf(r.next)
-		putBuf(r.takeOut())
-		r.setOut(getBuf(r.next))
+	}
+	if r.outBuf == nil {
+		// Output goes straight into the caller's buffer; this one
+		// only keeps what did not fit.
+		r.setOut(getBuf(1 << 10))
 	}
 	chunk := (*r.chunk)[:cap(*r.chunk)]
 	n, err := r.in.Read(chunk)
