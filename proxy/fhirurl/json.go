@@ -103,7 +103,7 @@ func (w *JSONWriter) scan(p []byte) int {
 				bs = indexByteFrom(p, i, '\\')
 			}
 			if c < i+sl+2 {
-				c = indexFrom(p, min(i+sl+2, len(p)), schemeSep)
+				c = indexSlashes(p, min(i+sl+2, len(p)))
 			}
 			if qpos < i {
 				qpos, par = i, 0
@@ -221,7 +221,7 @@ func (w *JSONWriter) scan(p []byte) int {
 // to the next quote.
 func (w *JSONWriter) nextAnchor(p []byte, c int) int {
 	q := indexByteFrom(p, c+2, '"')
-	return indexFrom(p, min(q+len(w.m.scheme)+2, len(p)), schemeSep)
+	return indexSlashes(p, min(q+len(w.m.scheme)+2, len(p)))
 }
 
 // open handles a string that starts at p[start] and goes on in the next
@@ -447,14 +447,30 @@ func scanJSONString(p []byte, from int, esc bool) (int, bool) {
 }
 
 var (
-	schemeSep = []byte("//") // "://" makes bytes.Index stop at every ':'; '/' is rarer
+	schemeSep = []byte("//")
 	quote     = []byte{'"'}
 )
 
-// indexFrom returns the index of the first sep in p at or after from, or
-// len(p).
-func indexFrom(p []byte, from int, sep []byte) int {
-	if k := bytes.Index(p[from:], sep); k >= 0 {
+// indexSlashes returns the index of the first "//" in p at or after
+// from, or len(p). It looks for '/' and checks the byte after: cheaper
+// than bytes.Index while '/' is rare, as in JSON; after a few lone '/' it
+// leaves the rest to bytes.Index, which copes with many.
+func indexSlashes(p []byte, from int) int {
+	for range 4 {
+		j := bytes.IndexByte(p[from:], '/')
+		if j < 0 {
+			return len(p)
+		}
+		j += from
+		if j+1 >= len(p) {
+			return len(p)
+		}
+		if p[j+1] == '/' {
+			return j
+		}
+		from = j + 2 // no "//" starts at j+1
+	}
+	if k := bytes.Index(p[from:], schemeSep); k >= 0 {
 		return from + k
 	}
 	return len(p)
