@@ -402,6 +402,7 @@ func (r *reader) takeOut() *[]byte {
 
 func (r *reader) Read(p []byte) (int, error) {
 	n := 0
+	filled := false
 	for {
 		// Output left from before comes first.
 		if r.off < len(r.s.out) {
@@ -416,13 +417,19 @@ func (r *reader) Read(p []byte) (int, error) {
 			return n, nil
 		}
 		if len(r.pend) == 0 {
-			if n > 0 {
-				return n, nil // reading more could block
+			// Reading more may block: a Read reads at most once, and
+			// not when it has a fair part of p to give. A short tail
+			// of the last chunk (URLs made it longer than p) waits for
+			// the next chunk, so that a caller writing each Read does
+			// not write it alone.
+			if n > 0 && (filled || n >= len(p)/4 || r.err != nil) {
+				return n, nil
 			}
 			if r.err != nil {
 				return 0, r.err
 			}
 			r.fill()
+			filled = true
 			continue
 		}
 		// Rewrite input already read straight into p, about as much as
