@@ -363,7 +363,8 @@ func BenchmarkJSONWriter(b *testing.B) {
 	}
 }
 
-// BenchmarkXMLWriter is BenchmarkJSONWriter for XML.
+// BenchmarkXMLWriter is BenchmarkJSONWriter for XML (text: the same
+// Bundle as links).
 func BenchmarkXMLWriter(b *testing.B) {
 	m, err := NewMapper(partner, public)
 	if err != nil {
@@ -373,6 +374,9 @@ func BenchmarkXMLWriter(b *testing.B) {
 		for _, d := range writerDensities {
 			doc := xmlBundle(d.base, sz.size)
 			b.Run(sz.name+"/"+d.name+"/pass", func(b *testing.B) { benchWriter(b, doc, nil) })
+			b.Run(sz.name+"/"+d.name+"/ref", func(b *testing.B) {
+				benchWriter(b, doc, func(dst io.Writer) io.WriteCloser { return newRefXMLWriter(dst, m, 0) })
+			})
 			b.Run(sz.name+"/"+d.name+"/new", func(b *testing.B) {
 				w := NewXMLWriter(nil, m, 0)
 				benchWriter(b, doc, func(dst io.Writer) io.WriteCloser { w.reset(dst, m, 0); return w })
