@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"io"
 	"math/rand/v2"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -269,6 +270,28 @@ func TestReaderMatchesWriter(t *testing.T) {
 		_ = rd.Close()
 		if !bytes.Equal(got, want) {
 			t.Fatalf("round %d (%v):\n in  %q\n got %q\nwant %q", round, f, in, got, want)
+		}
+	}
+}
+
+// TestSmallBodyLength checks the whole-body path when the partner's
+// Content-Length is wrong: every byte read is rewritten and handed on,
+// whatever length was announced.
+func TestSmallBodyLength(t *testing.T) {
+	t.Parallel()
+	rw := newRewriter(t)
+	in := []byte(`{"link":[{"url":"` + partner + `/Patient?page=2"}],"id":"` + strings.Repeat("x", 3000) + `"}`)
+	want := rewriteJSON(t, rw.Mapper(), in, 0, 0)
+	for _, announced := range []int{1, 100, 1024, len(in) - 1, len(in), len(in) + 1, 2 * len(in)} {
+		resp := upstream(200, http.Header{"Content-Type": {"application/fhir+json"}}, in, "GET")
+		resp.ContentLength = int64(announced)
+		if _, err := rw.Body(resp); err != nil {
+			t.Fatal(err)
+		}
+		got, err := io.ReadAll(resp.Body)
+		_ = resp.Body.Close()
+		if err != nil || !bytes.Equal(got, want) {
+			t.Errorf("announced %d of %d: %v\n got %q\nwant %q", announced, len(in), err, got, want)
 		}
 	}
 }

@@ -374,13 +374,14 @@ type reader struct {
 	jw     JSONWriter
 	xw     XMLWriter
 	pw     passWriter
-	chunk  *[]byte // from the buffer pool
-	next   int     // the size of the next chunk
-	outBuf *[]byte // the pooled buffer s.out lives in
-	off    int     // s.out[:off] was read (s.out is outBuf's, except inside Read)
-	pend   []byte  // the part of the chunk not rewritten yet
-	eof    bool    // the input ended after pend
-	err    error   // the error to return once the output is drained
+	chunk  *[]byte  // from the buffer pool
+	next   int      // the size of the next chunk
+	outBuf *[]byte  // the pooled buffer s.out lives in
+	off    int      // s.out[:off] was read (s.out is outBuf's, except inside Read)
+	pend   []byte   // the part of the chunk not rewritten yet
+	eof    bool     // the input ended after pend
+	probe  [64]byte // rewriteAll: reads the end of a body that filled its buffer
+	err    error    // the error to return once the output is drained
 }
 
 // setOut makes the pooled buffer b the writer's output buffer.
@@ -519,7 +520,6 @@ func (r *reader) rewriteAll(n int) (*[]byte, error) {
 	in := getBuf(n)
 	b := (*in)[:0]
 	var rerr error
-	var probe [512]byte
 	for {
 		var k int
 		var err error
@@ -529,8 +529,8 @@ func (r *reader) rewriteAll(n int) (*[]byte, error) {
 		} else {
 			// Full: the end should come now; a longer body than
 			// announced grows the buffer.
-			k, err = r.src.Read(probe[:])
-			b = append(b, probe[:k]...)
+			k, err = r.src.Read(r.probe[:])
+			b = append(b, r.probe[:k]...)
 		}
 		if err == io.EOF {
 			break
