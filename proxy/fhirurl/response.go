@@ -300,6 +300,11 @@ const (
 	readChunk  = 32 << 10
 )
 
+// minRoom is the least room left in p that a Read which has output
+// already fills with more: output comes a string at a time, and one that
+// outgrows p is copied aside.
+const minRoom = 512
+
 var readerPool = sync.Pool{New: func() any { return new(reader) }}
 
 // passWriter is the writer of a body not rewritten: it only copies.
@@ -439,6 +444,9 @@ func (r *reader) Read(p []byte) (int, error) {
 		// Read, like a proxy flushing a body of unknown length, then
 		// makes one write per chunk, not two).
 		room := len(p) - n
+		if n > 0 && room < minRoom {
+			return n, nil // a token or two could not fit
+		}
 		k := min(len(r.pend), max(room-room/8, 1))
 		own := r.s.out // empty
 		r.s.out = p[n:n:len(p)]
