@@ -36,12 +36,13 @@ const (
 // bounded by the limit: nothing but one string token and the white space
 // after it is ever held back.
 //
-// It does not look at every string. A string that can map holds "//"
-// (in "https://") unless it has an escape, and an escape needs a
-// backslash; between two such anchors, counting quotes (a vector
-// instruction's work) says whether an anchor lies inside a string and
-// which one. Only those strings are examined: their start compared with
-// the partner's base, the rest copied in bulk.
+// It does not look at every string. A string without escapes can map
+// only if it starts with the scheme and "://", so the writer looks only
+// at a "//" with '"', the scheme and ':' before it, and at backslashes
+// (a string with an escape is decoded whole); the quotes before an
+// anchor, counted once with bytes.Count, say whether its quote opens a
+// string. Only those strings are examined: their start compared with
+// the partner's base, the bytes between them copied in bulk.
 //
 // Each Write makes at most one Write to the underlying writer (none when
 // everything is held back). Close must be called at the end of the input
