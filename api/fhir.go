@@ -182,7 +182,7 @@ func parseTarget(call *fhirCall) error {
 	call.scope = strings.TrimSpace(r.Header.Get(ScopeHeader))
 	call.xp = strings.TrimSpace(r.Header.Get(ExchangePurposeHeader))
 	r.Header.Del(ExchangePurposeHeader) // for cqgate, never for the tenant
-	call.rec.PurposeOfUse, call.rec.Scope = call.purposes, call.scope
+	call.rec.PurposeOfUse, call.rec.Scope, call.rec.ExchangePurpose = call.purposes, call.scope, call.xp
 	return nil
 }
 

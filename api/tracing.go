@@ -30,11 +30,6 @@ func (h *handlers) trace(c *gin.Context) {
 	}
 	ctx, span := h.Tracer.StartRequest(c.Request)
 	defer span.End()
-	if p, ok := h.Proxy.(ContextPreparer); ok && strings.HasPrefix(route, "/fhir/") {
-		// The request gets a new context here anyway: room for the
-		// proxy's route saves it another copy of the request.
-		ctx = p.Prepare(ctx)
-	}
 	c.Request = c.Request.WithContext(ctx)
 	c.Next()
 	if !span.IsRecording() {

@@ -88,6 +88,11 @@ type Bulk struct {
 	// fresh ones). Set it, the same on every replica, to keep links
 	// valid across restarts and replicas. A secret.
 	LinkKey string `yaml:"link_key"`
+	// LinkTTL is how long a download link is valid after cqgate handed it
+	// out in a manifest; past it the link answers 410 Gone and the caller
+	// polls the status URL again. The expiry is sealed in the link.
+	// Default 24h.
+	LinkTTL time.Duration `yaml:"link_ttl"`
 }
 
 // Inbound says who may call cqgate and what each caller may do.
@@ -526,6 +531,7 @@ func Default() *Config {
 			InflightQueue:     1024,
 			InflightWait:      5 * time.Second,
 		},
+		Bulk:    Bulk{LinkTTL: 24 * time.Hour},
 		Inbound: Inbound{Auth: "none", MTLSIdentity: "san_uri", APIKeysVault: KVRef{Mount: "secret"}},
 		Audit:   Audit{Destination: "stdout"},
 		Metrics: Metrics{Enabled: true, Path: "/metrics"},

@@ -148,6 +148,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, lookup fu
 	log := logrus.New()
 	log.SetOutput(stderr)
 	log.SetFormatter(&logrus.JSONFormatter{})
+	routeLibraryLogs(log, cfg, lookup)
 
 	var opts gateway.Options
 	if f.dev {
