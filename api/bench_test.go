@@ -47,7 +47,7 @@ import (
 // audit is off. The request and the ResponseWriter are reused, so the
 // numbers are cqgate's own work per request, without net/http's server
 // side: what a profile of this benchmark shows is what cqgate (with gin
-// and httputil.ReverseProxy) allocates. upstream-stub-only is the stub's
+// and its forwarder on net/http) allocates. upstream-stub-only is the stub's
 // own cost, to subtract. The whole gateway as gateway.New assembles it is
 // bench/gatewaybench's BenchmarkHandler.
 func BenchmarkHotPath(b *testing.B) {
@@ -213,8 +213,8 @@ func newHotPath(tb testing.TB, auth string, reuse bool, opts ...hotOption) *hotP
 	if err != nil {
 		tb.Fatal(err)
 	}
-	// A server's request context can be cancelled (ReverseProxy
-	// relies on that rather than on CloseNotify); made once here, as
+	// A server's request context can be cancelled (the proxy's
+	// outbound request carries it); made once here, as
 	// net/http's own per-request work is not what is measured.
 	ctx, cancel := context.WithCancel(context.Background())
 	tb.Cleanup(cancel)

@@ -143,6 +143,9 @@ func TestParseTarget(t *testing.T) {
 			if err == nil && (call.path != tt.wantPath || call.scope != "system/Patient.read" || strings.Join(call.purposes, "|") != "a|b|c") {
 				t.Errorf("path %q scope %q purposes %q", call.path, call.scope, call.purposes)
 			}
+			if err == nil && call.rec.ExchangePurpose != "T-TREAT" {
+				t.Errorf("audited exchange purpose %q, want T-TREAT", call.rec.ExchangePurpose)
+			}
 			if err == nil && (call.xp != "T-TREAT" || call.c.Request.Header.Get(ExchangePurposeHeader) != "") {
 				t.Errorf("exchange purpose %q, header left for the tenant: %q", call.xp, call.c.Request.Header.Get(ExchangePurposeHeader))
 			}

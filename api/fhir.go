@@ -189,7 +189,7 @@ func parseTarget(call *fhirCall) error {
 	call.scope = strings.TrimSpace(headerValue(r.Header, ScopeHeader))
 	call.xp = strings.TrimSpace(headerValue(r.Header, ExchangePurposeHeader))
 	delete(r.Header, ExchangePurposeHeader) // for cqgate, never for the tenant
-	call.rec.PurposeOfUse, call.rec.Scope = call.purposes, call.scope
+	call.rec.PurposeOfUse, call.rec.Scope, call.rec.ExchangePurpose = call.purposes, call.scope, call.xp
 	return nil
 }
 

@@ -42,15 +42,6 @@ type Forwarder interface {
 	Forward(w http.ResponseWriter, r *http.Request, t *tenant.Tenant, fhirPath string)
 }
 
-// ContextPreparer is a Forwarder that makes room in a request's context
-// for what Forward will carry in it (*proxy.Proxy is one); the router
-// asks it when it gives a FHIR request a new context anyway.
-type ContextPreparer interface {
-	Prepare(ctx context.Context) context.Context
-}
-
-var _ ContextPreparer = (*proxy.Proxy)(nil)
-
 // ReadyFunc reports why the gateway cannot serve yet, or nil.
 type ReadyFunc func(ctx context.Context) error
 

@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/gin-gonic/gin"
@@ -245,4 +246,57 @@ type statusForwarder struct{ code int }
 
 func (f *statusForwarder) Forward(w http.ResponseWriter, _ *http.Request, _ *tenant.Tenant, _ string) {
 	w.WriteHeader(f.code)
+}
+
+// abortingForwarder sends a header and part of a body, then aborts the
+// response, as the proxy does when a tenant's body breaks off.
+type abortingForwarder struct{}
+
+func (abortingForwarder) Forward(w http.ResponseWriter, r *http.Request, t *tenant.Tenant, p string) {
+	w.Header().Set("Content-Type", "application/fhir+ndjson")
+	w.WriteHeader(http.StatusOK)
+	_, _ = io.WriteString(w, `{"resourceType":"Patient"}`+"\n")
+	http.NewResponseController(w).Flush()
+	panic(http.ErrAbortHandler)
+}
+
+// TestRecovererLetsAnAbortThrough: an aborted response reaches the
+// server (which cuts the connection: the caller sees a broken body, not
+// a complete one) and is not logged as a crash.
+func TestRecovererLetsAnAbortThrough(t *testing.T) {
+	logs := &lockedBuffer{}
+	log := logrus.New()
+	log.SetOutput(logs)
+	srv := httptest.NewServer(New(Config{Tenants: stubTenants{}, Proxy: abortingForwarder{}, Logger: log}))
+	defer srv.Close()
+	resp, err := http.Get(srv.URL + "/fhir/1.2.3/Patient")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if body, err := io.ReadAll(resp.Body); err == nil {
+		t.Fatalf("the caller read %q as a complete body", body)
+	}
+	resp.Body.Close()
+	srv.Close() // the handler has returned: its log lines are written
+	if s := logs.String(); strings.Contains(s, "panic") {
+		t.Errorf("the abort was logged as a crash: %s", s)
+	}
+}
+
+// lockedBuffer is a log sink a server's goroutines and a test share.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }

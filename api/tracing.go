@@ -32,11 +32,6 @@ func (h *handlers) trace(c *gin.Context, rq *tracing.Request) {
 	}
 	ctx, span := h.Tracer.StartRequestIn(rq, c.Request)
 	defer span.End()
-	if p, ok := h.Proxy.(ContextPreparer); ok && strings.HasPrefix(route, "/fhir/") {
-		// The request gets a new context here anyway: room for the
-		// proxy's route saves it another copy of the request.
-		ctx = p.Prepare(ctx)
-	}
 	c.Request = c.Request.WithContext(ctx)
 	c.Next()
 	if !span.IsRecording() {

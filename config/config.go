@@ -69,6 +69,14 @@ type Server struct {
 	MaxInflight   int           `yaml:"max_inflight"`
 	InflightQueue int           `yaml:"inflight_queue"`
 	InflightWait  time.Duration `yaml:"inflight_wait"`
+	// MemoryLimitMiB, when more than 0, is the Go runtime's soft memory
+	// limit in MiB (debug.SetMemoryLimit, applied at start): past it
+	// the garbage collector runs more often instead of letting the heap
+	// double, which trims a burst's peak at the cost of CPU while it
+	// lasts. It counts the Go heap, stacks and runtime metadata, not the
+	// executable's own pages. GOMEMLIMIT in the environment wins. 0
+	// leaves Go's default (no limit).
+	MemoryLimitMiB int64 `yaml:"memory_limit_mib"`
 	// PublicURL is cqgate's own base URL as callers reach it (e.g.
 	// https://cqgate.internal): the partners' URLs in answers (Bundle
 	// links, Location, bulk manifests) are rewritten onto it. Empty: the
@@ -88,6 +96,11 @@ type Bulk struct {
 	// fresh ones). Set it, the same on every replica, to keep links
 	// valid across restarts and replicas. A secret.
 	LinkKey string `yaml:"link_key"`
+	// LinkTTL is how long a download link is valid after cqgate handed it
+	// out in a manifest; past it the link answers 410 Gone and the caller
+	// polls the status URL again. The expiry is sealed in the link.
+	// Default 24h.
+	LinkTTL time.Duration `yaml:"link_ttl"`
 }
 
 // Inbound says who may call cqgate and what each caller may do.
@@ -526,6 +539,7 @@ func Default() *Config {
 			InflightQueue:     1024,
 			InflightWait:      5 * time.Second,
 		},
+		Bulk:    Bulk{LinkTTL: 24 * time.Hour},
 		Inbound: Inbound{Auth: "none", MTLSIdentity: "san_uri", APIKeysVault: KVRef{Mount: "secret"}},
 		Audit:   Audit{Destination: "stdout"},
 		Metrics: Metrics{Enabled: true, Path: "/metrics"},

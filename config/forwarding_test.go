@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestValidateForwarding(t *testing.T) {
@@ -23,6 +24,9 @@ func TestValidateForwarding(t *testing.T) {
 		{"link key", func(c *Config) { c.Bulk.LinkKey = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=" }, ""},
 		{"short link key", func(c *Config) { c.Bulk.LinkKey = "c2hvcnQ=" }, "bulk.link_key:"},
 		{"link key not base64", func(c *Config) { c.Bulk.LinkKey = "not base64 at all!" }, "bulk.link_key:"},
+		{"link TTL", func(c *Config) { c.Bulk.LinkTTL = time.Hour }, ""},
+		{"link TTL zero", func(c *Config) { c.Bulk.LinkTTL = 0 }, "bulk.link_ttl:"},
+		{"link TTL negative", func(c *Config) { c.Bulk.LinkTTL = -time.Minute }, "bulk.link_ttl:"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

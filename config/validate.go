@@ -626,7 +626,7 @@ func checkRateLimit(add adder, key string, r RateLimit) {
 }
 
 // validateForwarding checks what cqgate's own URLs are built from and the
-// bulk link key.
+// bulk link key and lifetime.
 func (c *Config) validateForwarding(add adder) {
 	if c.Server.PublicURL != "" {
 		if _, err := fhirurl.ParsePublicURL(c.Server.PublicURL); err != nil {
@@ -639,6 +639,7 @@ func (c *Config) validateForwarding(add adder) {
 	if _, err := c.Bulk.Key(); err != nil {
 		add("bulk.link_key: %v", err)
 	}
+	positive(add, "bulk.link_ttl", c.Bulk.LinkTTL)
 }
 
 // TrustedPrefixes parses server.trusted_proxies: CIDRs, or single

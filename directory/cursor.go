@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/cqgate/cqgate/internal/origin"
 	"github.com/cqgate/cqgate/internal/upstream"
 )
 
@@ -45,7 +46,7 @@ func encodeR4Cursor(base, reqURL *url.URL, next, key string) (string, error) {
 		return "", errors.New("the Bundle's next link is not a URL")
 	}
 	u := reqURL.ResolveReference(ref)
-	if !sameOrigin(base, u) || u.User != nil {
+	if !origin.Same(base, u) || u.User != nil {
 		return "", fmt.Errorf("the Bundle's next link leads to %s, not to the directory at %s; not following it", describeOrigin(u), describeOrigin(base))
 	}
 	query := u.RawQuery
@@ -160,27 +161,6 @@ func allowedSearchPath(base *url.URL, p string) bool {
 		return true
 	}
 	return false
-}
-
-// sameOrigin reports whether u has base's scheme, host and port (a
-// default port counting as absent).
-func sameOrigin(base, u *url.URL) bool {
-	return strings.EqualFold(base.Scheme, u.Scheme) &&
-		strings.EqualFold(base.Hostname(), u.Hostname()) &&
-		effectivePort(base) == effectivePort(u)
-}
-
-func effectivePort(u *url.URL) string {
-	if p := u.Port(); p != "" {
-		return p
-	}
-	switch strings.ToLower(u.Scheme) {
-	case "https":
-		return "443"
-	case "http":
-		return "80"
-	}
-	return ""
 }
 
 // describeOrigin names a URL's scheme and host for an error, quoting

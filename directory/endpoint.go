@@ -78,8 +78,18 @@ func (o *Organization) FHIREndpoint() (Endpoint, bool) {
 // DefaultFHIRVersions. Endpoints of a family not in prefs come after
 // those in it, and endpoints whose version is unknown come last.
 func (o *Organization) FHIREndpointFor(prefs []string) (Endpoint, bool) {
+	if ep := o.FHIREndpointRef(prefs); ep != nil {
+		return *ep, true
+	}
+	return Endpoint{}, false
+}
+
+// FHIREndpointRef is FHIREndpointFor without the copy: the chosen
+// endpoint in o.Endpoints, or nil. It is shared with o (and so with the
+// directory cache): do not modify it.
+func (o *Organization) FHIREndpointRef(prefs []string) *Endpoint {
 	if o == nil {
-		return Endpoint{}, false
+		return nil
 	}
 	if len(prefs) == 0 {
 		prefs = DefaultFHIRVersions()
@@ -103,9 +113,9 @@ func (o *Organization) FHIREndpointFor(prefs []string) (Endpoint, bool) {
 		}
 	}
 	if best < 0 {
-		return Endpoint{}, false
+		return nil
 	}
-	return o.Endpoints[best], true
+	return &o.Endpoints[best]
 }
 
 // versionRank orders a version: preferred families by their place in

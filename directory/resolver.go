@@ -94,24 +94,33 @@ type Resolver struct {
 	static      map[string]Entry
 	now         func() time.Time
 	ttl         time.Duration
-	maxStale    time.Duration               // < 0: disabled
-	staleRetry  time.Duration               // < 0: ask every time
-	negativeTTL time.Duration               // < 0: disabled
-	cache       *cache.Cache[*Organization] // canonical OID -> fresh directory answer
-	// good holds the latest directory answer past its TTL, for
-	// stale-if-error: it outlives Forget, which cache does not.
-	good     *cache.Cache[lastGood] // canonical OID -> latest answer; nil: disabled
-	negative *cache.Cache[error]    // canonical OID -> "not found"; nil: disabled
+	maxStale    time.Duration // < 0: disabled
+	staleRetry  time.Duration // < 0: ask every time
+	negativeTTL time.Duration // < 0: disabled
+	// cache holds the latest directory answer per canonical OID: fresh
+	// for the TTL, then held MaxStale more for stale-if-error. One map
+	// for both: a second one for the last good answer cost a map slot,
+	// a key and a boxed value per organization.
+	cache    *cache.Cache[held]
+	negative *cache.Cache[error] // canonical OID -> "not found"; nil: disabled
 }
 
-// lastGood is the latest directory answer for an OID (fetched at its
-// Item's FetchedAt), kept past its TTL for stale-if-error.
-type lastGood struct {
+// held is the latest directory answer for an OID (fetched at its
+// Item's FetchedAt).
+type held struct {
 	org *Organization
-	// failedAt is when a refresh last failed with a directory error
-	// (zero when the last refresh succeeded), and reason its message.
-	failedAt time.Time
-	reason   string
+	// fail is set when a refresh last failed with a directory error (nil
+	// when the last refresh succeeded).
+	fail *refreshFailure
+	// refetch says the answer was forgotten (Forget): it is not served
+	// fresh any more, only stale-if-error.
+	refetch bool
+}
+
+// refreshFailure is when a refresh failed and its message.
+type refreshFailure struct {
+	at     time.Time
+	reason string
 }
 
 // NewResolver returns a Resolver for cfg.
@@ -131,10 +140,7 @@ func NewResolver(cfg ResolverConfig) *Resolver {
 	if r.now == nil {
 		r.now = time.Now
 	}
-	r.cache = cache.New[*Organization](cache.Config{TTL: r.ttl, Clock: r.now})
-	if r.maxStale >= 0 {
-		r.good = cache.New[lastGood](cache.Config{TTL: r.ttl, Keep: r.maxStale, Clock: r.now})
-	}
+	r.cache = cache.New[held](cache.Config{TTL: r.ttl, Keep: max(r.maxStale, 0), Clock: r.now})
 	if r.negativeTTL > 0 {
 		r.negative = cache.New[error](cache.Config{TTL: r.negativeTTL, Clock: r.now})
 	}
@@ -188,10 +194,15 @@ func (r *Resolver) Lookup(ctx context.Context, oid string) (e *Entry, err error)
 			return nil, err
 		}
 	}
-	if e, ok := r.recentlyFailed(oid, r.now()); ok {
+	now := r.now()
+	it, ok := r.cache.Peek(oid)
+	if ok && !it.Value.refetch && now.Sub(it.FetchedAt) < r.ttl {
+		return &Entry{Organization: it.Value.org, Source: SourceDirectory, CachedAt: it.FetchedAt}, nil
+	}
+	if e, ok := r.recentlyFailed(it, ok, now); ok {
 		return e, nil
 	}
-	org, fetchedAt, err := r.cache.Get(ctx, oid, func(fctx context.Context) (*Organization, error) {
+	h, err := r.cache.Do(ctx, oid, func(fctx context.Context) (held, error) {
 		return r.fetch(fctx, oid)
 	})
 	if err != nil {
@@ -203,12 +214,22 @@ func (r *Resolver) Lookup(ctx context.Context, oid string) (e *Entry, err error)
 		}
 		return nil, err
 	}
-	return &Entry{Organization: org, Source: SourceDirectory, CachedAt: fetchedAt}, nil
+	cachedAt := r.now()
+	if it, ok := r.cache.Peek(oid); ok && it.Value.org == h.org {
+		cachedAt = it.FetchedAt
+	}
+	return &Entry{Organization: h.org, Source: SourceDirectory, CachedAt: cachedAt}, nil
 }
 
 // fetch asks the directory for oid (once for all concurrent lookups) and
-// records the answer for negative caching and stale-if-error.
-func (r *Resolver) fetch(ctx context.Context, oid string) (*Organization, error) {
+// records the answer: cached, remembered as "not found", or marked failed
+// for stale-if-error.
+func (r *Resolver) fetch(ctx context.Context, oid string) (held, error) {
+	// A flight that finished between the caller's miss and this one has
+	// filled the cache: do not ask again.
+	if it, ok := r.cache.Peek(oid); ok && !it.Value.refetch && r.now().Sub(it.FetchedAt) < r.ttl {
+		return it.Value, nil
+	}
 	// oid may be a slice of a caller's request line; what is kept must
 	// not keep that alive.
 	oid = strings.Clone(oid)
@@ -225,36 +246,29 @@ func (r *Resolver) fetch(ctx context.Context, oid string) (*Organization, error)
 		if r.negative != nil {
 			r.negative.Forget(oid)
 		}
-		if r.good != nil {
-			r.good.Put(oid, lastGood{org: org})
-		}
-		return org, nil
+		h := held{org: org}
+		r.cache.Put(oid, h)
+		return h, nil
 	case errors.Is(err, ErrNotFound):
 		// The directory says it does not know oid: nothing stale is
 		// served for it any more.
-		if r.good != nil {
-			r.good.Forget(oid)
-		}
+		r.cache.Delete(oid)
 		if r.negative != nil {
 			r.negative.Put(oid, err)
 		}
-	case transient(err) && r.good != nil:
-		if it, ok := r.good.Peek(oid); ok {
-			it.Value.failedAt, it.Value.reason = r.now(), staleReason(err)
-			r.good.Set(oid, it)
+	case transient(err) && r.maxStale >= 0:
+		if it, ok := r.cache.Peek(oid); ok {
+			it.Value.fail = &refreshFailure{at: r.now(), reason: staleReason(err)}
+			r.cache.Set(oid, it)
 		}
 	}
-	return nil, err
+	return held{}, err
 }
 
-// recentlyFailed returns the stale entry for oid if a refresh failed less
-// than StaleRetry ago.
-func (r *Resolver) recentlyFailed(oid string, now time.Time) (*Entry, bool) {
-	if r.staleRetry <= 0 || r.good == nil {
-		return nil, false
-	}
-	it, ok := r.good.Peek(oid)
-	if !ok || it.Value.failedAt.IsZero() || now.Sub(it.Value.failedAt) >= r.staleRetry {
+// recentlyFailed returns the stale entry for it, the item held for an
+// OID (when ok), if a refresh failed less than StaleRetry ago.
+func (r *Resolver) recentlyFailed(it cache.Item[held], ok bool, now time.Time) (*Entry, bool) {
+	if !ok || r.staleRetry <= 0 || r.maxStale < 0 || it.Value.fail == nil || now.Sub(it.Value.fail.at) >= r.staleRetry {
 		return nil, false
 	}
 	return staleEntry(it), true
@@ -263,11 +277,11 @@ func (r *Resolver) recentlyFailed(oid string, now time.Time) (*Entry, bool) {
 // stale returns the stale entry for oid after a refresh failed with err,
 // if err is a directory failure and the entry is not too old.
 func (r *Resolver) stale(oid string, err error) (*Entry, bool) {
-	if r.good == nil || !transient(err) {
+	if r.maxStale < 0 || !transient(err) {
 		return nil, false
 	}
 	// Peek holds the answer until MaxStale past its expiry.
-	it, ok := r.good.Peek(oid)
+	it, ok := r.cache.Peek(oid)
 	if !ok {
 		return nil, false
 	}
@@ -276,8 +290,12 @@ func (r *Resolver) stale(oid string, err error) (*Entry, bool) {
 	return e, true
 }
 
-func staleEntry(it cache.Item[lastGood]) *Entry {
-	return &Entry{Organization: it.Value.org, Source: SourceDirectory, CachedAt: it.FetchedAt, Stale: true, StaleReason: it.Value.reason}
+func staleEntry(it cache.Item[held]) *Entry {
+	e := &Entry{Organization: it.Value.org, Source: SourceDirectory, CachedAt: it.FetchedAt, Stale: true}
+	if f := it.Value.fail; f != nil {
+		e.StaleReason = f.reason
+	}
+	return e
 }
 
 // staleReason is err's message on one line of printable characters (fit
@@ -326,16 +344,16 @@ func (r *Resolver) Forget(oid string) {
 	if canon, err := ParseOID(oid); err == nil {
 		oid = canon
 	}
+	// Forget ends the joinable flight and drops the item; the answer is
+	// put back, no longer fresh, for stale-if-error.
+	it, ok := r.cache.Peek(oid)
 	r.cache.Forget(oid)
 	if r.negative != nil {
 		r.negative.Forget(oid)
 	}
-	if r.good == nil {
-		return
-	}
-	if it, ok := r.good.Peek(oid); ok && !it.Value.failedAt.IsZero() {
-		it.Value.failedAt, it.Value.reason = time.Time{}, ""
-		r.good.Set(oid, it)
+	if ok && r.maxStale >= 0 {
+		it.Value.fail, it.Value.refetch = nil, true
+		r.cache.Set(oid, it)
 	}
 }
 

@@ -477,30 +477,3 @@ func TestResolverSearch(t *testing.T) {
 		t.Errorf("without a directory: %v, want an error", err)
 	}
 }
-
-func TestSameOrigin(t *testing.T) {
-	base, _ := url.Parse("https://Directory.Example.test/fhir")
-	tests := map[string]bool{
-		"https://directory.example.test/fhir?x":      true,
-		"https://directory.example.test:443/fhir?x":  true,
-		"HTTPS://DIRECTORY.EXAMPLE.TEST/fhir":        true,
-		"http://directory.example.test/fhir":         false,
-		"https://directory.example.test:8443/fhir":   false,
-		"https://directory.example.test.evil/fhir":   false,
-		"https://evil.test/directory.example.test":   false,
-		"https://directory.example.test@evil.test/x": false,
-	}
-	for raw, want := range tests {
-		u, err := url.Parse(raw)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if got := sameOrigin(base, u); got != want {
-			t.Errorf("sameOrigin(%s) = %v, want %v", raw, got, want)
-		}
-	}
-	httpBase, _ := url.Parse("http://d.test:80/fhir")
-	if u, _ := url.Parse("http://d.test/fhir"); !sameOrigin(httpBase, u) {
-		t.Error("http default port not matched")
-	}
-}

@@ -130,9 +130,6 @@ type Result struct {
 	// Community is the trust community the udap source was checked
 	// under, when it was tried.
 	Community string `json:"community,omitempty"`
-	// URIs is everything the CapabilityStatement's oauth-uris listed, when
-	// it was read.
-	URIs OAuthURIs `json:"oauth_uris,omitzero"`
 	// MetadataURL is the CapabilityStatement's URL, when it was read.
 	MetadataURL string `json:"metadata_url,omitempty"`
 	// FetchedAt is when the oldest document this result rests on was
@@ -282,8 +279,10 @@ func New(cfg Config) *Discoverer {
 	}
 	// A result is judged fresh or servable by its own Expires
 	// (results.go); the cache holds it for MaxStale past the TTL.
-	d.results = cache.New[*entry](cache.Config{TTL: d.ttl, Keep: d.maxStale, Clock: d.now, FetchTimeout: d.fetchTimeout})
-	d.docs = cache.New[*document](cache.Config{TTL: d.ttl, Clock: d.now, FetchTimeout: d.fetchTimeout})
+	// Their keys are built for them (request.key, docKey), never slices
+	// of a caller's input: kept without a copy.
+	d.results = cache.New[*entry](cache.Config{TTL: d.ttl, Keep: d.maxStale, Clock: d.now, FetchTimeout: d.fetchTimeout, OwnKeys: true})
+	d.docs = cache.New[*document](cache.Config{TTL: d.ttl, Clock: d.now, FetchTimeout: d.fetchTimeout, OwnKeys: true})
 	return d
 }
 

@@ -57,9 +57,6 @@ func TestDiscovererTokenEndpoint(t *testing.T) {
 			!r.FetchedAt.Equal(want.FetchedAt) || !r.Expires.Equal(want.Expires) || r.Stale {
 			t.Errorf("%q: got %+v\nwant %+v", base, *r, want)
 		}
-		if r.URIs.Token != cernerToken {
-			t.Errorf("URIs.Token = %q, want %q", r.URIs.Token, cernerToken)
-		}
 		if len(r.Attempts) != 1 || r.Attempts[0].Outcome != OutcomeUsed || r.Attempts[0].URL != want.MetadataURL || r.Attempts[0].TokenURL != cernerCQToken {
 			t.Errorf("Attempts = %+v, want one used attempt at the metadata URL", r.Attempts)
 		}

@@ -47,7 +47,7 @@ type document struct {
 	notSupported int
 	// One of these is set for a read document, by kind. uris is nil for
 	// a CapabilityStatement without oauth-uris.
-	uris  *OAuthURIs
+	uris  *tokenURIs
 	smart *smartConfiguration
 	udap  *udapMetadata
 }
@@ -119,7 +119,9 @@ func (d *Discoverer) fetchDocument(ctx context.Context, kind docKind, u string, 
 	doc := &document{kind: kind, url: u}
 	switch kind {
 	case docMetadata:
-		doc.uris, err = parseCapabilityStatement(resp.Body)
+		var uris *OAuthURIs
+		uris, err = parseCapabilityStatement(resp.Body)
+		doc.uris = keptURIs(uris)
 	case docUDAP:
 		doc.udap, err = parseUDAPMetadata(resp.Body)
 	case docSMART:
@@ -130,4 +132,19 @@ func (d *Discoverer) fetchDocument(ctx context.Context, kind docKind, u string, 
 	}
 	doc.fetchedAt = d.now()
 	return doc, nil
+}
+
+// tokenURIs are the oauth-uris a cached CapabilityStatement keeps: those
+// evaluate reads. Authorize, revoke, manage and introspect are used and
+// reported nowhere, so thousands of cached documents do not hold them.
+type tokenURIs struct {
+	Token, CarequalityToken, CarequalityRegister, Register string
+}
+
+// keptURIs returns what a cached document keeps of u (nil for nil).
+func keptURIs(u *OAuthURIs) *tokenURIs {
+	if u == nil {
+		return nil
+	}
+	return &tokenURIs{Token: u.Token, CarequalityToken: u.CarequalityToken, CarequalityRegister: u.CarequalityRegister, Register: u.Register}
 }

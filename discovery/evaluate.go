@@ -94,9 +94,6 @@ func (d *Discoverer) discover(ctx context.Context, r *request, maxAge time.Durat
 	}
 	if m, ok := run.docs[docMetadata]; ok && m.doc != nil {
 		res.MetadataURL = m.doc.url
-		if m.doc.uris != nil {
-			res.URIs = *m.doc.uris
-		}
 	}
 	res.FetchedAt = run.now
 	for _, dr := range run.docs {

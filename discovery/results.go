@@ -22,11 +22,18 @@ import (
 // a source yields and which one wins is evaluate.go's.
 
 // entry is a cached result with the state of its refreshes. The state
-// changes in place: the results cache keeps entries in process.
+// changes in place: the results cache keeps entries in process. It is
+// allocated only once a refresh fails, so that the thousands of entries
+// whose refreshes succeed do not each carry it.
 type entry struct {
-	mu      sync.Mutex
-	res     *Result
-	retryAt time.Time // no refresh before this, after a failed one
+	mu   sync.Mutex
+	res  *Result
+	fail *refreshFailure
+}
+
+// refreshFailure is the state of an entry's failed refreshes.
+type refreshFailure struct {
+	retryAt time.Time // no refresh before this
 	lastErr error
 	bo      backoff.BackOff
 }
@@ -34,7 +41,10 @@ type entry struct {
 func (e *entry) state() (res *Result, retryAt time.Time, lastErr error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return e.res, e.retryAt, e.lastErr
+	if f := e.fail; f != nil {
+		return e.res, f.retryAt, f.lastErr
+	}
+	return e.res, time.Time{}, nil
 }
 
 // Discover returns the token endpoint of the FHIR server at
@@ -202,11 +212,11 @@ func (d *Discoverer) flight(r *request) func(context.Context) (*entry, error) {
 func (e *entry) failed(now time.Time, err error, p retry.Policy) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if e.bo == nil {
-		e.bo = p.BackOff()
+	if e.fail == nil {
+		e.fail = &refreshFailure{bo: p.BackOff()}
 	}
-	e.retryAt = now.Add(e.bo.NextBackOff())
-	e.lastErr = err
+	e.fail.retryAt = now.Add(e.fail.bo.NextBackOff())
+	e.fail.lastErr = err
 }
 
 // downgrade returns an error when a refreshed result comes from a source

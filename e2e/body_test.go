@@ -240,8 +240,8 @@ func TestBodyStreamedPastMaxBodyBytes(t *testing.T) {
 
 // A caller sending "Expect: 100-continue" (curl does for larger bodies)
 // gets its body forwarded intact and cqgate's X-Request-Id on the
-// answer, although the FHIR server's 100 Continue passes through
-// ReverseProxy on the way.
+// answer, although the FHIR server answers 100 Continue on the way (which
+// http.Transport consumes: cqgate's forwarder passes no 1xx on).
 func TestBodyExpectContinue(t *testing.T) {
 	w := newWorld(t, worldOptions{flavor: "r4"})
 	payload := jsonish(9, 32<<10)

@@ -841,8 +841,8 @@ func TestHostileTenantResponseHeaders(t *testing.T) {
 		resp := fetch(t, "/Patient/hostile-headers-close")
 		checkResponse(t, resp)
 		// net/http's client deletes a response's Connection header when
-		// it says close (transfer.go, shouldClose), so ReverseProxy never
-		// sees the other headers it names and passes them on. The tenant
+		// it says close (transfer.go, shouldClose), so cqgate's forwarder
+		// never sees the other headers it names and passes them on. The tenant
 		// could as well have sent them as end-to-end headers; recorded
 		// here so that a change in Go's behaviour shows.
 		t.Logf("X-Hop named with close: %q", resp.Header.Values("X-Hop"))

@@ -34,6 +34,7 @@ type sent struct {
 	to          string // "directory", "vault" or host/path
 	path        string
 	traceparent string
+	baggage     []string
 }
 
 // wire records the trace headers of every request that passes it.
@@ -45,7 +46,7 @@ type wire struct {
 func (w *wire) add(to string, r *http.Request) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	w.reqs = append(w.reqs, sent{to: to, path: r.URL.Path, traceparent: r.Header.Get("Traceparent")})
+	w.reqs = append(w.reqs, sent{to: to, path: r.URL.Path, traceparent: r.Header.Get("Traceparent"), baggage: r.Header.Values("Baggage")})
 }
 
 func (w *wire) all() []sent {
@@ -413,5 +414,35 @@ func TestTracingWithoutExport(t *testing.T) {
 	calls = fhirCalls()
 	if traceID, _, _ := traceparentParts(t, calls[len(calls)-1].traceparent); traceID == callerTraceID {
 		t.Error("a request without traceparent was put in the previous caller's trace")
+	}
+}
+
+// TestBaggageNeverLeaves: a caller's W3C baggage can carry internal data
+// (user ids, tenant names); cqgate propagates trace context only, so no
+// request it sends (FHIR server, token endpoint, discovery, directory,
+// Vault) carries the caller's baggage, while its traceparent still goes.
+func TestBaggageNeverLeaves(t *testing.T) {
+	t.Setenv(tracing.EnvEndpoint, "")
+	t.Setenv(tracing.EnvTracesEndpoint, "")
+	w, onWire := tracedWorld(t, nil)
+	resp, body := w.do(http.MethodGet, "/fhir/"+cernerOID+"/Patient/1316024", nil,
+		map[string]string{"traceparent": callerTraceparent, "baggage": "user.id=alice%40internal,team=billing;prop=1"})
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("status %d: %s", resp.StatusCode, body)
+	}
+	fhir := 0
+	for _, s := range onWire.all() {
+		if len(s.baggage) > 0 {
+			t.Errorf("request to %s %s carried baggage %q", s.to, s.path, s.baggage)
+		}
+		if strings.HasSuffix(s.path, "/Patient/1316024") {
+			fhir++
+			if id, _, _ := traceparentParts(t, s.traceparent); id != callerTraceID {
+				t.Errorf("the FHIR request is not in the caller's trace: %s", s.traceparent)
+			}
+		}
+	}
+	if fhir != 1 {
+		t.Fatalf("%d FHIR requests on the wire, want 1", fhir)
 	}
 }

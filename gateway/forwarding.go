@@ -10,7 +10,8 @@ import (
 
 // forwarding builds what the proxy needs to hand back cqgate's own URLs:
 // the public base (server.public_url, server.trusted_proxies) and the
-// bulk link sealer (bulk.link_key, or a random key for this process).
+// bulk link sealer (bulk.link_key, or a random key for this process;
+// links valid for bulk.link_ttl).
 func forwarding(cfg *config.Config) (*proxy.PublicBase, *proxy.Links, error) {
 	pb := &proxy.PublicBase{}
 	if cfg.Server.PublicURL != "" {
@@ -29,7 +30,7 @@ func forwarding(cfg *config.Config) (*proxy.PublicBase, *proxy.Links, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("gateway: bulk.link_key: %w", err)
 	}
-	links, err := proxy.NewLinks(key)
+	links, err := proxy.NewLinks(key, proxy.LinkTTL(cfg.Bulk.LinkTTL))
 	if err != nil {
 		return nil, nil, fmt.Errorf("gateway: %w", err)
 	}

@@ -251,8 +251,6 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Gateway, error
 	if err := g.buildInbound(); err != nil {
 		return nil, err
 	}
-	proxyErrLog, closeProxyErrLog := StdLogger(g.log)
-	context.AfterFunc(ctx, closeProxyErrLog)
 	public, links, err := forwarding(cfg)
 	if err != nil {
 		return nil, err
@@ -262,7 +260,6 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Gateway, error
 		Credentials:   g.creds,
 		Logger:        g.log,
 		MaxReplayBody: cfg.Proxy.MaxReplayBody,
-		ErrorLog:      proxyErrLog,
 		CheckGrant:    checkGrant(cfg.Tokens.EnforceGrantedScope),
 		PublicBase:    public,
 		Links:         links,

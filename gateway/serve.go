@@ -36,6 +36,7 @@ func Serve(ctx context.Context, ln net.Listener, h http.Handler, cfg config.Serv
 		o(&icfg)
 	}
 	lim := inflight.New(icfg)
+	defer lim.Close()
 	srv := &http.Server{
 		Handler:           lim.Wrap(h, inflight.FHIR),
 		ReadHeaderTimeout: cfg.ReadHeaderTimeout,

@@ -38,7 +38,7 @@ func (g *Gateway) buildTracing(ctx context.Context, opts Options) (*tracing.Trac
 func traced(tr *tracing.Tracing, partner, dir, fhir http.RoundTripper) (http.RoundTripper, http.RoundTripper, http.RoundTripper) {
 	return tr.Transport(partner, "cqgate.http.partner", tracing.CallPartner),
 		tr.Transport(dir, "cqgate.http.directory", tracing.CallDirectory),
-		// ReverseProxy makes the outbound request for this call alone.
+		// The proxy makes the outbound request for this call alone.
 		tr.Transport(fhir, "cqgate.upstream", tracing.CallFHIR, tracing.InPlace())
 }
 

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/http/httputil"
 	"net/url"
 	"strings"
 
@@ -56,14 +55,14 @@ func (p *Proxy) prepareDownload(w http.ResponseWriter, r *http.Request, rt *rout
 		return false
 	}
 	if err := egress.CheckURL(u, t.AllowPrivate); err != nil {
-		p.errorHandler(w, r, fmt.Errorf("proxy: bulk file of %s: %w", t.OID, err))
+		p.errorHandler(w, rt, fmt.Errorf("proxy: bulk file of %s: %w", t.OID, err))
 		return false
 	}
 	rt.download, rt.dl = &l, u
 	if l.RequiresToken && t.SameParty(u) {
 		tok, err := p.creds.Token(r.Context(), t)
 		if err != nil {
-			p.errorHandler(w, r, err)
+			p.errorHandler(w, rt, err)
 			return false
 		}
 		rt.token = tok
@@ -75,15 +74,15 @@ func (p *Proxy) prepareDownload(w http.ResponseWriter, r *http.Request, rt *rout
 // to a storage origin; nothing else of the caller's goes there.
 var downloadHeaders = []string{"Accept", "Range", "If-Range", "If-None-Match", "If-Modified-Since", "Accept-Encoding"}
 
-// rewriteDownload prepares the request for a sealed link's file.
-func rewriteDownload(pr *httputil.ProxyRequest, rt *route) {
-	u := *rt.dl
-	u.Fragment, u.RawFragment = "", ""
-	pr.Out.URL = &u
-	pr.Out.Host = ""
-	h := make(http.Header, len(downloadHeaders)+2)
+// downloadRequest makes out the request for a sealed link's file: its
+// URL, and of the caller's request only downloadHeaders (no body).
+func (rt *route) downloadRequest(in, out *http.Request) {
+	rt.url = *rt.dl
+	rt.url.Fragment, rt.url.RawFragment = "", ""
+	out.Body, out.GetBody, out.ContentLength, out.TransferEncoding = nil, nil, 0, nil
+	h := make(http.Header, len(downloadHeaders)+3)
 	for _, k := range downloadHeaders {
-		if v := pr.In.Header[k]; len(v) > 0 {
+		if v := in.Header[k]; len(v) > 0 {
 			h[k] = v
 		}
 	}
@@ -92,7 +91,8 @@ func rewriteDownload(pr *httputil.ProxyRequest, rt *route) {
 		h["Authorization"] = []string{"Bearer " + rt.token.AccessToken}
 		h[RequestIDHeader] = []string{rt.requestID}
 	}
-	pr.Out.Header = h
+	noDefaultUserAgent(h)
+	out.Header = h
 }
 
 // rewriteResponse maps the partner's URLs in resp (see fhirurl.Rewriter),

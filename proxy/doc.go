@@ -1,9 +1,18 @@
 // Package proxy forwards FHIR requests to an organization's FHIR server
-// with a valid access token. It is an httputil.ReverseProxy (responses
-// stream through) whose Transport adds "Authorization: Bearer" and, when
-// the FHIR server answers 401, drops the refused token, gets a new one and
-// retries once if the request body can be replayed. The caller's own
-// Authorization and Cookie headers never reach the tenant.
+// with a valid access token. Its forwarder is its own, on http.Transport
+// (forward.go, serve): one outbound request built per call (the caller's
+// headers but hop-by-hop and caller-only ones, cqgate's
+// "Authorization: Bearer"), sent through authTransport (transport.go),
+// which, when the FHIR server answers 401, drops the refused token, gets a
+// new one and retries once if the request body can be replayed; then the
+// answer modified (modifyResponse), its header written, its body streamed
+// through pooled buffers (flushed after every write when of unknown
+// length or an event stream) and its trailers passed on (tenant-only ones
+// dropped, token echoes redacted). Interim (1xx) answers are not passed
+// on; a body that breaks off after the header went out aborts the
+// response (http.ErrAbortHandler); the caller going away cancels the
+// outbound request. The caller's own Authorization and Cookie headers
+// never reach the tenant.
 //
 // Every URL cqgate hands back leads back to cqgate (public.go, bulk.go):
 // the answer's JSON and XML bodies and its Location and Content-Location

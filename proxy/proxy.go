@@ -7,9 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	stdlog "log"
 	"net/http"
-	"net/http/httputil"
 	"net/url"
 	"strconv"
 	"strings"
@@ -56,9 +54,6 @@ type Config struct {
 	// MaxReplayBody is the largest request body buffered so the request
 	// can be retried after a 401. Zero means bodies are never retried.
 	MaxReplayBody int64
-	// ErrorLog receives httputil.ReverseProxy's own messages (such as a
-	// body copy failing mid-stream); the standard logger when nil.
-	ErrorLog *stdlog.Logger
 	// CheckGrant, when set, is asked before a request goes out whether
 	// the token's granted scope covers it; its error is answered instead.
 	CheckGrant func(t *tenant.Tenant, tok *assertion.Token, r *http.Request, fhirPath string) error
@@ -72,7 +67,8 @@ type Config struct {
 
 // Proxy forwards FHIR requests to tenants.
 type Proxy struct {
-	rp            *httputil.ReverseProxy
+	transport     *authTransport
+	buffers       *bufferPool
 	log           logrus.FieldLogger
 	creds         Credentials
 	maxReplayBody int64
@@ -99,26 +95,15 @@ func New(cfg Config) *Proxy {
 		// crypto/rand does not fail (it crashes the program instead).
 		p.links, _ = NewLinks(nil)
 	}
-	p.rp = &httputil.ReverseProxy{
-		Rewrite:        rewrite,
-		Transport:      &authTransport{base: base, creds: cfg.Credentials, log: log, bearers: p.bearers},
-		ModifyResponse: p.modifyResponse,
-		ErrorHandler:   p.errorHandler,
-		BufferPool:     newBufferPool(),
-		ErrorLog:       cfg.ErrorLog,
-	}
+	p.transport = &authTransport{base: base, creds: cfg.Credentials, log: log, bearers: p.bearers}
+	p.buffers = newBufferPool()
 	return p
 }
 
-type routeKey struct{}
-
-// route is what Forward decided, carried to the rewrite and transport.
-// It also holds the per-request wrappers, so that they cost no
-// allocation of their own, and is itself the request's context (the
-// caller's, with the route under routeKey), which saves the allocation
-// of a context.WithValue.
+// route is one request's state, from Forward to the end of serve: what
+// Forward decided, the outbound request and the per-request wrappers,
+// all in one allocation.
 type route struct {
-	context.Context
 	tenant    *tenant.Tenant
 	path      string
 	requestID string
@@ -128,8 +113,13 @@ type route struct {
 	token, retryToken *assertion.Token
 	// bearer is token's Authorization header value (Proxy.bearers).
 	bearer []string
-	w      interimGuard
-	body   trailerGuard
+	// out is the request sent to the tenant, url its URL and body the
+	// caller's body as it carries it (serve's outbound).
+	out  http.Request
+	url  url.URL
+	body requestBody
+	// trailers cleans the answer's trailers (modifyResponse).
+	trailers trailerGuard
 	// rw rewrites the partner's URLs in the response; nil when the
 	// tenant's base cannot be mapped (the response passes as it is).
 	rw *fhirurl.Rewriter
@@ -146,44 +136,12 @@ type route struct {
 	pre  prefixBody
 	// src exchanges for the request's token on a cache miss (Tokens).
 	src exchangeOnMiss
-	// reserved marks a route made by Prepare that no Forward has
-	// claimed yet.
-	reserved bool
-}
-
-// Value returns the route itself under routeKey, and the caller's
-// context's values otherwise.
-func (rt *route) Value(key any) any {
-	if _, ok := key.(routeKey); ok {
-		return rt
-	}
-	return rt.Context.Value(key)
-}
-
-// Prepare returns ctx with room for the route of the request Forward will
-// serve in it (or in a context made from it). A router that gives the
-// request a new context anyway (for its trace span) saves Forward the
-// copy of the request that would carry the route otherwise.
-func (p *Proxy) Prepare(ctx context.Context) context.Context {
-	return &route{Context: ctx, reserved: true}
-}
-
-func routeFrom(ctx context.Context) *route {
-	r, _ := ctx.Value(routeKey{}).(*route)
-	return r
 }
 
 // Forward sends r to t's FHIR server at fhirPath (as returned by
-// ParsePath) with r's query, and streams the answer to w.
+// ParsePath) with r's query, and streams the answer to w (serve).
 func (p *Proxy) Forward(w http.ResponseWriter, r *http.Request, t *tenant.Tenant, fhirPath string) {
-	rt := routeFrom(r.Context())
-	reserved := rt != nil && rt.reserved
-	if reserved {
-		rt.reserved = false // claimed: a second Forward makes its own
-	} else {
-		rt = new(route)
-	}
-	rt.tenant, rt.path, rt.requestID = t, fhirPath, RequestID(r.Header.Get(RequestIDHeader))
+	rt := &route{tenant: t, path: fhirPath, requestID: RequestID(headerValue(r.Header, RequestIDHeader))}
 	if err := p.prepareBody(r); err != nil {
 		var tooLarge *http.MaxBytesError
 		if errors.As(err, &tooLarge) {
@@ -209,34 +167,28 @@ func (p *Proxy) Forward(w http.ResponseWriter, r *http.Request, t *tenant.Tenant
 			Warn("proxy: responses of this organization are not rewritten")
 	}
 	rt.audit = audit.FromContext(r.Context())
-	if !reserved {
-		rt.Context = r.Context()
-		r = r.WithContext(rt)
-	}
-	ctx := r.Context()
+	rt.callerGzip = acceptsGzip(r.Header["Accept-Encoding"])
 	if sealed, ok := strings.CutPrefix(fhirPath, "/"+DownloadSegment+"/"); ok {
 		if !p.prepareDownload(w, r, rt, sealed) {
 			return
 		}
 	} else {
-		// The token is had before the request is copied for the tenant,
-		// so that the rewrite sets it on the one outbound request and
-		// the transport sends that request as it is.
-		tok, err := p.token(ctx, t, rt)
+		// The token is had before the outbound request is built, which
+		// carries it; the transport sends that request as it is.
+		tok, err := p.token(r.Context(), t, rt)
 		if err != nil {
-			p.errorHandler(w, r, err)
+			p.errorHandler(w, rt, err)
 			return
 		}
 		if p.checkGrant != nil {
 			if err := p.checkGrant(t, tok, r, fhirPath); err != nil {
-				p.errorHandler(w, r, err)
+				p.errorHandler(w, rt, err)
 				return
 			}
 		}
 		rt.token, rt.bearer = tok, p.bearers.get(tok)
 	}
-	rt.w = interimGuard{ResponseWriter: w, rt: rt}
-	p.rp.ServeHTTP(&rt.w, r)
+	p.serve(w, r, rt)
 }
 
 // token gets the request's token from the credentials; the gateway's
@@ -247,42 +199,6 @@ func (p *Proxy) token(ctx context.Context, t *tenant.Tenant, rt *route) (*assert
 	}
 	return p.creds.Token(ctx, t)
 }
-
-// interimGuard keeps the headers cqgate itself puts on every answer
-// (X-Request-Id, X-Cqgate-Stale) when the tenant sends an interim
-// response (103 Early Hints, 100 Continue): ReverseProxy copies an
-// interim response's headers into the response's header map, writes it
-// and then clears the whole map. Interim responses are not passed on (gin
-// does not write them either), so neither are their headers.
-type interimGuard struct {
-	http.ResponseWriter
-	rt      *route
-	restore bool
-}
-
-func (g *interimGuard) Header() http.Header {
-	h := g.ResponseWriter.Header()
-	if g.restore {
-		g.restore = false
-		clear(h)
-		h.Set(RequestIDHeader, g.rt.requestID)
-		if g.rt.tenant.DirectoryStale {
-			h.Set(StaleHeader, "directory")
-		}
-	}
-	return h
-}
-
-func (g *interimGuard) WriteHeader(code int) {
-	if code >= 100 && code < 200 && code != http.StatusSwitchingProtocols {
-		g.restore = true
-		return
-	}
-	g.ResponseWriter.WriteHeader(code)
-}
-
-// Unwrap lets http.ResponseController reach the writer below (Flush).
-func (g *interimGuard) Unwrap() http.ResponseWriter { return g.ResponseWriter }
 
 // StaleHeader names the sources whose answers were served past their TTL
 // because the source was failing (stale-if-error).
@@ -322,50 +238,20 @@ func (p *Proxy) prepareBody(r *http.Request) error {
 // headers that shape which token is used.
 var callerOnlyHeaders = []string{
 	"Authorization", "Proxy-Authorization", "Cookie", "X-Api-Key",
-	"X-Cqgate-Scope", "X-Purpose-Of-Use",
+	"X-Cqgate-Scope", "X-Purpose-Of-Use", "Baggage", // W3C baggage: internal data; tracing propagates trace context only
 	// Forwarding headers a caller could use to confuse the tenant about
 	// who is asking; cqgate is the client.
 	"Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto", "X-Real-Ip",
 }
 
-func rewrite(pr *httputil.ProxyRequest) {
-	rt := routeFrom(pr.In.Context())
-	rt.callerGzip = acceptsGzip(pr.In.Header["Accept-Encoding"])
-	if rt.download != nil {
-		rewriteDownload(pr, rt)
-		return
+// callerOnly is callerOnlyHeaders as a set, by canonical name.
+var callerOnly = func() map[string]bool {
+	m := make(map[string]bool, len(callerOnlyHeaders))
+	for _, k := range callerOnlyHeaders {
+		m[k] = true
 	}
-	base := rt.tenant.BaseURL()
-	out := pr.Out
-	// out.URL is ReverseProxy's own copy of the caller's URL: it is
-	// overwritten in place rather than replaced by a new one.
-	query := pr.In.URL.RawQuery
-	u := out.URL
-	*u = *base
-	// Join the escaped base path and the escaped FHIR path; ParsePath
-	// validated the latter, so unescaping cannot fail.
-	u.RawPath = base.EscapedPath() + rt.path
-	u.Path, _ = url.PathUnescape(u.RawPath)
-	u.RawQuery = query
-	u.Fragment, u.RawFragment = "", ""
-	out.Host = ""
-	// The caller's trailers are not forwarded: they could carry its
-	// credentials past the header cleaning below, and no FHIR
-	// interaction uses request trailers.
-	out.Trailer = nil
-	h := out.Header
-	for _, name := range callerOnlyHeaders {
-		delete(h, name) // canonical already (TestCallerOnlyHeadersAreCanonical)
-	}
-	if noPreference(h["Accept"]) {
-		h["Accept"] = []string{FHIRJSON}
-	}
-	if ids := h[RequestIDHeader]; len(ids) != 1 || ids[0] != rt.requestID {
-		h[RequestIDHeader] = []string{rt.requestID}
-	}
-	setAcceptEncoding(h)
-	h["Authorization"] = rt.bearer
-}
+	return m
+}()
 
 // setAcceptEncoding asks the partner for gzip or identity, whatever the
 // caller accepts, so that every JSON and XML answer can be rewritten
@@ -422,7 +308,7 @@ func noPreference(accept []string) bool {
 // cqgate (which is not for browsers); Alt-Svc would send the caller's
 // client elsewhere for cqgate's own origin. Hop-by-hop headers
 // (Connection and those it names, Keep-Alive, Proxy-Authenticate, TE,
-// Trailer, Transfer-Encoding, Upgrade) are dropped by ReverseProxy.
+// Trailer, Transfer-Encoding, Upgrade) are dropped too (removeHopByHop).
 var tenantOnlyHeaders = []string{
 	"Set-Cookie", "Set-Cookie2",
 	"Access-Control-Allow-Origin", "Access-Control-Allow-Credentials", "Access-Control-Allow-Headers",
@@ -437,11 +323,12 @@ func dropTenantOnly(h http.Header) {
 }
 
 // trailerGuard drops tenant-only trailers, which the transport adds to
-// resp.Trailer (announced or not) when the body ends, before
-// ReverseProxy copies them to the caller.
+// resp.Trailer (announced or not) when the body ends, and redacts
+// cqgate's tokens in them, before serve copies them to the caller.
 type trailerGuard struct {
 	io.ReadCloser
 	resp *http.Response
+	rt   *route
 }
 
 func (g *trailerGuard) Read(p []byte) (int, error) {
@@ -460,7 +347,7 @@ func (g *trailerGuard) Close() error {
 
 func (g *trailerGuard) clean() {
 	dropTenantOnly(g.resp.Trailer)
-	routeFrom(g.resp.Request.Context()).scrubTokens(g.resp.Trailer)
+	g.rt.scrubTokens(g.resp.Trailer)
 }
 
 // MaxErrorBody is the most of a tenant's error answer (4xx, 5xx) cqgate
@@ -536,8 +423,10 @@ func (rt *route) checkErrorBody(resp *http.Response) error {
 	return nil
 }
 
-func (p *Proxy) modifyResponse(resp *http.Response) error {
-	rt := routeFrom(resp.Request.Context())
+// modifyResponse prepares the tenant's answer for the caller: tenant-only
+// headers dropped, token echoes redacted (an error answer read whole for
+// that), the request ids set, the partner's URLs rewritten.
+func (p *Proxy) modifyResponse(resp *http.Response, rt *route) error {
 	dropTenantOnly(resp.Header)
 	dropTenantOnly(resp.Trailer)
 	rt.scrubTokens(resp.Header)
@@ -547,18 +436,18 @@ func (p *Proxy) modifyResponse(resp *http.Response) error {
 		}
 	} else if resp.ContentLength < 0 && resp.Body != nil && resp.Body != http.NoBody {
 		// Only a body of unknown length (chunked) can end in trailers.
-		rt.body = trailerGuard{ReadCloser: resp.Body, resp: resp}
-		resp.Body = &rt.body
+		rt.trailers = trailerGuard{ReadCloser: resp.Body, resp: resp, rt: rt}
+		resp.Body = &rt.trailers
 	}
 	// The caller gets cqgate's request id (also sent to the tenant) as
 	// X-Request-Id, and the tenant's own id, if different, as
 	// X-Upstream-Request-Id.
-	if up := resp.Header.Get(RequestIDHeader); up != "" && up != rt.requestID {
+	if up := headerValue(resp.Header, RequestIDHeader); up != "" && up != rt.requestID {
 		resp.Header.Set(UpstreamRequestIDHeader, up)
 	}
-	// Forward already put cqgate's id on the response; ReverseProxy adds
+	// Forward already put cqgate's id on the response; serve adds
 	// upstream headers to it, so drop the upstream's to avoid two values.
-	resp.Header.Del(RequestIDHeader)
+	delete(resp.Header, RequestIDHeader)
 	return p.rewriteResponse(resp, rt)
 }
 
@@ -576,8 +465,9 @@ func (e *UpstreamError) Error() string {
 
 func (e *UpstreamError) Unwrap() error { return e.Err }
 
-func (p *Proxy) errorHandler(w http.ResponseWriter, r *http.Request, err error) {
-	rt := routeFrom(r.Context())
+// errorHandler answers a request that failed before its answer's header
+// was written: logged, and an OperationOutcome (outcome.WriteError).
+func (p *Proxy) errorHandler(w http.ResponseWriter, rt *route, err error) {
 	fields := logrus.Fields{"request_id": rt.requestID, "oid": rt.tenant.OID}
 	if rid := outcome.UpstreamRequestID(err); rid != "" {
 		fields["upstream_request_id"] = rid
@@ -605,10 +495,12 @@ func printable(s string) bool {
 	return true
 }
 
-var errNoRoute = errors.New("proxy: request without a route")
+var (
+	errNoRoute    = errors.New("proxy: request without a route")
+	errBodyClosed = errors.New("proxy: the caller's body was read after the request ended")
+)
 
-// copyBufferSize is the size of the buffers ReverseProxy copies bodies
-// through.
+// copyBufferSize is the size of the buffers serve copies bodies through.
 const copyBufferSize = 32 << 10
 
 // bufferPool pools copy buffers as array pointers: a slice converts to

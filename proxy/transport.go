@@ -14,9 +14,10 @@ import (
 	"github.com/cqgate/cqgate/tenant"
 )
 
-// authTransport sends the request the rewrite prepared, bearer token
-// included, and retries once with a new token when the FHIR server
-// answers 401, if the body can be replayed.
+// authTransport sends the request serve built, bearer token included,
+// and retries once with a new token when the FHIR server answers 401, if
+// the body can be replayed; it follows redirects to other origins
+// (follow).
 type authTransport struct {
 	base  http.RoundTripper
 	creds Credentials
@@ -26,9 +27,8 @@ type authTransport struct {
 	bearers *bearers
 }
 
-func (t *authTransport) RoundTrip(req *http.Request) (*http.Response, error) {
-	rt := routeFrom(req.Context())
-	if rt == nil || (rt.token == nil && rt.download == nil) {
+func (t *authTransport) roundTrip(req *http.Request, rt *route) (*http.Response, error) {
+	if rt.token == nil && rt.download == nil {
 		return nil, errNoRoute
 	}
 	var resp *http.Response
@@ -114,8 +114,7 @@ func (t *authTransport) send(req *http.Request, rt *route) (*http.Response, erro
 	if resp.StatusCode == http.StatusSwitchingProtocols {
 		// cqgate never asks for an upgrade (the caller's Upgrade header
 		// is dropped), so a 101 is the tenant misbehaving: the
-		// connection it offers would bypass cqgate. ReverseProxy would
-		// answer it with a 500.
+		// connection it offers would bypass cqgate.
 		_ = resp.Body.Close()
 		return nil, &UpstreamError{OID: rt.tenant.OID, URL: redactQuery(req.URL), Err: errUnsolicitedUpgrade}
 	}

@@ -10,26 +10,13 @@ import (
 	"golang.org/x/net/publicsuffix"
 
 	"github.com/cqgate/cqgate/internal/failure"
+	"github.com/cqgate/cqgate/internal/origin"
 )
 
-// Origin returns the origin of u (RFC 6454): lower-case scheme and host,
-// and the port, written only when it is not the scheme's default. IPv6
-// hosts keep their brackets.
-func Origin(u *url.URL) string {
-	scheme := strings.ToLower(u.Scheme)
-	host := strings.ToLower(u.Hostname())
-	port := u.Port()
-	if (scheme == "https" && port == "443") || (scheme == "http" && port == "80") {
-		port = ""
-	}
-	if strings.Contains(host, ":") {
-		host = "[" + host + "]"
-	}
-	if port != "" {
-		return scheme + "://" + host + ":" + port
-	}
-	return scheme + "://" + host
-}
+// Origin returns the origin of u (RFC 6454) as internal/origin writes it:
+// lower-case scheme and host, and the port, written only when it is not
+// the scheme's default. IPv6 hosts keep their brackets.
+func Origin(u *url.URL) string { return origin.Of(u) }
 
 // ParseOrigin parses an origin as written in configuration
 // (https://auth.example.com, http://127.0.0.1:8443) and returns its
@@ -58,7 +45,7 @@ func ParseOrigin(s string) (string, error) {
 // IP literals have no registrable domain: they match only by origin, so
 // 127.0.0.1:8443 and 127.0.0.1:9443 are different parties.
 func sameParty(base, endpoint *url.URL, allowed []string) bool {
-	if sameOrigin(base, endpoint) {
+	if origin.Same(base, endpoint) {
 		return true
 	}
 	if len(allowed) > 0 && slices.Contains(allowed, Origin(endpoint)) {
@@ -79,25 +66,6 @@ func sameParty(base, endpoint *url.URL, allowed []string) bool {
 // token only on such a URL.
 func (t *Tenant) SameParty(u *url.URL) bool {
 	return t.base != nil && u.Host != "" && sameParty(t.base, u, t.allowedOrigins)
-}
-
-// sameOrigin compares the origins of a and b without building them.
-func sameOrigin(a, b *url.URL) bool {
-	return strings.EqualFold(a.Scheme, b.Scheme) && strings.EqualFold(a.Hostname(), b.Hostname()) &&
-		effectivePort(a) == effectivePort(b)
-}
-
-func effectivePort(u *url.URL) string {
-	if p := u.Port(); p != "" {
-		return p
-	}
-	switch strings.ToLower(u.Scheme) {
-	case "https":
-		return "443"
-	case "http":
-		return "80"
-	}
-	return ""
 }
 
 // registrableDomain is host's eTLD+1, when host is a DNS name that has

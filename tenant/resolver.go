@@ -132,12 +132,13 @@ func (r *Resolver) Describe(ctx context.Context, oid string) (*Tenant, error) {
 		StaleReason:     entry.StaleReason,
 		allowedOrigins:  s.AllowedTokenOrigins,
 	}
-	ep, ok := org.FHIREndpointFor(s.FHIRVersions)
-	if !ok {
+	ep := org.FHIREndpointRef(s.FHIRVersions)
+	if ep == nil {
 		return nil, failure.Errorf(failure.UpstreamUnsupported,
 			"tenant: organization %s (%s) lists no usable FHIR REST endpoint in the directory (%d endpoint(s), none FHIR)", oid, org.Name, len(org.Endpoints))
 	}
-	base, err := url.Parse(strings.TrimRight(ep.Address, "/"))
+	address := strings.TrimRight(ep.Address, "/")
+	base, err := url.Parse(address)
 	if err != nil || (base.Scheme != "https" && base.Scheme != "http") || base.Host == "" {
 		return nil, failure.Errorf(failure.UpstreamFailed,
 			"tenant: organization %s has a FHIR endpoint address that is not an absolute http(s) URL: %q", oid, ep.Address)
@@ -146,6 +147,10 @@ func (r *Resolver) Describe(ctx context.Context, oid string) (*Tenant, error) {
 		return nil, refused(oid, "the FHIR base", err)
 	}
 	t.FHIREndpoint, t.FHIRBase, t.base = ep, base.String(), base
+	if t.FHIRBase == address {
+		// The directory's own string, not a second copy of it per tenant.
+		t.FHIRBase = address
+	}
 	ctx = t.Context(ctx)
 
 	if s.TokenURL != "" {

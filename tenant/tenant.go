@@ -24,8 +24,10 @@ type Tenant struct {
 	Active bool   `json:"active"`
 	// FHIRBase is the FHIR server's base URL, without a trailing slash.
 	FHIRBase string `json:"fhir_base"`
-	// FHIREndpoint is the directory endpoint FHIRBase was taken from.
-	FHIREndpoint directory.Endpoint `json:"fhir_endpoint"`
+	// FHIREndpoint is the directory endpoint FHIRBase was taken from,
+	// shared with the directory cache (a pointer: a copy in every tenant
+	// kept cost 152 bytes each): do not modify it.
+	FHIREndpoint *directory.Endpoint `json:"fhir_endpoint"`
 	// TokenURL is where client assertions are exchanged for tokens.
 	TokenURL string `json:"token_url,omitempty"`
 	// TokenURLSource says where TokenURL came from: "config" or the
@@ -155,8 +157,10 @@ func canonicalScope(scope string) string {
 // Describe does, without resolving its token URL.
 func Summary(org *directory.Organization, prefs []string) *Tenant {
 	t := &Tenant{OID: org.OID, Name: org.Name, Active: org.Active, Endpoints: org.Endpoints, DirectorySource: "directory"}
-	if ep, ok := org.FHIREndpointFor(prefs); ok {
+	if ep := org.FHIREndpointRef(prefs); ep != nil {
 		t.FHIREndpoint, t.FHIRBase = ep, strings.TrimRight(ep.Address, "/")
+	} else {
+		t.FHIREndpoint = &directory.Endpoint{} // described as it always was
 	}
 	return t
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/cqgate/cqgate/directory"
 	"github.com/cqgate/cqgate/gateway"
 )
 
@@ -86,6 +87,7 @@ func runCommand(ctx context.Context, name string, args []string, stdout, stderr 
 	log.SetOutput(stderr)
 	log.SetFormatter(&logrus.JSONFormatter{})
 	log.SetLevel(logrus.WarnLevel)
+	routeLibraryLogs(log, cfg, lookup)
 
 	ctx, cancel := context.WithTimeout(ctx, f.timeout)
 	defer cancel()
@@ -170,6 +172,9 @@ func resolveCommand(ctx context.Context, g *gateway.Gateway, oid string, asJSON 
 	}
 	line("directory", "%s", src)
 	ep := t.FHIREndpoint
+	if ep == nil {
+		ep = &directory.Endpoint{}
+	}
 	line("FHIR endpoint", "%s  (%s %s %s)", t.FHIRBase, nonEmpty(ep.Transaction, ep.ConnectionType), ep.Version, ep.FHIRVersion)
 	for _, other := range t.Endpoints {
 		if other.Address != ep.Address {

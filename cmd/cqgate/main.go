@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 
 	"github.com/gin-gonic/gin"
@@ -148,6 +149,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, lookup fu
 	log := logrus.New()
 	log.SetOutput(stderr)
 	log.SetFormatter(&logrus.JSONFormatter{})
+	routeLibraryLogs(log, cfg, lookup)
 
 	var opts gateway.Options
 	if f.dev {
@@ -167,6 +169,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, lookup fu
 	level, _ := logrus.ParseLevel(cfg.LogLevel)
 	log.SetLevel(level)
 	opts.Logger = log
+	applyMemoryLimit(cfg.Server.MemoryLimitMiB, lookup, debug.SetMemoryLimit, log)
 
 	g, err := gateway.New(ctx, cfg, opts)
 	if err != nil {

@@ -33,6 +33,9 @@ type Record struct {
 	Scope string
 	// PurposeOfUse lists the purposes of use asserted.
 	PurposeOfUse []string
+	// ExchangePurpose is the TEFCA exchange purpose (XP code) the caller
+	// chose with X-Cqgate-Exchange-Purpose, if any.
+	ExchangePurpose string
 	// Status is the HTTP status answered to the caller.
 	Status int
 	// UpstreamRequestID is the organization's own request id, if it sent one.
@@ -81,7 +84,8 @@ func (r *Record) SetPath(fhirPath string) {
 // to b. The fields log ("audit"), time (RFC 3339, UTC), request_id,
 // caller, caller_method, oid, method, status and duration_ms are always
 // present; caller_subject, remote_addr, resource_type, resource_id,
-// compartment, operation, scope, purpose_of_use, upstream_request_id,
+// compartment, operation, scope, purpose_of_use, exchange_purpose,
+// upstream_request_id,
 // error and bulk (an object: event, status_path, files, type, bytes) only
 // when not empty. Strings are escaped as JSON requires;
 // invalid UTF-8 becomes U+FFFD.
@@ -115,6 +119,7 @@ func (r *Record) appendJSON(b []byte, t time.Time) []byte {
 		}
 		b = append(b, ']')
 	}
+	b = appendOptional(b, "exchange_purpose", r.ExchangePurpose)
 	b = append(b, `,"status":`...)
 	b = strconv.AppendInt(b, int64(r.Status), 10)
 	b = appendOptional(b, "upstream_request_id", r.UpstreamRequestID)

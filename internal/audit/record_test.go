@@ -27,6 +27,7 @@ func TestRecordJSON(t *testing.T) {
 		Method:            "GET",
 		Scope:             "system/Observation.read",
 		PurposeOfUse:      []string{"urn:oid:2.16.840.1.113883.5.8#TREAT", "b"},
+		ExchangePurpose:   "T-TREAT",
 		Status:            200,
 		UpstreamRequestID: "5e1d9a3c-0000-4000-8000-000000000001",
 		Duration:          12345678 * time.Nanosecond,
@@ -57,7 +58,7 @@ func TestRecordJSON(t *testing.T) {
 			want: `{"log":"audit","time":"2030-06-01T10:00:00.123456789Z","request_id":"0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0",` +
 				`"caller":"billing-svc","caller_method":"api_key","caller_subject":"sha256:9f86d081884c","remote_addr":"10.1.2.3:51234",` +
 				`"oid":"2.16.840.1.113883.3.13.1","method":"GET","resource_type":"Observation","compartment":"Patient/1316024",` +
-				`"scope":"system/Observation.read","purpose_of_use":["urn:oid:2.16.840.1.113883.5.8#TREAT","b"],"status":200,` +
+				`"scope":"system/Observation.read","purpose_of_use":["urn:oid:2.16.840.1.113883.5.8#TREAT","b"],"exchange_purpose":"T-TREAT","status":200,` +
 				`"upstream_request_id":"5e1d9a3c-0000-4000-8000-000000000001","duration_ms":12.345}`,
 		},
 		{
@@ -154,7 +155,7 @@ func FuzzRecordJSON(f *testing.F) {
 		rec := audit.Record{
 			Time: t0, RequestID: rid, Caller: caller, CallerMethod: caller, OID: oid, Method: rid,
 			PurposeOfUse: []string{pou, caller}, Status: status, Duration: time.Duration(dur), Error: errCode,
-			Scope: oid, RemoteAddr: rid, UpstreamRequestID: errCode,
+			Scope: oid, RemoteAddr: rid, UpstreamRequestID: errCode, ExchangePurpose: pou,
 		}
 		rec.SetPath(path)
 		line := rec.AppendJSON(nil)
@@ -177,6 +178,7 @@ func FuzzRecordJSON(f *testing.F) {
 			Scope        string   `json:"scope"`
 			RemoteAddr   string   `json:"remote_addr"`
 			PurposeOfUse []string `json:"purpose_of_use"`
+			XP           string   `json:"exchange_purpose"`
 			Status       int      `json:"status"`
 			Upstream     string   `json:"upstream_request_id"`
 			DurationMS   float64  `json:"duration_ms"`
@@ -201,6 +203,7 @@ func FuzzRecordJSON(f *testing.F) {
 			{"error", got.Error, errCode},
 			{"purpose_of_use[0]", got.PurposeOfUse[0], pou},
 			{"purpose_of_use[1]", got.PurposeOfUse[1], caller},
+			{"exchange_purpose", got.XP, pou},
 		}
 		for _, c := range checks {
 			if c.got != validUTF8(c.want) {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/singleflight"
@@ -31,20 +30,25 @@ type Store[V any] interface {
 	Len() int
 }
 
-// Memory is the in-process Store: a sync.Map (lock-free reads on the
-// hot path) whose items past their keep time are dropped, by its clock,
-// at most once per sweep interval, when an item is saved.
+// Memory is the in-process Store: a map of items by value (no
+// allocation per item beyond the map's own slot) under a read-write
+// lock, whose items past their keep time are dropped, by its clock, at
+// most once per sweep interval, when an item is saved. A sync.Map costs
+// about 150 bytes more per item (its trie nodes and a boxed value), which
+// at 10,000 organizations in five caches is most of a megabyte.
 type Memory[V any] struct {
 	now   func() time.Time
 	sweep time.Duration
 
-	items   sync.Map // key -> *kept[V]
-	sweepAt atomic.Int64
+	mu      sync.RWMutex
+	items   map[string]kept[V]
+	sweepAt int64 // Unix nanoseconds; under mu
 }
 
 type kept[V any] struct {
-	it    Item[V]
-	until int64 // Unix nanoseconds: 16 bytes less per item than a time.Time
+	value     V
+	fetchedAt time.Time
+	until     int64 // Unix nanoseconds: 16 bytes less per item than a time.Time
 }
 
 var _ Store[int] = (*Memory[int])(nil)
@@ -62,47 +66,63 @@ func NewMemory[V any](clock func() time.Time, sweep time.Duration) *Memory[V] {
 	if sweep <= 0 {
 		sweep = DefaultSweep
 	}
-	return &Memory[V]{now: clock, sweep: sweep}
+	return &Memory[V]{now: clock, sweep: sweep, items: make(map[string]kept[V])}
 }
 
 // Load returns key's item, expired or not.
 func (m *Memory[V]) Load(key string) (Item[V], bool) {
-	v, ok := m.items.Load(key)
-	if !ok {
-		return Item[V]{}, false
-	}
-	return v.(*kept[V]).it, true
+	m.mu.RLock()
+	k, ok := m.items[key]
+	m.mu.RUnlock()
+	return Item[V]{Value: k.value, FetchedAt: k.fetchedAt}, ok
 }
 
 // Save keeps it for key for at least keep.
 func (m *Memory[V]) Save(key string, it Item[V], keep time.Duration) {
 	now := m.now()
-	m.items.Store(key, &kept[V]{it: it, until: now.Add(keep).UnixNano()})
-	at := m.sweepAt.Load()
-	if now.UnixNano() < at || !m.sweepAt.CompareAndSwap(at, now.Add(m.sweep).UnixNano()) {
+	nowNanos := now.UnixNano()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.items[key] = kept[V]{value: it.Value, fetchedAt: it.FetchedAt, until: now.Add(keep).UnixNano()}
+	if nowNanos < m.sweepAt {
 		return
 	}
-	m.items.Range(func(k, v any) bool {
-		if now.UnixNano() >= v.(*kept[V]).until {
-			m.items.CompareAndDelete(k, v)
+	m.sweepAt = now.Add(m.sweep).UnixNano()
+	for k, v := range m.items {
+		if nowNanos >= v.until {
+			delete(m.items, k)
 		}
-		return true
-	})
+	}
 }
 
 // Delete drops key's item.
-func (m *Memory[V]) Delete(key string) { m.items.Delete(key) }
+func (m *Memory[V]) Delete(key string) {
+	m.mu.Lock()
+	delete(m.items, key)
+	m.mu.Unlock()
+}
 
 // Len is the number of items held, including expired ones not yet swept.
 func (m *Memory[V]) Len() int {
-	n := 0
-	m.items.Range(func(any, any) bool { n++; return true })
-	return n
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return len(m.items)
 }
 
-// Range calls fn for every key held, until fn returns false.
+// Range calls fn for every key held, until fn returns false. fn runs on
+// a copy of the keys, so it may call the Memory's other methods.
 func (m *Memory[V]) Range(fn func(key string) bool) {
-	m.items.Range(func(k, _ any) bool { return fn(k.(string)) })
+	m.mu.RLock()
+	keys := make([]string, 0, len(m.items))
+	for k := range m.items {
+		keys = append(keys, k)
+	}
+	m.mu.RUnlock()
+	for _, k := range keys {
+		if !fn(k) {
+			return
+		}
+	}
 }
 
 // Config configures a Cache.
@@ -116,6 +136,11 @@ type Config struct {
 	// Keep is how long past its TTL an item is still held and returned
 	// by Peek, for stale-if-error serving; 0 means not at all.
 	Keep time.Duration
+	// OwnKeys says the keys are strings made for the cache (never slices
+	// of a larger buffer such as a request line), so Set keeps them as
+	// they are instead of a copy: at thousands of entries the copy of a
+	// URL-sized key is most of a hundred bytes each.
+	OwnKeys bool
 }
 
 // Option configures a Cache.
@@ -132,13 +157,14 @@ type Cache[V any] struct {
 	keep         time.Duration
 	now          func() time.Time
 	fetchTimeout time.Duration
+	ownKeys      bool
 	items        Store[V]
 	group        singleflight.Group
 }
 
 // New returns an empty Cache.
 func New[V any](cfg Config, opts ...Option[V]) *Cache[V] {
-	c := &Cache[V]{ttl: cfg.TTL, keep: max(cfg.Keep, 0), now: cfg.Clock, fetchTimeout: cfg.FetchTimeout}
+	c := &Cache[V]{ttl: cfg.TTL, keep: max(cfg.Keep, 0), now: cfg.Clock, fetchTimeout: cfg.FetchTimeout, ownKeys: cfg.OwnKeys}
 	if c.now == nil {
 		c.now = time.Now
 	}
@@ -259,9 +285,12 @@ func (c *Cache[V]) Put(key string, v V) Item[V] {
 // Set caches it for key as it is: fresh until it.FetchedAt plus the TTL,
 // held for Peek the Keep after that.
 func (c *Cache[V]) Set(key string, it Item[V]) {
-	// A copy: key may be a slice of a caller's request line, which the
-	// cache must not keep alive.
-	c.items.Save(strings.Clone(key), it, c.ttl+c.keep)
+	if !c.ownKeys {
+		// A copy: key may be a slice of a caller's request line, which
+		// the cache must not keep alive.
+		key = strings.Clone(key)
+	}
+	c.items.Save(key, it, c.ttl+c.keep)
 }
 
 // Peek returns key's item, fresh or not, while it is held: until its

@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/cqgate/cqgate/internal/clocktest"
 )
@@ -390,6 +391,34 @@ func TestDeleteAndForget(t *testing.T) {
 			<-done
 			if joined := !second.Load(); joined != tt.wantJoined || (joined && v != 2) {
 				t.Errorf("joined = %v (value %d), want %v", joined, v, tt.wantJoined)
+			}
+		})
+	}
+}
+
+// A key is copied unless the cache is told the keys are its own: a key
+// sliced from a larger string must not keep that string alive.
+func TestKeyCopies(t *testing.T) {
+	for _, tt := range []struct {
+		name    string
+		ownKeys bool
+		shared  bool
+	}{
+		{"copied by default", false, false},
+		{"kept with OwnKeys", true, true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			line := "GET /fhir/2.999.1/Patient/1 HTTP/1.1"
+			key := line[10:17]
+			c := New[int](Config{TTL: time.Hour, OwnKeys: tt.ownKeys})
+			c.Put(key, 1)
+			var held string
+			c.items.(*Memory[int]).Range(func(k string) bool { held = k; return false })
+			if held != key {
+				t.Fatalf("held key %q, want %q", held, key)
+			}
+			if shared := unsafe.StringData(held) == unsafe.StringData(key); shared != tt.shared {
+				t.Errorf("key shares the caller's bytes: %v, want %v", shared, tt.shared)
 			}
 		})
 	}

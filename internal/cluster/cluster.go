@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/cqgate/cqgate/internal/failure"
 )
 
 // Operations, as StoreError.Op and Observer's op label.
@@ -98,21 +100,21 @@ type Cluster struct {
 // answer: a replica starts and serves (from its own memory) while Redis
 // is down, and its operations fail with *StoreError until Redis is back.
 // The configuration is checked first (Validate); every problem comes back
-// in a *ConfigError.
+// in a *failure.ConfigError.
 func New(cfg Config, opts ...Option) (*Cluster, error) {
 	if !cfg.Enabled() {
-		return nil, &ConfigError{Problems: []error{errors.New("cluster.redis.url: not set")}}
+		return nil, &failure.ConfigError{Component: "cluster", Problems: []error{errors.New("cluster.redis.url: not set")}}
 	}
 	if problems := Validate(cfg); len(problems) > 0 {
-		return nil, &ConfigError{Problems: problems}
+		return nil, &failure.ConfigError{Component: "cluster", Problems: problems}
 	}
 	ropts, err := redisOptions(cfg.Redis)
 	if err != nil {
-		return nil, &ConfigError{Problems: []error{err}}
+		return nil, &failure.ConfigError{Component: "cluster", Problems: []error{err}}
 	}
 	keys, err := NewKeyring(cfg.EncryptionKey, cfg.PreviousEncryptionKeys...)
 	if err != nil {
-		return nil, &ConfigError{Problems: []error{err}}
+		return nil, &failure.ConfigError{Component: "cluster", Problems: []error{err}}
 	}
 	c := &Cluster{
 		keys:     keys,

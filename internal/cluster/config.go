@@ -138,22 +138,6 @@ func (c Config) pollInterval() time.Duration {
 	return c.PollInterval
 }
 
-// ConfigError lists every problem Validate found.
-type ConfigError struct {
-	Problems []error
-}
-
-func (e *ConfigError) Error() string {
-	msgs := make([]string, len(e.Problems))
-	for i, p := range e.Problems {
-		msgs[i] = p.Error()
-	}
-	return "cluster: invalid configuration: " + strings.Join(msgs, "; ")
-}
-
-// Unwrap returns the problems.
-func (e *ConfigError) Unwrap() []error { return e.Problems }
-
 var prefixPattern = regexp.MustCompile(`^[A-Za-z0-9._:{}-]{1,64}$`)
 
 // Validate returns every problem with c, each naming its configuration

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/cqgate/cqgate/internal/failure"
 )
 
 func TestValidate(t *testing.T) {
@@ -52,8 +54,9 @@ func TestValidate(t *testing.T) {
 
 func TestNewRefusesInvalidConfig(t *testing.T) {
 	_, err := New(Config{Redis: RedisConfig{URL: "redis://127.0.0.1:6379"}})
-	var ce *ConfigError
-	if !errors.As(err, &ce) || !strings.Contains(err.Error(), "cluster.encryption_key: required") {
+	var ce *failure.ConfigError
+	if !errors.As(err, &ce) || !strings.Contains(err.Error(), "cluster.encryption_key: required") ||
+		!strings.HasPrefix(err.Error(), "cluster: invalid configuration: ") || ce.Kind() != failure.Misconfigured {
 		t.Fatalf("New: %v, want a ConfigError naming the missing key", err)
 	}
 	if _, err := New(Config{}); !errors.As(err, &ce) {

@@ -24,6 +24,10 @@ const (
 	Malformed
 	// Invalid: the caller's request is not valid (path, query, search).
 	Invalid
+	// Gone: something cqgate handed out (a bulk download link) was
+	// genuine but is no longer valid. Stronger than NotFound, so a
+	// refusal that wraps it as "not found" still says "gone".
+	Gone
 	// NotFound: nobody knows the organization.
 	NotFound
 	// UpstreamTimeout: an upstream did not answer in time.
@@ -78,7 +82,7 @@ const (
 )
 
 var names = [numKinds]string{
-	"internal", "too-large", "refused", "malformed", "invalid", "not-found", "upstream-timeout", "canceled",
+	"internal", "too-large", "refused", "malformed", "invalid", "gone", "not-found", "upstream-timeout", "canceled",
 	"unauthenticated", "forbidden", "unsupported", "unsupported-media-type", "method-not-allowed", "insecure", "required", "throttled",
 	"not-implemented", "upstream-unsupported", "upstream-untrusted", "upstream-failed", "misconfigured",
 	"not-ready", "unavailable", "transport",

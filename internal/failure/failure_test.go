@@ -20,6 +20,8 @@ func TestStronger(t *testing.T) {
 		{Internal, Transport, false},
 		{Internal, Internal, false},
 		{NotFound, NotFound, false},
+		{Gone, NotFound, true},
+		{NotFound, Gone, false},
 	} {
 		if got := tt.k.Stronger(tt.o); got != tt.want {
 			t.Errorf("%v.Stronger(%v) = %v", tt.k, tt.o, got)

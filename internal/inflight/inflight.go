@@ -70,6 +70,7 @@ type Limiter struct {
 	queued   atomic.Int64
 	refused  atomic.Int64
 	lastLog  atomic.Int64 // unix nanoseconds of the last refusal logged
+	workers  workers      // run the admitted requests (workers.go)
 }
 
 // New returns a Limiter for cfg.
@@ -153,9 +154,13 @@ func (l *Limiter) Wrap(h http.Handler, capped func(*http.Request) bool) http.Han
 			return
 		}
 		defer release()
-		h.ServeHTTP(w, r)
+		l.workers.serve(h, w, r)
 	})
 }
+
+// Close ends the goroutines that served admitted requests, once they are
+// done; a request admitted afterwards is served on its own goroutine.
+func (l *Limiter) Close() { l.workers.close() }
 
 // refuse answers a request that got no turn.
 func (l *Limiter) refuse(w http.ResponseWriter, r *http.Request, err error) {

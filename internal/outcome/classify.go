@@ -24,6 +24,7 @@ var answers = [...]answer{
 	failure.Refused:              {http.StatusForbidden, Security},
 	failure.Malformed:            {http.StatusBadRequest, Value},
 	failure.Invalid:              {http.StatusBadRequest, Invalid},
+	failure.Gone:                 {http.StatusGone, NotFound},
 	failure.NotFound:             {http.StatusNotFound, NotFound},
 	failure.UpstreamTimeout:      {http.StatusGatewayTimeout, Timeout},
 	failure.Canceled:             {http.StatusBadGateway, Transient},

@@ -68,6 +68,7 @@ func TestFromError(t *testing.T) {
 		{"algorithm inside a failed FHIR call", &marked2{&assertion.AlgorithmError{Algorithm: "ES256", KeyType: "RSA"}}, 500, Exception, "cqgate is misconfigured for this organization"},
 		{"too many token contexts", fmt.Errorf("p: %w", &assertion.ContextLimitError{Resource: "https://fhir", Limit: 8}), 429, Throttled, "8 token contexts"},
 		{"not found beats the wrapper", failure.Errorf(failure.UpstreamFailed, "tenant: %w", directory.ErrNotFound), 404, NotFound, "tenant: directory: organization not found"},
+		{"gone beats the not-found it is wrapped in", failure.Errorf(failure.NotFound, "%w", fmt.Errorf("%w at noon", failure.New(failure.Gone, "proxy: the download link has expired"))), 410, NotFound, "expired at noon"},
 		{"declared internal shows its message", failure.New(failure.Internal, "api: authenticating failed; see the log"), 500, Exception, "api: authenticating failed"},
 		{"cancelled", fmt.Errorf("x: %w", context.Canceled), 502, Transient, "request cancelled before the upstream answered"},
 	}

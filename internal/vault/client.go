@@ -16,6 +16,7 @@ import (
 	"github.com/hashicorp/vault/api/auth/kubernetes"
 	"github.com/sirupsen/logrus"
 
+	"github.com/cqgate/cqgate/internal/failure"
 	"github.com/cqgate/cqgate/internal/retry"
 )
 
@@ -143,7 +144,7 @@ type Status struct {
 	LastErrorAt time.Time
 }
 
-// New validates cfg, reporting every problem at once as a *ConfigError, and
+// New validates cfg, reporting every problem at once as a *failure.ConfigError, and
 // returns a client for it. It does not contact Vault; with the token
 // method the client can be used at once, with the others after Start.
 func New(cfg Config, opts ...Option) (*Client, error) {
@@ -193,7 +194,7 @@ func New(cfg Config, opts ...Option) (*Client, error) {
 		}
 	}
 	if len(problems) > 0 {
-		return nil, &ConfigError{Problems: problems}
+		return nil, &failure.ConfigError{Component: "vault", Problems: problems}
 	}
 	apiCfg.HttpClient.Transport = &limitedTransport{base: apiCfg.HttpClient.Transport, max: o.maxBody}
 	if o.wrap != nil {

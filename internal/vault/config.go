@@ -143,22 +143,6 @@ func redacted(s string) string {
 	return "<redacted>"
 }
 
-// ConfigError lists every problem New found in a Config.
-type ConfigError struct {
-	Problems []error
-}
-
-func (e *ConfigError) Error() string {
-	msgs := make([]string, len(e.Problems))
-	for i, p := range e.Problems {
-		msgs[i] = p.Error()
-	}
-	return "vault: invalid configuration: " + strings.Join(msgs, "; ")
-}
-
-// Unwrap returns the problems, for errors.Is and errors.As.
-func (e *ConfigError) Unwrap() []error { return e.Problems }
-
 // validate checks cfg against itself and the environment and returns every
 // problem. It reads the credential files to check them, never printing
 // their content.

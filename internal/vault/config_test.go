@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cqgate/cqgate/internal/failure"
 	"github.com/cqgate/cqgate/internal/vault"
 	"github.com/cqgate/cqgate/internal/vaulttest"
 )
@@ -95,9 +96,9 @@ func TestNew(t *testing.T) {
 				if err == nil {
 					t.Fatal("New succeeded, want an error")
 				}
-				var ce *vault.ConfigError
-				if !errors.As(err, &ce) || len(ce.Problems) != len(tc.wantErr) {
-					t.Errorf("err = %v, want a *vault.ConfigError with %d problems", err, len(tc.wantErr))
+				var ce *failure.ConfigError
+				if !errors.As(err, &ce) || len(ce.Problems) != len(tc.wantErr) || ce.Kind() != failure.Misconfigured {
+					t.Errorf("err = %v, want a *failure.ConfigError (misconfigured) with %d problems", err, len(tc.wantErr))
 				}
 				for _, s := range tc.wantErr {
 					if !strings.Contains(err.Error(), s) {
