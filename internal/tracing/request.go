@@ -6,8 +6,6 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"strings"
-	"time"
-	"unsafe"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
@@ -19,60 +17,34 @@ import (
 // Request is an incoming request's span when nothing is recorded
 // (propagation only: New without an exporter). It is a span context of
 // its own in the caller's trace (a new span id; a new trace when the
-// caller sent no valid traceparent), the request's context carrying it
-// (trace.SpanFromContext finds it, so Start and SetOutcome see it as
-// they would the SDK's non-recording span), and the traceparent (and
-// tracestate) every request cqgate makes for it sends, formatted once.
-// That is the SDK's non-recording span, its context value, the
-// propagator's string and the header's slice in one value, which a
-// router can keep inside a per-request struct of its own: its zero value
-// is filled by StartRequestIn, and it must not be copied or reused after.
+// caller sent no valid traceparent), put in the request's context with
+// trace.ContextWithSpan (so Start and SetOutcome see it as they would
+// the SDK's non-recording span), and the traceparent (and tracestate)
+// every request cqgate makes for it sends, formatted once. That is the
+// SDK's non-recording span, the propagator's string and the header's
+// slice in one value, which a router can keep inside a per-request
+// struct of its own: its zero value is filled by StartRequestIn, and it
+// must not be copied or reused after.
 type Request struct {
 	embedded.Span
-	parent context.Context // the incoming request's
-	sc     trace.SpanContext
-	// traceparent holds the header value, a string over buf: buf is
-	// written once, before the string is made, and never again.
+	sc trace.SpanContext
+	// traceparent holds the header value, made once.
 	traceparent [1]string
 	tracestate  []string // nil when the trace has no tracestate
-	buf         [traceparentLen]byte
 }
 
 // traceparentLen is the length of a version-00 traceparent:
 // "00-" 32 hex "-" 16 hex "-" 2 hex.
 const traceparentLen = 55
 
-// spanKey is the key under which trace.SpanFromContext looks for a
-// span, which the otel API does not export: found out once by asking a
-// context that notes the key it is asked for. When a future otel finds
-// spans another way, spanKey is nil and StartRequestIn falls back to the
-// SDK (TestRequestIsTheContextSpan fails first).
-var spanKey = func() any {
-	p := keyProbe{Context: context.Background()}
-	trace.SpanFromContext(&p)
-	return p.key
-}()
-
-type keyProbe struct {
-	context.Context
-	key any
-}
-
-func (p *keyProbe) Value(key any) any {
-	if p.key == nil {
-		p.key = key
-	}
-	return nil
-}
-
 // StartRequestIn is StartRequest with the span kept in rq, which must be
 // a zero Request that lives as long as the request: without an exporter
-// it allocates nothing and returns rq as both the context and the span
-// (the SDK's non-recording span costs four allocations between here and
-// the outbound request's headers). With an exporter it is StartRequest,
-// and rq stays unused.
+// it returns rq as the span, in the request's context through
+// trace.ContextWithSpan (the SDK's non-recording span costs more
+// allocations between here and the outbound request's headers). With an
+// exporter it is StartRequest, and rq stays unused.
 func (t *Tracing) StartRequestIn(rq *Request, r *http.Request) (context.Context, trace.Span) {
-	if !t.fastRequests() {
+	if !t.propagateOnly {
 		return t.startSDKRequest(r)
 	}
 	parent := extract(r.Header)
@@ -87,35 +59,13 @@ func (t *Tracing) StartRequestIn(rq *Request, r *http.Request) (context.Context,
 		scc.TraceID = newTraceID()
 	}
 	scc.SpanID = newSpanID()
-	rq.parent = r.Context()
 	rq.sc = trace.NewSpanContext(scc)
-	rq.traceparent[0] = formatTraceparent(&rq.buf, rq.sc)
+	rq.traceparent[0] = formatTraceparent(rq.sc)
 	if ts := rq.sc.TraceState(); ts.Len() > 0 {
 		rq.tracestate = []string{ts.String()}
 	}
-	return rq, rq
+	return trace.ContextWithSpan(r.Context(), rq), rq
 }
-
-// fastRequests says whether incoming requests' spans are Requests.
-func (t *Tracing) fastRequests() bool { return t.propagateOnly && spanKey != nil }
-
-// Value returns rq as the context's span, and the incoming request's
-// context's values otherwise.
-func (rq *Request) Value(key any) any {
-	if key == spanKey {
-		return trace.Span(rq)
-	}
-	return rq.parent.Value(key)
-}
-
-// Deadline is the incoming request's context's.
-func (rq *Request) Deadline() (time.Time, bool) { return rq.parent.Deadline() }
-
-// Done is the incoming request's context's.
-func (rq *Request) Done() <-chan struct{} { return rq.parent.Done() }
-
-// Err is the incoming request's context's.
-func (rq *Request) Err() error { return rq.parent.Err() }
 
 // setHeaders sets the trace headers of a request sent for rq:
 // traceparent, and tracestate when the trace has one (the caller's are
@@ -161,13 +111,12 @@ func (*Request) SetAttributes(...attribute.KeyValue) {}
 // non-recording span of the SDK's does once its provider is shut down.
 func (*Request) TracerProvider() trace.TracerProvider { return noop.NewTracerProvider() }
 
-// formatTraceparent writes sc's version-00 traceparent into buf and
-// returns it as a string sharing buf's memory (buf must not change
-// afterwards). As the propagator, it keeps the sampled and random flags
-// only.
-func formatTraceparent(buf *[traceparentLen]byte, sc trace.SpanContext) string {
+// formatTraceparent returns sc's version-00 traceparent. As the
+// propagator, it keeps the sampled and random flags only.
+func formatTraceparent(sc trace.SpanContext) string {
 	tid, sid := sc.TraceID(), sc.SpanID()
 	flags := byte(sc.TraceFlags() & (trace.FlagsSampled | trace.FlagsRandom))
+	var buf [traceparentLen]byte
 	b := buf[:]
 	copy(b, "00-")
 	hex.Encode(b[3:35], tid[:])
@@ -175,7 +124,7 @@ func formatTraceparent(buf *[traceparentLen]byte, sc trace.SpanContext) string {
 	hex.Encode(b[36:52], sid[:])
 	b[52] = '-'
 	hex.Encode(b[53:55], []byte{flags})
-	return unsafe.String(&buf[0], len(buf))
+	return string(b)
 }
 
 // newTraceID and newSpanID are random, never zero, from the runtime's

@@ -46,7 +46,7 @@ const (
 // a server span named "cqgate.request". The caller ends the span, after
 // EndRequest when it is recording.
 func (t *Tracing) StartRequest(r *http.Request) (context.Context, trace.Span) {
-	if t.fastRequests() {
+	if t.propagateOnly {
 		return t.StartRequestIn(new(Request), r)
 	}
 	return t.startSDKRequest(r)
