@@ -249,7 +249,7 @@ func (w *JSONWriter) token(p []byte, mark, start, end int, plain bool) int {
 	if end-start-2 < w.m.minLen || end-start > w.limit {
 		return mark
 	}
-	if c := p[start+1]; c != 'h' && c != 'H' && c != '\\' {
+	if !mayStartWithH(p[start+1 : end-1]) {
 		return mark
 	}
 	var rest []byte
@@ -351,7 +351,7 @@ func (w *JSONWriter) rewrite(tok []byte) ([]byte, bool) {
 	if len(content) < w.m.minLen {
 		return nil, false
 	}
-	if c := content[0]; c != 'h' && c != 'H' && c != '\\' {
+	if !mayStartWithH(content) {
 		return nil, false // cannot start with the scheme: no decoding
 	}
 	if bytes.IndexByte(content, '\\') < 0 {
@@ -374,6 +374,37 @@ func (w *JSONWriter) rewrite(tok []byte) ([]byte, bool) {
 	w.repl = appendJSONContent(w.repl, rest)
 	w.repl = append(w.repl, '"')
 	return w.repl, true
+}
+
+// mayStartWithH reports whether the JSON string content (raw, escapes
+// undone only here) can start with "h" or "H", as every http(s) URL does:
+// its first byte, or the code point of a leading \uXXXX escape. A long
+// text that starts with an escape (FHIR narrative: "\u003cdiv ...") is
+// then never decoded whole.
+func mayStartWithH(content []byte) bool {
+	switch c := content[0]; c {
+	case 'h', 'H':
+		return true
+	case '\\':
+		if len(content) < 6 || content[1] != 'u' {
+			return false // \" \\ \/ \b \f \n \r \t: none is an h
+		}
+		var r rune
+		for _, c := range content[2:6] {
+			switch {
+			case '0' <= c && c <= '9':
+				r = r<<4 | rune(c-'0')
+			case 'a' <= c && c <= 'f':
+				r = r<<4 | rune(c-'a'+10)
+			case 'A' <= c && c <= 'F':
+				r = r<<4 | rune(c-'A'+10)
+			default:
+				return false
+			}
+		}
+		return r == 'h' || r == 'H'
+	}
+	return false
 }
 
 // appendJSONContent appends s escaped as the content of a JSON string:
