@@ -64,6 +64,10 @@ type Tracing struct {
 	// exporter is stopped after the provider: when ctx ends first, an
 	// export still under way is abandoned.
 	exporter interface{ Shutdown(context.Context) error }
+	// propagateOnly is set by New without an exporter: the provider
+	// never samples, so an incoming request's span is a Request
+	// (StartRequestIn) rather than one of the SDK's.
+	propagateOnly bool
 }
 
 // New returns tracing as cfg says: exporting over OTLP/HTTP when an
@@ -77,7 +81,9 @@ func New(ctx context.Context, cfg Config) (*Tracing, error) {
 	if cfg.Endpoint == "" && getenv(EnvEndpoint) == "" && getenv(EnvTracesEndpoint) == "" {
 		// Nothing is recorded, but every span gets its own id in the
 		// caller's trace, which goes on with every outbound request.
-		return withProvider(sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.NeverSample())), false), nil
+		t := withProvider(sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.NeverSample())), false)
+		t.propagateOnly = true
+		return t, nil
 	}
 	settings, err := exporterSettings(cfg, getenv)
 	if err != nil {
