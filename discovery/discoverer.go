@@ -326,12 +326,35 @@ func (d *Discoverer) request(req Request) (*request, error) {
 		return nil, fmt.Errorf("discovery: trust community %s is not configured", quote(community))
 	}
 	r := &request{base: base, u: u, order: slices.Clone(order), override: req.CernerOverride, community: community}
-	r.key = base + "\x00" + joinSources(order) + "\x00"
-	if r.override {
-		r.key += "override"
-	}
-	r.key += "\x00" + community
+	r.key = resultKey(base, order, r.override, community)
 	return r, nil
+}
+
+// resultKey is the results cache's key of a request.
+func resultKey(base string, order []Source, override bool, community string) string {
+	o := ""
+	if override {
+		o = "override"
+	}
+	return base + "\x00" + joinSources(order) + "\x00" + o + "\x00" + community
+}
+
+// Key returns the key req's result is cached under, for Current; ok is
+// false when req is not one Discover would answer from the cache.
+func (d *Discoverer) Key(req Request) (key string, ok bool) {
+	base := normalizeBase(req.FHIRBase)
+	order := req.Order
+	if len(order) == 0 {
+		if d.orderErr != nil {
+			return "", false
+		}
+		order = d.order
+	}
+	community := req.Community
+	if community == "" {
+		community = DefaultCommunity
+	}
+	return resultKey(base, order, req.CernerOverride, community), true
 }
 
 // parseBase validates a FHIR base URL and returns it without trailing
