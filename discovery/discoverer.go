@@ -330,13 +330,31 @@ func (d *Discoverer) request(req Request) (*request, error) {
 	return r, nil
 }
 
-// resultKey is the results cache's key of a request.
+// resultKey is the results cache's key of a request, built in one
+// allocation: base, the sources' names joined by ", ", "override" or
+// nothing, and the community, separated by NULs.
 func resultKey(base string, order []Source, override bool, community string) string {
-	o := ""
-	if override {
-		o = "override"
+	n := len(base) + len(community) + 3 + len("override")
+	for _, s := range order {
+		n += len(s) + len(", ")
 	}
-	return base + "\x00" + joinSources(order) + "\x00" + o + "\x00" + community
+	var b strings.Builder
+	b.Grow(n)
+	b.WriteString(base)
+	b.WriteByte(0)
+	for i, s := range order {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(string(s))
+	}
+	b.WriteByte(0)
+	if override {
+		b.WriteString("override")
+	}
+	b.WriteByte(0)
+	b.WriteString(community)
+	return b.String()
 }
 
 // Key returns the key req's result is cached under, for Current; ok is

@@ -33,7 +33,10 @@ type Checker interface {
 //     organizations;
 //   - any other tenant (built from a stale answer, waiting for a UDAP
 //     registration, or from a Source that cannot say) is reused for at
-//     most TTL (proxy.reuse_resolved).
+//     most TTL (proxy.reuse_resolved), and not at all when TTL is zero.
+//
+// Reusing a vouched tenant is transparent (resolving again would build
+// the same tenant from the same entries), so it is on whatever TTL says.
 //
 // Concurrent requests for an organization not resolved yet (or no
 // longer reusable) share one Resolve (internal/cache's single flight):
@@ -63,19 +66,21 @@ const sweepEvery = time.Minute
 // sweeps its own (sweep), by reusability rather than age.
 const held = 100 * 365 * 24 * time.Hour
 
-// Reuse returns a Reuser over next. A ttl of zero or less turns reuse
-// off: every call goes to next. When next is a Checker, the tenants it
-// vouches for are reused while current, beyond ttl. clock is time.Now
-// when nil.
+// Reuse returns a Reuser over next. When next is a Checker, the tenants
+// it vouches for are reused while current; others are reused for ttl.
+// With a ttl of zero or less and a next that is not a Checker, reuse is
+// off: every call goes to next. clock is time.Now when nil.
 func Reuse(next Source, ttl time.Duration, clock func() time.Time) *Reuser {
 	if clock == nil {
 		clock = time.Now
 	}
-	r := &Reuser{next: next, ttl: ttl, now: clock}
+	r := &Reuser{next: next, ttl: max(ttl, 0), now: clock}
 	r.check, _ = next.(Checker)
-	if ttl > 0 {
+	if ttl > 0 || r.check != nil {
 		r.items = cache.NewMemory[*Tenant](clock, held)
-		r.c = cache.New(cache.Config{TTL: ttl, Keep: held, Clock: clock}, cache.WithStore[*Tenant](r.items))
+		// The cache's TTL is not what decides reuse (keeps is), but it
+		// must be positive.
+		r.c = cache.New(cache.Config{TTL: max(ttl, time.Nanosecond), Keep: held, Clock: clock}, cache.WithStore[*Tenant](r.items))
 		r.sweepAt.Store(clock().Add(sweepEvery).UnixNano())
 	}
 	return r

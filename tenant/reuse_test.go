@@ -235,20 +235,23 @@ func (s *checkedSource) Current(*Tenant) bool { return s.current.Load() }
 func TestReuserKeepsCurrentTenants(t *testing.T) {
 	tests := []struct {
 		name      string
+		ttl       time.Duration
 		current   bool
 		advance   time.Duration
 		wantCalls int64
 	}{
-		{"current: reused past the TTL", true, time.Hour, 1},
-		{"not current: the TTL still applies", false, 999 * time.Millisecond, 1},
-		{"not current past the TTL: resolved again", false, time.Second, 2},
+		{"current: reused past the TTL", time.Second, true, time.Hour, 1},
+		{"not current: the TTL still applies", time.Second, false, 999 * time.Millisecond, 1},
+		{"not current past the TTL: resolved again", time.Second, false, time.Second, 2},
+		{"a zero TTL: current still reused", 0, true, time.Hour, 1},
+		{"a zero TTL: not current resolved every time", 0, false, 0, 2},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			clock := clocktest.New(time.Date(2026, 12, 6, 8, 0, 0, 0, time.UTC))
 			src := &checkedSource{}
 			src.current.Store(tt.current)
-			r := Reuse(src, time.Second, clock.Now)
+			r := Reuse(src, tt.ttl, clock.Now)
 			first, err := r.Resolve(context.Background(), "1.2.3")
 			if err != nil {
 				t.Fatal(err)
