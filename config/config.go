@@ -69,6 +69,14 @@ type Server struct {
 	MaxInflight   int           `yaml:"max_inflight"`
 	InflightQueue int           `yaml:"inflight_queue"`
 	InflightWait  time.Duration `yaml:"inflight_wait"`
+	// MemoryLimitMiB, when more than 0, is the Go runtime's soft memory
+	// limit in MiB (debug.SetMemoryLimit, applied at start): past it
+	// the garbage collector runs more often instead of letting the heap
+	// double, which trims a burst's peak at the cost of CPU while it
+	// lasts. It counts the Go heap, stacks and runtime metadata, not the
+	// executable's own pages. GOMEMLIMIT in the environment wins. 0
+	// leaves Go's default (no limit).
+	MemoryLimitMiB int64 `yaml:"memory_limit_mib"`
 	// PublicURL is cqgate's own base URL as callers reach it (e.g.
 	// https://cqgate.internal): the partners' URLs in answers (Bundle
 	// links, Location, bulk manifests) are rewritten onto it. Empty: the

@@ -80,7 +80,8 @@ func ParseScope(s string) (sc Scope, ok bool) {
 	if !p.smart {
 		return Scope{}, false
 	}
-	_, perm, _ := strings.Cut(strings.SplitN(s, "?", 2)[0], ".")
+	scope, _, _ := strings.Cut(s, "?")
+	_, perm, _ := strings.Cut(scope, ".")
 	syn := SMARTv2
 	if perm == "read" || perm == "write" || perm == "*" {
 		syn = SMARTv1
@@ -317,7 +318,7 @@ func GrantCovers(granted, context string, in Interaction, query url.Values) bool
 	if in.Perm == 0 {
 		return true
 	}
-	for _, tok := range strings.Fields(granted) {
+	for tok := range strings.FieldsSeq(granted) {
 		sc, ok := ParseScope(tok)
 		if !ok || sc.Context != context || sc.Perms&in.Perm != in.Perm {
 			continue

@@ -13,6 +13,7 @@ import (
 	"github.com/sirupsen/logrus"
 	"golang.org/x/sync/semaphore"
 
+	"github.com/cqgate/cqgate/internal/metrics"
 	"github.com/cqgate/cqgate/internal/outcome"
 )
 
@@ -38,10 +39,18 @@ type Config struct {
 	// DefaultRetryAfter.
 	RetryAfter time.Duration
 	// Log receives at most one warning per 10 s while requests are
-	// refused; nil logs nothing.
+	// refused (with the counts so far, so a burst of refusals is one
+	// line, not one per request); nil logs nothing.
 	Log logrus.FieldLogger
 	// Now is the clock for the log's rate; nil means time.Now.
 	Now func() time.Time
+	// Observer counts every refusal answered 503; nil counts none.
+	Observer Observer
+}
+
+// Observer counts refused requests; *metrics.Metrics is one.
+type Observer interface {
+	InflightRejected(metrics.RejectReason)
 }
 
 // Reasons a request is refused.
@@ -61,6 +70,7 @@ type Limiter struct {
 	queued   atomic.Int64
 	refused  atomic.Int64
 	lastLog  atomic.Int64 // unix nanoseconds of the last refusal logged
+	workers  workers      // run the admitted requests (workers.go)
 }
 
 // New returns a Limiter for cfg.
@@ -144,9 +154,13 @@ func (l *Limiter) Wrap(h http.Handler, capped func(*http.Request) bool) http.Han
 			return
 		}
 		defer release()
-		h.ServeHTTP(w, r)
+		l.workers.serve(h, w, r)
 	})
 }
+
+// Close ends the goroutines that served admitted requests, once they are
+// done; a request admitted afterwards is served on its own goroutine.
+func (l *Limiter) Close() { l.workers.close() }
 
 // refuse answers a request that got no turn.
 func (l *Limiter) refuse(w http.ResponseWriter, r *http.Request, err error) {
@@ -155,11 +169,16 @@ func (l *Limiter) refuse(w http.ResponseWriter, r *http.Request, err error) {
 	}
 	l.logRefusal(err)
 	var msg string
+	reason := metrics.RejectWaitExpired
 	switch {
 	case errors.Is(err, ErrQueueFull):
+		reason = metrics.RejectQueueFull
 		msg = fmt.Sprintf("cqgate is serving as many requests as it may (server.max_inflight %d, with %d more waiting); try again shortly", l.cfg.Max, l.cfg.Queue)
 	default:
 		msg = fmt.Sprintf("cqgate is serving as many requests as it may (server.max_inflight %d) and this request waited %s without a turn; try again shortly", l.cfg.Max, l.cfg.Wait)
+	}
+	if l.cfg.Observer != nil {
+		l.cfg.Observer.InflightRejected(reason)
 	}
 	secs := int((l.cfg.RetryAfter + time.Second - 1) / time.Second)
 	w.Header().Set("Retry-After", strconv.Itoa(max(secs, 1)))

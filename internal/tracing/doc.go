@@ -2,13 +2,16 @@
 // from cqgate's callers to every request cqgate makes, and exports spans
 // over OTLP/HTTP when that is configured.
 //
-// Propagation always works: without an exporter cqgate runs the
-// OpenTelemetry SDK with a sampler that records nothing, so each request
-// still gets its own span id in the caller's trace (or a new trace when
-// the caller sent none), and that span context goes out with every
-// directory, discovery, token, registration, Vault and FHIR request.
-// Such spans are not recording; everything that would describe them is
-// skipped, so the cost on the hot path is a few small allocations.
+// Propagation always works: without an exporter each request still gets
+// its own span id in the caller's trace (or a new trace when the caller
+// sent none), and that span context goes out with every directory,
+// discovery, token, registration, Vault and FHIR request. Such spans are
+// not recording; everything that would describe them is skipped. An
+// incoming request's span is then a Request (no SDK span; its
+// traceparent is formatted once), which a router keeps in its own
+// per-request struct, so propagation costs no allocation of its own;
+// background requests get a new trace from the SDK, which samples
+// nothing.
 //
 // With tracing.otlp.endpoint (or OTEL_EXPORTER_OTLP_ENDPOINT) set, spans
 // are sampled (parent-based, tracing.sample_ratio for new traces) and

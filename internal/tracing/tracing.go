@@ -62,6 +62,10 @@ type Tracing struct {
 	prop      propagation.TextMapPropagator
 	shutdown  func(context.Context) error
 	exporting bool
+	// propagateOnly is set by New without an exporter: the provider
+	// never samples, so an incoming request's span is a Request
+	// (StartRequestIn) rather than one of the SDK's.
+	propagateOnly bool
 }
 
 // New returns tracing as cfg says: exporting over OTLP/HTTP when an
@@ -75,7 +79,9 @@ func New(ctx context.Context, cfg Config) (*Tracing, error) {
 	if cfg.Endpoint == "" && getenv(EnvEndpoint) == "" && getenv(EnvTracesEndpoint) == "" {
 		// Nothing is recorded, but every span gets its own id in the
 		// caller's trace, which goes on with every outbound request.
-		return withProvider(sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.NeverSample())), false), nil
+		t := withProvider(sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.NeverSample())), false)
+		t.propagateOnly = true
+		return t, nil
 	}
 	opts, err := exporterOptions(cfg)
 	if err != nil {

@@ -85,6 +85,8 @@ func TestJSONWriter(t *testing.T) {
 			`{"transactionTime":"2026-01-01T00:00:00Z","request":"` + q + `/$export","requiresAccessToken":true,"output":[{"type":"Patient","url":"` + q + `/bulk/1.ndjson"}],"error":[{"type":"OperationOutcome","url":"` + q + `/bulk/err.ndjson"}],"deleted":[{"type":"Bundle","url":"` + q + `/bulk/del.ndjson"}],"link":[{"relation":"next","url":"` + q + `/bulk/status?page=2"}]}`},
 		{"invalid json passes", `{"url": "` + p + `/x", ]]] "unterminated`, `{"url": "` + q + `/x", ]]] "unterminated`},
 		{"invalid escape left alone", `["` + p + `/\x"]`, `["` + p + `/\x"]`},
+		{"closing quote before a scheme", `""http://"` + p + `"`, `""http://"` + q + `"`},
+		{"scheme not at the string start", `["xhttps://fhir.partner.example/r4/tenant-guid"]`, `["xhttps://fhir.partner.example/r4/tenant-guid"]`},
 		{"empty", ``, ``},
 	}
 	for _, tt := range tests {
