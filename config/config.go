@@ -414,10 +414,13 @@ type Proxy struct {
 	// from a FHIR server (and from the directory, discovery documents and
 	// token endpoints); a larger header block is a 502.
 	MaxResponseHeaderBytes int64 `yaml:"max_response_header_bytes"`
-	// ReuseResolved is how long a resolved organization (directory entry,
-	// FHIR base, token URL, settings) is reused before the directory and
-	// discovery caches are consulted again. Zero consults them on every
-	// request.
+	// ReuseResolved bounds the reuse of a resolved organization (FHIR
+	// base, token URL, settings) that its cached directory entry and
+	// discovery result do not vouch for: one built from a stale answer
+	// (stale-if-error) or waiting for a UDAP registration. Zero resolves
+	// such an organization on every request. An organization built from
+	// fresh cached entries is reused for as long as they are the cached
+	// ones, whatever this says (tenant.Reuser).
 	ReuseResolved time.Duration `yaml:"reuse_resolved"`
 	// RateLimit keeps cqgate's own request rate to each organization
 	// under a limit; organizations.<oid>.rate_limit overrides it.

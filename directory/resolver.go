@@ -221,6 +221,23 @@ func (r *Resolver) Lookup(ctx context.Context, oid string) (e *Entry, err error)
 	return &Entry{Organization: h.org, Source: SourceDirectory, CachedAt: cachedAt}, nil
 }
 
+// Current reports whether org (an Entry.Organization Lookup returned for
+// the canonical oid) is still the answer Lookup would serve fresh: the
+// static entry, or the cached directory answer itself (the same value,
+// within its TTL, neither forgotten nor failing). It neither fetches nor
+// allocates; a caller that keeps what it built from an Entry uses it to
+// know when to build again.
+func (r *Resolver) Current(oid string, org *Organization) bool {
+	if org == nil {
+		return false
+	}
+	if e, ok := r.static[oid]; ok {
+		return e.Organization == org
+	}
+	it, ok := r.cache.Stored(oid)
+	return ok && it.Value.org == org && !it.Value.refetch && it.Value.fail == nil && r.now().Sub(it.FetchedAt) < r.ttl
+}
+
 // fetch asks the directory for oid (once for all concurrent lookups) and
 // records the answer: cached, remembered as "not found", or marked failed
 // for stale-if-error.

@@ -326,12 +326,53 @@ func (d *Discoverer) request(req Request) (*request, error) {
 		return nil, fmt.Errorf("discovery: trust community %s is not configured", quote(community))
 	}
 	r := &request{base: base, u: u, order: slices.Clone(order), override: req.CernerOverride, community: community}
-	r.key = base + "\x00" + joinSources(order) + "\x00"
-	if r.override {
-		r.key += "override"
-	}
-	r.key += "\x00" + community
+	r.key = resultKey(base, order, r.override, community)
 	return r, nil
+}
+
+// resultKey is the results cache's key of a request, built in one
+// allocation: base, the sources' names joined by ", ", "override" or
+// nothing, and the community, separated by NULs.
+func resultKey(base string, order []Source, override bool, community string) string {
+	n := len(base) + len(community) + 3 + len("override")
+	for _, s := range order {
+		n += len(s) + len(", ")
+	}
+	var b strings.Builder
+	b.Grow(n)
+	b.WriteString(base)
+	b.WriteByte(0)
+	for i, s := range order {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(string(s))
+	}
+	b.WriteByte(0)
+	if override {
+		b.WriteString("override")
+	}
+	b.WriteByte(0)
+	b.WriteString(community)
+	return b.String()
+}
+
+// Key returns the key req's result is cached under, for Current; ok is
+// false when req is not one Discover would answer from the cache.
+func (d *Discoverer) Key(req Request) (key string, ok bool) {
+	base := normalizeBase(req.FHIRBase)
+	order := req.Order
+	if len(order) == 0 {
+		if d.orderErr != nil {
+			return "", false
+		}
+		order = d.order
+	}
+	community := req.Community
+	if community == "" {
+		community = DefaultCommunity
+	}
+	return resultKey(base, order, req.CernerOverride, community), true
 }
 
 // parseBase validates a FHIR base URL and returns it without trailing

@@ -132,6 +132,12 @@ func (r *Resolver) Describe(ctx context.Context, oid string) (*Tenant, error) {
 		StaleReason:     entry.StaleReason,
 		allowedOrigins:  s.AllowedTokenOrigins,
 	}
+	// What vouches for the tenant while it is reused (Current): a
+	// fresh directory answer the lookup can check again.
+	built := &resolution{org: org}
+	_, built.vouched = r.Directory.(currentEntry)
+	built.vouched = built.vouched && !entry.Stale
+	t.res = built
 	ep := org.FHIREndpointRef(s.FHIRVersions)
 	if ep == nil {
 		return nil, failure.Errorf(failure.UpstreamUnsupported,
@@ -156,7 +162,10 @@ func (r *Resolver) Describe(ctx context.Context, oid string) (*Tenant, error) {
 	if s.TokenURL != "" {
 		t.TokenURL, t.TokenURLSource = s.TokenURL, "config"
 	} else {
-		res, err := r.Discovery.Discover(ctx, discovery.Request{FHIRBase: t.FHIRBase, Order: s.DiscoveryOrder, CernerOverride: s.CernerOverride, Community: s.Community})
+		req := discovery.Request{FHIRBase: t.FHIRBase, Order: s.DiscoveryOrder, CernerOverride: s.CernerOverride, Community: s.Community}
+		cur, ok := r.Discovery.(currentResult)
+		built.vouched = built.vouched && ok
+		res, err := r.Discovery.Discover(ctx, req)
 		var none *discovery.NoTokenURLError
 		switch {
 		case res != nil:
@@ -168,6 +177,16 @@ func (r *Resolver) Describe(ctx context.Context, oid string) (*Tenant, error) {
 			t.tokenErr = failure.Errorf(failure.UpstreamFailed, "tenant: discovering the token URL of %s: %w", oid, err)
 			t.TokenURLError = t.tokenErr.Error()
 			return t, nil
+		}
+		if built.vouched {
+			// A stale result (stale-if-error) is served only until the
+			// discoverer can refresh it: not one to keep building on.
+			built.key, built.vouched = cur.Key(req)
+			if built.vouched && !res.Stale {
+				built.version, built.vouched = cur.Version(built.key, res)
+			} else {
+				built.vouched = false
+			}
 		}
 		t.TokenURL, t.TokenURLSource, t.DiscoveredAt = res.TokenURL, string(res.Source), res.FetchedAt
 		t.SigningAlgorithms = res.SigningAlgorithms
@@ -216,6 +235,10 @@ func (r *Resolver) Describe(ctx context.Context, oid string) (*Tenant, error) {
 		}
 		if id != "" {
 			t.ClientID = id
+		} else {
+			// Not registered yet: a registration may come at any
+			// time, and nothing says when.
+			built.vouched = false
 		}
 	}
 	return t, nil

@@ -83,7 +83,11 @@ type Tenant struct {
 
 	base     *url.URL
 	tokenErr error
-	xps      map[string]XPIdentity
+	// res is what the tenant was built from (Resolver.Current) and the
+	// values derived from it (Derived); nil for a tenant not made by
+	// Describe.
+	res *resolution
+	xps map[string]XPIdentity
 	// syntax is the SMART scope syntax the token endpoint advertises
 	// alone; scopes are asked for in it.
 	syntax callerauth.ScopeSyntax
