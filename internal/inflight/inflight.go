@@ -95,20 +95,34 @@ func (l *Limiter) Acquire(ctx context.Context) (release func(), err error) {
 	if l.sem == nil {
 		return func() {}, nil
 	}
-	if !l.sem.TryAcquire(1) {
-		if err := l.wait(ctx); err != nil {
-			l.refused.Add(1)
-			return nil, err
-		}
+	if err := l.acquire(ctx); err != nil {
+		return nil, err
 	}
-	l.inflight.Add(1)
 	var once atomic.Bool
 	return func() {
 		if once.CompareAndSwap(false, true) {
-			l.inflight.Add(-1)
-			l.sem.Release(1)
+			l.release()
 		}
 	}, nil
+}
+
+// acquire takes a turn, waiting as Acquire does; release gives it back.
+// Wrap uses them directly: Acquire's release function costs two
+// allocations on every request.
+func (l *Limiter) acquire(ctx context.Context) error {
+	if !l.sem.TryAcquire(1) {
+		if err := l.wait(ctx); err != nil {
+			l.refused.Add(1)
+			return err
+		}
+	}
+	l.inflight.Add(1)
+	return nil
+}
+
+func (l *Limiter) release() {
+	l.inflight.Add(-1)
+	l.sem.Release(1)
 }
 
 func (l *Limiter) wait(ctx context.Context) error {
@@ -148,12 +162,11 @@ func (l *Limiter) Wrap(h http.Handler, capped func(*http.Request) bool) http.Han
 			h.ServeHTTP(w, r)
 			return
 		}
-		release, err := l.Acquire(r.Context())
-		if err != nil {
+		if err := l.acquire(r.Context()); err != nil {
 			l.refuse(w, r, err)
 			return
 		}
-		defer release()
+		defer l.release()
 		l.workers.serve(h, w, r)
 	})
 }

@@ -177,6 +177,22 @@ func TestHandoffAllocatesNothing(t *testing.T) {
 	}
 }
 
+// An admitted request costs no allocation of the limiter's own: taking
+// and giving back a turn and the handoff to a worker.
+func TestAdmissionAllocatesNothing(t *testing.T) {
+	lim := New(Config{Max: 4, Queue: 4, Wait: time.Second})
+	defer lim.Close()
+	h := lim.Wrap(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}), FHIR)
+	w, r := httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "/fhir/2.16.840.1/Patient/1", nil)
+	h.ServeHTTP(w, r) // start a worker
+	if n := testing.AllocsPerRun(1000, func() { h.ServeHTTP(w, r) }); n != 0 {
+		t.Errorf("%v allocations per admitted request, want 0", n)
+	}
+	if lim.InFlight() != 0 {
+		t.Errorf("%d requests in flight after they all ended", lim.InFlight())
+	}
+}
+
 // BenchmarkHandoff is the cost of running a request on a worker against
 // running it in place.
 func BenchmarkHandoff(b *testing.B) {
