@@ -83,8 +83,11 @@ type Resolver struct {
 }
 
 // Resolve returns the tenant for a canonical (bare) OID.
+// Its tenant is the one requests use (and the Reuser keeps), so it
+// carries no descriptive copies: Endpoints, FHIREndpoint and Discovery
+// are Describe's.
 func (r *Resolver) Resolve(ctx context.Context, oid string) (*Tenant, error) {
-	t, err := r.Describe(ctx, oid)
+	t, err := r.describe(ctx, oid, false)
 	if err != nil {
 		return nil, err
 	}
@@ -99,6 +102,13 @@ func (r *Resolver) Resolve(ctx context.Context, oid string) (*Tenant, error) {
 // even when token-URL discovery fails, with that failure in the returned
 // Tenant's TokenURLError. Directory failures are still errors.
 func (r *Resolver) Describe(ctx context.Context, oid string) (*Tenant, error) {
+	return r.describe(ctx, oid, true)
+}
+
+// describe is Describe, with the descriptive fields (Endpoints,
+// FHIREndpoint, Discovery) only when full: a kept tenant would hold its
+// own copy of the discovery attempts, 128 bytes per organization.
+func (r *Resolver) describe(ctx context.Context, oid string, full bool) (*Tenant, error) {
 	entry, err := r.Directory.Lookup(ctx, oid)
 	if err != nil {
 		if errors.Is(err, directory.ErrNotFound) || errors.Is(err, directory.ErrInvalidOID) {
@@ -125,7 +135,6 @@ func (r *Resolver) Describe(ctx context.Context, oid string) (*Tenant, error) {
 		Community:       s.Community,
 		TEFCA:           s.TEFCA,
 		xps:             s.ExchangePurposes,
-		Endpoints:       org.Endpoints,
 		DirectorySource: entry.Source,
 		CachedAt:        entry.CachedAt,
 		DirectoryStale:  entry.Stale,
@@ -146,7 +155,10 @@ func (r *Resolver) Describe(ctx context.Context, oid string) (*Tenant, error) {
 	if err := egress.CheckURL(base, s.AllowPrivate); err != nil {
 		return nil, refused(oid, "the FHIR base", err)
 	}
-	t.FHIREndpoint, t.FHIRBase, t.base = ep, base.String(), base
+	t.FHIRBase, t.base = base.String(), base
+	if full {
+		t.FHIREndpoint, t.Endpoints = ep, org.Endpoints
+	}
 	if t.FHIRBase == address {
 		// The directory's own string, not a second copy of it per tenant.
 		t.FHIRBase = address
@@ -159,6 +171,7 @@ func (r *Resolver) Describe(ctx context.Context, oid string) (*Tenant, error) {
 		res, err := r.Discovery.Discover(ctx, discovery.Request{FHIRBase: t.FHIRBase, Order: s.DiscoveryOrder, CernerOverride: s.CernerOverride, Community: s.Community})
 		var none *discovery.NoTokenURLError
 		switch {
+		case !full:
 		case res != nil:
 			t.Discovery = res.Attempts
 		case errors.As(err, &none):

@@ -24,9 +24,9 @@ type Tenant struct {
 	Active bool   `json:"active"`
 	// FHIRBase is the FHIR server's base URL, without a trailing slash.
 	FHIRBase string `json:"fhir_base"`
-	// FHIREndpoint is the directory endpoint FHIRBase was taken from,
-	// shared with the directory cache (a pointer: a copy in every tenant
-	// kept cost 152 bytes each): do not modify it.
+	// FHIREndpoint is the directory endpoint FHIRBase was taken from
+	// (Describe only: tenants Resolve returns, which are kept for
+	// requests, carry no descriptive copies). Do not modify it.
 	FHIREndpoint *directory.Endpoint `json:"fhir_endpoint"`
 	// TokenURL is where client assertions are exchanged for tokens.
 	TokenURL string `json:"token_url,omitempty"`
@@ -63,7 +63,8 @@ type Tenant struct {
 	ScopeSyntax     string `json:"scope_syntax,omitempty"`
 	TEFCA           bool   `json:"tefca,omitempty"`
 	ExchangePurpose string `json:"exchange_purpose,omitempty"`
-	// Endpoints are all the organization's directory endpoints.
+	// Endpoints are all the organization's directory endpoints
+	// (Describe only).
 	Endpoints []directory.Endpoint `json:"endpoints"`
 	// DirectorySource is "static" or "directory".
 	DirectorySource string `json:"directory_source"`
@@ -76,7 +77,8 @@ type Tenant struct {
 	// DiscoveredAt is when the token URL was discovered (zero when
 	// configured).
 	DiscoveredAt time.Time `json:"discovered_at,omitzero"`
-	// Discovery lists every discovery source tried and what it answered.
+	// Discovery lists every discovery source tried and what it answered
+	// (Describe only).
 	Discovery []discovery.Attempt `json:"discovery,omitempty"`
 	// TokenURLError says why discovery failed, when it did (Describe only).
 	TokenURLError string `json:"token_url_error,omitempty"`
