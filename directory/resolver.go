@@ -65,10 +65,10 @@ type ResolverConfig struct {
 	Clock func() time.Time
 }
 
-// Entry is a resolved organization.
+// Entry is a resolved organization. Its organization is kept in a
+// compact form shared with the cache (see record): Organization builds
+// the public form, the other methods read it without building it.
 type Entry struct {
-	// Organization is shared with the cache: do not modify it.
-	Organization *Organization
 	// Source is SourceStatic or SourceDirectory.
 	Source string
 	// CachedAt is when the directory answered, or for a static entry
@@ -81,6 +81,42 @@ type Entry struct {
 	// header.
 	Stale       bool
 	StaleReason string
+
+	rec *record
+}
+
+// NewEntry returns an entry for org from source (SourceStatic or
+// SourceDirectory), for DirectoryLookup implementations other than the
+// Resolver, such as fakes. org is copied, not kept.
+func NewEntry(org *Organization, source string) *Entry {
+	return &Entry{Source: source, rec: newRecord(org)}
+}
+
+// Organization returns the organization, a new value on every call (for
+// the lookup API; the request path reads the methods below).
+func (e *Entry) Organization() *Organization { return e.rec.organization() }
+
+// OID is the organization's OID.
+func (e *Entry) OID() string { return e.rec.oid() }
+
+// Name is the organization's name.
+func (e *Entry) Name() string { return e.rec.name() }
+
+// Active is the organization's active flag.
+func (e *Entry) Active() bool { return e.rec.active }
+
+// EndpointCount is how many endpoints the organization lists.
+func (e *Entry) EndpointCount() int { return len(e.rec.eps) }
+
+// FHIRAddress is the Address of the endpoint Organization's
+// FHIREndpointFor(prefs) chooses, without building either, and whether
+// there is one.
+func (e *Entry) FHIRAddress(prefs []string) (string, bool) {
+	i := e.rec.fhirEndpoint(prefs)
+	if i < 0 {
+		return "", false
+	}
+	return e.rec.endpoint(i).Address, true
 }
 
 // Resolver resolves OIDs to organizations: static entries first, then
@@ -108,7 +144,7 @@ type Resolver struct {
 // held is the latest directory answer for an OID (fetched at its
 // Item's FetchedAt).
 type held struct {
-	org *Organization
+	rec *record
 	// fail is set when a refresh last failed with a directory error (nil
 	// when the last refresh succeeded).
 	fail *refreshFailure
@@ -140,7 +176,8 @@ func NewResolver(cfg ResolverConfig) *Resolver {
 	if r.now == nil {
 		r.now = time.Now
 	}
-	r.cache = cache.New[held](cache.Config{TTL: r.ttl, Keep: max(r.maxStale, 0), Clock: r.now})
+	// OwnKeys: every key is a cached record's own OID.
+	r.cache = cache.New[held](cache.Config{TTL: r.ttl, Keep: max(r.maxStale, 0), Clock: r.now, OwnKeys: true})
 	if r.negativeTTL > 0 {
 		r.negative = cache.New[error](cache.Config{TTL: r.negativeTTL, Clock: r.now})
 	}
@@ -156,7 +193,7 @@ func NewResolver(cfg ResolverConfig) *Resolver {
 			o.OID = oid
 		}
 		o.Endpoints = withFHIRVersions(o.Endpoints)
-		r.static[oid] = Entry{Organization: &o, Source: SourceStatic, CachedAt: created}
+		r.static[oid] = Entry{rec: newRecord(&o), Source: SourceStatic, CachedAt: created}
 	}
 	return r
 }
@@ -197,7 +234,7 @@ func (r *Resolver) Lookup(ctx context.Context, oid string) (e *Entry, err error)
 	now := r.now()
 	it, ok := r.cache.Peek(oid)
 	if ok && !it.Value.refetch && now.Sub(it.FetchedAt) < r.ttl {
-		return &Entry{Organization: it.Value.org, Source: SourceDirectory, CachedAt: it.FetchedAt}, nil
+		return &Entry{rec: it.Value.rec, Source: SourceDirectory, CachedAt: it.FetchedAt}, nil
 	}
 	if e, ok := r.recentlyFailed(it, ok, now); ok {
 		return e, nil
@@ -215,10 +252,10 @@ func (r *Resolver) Lookup(ctx context.Context, oid string) (e *Entry, err error)
 		return nil, err
 	}
 	cachedAt := r.now()
-	if it, ok := r.cache.Peek(oid); ok && it.Value.org == h.org {
+	if it, ok := r.cache.Peek(oid); ok && it.Value.rec == h.rec {
 		cachedAt = it.FetchedAt
 	}
-	return &Entry{Organization: h.org, Source: SourceDirectory, CachedAt: cachedAt}, nil
+	return &Entry{rec: h.rec, Source: SourceDirectory, CachedAt: cachedAt}, nil
 }
 
 // fetch asks the directory for oid (once for all concurrent lookups) and
@@ -246,8 +283,9 @@ func (r *Resolver) fetch(ctx context.Context, oid string) (held, error) {
 		if r.negative != nil {
 			r.negative.Forget(oid)
 		}
-		h := held{org: org}
-		r.cache.Put(oid, h)
+		h := held{rec: newRecord(org)}
+		// The key is the record's own OID: no second copy of it.
+		r.cache.Put(h.rec.oid(), h)
 		return h, nil
 	case errors.Is(err, ErrNotFound):
 		// The directory says it does not know oid: nothing stale is
@@ -259,7 +297,7 @@ func (r *Resolver) fetch(ctx context.Context, oid string) (held, error) {
 	case transient(err) && r.maxStale >= 0:
 		if it, ok := r.cache.Peek(oid); ok {
 			it.Value.fail = &refreshFailure{at: r.now(), reason: staleReason(err)}
-			r.cache.Set(oid, it)
+			r.cache.Set(it.Value.rec.oid(), it)
 		}
 	}
 	return held{}, err
@@ -291,7 +329,7 @@ func (r *Resolver) stale(oid string, err error) (*Entry, bool) {
 }
 
 func staleEntry(it cache.Item[held]) *Entry {
-	e := &Entry{Organization: it.Value.org, Source: SourceDirectory, CachedAt: it.FetchedAt, Stale: true}
+	e := &Entry{rec: it.Value.rec, Source: SourceDirectory, CachedAt: it.FetchedAt, Stale: true}
 	if f := it.Value.fail; f != nil {
 		e.StaleReason = f.reason
 	}
@@ -353,7 +391,7 @@ func (r *Resolver) Forget(oid string) {
 	}
 	if ok && r.maxStale >= 0 {
 		it.Value.fail, it.Value.refetch = nil, true
-		r.cache.Set(oid, it)
+		r.cache.Set(it.Value.rec.oid(), it)
 	}
 }
 

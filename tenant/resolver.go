@@ -118,14 +118,13 @@ func (r *Resolver) describe(ctx context.Context, oid string, full bool) (*Tenant
 		// document) is the directory's failure, not the caller's.
 		return nil, failure.Errorf(failure.UpstreamFailed, "tenant: looking up %s in the directory: %w", oid, err)
 	}
-	org := entry.Organization
 	s := r.settings(oid)
 	t := &Tenant{
 		// A copy: oid may be a slice of the caller's request line, and
 		// tenants are kept (Reuser, token cache keys, metrics labels).
 		OID:             strings.Clone(oid),
-		Name:            org.Name,
-		Active:          org.Active,
+		Name:            entry.Name(),
+		Active:          entry.Active(),
 		Identity:        s.Identity,
 		ClientID:        s.ClientID,
 		Scope:           s.Scope,
@@ -141,23 +140,26 @@ func (r *Resolver) describe(ctx context.Context, oid string, full bool) (*Tenant
 		StaleReason:     entry.StaleReason,
 		allowedOrigins:  s.AllowedTokenOrigins,
 	}
-	ep := org.FHIREndpointRef(s.FHIRVersions)
-	if ep == nil {
+	addr, ok := entry.FHIRAddress(s.FHIRVersions)
+	if !ok {
 		return nil, failure.Errorf(failure.UpstreamUnsupported,
-			"tenant: organization %s (%s) lists no usable FHIR REST endpoint in the directory (%d endpoint(s), none FHIR)", oid, org.Name, len(org.Endpoints))
+			"tenant: organization %s (%s) lists no usable FHIR REST endpoint in the directory (%d endpoint(s), none FHIR)", oid, entry.Name(), entry.EndpointCount())
 	}
-	address := strings.TrimRight(ep.Address, "/")
+	address := strings.TrimRight(addr, "/")
 	base, err := url.Parse(address)
 	if err != nil || (base.Scheme != "https" && base.Scheme != "http") || base.Host == "" {
 		return nil, failure.Errorf(failure.UpstreamFailed,
-			"tenant: organization %s has a FHIR endpoint address that is not an absolute http(s) URL: %q", oid, ep.Address)
+			"tenant: organization %s has a FHIR endpoint address that is not an absolute http(s) URL: %q", oid, addr)
 	}
 	if err := egress.CheckURL(base, s.AllowPrivate); err != nil {
 		return nil, refused(oid, "the FHIR base", err)
 	}
 	t.FHIRBase, t.base = base.String(), base
 	if full {
-		t.FHIREndpoint, t.Endpoints = ep, org.Endpoints
+		// The lookup API's view: built from the directory's compact
+		// entry, the same endpoint FHIRAddress chose.
+		org := entry.Organization()
+		t.FHIREndpoint, t.Endpoints = org.FHIREndpointRef(s.FHIRVersions), org.Endpoints
 	}
 	if t.FHIRBase == address {
 		// The directory's own string, not a second copy of it per tenant.

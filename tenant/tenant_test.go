@@ -26,7 +26,7 @@ func (s stubDir) Lookup(_ context.Context, oid string) (*directory.Entry, error)
 	if !ok {
 		return nil, fmt.Errorf("stub: %w", directory.ErrNotFound)
 	}
-	return &directory.Entry{Organization: o, Source: "directory"}, nil
+	return directory.NewEntry(o, "directory"), nil
 }
 
 type stubDisc struct {
@@ -291,7 +291,9 @@ func TestRegistrationsSupplyClientID(t *testing.T) {
 type staleDir struct{}
 
 func (staleDir) Lookup(context.Context, string) (*directory.Entry, error) {
-	return &directory.Entry{Organization: org("1.1", fhirEP), Source: "directory", Stale: true, StaleReason: "HTTP 503"}, nil
+	e := directory.NewEntry(org("1.1", fhirEP), "directory")
+	e.Stale, e.StaleReason = true, "HTTP 503"
+	return e, nil
 }
 
 func TestStaleDirectoryEntryIsMarked(t *testing.T) {
