@@ -22,6 +22,10 @@ type Tenant struct {
 	OID    string `json:"oid"`
 	Name   string `json:"name"`
 	Active bool   `json:"active"`
+	// syntax is the SMART scope syntax (a callerauth.ScopeSyntax) the
+	// token endpoint advertises alone; scopes are asked for in it. One
+	// byte in Active's padding: the Tenant is 512 bytes, not 576.
+	syntax uint8
 	// FHIRBase is the FHIR server's base URL, without a trailing slash.
 	FHIRBase string `json:"fhir_base"`
 	// FHIREndpoint is the directory endpoint FHIRBase was taken from
@@ -86,12 +90,12 @@ type Tenant struct {
 	base     *url.URL
 	tokenErr error
 	xps      map[string]XPIdentity
-	// syntax is the SMART scope syntax the token endpoint advertises
-	// alone; scopes are asked for in it.
-	syntax callerauth.ScopeSyntax
 	// allowedOrigins are organizations.<oid>.allowed_token_origins.
 	allowedOrigins []string
 }
+
+// scopeSyntax is the scope syntax requests ask in.
+func (t *Tenant) scopeSyntax() callerauth.ScopeSyntax { return callerauth.ScopeSyntax(t.syntax) }
 
 // BaseURL returns the parsed FHIR base.
 func (t *Tenant) BaseURL() *url.URL { return t.base }

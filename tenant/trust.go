@@ -71,9 +71,10 @@ func (t *Tenant) ExchangePurposes() []string {
 // (scopes_supported, capabilities) when it advertises one only, and
 // rewrites the configured scope in it.
 func (t *Tenant) askInSyntax(scopesSupported, capabilities []string) {
-	t.syntax = callerauth.ChooseSyntax(scopesSupported, capabilities)
-	if t.syntax != callerauth.SyntaxAny {
-		t.ScopeSyntax = t.syntax.String()
+	syntax := callerauth.ChooseSyntax(scopesSupported, capabilities)
+	t.syntax = uint8(syntax)
+	if syntax != callerauth.SyntaxAny {
+		t.ScopeSyntax = syntax.String()
 	}
 	t.Scope = t.inSyntax(t.Scope)
 }
@@ -82,10 +83,10 @@ func (t *Tenant) askInSyntax(scopesSupported, capabilities []string) {
 // widen a scope (v2 to v1: "r" becomes "read") is not made: the scope is
 // asked for as configured and the server judges it.
 func (t *Tenant) inSyntax(scope string) string {
-	if t.syntax == callerauth.SyntaxAny {
+	if t.scopeSyntax() == callerauth.SyntaxAny {
 		return scope
 	}
-	out, exact := callerauth.ConvertScopes(scope, t.syntax)
+	out, exact := callerauth.ConvertScopes(scope, t.scopeSyntax())
 	if !exact {
 		return scope
 	}
