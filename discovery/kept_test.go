@@ -1,0 +1,59 @@
+package discovery
+
+import (
+	"errors"
+	"reflect"
+	"testing"
+	"time"
+)
+
+// An entry keeps a Result compactly (keep) and gives back an equal one
+// (result), a new value each time sharing no slices, whether its single
+// used attempt is rebuilt or kept as it was.
+func TestKeptResultRoundTrip(t *testing.T) {
+	at := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	meta := "https://fhir.example/r4/metadata"
+	used := Attempt{Source: SourceCarequalityToken, URL: meta, Outcome: OutcomeUsed, TokenURL: "https://auth.example/cq/token", FetchedAt: at.Add(time.Second)}
+	failed := Attempt{Source: SourceUDAP, URL: "https://fhir.example/r4/.well-known/udap", Outcome: "failed: HTTP 500", Err: errors.New("HTTP 500")}
+	base := Result{TokenURL: used.TokenURL, Source: SourceCarequalityToken, Attempts: []Attempt{used}, MetadataURL: meta, Community: "default", FetchedAt: at, Expires: at.Add(time.Hour)}
+	with := func(f func(*Result)) Result {
+		r := base
+		r.Attempts = append([]Attempt(nil), base.Attempts...)
+		f(&r)
+		return r
+	}
+	for _, tc := range []struct {
+		name    string
+		res     Result
+		elided  bool
+		hasMore bool
+	}{
+		{"one used CapabilityStatement attempt", base, true, false},
+		{"two attempts", with(func(r *Result) { r.Attempts = []Attempt{failed, used} }), false, false},
+		{"used attempt with a detail", with(func(r *Result) { r.Attempts[0].Detail = "d" }), false, false},
+		{"used attempt at another URL", with(func(r *Result) { r.Attempts[0].URL = "https://fhir.example/r4/.well-known/smart-configuration" }), false, false},
+		{"no metadata URL", with(func(r *Result) { r.MetadataURL, r.Attempts[0].URL = "", "" }), false, false},
+		{"UDAP with algorithms and registration", with(func(r *Result) {
+			r.UDAP, r.SigningAlgorithms, r.RegistrationEndpoint = true, []string{"RS256"}, "https://auth.example/register"
+		}), true, true},
+		{"SMART scopes and capabilities", with(func(r *Result) {
+			r.ScopesSupported, r.Capabilities, r.AuthMethods = []string{"system/*.rs"}, []string{"client-confidential-asymmetric"}, []string{"private_key_jwt"}
+		}), true, true},
+	} {
+		k := keep(&tc.res)
+		if (k.attempts == nil) != tc.elided || (k.more != nil) != tc.hasMore {
+			t.Errorf("%s: attempts elided %v, more %v; want %v, %v", tc.name, k.attempts == nil, k.more != nil, tc.elided, tc.hasMore)
+		}
+		got := k.result()
+		if !reflect.DeepEqual(*got, tc.res) {
+			t.Errorf("%s: result\n%+v\nwant\n%+v", tc.name, *got, tc.res)
+		}
+		got.Attempts[0].Outcome = "changed by a caller"
+		if len(got.SigningAlgorithms) > 0 {
+			got.SigningAlgorithms[0] = "changed"
+		}
+		if again := k.result(); !reflect.DeepEqual(*again, tc.res) {
+			t.Errorf("%s: a caller's change reached the kept result: %+v", tc.name, *again)
+		}
+	}
+}
