@@ -9,7 +9,9 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -211,6 +213,39 @@ type Discoverer struct {
 	// afterRefresh, when set (by tests, before first use), is called
 	// when a background refresh ends.
 	afterRefresh func(key string, err error)
+	variants     variants
+}
+
+// variants numbers the distinct (order, override, community) parts of
+// result keys, so that a key is the FHIR base and a short number rather
+// than the base and the spelled-out order (64 bytes less per cached
+// result). Orders and communities come from configuration, so there are
+// few; past maxVariants the parts are spelled out in the key.
+type variants struct {
+	mu sync.Mutex
+	m  map[string]string
+}
+
+const maxVariants = 256
+
+// code returns the short code of suffix.
+func (v *variants) code(suffix string) string {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if c, ok := v.m[suffix]; ok {
+		return c
+	}
+	if len(v.m) >= maxVariants {
+		return suffix
+	}
+	if v.m == nil {
+		v.m = make(map[string]string)
+	}
+	// "#n" never starts a spelled-out suffix, which starts with a source
+	// name.
+	c := "#" + strconv.Itoa(len(v.m))
+	v.m[suffix] = c
+	return c
 }
 
 // New returns a Discoverer for cfg.
@@ -326,11 +361,12 @@ func (d *Discoverer) request(req Request) (*request, error) {
 		return nil, fmt.Errorf("discovery: trust community %s is not configured", quote(community))
 	}
 	r := &request{base: base, u: u, order: slices.Clone(order), override: req.CernerOverride, community: community}
-	r.key = base + "\x00" + joinSources(order) + "\x00"
+	suffix := joinSources(order) + "\x00"
 	if r.override {
-		r.key += "override"
+		suffix += "override"
 	}
-	r.key += "\x00" + community
+	suffix += "\x00" + community
+	r.key = base + "\x00" + d.variants.code(suffix)
 	return r, nil
 }
 

@@ -2,6 +2,7 @@ package discovery
 
 import (
 	"errors"
+	"fmt"
 	"reflect"
 	"testing"
 	"time"
@@ -55,5 +56,50 @@ func TestKeptResultRoundTrip(t *testing.T) {
 		if again := k.result(); !reflect.DeepEqual(*again, tc.res) {
 			t.Errorf("%s: a caller's change reached the kept result: %+v", tc.name, *again)
 		}
+	}
+}
+
+// A result key is the FHIR base and a short code for the order,
+// override and community: requests that differ in any of them get
+// different keys, requests that do not share one, and past maxVariants
+// the parts are spelled out rather than forgotten.
+func TestResultKeysNumberVariants(t *testing.T) {
+	d := New(Config{})
+	key := func(req Request) string {
+		t.Helper()
+		r, err := d.request(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r.key
+	}
+	base := "https://fhir.example/r4"
+	plain := key(Request{FHIRBase: base + "/"})
+	if plain != base+"\x00#0" {
+		t.Errorf("key %q, want the base and #0", plain)
+	}
+	seen := map[string]string{plain: "plain"}
+	for name, req := range map[string]Request{
+		"override":    {FHIRBase: base, CernerOverride: true},
+		"other order": {FHIRBase: base, Order: []Source{SourceToken}},
+	} {
+		k := key(req)
+		if other, dup := seen[k]; dup {
+			t.Errorf("%s: key %q same as %s's", name, k, other)
+		}
+		seen[k] = name
+		if again := key(req); again != k {
+			t.Errorf("%s: key %q then %q", name, k, again)
+		}
+	}
+	var v variants
+	for i := range maxVariants {
+		v.code(fmt.Sprint("suffix", i))
+	}
+	if c := v.code("one too many"); c != "one too many" {
+		t.Errorf("past maxVariants: code %q, want the suffix itself", c)
+	}
+	if c := v.code("suffix3"); c != "#3" {
+		t.Errorf("code of a known suffix %q, want #3", c)
 	}
 }
