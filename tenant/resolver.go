@@ -87,13 +87,13 @@ type Resolver struct {
 // carries no descriptive copies: Endpoints, FHIREndpoint and Discovery
 // are Describe's.
 func (r *Resolver) Resolve(ctx context.Context, oid string) (*Tenant, error) {
-	t, err := r.describe(ctx, oid, false)
+	t, tokenErr, err := r.describe(ctx, oid, false)
 	if err != nil {
 		return nil, err
 	}
 	if t.TokenURL == "" {
 		// Describe only leaves it empty with discovery's error recorded.
-		return nil, t.tokenErr
+		return nil, tokenErr
 	}
 	return t, nil
 }
@@ -102,24 +102,28 @@ func (r *Resolver) Resolve(ctx context.Context, oid string) (*Tenant, error) {
 // even when token-URL discovery fails, with that failure in the returned
 // Tenant's TokenURLError. Directory failures are still errors.
 func (r *Resolver) Describe(ctx context.Context, oid string) (*Tenant, error) {
-	return r.describe(ctx, oid, true)
+	t, _, err := r.describe(ctx, oid, true)
+	return t, err
 }
 
 // describe is Describe, with the descriptive fields (Endpoints,
 // FHIREndpoint, Discovery) only when full: a kept tenant would hold its
 // own copy of the discovery attempts, 128 bytes per organization.
-func (r *Resolver) describe(ctx context.Context, oid string, full bool) (*Tenant, error) {
+// tokenErr is why TokenURL is empty (TokenURLError in words), nil when
+// it is set.
+func (r *Resolver) describe(ctx context.Context, oid string, full bool) (t *Tenant, tokenErr error, err error) {
 	entry, err := r.Directory.Lookup(ctx, oid)
 	if err != nil {
 		if errors.Is(err, directory.ErrNotFound) || errors.Is(err, directory.ErrInvalidOID) {
-			return nil, err
+			return nil, nil, err
 		}
 		// Whatever else went wrong (status, transport, an unparsable
 		// document) is the directory's failure, not the caller's.
-		return nil, failure.Errorf(failure.UpstreamFailed, "tenant: looking up %s in the directory: %w", oid, err)
+		return nil, nil, failure.Errorf(failure.UpstreamFailed, "tenant: looking up %s in the directory: %w", oid, err)
 	}
 	s := r.settings(oid)
-	t := &Tenant{
+	t = &Tenant{
+		party: newParty(s.ExchangePurposes, s.AllowedTokenOrigins),
 		// A copy: oid may be a slice of the caller's request line, and
 		// tenants are kept (Reuser, token cache keys, metrics labels).
 		OID:             strings.Clone(oid),
@@ -133,26 +137,24 @@ func (r *Resolver) describe(ctx context.Context, oid string, full bool) (*Tenant
 		AllowedPurposes: s.AllowedPurposes,
 		Community:       s.Community,
 		TEFCA:           s.TEFCA,
-		xps:             s.ExchangePurposes,
 		DirectorySource: entry.Source,
 		CachedAt:        entry.CachedAt,
 		DirectoryStale:  entry.Stale,
 		StaleReason:     entry.StaleReason,
-		allowedOrigins:  s.AllowedTokenOrigins,
 	}
 	addr, ok := entry.FHIRAddress(s.FHIRVersions)
 	if !ok {
-		return nil, failure.Errorf(failure.UpstreamUnsupported,
+		return nil, nil, failure.Errorf(failure.UpstreamUnsupported,
 			"tenant: organization %s (%s) lists no usable FHIR REST endpoint in the directory (%d endpoint(s), none FHIR)", oid, entry.Name(), entry.EndpointCount())
 	}
 	address := strings.TrimRight(addr, "/")
 	base, err := url.Parse(address)
 	if err != nil || (base.Scheme != "https" && base.Scheme != "http") || base.Host == "" {
-		return nil, failure.Errorf(failure.UpstreamFailed,
+		return nil, nil, failure.Errorf(failure.UpstreamFailed,
 			"tenant: organization %s has a FHIR endpoint address that is not an absolute http(s) URL: %q", oid, addr)
 	}
 	if err := egress.CheckURL(base, s.AllowPrivate); err != nil {
-		return nil, refused(oid, "the FHIR base", err)
+		return nil, nil, refused(oid, "the FHIR base", err)
 	}
 	t.FHIRBase, t.base = base.String(), base
 	if full {
@@ -180,9 +182,9 @@ func (r *Resolver) describe(ctx context.Context, oid string, full bool) (*Tenant
 			t.Discovery = none.Attempts
 		}
 		if err != nil {
-			t.tokenErr = failure.Errorf(failure.UpstreamFailed, "tenant: discovering the token URL of %s: %w", oid, err)
-			t.TokenURLError = t.tokenErr.Error()
-			return t, nil
+			tokenErr = failure.Errorf(failure.UpstreamFailed, "tenant: discovering the token URL of %s: %w", oid, err)
+			t.TokenURLError = tokenErr.Error()
+			return t, tokenErr, nil
 		}
 		t.TokenURL, t.TokenURLSource, t.DiscoveredAt = res.TokenURL, string(res.Source), res.FetchedAt
 		t.SigningAlgorithms = res.SigningAlgorithms
@@ -195,25 +197,25 @@ func (r *Resolver) describe(ctx context.Context, oid string, full bool) (*Tenant
 	}
 	u, err := url.Parse(t.TokenURL)
 	if err != nil {
-		t.tokenErr = failure.Errorf(failure.UpstreamFailed, "tenant: token URL of %s is not a URL", oid)
+		tokenErr = failure.Errorf(failure.UpstreamFailed, "tenant: token URL of %s is not a URL", oid)
 	} else if err := egress.CheckURL(u, s.AllowPrivate); err != nil {
-		t.tokenErr = refused(oid, "the token URL", err)
+		tokenErr = refused(oid, "the token URL", err)
 	} else if t.TokenURLSource != "config" {
 		// The FHIR server is untrusted: what it advertises must be its
 		// own, or a token for another partner would be obtained and
 		// sent to it (docs/reliability.md, threat model, property 1).
-		t.tokenErr = checkParty(oid, "token URL", t.TokenURLSource, base, u, s.AllowedTokenOrigins)
-		if t.tokenErr == nil && t.RegistrationEndpoint != "" {
+		tokenErr = checkParty(oid, "token URL", t.TokenURLSource, base, u, s.AllowedTokenOrigins)
+		if tokenErr == nil && t.RegistrationEndpoint != "" {
 			if ru, err := url.Parse(t.RegistrationEndpoint); err != nil {
-				t.tokenErr = failure.Errorf(failure.UpstreamFailed, "tenant: UDAP registration endpoint of %s is not a URL", oid)
+				tokenErr = failure.Errorf(failure.UpstreamFailed, "tenant: UDAP registration endpoint of %s is not a URL", oid)
 			} else {
-				t.tokenErr = checkParty(oid, "UDAP registration endpoint", t.TokenURLSource, base, ru, s.AllowedTokenOrigins)
+				tokenErr = checkParty(oid, "UDAP registration endpoint", t.TokenURLSource, base, ru, s.AllowedTokenOrigins)
 			}
 		}
 	}
-	if t.tokenErr != nil {
-		t.TokenURLError, t.TokenURL, t.RegistrationEndpoint = t.tokenErr.Error(), "", ""
-		return t, nil
+	if tokenErr != nil {
+		t.TokenURLError, t.TokenURL, t.RegistrationEndpoint = tokenErr.Error(), "", ""
+		return t, tokenErr, nil
 	}
 	if s.UDAP {
 		t.UDAP = true
@@ -225,15 +227,15 @@ func (r *Resolver) describe(ctx context.Context, oid string, full bool) (*Tenant
 	if r.Registrations != nil && t.UDAP {
 		id, err := r.Registrations.ClientID(ctx, t)
 		if err != nil {
-			t.tokenErr = failure.Errorf(failure.UpstreamFailed, "tenant: UDAP registration of %s: %w", oid, err)
-			t.TokenURLError, t.TokenURL = t.tokenErr.Error(), ""
-			return t, nil
+			tokenErr = failure.Errorf(failure.UpstreamFailed, "tenant: UDAP registration of %s: %w", oid, err)
+			t.TokenURLError, t.TokenURL = tokenErr.Error(), ""
+			return t, tokenErr, nil
 		}
 		if id != "" {
 			t.ClientID = id
 		}
 	}
-	return t, nil
+	return t, tokenErr, nil
 }
 
 func (r *Resolver) settings(oid string) Settings {

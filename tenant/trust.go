@@ -40,7 +40,7 @@ func (t *Tenant) WithExchangePurpose(xp string) (*Tenant, error) {
 		return nil, failure.Errorf(failure.Unsupported,
 			"tenant: exchange purpose T-IAS needs a tefca_ias extension with the individual's id_token, which cqgate does not send")
 	}
-	id, ok := t.xps[xp]
+	id, ok := t.xps()[xp]
 	if !ok {
 		return nil, failure.Errorf(failure.Forbidden,
 			"tenant: no identity is configured for TEFCA exchange purpose %q (identities.<name>.exchange_purpose)", xp)
@@ -59,8 +59,8 @@ func (t *Tenant) WithExchangePurpose(xp string) (*Tenant, error) {
 
 // ExchangePurposes lists the exchange purposes t has identities for.
 func (t *Tenant) ExchangePurposes() []string {
-	out := make([]string, 0, len(t.xps))
-	for xp := range t.xps {
+	out := make([]string, 0, len(t.xps()))
+	for xp := range t.xps() {
 		out = append(out, xp)
 	}
 	slices.Sort(out)
