@@ -387,15 +387,17 @@ func parseBase(fhirBase string) (string, *url.URL, error) {
 }
 
 // docURL is the URL of the document of kind below the FHIR base u; the
-// UDAP metadata's carries ?community= when communityURI is set.
+// UDAP metadata's carries ?community= when communityURI is set. It is
+// a string of its own size (URL.String's buffer is larger): the document
+// cache keeps it as the key.
 func docURL(u *url.URL, kind docKind, communityURI string) string {
 	switch kind {
 	case docUDAP:
-		return udapURL(u, communityURI)
+		return strings.Clone(udapURL(u, communityURI))
 	case docSMART:
-		return u.JoinPath(".well-known", "smart-configuration").String()
+		return strings.Clone(u.JoinPath(".well-known", "smart-configuration").String())
 	}
-	return u.JoinPath("metadata").String()
+	return strings.Clone(u.JoinPath("metadata").String())
 }
 
 // normalizeBase trims surrounding space and trailing slashes, so that

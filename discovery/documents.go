@@ -16,7 +16,7 @@ import (
 const HeaderCernerOverride = "Cerner-Override-OAuth-URIs"
 
 // docKind is one of the documents discovery reads.
-type docKind int
+type docKind uint8
 
 const (
 	docMetadata docKind = iota // {base}/metadata
@@ -36,20 +36,32 @@ func (k docKind) String() string {
 	return "document"
 }
 
-// document is a fetched and parsed document, as cached.
+// document is a fetched and parsed document, as cached: 128 bytes with
+// its oauth-uris inline (a separate tokenURIs cost 64 more).
 type document struct {
-	kind      docKind
 	url       string
 	fetchedAt time.Time
+	// One of smart, udap and uris is set for a read document, by kind
+	// (uris when hasURIs; a CapabilityStatement without oauth-uris has
+	// none).
+	smart *smartConfiguration
+	udap  *udapMetadata
+	uris  tokenURIs
 	// notSupported is the HTTP status with which a .well-known document
 	// said the server does not speak that protocol (404 and the like), 0
 	// when the document was read.
-	notSupported int
-	// One of these is set for a read document, by kind. uris is nil for
-	// a CapabilityStatement without oauth-uris.
-	uris  *tokenURIs
-	smart *smartConfiguration
-	udap  *udapMetadata
+	notSupported uint16
+	kind         docKind
+	hasURIs      bool
+}
+
+// tokenURIs returns the CapabilityStatement's oauth-uris, nil when it
+// has none (or doc is another kind).
+func (doc *document) tokenURIs() *tokenURIs {
+	if !doc.hasURIs {
+		return nil
+	}
+	return &doc.uris
 }
 
 // notSupportedStatus reports whether status, answered for a .well-known
@@ -110,7 +122,7 @@ func (d *Discoverer) fetchDocument(ctx context.Context, kind docKind, u string, 
 	case err != nil:
 		return nil, &Error{URL: u, StatusCode: resp.StatusCode, Err: err}
 	case notSupportedStatus(kind, resp.StatusCode):
-		return &document{kind: kind, url: u, fetchedAt: d.now(), notSupported: resp.StatusCode}, nil
+		return &document{kind: kind, url: u, fetchedAt: d.now(), notSupported: uint16(resp.StatusCode)}, nil
 	case !resp.OK():
 		return nil, &Error{URL: u, StatusCode: resp.StatusCode, Err: upstream.DescribeStatus(resp.StatusCode, resp.Body)}
 	case resp.Truncated:
@@ -121,7 +133,9 @@ func (d *Discoverer) fetchDocument(ctx context.Context, kind docKind, u string, 
 	case docMetadata:
 		var uris *OAuthURIs
 		uris, err = parseCapabilityStatement(resp.Body)
-		doc.uris = keptURIs(uris)
+		if uris != nil {
+			doc.uris, doc.hasURIs = keptURIs(uris), true
+		}
 	case docUDAP:
 		doc.udap, err = parseUDAPMetadata(resp.Body)
 	case docSMART:
@@ -141,10 +155,7 @@ type tokenURIs struct {
 	Token, CarequalityToken, CarequalityRegister, Register string
 }
 
-// keptURIs returns what a cached document keeps of u (nil for nil).
-func keptURIs(u *OAuthURIs) *tokenURIs {
-	if u == nil {
-		return nil
-	}
-	return &tokenURIs{Token: u.Token, CarequalityToken: u.CarequalityToken, CarequalityRegister: u.CarequalityRegister, Register: u.Register}
+// keptURIs returns what a cached document keeps of u.
+func keptURIs(u *OAuthURIs) tokenURIs {
+	return tokenURIs{Token: u.Token, CarequalityToken: u.CarequalityToken, CarequalityRegister: u.CarequalityRegister, Register: u.Register}
 }

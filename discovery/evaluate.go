@@ -193,7 +193,7 @@ func evaluate(src Source, doc *document, base string, override bool, tr *trust, 
 	switch src {
 	case SourceCarequalityToken:
 		what = "carequality-token URL"
-		switch uris := doc.uris; {
+		switch uris := doc.tokenURIs(); {
 		case uris == nil:
 			none = "the CapabilityStatement has no oauth-uris extension"
 		case uris.CarequalityToken != "":
@@ -208,7 +208,7 @@ func evaluate(src Source, doc *document, base string, override bool, tr *trust, 
 		}
 	case SourceToken:
 		what = "token URL"
-		switch uris := doc.uris; {
+		switch uris := doc.tokenURIs(); {
 		case uris == nil:
 			none = "the CapabilityStatement has no oauth-uris extension"
 		case uris.Token == "":

@@ -6,6 +6,7 @@ import (
 	"reflect"
 	"testing"
 	"time"
+	"unsafe"
 )
 
 // An entry keeps a Result compactly (keep) and gives back an equal one
@@ -33,6 +34,8 @@ func TestKeptResultRoundTrip(t *testing.T) {
 		{"two attempts", with(func(r *Result) { r.Attempts = []Attempt{failed, used} }), false, false},
 		{"used attempt with a detail", with(func(r *Result) { r.Attempts[0].Detail = "d" }), false, false},
 		{"used attempt at another URL", with(func(r *Result) { r.Attempts[0].URL = "https://fhir.example/r4/.well-known/smart-configuration" }), false, false},
+		{"used attempt without a fetch time", with(func(r *Result) { r.Attempts[0].FetchedAt = time.Time{} }), false, false},
+		{"expiring before the TTL (UDAP exp)", with(func(r *Result) { r.Expires = at.Add(17 * time.Minute) }), true, false},
 		{"no metadata URL", with(func(r *Result) { r.MetadataURL, r.Attempts[0].URL = "", "" }), false, false},
 		{"UDAP with algorithms and registration", with(func(r *Result) {
 			r.UDAP, r.SigningAlgorithms, r.RegistrationEndpoint = true, []string{"RS256"}, "https://auth.example/register"
@@ -101,5 +104,17 @@ func TestResultKeysNumberVariants(t *testing.T) {
 	}
 	if c := v.code("suffix3"); c != "#3" {
 		t.Errorf("code of a known suffix %q, want #3", c)
+	}
+}
+
+// What every cached organization holds in discovery fits its size
+// classes: the entry with its kept result 160 bytes, the document with
+// its oauth-uris 128.
+func TestCachedFormsFitTheirSizeClasses(t *testing.T) {
+	if size := unsafe.Sizeof(entry{}); size > 160 {
+		t.Errorf("entry is %d bytes, more than 160", size)
+	}
+	if size := unsafe.Sizeof(document{}); size > 128 {
+		t.Errorf("document is %d bytes, more than 128", size)
 	}
 }
