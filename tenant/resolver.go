@@ -123,10 +123,8 @@ func (r *Resolver) describe(ctx context.Context, oid string, full bool) (t *Tena
 	}
 	s := r.settings(oid)
 	t = &Tenant{
-		party: newParty(s.ExchangePurposes, s.AllowedTokenOrigins),
-		// A copy: oid may be a slice of the caller's request line, and
-		// tenants are kept (Reuser, token cache keys, metrics labels).
-		OID:             strings.Clone(oid),
+		party:           newParty(s.ExchangePurposes, s.AllowedTokenOrigins),
+		OID:             keptOID(oid, entry),
 		Name:            entry.Name(),
 		Active:          entry.Active(),
 		Identity:        s.Identity,
@@ -236,6 +234,17 @@ func (r *Resolver) describe(ctx context.Context, oid string, full bool) (t *Tena
 		}
 	}
 	return t, tokenErr, nil
+}
+
+// keptOID is oid as a tenant keeps it: not a slice of the caller's
+// request line, which tenants must not keep alive (Reuser, token cache
+// keys, metrics labels). The directory entry's own OID when it is the
+// same (the usual case: no copy of its own), else a copy.
+func keptOID(oid string, entry *directory.Entry) string {
+	if o := entry.OID(); o == oid {
+		return o
+	}
+	return strings.Clone(oid)
 }
 
 func (r *Resolver) settings(oid string) Settings {
