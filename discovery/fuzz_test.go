@@ -73,9 +73,7 @@ func FuzzParseCapabilityStatement(f *testing.F) {
 			t.Fatalf("TokenEndpoint() = %q, %q, %v", u, src, ok)
 		}
 		doc := &document{kind: docMetadata, url: fuzzBase + "/metadata", fetchedAt: fuzzNow}
-		if uris != nil {
-			doc.uris, doc.hasURIs = keptURIs(uris), true
-		}
+		doc.setURIs(uris)
 		for _, override := range []bool{false, true} {
 			for _, src := range []Source{SourceCarequalityToken, SourceToken} {
 				ev := evaluate(src, doc, fuzzBase, override, nil, fuzzNow)

@@ -109,12 +109,35 @@ func TestResultKeysNumberVariants(t *testing.T) {
 
 // What every cached organization holds in discovery fits its size
 // classes: the entry with its kept result 160 bytes, the document with
-// its oauth-uris 128.
+// its oauth-uris 96.
 func TestCachedFormsFitTheirSizeClasses(t *testing.T) {
 	if size := unsafe.Sizeof(entry{}); size > 160 {
 		t.Errorf("entry is %d bytes, more than 160", size)
 	}
-	if size := unsafe.Sizeof(document{}); size > 128 {
-		t.Errorf("document is %d bytes, more than 128", size)
+	if size := unsafe.Sizeof(document{}); size > 96 {
+		t.Errorf("document is %d bytes, more than 96", size)
+	}
+}
+
+// A document gives back the oauth-uris it kept, each URL whole, empty
+// ones included, and none when the CapabilityStatement had none.
+func TestDocumentKeepsOAuthURIs(t *testing.T) {
+	for _, u := range []*OAuthURIs{
+		nil,
+		{},
+		{Token: "https://a.example/token"},
+		{CarequalityToken: "https://a.example/cq", Register: "https://a.example/reg"},
+		{Token: "t", CarequalityToken: "cq", CarequalityRegister: "cqr", Register: "r"},
+	} {
+		var doc document
+		doc.setURIs(u)
+		got, ok := doc.tokenURIs()
+		if ok != (u != nil) {
+			t.Errorf("%+v: ok %v", u, ok)
+			continue
+		}
+		if u != nil && (got != tokenURIs{Token: u.Token, CarequalityToken: u.CarequalityToken, CarequalityRegister: u.CarequalityRegister, Register: u.Register}) {
+			t.Errorf("kept %+v, got %+v", *u, got)
+		}
 	}
 }
