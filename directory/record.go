@@ -1,6 +1,7 @@
 package directory
 
 import (
+	"encoding/binary"
 	"strings"
 	"time"
 	"unique"
@@ -8,37 +9,39 @@ import (
 
 // record is an Organization as the Resolver keeps it: every string of
 // its own (the OID, the name, each endpoint's id, name and address) in
-// one allocation, and each endpoint's codes (connection type,
-// transaction, versions, status, payload types), which repeat across
-// thousands of organizations, as one shared handle. At 10,000 cached
-// organizations the public form cost about 1 KB each (three 152-byte
-// Endpoint structs, a dozen separately allocated strings); a record of
-// the same organization costs about 400 bytes. Entry builds the public
-// Organization from it on demand (the lookup API; not the request path).
-// A record is never modified after newRecord.
+// one allocation, every endpoint's codes (connection type, transaction,
+// versions, status, payload types), which repeat across thousands of
+// organizations, as one shared handle, and the boundaries in a third. At
+// 10,000 cached organizations the public form cost about 1 KB each
+// (three 152-byte Endpoint structs, a dozen separately allocated
+// strings); a record of the same organization costs about 370 bytes.
+// Entry builds the public Organization from it on demand (the lookup
+// API; not the request path). A record is never modified after
+// newRecord.
 type record struct {
 	// text is the OID, the name, then each endpoint's ID, Name and
-	// Address, back to back; each ends where the next begins.
-	text        string
-	eps         []recordEndpoint // nil when the Organization's Endpoints were nil
-	lastUpdated time.Time
-	oidEnd      uint32
-	nameEnd     uint32
-	active      bool
+	// Address, back to back.
+	text string
+	// ends are where in text the OID and the name end, then flags, then
+	// for each endpoint where its ID, Name and Address end.
+	ends []uint32
+	// codes is every endpoint's codes, each a length (uvarint) and the
+	// bytes, six per endpoint (see appendCodes).
+	codes unique.Handle[string]
+	// lastUpdated as seconds, nanoseconds and zone offset: the same
+	// instant and offset (16 bytes instead of 24, so the record is 64).
+	lastSec  int64
+	lastNsec int32
+	lastOff  int32
 }
 
-type recordEndpoint struct {
-	codes                   unique.Handle[endpointCodes]
-	idEnd, nameEnd, addrEnd uint32
-}
+// Flags in ends[2].
+const (
+	recActive    = 1 << iota // Organization.Active
+	recEndpoints             // Organization.Endpoints is not nil
+)
 
-// endpointCodes are an endpoint's fields that are codes rather than its
-// own strings. payloadTypes is each payload MIME type followed by a NUL,
-// so that nil, empty and [""] stay apart.
-type endpointCodes struct {
-	connectionType, transaction, version, fhirVersion, status string
-	payloadTypes                                              string
-}
+const recHead = 3 // ends before the endpoints'
 
 // newRecord returns o's record. o is not modified or kept.
 func newRecord(o *Organization) *record {
@@ -49,92 +52,138 @@ func newRecord(o *Organization) *record {
 	}
 	var b strings.Builder
 	b.Grow(size)
+	ends := make([]uint32, recHead, recHead+3*len(o.Endpoints))
 	b.WriteString(o.OID)
-	r := &record{lastUpdated: o.LastUpdated, active: o.Active, oidEnd: uint32(b.Len())}
+	ends[0] = uint32(b.Len())
 	b.WriteString(o.Name)
-	r.nameEnd = uint32(b.Len())
-	if o.Endpoints != nil {
-		r.eps = make([]recordEndpoint, len(o.Endpoints))
+	ends[1] = uint32(b.Len())
+	if o.Active {
+		ends[2] |= recActive
 	}
+	if o.Endpoints != nil {
+		ends[2] |= recEndpoints
+	}
+	var codes []byte
 	for i := range o.Endpoints {
 		e := &o.Endpoints[i]
-		re := &r.eps[i]
 		b.WriteString(e.ID)
-		re.idEnd = uint32(b.Len())
+		ends = append(ends, uint32(b.Len()))
 		b.WriteString(e.Name)
-		re.nameEnd = uint32(b.Len())
+		ends = append(ends, uint32(b.Len()))
 		b.WriteString(e.Address)
-		re.addrEnd = uint32(b.Len())
-		re.codes = unique.Make(codesOf(e))
+		ends = append(ends, uint32(b.Len()))
+		codes = appendCodes(codes, e)
 	}
-	r.text = b.String()
-	return r
+	_, off := o.LastUpdated.Zone()
+	return &record{text: b.String(), ends: ends, codes: unique.Make(string(codes)),
+		lastSec: o.LastUpdated.Unix(), lastNsec: int32(o.LastUpdated.Nanosecond()), lastOff: int32(off)}
 }
 
-func codesOf(e *Endpoint) endpointCodes {
-	c := endpointCodes{connectionType: e.ConnectionType, transaction: e.Transaction, version: e.Version, fhirVersion: e.FHIRVersion, status: e.Status}
-	if e.PayloadMimeTypes != nil {
-		var b strings.Builder
-		for _, t := range e.PayloadMimeTypes {
-			b.WriteString(t)
-			b.WriteByte(0)
+// appendCodes appends e's codes to b: connection type, transaction,
+// version, FHIR version, status, then the payload types (none: -1, else
+// their count, then each), every string as its length and its bytes.
+func appendCodes(b []byte, e *Endpoint) []byte {
+	for _, s := range []string{e.ConnectionType, e.Transaction, e.Version, e.FHIRVersion, e.Status} {
+		b = binary.AppendUvarint(b, uint64(len(s)))
+		b = append(b, s...)
+	}
+	if e.PayloadMimeTypes == nil {
+		return binary.AppendVarint(b, -1)
+	}
+	b = binary.AppendVarint(b, int64(len(e.PayloadMimeTypes)))
+	for _, t := range e.PayloadMimeTypes {
+		b = binary.AppendUvarint(b, uint64(len(t)))
+		b = append(b, t...)
+	}
+	return b
+}
+
+// codesReader reads what appendCodes wrote.
+type codesReader struct{ s string }
+
+func (c *codesReader) str() string {
+	n, k := uvarint(c.s)
+	s := c.s[k : k+int(n)]
+	c.s = c.s[k+int(n):]
+	return s
+}
+
+func (c *codesReader) count() int {
+	n, k := varint(c.s)
+	c.s = c.s[k:]
+	return int(n)
+}
+
+// endpointCodes reads one endpoint's codes, the payload types only when
+// withTypes (they need an allocation).
+func (c *codesReader) endpoint(e *Endpoint, withTypes bool) {
+	e.ConnectionType, e.Transaction, e.Version, e.FHIRVersion, e.Status = c.str(), c.str(), c.str(), c.str(), c.str()
+	n := c.count()
+	if n < 0 {
+		return
+	}
+	var types []string
+	if withTypes {
+		types = make([]string, 0, n)
+	}
+	for range n {
+		if t := c.str(); withTypes {
+			types = append(types, t)
 		}
-		// Not "": a non-nil empty list stays non-nil.
-		c.payloadTypes = "\x00" + b.String()
 	}
-	return c
+	e.PayloadMimeTypes = types
 }
 
-func (r *record) oid() string  { return r.text[:r.oidEnd] }
-func (r *record) name() string { return r.text[r.oidEnd:r.nameEnd] }
+func (r *record) oid() string  { return r.text[:r.ends[0]] }
+func (r *record) name() string { return r.text[r.ends[0]:r.ends[1]] }
+func (r *record) active() bool { return r.ends[2]&recActive != 0 }
+func (r *record) count() int   { return (len(r.ends) - recHead) / 3 }
 
 // endpoint returns endpoint i with every field but PayloadMimeTypes
-// (which needs an allocation, see payloadTypes), its strings shared with
+// (which needs an allocation, see organization), its strings shared with
 // the record.
 func (r *record) endpoint(i int) Endpoint {
-	re := &r.eps[i]
-	start := r.nameEnd
-	if i > 0 {
-		start = r.eps[i-1].addrEnd
+	c := codesReader{r.codes.Value()}
+	var e Endpoint
+	for range i {
+		c.endpoint(&e, false)
 	}
-	c := re.codes.Value()
-	return Endpoint{
-		ID:             r.text[start:re.idEnd],
-		Name:           r.text[re.idEnd:re.nameEnd],
-		Address:        r.text[re.nameEnd:re.addrEnd],
-		ConnectionType: c.connectionType,
-		Transaction:    c.transaction,
-		Version:        c.version,
-		FHIRVersion:    c.fhirVersion,
-		Status:         c.status,
-	}
+	c.endpoint(&e, false)
+	e.PayloadMimeTypes = nil
+	r.strings(i, &e)
+	return e
 }
 
-// payloadTypes returns endpoint i's PayloadMimeTypes, a new slice.
-func (r *record) payloadTypes(i int) []string {
-	s := r.eps[i].codes.Value().payloadTypes
-	if s == "" {
-		return nil
+// strings sets e's ID, Name and Address, endpoint i's.
+func (r *record) strings(i int, e *Endpoint) {
+	at := recHead + 3*i
+	start := r.ends[1]
+	if i > 0 {
+		start = r.ends[at-1]
 	}
-	s = s[1:]
-	out := make([]string, 0, strings.Count(s, "\x00"))
-	for len(s) > 0 {
-		t, rest, _ := strings.Cut(s, "\x00")
-		out = append(out, t)
-		s = rest
+	e.ID, e.Name, e.Address = r.text[start:r.ends[at]], r.text[r.ends[at]:r.ends[at+1]], r.text[r.ends[at+1]:r.ends[at+2]]
+}
+
+// lastUpdated is Organization.LastUpdated: the same instant and zone
+// offset (UTC as UTC; another offset as a fixed zone).
+func (r *record) lastUpdated() time.Time {
+	t := time.Unix(r.lastSec, int64(r.lastNsec)).UTC()
+	if r.lastOff != 0 {
+		t = t.In(time.FixedZone("", int(r.lastOff)))
 	}
-	return out
+	return t
 }
 
 // organization returns the public form of r, a new value sharing only
 // immutable strings with r.
 func (r *record) organization() *Organization {
-	o := &Organization{OID: r.oid(), Name: r.name(), Active: r.active, LastUpdated: r.lastUpdated}
-	if r.eps != nil {
-		o.Endpoints = make([]Endpoint, len(r.eps))
-		for i := range r.eps {
-			o.Endpoints[i] = r.endpoint(i)
-			o.Endpoints[i].PayloadMimeTypes = r.payloadTypes(i)
+	o := &Organization{OID: r.oid(), Name: r.name(), Active: r.active(), LastUpdated: r.lastUpdated()}
+	if r.ends[2]&recEndpoints != 0 {
+		o.Endpoints = make([]Endpoint, r.count())
+		c := codesReader{r.codes.Value()}
+		for i := range o.Endpoints {
+			c.endpoint(&o.Endpoints[i], true)
+			r.strings(i, &o.Endpoints[i])
 		}
 	}
 	return o
@@ -143,5 +192,30 @@ func (r *record) organization() *Organization {
 // fhirEndpoint is Organization.FHIREndpointRef over r: the index of the
 // chosen endpoint, or -1.
 func (r *record) fhirEndpoint(prefs []string) int {
-	return chooseFHIR(len(r.eps), func(i int) Endpoint { return r.endpoint(i) }, prefs)
+	return chooseFHIR(r.count(), func(i int) Endpoint { return r.endpoint(i) }, prefs)
+}
+
+// uvarint and varint are binary.Uvarint and binary.Varint on a string
+// (no copy to a []byte).
+func uvarint(s string) (uint64, int) {
+	var x uint64
+	var shift uint
+	for i := 0; i < len(s); i++ {
+		b := s[i]
+		if b < 0x80 {
+			return x | uint64(b)<<shift, i + 1
+		}
+		x |= uint64(b&0x7f) << shift
+		shift += 7
+	}
+	return 0, 0
+}
+
+func varint(s string) (int64, int) {
+	ux, n := uvarint(s)
+	x := int64(ux >> 1)
+	if ux&1 != 0 {
+		x = ^x
+	}
+	return x, n
 }

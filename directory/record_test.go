@@ -6,6 +6,7 @@ import (
 	"reflect"
 	"testing"
 	"time"
+	"unsafe"
 )
 
 // A record gives back exactly the Organization it was made from (the
@@ -34,6 +35,16 @@ func TestRecordRoundTrip(t *testing.T) {
 	} {
 		r := newRecord(o)
 		got := r.organization()
+		_, gotOff := got.LastUpdated.Zone()
+		_, wantOff := o.LastUpdated.Zone()
+		if !got.LastUpdated.Equal(o.LastUpdated) || gotOff != wantOff || got.LastUpdated.IsZero() != o.LastUpdated.IsZero() {
+			t.Errorf("%s: last updated %v, want %v", name, got.LastUpdated, o.LastUpdated)
+		}
+		if o.LastUpdated.Location() == time.Local || o.LastUpdated.Round(0) != o.LastUpdated {
+			// A local or monotonic time comes back as the same instant and
+			// offset in a fixed zone (the same JSON): compare the rest.
+			got.LastUpdated = o.LastUpdated
+		}
 		if !reflect.DeepEqual(got, o) {
 			t.Errorf("%s: record gives\n%#v\nwant\n%#v", name, got, o)
 		}
@@ -53,6 +64,13 @@ func TestRecordRoundTrip(t *testing.T) {
 		if e.OID() != o.OID || e.Name() != o.Name || e.Active() != o.Active || e.EndpointCount() != len(o.Endpoints) {
 			t.Errorf("%s: entry says %q %q %v %d", name, e.OID(), e.Name(), e.Active(), e.EndpointCount())
 		}
+	}
+}
+
+// A record is 64 bytes (its size class), its ends 4 bytes per boundary.
+func TestRecordSize(t *testing.T) {
+	if size := unsafe.Sizeof(record{}); size > 64 {
+		t.Errorf("record is %d bytes, more than 64", size)
 	}
 }
 

@@ -103,10 +103,10 @@ func (e *Entry) OID() string { return e.rec.oid() }
 func (e *Entry) Name() string { return e.rec.name() }
 
 // Active is the organization's active flag.
-func (e *Entry) Active() bool { return e.rec.active }
+func (e *Entry) Active() bool { return e.rec.active() }
 
 // EndpointCount is how many endpoints the organization lists.
-func (e *Entry) EndpointCount() int { return len(e.rec.eps) }
+func (e *Entry) EndpointCount() int { return e.rec.count() }
 
 // FHIRAddress is the Address of the endpoint Organization's
 // FHIREndpointFor(prefs) chooses, without building either, and whether
