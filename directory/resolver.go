@@ -143,20 +143,36 @@ type Resolver struct {
 
 // held is the latest directory answer for an OID (fetched at its
 // Item's FetchedAt).
+// Two words (a map slot of 48 bytes, not 56): what is unusual about
+// the answer is behind state.
 type held struct {
 	rec *record
-	// fail is set when a refresh last failed with a directory error (nil
-	// when the last refresh succeeded).
-	fail *refreshFailure
+	// state is nil for an answer fetched and not forgotten whose last
+	// refresh succeeded, the usual case.
+	state *heldState
+}
+
+// heldState is what is unusual about a held answer.
+type heldState struct {
+	// at and reason are when a refresh last failed with a directory
+	// error and its message (at is zero when the last refresh
+	// succeeded).
+	at     time.Time
+	reason string
 	// refetch says the answer was forgotten (Forget): it is not served
 	// fresh any more, only stale-if-error.
 	refetch bool
 }
 
-// refreshFailure is when a refresh failed and its message.
-type refreshFailure struct {
-	at     time.Time
-	reason string
+// refetch reports whether h was forgotten (Forget).
+func (h held) refetch() bool { return h.state != nil && h.state.refetch }
+
+// failed returns when h's last refresh failed and why, if it did.
+func (h held) failed() (at time.Time, reason string, ok bool) {
+	if h.state == nil || h.state.at.IsZero() {
+		return time.Time{}, "", false
+	}
+	return h.state.at, h.state.reason, true
 }
 
 // NewResolver returns a Resolver for cfg.
@@ -233,7 +249,7 @@ func (r *Resolver) Lookup(ctx context.Context, oid string) (e *Entry, err error)
 	}
 	now := r.now()
 	it, ok := r.cache.Peek(oid)
-	if ok && !it.Value.refetch && now.Sub(it.FetchedAt) < r.ttl {
+	if ok && !it.Value.refetch() && now.Sub(it.FetchedAt) < r.ttl {
 		return &Entry{rec: it.Value.rec, Source: SourceDirectory, CachedAt: it.FetchedAt}, nil
 	}
 	if e, ok := r.recentlyFailed(it, ok, now); ok {
@@ -264,7 +280,7 @@ func (r *Resolver) Lookup(ctx context.Context, oid string) (e *Entry, err error)
 func (r *Resolver) fetch(ctx context.Context, oid string) (held, error) {
 	// A flight that finished between the caller's miss and this one has
 	// filled the cache: do not ask again.
-	if it, ok := r.cache.Peek(oid); ok && !it.Value.refetch && r.now().Sub(it.FetchedAt) < r.ttl {
+	if it, ok := r.cache.Peek(oid); ok && !it.Value.refetch() && r.now().Sub(it.FetchedAt) < r.ttl {
 		return it.Value, nil
 	}
 	// oid may be a slice of a caller's request line; what is kept must
@@ -296,7 +312,7 @@ func (r *Resolver) fetch(ctx context.Context, oid string) (held, error) {
 		}
 	case transient(err) && r.maxStale >= 0:
 		if it, ok := r.cache.Peek(oid); ok {
-			it.Value.fail = &refreshFailure{at: r.now(), reason: staleReason(err)}
+			it.Value.state = &heldState{at: r.now(), reason: staleReason(err), refetch: it.Value.refetch()}
 			r.cache.Set(it.Value.rec.oid(), it)
 		}
 	}
@@ -306,7 +322,10 @@ func (r *Resolver) fetch(ctx context.Context, oid string) (held, error) {
 // recentlyFailed returns the stale entry for it, the item held for an
 // OID (when ok), if a refresh failed less than StaleRetry ago.
 func (r *Resolver) recentlyFailed(it cache.Item[held], ok bool, now time.Time) (*Entry, bool) {
-	if !ok || r.staleRetry <= 0 || r.maxStale < 0 || it.Value.fail == nil || now.Sub(it.Value.fail.at) >= r.staleRetry {
+	if !ok || r.staleRetry <= 0 || r.maxStale < 0 {
+		return nil, false
+	}
+	if at, _, failed := it.Value.failed(); !failed || now.Sub(at) >= r.staleRetry {
 		return nil, false
 	}
 	return staleEntry(it), true
@@ -330,8 +349,8 @@ func (r *Resolver) stale(oid string, err error) (*Entry, bool) {
 
 func staleEntry(it cache.Item[held]) *Entry {
 	e := &Entry{rec: it.Value.rec, Source: SourceDirectory, CachedAt: it.FetchedAt, Stale: true}
-	if f := it.Value.fail; f != nil {
-		e.StaleReason = f.reason
+	if _, reason, failed := it.Value.failed(); failed {
+		e.StaleReason = reason
 	}
 	return e
 }
@@ -390,7 +409,7 @@ func (r *Resolver) Forget(oid string) {
 		r.negative.Forget(oid)
 	}
 	if ok && r.maxStale >= 0 {
-		it.Value.fail, it.Value.refetch = nil, true
+		it.Value.state = &heldState{refetch: true}
 		r.cache.Set(it.Value.rec.oid(), it)
 	}
 }
