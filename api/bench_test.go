@@ -43,7 +43,10 @@ import (
 // auth=none and auth=api_key (one key, X-API-Key) resolve through a
 // tenant.Reuser with proxy.reuse_resolved's default of 1s, as gateway.New
 // wires it; auth=none,reuse=off resolves every request through the
-// tenant.Resolver. The logger is at warn, as bench/run.sh runs cqgate;
+// tenant.Resolver, with no Reuser: what a tenant nothing vouches for
+// costs at proxy.reuse_resolved: 0 (the gateway reuses every tenant its
+// cached entries vouch for, whatever that setting says), response
+// rewriter included, since it is kept on the reused tenant. The logger is at warn, as bench/run.sh runs cqgate;
 // audit is off. The request and the ResponseWriter are reused, so the
 // numbers are cqgate's own work per request, without net/http's server
 // side: what a profile of this benchmark shows is what cqgate (with gin

@@ -18,6 +18,7 @@ import (
 	"github.com/cqgate/cqgate/internal/failure"
 	"github.com/cqgate/cqgate/internal/outcome"
 	"github.com/cqgate/cqgate/internal/ratelimit"
+	"github.com/cqgate/cqgate/proxy"
 	"github.com/cqgate/cqgate/tenant"
 )
 
@@ -314,5 +315,21 @@ func TestFailIsTheBoundary(t *testing.T) {
 	}
 	if !strings.Contains(logs.String(), "request refused") {
 		t.Errorf("refusal not logged: %s", logs.String())
+	}
+}
+
+// headerValue looks header names up without canonicalizing them: every
+// name it is given must already be canonical, or a caller's header would
+// be missed.
+func TestHeaderValueNamesAreCanonical(t *testing.T) {
+	for _, name := range []string{ScopeHeader, PurposeOfUseHeader, ExchangePurposeHeader, proxy.RequestIDHeader, proxy.UpstreamRequestIDHeader, "Upgrade"} {
+		if c := http.CanonicalHeaderKey(name); c != name {
+			t.Errorf("%q is looked up as it is, but its canonical form is %q", name, c)
+		}
+		h := http.Header{}
+		h.Set(strings.ToLower(name), "v")
+		if headerValue(h, name) != "v" {
+			t.Errorf("headerValue(%q) misses a header set in lower case", name)
+		}
 	}
 }

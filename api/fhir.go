@@ -103,6 +103,9 @@ type fhirCall struct {
 	// rec is the audit record; rec.OID is the OID asked for, audited
 	// even when refused.
 	rec audit.Record
+	// forwarded is when the tenant's answer was passed on (the audit
+	// record's end, read once); zero when the request was not forwarded.
+	forwarded time.Time
 }
 
 // begin counts the request in flight.
@@ -128,9 +131,13 @@ func (h *handlers) finish(call *fhirCall) {
 	if h.Audit == nil {
 		return
 	}
-	rec.RequestID = c.Writer.Header().Get(proxy.RequestIDHeader)
-	rec.Status, rec.Duration = status, time.Since(rec.Time)
-	rec.UpstreamRequestID = c.Writer.Header().Get(proxy.UpstreamRequestIDHeader)
+	rec.RequestID = headerValue(c.Writer.Header(), proxy.RequestIDHeader)
+	end := call.forwarded
+	if end.IsZero() {
+		end = time.Now()
+	}
+	rec.Status, rec.Duration = status, end.Sub(rec.Time)
+	rec.UpstreamRequestID = headerValue(c.Writer.Header(), proxy.UpstreamRequestIDHeader)
 	if err := h.Audit.Write(rec); err != nil {
 		if h.Observer != nil {
 			h.Observer.AuditWriteError()
@@ -178,10 +185,10 @@ func parseTarget(call *fhirCall) error {
 		return err
 	}
 	call.rec.SetPath(call.path)
-	call.purposes = headerList(r.Header.Values(PurposeOfUseHeader))
-	call.scope = strings.TrimSpace(r.Header.Get(ScopeHeader))
-	call.xp = strings.TrimSpace(r.Header.Get(ExchangePurposeHeader))
-	r.Header.Del(ExchangePurposeHeader) // for cqgate, never for the tenant
+	call.purposes = headerList(r.Header[PurposeOfUseHeader])
+	call.scope = strings.TrimSpace(headerValue(r.Header, ScopeHeader))
+	call.xp = strings.TrimSpace(headerValue(r.Header, ExchangePurposeHeader))
+	delete(r.Header, ExchangePurposeHeader) // for cqgate, never for the tenant
 	call.rec.PurposeOfUse, call.rec.Scope, call.rec.ExchangePurpose = call.purposes, call.scope, call.xp
 	return nil
 }
@@ -288,7 +295,7 @@ func (h *handlers) forward(call *fhirCall) {
 	// A protocol upgrade (WebSocket, h2c) would turn the request into a
 	// tunnel to the tenant that no longer passes through cqgate's checks;
 	// without Upgrade the request is forwarded as a plain one.
-	c.Request.Header.Del("Upgrade")
+	delete(c.Request.Header, "Upgrade")
 	upstreamStart := time.Now()
 	req := c.Request
 	ctx := t.Context(req.Context())
@@ -307,8 +314,9 @@ func (h *handlers) forward(call *fhirCall) {
 	if bulk != nil {
 		call.rec.Bulk = bulk.Bulk
 	}
+	call.forwarded = time.Now()
 	if h.Observer != nil {
-		h.Observer.ObserveUpstream(t.OID, time.Since(upstreamStart))
+		h.Observer.ObserveUpstream(t.OID, call.forwarded.Sub(upstreamStart))
 	}
 }
 
@@ -370,6 +378,16 @@ func (h *handlers) identify(c *gin.Context) (*callerauth.Identity, error) {
 	}
 	h.log.WithError(err).Error("api: authenticating a caller failed")
 	return nil, errAuthFailed
+}
+
+// headerValue is h.Get(key) for a key already in canonical form (the
+// header names above, proxy's): a map lookup without canonicalizing the
+// key again.
+func headerValue(h http.Header, key string) string {
+	if v := h[key]; len(v) > 0 {
+		return v[0]
+	}
+	return ""
 }
 
 // headerList splits repeated and comma-separated header values.

@@ -15,6 +15,7 @@ import (
 	"github.com/cqgate/cqgate/internal/audit"
 	"github.com/cqgate/cqgate/internal/callerauth"
 	"github.com/cqgate/cqgate/internal/outcome"
+	"github.com/cqgate/cqgate/internal/tracing"
 	"github.com/cqgate/cqgate/proxy"
 	"github.com/cqgate/cqgate/tenant"
 )
@@ -147,7 +148,7 @@ func (h *handlers) engine(served string) *gin.Engine {
 	r.RedirectTrailingSlash = false
 	r.RedirectFixedPath = false
 	// The access log is outermost so that a recovered panic is logged too.
-	r.Use(h.accessLog, h.trace, h.recoverer)
+	r.Use(h.edge, h.recoverer)
 	r.NoRoute(func(c *gin.Context) {
 		msg := "no such endpoint; cqgate serves " + served
 		if p := c.Request.URL.Path; len(p) > 1 && strings.HasSuffix(p, "/") {
@@ -222,26 +223,51 @@ func (h *handlers) recoverer(c *gin.Context) {
 	c.Next()
 }
 
-// accessLog logs one line per request, without query strings (which may
-// hold PHI) and without any header values.
-func (h *handlers) accessLog(c *gin.Context) {
+// request is what the router keeps of one request from its first
+// middleware (edge) on, in one allocation: the request id's value, which
+// the request and the answer share, and the request's trace span, which
+// is also its context when it is traced and nothing is recorded
+// (tracing.Request).
+type request struct {
+	id    [1]string
+	idBuf proxy.RequestIDBuffer
+	trace tracing.Request
+}
+
+// edge is every request's first middleware: its id and the access log
+// line (accessLog) around its trace span (trace) around everything else.
+func (h *handlers) edge(c *gin.Context) {
 	start := time.Now()
-	// One request id for the whole request: the caller's if sane, else a
-	// new one. The proxy sends it to the tenant; errors answer with it.
+	rq := new(request)
+	rid := h.requestID(c, rq)
+	h.trace(c, &rq.trace)
+	h.accessLog(c, start, rid)
+}
+
+// requestID gives the request one id for its whole way: the caller's if
+// sane, else a new one. The proxy sends it to the tenant; errors answer
+// with it.
+func (h *handlers) requestID(c *gin.Context, rq *request) string {
 	ids := c.Request.Header[proxy.RequestIDHeader]
 	var given string
 	if len(ids) > 0 {
 		given = ids[0]
 	}
-	rid := proxy.RequestID(given)
+	rid := proxy.RequestIDIn(given, &rq.idBuf)
 	if len(ids) != 1 || ids[0] != rid {
-		ids = []string{rid}
+		rq.id[0] = rid
+		ids = rq.id[:]
 		c.Request.Header[proxy.RequestIDHeader] = ids
 	}
 	// One value slice for both: header values are replaced, never
 	// changed in place, on the way through.
 	c.Writer.Header()[proxy.RequestIDHeader] = ids
-	c.Next()
+	return rid
+}
+
+// accessLog logs one line per request, without query strings (which may
+// hold PHI) and without any header values.
+func (h *handlers) accessLog(c *gin.Context, start time.Time, rid string) {
 	status := c.Writer.Status()
 	level := logrus.InfoLevel
 	switch {
@@ -262,7 +288,7 @@ func (h *handlers) accessLog(c *gin.Context) {
 		"duration_ms": float64(time.Since(start).Microseconds()) / 1000,
 		"request_id":  rid,
 	}
-	if up := c.Writer.Header().Get(proxy.UpstreamRequestIDHeader); up != "" {
+	if up := headerValue(c.Writer.Header(), proxy.UpstreamRequestIDHeader); up != "" {
 		fields["upstream_request_id"] = up
 	}
 	if oid, ok := c.Get(oidKey); ok {

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/cqgate/cqgate/directory"
 	"github.com/cqgate/cqgate/internal/audit"
+	"github.com/cqgate/cqgate/internal/tracing"
 	"github.com/cqgate/cqgate/tenant"
 )
 
@@ -112,21 +114,65 @@ func TestRoutes(t *testing.T) {
 	}
 }
 
+// idForwarder records the request id each forwarded request carried.
+type idForwarder struct{ ids []string }
+
+func (f *idForwarder) Forward(w http.ResponseWriter, r *http.Request, _ *tenant.Tenant, _ string) {
+	f.ids = append(f.ids, r.Header.Get("X-Request-Id"))
+	w.WriteHeader(http.StatusOK)
+}
+
 func TestRequestIDIsKeptOrMade(t *testing.T) {
-	h := newTestRouter(stubTenants{}, &recordingForwarder{}, &bytes.Buffer{})
-	for _, tt := range []struct{ given, want string }{{"abc-123", "abc-123"}, {"bad id\r\n", ""}, {"", ""}} {
-		req := httptest.NewRequest("GET", "/healthz", nil)
-		if tt.given != "" {
-			req.Header["X-Request-Id"] = []string{tt.given}
+	tr, err := tracing.New(context.Background(), tracing.Config{Getenv: func(string) string { return "" }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fwd := &idForwarder{}
+	log := logrus.New()
+	log.SetOutput(io.Discard)
+	h := New(Config{Tenants: stubTenants{}, Proxy: fwd, Logger: log, Tracer: tr})
+	made := map[string]bool{}
+	for _, target := range []string{"/healthz", "/fhir/1.2.3/Patient/1"} {
+		for _, tt := range []struct {
+			given []string
+			want  string
+		}{
+			{[]string{"abc-123"}, "abc-123"},
+			{[]string{"bad id\r\n"}, ""},
+			{[]string{"abc-123", "def-456"}, "abc-123"}, // the first
+			{nil, ""},
+			{nil, ""},
+		} {
+			fwd.ids = nil
+			req := httptest.NewRequest("GET", target, nil)
+			if tt.given != nil {
+				req.Header["X-Request-Id"] = tt.given
+			}
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, req)
+			got := rec.Header().Values("X-Request-Id")
+			switch {
+			case len(got) != 1:
+				t.Errorf("%s given %q: X-Request-Id %q, want one", target, tt.given, got)
+				continue
+			case tt.want != "" && got[0] != tt.want, tt.want == "" && !uuidV4.MatchString(got[0]):
+				t.Errorf("%s given %q: X-Request-Id %q", target, tt.given, got)
+			case tt.want == "" && made[got[0]]:
+				t.Errorf("%s given %q: X-Request-Id %q made twice", target, tt.given, got[0])
+			case strings.HasPrefix(target, "/fhir/") && (len(fwd.ids) != 1 || fwd.ids[0] != got[0]):
+				t.Errorf("%s given %q: the tenant was sent X-Request-Id %q, the caller answered %q", target, tt.given, fwd.ids, got[0])
+			}
+			made[got[0]] = true
 		}
-		rec := httptest.NewRecorder()
-		h.ServeHTTP(rec, req)
-		got := rec.Header().Get("X-Request-Id")
-		if tt.want != "" && got != tt.want || tt.want == "" && len(got) != 36 {
-			t.Errorf("given %q: X-Request-Id %q", tt.given, got)
+	}
+	for id := range made {
+		if id != "abc-123" && !uuidV4.MatchString(id) {
+			t.Errorf("request id %q changed after its request", id)
 		}
 	}
 }
+
+var uuidV4 = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$`)
 
 func TestNotReady(t *testing.T) {
 	log := logrus.New()

@@ -16,19 +16,21 @@ import (
 // RequestTracer starts the span of an incoming request, continuing the
 // caller's trace; *tracing.Tracing is one.
 type RequestTracer interface {
-	StartRequest(r *http.Request) (context.Context, trace.Span)
+	// StartRequestIn may keep the span in rq, a zero tracing.Request
+	// that lives as long as the request.
+	StartRequestIn(rq *tracing.Request, r *http.Request) (context.Context, trace.Span)
 }
 
 // trace runs FHIR and directory requests in a span of their own, whose
 // context every request cqgate makes for them carries. Health, readiness
 // and metrics are not traced.
-func (h *handlers) trace(c *gin.Context) {
+func (h *handlers) trace(c *gin.Context, rq *tracing.Request) {
 	route := c.FullPath()
 	if h.Tracer == nil || !(strings.HasPrefix(route, "/fhir/") || strings.HasPrefix(route, "/directory/")) {
 		c.Next()
 		return
 	}
-	ctx, span := h.Tracer.StartRequest(c.Request)
+	ctx, span := h.Tracer.StartRequestIn(rq, c.Request)
 	defer span.End()
 	c.Request = c.Request.WithContext(ctx)
 	c.Next()

@@ -531,6 +531,9 @@ func (c *Cache) run(ctx context.Context, st *keyState, key Key, src TokenSource,
 	now := c.clock()
 	if err == nil {
 		tok := *t
+		// Built once here, before the token is shared: every request
+		// sent with it uses this value (Token.Authorization).
+		tok.authorization = &[1]string{"Bearer " + tok.AccessToken}
 		f.tok = &tok
 		st.lastSuccess = o.started
 		st.invalidated = false

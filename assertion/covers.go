@@ -41,7 +41,7 @@ func (t *Token) Covers(requested, method, fhirPath, rawQuery string) error {
 		granted = requested
 	}
 	smart := false
-	for _, tok := range strings.Fields(granted) {
+	for tok := range strings.FieldsSeq(granted) {
 		if _, ok := callerauth.ParseScope(tok); ok {
 			smart = true
 			break

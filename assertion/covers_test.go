@@ -2,6 +2,7 @@ package assertion
 
 import (
 	"errors"
+	"net/http"
 	"strings"
 	"testing"
 )
@@ -50,5 +51,18 @@ func BenchmarkTokenCovers(b *testing.B) {
 		if err := tok.Covers("", "GET", "/Observation", "patient=123&category=laboratory"); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// Covers is on every forwarded request (tokens.enforce_granted_scope):
+// a covered read allocates nothing (RequestInteraction keeps the path's
+// segments on the stack).
+func TestTokenCoversAllocations(t *testing.T) {
+	tok := &Token{Scope: "openid system/Patient.read system/Observation.rs"}
+	if err := tok.Covers("", http.MethodGet, "/Patient/123", ""); err != nil {
+		t.Fatal(err)
+	}
+	if n := testing.AllocsPerRun(100, func() { _ = tok.Covers("", http.MethodGet, "/Patient/123", "") }); n > 0 {
+		t.Errorf("a covered read allocates %v times, want 0", n)
 	}
 }

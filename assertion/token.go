@@ -24,6 +24,26 @@ type Token struct {
 	// Expiry is when the token expires: the time of issue plus ExpiresIn,
 	// or the zero time when the server gave no expires_in.
 	Expiry time.Time
+
+	// authorization is the Authorization header value, prebuilt for the
+	// tokens a Cache hands out (see Authorization); a pointer, so that
+	// Tokens stay comparable.
+	authorization *[1]string
+}
+
+// Authorization returns the token's Authorization header value
+// ("Bearer " + AccessToken) as a one-element header value slice. A
+// token handed out by a Cache carries it prebuilt, so that a request
+// sent with a cached token builds neither the string nor the slice: the
+// slice is shared by every request sent with the token, and must be set
+// as a header value as it is, never changed in place (header values on
+// outbound requests are replaced, not edited). It is a secret, as
+// AccessToken is.
+func (t *Token) Authorization() []string {
+	if t.authorization != nil {
+		return t.authorization[:]
+	}
+	return []string{"Bearer " + t.AccessToken}
 }
 
 // String describes the token without revealing it.

@@ -36,6 +36,10 @@
 #   --rate R             requests/s of the fixed-rate latency runs (default 2000; 0 skips them)
 #   --rate-duration D    fixed-rate load per target, over all rounds (default 15s)
 #   --cold N             concurrent first requests of the cold start (default 1000; 0 skips)
+#   --cold-only          skip the load passes: start the targets, warm cqgate, run only the cold start
+#   --cold-probe DIR     during the cold start, save cqgate's RSS timeline, heap and goroutine
+#                        profiles and Go runtime metrics into DIR (an admin listener with pprof;
+#                        the sampling costs cqgate CPU, so the probe's own figures are not reported)
 #   --targets LIST       comma-separated subset of direct,bare,bare-pool,nethttp,nginx,cqgate
 #                        (default direct,bare-pool,nethttp,nginx,cqgate; bare is ReverseProxy without a pool)
 #   --cqgate-bin PATH    use this cqgate binary instead of building ./cmd/cqgate
@@ -79,6 +83,8 @@ GO_BENCHTIME=${BENCH_GO_BENCHTIME:-1s}
 GO_BENCH_COUNT=${BENCH_GO_BENCH_COUNT:-1}
 PROFILE=0
 KEEP=0
+COLD_ONLY=0
+COLD_PROBE=""
 ARGS="$*"
 
 die() { echo "run.sh: $*" >&2; exit 2; }
@@ -97,6 +103,8 @@ while [ $# -gt 0 ]; do
 	--rate) need "$@"; RATE=$2; shift ;;
 	--rate-duration) need "$@"; RATE_DURATION=$2; shift ;;
 	--cold) need "$@"; COLD=$2; shift ;;
+	--cold-only) COLD_ONLY=1 ;;
+	--cold-probe) need "$@"; COLD_PROBE=$2; shift ;;
 	--targets) need "$@"; TARGETS=$2; shift ;;
 	--cqgate-bin) need "$@"; CQGATE_BIN=$2; shift ;;
 	--out) need "$@"; OUT=$2; shift ;;
@@ -202,7 +210,7 @@ if [ "$GO_BENCH_ONLY" = 0 ]; then
 		-workdir "$TMP" -pidfile "$PIDS" -out "$OUT" -command "bench/run.sh${ARGS:+ $ARGS}" \
 		-duration "$DURATION" -rounds "$ROUNDS" -warmup "$WARMUP" -connections "$CONNECTIONS" -threads "$THREADS" \
 		-rate "$RATE" -rate-duration "$RATE_DURATION" -rate-connections "$RATE_CONNECTIONS" \
-		-cold "$COLD" -targets "$TARGETS" -cqgate-desc "$CQGATE_DESC" || rc=$?
+		-cold "$COLD" -cold-only="$([ "$COLD_ONLY" = 1 ] && echo true || echo false)" -cold-probe "$COLD_PROBE" -targets "$TARGETS" -cqgate-desc "$CQGATE_DESC" || rc=$?
 fi
 
 if [ "$GO_BENCH" = 1 ]; then

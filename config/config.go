@@ -69,6 +69,14 @@ type Server struct {
 	MaxInflight   int           `yaml:"max_inflight"`
 	InflightQueue int           `yaml:"inflight_queue"`
 	InflightWait  time.Duration `yaml:"inflight_wait"`
+	// MemoryLimitMiB, when more than 0, is the Go runtime's soft memory
+	// limit in MiB (debug.SetMemoryLimit, applied at start): past it
+	// the garbage collector runs more often instead of letting the heap
+	// double, which trims a burst's peak at the cost of CPU while it
+	// lasts. It counts the Go heap, stacks and runtime metadata, not the
+	// executable's own pages. GOMEMLIMIT in the environment wins. 0
+	// leaves Go's default (no limit).
+	MemoryLimitMiB int64 `yaml:"memory_limit_mib"`
 	// PublicURL is cqgate's own base URL as callers reach it (e.g.
 	// https://cqgate.internal): the partners' URLs in answers (Bundle
 	// links, Location, bulk manifests) are rewritten onto it. Empty: the
@@ -406,10 +414,13 @@ type Proxy struct {
 	// from a FHIR server (and from the directory, discovery documents and
 	// token endpoints); a larger header block is a 502.
 	MaxResponseHeaderBytes int64 `yaml:"max_response_header_bytes"`
-	// ReuseResolved is how long a resolved organization (directory entry,
-	// FHIR base, token URL, settings) is reused before the directory and
-	// discovery caches are consulted again. Zero consults them on every
-	// request.
+	// ReuseResolved bounds the reuse of a resolved organization (FHIR
+	// base, token URL, settings) that its cached directory entry and
+	// discovery result do not vouch for: one built from a stale answer
+	// (stale-if-error) or waiting for a UDAP registration. Zero resolves
+	// such an organization on every request. An organization built from
+	// fresh cached entries is reused for as long as they are the cached
+	// ones, whatever this says (tenant.Reuser).
 	ReuseResolved time.Duration `yaml:"reuse_resolved"`
 	// RateLimit keeps cqgate's own request rate to each organization
 	// under a limit; organizations.<oid>.rate_limit overrides it.

@@ -1,9 +1,12 @@
 package config
 
 // validateInflight checks the cap on FHIR requests in flight
-// (server.max_inflight and its queue).
+// (server.max_inflight and its queue) and the soft memory limit.
 func (c *Config) validateInflight(add adder) {
 	s := c.Server
+	if s.MemoryLimitMiB < 0 {
+		add("server.memory_limit_mib: %d must be 0 (no limit) or more", s.MemoryLimitMiB)
+	}
 	switch {
 	case s.MaxInflight < 0:
 		add("server.max_inflight: %d must be 0 (no cap) or more", s.MaxInflight)

@@ -19,6 +19,8 @@ func TestValidateInflight(t *testing.T) {
 		{name: "negative queue", edit: func(s *Server) { s.InflightQueue = -5 }, wants: []string{"server.inflight_queue:"}},
 		{name: "queue without wait", edit: func(s *Server) { s.InflightWait = 0 }, wants: []string{"server.inflight_wait:"}},
 		{name: "negative wait", edit: func(s *Server) { s.InflightWait = -time.Second }, wants: []string{"server.inflight_wait:"}},
+		{name: "memory limit", edit: func(s *Server) { s.MemoryLimitMiB = 96 }},
+		{name: "negative memory limit", edit: func(s *Server) { s.MemoryLimitMiB = -1 }, wants: []string{"server.memory_limit_mib:"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -274,6 +274,35 @@ func (r *Resolver) Lookup(ctx context.Context, oid string) (e *Entry, err error)
 	return &Entry{rec: h.rec, Source: SourceDirectory, CachedAt: cachedAt}, nil
 }
 
+// Answer identifies the directory answer an Entry carries (its cached
+// record), for Current: comparable, one word, keeping that answer alive
+// as the Entry does. The zero Answer is no answer.
+type Answer struct{ rec *record }
+
+// Answer returns the answer e carries.
+func (e *Entry) Answer() Answer { return Answer{e.rec} }
+
+// Current reports whether a (the Answer of an Entry Lookup returned for
+// the canonical oid) is still the answer Lookup would serve fresh: the
+// static entry, or the cached directory answer itself (the same record,
+// within its TTL, neither forgotten nor failing). It neither fetches nor
+// allocates; a caller that keeps what it built from an Entry uses it to
+// know when to build again.
+func (r *Resolver) Current(oid string, a Answer) bool {
+	if a.rec == nil {
+		return false
+	}
+	if e, ok := r.static[oid]; ok {
+		return e.rec == a.rec
+	}
+	it, ok := r.cache.Stored(oid)
+	if !ok || it.Value.rec != a.rec || it.Value.refetch() || r.now().Sub(it.FetchedAt) >= r.ttl {
+		return false
+	}
+	_, _, failed := it.Value.failed()
+	return !failed
+}
+
 // fetch asks the directory for oid (once for all concurrent lookups) and
 // records the answer: cached, remembered as "not found", or marked failed
 // for stale-if-error.

@@ -228,23 +228,24 @@ type variants struct {
 
 const maxVariants = 256
 
-// code returns the short code of suffix.
-func (v *variants) code(suffix string) string {
+// code returns the short code of suffix (not kept: a known one costs
+// no allocation).
+func (v *variants) code(suffix []byte) string {
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	if c, ok := v.m[suffix]; ok {
+	if c, ok := v.m[string(suffix)]; ok {
 		return c
 	}
 	if len(v.m) >= maxVariants {
-		return suffix
+		return string(suffix)
 	}
 	if v.m == nil {
 		v.m = make(map[string]string)
 	}
 	// "#n" never starts a spelled-out suffix, which starts with a source
-	// name.
+	// name or a NUL.
 	c := "#" + strconv.Itoa(len(v.m))
-	v.m[suffix] = c
+	v.m[string(suffix)] = c
 	return c
 }
 
@@ -361,13 +362,48 @@ func (d *Discoverer) request(req Request) (*request, error) {
 		return nil, fmt.Errorf("discovery: trust community %s is not configured", quote(community))
 	}
 	r := &request{base: base, u: u, order: slices.Clone(order), override: req.CernerOverride, community: community}
-	suffix := joinSources(order) + "\x00"
-	if r.override {
-		suffix += "override"
-	}
-	suffix += "\x00" + community
-	r.key = base + "\x00" + d.variants.code(suffix)
+	r.key = d.resultKey(base, order, r.override, community)
 	return r, nil
+}
+
+// resultKey is the results cache's key of a request: base, a NUL and
+// the short code of the rest (the sources' names joined by ", ",
+// "override" or nothing, and the community, separated by NULs; see
+// variants), in one allocation when the code is known.
+func (d *Discoverer) resultKey(base string, order []Source, override bool, community string) string {
+	var buf [128]byte
+	rest := buf[:0]
+	for i, s := range order {
+		if i > 0 {
+			rest = append(rest, ", "...)
+		}
+		rest = append(rest, s...)
+	}
+	rest = append(rest, 0)
+	if override {
+		rest = append(rest, "override"...)
+	}
+	rest = append(rest, 0)
+	rest = append(rest, community...)
+	return base + "\x00" + d.variants.code(rest)
+}
+
+// Key returns the key req's result is cached under, for Current; ok is
+// false when req is not one Discover would answer from the cache.
+func (d *Discoverer) Key(req Request) (key string, ok bool) {
+	base := normalizeBase(req.FHIRBase)
+	order := req.Order
+	if len(order) == 0 {
+		if d.orderErr != nil {
+			return "", false
+		}
+		order = d.order
+	}
+	community := req.Community
+	if community == "" {
+		community = DefaultCommunity
+	}
+	return d.resultKey(base, order, req.CernerOverride, community), true
 }
 
 // parseBase validates a FHIR base URL and returns it without trailing

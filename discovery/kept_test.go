@@ -97,12 +97,12 @@ func TestResultKeysNumberVariants(t *testing.T) {
 	}
 	var v variants
 	for i := range maxVariants {
-		v.code(fmt.Sprint("suffix", i))
+		v.code([]byte(fmt.Sprint("suffix", i)))
 	}
-	if c := v.code("one too many"); c != "one too many" {
+	if c := v.code([]byte("one too many")); c != "one too many" {
 		t.Errorf("past maxVariants: code %q, want the suffix itself", c)
 	}
-	if c := v.code("suffix3"); c != "#3" {
+	if c := v.code([]byte("suffix3")); c != "#3" {
 		t.Errorf("code of a known suffix %q, want #3", c)
 	}
 }

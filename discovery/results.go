@@ -188,6 +188,43 @@ func (d *Discoverer) Forget(fhirBase string) {
 	}
 }
 
+// Version returns the version of the result cached under key (see
+// Key) when res is a copy of it, as Discover returned it: for Current
+// later. ok is false when the cached result is another one (or none).
+func (d *Discoverer) Version(key string, res *Result) (version time.Time, ok bool) {
+	it, ok := d.results.Stored(key)
+	if !ok || it.Value == nil || res == nil {
+		return time.Time{}, false
+	}
+	cached := &it.Value.res
+	// Equal times of the documents it rests on, same token URL and
+	// source: the same result (evaluated from the same documents).
+	if !cached.fetchedAt.Equal(res.FetchedAt) || !cached.expiry().Equal(res.Expires) ||
+		cached.tokenURL != res.TokenURL || cached.source != res.Source {
+		return time.Time{}, false
+	}
+	return it.FetchedAt, true
+}
+
+// Current reports whether the result cached under key is still the
+// version Version returned and the one Discover would serve as it is:
+// fresh, and either before its refresh-ahead window or with its next
+// refresh not due yet. A caller that keeps what it built from a Result
+// uses it to know when to build again: a forgotten, replaced, expired or
+// untrusted result is not current. It neither fetches nor allocates.
+func (d *Discoverer) Current(key string, version time.Time) bool {
+	it, ok := d.results.Stored(key)
+	if !ok || it.Value == nil || !it.FetchedAt.Equal(version) {
+		return false
+	}
+	retryAt, _ := it.Value.state()
+	now, expires := d.now(), it.Value.res.expiry()
+	if !now.Before(expires) {
+		return false
+	}
+	return d.refreshAhead <= 0 || now.Before(expires.Add(-d.refreshAhead)) || now.Before(retryAt)
+}
+
 // entry returns the held entry for key, fresh or not; whether it is
 // still served is judged by its result's Expires.
 func (d *Discoverer) entry(key string) *entry {

@@ -398,6 +398,15 @@ func TestTracingWithoutExport(t *testing.T) {
 		}
 	}
 
+	resp, body = w.do(http.MethodGet, "/fhir/"+cernerOID+"/Patient/1316024", nil, map[string]string{"traceparent": callerTraceparent})
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("status %d: %s", resp.StatusCode, body)
+	}
+	calls = fhirCalls()
+	if traceID, again, _ := traceparentParts(t, calls[len(calls)-1].traceparent); traceID != callerTraceID || again == spanID {
+		t.Errorf("the same caller span again: %s, after %s; want its trace with a new span id", calls[len(calls)-1].traceparent, calls[0].traceparent)
+	}
+
 	resp, body = w.do(http.MethodGet, "/fhir/"+cernerOID+"/Patient/1316024", nil, nil)
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("status %d: %s", resp.StatusCode, body)

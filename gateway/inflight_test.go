@@ -12,12 +12,14 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/cqgate/cqgate/config"
+	"github.com/cqgate/cqgate/internal/metrics"
 	"github.com/cqgate/cqgate/internal/outcome"
 )
 
 // Serve applies server.max_inflight to FHIR requests: with the only turn
 // taken and no queue, the next FHIR request is answered 503 with an
-// OperationOutcome and Retry-After, while /healthz is still served.
+// OperationOutcome and Retry-After, counted in
+// cqgate_inflight_rejected_total, while /healthz is still served.
 func TestServeCapsFHIRRequestsInFlight(t *testing.T) {
 	started, release := make(chan struct{}), make(chan struct{})
 	mux := http.NewServeMux()
@@ -37,7 +39,8 @@ func TestServeCapsFHIRRequestsInFlight(t *testing.T) {
 	log := logrus.New()
 	log.SetOutput(io.Discard)
 	served := make(chan error, 1)
-	go func() { served <- Serve(ctx, ln, mux, cfg, log) }()
+	m := metrics.New()
+	go func() { served <- Serve(ctx, ln, mux, cfg, log, CountRefusals(m)) }()
 	defer func() {
 		cancel()
 		if err := <-served; err != nil {
@@ -71,6 +74,9 @@ func TestServeCapsFHIRRequestsInFlight(t *testing.T) {
 		oo.ResourceType != "OperationOutcome" || len(oo.Issue) != 1 || oo.Issue[0].Code != outcome.Transient {
 		t.Errorf("second FHIR request: %d, Retry-After %q, %+v", resp.StatusCode, resp.Header.Get("Retry-After"), oo)
 	}
+	if n := rejected(t, m, "queue_full"); n != 1 {
+		t.Errorf("cqgate_inflight_rejected_total{reason=\"queue_full\"} = %v after one refusal, want 1", n)
+	}
 	resp, err = client.Get(base + "/healthz")
 	if err != nil {
 		t.Fatal(err)
@@ -83,4 +89,27 @@ func TestServeCapsFHIRRequestsInFlight(t *testing.T) {
 	if got := <-first; got != "served" {
 		t.Errorf("first FHIR request: %q", got)
 	}
+}
+
+// rejected is cqgate_inflight_rejected_total{reason=reason} in m.
+func rejected(t *testing.T, m *metrics.Metrics, reason string) float64 {
+	t.Helper()
+	families, err := m.Gatherer().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() != "cqgate_inflight_rejected_total" {
+			continue
+		}
+		for _, s := range f.GetMetric() {
+			for _, l := range s.GetLabel() {
+				if l.GetName() == "reason" && l.GetValue() == reason {
+					return s.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	t.Fatalf("no cqgate_inflight_rejected_total{reason=%q}", reason)
+	return 0
 }

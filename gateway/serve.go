@@ -14,13 +14,29 @@ import (
 	"github.com/cqgate/cqgate/internal/inflight"
 )
 
+// ServeOption adds to what Serve does.
+type ServeOption func(*inflight.Config)
+
+// CountRefusals counts the FHIR requests Serve answers 503 at
+// cfg.MaxInflight (cqgate_inflight_rejected_total with *metrics.Metrics).
+func CountRefusals(o inflight.Observer) ServeOption {
+	return func(c *inflight.Config) { c.Observer = o }
+}
+
 // Serve serves h on ln until ctx ends, then stops accepting connections
 // and lets in-flight requests finish for up to cfg.ShutdownTimeout. FHIR
-// requests beyond cfg.MaxInflight (and its queue) are answered 503.
-func Serve(ctx context.Context, ln net.Listener, h http.Handler, cfg config.Server, log logrus.FieldLogger) error {
+// requests beyond cfg.MaxInflight (and its queue) are answered 503; a
+// burst of them is logged as one warning per 10 s (with the counts so
+// far), and counted by CountRefusals's observer.
+func Serve(ctx context.Context, ln net.Listener, h http.Handler, cfg config.Server, log logrus.FieldLogger, opts ...ServeOption) error {
 	errLog, closeErrLog := StdLogger(log)
 	defer closeErrLog()
-	lim := inflight.New(inflight.Config{Max: cfg.MaxInflight, Queue: cfg.InflightQueue, Wait: cfg.InflightWait, Log: log})
+	icfg := inflight.Config{Max: cfg.MaxInflight, Queue: cfg.InflightQueue, Wait: cfg.InflightWait, Log: log}
+	for _, o := range opts {
+		o(&icfg)
+	}
+	lim := inflight.New(icfg)
+	defer lim.Close()
 	srv := &http.Server{
 		Handler:           lim.Wrap(h, inflight.FHIR),
 		ReadHeaderTimeout: cfg.ReadHeaderTimeout,

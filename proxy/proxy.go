@@ -75,8 +75,6 @@ type Proxy struct {
 	checkGrant    func(*tenant.Tenant, *assertion.Token, *http.Request, string) error
 	public        *PublicBase
 	links         *Links
-	rewriters     rewriters
-	bearers       *bearers
 }
 
 // New returns a Proxy.
@@ -90,12 +88,12 @@ func New(cfg Config) *Proxy {
 		log = logrus.New()
 	}
 	p := &Proxy{log: log, maxReplayBody: cfg.MaxReplayBody, creds: cfg.Credentials, checkGrant: cfg.CheckGrant,
-		public: cfg.PublicBase, links: cfg.Links, bearers: new(bearers)}
+		public: cfg.PublicBase, links: cfg.Links}
 	if p.links == nil {
 		// crypto/rand does not fail (it crashes the program instead).
 		p.links, _ = NewLinks(nil)
 	}
-	p.transport = &authTransport{base: base, creds: cfg.Credentials, log: log, bearers: p.bearers}
+	p.transport = &authTransport{base: base, creds: cfg.Credentials, log: log}
 	p.buffers = newBufferPool()
 	return p
 }
@@ -111,7 +109,7 @@ type route struct {
 	// download sent without one); retryToken the one its retry after a
 	// 401 was sent with, if any.
 	token, retryToken *assertion.Token
-	// bearer is token's Authorization header value (Proxy.bearers).
+	// bearer is token's Authorization header value (Token.Authorization).
 	bearer []string
 	// out is the request sent to the tenant, url its URL and body the
 	// caller's body as it carries it (serve's outbound).
@@ -160,7 +158,7 @@ func (p *Proxy) Forward(w http.ResponseWriter, r *http.Request, t *tenant.Tenant
 		outcome.WriteError(w, failure.Errorf(failure.Invalid, "%w", err))
 		return
 	}
-	if rt.rw, err = p.rewriters.get(t, scheme, host); err != nil {
+	if rt.rw, err = rewriter(t, scheme, host); err != nil {
 		// The tenant's base was checked when it resolved; a base the
 		// mapper cannot take (a query in it) is forwarded unrewritten.
 		p.log.WithFields(logrus.Fields{"request_id": rt.requestID, "oid": t.OID}).WithError(err).
@@ -186,7 +184,7 @@ func (p *Proxy) Forward(w http.ResponseWriter, r *http.Request, t *tenant.Tenant
 				return
 			}
 		}
-		rt.token, rt.bearer = tok, p.bearers.get(tok)
+		rt.token, rt.bearer = tok, tok.Authorization()
 	}
 	p.serve(w, r, rt)
 }

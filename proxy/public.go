@@ -7,7 +7,6 @@ import (
 	"net/netip"
 	"net/url"
 	"strings"
-	"sync"
 
 	"github.com/cqgate/cqgate/proxy/fhirurl"
 	"github.com/cqgate/cqgate/tenant"
@@ -97,44 +96,25 @@ func firstValue(v string) string {
 	return strings.TrimSpace(v)
 }
 
-// rewriterKey names one Rewriter: a tenant's FHIR base seen through one
-// public base for one organization.
-type rewriterKey struct {
-	partner, oid, scheme, host string
-}
-
-// rewriters keeps one fhirurl.Rewriter per (FHIR base, public base): a
-// lookup allocates nothing. At most maxRewriters are kept; beyond that
-// (many Host names, many partners) a Rewriter is built per request.
-type rewriters struct {
-	mu sync.RWMutex
-	m  map[rewriterKey]*fhirurl.Rewriter
-}
-
-const maxRewriters = 4096
-
 // PathPrefix is the path of cqgate's FHIR route, before the OID.
 const PathPrefix = "/fhir/"
 
-func (c *rewriters) get(t *tenant.Tenant, scheme, host string) (*fhirurl.Rewriter, error) {
-	k := rewriterKey{partner: t.FHIRBase, oid: t.OID, scheme: scheme, host: host}
-	c.mu.RLock()
-	rw := c.m[k]
-	c.mu.RUnlock()
-	if rw != nil {
-		return rw, nil
-	}
-	rw, err := fhirurl.NewRewriter(t.BaseURL().String(), scheme+"://"+host+PathPrefix+url.PathEscape(t.OID))
+// rewriterKind names the proxy's rewriters among a tenant's derived
+// values.
+const rewriterKind = "proxy.rewriter"
+
+// rewriter returns the Rewriter from t's FHIR base to cqgate's URL for
+// t's organization at scheme and host. It is kept on the resolved
+// tenant (tenant.Tenant.Derived: built once per tenant and public base,
+// for as long as the tenant is reused, up to a few public bases per
+// tenant), so a lookup allocates nothing whatever the number of
+// organizations.
+func rewriter(t *tenant.Tenant, scheme, host string) (*fhirurl.Rewriter, error) {
+	v, err := t.Derived(tenant.DerivedKey{Kind: rewriterKind, A: scheme, B: host}, func() (any, error) {
+		return fhirurl.NewRewriter(t.BaseURL().String(), scheme+"://"+host+PathPrefix+url.PathEscape(t.OID))
+	})
 	if err != nil {
 		return nil, err
 	}
-	c.mu.Lock()
-	if c.m == nil {
-		c.m = make(map[rewriterKey]*fhirurl.Rewriter)
-	}
-	if len(c.m) < maxRewriters {
-		c.m[k] = rw
-	}
-	c.mu.Unlock()
-	return rw, nil
+	return v.(*fhirurl.Rewriter), nil
 }

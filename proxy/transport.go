@@ -22,9 +22,6 @@ type authTransport struct {
 	base  http.RoundTripper
 	creds Credentials
 	log   logrus.FieldLogger
-	// bearers is the Proxy's cache of Authorization values, whose
-	// refused tokens' values are dropped.
-	bearers *bearers
 }
 
 func (t *authTransport) roundTrip(req *http.Request, rt *route) (*http.Response, error) {
@@ -46,13 +43,9 @@ func (t *authTransport) roundTrip(req *http.Request, rt *route) (*http.Response,
 	return t.follow(req, resp, rt)
 }
 
-// refused tells the credentials and the Authorization cache that rt's
-// token was refused.
+// refused tells the credentials that rt's token was refused.
 func (t *authTransport) refused(rt *route) {
 	t.creds.Refused(rt.tenant, rt.token)
-	if t.bearers != nil {
-		t.bearers.forget(rt.token)
-	}
 }
 
 // authorized sends req with the token and retries once after a 401.

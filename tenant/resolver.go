@@ -140,6 +140,12 @@ func (r *Resolver) describe(ctx context.Context, oid string, full bool) (t *Tena
 		DirectoryStale:  entry.Stale,
 		StaleReason:     entry.StaleReason,
 	}
+	// What vouches for the tenant while it is reused (Current): a
+	// fresh directory answer the lookup can check again.
+	built := &resolution{org: entry.Answer()}
+	_, built.vouched = r.Directory.(currentEntry)
+	built.vouched = built.vouched && !entry.Stale
+	t.res = built
 	addr, ok := entry.FHIRAddress(s.FHIRVersions)
 	if !ok {
 		return nil, nil, failure.Errorf(failure.UpstreamUnsupported,
@@ -170,7 +176,10 @@ func (r *Resolver) describe(ctx context.Context, oid string, full bool) (t *Tena
 	if s.TokenURL != "" {
 		t.TokenURL, t.TokenURLSource = s.TokenURL, "config"
 	} else {
-		res, err := r.Discovery.Discover(ctx, discovery.Request{FHIRBase: t.FHIRBase, Order: s.DiscoveryOrder, CernerOverride: s.CernerOverride, Community: s.Community})
+		req := discovery.Request{FHIRBase: t.FHIRBase, Order: s.DiscoveryOrder, CernerOverride: s.CernerOverride, Community: s.Community}
+		cur, ok := r.Discovery.(currentResult)
+		built.vouched = built.vouched && ok
+		res, err := r.Discovery.Discover(ctx, req)
 		var none *discovery.NoTokenURLError
 		switch {
 		case !full:
@@ -183,6 +192,16 @@ func (r *Resolver) describe(ctx context.Context, oid string, full bool) (t *Tena
 			tokenErr = failure.Errorf(failure.UpstreamFailed, "tenant: discovering the token URL of %s: %w", oid, err)
 			t.TokenURLError = tokenErr.Error()
 			return t, tokenErr, nil
+		}
+		if built.vouched {
+			// A stale result (stale-if-error) is served only until the
+			// discoverer can refresh it: not one to keep building on.
+			built.key, built.vouched = cur.Key(req)
+			if built.vouched && !res.Stale {
+				built.version, built.vouched = cur.Version(built.key, res)
+			} else {
+				built.vouched = false
+			}
 		}
 		t.TokenURL, t.TokenURLSource, t.DiscoveredAt = res.TokenURL, string(res.Source), res.FetchedAt
 		t.SigningAlgorithms = res.SigningAlgorithms
@@ -231,6 +250,10 @@ func (r *Resolver) describe(ctx context.Context, oid string, full bool) (t *Tena
 		}
 		if id != "" {
 			t.ClientID = id
+		} else {
+			// Not registered yet: a registration may come at any
+			// time, and nothing says when.
+			built.vouched = false
 		}
 	}
 	return t, tokenErr, nil

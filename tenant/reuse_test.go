@@ -219,3 +219,80 @@ func TestReuserOneResolveForManyWaiters(t *testing.T) {
 		t.Errorf("%d callers without the tenant", b)
 	}
 }
+
+// checkedSource is a countingSource that vouches for the tenants it
+// resolved while current is true.
+type checkedSource struct {
+	countingSource
+	current atomic.Bool
+}
+
+func (s *checkedSource) Current(*Tenant) bool { return s.current.Load() }
+
+// A tenant its Source vouches for is reused beyond the TTL while its
+// sources are current, resolved again once they are not, and swept when
+// no longer reusable.
+func TestReuserKeepsCurrentTenants(t *testing.T) {
+	tests := []struct {
+		name      string
+		ttl       time.Duration
+		current   bool
+		advance   time.Duration
+		wantCalls int64
+	}{
+		{"current: reused past the TTL", time.Second, true, time.Hour, 1},
+		{"not current: the TTL still applies", time.Second, false, 999 * time.Millisecond, 1},
+		{"not current past the TTL: resolved again", time.Second, false, time.Second, 2},
+		{"a zero TTL: current still reused", 0, true, time.Hour, 1},
+		{"a zero TTL: not current resolved every time", 0, false, 0, 2},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			clock := clocktest.New(time.Date(2026, 12, 6, 8, 0, 0, 0, time.UTC))
+			src := &checkedSource{}
+			src.current.Store(tt.current)
+			r := Reuse(src, tt.ttl, clock.Now)
+			first, err := r.Resolve(context.Background(), "1.2.3")
+			if err != nil {
+				t.Fatal(err)
+			}
+			clock.Advance(tt.advance)
+			got, err := r.Resolve(context.Background(), "1.2.3")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n := src.calls.Load(); n != tt.wantCalls {
+				t.Errorf("%d calls to the source, want %d", n, tt.wantCalls)
+			}
+			if (got == first) != (tt.wantCalls == 1) {
+				t.Errorf("reused %v, want %v", got == first, tt.wantCalls == 1)
+			}
+		})
+	}
+	t.Run("swept once no longer current", func(t *testing.T) {
+		clock := clocktest.New(time.Date(2026, 12, 6, 8, 0, 0, 0, time.UTC))
+		src := &checkedSource{}
+		src.current.Store(true)
+		r := Reuse(src, time.Second, clock.Now)
+		for _, oid := range []string{"1.2.1", "1.2.2"} {
+			if _, err := r.Resolve(context.Background(), oid); err != nil {
+				t.Fatal(err)
+			}
+		}
+		clock.Advance(sweepEvery + time.Second)
+		if _, err := r.Resolve(context.Background(), "1.2.8"); err != nil {
+			t.Fatal(err)
+		}
+		if n := r.Len(); n != 3 {
+			t.Fatalf("%d tenants kept while current, want 3", n)
+		}
+		src.current.Store(false)
+		clock.Advance(sweepEvery + time.Second)
+		if _, err := r.Resolve(context.Background(), "1.2.9"); err != nil {
+			t.Fatal(err)
+		}
+		if n := r.Len(); n != 1 {
+			t.Fatalf("%d tenants kept, want 1 (the others are no longer current)", n)
+		}
+	})
+}

@@ -88,6 +88,10 @@ type Tenant struct {
 	TokenURLError string `json:"token_url_error,omitempty"`
 
 	base *url.URL
+	// res is what the tenant was built from (Resolver.Current) and the
+	// values derived from it (Derived); nil for a tenant not made by
+	// Describe.
+	res *resolution
 	// party is what configuration adds for this organization, nil when
 	// it adds nothing (the usual case: 24 bytes less per kept tenant).
 	party *party

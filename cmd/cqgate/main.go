@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 
 	"github.com/gin-gonic/gin"
@@ -168,6 +169,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, lookup fu
 	level, _ := logrus.ParseLevel(cfg.LogLevel)
 	log.SetLevel(level)
 	opts.Logger = log
+	applyMemoryLimit(cfg.Server.MemoryLimitMiB, lookup, debug.SetMemoryLimit, log)
 
 	g, err := gateway.New(ctx, cfg, opts)
 	if err != nil {
@@ -203,11 +205,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, lookup fu
 // router on it, until ctx ends; both then drain and stop together. If
 // one fails, the other is stopped too.
 func serve(ctx context.Context, ln, adminLn net.Listener, g *gateway.Gateway, cfg *config.Config, log logrus.FieldLogger) error {
+	var opts []gateway.ServeOption
+	if g.Metrics != nil {
+		opts = append(opts, gateway.CountRefusals(g.Metrics))
+	}
 	if adminLn == nil {
-		return gateway.Serve(ctx, ln, g.Handler, cfg.Server, log)
+		return gateway.Serve(ctx, ln, g.Handler, cfg.Server, log, opts...)
 	}
 	eg, ctx := errgroup.WithContext(ctx)
-	eg.Go(func() error { return gateway.Serve(ctx, ln, g.Handler, cfg.Server, log) })
+	eg.Go(func() error { return gateway.Serve(ctx, ln, g.Handler, cfg.Server, log, opts...) })
 	eg.Go(func() error {
 		return gateway.Serve(ctx, adminLn, g.AdminHandler, cfg.Server, log.WithField("listener", "admin"))
 	})

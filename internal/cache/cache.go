@@ -329,6 +329,11 @@ func (c *Cache[V]) Peek(key string) (Item[V], bool) {
 	return e, true
 }
 
+// Stored returns key's item as the Store holds it, fresh or not and
+// without reading the clock: for a caller that judges an item by its
+// own rules ("is this still the entry I built from"), allocation-free.
+func (c *Cache[V]) Stored(key string) (Item[V], bool) { return c.items.Load(key) }
+
 // Fresh returns key's value when it is fresh, without fetching. Callers
 // on a hot path use it before Get, whose fetch closure they would
 // otherwise allocate on every call.

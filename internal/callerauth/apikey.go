@@ -64,9 +64,12 @@ type APIKeys struct {
 var _ Authenticator = (*APIKeys)(nil)
 
 type keyEntry struct {
-	caller  string
-	hash    [sha256.Size]byte
-	subject string // "sha256:" + 12 hex digits, safe to log
+	caller string
+	hash   [sha256.Size]byte
+	// id is the identity of every request with the key (Subject:
+	// "sha256:" + 12 hex digits, safe to log), shared between them and
+	// never modified.
+	id Identity
 }
 
 type keySet struct {
@@ -109,14 +112,18 @@ func (k *APIKeys) Authenticate(r *http.Request) (*Identity, error) {
 	if err != nil {
 		return nil, err
 	}
-	sum := sha256.Sum256([]byte(key))
+	// Hashed from a copy on the stack: the key's bytes are not left on
+	// the heap, and []byte(key) would allocate (validKey bounds its
+	// length).
+	var buf [maxKeyLen]byte
+	sum := sha256.Sum256(append(buf[:0], key...))
 	e, ok := k.set.Load().byHash[sum]
 	// The lookup is by hash, which tells an attacker nothing about any
 	// key; the final comparison is constant-time all the same.
 	if !ok || subtle.ConstantTimeCompare(e.hash[:], sum[:]) != 1 {
 		return nil, apiKeyError(ErrBadCredentials, "unknown key")
 	}
-	return &Identity{Name: e.caller, Method: MethodAPIKey, Subject: e.subject}, nil
+	return &e.id, nil
 }
 
 // Replace swaps in m (caller name → hex SHA-256) as the non-static keys.
@@ -262,7 +269,8 @@ func parseKeyMap(m map[string]string) ([]keyEntry, error) {
 				errs = append(errs, fmt.Errorf("callerauth: api key %d of caller %q: not a hex SHA-256 (64 hex digits; configure the key's hash, not the key)", i+1, caller))
 				continue
 			}
-			entries = append(entries, keyEntry{caller: caller, hash: sum, subject: "sha256:" + hex.EncodeToString(sum[:6])})
+			entries = append(entries, keyEntry{caller: caller, hash: sum,
+				id: Identity{Name: caller, Method: MethodAPIKey, Subject: "sha256:" + hex.EncodeToString(sum[:6])}})
 		}
 	}
 	return entries, errors.Join(errs...)

@@ -438,3 +438,32 @@ func TestAPIKeysConcurrentReplace(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// A known key costs no allocation: it is hashed from a copy on the stack
+// and its caller's identity is made once per key set. The identity is
+// the same for every request with the key, and a long key (up to the
+// 512 bytes allowed) is hashed whole.
+func TestAPIKeysAuthenticateAllocatesNothing(t *testing.T) {
+	long := strings.Repeat("k", 512)
+	k := newKeys(t, map[string]string{"billing-svc": callerauth.HashKey(billingKey), "long": callerauth.HashKey(long)}, nil)
+	for _, tc := range []struct{ key, caller string }{{billingKey, "billing-svc"}, {long, "long"}} {
+		r := httptest.NewRequest(http.MethodGet, "/fhir/1.2.3/Patient", nil)
+		r.Header.Set("X-API-Key", tc.key)
+		first, err := k.Authenticate(r)
+		if err != nil || first.Name != tc.caller || first.Method != callerauth.MethodAPIKey || !strings.HasPrefix(first.Subject, "sha256:") {
+			t.Fatalf("%s: %+v, %v", tc.caller, first, err)
+		}
+		if n := testing.AllocsPerRun(100, func() {
+			if id, err := k.Authenticate(r); err != nil || id != first {
+				t.Fatalf("%s: %+v, %v; want the same identity", tc.caller, id, err)
+			}
+		}); n != 0 {
+			t.Errorf("%s: a known key costs %v allocations, want 0", tc.caller, n)
+		}
+	}
+	r := httptest.NewRequest(http.MethodGet, "/fhir/1.2.3/Patient", nil)
+	r.Header.Set("X-API-Key", long[:511]+"x")
+	if id, err := k.Authenticate(r); !errors.Is(err, callerauth.ErrBadCredentials) {
+		t.Errorf("a key differing in its 512th byte: %+v, %v", id, err)
+	}
+}

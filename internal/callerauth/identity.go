@@ -51,7 +51,8 @@ func (id *Identity) String() string {
 
 // Authenticator finds out who sent a request.
 type Authenticator interface {
-	// Authenticate returns the caller's identity, or an error that wraps
+	// Authenticate returns the caller's identity (which may be shared
+	// between requests: it is never modified), or an error that wraps
 	// ErrUnauthenticated or ErrBadCredentials (any other error is the
 	// authenticator's own failure and deserves a 500).
 	Authenticate(r *http.Request) (*Identity, error)

@@ -80,7 +80,8 @@ func ParseScope(s string) (sc Scope, ok bool) {
 	if !p.smart {
 		return Scope{}, false
 	}
-	_, perm, _ := strings.Cut(strings.SplitN(s, "?", 2)[0], ".")
+	scope, _, _ := strings.Cut(s, "?")
+	_, perm, _ := strings.Cut(scope, ".")
 	syn := SMARTv2
 	if perm == "read" || perm == "write" || perm == "*" {
 		syn = SMARTv1
@@ -208,22 +209,28 @@ var ErrUndetermined = errors.New("callerauth: the FHIR interaction cannot be det
 // DELETE d. GET /metadata needs none. Batches, transactions and
 // $operations wrap ErrUndetermined.
 func RequestInteraction(method, fhirPath string) (Interaction, error) {
-	segs := strings.Split(strings.Trim(fhirPath, "/"), "/")
-	if len(segs) == 1 && segs[0] == "" {
-		segs = nil
+	// The path's segments, the first few of them kept on the stack (a
+	// REST interaction has at most four): this runs on every request.
+	var kept [5]string
+	segs, n := kept[:0], 0
+	if trimmed := strings.Trim(fhirPath, "/"); trimmed != "" {
+		for rest, more := trimmed, true; more; n++ {
+			var s string
+			s, rest, more = strings.Cut(rest, "/")
+			if strings.HasPrefix(s, "$") {
+				return Interaction{}, fmt.Errorf("%w: operation %s", ErrUndetermined, quote(s))
+			}
+			if len(segs) < len(kept) {
+				segs = append(segs, s)
+			}
+		}
 	}
 	if method == "HEAD" {
 		method = "GET"
 	}
-	for _, s := range segs {
-		if strings.HasPrefix(s, "$") {
-			return Interaction{}, fmt.Errorf("%w: operation %s", ErrUndetermined, quote(s))
-		}
-	}
 	bad := func() (Interaction, error) {
 		return Interaction{}, fmt.Errorf("callerauth: %s %s is not a FHIR REST interaction", method, quote(fhirPath))
 	}
-	n := len(segs)
 	if n == 0 {
 		switch method {
 		case "GET":
@@ -317,7 +324,7 @@ func GrantCovers(granted, context string, in Interaction, query url.Values) bool
 	if in.Perm == 0 {
 		return true
 	}
-	for _, tok := range strings.Fields(granted) {
+	for tok := range strings.FieldsSeq(granted) {
 		sc, ok := ParseScope(tok)
 		if !ok || sc.Context != context || sc.Perms&in.Perm != in.Perm {
 			continue

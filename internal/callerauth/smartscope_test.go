@@ -157,6 +157,7 @@ func TestRequestInteraction(t *testing.T) {
 		{method: "GET", path: "/Patient/_foo", bad: true},
 		{method: "DELETE", path: "/", bad: true},
 		{method: "GET", path: "/Patient/1/2/3/4/5", bad: true},
+		{method: "GET", path: "/Patient/1/2/3/4/5/$op", undetermined: true}, // an operation past the segments kept
 	}
 	for _, tc := range tests {
 		got, err := RequestInteraction(tc.method, tc.path)

@@ -13,6 +13,7 @@ import (
 	"github.com/sirupsen/logrus"
 	"golang.org/x/sync/semaphore"
 
+	"github.com/cqgate/cqgate/internal/metrics"
 	"github.com/cqgate/cqgate/internal/outcome"
 )
 
@@ -38,10 +39,18 @@ type Config struct {
 	// DefaultRetryAfter.
 	RetryAfter time.Duration
 	// Log receives at most one warning per 10 s while requests are
-	// refused; nil logs nothing.
+	// refused (with the counts so far, so a burst of refusals is one
+	// line, not one per request); nil logs nothing.
 	Log logrus.FieldLogger
 	// Now is the clock for the log's rate; nil means time.Now.
 	Now func() time.Time
+	// Observer counts every refusal answered 503; nil counts none.
+	Observer Observer
+}
+
+// Observer counts refused requests; *metrics.Metrics is one.
+type Observer interface {
+	InflightRejected(metrics.RejectReason)
 }
 
 // Reasons a request is refused.
@@ -61,6 +70,7 @@ type Limiter struct {
 	queued   atomic.Int64
 	refused  atomic.Int64
 	lastLog  atomic.Int64 // unix nanoseconds of the last refusal logged
+	workers  workers      // run the admitted requests (workers.go)
 }
 
 // New returns a Limiter for cfg.
@@ -85,20 +95,34 @@ func (l *Limiter) Acquire(ctx context.Context) (release func(), err error) {
 	if l.sem == nil {
 		return func() {}, nil
 	}
-	if !l.sem.TryAcquire(1) {
-		if err := l.wait(ctx); err != nil {
-			l.refused.Add(1)
-			return nil, err
-		}
+	if err := l.acquire(ctx); err != nil {
+		return nil, err
 	}
-	l.inflight.Add(1)
 	var once atomic.Bool
 	return func() {
 		if once.CompareAndSwap(false, true) {
-			l.inflight.Add(-1)
-			l.sem.Release(1)
+			l.release()
 		}
 	}, nil
+}
+
+// acquire takes a turn, waiting as Acquire does; release gives it back.
+// Wrap uses them directly: Acquire's release function costs two
+// allocations on every request.
+func (l *Limiter) acquire(ctx context.Context) error {
+	if !l.sem.TryAcquire(1) {
+		if err := l.wait(ctx); err != nil {
+			l.refused.Add(1)
+			return err
+		}
+	}
+	l.inflight.Add(1)
+	return nil
+}
+
+func (l *Limiter) release() {
+	l.inflight.Add(-1)
+	l.sem.Release(1)
 }
 
 func (l *Limiter) wait(ctx context.Context) error {
@@ -138,15 +162,18 @@ func (l *Limiter) Wrap(h http.Handler, capped func(*http.Request) bool) http.Han
 			h.ServeHTTP(w, r)
 			return
 		}
-		release, err := l.Acquire(r.Context())
-		if err != nil {
+		if err := l.acquire(r.Context()); err != nil {
 			l.refuse(w, r, err)
 			return
 		}
-		defer release()
-		h.ServeHTTP(w, r)
+		defer l.release()
+		l.workers.serve(h, w, r)
 	})
 }
+
+// Close ends the goroutines that served admitted requests, once they are
+// done; a request admitted afterwards is served on its own goroutine.
+func (l *Limiter) Close() { l.workers.close() }
 
 // refuse answers a request that got no turn.
 func (l *Limiter) refuse(w http.ResponseWriter, r *http.Request, err error) {
@@ -155,11 +182,16 @@ func (l *Limiter) refuse(w http.ResponseWriter, r *http.Request, err error) {
 	}
 	l.logRefusal(err)
 	var msg string
+	reason := metrics.RejectWaitExpired
 	switch {
 	case errors.Is(err, ErrQueueFull):
+		reason = metrics.RejectQueueFull
 		msg = fmt.Sprintf("cqgate is serving as many requests as it may (server.max_inflight %d, with %d more waiting); try again shortly", l.cfg.Max, l.cfg.Queue)
 	default:
 		msg = fmt.Sprintf("cqgate is serving as many requests as it may (server.max_inflight %d) and this request waited %s without a turn; try again shortly", l.cfg.Max, l.cfg.Wait)
+	}
+	if l.cfg.Observer != nil {
+		l.cfg.Observer.InflightRejected(reason)
 	}
 	secs := int((l.cfg.RetryAfter + time.Second - 1) / time.Second)
 	w.Header().Set("Retry-After", strconv.Itoa(max(secs, 1)))

@@ -15,6 +15,7 @@ import (
 	"github.com/sirupsen/logrus"
 	logtest "github.com/sirupsen/logrus/hooks/test"
 
+	"github.com/cqgate/cqgate/internal/metrics"
 	"github.com/cqgate/cqgate/internal/outcome"
 )
 
@@ -270,5 +271,77 @@ func TestRefusalsLogRarely(t *testing.T) {
 	e := hook.LastEntry()
 	if e.Level != logrus.WarnLevel || e.Data["refused_total"] != int64(51) || e.Data["max_inflight"] != 1 {
 		t.Errorf("entry %v %v", e.Level, e.Data)
+	}
+}
+
+// rejections counts InflightRejected by reason.
+type rejections struct {
+	mu sync.Mutex
+	n  map[metrics.RejectReason]int
+}
+
+func (r *rejections) InflightRejected(reason metrics.RejectReason) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.n == nil {
+		r.n = map[metrics.RejectReason]int{}
+	}
+	r.n[reason]++
+}
+
+// Every refusal answered 503 is counted by its reason, a burst of them
+// too (while the log has one line); a caller gone while queued is not
+// answered and not counted.
+func TestRefusalsAreCounted(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		queue   int
+		wait    time.Duration
+		refuse  int
+		gone    bool
+		want    map[metrics.RejectReason]int
+		logHas1 bool
+	}{
+		{name: "queue full, a burst", refuse: 50, want: map[metrics.RejectReason]int{metrics.RejectQueueFull: 50}, logHas1: true},
+		{name: "wait expired", queue: 1, wait: 5 * time.Millisecond, refuse: 2, want: map[metrics.RejectReason]int{metrics.RejectWaitExpired: 2}},
+		{name: "caller gone while queued", queue: 1, wait: time.Minute, gone: true, want: map[metrics.RejectReason]int{}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			logger, hook := logtest.NewNullLogger()
+			obs := &rejections{n: map[metrics.RejectReason]int{}}
+			lim := New(Config{Max: 1, Queue: tc.queue, Wait: tc.wait, Log: logger, Observer: obs})
+			release, err := lim.Acquire(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer release()
+			h := lim.Wrap(http.NotFoundHandler(), FHIR)
+			for range tc.refuse {
+				checkRefusal(t, get(h, "/fhir/1.2.3/Patient"), "1", "server.max_inflight")
+			}
+			if tc.gone {
+				ctx, cancel := context.WithCancel(context.Background())
+				go func() {
+					for lim.Queued() != 1 {
+						time.Sleep(time.Millisecond)
+					}
+					cancel()
+				}()
+				h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "/fhir/1.2.3/Patient", nil).WithContext(ctx))
+			}
+			obs.mu.Lock()
+			defer obs.mu.Unlock()
+			if len(obs.n) != len(tc.want) {
+				t.Errorf("counted %v, want %v", obs.n, tc.want)
+			}
+			for reason, n := range tc.want {
+				if obs.n[reason] != n {
+					t.Errorf("counted %v, want %v", obs.n, tc.want)
+				}
+			}
+			if tc.logHas1 && len(hook.AllEntries()) != 1 {
+				t.Errorf("%d log lines for a burst of %d refusals, want 1", len(hook.AllEntries()), tc.refuse)
+			}
+		})
 	}
 }

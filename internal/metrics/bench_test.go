@@ -26,6 +26,7 @@ func TestHotPathDoesNotAllocate(t *testing.T) {
 		{"VaultError", func() { m.VaultError(VaultTransitSign) }},
 		{"SigningKeyReload", func() { m.SigningKeyReload(ReloadSuccess) }},
 		{"AuditWriteError", func() { m.AuditWriteError() }},
+		{"InflightRejected", func() { m.InflightRejected(RejectQueueFull) }},
 	}
 	for _, tt := range tests {
 		tt.f() // create the series

@@ -143,6 +143,31 @@ func (r ReloadResult) String() string {
 	return reloadResultNames[r]
 }
 
+// RejectReason is the reason label of cqgate_inflight_rejected_total:
+// why a FHIR request was answered 503 at server.max_inflight.
+type RejectReason uint8
+
+// Reasons a request got no turn.
+const (
+	// RejectQueueFull: max_inflight requests were served and the queue
+	// was full.
+	RejectQueueFull RejectReason = iota
+	// RejectWaitExpired: the request waited server.inflight_wait in the
+	// queue without a turn.
+	RejectWaitExpired
+	numRejectReasons
+)
+
+var rejectReasonNames = [numRejectReasons]string{"queue_full", "wait_expired"}
+
+// String returns the label value, or "invalid".
+func (r RejectReason) String() string {
+	if r >= numRejectReasons {
+		return "invalid"
+	}
+	return rejectReasonNames[r]
+}
+
 // HTTP methods with their own method label value; any other method is
 // counted as "other".
 var methodNames = [...]string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "other"}

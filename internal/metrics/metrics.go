@@ -85,6 +85,7 @@ type Metrics struct {
 	discoveryLookups [numLookupResults]prometheus.Counter
 	vaultErrors      [numVaultOps]prometheus.Counter
 	keyReloads       [numReloadResults]prometheus.Counter
+	inflightRejected [numRejectReasons]prometheus.Counter
 	certNotAfter     prometheus.Gauge
 	auditErrors      prometheus.Counter
 	own              ownCert
@@ -160,12 +161,14 @@ func New(opts ...Option) *Metrics {
 	curry(vault, m.vaultErrors[:], vaultOpNames[:])
 	reloads := newCounterVec("signing_key_reloads_total", "Signing key reloads that put new material in service (success) or failed (failure).", "result")
 	curry(reloads, m.keyReloads[:], reloadResultNames[:])
+	rejected := newCounterVec("inflight_rejected_total", "FHIR requests answered 503 at server.max_inflight, by reason (queue_full, wait_expired).", "reason")
+	curry(rejected, m.inflightRejected[:], rejectReasonNames[:])
 
 	m.reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.requests, m.upstream, m.inflight, m.certNotAfter, m.auditErrors,
-		exchanges, tokenCache, directory, discovery, vault, reloads,
+		exchanges, tokenCache, directory, discovery, vault, reloads, rejected,
 	)
 	return m
 }
@@ -348,6 +351,15 @@ func (m *Metrics) InflightInc() {
 func (m *Metrics) InflightDec() {
 	if m != nil {
 		m.inflight.Dec()
+	}
+}
+
+// InflightRejected counts one FHIR request refused with 503 at
+// server.max_inflight. Values outside the RejectReason constants are
+// ignored.
+func (m *Metrics) InflightRejected(r RejectReason) {
+	if m != nil && r < numRejectReasons {
+		m.inflightRejected[r].Inc()
 	}
 }
 

@@ -66,6 +66,9 @@ func TestScrapeAfterCalls(t *testing.T) {
 	m.SigningKeyReload(ReloadFailure)
 	m.SetSigningCertificateNotAfter(time.Unix(1893456000, 0))
 	m.AuditWriteError()
+	m.InflightRejected(RejectQueueFull)
+	m.InflightRejected(RejectQueueFull)
+	m.InflightRejected(RejectWaitExpired)
 
 	srv := httptest.NewServer(m.Handler())
 	defer srv.Close()
@@ -140,6 +143,10 @@ cqgate_signing_certificate_not_after_seconds 1.893456e+09
 # HELP cqgate_audit_write_errors_total Audit records that could not be written.
 # TYPE cqgate_audit_write_errors_total counter
 cqgate_audit_write_errors_total 1
+# HELP cqgate_inflight_rejected_total FHIR requests answered 503 at server.max_inflight, by reason (queue_full, wait_expired).
+# TYPE cqgate_inflight_rejected_total counter
+cqgate_inflight_rejected_total{reason="queue_full"} 2
+cqgate_inflight_rejected_total{reason="wait_expired"} 1
 `
 	names := []string{
 		"cqgate_requests_total", "cqgate_upstream_duration_seconds", "cqgate_inflight_requests",
@@ -147,6 +154,7 @@ cqgate_audit_write_errors_total 1
 		"cqgate_directory_lookups_total", "cqgate_discovery_lookups_total",
 		"cqgate_vault_errors_total", "cqgate_signing_key_reloads_total",
 		"cqgate_signing_certificate_not_after_seconds", "cqgate_audit_write_errors_total",
+		"cqgate_inflight_rejected_total",
 	}
 	if err := testutil.ScrapeAndCompare(srv.URL, strings.NewReader(want), names...); err != nil {
 		t.Fatal(err)
@@ -279,6 +287,7 @@ var allowedLabelValues = map[string][]string{
 	"outcome":    exchangeOutcomeNames[:],
 	"result":     append(append(append([]string{}, cacheResultNames[:]...), lookupResultNames[:]...), reloadResultNames[:]...),
 	"op":         vaultOpNames[:],
+	"reason":     rejectReasonNames[:],
 	"le":         nil, // histogram buckets: numbers
 }
 
@@ -303,6 +312,7 @@ func TestLabelValuesBoundedNoSecrets(t *testing.T) {
 	m.DiscoveryLookup(LookupResult(200))
 	m.VaultError(VaultOp(200))
 	m.SigningKeyReload(ReloadResult(200))
+	m.InflightRejected(RejectReason(200))
 
 	mfs, err := m.Gatherer().Gather()
 	if err != nil {

@@ -46,6 +46,14 @@ const (
 // a server span named "cqgate.request". The caller ends the span, after
 // EndRequest when it is recording.
 func (t *Tracing) StartRequest(r *http.Request) (context.Context, trace.Span) {
+	if t.propagateOnly {
+		return t.StartRequestIn(new(Request), r)
+	}
+	return t.startSDKRequest(r)
+}
+
+// startSDKRequest starts the request's span in the SDK.
+func (t *Tracing) startSDKRequest(r *http.Request) (context.Context, trace.Span) {
 	ctx := t.prop.Extract(r.Context(), headerCarrier(r.Header))
 	return t.tracer.Start(ctx, "cqgate.request", serverKind...)
 }

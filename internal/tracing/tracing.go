@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
@@ -26,8 +25,8 @@ const ScopeName = "github.com/cqgate/cqgate"
 const DefaultServiceName = "cqgate"
 
 // Environment variables of the OpenTelemetry SDK that turn export on when
-// no endpoint is configured (the exporter reads them itself, with their
-// companions such as OTEL_EXPORTER_OTLP_HEADERS).
+// no endpoint is configured (the exporter reads them, with their
+// companions such as OTEL_EXPORTER_OTLP_HEADERS, as the SDK does).
 const (
 	EnvEndpoint       = "OTEL_EXPORTER_OTLP_ENDPOINT"
 	EnvTracesEndpoint = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"
@@ -62,6 +61,13 @@ type Tracing struct {
 	prop      propagation.TextMapPropagator
 	shutdown  func(context.Context) error
 	exporting bool
+	// exporter is stopped after the provider: when ctx ends first, an
+	// export still under way is abandoned.
+	exporter interface{ Shutdown(context.Context) error }
+	// propagateOnly is set by New without an exporter: the provider
+	// never samples, so an incoming request's span is a Request
+	// (StartRequestIn) rather than one of the SDK's.
+	propagateOnly bool
 }
 
 // New returns tracing as cfg says: exporting over OTLP/HTTP when an
@@ -75,16 +81,15 @@ func New(ctx context.Context, cfg Config) (*Tracing, error) {
 	if cfg.Endpoint == "" && getenv(EnvEndpoint) == "" && getenv(EnvTracesEndpoint) == "" {
 		// Nothing is recorded, but every span gets its own id in the
 		// caller's trace, which goes on with every outbound request.
-		return withProvider(sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.NeverSample())), false), nil
+		t := withProvider(sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.NeverSample())), false)
+		t.propagateOnly = true
+		return t, nil
 	}
-	opts, err := exporterOptions(cfg)
+	settings, err := exporterSettings(cfg, getenv)
 	if err != nil {
 		return nil, err
 	}
-	exp, err := otlptracehttp.New(ctx, opts...)
-	if err != nil {
-		return nil, fmt.Errorf("tracing: creating the OTLP exporter: %w", err)
-	}
+	exp := newExporter(settings)
 	name := cfg.ServiceName
 	if name == "" {
 		name = DefaultServiceName
@@ -104,7 +109,9 @@ func New(ctx context.Context, cfg Config) (*Tracing, error) {
 		sdktrace.WithResource(res),
 		sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.TraceIDRatioBased(cfg.SampleRatio))),
 	)
-	return withProvider(tp, true), nil
+	t := withProvider(tp, true)
+	t.exporter = exp
+	return t, nil
 }
 
 // NewWithProvider returns tracing that starts its spans with tp (tests
@@ -136,7 +143,11 @@ func (t *Tracing) Shutdown(ctx context.Context) error {
 	if t == nil {
 		return nil
 	}
-	if err := t.shutdown(ctx); err != nil {
+	err := t.shutdown(ctx)
+	if t.exporter != nil {
+		_ = t.exporter.Shutdown(ctx)
+	}
+	if err != nil {
 		return fmt.Errorf("tracing: shutting down: %w", err)
 	}
 	return nil
@@ -147,31 +158,14 @@ const ShutdownTimeout = 5 * time.Second
 
 // CheckEndpoint reports what is wrong with an endpoint setting, or nil.
 func CheckEndpoint(endpoint string, insecure bool) error {
-	_, err := endpointOption(endpoint, insecure)
+	_, err := endpointURL(endpoint, insecure)
 	return err
-}
-
-func exporterOptions(cfg Config) ([]otlptracehttp.Option, error) {
-	if cfg.Endpoint == "" {
-		// The exporter reads OTEL_EXPORTER_OTLP_* itself.
-		return nil, nil
-	}
-	o, err := endpointOption(cfg.Endpoint, cfg.Insecure)
-	if err != nil {
-		return nil, err
-	}
-	opts := []otlptracehttp.Option{o}
-	if cfg.Insecure && !strings.Contains(cfg.Endpoint, "://") {
-		// host:port; a URL's scheme says it itself.
-		opts = append(opts, otlptracehttp.WithInsecure())
-	}
-	return opts, nil
 }
 
 var errEmptyEndpoint = errors.New("tracing: the OTLP endpoint is empty")
 
-// endpointOption turns a URL or host:port into the exporter's option.
-func endpointOption(endpoint string, insecure bool) (otlptracehttp.Option, error) {
+// endpointURL turns a URL or host:port into the URL spans are posted to.
+func endpointURL(endpoint string, insecure bool) (*url.URL, error) {
 	if endpoint == "" {
 		return nil, errEmptyEndpoint
 	}
@@ -180,7 +174,11 @@ func endpointOption(endpoint string, insecure bool) (otlptracehttp.Option, error
 		if err != nil || host == "" || port == "" {
 			return nil, fmt.Errorf("tracing: OTLP endpoint %q is neither a URL nor host:port", endpoint)
 		}
-		return otlptracehttp.WithEndpoint(endpoint), nil
+		scheme := "https"
+		if insecure {
+			scheme = "http"
+		}
+		return &url.URL{Scheme: scheme, Host: endpoint, Path: defaultTracesPath}, nil
 	}
 	u, err := url.Parse(endpoint)
 	if err != nil {
@@ -197,9 +195,9 @@ func endpointOption(endpoint string, insecure bool) (otlptracehttp.Option, error
 		return nil, fmt.Errorf("tracing: OTLP endpoint %q is plain http; set tracing.otlp.insecure to send spans unencrypted", endpoint)
 	}
 	if u.Path == "" || u.Path == "/" {
-		u.Path = "/v1/traces" // as OTEL_EXPORTER_OTLP_ENDPOINT is read
+		u.Path = defaultTracesPath // as OTEL_EXPORTER_OTLP_ENDPOINT is read
 	}
-	return otlptracehttp.WithEndpointURL(u.String()), nil
+	return &url.URL{Scheme: u.Scheme, Host: u.Host, Path: u.Path, RawPath: u.RawPath}, nil
 }
 
 func redactURL(u *url.URL) string {

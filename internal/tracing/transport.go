@@ -58,6 +58,16 @@ type transport struct {
 func (tr *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	ctx := req.Context()
 	parent := trace.SpanFromContext(ctx)
+	if rq, ok := parent.(*Request); ok {
+		// Propagation only: the request's span context, its headers
+		// formatted once for every request sent for it.
+		out := req
+		if !tr.inPlace {
+			out = req.Clone(ctx)
+		}
+		rq.setHeaders(out.Header)
+		return tr.base.RoundTrip(out)
+	}
 	var span trace.Span
 	if parent.IsRecording() || !parent.SpanContext().IsValid() {
 		ctx, span = tr.t.tracer.Start(ctx, tr.name, clientKind...)

@@ -1,6 +1,7 @@
 package fhirurl
 
 import (
+	"bytes"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -8,6 +9,7 @@ import (
 	"net/url"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -251,5 +253,134 @@ func TestBundleReader(t *testing.T) {
 	tout, err := jsonTokens(out)
 	if err != nil || len(tin) != len(tout) {
 		t.Fatalf("rewritten: %v, %d tokens, want %d", err, len(tout), len(tin))
+	}
+}
+
+// xmlBundle returns a searchset Bundle in XML of about size bytes, each
+// entry with three URLs under base, like bundleReader's JSON.
+func xmlBundle(base string, size int) []byte {
+	b := []byte(`<Bundle xmlns="http://hl7.org/fhir"><type value="searchset"/><link><relation value="next"/><url value="` + base + `/Observation?patient=1&amp;_getpages=abc"/></link>`)
+	for n := 0; len(b) < size-10; n++ {
+		id := strconv.Itoa(n)
+		b = append(b, `<entry><fullUrl value="`+base+`/Observation/`+id+`"/><resource><Observation><id value="`+id+`"/><status value="final"/>`+
+			`<code><coding><system value="http://loinc.org"/><code value="8867-4"/><display value="Heart rate"/></coding></code>`+
+			`<subject><reference value="`+base+`/Patient/1"/><display value="Peters, Timmy"/></subject>`+
+			`<text><status value="generated"/><div xmlns="http://www.w3.org/1999/xhtml">Heart rate 72 /min, measured sitting, left arm, after five minutes of rest.</div></text>`+
+			`<valueQuantity><value value="72"/><unit value="beats/minute"/><system value="http://unitsofmeasure.org"/><code value="/min"/></valueQuantity>`+
+			`<performer><reference value="`+base+`/Practitioner/7"/></performer></Observation></resource><search><mode value="match"/></search></entry>`...)
+	}
+	return append(b, "</Bundle>"...)
+}
+
+// textBundle returns a searchset Bundle of about size bytes shaped like
+// bench/cmd/rewritebench's: per ~560-byte entry three URLs under base,
+// one elsewhere and 270 bytes of plain text.
+func textBundle(base string, size int) []byte {
+	b := []byte(`{"resourceType":"Bundle","type":"searchset","link":[{"relation":"self","url":"` + base + `/Observation?_count=50"}],"entry":[`)
+	pad := strings.Repeat("lorem ipsum dolor sit amet ", 10)
+	for n := 0; len(b) < size-600; n++ {
+		if n > 0 {
+			b = append(b, ',')
+		}
+		id := strconv.Itoa(n)
+		b = append(b, `{"fullUrl":"`+base+`/Observation/`+id+`","resource":{"resourceType":"Observation","id":"`+id+
+			`","status":"final","code":{"coding":[{"system":"http://loinc.org","code":"2339-0"}]},"subject":{"reference":"`+
+			base+`/Patient/`+id+`"},"encounter":{"reference":"`+base+`/Encounter/`+id+
+			`"},"valueQuantity":{"value":112,"unit":"mg/dL"},"note":[{"text":"`+pad+`"}]},"search":{"mode":"match"}}`...)
+	}
+	return append(b, "]}"...)
+}
+
+// writerSizes and writerDensities are the cases of BenchmarkJSONWriter
+// and BenchmarkXMLWriter: a Patient-sized answer, a page, a large
+// Bundle; URLs that map (three per ~700-byte entry) or none that do (the
+// same URLs on another host), or fewer URLs between plain text
+// (rewritebench's shape).
+var (
+	writerSizes = []struct {
+		name string
+		size int
+	}{{"2KB", 2 << 10}, {"64KB", 64 << 10}, {"1MB", 1 << 20}}
+	writerDensities = []struct{ name, base string }{{"links", partner}, {"nolinks", "https://other.example/r4/tenant-guid"}, {"text", partner}}
+)
+
+// benchWriter feeds doc in 32 KiB Writes (as the reader does) to the
+// writer mk makes, or copies it into a buffer (pass, the baseline).
+func benchWriter(b *testing.B, doc []byte, mk func(io.Writer) io.WriteCloser) {
+	b.SetBytes(int64(len(doc)))
+	b.ReportAllocs()
+	var out bytes.Buffer
+	var w io.WriteCloser
+	cpu0 := cpuTime()
+	defer func() {
+		b.ReportMetric(float64(cpuTime()-cpu0)/float64(b.N)/float64(len(doc))*(1<<20), "cpu-ns/MiB")
+	}()
+	for b.Loop() {
+		out.Reset()
+		if mk == nil {
+			for p := doc; len(p) > 0; p = p[min(len(p), 32<<10):] {
+				out.Write(p[:min(len(p), 32<<10)])
+			}
+			continue
+		}
+		w = mk(&out)
+		for p := doc; len(p) > 0; p = p[min(len(p), 32<<10):] {
+			if _, err := w.Write(p[:min(len(p), 32<<10)]); err != nil {
+				b.Fatal(err)
+			}
+		}
+		if err := w.Close(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkJSONWriter measures the JSON writer (new) against the copy it
+// replaces (pass) and the scanner before issue 18 (ref), in one run.
+func BenchmarkJSONWriter(b *testing.B) {
+	m, err := NewMapper(partner, public)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, sz := range writerSizes {
+		for _, d := range writerDensities {
+			doc, err := io.ReadAll(newBundleReader(d.base, int64(sz.size)))
+			if err != nil {
+				b.Fatal(err)
+			}
+			if d.name == "text" {
+				doc = textBundle(d.base, sz.size)
+			}
+			b.Run(sz.name+"/"+d.name+"/pass", func(b *testing.B) { benchWriter(b, doc, nil) })
+			b.Run(sz.name+"/"+d.name+"/ref", func(b *testing.B) {
+				benchWriter(b, doc, func(dst io.Writer) io.WriteCloser { return newRefJSONWriter(dst, m, 0) })
+			})
+			b.Run(sz.name+"/"+d.name+"/new", func(b *testing.B) {
+				w := NewJSONWriter(nil, m, 0)
+				benchWriter(b, doc, func(dst io.Writer) io.WriteCloser { w.reset(dst, m, 0); return w })
+			})
+		}
+	}
+}
+
+// BenchmarkXMLWriter is BenchmarkJSONWriter for XML (text: the same
+// Bundle as links).
+func BenchmarkXMLWriter(b *testing.B) {
+	m, err := NewMapper(partner, public)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, sz := range writerSizes {
+		for _, d := range writerDensities {
+			doc := xmlBundle(d.base, sz.size)
+			b.Run(sz.name+"/"+d.name+"/pass", func(b *testing.B) { benchWriter(b, doc, nil) })
+			b.Run(sz.name+"/"+d.name+"/ref", func(b *testing.B) {
+				benchWriter(b, doc, func(dst io.Writer) io.WriteCloser { return newRefXMLWriter(dst, m, 0) })
+			})
+			b.Run(sz.name+"/"+d.name+"/new", func(b *testing.B) {
+				w := NewXMLWriter(nil, m, 0)
+				benchWriter(b, doc, func(dst io.Writer) io.WriteCloser { w.reset(dst, m, 0); return w })
+			})
+		}
 	}
 }

@@ -23,6 +23,10 @@ var jsonSeeds = []string{
 	`{"a": [1, 2.5e-3, true, null, "x"]}`,
 	`{"unterminated": "` + partner,
 	`["` + partner + "/" + strings.Repeat("x", 120) + `"]`,
+	// An empty string, then a scheme outside any string: the quote
+	// before "http" closes, it does not open (found by the differential
+	// test while the anchor scan was written).
+	`""http://"` + partner + `"`,
 }
 
 var xmlSeeds = []string{

@@ -31,13 +31,22 @@ const (
 // never fails on invalid JSON (bytes pass through, strings in it may still
 // be rewritten) and valid JSON stays valid (a replacement is always a
 // complete, correctly escaped string). A string whose raw token is longer
-// than the limit passes through unexamined. Memory is bounded by the
-// limit: nothing but one string token and the white space after it is
-// ever held back.
+// than the limit passes through unexamined, and so does a string that
+// maps when more white space than the limit follows it. Memory is
+// bounded by the limit: nothing but one string token and the white space
+// after it is ever held back.
 //
-// Writes to the underlying writer are many and may be small; give it a
-// buffer. Close must be called at the end of the input to write what is
-// held back; it does not close the underlying writer.
+// It does not look at every string. A string without escapes can map
+// only if it starts with the scheme and "://", so the writer looks only
+// at a "//" with '"', the scheme and ':' before it, and at backslashes
+// (a string with an escape is decoded whole); the quotes before an
+// anchor, counted once with bytes.Count, say whether its quote opens a
+// string. Only those strings are examined: their start compared with
+// the partner's base, the bytes between them copied in bulk.
+//
+// Each Write makes at most one Write to the underlying writer (none when
+// everything is held back). Close must be called at the end of the input
+// to write what is held back; it does not close the underlying writer.
 type JSONWriter struct {
 	sink
 	m     *Mapper
@@ -48,7 +57,7 @@ type JSONWriter struct {
 	buf      []byte // jsStr: the raw string so far
 	heldOrig []byte // jsHeld: the original token
 	heldRepl []byte // jsHeld: its replacement
-	heldWS   []byte // jsHeld: white space after it, from earlier Writes
+	heldWS   []byte // jsHeld: white space after it
 	repl     []byte // the last replacement built
 }
 
@@ -58,9 +67,11 @@ func NewJSONWriter(dst io.Writer, m *Mapper, limit int) *JSONWriter {
 	return &JSONWriter{sink: sink{dst: dst}, m: m, limit: tokenLimit(limit)}
 }
 
-// reset makes w a new JSONWriter to dst, keeping its buffers.
+// reset makes w a new JSONWriter to dst (nil: output left in w.out),
+// keeping its buffers.
 func (w *JSONWriter) reset(dst io.Writer, m *Mapper, limit int) {
-	*w = JSONWriter{sink: sink{dst: dst}, m: m, limit: tokenLimit(limit), buf: w.buf[:0], heldOrig: w.heldOrig[:0], heldWS: w.heldWS[:0], repl: w.repl[:0]}
+	*w = JSONWriter{sink: sink{dst: dst, out: w.out[:0]}, m: m, limit: tokenLimit(limit),
+		buf: w.buf[:0], heldOrig: w.heldOrig[:0], heldWS: w.heldWS[:0], repl: w.repl[:0]}
 }
 
 // Write rewrites p. It returns len(p) unless the underlying writer failed.
@@ -68,104 +79,88 @@ func (w *JSONWriter) Write(p []byte) (int, error) {
 	if w.err != nil {
 		return 0, w.err
 	}
-	mark := 0 // p[mark:i] is pass-through not written yet
+	w.finish(p[w.scan(p):])
+	if w.err != nil {
+		return 0, w.err
+	}
+	return len(p), nil
+}
+
+// scan rewrites p into w.out up to the returned mark: p[mark:] is
+// pass-through not written yet.
+func (w *JSONWriter) scan(p []byte) int {
+	mark := 0
 	i := 0
-	bs := -1 // index of the next backslash at or after it, len(p) if none
-	for i < len(p) && w.err == nil {
+	sl := len(w.m.scheme)
+	// In jsOut, i is outside any string and p[i:qpos] holds par quotes
+	// (mod 2); c is the next "//" that may follow a scheme at or after
+	// i, bs the next backslash; either is len(p) if there is none.
+	qpos, par := 0, 0
+	c, bs := -1, -1
+	for i < len(p) {
 		switch w.st {
 		case jsOut:
-			// Every URL that can map has "//" in its raw token unless
-			// it is escaped, and an escape needs a backslash. Up to the
-			// next "//" with no backslash before it, strings need not
-			// be looked at one by one: counting quotes says whether
-			// the "//" is inside a string, and which one.
-			if bs <= i {
-				bs = i + bytes.IndexByte(p[i:], '\\')
-				if bs < i {
-					bs = len(p)
-				}
+			if bs < i {
+				bs = indexByteFrom(p, i, '\\')
 			}
-			c := bytes.Index(p[i:], schemeSep)
-			if c < 0 {
-				c = len(p)
-			} else {
-				c += i
+			if c < i+sl+2 {
+				c = indexSlashes(p, min(i+sl+2, len(p)))
 			}
-			var start int
-			if bs >= c {
-				if bytes.Count(p[i:c], quote)%2 == 0 {
-					i = min(c+1, len(p)) // p[c] is '/', outside any string
+			if qpos < i {
+				qpos, par = i, 0
+			}
+			if c < bs {
+				// Without escapes a string maps only if it starts
+				// with the scheme and "://": its quote is at s.
+				s := c - sl - 2
+				if s < qpos || p[s] != '"' || p[c-1] != ':' || !hasPrefixFold(p[s+1:c-1], w.m.scheme) {
+					c = w.nextAnchor(p, c)
 					break
 				}
-				start = i + bytes.LastIndexByte(p[i:c], '"')
-			} else if start = indexQuote(p, i); start < 0 {
-				i = len(p)
+				par ^= bytes.Count(p[qpos:s], quote) & 1
+				qpos = s
+				if par != 0 { // p[s] closes a string
+					c = w.nextAnchor(p, c)
+					break
+				}
+				end, esc, plain := -1, false, false
+				if q := indexByteFrom(p, c+2, '"'); q < bs {
+					end, plain = q+1, true
+				} else {
+					end, esc = scanJSONString(p, s+1, false)
+				}
+				if end >= 0 {
+					i = end
+					mark = w.token(p, mark, s, end, plain)
+					break
+				}
+				mark, i = w.open(p, mark, s, esc), len(p)
 				break
 			}
-			// Fast path: the next quote closes the string unless a
-			// backslash comes first; backslashes are rare, so where the
-			// next one is is remembered.
-			end, esc := -1, false
-			if q := indexQuote(p, start+1); q >= 0 {
-				if bs <= start {
-					bs = start + 1 + bytes.IndexByte(p[start+1:], '\\')
-					if bs == start {
-						bs = len(p)
-					}
-				}
-				if bs > q {
-					end = q + 1
-				}
+			// The backslash, or the end of p, comes first.
+			par ^= bytes.Count(p[qpos:bs], quote) & 1
+			qpos = bs
+			if par == 0 {
+				i = bs + 1 // outside any string (not JSON), or the end
+				break
 			}
-			if end < 0 {
+			start := i + bytes.LastIndexByte(p[i:bs], '"')
+			end, esc := -1, false
+			if bs < len(p) {
 				end, esc = scanJSONString(p, start+1, false)
 			}
 			if end >= 0 {
 				i = end
-				if end-start-2 < w.m.minLen || end-start > w.limit {
-					break
-				}
-				if c := p[start+1]; c != 'h' && c != 'H' && c != '\\' {
-					break
-				}
-				repl, ok := w.rewrite(p[start:end])
-				if !ok {
-					break
-				}
-				// A key is followed by ':'; look ahead if p has it.
-				k := end
-				for k < len(p) && isJSONSpace(p[k]) {
-					k++
-				}
-				if k < len(p) {
-					if p[k] != ':' {
-						w.write(p[mark:start])
-						w.write(repl)
-						mark = end
-					}
-					break
-				}
-				w.write(p[mark:start])
-				mark = end
-				w.hold(p[start:end], repl)
+				mark = w.token(p, mark, start, end, false)
 				break
 			}
-			w.esc = esc
-			i = len(p)
-			if len(p)-start > w.limit {
-				w.st = jsLong // flushed with the rest of p
-				break
-			}
-			w.write(p[mark:start])
-			mark = len(p)
-			w.buf = append(w.buf[:0], p[start:]...)
-			w.st = jsStr
+			mark, i = w.open(p, mark, start, esc), len(p)
 		case jsStr:
 			end, esc := scanJSONString(p, i, w.esc)
 			if end < 0 {
 				w.esc = esc
 				if len(w.buf)+len(p)-i > w.limit {
-					w.write(w.buf)
+					w.put(w.buf)
 					w.buf = w.buf[:0]
 					w.st = jsLong
 					mark = i
@@ -182,7 +177,7 @@ func (w *JSONWriter) Write(p []byte) (int, error) {
 			if repl, ok := w.rewrite(w.buf); ok && len(w.buf) <= w.limit {
 				w.hold(w.buf, repl)
 			} else {
-				w.write(w.buf)
+				w.put(w.buf)
 			}
 			w.buf = w.buf[:0]
 		case jsLong:
@@ -195,32 +190,120 @@ func (w *JSONWriter) Write(p []byte) (int, error) {
 			i = end
 			w.st = jsOut
 		case jsHeld:
+			// mark == i here: nothing after the token was written.
 			k := i
 			for k < len(p) && isJSONSpace(p[k]) {
 				k++
 			}
-			if k == len(p) {
+			switch {
+			case len(w.heldWS)+k-i > w.limit:
+				w.release(w.heldOrig) // pathological: leave it alone
+			case k == len(p):
 				w.heldWS = append(w.heldWS, p[i:]...)
-				i, mark = len(p), len(p)
-				if len(w.heldWS) > w.limit {
-					w.release(w.heldOrig) // pathological: leave it alone
-				}
-				break
-			}
-			// mark == i here: nothing after the token was written.
-			if p[k] == ':' {
+			case p[k] == ':':
 				w.release(w.heldOrig)
-			} else {
+			default:
 				w.release(w.heldRepl)
 			}
-			i = k
+			if w.st == jsHeld {
+				i, mark = len(p), len(p)
+			} else {
+				i = k // p[mark:k], the white space, passes through
+			}
 		}
 	}
-	w.write(p[mark:])
-	if w.err != nil {
-		return 0, w.err
+	return mark
+}
+
+// nextAnchor returns the first "//" after the one at c that may follow a
+// string's opening quote and the scheme. That quote comes after c+1 (a
+// quote before would put c's "//" or ':' into the scheme), so the rest
+// of a URL that does not map, with the slashes of its path, is skipped
+// to the next quote.
+func (w *JSONWriter) nextAnchor(p []byte, c int) int {
+	q := indexByteFrom(p, c+2, '"')
+	return indexSlashes(p, min(q+len(w.m.scheme)+2, len(p)))
+}
+
+// open handles a string that starts at p[start] and goes on in the next
+// Write (esc: p ends in an unpaired backslash): a string longer than the
+// limit passes through, a shorter one is kept in w.buf. It returns the
+// new mark.
+func (w *JSONWriter) open(p []byte, mark, start int, esc bool) int {
+	w.esc = esc
+	if len(p)-start > w.limit {
+		w.st = jsLong // passed through with the rest of p
+		return mark
 	}
-	return len(p), nil
+	w.put(p[mark:start])
+	w.buf = append(w.buf[:0], p[start:]...)
+	w.st = jsStr
+	return len(p)
+}
+
+// token looks at the complete string token p[start:end] (plain: without
+// a backslash) and, if it is a value that maps, writes p[mark:start] and
+// the replacement (or holds the replacement when p ends before the byte
+// that tells a key from a value). It returns the new mark.
+func (w *JSONWriter) token(p []byte, mark, start, end int, plain bool) int {
+	if end-start-2 < w.m.minLen || end-start > w.limit {
+		return mark
+	}
+	if !mayStartWithH(p[start+1 : end-1]) {
+		return mark
+	}
+	var rest []byte
+	var repl []byte
+	if plain {
+		var ok bool
+		if rest, ok = cutFast(w.m, p[start+1:end-1]); !ok {
+			return mark
+		}
+	} else {
+		var ok bool
+		if repl, ok = w.rewrite(p[start:end]); !ok {
+			return mark
+		}
+	}
+	// A key is followed by ':'; look ahead if p has it.
+	k := end
+	for k < len(p) && isJSONSpace(p[k]) {
+		k++
+	}
+	if k-end > w.limit {
+		return mark // pathological white space: leave it alone
+	}
+	if k < len(p) && p[k] == ':' {
+		return mark
+	}
+	w.put(p[mark:start])
+	if k == len(p) {
+		if plain {
+			repl = w.plainRepl(rest)
+		}
+		w.hold(p[start:end], repl)
+		return end
+	}
+	if plain {
+		// rest came from a JSON string without escapes: it needs none.
+		w.out = append(w.out, '"')
+		w.out = append(w.out, w.m.publicJSON...)
+		w.out = append(w.out, rest...)
+		w.out = append(w.out, '"')
+	} else {
+		w.put(repl)
+	}
+	return end
+}
+
+// plainRepl builds in w.repl the replacement of a string without escapes
+// whose content after the partner base is rest.
+func (w *JSONWriter) plainRepl(rest []byte) []byte {
+	w.repl = append(w.repl[:0], '"')
+	w.repl = append(w.repl, w.m.publicJSON...)
+	w.repl = append(w.repl, rest...)
+	w.repl = append(w.repl, '"')
+	return w.repl
 }
 
 // hold keeps a token that maps until the next significant byte says
@@ -234,8 +317,8 @@ func (w *JSONWriter) hold(orig, repl []byte) {
 
 // release writes the held token as tok, then the white space after it.
 func (w *JSONWriter) release(tok []byte) {
-	w.write(tok)
-	w.write(w.heldWS)
+	w.put(tok)
+	w.put(w.heldWS)
 	w.heldWS = w.heldWS[:0]
 	w.heldRepl = nil
 	w.st = jsOut
@@ -252,10 +335,11 @@ func (w *JSONWriter) Close() error {
 	case jsHeld:
 		w.release(w.heldRepl)
 	case jsStr:
-		w.write(w.buf)
+		w.put(w.buf)
 		w.buf = w.buf[:0]
 	}
 	w.st = jsOut
+	w.finish(nil)
 	return w.err
 }
 
@@ -267,17 +351,15 @@ func (w *JSONWriter) rewrite(tok []byte) ([]byte, bool) {
 	if len(content) < w.m.minLen {
 		return nil, false
 	}
+	if !mayStartWithH(content) {
+		return nil, false // cannot start with the scheme: no decoding
+	}
 	if bytes.IndexByte(content, '\\') < 0 {
-		rest, ok := cut(w.m, content)
+		rest, ok := cutFast(w.m, content)
 		if !ok {
 			return nil, false
 		}
-		// rest came from a JSON string without escapes: it needs none.
-		w.repl = append(w.repl[:0], '"')
-		w.repl = append(w.repl, w.m.publicJSON...)
-		w.repl = append(w.repl, rest...)
-		w.repl = append(w.repl, '"')
-		return w.repl, true
+		return w.plainRepl(rest), true
 	}
 	var s string
 	if err := json.Unmarshal(tok, &s); err != nil {
@@ -292,6 +374,37 @@ func (w *JSONWriter) rewrite(tok []byte) ([]byte, bool) {
 	w.repl = appendJSONContent(w.repl, rest)
 	w.repl = append(w.repl, '"')
 	return w.repl, true
+}
+
+// mayStartWithH reports whether the JSON string content (raw, escapes
+// undone only here) can start with "h" or "H", as every http(s) URL does:
+// its first byte, or the code point of a leading \uXXXX escape. A long
+// text that starts with an escape (FHIR narrative: "\u003cdiv ...") is
+// then never decoded whole.
+func mayStartWithH(content []byte) bool {
+	switch c := content[0]; c {
+	case 'h', 'H':
+		return true
+	case '\\':
+		if len(content) < 6 || content[1] != 'u' {
+			return false // \" \\ \/ \b \f \n \r \t: none is an h
+		}
+		var r rune
+		for _, c := range content[2:6] {
+			switch {
+			case '0' <= c && c <= '9':
+				r = r<<4 | rune(c-'0')
+			case 'a' <= c && c <= 'f':
+				r = r<<4 | rune(c-'a'+10)
+			case 'A' <= c && c <= 'F':
+				r = r<<4 | rune(c-'A'+10)
+			default:
+				return false
+			}
+		}
+		return r == 'h' || r == 'H'
+	}
+	return false
 }
 
 // appendJSONContent appends s escaped as the content of a JSON string:
@@ -366,27 +479,42 @@ func scanJSONString(p []byte, from int, esc bool) (int, bool) {
 }
 
 var (
-	schemeSep = []byte("//") // "://" makes bytes.Index stop at every ':'; '/' is rarer
+	schemeSep = []byte("//")
 	quote     = []byte{'"'}
 )
 
-// indexQuote returns the index of the first '"' in p at or after from,
-// or -1. JSON alternates short runs (`":"`, keys, codes) with long ones;
-// a plain loop finds a near quote faster than bytes.IndexByte's setup.
-func indexQuote(p []byte, from int) int {
-	end := min(from+16, len(p))
-	for k := from; k < end; k++ {
-		if p[k] == '"' {
-			return k
+// indexSlashes returns the index of the first "//" in p at or after
+// from, or len(p). It looks for '/' and checks the byte after: cheaper
+// than bytes.Index while '/' is rare, as in JSON; after a few lone '/' it
+// leaves the rest to bytes.Index, which copes with many.
+func indexSlashes(p []byte, from int) int {
+	for range 4 {
+		j := bytes.IndexByte(p[from:], '/')
+		if j < 0 {
+			return len(p)
 		}
+		j += from
+		if j+1 >= len(p) {
+			return len(p)
+		}
+		if p[j+1] == '/' {
+			return j
+		}
+		from = j + 2 // no "//" starts at j+1
 	}
-	if end == len(p) {
-		return -1
+	if k := bytes.Index(p[from:], schemeSep); k >= 0 {
+		return from + k
 	}
-	if k := bytes.IndexByte(p[end:], '"'); k >= 0 {
-		return end + k
+	return len(p)
+}
+
+// indexByteFrom returns the index of the first c in p at or after from,
+// or len(p).
+func indexByteFrom(p []byte, from int, c byte) int {
+	if k := bytes.IndexByte(p[from:], c); k >= 0 {
+		return from + k
 	}
-	return -1
+	return len(p)
 }
 
 func isJSONSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' }

@@ -188,13 +188,13 @@ func (rw *Rewriter) Body(resp *http.Response) (Format, error) {
 	}
 	r := rw.newReader(resp.Body, f, false)
 	whole := smallPool.Get().(*smallBody)
-	whole.buf.Grow(int(length) + int(length)/4)
-	_, whole.err = whole.buf.ReadFrom(r)
+	whole.buf, whole.err = r.rewriteAll(int(length))
 	_ = r.release()
-	whole.rd.Reset(whole.buf.Bytes())
+	whole.rd.Reset(*whole.buf)
 	if whole.err == nil {
-		resp.ContentLength = int64(whole.buf.Len())
-		if n := whole.buf.Len(); len(announced) == 1 && isDecimal(announced[0], n) {
+		n := len(*whole.buf)
+		resp.ContentLength = int64(n)
+		if len(announced) == 1 && isDecimal(announced[0], n) {
 			// Nothing was rewritten (or the lengths match): the
 			// partner's own value is exact.
 			h["Content-Length"] = announced
@@ -221,9 +221,10 @@ const SmallBody = 64 << 10
 // form, so that deleting them allocates nothing).
 var changedHeaders = []string{"Content-Length", "Content-Md5", "Digest", "Content-Digest", "Repr-Digest", "Content-Encoding"}
 
-// smallBody is a whole rewritten body, pooled.
+// smallBody is a whole rewritten body, pooled; its bytes come from the
+// buffer pool, sized to the body.
 type smallBody struct {
-	buf bytes.Buffer
+	buf *[]byte
 	rd  bytes.Reader
 	err error // the read error, returned once the bytes are read
 }
@@ -250,10 +251,9 @@ func (h *smallHandle) Close() error {
 		h.b = nil
 		b.err = nil
 		b.rd.Reset(nil)
-		if b.buf.Cap() <= 2*SmallBody {
-			b.buf.Reset()
-			smallPool.Put(b)
-		}
+		putBuf(b.buf)
+		b.buf = nil
+		smallPool.Put(b)
 	}
 	return nil
 }
@@ -267,8 +267,8 @@ func weakenETag(h http.Header) {
 
 // NewReader returns a ReadCloser that reads src, decoding gzip first if
 // gz, and yields it rewritten as format f. Closing it closes src; it
-// must not be read after Close. Its buffers are pooled: a response costs
-// a few small allocations, not a fresh 32 KiB chunk.
+// must not be read after Close. Its buffers are pooled and sized to what
+// the body turns out to be: a small body never holds a large chunk.
 func (rw *Rewriter) NewReader(src io.ReadCloser, f Format, gz bool) io.ReadCloser {
 	return &pooledReader{r: rw.newReader(src, f, gz)}
 }
@@ -276,32 +276,42 @@ func (rw *Rewriter) NewReader(src io.ReadCloser, f Format, gz bool) io.ReadClose
 // newReader takes a reader from the pool, set up for src.
 func (rw *Rewriter) newReader(src io.ReadCloser, f Format, gz bool) *reader {
 	r := readerPool.Get().(*reader)
-	r.src, r.gz, r.in, r.err = src, gz, nil, nil
-	r.out.Reset()
+	r.src, r.gz, r.in, r.err, r.off, r.pend, r.eof = src, gz, nil, nil, 0, nil, false
+	r.next = firstChunk
 	switch f {
 	case JSON:
-		r.jw.reset(&r.out, rw.m, rw.limit)
-		r.w = &r.jw
+		r.jw.reset(nil, rw.m, rw.limit)
+		r.w, r.s = &r.jw, &r.jw.sink
 	case XML:
-		r.xw.reset(&r.out, rw.m, rw.limit)
-		r.w = &r.xw
+		r.xw.reset(nil, rw.m, rw.limit)
+		r.w, r.s = &r.xw, &r.xw.sink
 	default:
-		r.w = nopWriteCloser{&r.out}
+		r.pw.sink = sink{}
+		r.w, r.s = &r.pw, &r.pw.sink
 	}
 	return r
 }
 
-// readChunk is how much is read from the partner at a time.
-const readChunk = 32 << 10
+// The chunks read from the partner: the first is small, and each read
+// that fills its chunk doubles the next, up to readChunk. A body of a few
+// KiB costs a few KiB; a large one is read 32 KiB at a time.
+const (
+	firstChunk = 2 << 10
+	readChunk  = 32 << 10
+)
 
-// maxPooledOut is the largest output buffer put back in the pool.
-const maxPooledOut = 4 * readChunk
+// minRoom is the least room left in p that a Read which has output
+// already fills with more: output comes a string at a time, and one that
+// outgrows p is copied aside.
+const minRoom = 512
 
-var readerPool = sync.Pool{New: func() any { return &reader{chunk: make([]byte, readChunk)} }}
+var readerPool = sync.Pool{New: func() any { return new(reader) }}
 
-type nopWriteCloser struct{ io.Writer }
+// passWriter is the writer of a body not rewritten: it only copies.
+type passWriter struct{ sink }
 
-func (nopWriteCloser) Close() error { return nil }
+func (w *passWriter) Write(p []byte) (int, error) { w.put(p); return len(p), nil }
+func (w *passWriter) Close() error                { return nil }
 
 // pooledReader hands its reader back to the pool on Close, after which it
 // reads nothing: a late Read cannot see another response's bytes.
@@ -323,47 +333,142 @@ func (p *pooledReader) Close() error {
 	return r.release()
 }
 
-// release closes src and puts r back in the pool; r must not be used
-// after.
+// release closes src, hands the buffers back and puts r back in the
+// pool; r must not be used after.
 func (r *reader) release() error {
 	err := r.src.Close()
-	r.src, r.in, r.w, r.err = nil, nil, nil, nil
+	r.src, r.in, r.w, r.err, r.pend = nil, nil, nil, nil, nil
+	if r.s != nil {
+		putBuf(r.takeOut())
+		r.s = nil
+	}
+	putBuf(r.chunk)
+	r.chunk = nil
 	r.jw.reset(nil, nil, 0)
 	r.xw.reset(nil, nil, 0)
-	if r.out.Cap() <= maxPooledOut {
-		r.out.Reset()
-		readerPool.Put(r)
-	}
+	r.jw.out, r.xw.out, r.pw.out = nil, nil, nil
+	// A long string token held once does not stay with the pooled
+	// reader for the small bodies after it.
+	r.jw.buf, r.jw.heldOrig, r.jw.heldWS, r.jw.repl = smallOnly(r.jw.buf), smallOnly(r.jw.heldOrig), smallOnly(r.jw.heldWS), smallOnly(r.jw.repl)
+	r.xw.buf, r.xw.repl = smallOnly(r.xw.buf), smallOnly(r.xw.repl)
+	readerPool.Put(r)
 	return err
+}
+
+// smallOnly returns b, or nil when it has grown past what a pooled
+// reader keeps.
+func smallOnly(b []byte) []byte {
+	if cap(b) > 1<<10 {
+		return nil
+	}
+	return b
 }
 
 var errClosed = errors.New("fhirurl: read after close")
 
-// reader pulls src through a rewriting writer into out, one chunk at a
-// time: out never holds much more than a chunk plus one held token.
+// reader pulls src through a rewriting writer, one chunk at a time, and
+// hands out what the writer put in its output buffer: the output never
+// holds much more than a chunk plus one held token.
 type reader struct {
-	src   io.ReadCloser
-	gz    bool
-	in    io.Reader // src, or a gzip reader on it once the first Read came
-	zr    *gzip.Reader
-	w     io.WriteCloser
-	jw    JSONWriter
-	xw    XMLWriter
-	out   bytes.Buffer
-	chunk []byte
-	err   error // the error to return once out is drained
+	src    io.ReadCloser
+	gz     bool
+	in     io.Reader // src, or a gzip reader on it once the first Read came
+	zr     *gzip.Reader
+	w      io.WriteCloser
+	s      *sink // w's output
+	jw     JSONWriter
+	xw     XMLWriter
+	pw     passWriter
+	chunk  *[]byte  // from the buffer pool
+	next   int      // the size of the next chunk
+	outBuf *[]byte  // the pooled buffer s.out lives in
+	off    int      // s.out[:off] was read (s.out is outBuf's, except inside Read)
+	pend   []byte   // the part of the chunk not rewritten yet
+	eof    bool     // the input ended after pend
+	probe  [64]byte // rewriteAll: reads the end of a body that filled its buffer
+	err    error    // the error to return once the output is drained
+}
+
+// setOut makes the pooled buffer b the writer's output buffer.
+func (r *reader) setOut(b *[]byte) {
+	r.outBuf = b
+	r.s.out = (*b)[:0]
+}
+
+// takeOut takes the output buffer (grown or not, with what it holds)
+// from the writer.
+func (r *reader) takeOut() *[]byte {
+	b := r.outBuf
+	if b != nil {
+		*b = r.s.out
+	}
+	r.s.out, r.outBuf = nil, nil
+	return b
 }
 
 func (r *reader) Read(p []byte) (int, error) {
-	for r.out.Len() == 0 && r.err == nil {
-		r.fill()
+	n := 0
+	filled := false
+	for {
+		// Output left from before comes first.
+		if r.off < len(r.s.out) {
+			k := copy(p[n:], r.s.out[r.off:])
+			r.off += k
+			n += k
+			if r.off == len(r.s.out) {
+				r.s.out, r.off = r.s.out[:0], 0
+			}
+		}
+		if n == len(p) {
+			return n, nil
+		}
+		if len(r.pend) == 0 {
+			// Reading more may block: a Read reads at most once, and
+			// not when it has a fair part of p to give. A short tail
+			// of the last chunk (URLs made it longer than p) waits for
+			// the next chunk, so that a caller writing each Read does
+			// not write it alone.
+			if n > 0 && (filled || n >= len(p)/4 || r.err != nil) {
+				return n, nil
+			}
+			if r.err != nil {
+				return 0, r.err
+			}
+			r.fill()
+			filled = true
+			continue
+		}
+		// Rewrite input already read straight into p, about as much as
+		// p has room for: p is filled without a copy, and without a
+		// short remainder for the next Read (a caller that writes each
+		// Read, like a proxy flushing a body of unknown length, then
+		// makes one write per chunk, not two).
+		room := len(p) - n
+		if n > 0 && room < minRoom {
+			return n, nil // a token or two could not fit
+		}
+		k := min(len(r.pend), max(room-room/8, 1))
+		own := r.s.out // empty
+		r.s.out = p[n:n:len(p)]
+		_, _ = r.w.Write(r.pend[:k]) // no dst: cannot fail
+		r.pend = r.pend[k:]
+		if len(r.pend) == 0 && r.eof {
+			r.finish()
+		}
+		out := r.s.out
+		if cap(out) == room {
+			n += len(out)
+			r.s.out = own
+			continue
+		}
+		// The output outgrew p: what does not fit waits in own.
+		c := copy(p[n:], out)
+		n += c
+		r.s.out = append(own, out[c:]...)
 	}
-	if r.out.Len() > 0 {
-		return r.out.Read(p)
-	}
-	return 0, r.err
 }
 
+// fill reads the next chunk into r.pend.
 func (r *reader) fill() {
 	if r.in == nil {
 		r.in = r.src
@@ -381,21 +486,74 @@ func (r *reader) fill() {
 			r.in = r.zr
 		}
 	}
-	n, err := r.in.Read(r.chunk)
-	if n > 0 {
-		if _, werr := r.w.Write(r.chunk[:n]); werr != nil {
-			r.err = werr
-			return
-		}
+	if r.chunk == nil || cap(*r.chunk) < r.next {
+		putBuf(r.chunk)
+		r.chunk = getBuf(r.next)
 	}
+	if r.outBuf == nil {
+		// Output goes straight into the caller's buffer; this one
+		// only keeps what did not fit.
+		r.setOut(getBuf(1 << 10))
+	}
+	chunk := (*r.chunk)[:cap(*r.chunk)]
+	n, err := r.in.Read(chunk)
+	if n == len(chunk) {
+		r.next = min(2*r.next, readChunk)
+	}
+	r.pend = chunk[:n]
 	switch {
 	case err == io.EOF:
-		if cerr := r.w.Close(); cerr != nil {
-			r.err = cerr
-			return
+		r.eof = true
+		if n == 0 {
+			r.finish()
 		}
-		r.err = io.EOF
 	case err != nil:
 		r.err = err
 	}
+}
+
+// finish closes the writer at the end of the input.
+func (r *reader) finish() {
+	if err := r.w.Close(); err != nil {
+		r.err = err
+		return
+	}
+	r.err = io.EOF
+}
+
+// rewriteAll reads the whole body, announced as n bytes long, and returns
+// it rewritten in a pooled buffer, with the read error if any (the bytes
+// read before it are rewritten, as a stream's would be).
+func (r *reader) rewriteAll(n int) (*[]byte, error) {
+	in := getBuf(n)
+	b := (*in)[:0]
+	var rerr error
+	for {
+		var k int
+		var err error
+		if len(b) < cap(b) {
+			k, err = r.src.Read(b[len(b):cap(b)])
+			b = b[:len(b)+k]
+		} else {
+			// Full: the end should come now; a longer body than
+			// announced grows the buffer.
+			k, err = r.src.Read(r.probe[:])
+			b = append(b, r.probe[:k]...)
+		}
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			rerr = err
+			break
+		}
+	}
+	r.setOut(getBuf(len(b) + len(b)/16 + 64))
+	_, _ = r.w.Write(b) // no dst: cannot fail
+	if rerr == nil {
+		_ = r.w.Close()
+	}
+	*in = b[:0]
+	putBuf(in)
+	return r.takeOut(), rerr
 }

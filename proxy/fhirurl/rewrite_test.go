@@ -85,6 +85,11 @@ func TestJSONWriter(t *testing.T) {
 			`{"transactionTime":"2026-01-01T00:00:00Z","request":"` + q + `/$export","requiresAccessToken":true,"output":[{"type":"Patient","url":"` + q + `/bulk/1.ndjson"}],"error":[{"type":"OperationOutcome","url":"` + q + `/bulk/err.ndjson"}],"deleted":[{"type":"Bundle","url":"` + q + `/bulk/del.ndjson"}],"link":[{"relation":"next","url":"` + q + `/bulk/status?page=2"}]}`},
 		{"invalid json passes", `{"url": "` + p + `/x", ]]] "unterminated`, `{"url": "` + q + `/x", ]]] "unterminated`},
 		{"invalid escape left alone", `["` + p + `/\x"]`, `["` + p + `/\x"]`},
+		{"closing quote before a scheme", `""http://"` + p + `"`, `""http://"` + q + `"`},
+		{"scheme not at the string start", `["xhttps://fhir.partner.example/r4/tenant-guid"]`, `["xhttps://fhir.partner.example/r4/tenant-guid"]`},
+		{"escaped narrative left alone", `{"div":"\u003cdiv\u003e` + p + `/Patient/1\u003c/div\u003e"}`, `{"div":"\u003cdiv\u003e` + p + `/Patient/1\u003c/div\u003e"}`},
+		{"uppercase unicode escape first", `{"url":"\u0068ttps:\/\/fhir.partner.example\/r4\/tenant-guid\/Patient\/2"}`, `{"url":"` + q + `/Patient/2"}`},
+		{"short escape first", `["\u00"]`, `["\u00"]`},
 		{"empty", ``, ``},
 	}
 	for _, tt := range tests {
@@ -92,6 +97,50 @@ func TestJSONWriter(t *testing.T) {
 		if json.Valid([]byte(tt.in)) && !json.Valid([]byte(tt.want)) {
 			t.Errorf("%s: test wants invalid JSON", tt.name)
 		}
+	}
+}
+
+// TestMayStartWithH: only a string whose first character (raw, or the
+// code point of a leading \uXXXX escape) is h or H is decoded to be
+// compared with the partner's base.
+func TestMayStartWithH(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		content string
+		want    bool
+	}{
+		{"https://x", true},
+		{"Http://x", true},
+		{`\u0068ttps://x`, true},
+		{`\u0048TTPS://x`, true},
+		{`\u006Attps://x`, false}, // j
+		{`\u003cdiv`, false},
+		{`\/\/x`, false},
+		{`\"h`, false},
+		{`\u00`, false},
+		{`\u00g8`, false},
+		{"x", false},
+	} {
+		if got := mayStartWithH([]byte(tt.content)); got != tt.want {
+			t.Errorf("mayStartWithH(%q) = %v, want %v", tt.content, got, tt.want)
+		}
+	}
+}
+
+// TestJSONWriterSkipsEscapedNarrative: a long string that starts with an
+// escape other than an h (an escaped narrative) costs no decoding.
+func TestJSONWriterSkipsEscapedNarrative(t *testing.T) {
+	m := newMapper(t)
+	in := []byte(`{"div":"\u003cdiv xmlns=\"http://www.w3.org/1999/xhtml\"\u003e` + strings.Repeat("x", 1500) + `\u003c/div\u003e"}`)
+	var out bytes.Buffer
+	w := NewJSONWriter(&out, m, 0)
+	if allocs := testing.AllocsPerRun(50, func() {
+		out.Reset()
+		if _, err := w.Write(in); err != nil {
+			t.Fatal(err)
+		}
+	}); allocs > 0 {
+		t.Errorf("a narrative that starts with an escape allocates %v times, want 0 (it was decoded)", allocs)
 	}
 }
 

@@ -47,16 +47,17 @@ type XMLWriter struct {
 	limit int
 
 	st    int
-	quote byte   // xAttr, xAttrLong: the quote that closes the value
-	name  []byte // xTag: the name being read (attribute or element); capped
-	space bool   // xTag: white space since the last name byte
-	buf   []byte // xAttr: raw value so far; xBang: bytes after "<!"
-	run   int    // xComment, xDecl comment: '-' run; xCDATA: ']' run; xPI: 1 after '?'
-	depth int    // xDecl: '<' nesting
-	dq    byte   // xDecl: the quote open, 0 if none
-	lt    int    // xDecl: 1 after '<', +1 for each byte of "!--" that followed
-	inCmt bool   // xDecl: inside a comment
-	repl  []byte // the last replacement built
+	quote byte          // xAttr, xAttrLong: the quote that closes the value
+	name  [maxName]byte // xTag: the name being read (attribute or element); capped
+	nameN int           // its length
+	space bool          // xTag: white space since the last name byte
+	buf   []byte        // xAttr: raw value so far; xBang: bytes after "<!"
+	run   int           // xComment, xDecl comment: '-' run; xCDATA: ']' run; xPI: 1 after '?'
+	depth int           // xDecl: '<' nesting
+	dq    byte          // xDecl: the quote open, 0 if none
+	lt    int           // xDecl: 1 after '<', +1 for each byte of "!--" that followed
+	inCmt bool          // xDecl: inside a comment
+	repl  []byte        // the last replacement built
 }
 
 // NewXMLWriter returns an XMLWriter writing to dst. limit is the longest
@@ -67,7 +68,7 @@ func NewXMLWriter(dst io.Writer, m *Mapper, limit int) *XMLWriter {
 
 // reset makes w a new XMLWriter to dst, keeping its buffers.
 func (w *XMLWriter) reset(dst io.Writer, m *Mapper, limit int) {
-	*w = XMLWriter{sink: sink{dst: dst}, m: m, limit: tokenLimit(limit), name: w.name[:0], buf: w.buf[:0], repl: w.repl[:0]}
+	*w = XMLWriter{sink: sink{dst: dst, out: w.out[:0]}, m: m, limit: tokenLimit(limit), buf: w.buf[:0], repl: w.repl[:0]}
 }
 
 // maxName is the longest attribute name remembered; names are only
@@ -81,7 +82,7 @@ func (w *XMLWriter) Write(p []byte) (int, error) {
 	}
 	mark := 0 // p[mark:i] is pass-through not written yet
 	i := 0
-	for i < len(p) && w.err == nil {
+	for i < len(p) {
 		switch w.st {
 		case xText:
 			j := bytes.IndexByte(p[i:], '<')
@@ -102,7 +103,8 @@ func (w *XMLWriter) Write(p []byte) (int, error) {
 				w.st = xEndTag
 			default:
 				w.st = xTag
-				w.name = append(w.name[:0], c)
+				w.nameN = 0
+				w.addName(p[i : i+1])
 				w.space = false
 				if c == '>' {
 					w.st = xText
@@ -171,52 +173,59 @@ func (w *XMLWriter) Write(p []byte) (int, error) {
 			i += j + 1
 			w.st = xText
 		case xTag:
-			c := p[i]
-			i++
-			switch c {
-			case '>':
-				w.st = xText
-			case '"', '\'':
-				w.quote = c
-				start := i
-				end := bytes.IndexByte(p[i:], c)
-				if end >= 0 {
-					end += i
-					i = end + 1
-					if repl, ok := w.rewrite(p[start:end]); ok && end-start <= w.limit {
-						w.write(p[mark:start])
-						w.write(repl)
-						mark = end
+			// The bytes of a tag, up to a quote or its end, in one loop.
+			for i < len(p) && w.st == xTag {
+				c := p[i]
+				i++
+				switch c {
+				case '>':
+					w.st = xText
+				case '"', '\'':
+					w.quote = c
+					start := i
+					end := bytes.IndexByte(p[i:], c)
+					if end >= 0 {
+						end += i
+						i = end + 1
+						if repl, ok := w.rewrite(p[start:end]); ok && end-start <= w.limit {
+							w.put(p[mark:start])
+							w.put(repl)
+							mark = end
+						}
+						w.nameN = 0
+						break
 					}
-					w.name = w.name[:0]
-					break
-				}
-				i = len(p)
-				if len(p)-start > w.limit {
-					w.st = xAttrLong
-					break
-				}
-				w.write(p[mark:start])
-				mark = len(p)
-				w.buf = append(w.buf[:0], p[start:]...)
-				w.st = xAttr
-			case ' ', '\t', '\n', '\r':
-				w.space = true
-			case '=':
-			default:
-				if w.space {
-					w.name = w.name[:0]
-					w.space = false
-				}
-				if len(w.name) < maxName {
-					w.name = append(w.name, c)
+					i = len(p)
+					if len(p)-start > w.limit {
+						w.st = xAttrLong
+						break
+					}
+					w.put(p[mark:start])
+					mark = len(p)
+					w.buf = append(w.buf[:0], p[start:]...)
+					w.st = xAttr
+				case ' ', '\t', '\n', '\r':
+					w.space = true
+				case '=':
+				default:
+					if w.space {
+						w.nameN = 0
+						w.space = false
+					}
+					// The rest of the name at once.
+					j := i
+					for j < len(p) && !tagDelim[p[j]] {
+						j++
+					}
+					w.addName(p[i-1 : j])
+					i = j
 				}
 			}
 		case xAttr:
 			end := bytes.IndexByte(p[i:], w.quote)
 			if end < 0 {
 				if len(w.buf)+len(p)-i > w.limit {
-					w.write(w.buf)
+					w.put(w.buf)
 					w.buf = w.buf[:0]
 					w.st = xAttrLong
 					mark = i
@@ -230,12 +239,12 @@ func (w *XMLWriter) Write(p []byte) (int, error) {
 			end += i
 			w.buf = append(w.buf, p[i:end]...)
 			if repl, ok := w.rewrite(w.buf); ok && len(w.buf) <= w.limit {
-				w.write(repl)
+				w.put(repl)
 			} else {
-				w.write(w.buf)
+				w.put(w.buf)
 			}
 			w.buf = w.buf[:0]
-			w.name = w.name[:0]
+			w.nameN = 0
 			mark = end
 			i = end + 1
 			w.st = xTag
@@ -246,15 +255,23 @@ func (w *XMLWriter) Write(p []byte) (int, error) {
 				break
 			}
 			i += end + 1
-			w.name = w.name[:0]
+			w.nameN = 0
 			w.st = xTag
 		}
 	}
-	w.write(p[mark:])
+	w.finish(p[mark:])
 	if w.err != nil {
 		return 0, w.err
 	}
 	return len(p), nil
+}
+
+// tagDelim marks the bytes that end a run of name bytes in a tag.
+var tagDelim = [256]bool{'>': true, '"': true, '\'': true, ' ': true, '\t': true, '\n': true, '\r': true, '=': true}
+
+// addName appends b to the name being read, up to maxName bytes.
+func (w *XMLWriter) addName(b []byte) {
+	w.nameN += copy(w.name[w.nameN:], b)
 }
 
 // decl follows a declaration (<!DOCTYPE …>, <!ENTITY …>) one byte at a
@@ -319,10 +336,11 @@ func (w *XMLWriter) Close() error {
 		return w.err
 	}
 	if w.st == xAttr {
-		w.write(w.buf)
+		w.put(w.buf)
 		w.buf = w.buf[:0]
 		w.st = xAttrLong
 	}
+	w.finish(nil)
 	return w.err
 }
 
@@ -336,12 +354,14 @@ func (w *XMLWriter) rewrite(v []byte) ([]byte, bool) {
 	if c := v[0]; c != 'h' && c != 'H' && c != '&' {
 		return nil, false
 	}
-	if n := string(w.name); n == "xmlns" || strings.HasPrefix(n, "xmlns:") {
+	if n := string(w.name[:w.nameN]); n == "xmlns" || strings.HasPrefix(n, "xmlns:") {
 		return nil, false
 	}
-	if bytes.IndexByte(v, '&') < 0 && bytes.IndexAny(v, "\t\n\r<") < 0 && utf8.Valid(v) {
-		rest, ok := cut(w.m, v)
-		if !ok {
+	if plainAttr(v) {
+		// Decoded, v is itself: whether it maps is known before the
+		// (longer) check that it is UTF-8.
+		rest, ok := cutFast(w.m, v)
+		if !ok || !utf8.Valid(v) {
 			return nil, false
 		}
 		// rest was a valid attribute value as it is.
@@ -359,6 +379,19 @@ func (w *XMLWriter) rewrite(v []byte) ([]byte, bool) {
 	w.repl = appendAttr(append(w.repl[:0], w.m.publicXML...), rest)
 	return w.repl, true
 }
+
+// plainAttr reports whether the raw attribute value v has no reference,
+// no white space that normalization changes and no '<'.
+func plainAttr(v []byte) bool {
+	for _, c := range v {
+		if attrSpecial[c] {
+			return false
+		}
+	}
+	return true
+}
+
+var attrSpecial = [256]bool{'&': true, '\t': true, '\n': true, '\r': true, '<': true}
 
 // decodeAttr resolves the predefined entities and character references
 // of a raw attribute value and normalizes white space characters to

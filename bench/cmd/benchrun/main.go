@@ -56,6 +56,8 @@ type options struct {
 	rateConns                          int
 	rateDuration                       time.Duration
 	coldN                              int
+	coldOnly                           bool
+	coldProbe                          string
 	delay                              time.Duration
 	targets                            string
 	// taskset, when set, pins the proxy under test to proxyCPUs and the
@@ -85,6 +87,8 @@ func main() {
 	flag.IntVar(&o.rateConns, "rate-connections", 64, "connections for the fixed-rate runs")
 	flag.DurationVar(&o.rateDuration, "rate-duration", 10*time.Second, "length of each fixed-rate run")
 	flag.IntVar(&o.coldN, "cold", 1000, "concurrent first requests in the cold-start burst (0: skip)")
+	flag.BoolVar(&o.coldOnly, "cold-only", false, "skip the load passes: warm the caches, then only the cold-start burst")
+	flag.StringVar(&o.coldProbe, "cold-probe", "", "directory: give cqgate an admin listener with pprof and save its RSS timeline, heap and goroutine profiles and runtime metrics during the cold start (costs cqgate CPU; for finding out, not for reporting)")
 	flag.DurationVar(&o.delay, "upstream-delay", 20*time.Millisecond, "latency the bench upstream adds to directory, metadata and token answers")
 	flag.StringVar(&o.targets, "targets", "direct,bare-pool,nethttp,nginx,cqgate", "targets to run, in order (direct, bare, bare-pool, nethttp, nginx, cqgate)")
 	flag.StringVar(&o.taskset, "taskset", "", "taskset binary; empty: nothing is pinned")
@@ -139,6 +143,7 @@ type target struct {
 	url       string
 	header    http.Header // sent by the load generator
 	proxy     *child      // the proxy process, nil for direct
+	admin     string      // cqgate's admin listener (with -cold-probe), "http://host:port"
 	skipped   string
 }
 
@@ -237,7 +242,7 @@ func run(ctx context.Context, o options) (*report.Report, error) {
 	o.rateDuration = ratePerRound * time.Duration(o.rounds)
 	rounds := make([][]report.Row, len(targets))
 	rateRounds := make([][]report.Row, len(targets))
-	for r := 0; r < o.rounds; r++ {
+	for r := 0; r < o.rounds && !o.coldOnly; r++ {
 		warmup := o.warmup
 		if r > 0 {
 			warmup = 0
@@ -259,9 +264,11 @@ func run(ctx context.Context, o options) (*report.Report, error) {
 		}
 	}
 	for _, rs := range rounds {
-		rep.Rows = append(rep.Rows, report.Merge(rs))
+		if len(rs) > 0 {
+			rep.Rows = append(rep.Rows, report.Merge(rs))
+		}
 	}
-	if o.rate > 0 {
+	if o.rate > 0 && !o.coldOnly {
 		rep.Rate, rep.RateConnections, rep.RateDuration = o.rate, o.rateConns, o.rateDuration
 		for _, rs := range rateRounds {
 			rep.RateRows = append(rep.RateRows, report.Merge(rs))
@@ -360,7 +367,17 @@ func startCqgate(ctx context.Context, sup *supervisor, o options, t *target, upB
 		return err
 	}
 	conf := filepath.Join(o.workDir, "cqgate.yaml")
-	yaml := setup.CqgateYAML(listen, upBase+"/directory", certFile, keyFile, clientID, []string{warmOID, coldOID})
+	opts := setup.CqgateOptions{Listen: listen, DirectoryURL: upBase + "/directory", CertFile: certFile, KeyFile: keyFile,
+		ClientID: clientID, OIDs: []string{warmOID, coldOID}}
+	ready := "http://" + listen + "/readyz"
+	if o.coldProbe != "" {
+		if opts.Admin, err = loopback.FreeAddr(); err != nil {
+			return err
+		}
+		t.admin = "http://" + opts.Admin
+		ready = t.admin + "/readyz"
+	}
+	yaml := setup.CqgateConfig(opts)
 	if err := os.WriteFile(conf, []byte(yaml), 0o600); err != nil {
 		return err
 	}
@@ -369,7 +386,7 @@ func startCqgate(ctx context.Context, sup *supervisor, o options, t *target, upB
 		return err
 	}
 	t.proxy, t.url = c, "http://"+listen+"/fhir/"+warmOID+"/Patient/"+patientID
-	if err := c.waitHTTP(ctx, "http://"+listen+"/readyz", http.StatusOK); err != nil {
+	if err := c.waitHTTP(ctx, ready, http.StatusOK); err != nil {
 		return err
 	}
 	// Warm the directory, discovery and token caches.
@@ -481,7 +498,26 @@ func coldStart(ctx context.Context, o options, t *target, upBase string) (*repor
 		return nil, err
 	}
 	url := strings.Replace(t.url, "/fhir/"+warmOID+"/", "/fhir/"+coldOID+"/", 1)
+	var probe *coldProbe
+	probeCtx, probeStop := context.WithCancel(ctx)
+	probeDone := make(chan struct{})
+	if o.coldProbe != "" && t.admin != "" {
+		if probe, err = newColdProbe(o.coldProbe, t.proxy.pid(), t.admin); err != nil {
+			probeStop()
+			return nil, err
+		}
+		go func() { defer close(probeDone); probe.run(probeCtx) }()
+	} else {
+		close(probeDone)
+	}
 	res, err := load.Burst(ctx, load.BurstConfig{URL: url, N: o.coldN, Timeout: 60 * time.Second})
+	probeStop()
+	<-probeDone
+	if probe != nil {
+		if werr := probe.write(); werr != nil {
+			fmt.Fprintln(os.Stderr, "benchrun: cold probe:", werr)
+		}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("cold start: %w", err)
 	}

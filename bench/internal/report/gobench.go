@@ -282,7 +282,7 @@ func (r *GoBenchResult) Markdown(command string) string {
 		}
 		if reuse := rowNamed(rows, "BenchmarkReuseWarm"); reuse != nil {
 			if v, ok := reuse.BytesPerOrg[10000]; ok {
-				w("- With the resolved tenants `tenant.Reuser` keeps (for `proxy.reuse_resolved`, swept a minute after they expire): %.0f B per organization asked for recently.\n", v)
+				w("- With the resolved tenants `tenant.Reuser` keeps (while the cached entries they were built from are current, swept a minute after they are not): %.0f B per organization.\n", v)
 			}
 		}
 	}

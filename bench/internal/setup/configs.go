@@ -99,6 +99,10 @@ type CqgateOptions struct {
 	// The tokens: section (tokens.refresh_margin, refresh_ahead,
 	// min_interval), each left at cqgate's default when zero.
 	RefreshMargin, RefreshAhead, MinInterval time.Duration
+	// Admin, when set, moves health, readiness and metrics to this
+	// address (admin.listen) and serves pprof there too (admin.pprof),
+	// for a probe that profiles cqgate while it is measured.
+	Admin string
 }
 
 // CqgateConfig is CqgateYAML with further settings, for the soak.
@@ -112,6 +116,9 @@ func CqgateConfig(o CqgateOptions) string {
 	fmt.Fprintf(&b, "listen: %s\nlog_level: %s\n", q(o.Listen), q(level))
 	b.WriteString("audit:\n  destination: none\n")
 	b.WriteString("metrics:\n  enabled: true\n")
+	if o.Admin != "" {
+		fmt.Fprintf(&b, "admin:\n  listen: %s\n  pprof: true\n", q(o.Admin))
+	}
 	fmt.Fprintf(&b, "directory:\n  url: %s\n", q(o.DirectoryURL))
 	fmt.Fprintf(&b, "keys:\n  source: pem\n  pem:\n    certificate_file: %s\n    private_key_file: %s\n", q(o.CertFile), q(o.KeyFile))
 	fmt.Fprintf(&b, "client:\n  client_id: %s\n", q(o.ClientID))

@@ -1,0 +1,126 @@
+package tenant
+
+import (
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cqgate/cqgate/directory"
+	"github.com/cqgate/cqgate/discovery"
+)
+
+// currentEntry is a DirectoryLookup that says whether an organization
+// it returned is still its current answer (*directory.Resolver).
+type currentEntry interface {
+	Current(oid string, a directory.Answer) bool
+}
+
+// currentResult is a TokenDiscoverer that says whether the result a
+// Discover returned is still its current one (*discovery.Discoverer).
+type currentResult interface {
+	Key(req discovery.Request) (string, bool)
+	Version(key string, res *discovery.Result) (time.Time, bool)
+	Current(key string, version time.Time) bool
+}
+
+// resolution is what one Describe built a Tenant from, shared by the
+// tenant's copies (WithScope, WithPurposes): the cached entries that
+// vouch for it, and values other packages derive from it.
+type resolution struct {
+	// vouched says org (and, when key is set, the discovery result
+	// cached under key at version) are what the tenant was
+	// built from, and that nothing else it rests on can change
+	// unseen: while they are current, so is the tenant.
+	vouched bool
+	org     directory.Answer
+	key     string
+	version time.Time
+
+	mu      sync.Mutex // serializes writers of derived
+	derived atomic.Pointer[[]derivedValue]
+	next    int // the slot the next value replaces once full; under mu
+}
+
+// Current reports whether t, a tenant r resolved, is still what r
+// would resolve: its directory entry and discovery result are the
+// cached ones it was built from and still fresh, so that building it
+// again would give the same tenant. It allocates nothing. A tenant
+// built from a stale answer (stale-if-error), or from a lookup or
+// discoverer that cannot say (not *directory.Resolver or
+// *discovery.Discoverer), or waiting for a UDAP registration, is never
+// current: the Reuser then keeps it only for its TTL.
+func (r *Resolver) Current(t *Tenant) bool {
+	res := t.res
+	if res == nil || !res.vouched {
+		return false
+	}
+	dir, ok := r.Directory.(currentEntry)
+	if !ok || !dir.Current(t.OID, res.org) {
+		return false
+	}
+	if res.key == "" {
+		return true // the token URL is configured
+	}
+	disc, ok := r.Discovery.(currentResult)
+	return ok && disc.Current(res.key, res.version)
+}
+
+// DerivedKey names a value derived from a tenant (Tenant.Derived).
+type DerivedKey struct {
+	// Kind names the deriving package's use, e.g. "proxy.rewriter".
+	Kind string
+	// A and B are what the value depends on besides the tenant.
+	A, B string
+}
+
+type derivedValue struct {
+	key DerivedKey
+	v   any
+}
+
+// maxDerived bounds the values kept per resolved tenant: past it, a
+// new key replaces the oldest one.
+const maxDerived = 4
+
+// Derived returns the value build makes for t under key, built once per
+// resolved tenant (and shared with its copies) for up to four keys. It
+// is for values that depend only on what copies share (OID, FHIRBase,
+// endpoints), such as a response rewriter: kept on the tenant, they
+// live exactly as long as it is reused. Errors are not kept. A tenant
+// not made by a Resolver builds every time. Lookups allocate nothing.
+func (t *Tenant) Derived(key DerivedKey, build func() (any, error)) (any, error) {
+	res := t.res
+	if res == nil {
+		return build()
+	}
+	if vs := res.derived.Load(); vs != nil {
+		for i := range *vs {
+			if (*vs)[i].key == key {
+				return (*vs)[i].v, nil
+			}
+		}
+	}
+	v, err := build()
+	if err != nil {
+		return nil, err
+	}
+	res.mu.Lock()
+	defer res.mu.Unlock()
+	var vs []derivedValue
+	if old := res.derived.Load(); old != nil {
+		for _, d := range *old {
+			if d.key == key {
+				return d.v, nil // built meanwhile: share that one
+			}
+		}
+		vs = append(make([]derivedValue, 0, len(*old)+1), *old...)
+	}
+	if len(vs) < maxDerived {
+		vs = append(vs, derivedValue{key: key, v: v})
+	} else {
+		vs[res.next] = derivedValue{key: key, v: v}
+		res.next = (res.next + 1) % maxDerived
+	}
+	res.derived.Store(&vs)
+	return v, nil
+}
