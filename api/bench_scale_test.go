@@ -105,7 +105,7 @@ type scalePath struct {
 	tmpls   []*http.Request // one GET .../Patient/{id} per organization
 	header  http.Header
 	req     *http.Request
-	w       *scaleWriter
+	w       *discardWriter
 	perOrg  float64
 	// servedPerOrg is the live heap serving each organization once
 	// added, per organization.
@@ -166,7 +166,7 @@ func newScalePath(tb testing.TB, orgs int, reuse bool) *scalePath {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	sp := &scalePath{perOrg: float64(grew) / float64(orgs), w: &scaleWriter{h: http.Header{}}}
+	sp := &scalePath{perOrg: float64(grew) / float64(orgs), w: &discardWriter{h: http.Header{}}}
 
 	policy, err := callerauth.NewPolicy(map[string]callerauth.Rule{callerauth.AnonymousCaller: {Organizations: []string{"2.999.*"}, Scopes: []string{"system/*.read"}}})
 	if err != nil {
@@ -283,37 +283,6 @@ func (scaleUpstream) RoundTrip(req *http.Request) (*http.Response, error) {
 		Header:        http.Header{"Content-Type": scaleCT, "Content-Length": scaleCL},
 		ContentLength: int64(len(body)), Body: io.NopCloser(bytes.NewReader(body)), Request: req,
 	}, nil
-}
-
-// scaleWriter is a reusable ResponseWriter that counts the body.
-type scaleWriter struct {
-	h      http.Header
-	status int
-	n      int
-	first  bytes.Buffer
-}
-
-func (w *scaleWriter) Header() http.Header { return w.h }
-
-func (w *scaleWriter) WriteHeader(code int) {
-	if w.status == 0 {
-		w.status = code
-	}
-}
-
-func (w *scaleWriter) Write(p []byte) (int, error) {
-	w.WriteHeader(http.StatusOK)
-	if w.status != http.StatusOK && w.first.Len() < 512 {
-		w.first.Write(p[:min(len(p), 512-w.first.Len())])
-	}
-	w.n += len(p)
-	return len(p), nil
-}
-
-func (w *scaleWriter) reset() {
-	clear(w.h)
-	w.status, w.n = 0, 0
-	w.first.Reset()
 }
 
 const (

@@ -45,14 +45,14 @@ func TestCurrent(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if r.Current(oid, &Organization{OID: oid}) {
+			if r.Current(oid, NewEntry(&Organization{OID: oid}, SourceDirectory).Answer()) {
 				t.Error("Current took an organization that is not the cached one")
 			}
 			tt.change(r, clock)
-			if got := r.Current(oid, e.Organization); got != tt.want {
+			if got := r.Current(oid, e.Answer()); got != tt.want {
 				t.Errorf("Current = %v, want %v", got, tt.want)
 			}
-			if got := testing.AllocsPerRun(100, func() { r.Current(oid, e.Organization) }); got != 0 {
+			if got := testing.AllocsPerRun(100, func() { r.Current(oid, e.Answer()) }); got != 0 {
 				t.Errorf("Current allocates %v times", got)
 			}
 		})

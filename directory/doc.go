@@ -18,7 +18,10 @@
 // A Resolver puts static per-OID entries from configuration in front of
 // a directory client, caches answers, makes concurrent lookups of one OID
 // share one directory request, remembers "not found" for a while, and
-// serves an expired answer marked Stale while the directory fails.
+// serves an expired answer marked Stale while the directory fails. It
+// keeps each organization compactly (record.go: its strings in one
+// allocation, its endpoints' codes shared across organizations); an
+// Entry reads that form, and Entry.Organization builds the public one.
 //
 // The parsers bound a document's size and nesting and reject DOCTYPEs;
 // bad input is an error, never a panic (see the fuzz targets).

@@ -91,6 +91,16 @@ func (o *Organization) FHIREndpointRef(prefs []string) *Endpoint {
 	if o == nil {
 		return nil
 	}
+	i := chooseFHIR(len(o.Endpoints), func(i int) Endpoint { return o.Endpoints[i] }, prefs)
+	if i < 0 {
+		return nil
+	}
+	return &o.Endpoints[i]
+}
+
+// chooseFHIR returns the index of the endpoint FHIREndpointFor chooses
+// among n endpoints, at(i) being the i-th, or -1 when none is usable.
+func chooseFHIR(n int, at func(int) Endpoint, prefs []string) int {
 	if len(prefs) == 0 {
 		prefs = DefaultFHIRVersions()
 	}
@@ -102,9 +112,9 @@ func (o *Organization) FHIREndpointRef(prefs []string) *Endpoint {
 		}
 	}
 	best, bestRank := -1, [2]int{}
-	for i := range o.Endpoints {
-		ep := &o.Endpoints[i]
-		if !isFHIREndpoint(ep) {
+	for i := range n {
+		ep := at(i)
+		if !isFHIREndpoint(&ep) {
 			continue
 		}
 		r := [2]int{versionRank(ep.Version, rankOf), statusRank(ep.Status)}
@@ -112,10 +122,7 @@ func (o *Organization) FHIREndpointRef(prefs []string) *Endpoint {
 			best, bestRank = i, r
 		}
 	}
-	if best < 0 {
-		return nil
-	}
-	return &o.Endpoints[best]
+	return best
 }
 
 // versionRank orders a version: preferred families by their place in

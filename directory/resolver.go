@@ -65,10 +65,10 @@ type ResolverConfig struct {
 	Clock func() time.Time
 }
 
-// Entry is a resolved organization.
+// Entry is a resolved organization. Its organization is kept in a
+// compact form shared with the cache (see record): Organization builds
+// the public form, the other methods read it without building it.
 type Entry struct {
-	// Organization is shared with the cache: do not modify it.
-	Organization *Organization
 	// Source is SourceStatic or SourceDirectory.
 	Source string
 	// CachedAt is when the directory answered, or for a static entry
@@ -81,6 +81,42 @@ type Entry struct {
 	// header.
 	Stale       bool
 	StaleReason string
+
+	rec *record
+}
+
+// NewEntry returns an entry for org from source (SourceStatic or
+// SourceDirectory), for DirectoryLookup implementations other than the
+// Resolver, such as fakes. org is copied, not kept.
+func NewEntry(org *Organization, source string) *Entry {
+	return &Entry{Source: source, rec: newRecord(org)}
+}
+
+// Organization returns the organization, a new value on every call (for
+// the lookup API; the request path reads the methods below).
+func (e *Entry) Organization() *Organization { return e.rec.organization() }
+
+// OID is the organization's OID.
+func (e *Entry) OID() string { return e.rec.oid() }
+
+// Name is the organization's name.
+func (e *Entry) Name() string { return e.rec.name() }
+
+// Active is the organization's active flag.
+func (e *Entry) Active() bool { return e.rec.active() }
+
+// EndpointCount is how many endpoints the organization lists.
+func (e *Entry) EndpointCount() int { return e.rec.count() }
+
+// FHIRAddress is the Address of the endpoint Organization's
+// FHIREndpointFor(prefs) chooses, without building either, and whether
+// there is one.
+func (e *Entry) FHIRAddress(prefs []string) (string, bool) {
+	i := e.rec.fhirEndpoint(prefs)
+	if i < 0 {
+		return "", false
+	}
+	return e.rec.endpoint(i).Address, true
 }
 
 // Resolver resolves OIDs to organizations: static entries first, then
@@ -107,20 +143,36 @@ type Resolver struct {
 
 // held is the latest directory answer for an OID (fetched at its
 // Item's FetchedAt).
+// Two words (a map slot of 48 bytes, not 56): what is unusual about
+// the answer is behind state.
 type held struct {
-	org *Organization
-	// fail is set when a refresh last failed with a directory error (nil
-	// when the last refresh succeeded).
-	fail *refreshFailure
+	rec *record
+	// state is nil for an answer fetched and not forgotten whose last
+	// refresh succeeded, the usual case.
+	state *heldState
+}
+
+// heldState is what is unusual about a held answer.
+type heldState struct {
+	// at and reason are when a refresh last failed with a directory
+	// error and its message (at is zero when the last refresh
+	// succeeded).
+	at     time.Time
+	reason string
 	// refetch says the answer was forgotten (Forget): it is not served
 	// fresh any more, only stale-if-error.
 	refetch bool
 }
 
-// refreshFailure is when a refresh failed and its message.
-type refreshFailure struct {
-	at     time.Time
-	reason string
+// refetch reports whether h was forgotten (Forget).
+func (h held) refetch() bool { return h.state != nil && h.state.refetch }
+
+// failed returns when h's last refresh failed and why, if it did.
+func (h held) failed() (at time.Time, reason string, ok bool) {
+	if h.state == nil || h.state.at.IsZero() {
+		return time.Time{}, "", false
+	}
+	return h.state.at, h.state.reason, true
 }
 
 // NewResolver returns a Resolver for cfg.
@@ -140,7 +192,8 @@ func NewResolver(cfg ResolverConfig) *Resolver {
 	if r.now == nil {
 		r.now = time.Now
 	}
-	r.cache = cache.New[held](cache.Config{TTL: r.ttl, Keep: max(r.maxStale, 0), Clock: r.now})
+	// OwnKeys: every key is a cached record's own OID.
+	r.cache = cache.New[held](cache.Config{TTL: r.ttl, Keep: max(r.maxStale, 0), Clock: r.now, OwnKeys: true})
 	if r.negativeTTL > 0 {
 		r.negative = cache.New[error](cache.Config{TTL: r.negativeTTL, Clock: r.now})
 	}
@@ -156,7 +209,7 @@ func NewResolver(cfg ResolverConfig) *Resolver {
 			o.OID = oid
 		}
 		o.Endpoints = withFHIRVersions(o.Endpoints)
-		r.static[oid] = Entry{Organization: &o, Source: SourceStatic, CachedAt: created}
+		r.static[oid] = Entry{rec: newRecord(&o), Source: SourceStatic, CachedAt: created}
 	}
 	return r
 }
@@ -196,8 +249,8 @@ func (r *Resolver) Lookup(ctx context.Context, oid string) (e *Entry, err error)
 	}
 	now := r.now()
 	it, ok := r.cache.Peek(oid)
-	if ok && !it.Value.refetch && now.Sub(it.FetchedAt) < r.ttl {
-		return &Entry{Organization: it.Value.org, Source: SourceDirectory, CachedAt: it.FetchedAt}, nil
+	if ok && !it.Value.refetch() && now.Sub(it.FetchedAt) < r.ttl {
+		return &Entry{rec: it.Value.rec, Source: SourceDirectory, CachedAt: it.FetchedAt}, nil
 	}
 	if e, ok := r.recentlyFailed(it, ok, now); ok {
 		return e, nil
@@ -215,27 +268,39 @@ func (r *Resolver) Lookup(ctx context.Context, oid string) (e *Entry, err error)
 		return nil, err
 	}
 	cachedAt := r.now()
-	if it, ok := r.cache.Peek(oid); ok && it.Value.org == h.org {
+	if it, ok := r.cache.Peek(oid); ok && it.Value.rec == h.rec {
 		cachedAt = it.FetchedAt
 	}
-	return &Entry{Organization: h.org, Source: SourceDirectory, CachedAt: cachedAt}, nil
+	return &Entry{rec: h.rec, Source: SourceDirectory, CachedAt: cachedAt}, nil
 }
 
-// Current reports whether org (an Entry.Organization Lookup returned for
+// Answer identifies the directory answer an Entry carries (its cached
+// record), for Current: comparable, one word, keeping that answer alive
+// as the Entry does. The zero Answer is no answer.
+type Answer struct{ rec *record }
+
+// Answer returns the answer e carries.
+func (e *Entry) Answer() Answer { return Answer{e.rec} }
+
+// Current reports whether a (the Answer of an Entry Lookup returned for
 // the canonical oid) is still the answer Lookup would serve fresh: the
-// static entry, or the cached directory answer itself (the same value,
+// static entry, or the cached directory answer itself (the same record,
 // within its TTL, neither forgotten nor failing). It neither fetches nor
 // allocates; a caller that keeps what it built from an Entry uses it to
 // know when to build again.
-func (r *Resolver) Current(oid string, org *Organization) bool {
-	if org == nil {
+func (r *Resolver) Current(oid string, a Answer) bool {
+	if a.rec == nil {
 		return false
 	}
 	if e, ok := r.static[oid]; ok {
-		return e.Organization == org
+		return e.rec == a.rec
 	}
 	it, ok := r.cache.Stored(oid)
-	return ok && it.Value.org == org && !it.Value.refetch && it.Value.fail == nil && r.now().Sub(it.FetchedAt) < r.ttl
+	if !ok || it.Value.rec != a.rec || it.Value.refetch() || r.now().Sub(it.FetchedAt) >= r.ttl {
+		return false
+	}
+	_, _, failed := it.Value.failed()
+	return !failed
 }
 
 // fetch asks the directory for oid (once for all concurrent lookups) and
@@ -244,7 +309,7 @@ func (r *Resolver) Current(oid string, org *Organization) bool {
 func (r *Resolver) fetch(ctx context.Context, oid string) (held, error) {
 	// A flight that finished between the caller's miss and this one has
 	// filled the cache: do not ask again.
-	if it, ok := r.cache.Peek(oid); ok && !it.Value.refetch && r.now().Sub(it.FetchedAt) < r.ttl {
+	if it, ok := r.cache.Peek(oid); ok && !it.Value.refetch() && r.now().Sub(it.FetchedAt) < r.ttl {
 		return it.Value, nil
 	}
 	// oid may be a slice of a caller's request line; what is kept must
@@ -263,8 +328,9 @@ func (r *Resolver) fetch(ctx context.Context, oid string) (held, error) {
 		if r.negative != nil {
 			r.negative.Forget(oid)
 		}
-		h := held{org: org}
-		r.cache.Put(oid, h)
+		h := held{rec: newRecord(org)}
+		// The key is the record's own OID: no second copy of it.
+		r.cache.Put(h.rec.oid(), h)
 		return h, nil
 	case errors.Is(err, ErrNotFound):
 		// The directory says it does not know oid: nothing stale is
@@ -275,8 +341,8 @@ func (r *Resolver) fetch(ctx context.Context, oid string) (held, error) {
 		}
 	case transient(err) && r.maxStale >= 0:
 		if it, ok := r.cache.Peek(oid); ok {
-			it.Value.fail = &refreshFailure{at: r.now(), reason: staleReason(err)}
-			r.cache.Set(oid, it)
+			it.Value.state = &heldState{at: r.now(), reason: staleReason(err), refetch: it.Value.refetch()}
+			r.cache.Set(it.Value.rec.oid(), it)
 		}
 	}
 	return held{}, err
@@ -285,7 +351,10 @@ func (r *Resolver) fetch(ctx context.Context, oid string) (held, error) {
 // recentlyFailed returns the stale entry for it, the item held for an
 // OID (when ok), if a refresh failed less than StaleRetry ago.
 func (r *Resolver) recentlyFailed(it cache.Item[held], ok bool, now time.Time) (*Entry, bool) {
-	if !ok || r.staleRetry <= 0 || r.maxStale < 0 || it.Value.fail == nil || now.Sub(it.Value.fail.at) >= r.staleRetry {
+	if !ok || r.staleRetry <= 0 || r.maxStale < 0 {
+		return nil, false
+	}
+	if at, _, failed := it.Value.failed(); !failed || now.Sub(at) >= r.staleRetry {
 		return nil, false
 	}
 	return staleEntry(it), true
@@ -308,9 +377,9 @@ func (r *Resolver) stale(oid string, err error) (*Entry, bool) {
 }
 
 func staleEntry(it cache.Item[held]) *Entry {
-	e := &Entry{Organization: it.Value.org, Source: SourceDirectory, CachedAt: it.FetchedAt, Stale: true}
-	if f := it.Value.fail; f != nil {
-		e.StaleReason = f.reason
+	e := &Entry{rec: it.Value.rec, Source: SourceDirectory, CachedAt: it.FetchedAt, Stale: true}
+	if _, reason, failed := it.Value.failed(); failed {
+		e.StaleReason = reason
 	}
 	return e
 }
@@ -369,8 +438,8 @@ func (r *Resolver) Forget(oid string) {
 		r.negative.Forget(oid)
 	}
 	if ok && r.maxStale >= 0 {
-		it.Value.fail, it.Value.refetch = nil, true
-		r.cache.Set(oid, it)
+		it.Value.state = &heldState{refetch: true}
+		r.cache.Set(it.Value.rec.oid(), it)
 	}
 }
 

@@ -82,8 +82,8 @@ func TestResolverStatic(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if e.Source != SourceStatic || e.Organization.Name != "Configured Cerner" || e.Organization.OID != cernerOID || !e.CachedAt.Equal(clock.Now()) {
-				t.Errorf("Lookup = %+v (org %+v), want the static entry with OID filled in", e, e.Organization)
+			if e.Source != SourceStatic || e.Organization().Name != "Configured Cerner" || e.Organization().OID != cernerOID || !e.CachedAt.Equal(clock.Now()) {
+				t.Errorf("Lookup = %+v (org %+v), want the static entry with OID filled in", e, e.Organization())
 			}
 		})
 	}
@@ -187,7 +187,7 @@ func TestResolverCacheTTL(t *testing.T) {
 		if got := ds.requests.Load(); got != s.wantRequests {
 			t.Errorf("%s: %d directory requests, want %d", s.name, got, s.wantRequests)
 		}
-		if e.Source != SourceDirectory || e.Organization.OID != cernerOID {
+		if e.Source != SourceDirectory || e.Organization().OID != cernerOID {
 			t.Errorf("%s: entry %+v", s.name, e)
 		}
 		if want := start.Add(s.wantCachedAt); !e.CachedAt.Equal(want) {
@@ -229,8 +229,8 @@ func TestResolverConcurrentLookupsShareOneRequest(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			e, err := r.Lookup(context.Background(), cernerOID)
-			if err == nil && e.Organization.OID != cernerOID {
-				err = fmt.Errorf("got organization %q", e.Organization.OID)
+			if err == nil && e.Organization().OID != cernerOID {
+				err = fmt.Errorf("got organization %q", e.Organization().OID)
 			}
 			errs <- err
 		}()
@@ -356,7 +356,7 @@ func TestResolverStaleIfError(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %v", s.name, err)
 		}
-		if e.Stale != s.wantStale || e.Organization.OID != cernerOID || e.Source != SourceDirectory {
+		if e.Stale != s.wantStale || e.Organization().OID != cernerOID || e.Source != SourceDirectory {
 			t.Errorf("%s: entry %+v, want stale=%v", s.name, e, s.wantStale)
 		}
 		if s.wantStale {
@@ -559,7 +559,7 @@ func TestResolverStaticEntriesSayFHIRVersion(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := []string{e.Organization.Endpoints[0].FHIRVersion, e.Organization.Endpoints[1].FHIRVersion}; got[0] != FHIRR4 || got[1] != "" {
+	if got := []string{e.Organization().Endpoints[0].FHIRVersion, e.Organization().Endpoints[1].FHIRVersion}; got[0] != FHIRR4 || got[1] != "" {
 		t.Errorf("FHIRVersion = %q", got)
 	}
 }

@@ -9,7 +9,9 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -211,6 +213,40 @@ type Discoverer struct {
 	// afterRefresh, when set (by tests, before first use), is called
 	// when a background refresh ends.
 	afterRefresh func(key string, err error)
+	variants     variants
+}
+
+// variants numbers the distinct (order, override, community) parts of
+// result keys, so that a key is the FHIR base and a short number rather
+// than the base and the spelled-out order (64 bytes less per cached
+// result). Orders and communities come from configuration, so there are
+// few; past maxVariants the parts are spelled out in the key.
+type variants struct {
+	mu sync.Mutex
+	m  map[string]string
+}
+
+const maxVariants = 256
+
+// code returns the short code of suffix (not kept: a known one costs
+// no allocation).
+func (v *variants) code(suffix []byte) string {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if c, ok := v.m[string(suffix)]; ok {
+		return c
+	}
+	if len(v.m) >= maxVariants {
+		return string(suffix)
+	}
+	if v.m == nil {
+		v.m = make(map[string]string)
+	}
+	// "#n" never starts a spelled-out suffix, which starts with a source
+	// name or a NUL.
+	c := "#" + strconv.Itoa(len(v.m))
+	v.m[string(suffix)] = c
+	return c
 }
 
 // New returns a Discoverer for cfg.
@@ -326,35 +362,30 @@ func (d *Discoverer) request(req Request) (*request, error) {
 		return nil, fmt.Errorf("discovery: trust community %s is not configured", quote(community))
 	}
 	r := &request{base: base, u: u, order: slices.Clone(order), override: req.CernerOverride, community: community}
-	r.key = resultKey(base, order, r.override, community)
+	r.key = d.resultKey(base, order, r.override, community)
 	return r, nil
 }
 
-// resultKey is the results cache's key of a request, built in one
-// allocation: base, the sources' names joined by ", ", "override" or
-// nothing, and the community, separated by NULs.
-func resultKey(base string, order []Source, override bool, community string) string {
-	n := len(base) + len(community) + 3 + len("override")
-	for _, s := range order {
-		n += len(s) + len(", ")
-	}
-	var b strings.Builder
-	b.Grow(n)
-	b.WriteString(base)
-	b.WriteByte(0)
+// resultKey is the results cache's key of a request: base, a NUL and
+// the short code of the rest (the sources' names joined by ", ",
+// "override" or nothing, and the community, separated by NULs; see
+// variants), in one allocation when the code is known.
+func (d *Discoverer) resultKey(base string, order []Source, override bool, community string) string {
+	var buf [128]byte
+	rest := buf[:0]
 	for i, s := range order {
 		if i > 0 {
-			b.WriteString(", ")
+			rest = append(rest, ", "...)
 		}
-		b.WriteString(string(s))
+		rest = append(rest, s...)
 	}
-	b.WriteByte(0)
+	rest = append(rest, 0)
 	if override {
-		b.WriteString("override")
+		rest = append(rest, "override"...)
 	}
-	b.WriteByte(0)
-	b.WriteString(community)
-	return b.String()
+	rest = append(rest, 0)
+	rest = append(rest, community...)
+	return base + "\x00" + d.variants.code(rest)
 }
 
 // Key returns the key req's result is cached under, for Current; ok is
@@ -372,7 +403,7 @@ func (d *Discoverer) Key(req Request) (key string, ok bool) {
 	if community == "" {
 		community = DefaultCommunity
 	}
-	return resultKey(base, order, req.CernerOverride, community), true
+	return d.resultKey(base, order, req.CernerOverride, community), true
 }
 
 // parseBase validates a FHIR base URL and returns it without trailing
@@ -392,15 +423,17 @@ func parseBase(fhirBase string) (string, *url.URL, error) {
 }
 
 // docURL is the URL of the document of kind below the FHIR base u; the
-// UDAP metadata's carries ?community= when communityURI is set.
+// UDAP metadata's carries ?community= when communityURI is set. It is
+// a string of its own size (URL.String's buffer is larger): the document
+// cache keeps it as the key.
 func docURL(u *url.URL, kind docKind, communityURI string) string {
 	switch kind {
 	case docUDAP:
-		return udapURL(u, communityURI)
+		return strings.Clone(udapURL(u, communityURI))
 	case docSMART:
-		return u.JoinPath(".well-known", "smart-configuration").String()
+		return strings.Clone(u.JoinPath(".well-known", "smart-configuration").String())
 	}
-	return u.JoinPath("metadata").String()
+	return strings.Clone(u.JoinPath("metadata").String())
 }
 
 // normalizeBase trims surrounding space and trailing slashes, so that

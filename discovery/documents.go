@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/cqgate/cqgate/internal/upstream"
@@ -16,7 +17,7 @@ import (
 const HeaderCernerOverride = "Cerner-Override-OAuth-URIs"
 
 // docKind is one of the documents discovery reads.
-type docKind int
+type docKind uint8
 
 const (
 	docMetadata docKind = iota // {base}/metadata
@@ -36,20 +37,51 @@ func (k docKind) String() string {
 	return "document"
 }
 
-// document is a fetched and parsed document, as cached.
+// document is a fetched and parsed document, as cached: 96 bytes, its
+// oauth-uris one string (the four URLs back to back, each a separate
+// allocation before; a separate tokenURIs struct cost 64 bytes more).
 type document struct {
-	kind      docKind
 	url       string
 	fetchedAt time.Time
+	// One of smart, udap and uris is set for a read document, by kind
+	// (uris when hasURIs; a CapabilityStatement without oauth-uris has
+	// none). uris holds the URLs tokenURIs gives, ending at urisEnds.
+	smart    *smartConfiguration
+	udap     *udapMetadata
+	uris     string
+	urisEnds [3]uint32
 	// notSupported is the HTTP status with which a .well-known document
 	// said the server does not speak that protocol (404 and the like), 0
 	// when the document was read.
-	notSupported int
-	// One of these is set for a read document, by kind. uris is nil for
-	// a CapabilityStatement without oauth-uris.
-	uris  *tokenURIs
-	smart *smartConfiguration
-	udap  *udapMetadata
+	notSupported uint16
+	kind         docKind
+	hasURIs      bool
+}
+
+// tokenURIs returns the CapabilityStatement's oauth-uris, sharing the
+// document's string, and false when it has none (or doc is another
+// kind).
+func (doc *document) tokenURIs() (tokenURIs, bool) {
+	if !doc.hasURIs {
+		return tokenURIs{}, false
+	}
+	s, e := doc.uris, doc.urisEnds
+	return tokenURIs{Token: s[:e[0]], CarequalityToken: s[e[0]:e[1]], CarequalityRegister: s[e[1]:e[2]], Register: s[e[2]:]}, true
+}
+
+// setURIs keeps u's URLs in doc, in one string.
+func (doc *document) setURIs(u *OAuthURIs) {
+	if u == nil {
+		return
+	}
+	var b strings.Builder
+	b.Grow(len(u.Token) + len(u.CarequalityToken) + len(u.CarequalityRegister) + len(u.Register))
+	for i, s := range []string{u.Token, u.CarequalityToken, u.CarequalityRegister} {
+		b.WriteString(s)
+		doc.urisEnds[i] = uint32(b.Len())
+	}
+	b.WriteString(u.Register)
+	doc.uris, doc.hasURIs = b.String(), true
 }
 
 // notSupportedStatus reports whether status, answered for a .well-known
@@ -110,7 +142,7 @@ func (d *Discoverer) fetchDocument(ctx context.Context, kind docKind, u string, 
 	case err != nil:
 		return nil, &Error{URL: u, StatusCode: resp.StatusCode, Err: err}
 	case notSupportedStatus(kind, resp.StatusCode):
-		return &document{kind: kind, url: u, fetchedAt: d.now(), notSupported: resp.StatusCode}, nil
+		return &document{kind: kind, url: u, fetchedAt: d.now(), notSupported: uint16(resp.StatusCode)}, nil
 	case !resp.OK():
 		return nil, &Error{URL: u, StatusCode: resp.StatusCode, Err: upstream.DescribeStatus(resp.StatusCode, resp.Body)}
 	case resp.Truncated:
@@ -121,7 +153,7 @@ func (d *Discoverer) fetchDocument(ctx context.Context, kind docKind, u string, 
 	case docMetadata:
 		var uris *OAuthURIs
 		uris, err = parseCapabilityStatement(resp.Body)
-		doc.uris = keptURIs(uris)
+		doc.setURIs(uris)
 	case docUDAP:
 		doc.udap, err = parseUDAPMetadata(resp.Body)
 	case docSMART:
@@ -139,12 +171,4 @@ func (d *Discoverer) fetchDocument(ctx context.Context, kind docKind, u string, 
 // reported nowhere, so thousands of cached documents do not hold them.
 type tokenURIs struct {
 	Token, CarequalityToken, CarequalityRegister, Register string
-}
-
-// keptURIs returns what a cached document keeps of u (nil for nil).
-func keptURIs(u *OAuthURIs) *tokenURIs {
-	if u == nil {
-		return nil
-	}
-	return &tokenURIs{Token: u.Token, CarequalityToken: u.CarequalityToken, CarequalityRegister: u.CarequalityRegister, Register: u.Register}
 }

@@ -193,8 +193,8 @@ func evaluate(src Source, doc *document, base string, override bool, tr *trust, 
 	switch src {
 	case SourceCarequalityToken:
 		what = "carequality-token URL"
-		switch uris := doc.uris; {
-		case uris == nil:
+		switch uris, ok := doc.tokenURIs(); {
+		case !ok:
 			none = "the CapabilityStatement has no oauth-uris extension"
 		case uris.CarequalityToken != "":
 			c.tokenURL, c.registration = uris.CarequalityToken, uris.CarequalityRegister
@@ -208,8 +208,8 @@ func evaluate(src Source, doc *document, base string, override bool, tr *trust, 
 		}
 	case SourceToken:
 		what = "token URL"
-		switch uris := doc.uris; {
-		case uris == nil:
+		switch uris, ok := doc.tokenURIs(); {
+		case !ok:
 			none = "the CapabilityStatement has no oauth-uris extension"
 		case uris.Token == "":
 			none = "oauth-uris lists no token"

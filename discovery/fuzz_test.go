@@ -72,7 +72,8 @@ func FuzzParseCapabilityStatement(f *testing.F) {
 		if u, src, ok := uris.TokenEndpoint(); ok != (u != "") || (ok && !src.Valid()) {
 			t.Fatalf("TokenEndpoint() = %q, %q, %v", u, src, ok)
 		}
-		doc := &document{kind: docMetadata, url: fuzzBase + "/metadata", fetchedAt: fuzzNow, uris: keptURIs(uris)}
+		doc := &document{kind: docMetadata, url: fuzzBase + "/metadata", fetchedAt: fuzzNow}
+		doc.setURIs(uris)
 		for _, override := range []bool{false, true} {
 			for _, src := range []Source{SourceCarequalityToken, SourceToken} {
 				ev := evaluate(src, doc, fuzzBase, override, nil, fuzzNow)

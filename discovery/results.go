@@ -22,13 +22,80 @@ import (
 // a source yields and which one wins is evaluate.go's.
 
 // entry is a cached result with the state of its refreshes. The state
-// changes in place: the results cache keeps entries in process. It is
-// allocated only once a refresh fails, so that the thousands of entries
-// whose refreshes succeed do not each carry it.
+// changes in place: the results cache keeps entries in process. Its
+// refresh-failure state is allocated only once a refresh fails, so that
+// the thousands of entries whose refreshes succeed do not each carry it.
 type entry struct {
 	mu   sync.Mutex
-	res  *Result
 	fail *refreshFailure
+	res  keptResult // never modified
+}
+
+// keptResult is a Result as an entry keeps it: one allocation with the
+// entry instead of a Result (288 bytes) and its attempts (128 bytes for
+// one), the rarely set fields behind a pointer, and the usual single
+// attempt (the CapabilityStatement's token URL, used) not stored but
+// rebuilt from the fields that say the same. result builds the Result
+// callers get, a new one each time, as the clone of a kept Result was.
+type keptResult struct {
+	tokenURL    string
+	source      Source
+	metadataURL string
+	community   string
+	fetchedAt   time.Time
+	// attempts is nil when the only attempt was source's, at
+	// metadataURL, used, offering tokenURL, fetched at usedAt.
+	attempts []Attempt
+	more     *moreResult // nil when all its fields are empty
+	// expires and usedAt are kept as offsets from fetchedAt (8 bytes
+	// each instead of 24): the same instants, in fetchedAt's location.
+	expires, usedAt time.Duration
+	udap            bool
+}
+
+// expiry is when k must be discovered again.
+func (k *keptResult) expiry() time.Time { return k.fetchedAt.Add(k.expires) }
+
+// moreResult is what most results do not have.
+type moreResult struct {
+	signingAlgorithms, authMethods, scopesSupported, capabilities []string
+	registrationEndpoint                                          string
+}
+
+// keep returns r as an entry keeps it. r is not modified or kept; its
+// slices are (the caller made them for this result).
+func keep(r *Result) keptResult {
+	k := keptResult{tokenURL: r.TokenURL, source: r.Source, metadataURL: r.MetadataURL, community: r.Community,
+		fetchedAt: r.FetchedAt, expires: r.Expires.Sub(r.FetchedAt), attempts: r.Attempts, udap: r.UDAP}
+	if len(r.Attempts) == 1 {
+		a := &r.Attempts[0]
+		if a.Source == r.Source && a.URL == r.MetadataURL && a.URL != "" && a.Outcome == OutcomeUsed &&
+			a.Detail == "" && a.TokenURL == r.TokenURL && a.Err == nil && !a.FetchedAt.IsZero() {
+			k.attempts, k.usedAt = nil, a.FetchedAt.Sub(r.FetchedAt)
+		}
+	}
+	if len(r.SigningAlgorithms) > 0 || len(r.AuthMethods) > 0 || len(r.ScopesSupported) > 0 || len(r.Capabilities) > 0 || r.RegistrationEndpoint != "" {
+		k.more = &moreResult{signingAlgorithms: r.SigningAlgorithms, authMethods: r.AuthMethods,
+			scopesSupported: r.ScopesSupported, capabilities: r.Capabilities, registrationEndpoint: r.RegistrationEndpoint}
+	}
+	return k
+}
+
+// result returns a new Result for k, sharing no slices with it.
+func (k *keptResult) result() *Result {
+	r := &Result{TokenURL: k.tokenURL, Source: k.source, MetadataURL: k.metadataURL, Community: k.community,
+		FetchedAt: k.fetchedAt, Expires: k.expiry(), UDAP: k.udap}
+	if k.attempts != nil {
+		r.Attempts = slices.Clone(k.attempts)
+	} else {
+		r.Attempts = []Attempt{{Source: k.source, URL: k.metadataURL, Outcome: OutcomeUsed, TokenURL: k.tokenURL, FetchedAt: k.fetchedAt.Add(k.usedAt)}}
+	}
+	if m := k.more; m != nil {
+		r.SigningAlgorithms, r.AuthMethods = slices.Clone(m.signingAlgorithms), slices.Clone(m.authMethods)
+		r.ScopesSupported, r.Capabilities = slices.Clone(m.scopesSupported), slices.Clone(m.capabilities)
+		r.RegistrationEndpoint = m.registrationEndpoint
+	}
+	return r
 }
 
 // refreshFailure is the state of an entry's failed refreshes.
@@ -38,13 +105,13 @@ type refreshFailure struct {
 	bo      backoff.BackOff
 }
 
-func (e *entry) state() (res *Result, retryAt time.Time, lastErr error) {
+func (e *entry) state() (retryAt time.Time, lastErr error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if f := e.fail; f != nil {
-		return e.res, f.retryAt, f.lastErr
+		return f.retryAt, f.lastErr
 	}
-	return e.res, time.Time{}, nil
+	return time.Time{}, nil
 }
 
 // Discover returns the token endpoint of the FHIR server at
@@ -69,34 +136,30 @@ func (d *Discoverer) Discover(ctx context.Context, req Request) (out *Result, er
 	}
 	now := d.now()
 	if e := d.entry(r.key); e != nil {
-		res, retryAt, lastErr := e.state()
+		kept := &e.res
+		retryAt, lastErr := e.state()
 		switch {
-		case res == nil:
-		case now.Before(res.Expires):
-			if d.refreshAhead > 0 && !now.Before(res.Expires.Add(-d.refreshAhead)) && !now.Before(retryAt) {
+		case now.Before(kept.expiry()):
+			if d.refreshAhead > 0 && !now.Before(kept.expiry().Add(-d.refreshAhead)) && !now.Before(retryAt) {
 				d.refreshInBackground(ctx, r)
 			}
-			return res.clone(), nil
-		case now.Before(res.Expires.Add(d.maxStale)):
+			return kept.result(), nil
+		case now.Before(kept.expiry().Add(d.maxStale)):
 			if now.Before(retryAt) {
-				return res.stale(lastErr), nil
+				return kept.result().stale(lastErr), nil
 			}
 			fresh, err := d.shared(ctx, r)
 			var te *TrustError
 			switch {
 			case err == nil:
-				return fresh.clone(), nil
+				return fresh, nil
 			case ctx.Err() != nil, errors.As(err, &te):
 				return nil, err
 			}
-			return res.stale(err), nil
+			return kept.result().stale(err), nil
 		}
 	}
-	res, err := d.shared(ctx, r)
-	if err != nil {
-		return nil, err
-	}
-	return res.clone(), nil
+	return d.shared(ctx, r)
 }
 
 // Forget drops every cached result and document for fhirBase, so that
@@ -133,11 +196,11 @@ func (d *Discoverer) Version(key string, res *Result) (version time.Time, ok boo
 	if !ok || it.Value == nil || res == nil {
 		return time.Time{}, false
 	}
-	cached, _, _ := it.Value.state()
+	cached := &it.Value.res
 	// Equal times of the documents it rests on, same token URL and
 	// source: the same result (evaluated from the same documents).
-	if cached == nil || !cached.FetchedAt.Equal(res.FetchedAt) || !cached.Expires.Equal(res.Expires) ||
-		cached.TokenURL != res.TokenURL || cached.Source != res.Source {
+	if !cached.fetchedAt.Equal(res.FetchedAt) || !cached.expiry().Equal(res.Expires) ||
+		cached.tokenURL != res.TokenURL || cached.source != res.Source {
 		return time.Time{}, false
 	}
 	return it.FetchedAt, true
@@ -154,12 +217,12 @@ func (d *Discoverer) Current(key string, version time.Time) bool {
 	if !ok || it.Value == nil || !it.FetchedAt.Equal(version) {
 		return false
 	}
-	res, retryAt, _ := it.Value.state()
-	now := d.now()
-	if res == nil || !now.Before(res.Expires) {
+	retryAt, _ := it.Value.state()
+	now, expires := d.now(), it.Value.res.expiry()
+	if !now.Before(expires) {
 		return false
 	}
-	return d.refreshAhead <= 0 || now.Before(res.Expires.Add(-d.refreshAhead)) || now.Before(retryAt)
+	return d.refreshAhead <= 0 || now.Before(expires.Add(-d.refreshAhead)) || now.Before(retryAt)
 }
 
 // entry returns the held entry for key, fresh or not; whether it is
@@ -183,7 +246,7 @@ func (d *Discoverer) refreshInBackground(ctx context.Context, r *request) {
 }
 
 // shared runs r's discovery once for all concurrent callers and waits
-// for it until ctx is done.
+// for it until ctx is done; the Result is the caller's.
 func (d *Discoverer) shared(ctx context.Context, r *request) (*Result, error) {
 	e, err := d.results.Do(ctx, r.key, d.flight(r))
 	if err != nil {
@@ -192,7 +255,7 @@ func (d *Discoverer) shared(ctx context.Context, r *request) (*Result, error) {
 		}
 		return nil, err
 	}
-	return e.res, nil
+	return e.res.result(), nil
 }
 
 // flight is the shared fetch of r's result: it discovers, guards against
@@ -203,16 +266,16 @@ func (d *Discoverer) flight(r *request) func(context.Context) (*entry, error) {
 	return func(fctx context.Context) (*entry, error) {
 		now := d.now()
 		e := d.entry(r.key)
-		var old *Result
+		var old *keptResult
 		if e != nil {
-			old, _, _ = e.state()
+			old = &e.res
 		}
 		maxAge := d.ttl
 		if old != nil {
-			if now.Before(old.Expires.Add(-d.refreshAhead)) {
+			if now.Before(old.expiry().Add(-d.refreshAhead)) {
 				return e, nil // refreshed while this flight was being set up
 			}
-			if now.Before(old.Expires) {
+			if now.Before(old.expiry()) {
 				// Refresh ahead: documents as old as the result is are
 				// fetched again.
 				maxAge = d.ttl - d.refreshAhead
@@ -220,7 +283,7 @@ func (d *Discoverer) flight(r *request) func(context.Context) (*entry, error) {
 		}
 		res, err := d.discover(fctx, r, maxAge)
 		// servable: the cached result is still served if this fails.
-		servable := old != nil && now.Before(old.Expires.Add(d.maxStale))
+		servable := old != nil && now.Before(old.expiry().Add(d.maxStale))
 		if err == nil && servable {
 			err = downgrade(r, old, res)
 		}
@@ -233,12 +296,12 @@ func (d *Discoverer) flight(r *request) func(context.Context) (*entry, error) {
 		if err != nil {
 			if servable {
 				e.failed(now, err, d.refreshRetry)
-				d.log.WithFields(logrus.Fields{"fhir_base": r.base, "cached_source": old.Source, "cached_expires": old.Expires}).
+				d.log.WithFields(logrus.Fields{"fhir_base": r.base, "cached_source": old.source, "cached_expires": old.expiry()}).
 					WithError(err).Warn("discovery: refresh failed; serving the cached token URL")
 			}
 			return nil, err
 		}
-		fresh := &entry{res: res}
+		fresh := &entry{res: keep(res)}
 		d.results.Put(r.key, fresh)
 		return fresh, nil
 	}
@@ -261,39 +324,27 @@ func (e *entry) failed(now time.Time, err error, p retry.Policy) {
 // opposed to no longer offering a token URL): a passing outage of
 // /metadata must not move a Cerner server from its Carequality token URL
 // to its generic one.
-func downgrade(r *request, old, res *Result) error {
-	oldRank, newRank := slices.Index(r.order, old.Source), slices.Index(r.order, res.Source)
+func downgrade(r *request, old *keptResult, res *Result) error {
+	oldRank, newRank := slices.Index(r.order, old.source), slices.Index(r.order, res.Source)
 	if oldRank < 0 || newRank <= oldRank {
 		return nil
 	}
 	for _, a := range res.Attempts {
 		if slices.Index(r.order, a.Source) <= oldRank && a.Err != nil {
 			return fmt.Errorf("discovery: refreshing the token URL of %s would fall back from %s to %s because %s failed: %w",
-				r.base, old.Source, res.Source, a.Source, a.Err)
+				r.base, old.source, res.Source, a.Source, a.Err)
 		}
 	}
 	return nil
 }
 
-// clone returns a copy of r that shares no slices with it.
-func (r *Result) clone() *Result {
-	c := *r
-	c.Attempts = slices.Clone(r.Attempts)
-	c.SigningAlgorithms = slices.Clone(r.SigningAlgorithms)
-	c.AuthMethods = slices.Clone(r.AuthMethods)
-	c.ScopesSupported = slices.Clone(r.ScopesSupported)
-	c.Capabilities = slices.Clone(r.Capabilities)
-	return &c
-}
-
-// stale returns a copy of r marked stale because of err.
+// stale marks r, the caller's own, stale because of err, and returns it.
 func (r *Result) stale(err error) *Result {
-	c := r.clone()
-	c.Stale = true
+	r.Stale = true
 	if err != nil {
-		c.StaleReason = err.Error()
+		r.StaleReason = err.Error()
 	} else {
-		c.StaleReason = "refresh failed"
+		r.StaleReason = "refresh failed"
 	}
-	return c
+	return r
 }

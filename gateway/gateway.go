@@ -119,12 +119,12 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Gateway, error
 	base, fhirBase := opts.Transport, opts.Transport
 	if base == nil {
 		hdr := cfg.Proxy.MaxResponseHeaderBytes
-		base = NewTransport(TransportOptions{
-			ResponseHeaderTimeout: cfg.Proxy.Timeout, Guard: true, MaxResponseHeaderBytes: hdr,
+		base = NewGuardedTransport(TransportOptions{
+			ResponseHeaderTimeout: cfg.Proxy.Timeout, MaxResponseHeaderBytes: hdr,
 			MaxConnsPerHost: cfg.Upstream.MaxConnsPerHost,
 		})
-		fhirBase = NewTransport(TransportOptions{
-			ResponseHeaderTimeout: cfg.Proxy.Timeout, Guard: true, ReadIdleTimeout: cfg.Proxy.Timeout,
+		fhirBase = NewGuardedTransport(TransportOptions{
+			ResponseHeaderTimeout: cfg.Proxy.Timeout, ReadIdleTimeout: cfg.Proxy.Timeout,
 			MaxConnsPerHost: cfg.Proxy.MaxConnsPerHost, MaxIdleConnsPerHost: cfg.Proxy.MaxIdleConnsPerHost,
 			MaxResponseHeaderBytes: hdr,
 		})
@@ -599,4 +599,15 @@ func (c *idleConn) Read(p []byte) (int, error) {
 		return 0, err
 	}
 	return c.Conn.Read(p)
+}
+
+// NewGuardedTransport is NewTransport with Guard, its connections kept
+// in two pools (egress.Pools): one for requests whose context allows
+// private addresses, one for the others. The guard runs when a
+// connection is dialled, so one shared pool would hand a connection an
+// allowed organization opened to a private address to an organization
+// that is not allowed one.
+func NewGuardedTransport(o TransportOptions) http.RoundTripper {
+	o.Guard = true
+	return egress.Pools{Public: NewTransport(o), Private: NewTransport(o)}
 }

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -13,6 +14,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/cqgate/cqgate/internal/egress"
 )
 
 // FHIR servers that offer HTTP/2 get it.
@@ -157,5 +160,45 @@ func TestTransportReadIdleTimeout(t *testing.T) {
 	}
 	if body, err := get("/trickle"); err != nil || body != "part 0;part 1;part 2;part 3;part 4;" {
 		t.Errorf("trickling body: %q, %v", body, err)
+	}
+}
+
+// A connection opened for an organization allowed private addresses is
+// never reused for one that is not: the guard is checked when a
+// connection is dialled, so a shared pool would let the second
+// organization's requests through to the private address on the first
+// one's connection.
+func TestGuardedTransportKeepsPrivateConnectionsApart(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
+	defer srv.Close()
+	rt := NewGuardedTransport(TransportOptions{ResponseHeaderTimeout: 5 * time.Second})
+	defer closeIdle(rt)
+	get := func(ctx context.Context) error {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL, nil)
+		if err != nil {
+			return err
+		}
+		resp, err := rt.RoundTrip(req)
+		if err != nil {
+			return err
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		return resp.Body.Close()
+	}
+	if err := get(egress.AllowPrivate(context.Background())); err != nil {
+		t.Fatalf("an organization allowed private addresses: %v", err)
+	}
+	// The loopback connection is idle in a pool now.
+	if err := get(context.Background()); err == nil {
+		t.Fatal("an organization not allowed private addresses reached loopback on a pooled connection")
+	}
+	if err := get(egress.AllowPrivate(context.Background())); err != nil {
+		t.Fatalf("the allowed organization again: %v", err)
+	}
+}
+
+func closeIdle(rt http.RoundTripper) {
+	if c, ok := rt.(interface{ CloseIdleConnections() }); ok {
+		c.CloseIdleConnections()
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"time"
 
 	"github.com/sirupsen/logrus"
 
@@ -280,7 +281,7 @@ func (p *Proxy) manifest(resp *http.Response, rt *route) error {
 		}
 	}
 	_ = resp.Body.Close()
-	out, files, ok, err := p.rewriteManifest(buf.Bytes(), rt)
+	out, files, sealedUntil, ok, err := p.rewriteManifest(buf.Bytes(), rt)
 	if err != nil {
 		return err
 	}
@@ -289,10 +290,23 @@ func (p *Proxy) manifest(resp *http.Response, rt *route) error {
 	} else if rt.audit != nil {
 		rt.audit.Bulk = &audit.Bulk{Event: audit.BulkComplete, Files: files}
 	}
+	if !sealedUntil.IsZero() {
+		expireBy(resp.Header, sealedUntil)
+	}
 	resp.Body = io.NopCloser(bytes.NewReader(out))
 	resp.ContentLength = int64(len(out))
 	resp.Header.Set("Content-Length", fmt.Sprint(len(out)))
 	return nil
+}
+
+// expireBy makes the answer's Expires (which the Bulk Data IG lets a
+// server use to say how long its files stay available) no later than
+// until, when the download links cqgate sealed in it stop working.
+func expireBy(h http.Header, until time.Time) {
+	if t, err := http.ParseTime(h.Get("Expires")); err == nil && !t.After(until) {
+		return // the partner's files go first
+	}
+	h.Set("Expires", until.UTC().Format(http.TimeFormat))
 }
 
 // prefixBody yields head and then, unless done, the rest of rest.
@@ -320,18 +334,19 @@ func (b *prefixBody) Close() error { return b.rest.Close() }
 var manifestFiles = []string{"output", "error", "deleted"}
 
 // rewriteManifest seals every file URL of a manifest not already under
-// cqgate's public base for the organization. ok is false when b is not a
-// manifest.
-func (p *Proxy) rewriteManifest(b []byte, rt *route) (out []byte, files int, ok bool, err error) {
+// cqgate's public base for the organization; sealedUntil is when the
+// sealed links expire (zero when none was sealed). ok is false when b is
+// not a manifest.
+func (p *Proxy) rewriteManifest(b []byte, rt *route) (out []byte, files int, sealedUntil time.Time, ok bool, err error) {
 	var m map[string]json.RawMessage
 	if json.Unmarshal(b, &m) != nil {
-		return nil, 0, false, nil
+		return nil, 0, time.Time{}, false, nil
 	}
 	if _, tt := m["transactionTime"]; !tt {
-		return nil, 0, false, nil
+		return nil, 0, time.Time{}, false, nil
 	}
 	if _, o := m["output"]; !o {
-		return nil, 0, false, nil
+		return nil, 0, time.Time{}, false, nil
 	}
 	var requires bool
 	_ = json.Unmarshal(m["requiresAccessToken"], &requires)
@@ -360,21 +375,24 @@ func (p *Proxy) rewriteManifest(b []byte, rt *route) (out []byte, files int, ok 
 			if strings.HasPrefix(raw, public+"/") {
 				continue // under the partner base, mapped already
 			}
+			if sealedUntil.IsZero() {
+				sealedUntil = p.links.expiry() // no later than Seal's own
+			}
 			sealed, err := p.links.Seal(rt.tenant.OID, Link{URL: raw, Type: typ, RequiresToken: requires})
 			if err != nil {
-				return nil, 0, false, err
+				return nil, 0, time.Time{}, false, err
 			}
 			e["url"], _ = json.Marshal(public + "/" + DownloadSegment + "/" + sealed)
 		}
 		if m[key], err = json.Marshal(entries); err != nil {
-			return nil, 0, false, err
+			return nil, 0, time.Time{}, false, err
 		}
 	}
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false)
 	if err := enc.Encode(m); err != nil {
-		return nil, 0, false, err
+		return nil, 0, time.Time{}, false, err
 	}
-	return buf.Bytes(), files, true, nil
+	return buf.Bytes(), files, sealedUntil, true, nil
 }

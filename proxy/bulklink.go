@@ -123,6 +123,12 @@ const (
 	linkHeaderSize = 1 + 1 + 8 + 1
 )
 
+// expiry is when a link sealed now stops working, to the second Seal
+// keeps (a link sealed a moment later expires no earlier).
+func (ls *Links) expiry() time.Time {
+	return time.Unix(ls.clock().Add(ls.ttl).Unix(), 0)
+}
+
 // Seal returns the opaque, URL-safe form of l for organization oid,
 // valid until the TTL has passed.
 func (ls *Links) Seal(oid string, l Link) (string, error) {

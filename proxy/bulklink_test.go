@@ -126,3 +126,45 @@ func TestExpiredDownloadLinkIsGone(t *testing.T) {
 		t.Errorf("forged link after expiry: %d, want 404", rr.Code)
 	}
 }
+
+// TestManifestExpiresWithItsLinks: a completed export's answer says, in
+// Expires, when the links cqgate sealed in it stop working, unless the
+// partner's own Expires comes first.
+func TestManifestExpiresWithItsLinks(t *testing.T) {
+	t.Parallel()
+	start := time.Date(2026, 12, 6, 8, 0, 0, 0, time.UTC)
+	for _, tt := range []struct {
+		name, partner string
+		want          time.Time
+	}{
+		{"no Expires of the partner", "", start.Add(time.Hour)},
+		{"the partner's comes first", start.Add(10 * time.Minute).Format(http.TimeFormat), start.Add(10 * time.Minute)},
+		{"the partner's comes later", start.Add(48 * time.Hour).Format(http.TimeFormat), start.Add(time.Hour)},
+		{"the partner's cannot be read", "soon", start.Add(time.Hour)},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			partner := bulkPartner(true)
+			handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if tt.partner != "" {
+					w.Header().Set("Expires", tt.partner)
+				}
+				partner.ServeHTTP(w, r)
+			})
+			w := newFwdWorld(t, nil, handler)
+			clock := clocktest.New(start)
+			ls, err := NewLinks(nil, LinkTTL(time.Hour), LinkClock(clock.Now))
+			if err != nil {
+				t.Fatal(err)
+			}
+			w.px.links = ls
+			rr := w.do(http.MethodGet, "http://gw.local/fhir/1.2.3/bulkstatus/job1", nil, nil)
+			if rr.Code != http.StatusOK || !strings.Contains(rr.Body.String(), DownloadSegment) {
+				t.Fatalf("status answer: %d %s", rr.Code, rr.Body.String())
+			}
+			got, err := http.ParseTime(rr.Header().Get("Expires"))
+			if err != nil || !got.Equal(tt.want) {
+				t.Errorf("Expires %q, want %s", rr.Header().Get("Expires"), tt.want.Format(http.TimeFormat))
+			}
+		})
+	}
+}

@@ -300,10 +300,10 @@ func TestUpstreamFailures(t *testing.T) {
 type fakeDirectory struct{ base string }
 
 func (f *fakeDirectory) Lookup(ctx context.Context, oid string) (*directory.Entry, error) {
-	return &directory.Entry{Source: "static", Organization: &directory.Organization{
+	return directory.NewEntry(&directory.Organization{
 		OID: oid, Name: "Test", Active: true,
 		Endpoints: []directory.Endpoint{{Address: f.base, ConnectionType: "hl7-fhir-rest", Transaction: "FHIR REST", Status: "active"}},
-	}}, nil
+	}, "static"), nil
 }
 
 func (f *fakeDirectory) Discover(ctx context.Context, req discovery.Request) (*discovery.Result, error) {

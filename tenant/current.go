@@ -12,7 +12,7 @@ import (
 // currentEntry is a DirectoryLookup that says whether an organization
 // it returned is still its current answer (*directory.Resolver).
 type currentEntry interface {
-	Current(oid string, org *directory.Organization) bool
+	Current(oid string, a directory.Answer) bool
 }
 
 // currentResult is a TokenDiscoverer that says whether the result a
@@ -32,7 +32,7 @@ type resolution struct {
 	// built from, and that nothing else it rests on can change
 	// unseen: while they are current, so is the tenant.
 	vouched bool
-	org     *directory.Organization
+	org     directory.Answer
 	key     string
 	version time.Time
 

@@ -65,7 +65,7 @@ func sameParty(base, endpoint *url.URL, allowed []string) bool {
 // organizations.<oid>.allowed_token_origins. Bulk file downloads get the
 // token only on such a URL.
 func (t *Tenant) SameParty(u *url.URL) bool {
-	return t.base != nil && u.Host != "" && sameParty(t.base, u, t.allowedOrigins)
+	return t.base != nil && u.Host != "" && sameParty(t.base, u, t.allowedOrigins())
 }
 
 // registrableDomain is host's eTLD+1, when host is a DNS name that has

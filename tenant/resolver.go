@@ -83,14 +83,17 @@ type Resolver struct {
 }
 
 // Resolve returns the tenant for a canonical (bare) OID.
+// Its tenant is the one requests use (and the Reuser keeps), so it
+// carries no descriptive copies: Endpoints, FHIREndpoint and Discovery
+// are Describe's.
 func (r *Resolver) Resolve(ctx context.Context, oid string) (*Tenant, error) {
-	t, err := r.Describe(ctx, oid)
+	t, tokenErr, err := r.describe(ctx, oid, false)
 	if err != nil {
 		return nil, err
 	}
 	if t.TokenURL == "" {
 		// Describe only leaves it empty with discovery's error recorded.
-		return nil, t.tokenErr
+		return nil, tokenErr
 	}
 	return t, nil
 }
@@ -99,23 +102,31 @@ func (r *Resolver) Resolve(ctx context.Context, oid string) (*Tenant, error) {
 // even when token-URL discovery fails, with that failure in the returned
 // Tenant's TokenURLError. Directory failures are still errors.
 func (r *Resolver) Describe(ctx context.Context, oid string) (*Tenant, error) {
+	t, _, err := r.describe(ctx, oid, true)
+	return t, err
+}
+
+// describe is Describe, with the descriptive fields (Endpoints,
+// FHIREndpoint, Discovery) only when full: a kept tenant would hold its
+// own copy of the discovery attempts, 128 bytes per organization.
+// tokenErr is why TokenURL is empty (TokenURLError in words), nil when
+// it is set.
+func (r *Resolver) describe(ctx context.Context, oid string, full bool) (t *Tenant, tokenErr error, err error) {
 	entry, err := r.Directory.Lookup(ctx, oid)
 	if err != nil {
 		if errors.Is(err, directory.ErrNotFound) || errors.Is(err, directory.ErrInvalidOID) {
-			return nil, err
+			return nil, nil, err
 		}
 		// Whatever else went wrong (status, transport, an unparsable
 		// document) is the directory's failure, not the caller's.
-		return nil, failure.Errorf(failure.UpstreamFailed, "tenant: looking up %s in the directory: %w", oid, err)
+		return nil, nil, failure.Errorf(failure.UpstreamFailed, "tenant: looking up %s in the directory: %w", oid, err)
 	}
-	org := entry.Organization
 	s := r.settings(oid)
-	t := &Tenant{
-		// A copy: oid may be a slice of the caller's request line, and
-		// tenants are kept (Reuser, token cache keys, metrics labels).
-		OID:             strings.Clone(oid),
-		Name:            org.Name,
-		Active:          org.Active,
+	t = &Tenant{
+		party:           newParty(s.ExchangePurposes, s.AllowedTokenOrigins),
+		OID:             keptOID(oid, entry),
+		Name:            entry.Name(),
+		Active:          entry.Active(),
 		Identity:        s.Identity,
 		ClientID:        s.ClientID,
 		Scope:           s.Scope,
@@ -124,35 +135,38 @@ func (r *Resolver) Describe(ctx context.Context, oid string) (*Tenant, error) {
 		AllowedPurposes: s.AllowedPurposes,
 		Community:       s.Community,
 		TEFCA:           s.TEFCA,
-		xps:             s.ExchangePurposes,
-		Endpoints:       org.Endpoints,
 		DirectorySource: entry.Source,
 		CachedAt:        entry.CachedAt,
 		DirectoryStale:  entry.Stale,
 		StaleReason:     entry.StaleReason,
-		allowedOrigins:  s.AllowedTokenOrigins,
 	}
 	// What vouches for the tenant while it is reused (Current): a
 	// fresh directory answer the lookup can check again.
-	built := &resolution{org: org}
+	built := &resolution{org: entry.Answer()}
 	_, built.vouched = r.Directory.(currentEntry)
 	built.vouched = built.vouched && !entry.Stale
 	t.res = built
-	ep := org.FHIREndpointRef(s.FHIRVersions)
-	if ep == nil {
-		return nil, failure.Errorf(failure.UpstreamUnsupported,
-			"tenant: organization %s (%s) lists no usable FHIR REST endpoint in the directory (%d endpoint(s), none FHIR)", oid, org.Name, len(org.Endpoints))
+	addr, ok := entry.FHIRAddress(s.FHIRVersions)
+	if !ok {
+		return nil, nil, failure.Errorf(failure.UpstreamUnsupported,
+			"tenant: organization %s (%s) lists no usable FHIR REST endpoint in the directory (%d endpoint(s), none FHIR)", oid, entry.Name(), entry.EndpointCount())
 	}
-	address := strings.TrimRight(ep.Address, "/")
+	address := strings.TrimRight(addr, "/")
 	base, err := url.Parse(address)
 	if err != nil || (base.Scheme != "https" && base.Scheme != "http") || base.Host == "" {
-		return nil, failure.Errorf(failure.UpstreamFailed,
-			"tenant: organization %s has a FHIR endpoint address that is not an absolute http(s) URL: %q", oid, ep.Address)
+		return nil, nil, failure.Errorf(failure.UpstreamFailed,
+			"tenant: organization %s has a FHIR endpoint address that is not an absolute http(s) URL: %q", oid, addr)
 	}
 	if err := egress.CheckURL(base, s.AllowPrivate); err != nil {
-		return nil, refused(oid, "the FHIR base", err)
+		return nil, nil, refused(oid, "the FHIR base", err)
 	}
-	t.FHIREndpoint, t.FHIRBase, t.base = ep, base.String(), base
+	t.FHIRBase, t.base = base.String(), base
+	if full {
+		// The lookup API's view: built from the directory's compact
+		// entry, the same endpoint FHIRAddress chose.
+		org := entry.Organization()
+		t.FHIREndpoint, t.Endpoints = org.FHIREndpointRef(s.FHIRVersions), org.Endpoints
+	}
 	if t.FHIRBase == address {
 		// The directory's own string, not a second copy of it per tenant.
 		t.FHIRBase = address
@@ -168,15 +182,16 @@ func (r *Resolver) Describe(ctx context.Context, oid string) (*Tenant, error) {
 		res, err := r.Discovery.Discover(ctx, req)
 		var none *discovery.NoTokenURLError
 		switch {
+		case !full:
 		case res != nil:
 			t.Discovery = res.Attempts
 		case errors.As(err, &none):
 			t.Discovery = none.Attempts
 		}
 		if err != nil {
-			t.tokenErr = failure.Errorf(failure.UpstreamFailed, "tenant: discovering the token URL of %s: %w", oid, err)
-			t.TokenURLError = t.tokenErr.Error()
-			return t, nil
+			tokenErr = failure.Errorf(failure.UpstreamFailed, "tenant: discovering the token URL of %s: %w", oid, err)
+			t.TokenURLError = tokenErr.Error()
+			return t, tokenErr, nil
 		}
 		if built.vouched {
 			// A stale result (stale-if-error) is served only until the
@@ -199,25 +214,25 @@ func (r *Resolver) Describe(ctx context.Context, oid string) (*Tenant, error) {
 	}
 	u, err := url.Parse(t.TokenURL)
 	if err != nil {
-		t.tokenErr = failure.Errorf(failure.UpstreamFailed, "tenant: token URL of %s is not a URL", oid)
+		tokenErr = failure.Errorf(failure.UpstreamFailed, "tenant: token URL of %s is not a URL", oid)
 	} else if err := egress.CheckURL(u, s.AllowPrivate); err != nil {
-		t.tokenErr = refused(oid, "the token URL", err)
+		tokenErr = refused(oid, "the token URL", err)
 	} else if t.TokenURLSource != "config" {
 		// The FHIR server is untrusted: what it advertises must be its
 		// own, or a token for another partner would be obtained and
 		// sent to it (docs/reliability.md, threat model, property 1).
-		t.tokenErr = checkParty(oid, "token URL", t.TokenURLSource, base, u, s.AllowedTokenOrigins)
-		if t.tokenErr == nil && t.RegistrationEndpoint != "" {
+		tokenErr = checkParty(oid, "token URL", t.TokenURLSource, base, u, s.AllowedTokenOrigins)
+		if tokenErr == nil && t.RegistrationEndpoint != "" {
 			if ru, err := url.Parse(t.RegistrationEndpoint); err != nil {
-				t.tokenErr = failure.Errorf(failure.UpstreamFailed, "tenant: UDAP registration endpoint of %s is not a URL", oid)
+				tokenErr = failure.Errorf(failure.UpstreamFailed, "tenant: UDAP registration endpoint of %s is not a URL", oid)
 			} else {
-				t.tokenErr = checkParty(oid, "UDAP registration endpoint", t.TokenURLSource, base, ru, s.AllowedTokenOrigins)
+				tokenErr = checkParty(oid, "UDAP registration endpoint", t.TokenURLSource, base, ru, s.AllowedTokenOrigins)
 			}
 		}
 	}
-	if t.tokenErr != nil {
-		t.TokenURLError, t.TokenURL, t.RegistrationEndpoint = t.tokenErr.Error(), "", ""
-		return t, nil
+	if tokenErr != nil {
+		t.TokenURLError, t.TokenURL, t.RegistrationEndpoint = tokenErr.Error(), "", ""
+		return t, tokenErr, nil
 	}
 	if s.UDAP {
 		t.UDAP = true
@@ -229,9 +244,9 @@ func (r *Resolver) Describe(ctx context.Context, oid string) (*Tenant, error) {
 	if r.Registrations != nil && t.UDAP {
 		id, err := r.Registrations.ClientID(ctx, t)
 		if err != nil {
-			t.tokenErr = failure.Errorf(failure.UpstreamFailed, "tenant: UDAP registration of %s: %w", oid, err)
-			t.TokenURLError, t.TokenURL = t.tokenErr.Error(), ""
-			return t, nil
+			tokenErr = failure.Errorf(failure.UpstreamFailed, "tenant: UDAP registration of %s: %w", oid, err)
+			t.TokenURLError, t.TokenURL = tokenErr.Error(), ""
+			return t, tokenErr, nil
 		}
 		if id != "" {
 			t.ClientID = id
@@ -241,7 +256,18 @@ func (r *Resolver) Describe(ctx context.Context, oid string) (*Tenant, error) {
 			built.vouched = false
 		}
 	}
-	return t, nil
+	return t, tokenErr, nil
+}
+
+// keptOID is oid as a tenant keeps it: not a slice of the caller's
+// request line, which tenants must not keep alive (Reuser, token cache
+// keys, metrics labels). The directory entry's own OID when it is the
+// same (the usual case: no copy of its own), else a copy.
+func keptOID(oid string, entry *directory.Entry) string {
+	if o := entry.OID(); o == oid {
+		return o
+	}
+	return strings.Clone(oid)
 }
 
 func (r *Resolver) settings(oid string) Settings {

@@ -22,11 +22,15 @@ type Tenant struct {
 	OID    string `json:"oid"`
 	Name   string `json:"name"`
 	Active bool   `json:"active"`
+	// syntax is the SMART scope syntax (a callerauth.ScopeSyntax) the
+	// token endpoint advertises alone; scopes are asked for in it. One
+	// byte in Active's padding: the Tenant fits 480 bytes.
+	syntax uint8
 	// FHIRBase is the FHIR server's base URL, without a trailing slash.
 	FHIRBase string `json:"fhir_base"`
-	// FHIREndpoint is the directory endpoint FHIRBase was taken from,
-	// shared with the directory cache (a pointer: a copy in every tenant
-	// kept cost 152 bytes each): do not modify it.
+	// FHIREndpoint is the directory endpoint FHIRBase was taken from
+	// (Describe only: tenants Resolve returns, which are kept for
+	// requests, carry no descriptive copies). Do not modify it.
 	FHIREndpoint *directory.Endpoint `json:"fhir_endpoint"`
 	// TokenURL is where client assertions are exchanged for tokens.
 	TokenURL string `json:"token_url,omitempty"`
@@ -63,7 +67,8 @@ type Tenant struct {
 	ScopeSyntax     string `json:"scope_syntax,omitempty"`
 	TEFCA           bool   `json:"tefca,omitempty"`
 	ExchangePurpose string `json:"exchange_purpose,omitempty"`
-	// Endpoints are all the organization's directory endpoints.
+	// Endpoints are all the organization's directory endpoints
+	// (Describe only).
 	Endpoints []directory.Endpoint `json:"endpoints"`
 	// DirectorySource is "static" or "directory".
 	DirectorySource string `json:"directory_source"`
@@ -76,24 +81,55 @@ type Tenant struct {
 	// DiscoveredAt is when the token URL was discovered (zero when
 	// configured).
 	DiscoveredAt time.Time `json:"discovered_at,omitzero"`
-	// Discovery lists every discovery source tried and what it answered.
+	// Discovery lists every discovery source tried and what it answered
+	// (Describe only).
 	Discovery []discovery.Attempt `json:"discovery,omitempty"`
 	// TokenURLError says why discovery failed, when it did (Describe only).
 	TokenURLError string `json:"token_url_error,omitempty"`
 
-	base     *url.URL
-	tokenErr error
+	base *url.URL
 	// res is what the tenant was built from (Resolver.Current) and the
 	// values derived from it (Derived); nil for a tenant not made by
 	// Describe.
 	res *resolution
+	// party is what configuration adds for this organization, nil when
+	// it adds nothing (the usual case: 24 bytes less per kept tenant).
+	party *party
+}
+
+// party is an organization's per-exchange-purpose identities and the
+// extra origins its token URL may be on, from configuration.
+type party struct {
 	xps map[string]XPIdentity
-	// syntax is the SMART scope syntax the token endpoint advertises
-	// alone; scopes are asked for in it.
-	syntax callerauth.ScopeSyntax
 	// allowedOrigins are organizations.<oid>.allowed_token_origins.
 	allowedOrigins []string
 }
+
+// newParty returns the party for xps and origins, nil when both are
+// empty.
+func newParty(xps map[string]XPIdentity, origins []string) *party {
+	if len(xps) == 0 && len(origins) == 0 {
+		return nil
+	}
+	return &party{xps: xps, allowedOrigins: origins}
+}
+
+func (t *Tenant) xps() map[string]XPIdentity {
+	if t.party == nil {
+		return nil
+	}
+	return t.party.xps
+}
+
+func (t *Tenant) allowedOrigins() []string {
+	if t.party == nil {
+		return nil
+	}
+	return t.party.allowedOrigins
+}
+
+// scopeSyntax is the scope syntax requests ask in.
+func (t *Tenant) scopeSyntax() callerauth.ScopeSyntax { return callerauth.ScopeSyntax(t.syntax) }
 
 // BaseURL returns the parsed FHIR base.
 func (t *Tenant) BaseURL() *url.URL { return t.base }

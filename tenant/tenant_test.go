@@ -26,7 +26,7 @@ func (s stubDir) Lookup(_ context.Context, oid string) (*directory.Entry, error)
 	if !ok {
 		return nil, fmt.Errorf("stub: %w", directory.ErrNotFound)
 	}
-	return &directory.Entry{Organization: o, Source: "directory"}, nil
+	return directory.NewEntry(o, "directory"), nil
 }
 
 type stubDisc struct {
@@ -85,8 +85,7 @@ func TestResolve(t *testing.T) {
 	}{
 		{oid: "1.1", check: func(t *testing.T, tn *Tenant, d *stubDisc) {
 			if tn.FHIRBase != "https://fhir.example/r4" || tn.TokenURL != "https://fhir.example/r4/Authorization/token" ||
-				tn.TokenURLSource != "carequality-token" || tn.ClientID != "gw.example.org" || tn.Algorithm != jose.RS384 || len(tn.Endpoints) != 2 || d.calls != 1 ||
-				len(tn.Discovery) != 1 || tn.Discovery[0].Outcome != "used" {
+				tn.TokenURLSource != "carequality-token" || tn.ClientID != "gw.example.org" || tn.Algorithm != jose.RS384 || d.calls != 1 {
 				t.Errorf("tenant = %+v (discovery calls %d)", tn, d.calls)
 			}
 		}},
@@ -292,7 +291,9 @@ func TestRegistrationsSupplyClientID(t *testing.T) {
 type staleDir struct{}
 
 func (staleDir) Lookup(context.Context, string) (*directory.Entry, error) {
-	return &directory.Entry{Organization: org("1.1", fhirEP), Source: "directory", Stale: true, StaleReason: "HTTP 503"}, nil
+	e := directory.NewEntry(org("1.1", fhirEP), "directory")
+	e.Stale, e.StaleReason = true, "HTTP 503"
+	return e, nil
 }
 
 func TestStaleDirectoryEntryIsMarked(t *testing.T) {
@@ -307,5 +308,34 @@ func TestSummary(t *testing.T) {
 	s := Summary(org("1.1", xcpdEP, fhirEP), nil)
 	if s.FHIRBase != "https://fhir.example/r4" || s.TokenURL != "" || len(s.Endpoints) != 2 {
 		t.Errorf("summary = %+v", s)
+	}
+}
+
+// Resolve's tenant is the one requests use and the Reuser keeps: it
+// carries no descriptive copies (endpoints, discovery attempts), which
+// Describe's has, and both agree on everything requests use.
+func TestResolveKeepsNoDescriptiveCopies(t *testing.T) {
+	r := &Resolver{Directory: stubDir{"1.1": org("1.1", xcpdEP, fhirEP)}, Discovery: &stubDisc{}}
+	for _, tc := range []struct {
+		name string
+		get  func(context.Context, string) (*Tenant, error)
+		full bool
+	}{
+		{"Resolve", r.Resolve, false},
+		{"Describe", r.Describe, true},
+	} {
+		tn, err := tc.get(context.Background(), "1.1")
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		if tn.FHIRBase != "https://fhir.example/r4" || tn.TokenURL != "https://fhir.example/r4/Authorization/token" || tn.BaseURL().Host != "fhir.example" {
+			t.Errorf("%s: tenant = %+v", tc.name, tn)
+		}
+		described := len(tn.Endpoints) == 2 && tn.FHIREndpoint != nil && tn.FHIREndpoint.Address == "https://fhir.example/r4/" &&
+			len(tn.Discovery) == 1 && tn.Discovery[0].Outcome == "used"
+		bare := tn.Endpoints == nil && tn.FHIREndpoint == nil && tn.Discovery == nil
+		if (tc.full && !described) || (!tc.full && !bare) {
+			t.Errorf("%s: endpoints %v, FHIR endpoint %v, discovery %v", tc.name, tn.Endpoints, tn.FHIREndpoint, tn.Discovery)
+		}
 	}
 }

@@ -40,7 +40,7 @@ func (t *Tenant) WithExchangePurpose(xp string) (*Tenant, error) {
 		return nil, failure.Errorf(failure.Unsupported,
 			"tenant: exchange purpose T-IAS needs a tefca_ias extension with the individual's id_token, which cqgate does not send")
 	}
-	id, ok := t.xps[xp]
+	id, ok := t.xps()[xp]
 	if !ok {
 		return nil, failure.Errorf(failure.Forbidden,
 			"tenant: no identity is configured for TEFCA exchange purpose %q (identities.<name>.exchange_purpose)", xp)
@@ -59,8 +59,8 @@ func (t *Tenant) WithExchangePurpose(xp string) (*Tenant, error) {
 
 // ExchangePurposes lists the exchange purposes t has identities for.
 func (t *Tenant) ExchangePurposes() []string {
-	out := make([]string, 0, len(t.xps))
-	for xp := range t.xps {
+	out := make([]string, 0, len(t.xps()))
+	for xp := range t.xps() {
 		out = append(out, xp)
 	}
 	slices.Sort(out)
@@ -71,9 +71,10 @@ func (t *Tenant) ExchangePurposes() []string {
 // (scopes_supported, capabilities) when it advertises one only, and
 // rewrites the configured scope in it.
 func (t *Tenant) askInSyntax(scopesSupported, capabilities []string) {
-	t.syntax = callerauth.ChooseSyntax(scopesSupported, capabilities)
-	if t.syntax != callerauth.SyntaxAny {
-		t.ScopeSyntax = t.syntax.String()
+	syntax := callerauth.ChooseSyntax(scopesSupported, capabilities)
+	t.syntax = uint8(syntax)
+	if syntax != callerauth.SyntaxAny {
+		t.ScopeSyntax = syntax.String()
 	}
 	t.Scope = t.inSyntax(t.Scope)
 }
@@ -82,10 +83,10 @@ func (t *Tenant) askInSyntax(scopesSupported, capabilities []string) {
 // widen a scope (v2 to v1: "r" becomes "read") is not made: the scope is
 // asked for as configured and the server judges it.
 func (t *Tenant) inSyntax(scope string) string {
-	if t.syntax == callerauth.SyntaxAny {
+	if t.scopeSyntax() == callerauth.SyntaxAny {
 		return scope
 	}
-	out, exact := callerauth.ConvertScopes(scope, t.syntax)
+	out, exact := callerauth.ConvertScopes(scope, t.scopeSyntax())
 	if !exact {
 		return scope
 	}

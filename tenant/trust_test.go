@@ -58,8 +58,8 @@ func TestWithExchangePurpose(t *testing.T) {
 	b2b := &assertion.B2B{OrganizationID: "urn:oid:1.2.3", OrganizationName: "Example Clinic NPI 1234567890",
 		PurposeOfUse: []string{assertion.XPSystem + "#T-TREAT"}}
 	tefca := &Tenant{OID: "1.3", UDAP: true, TEFCA: true, B2B: b2b, Identity: "default", ClientID: "gw",
-		xps: map[string]XPIdentity{"T-TREAT": {Identity: "tefca-treat", ClientID: "urn:oid:9.9#T-TREAT"},
-			"T-PYMNT": {Identity: "tefca-pay", ClientID: "urn:oid:9.9#T-PYMNT"}}}
+		party: newParty(map[string]XPIdentity{"T-TREAT": {Identity: "tefca-treat", ClientID: "urn:oid:9.9#T-TREAT"},
+			"T-PYMNT": {Identity: "tefca-pay", ClientID: "urn:oid:9.9#T-PYMNT"}}, nil)}
 	got, err := tefca.WithExchangePurpose("T-PYMNT")
 	if err != nil {
 		t.Fatal(err)
@@ -84,7 +84,7 @@ func TestWithExchangePurpose(t *testing.T) {
 		{"IAS needs an id_token", tefca, "T-IAS", failure.Unsupported},
 		{"no identity for it", tefca, "T-HCO", failure.Forbidden},
 		{"no organization name", &Tenant{OID: "1.5", UDAP: true, TEFCA: true, B2B: &assertion.B2B{OrganizationID: "urn:oid:1.2.3",
-			PurposeOfUse: []string{"x"}}, xps: tefca.xps}, "T-TREAT", failure.Misconfigured},
+			PurposeOfUse: []string{"x"}}, party: tefca.party}, "T-TREAT", failure.Misconfigured},
 	} {
 		_, err := tc.t.WithExchangePurpose(tc.xp)
 		var fe failure.Classified

@@ -423,3 +423,31 @@ func TestKeyCopies(t *testing.T) {
 		})
 	}
 }
+
+// A Memory keeps FetchedAt as Unix nanoseconds: what comes back is the
+// same instant (and the zero time stays zero), whatever the location.
+func TestMemoryKeepsFetchedAtInstant(t *testing.T) {
+	tokyo := time.FixedZone("JST", 9*3600)
+	for _, at := range []time.Time{
+		{},
+		time.Unix(0, 0),
+		time.Date(2026, 11, 1, 12, 0, 0, 123456789, time.UTC),
+		time.Date(2026, 11, 1, 21, 0, 0, 1, tokyo),
+		time.Now(), // with a monotonic reading
+	} {
+		m := NewMemory[int](nil, 0)
+		m.Save("k", Item[int]{Value: 7, FetchedAt: at}, time.Hour)
+		got, ok := m.Load("k")
+		if !ok || got.Value != 7 || !got.FetchedAt.Equal(at) || got.FetchedAt.IsZero() != at.IsZero() {
+			t.Errorf("Save(FetchedAt %v) then Load = %v, %+v", at, ok, got)
+		}
+	}
+}
+
+// A Memory's slot for a pointer value is its key and three words: the
+// value and two int64 times, not two time.Time.
+func TestMemorySlotSize(t *testing.T) {
+	if got := unsafe.Sizeof(kept[*int]{}); got != 24 {
+		t.Errorf("kept[*int] is %d bytes, want 24", got)
+	}
+}

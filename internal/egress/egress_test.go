@@ -200,3 +200,32 @@ func TestDialerGuardsDirectConnections(t *testing.T) {
 	}
 	c.Close()
 }
+
+type poolRecorder struct {
+	name string
+	got  *string
+}
+
+func (p poolRecorder) RoundTrip(*http.Request) (*http.Response, error) {
+	*p.got = p.name
+	return &http.Response{StatusCode: http.StatusNoContent, Body: http.NoBody}, nil
+}
+
+// Pools picks the pool by the request's context alone.
+func TestPoolsChooseByContext(t *testing.T) {
+	var got string
+	p := Pools{Public: poolRecorder{"public", &got}, Private: poolRecorder{"private", &got}}
+	for _, tt := range []struct {
+		ctx  context.Context
+		want string
+	}{
+		{context.Background(), "public"},
+		{AllowPrivate(context.Background()), "private"},
+		{context.WithValue(AllowPrivate(context.Background()), struct{}{}, 1), "private"},
+	} {
+		req, _ := http.NewRequestWithContext(tt.ctx, http.MethodGet, "https://fhir.example/", nil)
+		if _, err := p.RoundTrip(req); err != nil || got != tt.want {
+			t.Errorf("went through %q (%v), want %q", got, err, tt.want)
+		}
+	}
+}

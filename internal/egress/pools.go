@@ -1,0 +1,30 @@
+package egress
+
+import "net/http"
+
+// Pools sends a request through Private when its context allows private
+// addresses (AllowPrivate) and through Public otherwise, so that the two
+// never share a connection: Guard checks an address when a connection is
+// dialled, and a pooled connection is reused without a new check.
+type Pools struct {
+	Public, Private http.RoundTripper
+}
+
+var _ http.RoundTripper = Pools{}
+
+// RoundTrip sends r through the pool its context calls for.
+func (p Pools) RoundTrip(r *http.Request) (*http.Response, error) {
+	if PrivateAllowed(r.Context()) {
+		return p.Private.RoundTrip(r)
+	}
+	return p.Public.RoundTrip(r)
+}
+
+// CloseIdleConnections closes both pools' idle connections.
+func (p Pools) CloseIdleConnections() {
+	for _, rt := range []http.RoundTripper{p.Public, p.Private} {
+		if c, ok := rt.(interface{ CloseIdleConnections() }); ok {
+			c.CloseIdleConnections()
+		}
+	}
+}
