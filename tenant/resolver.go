@@ -196,9 +196,9 @@ func (r *Resolver) describe(ctx context.Context, oid string, full bool) (t *Tena
 		if built.vouched {
 			// A stale result (stale-if-error) is served only until the
 			// discoverer can refresh it: not one to keep building on.
-			built.key, built.vouched = cur.Key(req)
-			if built.vouched && !res.Stale {
-				built.version, built.vouched = cur.Version(built.key, res)
+			key, ok := cur.Key(req)
+			if ok && !res.Stale {
+				built.result, built.vouched = cur.Version(key, res)
 			} else {
 				built.vouched = false
 			}
