@@ -54,11 +54,14 @@ func TestCurrent(t *testing.T) {
 			if _, ok := d.Version(key, &other); ok {
 				t.Error("Version took a result that is not the cached one")
 			}
+			if d.Current(Cached{}) {
+				t.Error("the zero Cached is current")
+			}
 			tt.change(d, clock, f.base())
-			if got := d.Current(key, version); got != tt.want {
+			if got := d.Current(version); got != tt.want {
 				t.Errorf("Current = %v, want %v", got, tt.want)
 			}
-			if got := testing.AllocsPerRun(100, func() { d.Current(key, version) }); got != 0 {
+			if got := testing.AllocsPerRun(100, func() { d.Current(version) }); got != 0 {
 				t.Errorf("Current allocates %v times", got)
 			}
 		})

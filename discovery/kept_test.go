@@ -108,11 +108,11 @@ func TestResultKeysNumberVariants(t *testing.T) {
 }
 
 // What every cached organization holds in discovery fits its size
-// classes: the entry with its kept result 160 bytes, the document with
-// its oauth-uris 96.
+// classes: the entry with its kept result 176 bytes, the document with
+// its oauth-uris 96. (The entry's key is the cache's own string.)
 func TestCachedFormsFitTheirSizeClasses(t *testing.T) {
-	if size := unsafe.Sizeof(entry{}); size > 160 {
-		t.Errorf("entry is %d bytes, more than 160", size)
+	if size := unsafe.Sizeof(entry{}); size > 176 {
+		t.Errorf("entry is %d bytes, more than 176", size)
 	}
 	if size := unsafe.Sizeof(document{}); size > 96 {
 		t.Errorf("document is %d bytes, more than 96", size)

@@ -28,7 +28,10 @@ import (
 type entry struct {
 	mu   sync.Mutex
 	fail *refreshFailure
-	res  keptResult // never modified
+	// key is the results cache's key of the entry (its own string, not
+	// a copy), so that a Cached names the entry alone.
+	key string
+	res keptResult // never modified
 }
 
 // keptResult is a Result as an entry keeps it: one allocation with the
@@ -188,37 +191,48 @@ func (d *Discoverer) Forget(fhirBase string) {
 	}
 }
 
-// Version returns the version of the result cached under key (see
+// Cached is a result Discover returned as the results cache holds it,
+// for Current: one pointer, so that a caller keeping one per
+// organization (tenant.Resolver) keeps neither the cache key nor a
+// time. The zero Cached is no result and never current.
+type Cached struct{ e *entry }
+
+// Version returns the cached form of the result cached under key (see
 // Key) when res is a copy of it, as Discover returned it: for Current
 // later. ok is false when the cached result is another one (or none).
-func (d *Discoverer) Version(key string, res *Result) (version time.Time, ok bool) {
+func (d *Discoverer) Version(key string, res *Result) (version Cached, ok bool) {
 	it, ok := d.results.Stored(key)
 	if !ok || it.Value == nil || res == nil {
-		return time.Time{}, false
+		return Cached{}, false
 	}
 	cached := &it.Value.res
 	// Equal times of the documents it rests on, same token URL and
 	// source: the same result (evaluated from the same documents).
 	if !cached.fetchedAt.Equal(res.FetchedAt) || !cached.expiry().Equal(res.Expires) ||
 		cached.tokenURL != res.TokenURL || cached.source != res.Source {
-		return time.Time{}, false
+		return Cached{}, false
 	}
-	return it.FetchedAt, true
+	return Cached{it.Value}, true
 }
 
-// Current reports whether the result cached under key is still the
-// version Version returned and the one Discover would serve as it is:
-// fresh, and either before its refresh-ahead window or with its next
-// refresh not due yet. A caller that keeps what it built from a Result
-// uses it to know when to build again: a forgotten, replaced, expired or
-// untrusted result is not current. It neither fetches nor allocates.
-func (d *Discoverer) Current(key string, version time.Time) bool {
-	it, ok := d.results.Stored(key)
-	if !ok || it.Value == nil || !it.FetchedAt.Equal(version) {
+// Current reports whether version is still the entry cached under its
+// key and the one Discover would serve as it is: fresh, and either
+// before its refresh-ahead window or with its next refresh not due yet.
+// A caller that keeps what it built from a Result uses it to know when
+// to build again: a forgotten, replaced, expired or untrusted result is
+// not current (a refresh caches a new entry, never the old one again).
+// It neither fetches nor allocates.
+func (d *Discoverer) Current(version Cached) bool {
+	e := version.e
+	if e == nil {
 		return false
 	}
-	retryAt, _ := it.Value.state()
-	now, expires := d.now(), it.Value.res.expiry()
+	it, ok := d.results.Stored(e.key)
+	if !ok || it.Value != e {
+		return false
+	}
+	retryAt, _ := e.state()
+	now, expires := d.now(), e.res.expiry()
 	if !now.Before(expires) {
 		return false
 	}
@@ -301,7 +315,7 @@ func (d *Discoverer) flight(r *request) func(context.Context) (*entry, error) {
 			}
 			return nil, err
 		}
-		fresh := &entry{res: keep(res)}
+		fresh := &entry{key: r.key, res: keep(res)}
 		d.results.Put(r.key, fresh)
 		return fresh, nil
 	}

@@ -87,7 +87,7 @@ func (rt *route) outbound(in *http.Request) *http.Request {
 	}
 	base := rt.tenant.BaseURL()
 	u := &rt.url
-	*u = *base
+	*u = base
 	// Join the escaped base path and the escaped FHIR path; ParsePath
 	// validated the latter, so unescaping cannot fail.
 	u.RawPath = base.EscapedPath() + rt.path

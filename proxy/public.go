@@ -111,7 +111,8 @@ const rewriterKind = "proxy.rewriter"
 // organizations.
 func rewriter(t *tenant.Tenant, scheme, host string) (*fhirurl.Rewriter, error) {
 	v, err := t.Derived(tenant.DerivedKey{Kind: rewriterKind, A: scheme, B: host}, func() (any, error) {
-		return fhirurl.NewRewriter(t.BaseURL().String(), scheme+"://"+host+PathPrefix+url.PathEscape(t.OID))
+		base := t.BaseURL()
+		return fhirurl.NewRewriter(base.String(), scheme+"://"+host+PathPrefix+url.PathEscape(t.OID))
 	})
 	if err != nil {
 		return nil, err

@@ -139,7 +139,7 @@ func (t *authTransport) follow(req *http.Request, resp *http.Response, rt *route
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			return resp, nil
 		}
-		if hop == 0 && rt.download == nil && tenant.Origin(u) == tenant.Origin(rt.tenant.BaseURL()) {
+		if base := rt.tenant.BaseURL(); hop == 0 && rt.download == nil && tenant.Origin(u) == tenant.Origin(&base) {
 			return resp, nil
 		}
 		drain(resp.Body)

@@ -3,7 +3,6 @@ package tenant
 import (
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/cqgate/cqgate/directory"
 	"github.com/cqgate/cqgate/discovery"
@@ -19,22 +18,23 @@ type currentEntry interface {
 // Discover returned is still its current one (*discovery.Discoverer).
 type currentResult interface {
 	Key(req discovery.Request) (string, bool)
-	Version(key string, res *discovery.Result) (time.Time, bool)
-	Current(key string, version time.Time) bool
+	Version(key string, res *discovery.Result) (discovery.Cached, bool)
+	Current(version discovery.Cached) bool
 }
 
 // resolution is what one Describe built a Tenant from, shared by the
 // tenant's copies (WithScope, WithPurposes): the cached entries that
 // vouch for it, and values other packages derive from it.
 type resolution struct {
-	// vouched says org (and, when key is set, the discovery result
-	// cached under key at version) are what the tenant was
-	// built from, and that nothing else it rests on can change
-	// unseen: while they are current, so is the tenant.
+	// vouched says org (and, when the token URL was discovered,
+	// result) are what the tenant was built from, and that nothing
+	// else it rests on can change unseen: while they are current, so
+	// is the tenant.
 	vouched bool
 	org     directory.Answer
-	key     string
-	version time.Time
+	// result is the cached discovery result; the zero Cached when the
+	// token URL is configured.
+	result discovery.Cached
 
 	mu      sync.Mutex // serializes writers of derived
 	derived atomic.Pointer[[]derivedValue]
@@ -58,11 +58,11 @@ func (r *Resolver) Current(t *Tenant) bool {
 	if !ok || !dir.Current(t.OID, res.org) {
 		return false
 	}
-	if res.key == "" {
+	if res.result == (discovery.Cached{}) {
 		return true // the token URL is configured
 	}
 	disc, ok := r.Discovery.(currentResult)
-	return ok && disc.Current(res.key, res.version)
+	return ok && disc.Current(res.result)
 }
 
 // DerivedKey names a value derived from a tenant (Tenant.Derived).

@@ -65,7 +65,11 @@ func sameParty(base, endpoint *url.URL, allowed []string) bool {
 // organizations.<oid>.allowed_token_origins. Bulk file downloads get the
 // token only on such a URL.
 func (t *Tenant) SameParty(u *url.URL) bool {
-	return t.base != nil && u.Host != "" && sameParty(t.base, u, t.allowedOrigins())
+	if t.res == nil || u.Host == "" {
+		return false // not made by Describe: no parsed base
+	}
+	base := t.BaseURL()
+	return sameParty(&base, u, t.allowedOrigins())
 }
 
 // registrableDomain is host's eTLD+1, when host is a DNS name that has

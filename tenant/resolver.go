@@ -160,7 +160,7 @@ func (r *Resolver) describe(ctx context.Context, oid string, full bool) (t *Tena
 	if err := egress.CheckURL(base, s.AllowPrivate); err != nil {
 		return nil, nil, refused(oid, "the FHIR base", err)
 	}
-	t.FHIRBase, t.base = base.String(), base
+	t.FHIRBase = base.String()
 	if full {
 		// The lookup API's view: built from the directory's compact
 		// entry, the same endpoint FHIRAddress chose.
@@ -170,6 +170,9 @@ func (r *Resolver) describe(ctx context.Context, oid string, full bool) (t *Tena
 	if t.FHIRBase == address {
 		// The directory's own string, not a second copy of it per tenant.
 		t.FHIRBase = address
+	}
+	if plainURL(t.FHIRBase) != *base {
+		t.base = base // BaseURL could not parse it again on demand
 	}
 	ctx = t.Context(ctx)
 
@@ -196,9 +199,9 @@ func (r *Resolver) describe(ctx context.Context, oid string, full bool) (t *Tena
 		if built.vouched {
 			// A stale result (stale-if-error) is served only until the
 			// discoverer can refresh it: not one to keep building on.
-			built.key, built.vouched = cur.Key(req)
-			if built.vouched && !res.Stale {
-				built.version, built.vouched = cur.Version(built.key, res)
+			key, ok := cur.Key(req)
+			if ok && !res.Stale {
+				built.result, built.vouched = cur.Version(key, res)
 			} else {
 				built.vouched = false
 			}

@@ -2,6 +2,7 @@ package tenant
 
 import (
 	"context"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -80,7 +81,9 @@ func Reuse(next Source, ttl time.Duration, clock func() time.Time) *Reuser {
 		r.items = cache.NewMemory[*Tenant](clock, held)
 		// The cache's TTL is not what decides reuse (keeps is), but it
 		// must be positive.
-		r.c = cache.New(cache.Config{TTL: max(ttl, time.Nanosecond), Keep: held, Clock: clock}, cache.WithStore[*Tenant](r.items))
+		// OwnKeys: Resolve keys each tenant by a string of its own
+		// (keyOf), not one the caller may slice from a request line.
+		r.c = cache.New(cache.Config{TTL: max(ttl, time.Nanosecond), Keep: held, Clock: clock, OwnKeys: true}, cache.WithStore[*Tenant](r.items))
 		r.sweepAt.Store(clock().Add(sweepEvery).UnixNano())
 	}
 	return r
@@ -106,10 +109,20 @@ func (r *Reuser) Resolve(ctx context.Context, oid string) (*Tenant, error) {
 		if err != nil {
 			return nil, err
 		}
-		r.c.Put(oid, t)
+		r.c.Put(keyOf(oid, t), t)
 		r.sweep()
 		return t, nil
 	})
+}
+
+// keyOf is the key t is kept under for oid: the tenant's own OID when it
+// is oid (as a Resolver's is), so that the key costs nothing more, or a
+// copy of oid, which may be a slice of a request line.
+func keyOf(oid string, t *Tenant) string {
+	if t.OID == oid {
+		return t.OID
+	}
+	return strings.Clone(oid)
 }
 
 // reusable returns the tenant kept for oid if it may be served.

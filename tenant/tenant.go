@@ -87,6 +87,10 @@ type Tenant struct {
 	// TokenURLError says why discovery failed, when it did (Describe only).
 	TokenURLError string `json:"token_url_error,omitempty"`
 
+	// base is the parsed FHIR base when it is more than plainURL
+	// makes of FHIRBase (user info, a query, escapes in its path): a
+	// usual base is parsed again on demand (BaseURL), 144 bytes less per
+	// kept tenant.
 	base *url.URL
 	// res is what the tenant was built from (Resolver.Current) and the
 	// values derived from it (Derived); nil for a tenant not made by
@@ -131,8 +135,30 @@ func (t *Tenant) allowedOrigins() []string {
 // scopeSyntax is the scope syntax requests ask in.
 func (t *Tenant) scopeSyntax() callerauth.ScopeSyntax { return callerauth.ScopeSyntax(t.syntax) }
 
-// BaseURL returns the parsed FHIR base.
-func (t *Tenant) BaseURL() *url.URL { return t.base }
+// BaseURL returns the parsed FHIR base, as url.Parse parses FHIRBase;
+// the zero URL for a tenant not made by Describe. It allocates nothing.
+func (t *Tenant) BaseURL() url.URL {
+	switch {
+	case t.base != nil:
+		return *t.base
+	case t.res == nil:
+		return url.URL{}
+	}
+	return plainURL(t.FHIRBase)
+}
+
+// plainURL is s, when it is scheme://host[/path] with a path that
+// needs no escaping, as url.Parse parses it, without allocating: its
+// fields are slices of s. Describe checks that it is (else it keeps the
+// parsed URL).
+func plainURL(s string) url.URL {
+	scheme, rest, _ := strings.Cut(s, "://")
+	host, path := rest, ""
+	if i := strings.IndexByte(rest, '/'); i >= 0 {
+		host, path = rest[:i], rest[i:]
+	}
+	return url.URL{Scheme: scheme, Host: host, Path: path}
+}
 
 // Context returns ctx marked for t's outbound calls: when t may use
 // private addresses, egress.Guard lets them through.

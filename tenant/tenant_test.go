@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -337,5 +339,51 @@ func TestResolveKeepsNoDescriptiveCopies(t *testing.T) {
 		if (tc.full && !described) || (!tc.full && !bare) {
 			t.Errorf("%s: endpoints %v, FHIR endpoint %v, discovery %v", tc.name, tn.Endpoints, tn.FHIREndpoint, tn.Discovery)
 		}
+	}
+}
+
+// BaseURL is what url.Parse makes of the FHIR base, whether the tenant
+// parses a usual base again on demand or keeps an unusual one parsed,
+// and parsing it again allocates nothing.
+func TestBaseURLIsTheParsedFHIRBase(t *testing.T) {
+	for _, tc := range []struct {
+		address string
+		kept    bool // the parsed URL is kept (not a plain base)
+	}{
+		{"https://fhir.example/r4/", false},
+		{"https://fhir.example", false},
+		{"https://fhir.example:8443/r4/tenant-1", false},
+		{"HTTPS://Fhir.Example/R4", false},
+		{"https://[2001:db8::1]:443/fhir", false},
+		{"https://fhir.example/r4/a%20b", true},
+		{"https://fhir.example/r4/a%2Fb", true},
+		{"https://fhir.example/r4?tenant=1", true},
+		{"https://fhir.example/r4#frag", true},
+		{"https://user@fhir.example/r4", true},
+	} {
+		ep := fhirEP
+		ep.Address = tc.address
+		r := &Resolver{Directory: stubDir{"1.1": org("1.1", ep)}, Discovery: &stubDisc{},
+			Orgs: map[string]Settings{"1.1": {TokenURL: "https://auth.example/token", AllowPrivate: true}}}
+		tn, err := r.Resolve(context.Background(), "1.1")
+		if err != nil {
+			t.Fatalf("%s: %v", tc.address, err)
+		}
+		want, err := url.Parse(strings.TrimRight(tc.address, "/"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := tn.BaseURL(); !reflect.DeepEqual(got, *want) {
+			t.Errorf("%s: BaseURL = %#v, want %#v", tc.address, got, *want)
+		}
+		if (tn.base != nil) != tc.kept {
+			t.Errorf("%s: parsed URL kept = %v, want %v", tc.address, tn.base != nil, tc.kept)
+		}
+		if got := testing.AllocsPerRun(100, func() { _ = tn.BaseURL() }); got != 0 {
+			t.Errorf("%s: BaseURL allocates %v times", tc.address, got)
+		}
+	}
+	if got := (&Tenant{FHIRBase: "https://fhir.example/r4"}).BaseURL(); got != (url.URL{}) {
+		t.Errorf("BaseURL of a tenant not made by Describe = %#v, want the zero URL", got)
 	}
 }
