@@ -30,7 +30,7 @@ func (c headerCarrier) Get(key string) string {
 func (c headerCarrier) Set(key, value string) { c[canonical(key)] = []string{value} }
 
 // ownedHeaderCarrier sets values on a header that belongs to the request
-// being sent (a copy, or ReverseProxy's outbound request): a value that
+// being sent (a copy, or the proxy's own outbound request): a value that
 // is already there alone is overwritten in place, which saves an
 // allocation when the caller's traceparent was copied on.
 type ownedHeaderCarrier struct{ headerCarrier }

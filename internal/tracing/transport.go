@@ -25,7 +25,7 @@ type TransportOption func(*transport)
 
 // InPlace sets the trace headers on the request given instead of on a
 // copy. Only for a transport whose callers hand it a request made for
-// this one call (httputil.ReverseProxy's outbound request is): it saves
+// this one call (the proxy's outbound request, proxy/forward.go, is): it saves
 // copying the header map on every FHIR request.
 func InPlace() TransportOption { return func(t *transport) { t.inPlace = true } }
 

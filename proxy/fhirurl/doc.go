@@ -20,7 +20,9 @@
 // a string longer than that is passed through unexamined (URLs are
 // short; long strings are attachments and narratives).
 //
-// Rewriter puts it together for an httputil.ReverseProxy ModifyResponse:
+// Rewriter puts it together for a reverse proxy's response hook (cqgate's
+// proxy calls it from modifyResponse; with an httputil.ReverseProxy it
+// would be ModifyResponse):
 //
 //	rw, err := fhirurl.NewRewriter(partnerBase, publicBase)
 //	...

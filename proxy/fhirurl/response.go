@@ -118,8 +118,8 @@ var (
 	ErrEncoding = errors.New("fhirurl: body not rewritten: unsupported Content-Encoding")
 )
 
-// Body prepares resp for a caller, as an httputil.ReverseProxy
-// ModifyResponse would: it rewrites the URL headers (Header), and, when
+// Body prepares resp for a caller, as a reverse proxy's response hook
+// (proxy.Proxy.modifyResponse) would: it rewrites the URL headers (Header), and, when
 // the body's Content-Type is JSON or XML (FormatOf), replaces resp.Body
 // with a stream that rewrites it as it is read. It reports the format
 // the body is rewritten in (None when it is left alone).
