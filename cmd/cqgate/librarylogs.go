@@ -13,6 +13,7 @@ import (
 	"go.opentelemetry.io/otel"
 
 	"github.com/cqgate/cqgate/config"
+	"github.com/cqgate/cqgate/internal/upstream"
 )
 
 // routeLibraryLogs sends what go-redis and OpenTelemetry write through
@@ -79,11 +80,9 @@ func newScrubber(secrets ...string) *scrubber {
 }
 
 func (s *scrubber) scrub(msg string) string {
-	msg = userInfoPassword.ReplaceAllString(msg, "${1}:xxxxx@")
-	for _, v := range s.secrets {
-		msg = strings.ReplaceAll(msg, v, "xxxxx")
-	}
-	return msg
+	msg = userInfoPassword.ReplaceAllString(msg, "${1}:"+upstream.Redacted+"@")
+	// Raw, percent-encoded and JSON-escaped, as everywhere else.
+	return upstream.Scrub(msg, s.secrets...)
 }
 
 // redisLog is go-redis's Logging: what it prints is about connections

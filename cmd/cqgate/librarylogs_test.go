@@ -49,12 +49,12 @@ func TestScrubber(t *testing.T) {
 	tests := []struct {
 		name, in, want string
 	}{
-		{"user info of any URL", `dial "redis://u:pw@10.0.0.1:6379"`, `dial "redis://u:xxxxx@10.0.0.1:6379"`},
-		{"user info without a user name", "rediss://:topsecret@r:6380/1", "rediss://:xxxxx@r:6380/1"},
-		{"the Redis URL's password, decoded", "AUTH failed for url-p@ss", "AUTH failed for xxxxx"},
-		{"the Redis URL's password, encoded", "pass url-p%40ss", "pass xxxxx"},
-		{"cluster.redis.password", "WRONGPASS field-password", "WRONGPASS xxxxx"},
-		{"an OTLP header value, decoded", "header Authorization: Bearer otlp-token-1", "header Authorization: xxxxx"},
+		{"user info of any URL", `dial "redis://u:pw@10.0.0.1:6379"`, `dial "redis://u:REDACTED@10.0.0.1:6379"`},
+		{"user info without a user name", "rediss://:topsecret@r:6380/1", "rediss://:REDACTED@r:6380/1"},
+		{"the Redis URL's password, decoded", "AUTH failed for url-p@ss", "AUTH failed for REDACTED"},
+		{"the Redis URL's password, encoded", "pass url-p%40ss", "pass REDACTED"},
+		{"cluster.redis.password", "WRONGPASS field-password", "WRONGPASS REDACTED"},
+		{"an OTLP header value, decoded", "header Authorization: Bearer otlp-token-1", "header Authorization: REDACTED"},
 		{"a short header value is left alone", "abc is not a secret worth blotting", "abc is not a secret worth blotting"},
 		{"nothing to scrub", "redis: connection pool: failed to dial", "redis: connection pool: failed to dial"},
 		{"a URL without user info", "https://collector:4318/v1/traces", "https://collector:4318/v1/traces"},
@@ -88,8 +88,8 @@ func TestLibraryLogsReachLogrus(t *testing.T) {
 
 	got := lines(t, &buf)
 	want := []struct{ library, level, msg string }{
-		{"opentelemetry", "warning", `opentelemetry: traces export: Post "https://svc:xxxxx@collector:4318/v1/traces": connection refused`},
-		{"go-redis", "warning", "redis: re-authentication failed: WRONGPASS for xxxxx"},
+		{"opentelemetry", "warning", `opentelemetry: traces export: Post "https://svc:REDACTED@collector:4318/v1/traces": connection refused`},
+		{"go-redis", "warning", "redis: re-authentication failed: WRONGPASS for REDACTED"},
 		{"opentelemetry", "error", "otel error"},
 		{"opentelemetry", "warning", "otel warning"},
 	}
@@ -101,7 +101,7 @@ func TestLibraryLogsReachLogrus(t *testing.T) {
 			t.Errorf("line %d = %v, want library %s level %s msg %q", i, got[i], w.library, w.level, w.msg)
 		}
 	}
-	if got[2]["error"] != "exporter failed" || got[2]["endpoint"] != "https://a:xxxxx@c" {
+	if got[2]["error"] != "exporter failed" || got[2]["endpoint"] != "https://a:REDACTED@c" {
 		t.Errorf("the error line's fields: %v", got[2])
 	}
 	for _, secret := range []string{"otlp-secret", "redis-secret-1", "b-secret"} {
