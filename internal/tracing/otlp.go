@@ -21,6 +21,7 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
 	"github.com/cqgate/cqgate/internal/retry"
+	"github.com/cqgate/cqgate/internal/upstream"
 )
 
 // cqgate's own OTLP/HTTP span exporter: binary protobuf written with
@@ -430,12 +431,10 @@ func (e *exporter) excerpt(body io.Reader) string {
 	return ": " + e.withhold(s)
 }
 
-// withhold blots the configured header values out of s.
+// withhold blots the configured header values out of s (as
+// upstream.Redacted).
 func (e *exporter) withhold(s string) string {
-	for _, v := range e.secrets {
-		s = strings.ReplaceAll(s, v, "xxxxx")
-	}
-	return s
+	return upstream.Scrub(s, e.secrets...) // raw, percent-encoded, JSON-escaped
 }
 
 // retryAfter reads a Retry-After header: seconds or an HTTP date.

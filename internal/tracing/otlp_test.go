@@ -28,6 +28,8 @@ import (
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 	"google.golang.org/protobuf/encoding/prototext"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/cqgate/cqgate/internal/upstream"
 )
 
 // The referee of these tests is the official generated code
@@ -776,7 +778,7 @@ func TestExportPartialSuccess(t *testing.T) {
 		{"empty partial success", &coltracepb.ExportTraceServiceResponse{PartialSuccess: &coltracepb.ExportTracePartialSuccess{}}, 0, ""},
 		{"rejected", &coltracepb.ExportTraceServiceResponse{PartialSuccess: &coltracepb.ExportTracePartialSuccess{RejectedSpans: 3, ErrorMessage: "too old"}}, 3, "too old"},
 		{"warning only", &coltracepb.ExportTraceServiceResponse{PartialSuccess: &coltracepb.ExportTracePartialSuccess{ErrorMessage: "deprecated field"}}, 0, "deprecated field"},
-		{"the message repeats a header value", &coltracepb.ExportTraceServiceResponse{PartialSuccess: &coltracepb.ExportTracePartialSuccess{RejectedSpans: 1, ErrorMessage: "key " + secret + " over quota"}}, 1, "key xxxxx over quota"},
+		{"the message repeats a header value", &coltracepb.ExportTraceServiceResponse{PartialSuccess: &coltracepb.ExportTracePartialSuccess{RejectedSpans: 1, ErrorMessage: "key " + secret + " over quota"}}, 1, "key REDACTED over quota"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			body, err := proto.Marshal(tc.resp)
@@ -831,7 +833,7 @@ func TestExportErrorsHoldNoHeaderValue(t *testing.T) {
 	if _, h := c.last(t); h.Get("X-Api-Key") != secret {
 		t.Fatalf("the header was not sent: %v", h)
 	}
-	if strings.Contains(err.Error(), secret) || !strings.Contains(err.Error(), "401") || !strings.Contains(err.Error(), "xxxxx") {
+	if strings.Contains(err.Error(), secret) || !strings.Contains(err.Error(), "401") || !strings.Contains(err.Error(), upstream.Redacted) {
 		t.Errorf("err = %v", err)
 	}
 }
