@@ -604,7 +604,7 @@ func Default() *Config {
 		Proxy: Proxy{
 			Timeout:                60 * time.Second,
 			MaxReplayBody:          1 << 20,
-			MaxConnsPerHost:        256,
+			MaxConnsPerHost:        64,
 			MaxIdleConnsPerHost:    64,
 			MaxResponseHeaderBytes: 64 << 10,
 			ReuseResolved:          time.Second,

@@ -50,6 +50,12 @@ func TestInflightDefaultsAndEnv(t *testing.T) {
 	if s.MaxInflight != 256 || s.InflightQueue != 1024 || s.InflightWait != 5*time.Second {
 		t.Errorf("defaults %d / %d / %s", s.MaxInflight, s.InflightQueue, s.InflightWait)
 	}
+	// A burst for one partner opens at most 64 connections to its host
+	// (each ~30 KiB with its two goroutines and buffers); the rest wait
+	// for one in the transport.
+	if p := Default().Proxy; p.MaxConnsPerHost != 64 || p.MaxIdleConnsPerHost > p.MaxConnsPerHost {
+		t.Errorf("proxy connection defaults %d / %d idle", p.MaxConnsPerHost, p.MaxIdleConnsPerHost)
+	}
 	c := Default()
 	env := map[string]string{"CQGATE_SERVER_MAX_INFLIGHT": "64", "CQGATE_SERVER_INFLIGHT_QUEUE": "0", "CQGATE_SERVER_INFLIGHT_WAIT": "250ms"}
 	if err := ApplyEnv(c, func(k string) (string, bool) { v, ok := env[k]; return v, ok }); err != nil {
