@@ -250,17 +250,12 @@ func sniffType(b []byte) string {
 // each output, error and deleted file URL that the rewriter did not map
 // into a sealed cqgate download link. Anything else passes on as it is.
 func (p *Proxy) manifest(resp *http.Response, rt *route) error {
-	n, err := io.ReadFull(resp.Body, rt.peek[:])
-	head := rt.peek[:n]
-	switch {
-	case err == io.EOF || err == io.ErrUnexpectedEOF:
-		err = nil
-	case err != nil:
+	n, complete, err := readHead(resp.Body, rt.peek[:])
+	if err != nil {
 		return &UpstreamError{OID: rt.tenant.OID, URL: redactQuery(resp.Request.URL), Err: err}
 	}
-	complete := n < len(rt.peek)
-	if bytes.Contains(head, []byte(`"resourceType"`)) ||
-		(!bytes.Contains(head, []byte(`"transactionTime"`)) && !bytes.Contains(head, []byte(`"output"`))) {
+	head := rt.peek[:n]
+	if n < len(rt.peek) && !complete || notManifest(head) {
 		// The common case, a FHIR resource: on without another allocation.
 		rt.pre = prefixBody{head: head, rest: resp.Body, done: complete}
 		resp.Body = &rt.pre
@@ -297,6 +292,53 @@ func (p *Proxy) manifest(resp *http.Response, rt *route) error {
 	resp.ContentLength = int64(len(out))
 	resp.Header.Set("Content-Length", fmt.Sprint(len(out)))
 	return nil
+}
+
+// readHead reads the start of a JSON answer into buf: until buf is
+// full or the body ends (complete), or sooner, once the answer's first
+// key shows a FHIR resource (which no manifest is), so that the usual
+// answer is neither waited for nor copied beyond its first bytes.
+func readHead(r io.Reader, buf []byte) (n int, complete bool, err error) {
+	for n < len(buf) {
+		m, err := r.Read(buf[n:])
+		n += m
+		switch {
+		case err == io.EOF:
+			return n, true, nil
+		case err != nil:
+			return n, false, err
+		case isResource(buf[:n]):
+			return n, false, nil
+		}
+	}
+	return n, false, nil
+}
+
+// isResource reports whether a JSON body starting with head opens with
+// the "resourceType" key, as FHIR servers write resources.
+func isResource(head []byte) bool {
+	return bytes.HasPrefix(firstKey(head), []byte(`"resourceType"`))
+}
+
+// notManifest reports whether a JSON answer starting with head is
+// certainly not a bulk manifest: it has a "resourceType" (a manifest has
+// none), or neither "transactionTime" nor "output" in its start. The
+// usual answer, a resource that begins {"resourceType": (servers write
+// it first), is told by its first key alone, not by searching the 512
+// bytes for a string that starts with the JSON's most common byte.
+func notManifest(head []byte) bool {
+	return isResource(head) || bytes.Contains(head, []byte(`"resourceType"`)) ||
+		(!bytes.Contains(head, []byte(`"transactionTime"`)) && !bytes.Contains(head, []byte(`"output"`)))
+}
+
+// firstKey is b from its first object key on: after the opening brace
+// and the JSON whitespace around it; nil when b does not open an object.
+func firstKey(b []byte) []byte {
+	b = bytes.TrimLeft(b, " \t\r\n")
+	if len(b) == 0 || b[0] != '{' {
+		return nil
+	}
+	return bytes.TrimLeft(b[1:], " \t\r\n")
 }
 
 // expireBy makes the answer's Expires (which the Bulk Data IG lets a
