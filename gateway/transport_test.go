@@ -195,6 +195,25 @@ func TestGuardedTransportKeepsPrivateConnectionsApart(t *testing.T) {
 	if err := get(egress.AllowPrivate(context.Background())); err != nil {
 		t.Fatalf("the allowed organization again: %v", err)
 	}
+	// Picked by the organization (as the proxy does), without a
+	// context value: the same two pools.
+	for _, tt := range []struct {
+		allowPrivate bool
+		wantErr      bool
+	}{{true, false}, {false, true}, {true, false}} {
+		req, err := http.NewRequest(http.MethodGet, srv.URL, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := rt.For(tt.allowPrivate).RoundTrip(req)
+		if err == nil {
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		}
+		if (err != nil) != tt.wantErr {
+			t.Errorf("For(%v): %v, want an error: %v", tt.allowPrivate, err, tt.wantErr)
+		}
+	}
 }
 
 func closeIdle(rt http.RoundTripper) {

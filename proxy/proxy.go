@@ -48,7 +48,13 @@ type Credentials interface {
 type Config struct {
 	// Transport sends requests to FHIR servers; http.DefaultTransport
 	// when nil. Its ResponseHeaderTimeout bounds the wait for a tenant.
-	Transport   http.RoundTripper
+	Transport http.RoundTripper
+	// Private, when set, sends the requests of tenants allowed private
+	// addresses (Tenant.AllowPrivate) instead of Transport: a pool of
+	// its own that lets them through whatever the request's context
+	// (egress.Pools.For). When nil, Transport sends them under a context
+	// that allows them (Tenant.Context).
+	Private     http.RoundTripper
 	Credentials Credentials
 	Logger      logrus.FieldLogger
 	// MaxReplayBody is the largest request body buffered so the request
@@ -93,7 +99,7 @@ func New(cfg Config) *Proxy {
 		// crypto/rand does not fail (it crashes the program instead).
 		p.links, _ = NewLinks(nil)
 	}
-	p.transport = &authTransport{base: base, creds: cfg.Credentials, log: log}
+	p.transport = &authTransport{base: base, private: cfg.Private, creds: cfg.Credentials, log: log}
 	p.buffers = newBufferPool()
 	return p
 }
