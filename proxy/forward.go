@@ -214,11 +214,12 @@ func connectionOption(name string) bool {
 		strings.EqualFold(name, "upgrade") || strings.EqualFold(name, "te")
 }
 
-// removeHopByHop removes the hop-by-hop headers of a tenant's answer.
+// removeHopByHop removes the hop-by-hop headers of a tenant's answer,
+// and its tenant-only ones (tenantOnly), in one pass.
 func removeHopByHop(h http.Header) {
 	deleteConnectionNamed(h, h["Connection"])
 	for k := range h {
-		if hopByHop(k) {
+		if hopByHop(k) || tenantOnly(k) {
 			delete(h, k)
 		}
 	}

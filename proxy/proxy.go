@@ -305,24 +305,32 @@ func noPreference(accept []string) bool {
 	return true
 }
 
-// tenantOnlyHeaders are response headers of a tenant that never reach
-// the caller, as headers or as trailers. The tenant's cookies belong to
+// tenantOnly reports whether k (canonical) is a response header of a
+// tenant that never reaches the caller, as headers or as trailers. The tenant's cookies belong to
 // cqgate's session with the tenant and must not be shared between
 // callers; CORS headers would let any web page read the answers through
 // cqgate (which is not for browsers); Alt-Svc would send the caller's
 // client elsewhere for cqgate's own origin. Hop-by-hop headers
 // (Connection and those it names, Keep-Alive, Proxy-Authenticate, TE,
 // Trailer, Transfer-Encoding, Upgrade) are dropped too (removeHopByHop).
-var tenantOnlyHeaders = []string{
-	"Set-Cookie", "Set-Cookie2",
-	"Access-Control-Allow-Origin", "Access-Control-Allow-Credentials", "Access-Control-Allow-Headers",
-	"Access-Control-Allow-Methods", "Access-Control-Expose-Headers", "Access-Control-Max-Age",
-	"Alt-Svc",
+func tenantOnly(k string) bool {
+	switch k {
+	case "Set-Cookie", "Set-Cookie2",
+		"Access-Control-Allow-Origin", "Access-Control-Allow-Credentials", "Access-Control-Allow-Headers",
+		"Access-Control-Allow-Methods", "Access-Control-Expose-Headers", "Access-Control-Max-Age",
+		"Alt-Svc":
+		return true
+	}
+	return false
 }
 
+// dropTenantOnly deletes the tenant-only headers (by canonical name) of
+// h: one pass over h, no lookup per name.
 func dropTenantOnly(h http.Header) {
-	for _, name := range tenantOnlyHeaders {
-		delete(h, name)
+	for k := range h {
+		if tenantOnly(k) {
+			delete(h, k)
+		}
 	}
 }
 
@@ -431,7 +439,7 @@ func (rt *route) checkErrorBody(resp *http.Response) error {
 // headers dropped, token echoes redacted (an error answer read whole for
 // that), the request ids set, the partner's URLs rewritten.
 func (p *Proxy) modifyResponse(resp *http.Response, rt *route) error {
-	dropTenantOnly(resp.Header)
+	// serve dropped the header's (removeHopByHop).
 	dropTenantOnly(resp.Trailer)
 	rt.scrubTokens(resp.Header)
 	if resp.StatusCode >= 400 && resp.Body != nil && resp.Body != http.NoBody {
