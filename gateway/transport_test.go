@@ -163,6 +163,50 @@ func TestTransportReadIdleTimeout(t *testing.T) {
 	}
 }
 
+// A request sent on a connection that sat idle in the pool for most of
+// the read-idle timeout still gets the whole timeout for its answer:
+// the wait counts from when the request was written, not from when the
+// connection last read.
+func TestTransportReadIdleCountsFromTheRequest(t *testing.T) {
+	const idle = 400 * time.Millisecond
+	var mu sync.Mutex
+	var peers []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		peers = append(peers, r.RemoteAddr)
+		mu.Unlock()
+		if r.URL.Path == "/slow" {
+			time.Sleep(idle * 3 / 4)
+		}
+		io.WriteString(w, "ok")
+	}))
+	defer srv.Close()
+	tr := NewTransport(TransportOptions{ResponseHeaderTimeout: 5 * time.Second, ReadIdleTimeout: idle})
+	defer tr.CloseIdleConnections()
+	client := &http.Client{Transport: tr}
+	get := func(path string) error {
+		resp, err := client.Get(srv.URL + path)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		_, err = io.ReadAll(resp.Body)
+		return err
+	}
+	if err := get("/fast"); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(idle * 3 / 4) // idle in the pool
+	if err := get("/slow"); err != nil {
+		t.Fatalf("an answer within the timeout of its request failed: %v", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(peers) != 2 || peers[0] != peers[1] {
+		t.Fatalf("the two requests did not share a connection: %v", peers)
+	}
+}
+
 // A connection opened for an organization allowed private addresses is
 // never reused for one that is not: the guard is checked when a
 // connection is dialled, so a shared pool would let the second
