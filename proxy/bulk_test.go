@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"errors"
 	"io"
 	"strings"
@@ -25,6 +26,11 @@ func TestNotManifest(t *testing.T) {
 		{"neither", `{"a":1}`, true},
 		{"not an object", `["output","transactionTime"]`, false},
 		{"byte order mark", "\ufeff{\"resourceType\":\"Patient\"}", true},
+		{"resourceType at the very end", `{"id":"1","x":"Type","resourceType"`, true},
+		{"transactionTime at the very start", `"transactionTime":"t"`, false},
+		{"cut-off keys", `{"resourceTyp`, true},
+		{"cut-off transactionTime", `{"a":"T","transactionTim`, true},
+		{"capital Ts elsewhere", `{"lastTime":"T","Type":"TT","output":[]}`, false},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			if got := notManifest([]byte(tt.head)); got != tt.want {
@@ -62,4 +68,18 @@ func TestReadHead(t *testing.T) {
 			}
 		})
 	}
+}
+
+// notManifest gives the verdict of searching the head for each key.
+func FuzzNotManifest(f *testing.F) {
+	for _, s := range []string{`{"resourceType":"Patient"}`, `{"transactionTime":"t","output":[]}`, `{"output":[],"x":"resourceType"}`, `TT"transactionTime"T`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, head []byte) {
+		want := bytes.Contains(head, []byte(`"resourceType"`)) ||
+			(!bytes.Contains(head, []byte(`"transactionTime"`)) && !bytes.Contains(head, []byte(`"output"`)))
+		if got := notManifest(head); got != want {
+			t.Errorf("notManifest(%q) = %v, want %v", head, got, want)
+		}
+	})
 }
