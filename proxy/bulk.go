@@ -331,7 +331,23 @@ func notManifest(head []byte) bool {
 		return true
 	}
 	resourceType, transactionTime := capitalTKeys(head)
-	return resourceType || !transactionTime && !bytes.Contains(head, []byte(`"output"`))
+	return resourceType || !transactionTime && !containsAt(head, `"output"`, len(`"out`))
+}
+
+// containsAt reports whether head holds key, searched for by its byte
+// at, a rarer one in JSON than its leading quote.
+func containsAt(head []byte, key string, at int) bool {
+	for i := 0; i < len(head); i++ {
+		j := bytes.IndexByte(head[i:], key[at])
+		if j < 0 {
+			return false
+		}
+		i += j
+		if i >= at && i-at+len(key) <= len(head) && string(head[i-at:i-at+len(key)]) == key {
+			return true
+		}
+	}
+	return false
 }
 
 // capitalTKeys reports whether head holds "resourceType" and
