@@ -135,7 +135,7 @@ func (rt *route) header(in http.Header) http.Header {
 
 // forwarded reports whether the caller's header k goes to the tenant
 // (Connection may still name it).
-func forwarded(k string) bool { return !hopByHop(k) && !callerOnly[k] }
+func forwarded(k string) bool { return !hopByHop(k) && !callerOnly(k) }
 
 // headerSize is how many names header puts in the outbound header (at
 // most: Connection may name some): the map is made that size, as a map

@@ -337,6 +337,20 @@ func TestCallerOnlyHeadersStayHere(t *testing.T) {
 	}
 }
 
+// callerOnly knows every name of callerOnlyHeaders, and no other.
+func TestCallerOnlyIsTheList(t *testing.T) {
+	for _, name := range callerOnlyHeaders {
+		if !callerOnly(name) {
+			t.Errorf("callerOnly(%q) = false", name)
+		}
+	}
+	for _, name := range []string{"Accept", "X-Request-Id", "Traceparent", "authorization", "X-Api-Keys", ""} {
+		if callerOnly(name) {
+			t.Errorf("callerOnly(%q) = true", name)
+		}
+	}
+}
+
 // rewrite deletes callerOnlyHeaders from the header map directly, which
 // only works for canonical names.
 func TestCallerOnlyHeadersAreCanonical(t *testing.T) {
