@@ -250,18 +250,34 @@ func sniffType(b []byte) string {
 // each output, error and deleted file URL that the rewriter did not map
 // into a sealed cqgate download link. Anything else passes on as it is.
 func (p *Proxy) manifest(resp *http.Response, rt *route) error {
-	n, complete, err := readHead(resp.Body, rt.peek[:])
-	if err != nil {
-		return &UpstreamError{OID: rt.tenant.OID, URL: redactQuery(resp.Request.URL), Err: err}
+	var head []byte
+	complete := false
+	if whole, ok := fhirurl.Peek(resp.Body); ok {
+		// A small answer, rewritten whole already: looked at where it
+		// is, and left unread unless it may be a manifest.
+		head, complete = whole[:min(len(whole), peekSize)], len(whole) <= peekSize
+		if notManifest(head) {
+			return nil
+		}
+		// It is read whole below (a copy: the body's bytes are pooled
+		// and go back when it is closed).
+		head = whole
+		complete = true
+	} else {
+		peek := make([]byte, peekSize)
+		n, done, err := readHead(resp.Body, peek)
+		if err != nil {
+			return &UpstreamError{OID: rt.tenant.OID, URL: redactQuery(resp.Request.URL), Err: err}
+		}
+		head, complete = peek[:n], done
+		if n < len(peek) && !complete || notManifest(head) {
+			// The common case, a FHIR resource: on with its head.
+			rt.pre = prefixBody{head: head, rest: resp.Body, done: complete}
+			resp.Body = &rt.pre
+			return nil
+		}
 	}
-	head := rt.peek[:n]
-	if n < len(rt.peek) && !complete || notManifest(head) {
-		// The common case, a FHIR resource: on without another allocation.
-		rt.pre = prefixBody{head: head, rest: resp.Body, done: complete}
-		resp.Body = &rt.pre
-		return nil
-	}
-	buf := bytes.NewBuffer(make([]byte, 0, 4096))
+	buf := bytes.NewBuffer(make([]byte, 0, max(4096, len(head))))
 	buf.Write(head)
 	if !complete {
 		m, err := io.Copy(buf, io.LimitReader(resp.Body, maxManifest))

@@ -134,10 +134,9 @@ type route struct {
 	dl       *url.URL
 	// audit is the request's audit record, when there is one.
 	audit *audit.Record
-	// peek holds the start of a JSON answer while it is checked for
-	// being a bulk manifest.
-	peek [peekSize]byte
-	pre  prefixBody
+	// pre yields the start of a streamed JSON answer, read to check
+	// whether it is a bulk manifest, and then the rest.
+	pre prefixBody
 	// src exchanges for the request's token on a cache miss (Tokens).
 	src exchangeOnMiss
 }

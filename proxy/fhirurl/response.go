@@ -260,6 +260,19 @@ func (h *smallHandle) Close() error {
 	return nil
 }
 
+// Peek returns what is left to read of a body Body rewrote whole (a
+// small body with a known length), without reading it; ok is false for
+// any other body, and for one whose read from the partner failed. The
+// bytes are the body's own: valid until it is closed, not to be changed.
+func Peek(body io.Reader) (rest []byte, ok bool) {
+	h, isSmall := body.(*smallHandle)
+	if !isSmall || h.b == nil || h.b.err != nil {
+		return nil, false
+	}
+	b := *h.b.buf
+	return b[len(b)-h.b.rd.Len():], true
+}
+
 // weakenETag turns a strong ETag into a weak one.
 func weakenETag(h http.Header) {
 	if e := first(h["Etag"]); strings.HasPrefix(e, `"`) { // "Etag": ETag canonicalized
