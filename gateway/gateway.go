@@ -9,7 +9,6 @@ import (
 	"net/url"
 	"slices"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -540,11 +539,9 @@ type TransportOptions struct {
 	// response that stalls halfway through its body fails (the caller's
 	// answer ends, truncated) instead of holding the caller, a goroutine
 	// and a connection for as long as the peer likes. Time spent writing
-	// to a slow caller does not count. The wait counts from cqgate's last
-	// read from or write to the connection (a request sent on a pooled
-	// connection gets the whole bound), and is cut between the bound and
-	// 1.5 times it (idleConn). An idle pooled connection is closed after
-	// it too. Zero means no bound.
+	// to a slow caller does not count. A wait is cut between the bound
+	// and 1.5 times it (idleConn). An idle pooled connection is closed
+	// after it too. Zero means no bound.
 	ReadIdleTimeout time.Duration
 	// Proxy chooses the HTTP proxy for a request, as http.Transport's
 	// Proxy does; http.ProxyFromEnvironment (HTTPS_PROXY, HTTP_PROXY,
@@ -605,50 +602,32 @@ func NewTransport(o TransportOptions) *http.Transport {
 	}
 }
 
-// idleConn keeps its read deadline ahead of every Read and Write, so
-// that only a peer that stays silent for idle fails a read: silent for
-// at least idle after cqgate last read from it or wrote to it (a request
-// on a connection that was idle in the pool gets its idle from when it
-// was written), at most 1.5 × idle. The deadline is moved only when
-// less than idle is left, to 1.5 × idle ahead: one SetReadDeadline (a
-// lock and a timer update in the poller) per idle/2 of traffic, not per
-// Read. It is per connection, not per request: nothing is allocated on
-// the hot path.
+// idleConn keeps its read deadline ahead of every Read, so that only a
+// peer that stays silent fails a read: silent for at least idle from
+// the start of a Read, at most 1.5 × idle. The deadline is moved only
+// when less than idle is left, to 1.5 × idle ahead: one SetReadDeadline
+// (the poller's lock and a timer update) per idle/2 of traffic, not per
+// Read. Writes do not move it: on an HTTP/2 connection a partner that
+// answers nothing would otherwise be kept, with its stalled streams, for
+// as long as new requests are written to it. It is per connection, not
+// per request: nothing is allocated on the hot path. Reads come from
+// one goroutine (the transport's reader).
 type idleConn struct {
 	net.Conn
 	idle time.Duration
-	// until is the read deadline set last, in Unix nanoseconds.
-	until atomic.Int64
+	// until is the read deadline set last.
+	until time.Time
 }
 
 func (c *idleConn) Read(p []byte) (int, error) {
-	if err := c.keepAhead(); err != nil {
-		return 0, err
+	now := time.Now()
+	if c.until.Sub(now) < c.idle {
+		c.until = now.Add(c.idle + c.idle/2)
+		if err := c.Conn.SetReadDeadline(c.until); err != nil {
+			return 0, err
+		}
 	}
 	return c.Conn.Read(p)
-}
-
-func (c *idleConn) Write(p []byte) (int, error) {
-	if err := c.keepAhead(); err != nil {
-		return 0, err
-	}
-	return c.Conn.Write(p)
-}
-
-// keepAhead moves the read deadline to 1.5 × idle from now when less
-// than idle is left. Read and Write call it from their own goroutines:
-// of two at once, the one that moves until sets the deadline.
-func (c *idleConn) keepAhead() error {
-	now := time.Now()
-	until := c.until.Load()
-	if until-now.UnixNano() >= int64(c.idle) {
-		return nil
-	}
-	next := now.Add(c.idle + c.idle/2)
-	if !c.until.CompareAndSwap(until, next.UnixNano()) {
-		return nil // the other goroutine moved it just now
-	}
-	return c.Conn.SetReadDeadline(next)
 }
 
 // NewGuardedTransport is NewTransport with Guard, its connections kept

