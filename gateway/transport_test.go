@@ -231,7 +231,7 @@ type deadlineCounter struct {
 }
 
 func (c *deadlineCounter) SetReadDeadline(t time.Time) error { c.set, c.last = c.set+1, t; return nil }
-func (c *deadlineCounter) Read(p []byte) (int, error)         { return len(p), nil }
+func (c *deadlineCounter) Read(p []byte) (int, error)        { return len(p), nil }
 
 // idleConn sets a read deadline at least idle ahead of every Read, but
 // not for every Read: once per half timeout of traffic.
