@@ -286,7 +286,9 @@ func tokenContext(call *fhirCall) error {
 }
 
 // forward sends the request to the tenant, its body bounded, without a
-// protocol upgrade and in the tenant's context, and times the answer.
+// protocol upgrade, and times the answer. The proxy sends it through
+// the tenant's egress pool (allow_private_addresses) and asks for its
+// token in the tenant's context itself.
 func (h *handlers) forward(call *fhirCall) {
 	c, t := call.c, call.tenant
 	if body := c.Request.Body; h.MaxBodyBytes > 0 && body != nil && body != http.NoBody {
@@ -298,17 +300,13 @@ func (h *handlers) forward(call *fhirCall) {
 	delete(c.Request.Header, "Upgrade")
 	upstreamStart := time.Now()
 	req := c.Request
-	ctx := t.Context(req.Context())
 	var bulk *audit.Record
 	if h.Audit != nil {
 		// The proxy notes bulk export events (kick-off, completion,
 		// downloads) in a record of their own, so that call stays on
 		// the stack.
 		bulk = new(audit.Record)
-		ctx = audit.NewContext(ctx, bulk)
-	}
-	if ctx != req.Context() {
-		req = req.WithContext(ctx)
+		req = req.WithContext(audit.NewContext(req.Context(), bulk))
 	}
 	h.Proxy.Forward(c.Writer, req, t, call.path)
 	if bulk != nil {

@@ -533,7 +533,7 @@ func (c *Cache) run(ctx context.Context, st *keyState, key Key, src TokenSource,
 		tok := *t
 		// Built once here, before the token is shared: every request
 		// sent with it uses this value (Token.Authorization).
-		tok.authorization = &[1]string{"Bearer " + tok.AccessToken}
+		tok.prebuild()
 		f.tok = &tok
 		st.lastSuccess = o.started
 		st.invalidated = false

@@ -35,19 +35,16 @@ func (e *ScopeError) Error() string {
 // cannot judge: a batch, transaction or $operation, a path that is not a
 // FHIR REST interaction, or a grant holding no SMART clinical scope (a
 // server with scopes of its own); the FHIR server decides those.
+//
+// A token handed out by a Cache parses its grant once, at its first
+// Covers, not on every request sent with it.
 func (t *Token) Covers(requested, method, fhirPath, rawQuery string) error {
 	granted := t.Scope
 	if strings.TrimSpace(granted) == "" {
 		granted = requested
 	}
-	smart := false
-	for tok := range strings.FieldsSeq(granted) {
-		if _, ok := callerauth.ParseScope(tok); ok {
-			smart = true
-			break
-		}
-	}
-	if !smart {
+	grant := t.grant(granted) // nil: not a Cache's token
+	if grant != nil && !grant.Smart() || grant == nil && !smart(granted) {
 		return nil
 	}
 	in, err := callerauth.RequestInteraction(method, fhirPath)
@@ -61,9 +58,34 @@ func (t *Token) Covers(requested, method, fhirPath, rawQuery string) error {
 	if strings.Contains(granted, "?") {
 		query, _ = url.ParseQuery(rawQuery)
 	}
-	if callerauth.GrantCovers(granted, "system", in, query) {
+	if grant != nil && grant.Covers("system", in, query) || grant == nil && callerauth.GrantCovers(granted, "system", in, query) {
 		return nil
 	}
 	return &ScopeError{Granted: granted, Method: method, Path: fhirPath, Interaction: in.Name,
 		Needs: "system/" + in.Resource + "." + in.Perm.String()}
+}
+
+// smart reports whether a granted scope holds a SMART clinical scope.
+func smart(granted string) bool {
+	for tok := range strings.FieldsSeq(granted) {
+		if _, ok := callerauth.ParseScope(tok); ok {
+			return true
+		}
+	}
+	return false
+}
+
+// grant is granted, parsed, for a token a Cache handed out: kept with
+// its prebuilt values (parsed at the first call, kept while granted is
+// the same). Nil for any other token, which Covers checks unparsed.
+func (t *Token) grant(granted string) *callerauth.Grant {
+	if t.pre == nil {
+		return nil
+	}
+	if g := t.pre.grant.Load(); g != nil && g.Scope == granted {
+		return g
+	}
+	g := callerauth.ParseGrant(granted)
+	t.pre.grant.Store(g)
+	return g
 }

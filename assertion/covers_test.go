@@ -30,27 +30,60 @@ func TestTokenCovers(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			tok := &Token{Scope: tt.granted}
-			err := tok.Covers(tt.requested, tt.method, tt.path, tt.query)
-			var se *ScopeError
-			switch {
-			case tt.ok && err != nil:
-				t.Fatalf("Covers = %v, want nil", err)
-			case !tt.ok && (!errors.As(err, &se) || !strings.Contains(err.Error(), tt.path)):
-				t.Fatalf("Covers = %v, want a ScopeError naming %s", err, tt.path)
+			// A token of its own, and one a Cache handed out (its grant
+			// parsed at the first call and kept), asked twice.
+			cached := &Token{Scope: tt.granted}
+			cached.prebuild()
+			for _, tok := range []*Token{{Scope: tt.granted}, cached, cached} {
+				err := tok.Covers(tt.requested, tt.method, tt.path, tt.query)
+				var se *ScopeError
+				switch {
+				case tt.ok && err != nil:
+					t.Fatalf("Covers = %v, want nil", err)
+				case !tt.ok && (!errors.As(err, &se) || !strings.Contains(err.Error(), tt.path)):
+					t.Fatalf("Covers = %v, want a ScopeError naming %s", err, tt.path)
+				}
 			}
 		})
 	}
 }
 
-// BenchmarkTokenCovers is the per-request cost of the granted-scope check.
+// A cached token's grant is parsed once, and again only when the
+// requested scope it stands for (no scope in the response) changes.
+func TestTokenCoversKeepsTheParsedGrant(t *testing.T) {
+	tok := &Token{}
+	tok.prebuild()
+	if err := tok.Covers("system/Patient.read", "GET", "/Patient/1", ""); err != nil {
+		t.Fatal(err)
+	}
+	first := tok.pre.grant.Load()
+	if first == nil || first.Scope != "system/Patient.read" {
+		t.Fatalf("grant kept: %+v", first)
+	}
+	if err := tok.Covers("system/Patient.read", "GET", "/Patient/2", ""); err != nil || tok.pre.grant.Load() != first {
+		t.Errorf("the same grant was parsed again (%v)", err)
+	}
+	if err := tok.Covers("system/Observation.read", "GET", "/Patient/1", ""); err == nil {
+		t.Errorf("another requested scope was judged by the first grant")
+	}
+}
+
+// BenchmarkTokenCovers is the per-request cost of the granted-scope
+// check, for a token of its own and for one a Cache handed out.
 func BenchmarkTokenCovers(b *testing.B) {
-	tok := &Token{Scope: "system/Patient.read system/Observation.rs system/Encounter.read"}
-	b.ReportAllocs()
-	for b.Loop() {
-		if err := tok.Covers("", "GET", "/Observation", "patient=123&category=laboratory"); err != nil {
-			b.Fatal(err)
-		}
+	for _, cached := range []bool{false, true} {
+		b.Run(map[bool]string{false: "uncached", true: "cached"}[cached], func(b *testing.B) {
+			tok := &Token{Scope: "system/Patient.read system/Observation.rs system/Encounter.read"}
+			if cached {
+				tok.prebuild()
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := tok.Covers("", "GET", "/Observation", "patient=123&category=laboratory"); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
 
@@ -64,5 +97,10 @@ func TestTokenCoversAllocations(t *testing.T) {
 	}
 	if n := testing.AllocsPerRun(100, func() { _ = tok.Covers("", http.MethodGet, "/Patient/123", "") }); n > 0 {
 		t.Errorf("a covered read allocates %v times, want 0", n)
+	}
+	cached := &Token{Scope: tok.Scope}
+	cached.prebuild()
+	if n := testing.AllocsPerRun(100, func() { _ = cached.Covers("", http.MethodGet, "/Patient/123", "") }); n > 0 {
+		t.Errorf("a covered read with a cached token allocates %v times, want 0", n)
 	}
 }

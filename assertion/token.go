@@ -6,7 +6,10 @@ import (
 	"io"
 	"log/slog"
 	"strings"
+	"sync/atomic"
 	"time"
+
+	"github.com/cqgate/cqgate/internal/callerauth"
 )
 
 // Token is an access token issued by a token endpoint.
@@ -25,10 +28,22 @@ type Token struct {
 	// or the zero time when the server gave no expires_in.
 	Expiry time.Time
 
-	// authorization is the Authorization header value, prebuilt for the
-	// tokens a Cache hands out (see Authorization); a pointer, so that
-	// Tokens stay comparable.
-	authorization *[1]string
+	// pre holds what is built once for the tokens a Cache hands out
+	// (prebuild); a pointer, so that Tokens stay comparable.
+	pre *prebuilt
+}
+
+// prebuilt is what a token a Cache hands out carries for every request
+// sent with it: its Authorization header value (Authorization) and its
+// parsed grant (Covers).
+type prebuilt struct {
+	authorization [1]string
+	grant         atomic.Pointer[callerauth.Grant]
+}
+
+// prebuild builds the token's prebuilt values, before it is shared.
+func (t *Token) prebuild() {
+	t.pre = &prebuilt{authorization: [1]string{"Bearer " + t.AccessToken}}
 }
 
 // Authorization returns the token's Authorization header value
@@ -40,8 +55,8 @@ type Token struct {
 // outbound requests are replaced, not edited). It is a secret, as
 // AccessToken is.
 func (t *Token) Authorization() []string {
-	if t.authorization != nil {
-		return t.authorization[:]
+	if t.pre != nil {
+		return t.pre.authorization[:]
 	}
 	return []string{"Bearer " + t.AccessToken}
 }

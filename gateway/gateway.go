@@ -117,17 +117,23 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Gateway, error
 	// FHIR requests have their own pool, capped per host; token and
 	// discovery requests to the same hosts never queue behind them.
 	base, fhirBase := opts.Transport, opts.Transport
+	// fhirPrivate is the FHIR pool of organizations allowed private
+	// addresses; the proxy picks it by the tenant. Nil with
+	// opts.Transport, which then gets each such request under a context
+	// that allows private addresses.
+	var fhirPrivate http.RoundTripper
 	if base == nil {
 		hdr := cfg.Proxy.MaxResponseHeaderBytes
 		base = NewGuardedTransport(TransportOptions{
 			ResponseHeaderTimeout: cfg.Proxy.Timeout, MaxResponseHeaderBytes: hdr,
 			MaxConnsPerHost: cfg.Upstream.MaxConnsPerHost,
 		})
-		fhirBase = NewGuardedTransport(TransportOptions{
+		fhir := NewGuardedTransport(TransportOptions{
 			ResponseHeaderTimeout: cfg.Proxy.Timeout, ReadIdleTimeout: cfg.Proxy.Timeout,
 			MaxConnsPerHost: cfg.Proxy.MaxConnsPerHost, MaxIdleConnsPerHost: cfg.Proxy.MaxIdleConnsPerHost,
 			MaxResponseHeaderBytes: hdr,
 		})
+		fhirBase, fhirPrivate = fhir.Public, fhir.Private
 	}
 	dirBase := opts.DirectoryTransport
 	if dirBase == nil {
@@ -146,7 +152,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Gateway, error
 	if g.tracing, err = g.buildTracing(ctx, opts); err != nil {
 		return nil, err
 	}
-	base, dirBase, fhirBase = traced(g.tracing, base, dirBase, fhirBase)
+	base, dirBase, fhirBase, fhirPrivate = traced(g.tracing, base, dirBase, fhirBase, fhirPrivate)
 	// Token requests and directory requests never follow redirects (an
 	// assertion is for one URL; the directory API key must not travel).
 	client := func(rt http.RoundTripper, timeout time.Duration) *http.Client {
@@ -257,6 +263,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Gateway, error
 	}
 	px := proxy.New(proxy.Config{
 		Transport:     fhirBase,
+		Private:       fhirPrivate,
 		Credentials:   g.creds,
 		Logger:        g.log,
 		MaxReplayBody: cfg.Proxy.MaxReplayBody,
@@ -514,6 +521,11 @@ type TransportOptions struct {
 	// the request's context allows them (egress.AllowPrivate), also
 	// behind an HTTP proxy (see egress.Dialer).
 	Guard bool
+	// Private, with Guard, makes the transport of organizations allowed
+	// private addresses: it refuses nothing, whatever the request's
+	// context (egress.NewPrivateDialer). Only NewGuardedTransport's
+	// Private pool is one.
+	Private bool
 	// MaxConnsPerHost caps connections per host (0: no cap); requests
 	// beyond it wait for one.
 	MaxConnsPerHost int
@@ -527,8 +539,9 @@ type TransportOptions struct {
 	// response that stalls halfway through its body fails (the caller's
 	// answer ends, truncated) instead of holding the caller, a goroutine
 	// and a connection for as long as the peer likes. Time spent writing
-	// to a slow caller does not count. An idle pooled connection is
-	// closed after it too. Zero means no bound.
+	// to a slow caller does not count. A wait is cut between the bound
+	// and 1.5 times it (idleConn). An idle pooled connection is closed
+	// after it too. Zero means no bound.
 	ReadIdleTimeout time.Duration
 	// Proxy chooses the HTTP proxy for a request, as http.Transport's
 	// Proxy does; http.ProxyFromEnvironment (HTTPS_PROXY, HTTP_PROXY,
@@ -555,6 +568,9 @@ func NewTransport(o TransportOptions) *http.Transport {
 		// are checked at connect time, proxied destinations before the
 		// proxy is asked.
 		ed := egress.NewDialer(d, o.Resolver)
+		if o.Private {
+			ed = egress.NewPrivateDialer(d, o.Resolver)
+		}
 		dialContext, proxy = ed.DialContext, ed.Proxy(proxy)
 	}
 	idle := o.MaxIdleConnsPerHost
@@ -586,28 +602,44 @@ func NewTransport(o TransportOptions) *http.Transport {
 	}
 }
 
-// idleConn moves its read deadline forward at every Read, so that only
-// a peer that stays silent for idle fails a read. It is per connection,
-// not per request: nothing is allocated on the hot path.
+// idleConn keeps its read deadline ahead of every Read, so that only a
+// peer that stays silent fails a read: silent for at least idle from
+// the start of a Read, at most 1.5 × idle. The deadline is moved only
+// when less than idle is left, to 1.5 × idle ahead: one SetReadDeadline
+// (the poller's lock and a timer update) per idle/2 of traffic, not per
+// Read. Writes do not move it: on an HTTP/2 connection a partner that
+// answers nothing would otherwise be kept, with its stalled streams, for
+// as long as new requests are written to it. It is per connection, not
+// per request: nothing is allocated on the hot path. Reads come from
+// one goroutine (the transport's reader).
 type idleConn struct {
 	net.Conn
 	idle time.Duration
+	// until is the read deadline set last.
+	until time.Time
 }
 
 func (c *idleConn) Read(p []byte) (int, error) {
-	if err := c.Conn.SetReadDeadline(time.Now().Add(c.idle)); err != nil {
-		return 0, err
+	now := time.Now()
+	if c.until.Sub(now) < c.idle {
+		c.until = now.Add(c.idle + c.idle/2)
+		if err := c.Conn.SetReadDeadline(c.until); err != nil {
+			return 0, err
+		}
 	}
 	return c.Conn.Read(p)
 }
 
 // NewGuardedTransport is NewTransport with Guard, its connections kept
-// in two pools (egress.Pools): one for requests whose context allows
-// private addresses, one for the others. The guard runs when a
-// connection is dialled, so one shared pool would hand a connection an
-// allowed organization opened to a private address to an organization
-// that is not allowed one.
-func NewGuardedTransport(o TransportOptions) http.RoundTripper {
+// in two pools (egress.Pools): one for organizations allowed private
+// addresses (chosen by the request's context, egress.AllowPrivate, or
+// by the caller, Pools.For), which refuses nothing, and one for the
+// others. The guard runs when a connection is dialled, so one shared
+// pool would hand a connection an allowed organization opened to a
+// private address to an organization that is not allowed one.
+func NewGuardedTransport(o TransportOptions) egress.Pools {
 	o.Guard = true
-	return egress.Pools{Public: NewTransport(o), Private: NewTransport(o)}
+	private := o
+	private.Private = true
+	return egress.Pools{Public: NewTransport(o), Private: NewTransport(private)}
 }

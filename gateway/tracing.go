@@ -33,13 +33,20 @@ func (g *Gateway) buildTracing(ctx context.Context, opts Options) (*tracing.Trac
 }
 
 // traced wraps the transports of the directory, of partners' discovery,
-// token and registration endpoints, and of FHIR requests so that each
-// request carries its trace context.
-func traced(tr *tracing.Tracing, partner, dir, fhir http.RoundTripper) (http.RoundTripper, http.RoundTripper, http.RoundTripper) {
+// token and registration endpoints, and of FHIR requests (fhirPrivate:
+// those of organizations allowed private addresses, when it is not nil)
+// so that each request carries its trace context.
+func traced(tr *tracing.Tracing, partner, dir, fhir, fhirPrivate http.RoundTripper) (http.RoundTripper, http.RoundTripper, http.RoundTripper, http.RoundTripper) {
+	// The proxy makes the outbound request for this call alone.
+	upstream := func(rt http.RoundTripper) http.RoundTripper {
+		return tr.Transport(rt, "cqgate.upstream", tracing.CallFHIR, tracing.InPlace())
+	}
+	if fhirPrivate != nil {
+		fhirPrivate = upstream(fhirPrivate)
+	}
 	return tr.Transport(partner, "cqgate.http.partner", tracing.CallPartner),
 		tr.Transport(dir, "cqgate.http.directory", tracing.CallDirectory),
-		// The proxy makes the outbound request for this call alone.
-		tr.Transport(fhir, "cqgate.upstream", tracing.CallFHIR, tracing.InPlace())
+		upstream(fhir), fhirPrivate
 }
 
 // vaultTraced has Vault requests carry their trace context.

@@ -195,10 +195,61 @@ func TestGuardedTransportKeepsPrivateConnectionsApart(t *testing.T) {
 	if err := get(egress.AllowPrivate(context.Background())); err != nil {
 		t.Fatalf("the allowed organization again: %v", err)
 	}
+	// Picked by the organization (as the proxy does), without a
+	// context value: the same two pools.
+	for _, tt := range []struct {
+		allowPrivate bool
+		wantErr      bool
+	}{{true, false}, {false, true}, {true, false}} {
+		req, err := http.NewRequest(http.MethodGet, srv.URL, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := rt.For(tt.allowPrivate).RoundTrip(req)
+		if err == nil {
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		}
+		if (err != nil) != tt.wantErr {
+			t.Errorf("For(%v): %v, want an error: %v", tt.allowPrivate, err, tt.wantErr)
+		}
+	}
 }
 
 func closeIdle(rt http.RoundTripper) {
 	if c, ok := rt.(interface{ CloseIdleConnections() }); ok {
 		c.CloseIdleConnections()
+	}
+}
+
+// deadlineCounter is a connection that counts its read deadlines and
+// reads nothing.
+type deadlineCounter struct {
+	net.Conn
+	set  int
+	last time.Time
+}
+
+func (c *deadlineCounter) SetReadDeadline(t time.Time) error { c.set, c.last = c.set+1, t; return nil }
+func (c *deadlineCounter) Read(p []byte) (int, error)        { return len(p), nil }
+
+// idleConn sets a read deadline at least idle ahead of every Read, but
+// not for every Read: once per half timeout of traffic.
+func TestIdleConnMovesItsDeadlineOncePerHalfTimeout(t *testing.T) {
+	const idle = time.Hour
+	inner := &deadlineCounter{}
+	c := &idleConn{Conn: inner, idle: idle}
+	var buf [8]byte
+	for range 1000 {
+		start := time.Now()
+		if _, err := c.Read(buf[:]); err != nil {
+			t.Fatal(err)
+		}
+		if ahead := inner.last.Sub(start); ahead < idle || ahead > idle+idle/2+time.Second {
+			t.Fatalf("read deadline %v ahead, want between %v and %v", ahead, idle, idle+idle/2)
+		}
+	}
+	if inner.set != 1 {
+		t.Errorf("%d read deadlines set for 1,000 reads within a second, want 1", inner.set)
 	}
 }

@@ -250,23 +250,34 @@ func sniffType(b []byte) string {
 // each output, error and deleted file URL that the rewriter did not map
 // into a sealed cqgate download link. Anything else passes on as it is.
 func (p *Proxy) manifest(resp *http.Response, rt *route) error {
-	n, err := io.ReadFull(resp.Body, rt.peek[:])
-	head := rt.peek[:n]
-	switch {
-	case err == io.EOF || err == io.ErrUnexpectedEOF:
-		err = nil
-	case err != nil:
-		return &UpstreamError{OID: rt.tenant.OID, URL: redactQuery(resp.Request.URL), Err: err}
+	var head []byte
+	complete := false
+	if whole, ok := fhirurl.Peek(resp.Body); ok {
+		// A small answer, rewritten whole already: looked at where it
+		// is, and left unread unless it may be a manifest.
+		head, complete = whole[:min(len(whole), peekSize)], len(whole) <= peekSize
+		if notManifest(head) {
+			return nil
+		}
+		// It is read whole below (a copy: the body's bytes are pooled
+		// and go back when it is closed).
+		head = whole
+		complete = true
+	} else {
+		peek := make([]byte, peekSize)
+		n, done, err := readHead(resp.Body, peek)
+		if err != nil {
+			return &UpstreamError{OID: rt.tenant.OID, URL: redactQuery(resp.Request.URL), Err: err}
+		}
+		head, complete = peek[:n], done
+		if n < len(peek) && !complete || notManifest(head) {
+			// The common case, a FHIR resource: on with its head.
+			rt.pre = prefixBody{head: head, rest: resp.Body, done: complete}
+			resp.Body = &rt.pre
+			return nil
+		}
 	}
-	complete := n < len(rt.peek)
-	if bytes.Contains(head, []byte(`"resourceType"`)) ||
-		(!bytes.Contains(head, []byte(`"transactionTime"`)) && !bytes.Contains(head, []byte(`"output"`))) {
-		// The common case, a FHIR resource: on without another allocation.
-		rt.pre = prefixBody{head: head, rest: resp.Body, done: complete}
-		resp.Body = &rt.pre
-		return nil
-	}
-	buf := bytes.NewBuffer(make([]byte, 0, 4096))
+	buf := bytes.NewBuffer(make([]byte, 0, max(4096, len(head))))
 	buf.Write(head)
 	if !complete {
 		m, err := io.Copy(buf, io.LimitReader(resp.Body, maxManifest))
@@ -297,6 +308,95 @@ func (p *Proxy) manifest(resp *http.Response, rt *route) error {
 	resp.ContentLength = int64(len(out))
 	resp.Header.Set("Content-Length", fmt.Sprint(len(out)))
 	return nil
+}
+
+// readHead reads the start of a JSON answer into buf: until buf is
+// full or the body ends (complete), or sooner, once the answer's first
+// key shows a FHIR resource (which no manifest is), so that the usual
+// answer is neither waited for nor copied beyond its first bytes.
+func readHead(r io.Reader, buf []byte) (n int, complete bool, err error) {
+	for n < len(buf) {
+		m, err := r.Read(buf[n:])
+		n += m
+		switch {
+		case err == io.EOF:
+			return n, true, nil
+		case err != nil:
+			return n, false, err
+		case isResource(buf[:n]):
+			return n, false, nil
+		}
+	}
+	return n, false, nil
+}
+
+// isResource reports whether a JSON body starting with head opens with
+// the "resourceType" key, as FHIR servers write resources.
+func isResource(head []byte) bool {
+	return bytes.HasPrefix(firstKey(head), []byte(`"resourceType"`))
+}
+
+// notManifest reports whether a JSON answer starting with head is
+// certainly not a bulk manifest: it has a "resourceType" (a manifest has
+// none), or neither "transactionTime" nor "output" in its start. The
+// usual answer, a resource that begins {"resourceType": (servers write
+// it first), is told by its first key alone, not by searching the 512
+// bytes for a string that starts with the JSON's most common byte.
+func notManifest(head []byte) bool {
+	if isResource(head) {
+		return true
+	}
+	resourceType, transactionTime := capitalTKeys(head)
+	return resourceType || !transactionTime && !containsAt(head, `"output"`, len(`"out`))
+}
+
+// containsAt reports whether head holds key, searched for by its byte
+// at, a rarer one in JSON than its leading quote.
+func containsAt(head []byte, key string, at int) bool {
+	for i := 0; i < len(head); i++ {
+		j := bytes.IndexByte(head[i:], key[at])
+		if j < 0 {
+			return false
+		}
+		i += j
+		if i >= at && i-at+len(key) <= len(head) && string(head[i-at:i-at+len(key)]) == key {
+			return true
+		}
+	}
+	return false
+}
+
+// capitalTKeys reports whether head holds "resourceType" and
+// "transactionTime" (quoted), found by their capital T, which is rare in
+// JSON: one quick pass instead of a search for each, whose first byte, a
+// quote, is JSON's most common.
+func capitalTKeys(head []byte) (resourceType, transactionTime bool) {
+	const rt, tt = `"resourceType"`, `"transactionTime"`
+	const rtAt, ttAt = len(`"resource`), len(`"transaction`) // the T's offsets
+	for i := 0; i < len(head); i++ {
+		j := bytes.IndexByte(head[i:], 'T')
+		if j < 0 {
+			break
+		}
+		i += j
+		if i >= rtAt && i-rtAt+len(rt) <= len(head) && string(head[i-rtAt:i-rtAt+len(rt)]) == rt {
+			resourceType = true
+		}
+		if i >= ttAt && i-ttAt+len(tt) <= len(head) && string(head[i-ttAt:i-ttAt+len(tt)]) == tt {
+			transactionTime = true
+		}
+	}
+	return resourceType, transactionTime
+}
+
+// firstKey is b from its first object key on: after the opening brace
+// and the JSON whitespace around it; nil when b does not open an object.
+func firstKey(b []byte) []byte {
+	b = bytes.TrimLeft(b, " \t\r\n")
+	if len(b) == 0 || b[0] != '{' {
+		return nil
+	}
+	return bytes.TrimLeft(b[1:], " \t\r\n")
 }
 
 // expireBy makes the answer's Expires (which the Bulk Data IG lets a

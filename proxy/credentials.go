@@ -108,7 +108,10 @@ type exchangeOnMiss struct {
 
 func (s *exchangeOnMiss) Token(ctx context.Context) (*assertion.Token, error) {
 	s.called.Store(true)
-	tok, err := s.ex.Exchange(ctx, s.t.TokenRequest())
+	// The token endpoint may be on a private address the tenant is
+	// allowed (egress.AllowPrivate); the request's own context does not
+	// say so (the proxy picks the FHIR pool by the tenant).
+	tok, err := s.ex.Exchange(s.t.Context(ctx), s.t.TokenRequest())
 	if s.obs == nil {
 		return tok, err
 	}

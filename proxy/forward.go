@@ -135,7 +135,7 @@ func (rt *route) header(in http.Header) http.Header {
 
 // forwarded reports whether the caller's header k goes to the tenant
 // (Connection may still name it).
-func forwarded(k string) bool { return !hopByHop(k) && !callerOnly[k] }
+func forwarded(k string) bool { return !hopByHop(k) && !callerOnly(k) }
 
 // headerSize is how many names header puts in the outbound header (at
 // most: Connection may name some): the map is made that size, as a map
@@ -214,11 +214,12 @@ func connectionOption(name string) bool {
 		strings.EqualFold(name, "upgrade") || strings.EqualFold(name, "te")
 }
 
-// removeHopByHop removes the hop-by-hop headers of a tenant's answer.
+// removeHopByHop removes the hop-by-hop headers of a tenant's answer,
+// and its tenant-only ones (tenantOnly), in one pass.
 func removeHopByHop(h http.Header) {
 	deleteConnectionNamed(h, h["Connection"])
 	for k := range h {
-		if hopByHop(k) {
+		if hopByHop(k) || tenantOnly(k) {
 			delete(h, k)
 		}
 	}

@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"net/netip"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -296,7 +297,12 @@ func TestRewritesXMLAndGzipAndCreate(t *testing.T) {
 
 // bulkPartner answers a kick-off, a manifest naming files on four
 // origins, and files; a file under the base redirects to storage.
-func bulkPartner(requires bool) http.Handler {
+func bulkPartner(requires bool) http.Handler { return bulkPartnerSized(requires, false) }
+
+// bulkPartnerSized is bulkPartner, its manifest sent with a
+// Content-Length when knownLength (rewritten whole, then looked at where
+// it is: fhirurl.Peek) rather than streamed.
+func bulkPartnerSized(requires, knownLength bool) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /r4/Patient/$export", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Location", partnerBase+"/bulkstatus/job1?secret-ish=1")
@@ -304,7 +310,14 @@ func bulkPartner(requires bool) http.Handler {
 	})
 	mux.HandleFunc("GET /r4/bulkstatus/job1", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
-		json.NewEncoder(w).Encode(map[string]any{
+		var body bytes.Buffer
+		defer func() {
+			if knownLength {
+				w.Header().Set("Content-Length", strconv.Itoa(body.Len()))
+			}
+			w.Write(body.Bytes())
+		}()
+		json.NewEncoder(&body).Encode(map[string]any{
 			"transactionTime": "2026-12-06T00:00:00Z", "request": partnerBase + "/Patient/$export", "requiresAccessToken": requires,
 			"output": []map[string]any{
 				{"type": "Patient", "url": partnerBase + "/bulkfiles/job1/Patient.ndjson", "count": 2},
@@ -350,9 +363,16 @@ var timeZero = time.Time{}
 
 func TestBulkExportThroughTheProxy(t *testing.T) {
 	t.Parallel()
-	for _, requires := range []bool{true, false} {
-		t.Run(map[bool]string{true: "requiresAccessToken", false: "no token required"}[requires], func(t *testing.T) {
-			w := newFwdWorld(t, nil, bulkPartner(requires))
+	for _, tc := range []struct {
+		requires, knownLength bool
+	}{{true, false}, {false, false}, {true, true}} {
+		requires := tc.requires
+		name := map[bool]string{true: "requiresAccessToken", false: "no token required"}[requires]
+		if tc.knownLength {
+			name += ", manifest of known length"
+		}
+		t.Run(name, func(t *testing.T) {
+			w := newFwdWorld(t, nil, bulkPartnerSized(requires, tc.knownLength))
 			patients := `{"resourceType":"Patient","id":"p1"}` + "\n" + `{"resourceType":"Patient","id":"p2"}` + "\n"
 			w.net.hosts["blobs.example.net"] = ndjson(patients)
 			w.net.hosts["storage.partner.example"] = ndjson(`{"resourceType":"Observation","id":"o1"}` + "\n")

@@ -48,7 +48,13 @@ type Credentials interface {
 type Config struct {
 	// Transport sends requests to FHIR servers; http.DefaultTransport
 	// when nil. Its ResponseHeaderTimeout bounds the wait for a tenant.
-	Transport   http.RoundTripper
+	Transport http.RoundTripper
+	// Private, when set, sends the requests of tenants allowed private
+	// addresses (Tenant.AllowPrivate) instead of Transport: a pool of
+	// its own that lets them through whatever the request's context
+	// (egress.Pools.For). When nil, Transport sends them under a context
+	// that allows them (Tenant.Context).
+	Private     http.RoundTripper
 	Credentials Credentials
 	Logger      logrus.FieldLogger
 	// MaxReplayBody is the largest request body buffered so the request
@@ -93,7 +99,7 @@ func New(cfg Config) *Proxy {
 		// crypto/rand does not fail (it crashes the program instead).
 		p.links, _ = NewLinks(nil)
 	}
-	p.transport = &authTransport{base: base, creds: cfg.Credentials, log: log}
+	p.transport = &authTransport{base: base, private: cfg.Private, creds: cfg.Credentials, log: log}
 	p.buffers = newBufferPool()
 	return p
 }
@@ -128,10 +134,9 @@ type route struct {
 	dl       *url.URL
 	// audit is the request's audit record, when there is one.
 	audit *audit.Record
-	// peek holds the start of a JSON answer while it is checked for
-	// being a bulk manifest.
-	peek [peekSize]byte
-	pre  prefixBody
+	// pre yields the start of a streamed JSON answer, read to check
+	// whether it is a bulk manifest, and then the rest.
+	pre prefixBody
 	// src exchanges for the request's token on a cache miss (Tokens).
 	src exchangeOnMiss
 }
@@ -242,14 +247,18 @@ var callerOnlyHeaders = []string{
 	"Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto", "X-Real-Ip",
 }
 
-// callerOnly is callerOnlyHeaders as a set, by canonical name.
-var callerOnly = func() map[string]bool {
-	m := make(map[string]bool, len(callerOnlyHeaders))
-	for _, k := range callerOnlyHeaders {
-		m[k] = true
+// callerOnly reports whether k (canonical) is one of callerOnlyHeaders:
+// a switch, which costs less than hashing k into a set (it is asked for
+// every header of every request, twice).
+func callerOnly(k string) bool {
+	switch k {
+	case "Authorization", "Proxy-Authorization", "Cookie", "X-Api-Key",
+		"X-Cqgate-Scope", "X-Purpose-Of-Use", "Baggage",
+		"Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto", "X-Real-Ip":
+		return true
 	}
-	return m
-}()
+	return false
+}
 
 // setAcceptEncoding asks the partner for gzip or identity, whatever the
 // caller accepts, so that every JSON and XML answer can be rewritten
@@ -299,24 +308,32 @@ func noPreference(accept []string) bool {
 	return true
 }
 
-// tenantOnlyHeaders are response headers of a tenant that never reach
-// the caller, as headers or as trailers. The tenant's cookies belong to
+// tenantOnly reports whether k (canonical) is a response header of a
+// tenant that never reaches the caller, as headers or as trailers. The tenant's cookies belong to
 // cqgate's session with the tenant and must not be shared between
 // callers; CORS headers would let any web page read the answers through
 // cqgate (which is not for browsers); Alt-Svc would send the caller's
 // client elsewhere for cqgate's own origin. Hop-by-hop headers
 // (Connection and those it names, Keep-Alive, Proxy-Authenticate, TE,
 // Trailer, Transfer-Encoding, Upgrade) are dropped too (removeHopByHop).
-var tenantOnlyHeaders = []string{
-	"Set-Cookie", "Set-Cookie2",
-	"Access-Control-Allow-Origin", "Access-Control-Allow-Credentials", "Access-Control-Allow-Headers",
-	"Access-Control-Allow-Methods", "Access-Control-Expose-Headers", "Access-Control-Max-Age",
-	"Alt-Svc",
+func tenantOnly(k string) bool {
+	switch k {
+	case "Set-Cookie", "Set-Cookie2",
+		"Access-Control-Allow-Origin", "Access-Control-Allow-Credentials", "Access-Control-Allow-Headers",
+		"Access-Control-Allow-Methods", "Access-Control-Expose-Headers", "Access-Control-Max-Age",
+		"Alt-Svc":
+		return true
+	}
+	return false
 }
 
+// dropTenantOnly deletes the tenant-only headers (by canonical name) of
+// h: one pass over h, no lookup per name.
 func dropTenantOnly(h http.Header) {
-	for _, name := range tenantOnlyHeaders {
-		delete(h, name)
+	for k := range h {
+		if tenantOnly(k) {
+			delete(h, k)
+		}
 	}
 }
 
@@ -425,7 +442,7 @@ func (rt *route) checkErrorBody(resp *http.Response) error {
 // headers dropped, token echoes redacted (an error answer read whole for
 // that), the request ids set, the partner's URLs rewritten.
 func (p *Proxy) modifyResponse(resp *http.Response, rt *route) error {
-	dropTenantOnly(resp.Header)
+	// serve dropped the header's (removeHopByHop).
 	dropTenantOnly(resp.Trailer)
 	rt.scrubTokens(resp.Header)
 	if resp.StatusCode >= 400 && resp.Body != nil && resp.Body != http.NoBody {

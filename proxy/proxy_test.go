@@ -21,6 +21,7 @@ import (
 	"github.com/cqgate/cqgate/assertion"
 	"github.com/cqgate/cqgate/directory"
 	"github.com/cqgate/cqgate/discovery"
+	"github.com/cqgate/cqgate/internal/egress"
 	"github.com/cqgate/cqgate/tenant"
 )
 
@@ -336,6 +337,20 @@ func TestCallerOnlyHeadersStayHere(t *testing.T) {
 	}
 }
 
+// callerOnly knows every name of callerOnlyHeaders, and no other.
+func TestCallerOnlyIsTheList(t *testing.T) {
+	for _, name := range callerOnlyHeaders {
+		if !callerOnly(name) {
+			t.Errorf("callerOnly(%q) = false", name)
+		}
+	}
+	for _, name := range []string{"Accept", "X-Request-Id", "Traceparent", "authorization", "X-Api-Keys", ""} {
+		if callerOnly(name) {
+			t.Errorf("callerOnly(%q) = true", name)
+		}
+	}
+}
+
 // rewrite deletes callerOnlyHeaders from the header map directly, which
 // only works for canonical names.
 func TestCallerOnlyHeadersAreCanonical(t *testing.T) {
@@ -343,5 +358,66 @@ func TestCallerOnlyHeadersAreCanonical(t *testing.T) {
 		if c := http.CanonicalHeaderKey(name); c != name {
 			t.Errorf("%q is not canonical (%q)", name, c)
 		}
+	}
+}
+
+// poolRecorder answers 200 and notes that it sent a request, and
+// whether the request's context allowed private addresses.
+type poolRecorder struct {
+	sent, allowed bool
+}
+
+func (p *poolRecorder) RoundTrip(r *http.Request) (*http.Response, error) {
+	p.sent, p.allowed = true, egress.PrivateAllowed(r.Context())
+	return &http.Response{StatusCode: http.StatusOK, Header: http.Header{}, Body: http.NoBody, Request: r}, nil
+}
+
+// A tenant allowed private addresses is sent through Config.Private
+// when there is one, and no other tenant ever is; without one, its
+// requests carry a context that allows them.
+func TestForwardPicksTheTenantsEgressPool(t *testing.T) {
+	tenantFor := func(allowPrivate bool) *tenant.Tenant {
+		d := &fakeDirectory{base: "https://fhir.example/r4"}
+		r := &tenant.Resolver{Directory: d, Discovery: d, Orgs: map[string]tenant.Settings{"1.2.3": {AllowPrivate: allowPrivate}}}
+		tn, err := r.Resolve(context.Background(), "1.2.3")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tn
+	}
+	for _, tt := range []struct {
+		name                   string
+		allowPrivate, withPool bool
+		wantPrivate            bool // sent through Config.Private
+		wantAllowedCtx         bool // under a context that allows private addresses
+	}{
+		{"allowed, with a pool of its own", true, true, true, false},
+		{"allowed, one transport", true, false, false, true},
+		{"not allowed, with a private pool", false, true, false, false},
+		{"not allowed, one transport", false, false, false, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			public, private := &poolRecorder{}, &poolRecorder{}
+			cfg := Config{Credentials: &fakeCredentials{}, Logger: logrus.New(), Transport: public}
+			if tt.withPool {
+				cfg.Private = private
+			}
+			p := New(cfg)
+			rec := httptest.NewRecorder()
+			p.Forward(rec, httptest.NewRequest("GET", "/fhir/1.2.3/Patient/1", nil), tenantFor(tt.allowPrivate), "/Patient/1")
+			if rec.Code != http.StatusOK {
+				t.Fatalf("status %d: %s", rec.Code, rec.Body)
+			}
+			used := public
+			if tt.wantPrivate {
+				used = private
+			}
+			if !used.sent || public.sent && private.sent {
+				t.Fatalf("public sent %v, private sent %v; want only the private pool: %v", public.sent, private.sent, tt.wantPrivate)
+			}
+			if used.allowed != tt.wantAllowedCtx {
+				t.Errorf("context allows private addresses: %v, want %v", used.allowed, tt.wantAllowedCtx)
+			}
+		})
 	}
 }

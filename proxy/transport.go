@@ -19,9 +19,24 @@ import (
 // the body can be replayed; it follows redirects to other origins
 // (follow).
 type authTransport struct {
-	base  http.RoundTripper
-	creds Credentials
-	log   logrus.FieldLogger
+	// base sends every request, but for those of tenants allowed
+	// private addresses when private is set (Config.Private).
+	base, private http.RoundTripper
+	creds         Credentials
+	log           logrus.FieldLogger
+}
+
+// transport is the transport of rt's tenant, and the request to send
+// through it: req itself, or for a tenant allowed private addresses
+// without a pool of its own, a copy under a context that allows them.
+func (t *authTransport) transport(req *http.Request, rt *route) (http.RoundTripper, *http.Request) {
+	if !rt.tenant.AllowPrivate {
+		return t.base, req
+	}
+	if t.private != nil {
+		return t.private, req
+	}
+	return t.base, req.WithContext(rt.tenant.Context(req.Context()))
 }
 
 func (t *authTransport) roundTrip(req *http.Request, rt *route) (*http.Response, error) {
@@ -100,7 +115,8 @@ func (t *authTransport) authorized(req *http.Request, rt *route) (*http.Response
 }
 
 func (t *authTransport) send(req *http.Request, rt *route) (*http.Response, error) {
-	resp, err := t.base.RoundTrip(req)
+	base, out := t.transport(req, rt)
+	resp, err := base.RoundTrip(out)
 	if err != nil {
 		return nil, &UpstreamError{OID: rt.tenant.OID, URL: redactQuery(req.URL), Err: err}
 	}

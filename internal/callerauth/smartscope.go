@@ -325,17 +325,57 @@ func GrantCovers(granted, context string, in Interaction, query url.Values) bool
 		return true
 	}
 	for tok := range strings.FieldsSeq(granted) {
-		sc, ok := ParseScope(tok)
-		if !ok || sc.Context != context || sc.Perms&in.Perm != in.Perm {
-			continue
+		if sc, ok := ParseScope(tok); ok && sc.covers(context, in, query) {
+			return true
 		}
-		if sc.Resource != "*" && sc.Resource != in.Resource {
-			continue
+	}
+	return false
+}
+
+// covers reports whether the scope alone covers the interaction in
+// context (GrantCovers).
+func (sc Scope) covers(context string, in Interaction, query url.Values) bool {
+	if sc.Context != context || sc.Perms&in.Perm != in.Perm {
+		return false
+	}
+	if sc.Resource != "*" && sc.Resource != in.Resource {
+		return false
+	}
+	return sc.Query == "" || in.Perm == PermSearch && queryWithin(sc.Query, query)
+}
+
+// Grant is a granted scope parsed once, to check many requests against
+// (a token's, for every request sent with it): its SMART clinical
+// scopes. It is immutable.
+type Grant struct {
+	// Scope is the granted scope as given.
+	Scope  string
+	scopes []Scope
+}
+
+// ParseGrant parses a space-separated granted scope.
+func ParseGrant(granted string) *Grant {
+	g := &Grant{Scope: granted}
+	for tok := range strings.FieldsSeq(granted) {
+		if sc, ok := ParseScope(tok); ok {
+			g.scopes = append(g.scopes, sc)
 		}
-		if sc.Query != "" && !(in.Perm == PermSearch && queryWithin(sc.Query, query)) {
-			continue
-		}
+	}
+	return g
+}
+
+// Smart reports whether the grant holds a SMART clinical scope.
+func (g *Grant) Smart() bool { return len(g.scopes) > 0 }
+
+// Covers is GrantCovers for the parsed grant.
+func (g *Grant) Covers(context string, in Interaction, query url.Values) bool {
+	if in.Perm == 0 {
 		return true
+	}
+	for _, sc := range g.scopes {
+		if sc.covers(context, in, query) {
+			return true
+		}
 	}
 	return false
 }

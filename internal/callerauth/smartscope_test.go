@@ -216,5 +216,26 @@ func TestGrantCovers(t *testing.T) {
 		if got := GrantCovers(tc.granted, "system", in, q(tc.query)); got != tc.want {
 			t.Errorf("GrantCovers(%q, %s %s?%s) = %v, want %v", tc.granted, tc.method, tc.path, tc.query, got, tc.want)
 		}
+		if got := ParseGrant(tc.granted).Covers("system", in, q(tc.query)); got != tc.want {
+			t.Errorf("ParseGrant(%q).Covers(%s %s?%s) = %v, want %v", tc.granted, tc.method, tc.path, tc.query, got, tc.want)
+		}
+	}
+}
+
+// A grant is SMART when one of its scopes is.
+func TestParseGrantSmart(t *testing.T) {
+	for _, tc := range []struct {
+		granted string
+		want    bool
+	}{
+		{"", false},
+		{"openid fhirUser", false},
+		{"custom-scope system/Patient.readx", false},
+		{"openid system/Patient.read", true},
+		{"  system/*.rs  ", true},
+	} {
+		if got := ParseGrant(tc.granted).Smart(); got != tc.want {
+			t.Errorf("ParseGrant(%q).Smart() = %v, want %v", tc.granted, got, tc.want)
+		}
 	}
 }

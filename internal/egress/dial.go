@@ -45,6 +45,10 @@ type Dialer struct {
 	// proxy for verdictTTL, so that a request does not cost a DNS lookup.
 	mu       sync.Mutex
 	verdicts map[string]verdict
+	// private says every connection is for organizations allowed
+	// private addresses (NewPrivateDialer): nothing is checked, as under
+	// a context from AllowPrivate.
+	private bool
 }
 
 type verdict struct {
@@ -69,9 +73,24 @@ func NewDialer(d *net.Dialer, r Resolver) *Dialer {
 	return x
 }
 
+// NewPrivateDialer is NewDialer for the connections of organizations
+// allowed private addresses only (allow_private_addresses): it checks
+// nothing, whatever the request's context, as NewDialer's does under a
+// context from AllowPrivate. Its transport must be kept apart from any
+// other (see Pools): a connection it opened may lead anywhere.
+func NewPrivateDialer(d *net.Dialer, r Resolver) *Dialer {
+	x := NewDialer(d, r)
+	x.private = true
+	return x
+}
+
 // DialContext connects to addr: unchecked when it is a proxy this
 // Dialer's Proxy handed out, through Guard otherwise.
 func (d *Dialer) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
+	if d.private {
+		// Once per connection, not per request.
+		ctx = AllowPrivate(ctx)
+	}
 	if _, ok := d.proxies.Load(addr); ok {
 		return d.plain.DialContext(ctx, network, addr)
 	}
@@ -110,7 +129,7 @@ func (d *Dialer) Proxy(next func(*http.Request) (*url.URL, error)) func(*http.Re
 		if err != nil || pu == nil {
 			return pu, err
 		}
-		if !PrivateAllowed(req.Context()) {
+		if !d.private && !PrivateAllowed(req.Context()) {
 			if err := d.checkProxied(req.Context(), req.URL); err != nil {
 				return nil, err
 			}

@@ -229,3 +229,62 @@ func TestPoolsChooseByContext(t *testing.T) {
 		}
 	}
 }
+
+// For picks the pool by the organization alone.
+func TestPoolsFor(t *testing.T) {
+	var got string
+	p := Pools{Public: poolRecorder{"public", &got}, Private: poolRecorder{"private", &got}}
+	for _, tt := range []struct {
+		allowPrivate bool
+		want         string
+	}{{false, "public"}, {true, "private"}} {
+		req, _ := http.NewRequest(http.MethodGet, "https://fhir.example/", nil)
+		if _, err := p.For(tt.allowPrivate).RoundTrip(req); err != nil || got != tt.want {
+			t.Errorf("For(%v) went through %q (%v), want %q", tt.allowPrivate, got, err, tt.want)
+		}
+	}
+}
+
+// A private dialer connects to loopback and lets proxied destinations
+// through without a context that allows them; NewDialer's refuses both.
+func TestPrivateDialerChecksNothing(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	proxyURL := &url.URL{Scheme: "http", Host: "proxy.example:3128"}
+	viaProxy := func(*http.Request) (*url.URL, error) { return proxyURL, nil }
+	for _, tt := range []struct {
+		name   string
+		d      *Dialer
+		refuse bool
+	}{
+		{"guarded", NewDialer(&net.Dialer{}, nil), true},
+		{"private", NewPrivateDialer(&net.Dialer{}, nil), false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := tt.d.DialContext(context.Background(), "tcp", ln.Addr().String())
+			if c != nil {
+				c.Close()
+			}
+			if refused := errors.Is(err, ErrRefused); refused != tt.refuse || !tt.refuse && err != nil {
+				t.Errorf("dialling loopback: %v, want refused: %v", err, tt.refuse)
+			}
+			req, _ := http.NewRequest(http.MethodGet, "http://127.0.0.1:8080/fhir", nil)
+			_, err = tt.d.Proxy(viaProxy)(req)
+			if refused := errors.Is(err, ErrRefused); refused != tt.refuse || !tt.refuse && err != nil {
+				t.Errorf("loopback through a proxy: %v, want refused: %v", err, tt.refuse)
+			}
+		})
+	}
+}

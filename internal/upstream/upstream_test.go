@@ -151,3 +151,25 @@ func encodeAll(s, format string) string {
 	}
 	return b.String()
 }
+
+// Contains finds the secret however close to the end of s it is, and
+// not in anything shorter than the secret itself.
+func TestContainsAtTheEdges(t *testing.T) {
+	const secret = "tok+en/1"
+	for _, tt := range []struct {
+		s    string
+		want bool
+	}{
+		{secret, true},
+		{"x" + secret, true},
+		{"Bearer tok%2Ben%2F1", true},
+		{`"tok+en\/1"`, true},
+		{secret[:len(secret)-1], false},
+		{"x" + secret[:len(secret)-1], false},
+		{"", false},
+	} {
+		if got := Contains(tt.s, secret); got != tt.want {
+			t.Errorf("Contains(%q) = %v, want %v", tt.s, got, tt.want)
+		}
+	}
+}

@@ -154,11 +154,13 @@ func (rw *Rewriter) Body(resp *http.Response) (Format, error) {
 		weakenETag(resp.Header)
 		return None, nil
 	}
-	f := FormatOf(resp.Header.Get("Content-Type"))
+	// Canonical names, looked up and deleted as they are: no
+	// canonicalizing on every response.
+	f := FormatOf(first(resp.Header["Content-Type"]))
 	if f == None || resp.StatusCode == http.StatusPartialContent {
 		return None, nil
 	}
-	coding := strings.ToLower(strings.TrimSpace(strings.Join(resp.Header.Values("Content-Encoding"), ",")))
+	coding := strings.ToLower(strings.TrimSpace(strings.Join(resp.Header["Content-Encoding"], ",")))
 	gz := false
 	switch coding {
 	case "", "identity":
@@ -171,7 +173,7 @@ func (rw *Rewriter) Body(resp *http.Response) (Format, error) {
 	small := !gz && resp.ContentLength >= 0 && resp.ContentLength <= SmallBody
 	announced := h["Content-Length"] // kept when the length does not change
 	for _, k := range changedHeaders {
-		h.Del(k)
+		delete(h, k)
 	}
 	length := resp.ContentLength
 	resp.ContentLength = -1
@@ -258,11 +260,32 @@ func (h *smallHandle) Close() error {
 	return nil
 }
 
+// Peek returns what is left to read of a body Body rewrote whole (a
+// small body with a known length), without reading it; ok is false for
+// any other body, and for one whose read from the partner failed. The
+// bytes are the body's own: valid until it is closed, not to be changed.
+func Peek(body io.Reader) (rest []byte, ok bool) {
+	h, isSmall := body.(*smallHandle)
+	if !isSmall || h.b == nil || h.b.err != nil {
+		return nil, false
+	}
+	b := *h.b.buf
+	return b[len(b)-h.b.rd.Len():], true
+}
+
 // weakenETag turns a strong ETag into a weak one.
 func weakenETag(h http.Header) {
-	if e := h.Get("ETag"); strings.HasPrefix(e, `"`) {
-		h.Set("ETag", "W/"+e)
+	if e := first(h["Etag"]); strings.HasPrefix(e, `"`) { // "Etag": ETag canonicalized
+		h["Etag"] = []string{"W/" + e}
 	}
+}
+
+// first is a header's first value (Header.Get's, for a canonical name).
+func first(values []string) string {
+	if len(values) > 0 {
+		return values[0]
+	}
+	return ""
 }
 
 // NewReader returns a ReadCloser that reads src, decoding gzip first if

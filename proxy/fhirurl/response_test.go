@@ -263,3 +263,54 @@ func TestPooledReadersStartClean(t *testing.T) {
 		}
 	}
 }
+
+// Peek shows what is left of a body rewritten whole, and nothing of a
+// streamed one, a failed one or a closed one.
+func TestPeek(t *testing.T) {
+	rw := newRewriter(t)
+	in := `{"resourceType":"Bundle","link":[{"relation":"next","url":"` + partner + `/Patient?page=2"}]}`
+	want := `{"resourceType":"Bundle","link":[{"relation":"next","url":"` + public + `/Patient?page=2"}]}`
+	resp := func(body io.Reader, length int64) *http.Response {
+		return &http.Response{StatusCode: 200, Header: http.Header{"Content-Type": {"application/fhir+json"}},
+			Body: io.NopCloser(body), ContentLength: length, Request: httptest.NewRequest("GET", "/", nil)}
+	}
+
+	small := resp(strings.NewReader(in), int64(len(in)))
+	if _, err := rw.Body(small); err != nil {
+		t.Fatal(err)
+	}
+	if rest, ok := Peek(small.Body); !ok || string(rest) != want {
+		t.Fatalf("Peek = %q, %v; want the rewritten body", rest, ok)
+	}
+	var first [10]byte
+	if _, err := io.ReadFull(small.Body, first[:]); err != nil {
+		t.Fatal(err)
+	}
+	if rest, ok := Peek(small.Body); !ok || string(rest) != want[10:] {
+		t.Errorf("after a read, Peek = %q, %v; want the rest", rest, ok)
+	}
+	small.Body.Close()
+	if _, ok := Peek(small.Body); ok {
+		t.Errorf("a closed body was peeked at")
+	}
+
+	streamed := resp(strings.NewReader(in), -1)
+	if _, err := rw.Body(streamed); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := Peek(streamed.Body); ok {
+		t.Errorf("a streamed body was peeked at")
+	}
+
+	broken := resp(io.MultiReader(strings.NewReader(in[:20]), iotestErr{}), int64(len(in)))
+	if _, err := rw.Body(broken); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := Peek(broken.Body); ok {
+		t.Errorf("a body whose read failed was peeked at")
+	}
+}
+
+type iotestErr struct{}
+
+func (iotestErr) Read([]byte) (int, error) { return 0, errors.New("connection reset") }
