@@ -265,7 +265,9 @@ type keyState struct {
 	failures    int       // consecutive failed exchanges
 	failUntil   time.Time // the failure is held until then
 	failErr     error
-	removed     bool // swept from the map: look the key up again
+	// removed says the state was swept from the map: look the key up
+	// again. Set under the locks; read without them by a Slot.
+	removed atomic.Bool
 	// ref is the key's name in the shared tier (cluster.Ref), when
 	// there is one: invalidations name keys by it.
 	ref string
@@ -402,7 +404,7 @@ func (c *Cache) reclaim(resource string) time.Duration {
 
 // remove forgets key, under c.mu and st.mu.
 func (c *Cache) remove(key Key, st *keyState) {
-	st.removed = true
+	st.removed.Store(true)
 	delete(c.states, key)
 	if c.maxContexts > 0 {
 		if c.contexts[key.Resource]--; c.contexts[key.Resource] <= 0 {
@@ -421,6 +423,45 @@ func (c *Cache) Token(ctx context.Context, key Key, src TokenSource) (*Token, er
 	if err != nil {
 		return nil, err
 	}
+	return c.token(ctx, st, key, src)
+}
+
+// Slot is a Key's place in a Cache, for a caller that asks for the same
+// Key on every request (the proxy keeps one per resolved tenant):
+// TokenAt with it is Token without the map lookup, which hashes and
+// compares every string of the Key. It follows the key when the Cache
+// sweeps it and makes it anew.
+type Slot struct {
+	c   *Cache
+	key Key
+	st  atomic.Pointer[keyState]
+}
+
+// Slot returns a Slot for key in c; it finds the key's place on first
+// use.
+func (c *Cache) Slot(key Key) *Slot { return &Slot{c: c, key: key} }
+
+// Key is the Key s is for.
+func (s *Slot) Key() Key { return s.key }
+
+// TokenAt is Token for s's Key (c's Token when s is another Cache's).
+func (c *Cache) TokenAt(ctx context.Context, s *Slot, src TokenSource) (*Token, error) {
+	if s.c != c {
+		return c.Token(ctx, s.key, src)
+	}
+	st := s.st.Load()
+	if st == nil || st.removed.Load() {
+		var err error
+		if st, err = c.state(s.key); err != nil {
+			return nil, err
+		}
+		s.st.Store(st)
+	}
+	return c.token(ctx, st, s.key, src)
+}
+
+// token is Token on key's state st.
+func (c *Cache) token(ctx context.Context, st *keyState, key Key, src TokenSource) (*Token, error) {
 	now := c.clock()
 	if e := st.entry.Load(); e != nil && now.Before(e.refreshAt) {
 		c.hits.Add(1)
@@ -467,7 +508,7 @@ func (c *Cache) Token(ctx context.Context, key Key, src TokenSource) (*Token, er
 func (c *Cache) join(ctx context.Context, st *keyState, key Key, src TokenSource) (*Token, *flight, error) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	if st.removed {
+	if st.removed.Load() {
 		return nil, nil, nil
 	}
 	now := c.clock()
@@ -496,7 +537,7 @@ func (c *Cache) refreshAhead(ctx context.Context, st *keyState, key Key, src Tok
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	now := c.clock()
-	if st.removed || st.flight != nil || st.entry.Load() != e || now.Before(st.failUntil) ||
+	if st.removed.Load() || st.flight != nil || st.entry.Load() != e || now.Before(st.failUntil) ||
 		(c.minInterval > 0 && now.Before(st.lastSuccess.Add(c.minInterval))) {
 		return
 	}
@@ -532,8 +573,12 @@ func (c *Cache) run(ctx context.Context, st *keyState, key Key, src TokenSource,
 	if err == nil {
 		tok := *t
 		// Built once here, before the token is shared: every request
-		// sent with it uses this value (Token.Authorization).
-		tok.authorization = &[1]string{"Bearer " + tok.AccessToken}
+		// sent with it uses this value (Token.Authorization). The
+		// access token is the same bytes: a request reading both (to
+		// send one, to scrub the other from answers) reads one string.
+		bearer := "Bearer " + tok.AccessToken
+		tok.AccessToken = bearer[len("Bearer "):]
+		tok.authorization = &[1]string{bearer}
 		f.tok = &tok
 		st.lastSuccess = o.started
 		st.invalidated = false

@@ -297,7 +297,7 @@ type Answer struct {
 func (e *Entry) Answer() Answer { return Answer{rec: e.rec, at: e.CachedAt.UnixNano()} }
 
 // Current reports whether a (the Answer of an Entry Lookup returned for
-// the canonical oid) is still the answer Lookup would serve fresh: the
+// the canonical oid: the caller keeps the two together) is still the answer Lookup would serve fresh: the
 // static entry, or the cached directory answer itself (the same record,
 // within its TTL, neither forgotten nor failing). It neither fetches nor
 // allocates; a caller that keeps what it built from an Entry uses it to
@@ -309,10 +309,12 @@ func (r *Resolver) Current(oid string, a Answer) bool {
 	if e, ok := r.static[oid]; ok {
 		return e.rec == a.rec
 	}
-	// Held: still the cached answer for its OID, neither replaced nor
-	// forgotten nor failing (dropped says when it stops being one), so
-	// fetched at a.at, which an Entry of a held record carries.
-	return a.rec.isHeld() && a.rec.oid() == oid && r.now().UnixNano()-a.at < int64(r.ttl)
+	// Held: still the cached answer for its OID (a's, which a Lookup of
+	// oid returned), neither replaced nor forgotten nor failing (dropped
+	// says when it stops being one), so fetched at a.at, which an Entry
+	// of a held record carries. The record's OID is not compared: that
+	// reads more of it than the mark does.
+	return a.rec.isHeld() && r.now().UnixNano()-a.at < int64(r.ttl)
 }
 
 // fetch asks the directory for oid (once for all concurrent lookups) and

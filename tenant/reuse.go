@@ -109,6 +109,9 @@ func (r *Reuser) Resolve(ctx context.Context, oid string) (*Tenant, error) {
 		if err != nil {
 			return nil, err
 		}
+		if t.res != nil {
+			t.res.reused.Store(true)
+		}
 		r.c.Put(keyOf(oid, t), t)
 		r.sweep()
 		return t, nil
