@@ -39,15 +39,16 @@ type resolution struct {
 	mu      sync.Mutex // serializes writers of derived
 	derived atomic.Pointer[[]derivedValue]
 	next    int // the slot the next value replaces once full; under mu
-	// reused says a Reuser keeps the tenant (Reused).
-	reused atomic.Bool
+	// kept is the tenant a Reuser keeps (Reused), nil until it does.
+	kept atomic.Pointer[Tenant]
 }
 
-// Reused reports whether a Reuser keeps t (or the tenant t is a copy
-// of) for later requests: then what Derived keeps for it lives across
-// requests, and is worth building for a saving on each; otherwise it is
-// built for this request alone.
-func (t *Tenant) Reused() bool { return t.res != nil && t.res.reused.Load() }
+// Reused reports whether t is the very tenant a Reuser keeps for later
+// requests, not a copy of it (WithScope, WithPurposes): then what
+// Derived keeps lives across requests, and is worth building for a
+// saving on each, and what t asks for (its TokenKey) is the same on
+// every request, as t is never modified.
+func (t *Tenant) Reused() bool { return t.res != nil && t.res.kept.Load() == t }
 
 // Current reports whether t, a tenant r resolved, is still what r
 // would resolve: its directory entry and discovery result are the

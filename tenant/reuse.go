@@ -110,7 +110,7 @@ func (r *Reuser) Resolve(ctx context.Context, oid string) (*Tenant, error) {
 			return nil, err
 		}
 		if t.res != nil {
-			t.res.reused.Store(true)
+			t.res.kept.Store(t)
 		}
 		r.c.Put(keyOf(oid, t), t)
 		r.sweep()
