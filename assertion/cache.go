@@ -281,6 +281,9 @@ type cacheEntry struct {
 	// raw is the token as the shared tier holds it, when there is one:
 	// an invalidation names the very value refused.
 	raw []byte
+	// auth is token's Authorization value (token.authorization points
+	// here).
+	auth [1]string
 }
 
 // flight is one exchange; done is closed when tok or err is set.
@@ -576,17 +579,23 @@ func (c *Cache) run(ctx context.Context, st *keyState, key Key, src TokenSource,
 		// sent with it uses this value (Token.Authorization). The
 		// access token is the same bytes: a request reading both (to
 		// send one, to scrub the other from answers) reads one string.
+		// The value is kept in the cache entry itself (one allocation
+		// less per token, one pointer less to follow per request).
 		bearer := "Bearer " + tok.AccessToken
 		tok.AccessToken = bearer[len("Bearer "):]
-		tok.authorization = &[1]string{bearer}
+		e := c.entry(&tok, o.started, now)
+		if e != nil {
+			e.auth[0] = bearer
+			e.token.authorization = &e.auth
+			tok.authorization = &e.auth
+			e.raw = o.raw
+		} else {
+			tok.authorization = &[1]string{bearer}
+		}
 		f.tok = &tok
 		st.lastSuccess = o.started
 		st.invalidated = false
 		st.failures, st.failUntil, st.failErr = 0, time.Time{}, nil
-		e := c.entry(&tok, o.started, now)
-		if e != nil {
-			e.raw = o.raw
-		}
 		st.entry.Store(e)
 	} else if errors.Is(err, ErrThrottled) { // the fleet's minimum interval: not a failure
 		f.err = err

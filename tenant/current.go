@@ -36,9 +36,11 @@ type resolution struct {
 	// token URL is configured.
 	result discovery.Cached
 
-	mu      sync.Mutex // serializes writers of derived
-	derived atomic.Pointer[[]derivedValue]
-	next    int // the slot the next value replaces once full; under mu
+	mu sync.Mutex // serializes writers of derived
+	// derived are the values Derived keeps, newest first: a list, so
+	// that finding one reads its node and the ones before it (no slice
+	// header and array apart from them).
+	derived atomic.Pointer[derivedValue]
 	// kept is the tenant a Reuser keeps (Reused), nil until it does.
 	kept atomic.Pointer[Tenant]
 }
@@ -83,8 +85,17 @@ type DerivedKey struct {
 }
 
 type derivedValue struct {
-	key DerivedKey
-	v   any
+	key  DerivedKey
+	v    any
+	next *derivedValue // older; never modified once stored
+}
+
+// withoutOldest returns a copy of the list d without its last node.
+func withoutOldest(d *derivedValue) *derivedValue {
+	if d == nil || d.next == nil {
+		return nil
+	}
+	return &derivedValue{key: d.key, v: d.v, next: withoutOldest(d.next)}
 }
 
 // maxDerived bounds the values kept per resolved tenant: past it, a
@@ -102,11 +113,9 @@ func (t *Tenant) Derived(key DerivedKey, build func() (any, error)) (any, error)
 	if res == nil {
 		return build()
 	}
-	if vs := res.derived.Load(); vs != nil {
-		for i := range *vs {
-			if (*vs)[i].key == key {
-				return (*vs)[i].v, nil
-			}
+	for d := res.derived.Load(); d != nil; d = d.next {
+		if d.key == key {
+			return d.v, nil
 		}
 	}
 	v, err := build()
@@ -115,21 +124,16 @@ func (t *Tenant) Derived(key DerivedKey, build func() (any, error)) (any, error)
 	}
 	res.mu.Lock()
 	defer res.mu.Unlock()
-	var vs []derivedValue
-	if old := res.derived.Load(); old != nil {
-		for _, d := range *old {
-			if d.key == key {
-				return d.v, nil // built meanwhile: share that one
-			}
+	head, n := res.derived.Load(), 0
+	for d := head; d != nil; d = d.next {
+		if d.key == key {
+			return d.v, nil // built meanwhile: share that one
 		}
-		vs = append(make([]derivedValue, 0, len(*old)+1), *old...)
+		n++
 	}
-	if len(vs) < maxDerived {
-		vs = append(vs, derivedValue{key: key, v: v})
-	} else {
-		vs[res.next] = derivedValue{key: key, v: v}
-		res.next = (res.next + 1) % maxDerived
+	if n >= maxDerived {
+		head = withoutOldest(head)
 	}
-	res.derived.Store(&vs)
+	res.derived.Store(&derivedValue{key: key, v: v, next: head})
 	return v, nil
 }
