@@ -408,6 +408,11 @@ func TestCacheSourceWithExchanger(t *testing.T) {
 	}
 }
 
+// fixedKey is a Keyed of one Key.
+type fixedKey Key
+
+func (k fixedKey) TokenKey() Key { return Key(k) }
+
 // A Slot finds the same token as its Key, with the same accounting;
 // once the Cache sweeps the key and makes it anew, the Slot follows; a
 // Slot of another Cache is looked up by its Key.
@@ -415,7 +420,7 @@ func TestCacheSlot(t *testing.T) {
 	clock := newFakeClock()
 	c := NewCache(basicConfig(clock))
 	src := &countingSource{clock: clock, expiresIn: time.Hour}
-	s := c.Slot(testKey)
+	s := c.Slot(fixedKey(testKey))
 	if s.Key() != testKey {
 		t.Fatalf("Key = %v", s.Key())
 	}

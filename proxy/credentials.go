@@ -117,7 +117,7 @@ func (c *Tokens) slot(t *tenant.Tenant) *assertion.Slot {
 	if !t.Reused() {
 		return nil
 	}
-	v, err := t.Derived(tenant.DerivedKey{Kind: tokenSlotKind}, func() (any, error) { return c.cache.Slot(t.TokenKey()), nil })
+	v, err := t.Derived(tenant.DerivedKey{Kind: tokenSlotKind}, func() (any, error) { return c.cache.Slot(t), nil })
 	if err != nil {
 		return nil
 	}
