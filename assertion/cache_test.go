@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/cqgate/cqgate/internal/clocktest"
 )
@@ -420,6 +421,9 @@ func TestCacheSlot(t *testing.T) {
 	clock := newFakeClock()
 	c := NewCache(basicConfig(clock))
 	src := &countingSource{clock: clock, expiresIn: time.Hour}
+	if size := unsafe.Sizeof(Slot{}); size > 32 {
+		t.Errorf("a Slot is %d bytes, more than 32 (one per reused tenant)", size)
+	}
 	s := c.Slot(fixedKey(testKey))
 	if s.Key() != testKey {
 		t.Fatalf("Key = %v", s.Key())

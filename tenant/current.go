@@ -26,12 +26,7 @@ type currentResult interface {
 // tenant's copies (WithScope, WithPurposes): the cached entries that
 // vouch for it, and values other packages derive from it.
 type resolution struct {
-	// vouched says org (and, when the token URL was discovered,
-	// result) are what the tenant was built from, and that nothing
-	// else it rests on can change unseen: while they are current, so
-	// is the tenant.
-	vouched bool
-	org     directory.Answer
+	org directory.Answer
 	// result is the cached discovery result; the zero Cached when the
 	// token URL is configured.
 	result discovery.Cached
@@ -62,7 +57,7 @@ func (t *Tenant) Reused() bool { return t.res != nil && t.res.kept.Load() == t }
 // current: the Reuser then keeps it only for its TTL.
 func (r *Resolver) Current(t *Tenant) bool {
 	res := t.res
-	if res == nil || !res.vouched {
+	if res == nil || !t.vouched {
 		return false
 	}
 	dir, ok := r.Directory.(currentEntry)

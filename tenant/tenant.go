@@ -39,6 +39,13 @@ type Tenant struct {
 	// token endpoint advertises alone; scopes are asked for in it. One
 	// byte in Active's padding: the Tenant fits 480 bytes.
 	syntax uint8
+	// vouched says the directory entry and (when the token URL was
+	// discovered) the discovery result res names are what the tenant
+	// was built from, and that nothing else it rests on can change
+	// unseen: while they are current, so is the tenant
+	// (Resolver.Current). In Active's padding too, so that a resolution
+	// is 48 bytes.
+	vouched bool
 	// FHIRBase is the FHIR server's base URL, without a trailing slash.
 	FHIRBase string `json:"fhir_base"`
 	// FHIREndpoint is the directory endpoint FHIRBase was taken from
