@@ -30,7 +30,8 @@ type Checker interface {
 //     for as long as the directory entry and discovery result it was
 //     built from are the cached ones and fresh by their own TTLs (not
 //     replaced, forgotten, expired, or due for a refresh ahead of
-//     expiry); the check is two map lookups, whatever the number of
+//     expiry); the check reads a mark the caches set on an entry
+//     they stop holding, and two times, whatever the number of
 //     organizations;
 //   - any other tenant (built from a stale answer, waiting for a UDAP
 //     registration, or from a Source that cannot say) is reused for at
