@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/cqgate/cqgate/internal/clocktest"
 )
@@ -405,5 +406,67 @@ func TestCacheSourceWithExchanger(t *testing.T) {
 	}
 	if ts.calls() != 4 {
 		t.Errorf("%d token requests, want 4 (errors are not cached)", ts.calls())
+	}
+}
+
+// fixedKey is a Keyed of one Key.
+type fixedKey Key
+
+func (k fixedKey) TokenKey() Key { return Key(k) }
+
+// A Slot finds the same token as its Key, with the same accounting;
+// once the Cache sweeps the key and makes it anew, the Slot follows; a
+// Slot of another Cache is looked up by its Key.
+func TestCacheSlot(t *testing.T) {
+	clock := newFakeClock()
+	c := NewCache(basicConfig(clock))
+	src := &countingSource{clock: clock, expiresIn: time.Hour}
+	if size := unsafe.Sizeof(Slot{}); size > 32 {
+		t.Errorf("a Slot is %d bytes, more than 32 (one per reused tenant)", size)
+	}
+	s := c.Slot(fixedKey(testKey))
+	if s.Key() != testKey {
+		t.Fatalf("Key = %v", s.Key())
+	}
+	ctx := context.Background()
+	tokenAt := func(c *Cache, s *Slot, want string) {
+		t.Helper()
+		tok, err := c.TokenAt(ctx, s, src)
+		if err != nil || tok.AccessToken != want {
+			t.Fatalf("TokenAt = %v, %v; want %s", tok, err, want)
+		}
+		if got := tok.Authorization(); len(got) != 1 || got[0] != "Bearer "+want {
+			t.Fatalf("Authorization = %q", got)
+		}
+	}
+	tokenAt(c, s, "tok-1")
+	mustToken(t, c, src, "tok-1") // the Key's token is the Slot's
+	tokenAt(c, s, "tok-1")
+	if got, want := c.Stats(), (CacheStats{Hits: 2, Misses: 1, Exchanges: 1}); got != want {
+		t.Errorf("Stats = %+v, want %+v", got, want)
+	}
+	if got := testing.AllocsPerRun(100, func() { _, _ = c.TokenAt(ctx, s, src) }); got != 0 {
+		t.Errorf("TokenAt allocates %v times on a hit", got)
+	}
+
+	// Expired and idle: the next exchange's sweep drops the key.
+	clock.Advance(2 * time.Hour)
+	other := Key{TokenURL: testKey.TokenURL, ClientID: "client-2", Scope: testKey.Scope}
+	if _, err := c.Token(ctx, other, src); err != nil {
+		t.Fatal(err)
+	}
+	if st := s.st.Load(); st == nil || !st.removed.Load() {
+		t.Fatal("the key was not swept")
+	}
+	tokenAt(c, s, "tok-3")
+	mustToken(t, c, src, "tok-3") // the key made anew is the Slot's
+	if st := s.st.Load(); st.removed.Load() || c.states[testKey] != st {
+		t.Error("the Slot does not follow the key made anew")
+	}
+
+	d := NewCache(basicConfig(clock))
+	tokenAt(d, s, "tok-4") // another Cache's Slot: its own token for the Key
+	if _, ok := d.states[testKey]; !ok {
+		t.Error("another Cache's Slot was not looked up by its Key")
 	}
 }

@@ -3,6 +3,7 @@ package directory
 import (
 	"encoding/binary"
 	"strings"
+	"sync/atomic"
 	"time"
 	"unique"
 )
@@ -17,7 +18,8 @@ import (
 // strings); a record of the same organization costs about 370 bytes.
 // Entry builds the public Organization from it on demand (the lookup
 // API; not the request path). A record is never modified after
-// newRecord.
+// newRecord, but for its place in the Resolver's cache (held, then
+// dropped: see nsec).
 type record struct {
 	// text is the OID, the name, then each endpoint's ID, Name and
 	// Address, back to back.
@@ -30,10 +32,32 @@ type record struct {
 	codes unique.Handle[string]
 	// lastUpdated as seconds, nanoseconds and zone offset: the same
 	// instant and offset (16 bytes instead of 24, so the record is 64).
-	lastSec  int64
-	lastNsec int32
-	lastOff  int32
+	lastSec int64
+	// nsec is lastUpdated's nanoseconds (below 2^30) and, in the two
+	// bits above them, the record's place in the Resolver's cache:
+	// recHeld once it is the cached answer for its OID, recDropped for
+	// good once it no longer is (replaced, forgotten, marked failing or
+	// deleted: internal/cache.WithDropped). Current reads it instead of
+	// looking the OID up again.
+	nsec    atomic.Uint32
+	lastOff int32
 }
+
+// The record's place in the Resolver's cache, in nsec.
+const (
+	recHeld    = 1 << 30
+	recDropped = 1 << 31
+	nsecMask   = recHeld - 1
+)
+
+// hold marks r as the cached answer for its OID, before it is cached.
+func (r *record) hold() { r.nsec.Or(recHeld) }
+
+// drop marks r as no longer the cached answer, for good.
+func (r *record) drop() { r.nsec.Or(recDropped) }
+
+// isHeld reports whether r is the cached answer for its OID.
+func (r *record) isHeld() bool { return r.nsec.Load()&(recHeld|recDropped) == recHeld }
 
 // Flags in ends[2].
 const (
@@ -75,8 +99,10 @@ func newRecord(o *Organization) *record {
 		codes = appendCodes(codes, e)
 	}
 	_, off := o.LastUpdated.Zone()
-	return &record{text: b.String(), ends: ends, codes: unique.Make(string(codes)),
-		lastSec: o.LastUpdated.Unix(), lastNsec: int32(o.LastUpdated.Nanosecond()), lastOff: int32(off)}
+	r := &record{text: b.String(), ends: ends, codes: unique.Make(string(codes)),
+		lastSec: o.LastUpdated.Unix(), lastOff: int32(off)}
+	r.nsec.Store(uint32(o.LastUpdated.Nanosecond()))
+	return r
 }
 
 // appendCodes appends e's codes to b: connection type, transaction,
@@ -167,7 +193,7 @@ func (r *record) strings(i int, e *Endpoint) {
 // lastUpdated is Organization.LastUpdated: the same instant and zone
 // offset (UTC as UTC; another offset as a fixed zone).
 func (r *record) lastUpdated() time.Time {
-	t := time.Unix(r.lastSec, int64(r.lastNsec)).UTC()
+	t := time.Unix(r.lastSec, int64(r.nsec.Load()&nsecMask)).UTC()
 	if r.lastOff != 0 {
 		t = t.In(time.FixedZone("", int(r.lastOff)))
 	}

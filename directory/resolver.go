@@ -175,6 +175,15 @@ func (h held) failed() (at time.Time, reason string, ok bool) {
 	return h.state.at, h.state.reason, true
 }
 
+// dropped marks old's record as no longer the cached answer when the
+// cache stops holding it as one: deleted, replaced by another record,
+// or kept only for stale-if-error (Forget, a failed refresh: a state).
+func dropped(old, replacement held, replaced bool) {
+	if old.rec != nil && (!replaced || replacement.rec != old.rec || replacement.state != nil) {
+		old.rec.drop()
+	}
+}
+
 // NewResolver returns a Resolver for cfg.
 func NewResolver(cfg ResolverConfig) *Resolver {
 	r := &Resolver{
@@ -193,7 +202,8 @@ func NewResolver(cfg ResolverConfig) *Resolver {
 		r.now = time.Now
 	}
 	// OwnKeys: every key is a cached record's own OID.
-	r.cache = cache.New[held](cache.Config{TTL: r.ttl, Keep: max(r.maxStale, 0), Clock: r.now, OwnKeys: true})
+	r.cache = cache.New[held](cache.Config{TTL: r.ttl, Keep: max(r.maxStale, 0), Clock: r.now, OwnKeys: true},
+		cache.WithDropped(dropped))
 	if r.negativeTTL > 0 {
 		r.negative = cache.New[error](cache.Config{TTL: r.negativeTTL, Clock: r.now})
 	}
@@ -275,15 +285,19 @@ func (r *Resolver) Lookup(ctx context.Context, oid string) (e *Entry, err error)
 }
 
 // Answer identifies the directory answer an Entry carries (its cached
-// record), for Current: comparable, one word, keeping that answer alive
-// as the Entry does. The zero Answer is no answer.
-type Answer struct{ rec *record }
+// record and when it was fetched), for Current: comparable, two words,
+// keeping that answer alive as the Entry does. The zero Answer is no
+// answer.
+type Answer struct {
+	rec *record
+	at  int64 // the Entry's CachedAt, Unix nanoseconds
+}
 
 // Answer returns the answer e carries.
-func (e *Entry) Answer() Answer { return Answer{e.rec} }
+func (e *Entry) Answer() Answer { return Answer{rec: e.rec, at: e.CachedAt.UnixNano()} }
 
 // Current reports whether a (the Answer of an Entry Lookup returned for
-// the canonical oid) is still the answer Lookup would serve fresh: the
+// the canonical oid: the caller keeps the two together) is still the answer Lookup would serve fresh: the
 // static entry, or the cached directory answer itself (the same record,
 // within its TTL, neither forgotten nor failing). It neither fetches nor
 // allocates; a caller that keeps what it built from an Entry uses it to
@@ -295,12 +309,12 @@ func (r *Resolver) Current(oid string, a Answer) bool {
 	if e, ok := r.static[oid]; ok {
 		return e.rec == a.rec
 	}
-	it, ok := r.cache.Stored(oid)
-	if !ok || it.Value.rec != a.rec || it.Value.refetch() || r.now().Sub(it.FetchedAt) >= r.ttl {
-		return false
-	}
-	_, _, failed := it.Value.failed()
-	return !failed
+	// Held: still the cached answer for its OID (a's, which a Lookup of
+	// oid returned), neither replaced nor forgotten nor failing (dropped
+	// says when it stops being one), so fetched at a.at, which an Entry
+	// of a held record carries. The record's OID is not compared: that
+	// reads more of it than the mark does.
+	return a.rec.isHeld() && r.now().UnixNano()-a.at < int64(r.ttl)
 }
 
 // fetch asks the directory for oid (once for all concurrent lookups) and
@@ -329,6 +343,7 @@ func (r *Resolver) fetch(ctx context.Context, oid string) (held, error) {
 			r.negative.Forget(oid)
 		}
 		h := held{rec: newRecord(org)}
+		h.rec.hold()
 		// The key is the record's own OID: no second copy of it.
 		r.cache.Put(h.rec.oid(), h)
 		return h, nil

@@ -2,6 +2,7 @@ package discovery
 
 import (
 	"context"
+	"net/http"
 	"testing"
 	"time"
 
@@ -65,5 +66,55 @@ func TestCurrent(t *testing.T) {
 				t.Errorf("Current allocates %v times", got)
 			}
 		})
+	}
+}
+
+// In the refresh-ahead window a result is current only while its next
+// refresh is not due (a failed one backs off); a refresh that works
+// replaces it, and the replaced result is never current again.
+func TestCurrentThroughRefreshAhead(t *testing.T) {
+	f := newFakeFHIR(t)
+	f.set(docNameMetadata, 0, cqDoc(cqA))
+	clock := newFakeClock()
+	d := New(Config{HTTPClient: f.Client(), Clock: clock.Now, TTL: 10 * time.Minute, RefreshAhead: time.Minute})
+	done := refreshHook(d)
+	req := Request{FHIRBase: f.base(), Order: []Source{SourceCarequalityToken}}
+	version := func() Cached {
+		t.Helper()
+		res := mustDiscover(t, d, req)
+		key, _ := d.Key(req)
+		v, ok := d.Version(key, res)
+		if !ok {
+			t.Fatal("Version: the result Discover returned is not the cached one")
+		}
+		return v
+	}
+	v1 := version()
+
+	f.set(docNameMetadata, http.StatusBadGateway, "")
+	clock.Advance(9*time.Minute + 30*time.Second)
+	if d.Current(v1) {
+		t.Error("current in the refresh-ahead window, before any refresh")
+	}
+	mustDiscover(t, d, req) // starts the refresh, which fails
+	if err := waitRefresh(t, done); err == nil {
+		t.Fatal("the refresh did not fail")
+	}
+	if !d.Current(v1) {
+		t.Error("not current while the failed refresh backs off")
+	}
+	clock.Advance(10 * time.Second) // past the backoff
+	if d.Current(v1) {
+		t.Error("current once the next refresh is due")
+	}
+
+	f.set(docNameMetadata, 0, cqDoc(cqB))
+	mustDiscover(t, d, req)
+	if err := waitRefresh(t, done); err != nil {
+		t.Fatal(err)
+	}
+	v2 := version()
+	if d.Current(v1) || !d.Current(v2) {
+		t.Errorf("after the refresh: replaced result current %v, new one %v; want false, true", d.Current(v1), d.Current(v2))
 	}
 }

@@ -317,7 +317,8 @@ func New(cfg Config) *Discoverer {
 	// (results.go); the cache holds it for MaxStale past the TTL.
 	// Their keys are built for them (request.key, docKey), never slices
 	// of a caller's input: kept without a copy.
-	d.results = cache.New[*entry](cache.Config{TTL: d.ttl, Keep: d.maxStale, Clock: d.now, FetchTimeout: d.fetchTimeout, OwnKeys: true})
+	d.results = cache.New[*entry](cache.Config{TTL: d.ttl, Keep: d.maxStale, Clock: d.now, FetchTimeout: d.fetchTimeout, OwnKeys: true},
+		cache.WithDropped(droppedEntry))
 	d.docs = cache.New[*document](cache.Config{TTL: d.ttl, Clock: d.now, FetchTimeout: d.fetchTimeout, OwnKeys: true})
 	return d
 }

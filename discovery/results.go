@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
@@ -54,6 +55,11 @@ type keptResult struct {
 	// each instead of 24): the same instants, in fetchedAt's location.
 	expires, usedAt time.Duration
 	udap            bool
+	// dropped is set (atomically, 1) once the results cache no longer
+	// holds the entry this result is in (see entry.drop): in udap's
+	// padding, so the entry stays 176 bytes. It is the one field that
+	// changes, and only in an entry's own result.
+	dropped uint32
 }
 
 // expiry is when k must be discovered again.
@@ -106,6 +112,22 @@ type refreshFailure struct {
 	retryAt time.Time // no refresh before this
 	lastErr error
 	bo      backoff.BackOff
+}
+
+// drop marks e as no longer held by the results cache, for good:
+// replaced by a refresh, forgotten or deleted (internal/cache.WithDropped).
+func (e *entry) drop() { atomic.StoreUint32(&e.res.dropped, 1) }
+
+// held reports whether the results cache still holds e under its key.
+func (e *entry) held() bool { return atomic.LoadUint32(&e.res.dropped) == 0 }
+
+// droppedEntry is the results cache's WithDropped: an entry it stops
+// holding is marked so (a refresh puts a new entry, never the old one
+// again).
+func droppedEntry(old, replacement *entry, _ bool) {
+	if old != nil && old != replacement {
+		old.drop()
+	}
 }
 
 func (e *entry) state() (retryAt time.Time, lastErr error) {
@@ -224,19 +246,22 @@ func (d *Discoverer) Version(key string, res *Result) (version Cached, ok bool) 
 // It neither fetches nor allocates.
 func (d *Discoverer) Current(version Cached) bool {
 	e := version.e
-	if e == nil {
+	// Held: still the entry cached under its key (a Cached is only ever
+	// made from a held entry, and one dropped stays dropped).
+	if e == nil || !e.held() {
 		return false
 	}
-	it, ok := d.results.Stored(e.key)
-	if !ok || it.Value != e {
-		return false
-	}
-	retryAt, _ := e.state()
 	now, expires := d.now(), e.res.expiry()
 	if !now.Before(expires) {
 		return false
 	}
-	return d.refreshAhead <= 0 || now.Before(expires.Add(-d.refreshAhead)) || now.Before(retryAt)
+	if d.refreshAhead <= 0 || now.Before(expires.Add(-d.refreshAhead)) {
+		return true
+	}
+	// In the refresh-ahead window: current while the next refresh is
+	// not due (a failed one backs off).
+	retryAt, _ := e.state()
+	return now.Before(retryAt)
 }
 
 // entry returns the held entry for key, fresh or not; whether it is

@@ -60,7 +60,12 @@ func (c *Tokens) token(ctx context.Context, t *tenant.Tenant, src *exchangeOnMis
 	// The token request itself is only built on a miss.
 	src.ex, src.t, src.obs = ex, t, c.obs
 	ctx, span := tracing.Start(ctx, "cqgate.token")
-	tok, err := c.cache.Token(ctx, t.TokenKey(), src)
+	var tok *assertion.Token
+	if s := c.slot(t); s != nil {
+		tok, err = c.cache.TokenAt(ctx, s, src)
+	} else {
+		tok, err = c.cache.Token(ctx, t.TokenKey(), src)
+	}
 	endToken(span, src.called.Load(), err)
 	if c.obs == nil {
 		return tok, err
@@ -96,6 +101,28 @@ func (c *Tokens) Exchange(ctx context.Context, t *tenant.Tenant) (*assertion.Tok
 }
 
 var _ assertion.TokenSource = (*exchangeOnMiss)(nil)
+
+// tokenSlotKind names the token cache Slot kept on a reused tenant.
+const tokenSlotKind = "proxy.token-slot"
+
+// slot returns the token cache's Slot for t's TokenKey, kept on t when
+// a Reuser keeps t, so that a request to a reused tenant finds its token
+// without building its Key (a B2B context's digest is a JSON encoding
+// and a SHA-256) and the cache's map lookup (hashing and comparing the
+// Key's six strings): about a microsecond at 10,000 organizations
+// (issue 18). nil for any other tenant, copies of a kept one included
+// (they may ask for another scope or purpose of use): those take the
+// map.
+func (c *Tokens) slot(t *tenant.Tenant) *assertion.Slot {
+	if !t.Reused() {
+		return nil
+	}
+	v, err := t.Derived(tenant.DerivedKey{Kind: tokenSlotKind}, func() (any, error) { return c.cache.Slot(t), nil })
+	if err != nil {
+		return nil
+	}
+	return v.(*assertion.Slot)
+}
 
 // exchangeOnMiss exchanges a new client assertion for t's token when the
 // cache calls it, and counts the exchanges by outcome (when obs is set).

@@ -26,20 +26,26 @@ type currentResult interface {
 // tenant's copies (WithScope, WithPurposes): the cached entries that
 // vouch for it, and values other packages derive from it.
 type resolution struct {
-	// vouched says org (and, when the token URL was discovered,
-	// result) are what the tenant was built from, and that nothing
-	// else it rests on can change unseen: while they are current, so
-	// is the tenant.
-	vouched bool
-	org     directory.Answer
+	org directory.Answer
 	// result is the cached discovery result; the zero Cached when the
 	// token URL is configured.
 	result discovery.Cached
 
-	mu      sync.Mutex // serializes writers of derived
-	derived atomic.Pointer[[]derivedValue]
-	next    int // the slot the next value replaces once full; under mu
+	mu sync.Mutex // serializes writers of derived
+	// derived are the values Derived keeps, newest first: a list, so
+	// that finding one reads its node and the ones before it (no slice
+	// header and array apart from them).
+	derived atomic.Pointer[derivedValue]
+	// kept is the tenant a Reuser keeps (Reused), nil until it does.
+	kept atomic.Pointer[Tenant]
 }
+
+// Reused reports whether t is the very tenant a Reuser keeps for later
+// requests, not a copy of it (WithScope, WithPurposes): then what
+// Derived keeps lives across requests, and is worth building for a
+// saving on each, and what t asks for (its TokenKey) is the same on
+// every request, as t is never modified.
+func (t *Tenant) Reused() bool { return t.res != nil && t.res.kept.Load() == t }
 
 // Current reports whether t, a tenant r resolved, is still what r
 // would resolve: its directory entry and discovery result are the
@@ -51,7 +57,7 @@ type resolution struct {
 // current: the Reuser then keeps it only for its TTL.
 func (r *Resolver) Current(t *Tenant) bool {
 	res := t.res
-	if res == nil || !res.vouched {
+	if res == nil || !t.vouched {
 		return false
 	}
 	dir, ok := r.Directory.(currentEntry)
@@ -74,8 +80,17 @@ type DerivedKey struct {
 }
 
 type derivedValue struct {
-	key DerivedKey
-	v   any
+	key  DerivedKey
+	v    any
+	next *derivedValue // older; never modified once stored
+}
+
+// withoutOldest returns a copy of the list d without its last node.
+func withoutOldest(d *derivedValue) *derivedValue {
+	if d == nil || d.next == nil {
+		return nil
+	}
+	return &derivedValue{key: d.key, v: d.v, next: withoutOldest(d.next)}
 }
 
 // maxDerived bounds the values kept per resolved tenant: past it, a
@@ -93,11 +108,9 @@ func (t *Tenant) Derived(key DerivedKey, build func() (any, error)) (any, error)
 	if res == nil {
 		return build()
 	}
-	if vs := res.derived.Load(); vs != nil {
-		for i := range *vs {
-			if (*vs)[i].key == key {
-				return (*vs)[i].v, nil
-			}
+	for d := res.derived.Load(); d != nil; d = d.next {
+		if d.key == key {
+			return d.v, nil
 		}
 	}
 	v, err := build()
@@ -106,21 +119,16 @@ func (t *Tenant) Derived(key DerivedKey, build func() (any, error)) (any, error)
 	}
 	res.mu.Lock()
 	defer res.mu.Unlock()
-	var vs []derivedValue
-	if old := res.derived.Load(); old != nil {
-		for _, d := range *old {
-			if d.key == key {
-				return d.v, nil // built meanwhile: share that one
-			}
+	head, n := res.derived.Load(), 0
+	for d := head; d != nil; d = d.next {
+		if d.key == key {
+			return d.v, nil // built meanwhile: share that one
 		}
-		vs = append(make([]derivedValue, 0, len(*old)+1), *old...)
+		n++
 	}
-	if len(vs) < maxDerived {
-		vs = append(vs, derivedValue{key: key, v: v})
-	} else {
-		vs[res.next] = derivedValue{key: key, v: v}
-		res.next = (res.next + 1) % maxDerived
+	if n >= maxDerived {
+		head = withoutOldest(head)
 	}
-	res.derived.Store(&vs)
+	res.derived.Store(&derivedValue{key: key, v: v, next: head})
 	return v, nil
 }

@@ -3,6 +3,7 @@ package tenant_test
 import (
 	"context"
 	"testing"
+	"time"
 
 	"github.com/cqgate/cqgate/bench/scale"
 	"github.com/cqgate/cqgate/directory"
@@ -87,4 +88,42 @@ func TestResolverCurrent(t *testing.T) {
 			t.Errorf("a kept value's lookup allocates %v times", got)
 		}
 	})
+}
+
+// Reused is true of the very tenant a Reuser keeps, and of nothing
+// else: not a copy of it, not a tenant resolved without a Reuser.
+func TestReused(t *testing.T) {
+	srv := scale.NewServer()
+	defer srv.Close()
+	r := &tenant.Resolver{
+		Directory: directory.NewResolver(directory.ResolverConfig{
+			Fetcher: &directory.R4Client{BaseURL: scale.DirectoryURL, APIKey: "k", HTTPClient: srv.Client()},
+		}),
+		Discovery: discovery.New(discovery.Config{HTTPClient: srv.Client()}),
+		Defaults:  tenant.Settings{ClientID: "c", Scope: "system/Patient.read"},
+	}
+	ctx := context.Background()
+	oid := scale.OID(3)
+	direct, err := r.Resolve(ctx, oid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kept, err := tenant.Reuse(r, time.Second, nil).Resolve(ctx, oid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		name string
+		t    *tenant.Tenant
+		want bool
+	}{
+		{"kept by a Reuser", kept, true},
+		{"a copy with another scope", kept.WithScope("system/Observation.read"), false},
+		{"resolved without a Reuser", direct, false},
+		{"not made by a Resolver", &tenant.Tenant{OID: oid}, false},
+	} {
+		if got := tt.t.Reused(); got != tt.want {
+			t.Errorf("%s: Reused = %v, want %v", tt.name, got, tt.want)
+		}
+	}
 }

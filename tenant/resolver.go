@@ -143,8 +143,8 @@ func (r *Resolver) describe(ctx context.Context, oid string, full bool) (t *Tena
 	// What vouches for the tenant while it is reused (Current): a
 	// fresh directory answer the lookup can check again.
 	built := &resolution{org: entry.Answer()}
-	_, built.vouched = r.Directory.(currentEntry)
-	built.vouched = built.vouched && !entry.Stale
+	_, t.vouched = r.Directory.(currentEntry)
+	t.vouched = t.vouched && !entry.Stale
 	t.res = built
 	addr, ok := entry.FHIRAddress(s.FHIRVersions)
 	if !ok {
@@ -181,7 +181,7 @@ func (r *Resolver) describe(ctx context.Context, oid string, full bool) (t *Tena
 	} else {
 		req := discovery.Request{FHIRBase: t.FHIRBase, Order: s.DiscoveryOrder, CernerOverride: s.CernerOverride, Community: s.Community}
 		cur, ok := r.Discovery.(currentResult)
-		built.vouched = built.vouched && ok
+		t.vouched = t.vouched && ok
 		res, err := r.Discovery.Discover(ctx, req)
 		var none *discovery.NoTokenURLError
 		switch {
@@ -196,14 +196,14 @@ func (r *Resolver) describe(ctx context.Context, oid string, full bool) (t *Tena
 			t.TokenURLError = tokenErr.Error()
 			return t, tokenErr, nil
 		}
-		if built.vouched {
+		if t.vouched {
 			// A stale result (stale-if-error) is served only until the
 			// discoverer can refresh it: not one to keep building on.
 			key, ok := cur.Key(req)
 			if ok && !res.Stale {
-				built.result, built.vouched = cur.Version(key, res)
+				built.result, t.vouched = cur.Version(key, res)
 			} else {
-				built.vouched = false
+				t.vouched = false
 			}
 		}
 		t.TokenURL, t.TokenURLSource, t.DiscoveredAt = res.TokenURL, string(res.Source), res.FetchedAt
@@ -256,7 +256,7 @@ func (r *Resolver) describe(ctx context.Context, oid string, full bool) (t *Tena
 		} else {
 			// Not registered yet: a registration may come at any
 			// time, and nothing says when.
-			built.vouched = false
+			t.vouched = false
 		}
 	}
 	return t, tokenErr, nil

@@ -30,7 +30,8 @@ type Checker interface {
 //     for as long as the directory entry and discovery result it was
 //     built from are the cached ones and fresh by their own TTLs (not
 //     replaced, forgotten, expired, or due for a refresh ahead of
-//     expiry); the check is two map lookups, whatever the number of
+//     expiry); the check reads a mark the caches set on an entry
+//     they stop holding, and two times, whatever the number of
 //     organizations;
 //   - any other tenant (built from a stale answer, waiting for a UDAP
 //     registration, or from a Source that cannot say) is reused for at
@@ -108,6 +109,9 @@ func (r *Reuser) Resolve(ctx context.Context, oid string) (*Tenant, error) {
 		t, err := r.next.Resolve(ctx, oid)
 		if err != nil {
 			return nil, err
+		}
+		if t.res != nil {
+			t.res.kept.Store(t)
 		}
 		r.c.Put(keyOf(oid, t), t)
 		r.sweep()

@@ -14,6 +14,10 @@ func TestTenantFits480Bytes(t *testing.T) {
 	if size := unsafe.Sizeof(Tenant{}); size > 480 {
 		t.Errorf("Tenant is %d bytes, more than 480", size)
 	}
+	// Its resolution (one per kept tenant) fits 48.
+	if size := unsafe.Sizeof(resolution{}); size > 48 {
+		t.Errorf("resolution is %d bytes, more than 48", size)
+	}
 	if newParty(nil, nil) != nil || newParty(nil, []string{"https://auth.example"}) == nil {
 		t.Error("newParty: nil only when configuration adds nothing")
 	}

@@ -40,6 +40,9 @@ type Store[V any] interface {
 type Memory[V any] struct {
 	now   func() time.Time
 	sweep time.Duration
+	// dropped, when set, is told of every value that stops being the
+	// one held for its key (WithDropped).
+	dropped func(old, replacement V, replaced bool)
 
 	mu      sync.RWMutex
 	items   map[string]kept[V]
@@ -108,6 +111,11 @@ func (m *Memory[V]) Save(key string, it Item[V], keep time.Duration) {
 	nowNanos := now.UnixNano()
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if m.dropped != nil {
+		if old, ok := m.items[key]; ok {
+			m.dropped(old.value, it.Value, true)
+		}
+	}
 	m.items[key] = kept[V]{value: it.Value, fetchedAt: toNanos(it.FetchedAt), until: now.Add(keep).UnixNano()}
 	if nowNanos < m.sweepAt {
 		return
@@ -115,7 +123,7 @@ func (m *Memory[V]) Save(key string, it Item[V], keep time.Duration) {
 	m.sweepAt = now.Add(m.sweep).UnixNano()
 	for k, v := range m.items {
 		if nowNanos >= v.until {
-			delete(m.items, k)
+			m.drop(k, v)
 		}
 	}
 }
@@ -123,8 +131,19 @@ func (m *Memory[V]) Save(key string, it Item[V], keep time.Duration) {
 // Delete drops key's item.
 func (m *Memory[V]) Delete(key string) {
 	m.mu.Lock()
-	delete(m.items, key)
+	if v, ok := m.items[key]; ok {
+		m.drop(key, v)
+	}
 	m.mu.Unlock()
+}
+
+// drop deletes key's item v, under m.mu.
+func (m *Memory[V]) drop(key string, v kept[V]) {
+	delete(m.items, key)
+	if m.dropped != nil {
+		var zero V
+		m.dropped(v.value, zero, false)
+	}
 }
 
 // Len is the number of items held, including expired ones not yet swept.
@@ -175,6 +194,19 @@ type Option[V any] func(*Cache[V])
 // Memory.
 func WithStore[V any](s Store[V]) Option[V] { return func(c *Cache[V]) { c.items = s } }
 
+// WithDropped has the Cache's in-process Memory call fn with every
+// value that stops being the one held for its key: replaced by a Set
+// or Put (replaced true, with the replacement, which may be the same
+// value), or deleted by Delete, Forget or the sweep of expired items
+// (replaced false). fn runs under the Memory's lock: it must be quick
+// and must not call the Cache. A value's owner uses it to mark the
+// value no longer current where a caller keeping it can see that
+// without a map lookup. It cannot be combined with WithStore (New
+// panics): another Store could drop items unseen.
+func WithDropped[V any](fn func(old, replacement V, replaced bool)) Option[V] {
+	return func(c *Cache[V]) { c.dropped = fn }
+}
+
 // Cache holds values of type V by string key. It is safe for concurrent
 // use.
 type Cache[V any] struct {
@@ -184,6 +216,7 @@ type Cache[V any] struct {
 	fetchTimeout time.Duration
 	ownKeys      bool
 	items        Store[V]
+	dropped      func(old, replacement V, replaced bool)
 	group        singleflight.Group
 }
 
@@ -199,8 +232,13 @@ func New[V any](cfg Config, opts ...Option[V]) *Cache[V] {
 	for _, o := range opts {
 		o(c)
 	}
-	if c.items == nil {
-		c.items = NewMemory[V](c.now, DefaultSweep)
+	switch {
+	case c.items == nil:
+		m := NewMemory[V](c.now, DefaultSweep)
+		m.dropped = c.dropped
+		c.items = m
+	case c.dropped != nil:
+		panic("cache: WithDropped needs the in-process Memory, not WithStore")
 	}
 	return c
 }

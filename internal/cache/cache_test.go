@@ -451,3 +451,62 @@ func TestMemorySlotSize(t *testing.T) {
 		t.Errorf("kept[*int] is %d bytes, want 24", got)
 	}
 }
+
+// WithDropped tells of every value that stops being the one held for
+// its key, on every path an item leaves or is overwritten by.
+func TestWithDropped(t *testing.T) {
+	type drop struct {
+		old, replacement int
+		replaced         bool
+	}
+	tests := []struct {
+		name   string
+		change func(c *Cache[int], clock *clocktest.Clock)
+		want   []drop
+	}{
+		{"Put over another value", func(c *Cache[int], _ *clocktest.Clock) { c.Put("k", 2) }, []drop{{1, 2, true}}},
+		{"Set of the same value", func(c *Cache[int], _ *clocktest.Clock) {
+			it, _ := c.Peek("k")
+			c.Set("k", it)
+		}, []drop{{1, 1, true}}},
+		{"Put of another key", func(c *Cache[int], _ *clocktest.Clock) { c.Put("j", 2) }, nil},
+		{"Delete", func(c *Cache[int], _ *clocktest.Clock) { c.Delete("k") }, []drop{{1, 0, false}}},
+		{"Delete of a key not held", func(c *Cache[int], _ *clocktest.Clock) { c.Delete("j") }, nil},
+		{"Forget", func(c *Cache[int], _ *clocktest.Clock) { c.Forget("k") }, []drop{{1, 0, false}}},
+		{"ForgetMatching", func(c *Cache[int], _ *clocktest.Clock) {
+			c.ForgetMatching(func(k string) bool { return k == "k" })
+		}, []drop{{1, 0, false}}},
+		{"swept once expired", func(c *Cache[int], clock *clocktest.Clock) {
+			clock.Advance(2 * time.Hour) // past TTL and keep, and the sweep interval
+			c.Put("j", 2)                // a save sweeps
+		}, []drop{{1, 0, false}}},
+		{"Do does not store", func(c *Cache[int], _ *clocktest.Clock) {
+			_, _ = c.Do(context.Background(), "k", func(context.Context) (int, error) { return 3, nil })
+		}, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			clock := clocktest.New(time.Date(2026, 12, 6, 9, 0, 0, 0, time.UTC))
+			var got []drop
+			c := New(Config{TTL: time.Hour, Keep: time.Minute, Clock: clock.Now},
+				WithDropped(func(old, replacement int, replaced bool) { got = append(got, drop{old, replacement, replaced}) }))
+			c.Put("k", 1)
+			if got != nil {
+				t.Fatalf("a first Put told of %v", got)
+			}
+			tt.change(c, clock)
+			if fmt.Sprint(got) != fmt.Sprint(tt.want) {
+				t.Errorf("dropped %v, want %v", got, tt.want)
+			}
+		})
+	}
+	t.Run("not with another Store", func(t *testing.T) {
+		defer func() {
+			if recover() == nil {
+				t.Error("New took WithDropped with WithStore")
+			}
+		}()
+		New(Config{TTL: time.Hour}, WithStore[int](&recordingStore{items: map[string]Item[int]{}}),
+			WithDropped(func(int, int, bool) {}))
+	})
+}
