@@ -9,7 +9,9 @@ import (
 
 // Mapper maps absolute URLs under a partner's FHIR base to the same
 // resource under cqgate's public base for that organization. It is
-// immutable and safe for concurrent use.
+// immutable and safe for concurrent use. Its strings share one backing
+// array (see init), so a Mapper is one pointer-holding object and one
+// pointer-free one, whatever the number of organizations kept.
 type Mapper struct {
 	scheme      string // "http" or "https", lower case
 	host        string // lower case, default port removed
@@ -20,8 +22,8 @@ type Mapper struct {
 	public      string // public base without trailing "/"
 	prefixLen   int    // len(scheme + "://")
 	minLen      int    // shortest string that can match
-	publicJSON  []byte // public, escaped for a JSON string
-	publicXML   []byte // public, escaped for an XML attribute value
+	publicJSON  string // public, escaped for a JSON string
+	publicXML   string // public, escaped for an XML attribute value
 	exact       string // scheme://host/path as normalized: the usual spelling
 }
 
@@ -30,27 +32,54 @@ type Mapper struct {
 // "https://cqgate.internal/fhir/2.16.840.1"). Both must be absolute http
 // or https URLs without user info, query or fragment.
 func NewMapper(partnerBase, publicBase string) (*Mapper, error) {
+	m := new(Mapper)
+	if err := m.init(partnerBase, publicBase); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// init sets m up as NewMapper describes. All of m's strings are parts of
+// one string built here, exact then public and its two escaped forms, so
+// that m keeps no part of its arguments and a Rewriter holding m by value
+// is two allocations in all.
+func (m *Mapper) init(partnerBase, publicBase string) error {
 	p, err := parseBase("partner base", partnerBase)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	q, err := parseBase("public base", publicBase)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	m := &Mapper{
-		scheme: p.Scheme,
-		host:   p.Host,
-		path:   p.Path,
-		public: q.Scheme + "://" + q.Host + q.Path,
-	}
-	m.hostname, m.port, m.defaultPort = splitHost(m.scheme, m.host)
-	m.prefixLen = len(m.scheme) + len("://")
-	m.minLen = m.prefixLen + len(m.host)
-	m.exact = m.scheme + "://" + m.host + m.path
-	m.publicJSON = appendJSONContent(nil, m.public)
-	m.publicXML = appendAttr(nil, m.public)
-	return m, nil
+	public := q.Scheme + "://" + q.Host + q.Path
+	publicJSON := appendJSONContent(nil, public)
+	publicXML := appendAttr(nil, public)
+	var b strings.Builder
+	b.Grow(len(p.Scheme) + len("://") + len(p.Host) + len(p.Path) + len(public) + len(publicJSON) + len(publicXML))
+	b.WriteString(p.Scheme)
+	b.WriteString("://")
+	b.WriteString(p.Host)
+	b.WriteString(p.Path)
+	b.WriteString(public)
+	b.Write(publicJSON)
+	b.Write(publicXML)
+	all := b.String()
+
+	m.prefixLen = len(p.Scheme) + len("://")
+	m.minLen = m.prefixLen + len(p.Host)
+	end := m.minLen + len(p.Path)
+	m.scheme = all[:len(p.Scheme)]
+	m.host = all[m.prefixLen:m.minLen]
+	m.path = all[m.minLen:end]
+	m.exact = all[:end]
+	all = all[end:]
+	m.public, all = all[:len(public)], all[len(public):]
+	m.publicJSON, m.publicXML = all[:len(publicJSON)], all[len(publicJSON):]
+	var hostname string
+	hostname, m.port, m.defaultPort = splitHost(m.scheme, m.host)
+	m.hostname = m.host[:len(hostname)]
+	return nil
 }
 
 // parseBase checks and normalizes a base URL: scheme and host in lower
@@ -253,7 +282,7 @@ func (m *Mapper) MapHeader(v string) (string, bool) {
 }
 
 // PartnerBase returns the normalized partner base.
-func (m *Mapper) PartnerBase() string { return m.scheme + "://" + m.host + m.path }
+func (m *Mapper) PartnerBase() string { return m.exact }
 
 // PublicBase returns the normalized public base.
 func (m *Mapper) PublicBase() string { return m.public }

@@ -1,6 +1,10 @@
 package fhirurl
 
-import "testing"
+import (
+	"strings"
+	"testing"
+	"unsafe"
+)
 
 const (
 	partner = "https://fhir.partner.example/r4/tenant-guid"
@@ -135,5 +139,43 @@ func TestMapHeader(t *testing.T) {
 	}
 	if got := m.PublicBase(); got != public {
 		t.Errorf("PublicBase %q", got)
+	}
+}
+
+// TestRewriterStringsShareOneArray checks that a Rewriter keeps its
+// Mapper by value and every string of it in one backing array (one
+// pointer-holding object per organization, not one per string), none of
+// them part of the arguments it was made from.
+func TestRewriterStringsShareOneArray(t *testing.T) {
+	for _, tt := range []struct{ partner, public string }{
+		{"https://fhir.partner.example/r4/tenant-guid", "https://cqgate.internal/fhir/2.16.840.1"},
+		{"HTTP://Fhir.Partner.Example:8080", "http://cqgate.internal:8443/a/fhir/2.16.840.1"},
+		{"https://fhir.partner.example:443/r4/", "https://cqgate.internal/fhir/1.2&3<4"},
+	} {
+		rw, err := NewRewriter(strings.Clone(tt.partner), strings.Clone(tt.public))
+		if err != nil {
+			t.Fatalf("NewRewriter(%q): %v", tt.partner, err)
+		}
+		m := rw.Mapper()
+		if m != &rw.m {
+			t.Fatal("Mapper() is not the Rewriter's own Mapper")
+		}
+		base := unsafe.StringData(m.exact)
+		size := len(m.exact) + len(m.public) + len(m.publicJSON) + len(m.publicXML)
+		for name, s := range map[string]string{
+			"scheme": m.scheme, "host": m.host, "hostname": m.hostname, "path": m.path,
+			"exact": m.exact, "public": m.public, "publicJSON": m.publicJSON, "publicXML": m.publicXML,
+		} {
+			if s == "" {
+				continue
+			}
+			off := uintptr(unsafe.Pointer(unsafe.StringData(s))) - uintptr(unsafe.Pointer(base))
+			if off > uintptr(size) || off+uintptr(len(s)) > uintptr(size) {
+				t.Errorf("%s: %q is not in the Mapper's one backing array", tt.partner, name)
+			}
+		}
+		if got, want := m.PartnerBase(), m.scheme+"://"+m.host+m.path; got != want {
+			t.Errorf("PartnerBase() = %q, want %q", got, want)
+		}
 	}
 }

@@ -76,22 +76,22 @@ const AcceptEncoding = "gzip"
 // Rewriter rewrites partner URLs in responses for one organization:
 // headers and bodies. It is immutable and safe for concurrent use.
 type Rewriter struct {
-	m     *Mapper
+	m     Mapper // by value: a Rewriter is one object and its strings
 	limit int
 }
 
 // NewRewriter returns a Rewriter from partnerBase to publicBase (see
 // NewMapper).
 func NewRewriter(partnerBase, publicBase string) (*Rewriter, error) {
-	m, err := NewMapper(partnerBase, publicBase)
-	if err != nil {
+	rw := &Rewriter{limit: DefaultMaxToken}
+	if err := rw.m.init(partnerBase, publicBase); err != nil {
 		return nil, err
 	}
-	return &Rewriter{m: m, limit: DefaultMaxToken}, nil
+	return rw, nil
 }
 
 // Mapper returns the Rewriter's Mapper.
-func (rw *Rewriter) Mapper() *Mapper { return rw.m }
+func (rw *Rewriter) Mapper() *Mapper { return &rw.m }
 
 // urlHeaders are the response headers that carry a URL of the partner.
 var urlHeaders = []string{"Location", "Content-Location"}
@@ -303,10 +303,10 @@ func (rw *Rewriter) newReader(src io.ReadCloser, f Format, gz bool) *reader {
 	r.next = firstChunk
 	switch f {
 	case JSON:
-		r.jw.reset(nil, rw.m, rw.limit)
+		r.jw.reset(nil, &rw.m, rw.limit)
 		r.w, r.s = &r.jw, &r.jw.sink
 	case XML:
-		r.xw.reset(nil, rw.m, rw.limit)
+		r.xw.reset(nil, &rw.m, rw.limit)
 		r.w, r.s = &r.xw, &r.xw.sink
 	default:
 		r.pw.sink = sink{}
