@@ -32,6 +32,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -392,8 +393,8 @@ func sample(ctx context.Context, url string, every time.Duration, start time.Tim
 }
 
 // atRest closes idle connections on both sides of cqgate, again at every
-// reading, and returns its metrics once the goroutine count has not
-// changed for restSteady (at most restMax). The closing is repeated
+// reading, and returns its metrics once the goroutine count has stayed
+// within one of the same value for restSteady (at most restMax). The closing is repeated
 // because a connection that was dialed but never used is not idle to
 // the upstream's server until it is 5 s old (net/http: Server.
 // SetKeepAlivesEnabled(false) closes StateNew connections only then).
@@ -405,7 +406,8 @@ func atRest(ctx context.Context, client *http.Client, up *http.Server, url strin
 	)
 	defer up.SetKeepAlivesEnabled(true)
 	deadline := time.Now().Add(restMax)
-	var last soak.Sample
+	var low soak.Sample
+	var ref float64
 	var since time.Time
 	for {
 		client.CloseIdleConnections()
@@ -416,16 +418,22 @@ func atRest(ctx context.Context, client *http.Client, up *http.Server, url strin
 		if err != nil {
 			return soak.Sample{}, err
 		}
-		if s.Goroutines != last.Goroutines || since.IsZero() {
-			since = s.At
+		// The scrape itself is counted, and the previous scrape's
+		// connection is sometimes not gone yet: a count one above the
+		// window's first is jitter, not change. The window's lowest
+		// sample is returned.
+		if since.IsZero() || math.Abs(s.Goroutines-ref) > 1 {
+			since, ref, low = s.At, s.Goroutines, s
 		}
-		last = s
+		if s.Goroutines < low.Goroutines {
+			low = s
+		}
 		if s.At.Sub(since) >= restSteady {
-			return last, nil
+			return low, nil
 		}
 		if time.Now().After(deadline) {
 			logf("at rest: goroutines still changing after %s; taking %.0f", restMax, s.Goroutines)
-			return last, nil
+			return s, nil
 		}
 		select {
 		case <-ctx.Done():
