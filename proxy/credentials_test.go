@@ -8,8 +8,6 @@ import (
 
 	"github.com/cqgate/cqgate/assertion"
 	"github.com/cqgate/cqgate/bench/scale"
-	"github.com/cqgate/cqgate/directory"
-	"github.com/cqgate/cqgate/discovery"
 	"github.com/cqgate/cqgate/internal/failure"
 	"github.com/cqgate/cqgate/internal/metrics"
 	"github.com/cqgate/cqgate/tenant"
@@ -71,13 +69,7 @@ func TestTokens(t *testing.T) {
 func TestTokensOfAKeptTenant(t *testing.T) {
 	srv := scale.NewServer()
 	defer srv.Close()
-	r := &tenant.Resolver{
-		Directory: directory.NewResolver(directory.ResolverConfig{
-			Fetcher: &directory.R4Client{BaseURL: scale.DirectoryURL, APIKey: "k", HTTPClient: srv.Client()},
-		}),
-		Discovery: discovery.New(discovery.Config{HTTPClient: srv.Client()}),
-		Defaults:  tenant.Settings{ClientID: "c", Scope: "system/Patient.read"},
-	}
+	r := srv.Resolver("k", tenant.Settings{ClientID: "c", Scope: "system/Patient.read"})
 	ctx := context.Background()
 	kept, err := tenant.Reuse(r, time.Second, nil).Resolve(ctx, scale.OID(5))
 	if err != nil || !kept.Reused() {

@@ -8,8 +8,6 @@ import (
 	"time"
 
 	"github.com/cqgate/cqgate/bench/scale"
-	"github.com/cqgate/cqgate/directory"
-	"github.com/cqgate/cqgate/discovery"
 	"github.com/cqgate/cqgate/tenant"
 )
 
@@ -27,13 +25,7 @@ import (
 // that took.
 func warmResolver(b *testing.B, srv *scale.Server, orgs int, resolve func(*tenant.Resolver) tenant.Source) (tenant.Source, float64) {
 	b.Helper()
-	r := &tenant.Resolver{
-		Directory: directory.NewResolver(directory.ResolverConfig{
-			Fetcher: &directory.R4Client{BaseURL: scale.DirectoryURL, APIKey: "scale-directory-key", HTTPClient: srv.Client()},
-		}),
-		Discovery: discovery.New(discovery.Config{HTTPClient: srv.Client()}),
-		Defaults:  tenant.Settings{ClientID: "gateway.scale.example", Scope: "system/Patient.read system/Observation.read"},
-	}
+	r := srv.Resolver("scale-directory-key", tenant.Settings{ClientID: "gateway.scale.example", Scope: "system/Patient.read system/Observation.read"})
 	src := resolve(r)
 	perOrg, err := srv.FillCaches(context.Background(), orgs, func(ctx context.Context, n int) error {
 		t, err := src.Resolve(ctx, scale.OID(n))

@@ -95,13 +95,7 @@ func TestResolverCurrent(t *testing.T) {
 func TestReused(t *testing.T) {
 	srv := scale.NewServer()
 	defer srv.Close()
-	r := &tenant.Resolver{
-		Directory: directory.NewResolver(directory.ResolverConfig{
-			Fetcher: &directory.R4Client{BaseURL: scale.DirectoryURL, APIKey: "k", HTTPClient: srv.Client()},
-		}),
-		Discovery: discovery.New(discovery.Config{HTTPClient: srv.Client()}),
-		Defaults:  tenant.Settings{ClientID: "c", Scope: "system/Patient.read"},
-	}
+	r := srv.Resolver("k", tenant.Settings{ClientID: "c", Scope: "system/Patient.read"})
 	ctx := context.Background()
 	oid := scale.OID(3)
 	direct, err := r.Resolve(ctx, oid)
