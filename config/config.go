@@ -69,6 +69,12 @@ type Server struct {
 	MaxInflight   int           `yaml:"max_inflight"`
 	InflightQueue int           `yaml:"inflight_queue"`
 	InflightWait  time.Duration `yaml:"inflight_wait"`
+	// MaxConnections caps the connections the API listener holds open
+	// at once; 0 caps nothing. At the cap a new connection makes cqgate
+	// close the connection idle the longest, or waits in the kernel's
+	// accept queue until one closes (see internal/connlimit). The admin
+	// listener is never capped.
+	MaxConnections int `yaml:"max_connections"`
 	// MemoryLimitMiB, when more than 0, is the Go runtime's soft memory
 	// limit in MiB (debug.SetMemoryLimit, applied at start): past it
 	// the garbage collector runs more often instead of letting the heap
@@ -541,6 +547,7 @@ func Default() *Config {
 			MaxInflight:       256,
 			InflightQueue:     1024,
 			InflightWait:      5 * time.Second,
+			MaxConnections:    512,
 		},
 		Bulk:    Bulk{LinkTTL: 24 * time.Hour},
 		Inbound: Inbound{Auth: "none", MTLSIdentity: "san_uri", APIKeysVault: KVRef{Mount: "secret"}},

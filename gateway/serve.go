@@ -11,16 +11,43 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/cqgate/cqgate/config"
+	"github.com/cqgate/cqgate/internal/connlimit"
 	"github.com/cqgate/cqgate/internal/inflight"
 )
 
 // ServeOption adds to what Serve does.
-type ServeOption func(*inflight.Config)
+type ServeOption func(*serveOptions)
+
+type serveOptions struct {
+	inflight inflight.Config
+	conns    *connlimit.Listener
+}
 
 // CountRefusals counts the FHIR requests Serve answers 503 at
 // cfg.MaxInflight (cqgate_inflight_rejected_total with *metrics.Metrics).
 func CountRefusals(o inflight.Observer) ServeOption {
-	return func(c *inflight.Config) { c.Observer = o }
+	return func(c *serveOptions) { c.inflight.Observer = o }
+}
+
+// LimitConnections tells Serve that its listener is, or is a TLS
+// listener over, conns, so that the server reports to conns which
+// connections are idle (see Listen).
+func LimitConnections(conns *connlimit.Listener) ServeOption {
+	return func(c *serveOptions) { c.conns = conns }
+}
+
+// Listen listens on addr for the API. With cfg.MaxConnections above 0
+// the listener holds at most that many connections open, closing the
+// one idle the longest to admit a new one; the returned ServeOption
+// (nil otherwise) must then be passed to Serve. A TLS listener goes on
+// top of the returned one.
+func Listen(addr string, cfg config.Server, o connlimit.Observer) (net.Listener, ServeOption, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil || cfg.MaxConnections <= 0 {
+		return ln, nil, err
+	}
+	capped := connlimit.New(ln, connlimit.Config{Max: cfg.MaxConnections, Observer: o})
+	return capped, LimitConnections(capped), nil
 }
 
 // Serve serves h on ln until ctx ends, then stops accepting connections
@@ -31,11 +58,13 @@ func CountRefusals(o inflight.Observer) ServeOption {
 func Serve(ctx context.Context, ln net.Listener, h http.Handler, cfg config.Server, log logrus.FieldLogger, opts ...ServeOption) error {
 	errLog, closeErrLog := StdLogger(log)
 	defer closeErrLog()
-	icfg := inflight.Config{Max: cfg.MaxInflight, Queue: cfg.InflightQueue, Wait: cfg.InflightWait, Log: log}
+	so := serveOptions{inflight: inflight.Config{Max: cfg.MaxInflight, Queue: cfg.InflightQueue, Wait: cfg.InflightWait, Log: log}}
 	for _, o := range opts {
-		o(&icfg)
+		if o != nil {
+			o(&so)
+		}
 	}
-	lim := inflight.New(icfg)
+	lim := inflight.New(so.inflight)
 	defer lim.Close()
 	srv := &http.Server{
 		Handler:           lim.Wrap(h, inflight.FHIR),
@@ -45,6 +74,9 @@ func Serve(ctx context.Context, ln net.Listener, h http.Handler, cfg config.Serv
 		IdleTimeout:       cfg.IdleTimeout,
 		MaxHeaderBytes:    cfg.MaxHeaderBytes,
 		ErrorLog:          errLog,
+	}
+	if so.conns != nil {
+		srv.ConnState = so.conns.ConnState
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()

@@ -176,7 +176,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, lookup fu
 		return err
 	}
 	defer g.Close()
-	ln, err := net.Listen("tcp", cfg.Listen)
+	ln, limitConns, err := gateway.Listen(cfg.Listen, cfg.Server, g.Metrics)
 	if err != nil {
 		return fmt.Errorf("listening on %s: %w", cfg.Listen, err)
 	}
@@ -198,14 +198,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, lookup fu
 	go g.Warmup(ctx)
 	go reloadOnHangup(ctx, g, log)
 	log.WithField("url", scheme+"://"+ln.Addr().String()).Info("cqgate: serving")
-	return serve(ctx, ln, adminLn, g, cfg, log)
+	return serve(ctx, ln, adminLn, g, cfg, log, limitConns)
 }
 
 // serve serves the API on ln and, when adminLn is not nil, the admin
 // router on it, until ctx ends; both then drain and stop together. If
 // one fails, the other is stopped too.
-func serve(ctx context.Context, ln, adminLn net.Listener, g *gateway.Gateway, cfg *config.Config, log logrus.FieldLogger) error {
-	var opts []gateway.ServeOption
+func serve(ctx context.Context, ln, adminLn net.Listener, g *gateway.Gateway, cfg *config.Config, log logrus.FieldLogger, limitConns gateway.ServeOption) error {
+	opts := []gateway.ServeOption{limitConns}
 	if g.Metrics != nil {
 		opts = append(opts, gateway.CountRefusals(g.Metrics))
 	}

@@ -86,6 +86,7 @@ type Metrics struct {
 	vaultErrors      [numVaultOps]prometheus.Counter
 	keyReloads       [numReloadResults]prometheus.Counter
 	inflightRejected [numRejectReasons]prometheus.Counter
+	idleConnsClosed  prometheus.Counter
 	certNotAfter     prometheus.Gauge
 	auditErrors      prometheus.Counter
 	own              ownCert
@@ -163,12 +164,14 @@ func New(opts ...Option) *Metrics {
 	curry(reloads, m.keyReloads[:], reloadResultNames[:])
 	rejected := newCounterVec("inflight_rejected_total", "FHIR requests answered 503 at server.max_inflight, by reason (queue_full, wait_expired).", "reason")
 	curry(rejected, m.inflightRejected[:], rejectReasonNames[:])
+	m.idleConnsClosed = prometheus.NewCounter(prometheus.CounterOpts{Namespace: Namespace, Name: "idle_connections_closed_total", Help: "Idle keep-alive connections closed to admit a new connection at server.max_connections."})
 
 	m.reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.requests, m.upstream, m.inflight, m.certNotAfter, m.auditErrors,
 		exchanges, tokenCache, directory, discovery, vault, reloads, rejected,
+		m.idleConnsClosed,
 	)
 	return m
 }
@@ -360,6 +363,14 @@ func (m *Metrics) InflightDec() {
 func (m *Metrics) InflightRejected(r RejectReason) {
 	if m != nil && r < numRejectReasons {
 		m.inflightRejected[r].Inc()
+	}
+}
+
+// IdleConnClosed counts one idle keep-alive connection closed to admit a
+// new connection at server.max_connections.
+func (m *Metrics) IdleConnClosed() {
+	if m != nil {
+		m.idleConnsClosed.Inc()
 	}
 }
 

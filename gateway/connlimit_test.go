@@ -1,0 +1,100 @@
+package gateway
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/cqgate/cqgate/config"
+	"github.com/cqgate/cqgate/internal/metrics"
+)
+
+// Listen applies server.max_connections: with both connections held open
+// by keep-alive callers, a third caller is still answered, because the
+// connection idle the longest is closed for it and counted in
+// cqgate_idle_connections_closed_total; the callers whose connection was
+// closed are answered again on a new one.
+func TestServeAtMaxConnectionsClosesTheLongestIdle(t *testing.T) {
+	cfg := config.Default().Server
+	cfg.MaxInflight, cfg.MaxConnections = 2, 2
+	m := metrics.New()
+	ln, limit, err := Listen("127.0.0.1:0", cfg, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if limit == nil {
+		t.Fatal("Listen with max_connections gave no ServeOption")
+	}
+	log := logrus.New()
+	log.SetOutput(io.Discard)
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, "ok") })
+	go func() { served <- Serve(ctx, ln, h, cfg, log, limit) }()
+	defer func() {
+		cancel()
+		if err := <-served; err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+	}()
+
+	base := "http://" + ln.Addr().String() + "/fhir/1.2.3/Patient/1"
+	callers := make([]*http.Client, 3)
+	for i := range callers {
+		callers[i] = &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{}}
+		defer callers[i].CloseIdleConnections()
+	}
+	get := func(c *http.Client) {
+		t.Helper()
+		resp, err := c.Get(base)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || string(b) != "ok" {
+			t.Fatalf("answer %d %q", resp.StatusCode, b)
+		}
+	}
+	get(callers[0])
+	get(callers[1])
+	time.Sleep(50 * time.Millisecond) // both connections idle
+	get(callers[2])
+	get(callers[0]) // its connection was closed: the client dials again
+	if n := idleClosed(t, m); n < 1 {
+		t.Errorf("cqgate_idle_connections_closed_total = %v, want at least 1", n)
+	}
+}
+
+func TestListenWithoutACapIsPlain(t *testing.T) {
+	cfg := config.Default().Server
+	cfg.MaxConnections = 0
+	ln, limit, err := Listen("127.0.0.1:0", cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	if limit != nil {
+		t.Error("Listen with max_connections 0 gave a ServeOption")
+	}
+}
+
+// idleClosed is cqgate_idle_connections_closed_total in m.
+func idleClosed(t *testing.T, m *metrics.Metrics) float64 {
+	t.Helper()
+	families, err := m.Gatherer().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() == "cqgate_idle_connections_closed_total" {
+			return f.GetMetric()[0].GetCounter().GetValue()
+		}
+	}
+	t.Fatal("no cqgate_idle_connections_closed_total")
+	return 0
+}

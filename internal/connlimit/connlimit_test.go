@@ -1,0 +1,364 @@
+package connlimit
+
+import (
+	"bufio"
+	"crypto/tls"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+type countingObserver struct{ n atomic.Int64 }
+
+func (o *countingObserver) IdleConnClosed() { o.n.Add(1) }
+
+// server serves "ok" through a Listener with max connections on
+// loopback, plain or over TLS.
+type server struct {
+	l    *Listener
+	srv  *http.Server
+	addr string
+	tls  *tls.Config // the client's, when the server speaks TLS
+	obs  *countingObserver
+}
+
+func newServer(t *testing.T, max int, useTLS bool) *server {
+	t.Helper()
+	raw, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	obs := &countingObserver{}
+	s := &server{l: New(raw, Config{Max: max, Observer: obs}), addr: raw.Addr().String(), obs: obs}
+	s.srv = &http.Server{
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			_, _ = io.WriteString(w, "ok")
+		}),
+		ConnState:         s.l.ConnState,
+		ReadHeaderTimeout: 10 * time.Second,
+	}
+	var ln net.Listener = s.l
+	if useTLS {
+		ts := httptest.NewTLSServer(http.NotFoundHandler()) // only for its certificate
+		cert := ts.TLS.Certificates[0]
+		s.tls = &tls.Config{RootCAs: ts.Client().Transport.(*http.Transport).TLSClientConfig.RootCAs, ServerName: "example.com"}
+		ts.Close()
+		ln = tls.NewListener(s.l, &tls.Config{Certificates: []tls.Certificate{cert}})
+	}
+	done := make(chan struct{})
+	go func() { defer close(done); _ = s.srv.Serve(ln) }()
+	t.Cleanup(func() { _ = s.srv.Close(); <-done })
+	return s
+}
+
+// client is one raw keep-alive connection to the server.
+type client struct {
+	net.Conn
+	r *bufio.Reader
+}
+
+func (s *server) dial(t *testing.T) *client {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", s.addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.tls != nil {
+		c = tls.Client(c, s.tls)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	return &client{Conn: c, r: bufio.NewReader(c)}
+}
+
+// get sends one keep-alive request and reads its answer.
+func (c *client) get(t *testing.T) error {
+	t.Helper()
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+		return err
+	}
+	res, err := http.ReadResponse(c.r, nil)
+	if err != nil {
+		return err
+	}
+	defer res.Body.Close()
+	body, err := io.ReadAll(res.Body)
+	if err != nil {
+		return err
+	}
+	if res.StatusCode != http.StatusOK || string(body) != "ok" {
+		t.Fatalf("answer %d %q, want 200 ok", res.StatusCode, body)
+	}
+	return nil
+}
+
+// closedByServer reports whether the server closed c: a read ends at
+// once with EOF (or a reset) rather than timing out.
+func (c *client) closedByServer(t *testing.T, wait time.Duration) bool {
+	t.Helper()
+	_ = c.SetReadDeadline(time.Now().Add(wait))
+	_, err := c.r.ReadByte()
+	var ne net.Error
+	return err != nil && !(errors.As(err, &ne) && ne.Timeout())
+}
+
+// waitFor polls cond for up to 5 s.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for end := time.Now().Add(5 * time.Second); time.Now().Before(end); time.Sleep(5 * time.Millisecond) {
+		if cond() {
+			return
+		}
+	}
+	t.Fatalf("timed out waiting for %s", what)
+}
+
+func TestAtTheCapTheLongestIdleConnectionMakesRoom(t *testing.T) {
+	for _, useTLS := range []bool{false, true} {
+		name := "plain"
+		if useTLS {
+			name = "tls"
+		}
+		t.Run(name, func(t *testing.T) {
+			s := newServer(t, 2, useTLS)
+			older, newer := s.dial(t), s.dial(t)
+			for _, c := range []*client{older, newer} {
+				if err := c.get(t); err != nil {
+					t.Fatal(err)
+				}
+			}
+			// Both are idle now; older went idle first.
+			waitFor(t, "two idle connections", func() bool { return s.idleCount() == 2 })
+
+			third := s.dial(t)
+			if err := third.get(t); err != nil {
+				t.Fatalf("third connection at the cap: %v", err)
+			}
+			if !older.closedByServer(t, 2*time.Second) {
+				t.Error("the connection idle the longest was not closed to make room")
+			}
+			if newer.closedByServer(t, 100*time.Millisecond) {
+				t.Error("the more recently idle connection was closed too")
+			}
+			if err := newer.get(t); err != nil {
+				t.Errorf("the kept connection no longer serves: %v", err)
+			}
+			if n := s.obs.n.Load(); n != 1 {
+				t.Errorf("observer counted %d idle connections closed, want 1", n)
+			}
+			if n := s.l.Open(); n != 2 {
+				t.Errorf("Open() = %d, want 2", n)
+			}
+		})
+	}
+}
+
+func (s *server) idleCount() int {
+	s.l.mu.Lock()
+	defer s.l.mu.Unlock()
+	n := 0
+	for c := s.l.idle.head; c != nil; c = c.next {
+		n++
+	}
+	return n
+}
+
+func TestAConnectionWithoutARequestYetIsNeverClosedForRoom(t *testing.T) {
+	s := newServer(t, 1, false)
+	first := s.dial(t) // accepted, has sent nothing: not idle
+	waitFor(t, "the first connection to be handed out", func() bool { return s.l.Open() == 1 })
+
+	second := s.dial(t)
+	answered := make(chan error, 1)
+	go func() { answered <- second.get(t) }()
+	select {
+	case err := <-answered:
+		t.Fatalf("the second connection was served while the first held the only slot (err %v)", err)
+	case <-time.After(200 * time.Millisecond):
+	}
+	// The first one still works: it was not closed for room.
+	if err := first.get(t); err != nil {
+		t.Fatalf("the first connection was closed for room: %v", err)
+	}
+	// Now it is idle, so the waiting one gets its slot.
+	select {
+	case err := <-answered:
+		if err != nil {
+			t.Fatalf("second connection: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the waiting connection was not served once the first went idle")
+	}
+	if !first.closedByServer(t, 2*time.Second) {
+		t.Error("the idle first connection was not closed to make room")
+	}
+}
+
+func TestAWaitingConnectionIsServedWhenOneCloses(t *testing.T) {
+	s := newServer(t, 1, false)
+	first := s.dial(t)
+	waitFor(t, "the first connection to be handed out", func() bool { return s.l.Open() == 1 })
+	second := s.dial(t)
+	answered := make(chan error, 1)
+	go func() { answered <- second.get(t) }()
+	time.Sleep(50 * time.Millisecond)
+	_ = first.Close() // the caller hangs up before sending anything
+	select {
+	case err := <-answered:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the waiting connection was not served after the other closed")
+	}
+	if n := s.obs.n.Load(); n != 0 {
+		t.Errorf("observer counted %d idle connections closed, want 0", n)
+	}
+}
+
+func TestCloseEndsAnAcceptWaitingForRoom(t *testing.T) {
+	raw, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := New(raw, Config{Max: 1})
+	held := make(chan net.Conn, 1)
+	go func() {
+		c, _ := net.Dial("tcp", raw.Addr().String())
+		held <- c
+		c2, _ := net.Dial("tcp", raw.Addr().String())
+		held <- c2
+	}()
+	first, err := l.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer first.Close()
+	defer func() {
+		for range 2 {
+			if c := <-held; c != nil {
+				c.Close()
+			}
+		}
+	}()
+	errc := make(chan error, 1)
+	go func() {
+		c, err := l.Accept()
+		if c != nil {
+			c.Close()
+		}
+		errc <- err
+	}()
+	time.Sleep(50 * time.Millisecond)
+	_ = l.Close()
+	select {
+	case err := <-errc:
+		if !errors.Is(err, net.ErrClosed) {
+			t.Fatalf("Accept after Close: %v, want net.ErrClosed", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Accept still waits after Close")
+	}
+}
+
+func TestClosingTwiceGivesOneSlotBack(t *testing.T) {
+	raw, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := New(raw, Config{Max: 2})
+	defer l.Close()
+	var peers []net.Conn
+	defer func() {
+		for _, p := range peers {
+			p.Close()
+		}
+	}()
+	var got []net.Conn
+	for range 2 {
+		p, err := net.Dial("tcp", raw.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		peers = append(peers, p)
+		c, err := l.Accept()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, c)
+	}
+	if n := l.Open(); n != 2 {
+		t.Fatalf("Open() = %d, want 2", n)
+	}
+	_ = got[0].Close()
+	_ = got[0].Close()
+	if n := l.Open(); n != 1 {
+		t.Fatalf("Open() after closing one connection twice = %d, want 1", n)
+	}
+	l.ConnState(got[0], http.StateIdle) // a late report for a closed connection
+	if c := l.popIdle(); c != nil {
+		t.Error("a closed connection was put on the idle list")
+	}
+	_ = got[1].Close()
+}
+
+func TestConnStateIgnoresOtherConnections(t *testing.T) {
+	raw, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := New(raw, Config{Max: 1})
+	defer l.Close()
+	other := New(raw, Config{Max: 1})
+	a, b := net.Pipe()
+	defer a.Close()
+	defer b.Close()
+	for _, c := range []net.Conn{a, &conn{Conn: b, l: other}} {
+		l.ConnState(c, http.StateIdle)
+	}
+	if c := l.popIdle(); c != nil {
+		t.Error("a connection that is not the Listener's was put on its idle list")
+	}
+}
+
+func TestIdleListKeepsOrder(t *testing.T) {
+	var q idleList
+	cs := make([]*conn, 4)
+	for i := range cs {
+		cs[i] = &conn{}
+		q.pushBack(cs[i])
+	}
+	q.pushBack(cs[0]) // already on it: no change
+	q.remove(cs[2])
+	q.remove(cs[2])
+	q.remove(nil)
+	var order []int
+	for c := q.head; c != nil; c = c.next {
+		for i := range cs {
+			if cs[i] == c {
+				order = append(order, i)
+			}
+		}
+	}
+	if want := []int{0, 1, 3}; !slices.Equal(order, want) {
+		t.Errorf("idle order %v, want %v", order, want)
+	}
+	if q.tail != cs[3] {
+		t.Error("tail is not the last pushed connection")
+	}
+}
+
+func TestNewRefusesNoCap(t *testing.T) {
+	defer func() {
+		if recover() == nil {
+			t.Error("New with Max 0 did not panic")
+		}
+	}()
+	New(nil, Config{})
+}
