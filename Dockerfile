@@ -47,10 +47,9 @@ ARG BUILD_TIME=""
 RUN --mount=type=cache,target=/go/pkg/mod \
     --mount=type=cache,target=/root/.cache/go-build \
     --mount=type=bind,target=. \
-    CGO_ENABLED=0 GOOS=$TARGETOS GOARCH=$TARGETARCH \
-    go build -trimpath -buildvcs=false \
-      -ldflags="-s -w -X github.com/cqgate/cqgate/internal/buildinfo.version=${VERSION} -X github.com/cqgate/cqgate/internal/buildinfo.revision=${REVISION} -X github.com/cqgate/cqgate/internal/buildinfo.time=${BUILD_TIME}" \
-      -o /out/cqgate ./cmd/cqgate
+    CGO_ENABLED=0 GOOS=$TARGETOS GOARCH=$TARGETARCH GOFLAGS=-buildvcs=false \
+    VERSION=$VERSION REVISION=$REVISION BUILD_TIME=$BUILD_TIME \
+    ./scripts/build.sh /out/cqgate
 
 FROM ${BASE_IMAGE}
 ARG VERSION=""

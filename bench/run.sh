@@ -183,7 +183,7 @@ if [ "$GO_BENCH_ONLY" = 0 ]; then
 		die "building bench/cmd failed"
 	if [ -z "$CQGATE_BIN" ]; then
 		echo "run.sh: building ./cmd/cqgate" >&2
-		go build -o "$TMP/bin/cqgate" ./cmd/cqgate ||
+		scripts/build.sh "$TMP/bin/cqgate" ||
 			die "building ./cmd/cqgate failed (a package mid-edit?); pass --cqgate-bin to use a built binary"
 		CQGATE_BIN="$TMP/bin/cqgate"
 		CQGATE_DESC="built from this work tree"

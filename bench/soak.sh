@@ -109,7 +109,7 @@ mkdir -p "$TMP/bin"
 go build -o "$TMP/bin/soak" ./bench/cmd/soak || die "building bench/cmd/soak failed"
 if [ -z "$CQGATE_BIN" ]; then
 	echo "soak.sh: building ./cmd/cqgate" >&2
-	go build -o "$TMP/bin/cqgate" ./cmd/cqgate ||
+	scripts/build.sh "$TMP/bin/cqgate" ||
 		die "building ./cmd/cqgate failed (a package mid-edit?); pass --cqgate-bin to use a built binary"
 	CQGATE_BIN="$TMP/bin/cqgate"
 	CQGATE_DESC="built from this work tree"
