@@ -65,7 +65,6 @@ func Serve(ctx context.Context, ln net.Listener, h http.Handler, cfg config.Serv
 		}
 	}
 	lim := inflight.New(so.inflight)
-	defer lim.Close()
 	srv := &http.Server{
 		Handler:           lim.Wrap(h, inflight.FHIR),
 		ReadHeaderTimeout: cfg.ReadHeaderTimeout,

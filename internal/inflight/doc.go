@@ -16,11 +16,6 @@
 //	lim := inflight.New(inflight.Config{Max: 256, Queue: 1024, Wait: 5 * time.Second})
 //	srv := &http.Server{Handler: lim.Wrap(router, inflight.FHIR)}
 //
-// An admitted request runs on one of at most Max reused worker
-// goroutines, not on its connection's goroutine, so that the stacks a
-// request's walk grows are kept by Max workers rather than by every
-// connection of a burst (workers.go); Close ends them.
-//
 // A Limiter with Max 0 admits everything and Wrap returns the handler
 // unchanged.
 package inflight

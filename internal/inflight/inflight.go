@@ -70,7 +70,6 @@ type Limiter struct {
 	queued   atomic.Int64
 	refused  atomic.Int64
 	lastLog  atomic.Int64 // unix nanoseconds of the last refusal logged
-	workers  workers      // run the admitted requests (workers.go)
 }
 
 // New returns a Limiter for cfg.
@@ -167,13 +166,9 @@ func (l *Limiter) Wrap(h http.Handler, capped func(*http.Request) bool) http.Han
 			return
 		}
 		defer l.release()
-		l.workers.serve(h, w, r)
+		h.ServeHTTP(w, r)
 	})
 }
-
-// Close ends the goroutines that served admitted requests, once they are
-// done; a request admitted afterwards is served on its own goroutine.
-func (l *Limiter) Close() { l.workers.close() }
 
 // refuse answers a request that got no turn.
 func (l *Limiter) refuse(w http.ResponseWriter, r *http.Request, err error) {
