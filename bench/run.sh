@@ -42,7 +42,7 @@
 #                        the sampling costs cqgate CPU, so the probe's own figures are not reported)
 #   --targets LIST       comma-separated subset of direct,bare,bare-pool,nethttp,nginx,cqgate
 #                        (default direct,bare-pool,nethttp,nginx,cqgate; bare is ReverseProxy without a pool)
-#   --cqgate-bin PATH    use this cqgate binary instead of building ./cmd/cqgate
+#   --cqgate-bin PATH    use this cqgate binary instead of building it with scripts/build.sh (as shipped)
 #   --loadgen            use the built-in Go load generator even if wrk is installed
 #   --out FILE           report path (default bench/results/latest.md)
 #   --go-bench           afterwards, run the packages' Go benchmarks (go test -bench -benchmem:

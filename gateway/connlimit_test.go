@@ -65,7 +65,7 @@ func TestServeAtMaxConnectionsClosesTheLongestIdle(t *testing.T) {
 	time.Sleep(50 * time.Millisecond) // both connections idle
 	get(callers[2])
 	get(callers[0]) // its connection was closed: the client dials again
-	if n := idleClosed(t, m); n < 1 {
+	if n := counterValue(t, m, "cqgate_idle_connections_closed_total", "", ""); n < 1 {
 		t.Errorf("cqgate_idle_connections_closed_total = %v, want at least 1", n)
 	}
 }
@@ -81,20 +81,4 @@ func TestListenWithoutACapIsPlain(t *testing.T) {
 	if limit != nil {
 		t.Error("Listen with max_connections 0 gave a ServeOption")
 	}
-}
-
-// idleClosed is cqgate_idle_connections_closed_total in m.
-func idleClosed(t *testing.T, m *metrics.Metrics) float64 {
-	t.Helper()
-	families, err := m.Gatherer().Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, f := range families {
-		if f.GetName() == "cqgate_idle_connections_closed_total" {
-			return f.GetMetric()[0].GetCounter().GetValue()
-		}
-	}
-	t.Fatal("no cqgate_idle_connections_closed_total")
-	return 0
 }

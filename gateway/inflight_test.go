@@ -94,22 +94,32 @@ func TestServeCapsFHIRRequestsInFlight(t *testing.T) {
 // rejected is cqgate_inflight_rejected_total{reason=reason} in m.
 func rejected(t *testing.T, m *metrics.Metrics, reason string) float64 {
 	t.Helper()
+	return counterValue(t, m, "cqgate_inflight_rejected_total", "reason", reason)
+}
+
+// counterValue is the counter name in m, the series whose label has
+// value (any series when label is "").
+func counterValue(t *testing.T, m *metrics.Metrics, name, label, value string) float64 {
+	t.Helper()
 	families, err := m.Gatherer().Gather()
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, f := range families {
-		if f.GetName() != "cqgate_inflight_rejected_total" {
+		if f.GetName() != name {
 			continue
 		}
 		for _, s := range f.GetMetric() {
+			if label == "" {
+				return s.GetCounter().GetValue()
+			}
 			for _, l := range s.GetLabel() {
-				if l.GetName() == "reason" && l.GetValue() == reason {
+				if l.GetName() == label && l.GetValue() == value {
 					return s.GetCounter().GetValue()
 				}
 			}
 		}
 	}
-	t.Fatalf("no cqgate_inflight_rejected_total{reason=%q}", reason)
+	t.Fatalf("no %s{%s=%q}", name, label, value)
 	return 0
 }
