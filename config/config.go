@@ -71,7 +71,8 @@ type Server struct {
 	InflightWait  time.Duration `yaml:"inflight_wait"`
 	// MaxConnections caps the connections the API listener holds open
 	// at once; 0 caps nothing. At the cap a new connection makes cqgate
-	// close the connection idle the longest, or waits in the kernel's
+	// close the connection idle the longest (else one without a complete
+	// request a second after it connected), or waits in the kernel's
 	// accept queue until one closes (see internal/connlimit). The admin
 	// listener is never capped.
 	MaxConnections int `yaml:"max_connections"`

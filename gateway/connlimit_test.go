@@ -16,7 +16,7 @@ import (
 // Listen applies server.max_connections: with both connections held open
 // by keep-alive callers, a third caller is still answered, because the
 // connection idle the longest is closed for it and counted in
-// cqgate_idle_connections_closed_total; the callers whose connection was
+// cqgate_connections_closed_for_room_total{state="idle"}; the callers whose connection was
 // closed are answered again on a new one.
 func TestServeAtMaxConnectionsClosesTheLongestIdle(t *testing.T) {
 	cfg := config.Default().Server
@@ -65,8 +65,8 @@ func TestServeAtMaxConnectionsClosesTheLongestIdle(t *testing.T) {
 	time.Sleep(50 * time.Millisecond) // both connections idle
 	get(callers[2])
 	get(callers[0]) // its connection was closed: the client dials again
-	if n := counterValue(t, m, "cqgate_idle_connections_closed_total", "", ""); n < 1 {
-		t.Errorf("cqgate_idle_connections_closed_total = %v, want at least 1", n)
+	if n := counterValue(t, m, "cqgate_connections_closed_for_room_total", "state", "idle"); n < 1 {
+		t.Errorf("cqgate_connections_closed_for_room_total{state=\"idle\"} = %v, want at least 1", n)
 	}
 }
 

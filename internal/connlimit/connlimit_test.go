@@ -14,9 +14,15 @@ import (
 	"time"
 )
 
-type countingObserver struct{ n atomic.Int64 }
+type countingObserver struct{ idle, noRequest atomic.Int64 }
 
-func (o *countingObserver) IdleConnClosed() { o.n.Add(1) }
+func (o *countingObserver) ConnClosedForRoom(idle bool) {
+	if idle {
+		o.idle.Add(1)
+	} else {
+		o.noRequest.Add(1)
+	}
+}
 
 // server serves "ok" through a Listener with max connections on
 // loopback, plain or over TLS.
@@ -30,12 +36,18 @@ type server struct {
 
 func newServer(t *testing.T, max int, useTLS bool) *server {
 	t.Helper()
+	return newServerWith(t, Config{Max: max}, useTLS)
+}
+
+func newServerWith(t *testing.T, cfg Config, useTLS bool) *server {
+	t.Helper()
 	raw, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	obs := &countingObserver{}
-	s := &server{l: New(raw, Config{Max: max, Observer: obs}), addr: raw.Addr().String(), obs: obs}
+	cfg.Observer = obs
+	s := &server{l: New(raw, cfg), addr: raw.Addr().String(), obs: obs}
 	s.srv = &http.Server{
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			_, _ = io.WriteString(w, "ok")
@@ -49,7 +61,7 @@ func newServer(t *testing.T, max int, useTLS bool) *server {
 		cert := ts.TLS.Certificates[0]
 		s.tls = &tls.Config{RootCAs: ts.Client().Transport.(*http.Transport).TLSClientConfig.RootCAs, ServerName: "example.com"}
 		ts.Close()
-		ln = tls.NewListener(s.l, &tls.Config{Certificates: []tls.Certificate{cert}})
+		ln = tls.NewListener(s.l, &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{"h2", "http/1.1"}})
 	}
 	done := make(chan struct{})
 	go func() { defer close(done); _ = s.srv.Serve(ln) }()
@@ -149,8 +161,8 @@ func TestAtTheCapTheLongestIdleConnectionMakesRoom(t *testing.T) {
 			if err := newer.get(t); err != nil {
 				t.Errorf("the kept connection no longer serves: %v", err)
 			}
-			if n := s.obs.n.Load(); n != 1 {
-				t.Errorf("observer counted %d idle connections closed, want 1", n)
+			if n, m := s.obs.idle.Load(), s.obs.noRequest.Load(); n != 1 || m != 0 {
+				t.Errorf("observer counted %d idle and %d fresh connections closed, want 1 and 0", n, m)
 			}
 			if n := s.l.Open(); n != 2 {
 				t.Errorf("Open() = %d, want 2", n)
@@ -162,15 +174,73 @@ func TestAtTheCapTheLongestIdleConnectionMakesRoom(t *testing.T) {
 func (s *server) idleCount() int {
 	s.l.mu.Lock()
 	defer s.l.mu.Unlock()
+	return s.l.idle.len()
+}
+
+func (q *connList) len() int {
 	n := 0
-	for c := s.l.idle.head; c != nil; c = c.next {
+	for c := q.head; c != nil; c = c.next {
 		n++
 	}
 	return n
 }
 
-func TestAConnectionWithoutARequestYetIsNeverClosedForRoom(t *testing.T) {
-	s := newServer(t, 1, false)
+// A connection that has not sent a complete first request within Grace
+// (a stalled caller, or slow headers) is closed for a newcomer, so that
+// such connections cannot keep every caller out; the one with a request
+// underway since less than Grace is kept.
+func TestAStalledConnectionIsClosedForRoomAfterItsGrace(t *testing.T) {
+	s := newServerWith(t, Config{Max: 2, Grace: 300 * time.Millisecond}, false)
+	stalled := s.dial(t)
+	waitFor(t, "the stalled connection to be handed out", func() bool { return s.l.Open() == 1 })
+	_, _ = io.WriteString(stalled, "GET / HTTP/1.1\r\nHost: x\r\n") // headers never finished
+	time.Sleep(400 * time.Millisecond)
+	young := s.dial(t)
+	waitFor(t, "the young connection to be handed out", func() bool { return s.l.Open() == 2 })
+
+	newcomer := s.dial(t)
+	start := time.Now()
+	if err := newcomer.get(t); err != nil {
+		t.Fatalf("newcomer at the cap: %v", err)
+	}
+	if !stalled.closedByServer(t, 2*time.Second) {
+		t.Error("the stalled connection was not closed for room")
+	}
+	if young.closedByServer(t, 100*time.Millisecond) {
+		t.Error("the connection within its grace was closed too")
+	}
+	if err := young.get(t); err != nil {
+		t.Errorf("the young connection no longer serves: %v", err)
+	}
+	if n, m := s.obs.idle.Load(), s.obs.noRequest.Load(); n != 0 || m != 1 {
+		t.Errorf("observer counted %d idle and %d fresh connections closed, want 0 and 1", n, m)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("the newcomer waited %s", d)
+	}
+}
+
+// With every connection fresh and within its grace, a newcomer waits
+// until the oldest is past it, then gets its slot.
+func TestANewcomerWaitsForTheOldestGraceToRunOut(t *testing.T) {
+	s := newServerWith(t, Config{Max: 1, Grace: 300 * time.Millisecond}, false)
+	first := s.dial(t)
+	waitFor(t, "the first connection to be handed out", func() bool { return s.l.Open() == 1 })
+	start := time.Now()
+	second := s.dial(t)
+	if err := second.get(t); err != nil {
+		t.Fatalf("second connection: %v", err)
+	}
+	if d := time.Since(start); d < 200*time.Millisecond {
+		t.Errorf("the newcomer was served after %s, before the first connection's grace ran out", d)
+	}
+	if !first.closedByServer(t, 2*time.Second) {
+		t.Error("the first connection, past its grace, was not closed for room")
+	}
+}
+
+func TestAConnectionWithoutARequestIsNotClosedForRoomWithinItsGrace(t *testing.T) {
+	s := newServerWith(t, Config{Max: 1, Grace: time.Minute}, false)
 	first := s.dial(t) // accepted, has sent nothing: not idle
 	waitFor(t, "the first connection to be handed out", func() bool { return s.l.Open() == 1 })
 
@@ -217,8 +287,8 @@ func TestAWaitingConnectionIsServedWhenOneCloses(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("the waiting connection was not served after the other closed")
 	}
-	if n := s.obs.n.Load(); n != 0 {
-		t.Errorf("observer counted %d idle connections closed, want 0", n)
+	if n, m := s.obs.idle.Load(), s.obs.noRequest.Load(); n != 0 || m != 0 {
+		t.Errorf("observer counted %d idle and %d fresh connections closed, want none", n, m)
 	}
 }
 
@@ -302,8 +372,11 @@ func TestClosingTwiceGivesOneSlotBack(t *testing.T) {
 		t.Fatalf("Open() after closing one connection twice = %d, want 1", n)
 	}
 	l.ConnState(got[0], http.StateIdle) // a late report for a closed connection
-	if c := l.popIdle(); c != nil {
+	if n := l.idle.len(); n != 0 {
 		t.Error("a closed connection was put on the idle list")
+	}
+	if n := l.fresh.len(); n != 1 {
+		t.Errorf("%d fresh connections listed, want the one still open", n)
 	}
 	_ = got[1].Close()
 }
@@ -322,19 +395,20 @@ func TestConnStateIgnoresOtherConnections(t *testing.T) {
 	for _, c := range []net.Conn{a, &conn{Conn: b, l: other}} {
 		l.ConnState(c, http.StateIdle)
 	}
-	if c := l.popIdle(); c != nil {
+	if n := l.idle.len(); n != 0 {
 		t.Error("a connection that is not the Listener's was put on its idle list")
 	}
 }
 
-func TestIdleListKeepsOrder(t *testing.T) {
-	var q idleList
+func TestConnListKeepsOrder(t *testing.T) {
+	var q, other connList
 	cs := make([]*conn, 4)
 	for i := range cs {
 		cs[i] = &conn{}
 		q.pushBack(cs[i])
 	}
-	q.pushBack(cs[0]) // already on it: no change
+	q.pushBack(cs[0])     // already on it: no change
+	other.pushBack(cs[1]) // on another list: no change
 	q.remove(cs[2])
 	q.remove(cs[2])
 	q.remove(nil)
@@ -347,10 +421,14 @@ func TestIdleListKeepsOrder(t *testing.T) {
 		}
 	}
 	if want := []int{0, 1, 3}; !slices.Equal(order, want) {
-		t.Errorf("idle order %v, want %v", order, want)
+		t.Errorf("order %v, want %v", order, want)
 	}
-	if q.tail != cs[3] {
-		t.Error("tail is not the last pushed connection")
+	if q.tail != cs[3] || other.head != nil {
+		t.Error("tail is not the last pushed connection, or the other list got one")
+	}
+	other.remove(cs[3]) // removes from the list it is on
+	if q.tail != cs[1] || cs[3].list != nil {
+		t.Error("remove through another list did not take it off its own")
 	}
 }
 
@@ -361,4 +439,40 @@ func TestNewRefusesNoCap(t *testing.T) {
 		}
 	}()
 	New(nil, Config{})
+}
+
+// HTTP/2 connections report idle once their last stream ends, so they
+// make room like HTTP/1.1 keep-alive ones; a client whose connection was
+// closed dials again.
+func TestHTTP2ConnectionsMakeRoomWhenIdle(t *testing.T) {
+	s := newServer(t, 2, true)
+	clients := make([]*http.Client, 3)
+	for i := range clients {
+		tr := &http.Transport{TLSClientConfig: s.tls.Clone(), ForceAttemptHTTP2: true}
+		clients[i] = &http.Client{Transport: tr, Timeout: 5 * time.Second}
+		defer tr.CloseIdleConnections()
+	}
+	get := func(c *http.Client) {
+		t.Helper()
+		resp, err := c.Get("https://" + s.addr + "/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || string(body) != "ok" || resp.ProtoMajor != 2 {
+			t.Fatalf("answer %s %d %q, want HTTP/2 200 ok", resp.Proto, resp.StatusCode, body)
+		}
+	}
+	get(clients[0])
+	get(clients[1])
+	waitFor(t, "two idle HTTP/2 connections", func() bool { return s.idleCount() == 2 })
+	get(clients[2])
+	if n := s.obs.idle.Load(); n != 1 {
+		t.Errorf("observer counted %d idle connections closed, want 1", n)
+	}
+	get(clients[0]) // its connection was closed: it dials again
+	if n := s.l.Open(); n > 2 {
+		t.Errorf("Open() = %d, above the cap", n)
+	}
 }

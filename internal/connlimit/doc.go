@@ -6,14 +6,16 @@
 // included.
 //
 // A Listener hands out at most Max connections at a time. When all of
-// them are taken and a new connection arrives, it closes the connection
-// that has been idle the longest (a keep-alive connection between
-// requests, as net/http's ConnState reports it) to make room, and
-// otherwise waits until one closes. The connections beyond Max wait in
-// the kernel's accept queue, where they cost cqgate nothing; the one
-// Accept holds costs a file descriptor. A connection that has not sent
-// its first request yet is never closed for room: it is bounded by the
-// server's read-header timeout.
+// them are taken and a new connection arrives, it makes room by closing
+// the connection that has been idle the longest (a keep-alive connection
+// between requests, as net/http's ConnState reports it), or, with none
+// idle, the oldest connection that has not sent a complete first request
+// within Config.Grace (1 s): callers send their request as soon as they
+// connect, so such a connection is stalled or hostile (slow headers),
+// and must not keep the callers behind it out. Otherwise it waits until
+// a connection closes or the oldest grace runs out. The connections
+// beyond Max wait in the kernel's accept queue, where they cost cqgate
+// nothing; the one Accept holds costs a file descriptor.
 //
 // Closing an idle keep-alive connection is allowed by HTTP/1.1 at any
 // time (RFC 9112, section 9.6); a request the caller sends at the same

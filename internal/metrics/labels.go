@@ -249,3 +249,8 @@ func validOID(s string) bool {
 	}
 	return true
 }
+
+// connStateNames are the state label values of
+// cqgate_connections_closed_for_room_total, indexed by whether the
+// connection was idle.
+var connStateNames = [2]string{"no_request", "idle"}

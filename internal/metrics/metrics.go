@@ -86,7 +86,7 @@ type Metrics struct {
 	vaultErrors      [numVaultOps]prometheus.Counter
 	keyReloads       [numReloadResults]prometheus.Counter
 	inflightRejected [numRejectReasons]prometheus.Counter
-	idleConnsClosed  prometheus.Counter
+	connsClosed      [2]prometheus.Counter // closed for room, by connStateNames
 	certNotAfter     prometheus.Gauge
 	auditErrors      prometheus.Counter
 	own              ownCert
@@ -164,14 +164,15 @@ func New(opts ...Option) *Metrics {
 	curry(reloads, m.keyReloads[:], reloadResultNames[:])
 	rejected := newCounterVec("inflight_rejected_total", "FHIR requests answered 503 at server.max_inflight, by reason (queue_full, wait_expired).", "reason")
 	curry(rejected, m.inflightRejected[:], rejectReasonNames[:])
-	m.idleConnsClosed = prometheus.NewCounter(prometheus.CounterOpts{Namespace: Namespace, Name: "idle_connections_closed_total", Help: "Idle keep-alive connections closed to admit a new connection at server.max_connections."})
+	closedForRoom := newCounterVec("connections_closed_for_room_total", "Connections closed to admit a new one at server.max_connections, by state: idle (keep-alive, between requests) or no_request (no complete first request within a second).", "state")
+	curry(closedForRoom, m.connsClosed[:], connStateNames[:])
 
 	m.reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.requests, m.upstream, m.inflight, m.certNotAfter, m.auditErrors,
 		exchanges, tokenCache, directory, discovery, vault, reloads, rejected,
-		m.idleConnsClosed,
+		closedForRoom,
 	)
 	return m
 }
@@ -366,11 +367,17 @@ func (m *Metrics) InflightRejected(r RejectReason) {
 	}
 }
 
-// IdleConnClosed counts one idle keep-alive connection closed to admit a
-// new connection at server.max_connections.
-func (m *Metrics) IdleConnClosed() {
-	if m != nil {
-		m.idleConnsClosed.Inc()
+// ConnClosedForRoom counts one connection closed to admit a new one at
+// server.max_connections: idle between requests, or without a complete
+// first request.
+func (m *Metrics) ConnClosedForRoom(idle bool) {
+	if m == nil {
+		return
+	}
+	if idle {
+		m.connsClosed[1].Inc()
+	} else {
+		m.connsClosed[0].Inc()
 	}
 }
 

@@ -288,6 +288,7 @@ var allowedLabelValues = map[string][]string{
 	"result":     append(append(append([]string{}, cacheResultNames[:]...), lookupResultNames[:]...), reloadResultNames[:]...),
 	"op":         vaultOpNames[:],
 	"reason":     rejectReasonNames[:],
+	"state":      connStateNames[:],
 	"le":         nil, // histogram buckets: numbers
 }
 
