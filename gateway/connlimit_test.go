@@ -65,6 +65,9 @@ func TestServeAtMaxConnectionsClosesTheLongestIdle(t *testing.T) {
 	time.Sleep(50 * time.Millisecond) // both connections idle
 	get(callers[2])
 	get(callers[0]) // its connection was closed: the client dials again
+	if n := gaugeValue(t, &Gateway{Metrics: m}, "cqgate_connections_open", nil); n < 1 || n > 2 {
+		t.Errorf("cqgate_connections_open = %v, want 1 or 2 (at most the cap)", n)
+	}
 	if n := counterValue(t, m, "cqgate_connections_closed_for_room_total", "state", "idle"); n < 1 {
 		t.Errorf("cqgate_connections_closed_for_room_total{state=\"idle\"} = %v, want at least 1", n)
 	}

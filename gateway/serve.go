@@ -13,6 +13,7 @@ import (
 	"github.com/cqgate/cqgate/config"
 	"github.com/cqgate/cqgate/internal/connlimit"
 	"github.com/cqgate/cqgate/internal/inflight"
+	"github.com/cqgate/cqgate/internal/metrics"
 )
 
 // ServeOption adds to what Serve does.
@@ -40,13 +41,21 @@ func LimitConnections(conns *connlimit.Listener) ServeOption {
 // the listener holds at most that many connections open, closing the
 // one idle the longest to admit a new one; the returned ServeOption
 // (nil otherwise) must then be passed to Serve. A TLS listener goes on
-// top of the returned one.
-func Listen(addr string, cfg config.Server, o connlimit.Observer) (net.Listener, ServeOption, error) {
+// top of the returned one. With m, the closes are counted and
+// cqgate_connections_open reports the connections open.
+func Listen(addr string, cfg config.Server, m *metrics.Metrics) (net.Listener, ServeOption, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil || cfg.MaxConnections <= 0 {
 		return ln, nil, err
 	}
-	capped := connlimit.New(ln, connlimit.Config{Max: cfg.MaxConnections, Observer: o})
+	capped := connlimit.New(ln, connlimit.Config{Max: cfg.MaxConnections, Observer: m})
+	if m != nil {
+		open := func() float64 { return float64(capped.Open()) }
+		if err := m.RegisterGaugeFunc("connections_open", "Connections open on the API listener, at most server.max_connections.", open); err != nil {
+			_ = ln.Close()
+			return nil, nil, fmt.Errorf("gateway: %w", err)
+		}
+	}
 	return capped, LimitConnections(capped), nil
 }
 
