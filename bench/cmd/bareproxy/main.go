@@ -9,7 +9,9 @@
 // cqgate's; -buffer-pool gives it a pool of copy buffers as cqgate has.
 // With -forwarder it is setup.Forwarder instead: the best plain net/http
 // proxy the benchmark could write (no ReverseProxy), the ceiling for a Go
-// proxy and so for cqgate.
+// proxy on net/http and so for cqgate. With -fasthttp it is
+// setup.FastForwarder, the same on fasthttp: a reference point outside
+// net/http.
 // Listen address and target must be loopback.
 package main
 
@@ -24,6 +26,8 @@ import (
 	"os/signal"
 	"syscall"
 	"time"
+
+	"github.com/valyala/fasthttp"
 
 	"github.com/cqgate/cqgate/bench/internal/loopback"
 	"github.com/cqgate/cqgate/bench/internal/setup"
@@ -44,6 +48,7 @@ func run() error {
 	lifetime := flag.Duration("max-lifetime", 30*time.Minute, "exit after this long, whatever happens")
 	pooled := flag.Bool("buffer-pool", false, "reuse copy buffers (ReverseProxy.BufferPool), as cqgate does")
 	forwarder := flag.Bool("forwarder", false, "serve setup.Forwarder, a minimal forwarder on http.Transport, instead of a ReverseProxy")
+	fast := flag.Bool("fasthttp", false, "serve setup.FastForwarder, the same forwarding on fasthttp, instead of a ReverseProxy")
 	flag.Parse()
 	if err := loopback.CheckAddr(*listen); err != nil {
 		return err
@@ -69,15 +74,12 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{
-		Handler:           handler,
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       60 * time.Second,
-		IdleTimeout:       120 * time.Second,
-		MaxHeaderBytes:    64 << 10,
+	serve, shutdown := serveHTTP(handler, ln)
+	if *fast {
+		serve, shutdown = serveFast(setup.NewFastServer(setup.NewFastForwarder(u, auth)), ln)
 	}
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
+	go func() { errc <- serve() }()
 	if *addrFile != "" {
 		if err := os.WriteFile(*addrFile, []byte(ln.Addr().String()), 0o644); err != nil {
 			return err
@@ -88,10 +90,30 @@ func run() error {
 		return err
 	case <-ctx.Done():
 	}
-	sctx, scancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer scancel()
-	if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
-		return err
+	return shutdown()
+}
+
+// serveHTTP serves h on ln with net/http, with the timeouts cqgate's
+// server has.
+func serveHTTP(h http.Handler, ln net.Listener) (serve, shutdown func() error) {
+	srv := &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       60 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
 	}
-	return nil
+	return func() error { return srv.Serve(ln) }, func() error {
+		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+			return err
+		}
+		return nil
+	}
+}
+
+// serveFast serves srv on ln.
+func serveFast(srv *fasthttp.Server, ln net.Listener) (serve, shutdown func() error) {
+	return func() error { return srv.Serve(ln) }, srv.Shutdown
 }

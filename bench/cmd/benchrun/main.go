@@ -90,7 +90,7 @@ func main() {
 	flag.BoolVar(&o.coldOnly, "cold-only", false, "skip the load passes: warm the caches, then only the cold-start burst")
 	flag.StringVar(&o.coldProbe, "cold-probe", "", "directory: give cqgate an admin listener with pprof and save its RSS timeline, heap and goroutine profiles and runtime metrics during the cold start (costs cqgate CPU; for finding out, not for reporting)")
 	flag.DurationVar(&o.delay, "upstream-delay", 20*time.Millisecond, "latency the bench upstream adds to directory, metadata and token answers")
-	flag.StringVar(&o.targets, "targets", "direct,bare-pool,nethttp,nginx,cqgate", "targets to run, in order (direct, bare, bare-pool, nethttp, nginx, cqgate)")
+	flag.StringVar(&o.targets, "targets", "direct,bare-pool,nethttp,fasthttp,nginx,cqgate", "targets to run, in order (direct, bare, bare-pool, nethttp, fasthttp, nginx, cqgate)")
 	flag.StringVar(&o.taskset, "taskset", "", "taskset binary; empty: nothing is pinned")
 	flag.StringVar(&o.proxyCPUs, "proxy-cpus", "0", "CPU list (taskset -c) for the proxy under test")
 	flag.StringVar(&o.loadCPUs, "load-cpus", "1", "CPU list for the upstream and wrk")
@@ -219,6 +219,9 @@ func run(ctx context.Context, o options) (*report.Report, error) {
 		case report.NetHTTP:
 			t.name = "best net/http forwarder"
 			err = startBare(startCtx, sup, o, t, upBase, auth, fhirPath, "-forwarder")
+		case report.FastHTTP:
+			t.name = "fasthttp forwarder (reference)"
+			err = startBare(startCtx, sup, o, t, upBase, auth, fhirPath, "-fasthttp")
 		case report.Nginx:
 			t.name = fmt.Sprintf("nginx (%d worker%s)", nginxWorkers(o), map[bool]string{true: "s"}[nginxWorkers(o) > 1])
 			err = startNginx(startCtx, sup, o, t, upAddr, auth, fhirPath)

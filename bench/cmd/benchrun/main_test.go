@@ -41,7 +41,7 @@ func TestRunDirectAndBare(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	rep, err := run(ctx, options{
-		binDir: bin, workDir: work, pidFile: pidFile, targets: "direct,bare,bare-pool,nethttp,nginx", // nginx: "" skips it
+		binDir: bin, workDir: work, pidFile: pidFile, targets: "direct,bare,bare-pool,nethttp,fasthttp,nginx", // nginx: "" skips it
 		duration: 2 * time.Second, rounds: 2, conns: 4, threads: 1,
 		rate: 200, rateConns: 4, rateDuration: time.Second,
 	})
@@ -51,13 +51,13 @@ func TestRunDirectAndBare(t *testing.T) {
 	if len(rep.Failures) != 0 {
 		t.Fatalf("failures: %v", rep.Failures)
 	}
-	if len(rep.Rows) != 5 || len(rep.RateRows) != 5 {
+	if len(rep.Rows) != 6 || len(rep.RateRows) != 6 {
 		t.Fatalf("rows %+v rate rows %+v", rep.Rows, rep.RateRows)
 	}
-	if ng := rep.Rows[4]; ng.Key != report.Nginx || !strings.Contains(ng.Skipped, "not installed") {
+	if ng := rep.Rows[5]; ng.Key != report.Nginx || !strings.Contains(ng.Skipped, "not installed") {
 		t.Errorf("nginx row %+v, want skipped as not installed", ng)
 	}
-	rep.Rows, rep.RateRows = rep.Rows[:4], rep.RateRows[:4]
+	rep.Rows, rep.RateRows = rep.Rows[:5], rep.RateRows[:5]
 	for _, row := range append(rep.Rows, rep.RateRows...) {
 		if row.Rounds != 2 || len(row.PerRound) != 2 {
 			t.Errorf("%s: %d rounds, want 2", row.Name, row.Rounds)
@@ -75,7 +75,7 @@ func TestRunDirectAndBare(t *testing.T) {
 		t.Error("a cold start ran without cqgate")
 	}
 	md := rep.Markdown()
-	if !strings.Contains(md, "| bare Go ReverseProxy | loadgen |") {
+	if !strings.Contains(md, "| bare Go ReverseProxy | loadgen |") || !strings.Contains(md, "| fasthttp forwarder (reference) | loadgen |") {
 		t.Errorf("report:\n%s", md)
 	}
 	// The static token the baselines use stays out of the report and of
@@ -84,7 +84,7 @@ func TestRunDirectAndBare(t *testing.T) {
 	if err := writeResults(out, rep, md); err != nil {
 		t.Fatal(err)
 	}
-	for _, f := range []string{out, filepath.Join(work, "results", "latest.json"), filepath.Join(work, "bare.log"), filepath.Join(work, "upstream.log")} {
+	for _, f := range []string{out, filepath.Join(work, "results", "latest.json"), filepath.Join(work, "bare.log"), filepath.Join(work, "fasthttp.log"), filepath.Join(work, "upstream.log")} {
 		b, err := os.ReadFile(f)
 		if err != nil {
 			t.Fatal(err)
@@ -100,8 +100,8 @@ func TestRunDirectAndBare(t *testing.T) {
 		t.Fatal(err)
 	}
 	lines := strings.Fields(string(pids))
-	if len(lines) != 4 {
-		t.Errorf("pid file lists %q, want the upstream, the two bare proxies and the forwarder", lines)
+	if len(lines) != 5 {
+		t.Errorf("pid file lists %q, want the upstream, the two bare proxies and the two forwarders", lines)
 	}
 	for _, pid := range lines {
 		if _, err := os.Stat("/proc/" + pid); err == nil {

@@ -15,8 +15,11 @@ const (
 	// NetHTTP is setup.Forwarder, the best plain net/http proxy the
 	// benchmark could write: the ceiling for a Go proxy.
 	NetHTTP = "nethttp"
-	Nginx   = "nginx"
-	Cqgate  = "cqgate"
+	// FastHTTP is setup.FastForwarder, the same forwarding on fasthttp: a
+	// reference point outside net/http (cqgate does not use fasthttp).
+	FastHTTP = "fasthttp"
+	Nginx    = "nginx"
+	Cqgate   = "cqgate"
 )
 
 // Targets met or missed (issue 18), judged on one run's ratios.
@@ -400,7 +403,7 @@ func (r *Report) Markdown() string {
 		w("Ratios are paired round by round (cqgate's round i over the other's round i, which ran next to it): median (lowest–highest).\n\n")
 		w("| cqgate vs | CPU/req at %.0f req/s | throughput (saturated) | CPU/req (saturated) | added p50 at %.0f req/s | added p99 at %.0f req/s | added p99.9 at %.0f req/s |\n|---|--:|--:|--:|--:|--:|--:|\n", r.Rate, r.Rate, r.Rate, r.Rate)
 		cqr := r.RateRow(Cqgate)
-		for _, key := range []string{Direct, Bare, BarePool, NetHTTP, Nginx} {
+		for _, key := range []string{Direct, Bare, BarePool, NetHTTP, FastHTTP, Nginx} {
 			o := r.Row(key)
 			if o == nil {
 				continue

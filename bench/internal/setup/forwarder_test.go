@@ -2,6 +2,7 @@ package setup
 
 import (
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -9,10 +10,35 @@ import (
 	"testing"
 )
 
-// The ceiling forwarder passes method, path, query, headers and body on,
-// sets the fixed Authorization, drops hop-by-hop headers both ways, and
-// passes the answer's status, headers and body back.
+// Both ceiling forwarders (net/http's and fasthttp's) pass method, path,
+// query, headers and body on, set the fixed Authorization, drop
+// hop-by-hop headers both ways, and pass the answer's status, headers
+// and body back.
 func TestForwarder(t *testing.T) {
+	serve := map[string]func(t *testing.T, u *url.URL) string{
+		"net/http": func(t *testing.T, u *url.URL) string {
+			fwd := httptest.NewServer(NewForwarder(u, "Bearer fixed"))
+			t.Cleanup(fwd.Close)
+			return fwd.URL
+		},
+		"fasthttp": func(t *testing.T, u *url.URL) string {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			srv := NewFastServer(NewFastForwarder(u, "Bearer fixed"))
+			done := make(chan struct{})
+			go func() { defer close(done); _ = srv.Serve(ln) }()
+			t.Cleanup(func() { _ = srv.Shutdown(); <-done })
+			return "http://" + ln.Addr().String()
+		},
+	}
+	for name, start := range serve {
+		t.Run(name, func(t *testing.T) { testForwarder(t, start) })
+	}
+}
+
+func testForwarder(t *testing.T, start func(t *testing.T, u *url.URL) string) {
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
 		w.Header().Set("X-Seen", strings.Join([]string{r.Method, r.URL.RequestURI(), r.Header.Get("Authorization"),
@@ -24,14 +50,13 @@ func TestForwarder(t *testing.T) {
 	}))
 	defer up.Close()
 	u, _ := url.Parse(up.URL)
-	fwd := httptest.NewServer(NewForwarder(u, "Bearer fixed"))
-	defer fwd.Close()
+	fwdURL := start(t, u)
 
 	for _, tt := range []struct{ method, body, want string }{
 		{http.MethodGet, "", "GET|/fhir/Patient/1?_format=json&a=%2F|Bearer fixed|c1|||"},
 		{http.MethodPost, `{"resourceType":"Patient"}`, `POST|/fhir/Patient/1?_format=json&a=%2F|Bearer fixed|c1|||{"resourceType":"Patient"}`},
 	} {
-		req, _ := http.NewRequest(tt.method, fwd.URL+"/fhir/Patient/1?_format=json&a=%2F", strings.NewReader(tt.body))
+		req, _ := http.NewRequest(tt.method, fwdURL+"/fhir/Patient/1?_format=json&a=%2F", strings.NewReader(tt.body))
 		req.Header.Set("Authorization", "Bearer caller")
 		req.Header.Set("X-Caller", "c1")
 		req.Header.Set("Keep-Alive", "timeout=1")
