@@ -40,8 +40,10 @@
 #   --cold-probe DIR     during the cold start, save cqgate's RSS timeline, heap and goroutine
 #                        profiles and Go runtime metrics into DIR (an admin listener with pprof;
 #                        the sampling costs cqgate CPU, so the probe's own figures are not reported)
-#   --targets LIST       comma-separated subset of direct,bare,bare-pool,nethttp,nginx,cqgate
-#                        (default direct,bare-pool,nethttp,nginx,cqgate; bare is ReverseProxy without a pool)
+#   --targets LIST       comma-separated subset of direct,bare,bare-pool,nethttp,fasthttp,nginx,cqgate
+#                        (default direct,bare-pool,nethttp,fasthttp,nginx,cqgate; bare is ReverseProxy
+#                        without a pool; fasthttp is the same forwarder as nethttp on fasthttp, a
+#                        reference point outside net/http)
 #   --cqgate-bin PATH    use this cqgate binary instead of building it with scripts/build.sh (as shipped)
 #   --loadgen            use the built-in Go load generator even if wrk is installed
 #   --out FILE           report path (default bench/results/latest.md)
@@ -72,7 +74,7 @@ RATE=${BENCH_RATE:-2000}
 RATE_DURATION=${BENCH_RATE_DURATION:-15s}
 RATE_CONNECTIONS=${BENCH_RATE_CONNECTIONS:-64}
 COLD=${BENCH_COLD:-1000}
-TARGETS=${BENCH_TARGETS:-direct,bare-pool,nethttp,nginx,cqgate}
+TARGETS=${BENCH_TARGETS:-direct,bare-pool,nethttp,fasthttp,nginx,cqgate}
 CQGATE_BIN=${BENCH_CQGATE_BIN:-}
 OUT=${BENCH_OUT:-$ROOT/bench/results/latest.md}
 USE_WRK=1
