@@ -7,7 +7,9 @@
 # load against (1) the upstream directly, (2) a pooled Go
 # httputil.ReverseProxy adding a static Authorization header, (3) the best
 # plain net/http forwarder the benchmark could write (the ceiling for a Go
-# proxy), (4) nginx doing the same, and (5) cqgate with warm directory,
+# proxy on net/http), (4) the same forwarder on fasthttp (a reference point
+# outside net/http; cqgate does not use it), (5) nginx doing the same, and
+# (6) cqgate with warm directory,
 # discovery and token caches; then it fires 1,000 concurrent first
 # requests at cqgate for an organization it has not seen (the cold start).
 #
