@@ -148,26 +148,33 @@ func TestAtTheCapTheLongestIdleConnectionMakesRoom(t *testing.T) {
 			// Both are idle now; older went idle first.
 			waitFor(t, "two idle connections", func() bool { return s.idleCount() == 2 })
 
-			third := s.dial(t)
-			if err := third.get(t); err != nil {
-				t.Fatalf("third connection at the cap: %v", err)
-			}
-			if !older.closedByServer(t, 2*time.Second) {
-				t.Error("the connection idle the longest was not closed to make room")
-			}
-			if newer.closedByServer(t, 100*time.Millisecond) {
-				t.Error("the more recently idle connection was closed too")
-			}
-			if err := newer.get(t); err != nil {
-				t.Errorf("the kept connection no longer serves: %v", err)
-			}
-			if n, m := s.obs.idle.Load(), s.obs.noRequest.Load(); n != 1 || m != 0 {
-				t.Errorf("observer counted %d idle and %d fresh connections closed, want 1 and 0", n, m)
-			}
+			s.newcomerMakesRoom(t, older, newer, 1, 0)
 			if n := s.l.Open(); n != 2 {
 				t.Errorf("Open() = %d, want 2", n)
 			}
 		})
+	}
+}
+
+// newcomerMakesRoom has a new connection served at the cap and checks
+// that victim was closed for it while kept was not and still serves, and
+// that the observer counted idle and noRequest closes.
+func (s *server) newcomerMakesRoom(t *testing.T, victim, kept *client, idle, noRequest int64) {
+	t.Helper()
+	if err := s.dial(t).get(t); err != nil {
+		t.Fatalf("newcomer at the cap: %v", err)
+	}
+	if !victim.closedByServer(t, 2*time.Second) {
+		t.Error("the connection that should make room was not closed")
+	}
+	if kept.closedByServer(t, 100*time.Millisecond) {
+		t.Error("the connection that should be kept was closed too")
+	}
+	if err := kept.get(t); err != nil {
+		t.Errorf("the kept connection no longer serves: %v", err)
+	}
+	if n, m := s.obs.idle.Load(), s.obs.noRequest.Load(); n != idle || m != noRequest {
+		t.Errorf("observer counted %d idle and %d fresh connections closed, want %d and %d", n, m, idle, noRequest)
 	}
 }
 
@@ -198,23 +205,8 @@ func TestAStalledConnectionIsClosedForRoomAfterItsGrace(t *testing.T) {
 	young := s.dial(t)
 	waitFor(t, "the young connection to be handed out", func() bool { return s.l.Open() == 2 })
 
-	newcomer := s.dial(t)
 	start := time.Now()
-	if err := newcomer.get(t); err != nil {
-		t.Fatalf("newcomer at the cap: %v", err)
-	}
-	if !stalled.closedByServer(t, 2*time.Second) {
-		t.Error("the stalled connection was not closed for room")
-	}
-	if young.closedByServer(t, 100*time.Millisecond) {
-		t.Error("the connection within its grace was closed too")
-	}
-	if err := young.get(t); err != nil {
-		t.Errorf("the young connection no longer serves: %v", err)
-	}
-	if n, m := s.obs.idle.Load(), s.obs.noRequest.Load(); n != 0 || m != 1 {
-		t.Errorf("observer counted %d idle and %d fresh connections closed, want 0 and 1", n, m)
-	}
+	s.newcomerMakesRoom(t, stalled, young, 0, 1)
 	if d := time.Since(start); d > 2*time.Second {
 		t.Errorf("the newcomer waited %s", d)
 	}
