@@ -39,7 +39,8 @@ func LimitConnections(conns *connlimit.Listener) ServeOption {
 
 // Listen listens on addr for the API. With cfg.MaxConnections above 0
 // the listener holds at most that many connections open, closing the
-// one idle the longest to admit a new one; the returned ServeOption
+// one idle the longest (or one stalled without a request) to admit a new
+// one (internal/connlimit); the returned ServeOption
 // (nil otherwise) must then be passed to Serve. A TLS listener goes on
 // top of the returned one. With m, the closes are counted and
 // cqgate_connections_open reports the connections open.
