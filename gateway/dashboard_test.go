@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/cqgate/cqgate/config"
 )
 
 // Every metric the chart's Grafana dashboard queries is one cqgate
@@ -46,6 +48,12 @@ func TestDashboardQueriesExportedMetrics(t *testing.T) {
 	if rec.Code != http.StatusOK {
 		t.Fatalf("request: %d %s", rec.Code, rec.Body)
 	}
+	// The API listener's gauges come with the listener.
+	ln, _, err := Listen("127.0.0.1:0", config.Default().Server, g.Metrics)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
 	families, err := g.Metrics.Gatherer().Gather()
 	if err != nil {
 		t.Fatal(err)
