@@ -2,8 +2,10 @@ package gateway
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/http"
+	"sync"
 	"testing"
 	"time"
 
@@ -83,5 +85,77 @@ func TestListenWithoutACapIsPlain(t *testing.T) {
 	defer ln.Close()
 	if limit != nil {
 		t.Error("Listen with max_connections 0 gave a ServeOption")
+	}
+}
+
+// Many keep-alive callers above the cap: their idle connections are
+// closed for each other over and over, and every GET still gets its
+// answer, because an HTTP client retries an idempotent request on a
+// reused connection that the server closed.
+func TestServeManyKeepAliveCallersAboveMaxConnections(t *testing.T) {
+	cfg := config.Default().Server
+	cfg.MaxInflight, cfg.MaxConnections = 8, 8
+	m := metrics.New()
+	ln, limit, err := Listen("127.0.0.1:0", cfg, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := logrus.New()
+	log.SetOutput(io.Discard)
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(200 * time.Microsecond)
+		_, _ = io.WriteString(w, "ok")
+	})
+	go func() { served <- Serve(ctx, ln, h, cfg, log, limit) }()
+	defer func() {
+		cancel()
+		if err := <-served; err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+	}()
+
+	const callers, each = 32, 25
+	url := "http://" + ln.Addr().String() + "/fhir/1.2.3/Patient/1"
+	errs := make(chan error, callers*each)
+	var wg sync.WaitGroup
+	for range callers {
+		tr := &http.Transport{MaxIdleConnsPerHost: 1}
+		defer tr.CloseIdleConnections()
+		c := &http.Client{Transport: tr, Timeout: 20 * time.Second}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range each {
+				resp, err := c.Get(url)
+				if err != nil {
+					errs <- err
+					continue
+				}
+				b, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusOK || string(b) != "ok" {
+					errs <- fmt.Errorf("answer %d %q", resp.StatusCode, b)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	n := 0
+	for err := range errs {
+		if n++; n <= 3 {
+			t.Error(err)
+		}
+	}
+	if n > 0 {
+		t.Fatalf("%d of %d requests failed", n, callers*each)
+	}
+	if c := counterValue(t, m, "cqgate_connections_closed_for_room_total", "state", "idle"); c == 0 {
+		t.Error("no idle connection was closed for room: the test did not reach the cap")
+	}
+	if open := gaugeValue(t, &Gateway{Metrics: m}, "cqgate_connections_open", nil); open > 8 {
+		t.Errorf("cqgate_connections_open = %v, above the cap", open)
 	}
 }
