@@ -21,30 +21,8 @@ import (
 // cqgate_connections_closed_for_room_total{state="idle"}; the callers whose connection was
 // closed are answered again on a new one.
 func TestServeAtMaxConnectionsClosesTheLongestIdle(t *testing.T) {
-	cfg := config.Default().Server
-	cfg.MaxInflight, cfg.MaxConnections = 2, 2
 	m := metrics.New()
-	ln, limit, err := Listen("127.0.0.1:0", cfg, m)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if limit == nil {
-		t.Fatal("Listen with max_connections gave no ServeOption")
-	}
-	log := logrus.New()
-	log.SetOutput(io.Discard)
-	ctx, cancel := context.WithCancel(context.Background())
-	served := make(chan error, 1)
-	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, "ok") })
-	go func() { served <- Serve(ctx, ln, h, cfg, log, limit) }()
-	defer func() {
-		cancel()
-		if err := <-served; err != nil {
-			t.Errorf("Serve: %v", err)
-		}
-	}()
-
-	base := "http://" + ln.Addr().String() + "/fhir/1.2.3/Patient/1"
+	base := serveCapped(t, 2, m, 0)
 	callers := make([]*http.Client, 3)
 	for i := range callers {
 		callers[i] = &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{}}
@@ -75,6 +53,38 @@ func TestServeAtMaxConnectionsClosesTheLongestIdle(t *testing.T) {
 	}
 }
 
+// serveCapped runs Serve on loopback with max_inflight and
+// max_connections both max, counting into m, until the test ends; the
+// handler answers "ok" after delay. It returns a FHIR URL on it.
+func serveCapped(t *testing.T, max int, m *metrics.Metrics, delay time.Duration) string {
+	t.Helper()
+	cfg := config.Default().Server
+	cfg.MaxInflight, cfg.MaxConnections = max, max
+	ln, limit, err := Listen("127.0.0.1:0", cfg, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if limit == nil {
+		t.Fatal("Listen with max_connections gave no ServeOption")
+	}
+	log := logrus.New()
+	log.SetOutput(io.Discard)
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(delay)
+		_, _ = io.WriteString(w, "ok")
+	})
+	go func() { served <- Serve(ctx, ln, h, cfg, log, limit) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-served; err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+	})
+	return "http://" + ln.Addr().String() + "/fhir/1.2.3/Patient/1"
+}
+
 func TestListenWithoutACapIsPlain(t *testing.T) {
 	cfg := config.Default().Server
 	cfg.MaxConnections = 0
@@ -93,31 +103,9 @@ func TestListenWithoutACapIsPlain(t *testing.T) {
 // answer, because an HTTP client retries an idempotent request on a
 // reused connection that the server closed.
 func TestServeManyKeepAliveCallersAboveMaxConnections(t *testing.T) {
-	cfg := config.Default().Server
-	cfg.MaxInflight, cfg.MaxConnections = 8, 8
 	m := metrics.New()
-	ln, limit, err := Listen("127.0.0.1:0", cfg, m)
-	if err != nil {
-		t.Fatal(err)
-	}
-	log := logrus.New()
-	log.SetOutput(io.Discard)
-	ctx, cancel := context.WithCancel(context.Background())
-	served := make(chan error, 1)
-	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		time.Sleep(200 * time.Microsecond)
-		_, _ = io.WriteString(w, "ok")
-	})
-	go func() { served <- Serve(ctx, ln, h, cfg, log, limit) }()
-	defer func() {
-		cancel()
-		if err := <-served; err != nil {
-			t.Errorf("Serve: %v", err)
-		}
-	}()
-
+	url := serveCapped(t, 8, m, 200*time.Microsecond)
 	const callers, each = 32, 25
-	url := "http://" + ln.Addr().String() + "/fhir/1.2.3/Patient/1"
 	errs := make(chan error, callers*each)
 	var wg sync.WaitGroup
 	for range callers {
