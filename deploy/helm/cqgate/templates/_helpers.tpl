@@ -100,15 +100,15 @@ true
 {{- end }}
 
 {{/*
-"true" when the admin listener is on: admin.enabled, or (admin.enabled
-null) in sidecar mode, or config.admin.listen set.
+"true" when the admin listener is on: admin.enabled true or null (the
+default, in both modes), or config.admin.listen set.
 */}}
 {{- define "cqgate.adminEnabled" -}}
 {{- $a := .Values.admin | default dict -}}
 {{- if dig "admin" "listen" "" (.Values.config | default dict) -}}
 true
 {{- else if kindIs "invalid" $a.enabled -}}
-{{- if eq .Values.mode "sidecar" }}true{{ end -}}
+true
 {{- else if $a.enabled -}}
 true
 {{- end -}}
