@@ -42,6 +42,11 @@
 #   --cold-probe DIR     during the cold start, save cqgate's RSS timeline, heap and goroutine
 #                        profiles and Go runtime metrics into DIR (an admin listener with pprof;
 #                        the sampling costs cqgate CPU, so the probe's own figures are not reported)
+#   --orgs N             also compare cqgate serving 10 warm organizations with cqgate serving N
+#                        (e.g. 10000), the fixed-rate load spread at random over them, in rounds of
+#                        their own (issue 18: CPU per request within 10 %; default 0 skips it;
+#                        env BENCH_ORGS)
+#   --orgs-only          run only the --orgs comparison: no other target, no cold start
 #   --targets LIST       comma-separated subset of direct,bare,bare-pool,nethttp,fasthttp,nginx,cqgate
 #                        (default direct,bare-pool,nethttp,fasthttp,nginx,cqgate; bare is ReverseProxy
 #                        without a pool; fasthttp is the same forwarder as nethttp on fasthttp, a
@@ -76,6 +81,8 @@ RATE=${BENCH_RATE:-2000}
 RATE_DURATION=${BENCH_RATE_DURATION:-15s}
 RATE_CONNECTIONS=${BENCH_RATE_CONNECTIONS:-64}
 COLD=${BENCH_COLD:-1000}
+ORGS=${BENCH_ORGS:-0}
+ORGS_ONLY=0
 TARGETS=${BENCH_TARGETS:-direct,bare-pool,nethttp,fasthttp,nginx,cqgate}
 CQGATE_BIN=${BENCH_CQGATE_BIN:-}
 OUT=${BENCH_OUT:-$ROOT/bench/results/latest.md}
@@ -108,6 +115,8 @@ while [ $# -gt 0 ]; do
 	--rate-duration) need "$@"; RATE_DURATION=$2; shift ;;
 	--cold) need "$@"; COLD=$2; shift ;;
 	--cold-only) COLD_ONLY=1 ;;
+	--orgs) need "$@"; ORGS=$2; shift ;;
+	--orgs-only) ORGS_ONLY=1 ;;
 	--cold-probe) need "$@"; COLD_PROBE=$2; shift ;;
 	--targets) need "$@"; TARGETS=$2; shift ;;
 	--cqgate-bin) need "$@"; CQGATE_BIN=$2; shift ;;
@@ -214,7 +223,8 @@ if [ "$GO_BENCH_ONLY" = 0 ]; then
 		-workdir "$TMP" -pidfile "$PIDS" -out "$OUT" -command "bench/run.sh${ARGS:+ $ARGS}" \
 		-duration "$DURATION" -rounds "$ROUNDS" -warmup "$WARMUP" -connections "$CONNECTIONS" -threads "$THREADS" \
 		-rate "$RATE" -rate-duration "$RATE_DURATION" -rate-connections "$RATE_CONNECTIONS" \
-		-cold "$COLD" -cold-only="$([ "$COLD_ONLY" = 1 ] && echo true || echo false)" -cold-probe "$COLD_PROBE" -targets "$TARGETS" -cqgate-desc "$CQGATE_DESC" || rc=$?
+		-cold "$COLD" -cold-only="$([ "$COLD_ONLY" = 1 ] && echo true || echo false)" -cold-probe "$COLD_PROBE" -targets "$TARGETS" -cqgate-desc "$CQGATE_DESC" \
+		-orgs "$ORGS" -orgs-only="$([ "$ORGS_ONLY" = 1 ] && echo true || echo false)" || rc=$?
 fi
 
 if [ "$GO_BENCH" = 1 ]; then

@@ -159,12 +159,26 @@ func (g *Gateway) registerMetrics() {
 }
 
 // counted wraps the directory and discovery so that their lookups are
-// counted, when metrics are on.
+// counted, when metrics are on. A wrapper keeps what its cache can say
+// about an answer still being current (tenant.CurrentLookup,
+// tenant.CurrentDiscoverer): without it the tenant Resolver could vouch
+// for no tenant, and the Reuser would resolve every organization again
+// after proxy.reuse_resolved, however long its cached entries last.
 func (g *Gateway) counted(dir tenant.DirectoryLookup, disc tenant.TokenDiscoverer) (tenant.DirectoryLookup, tenant.TokenDiscoverer) {
 	if g.Metrics == nil {
 		return dir, disc
 	}
-	return &countingDirectory{next: dir, m: g.Metrics, clock: g.clock}, &countingDiscovery{next: disc, m: g.Metrics, clock: g.clock}
+	cd := &countingDirectory{next: dir, m: g.Metrics, clock: g.clock}
+	cs := &countingDiscovery{next: disc, m: g.Metrics, clock: g.clock}
+	var outDir tenant.DirectoryLookup = cd
+	var outDisc tenant.TokenDiscoverer = cs
+	if cur, ok := dir.(tenant.CurrentLookup); ok {
+		outDir = &countingCurrentDirectory{countingDirectory: cd, cur: cur}
+	}
+	if cur, ok := disc.(tenant.CurrentDiscoverer); ok {
+		outDisc = &countingCurrentDiscovery{countingDiscovery: cs, cur: cur}
+	}
+	return outDir, outDisc
 }
 
 // vaultOps maps the Vault client's operations to their metric labels.
@@ -250,6 +264,38 @@ func (c *countingDiscovery) Discover(ctx context.Context, req discovery.Request)
 		c.m.DiscoveryLookup(metrics.LookupMiss)
 	}
 	return r, err
+}
+
+// countingCurrentDirectory is a countingDirectory over a directory that
+// says whether an answer is still current, and says it too.
+type countingCurrentDirectory struct {
+	*countingDirectory
+	cur tenant.CurrentLookup
+}
+
+var _ tenant.CurrentLookup = (*countingCurrentDirectory)(nil)
+
+func (c *countingCurrentDirectory) Current(oid string, a directory.Answer) bool {
+	return c.cur.Current(oid, a)
+}
+
+// countingCurrentDiscovery is a countingDiscovery over a discoverer that
+// says whether a result is still current, and says it too.
+type countingCurrentDiscovery struct {
+	*countingDiscovery
+	cur tenant.CurrentDiscoverer
+}
+
+var _ tenant.CurrentDiscoverer = (*countingCurrentDiscovery)(nil)
+
+func (c *countingCurrentDiscovery) Key(req discovery.Request) (string, bool) { return c.cur.Key(req) }
+
+func (c *countingCurrentDiscovery) Version(key string, res *discovery.Result) (discovery.Cached, bool) {
+	return c.cur.Version(key, res)
+}
+
+func (c *countingCurrentDiscovery) Current(version discovery.Cached) bool {
+	return c.cur.Current(version)
 }
 
 // scrapeHandler serves /metrics after bringing up to date what is read

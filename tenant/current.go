@@ -8,19 +8,29 @@ import (
 	"github.com/cqgate/cqgate/discovery"
 )
 
-// currentEntry is a DirectoryLookup that says whether an organization
-// it returned is still its current answer (*directory.Resolver).
-type currentEntry interface {
+// CurrentLookup is a DirectoryLookup that says whether an organization
+// it returned is still its current answer (*directory.Resolver). A
+// Resolver vouches for (Current) only tenants built from one: a wrapper
+// around a directory (counting its lookups, say) must pass it on.
+type CurrentLookup interface {
+	DirectoryLookup
 	Current(oid string, a directory.Answer) bool
 }
 
-// currentResult is a TokenDiscoverer that says whether the result a
-// Discover returned is still its current one (*discovery.Discoverer).
-type currentResult interface {
+// CurrentDiscoverer is a TokenDiscoverer that says whether the result a
+// Discover returned is still its current one (*discovery.Discoverer);
+// as CurrentLookup, a wrapper must pass it on.
+type CurrentDiscoverer interface {
+	TokenDiscoverer
 	Key(req discovery.Request) (string, bool)
 	Version(key string, res *discovery.Result) (discovery.Cached, bool)
 	Current(version discovery.Cached) bool
 }
+
+var (
+	_ CurrentLookup     = (*directory.Resolver)(nil)
+	_ CurrentDiscoverer = (*discovery.Discoverer)(nil)
+)
 
 // resolution is what one Describe built a Tenant from, shared by the
 // tenant's copies (WithScope, WithPurposes): the cached entries that
@@ -60,14 +70,14 @@ func (r *Resolver) Current(t *Tenant) bool {
 	if res == nil || !t.vouched {
 		return false
 	}
-	dir, ok := r.Directory.(currentEntry)
+	dir, ok := r.Directory.(CurrentLookup)
 	if !ok || !dir.Current(t.OID, res.org) {
 		return false
 	}
 	if res.result == (discovery.Cached{}) {
 		return true // the token URL is configured
 	}
-	disc, ok := r.Discovery.(currentResult)
+	disc, ok := r.Discovery.(CurrentDiscoverer)
 	return ok && disc.Current(res.result)
 }
 

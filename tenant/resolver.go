@@ -143,7 +143,7 @@ func (r *Resolver) describe(ctx context.Context, oid string, full bool) (t *Tena
 	// What vouches for the tenant while it is reused (Current): a
 	// fresh directory answer the lookup can check again.
 	built := &resolution{org: entry.Answer()}
-	_, t.vouched = r.Directory.(currentEntry)
+	_, t.vouched = r.Directory.(CurrentLookup)
 	t.vouched = t.vouched && !entry.Stale
 	t.res = built
 	addr, ok := entry.FHIRAddress(s.FHIRVersions)
@@ -180,7 +180,7 @@ func (r *Resolver) describe(ctx context.Context, oid string, full bool) (t *Tena
 		t.TokenURL, t.TokenURLSource = s.TokenURL, "config"
 	} else {
 		req := discovery.Request{FHIRBase: t.FHIRBase, Order: s.DiscoveryOrder, CernerOverride: s.CernerOverride, Community: s.Community}
-		cur, ok := r.Discovery.(currentResult)
+		cur, ok := r.Discovery.(CurrentDiscoverer)
 		t.vouched = t.vouched && ok
 		res, err := r.Discovery.Discover(ctx, req)
 		var none *discovery.NoTokenURLError

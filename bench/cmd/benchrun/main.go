@@ -58,8 +58,13 @@ type options struct {
 	coldN                              int
 	coldOnly                           bool
 	coldProbe                          string
-	delay                              time.Duration
-	targets                            string
+	// orgs, when positive, adds the scale comparison: cqgate serving
+	// scaleFew organizations against cqgate serving orgs, at the fixed
+	// rate; orgsOnly runs nothing else.
+	orgs     int
+	orgsOnly bool
+	delay    time.Duration
+	targets  string
 	// taskset, when set, pins the proxy under test to proxyCPUs and the
 	// upstream and wrk to loadCPUs (benchrun itself, which runs the Go
 	// load generator, is pinned there by run.sh).
@@ -88,6 +93,8 @@ func main() {
 	flag.DurationVar(&o.rateDuration, "rate-duration", 10*time.Second, "length of each fixed-rate run")
 	flag.IntVar(&o.coldN, "cold", 1000, "concurrent first requests in the cold-start burst (0: skip)")
 	flag.BoolVar(&o.coldOnly, "cold-only", false, "skip the load passes: warm the caches, then only the cold-start burst")
+	flag.IntVar(&o.orgs, "orgs", 0, "also compare cqgate serving 10 organizations with cqgate serving this many, warm, at the fixed rate, the load spread at random over them (0: skip)")
+	flag.BoolVar(&o.orgsOnly, "orgs-only", false, "run only the -orgs comparison: no other target, no cold start")
 	flag.StringVar(&o.coldProbe, "cold-probe", "", "directory: give cqgate an admin listener with pprof and save its RSS timeline, heap and goroutine profiles and runtime metrics during the cold start (costs cqgate CPU; for finding out, not for reporting)")
 	flag.DurationVar(&o.delay, "upstream-delay", 20*time.Millisecond, "latency the bench upstream adds to directory, metadata and token answers")
 	flag.StringVar(&o.targets, "targets", "direct,bare-pool,nethttp,fasthttp,nginx,cqgate", "targets to run, in order (direct, bare, bare-pool, nethttp, fasthttp, nginx, cqgate)")
@@ -141,10 +148,13 @@ func writeResults(out string, rep *report.Report, md string) error {
 type target struct {
 	key, name string
 	url       string
-	header    http.Header // sent by the load generator
-	proxy     *child      // the proxy process, nil for direct
-	admin     string      // cqgate's admin listener (with -cold-probe), "http://host:port"
-	skipped   string
+	// urls, when set, are what the load is spread over instead of url.
+	urls    []string
+	base    string      // cqgate's "http://host:port"
+	header  http.Header // sent by the load generator
+	proxy   *child      // the proxy process, nil for direct
+	admin   string      // cqgate's admin listener (with -cold-probe), "http://host:port"
+	skipped string
 }
 
 func run(ctx context.Context, o options) (*report.Report, error) {
@@ -153,6 +163,15 @@ func run(ctx context.Context, o options) (*report.Report, error) {
 	}
 	if o.wrk != "" && o.lua == "" {
 		return nil, errors.New("-wrk needs -lua (bench/pct.lua)")
+	}
+	if o.orgsOnly && o.orgs <= 0 {
+		return nil, errors.New("-orgs-only needs -orgs")
+	}
+	if o.orgs > 0 && o.orgs < scaleFew {
+		return nil, fmt.Errorf("-orgs must be at least %d", scaleFew)
+	}
+	if o.orgs > 0 && o.rate <= 0 {
+		return nil, errors.New("-orgs needs a fixed rate (-rate)")
 	}
 	o.rounds = max(o.rounds, 1)
 	perRound := wholeSeconds(o.duration / time.Duration(o.rounds))
@@ -205,7 +224,11 @@ func run(ctx context.Context, o options) (*report.Report, error) {
 	fhirPath := "/o/" + warmOID + "/fhir/Patient/" + patientID
 
 	var targets []*target
-	for _, key := range strings.Split(o.targets, ",") {
+	keys := strings.Split(o.targets, ",")
+	if o.orgsOnly {
+		keys = nil
+	}
+	for _, key := range keys {
 		t := &target{key: strings.TrimSpace(key)}
 		switch t.key {
 		case report.Direct:
@@ -235,6 +258,15 @@ func run(ctx context.Context, o options) (*report.Report, error) {
 			return rep, err
 		}
 		targets = append(targets, t)
+	}
+	var scale []*target
+	if o.orgs > 0 {
+		if o.cqgateBin == "" {
+			return rep, errors.New("-cqgate is required for -orgs")
+		}
+		if scale, err = startScale(startCtx, ctx, sup, o, upBase, apiKey); err != nil {
+			return rep, err
+		}
 	}
 	startCancel()
 
@@ -275,6 +307,28 @@ func run(ctx context.Context, o options) (*report.Report, error) {
 		rep.Rate, rep.RateConnections, rep.RateDuration = o.rate, o.rateConns, o.rateDuration
 		for _, rs := range rateRounds {
 			rep.RateRows = append(rep.RateRows, report.Merge(rs))
+		}
+	}
+
+	// The scale comparison: its two targets take turns in rounds of
+	// their own, at the fixed rate.
+	if len(scale) > 0 {
+		scaleRounds := make([][]report.Row, len(scale))
+		for r := 0; r < o.rounds; r++ {
+			warmup := time.Duration(0)
+			if r == 0 {
+				warmup = o.warmup
+			}
+			for i, t := range scale {
+				scaleRounds[i] = append(scaleRounds[i], measure(ctx, o, t, up, "loadgen", o.rate, o.rateConns, ratePerRound, warmup))
+				if ctx.Err() != nil {
+					return rep, ctx.Err()
+				}
+			}
+		}
+		rep.Scale = &report.Scale{Few: scaleFew, Many: o.orgs, Rate: o.rate, Connections: o.rateConns, Duration: o.rateDuration}
+		for _, rs := range scaleRounds {
+			rep.Scale.Rows = append(rep.Scale.Rows, report.Merge(rs))
 		}
 	}
 
@@ -361,7 +415,23 @@ func startCqgate(ctx context.Context, sup *supervisor, o options, t *target, upB
 	if o.cqgateBin == "" {
 		return errors.New("-cqgate is required for the cqgate target")
 	}
-	certFile, keyFile, err := setup.WriteSelfSigned(o.workDir, clientID)
+	if err := startCqgateFor(ctx, sup, o, t, upBase, apiKey, []string{warmOID, coldOID}); err != nil {
+		return err
+	}
+	t.url = t.base + "/fhir/" + warmOID + "/Patient/" + patientID
+	// Warm the directory, discovery and token caches.
+	return t.proxy.waitHTTP(ctx, t.url, http.StatusOK)
+}
+
+// startCqgateFor starts a cqgate named t.key, configured for oids, and
+// waits until it is ready.
+func startCqgateFor(ctx context.Context, sup *supervisor, o options, t *target, upBase, apiKey string, oids []string) error {
+	// Each cqgate has its own key: they watch their files.
+	keyDir := filepath.Join(o.workDir, t.key+"-key")
+	if err := os.MkdirAll(keyDir, 0o700); err != nil {
+		return err
+	}
+	certFile, keyFile, err := setup.WriteSelfSigned(keyDir, clientID)
 	if err != nil {
 		return err
 	}
@@ -369,9 +439,9 @@ func startCqgate(ctx context.Context, sup *supervisor, o options, t *target, upB
 	if err != nil {
 		return err
 	}
-	conf := filepath.Join(o.workDir, "cqgate.yaml")
+	conf := filepath.Join(o.workDir, t.key+".yaml")
 	opts := setup.CqgateOptions{Listen: listen, DirectoryURL: upBase + "/directory", CertFile: certFile, KeyFile: keyFile,
-		ClientID: clientID, OIDs: []string{warmOID, coldOID}}
+		ClientID: clientID, OIDs: oids}
 	ready := "http://" + listen + "/readyz"
 	if o.coldProbe != "" {
 		if opts.Admin, err = loopback.FreeAddr(); err != nil {
@@ -384,16 +454,12 @@ func startCqgate(ctx context.Context, sup *supervisor, o options, t *target, upB
 	if err := os.WriteFile(conf, []byte(yaml), 0o600); err != nil {
 		return err
 	}
-	c, err := sup.startOn(o.proxyCPUs, "cqgate", []string{"CQGATE_DIRECTORY_API_KEY=" + apiKey}, o.cqgateBin, "-config", conf)
+	c, err := sup.startOn(o.proxyCPUs, t.key, []string{"CQGATE_DIRECTORY_API_KEY=" + apiKey}, o.cqgateBin, "-config", conf)
 	if err != nil {
 		return err
 	}
-	t.proxy, t.url = c, "http://"+listen+"/fhir/"+warmOID+"/Patient/"+patientID
-	if err := c.waitHTTP(ctx, ready, http.StatusOK); err != nil {
-		return err
-	}
-	// Warm the directory, discovery and token caches.
-	return c.waitHTTP(ctx, t.url, http.StatusOK)
+	t.proxy, t.base = c, "http://"+listen
+	return c.waitHTTP(ctx, ready, http.StatusOK)
 }
 
 // measure runs the load against t: first warmup unmeasured, then the
@@ -455,7 +521,7 @@ func drive(ctx context.Context, o options, t *target, tool string, rate float64,
 		return runWrk(ctx, o, t, conns, dur, row)
 	}
 	self, serr := proc.Read(os.Getpid())
-	res, err := load.Run(ctx, load.Config{URL: t.url, Header: t.header, Connections: conns, Duration: dur, Rate: rate})
+	res, err := load.Run(ctx, load.Config{URL: t.url, URLs: t.urls, Header: t.header, Connections: conns, Duration: dur, Rate: rate})
 	if err != nil {
 		return 0, err
 	}

@@ -121,6 +121,9 @@ func TestRunRefusesIncompleteOptions(t *testing.T) {
 	}{
 		{"no workdir", options{binDir: "/x"}, "-workdir and -bin"},
 		{"wrk without script", options{binDir: "/x", workDir: t.TempDir(), wrk: "/usr/bin/wrk"}, "-lua"},
+		{"orgs-only without orgs", options{binDir: "/x", workDir: t.TempDir(), orgsOnly: true}, "-orgs-only needs -orgs"},
+		{"fewer orgs than the small side", options{binDir: "/x", workDir: t.TempDir(), orgs: 5, rate: 100}, "-orgs must be at least 10"},
+		{"orgs without a rate", options{binDir: "/x", workDir: t.TempDir(), orgs: 100}, "-orgs needs a fixed rate"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -128,6 +131,51 @@ func TestRunRefusesIncompleteOptions(t *testing.T) {
 				t.Errorf("err %v, want %q", err, tt.want)
 			}
 		})
+	}
+}
+
+// -orgs-only starts two cqgate processes, warms every organization of
+// each (one token exchange each), spreads the fixed-rate load over them
+// and reports the comparison and nothing else.
+func TestRunOrgsOnly(t *testing.T) {
+	bin := buildTools(t)
+	cq := filepath.Join(bin, "cqgate")
+	if out, err := exec.Command("go", "build", "-o", cq, "../../../cmd/cqgate").CombinedOutput(); err != nil {
+		t.Fatalf("go build cqgate: %v\n%s", err, out)
+	}
+	work := t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	rep, err := run(ctx, options{
+		binDir: bin, cqgateBin: cq, workDir: work, pidFile: filepath.Join(work, "pids"), targets: "direct,cqgate",
+		orgs: 40, orgsOnly: true, rounds: 2, warmup: time.Second, rate: 200, rateConns: 4, rateDuration: 2 * time.Second,
+		delay: time.Millisecond, coldN: 100,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Failures) != 0 {
+		t.Fatalf("failures: %v", rep.Failures)
+	}
+	if len(rep.Rows) != 0 || len(rep.RateRows) != 0 || rep.Cold != nil {
+		t.Errorf("-orgs-only ran more: %d rows, %d rate rows, cold start %v", len(rep.Rows), len(rep.RateRows), rep.Cold != nil)
+	}
+	sc := rep.Scale
+	if sc == nil || sc.Few != 10 || sc.Many != 40 || len(sc.Rows) != 2 {
+		t.Fatalf("scale %+v", sc)
+	}
+	for i, want := range []string{"cqgate, 10 organizations", "cqgate, 40 organizations"} {
+		r := sc.Rows[i]
+		if r.Name != want || r.Rounds != 2 || r.Requests < 300 || r.CPUPerRequest <= 0 || r.PeakRSS <= 0 {
+			t.Errorf("row %d: %+v", i, r)
+		}
+	}
+	if x := sc.Ratio(); x.Median <= 0 {
+		t.Errorf("ratio %+v", x)
+	}
+	md := rep.Markdown()
+	if !strings.Contains(md, "## 10 vs 40 organizations, end to end") {
+		t.Errorf("report:\n%s", md)
 	}
 }
 

@@ -90,7 +90,13 @@ func (c *Conn) Dial(deadline time.Time) error {
 
 // Do sends the request and reads the whole response before deadline,
 // returning its status code.
-func (c *Conn) Do(deadline time.Time) (int, error) {
+func (c *Conn) Do(deadline time.Time) (int, error) { return c.Send(c.req, deadline) }
+
+// Send is Do with another request to the same address.
+func (c *Conn) Send(req *Request, deadline time.Time) (int, error) {
+	if c.conn != nil && req.addr != c.req.addr {
+		return 0, fmt.Errorf("load: %s is not on this connection's %s", req.addr, c.req.addr)
+	}
 	if err := c.Dial(deadline); err != nil {
 		return 0, err
 	}
@@ -98,7 +104,7 @@ func (c *Conn) Do(deadline time.Time) (int, error) {
 		c.Close()
 		return 0, fmt.Errorf("load: %w", err)
 	}
-	if _, err := c.conn.Write(c.req.raw); err != nil {
+	if _, err := c.conn.Write(req.raw); err != nil {
 		c.Close()
 		return 0, fmt.Errorf("load: write: %w", err)
 	}

@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -204,5 +205,73 @@ func TestRunAtFixedRate(t *testing.T) {
 	// 100 requests are due; the schedule, not the server, sets the count.
 	if res.Requests != 100 || n.Load() != 100 {
 		t.Errorf("%d requests answered, server saw %d, want 100 (%+v)", res.Requests, n.Load(), res)
+	}
+}
+
+func TestRunSpreadsRequestsOverURLs(t *testing.T) {
+	var mu sync.Mutex
+	hits := map[string]int{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") != "Bearer t" {
+			w.WriteHeader(http.StatusBadRequest)
+			return
+		}
+		mu.Lock()
+		hits[r.URL.Path]++
+		mu.Unlock()
+	}))
+	defer srv.Close()
+	tests := []struct {
+		name        string
+		urls        int
+		connections int
+	}{
+		{"more URLs than connections", 50, 4},
+		{"fewer URLs than connections", 3, 8},
+		{"one URL", 1, 2},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			mu.Lock()
+			clear(hits)
+			mu.Unlock()
+			urls := make([]string, tt.urls)
+			for i := range urls {
+				urls[i] = srv.URL + "/org/" + strconv.Itoa(i)
+			}
+			// A fixed rate makes every connection send the same number
+			// of requests, so the walks cover the list evenly.
+			res, err := Run(context.Background(), Config{
+				URLs: urls, Header: http.Header{"Authorization": {"Bearer t"}},
+				Connections: tt.connections, Duration: 500 * time.Millisecond, Rate: float64(40 * tt.urls),
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Status[http.StatusOK] != res.Requests || res.Requests < int64(10*tt.urls) {
+				t.Fatalf("statuses %v over %d requests, want at least %d, all 200", res.Status, res.Requests, 10*tt.urls)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if len(hits) != tt.urls {
+				t.Fatalf("%d of %d URLs were requested", len(hits), tt.urls)
+			}
+			mean := float64(res.Requests) / float64(tt.urls)
+			for path, n := range hits {
+				if float64(n) < mean/2 || float64(n) > mean*2 {
+					t.Errorf("%s got %d requests, mean %.1f: not spread evenly", path, n, mean)
+				}
+			}
+		})
+	}
+}
+
+func TestRunRefusesURLsOnDifferentHosts(t *testing.T) {
+	_, err := Run(context.Background(), Config{
+		URLs:        []string{"http://127.0.0.1:1/a", "http://127.0.0.1:2/b"},
+		Connections: 1, Duration: time.Second,
+	})
+	if err == nil || !strings.Contains(err.Error(), "is not on 127.0.0.1:1") {
+		t.Fatalf("err = %v, want the second URL refused", err)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net/http"
 	"slices"
 	"sync"
@@ -23,6 +24,10 @@ const (
 type Config struct {
 	// URL is the loopback http URL to GET.
 	URL string
+	// URLs, when set, are GET instead of URL: every one equally often,
+	// in an order shuffled once per run, each connection starting at its
+	// own place in it. They must all be on the same host and port.
+	URLs []string
 	// Header holds extra request header fields.
 	Header http.Header
 	// Connections is the number of concurrent connections.
@@ -103,7 +108,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = DefaultTimeout
 	}
-	req, err := NewRequest(cfg.URL, cfg.Header)
+	reqs, err := requests(cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -123,8 +128,11 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			c := NewConn(req)
+			c := NewConn(reqs[0])
 			defer c.Close()
+			// Connection i walks the shuffled requests from its own
+			// place, so that together they send each equally often.
+			next := i * len(reqs) / cfg.Connections
 			var due time.Time
 			if period > 0 {
 				due = start.Add(time.Duration(float64(i) / cfg.Rate * float64(time.Second)))
@@ -147,7 +155,8 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 					return
 				}
 				deadline := time.Now().Add(cfg.Timeout)
-				code, err := c.Do(deadline)
+				code, err := c.Send(reqs[next], deadline)
+				next = (next + 1) % len(reqs)
 				if err != nil {
 					// A request cut short by the end of the run is not an error.
 					if time.Now().Before(end) {
@@ -194,6 +203,30 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		return res, errors.New("load: no request succeeded: " + res.FirstError)
 	}
 	return res, nil
+}
+
+// requests prepares cfg's URL, or its URLs in a shuffled order.
+func requests(cfg Config) ([]*Request, error) {
+	if len(cfg.URLs) == 0 {
+		req, err := NewRequest(cfg.URL, cfg.Header)
+		if err != nil {
+			return nil, err
+		}
+		return []*Request{req}, nil
+	}
+	reqs := make([]*Request, len(cfg.URLs))
+	for i, u := range cfg.URLs {
+		req, err := NewRequest(u, cfg.Header)
+		if err != nil {
+			return nil, err
+		}
+		if i > 0 && req.addr != reqs[0].addr {
+			return nil, fmt.Errorf("load: %s is not on %s, where the other URLs are", u, reqs[0].addr)
+		}
+		reqs[i] = req
+	}
+	rand.Shuffle(len(reqs), func(i, j int) { reqs[i], reqs[j] = reqs[j], reqs[i] })
+	return reqs, nil
 }
 
 // Summarize sorts samples in place and returns their distribution.

@@ -34,7 +34,35 @@ const (
 	TargetRSS           = 64 << 20
 	// cqgate's peak RSS after the cold-start burst.
 	TargetBurstRSS = 48 << 20
+	// CPU per request of cqgate serving many warm organizations at
+	// random over cqgate serving a few, at the fixed rate.
+	TargetScaleCPU = 1.10
 )
+
+// ScaleKey is the row key of the scale comparison's cqgate serving n
+// organizations.
+func ScaleKey(n int) string { return fmt.Sprintf("cqgate-orgs-%d", n) }
+
+// Scale is the comparison of cqgate serving Few warm organizations with
+// cqgate serving Many, each at Rate requests/s over Connections
+// connections for Duration in all, the load spread at random over its
+// organizations, the two taking turns round by round.
+type Scale struct {
+	Few, Many   int
+	Rate        float64
+	Connections int
+	Duration    time.Duration
+	// Rows are the Few row, then the Many row.
+	Rows []Row
+}
+
+// Ratio is Many's CPU per request over Few's, paired round by round.
+func (s *Scale) Ratio() Spread {
+	if len(s.Rows) != 2 {
+		return Spread{}
+	}
+	return RatioSpread(&s.Rows[1], &s.Rows[0], FigCPU)
+}
 
 // Row is one target's measured run.
 type Row struct {
@@ -271,7 +299,9 @@ type Report struct {
 	RateConnections int
 	RateDuration    time.Duration
 	Cold            *ColdStart
-	Notes           []string
+	// Scale is the scale comparison, when it ran (benchrun -orgs).
+	Scale *Scale `json:",omitempty"`
+	Notes []string
 	// Failures are functional failures: non-2xx answers, or a cold start
 	// that did not cost exactly one exchange. They make the run fail.
 	Failures []string
@@ -296,7 +326,7 @@ func find(rows []Row, key string) *Row {
 // CheckFunctional appends to Failures what the rows and the cold start
 // show went wrong functionally (never a performance number).
 func (r *Report) CheckFunctional() {
-	for _, row := range append(append([]Row(nil), r.Rows...), r.RateRows...) {
+	for _, row := range r.allRows() {
 		if row.Skipped != "" {
 			continue
 		}
@@ -315,6 +345,15 @@ func (r *Report) CheckFunctional() {
 			r.Failures = append(r.Failures, fmt.Sprintf("cold start: %d token exchanges, want exactly 1", c.Token))
 		}
 	}
+}
+
+// allRows are the saturating, fixed-rate and scale rows.
+func (r *Report) allRows() []Row {
+	rows := append(append([]Row(nil), r.Rows...), r.RateRows...)
+	if r.Scale != nil {
+		rows = append(rows, r.Scale.Rows...)
+	}
+	return rows
 }
 
 func statusList(st map[int]int64, errs int64, firstErr string) string {
@@ -369,7 +408,11 @@ func (r *Report) Markdown() string {
 	m := r.Machine
 	w("- Machine: %d CPUs (%s), %s memory, Linux %s\n", m.CPUs, orDash(m.CPUModel), orDash(m.Memory), orDash(m.Kernel))
 	w("- Software: %s; wrk %s; nginx %s\n", orDash(m.GoVersion), orDash(m.Wrk), orDash(m.Nginx))
-	w("- Load: %d connections, %d threads, %s per target (in %d rounds) after a %s warm-up; everything on 127.0.0.1\n", r.Connections, r.Threads, r.Duration, max(r.Rounds, 1), r.Warmup)
+	if len(r.Rows) > 0 {
+		w("- Load: %d connections, %d threads, %s per target (in %d rounds) after a %s warm-up; everything on 127.0.0.1\n", r.Connections, r.Threads, r.Duration, max(r.Rounds, 1), r.Warmup)
+	} else {
+		w("- Load: fixed-rate passes only, after a %s warm-up; everything on 127.0.0.1\n", r.Warmup)
+	}
 	if r.Pinning != "" {
 		w("- CPUs: %s\n", r.Pinning)
 	}
@@ -380,13 +423,15 @@ func (r *Report) Markdown() string {
 		w("- Command: `%s`\n", r.Command)
 	}
 	r.headline(&b)
-	w("\n## Saturation: as many requests as the answers allow\n\n")
-	w("Each of %d connections sends its next request as soon as the previous answer is in, so this measures how many requests each proxy serves with the CPU it has, and latency is mostly queueing.", r.Connections)
-	if r.Rounds > 1 {
-		w(" The targets took turns in %d rounds of %s each (ABAB…); each figure is the median of the rounds' with the lowest–highest round in brackets; max is the highest.", r.Rounds, r.Duration/time.Duration(r.Rounds))
+	if len(r.Rows) > 0 {
+		w("\n## Saturation: as many requests as the answers allow\n\n")
+		w("Each of %d connections sends its next request as soon as the previous answer is in, so this measures how many requests each proxy serves with the CPU it has, and latency is mostly queueing.", r.Connections)
+		if r.Rounds > 1 {
+			w(" The targets took turns in %d rounds of %s each (ABAB…); each figure is the median of the rounds' with the lowest–highest round in brackets; max is the highest.", r.Rounds, r.Duration/time.Duration(r.Rounds))
+		}
+		w("\n\n")
+		rowsTable(&b, r.Rows)
 	}
-	w("\n\n")
-	rowsTable(&b, r.Rows)
 	if len(r.RateRows) > 0 {
 		w("\n## Latency and CPU at a fixed rate: %.0f requests/s over %d connections, %s each (loadgen)\n\n", r.Rate, r.RateConnections, r.RateDuration)
 		w("Requests are sent on a fixed schedule and latency counts from when each was due (no coordinated omission). Every target gets the same offered load, so CPU per request is comparable between them and the difference to the direct row is the proxy's own cost.")
@@ -430,9 +475,12 @@ func (r *Report) Markdown() string {
 		w("| answers | directory lookups | metadata fetches | token exchanges | other discovery requests | first response | median | slowest | cqgate peak RSS after |\n|---|--:|--:|--:|--:|--:|--:|--:|--:|\n")
 		w("| %s | %d | %d | %d | %d | %s | %s | %s | %s |\n", statusList(c.Status, c.Errors, c.FirstError), c.Directory, c.Metadata, c.Token, c.Other, ms(c.First), ms(c.Median), ms(c.Max), mib(c.PeakRSS))
 	}
+	if sc := r.Scale; sc != nil {
+		r.scale(&b, sc)
+	}
 	notes := r.Notes
 	var disturbed []string
-	for _, row := range append(append([]Row(nil), r.Rows...), r.RateRows...) {
+	for _, row := range r.allRows() {
 		if row.Skipped == "" && row.OtherCPU+row.Steal > DisturbedAbove {
 			disturbed = append(disturbed, fmt.Sprintf("%s with %s (%.2f CPUs)", row.Name, row.Tool, row.OtherCPU+row.Steal))
 		}
@@ -447,8 +495,10 @@ func (r *Report) Markdown() string {
 		}
 	}
 	w("\n## Functional result\n\n")
-	if len(r.Failures) == 0 {
+	if len(r.Failures) == 0 && r.Cold != nil {
 		w("PASS: every answer was 2xx and the cold start made exactly one token exchange.\n")
+	} else if len(r.Failures) == 0 {
+		w("PASS: every answer was 2xx.\n")
 	} else {
 		for _, f := range r.Failures {
 			w("- FAIL: %s\n", f)
@@ -536,6 +586,19 @@ func (r *Report) targets(b *strings.Builder, cq *Row) {
 		w("| cold start: exactly 1 directory lookup | %d | %s |\n", c.Directory, mark(c.Directory == 1))
 		w("| cold start: exactly 1 metadata fetch | %d | %s |\n", c.Metadata, mark(c.Metadata == 1))
 	}
+}
+
+// scale is the scale comparison's section.
+func (r *Report) scale(b *strings.Builder, sc *Scale) {
+	w := func(format string, a ...any) { fmt.Fprintf(b, format, a...) }
+	w("\n## %d vs %d organizations, end to end\n\n", sc.Few, sc.Many)
+	w("Two cqgate processes from the same binary, each pinned like the cqgate target: one configured with and warmed for %d organizations, the other for %d (every organization's directory entry, discovery result and token cached by one request each before the passes). ", sc.Few, sc.Many)
+	w("Each got %.0f requests/s over %d connections, %s in all, spread evenly over its organizations in a shuffled order (loadgen); the two took turns in %d rounds. CPU per request is the process's, as in the headline.\n\n", sc.Rate, sc.Connections, sc.Duration, max(r.Rounds, 1))
+	rowsTable(b, sc.Rows)
+	x := sc.Ratio()
+	w("\n| target | measured (median, lowest–highest round) | verdict |\n|---|---|---|\n")
+	w("| CPU per request at %.0f req/s with %d organizations within %.0f %% of %d (≤ %.2f×) | %s | %s |\n",
+		sc.Rate, sc.Many, (TargetScaleCPU-1)*100, sc.Few, TargetScaleCPU, ratioCell(x), mark(x.Median > 0 && x.Median <= TargetScaleCPU))
 }
 
 // spreadCell shows a spread as "median unit (min–max unit)", numbers in

@@ -211,3 +211,63 @@ func TestMerge(t *testing.T) {
 		t.Errorf("rounds not shown:\n%s", md)
 	}
 }
+
+// The scale comparison gets its own section with both rows and the
+// ratio of CPU per request paired round by round, judged against
+// TargetScaleCPU; a non-2xx answer in it fails the run; a report of
+// only that comparison has no saturation section and no cold start.
+func TestMarkdownScale(t *testing.T) {
+	round := func(cpu time.Duration) Row {
+		return Row{Requests: 2000, Duration: time.Second, CPUPerRequest: cpu, P50: time.Millisecond, P99: 2 * time.Millisecond}
+	}
+	rows := func(few, many []time.Duration) []Row {
+		var a, b []Row
+		for i := range few {
+			a, b = append(a, round(few[i])), append(b, round(many[i]))
+		}
+		fr, mr := Merge(a), Merge(b)
+		fr.Key, fr.Name, mr.Key, mr.Name = ScaleKey(10), "cqgate, 10 organizations", ScaleKey(10000), "cqgate, 10000 organizations"
+		return []Row{fr, mr}
+	}
+	us := time.Microsecond
+	tests := []struct {
+		name      string
+		few, many []time.Duration
+		want      []string
+	}{
+		{"within 10 %", []time.Duration{100 * us, 110 * us, 120 * us}, []time.Duration{105 * us, 110 * us, 150 * us},
+			[]string{"1.05× (1.00–1.25)", "| met |"}},
+		{"beyond", []time.Duration{100 * us, 100 * us, 100 * us}, []time.Duration{150 * us, 140 * us, 160 * us},
+			[]string{"1.50× (1.40–1.60)", "**missed**"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := &Report{Rounds: 3, Scale: &Scale{Few: 10, Many: 10000, Rate: 2000, Connections: 64, Duration: 30 * time.Second, Rows: rows(tt.few, tt.many)}}
+			r.CheckFunctional()
+			if len(r.Failures) != 0 {
+				t.Fatalf("failures %v", r.Failures)
+			}
+			md := r.Markdown()
+			for _, w := range append(tt.want, "## 10 vs 10000 organizations, end to end", "| cqgate, 10 organizations |",
+				"| cqgate, 10000 organizations |", "within 10 % of 10 (≤ 1.10×)", "PASS: every answer was 2xx.\n") {
+				if !strings.Contains(md, w) {
+					t.Errorf("report lacks %q:\n%s", w, md)
+				}
+			}
+			for _, w := range []string{"## Saturation", "cold start made"} {
+				if strings.Contains(md, w) {
+					t.Errorf("report of the scale comparison alone has %q", w)
+				}
+			}
+		})
+	}
+	t.Run("a non-2xx answer fails the run", func(t *testing.T) {
+		sc := &Scale{Few: 10, Many: 100, Rows: rows([]time.Duration{us}, []time.Duration{us})}
+		sc.Rows[1].Non2xx = 3
+		r := &Report{Scale: sc}
+		r.CheckFunctional()
+		if len(r.Failures) != 1 || !strings.Contains(r.Failures[0], "cqgate, 10000 organizations: 3 responses were not 2xx") {
+			t.Errorf("failures %v", r.Failures)
+		}
+	})
+}
