@@ -202,3 +202,26 @@ func parseSystem(stat []byte) (System, error) {
 		Steal: tick(v[7]),
 	}, nil
 }
+
+// ResetPeak resets pid's peak resident set size (VmHWM) to its current
+// one, by writing 5 to /proc/<pid>/clear_refs (Linux 4.0 and later; the
+// caller must own the process), so that a later VmHWM is the peak
+// since.
+func ResetPeak(pid int) error {
+	return resetPeakAt("/proc", pid)
+}
+
+func resetPeakAt(root string, pid int) error {
+	f, err := os.OpenFile(filepath.Join(root, strconv.Itoa(pid), "clear_refs"), os.O_WRONLY, 0)
+	if err != nil {
+		return fmt.Errorf("proc: resetting the peak RSS: %w", err)
+	}
+	_, err = f.WriteString("5")
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("proc: resetting the peak RSS: %w", err)
+	}
+	return nil
+}

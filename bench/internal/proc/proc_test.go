@@ -4,6 +4,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
+	"runtime/debug"
 	"slices"
 	"strconv"
 	"testing"
@@ -142,4 +144,51 @@ func TestParseSystem(t *testing.T) {
 	if _, err := ReadSystem(); err != nil {
 		t.Errorf("ReadSystem on this machine: %v", err)
 	}
+}
+
+// ResetPeak writes 5 to clear_refs, and fails when there is no such
+// process.
+func TestResetPeakAt(t *testing.T) {
+	root := t.TempDir()
+	writeProc(t, root, 42, "", status)
+	refs := filepath.Join(root, "42", "clear_refs")
+	if err := os.WriteFile(refs, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := resetPeakAt(root, 42); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(refs); string(b) != "5" {
+		t.Errorf("clear_refs holds %q, want 5", b)
+	}
+	if err := resetPeakAt(root, 43); err == nil {
+		t.Error("no error for a process that does not exist")
+	}
+}
+
+// On this process: after a 64 MiB peak is given back, ResetPeak brings
+// VmHWM down to about VmRSS.
+func TestResetPeakOnThisProcess(t *testing.T) {
+	big := make([]byte, 64<<20)
+	for i := 0; i < len(big); i += 4096 {
+		big[i] = 1
+	}
+	peak, err := Read(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	big = nil
+	runtime.GC()
+	debug.FreeOSMemory()
+	if err := ResetPeak(os.Getpid()); err != nil {
+		t.Skipf("this kernel or sandbox does not let the peak be reset: %v", err)
+	}
+	after, err := Read(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after.HWM > peak.HWM-32<<20 || after.HWM < after.RSS {
+		t.Errorf("VmHWM %d KiB after the reset (RSS %d KiB), %d KiB at the peak", after.HWM>>10, after.RSS>>10, peak.HWM>>10)
+	}
+	_ = big
 }
