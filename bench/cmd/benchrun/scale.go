@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/cqgate/cqgate/bench/internal/proc"
 	"github.com/cqgate/cqgate/bench/internal/report"
 )
 
@@ -62,7 +63,11 @@ func startScale(startCtx, ctx context.Context, sup *supervisor, o options, upBas
 		}
 		var rss string
 		if s, err := t.proxy.sample(); err == nil {
-			rss = fmt.Sprintf(", RSS %.1f MiB", float64(s.RSS)/(1<<20))
+			rss = fmt.Sprintf(", RSS %.1f MiB (peak %.1f MiB)", float64(s.RSS)/(1<<20), float64(s.HWM)/(1<<20))
+		}
+		// The rows' peak RSS is the passes', not the warm-up's.
+		if err := proc.ResetPeak(t.proxy.pid()); err != nil {
+			rss += "; " + err.Error() + ": the peak RSS reported includes the warm-up"
 		}
 		fmt.Fprintf(os.Stderr, "benchrun: %s: warmed in %s%s\n", t.name, time.Since(start).Round(time.Millisecond), rss)
 		ts = append(ts, t)

@@ -593,7 +593,7 @@ func (r *Report) scale(b *strings.Builder, sc *Scale) {
 	w := func(format string, a ...any) { fmt.Fprintf(b, format, a...) }
 	w("\n## %d vs %d organizations, end to end\n\n", sc.Few, sc.Many)
 	w("Two cqgate processes from the same binary, each pinned like the cqgate target: one configured with and warmed for %d organizations, the other for %d (every organization's directory entry, discovery result and token cached by one request each before the passes). ", sc.Few, sc.Many)
-	w("Each got %.0f requests/s over %d connections, %s in all, spread evenly over its organizations in a shuffled order (loadgen); the two took turns in %d rounds. CPU per request is the process's, as in the headline.\n\n", sc.Rate, sc.Connections, sc.Duration, max(r.Rounds, 1))
+	w("Each got %.0f requests/s over %d connections, %s in all, spread evenly over its organizations in a shuffled order (loadgen); the two took turns in %d rounds. CPU per request is the process's, as in the headline; peak RSS is since the warm-up ended (reset through /proc/<pid>/clear_refs where the kernel allows).\n\n", sc.Rate, sc.Connections, sc.Duration, max(r.Rounds, 1))
 	rowsTable(b, sc.Rows)
 	x := sc.Ratio()
 	w("\n| target | measured (median, lowest–highest round) | verdict |\n|---|---|---|\n")
