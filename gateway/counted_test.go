@@ -7,7 +7,6 @@ import (
 
 	"github.com/cqgate/cqgate/bench/scale"
 	"github.com/cqgate/cqgate/directory"
-	"github.com/cqgate/cqgate/discovery"
 	"github.com/cqgate/cqgate/internal/metrics"
 	"github.com/cqgate/cqgate/tenant"
 )
@@ -31,13 +30,10 @@ func TestCountedLookupsKeepTenantsCurrent(t *testing.T) {
 	}
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			dir := directory.NewResolver(directory.ResolverConfig{
-				Fetcher: &directory.R4Client{BaseURL: scale.DirectoryURL, APIKey: "k", HTTPClient: srv.Client()},
-			})
-			disc := discovery.New(discovery.Config{HTTPClient: srv.Client()})
+			r := srv.Resolver("k", tenant.Settings{ClientID: "c", Scope: "system/Patient.read"})
+			dir := r.Directory.(*directory.Resolver)
 			g := &Gateway{Metrics: tt.metrics, clock: time.Now}
-			lookup, discoverer := g.counted(dir, disc)
-			r := &tenant.Resolver{Directory: lookup, Discovery: discoverer, Defaults: tenant.Settings{ClientID: "c", Scope: "system/Patient.read"}}
+			r.Directory, r.Discovery = g.counted(r.Directory, r.Discovery)
 			now := time.Now()
 			reuse := tenant.Reuse(r, time.Second, func() time.Time { return now })
 			ctx := context.Background()
