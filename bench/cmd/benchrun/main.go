@@ -259,14 +259,8 @@ func run(ctx context.Context, o options) (*report.Report, error) {
 		}
 		targets = append(targets, t)
 	}
-	var scale []*target
-	if o.orgs > 0 {
-		if o.cqgateBin == "" {
-			return rep, errors.New("-cqgate is required for -orgs")
-		}
-		if scale, err = startScale(startCtx, ctx, sup, o, upBase, apiKey); err != nil {
-			return rep, err
-		}
+	if o.orgs > 0 && o.cqgateBin == "" {
+		return rep, errors.New("-cqgate is required for -orgs")
 	}
 	startCancel()
 
@@ -310,9 +304,16 @@ func run(ctx context.Context, o options) (*report.Report, error) {
 		}
 	}
 
-	// The scale comparison: its two targets take turns in rounds of
-	// their own, at the fixed rate.
-	if len(scale) > 0 {
+	// The scale comparison: its two cqgate processes start now, so that
+	// neither they nor their warm-up run beside the passes above, take
+	// turns in rounds of their own at the fixed rate, and stop.
+	if o.orgs > 0 {
+		scaleCtx, scaleCancel := context.WithTimeout(ctx, 30*time.Second)
+		scale, err := startScale(scaleCtx, ctx, sup, o, upBase, apiKey)
+		scaleCancel()
+		if err != nil {
+			return rep, err
+		}
 		scaleRounds := make([][]report.Row, len(scale))
 		for r := 0; r < o.rounds; r++ {
 			warmup := time.Duration(0)
@@ -327,8 +328,9 @@ func run(ctx context.Context, o options) (*report.Report, error) {
 			}
 		}
 		rep.Scale = &report.Scale{Few: scaleFew, Many: o.orgs, Rate: o.rate, Connections: o.rateConns, Duration: o.rateDuration}
-		for _, rs := range scaleRounds {
+		for i, rs := range scaleRounds {
 			rep.Scale.Rows = append(rep.Scale.Rows, report.Merge(rs))
+			scale[i].proxy.stop()
 		}
 	}
 

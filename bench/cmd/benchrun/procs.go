@@ -99,20 +99,27 @@ func (s *supervisor) stopAll() {
 		if c.tree {
 			grandkids, _ = proc.Children(c.cmd.Process.Pid)
 		}
-		if !c.exited() {
-			_ = c.cmd.Process.Signal(syscall.SIGTERM)
-			select {
-			case <-c.done:
-			case <-time.After(3 * time.Second):
-				_ = c.cmd.Process.Kill()
-				<-c.done
-			}
-		}
+		c.stop()
 		for _, pid := range grandkids {
 			if p, err := os.FindProcess(pid); err == nil {
 				_ = p.Signal(syscall.SIGKILL)
 			}
 		}
+	}
+}
+
+// stop ends c: SIGTERM, then SIGKILL after a grace period. Stopping a
+// child that has exited does nothing.
+func (c *child) stop() {
+	if c.exited() {
+		return
+	}
+	_ = c.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-c.done:
+	case <-time.After(3 * time.Second):
+		_ = c.cmd.Process.Kill()
+		<-c.done
 	}
 }
 
