@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -84,8 +83,9 @@ func warm(ctx context.Context, urls []string) error {
 	defer client.CloseIdleConnections()
 	var next atomic.Int64
 	var wg sync.WaitGroup
-	errs := make([]error, warmConcurrency)
-	for w := range warmConcurrency {
+	var first error
+	var once sync.Once
+	for range warmConcurrency {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -95,15 +95,18 @@ func warm(ctx context.Context, urls []string) error {
 					return
 				}
 				if err := get(ctx, client, urls[i]); err != nil {
-					errs[w] = err
-					cancel()
+					// The first failure, not the cancellations it causes.
+					once.Do(func() { first = err; cancel() })
 					return
 				}
 			}
 		}()
 	}
 	wg.Wait()
-	return errors.Join(errs...)
+	if first == nil && ctx.Err() != nil && next.Load() < int64(len(urls)) {
+		return fmt.Errorf("warming stopped after %d of %d organizations: %w", next.Load(), len(urls), ctx.Err())
+	}
+	return first
 }
 
 func get(ctx context.Context, client *http.Client, url string) error {

@@ -94,7 +94,7 @@ func (c *Conn) Do(deadline time.Time) (int, error) { return c.Send(c.req, deadli
 
 // Send is Do with another request to the same address.
 func (c *Conn) Send(req *Request, deadline time.Time) (int, error) {
-	if c.conn != nil && req.addr != c.req.addr {
+	if req.addr != c.req.addr {
 		return 0, fmt.Errorf("load: %s is not on this connection's %s", req.addr, c.req.addr)
 	}
 	if err := c.Dial(deadline); err != nil {

@@ -275,3 +275,20 @@ func TestRunRefusesURLsOnDifferentHosts(t *testing.T) {
 		t.Fatalf("err = %v, want the second URL refused", err)
 	}
 }
+
+// A Conn sends only requests for its own address, connected or not.
+func TestConnSendRefusesAnotherAddress(t *testing.T) {
+	a, err := NewRequest("http://127.0.0.1:1/a", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := NewRequest("http://127.0.0.1:2/b", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := NewConn(a)
+	defer c.Close()
+	if _, err := c.Send(b, time.Now().Add(time.Second)); err == nil || !strings.Contains(err.Error(), "is not on this connection's 127.0.0.1:1") {
+		t.Fatalf("err = %v, want the other address refused", err)
+	}
+}
