@@ -417,6 +417,13 @@ type Proxy struct {
 	// MaxIdleConnsPerHost is how many idle keep-alive connections to one
 	// host are kept for reuse.
 	MaxIdleConnsPerHost int `yaml:"max_idle_conns_per_host"`
+	// MaxIdleConns is how many idle keep-alive connections to FHIR
+	// servers are kept for all hosts together (organizations allowed
+	// private addresses have a pool of their own, with the same cap).
+	// Past it the connection idle longest is closed: with more partner
+	// hosts in use than this, requests open new connections (a TCP and a
+	// TLS handshake each). Zero means no cap.
+	MaxIdleConns int `yaml:"max_idle_conns"`
 	// MaxResponseHeaderBytes bounds the response headers cqgate reads
 	// from a FHIR server (and from the directory, discovery documents and
 	// token endpoints); a larger header block is a 502.
@@ -614,6 +621,7 @@ func Default() *Config {
 			MaxReplayBody:          1 << 20,
 			MaxConnsPerHost:        64,
 			MaxIdleConnsPerHost:    64,
+			MaxIdleConns:           512,
 			MaxResponseHeaderBytes: 64 << 10,
 			ReuseResolved:          time.Second,
 		},

@@ -89,10 +89,11 @@ func TestValidate(t *testing.T) {
 		{"bad proxy pools, reuse and rate limits", func(c *Config) {
 			c.Proxy.MaxConnsPerHost = 8
 			c.Proxy.MaxIdleConnsPerHost = 16
+			c.Proxy.MaxIdleConns = -1
 			c.Proxy.ReuseResolved = time.Hour
 			c.Proxy.RateLimit = RateLimit{RequestsPerSecond: -1, Burst: -2, MaxWait: -time.Second}
 			c.Organizations = map[string]Organization{"1.2.3": {RateLimit: &RateLimit{RequestsPerSecond: -5}}}
-		}, []string{"proxy.max_idle_conns_per_host", "proxy.reuse_resolved", "proxy.rate_limit.requests_per_second",
+		}, []string{"proxy.max_idle_conns_per_host", "proxy.max_idle_conns: -1", "proxy.reuse_resolved", "proxy.rate_limit.requests_per_second",
 			"proxy.rate_limit.burst", "proxy.rate_limit.max_wait", "organizations.1.2.3.rate_limit.requests_per_second"}},
 		{"a rate limit per organization", func(c *Config) {
 			c.Organizations = map[string]Organization{"1.2.3": {RateLimit: &RateLimit{RequestsPerSecond: 20, Burst: 40, MaxWait: time.Second}}}

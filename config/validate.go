@@ -210,6 +210,9 @@ func (c *Config) validateProxy(add adder) {
 	if p.MaxIdleConnsPerHost < 0 {
 		add("proxy.max_idle_conns_per_host: %d must not be negative", p.MaxIdleConnsPerHost)
 	}
+	if p.MaxIdleConns < 0 {
+		add("proxy.max_idle_conns: %d must not be negative", p.MaxIdleConns)
+	}
 	if n := p.MaxConnsPerHost; n > 0 && p.MaxIdleConnsPerHost > n {
 		add("proxy.max_idle_conns_per_host: %d is more than proxy.max_conns_per_host (%d)", p.MaxIdleConnsPerHost, n)
 	}

@@ -153,6 +153,16 @@ func (g *Gateway) registerMetrics() {
 		func() float64 { return float64(def.Status().Failures) }); err != nil {
 		g.log.WithError(err).Warn("gateway: registering a metric failed")
 	}
+	if c := g.fhirConns; c != nil {
+		if err := m.RegisterCounterFunc("fhir_connections_opened_total", "Connections opened to partners' FHIR servers. Climbing with the request rate means they are not reused: more partner hosts in use than proxy.max_idle_conns keeps connections for, or partners closing them.",
+			func() float64 { return float64(c.Opened()) }); err != nil {
+			g.log.WithError(err).Warn("gateway: registering a metric failed")
+		}
+		if err := m.RegisterGaugeFunc("fhir_connections_open", "Connections to partners' FHIR servers open now, idle keep-alive ones included.",
+			func() float64 { return float64(c.Open()) }); err != nil {
+			g.log.WithError(err).Warn("gateway: registering a metric failed")
+		}
+	}
 	if err := m.Register(buildInfoCollector(buildinfo.Get())); err != nil {
 		g.log.WithError(err).Warn("gateway: registering a metric failed")
 	}

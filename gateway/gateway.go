@@ -98,6 +98,9 @@ type Gateway struct {
 	// ownNow asks watchOwn for a check at once (a key was rotated).
 	ownNow  chan struct{}
 	cluster *cluster.Cluster // nil without cluster.redis.url
+	// fhirConns counts the connections to FHIR servers; nil when
+	// Options.Transport replaced the gateway's transports.
+	fhirConns *ConnStats
 }
 
 // New assembles a gateway from a validated configuration. It loads the
@@ -125,10 +128,11 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Gateway, error
 			ResponseHeaderTimeout: cfg.Proxy.Timeout, MaxResponseHeaderBytes: hdr,
 			MaxConnsPerHost: cfg.Upstream.MaxConnsPerHost,
 		})
+		g.fhirConns = new(ConnStats)
 		fhir := NewGuardedTransport(TransportOptions{
 			ResponseHeaderTimeout: cfg.Proxy.Timeout, ReadIdleTimeout: cfg.Proxy.Timeout,
 			MaxConnsPerHost: cfg.Proxy.MaxConnsPerHost, MaxIdleConnsPerHost: cfg.Proxy.MaxIdleConnsPerHost,
-			MaxResponseHeaderBytes: hdr,
+			MaxIdleConns: maxIdleConns(cfg.Proxy.MaxIdleConns), MaxResponseHeaderBytes: hdr, Conns: g.fhirConns,
 		})
 		fhirBase, fhirPrivate = fhir.Public, fhir.Private
 	}

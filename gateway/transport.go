@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"sync/atomic"
 	"time"
 
 	"github.com/cqgate/cqgate/internal/egress"
@@ -29,6 +30,14 @@ type TransportOptions struct {
 	// MaxIdleConnsPerHost is how many idle connections per host are kept
 	// (default 64).
 	MaxIdleConnsPerHost int
+	// MaxIdleConns is how many idle connections are kept for all hosts
+	// together: 0 means DefaultMaxIdleConns, a negative number no cap.
+	// Past it the connection idle longest is closed, so with more hosts
+	// in use than this, requests keep opening connections.
+	MaxIdleConns int
+	// Conns, when set, counts the connections the transport opens and
+	// those still open.
+	Conns *ConnStats
 	// MaxResponseHeaderBytes bounds a response's header block (0: Go's
 	// default, 10 MB).
 	MaxResponseHeaderBytes int64
@@ -49,6 +58,18 @@ type TransportOptions struct {
 	// and checked; when set, direct connections resolve through it too.
 	Resolver egress.Resolver
 }
+
+// maxIdleConns is TransportOptions.MaxIdleConns for proxy.max_idle_conns,
+// whose 0 means no cap.
+func maxIdleConns(configured int) int {
+	if configured == 0 {
+		return -1
+	}
+	return configured
+}
+
+// DefaultMaxIdleConns is TransportOptions.MaxIdleConns's default.
+const DefaultMaxIdleConns = 512
 
 // NewTransport returns a transport for outbound calls: pooled keep-alive
 // connections per host, HTTP/2 where offered, and bounded connect, TLS
@@ -74,21 +95,34 @@ func NewTransport(o TransportOptions) *http.Transport {
 	if idle <= 0 {
 		idle = 64
 	}
+	idleAll := o.MaxIdleConns
+	switch {
+	case idleAll == 0:
+		idleAll = DefaultMaxIdleConns
+	case idleAll < 0:
+		idleAll = 0 // http.Transport: no limit
+	}
 	dial := dialContext
-	if o.ReadIdleTimeout > 0 {
+	if o.ReadIdleTimeout > 0 || o.Conns != nil {
 		dial = func(ctx context.Context, network, addr string) (net.Conn, error) {
 			c, err := dialContext(ctx, network, addr)
 			if err != nil {
 				return nil, err
 			}
-			return &idleConn{Conn: c, idle: o.ReadIdleTimeout}, nil
+			if o.Conns != nil {
+				c = o.Conns.track(c)
+			}
+			if o.ReadIdleTimeout > 0 {
+				c = &idleConn{Conn: c, idle: o.ReadIdleTimeout}
+			}
+			return c, nil
 		}
 	}
 	return &http.Transport{
 		Proxy:                  proxy,
 		DialContext:            dial,
 		ForceAttemptHTTP2:      true,
-		MaxIdleConns:           512,
+		MaxIdleConns:           idleAll,
 		MaxIdleConnsPerHost:    idle,
 		MaxConnsPerHost:        o.MaxConnsPerHost,
 		IdleConnTimeout:        90 * time.Second,
@@ -139,4 +173,40 @@ func NewGuardedTransport(o TransportOptions) egress.Pools {
 	private := o
 	private.Private = true
 	return egress.Pools{Public: NewTransport(o), Private: NewTransport(private)}
+}
+
+// ConnStats counts the connections one or more transports opened
+// (TransportOptions.Conns), and how many of them are still open: idle
+// keep-alive connections included. Opened climbing with the request rate
+// means connections are not reused: more hosts are in use than
+// MaxIdleConns keeps connections for, or the hosts close them. Safe for
+// concurrent use.
+type ConnStats struct {
+	opened, closed atomic.Int64
+}
+
+// Opened is how many connections were opened.
+func (s *ConnStats) Opened() int64 { return s.opened.Load() }
+
+// Open is how many of them are not closed yet.
+func (s *ConnStats) Open() int64 { return s.opened.Load() - s.closed.Load() }
+
+// track counts c as opened, and as closed at its first Close.
+func (s *ConnStats) track(c net.Conn) net.Conn {
+	s.opened.Add(1)
+	return &trackedConn{Conn: c, stats: s}
+}
+
+// trackedConn is a connection ConnStats counts.
+type trackedConn struct {
+	net.Conn
+	stats  *ConnStats
+	closed atomic.Bool
+}
+
+func (c *trackedConn) Close() error {
+	if c.closed.CompareAndSwap(false, true) {
+		c.stats.closed.Add(1)
+	}
+	return c.Conn.Close()
 }

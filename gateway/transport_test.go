@@ -253,3 +253,57 @@ func TestIdleConnMovesItsDeadlineOncePerHalfTimeout(t *testing.T) {
 		t.Errorf("%d read deadlines set for 1,000 reads within a second, want 1", inner.set)
 	}
 }
+
+// MaxIdleConns caps the keep-alive connections kept for all hosts
+// together: with more hosts in use than it keeps connections for, every
+// request opens one; without the cap each host's connection is reused.
+// ConnStats counts both, and the closes.
+func TestTransportIdleConnectionsAcrossHosts(t *testing.T) {
+	const hosts, rounds = 3, 4
+	var urls []string
+	for range hosts {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
+		defer srv.Close()
+		urls = append(urls, srv.URL)
+	}
+	for _, tt := range []struct {
+		name       string
+		maxIdle    int
+		wantOpened int64
+	}{
+		{"fewer idle than hosts", hosts - 1, hosts * rounds},
+		{"no cap", -1, hosts},
+		{"default", 0, hosts},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			stats := new(ConnStats)
+			tr := NewTransport(TransportOptions{ResponseHeaderTimeout: 5 * time.Second, MaxIdleConns: tt.maxIdle, Conns: stats})
+			client := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+			for range rounds {
+				for _, u := range urls { // round robin: the host used longest ago is the one whose connection went
+					resp, err := client.Get(u)
+					if err != nil {
+						t.Fatal(err)
+					}
+					_, _ = io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+				}
+			}
+			if got := stats.Opened(); got != tt.wantOpened {
+				t.Errorf("opened %d connections for %d requests to %d hosts, want %d", got, hosts*rounds, hosts, tt.wantOpened)
+			}
+			tr.CloseIdleConnections()
+			if got := stats.Open(); got != 0 {
+				t.Errorf("%d connections still counted open after closing the idle ones", got)
+			}
+		})
+	}
+}
+
+func TestMaxIdleConnsConfigZeroMeansNoCap(t *testing.T) {
+	for configured, want := range map[int]int{0: -1, 1: 1, 512: 512} {
+		if got := maxIdleConns(configured); got != want {
+			t.Errorf("proxy.max_idle_conns %d: transport option %d, want %d", configured, got, want)
+		}
+	}
+}
