@@ -47,6 +47,9 @@
 #                        their own (issue 18: CPU per request within 10 %; default 0 skips it;
 #                        env BENCH_ORGS)
 #   --orgs-only          run only the --orgs comparison: no other target, no cold start
+#   --org-hosts N        spread the organizations' FHIR servers over N partner hosts (loopback
+#                        ports of the stub), as partners on hosts of their own; default 0 puts
+#                        them all on one host, as the tenants of one vendor are (env BENCH_ORG_HOSTS)
 #   --targets LIST       comma-separated subset of direct,bare,bare-pool,nethttp,fasthttp,nginx,cqgate
 #                        (default direct,bare-pool,nethttp,fasthttp,nginx,cqgate; bare is ReverseProxy
 #                        without a pool; fasthttp is the same forwarder as nethttp on fasthttp, a
@@ -83,6 +86,7 @@ RATE_CONNECTIONS=${BENCH_RATE_CONNECTIONS:-64}
 COLD=${BENCH_COLD:-1000}
 ORGS=${BENCH_ORGS:-0}
 ORGS_ONLY=0
+ORG_HOSTS=${BENCH_ORG_HOSTS:-0}
 TARGETS=${BENCH_TARGETS:-direct,bare-pool,nethttp,fasthttp,nginx,cqgate}
 CQGATE_BIN=${BENCH_CQGATE_BIN:-}
 OUT=${BENCH_OUT:-$ROOT/bench/results/latest.md}
@@ -117,6 +121,7 @@ while [ $# -gt 0 ]; do
 	--cold-only) COLD_ONLY=1 ;;
 	--orgs) need "$@"; ORGS=$2; shift ;;
 	--orgs-only) ORGS_ONLY=1 ;;
+	--org-hosts) need "$@"; ORG_HOSTS=$2; shift ;;
 	--cold-probe) need "$@"; COLD_PROBE=$2; shift ;;
 	--targets) need "$@"; TARGETS=$2; shift ;;
 	--cqgate-bin) need "$@"; CQGATE_BIN=$2; shift ;;
@@ -224,7 +229,7 @@ if [ "$GO_BENCH_ONLY" = 0 ]; then
 		-duration "$DURATION" -rounds "$ROUNDS" -warmup "$WARMUP" -connections "$CONNECTIONS" -threads "$THREADS" \
 		-rate "$RATE" -rate-duration "$RATE_DURATION" -rate-connections "$RATE_CONNECTIONS" \
 		-cold "$COLD" -cold-only="$([ "$COLD_ONLY" = 1 ] && echo true || echo false)" -cold-probe "$COLD_PROBE" -targets "$TARGETS" -cqgate-desc "$CQGATE_DESC" \
-		-orgs "$ORGS" -orgs-only="$([ "$ORGS_ONLY" = 1 ] && echo true || echo false)" || rc=$?
+		-orgs "$ORGS" -org-hosts "$ORG_HOSTS" -orgs-only="$([ "$ORGS_ONLY" = 1 ] && echo true || echo false)" || rc=$?
 fi
 
 if [ "$GO_BENCH" = 1 ]; then

@@ -63,6 +63,9 @@ type options struct {
 	// rate; orgsOnly runs nothing else.
 	orgs     int
 	orgsOnly bool
+	// orgHosts, when positive, spreads the organizations' FHIR servers
+	// over that many upstream hosts (upstream -fhir-hosts).
+	orgHosts int
 	delay    time.Duration
 	targets  string
 	// taskset, when set, pins the proxy under test to proxyCPUs and the
@@ -95,6 +98,7 @@ func main() {
 	flag.BoolVar(&o.coldOnly, "cold-only", false, "skip the load passes: warm the caches, then only the cold-start burst")
 	flag.IntVar(&o.orgs, "orgs", 0, "also compare cqgate serving 10 organizations with cqgate serving this many, warm, at the fixed rate, the load spread at random over them (0: skip)")
 	flag.BoolVar(&o.orgsOnly, "orgs-only", false, "run only the -orgs comparison: no other target, no cold start")
+	flag.IntVar(&o.orgHosts, "org-hosts", 0, "spread the organizations' FHIR servers over this many upstream hosts (loopback ports), as partners on hosts of their own; 0: all on one host, as tenants of one vendor are")
 	flag.StringVar(&o.coldProbe, "cold-probe", "", "directory: give cqgate an admin listener with pprof and save its RSS timeline, heap and goroutine profiles and runtime metrics during the cold start (costs cqgate CPU; for finding out, not for reporting)")
 	flag.DurationVar(&o.delay, "upstream-delay", 20*time.Millisecond, "latency the bench upstream adds to directory, metadata and token answers")
 	flag.StringVar(&o.targets, "targets", "direct,bare-pool,nethttp,fasthttp,nginx,cqgate", "targets to run, in order (direct, bare, bare-pool, nethttp, fasthttp, nginx, cqgate)")
@@ -154,6 +158,7 @@ type target struct {
 	header  http.Header // sent by the load generator
 	proxy   *child      // the proxy process, nil for direct
 	admin   string      // cqgate's admin listener (with -cold-probe), "http://host:port"
+	metrics string      // cqgate's metrics URL
 	skipped string
 }
 
@@ -172,6 +177,9 @@ func run(ctx context.Context, o options) (*report.Report, error) {
 	}
 	if o.orgs > 0 && o.rate <= 0 {
 		return nil, errors.New("-orgs needs a fixed rate (-rate)")
+	}
+	if o.orgHosts < 0 || o.orgHosts > maxOrgHosts {
+		return nil, fmt.Errorf("-org-hosts must be between 0 and %d", maxOrgHosts)
 	}
 	o.rounds = max(o.rounds, 1)
 	perRound := wholeSeconds(o.duration / time.Duration(o.rounds))
@@ -202,7 +210,8 @@ func run(ctx context.Context, o options) (*report.Report, error) {
 	apiKey := randomHex(16)
 	upAddrFile := filepath.Join(o.workDir, "upstream.addr")
 	up, err := sup.startOn(o.loadCPUs, "upstream", []string{"BENCH_DIRECTORY_API_KEY=" + apiKey}, filepath.Join(o.binDir, "upstream"),
-		"-listen", "127.0.0.1:0", "-addr-file", upAddrFile, "-delay", o.delay.String(), "-max-lifetime", maxRun.String())
+		"-listen", "127.0.0.1:0", "-addr-file", upAddrFile, "-delay", o.delay.String(), "-max-lifetime", maxRun.String(),
+		"-fhir-hosts", strconv.Itoa(o.orgHosts))
 	if err != nil {
 		return nil, err
 	}
@@ -327,7 +336,7 @@ func run(ctx context.Context, o options) (*report.Report, error) {
 				}
 			}
 		}
-		rep.Scale = &report.Scale{Few: scaleFew, Many: o.orgs, Rate: o.rate, Connections: o.rateConns, Duration: o.rateDuration}
+		rep.Scale = &report.Scale{Few: scaleFew, Many: o.orgs, Hosts: o.orgHosts, Rate: o.rate, Connections: o.rateConns, Duration: o.rateDuration}
 		for i, rs := range scaleRounds {
 			rep.Scale.Rows = append(rep.Scale.Rows, report.Merge(rs))
 			scale[i].proxy.stop()
@@ -461,6 +470,10 @@ func startCqgateFor(ctx context.Context, sup *supervisor, o options, t *target, 
 		return err
 	}
 	t.proxy, t.base = c, "http://"+listen
+	t.metrics = t.base + "/metrics"
+	if t.admin != "" {
+		t.metrics = t.admin + "/metrics"
+	}
 	return c.waitHTTP(ctx, ready, http.StatusOK)
 }
 
@@ -483,6 +496,9 @@ func measure(ctx context.Context, o options, t *target, up *child, tool string, 
 			return row
 		}
 	}
+	// Read before the CPU samples and after them: the scrape's CPU is
+	// not the requests'.
+	connsBefore, cerr := fhirConnsOpened(ctx, t.metrics)
 	before, berr := sampleOf(t.proxy)
 	upBefore, uerr := up.sample()
 	sysBefore, serr := proc.ReadSystem()
@@ -496,6 +512,9 @@ func measure(ctx context.Context, o options, t *target, up *child, tool string, 
 	sysAfter, serr2 := proc.ReadSystem()
 	after, aerr := sampleOf(t.proxy)
 	upAfter, uerr2 := up.sample()
+	if connsAfter, cerr2 := fhirConnsOpened(ctx, t.metrics); cerr == nil && cerr2 == nil {
+		row.FHIRConnsOpened, row.FHIRConnsCounted = connsAfter-connsBefore, true
+	}
 	var proxyCPU, upCPU time.Duration
 	if t.proxy != nil && berr == nil && aerr == nil {
 		proxyCPU = after.CPU - before.CPU

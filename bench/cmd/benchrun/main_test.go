@@ -148,7 +148,7 @@ func TestRunOrgsOnly(t *testing.T) {
 	defer cancel()
 	rep, err := run(ctx, options{
 		binDir: bin, cqgateBin: cq, workDir: work, pidFile: filepath.Join(work, "pids"), targets: "direct,cqgate",
-		orgs: 40, orgsOnly: true, rounds: 2, warmup: time.Second, rate: 200, rateConns: 4, rateDuration: 2 * time.Second,
+		orgs: 40, orgsOnly: true, orgHosts: 7, rounds: 2, warmup: time.Second, rate: 200, rateConns: 4, rateDuration: 2 * time.Second,
 		delay: time.Millisecond, coldN: 100,
 	})
 	if err != nil {
@@ -161,13 +161,19 @@ func TestRunOrgsOnly(t *testing.T) {
 		t.Errorf("-orgs-only ran more: %d rows, %d rate rows, cold start %v", len(rep.Rows), len(rep.RateRows), rep.Cold != nil)
 	}
 	sc := rep.Scale
-	if sc == nil || sc.Few != 10 || sc.Many != 40 || len(sc.Rows) != 2 {
+	if sc == nil || sc.Few != 10 || sc.Many != 40 || sc.Hosts != 7 || len(sc.Rows) != 2 {
 		t.Fatalf("scale %+v", sc)
 	}
 	for i, want := range []string{"cqgate, 10 organizations", "cqgate, 40 organizations"} {
 		r := sc.Rows[i]
 		if r.Name != want || r.Rounds != 2 || r.Requests < 300 || r.CPUPerRequest <= 0 || r.PeakRSS <= 0 {
 			t.Errorf("row %d: %+v", i, r)
+		}
+		// Warm, over 7 partner hosts: the connections opened in the
+		// warm-up are reused (a few may be opened when the load's 4
+		// connections overlap on one host).
+		if !r.FHIRConnsCounted || r.FHIRConnsOpened > r.Requests/20 {
+			t.Errorf("row %d: %d FHIR connections opened for %d requests (counted: %v)", i, r.FHIRConnsOpened, r.Requests, r.FHIRConnsCounted)
 		}
 	}
 	if x := sc.Ratio(); x.Median <= 0 {

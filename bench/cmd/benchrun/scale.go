@@ -1,12 +1,15 @@
 package main
 
 import (
+	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -22,6 +25,9 @@ const scaleFew = 10
 // scaleOIDBase numbers the scale comparison's organizations
 // 2.999.7.<scaleOIDBase+i>, clear of warmOID and coldOID.
 const scaleOIDBase = 1000
+
+// maxOrgHosts bounds -org-hosts (upstream's -fhir-hosts).
+const maxOrgHosts = 10000
 
 // warmConcurrency bounds the first requests that warm a scale target.
 const warmConcurrency = 32
@@ -124,4 +130,48 @@ func get(ctx context.Context, client *http.Client, url string) error {
 		return fmt.Errorf("GET %s: %s", url, resp.Status)
 	}
 	return nil
+}
+
+// fhirConnsOpened reads cqgate_fhir_connections_opened_total from a
+// cqgate's metrics; an error when metricsURL is empty (not a cqgate) or
+// the metric is missing.
+func fhirConnsOpened(ctx context.Context, metricsURL string) (int64, error) {
+	if metricsURL == "" {
+		return 0, errors.New("no metrics")
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, metricsURL, nil)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return 0, fmt.Errorf("GET %s: %s", metricsURL, resp.Status)
+	}
+	return metricValue(resp.Body, "cqgate_fhir_connections_opened_total")
+}
+
+// metricValue finds the unlabelled sample name in a Prometheus text
+// exposition.
+func metricValue(r io.Reader, name string) (int64, error) {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
+			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			if err != nil {
+				return 0, fmt.Errorf("%s: %w", name, err)
+			}
+			return int64(f), nil
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return 0, err
+	}
+	return 0, fmt.Errorf("no %s in the metrics", name)
 }

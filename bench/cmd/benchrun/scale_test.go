@@ -34,3 +34,23 @@ func TestWarm(t *testing.T) {
 		t.Fatalf("err = %v, want the failing URL alone", err)
 	}
 }
+
+func TestMetricValue(t *testing.T) {
+	const text = `# HELP cqgate_fhir_connections_opened_total Connections opened.
+# TYPE cqgate_fhir_connections_opened_total counter
+cqgate_fhir_connections_opened_total 1234
+cqgate_fhir_connections_open 7
+`
+	if v, err := metricValue(strings.NewReader(text), "cqgate_fhir_connections_opened_total"); err != nil || v != 1234 {
+		t.Errorf("got %d, %v; want 1234", v, err)
+	}
+	if v, err := metricValue(strings.NewReader(text), "cqgate_fhir_connections_open"); err != nil || v != 7 {
+		t.Errorf("a name that prefixes another: got %d, %v; want 7", v, err)
+	}
+	if _, err := metricValue(strings.NewReader(text), "cqgate_missing_total"); err == nil {
+		t.Error("a missing metric gave no error")
+	}
+	if _, err := fhirConnsOpened(context.Background(), ""); err == nil {
+		t.Error("no metrics URL gave no error")
+	}
+}

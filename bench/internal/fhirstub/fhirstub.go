@@ -7,8 +7,10 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"hash/fnv"
 	"net/http"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -53,6 +55,12 @@ type Config struct {
 	Faults Faults
 	// Clock returns the current time; time.Now when nil.
 	Clock func() time.Time
+	// FHIRHosts, when set, spreads the organizations' FHIR servers over
+	// these loopback host:port addresses (each serving this Server): the
+	// directory gives organization 2.999.7.n the base on FHIRHosts[n mod
+	// len], so that a proxy sees that many distinct partner hosts. When
+	// empty, every base is on the host the directory was asked on.
+	FHIRHosts []string
 }
 
 // Server serves the stub's routes. It is safe for concurrent use.
@@ -211,6 +219,29 @@ func selfBase(r *http.Request) (string, error) {
 	return "http://" + r.Host, nil
 }
 
+// fhirBase returns http://{host} for oid's FHIR server: one of
+// Config.FHIRHosts, chosen by the OID's last arc (by its bytes when it is
+// not a number), or the host asked (selfBase). Like selfBase, it refuses
+// a host that is not loopback.
+func (s *Server) fhirBase(r *http.Request, oid string) (string, error) {
+	n := len(s.cfg.FHIRHosts)
+	if n == 0 {
+		return selfBase(r)
+	}
+	last := oid[strings.LastIndexByte(oid, '.')+1:]
+	i, err := strconv.ParseUint(last, 10, 64)
+	if err != nil {
+		h := fnv.New64a()
+		_, _ = h.Write([]byte(oid))
+		i = h.Sum64()
+	}
+	host := s.cfg.FHIRHosts[i%uint64(n)]
+	if err := loopback.CheckAddr(host); err != nil {
+		return "", err
+	}
+	return "http://" + host, nil
+}
+
 func (s *Server) directory(w http.ResponseWriter, r *http.Request) {
 	oid := strings.TrimPrefix(r.PathValue("oid"), "urn:oid:")
 	s.count("directory", oid)
@@ -226,7 +257,7 @@ func (s *Server) directory(w http.ResponseWriter, r *http.Request) {
 		writeOutcome(w, http.StatusNotFound, "not-found", "no organization "+oid)
 		return
 	}
-	base, err := selfBase(r)
+	base, err := s.fhirBase(r, oid)
 	if err != nil {
 		writeOutcome(w, http.StatusBadRequest, "invalid", err.Error())
 		return

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -293,5 +294,61 @@ func TestErrorsDoNotEchoSecrets(t *testing.T) {
 	code, _, body = get(t, srv.URL+"/directory/Organization/"+oid, http.Header{"Authorization": {"api-key wrong-key-value"}})
 	if code != http.StatusUnauthorized || strings.Contains(string(body), "wrong-key-value") || strings.Contains(string(body), "dir-secret") {
 		t.Errorf("directory 401 echoes a key: %d %s", code, body)
+	}
+}
+
+// With FHIRHosts, the directory spreads the organizations' FHIR bases
+// over those hosts by the OID's last arc, and refuses to point one at a
+// host that is not loopback.
+func TestDirectorySpreadsOverFHIRHosts(t *testing.T) {
+	hosts := []string{"127.0.0.1:7001", "127.0.0.1:7002", "127.0.0.1:7003"}
+	s := New(Config{FHIRHosts: hosts})
+	address := func(oid string) (int, string) {
+		req := httptest.NewRequest(http.MethodGet, "/directory/Organization/"+oid, nil)
+		req.Host = "127.0.0.1:7000"
+		rec := httptest.NewRecorder()
+		s.ServeHTTP(rec, req)
+		var org struct {
+			Contained []struct {
+				Address string `json:"address"`
+			} `json:"contained"`
+		}
+		if rec.Code == http.StatusOK {
+			if err := json.Unmarshal(rec.Body.Bytes(), &org); err != nil || len(org.Contained) != 1 {
+				t.Fatalf("%s: %v %s", oid, err, rec.Body)
+			}
+			return rec.Code, org.Contained[0].Address
+		}
+		return rec.Code, ""
+	}
+	for _, tt := range []struct {
+		oid, host string
+	}{
+		{"2.999.7.1000", hosts[1]}, // 1000 mod 3 = 1
+		{"2.999.7.1001", hosts[2]},
+		{"2.999.7.1002", hosts[0]},
+		{"2.999.7.1003", hosts[1]},
+	} {
+		code, addr := address(tt.oid)
+		if want := "http://" + tt.host + "/o/" + tt.oid + "/fhir"; code != http.StatusOK || addr != want {
+			t.Errorf("%s: %d %q, want %q", tt.oid, code, addr, want)
+		}
+	}
+	seen := map[string]bool{}
+	for i := range 30 {
+		_, addr := address("2.999.7." + strconv.Itoa(i))
+		seen[strings.SplitN(strings.TrimPrefix(addr, "http://"), "/", 2)[0]] = true
+	}
+	if len(seen) != len(hosts) {
+		t.Errorf("30 organizations on hosts %v, want all of %v", seen, hosts)
+	}
+
+	s = New(Config{FHIRHosts: []string{"evil.example:80"}})
+	req := httptest.NewRequest(http.MethodGet, "/directory/Organization/"+oid, nil)
+	req.Host = "127.0.0.1:7000"
+	rec := httptest.NewRecorder()
+	s.ServeHTTP(rec, req)
+	if rec.Code != http.StatusBadRequest || strings.Contains(rec.Body.String(), "http://evil") {
+		t.Errorf("a non-loopback FHIR host: status %d %s, want 400 without a link", rec.Code, rec.Body)
 	}
 }

@@ -48,7 +48,10 @@ func ScaleKey(n int) string { return fmt.Sprintf("cqgate-orgs-%d", n) }
 // connections for Duration in all, the load spread at random over its
 // organizations, the two taking turns round by round.
 type Scale struct {
-	Few, Many   int
+	Few, Many int
+	// Hosts is how many partner hosts the organizations' FHIR servers
+	// are spread over; 0 means one host for all.
+	Hosts       int `json:",omitempty"`
 	Rate        float64
 	Connections int
 	Duration    time.Duration
@@ -91,6 +94,11 @@ type Row struct {
 	// run, and Steal how many the hypervisor took: the noise under the
 	// row.
 	OtherCPU, Steal float64
+	// FHIRConnsOpened is how many connections cqgate opened to FHIR
+	// servers during the measured run (cqgate_fhir_connections_opened_total),
+	// when FHIRConnsCounted: a cqgate target whose metrics were read.
+	FHIRConnsOpened  int64 `json:",omitempty"`
+	FHIRConnsCounted bool  `json:",omitempty"`
 	// Rounds is how many runs were merged into this row (see Merge), and
 	// MinRPS and MaxRPS the lowest and highest rate among them.
 	Rounds         int
@@ -181,6 +189,7 @@ func Merge(rounds []Row) Row {
 	}
 	out := rounds[0]
 	out.Requests, out.Duration, out.Non2xx, out.SocketErrors = 0, 0, 0, 0
+	out.FHIRConnsOpened, out.FHIRConnsCounted = 0, true
 	out.Rounds = len(rounds)
 	var cpu, upCPU time.Duration
 	var other, steal float64
@@ -196,6 +205,8 @@ func Merge(rounds []Row) Row {
 		out.Duration += r.Duration
 		out.Non2xx += r.Non2xx
 		out.SocketErrors += r.SocketErrors
+		out.FHIRConnsOpened += r.FHIRConnsOpened
+		out.FHIRConnsCounted = out.FHIRConnsCounted && r.FHIRConnsCounted
 		cpu += r.CPUPerRequest * time.Duration(r.Requests)
 		upCPU += r.UpstreamCPUPerRequest * time.Duration(r.Requests)
 		out.PeakRSS = max(out.PeakRSS, r.PeakRSS)
@@ -593,12 +604,26 @@ func (r *Report) scale(b *strings.Builder, sc *Scale) {
 	w := func(format string, a ...any) { fmt.Fprintf(b, format, a...) }
 	w("\n## %d vs %d organizations, end to end\n\n", sc.Few, sc.Many)
 	w("Two cqgate processes from the same binary, each pinned like the cqgate target: one configured with and warmed for %d organizations, the other for %d (every organization's directory entry, discovery result and token cached by one request each before the passes). ", sc.Few, sc.Many)
+	if sc.Hosts > 0 {
+		w("The organizations' FHIR servers (and token endpoints) are spread over %d partner hosts, loopback ports of the one stub: organization n on host n mod %d, so the %d-organization process talks to %d of them and the other to %d. ", sc.Hosts, sc.Hosts, sc.Few, min(sc.Few, sc.Hosts), min(sc.Many, sc.Hosts))
+	} else {
+		w("Every organization's FHIR server is on the one partner host, as the tenants of one vendor are. ")
+	}
 	w("Each got %.0f requests/s over %d connections, %s in all, spread evenly over its organizations in a shuffled order (loadgen); the two took turns in %d rounds. CPU per request is the process's, as in the headline; peak RSS is since the warm-up ended (reset through /proc/<pid>/clear_refs where the kernel allows).\n\n", sc.Rate, sc.Connections, sc.Duration, max(r.Rounds, 1))
 	rowsTable(b, sc.Rows)
 	x := sc.Ratio()
 	w("\n| target | measured (median, lowest–highest round) | verdict |\n|---|---|---|\n")
 	w("| CPU per request at %.0f req/s with %d organizations within %.0f %% of %d (≤ %.2f×) | %s | %s |\n",
 		sc.Rate, sc.Many, (TargetScaleCPU-1)*100, sc.Few, TargetScaleCPU, ratioCell(x), mark(x.Median > 0 && x.Median <= TargetScaleCPU))
+	var conns []string
+	for _, r := range sc.Rows {
+		if r.FHIRConnsCounted && r.Requests > 0 {
+			conns = append(conns, fmt.Sprintf("%s: %d (%.1f per 1,000 requests)", r.Name, r.FHIRConnsOpened, float64(r.FHIRConnsOpened)*1000/float64(r.Requests)))
+		}
+	}
+	if len(conns) > 0 {
+		w("\nConnections opened to the FHIR servers during the measured passes (`cqgate_fhir_connections_opened_total`; near 0 when keep-alive connections are reused): %s.\n", strings.Join(conns, "; "))
+	}
 }
 
 // spreadCell shows a spread as "median unit (min–max unit)", numbers in

@@ -261,6 +261,35 @@ func TestMarkdownScale(t *testing.T) {
 			}
 		})
 	}
+	t.Run("partner hosts and connections opened", func(t *testing.T) {
+		counted := func(opened ...int64) Row {
+			var rs []Row
+			for _, n := range opened {
+				r := round(100 * us)
+				r.FHIRConnsOpened, r.FHIRConnsCounted = n, true
+				rs = append(rs, r)
+			}
+			return Merge(rs)
+		}
+		few, many := counted(0, 1, 0), counted(900, 1000, 1100)
+		few.Name, many.Name = "cqgate, 10 organizations", "cqgate, 10000 organizations"
+		md := (&Report{Rounds: 3, Scale: &Scale{Few: 10, Many: 10000, Hosts: 2000, Rows: []Row{few, many}}}).Markdown()
+		for _, w := range []string{"spread over 2000 partner hosts", "the 10-organization process talks to 10 of them and the other to 2000",
+			"cqgate, 10 organizations: 1 (0.2 per 1,000 requests); cqgate, 10000 organizations: 3000 (500.0 per 1,000 requests)"} {
+			if !strings.Contains(md, w) {
+				t.Errorf("report lacks %q:\n%s", w, md)
+			}
+		}
+		// A round whose metrics could not be read leaves the row uncounted.
+		partial := Merge([]Row{round(us), {Requests: 1, Duration: time.Second, FHIRConnsCounted: true}})
+		if partial.FHIRConnsCounted {
+			t.Error("a row with an uncounted round is counted")
+		}
+		md = (&Report{Scale: &Scale{Few: 10, Many: 100, Rows: rows([]time.Duration{us}, []time.Duration{us})}}).Markdown()
+		if strings.Contains(md, "Connections opened") || !strings.Contains(md, "on the one partner host") {
+			t.Errorf("report without counts or hosts:\n%s", md)
+		}
+	})
 	t.Run("a non-2xx answer fails the run", func(t *testing.T) {
 		sc := &Scale{Few: 10, Many: 100, Rows: rows([]time.Duration{us}, []time.Duration{us})}
 		sc.Rows[1].Non2xx = 3
