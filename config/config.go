@@ -621,7 +621,7 @@ func Default() *Config {
 			MaxReplayBody:          1 << 20,
 			MaxConnsPerHost:        64,
 			MaxIdleConnsPerHost:    64,
-			MaxIdleConns:           512,
+			MaxIdleConns:           2048,
 			MaxResponseHeaderBytes: 64 << 10,
 			ReuseResolved:          time.Second,
 		},

@@ -307,3 +307,25 @@ func TestMaxIdleConnsConfigZeroMeansNoCap(t *testing.T) {
 		}
 	}
 }
+
+// The gateway counts the connections it opens to FHIR servers: two
+// requests to one partner share one keep-alive connection.
+func TestGatewayCountsFHIRConnections(t *testing.T) {
+	lt := newLoopbackTenant(t)
+	g := lt.gateway(t, nil)
+	for i := range 2 {
+		rec := httptest.NewRecorder()
+		req := httptest.NewRequest(http.MethodGet, "/fhir/1.2.3/Patient/1", nil)
+		req.RemoteAddr = "127.0.0.1:5000"
+		g.Handler.ServeHTTP(rec, req)
+		if rec.Code != http.StatusOK {
+			t.Fatalf("request %d: %d %s", i+1, rec.Code, rec.Body)
+		}
+	}
+	if n := counterValue(t, g.Metrics, "cqgate_fhir_connections_opened_total", "", ""); n != 1 {
+		t.Errorf("cqgate_fhir_connections_opened_total = %v after two requests to one partner, want 1", n)
+	}
+	if n := gaugeValue(t, g, "cqgate_fhir_connections_open", nil); n != 1 {
+		t.Errorf("cqgate_fhir_connections_open = %v, want 1 (the idle keep-alive connection)", n)
+	}
+}
