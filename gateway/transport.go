@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"crypto/tls"
 	"net"
 	"net/http"
 	"net/url"
@@ -68,6 +69,10 @@ func maxIdleConns(configured int) int {
 	return configured
 }
 
+// TLSSessions is how many TLS sessions (one per host) a transport from
+// NewTransport keeps for resumption.
+const TLSSessions = 1024
+
 // DefaultMaxIdleConns is TransportOptions.MaxIdleConns's default.
 const DefaultMaxIdleConns = 512
 
@@ -119,8 +124,14 @@ func NewTransport(o TransportOptions) *http.Transport {
 		}
 	}
 	return &http.Transport{
-		Proxy:                  proxy,
-		DialContext:            dial,
+		Proxy:       proxy,
+		DialContext: dial,
+		// Resumed TLS sessions: a new connection to a host seen before
+		// skips the certificate chain's transfer and verification, and
+		// with TLS 1.2 a round trip. The cache is keyed by server name,
+		// and Go checks a resumed session's certificate against the host
+		// name and its expiry again.
+		TLSClientConfig:        &tls.Config{ClientSessionCache: tls.NewLRUClientSessionCache(TLSSessions)},
 		ForceAttemptHTTP2:      true,
 		MaxIdleConns:           idleAll,
 		MaxIdleConnsPerHost:    idle,

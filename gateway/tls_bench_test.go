@@ -1,0 +1,227 @@
+package gateway
+
+import (
+	"bufio"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// BenchmarkNewTLSConnection sends every request on a new TLS connection,
+// as happens when a partner closes idle connections sooner than cqgate
+// reuses them (or more partner hosts are in use than proxy.max_idle_conns
+// keeps connections for): the server answers "Connection: close". The
+// server is this test binary run again as a separate process
+// (TestTLSServerProcess), so that cpu-ns/op is the client's CPU alone:
+// the transport NewTransport builds, with its TLS session cache
+// (sessions=on) and without it (sessions=off), against a server offering
+// at most TLS 1.2 or TLS 1.3, with a realistic chain (RSA 2048: leaf and
+// intermediate sent, root trusted). resumed is the share of connections
+// that resumed a session.
+func BenchmarkNewTLSConnection(b *testing.B) {
+	dir := b.TempDir()
+	roots := writeTLSChain(b, dir)
+	for _, v := range []struct {
+		name string
+		max  uint16
+	}{{"tls1.2", tls.VersionTLS12}, {"tls1.3", tls.VersionTLS13}} {
+		url := startTLSServerProcess(b, dir, v.max)
+		for _, sessions := range []bool{false, true} {
+			b.Run(fmt.Sprintf("%s/sessions=%v", v.name, sessions), func(b *testing.B) {
+				tr := NewTransport(TransportOptions{ResponseHeaderTimeout: 10 * time.Second})
+				tr.TLSClientConfig.RootCAs = roots
+				if !sessions {
+					tr.TLSClientConfig.ClientSessionCache = nil
+				}
+				defer tr.CloseIdleConnections()
+				client := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+				getTLS(b, client, url) // the session to resume, when there is a cache
+				b.ReportAllocs()
+				n, resumed, cpu0 := 0, 0, rusageCPU()
+				for b.Loop() {
+					if getTLS(b, client, url) {
+						resumed++
+					}
+					n++
+				}
+				b.ReportMetric(float64((rusageCPU()-cpu0).Nanoseconds())/float64(max(n, 1)), "cpu-ns/op")
+				b.ReportMetric(float64(resumed)/float64(max(n, 1)), "resumed")
+				if sessions && resumed != n || !sessions && resumed != 0 {
+					b.Fatalf("%d of %d connections resumed a session", resumed, n)
+				}
+			})
+		}
+	}
+}
+
+// getTLS GETs url and reports whether its connection resumed a session.
+func getTLS(b *testing.B, client *http.Client, url string) bool {
+	resp, err := client.Get(url)
+	if err != nil {
+		b.Fatal(err)
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || resp.TLS == nil {
+		b.Fatalf("status %d, TLS %v", resp.StatusCode, resp.TLS != nil)
+	}
+	return resp.TLS.DidResume
+}
+
+func rusageCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// tlsServerEnv names the directory holding the chain when this test
+// binary runs as BenchmarkNewTLSConnection's server.
+const tlsServerEnv = "CQGATE_TEST_TLS_SERVER_DIR"
+
+// startTLSServerProcess runs TestTLSServerProcess in a child process
+// serving at most TLS version maxVersion, and returns its URL. The child
+// ends with the benchmark (its stdin closes) or after a minute at most.
+func startTLSServerProcess(b *testing.B, dir string, maxVersion uint16) string {
+	cmd := exec.Command(os.Args[0], "-test.run=^TestTLSServerProcess$", "-test.bench=^$", "-test.count=1")
+	cmd.Env = append(os.Environ(), tlsServerEnv+"="+dir, fmt.Sprintf("CQGATE_TEST_TLS_MAX_VERSION=%d", maxVersion))
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		_ = stdin.Close()
+		done := make(chan struct{})
+		go func() { _ = cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			_ = cmd.Process.Kill()
+			<-done
+		}
+	})
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil {
+		b.Fatalf("the TLS server process said nothing: %v", err)
+	}
+	addr, ok := strings.CutPrefix(strings.TrimSpace(line), "listening ")
+	if !ok {
+		b.Fatalf("the TLS server process said %q", line)
+	}
+	return "https://" + addr + "/"
+}
+
+// TestTLSServerProcess is BenchmarkNewTLSConnection's server when run
+// as its child process; otherwise it is skipped.
+func TestTLSServerProcess(t *testing.T) {
+	dir := os.Getenv(tlsServerEnv)
+	if dir == "" {
+		t.Skip("run by BenchmarkNewTLSConnection only")
+	}
+	var maxVersion uint16
+	if _, err := fmt.Sscan(os.Getenv("CQGATE_TEST_TLS_MAX_VERSION"), &maxVersion); err != nil {
+		t.Fatal(err)
+	}
+	cert, err := tls.LoadX509KeyPair(filepath.Join(dir, "chain.pem"), filepath.Join(dir, "key.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{cert}, MaxVersion: maxVersion})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Connection", "close")
+			_, _ = io.WriteString(w, `{"resourceType":"Patient","id":"1"}`)
+		}),
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          nil,
+	}
+	go func() { _ = srv.Serve(ln) }()
+	fmt.Printf("listening %s\n", ln.Addr())
+	// Until the benchmark closes stdin, or a minute at most.
+	done := make(chan struct{})
+	go func() { _, _ = io.Copy(io.Discard, os.Stdin); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(time.Minute):
+	}
+	_ = srv.Close()
+}
+
+// writeTLSChain writes a root, an intermediate and a leaf for 127.0.0.1
+// (RSA 2048 each) to dir: chain.pem (leaf then intermediate) and key.pem
+// (the leaf's key). It returns the pool trusting the root.
+func writeTLSChain(b *testing.B, dir string) *x509.CertPool {
+	now := time.Now()
+	issue := func(tmpl *x509.Certificate, parent *x509.Certificate, parentKey *rsa.PrivateKey) (*x509.Certificate, *rsa.PrivateKey) {
+		key, err := rsa.GenerateKey(rand.Reader, 2048)
+		if err != nil {
+			b.Fatal(err)
+		}
+		tmpl.NotBefore, tmpl.NotAfter = now.Add(-time.Hour), now.Add(time.Hour)
+		if parent == nil {
+			parent, parentKey = tmpl, key
+		}
+		der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, &key.PublicKey, parentKey)
+		if err != nil {
+			b.Fatal(err)
+		}
+		cert, err := x509.ParseCertificate(der)
+		if err != nil {
+			b.Fatal(err)
+		}
+		return cert, key
+	}
+	ca := func(serial int64, name string) *x509.Certificate {
+		return &x509.Certificate{SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: name},
+			IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
+	}
+	root, rootKey := issue(ca(1, "bench root"), nil, nil)
+	inter, interKey := issue(ca(2, "bench intermediate"), root, rootKey)
+	leaf, leafKey := issue(&x509.Certificate{SerialNumber: big.NewInt(3), Subject: pkix.Name{CommonName: "127.0.0.1"},
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, KeyUsage: x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}, inter, interKey)
+	var chain []byte
+	for _, c := range []*x509.Certificate{leaf, inter} {
+		chain = append(chain, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})...)
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(leafKey)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "chain.pem"), chain, 0o600); err != nil {
+		b.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "key.pem"), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+		b.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(root)
+	return pool
+}
