@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -28,16 +27,26 @@ func TestTransportSpeaksHTTP2WhenOffered(t *testing.T) {
 	defer srv.Close()
 
 	tr := NewTransport(TransportOptions{ResponseHeaderTimeout: 5 * time.Second})
-	tr.TLSClientConfig = &tls.Config{RootCAs: srv.Client().Transport.(*http.Transport).TLSClientConfig.RootCAs}
+	// The transport's own TLS settings (its session cache), trusting the
+	// test server.
+	tr.TLSClientConfig.RootCAs = srv.Client().Transport.(*http.Transport).TLSClientConfig.RootCAs
 	defer tr.CloseIdleConnections()
-	resp, err := (&http.Client{Transport: tr, Timeout: 10 * time.Second}).Get(srv.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	if resp.ProtoMajor != 2 || string(body) != "HTTP/2.0" {
-		t.Fatalf("spoke %s (server saw %s), want HTTP/2", resp.Proto, body)
+	client := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+	for i, wantResumed := range []bool{false, true} {
+		resp, err := client.Get(srv.URL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.ProtoMajor != 2 || string(body) != "HTTP/2.0" {
+			t.Fatalf("spoke %s (server saw %s), want HTTP/2", resp.Proto, body)
+		}
+		if resp.TLS.DidResume != wantResumed {
+			t.Errorf("connection %d resumed a session: %v, want %v", i+1, resp.TLS.DidResume, wantResumed)
+		}
+		// The next request needs a new connection.
+		tr.CloseIdleConnections()
 	}
 }
 
