@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"syscall"
 	"testing"
@@ -67,6 +68,65 @@ func BenchmarkNewTLSConnection(b *testing.B) {
 			})
 		}
 	}
+}
+
+// BenchmarkIdleTLSConnection measures what an idle keep-alive TLS
+// connection to a FHIR server holds in cqgate (the transport NewTransport
+// builds): it opens conns connections at once to the TLS server process
+// of BenchmarkNewTLSConnection (TLS 1.3, answers kept alive), lets them
+// go idle, and reports the growth of the Go runtime's heap and stacks
+// per connection, after a collection. b.N is not used: the figure is
+// per connection, measured once per run (run it with -benchtime 1x).
+func BenchmarkIdleTLSConnection(b *testing.B) {
+	const conns = 400
+	dir := b.TempDir()
+	roots := writeTLSChain(b, dir)
+	url := startTLSServerProcess(b, dir, tls.VersionTLS13) + "?keep=1"
+	stats := new(ConnStats)
+	tr := NewTransport(TransportOptions{ResponseHeaderTimeout: 10 * time.Second, MaxIdleConnsPerHost: conns, Conns: stats})
+	tr.TLSClientConfig.RootCAs = roots
+	defer tr.CloseIdleConnections()
+	client := &http.Client{Transport: tr, Timeout: 30 * time.Second}
+	getTLS(b, client, url) // the session, and the transport's own setup
+	tr.CloseIdleConnections()
+	before := runtimeMemory()
+	release := make(chan struct{})
+	errs := make(chan error, conns)
+	for range conns {
+		go func() {
+			<-release
+			resp, err := client.Get(url)
+			if err == nil {
+				_, _ = io.Copy(io.Discard, resp.Body)
+				err = resp.Body.Close()
+			}
+			errs <- err
+		}()
+	}
+	close(release)
+	for range conns {
+		if err := <-errs; err != nil {
+			b.Fatal(err)
+		}
+	}
+	after := runtimeMemory()
+	open := stats.Open()
+	if open < conns/2 {
+		b.Fatalf("only %d of %d connections open", open, conns)
+	}
+	for b.Loop() {
+	}
+	b.ReportMetric(float64(after-before)/float64(open), "B/idle-conn")
+	b.ReportMetric(float64(open), "idle-conns")
+}
+
+// runtimeMemory is the Go heap in use and the goroutine stacks after a
+// collection.
+func runtimeMemory() uint64 {
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return m.HeapInuse + m.StackInuse
 }
 
 // getTLS GETs url and reports whether its connection resumed a session.
@@ -156,7 +216,9 @@ func TestTLSServerProcess(t *testing.T) {
 	}
 	srv := &http.Server{
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			w.Header().Set("Connection", "close")
+			if r.URL.Query().Get("keep") == "" {
+				w.Header().Set("Connection", "close")
+			}
 			_, _ = io.WriteString(w, `{"resourceType":"Patient","id":"1"}`)
 		}),
 		ReadHeaderTimeout: 10 * time.Second,
