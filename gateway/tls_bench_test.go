@@ -2,6 +2,8 @@ package gateway
 
 import (
 	"bufio"
+	"context"
+	"crypto"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/tls"
@@ -18,6 +20,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -129,6 +132,14 @@ func runtimeMemory() uint64 {
 	return m.HeapInuse + m.StackInuse
 }
 
+// liveHeap is the bytes of live heap objects after a collection.
+func liveHeap() uint64 {
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return m.HeapAlloc
+}
+
 // getTLS GETs url and reports whether its connection resumed a session.
 func getTLS(b *testing.B, client *http.Client, url string) bool {
 	resp, err := client.Get(url)
@@ -158,9 +169,10 @@ const tlsServerEnv = "CQGATE_TEST_TLS_SERVER_DIR"
 // startTLSServerProcess runs TestTLSServerProcess in a child process
 // serving at most TLS version maxVersion, and returns its URL. The child
 // ends with the benchmark (its stdin closes) or after a minute at most.
-func startTLSServerProcess(b *testing.B, dir string, maxVersion uint16) string {
+func startTLSServerProcess(b *testing.B, dir string, maxVersion uint16, env ...string) string {
 	cmd := exec.Command(os.Args[0], "-test.run=^TestTLSServerProcess$", "-test.bench=^$", "-test.count=1")
 	cmd.Env = append(os.Environ(), tlsServerEnv+"="+dir, fmt.Sprintf("CQGATE_TEST_TLS_MAX_VERSION=%d", maxVersion))
+	cmd.Env = append(cmd.Env, env...)
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		b.Fatal(err)
@@ -210,7 +222,11 @@ func TestTLSServerProcess(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{cert}, MaxVersion: maxVersion})
+	conf := &tls.Config{Certificates: []tls.Certificate{cert}, MaxVersion: maxVersion}
+	if os.Getenv(tlsPerHostEnv) != "" {
+		conf.GetCertificate = perHostCertificates(t, dir, cert.PrivateKey)
+	}
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", conf)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -267,7 +283,7 @@ func writeTLSChain(b *testing.B, dir string) *x509.CertPool {
 	root, rootKey := issue(ca(1, "bench root"), nil, nil)
 	inter, interKey := issue(ca(2, "bench intermediate"), root, rootKey)
 	leaf, leafKey := issue(&x509.Certificate{SerialNumber: big.NewInt(3), Subject: pkix.Name{CommonName: "127.0.0.1"},
-		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, KeyUsage: x509.KeyUsageDigitalSignature,
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, DNSNames: []string{"*" + partnersDomain}, KeyUsage: x509.KeyUsageDigitalSignature,
 		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}, inter, interKey)
 	var chain []byte
 	for _, c := range []*x509.Certificate{leaf, inter} {
@@ -283,7 +299,147 @@ func writeTLSChain(b *testing.B, dir string) *x509.CertPool {
 	if err := os.WriteFile(filepath.Join(dir, "key.pem"), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
 		b.Fatal(err)
 	}
+	// The intermediate and its key, for a server that issues a leaf per
+	// host name (perHostCertificates).
+	interKeyDER, err := x509.MarshalPKCS8PrivateKey(interKey)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "intermediate.pem"), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: inter.Raw}), 0o600); err != nil {
+		b.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "intermediate-key.pem"), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: interKeyDER}), 0o600); err != nil {
+		b.Fatal(err)
+	}
 	pool := x509.NewCertPool()
 	pool.AddCert(root)
 	return pool
+}
+
+// tlsPerHostEnv makes TestTLSServerProcess present a leaf certificate of
+// its own to every host name a client asks for, as partners on hosts of
+// their own do.
+const tlsPerHostEnv = "CQGATE_TEST_TLS_PER_HOST"
+
+// partnersDomain is the domain of the host names BenchmarkTLSSessionCache
+// calls; the default leaf covers it with a wildcard.
+const partnersDomain = ".partners.test"
+
+// perHostCertificates returns a GetCertificate that issues, once per
+// server name under partnersDomain, a leaf for that name alone from the
+// intermediate writeTLSChain wrote to dir (the leaves share key, the
+// shared leaf's). Other names get the shared leaf.
+func perHostCertificates(t *testing.T, dir string, key crypto.PrivateKey) func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+	interPair, err := tls.LoadX509KeyPair(filepath.Join(dir, "intermediate.pem"), filepath.Join(dir, "intermediate-key.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	inter, err := x509.ParseCertificate(interPair.Certificate[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, ok := key.(crypto.Signer)
+	if !ok {
+		t.Fatalf("the leaf key is a %T", key)
+	}
+	var (
+		mu     sync.Mutex
+		issued       = map[string]*tls.Certificate{}
+		serial int64 = 100
+	)
+	return func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+		name := hello.ServerName
+		if !strings.HasSuffix(name, partnersDomain) {
+			return nil, nil // the shared leaf
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if c, ok := issued[name]; ok {
+			return c, nil
+		}
+		serial++
+		now := time.Now()
+		tmpl := &x509.Certificate{SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: name},
+			DNSNames: []string{name}, NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour),
+			KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+		der, err := x509.CreateCertificate(rand.Reader, tmpl, inter, signer.Public(), interPair.PrivateKey)
+		if err != nil {
+			return nil, err
+		}
+		c := &tls.Certificate{Certificate: [][]byte{der, inter.Raw}, PrivateKey: key}
+		issued[name] = c
+		return c, nil
+	}
+}
+
+// BenchmarkTLSSessionCache measures what the TLS session cache of a
+// transport from NewTransport holds when it is full: it calls hosts
+// distinct host names under partnersDomain (every one on the TLS server
+// process of BenchmarkNewTLSConnection, each request on a connection of
+// its own that is closed after it), and reports the growth of the Go
+// heap per cached session after a collection, with no connection left
+// open. certs=per-host gives every host a leaf of its own, as partners on
+// hosts of their own have; certs=shared gives them all one wildcard leaf
+// (Go keeps one parsed copy of a certificate however many sessions hold
+// it). hosts=2048 calls twice as many hosts as the cache keeps: the
+// memory is bounded by TLSSessions. b.N is not used: the figure is per
+// session, measured once per run (run it with -benchtime 1x).
+func BenchmarkTLSSessionCache(b *testing.B) {
+	dir := b.TempDir()
+	roots := writeTLSChain(b, dir)
+	for _, v := range []struct {
+		name    string
+		max     uint16
+		perHost bool
+		hosts   int
+	}{
+		{"tls1.3/certs=per-host/hosts=1024", tls.VersionTLS13, true, TLSSessions},
+		{"tls1.3/certs=per-host/hosts=2048", tls.VersionTLS13, true, 2 * TLSSessions},
+		{"tls1.3/certs=shared/hosts=1024", tls.VersionTLS13, false, TLSSessions},
+		{"tls1.2/certs=per-host/hosts=1024", tls.VersionTLS12, true, TLSSessions},
+	} {
+		b.Run(v.name, func(b *testing.B) {
+			var env []string
+			if v.perHost {
+				env = append(env, tlsPerHostEnv+"=1")
+			}
+			base := startTLSServerProcess(b, dir, v.max, env...)
+			addr := strings.TrimSuffix(strings.TrimPrefix(base, "https://"), "/")
+			_, port, err := net.SplitHostPort(addr)
+			if err != nil {
+				b.Fatal(err)
+			}
+			tr := NewTransport(TransportOptions{ResponseHeaderTimeout: 10 * time.Second})
+			tr.TLSClientConfig.RootCAs = roots
+			dialer := &net.Dialer{Timeout: 10 * time.Second}
+			tr.DialContext = func(ctx context.Context, network, _ string) (net.Conn, error) {
+				return dialer.DialContext(ctx, network, addr) // every host name is this server
+			}
+			defer tr.CloseIdleConnections()
+			client := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+			hostURL := func(i int) string { return fmt.Sprintf("https://h%d%s:%s/", i, partnersDomain, port) }
+			getTLS(b, client, base) // the transport's own setup
+			before, beforeLive := runtimeMemory(), liveHeap()
+			for i := range v.hosts {
+				if getTLS(b, client, hostURL(i)) {
+					b.Fatalf("host %d resumed a session on its first call", i)
+				}
+			}
+			tr.CloseIdleConnections()
+			after, afterLive := runtimeMemory(), liveHeap()
+			sessions := min(v.hosts, TLSSessions)
+			// The last host called is cached; with more hosts than the
+			// cache keeps, the first is not.
+			if !getTLS(b, client, hostURL(v.hosts-1)) {
+				b.Fatalf("host %d did not resume its session", v.hosts-1)
+			}
+			if v.hosts > TLSSessions && getTLS(b, client, hostURL(0)) {
+				b.Fatal("host 0 resumed a session the cache should have dropped")
+			}
+			for b.Loop() {
+			}
+			b.ReportMetric(float64(afterLive-beforeLive)/float64(sessions), "live-B/session")
+			b.ReportMetric(float64(after-before)/(1<<20), "MiB-in-use")
+		})
+	}
 }
