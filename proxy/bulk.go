@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -22,8 +23,9 @@ import (
 )
 
 const (
-	// peekSize is how much of a JSON answer is looked at to tell a bulk
-	// manifest from a FHIR resource.
+	// peekSize is how much of a JSON answer is read first to tell a
+	// bulk manifest from a FHIR resource (more when its first keys do
+	// not settle it).
 	peekSize = 512
 	// maxManifest is the largest bulk manifest rewritten; a larger one
 	// passes with only its partner-base URLs mapped.
@@ -244,33 +246,35 @@ func sniffType(b []byte) string {
 	return ""
 }
 
-// manifest looks at the start of a 200 JSON answer (already passing
-// through the URL rewriter) and, when it is a bulk export manifest (no
-// resourceType; transactionTime and output), reads it whole and turns
+// manifest looks at a 200 JSON answer (already passing through the URL
+// rewriter) and, when it is a bulk export manifest (keyScan: its
+// top-level keys, in whatever order they come), reads it whole and turns
 // each output, error and deleted file URL that the rewriter did not map
-// into a sealed cqgate download link. Anything else passes on as it is.
+// into a sealed cqgate download link. Anything else passes on as it is,
+// read no further than its keys settled it.
 func (p *Proxy) manifest(resp *http.Response, rt *route) error {
-	var head []byte
-	complete := false
+	var (
+		scan     keyScan
+		head     []byte
+		complete bool
+	)
 	if whole, ok := fhirurl.Peek(resp.Body); ok {
 		// A small answer, rewritten whole already: looked at where it
 		// is, and left unread unless it may be a manifest.
-		head, complete = whole[:min(len(whole), peekSize)], len(whole) <= peekSize
-		if notManifest(head) {
+		if scan.feed(whole) == notAManifest {
 			return nil
 		}
 		// It is read whole below (a copy: the body's bytes are pooled
 		// and go back when it is closed).
-		head = whole
-		complete = true
+		head, complete = whole, true
 	} else {
-		peek := make([]byte, peekSize)
-		n, done, err := readHead(resp.Body, peek)
+		var v manifestVerdict
+		var err error
+		head, v, complete, err = readHead(resp.Body, &scan, make([]byte, 0, peekSize))
 		if err != nil {
 			return &UpstreamError{OID: rt.tenant.OID, URL: redactQuery(resp.Request.URL), Err: err}
 		}
-		head, complete = peek[:n], done
-		if n < len(peek) && !complete || notManifest(head) {
+		if v == notAManifest {
 			// The common case, a FHIR resource: on with its head.
 			rt.pre = prefixBody{head: head, rest: resp.Body, done: complete}
 			resp.Body = &rt.pre
@@ -280,11 +284,11 @@ func (p *Proxy) manifest(resp *http.Response, rt *route) error {
 	buf := bytes.NewBuffer(make([]byte, 0, max(4096, len(head))))
 	buf.Write(head)
 	if !complete {
-		m, err := io.Copy(buf, io.LimitReader(resp.Body, maxManifest))
+		m, err := io.Copy(buf, io.LimitReader(resp.Body, maxManifest-int64(len(head))))
 		if err != nil {
 			return &UpstreamError{OID: rt.tenant.OID, URL: redactQuery(resp.Request.URL), Err: err}
 		}
-		if m == maxManifest {
+		if int64(len(head))+m == maxManifest {
 			// Too large to be rewritten as a whole: on as it came.
 			rt.pre = prefixBody{head: buf.Bytes(), rest: resp.Body}
 			resp.Body = &rt.pre
@@ -310,93 +314,30 @@ func (p *Proxy) manifest(resp *http.Response, rt *route) error {
 	return nil
 }
 
-// readHead reads the start of a JSON answer into buf: until buf is
-// full or the body ends (complete), or sooner, once the answer's first
-// key shows a FHIR resource (which no manifest is), so that the usual
-// answer is neither waited for nor copied beyond its first bytes.
-func readHead(r io.Reader, buf []byte) (n int, complete bool, err error) {
-	for n < len(buf) {
-		m, err := r.Read(buf[n:])
-		n += m
+// readHead reads a JSON answer into buf (appending, growing it) until
+// scan settles whether it may be a manifest, the body ends (complete),
+// or maxManifest bytes are read, and returns what it read. The usual
+// answer, a resource that opens with "resourceType" (or, keys sorted,
+// with a key no manifest has), is neither waited for nor read beyond
+// its first bytes.
+func readHead(r io.Reader, scan *keyScan, buf []byte) (head []byte, v manifestVerdict, complete bool, err error) {
+	for len(buf) < maxManifest {
+		if len(buf) == cap(buf) {
+			buf = slices.Grow(buf, min(max(cap(buf), peekSize), maxManifest-len(buf)))
+		}
+		n, err := r.Read(buf[len(buf):min(cap(buf), maxManifest)])
+		v = scan.feed(buf[len(buf) : len(buf)+n])
+		buf = buf[:len(buf)+n]
 		switch {
 		case err == io.EOF:
-			return n, true, nil
+			return buf, v, true, nil
 		case err != nil:
-			return n, false, err
-		case isResource(buf[:n]):
-			return n, false, nil
+			return buf, v, false, err
+		case v != undecided:
+			return buf, v, false, nil
 		}
 	}
-	return n, false, nil
-}
-
-// isResource reports whether a JSON body starting with head opens with
-// the "resourceType" key, as FHIR servers write resources.
-func isResource(head []byte) bool {
-	return bytes.HasPrefix(firstKey(head), []byte(`"resourceType"`))
-}
-
-// notManifest reports whether a JSON answer starting with head is
-// certainly not a bulk manifest: it has a "resourceType" (a manifest has
-// none), or neither "transactionTime" nor "output" in its start. The
-// usual answer, a resource that begins {"resourceType": (servers write
-// it first), is told by its first key alone, not by searching the 512
-// bytes for a string that starts with the JSON's most common byte.
-func notManifest(head []byte) bool {
-	if isResource(head) {
-		return true
-	}
-	resourceType, transactionTime := capitalTKeys(head)
-	return resourceType || !transactionTime && !containsAt(head, `"output"`, len(`"out`))
-}
-
-// containsAt reports whether head holds key, searched for by its byte
-// at, a rarer one in JSON than its leading quote.
-func containsAt(head []byte, key string, at int) bool {
-	for i := 0; i < len(head); i++ {
-		j := bytes.IndexByte(head[i:], key[at])
-		if j < 0 {
-			return false
-		}
-		i += j
-		if i >= at && i-at+len(key) <= len(head) && string(head[i-at:i-at+len(key)]) == key {
-			return true
-		}
-	}
-	return false
-}
-
-// capitalTKeys reports whether head holds "resourceType" and
-// "transactionTime" (quoted), found by their capital T, which is rare in
-// JSON: one quick pass instead of a search for each, whose first byte, a
-// quote, is JSON's most common.
-func capitalTKeys(head []byte) (resourceType, transactionTime bool) {
-	const rt, tt = `"resourceType"`, `"transactionTime"`
-	const rtAt, ttAt = len(`"resource`), len(`"transaction`) // the T's offsets
-	for i := 0; i < len(head); i++ {
-		j := bytes.IndexByte(head[i:], 'T')
-		if j < 0 {
-			break
-		}
-		i += j
-		if i >= rtAt && i-rtAt+len(rt) <= len(head) && string(head[i-rtAt:i-rtAt+len(rt)]) == rt {
-			resourceType = true
-		}
-		if i >= ttAt && i-ttAt+len(tt) <= len(head) && string(head[i-ttAt:i-ttAt+len(tt)]) == tt {
-			transactionTime = true
-		}
-	}
-	return resourceType, transactionTime
-}
-
-// firstKey is b from its first object key on: after the opening brace
-// and the JSON whitespace around it; nil when b does not open an object.
-func firstKey(b []byte) []byte {
-	b = bytes.TrimLeft(b, " \t\r\n")
-	if len(b) == 0 || b[0] != '{' {
-		return nil
-	}
-	return bytes.TrimLeft(b[1:], " \t\r\n")
+	return buf, undecided, false, nil
 }
 
 // expireBy makes the answer's Expires (which the Bulk Data IG lets a
@@ -443,6 +384,9 @@ func (p *Proxy) rewriteManifest(b []byte, rt *route) (out []byte, files int, sea
 		return nil, 0, time.Time{}, false, nil
 	}
 	if _, tt := m["transactionTime"]; !tt {
+		return nil, 0, time.Time{}, false, nil
+	}
+	if _, resource := m["resourceType"]; resource {
 		return nil, 0, time.Time{}, false, nil
 	}
 	if _, o := m["output"]; !o {

@@ -361,6 +361,60 @@ func ndjson(body string) http.Handler {
 
 var timeZero = time.Time{}
 
+// A manifest is told by its keys wherever they are: a server that sorts
+// its keys writes "deleted" and "error" first, and two presigned URLs in
+// "error" push "output" and "transactionTime" past the first 512 bytes.
+// Its storage URLs are sealed all the same, streamed or of known length.
+func TestBulkManifestKeysLate(t *testing.T) {
+	t.Parallel()
+	sig := "X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AKIAEXAMPLE%2F20261206%2Fus-east-1%2Fs3%2Faws4_request&X-Amz-Signature=" + strings.Repeat("ab", 32)
+	for _, knownLength := range []bool{false, true} {
+		t.Run("knownLength="+strconv.FormatBool(knownLength), func(t *testing.T) {
+			mux := http.NewServeMux()
+			mux.HandleFunc("GET /r4/bulkstatus/job1", func(w http.ResponseWriter, r *http.Request) {
+				b, _ := json.Marshal(map[string]any{ // keys sorted
+					"transactionTime": "2026-12-06T00:00:00Z", "request": partnerBase + "/Patient/$export", "requiresAccessToken": false,
+					"output": []map[string]any{{"type": "Patient", "url": "https://storage.partner.example/bucket/Patient.ndjson?" + sig}},
+					"error": []map[string]any{
+						{"type": "OperationOutcome", "url": "https://storage.partner.example/bucket/errors-1.ndjson?" + sig},
+						{"type": "OperationOutcome", "url": "https://storage.partner.example/bucket/errors-2.ndjson?" + sig},
+					},
+					"deleted": []map[string]any{},
+				})
+				if i := bytes.Index(b, []byte(`"output"`)); i < peekSize {
+					t.Fatalf("output at %d: the test needs it past the first %d bytes", i, peekSize)
+				}
+				w.Header().Set("Content-Type", "application/json")
+				if knownLength {
+					w.Header().Set("Content-Length", strconv.Itoa(len(b)))
+				}
+				w.Write(b)
+			})
+			w := newFwdWorld(t, nil, mux)
+			rec := &audit.Record{}
+			rr := w.do(http.MethodGet, "http://gw.local/fhir/1.2.3/bulkstatus/job1", nil, rec)
+			if rr.Code != http.StatusOK {
+				t.Fatalf("status %d: %s", rr.Code, rr.Body)
+			}
+			if body := rr.Body.String(); strings.Contains(body, "storage.partner.example") || strings.Contains(body, "X-Amz-Signature") {
+				t.Errorf("the manifest hands the caller storage URLs:\n%.400s", body)
+			}
+			var m struct{ Output, Error []struct{ URL string } }
+			if err := json.Unmarshal(rr.Body.Bytes(), &m); err != nil || len(m.Output) != 1 || len(m.Error) != 2 {
+				t.Fatalf("manifest %v: %s", err, rr.Body)
+			}
+			for _, f := range append(m.Output, m.Error...) {
+				if !strings.HasPrefix(f.URL, "http://gw.local/fhir/1.2.3/"+DownloadSegment+"/") {
+					t.Errorf("file URL %q is not a cqgate download link", f.URL)
+				}
+			}
+			if rec.Bulk == nil || rec.Bulk.Event != audit.BulkComplete || rec.Bulk.Files != 1 {
+				t.Errorf("audit: %+v", rec.Bulk)
+			}
+		})
+	}
+}
+
 func TestBulkExportThroughTheProxy(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {

@@ -312,7 +312,8 @@ func TestServeDoesNotForwardRequestTrailers(t *testing.T) {
 // only once the caller has had (some of) the first.
 func TestServeStreams(t *testing.T) {
 	// A JSON answer is looked at for a bulk manifest (its first 512
-	// bytes) before it goes on: the first chunk is longer.
+	// bytes are read, more when its keys do not settle it) before it
+	// goes on: the first chunk is longer.
 	bundle := `{"resourceType":"Bundle","type":"searchset","entry":[` + strings.Repeat(`{"search":{"mode":"match"}},`, 30)
 	for _, tt := range []struct {
 		name         string
