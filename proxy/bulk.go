@@ -57,7 +57,7 @@ func (p *Proxy) prepareDownload(w http.ResponseWriter, r *http.Request, rt *rout
 		outcome.WriteError(w, failure.New(failure.UpstreamFailed, "proxy: the partner's manifest gave a file URL cqgate cannot fetch"))
 		return false
 	}
-	if err := egress.CheckURL(u, t.AllowPrivate); err != nil {
+	if err := egress.CheckURL(originOf(u), t.AllowPrivate); err != nil {
 		p.errorHandler(w, rt, fmt.Errorf("proxy: bulk file of %s: %w", t.OID, err))
 		return false
 	}
@@ -272,7 +272,7 @@ func (p *Proxy) manifest(resp *http.Response, rt *route) error {
 		var err error
 		head, v, complete, err = readHead(resp.Body, &scan, make([]byte, 0, peekSize))
 		if err != nil {
-			return &UpstreamError{OID: rt.tenant.OID, URL: redactQuery(resp.Request.URL), Err: err}
+			return rt.upstreamError(resp.Request.URL, err)
 		}
 		if v == notAManifest {
 			// The common case, a FHIR resource: on with its head.
@@ -286,7 +286,7 @@ func (p *Proxy) manifest(resp *http.Response, rt *route) error {
 	if !complete {
 		m, err := io.Copy(buf, io.LimitReader(resp.Body, maxManifest-int64(len(head))))
 		if err != nil {
-			return &UpstreamError{OID: rt.tenant.OID, URL: redactQuery(resp.Request.URL), Err: err}
+			return rt.upstreamError(resp.Request.URL, err)
 		}
 		if int64(len(head))+m == maxManifest {
 			// Too large to be rewritten as a whole: on as it came.
@@ -315,17 +315,17 @@ func (p *Proxy) manifest(resp *http.Response, rt *route) error {
 }
 
 // readHead reads a JSON answer into buf (appending, growing it) until
-// scan settles whether it may be a manifest, the body ends (complete),
-// or maxManifest bytes are read, and returns what it read. The usual
-// answer, a resource that opens with "resourceType" (or, keys sorted,
-// with a key no manifest has), is neither waited for nor read beyond
-// its first bytes.
+// scan settles whether it may be a manifest or the body ends (complete),
+// and returns what it read; past maxUndecided bytes, not settled, the
+// answer is taken for no manifest. The usual answer, a resource that
+// opens with "resourceType" (or, keys sorted, with a key no manifest
+// has), is neither waited for nor read beyond its first bytes.
 func readHead(r io.Reader, scan *keyScan, buf []byte) (head []byte, v manifestVerdict, complete bool, err error) {
-	for len(buf) < maxManifest {
+	for len(buf) < maxUndecided {
 		if len(buf) == cap(buf) {
-			buf = slices.Grow(buf, min(max(cap(buf), peekSize), maxManifest-len(buf)))
+			buf = slices.Grow(buf, min(max(cap(buf), peekSize), maxUndecided-len(buf)))
 		}
-		n, err := r.Read(buf[len(buf):min(cap(buf), maxManifest)])
+		n, err := r.Read(buf[len(buf):min(cap(buf), maxUndecided)])
 		v = scan.feed(buf[len(buf) : len(buf)+n])
 		buf = buf[:len(buf)+n]
 		switch {
@@ -337,7 +337,7 @@ func readHead(r io.Reader, scan *keyScan, buf []byte) (head []byte, v manifestVe
 			return buf, v, false, nil
 		}
 	}
-	return buf, undecided, false, nil
+	return buf, notAManifest, false, nil
 }
 
 // expireBy makes the answer's Expires (which the Bulk Data IG lets a

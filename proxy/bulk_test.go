@@ -24,18 +24,21 @@ func TestKeyScan(t *testing.T) {
 		{"resource, whitespace around", " \r\n{ \t\n\"resourceType\" : \"Bundle\"}", no},
 		{"resource, keys sorted", `{"active":true,"id":"1","resourceType":"Patient"}`, no},
 		{"Bundle, keys sorted", `{"entry":[{"fullUrl":"x","resource":{"transactionTime":"t"}}],"resourceType":"Bundle"}`, no},
-		{"Task, keys sorted, output shared", `{"output":[{"type":{}}],"resourceType":"Task"}`, no},
+		{"output first: read whole, parsed", `{"output":[{"type":{}}],"resourceType":"Task"}`, maybe},
+		{"Task, keys sorted", `{"id":"1","intent":"order","output":[],"resourceType":"Task","status":"ready"}`, no},
 		{"resource opening with a shared key", `{"extension":[{"url":"x"}],"id":"1","resourceType":"Basic"}`, no},
 		{"manifest", `{"transactionTime":"2024-01-01T00:00:00Z","request":"x","output":[]}`, maybe},
 		{"manifest, output first", `{"output":[{"type":"Patient","url":"https://x/1.ndjson"}],"transactionTime":"t"}`, maybe},
 		{"manifest, keys sorted, deleted first", `{"deleted":[],"error":[],"output":[],"request":"x","requiresAccessToken":true,"transactionTime":"t"}`, maybe},
 		{"manifest, keys sorted, error first", `{"error":[{"type":"OperationOutcome","url":"https://s/e.ndjson?sig=` + strings.Repeat("x", 600) + `"}],"output":[]}`, maybe},
 		{"manifest, STU4 keys", `{"manifestType":"x","outputFormat":"application/fhir+ndjson"}`, maybe},
-		{"only shared keys, whole object", `{"output":[],"request":"x","link":[]}`, maybe},
+		{"only shared keys, whole object", `{"request":"x","link":[],"extension":{}}`, maybe},
+		{"whitespace before the object", strings.Repeat(" ", maxLeadingSpace) + `{"transactionTime":"t"}`, maybe},
+		{"too much whitespace before the object", strings.Repeat("\n", maxLeadingSpace+1) + `{"transactionTime":"t"}`, no},
 		{"manifest keys nested in a resource", `{"resourceType":"Parameters","output":[],"transactionTime":"t"}`, no},
 		{"manifest keys as values", `{"a":"transactionTime","b":["error"]}`, no},
-		{"key names in nested objects", `{"output":[{"resourceType":"x","transactionTime":"t"}],"request":"y"`, open},
-		{"strings with quotes and brackets", `{"output":"a\"}]{[","request":"\\","link":"}"`, open},
+		{"key names in nested objects", `{"request":[{"resourceType":"x","id":"t"}],"link":"y"`, open},
+		{"strings with quotes and brackets", `{"extension":"a\"}]{[","request":"\\","link":"}"`, open},
 		{"neither", `{"a":1}`, no},
 		{"empty object", `{}`, maybe},
 		{"not an object", `["output","transactionTime"]`, no},
@@ -66,11 +69,13 @@ func TestKeyScan(t *testing.T) {
 }
 
 // readHead stops once the keys settle it, reads a manifest's keys
-// across reads, and says whether the body ended.
+// across reads, gives up on an answer its keys leave open for too long,
+// and says whether the body ended.
 func TestReadHead(t *testing.T) {
 	resource := `{"resourceType":"Patient","name":[` + strings.Repeat(`{"family":"x"},`, 60) + `{}]}`
 	sorted := `{"active":true,"name":[` + strings.Repeat(`{"family":"x"},`, 60) + `{}],"resourceType":"Patient"}`
-	manifest := `{"output":[` + strings.Repeat(`{"type":"Patient","url":"https://files.example/p.ndjson"},`, 40) + `{}],"transactionTime":"t","request":"r"}`
+	manifest := `{"request":"r","extension":{"x":[` + strings.Repeat(`"https://files.example/p.ndjson",`, 40) + `""]},"transactionTime":"t","output":[]}`
+	open := `{"request":"r","extension":{"x":"` + strings.Repeat("x", maxUndecided) + `"}}`
 	broken := errors.New("connection reset")
 	for _, tt := range []struct {
 		name         string
@@ -85,10 +90,11 @@ func TestReadHead(t *testing.T) {
 		{"sorted resource, one byte at a time", iotest.OneByteReader(strings.NewReader(sorted)), len(`{"active"`), notAManifest, false, nil},
 		{"manifest, transactionTime past 512 bytes", iotest.OneByteReader(strings.NewReader(manifest)), strings.Index(manifest, `"transactionTime"`) + len(`"transactionTime"`), mayBeManifest, false, nil},
 		{"manifest, in halves", iotest.HalfReader(strings.NewReader(manifest)), -1, mayBeManifest, false, nil},
+		{"open for too long", strings.NewReader(open), maxUndecided, notAManifest, false, nil},
 		{"short body", strings.NewReader(`{"a":1}`), len(`{"a":1}`), notAManifest, false, nil},
-		{"short body, undecided", strings.NewReader(`{"output":[]`), len(`{"output":[]`), undecided, true, nil},
+		{"short body, undecided", strings.NewReader(`{"request":"x"`), len(`{"request":"x"`), undecided, true, nil},
 		{"empty body", strings.NewReader(""), 0, undecided, true, nil},
-		{"broken body", io.MultiReader(strings.NewReader(`{"output"`), iotest.ErrReader(broken)), len(`{"output"`), undecided, false, broken},
+		{"broken body", io.MultiReader(strings.NewReader(`{"request"`), iotest.ErrReader(broken)), len(`{"request"`), undecided, false, broken},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			var scan keyScan
@@ -131,6 +137,9 @@ func FuzzKeyScan(f *testing.F) {
 func topLevelVerdict(body []byte) (manifestVerdict, bool) {
 	if !json.Valid(body) || bytes.Contains(body, []byte(`\`)) {
 		return 0, false
+	}
+	if len(body)-len(bytes.TrimLeft(body, " \t\r\n")) > maxLeadingSpace {
+		return notAManifest, true
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	tok, err := dec.Token()

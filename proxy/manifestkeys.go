@@ -15,9 +15,19 @@ const (
 	mayBeManifest
 )
 
-// maxKeyLen bounds a top-level key worth looking at: longer than any
-// key of a bulk manifest (and than "resourceType").
-const maxKeyLen = 32
+const (
+	// maxKeyLen bounds a top-level key worth looking at: longer than any
+	// key of a bulk manifest (and than "resourceType").
+	maxKeyLen = 32
+	// maxLeadingSpace is how much whitespace may come before the
+	// object: more, and the answer is taken for no manifest (its header
+	// is not held back for it).
+	maxLeadingSpace = 256
+	// maxUndecided is how much of an answer readHead reads while the
+	// keys leave it open (values of "request", "link", "extension"):
+	// past it the answer goes on as no manifest.
+	maxUndecided = 64 << 10
+)
 
 // keyScan reads a JSON answer's top-level object keys as its bytes
 // arrive, in order, and stops at the first that settles whether it may
@@ -28,9 +38,10 @@ const maxKeyLen = 32
 //
 //   - "resourceType": a FHIR resource, which no manifest is;
 //   - a key only manifests have (transactionTime, requiresAccessToken,
-//     deleted, error, manifestType, outputFormat, ...): read whole;
-//   - a key both have (output, as Task.output; request; link;
-//     extension): read on;
+//     deleted, error, manifestType, outputFormat, ...), or "output"
+//     (Task.output too, but never a sorted Task's first key, as its
+//     required "intent" and "status" come before): read whole;
+//   - a key both have (request; link; extension): read on;
 //   - any other key: not a manifest.
 //
 // Keys are read where they are, whatever order the server writes them
@@ -46,6 +57,7 @@ type keyScan struct {
 	escaped    bool
 	expectKey  bool // at depth 1, the next string is a key
 	collecting bool // the string being read is a top-level key
+	leading    int  // whitespace bytes before the object
 	keyEsc     bool // that key has an escape
 	keyLen     int  // its length; more than maxKeyLen: too long to matter
 	key        [maxKeyLen]byte
@@ -83,6 +95,9 @@ func (s *keyScan) feed(p []byte) manifestVerdict {
 			case '{':
 				s.started, s.depth, s.expectKey = true, 1, true
 			case ' ', '\t', '\r', '\n', 0xEF, 0xBB, 0xBF: // JSON whitespace, a UTF-8 byte order mark
+				if s.leading++; s.leading > maxLeadingSpace {
+					return notAManifest
+				}
 			default:
 				return notAManifest // not an object
 			}
@@ -122,10 +137,10 @@ func (s *keyScan) verdict() manifestVerdict {
 	switch string(s.key[:s.keyLen]) {
 	case "resourceType":
 		return notAManifest
-	case "transactionTime", "requiresAccessToken", "deleted", "error",
+	case "transactionTime", "requiresAccessToken", "deleted", "error", "output",
 		"manifestType", "outputFormat", "outputOrganizedBy", "outputOrganizedByDetail":
 		return mayBeManifest
-	case "output", "request", "link", "extension":
+	case "request", "link", "extension":
 		return undecided
 	}
 	return notAManifest
