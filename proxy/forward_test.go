@@ -88,15 +88,17 @@ type fwdWorld struct {
 	px    *Proxy
 	creds *fakeCredentials
 	ten   *tenant.Tenant
+	logs  *bytes.Buffer // what the proxy logged
 }
 
 func newFwdWorld(t *testing.T, pb *PublicBase, partner http.Handler) *fwdWorld {
 	t.Helper()
 	n := &hostNet{hosts: map[string]http.Handler{"fhir.partner.example": partner}}
 	log := logrus.New()
-	log.SetOutput(io.Discard)
+	logs := new(bytes.Buffer)
+	log.SetOutput(logs)
 	creds := &fakeCredentials{}
-	return &fwdWorld{t: t, net: n, creds: creds, ten: publicTenant(t, "1.2.3", partnerBase),
+	return &fwdWorld{t: t, net: n, creds: creds, ten: publicTenant(t, "1.2.3", partnerBase), logs: logs,
 		px: New(Config{Transport: n, Credentials: creds, Logger: log, PublicBase: pb})}
 }
 
@@ -412,6 +414,41 @@ func TestBulkManifestKeysLate(t *testing.T) {
 				t.Errorf("audit: %+v", rec.Bulk)
 			}
 		})
+	}
+}
+
+// A bulk file's storage, reached by a redirect, is named in errors by
+// its origin alone: its path and signature never reach the caller, when
+// the hop fails (502) and when the egress guard refuses it (403), nor the
+// log.
+func TestStorageFailuresNameOnlyTheOrigin(t *testing.T) {
+	t.Parallel()
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /r4/bulkfiles/down", func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, "https://blobs-down.example.net/private-bucket/job1/Patient.ndjson?sig=s3cr3t", http.StatusTemporaryRedirect)
+	})
+	mux.HandleFunc("GET /r4/bulkfiles/plain", func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, "http://blobs.example.net/private-bucket/job1/Patient.ndjson?sig=s3cr3t", http.StatusTemporaryRedirect)
+	})
+	w := newFwdWorld(t, nil, mux)
+	for _, tt := range []struct {
+		path   string
+		status int
+		origin string
+	}{
+		{"/bulkfiles/down", http.StatusBadGateway, "https://blobs-down.example.net"},
+		{"/bulkfiles/plain", http.StatusForbidden, "http://blobs.example.net"},
+	} {
+		w.logs.Reset()
+		rr := w.do(http.MethodGet, "http://gw.local/fhir/1.2.3"+tt.path, nil, nil)
+		if rr.Code != tt.status || !strings.Contains(rr.Body.String(), tt.origin) {
+			t.Errorf("%s: %d %s; want %d naming %s", tt.path, rr.Code, rr.Body, tt.status, tt.origin)
+		}
+		for _, leak := range []string{"private-bucket", "s3cr3t"} {
+			if strings.Contains(rr.Body.String(), leak) || strings.Contains(w.logs.String(), leak) {
+				t.Errorf("%s: %q in the answer or the log: %s\n%s", tt.path, leak, rr.Body, w.logs.String())
+			}
+		}
 	}
 }
 

@@ -403,7 +403,7 @@ func (rt *route) scrubTokens(h http.Header) {
 func (rt *route) checkErrorBody(resp *http.Response) error {
 	fail := func(err error) error {
 		_ = resp.Body.Close()
-		return &UpstreamError{OID: rt.tenant.OID, URL: redactQuery(resp.Request.URL), Err: err}
+		return rt.upstreamError(resp.Request.URL, err)
 	}
 	body := io.Reader(resp.Body)
 	switch enc := strings.ToLower(strings.TrimSpace(resp.Header.Get("Content-Encoding"))); enc {
@@ -469,13 +469,30 @@ func (p *Proxy) modifyResponse(resp *http.Response, rt *route) error {
 // UpstreamError is a failed call to a tenant's FHIR server.
 type UpstreamError struct {
 	OID string
-	// URL is the upstream URL without its query, which may hold PHI.
+	// URL is the upstream URL without its query, which may hold PHI; on
+	// another origin than the FHIR base (Storage), its origin alone.
 	URL string
-	Err error
+	// Storage says the request went to another origin than the FHIR
+	// base: a bulk file's storage, reached by a download link or a
+	// redirect, whose path and signature the caller never sees.
+	Storage bool
+	Err     error
 }
 
 func (e *UpstreamError) Error() string {
+	if e.Storage {
+		return fmt.Sprintf("proxy: bulk file storage for %s at %s: %v", e.OID, e.URL, e.Err)
+	}
 	return fmt.Sprintf("proxy: FHIR server of %s at %s: %v", e.OID, e.URL, e.Err)
+}
+
+// upstreamError is err of a request to u for rt: u named without its
+// query, and by its origin alone when it is not the FHIR base's.
+func (rt *route) upstreamError(u *url.URL, err error) *UpstreamError {
+	if base := rt.tenant.BaseURL(); tenant.Origin(u) != tenant.Origin(&base) {
+		return &UpstreamError{OID: rt.tenant.OID, URL: tenant.Origin(u), Storage: true, Err: err}
+	}
+	return &UpstreamError{OID: rt.tenant.OID, URL: redactQuery(u), Err: err}
 }
 
 func (e *UpstreamError) Unwrap() error { return e.Err }

@@ -118,14 +118,14 @@ func (t *authTransport) send(req *http.Request, rt *route) (*http.Response, erro
 	base, out := t.transport(req, rt)
 	resp, err := base.RoundTrip(out)
 	if err != nil {
-		return nil, &UpstreamError{OID: rt.tenant.OID, URL: redactQuery(req.URL), Err: err}
+		return nil, rt.upstreamError(req.URL, err)
 	}
 	if resp.StatusCode == http.StatusSwitchingProtocols {
 		// cqgate never asks for an upgrade (the caller's Upgrade header
 		// is dropped), so a 101 is the tenant misbehaving: the
 		// connection it offers would bypass cqgate.
 		_ = resp.Body.Close()
-		return nil, &UpstreamError{OID: rt.tenant.OID, URL: redactQuery(req.URL), Err: errUnsolicitedUpgrade}
+		return nil, rt.upstreamError(req.URL, errUnsolicitedUpgrade)
 	}
 	return resp, nil
 }
@@ -161,10 +161,11 @@ func (t *authTransport) follow(req *http.Request, resp *http.Response, rt *route
 		drain(resp.Body)
 		u.User, u.Fragment, u.RawFragment = nil, "", ""
 		if hop == maxRedirects {
-			return nil, &UpstreamError{OID: rt.tenant.OID, URL: redactQuery(u),
-				Err: errors.New("more than 3 redirects to other origins")}
+			return nil, rt.upstreamError(u, errors.New("more than 3 redirects to other origins"))
 		}
-		if err := egress.CheckURL(u, rt.tenant.AllowPrivate); err != nil {
+		// The refusal names the storage by its origin: its path and
+		// signature never reach the caller.
+		if err := egress.CheckURL(originOf(u), rt.tenant.AllowPrivate); err != nil {
 			return nil, fmt.Errorf("proxy: redirect from the FHIR server of %s: %w", rt.tenant.OID, err)
 		}
 		next := (&http.Request{Method: req.Method, URL: u, Header: make(http.Header, len(downloadHeaders)), Host: u.Host}).WithContext(req.Context())
@@ -181,6 +182,11 @@ func (t *authTransport) follow(req *http.Request, resp *http.Response, rt *route
 }
 
 var errUnsolicitedUpgrade = errors.New("answered 101 Switching Protocols, which cqgate did not ask for")
+
+// originOf is u without its path, query, fragment and credentials.
+func originOf(u *url.URL) *url.URL {
+	return &url.URL{Scheme: u.Scheme, Host: u.Host}
+}
 
 func redactQuery(u *url.URL) string {
 	c := *u

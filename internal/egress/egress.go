@@ -36,19 +36,31 @@ func (e *RefusedError) Unwrap() error { return ErrRefused }
 // connect time.
 func CheckURL(u *url.URL, allowPrivate bool) error {
 	if u == nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
-		return &RefusedError{Address: fmt.Sprint(u), Reason: "not an absolute http(s) URL"}
+		return &RefusedError{Address: withoutSecrets(u), Reason: "not an absolute http(s) URL"}
 	}
 	if allowPrivate {
 		return nil
 	}
 	if u.Scheme != "https" {
-		return &RefusedError{Address: u.Redacted(), Reason: "not https"}
+		return &RefusedError{Address: withoutSecrets(u), Reason: "not https"}
 	}
 	host := strings.TrimSuffix(strings.ToLower(u.Hostname()), ".")
 	if reason := hostReason(host); reason != "" {
-		return &RefusedError{Address: u.Redacted(), Reason: reason}
+		return &RefusedError{Address: withoutSecrets(u), Reason: reason}
 	}
 	return nil
+}
+
+// withoutSecrets is u as a refusal names it: without its user
+// information, query and fragment (a presigned URL's signature, PHI in a
+// search).
+func withoutSecrets(u *url.URL) string {
+	if u == nil {
+		return "<nil>"
+	}
+	c := *u
+	c.User, c.RawQuery, c.ForceQuery, c.Fragment, c.RawFragment = nil, "", false, "", ""
+	return c.String()
 }
 
 // hostReason says why host may not be connected to, or "".
