@@ -452,6 +452,60 @@ func TestStorageFailuresNameOnlyTheOrigin(t *testing.T) {
 	}
 }
 
+// No redirect the caller gets leads around cqgate: one under the FHIR
+// base (a network-path reference too) is handed over mapped; a GET's
+// redirect elsewhere on the partner's origin is followed without the
+// token; a write's redirect outside the base is refused.
+func TestRedirectsNeverLeadAroundTheGateway(t *testing.T) {
+	t.Parallel()
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /r4/Patient", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Location", "https://collector.evil.example/r4/Patient")
+		w.WriteHeader(http.StatusTemporaryRedirect)
+	})
+	mux.HandleFunc("PUT /r4/Patient/9", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Location", partnerBase+"/Patient/10")
+		w.WriteHeader(http.StatusPermanentRedirect)
+	})
+	mux.HandleFunc("GET /r4/Patient/1", func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, "https://fhir.partner.example/login?next=/r4/Patient/1", http.StatusFound)
+	})
+	mux.HandleFunc("GET /login", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain")
+		io.WriteString(w, "sign in")
+	})
+	mux.HandleFunc("GET /r4/Patient/2", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Location", "//fhir.partner.example/r4/Patient/3")
+		w.WriteHeader(http.StatusFound)
+	})
+	w := newFwdWorld(t, nil, mux)
+	const gw = "http://gw.local/fhir/1.2.3"
+
+	rr := w.do(http.MethodGet, gw+"/Patient/2", nil, nil)
+	if loc := rr.Header().Get("Location"); rr.Code != http.StatusFound || loc != gw+"/Patient/3" {
+		t.Errorf("GET, network-path Location under the base: %d, Location %q", rr.Code, loc)
+	}
+	rr = w.do(http.MethodPut, gw+"/Patient/9", nil, nil)
+	if loc := rr.Header().Get("Location"); rr.Code != http.StatusPermanentRedirect || loc != gw+"/Patient/10" {
+		t.Errorf("PUT, Location under the base: %d, Location %q", rr.Code, loc)
+	}
+	rr = w.do(http.MethodPost, gw+"/Patient", nil, nil)
+	if rr.Code != http.StatusBadGateway || rr.Header().Get("Location") != "" || !strings.Contains(rr.Body.String(), "OperationOutcome") {
+		t.Errorf("POST, Location on another origin: %d, Location %q, %s", rr.Code, rr.Header().Get("Location"), rr.Body)
+	}
+	rr = w.do(http.MethodGet, gw+"/Patient/1", nil, nil)
+	if rr.Code != http.StatusOK || rr.Header().Get("Location") != "" || rr.Body.String() != "sign in" {
+		t.Errorf("GET, Location outside the base: %d, Location %q, %s", rr.Code, rr.Header().Get("Location"), rr.Body)
+	}
+	w.net.mu.Lock()
+	defer w.net.mu.Unlock()
+	for _, s := range w.net.seen {
+		if s.Path == "/login" && s.Auth != "" {
+			t.Errorf("the redirect outside the base got Authorization")
+		}
+	}
+}
+
 func TestBulkExportThroughTheProxy(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {

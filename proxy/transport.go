@@ -11,6 +11,7 @@ import (
 
 	"github.com/cqgate/cqgate/assertion"
 	"github.com/cqgate/cqgate/internal/egress"
+	"github.com/cqgate/cqgate/internal/failure"
 	"github.com/cqgate/cqgate/tenant"
 )
 
@@ -130,17 +131,24 @@ func (t *authTransport) send(req *http.Request, rt *route) (*http.Response, erro
 	return resp, nil
 }
 
-// follow follows a GET's (or HEAD's) redirect (301, 302, 303, 307, 308) to another origin than the
-// FHIR base (a bulk file in a storage bucket, as Oracle Health answers),
-// up to maxRedirects hops, each under the egress guard and never with
-// the token or any caller header beyond downloadHeaders: the caller gets
-// the file and never sees the storage URL. A redirect on the FHIR base's
-// own origin is handed to the caller (its Location mapped like any URL),
-// except for a sealed download link, whose redirects are all followed.
+// follow decides what becomes of a redirect (301, 302, 303, 307, 308)
+// so that no Location the caller gets leads around cqgate:
+//
+//   - one to a URL under the FHIR base is handed to the caller, its
+//     Location made absolute so that the rewriter maps it to cqgate;
+//   - any other, answered to a GET or HEAD (a bulk file in a storage
+//     bucket, as Oracle Health answers; a page elsewhere on the
+//     partner's origin), is followed by cqgate, up to maxRedirects hops,
+//     each under the egress guard and never with the token or any
+//     caller header beyond downloadHeaders: the caller gets the file and
+//     never sees the storage URL;
+//   - any other answered to another method is refused (502): cqgate
+//     cannot repeat a write elsewhere for the caller, and hands out no
+//     URL that leads around it.
+//
+// A sealed download link's redirects are all followed.
 func (t *authTransport) follow(req *http.Request, resp *http.Response, rt *route) (*http.Response, error) {
-	if req.Method != http.MethodGet && req.Method != http.MethodHead {
-		return resp, nil
-	}
+	get := req.Method == http.MethodGet || req.Method == http.MethodHead
 	for hop := 0; ; hop++ {
 		switch resp.StatusCode {
 		case http.StatusMovedPermanently, http.StatusFound, http.StatusSeeOther, http.StatusTemporaryRedirect, http.StatusPermanentRedirect:
@@ -155,8 +163,24 @@ func (t *authTransport) follow(req *http.Request, resp *http.Response, rt *route
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			return resp, nil
 		}
-		if base := rt.tenant.BaseURL(); hop == 0 && rt.download == nil && tenant.Origin(u) == tenant.Origin(&base) {
-			return resp, nil
+		if hop == 0 && rt.download == nil {
+			if rt.rw == nil {
+				// Nothing is mapped for this organization (a base the
+				// mapper cannot take): as before, its own origin's
+				// redirects are the caller's.
+				if base := rt.tenant.BaseURL(); tenant.Origin(u) == tenant.Origin(&base) || !get {
+					return resp, nil
+				}
+			} else if abs := u.String(); rt.rw.Mapper().Matches(abs) {
+				resp.Header.Set("Location", abs)
+				return resp, nil
+			}
+		}
+		if !get {
+			drain(resp.Body)
+			return nil, failure.Errorf(failure.UpstreamFailed,
+				"proxy: the FHIR server of %s answered %d to %s with a Location outside its FHIR base (on %s), which cqgate does not hand out",
+				rt.tenant.OID, resp.StatusCode, req.Method, tenant.Origin(u))
 		}
 		drain(resp.Body)
 		u.User, u.Fragment, u.RawFragment = nil, "", ""
