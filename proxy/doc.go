@@ -15,8 +15,8 @@
 // never reach the tenant.
 //
 // Every URL cqgate hands back leads back to cqgate (public.go, bulk.go):
-// the answer's JSON and XML bodies and its Location and Content-Location
-// headers pass through a fhirurl.Rewriter from the tenant's FHIR base to
+// the answer's JSON and XML bodies and its Location, Content-Location
+// and Link headers pass through a fhirurl.Rewriter from the tenant's FHIR base to
 // {public}/fhir/{oid}, the public base coming from PublicBase
 // (server.public_url, X-Forwarded-* from trusted proxies, or the
 // request's own validated Host); one Rewriter per (FHIR base, public

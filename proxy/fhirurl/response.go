@@ -98,7 +98,9 @@ var urlHeaders = []string{"Location", "Content-Location"}
 
 // Header rewrites Location and Content-Location values that point under
 // the partner base (absolute URLs and absolute paths, see
-// Mapper.MapHeader). Other values are left as they are.
+// Mapper.MapHeader), and the target of each link of a Link header (RFC
+// 8288: <target>; rel="next", ...) the same way. Other values are left
+// as they are.
 func (rw *Rewriter) Header(h http.Header) {
 	for _, k := range urlHeaders {
 		vs := h[k]
@@ -108,6 +110,54 @@ func (rw *Rewriter) Header(h http.Header) {
 			}
 		}
 	}
+	for i, v := range h["Link"] {
+		h["Link"][i] = rw.m.mapLinks(v)
+	}
+}
+
+// mapLinks maps the targets of a Link header value (RFC 8288 §3: each
+// link is "<" URI-Reference ">" then parameters; a quoted parameter may
+// hold "<" or ">", and is passed over).
+func (m *Mapper) mapLinks(v string) string {
+	var b strings.Builder
+	rest, changed := v, false
+	for {
+		i := strings.IndexAny(rest, "<\"")
+		if i < 0 {
+			break
+		}
+		if rest[i] == '"' { // a quoted string: up to its closing quote
+			j := i + 1
+			for j < len(rest) && rest[j] != '"' {
+				if rest[j] == '\\' {
+					j++
+				}
+				j++
+			}
+			j = min(j+1, len(rest))
+			b.WriteString(rest[:j])
+			rest = rest[j:]
+			continue
+		}
+		end := strings.IndexByte(rest[i+1:], '>')
+		if end < 0 {
+			break
+		}
+		target := rest[i+1 : i+1+end]
+		b.WriteString(rest[:i+1])
+		if out, ok := m.MapHeader(target); ok {
+			b.WriteString(out)
+			changed = true
+		} else {
+			b.WriteString(target)
+		}
+		rest = rest[i+1+end:]
+	}
+	if !changed {
+		return v
+	}
+	b.WriteString(rest)
+	return b.String()
 }
 
 // Errors of Body. Neither is fatal: the response is left as it is.

@@ -212,6 +212,32 @@ func TestRewriterHeader(t *testing.T) {
 	if rw.Mapper().PublicBase() != public {
 		t.Errorf("Mapper %q", rw.Mapper().PublicBase())
 	}
+	if h["Link"][0] != "<"+public+">; rel=x" {
+		t.Errorf("Link %q", h["Link"])
+	}
+}
+
+// The targets of a Link header under the partner base are mapped, each
+// link's; quoted parameters and other targets are left as they are.
+func TestRewriterLinkHeader(t *testing.T) {
+	t.Parallel()
+	rw := newRewriter(t)
+	path := strings.TrimPrefix(partner, "https://fhir.partner.example")
+	for _, tt := range []struct{ in, want string }{
+		{`<` + partner + `/Observation?page=2>; rel="next"`, `<` + public + `/Observation?page=2>; rel="next"`},
+		{`<` + partner + `/a>; rel="prev", <` + partner + `/b>; rel="next"`, `<` + public + `/a>; rel="prev", <` + public + `/b>; rel="next"`},
+		{`<https://other.example/x>; rel="help", <` + path + `/c>; rel=next`, `<https://other.example/x>; rel="help", <` + public + `/c>; rel=next`},
+		{`<` + partner + `/d>; title="a <` + partner + `/e> \"x\" >"; rel=next`, `<` + public + `/d>; title="a <` + partner + `/e> \"x\" >"; rel=next`},
+		{`<https://other.example/x>; rel="help"`, `<https://other.example/x>; rel="help"`},
+		{`<` + partner + `/unterminated`, `<` + partner + `/unterminated`},
+		{`rel="next"; title="<` + partner + `>`, `rel="next"; title="<` + partner + `>`},
+	} {
+		h := http.Header{"Link": {tt.in}}
+		rw.Header(h)
+		if h["Link"][0] != tt.want {
+			t.Errorf("Link %q\n got %q\nwant %q", tt.in, h["Link"][0], tt.want)
+		}
+	}
 }
 
 // TestPooledReadersStartClean abandons readers in every state (a string
