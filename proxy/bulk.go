@@ -13,8 +13,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/sirupsen/logrus"
-
 	"github.com/cqgate/cqgate/internal/audit"
 	"github.com/cqgate/cqgate/internal/egress"
 	"github.com/cqgate/cqgate/internal/failure"
@@ -106,8 +104,11 @@ func (p *Proxy) rewriteResponse(resp *http.Response, rt *route) error {
 	if rt.rw != nil {
 		var err error
 		if f, err = rt.rw.Body(resp); err != nil && errors.Is(err, fhirurl.ErrEncoding) {
-			p.log.WithFields(logrus.Fields{"request_id": rt.requestID, "oid": rt.tenant.OID}).WithError(err).
-				Debug("proxy: response passed without rewriting")
+			// cqgate asks for gzip only; a FHIR body in another coding
+			// could not be rewritten, and would hand the caller the
+			// partner's URLs.
+			return failure.Errorf(failure.UpstreamFailed,
+				"proxy: the FHIR server of %s answered in a Content-Encoding cqgate did not ask for and cannot rewrite: %w", rt.tenant.OID, err)
 		}
 	}
 	if f == fhirurl.None && !rt.callerGzip {

@@ -506,6 +506,25 @@ func TestRedirectsNeverLeadAroundTheGateway(t *testing.T) {
 	}
 }
 
+// A FHIR body in a coding cqgate did not ask for (it asks for gzip)
+// cannot be rewritten: a 502, never the partner's URLs.
+func TestUnaskedCodingIsRefused(t *testing.T) {
+	t.Parallel()
+	for _, coding := range []string{"deflate", "br", "gzip, gzip"} {
+		mux := http.NewServeMux()
+		mux.HandleFunc("GET /r4/Observation", func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "application/fhir+json")
+			w.Header().Set("Content-Encoding", coding)
+			io.WriteString(w, `{"resourceType":"Bundle","link":[{"relation":"next","url":"`+partnerBase+`/Observation?page=2"}]}`)
+		})
+		w := newFwdWorld(t, nil, mux)
+		rr := w.do(http.MethodGet, "http://gw.local/fhir/1.2.3/Observation", http.Header{"Accept-Encoding": {"deflate, br, gzip"}}, nil)
+		if rr.Code != http.StatusBadGateway || strings.Contains(rr.Body.String(), "fhir.partner.example") || !strings.Contains(rr.Body.String(), "OperationOutcome") {
+			t.Errorf("%s: %d %s", coding, rr.Code, rr.Body)
+		}
+	}
+}
+
 func TestBulkExportThroughTheProxy(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {

@@ -29,8 +29,9 @@
 //	...
 //	ModifyResponse: func(resp *http.Response) error {
 //		_, err := rw.Body(resp) // headers fixed, body wrapped
-//		if errors.Is(err, fhirurl.ErrEncoding) { log it; the body passes as it is }
-//		return nil
+//		// ErrEncoding: a coding not asked for; the body is not rewritten
+//		// (cqgate refuses it: its partner URLs would reach the caller).
+//		return err
 //	}
 //
 // What is deliberately left alone: relative references (they resolve
