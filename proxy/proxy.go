@@ -432,8 +432,14 @@ func (rt *route) checkErrorBody(resp *http.Response) error {
 		buf = []byte(bounded.Scrub(string(buf), tok, retry))
 	}
 	resp.Header.Del("Content-Encoding")
-	resp.Header.Set("Content-Length", strconv.Itoa(len(buf)))
-	resp.ContentLength = int64(len(buf))
+	if len(resp.Trailer) > 0 {
+		// Trailers follow a chunked body only: no Content-Length.
+		resp.Header.Del("Content-Length")
+		resp.ContentLength = -1
+	} else {
+		resp.Header.Set("Content-Length", strconv.Itoa(len(buf)))
+		resp.ContentLength = int64(len(buf))
+	}
 	resp.Body = io.NopCloser(bytes.NewReader(buf))
 	return nil
 }

@@ -209,6 +209,7 @@ func TestServeTrailers(t *testing.T) {
 	for _, tt := range []struct {
 		name    string
 		tenant  http.HandlerFunc
+		status  int // 200 when 0
 		want    map[string]string
 		notWant []string
 	}{
@@ -246,6 +247,22 @@ func TestServeTrailers(t *testing.T) {
 			},
 			want: map[string]string{"X-Echo": "Bearer REDACTED"},
 		},
+		{
+			// An error answer is read whole (to redact cqgate's token)
+			// before it goes on, chunked when it has trailers.
+			name: "error answer",
+			tenant: func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Trailer", "X-Checksum, X-Echo")
+				w.Header().Set("Content-Type", "application/fhir+ndjson")
+				w.WriteHeader(http.StatusNotFound)
+				io.WriteString(w, "{}\n")
+				w.(http.Flusher).Flush()
+				w.Header().Set("X-Checksum", "abc")
+				w.Header().Set("X-Echo", r.Header.Get("Authorization"))
+			},
+			status: http.StatusNotFound,
+			want:   map[string]string{"X-Checksum": "abc", "X-Echo": "Bearer REDACTED"},
+		},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			gw, _ := gatewayFor(t, tenantServer(t, tt.tenant), nil)
@@ -255,8 +272,8 @@ func TestServeTrailers(t *testing.T) {
 			}
 			defer resp.Body.Close()
 			body, err := io.ReadAll(resp.Body)
-			if err != nil || string(body) != "{}\n" {
-				t.Fatalf("body %q, %v", body, err)
+			if err != nil || string(body) != "{}\n" || resp.StatusCode != max(tt.status, http.StatusOK) {
+				t.Fatalf("%d, body %q, %v", resp.StatusCode, body, err)
 			}
 			for k, want := range tt.want {
 				if got := resp.Trailer.Get(k); got != want {
