@@ -576,14 +576,20 @@ func (c *Cache) start(ctx context.Context, st *keyState, key Key, src TokenSourc
 	if background {
 		c.background.Add(1)
 	}
-	go c.run(context.WithoutCancel(ctx), st, key, src, f, now, background, st.invalidated)
+	// A background refresh replaces the token cached now: from the
+	// shared tier it takes only another (newer) one.
+	var replacing []byte
+	if e := st.entry.Load(); background && e != nil {
+		replacing = e.raw
+	}
+	go c.run(context.WithoutCancel(ctx), st, key, src, f, now, background, st.invalidated, replacing)
 	return f
 }
 
-func (c *Cache) run(ctx context.Context, st *keyState, key Key, src TokenSource, f *flight, started time.Time, background, invalidated bool) {
+func (c *Cache) run(ctx context.Context, st *keyState, key Key, src TokenSource, f *flight, started time.Time, background, invalidated bool, replacing []byte) {
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
-	o, err := c.obtain(ctx, key, src, started, background, invalidated)
+	o, err := c.obtain(ctx, key, src, started, replacing, invalidated)
 	t := o.tok
 	if err == nil && (t == nil || t.AccessToken == "") {
 		err = errors.New("assertion: token source returned no access token")
@@ -654,13 +660,20 @@ func (c *Cache) holdFor(n int) time.Duration {
 // stored at now, is refreshed. It returns nil for a token that is already
 // due, which is handed to the callers waiting for it but not cached.
 func (c *Cache) entry(t *Token, started, now time.Time) *cacheEntry {
+	// Times run from the exchange, so that every replica that reads the
+	// token from the shared tier computes the same expiry and refresh
+	// point as the one that exchanged it.
+	from := started
+	if from.IsZero() {
+		from = now
+	}
 	expiry := t.Expiry
 	if expiry.IsZero() {
-		expiry = now.Add(c.lifetime)
+		expiry = from.Add(c.lifetime) // no expires_in: the assumed lifetime
 	}
 	lifetime := t.ExpiresIn
 	if lifetime <= 0 {
-		lifetime = expiry.Sub(now)
+		lifetime = expiry.Sub(from)
 	}
 	margin := c.margin
 	if margin >= lifetime {

@@ -1,6 +1,7 @@
 package assertion
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -29,7 +30,7 @@ type SharedTier interface {
 	Invalidate(ctx context.Context, key string, value []byte) (removed bool, err error)
 	Lock(ctx context.Context, key string, ttl time.Duration) (lease *cluster.Lease, acquired bool, err error)
 	Wait(ctx context.Context, key string) error
-	MinInterval(ctx context.Context, key string, d time.Duration) (allowed bool, retryAfter time.Duration, err error)
+	MinInterval(ctx context.Context, key string, d time.Duration) (cluster.Turn, error)
 	OnInvalidation(fn func(cluster.Invalidation)) (stop func())
 }
 
@@ -78,16 +79,17 @@ type obtained struct {
 }
 
 // obtain gets a token for key: from src without a shared tier;
-// otherwise from the shared tier, or by one exchange fleet-wide, or,
-// when the tier fails, by a local exchange.
-func (c *Cache) obtain(ctx context.Context, key Key, src TokenSource, started time.Time, background, invalidated bool) (obtained, error) {
+// otherwise from the shared tier (not replacing, the token a background
+// refresh replaces), or by one exchange fleet-wide, or, when the tier
+// fails, by a local exchange.
+func (c *Cache) obtain(ctx context.Context, key Key, src TokenSource, started time.Time, replacing []byte, invalidated bool) (obtained, error) {
 	if c.shared == nil {
 		t, err := src.Token(ctx)
 		return obtained{tok: t, started: started}, err
 	}
 	name := key.String()
 	for {
-		if o, ok, err := c.loadShared(ctx, name, background); err != nil {
+		if o, ok, err := c.loadShared(ctx, name, replacing); err != nil {
 			return c.exchangeLocally(ctx, name, src)
 		} else if ok {
 			return o, nil
@@ -97,7 +99,7 @@ func (c *Cache) obtain(ctx context.Context, key Key, src TokenSource, started ti
 			return c.exchangeLocally(ctx, name, src)
 		}
 		if acquired {
-			return c.exchangeLocked(ctx, key, name, src, lease, background, invalidated)
+			return c.exchangeLocked(ctx, key, name, src, lease, replacing, invalidated)
 		}
 		if err := c.shared.Wait(ctx, name); err != nil {
 			if ctx.Err() != nil {
@@ -109,10 +111,10 @@ func (c *Cache) obtain(ctx context.Context, key Key, src TokenSource, started ti
 }
 
 // loadShared reads name's token from the shared tier. ok is false when
-// there is none worth taking: a background refresh takes only a token
-// not yet due for refresh ahead (else every replica would take back the
-// token it is replacing).
-func (c *Cache) loadShared(ctx context.Context, name string, background bool) (obtained, bool, error) {
+// there is none worth taking: one already due for refresh, or the very
+// token a background refresh is replacing (replacing, its shared
+// encoding), which every replica would otherwise take back.
+func (c *Cache) loadShared(ctx context.Context, name string, replacing []byte) (obtained, bool, error) {
 	raw, _, ok, err := c.shared.Load(ctx, name)
 	if err != nil || !ok {
 		return obtained{}, false, err
@@ -121,9 +123,10 @@ func (c *Cache) loadShared(ctx context.Context, name string, background bool) (o
 	if err != nil {
 		return obtained{}, false, nil
 	}
-	now := c.clock()
-	e := c.entry(t, started, now)
-	if e == nil || (background && !now.Before(e.aheadAt)) {
+	if replacing != nil && bytes.Equal(raw, replacing) {
+		return obtained{}, false, nil
+	}
+	if c.entry(t, started, c.clock()) == nil {
 		return obtained{}, false, nil
 	}
 	c.sharedHits.Add(1)
@@ -132,20 +135,22 @@ func (c *Cache) loadShared(ctx context.Context, name string, background bool) (o
 
 // exchangeLocked runs the fleet's one exchange for name while holding
 // lease, and stores its token in the shared tier.
-func (c *Cache) exchangeLocked(ctx context.Context, key Key, name string, src TokenSource, lease *cluster.Lease, background, invalidated bool) (obtained, error) {
+func (c *Cache) exchangeLocked(ctx context.Context, key Key, name string, src TokenSource, lease *cluster.Lease, replacing []byte, invalidated bool) (obtained, error) {
 	defer func() { _ = lease.Release(context.WithoutCancel(ctx)) }() // ErrLeaseLost: another replica took over; nothing to undo
 	// A holder may have stored between our Load and Lock.
-	if o, ok, err := c.loadShared(ctx, name, background); err == nil && ok {
+	if o, ok, err := c.loadShared(ctx, name, replacing); err == nil && ok {
 		return o, nil
 	}
 	if c.minInterval > 0 {
 		// The fleet's minimum interval: a token refused by its resource
 		// server is replaced only MinInterval after any replica's last
-		// exchange for it. The marker is set by every exchange.
-		allowed, wait, err := c.shared.MinInterval(ctx, name, c.minInterval)
-		if err == nil && !allowed && invalidated {
+		// exchange for it, whichever replica asks (the refusal marks the
+		// fleet's interval: turn.Refused, also on a replica that never
+		// held the token). The marker is set by every exchange.
+		turn, err := c.shared.MinInterval(ctx, name, c.minInterval)
+		if err == nil && !turn.Allowed && (invalidated || turn.Refused) {
 			c.throttled.Add(1)
-			return obtained{}, &ThrottledError{Key: key, RetryAt: c.clock().Add(wait)}
+			return obtained{}, &ThrottledError{Key: key, RetryAt: c.clock().Add(turn.RetryAfter)}
 		}
 	}
 	stop := c.keepLock(ctx, lease)

@@ -311,3 +311,130 @@ func TestSharedValueBoundToItsKey(t *testing.T) {
 		t.Fatal("a token context was served another context's token")
 	}
 }
+
+// docs/scaling.md: "A token a partner refuses within
+// tokens.min_interval of the fleet's last exchange for it is not replaced
+// by any replica until the interval has passed (503 with Retry-After),
+// whichever replica asks." That holds on a replica that had not yet used
+// the token context (cold L1: scaled out, restarted, or its state swept):
+// the refusal marks the fleet's interval.
+func TestSharedColdReplicaKeepsTheFleetsMinInterval(t *testing.T) {
+	srv := redistest.Start(t)
+	caches := fleet(t, srv, 3, CacheConfig{RefreshAhead: -1, MinInterval: time.Minute, FailureHold: -1}, &storeErrors{})
+	src := &partnerSource{}
+	for _, c := range caches[:2] {
+		if tok, err := c.Token(context.Background(), testKey, src); err != nil || tok.AccessToken != "secret-token-1" {
+			t.Fatalf("Token = %v, %v", tok, err)
+		}
+	}
+	caches[0].Invalidate(testKey, "secret-token-1")
+	dropped(t, caches[:2], testKey)
+
+	// The third replica is asked now, seconds after the fleet's exchange.
+	tok, err := caches[2].Token(context.Background(), testKey, src)
+	if !errors.Is(err, ErrThrottled) {
+		t.Errorf("cold replica: Token = %v, %v; want ErrThrottled", tok, err)
+	}
+	if n := src.n.Load(); n != 1 {
+		t.Errorf("%d exchanges, want 1: the refusal came within the fleet's minimum interval", n)
+	}
+}
+
+// noExpirySource issues tokens without expires_in, as RFC 6749 allows.
+type noExpirySource struct{ partnerSource }
+
+func (s *noExpirySource) Token(ctx context.Context) (*Token, error) {
+	tok, err := s.partnerSource.Token(ctx)
+	if tok != nil {
+		tok.ExpiresIn, tok.Expiry = 0, time.Time{}
+	}
+	return tok, err
+}
+
+// A token without expires_in (RFC 6749 only recommends it) is assumed
+// to live DefaultLifetime from its exchange: a replica that reads it from
+// Redis later computes the refresh point of the replica that exchanged
+// it, not one restarted from its own read.
+func TestSharedTokenWithoutExpiresInKeepsItsLifetime(t *testing.T) {
+	srv := redistest.Start(t)
+	start := time.Now()
+	later := 3 * time.Minute // B first needs the context 3 minutes after A's exchange
+	cfgA := CacheConfig{RefreshAhead: -1, MinInterval: time.Minute, FailureHold: -1, Clock: func() time.Time { return start.Add(time.Since(start)) }}
+	caches := fleet(t, srv, 1, cfgA, &storeErrors{})
+	cfgB := cfgA
+	cfgB.Clock = func() time.Time { return start.Add(later + time.Since(start)) }
+	b := fleet(t, srv, 1, cfgB, &storeErrors{})
+	src := &noExpirySource{}
+	if _, err := caches[0].Token(context.Background(), testKey, src); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b[0].Token(context.Background(), testKey, src); err != nil {
+		t.Fatal(err)
+	}
+	if n := src.n.Load(); n != 1 {
+		t.Fatalf("%d exchanges, want 1 (B should take A's token from Redis)", n)
+	}
+	ea, eb := caches[0].states[testKey].entry.Load(), b[0].states[testKey].entry.Load()
+	if ea == nil || eb == nil {
+		t.Fatal("no entries")
+	}
+	if d := eb.refreshAt.Sub(ea.refreshAt); d > time.Second {
+		t.Errorf("replica B serves the token until %s after the exchange, replica A until %s: B's assumed lifetime restarted at its read (expiry %s vs %s)",
+			eb.refreshAt.Sub(start).Round(time.Second), ea.refreshAt.Sub(start).Round(time.Second), eb.expiry.Sub(start).Round(time.Second), ea.expiry.Sub(start).Round(time.Second))
+	}
+}
+
+// clockSource issues tokens valid for life on the given clock.
+type clockSource struct {
+	n     atomic.Int64
+	clock func() time.Time
+	life  time.Duration
+}
+
+func (s *clockSource) Token(context.Context) (*Token, error) {
+	n := s.n.Add(1)
+	return &Token{AccessToken: fmt.Sprintf("secret-token-%d", n), TokenType: "Bearer", ExpiresIn: s.life, Expiry: s.clock().Add(s.life)}, nil
+}
+
+// With a shared tier, a background refresh in the refresh-ahead window
+// exchanges ahead of time: it does not take back from the tier the very
+// token it is replacing (which every such refresh once did, so that a
+// caller waited for an exchange at the refresh point).
+func TestSharedBackgroundRefreshExchanges(t *testing.T) {
+	srv := redistest.Start(t)
+	var offset atomic.Int64
+	start := time.Now()
+	clock := func() time.Time { return start.Add(time.Since(start) + time.Duration(offset.Load())) }
+	caches := fleet(t, srv, 1, CacheConfig{RefreshMargin: time.Minute, RefreshAhead: 2 * time.Minute, MinInterval: time.Minute, FailureHold: -1, Clock: clock}, &storeErrors{})
+	c := caches[0]
+	src := &clockSource{clock: clock, life: 10 * time.Minute}
+	mustToken(t, c, src, "secret-token-1") // refresh at 9m, ahead from 7m
+
+	waitFlight := func() {
+		t.Helper()
+		st := c.states[testKey]
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			st.mu.Lock()
+			f := st.flight
+			st.mu.Unlock()
+			if f == nil {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("background refresh did not end")
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	offset.Store(int64(7*time.Minute + 30*time.Second)) // inside the refresh-ahead window
+	mustToken(t, c, src, "secret-token-1")
+	waitFlight()
+	if got := c.Stats().BackgroundRefreshes; got != 1 {
+		t.Fatalf("background refreshes = %d, want 1", got)
+	}
+	if n := src.n.Load(); n != 2 {
+		t.Errorf("after a background refresh in the refresh-ahead window: %d exchanges, want 2 (the refresh took back the token it was replacing; shared hits %d)",
+			n, c.Stats().SharedHits)
+	}
+}

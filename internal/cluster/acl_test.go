@@ -51,8 +51,8 @@ func TestACLUser(t *testing.T) {
 	if removed, err := b.Invalidate(ctx, cacheKey, []byte("token")); !removed || err != nil {
 		t.Fatalf("Invalidate: %v, %v", removed, err)
 	}
-	if ok, _, err := a.MinInterval(ctx, cacheKey, time.Minute); !ok || err != nil {
-		t.Fatalf("MinInterval: %v, %v", ok, err)
+	if turn, err := a.MinInterval(ctx, cacheKey, time.Minute); !turn.Allowed || err != nil {
+		t.Fatalf("MinInterval: %+v, %v", turn, err)
 	}
 	if err := a.RateLimiter(ratelimit.Limit{RequestsPerSecond: 1, Burst: 1}, nil, nil).Wait(ctx, "1.2.3"); err != nil {
 		t.Fatalf("RateLimiter: %v", err)

@@ -55,7 +55,7 @@ func TestRedisKilledAndRestarted(t *testing.T) {
 		{OpRelease, func() error { return lease.Release(ctx) }},
 		{OpExtend, func() error { return lease.Extend(ctx, time.Minute) }},
 		{OpWait, func() error { return a.Wait(ctx, cacheKey) }},
-		{OpMinInterval, func() error { _, _, err := a.MinInterval(ctx, cacheKey, time.Minute); return err }},
+		{OpMinInterval, func() error { _, err := a.MinInterval(ctx, cacheKey, time.Minute); return err }},
 	}
 	for _, o := range ops {
 		start := time.Now()

@@ -36,19 +36,24 @@ return 0
 `)
 
 // intervalScript sets a marker unless one is there, and otherwise says
-// how long the one there has left.
+// how long the one there has left, and whether Invalidate marked it
+// refused ("r").
 var intervalScript = redis.NewScript(`
 if redis.call("SET", KEYS[1], "1", "NX", "PX", ARGV[1]) then
-  return 0
+  return {0, 0}
+end
+local refused = 0
+if redis.call("GET", KEYS[1]) == "r" then
+  refused = 1
 end
 local left = redis.call("PTTL", KEYS[1])
 if left == -1 then
-  return tonumber(ARGV[1])
+  return {tonumber(ARGV[1]), refused}
 end
 if left < 1 then
-  return 1
+  return {1, refused}
 end
-return left
+return {left, refused}
 `)
 
 // Lease is a held lock. Only its holder can release or extend it: each
@@ -160,21 +165,37 @@ func (c *Cluster) Wait(ctx context.Context, key string) error {
 	}
 }
 
+// Turn is MinInterval's answer.
+type Turn struct {
+	// Allowed: the caller's turn; the interval starts now.
+	Allowed bool
+	// RetryAfter is how long until the next turn, when not Allowed.
+	RetryAfter time.Duration
+	// Refused, when not Allowed: the token of this interval was refused
+	// by its resource server (Invalidate removed it from Redis), as any
+	// replica can tell, not only those that held it.
+	Refused bool
+}
+
 // MinInterval takes key's turn under a fleet-wide minimum interval: the
 // first caller in any interval d gets allowed (and starts the interval,
-// SET NX PX); the others are told how long until the next turn.
-func (c *Cluster) MinInterval(ctx context.Context, key string, d time.Duration) (allowed bool, retryAfter time.Duration, err error) {
+// SET NX PX); the others are told how long until the next turn, and
+// whether the interval's token was refused.
+func (c *Cluster) MinInterval(ctx context.Context, key string, d time.Duration) (Turn, error) {
 	if d < time.Millisecond {
-		return true, 0, nil
+		return Turn{Allowed: true}, nil
 	}
 	octx, cancel := c.opContext(ctx)
 	defer cancel()
-	left, err := intervalScript.Run(octx, c.rdb, []string{c.intervalName(Ref(key))}, d.Milliseconds()).Int64()
+	res, err := intervalScript.Run(octx, c.rdb, []string{c.intervalName(Ref(key))}, d.Milliseconds()).Int64Slice()
+	if err == nil && len(res) != 2 {
+		err = fmt.Errorf("cluster: the interval script answered %d values", len(res))
+	}
 	if err != nil {
-		return false, 0, c.fail(OpMinInterval, err)
+		return Turn{}, c.fail(OpMinInterval, err)
 	}
-	if left == 0 {
-		return true, 0, nil
+	if res[0] == 0 {
+		return Turn{Allowed: true}, nil
 	}
-	return false, time.Duration(left) * time.Millisecond, nil
+	return Turn{RetryAfter: time.Duration(res[0]) * time.Millisecond, Refused: res[1] == 1}, nil
 }

@@ -222,21 +222,59 @@ func TestMinInterval(t *testing.T) {
 	a, b := replica(t, srv, nil), replica(t, srv, nil)
 	ctx := context.Background()
 	const key = "token_url=https%3A%2F%2Fauth.partner.example%2Ftoken"
-	if ok, wait, err := a.MinInterval(ctx, key, 400*time.Millisecond); !ok || wait != 0 || err != nil {
-		t.Fatalf("first turn: %v, %s, %v", ok, wait, err)
+	if turn, err := a.MinInterval(ctx, key, 400*time.Millisecond); turn != (Turn{Allowed: true}) || err != nil {
+		t.Fatalf("first turn: %+v, %v", turn, err)
 	}
-	ok, wait, err := b.MinInterval(ctx, key, 400*time.Millisecond)
-	if ok || err != nil || wait <= 0 || wait > 400*time.Millisecond {
-		t.Fatalf("second turn on another replica: %v, %s, %v; want refused with a wait up to 400ms", ok, wait, err)
+	turn, err := b.MinInterval(ctx, key, 400*time.Millisecond)
+	if turn.Allowed || turn.Refused || err != nil || turn.RetryAfter <= 0 || turn.RetryAfter > 400*time.Millisecond {
+		t.Fatalf("second turn on another replica: %+v, %v; want refused with a wait up to 400ms", turn, err)
 	}
-	if ok, _, _ := a.MinInterval(ctx, "another endpoint", 400*time.Millisecond); !ok {
+	if turn, _ := a.MinInterval(ctx, "another endpoint", 400*time.Millisecond); !turn.Allowed {
 		t.Error("another key shares the interval")
 	}
-	time.Sleep(wait + 20*time.Millisecond)
-	if ok, _, err := b.MinInterval(ctx, key, 400*time.Millisecond); !ok || err != nil {
-		t.Errorf("turn after the interval: %v, %v", ok, err)
+	time.Sleep(turn.RetryAfter + 20*time.Millisecond)
+	if turn, err := b.MinInterval(ctx, key, 400*time.Millisecond); !turn.Allowed || err != nil {
+		t.Errorf("turn after the interval: %+v, %v", turn, err)
 	}
-	if ok, _, _ := a.MinInterval(ctx, key, 0); !ok {
+	if turn, _ := a.MinInterval(ctx, key, 0); !turn.Allowed {
 		t.Error("a zero interval refused a turn")
+	}
+}
+
+// A token refused by its resource server (Invalidate removed it) marks
+// the running interval refused, for every replica; a token another
+// replica replaced, or an interval that has ended, does not.
+func TestMinIntervalTellsARefusedToken(t *testing.T) {
+	srv := redistest.Start(t)
+	a, b := replica(t, srv, nil), replica(t, srv, nil)
+	ctx := context.Background()
+	if turn, err := a.MinInterval(ctx, cacheKey, time.Minute); !turn.Allowed || err != nil {
+		t.Fatalf("first turn: %+v, %v", turn, err)
+	}
+	if err := a.Store(ctx, cacheKey, []byte("new-token"), time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Invalidate(ctx, cacheKey, []byte("old-token")); err != nil {
+		t.Fatal(err)
+	}
+	if turn, err := b.MinInterval(ctx, cacheKey, time.Minute); turn.Allowed || turn.Refused || err != nil {
+		t.Errorf("after an old token's invalidation: %+v, %v; want not allowed, not refused", turn, err)
+	}
+	if removed, err := b.Invalidate(ctx, cacheKey, []byte("new-token")); !removed || err != nil {
+		t.Fatalf("Invalidate = %v, %v", removed, err)
+	}
+	turn, err := replica(t, srv, nil).MinInterval(ctx, cacheKey, time.Minute)
+	if turn.Allowed || !turn.Refused || turn.RetryAfter <= 50*time.Second || err != nil {
+		t.Errorf("after the current token's invalidation, another replica: %+v, %v; want refused, the interval's expiry kept", turn, err)
+	}
+	// With no interval running, an invalidation marks nothing.
+	if err := a.Store(ctx, "other", []byte("t"), time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Invalidate(ctx, "other", []byte("t")); err != nil {
+		t.Fatal(err)
+	}
+	if turn, err := a.MinInterval(ctx, "other", time.Minute); !turn.Allowed || err != nil {
+		t.Errorf("no interval running: %+v, %v", turn, err)
 	}
 }

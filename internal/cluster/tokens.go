@@ -35,11 +35,14 @@ return 1
 `)
 
 // invalidateScript deletes a value only if it is still the given one
-// (compare-and-delete), then announces the invalidation either way.
+// (compare-and-delete) and then marks the running minimum interval
+// refused (KEYS[2], keeping its expiry), then announces the invalidation
+// either way.
 var invalidateScript = redis.NewScript(`
 local removed = 0
 if ARGV[1] ~= "" and redis.call("GET", KEYS[1]) == ARGV[1] then
   redis.call("DEL", KEYS[1])
+  redis.call("SET", KEYS[2], "r", "XX", "KEEPTTL")
   removed = 1
 end
 redis.call("PUBLISH", ARGV[2], ARGV[3])
@@ -96,9 +99,10 @@ func (c *Cluster) Store(ctx context.Context, key string, value []byte, expiry ti
 }
 
 // Invalidate removes key's value from Redis if it is still value
-// (compare-and-delete: a newer token another replica stored stays), and
-// publishes an Invalidation for value either way, so every replica drops
-// its own copy of it.
+// (compare-and-delete: a newer token another replica stored stays),
+// marking the running minimum interval refused (MinInterval's
+// Turn.Refused), and publishes an Invalidation for value either way, so
+// every replica drops its own copy of it.
 func (c *Cluster) Invalidate(ctx context.Context, key string, value []byte) (bool, error) {
 	ref := Ref(key)
 	name := c.tokenName(ref)
@@ -118,7 +122,7 @@ func (c *Cluster) Invalidate(ctx context.Context, key string, value []byte) (boo
 	if err != nil {
 		return false, c.fail(OpInvalidate, err)
 	}
-	n, err := invalidateScript.Run(octx, c.rdb, []string{name}, same, c.channel, ev).Int()
+	n, err := invalidateScript.Run(octx, c.rdb, []string{name, c.intervalName(ref)}, same, c.channel, ev).Int()
 	if err != nil {
 		return false, c.fail(OpInvalidate, err)
 	}

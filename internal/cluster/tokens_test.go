@@ -204,7 +204,7 @@ func TestNoPlaintextInRedis(t *testing.T) {
 		if err := lease.Release(ctx); err != nil {
 			t.Fatal(err)
 		}
-		if _, _, err := c.MinInterval(ctx, cacheKey, time.Minute); err != nil {
+		if _, err := c.MinInterval(ctx, cacheKey, time.Minute); err != nil {
 			t.Fatal(err)
 		}
 	}
