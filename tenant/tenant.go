@@ -216,8 +216,8 @@ func (t *Tenant) WithScope(scope string) *Tenant {
 		return t
 	}
 	scope = canonicalScope(t.inSyntax(scope))
-	if scope == "" || scope == t.Scope {
-		return t
+	if scope == "" || scope == t.Scope || scope == canonicalScope(t.Scope) {
+		return t // the configured scope, however it is written
 	}
 	c := *t
 	c.Scope = scope

@@ -387,3 +387,20 @@ func TestBaseURLIsTheParsedFHIRBase(t *testing.T) {
 		t.Errorf("BaseURL of a tenant not made by Describe = %#v, want the zero URL", got)
 	}
 }
+
+// docs/reliability.md property 3 and WithScope: spellings of one scope
+// share one token, the configured scope's included: a caller asking for
+// exactly the configured set in another order (or spacing) uses the
+// configured token context, not one of its own.
+func TestConfiguredScopeSpellingsShareToken(t *testing.T) {
+	tn := &Tenant{OID: "1.2.3", FHIRBase: "https://fhir.example.org/r4", TokenURL: "https://fhir.example.org/token",
+		ClientID: "gw.example.org", Scope: "system/Patient.read system/Observation.read"}
+	for _, asked := range []string{
+		"system/Observation.read system/Patient.read",
+		"system/Patient.read  system/Observation.read",
+	} {
+		if got, want := tn.WithScope(asked).TokenKey(), tn.TokenKey(); got != want {
+			t.Errorf("X-Cqgate-Scope %q: token key scope %q, configured requests use %q: two tokens for one scope set", asked, got.Scope, want.Scope)
+		}
+	}
+}
