@@ -225,6 +225,12 @@ func (r *UDAPRegistrations) Register(ctx context.Context, t *Tenant) (*assertion
 		Contacts:   r.cfg.Contacts,
 		Scope:      t.Scope,
 		Algorithm:  t.Algorithm,
+		// The algorithms the server advertises for client assertions
+		// (UDAP servers SHALL accept RS256, MAY accept RS384): its
+		// registration endpoint's list is, in UDAP metadata, the same
+		// in practice, and a server that lists RS256 alone gets an
+		// RS256 software statement, as its client assertions are.
+		Accepted: t.SigningAlgorithms,
 	})
 	if err != nil {
 		return nil, err
