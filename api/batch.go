@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"unicode"
 
 	"github.com/cqgate/cqgate/internal/callerauth"
 	"github.com/cqgate/cqgate/internal/failure"
@@ -75,6 +76,13 @@ func (h *handlers) checkBatch(r *http.Request, id *callerauth.Identity, base cal
 	r.ContentLength = int64(len(buf))
 	r.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(buf)), nil }
 
+	// encoding/json matches keys without case, the last match winning;
+	// FHIR JSON's are case-sensitive. A Bundle with two keys in one
+	// object that differ only by case (or not at all) could be read one
+	// way here and another by the FHIR server: refused.
+	if err := uniqueKeys(buf); err != nil {
+		return failure.Errorf(failure.Invalid, "api: a POST to the base must be a JSON Bundle: %v", err)
+	}
 	var b bundleEntries
 	if err := json.Unmarshal(buf, &b); err != nil {
 		return failure.Errorf(failure.Invalid, "api: a POST to the base must be a JSON Bundle: %v", err)
@@ -111,4 +119,70 @@ func entryPath(raw string) (string, error) {
 		return "", fmt.Errorf("request.url %q: %w", raw, err)
 	}
 	return "/" + strings.TrimPrefix(u.Path, "/"), nil
+}
+
+// uniqueKeys checks that no JSON object in doc has two keys equal under
+// the case folding encoding/json matches field names with (Unicode
+// simple folding: "Method", "METHOD" and "method", or a repeated key).
+func uniqueKeys(doc []byte) error {
+	dec := json.NewDecoder(bytes.NewReader(doc))
+	if err := uniqueKeysValue(dec); err != nil {
+		return err
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return errors.New("more than one JSON value")
+	}
+	return nil
+}
+
+func uniqueKeysValue(dec *json.Decoder) error {
+	tok, err := dec.Token()
+	if err != nil {
+		return err
+	}
+	switch tok {
+	case json.Delim('{'):
+		seen := make(map[string]struct{})
+		for dec.More() {
+			k, err := dec.Token()
+			if err != nil {
+				return err
+			}
+			key, _ := k.(string)
+			f := foldKey(key)
+			if _, dup := seen[f]; dup {
+				return fmt.Errorf("the key %q appears twice in one object (keys are told apart by case in FHIR JSON, and must not repeat)", key)
+			}
+			seen[f] = struct{}{}
+			if err := uniqueKeysValue(dec); err != nil {
+				return err
+			}
+		}
+		_, err = dec.Token() // '}'
+		return err
+	case json.Delim('['):
+		for dec.More() {
+			if err := uniqueKeysValue(dec); err != nil {
+				return err
+			}
+		}
+		_, err = dec.Token() // ']'
+		return err
+	}
+	return nil
+}
+
+// foldKey is key with each letter replaced by the smallest of its simple
+// case folding orbit (unicode.SimpleFold): keys encoding/json takes for
+// one field fold to the same string.
+func foldKey(key string) string {
+	var b strings.Builder
+	for _, r := range key {
+		low := r
+		for f := unicode.SimpleFold(r); f != r; f = unicode.SimpleFold(f) {
+			low = min(low, f)
+		}
+		b.WriteRune(low)
+	}
+	return b.String()
 }

@@ -23,13 +23,9 @@ func (h *handlers) directory(c *gin.Context) {
 		return
 	}
 	c.Set(oidKey, oid)
-	if h.Policy != nil {
-		id, _ := c.Get(callerKey)
-		req := callerauth.Request{OID: oid, Method: http.MethodGet, Scope: h.Tenants.Scope(oid)}
-		if err := h.Policy.Authorize(id.(*callerauth.Identity), req); err != nil {
-			h.fail(c, "", err)
-			return
-		}
+	if err := h.mayLookUp(c, oid); err != nil {
+		h.fail(c, "", err)
+		return
 	}
 	t, err := h.Tenants.Describe(c.Request.Context(), oid)
 	if err != nil {
@@ -41,6 +37,18 @@ func (h *handlers) directory(c *gin.Context) {
 	}
 	c.Header("Cache-Control", "no-store")
 	c.JSON(http.StatusOK, t)
+}
+
+// mayLookUp applies the caller's policy to reading what the directory
+// says of oid, as to a GET to the organization: a caller sees only the
+// organizations it may reach, by lookup or by search.
+func (h *handlers) mayLookUp(c *gin.Context, oid string) error {
+	if h.Policy == nil {
+		return nil
+	}
+	id, _ := c.Get(callerKey)
+	req := callerauth.Request{OID: oid, Method: http.MethodGet, Scope: h.Tenants.Scope(oid)}
+	return h.Policy.Authorize(id.(*callerauth.Identity), req)
 }
 
 var errNoSearch = failure.New(failure.NotImplemented, "api: no directory is configured to search (directory.url)")
@@ -57,7 +65,8 @@ type SearchResult struct {
 }
 
 // search serves GET /directory/Organization?name=&_id=&active=&_count=:
-// a directory search, paged with the opaque page parameter of Next.
+// a directory search, paged with the opaque page parameter of Next, of
+// the organizations the caller's policy lets it reach (mayLookUp).
 func (h *handlers) search(c *gin.Context) {
 	if h.Directory == nil {
 		h.fail(c, "", errNoSearch)
@@ -67,6 +76,12 @@ func (h *handlers) search(c *gin.Context) {
 	if err != nil {
 		h.fail(c, "", err)
 		return
+	}
+	if q.ID != "" {
+		if err := h.mayLookUp(c, q.ID); err != nil {
+			h.fail(c, "", err)
+			return
+		}
 	}
 	res, err := h.Directory.Search(c.Request.Context(), q)
 	if err != nil {
@@ -81,6 +96,12 @@ func (h *handlers) search(c *gin.Context) {
 	}
 	out := SearchResult{Total: res.Total, Organizations: make([]*tenant.Tenant, 0, len(res.Organizations))}
 	for _, org := range res.Organizations {
+		if h.mayLookUp(c, org.OID) != nil {
+			// Not the caller's to see; the directory's total counts
+			// what it no longer sees, so there is none to give.
+			out.Total = -1
+			continue
+		}
 		out.Organizations = append(out.Organizations, tenant.Summary(org, h.FHIRVersions))
 	}
 	if res.Next != "" {

@@ -187,6 +187,9 @@ func parseTarget(call *fhirCall) error {
 	call.rec.SetPath(call.path)
 	call.purposes = headerList(r.Header[PurposeOfUseHeader])
 	call.scope = strings.TrimSpace(headerValue(r.Header, ScopeHeader))
+	if !callerauth.ValidScope(call.scope) {
+		return failure.Errorf(failure.Invalid, "api: %s is not an OAuth scope: scope tokens of printable ASCII separated by single spaces (RFC 6749 section 3.3)", ScopeHeader)
+	}
 	call.xp = strings.TrimSpace(headerValue(r.Header, ExchangePurposeHeader))
 	delete(r.Header, ExchangePurposeHeader) // for cqgate, never for the tenant
 	call.rec.PurposeOfUse, call.rec.Scope, call.rec.ExchangePurpose = call.purposes, call.scope, call.xp

@@ -289,3 +289,20 @@ func BenchmarkAuthorize(b *testing.B) {
 		}
 	}
 }
+
+func TestValidScope(t *testing.T) {
+	for s, want := range map[string]bool{
+		"":                                      true,
+		"system/Patient.read":                   true,
+		"system/Patient.rs?x=1 system/Obs.read": true,
+		"system/Patient.rs?x=1\tsystem/Patient.cud": false,
+		"a\nb":     false,
+		"a\u00a0b": false,
+		`a"b`:      false,
+		`a\b`:      false,
+	} {
+		if got := callerauth.ValidScope(s); got != want {
+			t.Errorf("ValidScope(%q) = %v, want %v", s, got, want)
+		}
+	}
+}

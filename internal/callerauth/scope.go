@@ -104,6 +104,21 @@ func (a *scope) covers(r *scope) bool {
 		(a.query == "" || a.query == r.query)
 }
 
+// ValidScope reports whether s is an OAuth scope as RFC 6749 section 3.3
+// writes one: scope tokens of printable ASCII but for '"' and '\',
+// separated by spaces. Anything else (a tab, a control character) would
+// be split differently by ScopeCovers and by whoever reads it next.
+func ValidScope(s string) bool {
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == ' ':
+		case c < 0x21 || c > 0x7e || c == '"' || c == '\\':
+			return false
+		}
+	}
+	return true
+}
+
 // ScopeCovers reports whether every token of the space-separated
 // requested scope is allowed by some token of the space-separated
 // allowed scope, by the rules Policy uses (see Rule.Scopes). An empty

@@ -1,0 +1,139 @@
+package api
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/cqgate/cqgate/internal/callerauth"
+	"github.com/cqgate/cqgate/tenant"
+)
+
+// FHIR JSON property names are
+// case-sensitive (FHIR R4 JSON, "JSON property names are case-sensitive"),
+// and a FHIR server reads "method", "entry", "request" only in that case
+// (an unknown "Method" is ignored by lenient parsers such as HAPI's
+// default). Go's encoding/json matches field names case-insensitively and
+// lets the last match win, so checkBatch can read a different method (or
+// no entries at all) than the one the FHIR server executes. A caller
+// allowed GET and POST but not DELETE must not get a DELETE through.
+func TestBatchKeysToldApartByCase(t *testing.T) {
+	keys, err := callerauth.NewAPIKeys(map[string]string{"writer": callerauth.HashKey("writer-key-0123456789abcdef")}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	policy, err := callerauth.NewPolicy(map[string]callerauth.Rule{"writer": {Organizations: []string{"*"}, Methods: []string{"GET", "POST"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ name, body string }{
+		{"Method shadows method", `{"resourceType":"Bundle","type":"transaction","entry":[{"request":{"method":"DELETE","url":"Patient/1","Method":"GET"}}]}`},
+		{"Entry shadows entry", `{"resourceType":"Bundle","type":"transaction","entry":[{"request":{"method":"DELETE","url":"Patient/1"}}],"Entry":[]}`},
+		{"Request shadows request", `{"resourceType":"Bundle","type":"transaction","entry":[{"request":{"method":"DELETE","url":"Patient/1"},"Request":null}]}`},
+		{"method repeated", `{"resourceType":"Bundle","type":"transaction","entry":[{"request":{"method":"DELETE","url":"Patient/1","method":"GET"}}]}`},
+		{"long s folds to s", `{"resourceType":"Bundle","type":"transaction","entry":[{"request":{"method":"DELETE","url":"Patient/1"},"reque\u017ft":null}]}`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fwd := &recordingForwarder{}
+			h := New(Config{Tenants: stubTenants{}, Proxy: fwd, Auth: keys, Policy: policy, MaxBodyBytes: 1 << 20, Logger: logrus.New()})
+			req := httptest.NewRequest(http.MethodPost, "/fhir/1.2.3/", strings.NewReader(tc.body))
+			req.Header.Set("X-API-Key", "writer-key-0123456789abcdef")
+			req.Header.Set("Content-Type", "application/fhir+json")
+			w := httptest.NewRecorder()
+			h.ServeHTTP(w, req)
+			if fwd.oid != "" || w.Code != http.StatusForbidden && w.Code != http.StatusBadRequest {
+				t.Fatalf("a Bundle whose only entry is a DELETE (as a FHIR server reads it) was forwarded: status %d, forwarded to %q", w.Code, fwd.oid)
+			}
+		})
+	}
+}
+
+// A directory search honours the caller's organizations rule as the
+// lookup does: _id of a forbidden OID is a 403, and a search by name
+// leaves out what the caller may not reach (the search runs on cqgate's
+// directory API key).
+func TestDirectorySearchHonoursPolicy(t *testing.T) {
+	keys, err := callerauth.NewAPIKeys(map[string]string{"narrow": callerauth.HashKey("narrow-key-0123456789abcdef")}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	policy, err := callerauth.NewPolicy(map[string]callerauth.Rule{"narrow": {Organizations: []string{"9.9.9"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &stubSearcher{}
+	h := New(Config{Tenants: &countingTenants{}, Proxy: &recordingForwarder{}, Directory: s, Auth: keys, Policy: policy, Logger: logrus.New()})
+	get := func(target string) int {
+		req := httptest.NewRequest(http.MethodGet, target, nil)
+		req.Header.Set("X-API-Key", "narrow-key-0123456789abcdef")
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, req)
+		return w.Code
+	}
+	if code := get("/directory/Organization/1.2.3"); code != http.StatusForbidden {
+		t.Fatalf("lookup of a forbidden OID: %d, want 403", code)
+	}
+	if code := get("/directory/Organization?_id=1.2.3"); code != http.StatusForbidden {
+		t.Errorf("search for the same forbidden OID: %d (answered from the directory: %q), want 403 as the lookup", code, s.got.ID)
+	}
+	// A search by name answers only the organizations the caller may
+	// reach, and no directory total that counts the others.
+	req := httptest.NewRequest(http.MethodGet, "/directory/Organization?name=Example", nil)
+	req.Header.Set("X-API-Key", "narrow-key-0123456789abcdef")
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, req)
+	if w.Code != http.StatusOK || strings.Contains(w.Body.String(), "1.2.3") || !strings.Contains(w.Body.String(), `"total":-1`) {
+		t.Errorf("search by name: %d %s", w.Code, w.Body)
+	}
+}
+
+// scopeForwarder records the scope of the tenant a request is forwarded
+// with: the scope its token is exchanged for.
+type scopeForwarder struct{ scope string }
+
+func (f *scopeForwarder) Forward(w http.ResponseWriter, _ *http.Request, t *tenant.Tenant, _ string) {
+	f.scope = t.Scope
+	w.WriteHeader(http.StatusTeapot)
+}
+
+// X-Cqgate-Scope must be an OAuth scope (RFC 6749 section 3.3): scope
+// tokens separated by spaces. A tab would split it one way in the scope
+// checks and another in the token request, carrying a second scope
+// (system/Patient.cud, past a caller and an organization limited to
+// system/*.read) into it: a 400, nothing forwarded.
+func TestScopeHeaderIsAnOAuthScope(t *testing.T) {
+	keys, err := callerauth.NewAPIKeys(map[string]string{"reader": callerauth.HashKey("reader-key-0123456789abcdef")}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	policy, err := callerauth.NewPolicy(map[string]callerauth.Rule{"reader": {Organizations: []string{"*"}, Scopes: []string{"system/*.read"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fwd := &scopeForwarder{}
+	h := New(Config{Tenants: scopedTenants{}, Proxy: fwd, Auth: keys, Policy: policy, Logger: logrus.New()})
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	req, _ := http.NewRequest(http.MethodGet, srv.URL+"/fhir/1.2.3/Patient/1", nil)
+	req.Header.Set("X-API-Key", "reader-key-0123456789abcdef")
+	req.Header.Set(ScopeHeader, "system/Patient.rs?x=1\tsystem/Patient.cud")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadRequest || fwd.scope != "" {
+		t.Errorf("status %d, token scope asked for %q: want 400, nothing forwarded", resp.StatusCode, fwd.scope)
+	}
+}
+
+// scopedTenants is stubTenants whose tenants carry the configured scope.
+type scopedTenants struct{ stubTenants }
+
+func (scopedTenants) Resolve(_ context.Context, oid string) (*tenant.Tenant, error) {
+	return &tenant.Tenant{OID: oid, Name: "Test", Scope: "system/*.read"}, nil
+}
