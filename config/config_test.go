@@ -153,6 +153,13 @@ func TestValidate(t *testing.T) {
 			c.Metrics.Path = "/fhir/metrics"
 			c.Warmup.Organizations = []string{"1.2.x"}
 		}, []string{"audit.destination", "metrics.path", "warmup.organizations"}},
+		{"metrics path on the JWKS", func(c *Config) { c.Metrics.Path = "/.well-known/jwks.json" }, []string{"metrics.path"}},
+		{"metrics path under pprof", func(c *Config) { c.Metrics.Path = "/debug/pprof/metrics" }, []string{"metrics.path"}},
+		{"metrics path with a wildcard", func(c *Config) { c.Metrics.Path = "/m/:x" }, []string{"metrics.path"}},
+		{"negative server timeouts", func(c *Config) {
+			c.Server.ReadHeaderTimeout, c.Server.ReadTimeout, c.Server.WriteTimeout, c.Server.IdleTimeout = 0, -time.Second, -time.Second, -time.Second
+		}, []string{"server.read_header_timeout", "server.read_timeout", "server.write_timeout", "server.idle_timeout"}},
+		{"no refresh margin", func(c *Config) { c.Tokens.RefreshMargin = 0 }, []string{"tokens.refresh_margin"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -94,6 +94,12 @@ func (c *Config) validateServer(add adder) {
 		add("server.max_body_bytes: %d must be more than 0", c.Server.MaxBodyBytes)
 	}
 	positive(add, "server.shutdown_timeout", c.Server.ShutdownTimeout)
+	// net/http takes a negative timeout (and a zero header timeout with
+	// no read timeout) for none: a slow caller could hold a connection.
+	positive(add, "server.read_header_timeout", c.Server.ReadHeaderTimeout)
+	notNegative(add, "server.read_timeout", c.Server.ReadTimeout)
+	notNegative(add, "server.write_timeout", c.Server.WriteTimeout)
+	notNegative(add, "server.idle_timeout", c.Server.IdleTimeout)
 }
 
 // validateDirectory checks the Carequality directory client.
@@ -181,9 +187,9 @@ func (c *Config) validateIdentities(add adder) {
 // validateTokens checks token caching and exchange.
 func (c *Config) validateTokens(add adder) {
 	t := c.Tokens
-	if t.RefreshMargin < 0 {
-		add("tokens.refresh_margin: %s must not be negative", t.RefreshMargin)
-	}
+	// A token is never used up to its expiry: a request sent just before
+	// would reach the partner with an expired token.
+	positive(add, "tokens.refresh_margin", t.RefreshMargin)
 	notNegative(add, "tokens.refresh_ahead", t.RefreshAhead)
 	notNegative(add, "tokens.min_interval", t.MinInterval)
 	if t.MaxContextsPerOrganization < 0 {
@@ -604,8 +610,9 @@ func (c *Config) validateOperations(add adder) {
 	}
 	if c.Metrics.Enabled {
 		p := c.Metrics.Path
-		if !strings.HasPrefix(p, "/") || strings.HasPrefix(p, "/fhir") || strings.HasPrefix(p, "/directory") || p == "/healthz" || p == "/readyz" {
-			add("metrics.path: %q must start with / and not shadow /fhir, /directory, /healthz or /readyz", p)
+		if !strings.HasPrefix(p, "/") || strings.HasPrefix(p, "/fhir") || strings.HasPrefix(p, "/directory") || p == "/healthz" || p == "/readyz" ||
+			strings.HasPrefix(p, "/.well-known/") || strings.HasPrefix(p, "/debug/pprof") || strings.ContainsAny(p, ":*") {
+			add("metrics.path: %q must start with /, hold no : or *, and not shadow /fhir, /directory, /healthz, /readyz, /.well-known/ or /debug/pprof/", p)
 		}
 	}
 	for _, oid := range c.Warmup.Organizations {

@@ -198,8 +198,8 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Gateway, error
 		Fetcher:     fetcher,
 		Static:      staticEntries(cfg.Organizations),
 		TTL:         cfg.Directory.CacheTTL,
-		MaxStale:    cfg.Directory.MaxStale,
-		NegativeTTL: cfg.Directory.NegativeTTL,
+		MaxStale:    orOff(cfg.Directory.MaxStale),
+		NegativeTTL: orOff(cfg.Directory.NegativeTTL),
 		StaleRetry:  orOff(cfg.Directory.StaleRetry),
 		Clock:       g.clock,
 	})
@@ -215,7 +215,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Gateway, error
 	}
 	g.Tokens = assertion.NewCache(assertion.CacheConfig{
 		RefreshMargin:   cfg.Tokens.RefreshMargin,
-		RefreshAhead:    cfg.Tokens.RefreshAhead,
+		RefreshAhead:    orOff(cfg.Tokens.RefreshAhead),
 		MinInterval:     orOff(cfg.Tokens.MinInterval),
 		DefaultLifetime: cfg.Tokens.DefaultLifetime,
 		// Keys carry the tenant's FHIR base as Resource (tokenKey).
@@ -387,7 +387,7 @@ func (g *Gateway) discoverer(c *http.Client) (*discovery.Discoverer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("gateway: discovery.order: %w", err)
 	}
-	dc := discovery.Config{HTTPClient: c, TTL: d.CacheTTL, MaxStale: d.MaxStale, Clock: g.clock, Order: order, Logger: g.log,
+	dc := discovery.Config{HTTPClient: c, TTL: d.CacheTTL, MaxStale: orOff(d.MaxStale), Clock: g.clock, Order: order, Logger: g.log,
 		Revocation: g.revocation}
 	communities, err := g.communities()
 	if err != nil {
