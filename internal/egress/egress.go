@@ -126,6 +126,11 @@ func addrReason(ip netip.Addr) string {
 		return "not a global unicast address"
 	case cgnat.Contains(ip), benchmarking.Contains(ip):
 		return "a shared or special-purpose address"
+	case nat64Local.Contains(ip):
+		// RFC 8215: a prefix of the local network's own translator,
+		// where the IPv4 address sits where that network chose; never
+		// a public destination.
+		return "a local-use NAT64 address"
 	case nat64.Contains(ip):
 		// 64:ff9b::a.b.c.d reaches the IPv4 address a.b.c.d.
 		b := ip.As16()
@@ -140,6 +145,7 @@ var (
 	cgnat        = netip.MustParsePrefix("100.64.0.0/10")
 	benchmarking = netip.MustParsePrefix("198.18.0.0/15")
 	nat64        = netip.MustParsePrefix("64:ff9b::/96")
+	nat64Local   = netip.MustParsePrefix("64:ff9b:1::/48")
 )
 
 type allowKey struct{}

@@ -43,6 +43,8 @@ func TestCheckURL(t *testing.T) {
 		{"https://224.0.0.1/fhir", false, "multicast"},
 		{"https://100.64.1.1/fhir", false, "shared or special"},
 		{"https://[64:ff9b::7f00:1]/fhir", false, "shared or special"},
+		{"https://[64:ff9b:1::a9fe:a9fe]/fhir", false, "local-use NAT64"},
+		{"https://[64:ff9b:1:2::808:808]/fhir", false, "local-use NAT64"},
 		{"https://2130706433/fhir", false, "numeric host"},
 		{"https://0x7f.0.0.1/fhir", false, "numeric host"},
 		{"https://0177.0.0.1/fhir", false, "numeric host"},
