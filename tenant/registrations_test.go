@@ -4,14 +4,11 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/rsa"
-	"crypto/x509"
-	"encoding/pem"
 	"testing"
 
 	"github.com/cqgate/cqgate/assertion"
 	"github.com/cqgate/cqgate/internal/pkitest"
 	"github.com/cqgate/cqgate/internal/udaptest"
-	"github.com/cqgate/cqgate/keys"
 )
 
 // config.example.yaml (client.algorithm): "Empty follows the key ... A
@@ -26,21 +23,7 @@ func TestRegistrationFollowsAdvertisedAlgorithms(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	leaf := pki.Issue(t, pki.Intermediate, pkitest.CertOptions{URIs: []string{issuer}, Key: rsaKey})
-	der, err := x509.MarshalPKCS8PrivateKey(rsaKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := keys.ParsePEM(append(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: leaf.Cert.Raw}),
-		pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: pki.Intermediate.Cert.Raw})...),
-		pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	holder := keys.NewHolder(keys.NewStatic(m), keys.HolderOptions{})
-	if _, err := holder.Reload(context.Background()); err != nil {
-		t.Fatal(err)
-	}
+	holder, m := leafHolder(t, pki, pki.Issue(t, pki.Intermediate, pkitest.CertOptions{URIs: []string{issuer}, Key: rsaKey}))
 	srv := udaptest.New(t, udaptest.Config{Roots: pki.Roots()})
 	r := NewUDAPRegistrations(UDAPConfig{
 		Store:      &MemoryRegistrations{},

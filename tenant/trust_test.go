@@ -100,20 +100,7 @@ func TestRegisterTEFCA(t *testing.T) {
 	pki := pkitest.New(t, pkitest.Options{})
 	san := "urn:oid:2.16.840.1.113883.3.9999#T-TREAT"
 	leaf := pki.Issue(t, pki.Intermediate, pkitest.CertOptions{URIs: []string{san}})
-	der, err := x509.MarshalPKCS8PrivateKey(leaf.Key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := keys.ParsePEM(append(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: leaf.Cert.Raw}),
-		pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: pki.Intermediate.Cert.Raw})...),
-		pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	holder := keys.NewHolder(keys.NewStatic(m), keys.HolderOptions{})
-	if _, err := holder.Reload(context.Background()); err != nil {
-		t.Fatal(err)
-	}
+	holder, _ := leafHolder(t, pki, leaf)
 	srv := udaptest.New(t, udaptest.Config{Roots: pki.Roots()})
 	var asked *Tenant
 	r := NewUDAPRegistrations(UDAPConfig{
@@ -141,4 +128,25 @@ func TestRegisterTEFCA(t *testing.T) {
 	if c := srv.Clients(); len(c) != 1 || c[0].Issuer != san {
 		t.Fatalf("registered as %+v, want issuer %s", c, san)
 	}
+}
+
+// leafHolder is a loaded key holder for leaf (its key, and its chain up
+// to pki's intermediate), and the material it holds.
+func leafHolder(t *testing.T, pki *pkitest.PKI, leaf *pkitest.Leaf) (*keys.Holder, *keys.Material) {
+	t.Helper()
+	der, err := x509.MarshalPKCS8PrivateKey(leaf.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := keys.ParsePEM(append(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: leaf.Cert.Raw}),
+		pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: pki.Intermediate.Cert.Raw})...),
+		pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	holder := keys.NewHolder(keys.NewStatic(m), keys.HolderOptions{})
+	if _, err := holder.Reload(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return holder, m
 }
