@@ -30,7 +30,7 @@ func orgSettings(cfg *config.Config) (*settings, error) {
 		defaults: tenant.Settings{
 			Identity:     config.DefaultIdentity,
 			ClientID:     cfg.Client.ClientID,
-			Scope:        cfg.Client.Scope,
+			Scope:        tenant.CanonicalScope(cfg.Client.Scope),
 			FHIRVersions: cfg.Directory.FHIRVersions,
 		},
 		orgs:         make(map[string]tenant.Settings, len(cfg.Organizations)),
@@ -48,7 +48,7 @@ func orgSettings(cfg *config.Config) (*settings, error) {
 			TokenURL:       o.TokenURL,
 			Identity:       o.Identity,
 			ClientID:       o.ClientID,
-			Scope:          o.Scope,
+			Scope:          tenant.CanonicalScope(o.Scope),
 			DiscoveryOrder: order,
 			CernerOverride: o.CernerOverrideOAuthURIs,
 			FHIRVersions:   o.FHIRVersions,

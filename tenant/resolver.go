@@ -129,7 +129,7 @@ func (r *Resolver) describe(ctx context.Context, oid string, full bool) (t *Tena
 		Active:          entry.Active(),
 		Identity:        s.Identity,
 		ClientID:        s.ClientID,
-		Scope:           canonicalScope(s.Scope), // as WithScope writes a caller's
+		Scope:           CanonicalScope(s.Scope), // as WithScope writes a caller's
 		Algorithm:       s.Algorithm,
 		AllowPrivate:    s.AllowPrivate,
 		AllowedPurposes: s.AllowedPurposes,

@@ -215,8 +215,8 @@ func (t *Tenant) WithScope(scope string) *Tenant {
 	if scope == "" || scope == t.Scope {
 		return t
 	}
-	scope = canonicalScope(t.inSyntax(scope))
-	if scope == "" || scope == t.Scope || scope == canonicalScope(t.Scope) {
+	scope = CanonicalScope(t.inSyntax(scope))
+	if scope == "" || scope == t.Scope || scope == CanonicalScope(t.Scope) {
 		return t // the configured scope, however it is written
 	}
 	c := *t
@@ -224,10 +224,36 @@ func (t *Tenant) WithScope(scope string) *Tenant {
 	return &c
 }
 
-func canonicalScope(scope string) string {
+// CanonicalScope writes scope canonically: each value once, sorted,
+// single spaces (OAuth scopes are a set). A scope written so already is
+// returned as it is, not copied: settings written canonically once (as
+// the gateway's are) cost a kept tenant no string of its own.
+func CanonicalScope(scope string) string {
+	if isCanonicalScope(scope) {
+		return scope
+	}
 	f := strings.Fields(scope)
 	slices.Sort(f)
 	return strings.Join(slices.Compact(f), " ")
+}
+
+// isCanonicalScope reports whether scope is space-separated values in
+// strictly increasing order, with no other whitespace.
+func isCanonicalScope(scope string) bool {
+	if scope == "" {
+		return true
+	}
+	prev, first := "", true
+	for rest := scope; ; {
+		v, after, more := strings.Cut(rest, " ")
+		if v == "" || strings.ContainsAny(v, "\t\n\v\f\r") || (!first && v <= prev) {
+			return false
+		}
+		if !more {
+			return true
+		}
+		prev, first, rest = v, false, after
+	}
 }
 
 // Summary describes an organization from a directory search the way

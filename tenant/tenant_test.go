@@ -404,3 +404,27 @@ func TestConfiguredScopeSpellingsShareToken(t *testing.T) {
 		}
 	}
 }
+
+// A scope written canonically already is kept as it is (the same
+// string, no copy); any other spelling is written canonically.
+func TestCanonicalScope(t *testing.T) {
+	for in, want := range map[string]string{
+		"":                    "",
+		"a":                   "a",
+		"a b":                 "a b",
+		"b a":                 "a b",
+		"a  b":                "a b",
+		" a b":                "a b",
+		"a b ":                "a b",
+		"a a":                 "a",
+		"a\tb":                "a b",
+		"system/Patient.read": "system/Patient.read",
+	} {
+		if got := CanonicalScope(in); got != want {
+			t.Errorf("CanonicalScope(%q) = %q, want %q", in, got, want)
+		}
+	}
+	if n := testing.AllocsPerRun(10, func() { _ = CanonicalScope("system/Observation.read system/Patient.read") }); n != 0 {
+		t.Errorf("a canonical scope allocates %v times", n)
+	}
+}

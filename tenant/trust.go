@@ -76,7 +76,7 @@ func (t *Tenant) askInSyntax(scopesSupported, capabilities []string) {
 	if syntax != callerauth.SyntaxAny {
 		t.ScopeSyntax = syntax.String()
 	}
-	t.Scope = canonicalScope(t.inSyntax(t.Scope))
+	t.Scope = CanonicalScope(t.inSyntax(t.Scope))
 }
 
 // inSyntax is scope in the server's syntax. A conversion that would

@@ -107,7 +107,7 @@ func newCaches(srv *scale.Server) *caches {
 	c.tenant = &tenant.Resolver{
 		Directory: c.dir,
 		Discovery: c.disc,
-		Defaults:  tenant.Settings{ClientID: "gateway.scale.example", Scope: "system/Patient.read system/Observation.read"},
+		Defaults:  tenant.Settings{ClientID: "gateway.scale.example", Scope: tenant.CanonicalScope("system/Patient.read system/Observation.read")}, // as the gateway's settings write it
 	}
 	// proxy.reuse_resolved is 1s by default; an hour keeps every
 	// organization reused for the measurement, as it is while its
