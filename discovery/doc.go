@@ -87,9 +87,15 @@
 // lookups share one fetch. When a refresh fails, the old result is served
 // (marked Stale once expired) until Config.MaxStale past its expiry, and
 // refreshing is retried with capped exponential backoff rather than on
-// every lookup. A refresh that would fall back to a less preferred source
-// only because the preferred one failed counts as failed: a passing outage
-// of /metadata must not move a Cerner server off its Carequality URL.
+// every lookup; a token URL taken from UDAP signed_metadata is not served
+// past its expiry at all (no later than the metadata's exp: trusted only
+// as checked). A refresh that would fall back to a less preferred source
+// only because the preferred one failed counts as failed, until MaxStale
+// past the old result's expiry (a UDAP one's too): a passing outage of
+// /metadata must not move a Cerner server off its Carequality URL.
+//
+// A token URL, from any source, must be an absolute http(s) URL without
+// user information or a fragment (RFC 6749 section 3.2).
 //
 // Documents are cached too, for the TTL: a server without UDAP answers
 // its 404 once per TTL, however many results or failed lookups need it.

@@ -84,10 +84,16 @@ func isHTTPURL(s string) bool {
 }
 
 // checkTokenURL returns an error unless u, the value of what (e.g.
-// "token_endpoint"), is an absolute http(s) URL.
+// "token_endpoint"), is an absolute http(s) URL without a fragment (RFC
+// 6749 section 3.2: the assertion's aud would name it, the POST would
+// not) or user information (net/http would send it as Basic
+// credentials cqgate never meant to send).
 func checkTokenURL(what, u string) error {
 	if !isHTTPURL(u) {
 		return fmt.Errorf("%s %s is not an absolute http(s) URL", what, quote(u))
+	}
+	if p, _ := url.Parse(u); p.User != nil || p.Fragment != "" || strings.Contains(u, "#") {
+		return fmt.Errorf("%s has user information or a fragment, which a token endpoint URL must not have", what)
 	}
 	return nil
 }

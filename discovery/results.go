@@ -65,6 +65,18 @@ type keptResult struct {
 // expiry is when k must be discovered again.
 func (k *keptResult) expiry() time.Time { return k.fetchedAt.Add(k.expires) }
 
+// staleUntil is until when k is still served while its refresh fails:
+// MaxStale past its expiry, but not at all past the expiry of a token
+// URL taken from UDAP signed_metadata, which is trusted only as checked
+// (no later than the metadata's exp, and no longer than the TTL after it
+// was checked).
+func (d *Discoverer) staleUntil(k *keptResult) time.Time {
+	if k.source == SourceUDAP {
+		return k.expiry()
+	}
+	return k.expiry().Add(d.maxStale)
+}
+
 // moreResult is what most results do not have.
 type moreResult struct {
 	signingAlgorithms, authMethods, scopesSupported, capabilities []string
@@ -169,7 +181,7 @@ func (d *Discoverer) Discover(ctx context.Context, req Request) (out *Result, er
 				d.refreshInBackground(ctx, r)
 			}
 			return kept.result(), nil
-		case now.Before(kept.expiry().Add(d.maxStale)):
+		case now.Before(d.staleUntil(kept)):
 			if now.Before(retryAt) {
 				return kept.result().stale(lastErr), nil
 			}
@@ -321,9 +333,12 @@ func (d *Discoverer) flight(r *request) func(context.Context) (*entry, error) {
 			}
 		}
 		res, err := d.discover(fctx, r, maxAge)
-		// servable: the cached result is still served if this fails.
-		servable := old != nil && now.Before(old.expiry().Add(d.maxStale))
-		if err == nil && servable {
+		// known: the cached result still counts, and a refresh may not
+		// downgrade from its source (MaxStale past its expiry, also for
+		// a UDAP result); servable: it is still served if this fails.
+		known := old != nil && now.Before(old.expiry().Add(d.maxStale))
+		servable := old != nil && now.Before(d.staleUntil(old))
+		if err == nil && known {
 			err = downgrade(r, old, res)
 		}
 		var te *TrustError
