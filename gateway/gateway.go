@@ -313,6 +313,21 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Gateway, error
 	return g, nil
 }
 
+// Check returns the problems New would refuse cfg for that
+// config.Validate does not see, without connecting anywhere: the Vault
+// client's own checks (a login method's credentials present and
+// readable, no credentials of another method), each prefixed "vault.".
+func Check(cfg *config.Config) []string {
+	if !needsVault(cfg) {
+		return nil
+	}
+	var out []string
+	for _, err := range vault.Check(vaultConfig(cfg.Vault)) {
+		out = append(out, "vault."+err.Error())
+	}
+	return out
+}
+
 // needsVault reports whether anything is read from Vault.
 func needsVault(cfg *config.Config) bool {
 	isVault := func(k config.Keys) bool { return k.Source == "vault" || k.Source == "transit" }

@@ -119,6 +119,9 @@ func validate(cfg *config.Config, loading config.Problems) error {
 	} else if err != nil {
 		return err
 	}
+	// What the gateway would refuse at start (the Vault login's
+	// credentials), so that -check reports it too.
+	loading = append(loading, gateway.Check(cfg)...)
 	return loading.Err()
 }
 

@@ -92,6 +92,9 @@ func TestDevMode(t *testing.T) {
 }
 
 func TestCheckConfig(t *testing.T) {
+	// The Vault login is read from the environment too: none here.
+	t.Setenv("VAULT_ADDR", "")
+	t.Setenv("VAULT_TOKEN", "")
 	tests := []struct {
 		name    string
 		args    []string
@@ -103,7 +106,13 @@ func TestCheckConfig(t *testing.T) {
 		{"example with the required keys from the environment", []string{"-config", "../../config.example.yaml", "-check"}, map[string]string{
 			"CQGATE_DIRECTORY_URL": "https://directory.prod.carequality.org/fhir", "CQGATE_KEYS_VAULT_PATH": "cqgate/carequality",
 			"CQGATE_CLIENT_CLIENT_ID": "gateway.example.org",
+			// The keys are in Vault: its address and a login.
+			"CQGATE_VAULT_ADDRESS": "https://vault.example.org:8200", "CQGATE_VAULT_AUTH_TOKEN": "hvs.example",
 		}, "", "configuration is valid"},
+		{"example without a Vault login", []string{"-config", "../../config.example.yaml", "-check"}, map[string]string{
+			"CQGATE_DIRECTORY_URL": "https://directory.prod.carequality.org/fhir", "CQGATE_KEYS_VAULT_PATH": "cqgate/carequality",
+			"CQGATE_CLIENT_CLIENT_ID": "gateway.example.org", "CQGATE_VAULT_ADDRESS": "https://vault.example.org:8200",
+		}, "vault.auth: token missing", ""},
 		{"config path from CQGATE_CONFIG", []string{"-check"}, map[string]string{"CQGATE_CONFIG": "/nonexistent/cqgate.yaml"}, "/nonexistent/cqgate.yaml", ""},
 		{"bad env value", []string{"-check"}, map[string]string{"CQGATE_PROXY_TIMEOUT": "forever"}, "CQGATE_PROXY_TIMEOUT", ""},
 		{"stray argument", []string{"serve"}, nil, "unexpected arguments", ""},

@@ -143,6 +143,20 @@ func redacted(s string) string {
 	return "<redacted>"
 }
 
+// Check returns every problem New would refuse cfg for, without
+// connecting to Vault: for a configuration check before starting
+// (cqgate -check). It reads the credential files to check them, never
+// printing their content.
+func Check(cfg Config) []error {
+	problems := validate(cfg)
+	if cfg.CACert != "" {
+		if err := api.DefaultConfig().ConfigureTLS(&api.TLSConfig{CACert: cfg.CACert}); err != nil {
+			problems = append(problems, fmt.Errorf("ca_cert: loading %s: %w", cfg.CACert, err))
+		}
+	}
+	return problems
+}
+
 // validate checks cfg against itself and the environment and returns every
 // problem. It reads the credential files to check them, never printing
 // their content.
