@@ -451,6 +451,9 @@ func (p *Proxy) modifyResponse(resp *http.Response, rt *route) error {
 	// serve dropped the header's (removeHopByHop).
 	dropTenantOnly(resp.Trailer)
 	rt.scrubTokens(resp.Header)
+	if isRedirect(resp.StatusCode) {
+		dropBody(resp)
+	}
 	if resp.StatusCode >= 400 && resp.Body != nil && resp.Body != http.NoBody {
 		if err := rt.checkErrorBody(resp); err != nil {
 			return err
@@ -470,6 +473,31 @@ func (p *Proxy) modifyResponse(resp *http.Response, rt *route) error {
 	// upstream headers to it, so drop the upstream's to avoid two values.
 	delete(resp.Header, RequestIDHeader)
 	return p.rewriteResponse(resp, rt)
+}
+
+// isRedirect reports whether status is a redirect cqgate hands to the
+// caller (mapped) or follows itself (authTransport.follow).
+func isRedirect(status int) bool {
+	switch status {
+	case http.StatusMovedPermanently, http.StatusFound, http.StatusSeeOther, http.StatusTemporaryRedirect, http.StatusPermanentRedirect:
+		return true
+	}
+	return false
+}
+
+// dropBody empties a redirect handed to the caller: its Location, mapped,
+// is the answer, and its body (a link to the partner's own URL, and
+// whatever the partner echoed of the request, cqgate's token included)
+// is neither rewritten nor read for echoes, so it does not go on.
+func dropBody(resp *http.Response) {
+	if resp.Body != nil && resp.Body != http.NoBody {
+		drain(resp.Body)
+	}
+	resp.Body, resp.ContentLength, resp.Trailer = http.NoBody, 0, nil
+	for _, k := range []string{"Content-Type", "Content-Encoding", "Content-Md5", "Digest", "Content-Digest", "Repr-Digest", "Etag"} {
+		delete(resp.Header, k)
+	}
+	resp.Header.Set("Content-Length", "0")
 }
 
 // UpstreamError is a failed call to a tenant's FHIR server.

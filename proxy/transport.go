@@ -150,9 +150,7 @@ func (t *authTransport) send(req *http.Request, rt *route) (*http.Response, erro
 func (t *authTransport) follow(req *http.Request, resp *http.Response, rt *route) (*http.Response, error) {
 	get := req.Method == http.MethodGet || req.Method == http.MethodHead
 	for hop := 0; ; hop++ {
-		switch resp.StatusCode {
-		case http.StatusMovedPermanently, http.StatusFound, http.StatusSeeOther, http.StatusTemporaryRedirect, http.StatusPermanentRedirect:
-		default:
+		if !isRedirect(resp.StatusCode) {
 			return resp, nil
 		}
 		loc := resp.Header.Get("Location")
