@@ -18,6 +18,7 @@ import (
 
 	"github.com/cqgate/cqgate/internal/retry"
 	"github.com/cqgate/cqgate/internal/tracing"
+	"github.com/cqgate/cqgate/internal/upstream"
 )
 
 // ClientAssertionType is the client_assertion_type of a JWT client
@@ -175,7 +176,10 @@ func (e *Exchanger) Exchange(ctx context.Context, r Request) (_ *Token, err erro
 	var t *Token
 	stop := e.Retry.policy().Do(ctx, func(ctx context.Context) retry.Verdict {
 		t, err = e.exchange(ctx, r, params)
-		return retry.Verdict{Retry: err != nil && retryable(ctx, err)}
+		if err == nil || !retryable(ctx, err) {
+			return retry.Stop
+		}
+		return retryAfter(err)
 	})
 	switch {
 	case err == nil:
@@ -220,6 +224,9 @@ func (e *Exchanger) exchange(ctx context.Context, r Request, base url.Values) (*
 		TokenURL:   r.TokenURL,
 		StatusCode: resp.StatusCode,
 		RequestID:  redact(resp.Header.Get("X-Request-Id"), assertion, ""),
+	}
+	if resp.StatusCode >= 400 {
+		re.RetryIn, _ = upstream.ParseRetryAfter(resp.Header.Get("Retry-After"), e.now())
 	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxTokenResponse+1))
 	if err != nil {

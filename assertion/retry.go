@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/cqgate/cqgate/internal/retry"
+	"github.com/cqgate/cqgate/internal/upstream"
 )
 
 // Retry defaults, used for zero RetryPolicy fields.
@@ -30,7 +31,9 @@ const (
 //
 // The waits are capped exponential backoff (internal/retry) with full
 // jitter: before attempt n+1 the wait is uniform in [0,
-// min(MaxBackoff, InitialBackoff·2^(n−1))].
+// min(MaxBackoff, InitialBackoff·2^(n−1))], and no shorter than the
+// failed answer's Retry-After; a Retry-After over MaxRetryAfter ends the
+// retries (RetrieveError.RetryAfter carries it to the caller's answer).
 //
 // ory/fosite answers an expired assertion with HTTP 500
 // {"error":"error"}; that is retried with a fresh assertion, which only
@@ -63,6 +66,26 @@ func (p RetryPolicy) policy() retry.Policy {
 		rp.Max = DefaultMaxBackoff
 	}
 	return rp
+}
+
+// MaxRetryAfter is the longest Retry-After of a token endpoint a retry
+// waits for, as the directory's and discovery's requests do
+// (upstream.DefaultMaxRetryAfter): asked to wait longer, the exchange
+// fails now, and the caller's answer carries the Retry-After.
+const MaxRetryAfter = upstream.DefaultMaxRetryAfter
+
+// retryAfter is the verdict on a retryable failure: another attempt no
+// sooner than the token endpoint's Retry-After, or none when it asks for
+// more than MaxRetryAfter.
+func retryAfter(err error) retry.Verdict {
+	var re *RetrieveError
+	if errors.As(err, &re) && re.RetryIn > 0 {
+		if re.RetryIn > MaxRetryAfter {
+			return retry.Stop
+		}
+		return retry.Verdict{Retry: true, After: re.RetryIn}
+	}
+	return retry.Again
 }
 
 // noRetryCodes are OAuth error codes that another attempt cannot cure.

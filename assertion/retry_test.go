@@ -200,3 +200,38 @@ func TestExchangeRetryContext(t *testing.T) {
 		}
 	})
 }
+
+// A token endpoint's Retry-After is a floor for the wait before the next
+// attempt (RFC 9110 section 10.2.3); one longer than MaxRetryAfter ends
+// the retries at once, and the caller's answer carries it.
+func TestExchangeHonoursRetryAfter(t *testing.T) {
+	for _, tt := range []struct {
+		name       string
+		retryAfter string
+		wantCalls  int
+		wantWait   time.Duration // the least wait between attempts
+	}{
+		{"a wait within bounds", "2", 3, 2 * time.Second},
+		{"a wait too long", "30", 1, 0},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			ts := newTokenServer(t, jsonResponse(503, `{"error":"temporarily_unavailable"}`, "Retry-After", tt.retryAfter))
+			e := newExchanger(t, newFakeClock(), ts.Client())
+			sl := &clocktest.Sleeper{}
+			e.Retry = RetryPolicy{Sleep: sl.Sleep}
+			_, err := e.Exchange(context.Background(), Request{TokenURL: ts.URL + "/token", ClientID: "c"})
+			var re *RetrieveError
+			if !errors.As(err, &re) || re.RetryAfter() <= 0 {
+				t.Fatalf("err %v: want a RetrieveError with the Retry-After", err)
+			}
+			if n := ts.calls(); n != tt.wantCalls {
+				t.Errorf("%d token requests, want %d", n, tt.wantCalls)
+			}
+			for i, w := range sl.Waits() {
+				if w < tt.wantWait {
+					t.Errorf("retry %d after %v, though the token endpoint asked for Retry-After: %s", i+1, w, tt.retryAfter)
+				}
+			}
+		})
+	}
+}

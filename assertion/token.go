@@ -119,9 +119,16 @@ type RetrieveError struct {
 	ErrorURI         string
 	// RequestID is the upstream's X-Request-Id response header.
 	RequestID string
+	// RetryIn is the wait the token endpoint asked for (its Retry-After),
+	// 0 when it named none.
+	RetryIn time.Duration
 	// Err is the underlying transport or decoding error, if any.
 	Err error
 }
+
+// RetryAfter is the token endpoint's Retry-After, for the caller's
+// answer (failure.RetryAfter).
+func (e *RetrieveError) RetryAfter() time.Duration { return e.RetryIn }
 
 func (e *RetrieveError) Error() string {
 	var b strings.Builder

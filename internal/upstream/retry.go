@@ -136,6 +136,13 @@ func (p Retry) retryable(ctx context.Context, resp *Response, err error) retry.V
 
 // retryAfter parses a Retry-After value (delay-seconds or an HTTP date).
 func (p Retry) retryAfter(v string) (time.Duration, bool) {
+	return ParseRetryAfter(v, p.Now())
+}
+
+// ParseRetryAfter parses a Retry-After value (RFC 9110 section 10.2.3:
+// delay-seconds or an HTTP date, the wait then counted from now). ok is
+// false when v is empty or neither.
+func ParseRetryAfter(v string, now time.Time) (wait time.Duration, ok bool) {
 	v = strings.TrimSpace(v)
 	if v == "" {
 		return 0, false
@@ -144,7 +151,7 @@ func (p Retry) retryAfter(v string) (time.Duration, bool) {
 		return time.Duration(secs) * time.Second, true
 	}
 	if t, err := http.ParseTime(v); err == nil {
-		return max(t.Sub(p.Now()), 0), true
+		return max(t.Sub(now), 0), true
 	}
 	return 0, false
 }
