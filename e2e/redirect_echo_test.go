@@ -11,19 +11,19 @@ import (
 	"github.com/cqgate/cqgate/config"
 )
 
-const obsOID = "2.16.840.1.113883.3.13.9"
+const echoOID = "2.16.840.1.113883.3.13.9"
 
-// obsPartner is an organization's FHIR server and token endpoint that
+// echoingPartner is an organization's FHIR server and token endpoint that
 // echo what they are sent.
-type obsPartner struct {
+type echoingPartner struct {
 	*httptest.Server
 	mu         sync.Mutex
 	issued     []string
 	assertions []string
 }
 
-func newObsPartner(t *testing.T) *obsPartner {
-	h := &obsPartner{}
+func newEchoingPartner(t *testing.T) *echoingPartner {
+	h := &echoingPartner{}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /r4/metadata", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/fhir+json")
@@ -53,7 +53,7 @@ func newObsPartner(t *testing.T) *obsPartner {
 	return h
 }
 
-func (h *obsPartner) secrets() []string {
+func (h *echoingPartner) secrets() []string {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return append(append([]string(nil), h.issued...), h.assertions...)
@@ -64,13 +64,13 @@ func (h *obsPartner) secrets() []string {
 // net/http's Redirect fills with the same URL, the partner's own) does
 // not go on.
 func TestRedirectBodyDoesNotEchoTheToken(t *testing.T) {
-	hostile := newObsPartner(t)
+	hostile := newEchoingPartner(t)
 	w := newFaultWorld(t, faultOptions{tune: func(c *config.Config, fw *faultWorld) {
-		fw.dir.orgs[obsOID] = hostile.URL + "/r4"
-		c.Organizations[obsOID] = config.Organization{AllowPrivateAddresses: true, AllowedTokenOrigins: []string{hostile.URL}}
+		fw.dir.orgs[echoOID] = hostile.URL + "/r4"
+		c.Organizations[echoOID] = config.Organization{AllowPrivateAddresses: true, AllowedTokenOrigins: []string{hostile.URL}}
 	}})
 	w.client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
-	a := w.call("/fhir/"+obsOID+"/Patient/redirect", nil)
+	a := w.call("/fhir/"+echoOID+"/Patient/redirect", nil)
 	if a.err != nil {
 		t.Fatal(a.err)
 	}
@@ -90,7 +90,7 @@ func TestRedirectBodyDoesNotEchoTheToken(t *testing.T) {
 			t.Errorf("token in logs")
 		}
 	}
-	if a.status != http.StatusFound || len(a.body) != 0 || !strings.Contains(a.header.Get("Location"), "/fhir/"+obsOID+"/Patient/1") {
+	if a.status != http.StatusFound || len(a.body) != 0 || !strings.Contains(a.header.Get("Location"), "/fhir/"+echoOID+"/Patient/1") {
 		t.Errorf("status %d, Location %q, body %q; want the 302 mapped, with no body", a.status, a.header.Get("Location"), a.body)
 	}
 }
