@@ -18,7 +18,11 @@ func TestValidateAdmin(t *testing.T) {
 		{"both on any free port", "127.0.0.1:0", Admin{Listen: "127.0.0.1:0"}, ""},
 		{"pprof without admin listener", "127.0.0.1:8080", Admin{Pprof: true}, "admin.pprof: needs admin.listen"},
 		{"not host:port", "127.0.0.1:8080", Admin{Listen: "9090"}, "admin.listen: \"9090\" is not host:port"},
-		{"same as listen", "127.0.0.1:8080", Admin{Listen: "127.0.0.1:8080"}, "admin.listen: \"127.0.0.1:8080\" is also listen"},
+		{"same as listen", "127.0.0.1:8080", Admin{Listen: "127.0.0.1:8080"}, "would bind the same port"},
+		{"the port of a loopback listen, on every address", "127.0.0.1:9090", Admin{Listen: "0.0.0.0:9090"}, "would bind the same port"},
+		{"IPv6 loopback and any", "[::1]:9090", Admin{Listen: "[::]:9090"}, "would bind the same port"},
+		{"no host and any", ":8080", Admin{Listen: "0.0.0.0:8080"}, "would bind the same port"},
+		{"one port on two hosts", "127.0.0.1:9090", Admin{Listen: "127.0.0.2:9090"}, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

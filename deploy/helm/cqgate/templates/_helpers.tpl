@@ -133,7 +133,14 @@ The port health and metrics are served on: the admin port when the admin
 listener is on, else the API port.
 */}}
 {{- define "cqgate.opsPort" -}}
-{{- if include "cqgate.adminEnabled" . }}{{ include "cqgate.adminPort" . }}{{ else }}{{ .Values.port }}{{ end -}}
+{{- if include "cqgate.adminEnabled" . }}{{ include "cqgate.adminPort" . }}{{ else }}{{ include "cqgate.apiPort" . }}{{ end -}}
+{{- end }}
+
+{{/*
+The API port: the one cqgate listens on (config.listen's, else port).
+*/}}
+{{- define "cqgate.apiPort" -}}
+{{- regexFind "[0-9]+$" (include "cqgate.listen" .) -}}
 {{- end }}
 
 {{/*
@@ -202,6 +209,21 @@ time rather than in a crash-looping pod.
 {{- $fix = "keep the sidecar on loopback (leave config.listen unset), or set config.inbound.auth to api_key or mtls" -}}
 {{- end -}}
 {{- fail (printf "cqgate: refusing config.inbound.auth \"none\" in mode %s: cqgate would listen on %s, which is not loopback, so every pod that can reach it could use your organization's Carequality identity. Either %s, or set config.inbound.allow_unauthenticated: true to accept that risk (cqgate itself refuses to start otherwise)." $mode $listen $fix) -}}
+{{- end -}}
+{{- if and (include "cqgate.adminEnabled" .) (eq (include "cqgate.apiPort" .) (include "cqgate.adminPort" .)) -}}
+{{- fail (printf "cqgate: the API (%s) and the admin listener (%s) use the same port: set admin.port (or config.admin.listen) to another, or admin.enabled: false" (include "cqgate.listen" .) (include "cqgate.adminListen" .)) -}}
+{{- end -}}
+{{- $cfg := .Values.config | default dict -}}
+{{- range $key := list "directory.api_key" "vault.auth.token" "vault.auth.secret_id" "cluster.redis.password" "cluster.encryption_key" "bulk.link_key" -}}
+{{- $parts := splitList "." $key -}}
+{{- $v := $cfg -}}
+{{- range $parts }}{{ if kindIs "map" $v }}{{ $v = index $v . }}{{ else }}{{ $v = "" }}{{ end }}{{ end -}}
+{{- if $v -}}
+{{- fail (printf "cqgate: config.%s is a secret and would land in the ConfigMap in plain text: give it through a Secret (extraEnv with a secretKeyRef to CQGATE_%s, or the chart's own secret references)" $key (upper (replace "." "_" $key))) -}}
+{{- end -}}
+{{- end -}}
+{{- if regexMatch "://[^/@]*:[^/@]*@" (dig "cluster" "redis" "url" "" $cfg) -}}
+{{- fail "cqgate: config.cluster.redis.url holds a password and would land in the ConfigMap: put the URL in a Secret and set cluster.redis.existingSecret instead" -}}
 {{- end -}}
 {{- $redis := .Values.cluster.redis -}}
 {{- if and (or $redis.url $redis.existingSecret) (not .Values.cluster.encryptionKey.existingSecret) -}}
