@@ -8,8 +8,11 @@
 //
 // A Mapper says what maps: an absolute URL whose scheme, host and port
 // (compared without case, default ports normalized) are the partner
-// base's and whose path continues the base path on a segment boundary.
-// Everything else, including URLs on other hosts, is left as it is.
+// base's and whose path continues the base path on a segment boundary,
+// with no "." or ".." segment after it (also written %2e): removing dot
+// segments would take "{base}/../x" out of the base, and its mapped form
+// out of /fhir/{oid}/. Everything else, including URLs on other hosts,
+// is left as it is.
 //
 // JSONWriter and XMLWriter are streaming rewriters: io.Writers that
 // follow only the lexical structure (where JSON strings, XML tags and

@@ -199,7 +199,52 @@ func cut[S ~string | ~[]byte](m *Mapper, s S) (S, bool) {
 	if len(rest) > 0 && rest[0] != '/' && rest[0] != '?' && rest[0] != '#' {
 		return s[:0], false
 	}
+	if hasDotSegment(rest) {
+		return s[:0], false
+	}
 	return rest, true
+}
+
+// hasDotSegment reports whether the path at the start of rest (up to a
+// query or fragment) has a "." or ".." segment, also percent-encoded
+// (%2e): removing dot segments (RFC 3986 section 5.2.4), as curl and
+// browsers do, would take "{base}/../x" out of the base, and its mapped
+// form out of /fhir/{oid}/ (to another organization's route, or past
+// cqgate's public path prefix). Such a URL is not under the base, and is
+// not mapped.
+func hasDotSegment[S ~string | ~[]byte](rest S) bool {
+	seg := 0
+	for i := 0; i <= len(rest); i++ {
+		if i < len(rest) && rest[i] != '/' && rest[i] != '?' && rest[i] != '#' {
+			continue
+		}
+		if isDots(rest[seg:i]) {
+			return true
+		}
+		if i == len(rest) || rest[i] != '/' {
+			return false
+		}
+		seg = i + 1
+	}
+	return false
+}
+
+// isDots reports whether seg is "." or "..", each dot possibly written
+// %2e or %2E.
+func isDots[S ~string | ~[]byte](seg S) bool {
+	n := 0
+	for i := 0; i < len(seg); {
+		switch {
+		case seg[i] == '.':
+			i++
+		case seg[i] == '%' && i+3 <= len(seg) && seg[i+1] == '2' && (seg[i+2] == 'e' || seg[i+2] == 'E'):
+			i += 3
+		default:
+			return false
+		}
+		n++
+	}
+	return n == 1 || n == 2
 }
 
 // cutFast is cut, quicker for a URL that spells the partner base as
@@ -210,6 +255,9 @@ func cutFast(m *Mapper, s []byte) ([]byte, bool) {
 	if len(s) >= len(m.exact) && string(s[:len(m.exact)]) == m.exact {
 		rest := s[len(m.exact):]
 		if len(rest) == 0 || rest[0] == '/' || rest[0] == '?' || rest[0] == '#' {
+			if hasDotSegment(rest) {
+				return s[:0], false
+			}
 			return rest, true
 		}
 	}
