@@ -19,6 +19,7 @@ import (
 	"github.com/cqgate/cqgate/internal/ratelimit"
 	"github.com/cqgate/cqgate/internal/tracing"
 	"github.com/cqgate/cqgate/proxy"
+	"github.com/cqgate/cqgate/proxy/fhirurl"
 	"github.com/cqgate/cqgate/tenant"
 )
 
@@ -481,9 +482,14 @@ var credentialParams = []string{"access_token"}
 // so pairs are split on ";" as well as "&": some servers take either.
 func checkQuery(rawQuery string) error {
 	for pair := range strings.FieldsFuncSeq(rawQuery, func(r rune) bool { return r == '&' || r == ';' }) {
-		name, _, _ := strings.Cut(pair, "=")
+		name, value, _ := strings.Cut(pair, "=")
 		if dec, err := url.QueryUnescape(name); err == nil {
 			name = dec
+		}
+		if strings.TrimSpace(name) == "_format" {
+			if err := checkFormat(value); err != nil {
+				return err
+			}
 		}
 		for _, cred := range credentialParams {
 			if strings.EqualFold(strings.TrimSpace(name), cred) {
@@ -493,4 +499,21 @@ func checkQuery(rawQuery string) error {
 		}
 	}
 	return nil
+}
+
+// checkFormat refuses a _format cqgate cannot rewrite: the partner's
+// URLs in a Turtle or HTML answer would reach the caller as they are.
+// JSON and XML, by name or media type, pass.
+func checkFormat(raw string) error {
+	v, err := url.QueryUnescape(raw)
+	if err != nil {
+		v = raw
+	}
+	// An unencoded "+" (application/fhir+json) decodes to a space.
+	v = strings.ReplaceAll(strings.TrimSpace(v), " ", "+")
+	if strings.EqualFold(v, "json") || strings.EqualFold(v, "xml") || fhirurl.FormatOf(v) != fhirurl.None {
+		return nil
+	}
+	return failure.Errorf(failure.Unsupported,
+		"api: _format=%q: cqgate answers FHIR in JSON or XML only (it rewrites the partner's URLs in those; ttl and html would carry them as they are)", v)
 }

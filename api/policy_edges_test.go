@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bytes"
 	"context"
 	"net/http"
 	"net/http/httptest"
@@ -136,4 +137,29 @@ type scopedTenants struct{ stubTenants }
 
 func (scopedTenants) Resolve(_ context.Context, oid string) (*tenant.Tenant, error) {
 	return &tenant.Tenant{OID: oid, Name: "Test", Scope: "system/*.read"}, nil
+}
+
+// A _format cqgate cannot rewrite (Turtle, HTML) is a 400: the
+// partner's URLs in it would reach the caller as they are. JSON and XML,
+// by name or media type (encoded too), are forwarded.
+func TestFormatsCqgateRewritesOnly(t *testing.T) {
+	for query, want := range map[string]int{
+		"_format=ttl":                                   http.StatusBadRequest,
+		"_format=html":                                  http.StatusBadRequest,
+		"_format=text%2Fhtml":                           http.StatusBadRequest,
+		"_format=json":                                  http.StatusTeapot,
+		"_format=XML":                                   http.StatusTeapot,
+		"_format=application/fhir%2Bxml":                http.StatusTeapot,
+		"_format=application%2Ffhir%2Bjson":             http.StatusTeapot,
+		"name=x&_format=application/json":               http.StatusTeapot,
+		"_format=application/fhir+json;fhirVersion=4.0": http.StatusTeapot,
+	} {
+		fwd := &recordingForwarder{}
+		h := newTestRouter(stubTenants{}, fwd, new(bytes.Buffer))
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/fhir/1.2.3/Patient?"+query, nil))
+		if w.Code != want {
+			t.Errorf("%s: %d %s, want %d", query, w.Code, w.Body, want)
+		}
+	}
 }

@@ -164,10 +164,12 @@ func (p *Proxy) Forward(w http.ResponseWriter, r *http.Request, t *tenant.Tenant
 		return
 	}
 	if rt.rw, err = rewriter(t, scheme, host); err != nil {
-		// The tenant's base was checked when it resolved; a base the
-		// mapper cannot take (a query in it) is forwarded unrewritten.
-		p.log.WithFields(logrus.Fields{"request_id": rt.requestID, "oid": t.OID}).WithError(err).
-			Warn("proxy: responses of this organization are not rewritten")
+		// A base the mapper cannot take (a query in it): its answers
+		// could not be rewritten, and would hand the caller the
+		// partner's URLs, so nothing is forwarded.
+		p.errorHandler(w, rt, failure.Errorf(failure.UpstreamFailed,
+			"proxy: the FHIR base of %s cannot be mapped to cqgate's URLs (%v), so cqgate does not forward to it", t.OID, err))
+		return
 	}
 	rt.audit = audit.FromContext(r.Context())
 	rt.callerGzip = acceptsGzip(r.Header["Accept-Encoding"])
