@@ -161,18 +161,9 @@ func (t *authTransport) follow(req *http.Request, resp *http.Response, rt *route
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			return resp, nil
 		}
-		if hop == 0 && rt.download == nil {
-			if rt.rw == nil {
-				// Nothing is mapped for this organization (a base the
-				// mapper cannot take): as before, its own origin's
-				// redirects are the caller's.
-				if base := rt.tenant.BaseURL(); tenant.Origin(u) == tenant.Origin(&base) || !get {
-					return resp, nil
-				}
-			} else if abs := u.String(); rt.rw.Mapper().Matches(abs) {
-				resp.Header.Set("Location", abs)
-				return resp, nil
-			}
+		if abs := u.String(); hop == 0 && rt.download == nil && rt.rw != nil && rt.rw.Mapper().Matches(abs) {
+			resp.Header.Set("Location", abs)
+			return resp, nil
 		}
 		if !get {
 			drain(resp.Body)
