@@ -140,13 +140,16 @@ func TestAtTheCapTheLongestIdleConnectionMakesRoom(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			s := newServer(t, 2, useTLS)
 			older, newer := s.dial(t), s.dial(t)
-			for _, c := range []*client{older, newer} {
+			// older goes idle first: the server reports a connection idle
+			// after the client has its answer, so wait for each report
+			// before the next request (else the two can swap, as they did
+			// on a loaded CI machine).
+			for i, c := range []*client{older, newer} {
 				if err := c.get(t); err != nil {
 					t.Fatal(err)
 				}
+				waitFor(t, "the connection to go idle", func() bool { return s.idleCount() == i+1 })
 			}
-			// Both are idle now; older went idle first.
-			waitFor(t, "two idle connections", func() bool { return s.idleCount() == 2 })
 
 			s.newcomerMakesRoom(t, older, newer, 1, 0)
 			if n := s.l.Open(); n != 2 {
