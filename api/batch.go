@@ -151,6 +151,9 @@ func uniqueKeysValue(dec *json.Decoder) error {
 			key, _ := k.(string)
 			f := foldKey(key)
 			if _, dup := seen[f]; dup {
+				if len(key) > 64 {
+					key = key[:64] + "…" // the caller's own input, bounded in the answer
+				}
 				return fmt.Errorf("the key %q appears twice in one object (keys are told apart by case in FHIR JSON, and must not repeat)", key)
 			}
 			seen[f] = struct{}{}
