@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
@@ -41,7 +42,7 @@ func hostileAnswer(w http.ResponseWriter, r *http.Request) {
 	jsonSlash := strings.ReplaceAll(token, "/", `\/`)
 	errorBody := `{"resourceType":"OperationOutcome","issue":[{"severity":"error","code":"processing",` +
 		`"diagnostics":"refused Authorization: Bearer ` + jsonSlash + `; as a query: access_token=` + url.QueryEscape(token) +
-		`; escaped: ` + escapeAllJSON(token) + `"}]}`
+		`; escaped: ` + escapeAllJSON(token) + `; as Basic: ` + basicEcho(token) + `"}]}`
 	switch p := r.URL.Path; {
 	case strings.HasSuffix(p, "/switch-101"):
 		tenantRaw(w, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
@@ -82,6 +83,12 @@ func hostileAnswer(w http.ResponseWriter, r *http.Request) {
 	default:
 		http.NotFound(w, r)
 	}
+}
+
+// basicEcho is token as a Basic credential with no user would carry it:
+// base64(":" + token).
+func basicEcho(token string) string {
+	return base64.StdEncoding.EncodeToString([]byte(":" + token))
 }
 
 // escapeAllJSON writes every byte of s other than letters and digits as
@@ -337,6 +344,9 @@ func TestIsolationTokenEcho(t *testing.T) {
 			for _, tok := range tokens {
 				if upstream.Contains(seen.String(), tok) {
 					t.Errorf("cqgate's access token reached the caller:\n%.2000s", seen.String())
+				}
+				if b64 := basicEcho(tok); tc.want != http.StatusOK && strings.Contains(seen.String(), b64[len(b64)/4:3*len(b64)/4]) {
+					t.Errorf("cqgate's access token reached the caller base64-encoded:\n%.2000s", seen.String())
 				}
 			}
 			switch tc.want {
@@ -604,6 +614,7 @@ func TestIsolationDirectoryEchoesAPIKeyEncoded(t *testing.T) {
 		"percent lower hex":  encodeEveryByte(dirAPIKey, "%%%02x"),
 		"json \\u escapes":   encodeEveryByte(dirAPIKey, `\u%04x`),
 		"json mixed":         `dir-api-key-e2e-\u0053\u0033CRET`,
+		"base64":             base64.StdEncoding.EncodeToString([]byte("api-key " + dirAPIKey)),
 	}
 	for name, form := range forms {
 		t.Run(name, func(t *testing.T) {

@@ -430,8 +430,11 @@ func (rt *route) checkErrorBody(resp *http.Response) error {
 	dropTenantOnly(resp.Trailer)
 	rt.scrubTokens(resp.Trailer)
 	tok, retry := rt.tokens()
-	if bounded.Contains(string(buf), tok) || bounded.Contains(string(buf), retry) {
-		buf = []byte(bounded.Scrub(string(buf), tok, retry))
+	if text := string(buf); tok != "" || retry != "" {
+		// Raw, percent-encoded, JSON-escaped or base64-encoded.
+		if clean := bounded.Scrub(text, tok, retry); clean != text {
+			buf = []byte(clean)
+		}
 	}
 	resp.Header.Del("Content-Encoding")
 	if len(resp.Trailer) > 0 {

@@ -81,7 +81,7 @@ func newScrubber(secrets ...string) *scrubber {
 
 func (s *scrubber) scrub(msg string) string {
 	msg = userInfoPassword.ReplaceAllString(msg, "${1}:"+upstream.Redacted+"@")
-	// Raw, percent-encoded and JSON-escaped, as everywhere else.
+	// Raw, percent-encoded, JSON-escaped and base64-encoded, as everywhere else.
 	return upstream.Scrub(msg, s.secrets...)
 }
 

@@ -434,7 +434,7 @@ func (e *exporter) excerpt(body io.Reader) string {
 // withhold blots the configured header values out of s (as
 // upstream.Redacted).
 func (e *exporter) withhold(s string) string {
-	return upstream.Scrub(s, e.secrets...) // raw, percent-encoded, JSON-escaped
+	return upstream.Scrub(s, e.secrets...) // raw, percent-encoded, JSON-escaped, base64
 }
 
 // retryAfter reads a Retry-After header: seconds or an HTTP date.

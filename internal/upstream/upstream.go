@@ -2,6 +2,7 @@ package upstream
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -61,7 +62,7 @@ const Redacted = "REDACTED"
 
 // DescribeStatus describes an unexpected answer: the status text and the
 // start of the body, printable characters only, with every secret (raw,
-// percent-encoded or JSON-escaped) replaced by Redacted.
+// percent-encoded, JSON-escaped or base64-encoded) replaced by Redacted.
 func DescribeStatus(code int, body []byte, secrets ...string) error {
 	text := http.StatusText(code)
 	if text == "" {
@@ -80,26 +81,82 @@ func DescribeStatus(code int, body []byte, secrets ...string) error {
 	return fmt.Errorf("%s: %s", text, snippet)
 }
 
-// Scrub replaces every secret in s, in any encoding match knows, by
-// Redacted.
+// Scrub replaces every secret in s, in any encoding match knows or
+// base64-encoded (see base64Forms), by Redacted.
 func Scrub(s string, secrets ...string) string {
 	for _, secret := range secrets {
-		if secret == "" || !Contains(s, secret) {
-			continue
+		s = scrubForm(s, secret, false)
+		for _, form := range base64Forms(secret) {
+			s = scrubForm(s, form, true)
 		}
-		var b strings.Builder
-		for i := 0; i < len(s); {
-			if end, ok := match(s, i, secret); ok {
-				b.WriteString(Redacted)
-				i = end
-				continue
-			}
-			b.WriteByte(s[i])
-			i++
-		}
-		s = b.String()
 	}
 	return s
+}
+
+// scrubForm replaces each match of form in s by Redacted; with edges,
+// also the base64 character on either side of it, which holds a few
+// bits of the secret too.
+func scrubForm(s, form string, edges bool) string {
+	if form == "" || !Contains(s, form) {
+		return s
+	}
+	b := make([]byte, 0, len(s))
+	for i := 0; i < len(s); {
+		end, ok := match(s, i, form)
+		if !ok {
+			b = append(b, s[i])
+			i++
+			continue
+		}
+		if edges {
+			if n := len(b); n > 0 && isBase64(b[n-1]) && string(b[max(n-len(Redacted), 0):]) != Redacted {
+				b = b[:n-1]
+			}
+			if end < len(s) && isBase64(s[end]) {
+				end++
+			}
+		}
+		b = append(b, Redacted...)
+		i = end
+	}
+	return string(b)
+}
+
+// minBase64Secret is the shortest secret whose base64 forms Scrub looks
+// for: 9 bytes give 12 characters at least, too many to turn up by
+// chance in other text.
+const minBase64Secret = 9
+
+// base64Forms returns what every base64 encoding of a text holding
+// secret contains: for each of the three places the secret can start in
+// a 3-byte group, the run of characters made of the secret's bits only
+// (the characters at its edges mix in the neighbouring bytes), in the
+// standard and the URL alphabet. An echo such as a Basic credential or
+// base64("api-key " + key) then loses the secret whatever precedes it.
+func base64Forms(secret string) []string {
+	if len(secret) < minBase64Secret {
+		return nil
+	}
+	forms := make([]string, 0, 6)
+	pad := []byte{0, 0}
+	for lead := 0; lead < 3; lead++ {
+		enc := base64.StdEncoding.EncodeToString(append(pad[:lead:lead], secret...))
+		first := (8*lead + 5) / 6            // the first character of the secret's bits only
+		last := (8*lead + 8*len(secret)) / 6 // one past the last
+		core := enc[first:last]
+		forms = append(forms, core)
+		if url := strings.NewReplacer("+", "-", "/", "_").Replace(core); url != core {
+			forms = append(forms, url)
+		}
+	}
+	return forms
+}
+
+// isBase64 reports whether c is in the standard or the URL base64
+// alphabet.
+func isBase64(c byte) bool {
+	return 'A' <= c && c <= 'Z' || 'a' <= c && c <= 'z' || '0' <= c && c <= '9' ||
+		c == '+' || c == '/' || c == '-' || c == '_'
 }
 
 // Contains reports whether s holds secret in any encoding match knows.

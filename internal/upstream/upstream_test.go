@@ -2,6 +2,7 @@ package upstream
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -171,5 +172,66 @@ func TestContainsAtTheEdges(t *testing.T) {
 		if got := Contains(tt.s, secret); got != tt.want {
 			t.Errorf("Contains(%q) = %v, want %v", tt.s, got, tt.want)
 		}
+	}
+}
+
+// A secret base64-encoded inside a longer text (a Basic credential, an
+// echo of "api-key <key>") is redacted whatever precedes it: no run of
+// the characters made of its bits survives, in either alphabet, padded
+// or not, JSON- or percent-escaped.
+func TestScrubBase64Echoes(t *testing.T) {
+	const secret = "dir+Key/with=padding&more<>?~~"
+	encodings := map[string]func([]byte) string{
+		"std":     base64.StdEncoding.EncodeToString,
+		"url":     base64.URLEncoding.EncodeToString,
+		"raw url": base64.RawURLEncoding.EncodeToString,
+		"std, json slash": func(b []byte) string {
+			return strings.ReplaceAll(base64.StdEncoding.EncodeToString(b), "/", `\/`)
+		},
+		"std, query-escaped": func(b []byte) string { return url.QueryEscape(base64.StdEncoding.EncodeToString(b)) },
+	}
+	for _, prefix := range []string{"", "a", "ab", "api-key ", "client:", "Bearer x"} {
+		for enc, encode := range encodings {
+			t.Run(fmt.Sprintf("%q/%s", prefix, enc), func(t *testing.T) {
+				form := encode([]byte(prefix + secret + "!"))
+				text := `{"error":"bad credentials","seen":"` + form + `"}`
+				got := Scrub(text, secret)
+				if !strings.Contains(got, Redacted) {
+					t.Fatalf("nothing redacted: %s", got)
+				}
+				// Every 4-character run of the encoding lying wholly
+				// within the secret's bits (see base64Forms) is gone.
+				plain := base64.StdEncoding.EncodeToString([]byte(prefix + secret + "!"))
+				first, last := (8*len(prefix)+5)/6, (8*len(prefix)+8*len(secret))/6
+				for i := first; i+4 <= last; i++ {
+					for _, run := range []string{plain[i : i+4], strings.NewReplacer("+", "-", "/", "_").Replace(plain[i : i+4])} {
+						if strings.Contains(got, run) && !strings.Contains(text[:strings.Index(text, form)], run) {
+							t.Fatalf("%q of the secret's encoding survived: %s", run, got)
+						}
+					}
+				}
+				if !strings.HasPrefix(got, `{"error":"bad credentials","seen":"`) || !strings.HasSuffix(got, `"}`) {
+					t.Errorf("text around the echo was touched: %s", got)
+				}
+			})
+		}
+	}
+}
+
+// Short secrets have no base64 forms (their runs would turn up by
+// chance), and other base64 text is left alone.
+func TestBase64FormsLeaveOtherText(t *testing.T) {
+	if forms := base64Forms("short"); forms != nil {
+		t.Errorf("base64Forms(short) = %q", forms)
+	}
+	other := base64.StdEncoding.EncodeToString([]byte("api-key another-key-entirely"))
+	if got := Scrub(other, "the-configured-key"); got != other {
+		t.Errorf("Scrub changed unrelated base64: %s", got)
+	}
+	// Two echoes side by side are both redacted, and REDACTED is not eaten.
+	const secret = "0123456789abcdef"
+	two := base64.StdEncoding.EncodeToString([]byte(secret)) + " " + base64.StdEncoding.EncodeToString([]byte("x"+secret))
+	if got := Scrub(two, secret); strings.Count(got, Redacted) != 2 {
+		t.Errorf("Scrub(two echoes) = %s", got)
 	}
 }
