@@ -95,7 +95,11 @@
 // /metadata must not move a Cerner server off its Carequality URL.
 //
 // A token URL, from any source, must be an absolute http(s) URL without
-// user information or a fragment (RFC 6749 section 3.2).
+// user information or a fragment (RFC 6749 section 3.2). A document whose
+// token URL is refused lends the result nothing else: not Result.UDAP
+// (a verified UDAP document with a refused token URL does not make the
+// server's token requests UDAP ones), nor its algorithms, scopes or
+// registration endpoint.
 //
 // Documents are cached too, for the TTL: a server without UDAP answers
 // its 404 once per TTL, however many results or failed lookups need it.

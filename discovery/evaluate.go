@@ -275,6 +275,10 @@ func evaluate(src Source, doc *document, base string, override bool, tr *trust, 
 	}
 	a.TokenURL = offered(c.tokenURL)
 	if err := checkTokenURL(what, c.tokenURL); err != nil {
+		// A document whose token URL is refused is not believed on
+		// anything else either: it makes no result a UDAP one, and
+		// lends it no algorithms, scopes or registration endpoint.
+		ev.info = nil
 		return reject(err)
 	}
 	a.Outcome = OutcomeUsed

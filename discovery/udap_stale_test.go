@@ -2,6 +2,7 @@ package discovery
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -84,4 +85,31 @@ func udapExpiringSoon(t *testing.T) (*clocktest.Clock, *fakeFHIR, *Discoverer) {
 	claims["exp"] = now.Add(10 * time.Minute).Unix()
 	f.set(docNameUDAP, 0, udapDoc(urlUDAP, pki.sign(t, claims)))
 	return clock, f, New(Config{HTTPClient: f.Client(), Clock: clock.Now, TrustAnchors: pki.pool, TTL: time.Hour, RefreshAhead: -1, MaxStale: time.Hour})
+}
+
+// A UDAP document that verifies but whose signed token URL is refused
+// contributes nothing: the result that another source wins is not a
+// UDAP one (no B2B assertion, no registration at the UDAP document's
+// registration_endpoint), and the refused document's advertised values
+// are not used.
+func TestRefusedUDAPTokenURLContributesNothing(t *testing.T) {
+	now := time.Now()
+	f := newFakeFHIR(t)
+	pki := newPKI(t, now, false, false, f.base())
+	f.set(docNameUDAP, 0, udapDoc(urlUDAP+"#frag", pki.sign(t, udapClaims(f.base(), now, urlUDAP+"#frag"))))
+	f.set(docNameSMART, 0, smartConfig(urlSMART))
+	d := New(Config{HTTPClient: f.Client(), TrustAnchors: pki.pool})
+	r := mustDiscover(t, d, Request{FHIRBase: f.base(), Order: []Source{SourceUDAP, SourceSMARTConfiguration}})
+	if r.Source != SourceSMARTConfiguration || r.TokenURL != urlSMART {
+		t.Fatalf("token URL %s from %s; want %s from the SMART configuration", r.TokenURL, r.Source, urlSMART)
+	}
+	if r.UDAP {
+		t.Errorf("Result.UDAP is set from a UDAP document whose token URL was refused")
+	}
+	if r.RegistrationEndpoint == "https://udap.example.test/register" {
+		t.Errorf("registration endpoint %s taken from the refused UDAP document", r.RegistrationEndpoint)
+	}
+	if slices.Contains(r.SigningAlgorithms, "ES384") {
+		t.Errorf("signing algorithms %v taken from the refused UDAP document", r.SigningAlgorithms)
+	}
 }
