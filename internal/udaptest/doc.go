@@ -8,10 +8,12 @@
 // {"software_statement": "<JWS>", "certifications": [...], "udap": "1"}
 // and checks, with go-jose v4:
 //
-//   - the JWS alg is RS256, RS384, ES256 or ES384 and the header carries
-//     x5c (standard base64 DER, leaf first); the signature verifies with
-//     the leaf's public key; with Config.Roots set, the chain verifies to
-//     those roots (intermediates from x5c);
+//   - the JWS alg is RS256, RS384, ES256 or ES384 (with Config.Algorithms
+//     set, one of those, as a server advertising them as
+//     registration_endpoint_jwt_signing_alg_values_supported would ask)
+//     and the header carries x5c (standard base64 DER, leaf first); the
+//     signature verifies with the leaf's public key; with Config.Roots
+//     set, the chain verifies to those roots (intermediates from x5c);
 //   - iss is non-empty, equals sub, and is a URI subject alternative name
 //     of the leaf;
 //   - aud is the registration URL exactly (string or array);

@@ -44,6 +44,11 @@ type Config struct {
 	Clock func() time.Time
 	// Leeway is how far iat may be in the future. Default 5s.
 	Leeway time.Duration
+	// Algorithms, when set, are the only JWS algorithms software
+	// statements may be signed with: what the server would advertise as
+	// registration_endpoint_jwt_signing_alg_values_supported. nil
+	// accepts RS256, RS384, ES256 and ES384.
+	Algorithms []string
 }
 
 // Client is a registration the server holds.
@@ -317,6 +322,9 @@ func (s *Server) verify(statement string) (string, *x509.Certificate, *statement
 		return "", nil, nil, badStatement("want one signature, got %d", len(tok.Headers))
 	}
 	alg := tok.Headers[0].Algorithm
+	if len(s.cfg.Algorithms) > 0 && !slices.Contains(s.cfg.Algorithms, alg) {
+		return "", nil, nil, badStatement("alg %s is not among the registration endpoint's algorithms [%s]", alg, strings.Join(s.cfg.Algorithms, " "))
+	}
 	chain, err := x5c(statement)
 	if err != nil {
 		return "", nil, nil, err

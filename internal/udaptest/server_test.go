@@ -161,6 +161,17 @@ func TestRegistration(t *testing.T) {
 	if n := len(s.Statements()); n != 3 {
 		t.Errorf("%d statements recorded", n)
 	}
+
+	// A server whose registration endpoint advertises RS256 alone
+	// refuses an RS384 statement.
+	rs256 := New(t, Config{Roots: roots, Algorithms: []string{"RS256"}})
+	res = register(t, rs256, signStatement(t, p.leafKey, jose.RS384, chain, statementClaimsFor(rs256.RegistrationURL)))
+	if d, _ := res.body["error_description"].(string); res.status != http.StatusBadRequest || res.body["error"] != "invalid_software_statement" || !strings.Contains(d, "RS384") {
+		t.Errorf("RS384 statement to an RS256-only endpoint: %d %v", res.status, res.body)
+	}
+	if res := register(t, rs256, signStatement(t, p.leafKey, jose.RS256, chain, statementClaimsFor(rs256.RegistrationURL))); res.status != http.StatusCreated {
+		t.Errorf("RS256 statement to an RS256-only endpoint: %d %v", res.status, res.body)
+	}
 }
 
 func TestRegistrationRefusals(t *testing.T) {
