@@ -126,6 +126,12 @@ type Result struct {
 	// RegistrationEndpoint is the dynamic client registration URL that
 	// goes with TokenURL, when the source used names one.
 	RegistrationEndpoint string `json:"registration_endpoint,omitempty"`
+	// RegistrationSigningAlgorithms are the algorithms the registration
+	// endpoint accepts for software statements
+	// (registration_endpoint_jwt_signing_alg_values_supported, UDAP
+	// metadata), when the source used names them; empty when it does
+	// not (SigningAlgorithms are then the closest thing known).
+	RegistrationSigningAlgorithms []string `json:"registration_signing_algorithms,omitempty"`
 	// UDAP says the server's UDAP metadata was read and verified during
 	// this discovery. It is false when the udap source was not tried.
 	UDAP bool `json:"udap"`

@@ -3,7 +3,8 @@
 //
 //	d := discovery.New(discovery.Config{HTTPClient: hc, TrustAnchors: pool})
 //	res, err := d.Discover(ctx, discovery.Request{FHIRBase: base})
-//	// res.TokenURL, res.Source, res.Attempts, res.SigningAlgorithms, ...
+//	// res.TokenURL, res.Source, res.Attempts, res.SigningAlgorithms,
+//	// res.RegistrationEndpoint, res.RegistrationSigningAlgorithms, ...
 //
 // # Sources
 //
@@ -30,12 +31,18 @@
 //     most a year after iat, iat is not in the future (a minute of skew is
 //     allowed either way, by Config.Clock). Signed values take precedence
 //     over the unsigned ones, and the token URL must be among the signed
-//     ones. Unsigned UDAP metadata is never trusted: without
-//     signed_metadata, or without trust anchors (ErrNoTrustAnchors), this
-//     source fails. The anchors are those of the request's trust community
-//     (Request.Community, Config.Communities; Config.TrustAnchors is the
-//     community DefaultCommunity), whose URI is sent as ?community= (UDAP
-//     IG section 2.2). With Config.Revocation the chain is completed
+//     ones. The token endpoint's algorithms
+//     (token_endpoint_auth_signing_alg_values_supported) become
+//     Result.SigningAlgorithms, the registration endpoint's
+//     (registration_endpoint_jwt_signing_alg_values_supported, for
+//     software statements) Result.RegistrationSigningAlgorithms: two
+//     lists, which need not agree. Unsigned UDAP metadata is never
+//     trusted: without signed_metadata, or without trust anchors
+//     (ErrNoTrustAnchors), this source fails. The anchors are those of
+//     the request's trust community (Request.Community,
+//     Config.Communities; Config.TrustAnchors is the community
+//     DefaultCommunity), whose URI is sent as ?community= (UDAP IG
+//     section 2.2). With Config.Revocation the chain is completed
 //     through AIA and checked with OCSP and CRLs under the community's
 //     hard or soft policy. A revoked certificate, an unknown status under
 //     hard, or metadata signed under another community is a *TrustError:

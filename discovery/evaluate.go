@@ -38,12 +38,15 @@ type docResult struct {
 type claim struct {
 	tokenURL     string
 	registration string
-	algs         []string
-	methods      []string
-	scopes       []string
-	capabilities []string
-	udap         bool
-	expires      time.Time // signed_metadata's exp, for UDAP
+	// registrationAlgs are the registration endpoint's own algorithms
+	// (UDAP registration_endpoint_jwt_signing_alg_values_supported).
+	registrationAlgs []string
+	algs             []string
+	methods          []string
+	scopes           []string
+	capabilities     []string
+	udap             bool
+	expires          time.Time // signed_metadata's exp, for UDAP
 }
 
 // discover tries r's sources in order.
@@ -69,7 +72,9 @@ func (d *Discoverer) discover(ctx context.Context, r *request, maxAge time.Durat
 	if won == nil {
 		return nil, &NoTokenURLError{FHIRBase: r.base, Attempts: res.Attempts}
 	}
-	res.RegistrationEndpoint = won.registration
+	// The registration endpoint's algorithms go with the registration
+	// endpoint: from the source used only.
+	res.RegistrationEndpoint, res.RegistrationSigningAlgorithms = won.registration, slices.Clone(won.registrationAlgs)
 	res.SigningAlgorithms, res.AuthMethods = slices.Clone(won.algs), slices.Clone(won.methods)
 	res.ScopesSupported, res.Capabilities = slices.Clone(won.scopes), slices.Clone(won.capabilities)
 	for _, c := range run.info {
@@ -248,12 +253,13 @@ func evaluate(src Source, doc *document, base string, override bool, tr *trust, 
 			return reject(err)
 		}
 		c = claim{
-			registration: strings.TrimSpace(v.md.RegistrationEndpoint),
-			algs:         v.md.TokenEndpointAuthSigningAlgValuesSupported,
-			methods:      v.md.TokenEndpointAuthMethodsSupported,
-			scopes:       v.md.ScopesSupported,
-			udap:         true,
-			expires:      v.expires,
+			registration:     strings.TrimSpace(v.md.RegistrationEndpoint),
+			registrationAlgs: v.md.RegistrationEndpointJWTSigningAlgValuesSupported,
+			algs:             v.md.TokenEndpointAuthSigningAlgValuesSupported,
+			methods:          v.md.TokenEndpointAuthMethodsSupported,
+			scopes:           v.md.ScopesSupported,
+			udap:             true,
+			expires:          v.expires,
 		}
 		switch {
 		case v.tokenSigned:

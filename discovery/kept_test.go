@@ -40,6 +40,10 @@ func TestKeptResultRoundTrip(t *testing.T) {
 		{"UDAP with algorithms and registration", with(func(r *Result) {
 			r.UDAP, r.SigningAlgorithms, r.RegistrationEndpoint = true, []string{"RS256"}, "https://auth.example/register"
 		}), true, true},
+		{"UDAP with registration algorithms", with(func(r *Result) {
+			r.UDAP, r.SigningAlgorithms, r.RegistrationSigningAlgorithms = true, []string{"RS384", "RS256"}, []string{"RS256"}
+		}), true, true},
+		{"registration algorithms alone", with(func(r *Result) { r.RegistrationSigningAlgorithms = []string{"ES384"} }), true, true},
 		{"SMART scopes and capabilities", with(func(r *Result) {
 			r.ScopesSupported, r.Capabilities, r.AuthMethods = []string{"system/*.rs"}, []string{"client-confidential-asymmetric"}, []string{"private_key_jwt"}
 		}), true, true},
@@ -55,6 +59,9 @@ func TestKeptResultRoundTrip(t *testing.T) {
 		got.Attempts[0].Outcome = "changed by a caller"
 		if len(got.SigningAlgorithms) > 0 {
 			got.SigningAlgorithms[0] = "changed"
+		}
+		if len(got.RegistrationSigningAlgorithms) > 0 {
+			got.RegistrationSigningAlgorithms[0] = "changed"
 		}
 		if again := k.result(); !reflect.DeepEqual(*again, tc.res) {
 			t.Errorf("%s: a caller's change reached the kept result: %+v", tc.name, *again)
@@ -116,6 +123,11 @@ func TestCachedFormsFitTheirSizeClasses(t *testing.T) {
 	}
 	if size := unsafe.Sizeof(document{}); size > 96 {
 		t.Errorf("document is %d bytes, more than 96", size)
+	}
+	// What a UDAP or SMART result adds fits 112, the registration
+	// endpoint's algorithms in the token endpoint's array.
+	if size := unsafe.Sizeof(moreResult{}); size > 112 {
+		t.Errorf("moreResult is %d bytes, more than 112", size)
 	}
 }
 

@@ -77,10 +77,31 @@ func (d *Discoverer) staleUntil(k *keptResult) time.Time {
 	return k.expiry().Add(d.maxStale)
 }
 
-// moreResult is what most results do not have.
+// moreResult is what most results do not have. The registration
+// endpoint's algorithms (UDAP's) are not a field of their own: they are
+// kept in signingAlgorithms' array, past its length (packAlgorithms,
+// registrationAlgorithms), so that moreResult stays 112 bytes, its size
+// class (a fifth slice would take every UDAP organization's to 144).
 type moreResult struct {
 	signingAlgorithms, authMethods, scopesSupported, capabilities []string
 	registrationEndpoint                                          string
+}
+
+// registrationAlgorithms are the registration endpoint's algorithms:
+// what signingAlgorithms' array holds past its length.
+func (m *moreResult) registrationAlgorithms() []string {
+	return m.signingAlgorithms[len(m.signingAlgorithms):cap(m.signingAlgorithms)]
+}
+
+// packAlgorithms returns token, followed in its array by registration
+// and nothing else (its capacity is exactly both), for moreResult. It
+// allocates only when registration is not empty.
+func packAlgorithms(token, registration []string) []string {
+	if len(registration) == 0 {
+		return slices.Clip(token)
+	}
+	all := make([]string, 0, len(token)+len(registration))
+	return append(append(all, token...), registration...)[:len(token)]
 }
 
 // keep returns r as an entry keeps it. r is not modified or kept; its
@@ -95,8 +116,9 @@ func keep(r *Result) keptResult {
 			k.attempts, k.usedAt = nil, a.FetchedAt.Sub(r.FetchedAt)
 		}
 	}
-	if len(r.SigningAlgorithms) > 0 || len(r.AuthMethods) > 0 || len(r.ScopesSupported) > 0 || len(r.Capabilities) > 0 || r.RegistrationEndpoint != "" {
-		k.more = &moreResult{signingAlgorithms: r.SigningAlgorithms, authMethods: r.AuthMethods,
+	if len(r.SigningAlgorithms) > 0 || len(r.AuthMethods) > 0 || len(r.ScopesSupported) > 0 || len(r.Capabilities) > 0 ||
+		r.RegistrationEndpoint != "" || len(r.RegistrationSigningAlgorithms) > 0 {
+		k.more = &moreResult{signingAlgorithms: packAlgorithms(r.SigningAlgorithms, r.RegistrationSigningAlgorithms), authMethods: r.AuthMethods,
 			scopesSupported: r.ScopesSupported, capabilities: r.Capabilities, registrationEndpoint: r.RegistrationEndpoint}
 	}
 	return k
@@ -112,9 +134,15 @@ func (k *keptResult) result() *Result {
 		r.Attempts = []Attempt{{Source: k.source, URL: k.metadataURL, Outcome: OutcomeUsed, TokenURL: k.tokenURL, FetchedAt: k.fetchedAt.Add(k.usedAt)}}
 	}
 	if m := k.more; m != nil {
-		r.SigningAlgorithms, r.AuthMethods = slices.Clone(m.signingAlgorithms), slices.Clone(m.authMethods)
+		r.AuthMethods = slices.Clone(m.authMethods)
+		if len(m.signingAlgorithms) > 0 { // not a registration list's empty head
+			r.SigningAlgorithms = slices.Clone(m.signingAlgorithms)
+		}
 		r.ScopesSupported, r.Capabilities = slices.Clone(m.scopesSupported), slices.Clone(m.capabilities)
 		r.RegistrationEndpoint = m.registrationEndpoint
+		if reg := m.registrationAlgorithms(); len(reg) > 0 {
+			r.RegistrationSigningAlgorithms = slices.Clone(reg)
+		}
 	}
 	return r
 }

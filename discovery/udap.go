@@ -48,8 +48,13 @@ type udapMetadata struct {
 	TokenEndpointAuthMethodsSupported          []string `json:"token_endpoint_auth_methods_supported"`
 	TokenEndpointAuthSigningAlgValuesSupported []string `json:"token_endpoint_auth_signing_alg_values_supported"`
 	RegistrationEndpoint                       string   `json:"registration_endpoint"`
-	ScopesSupported                            []string `json:"scopes_supported"`
-	SignedMetadata                             string   `json:"signed_metadata"`
+	// RegistrationEndpointJWTSigningAlgValuesSupported are the algorithms
+	// the registration endpoint accepts for software statements (UDAP
+	// Security IG 2.0 section 2.2), which may differ from the token
+	// endpoint's.
+	RegistrationEndpointJWTSigningAlgValuesSupported []string `json:"registration_endpoint_jwt_signing_alg_values_supported"`
+	ScopesSupported                                  []string `json:"scopes_supported"`
+	SignedMetadata                                   string   `json:"signed_metadata"`
 }
 
 // parseUDAPMetadata parses the unsigned UDAP metadata document. It
@@ -197,6 +202,7 @@ func verifyUDAP(md *udapMetadata, base string, tr *trust, now time.Time) (*verif
 	pickList("token_endpoint_auth_methods_supported", &v.md.TokenEndpointAuthMethodsSupported, s.TokenEndpointAuthMethodsSupported)
 	pickList("token_endpoint_auth_signing_alg_values_supported", &v.md.TokenEndpointAuthSigningAlgValuesSupported, s.TokenEndpointAuthSigningAlgValuesSupported)
 	pick("registration_endpoint", &v.md.RegistrationEndpoint, s.RegistrationEndpoint)
+	pickList("registration_endpoint_jwt_signing_alg_values_supported", &v.md.RegistrationEndpointJWTSigningAlgValuesSupported, s.RegistrationEndpointJWTSigningAlgValuesSupported)
 	pickList("scopes_supported", &v.md.ScopesSupported, s.ScopesSupported)
 	v.tokenSigned = p["token_endpoint"] && strings.TrimSpace(s.TokenEndpoint) != ""
 	return v, nil

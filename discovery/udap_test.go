@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/x509"
 	"encoding/base64"
+	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"net/http"
@@ -112,6 +113,60 @@ func TestUDAPSignedValuesBeatUnsigned(t *testing.T) {
 		!slices.Equal(r.SigningAlgorithms, []string{"ES384"}) || !slices.Equal(r.AuthMethods, []string{"private_key_jwt"}) {
 		t.Errorf("got token %s, registration %s, algorithms %v, methods %v; want the signed values (methods unsigned)",
 			r.TokenURL, r.RegistrationEndpoint, r.SigningAlgorithms, r.AuthMethods)
+	}
+}
+
+// The registration endpoint's algorithms
+// (registration_endpoint_jwt_signing_alg_values_supported) come out of
+// UDAP metadata apart from the token endpoint's, signed values first,
+// and the cached result keeps them; metadata without them yields none,
+// not the token endpoint's.
+func TestUDAPRegistrationAlgorithms(t *testing.T) {
+	const key = "registration_endpoint_jwt_signing_alg_values_supported"
+	for _, tc := range []struct {
+		name             string
+		signed, unsigned []string // nil leaves the member out
+		want             []string
+	}{
+		{"unsigned only", nil, []string{"RS256"}, []string{"RS256"}},
+		{"signed beats unsigned", []string{"ES256", "RS256"}, []string{"RS256"}, []string{"ES256", "RS256"}},
+		{"signed only", []string{"RS384"}, nil, []string{"RS384"}},
+		{"absent", nil, nil, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			clock := newFakeClock()
+			now := clock.Now()
+			f := newFakeFHIR(t)
+			pki := newPKI(t, now, false, false, f.base())
+			claims := udapClaims(f.base(), now, urlUDAP)
+			if tc.signed != nil {
+				claims[key] = tc.signed
+			}
+			var doc map[string]any
+			if err := json.Unmarshal([]byte(udapDoc(urlUDAP, pki.sign(t, claims))), &doc); err != nil {
+				t.Fatal(err)
+			}
+			delete(doc, key)
+			if tc.unsigned != nil {
+				doc[key] = tc.unsigned
+			}
+			b, err := json.Marshal(doc)
+			if err != nil {
+				t.Fatal(err)
+			}
+			f.set(docNameUDAP, 0, string(b))
+			d := New(Config{HTTPClient: f.Client(), Clock: clock.Now, TrustAnchors: pki.pool})
+			for _, pass := range []string{"discovered", "cached"} {
+				r, err := d.Discover(context.Background(), Request{FHIRBase: f.base(), Order: []Source{SourceUDAP}})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !slices.Equal(r.RegistrationSigningAlgorithms, tc.want) || !slices.Equal(r.SigningAlgorithms, []string{"RS256", "ES384"}) {
+					t.Errorf("%s: registration algorithms %v, token algorithms %v; want %v and the token endpoint's [RS256 ES384]",
+						pass, r.RegistrationSigningAlgorithms, r.SigningAlgorithms, tc.want)
+				}
+			}
+		})
 	}
 }
 
