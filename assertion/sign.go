@@ -77,8 +77,10 @@ type AlgorithmError struct {
 	// first.
 	Usable []jose.SignatureAlgorithm
 	// Accepted are the algorithms the server advertised
-	// (token_endpoint_auth_signing_alg_values_supported); nil when the
-	// server named none, so it did not constrain the choice.
+	// (token_endpoint_auth_signing_alg_values_supported; for a software
+	// statement, the registration endpoint's
+	// registration_endpoint_jwt_signing_alg_values_supported); nil when
+	// the server named none, so it did not constrain the choice.
 	Accepted []string
 }
 

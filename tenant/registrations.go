@@ -225,12 +225,14 @@ func (r *UDAPRegistrations) Register(ctx context.Context, t *Tenant) (*assertion
 		Contacts:   r.cfg.Contacts,
 		Scope:      t.Scope,
 		Algorithm:  t.Algorithm,
-		// The algorithms the server advertises for client assertions
-		// (UDAP servers SHALL accept RS256, MAY accept RS384): its
-		// registration endpoint's list is, in UDAP metadata, the same
-		// in practice, and a server that lists RS256 alone gets an
-		// RS256 software statement, as its client assertions are.
-		Accepted: t.SigningAlgorithms,
+		// The registration endpoint's own algorithms
+		// (registration_endpoint_jwt_signing_alg_values_supported),
+		// which need not be the token endpoint's: a server whose token
+		// endpoint takes RS384 and RS256 but whose registration
+		// endpoint takes RS256 alone gets an RS256 software statement.
+		// Without that list, the token endpoint's; without either,
+		// Negotiate's default rules.
+		Accepted: t.RegistrationAlgorithms(),
 	})
 	if err != nil {
 		return nil, err

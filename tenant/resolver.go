@@ -207,7 +207,7 @@ func (r *Resolver) describe(ctx context.Context, oid string, full bool) (t *Tena
 			}
 		}
 		t.TokenURL, t.TokenURLSource, t.DiscoveredAt = res.TokenURL, string(res.Source), res.FetchedAt
-		t.SigningAlgorithms = res.SigningAlgorithms
+		t.setAlgorithms(res.SigningAlgorithms, res.RegistrationSigningAlgorithms)
 		t.RegistrationEndpoint = res.RegistrationEndpoint
 		t.askInSyntax(res.ScopesSupported, res.Capabilities)
 		// Verified UDAP metadata turns B2B on when a context is configured.

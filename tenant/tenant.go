@@ -2,6 +2,7 @@ package tenant
 
 import (
 	"context"
+	"math"
 	"net/url"
 	"slices"
 	"strings"
@@ -46,6 +47,18 @@ type Tenant struct {
 	// (Resolver.Current). In Active's padding too, so that a resolution
 	// is 48 bytes.
 	vouched bool
+	// regAlgs is how many algorithms of the registration endpoint's own
+	// list (UDAP registration_endpoint_jwt_signing_alg_values_supported)
+	// follow SigningAlgorithms in its array (setAlgorithms,
+	// RegistrationAlgorithms). Registration reads them once per
+	// organization and registration lifetime, while a Tenant is kept for
+	// every cached organization: a slice field of their own would take
+	// every Tenant from the 480-byte size class to 512, and re-reading
+	// discovery at registration time would need the discovery request
+	// (order, override, community) the Tenant does not keep. A count in
+	// Active's padding costs nothing, and the list shares the array
+	// SigningAlgorithms has anyway.
+	regAlgs uint8
 	// FHIRBase is the FHIR server's base URL, without a trailing slash.
 	FHIRBase string `json:"fhir_base"`
 	// FHIREndpoint is the directory endpoint FHIRBase was taken from
@@ -65,7 +78,9 @@ type Tenant struct {
 	// and what the server accepts (see assertion.Negotiate).
 	Algorithm jose.SignatureAlgorithm `json:"algorithm,omitempty"`
 	// SigningAlgorithms are the algorithms the server says it accepts for
-	// client assertions; empty when it does not say.
+	// client assertions; empty when it does not say. Do not modify it
+	// (nor append to it): its array may hold RegistrationAlgorithms past
+	// its length.
 	SigningAlgorithms []string `json:"server_signing_algorithms,omitempty"`
 	// UDAP says token requests carry hl7-b2b extensions and udap=1.
 	UDAP bool `json:"udap"`
@@ -141,6 +156,35 @@ func (t *Tenant) allowedOrigins() []string {
 		return nil
 	}
 	return t.party.allowedOrigins
+}
+
+// RegistrationAlgorithms are the algorithms t's UDAP software statement
+// may be signed with: the registration endpoint's own list when
+// discovery found one, else the token endpoint's (SigningAlgorithms,
+// what registration used before the registration list was read);
+// empty when neither is known, for assertion.Negotiate's default rules.
+func (t *Tenant) RegistrationAlgorithms() []string {
+	n, k := len(t.SigningAlgorithms), int(t.regAlgs)
+	if k == 0 || cap(t.SigningAlgorithms)-n < k {
+		return t.SigningAlgorithms
+	}
+	return t.SigningAlgorithms[n : n+k : n+k]
+}
+
+// setAlgorithms sets SigningAlgorithms to token and keeps registration,
+// when it is not empty, right after it in one array, for
+// RegistrationAlgorithms (see regAlgs). It allocates only then. A
+// registration list longer than a byte counts keeps its first 255
+// (JWA defines 14 signature algorithms).
+func (t *Tenant) setAlgorithms(token, registration []string) {
+	registration = registration[:min(len(registration), math.MaxUint8)]
+	if len(registration) == 0 {
+		t.SigningAlgorithms, t.regAlgs = token, 0
+		return
+	}
+	all := make([]string, 0, len(token)+len(registration))
+	all = append(append(all, token...), registration...)
+	t.SigningAlgorithms, t.regAlgs = all[:len(token)], uint8(len(registration))
 }
 
 // scopeSyntax is the scope syntax requests ask in.

@@ -40,6 +40,10 @@ type stubDisc struct {
 	// scopes and caps are the advertised scopes_supported and
 	// capabilities.
 	scopes, caps []string
+	// register and regAlgs are the UDAP registration endpoint and its
+	// algorithms.
+	register string
+	regAlgs  []string
 }
 
 func (s *stubDisc) Discover(_ context.Context, req discovery.Request) (*discovery.Result, error) {
@@ -55,7 +59,7 @@ func (s *stubDisc) Discover(_ context.Context, req discovery.Request) (*discover
 		tok = s.token
 	}
 	return &discovery.Result{TokenURL: tok, Source: "carequality-token", UDAP: s.udap, SigningAlgorithms: s.algs,
-		ScopesSupported: s.scopes, Capabilities: s.caps,
+		ScopesSupported: s.scopes, Capabilities: s.caps, RegistrationEndpoint: s.register, RegistrationSigningAlgorithms: s.regAlgs,
 		Attempts: []discovery.Attempt{{Source: discovery.SourceCarequalityToken, URL: base + "/metadata", Outcome: "used", TokenURL: tok}}}, nil
 }
 
