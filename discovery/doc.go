@@ -30,8 +30,9 @@
 //     URI SAN of the leaf, sub equals iss, exp is in the future and at
 //     most a year after iat, iat is not in the future (a minute of skew is
 //     allowed either way, by Config.Clock). Signed values take precedence
-//     over the unsigned ones, and the token URL must be among the signed
-//     ones. The token endpoint's algorithms
+//     over the unsigned ones, and the token URL and the registration
+//     endpoint must be among the signed ones (an unsigned
+//     registration_endpoint is ignored: no registration). The token endpoint's algorithms
 //     (token_endpoint_auth_signing_alg_values_supported) become
 //     Result.SigningAlgorithms, the registration endpoint's
 //     (registration_endpoint_jwt_signing_alg_values_supported, for

@@ -201,6 +201,11 @@ func verifyUDAP(md *udapMetadata, base string, tr *trust, now time.Time) (*verif
 	pick("token_endpoint", &v.md.TokenEndpoint, s.TokenEndpoint)
 	pickList("token_endpoint_auth_methods_supported", &v.md.TokenEndpointAuthMethodsSupported, s.TokenEndpointAuthMethodsSupported)
 	pickList("token_endpoint_auth_signing_alg_values_supported", &v.md.TokenEndpointAuthSigningAlgValuesSupported, s.TokenEndpointAuthSigningAlgValuesSupported)
+	// Like the token URL, the registration endpoint is trusted only
+	// signed (a required signed_metadata claim): a software statement
+	// carries cqgate's certificate and is signed with its key, and goes
+	// nowhere an unsigned value names.
+	v.md.RegistrationEndpoint = ""
 	pick("registration_endpoint", &v.md.RegistrationEndpoint, s.RegistrationEndpoint)
 	pickList("registration_endpoint_jwt_signing_alg_values_supported", &v.md.RegistrationEndpointJWTSigningAlgValuesSupported, s.RegistrationEndpointJWTSigningAlgValuesSupported)
 	pickList("scopes_supported", &v.md.ScopesSupported, s.ScopesSupported)

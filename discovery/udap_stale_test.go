@@ -113,3 +113,23 @@ func TestRefusedUDAPTokenURLContributesNothing(t *testing.T) {
 		t.Errorf("signing algorithms %v taken from the refused UDAP document", r.SigningAlgorithms)
 	}
 }
+
+// The UDAP registration endpoint is trusted only signed, as the token
+// URL is: signed_metadata without registration_endpoint gives no
+// registration endpoint, whatever the unsigned document names.
+func TestUnsignedUDAPRegistrationEndpointIgnored(t *testing.T) {
+	now := time.Now()
+	f := newFakeFHIR(t)
+	pki := newPKI(t, now, false, false, f.base())
+	claims := udapClaims(f.base(), now, urlUDAP)
+	delete(claims, "registration_endpoint")
+	f.set(docNameUDAP, 0, udapDoc(urlUDAP, pki.sign(t, claims)))
+	d := New(Config{HTTPClient: f.Client(), TrustAnchors: pki.pool})
+	r := mustDiscover(t, d, Request{FHIRBase: f.base(), Order: []Source{SourceUDAP}})
+	if r.Source != SourceUDAP || !r.UDAP {
+		t.Fatalf("source %s, UDAP %v", r.Source, r.UDAP)
+	}
+	if r.RegistrationEndpoint != "" {
+		t.Errorf("registration endpoint %q taken from the unsigned metadata", r.RegistrationEndpoint)
+	}
+}
