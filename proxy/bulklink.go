@@ -13,8 +13,9 @@ import (
 	"github.com/cqgate/cqgate/internal/failure"
 )
 
-// DownloadSegment is the FHIR path segment of cqgate's own download
-// links: {public}/fhir/{oid}/$cqgate-download/{sealed}.
+// DownloadSegment is the FHIR path segment of cqgate's own sealed
+// links, download and status links alike:
+// {public}/fhir/{oid}/$cqgate-download/{sealed}.
 const DownloadSegment = "$cqgate-download"
 
 // LinkKeySize is the size of a bulk link key (AES-256).
@@ -24,21 +25,23 @@ const LinkKeySize = 32
 // key, before a restart, or for another organization).
 var ErrBadLink = errors.New("proxy: not a download link cqgate made for this organization (links from before a restart are void: poll the status URL again)")
 
-// ErrLinkExpired: a download link cqgate made for this organization, past
-// its expiry (bulk.link_ttl after the manifest was read). It is of kind
-// Gone (410): the link was genuine, and asking again with it will never
-// work; the caller polls the status URL again for fresh links.
-var ErrLinkExpired = failure.New(failure.Gone, "proxy: the download link has expired")
+// ErrLinkExpired: a download or status link cqgate made for this
+// organization, past its expiry (bulk.link_ttl after the manifest, or
+// the kick-off's answer, was read). It is of kind Gone (410): the link
+// was genuine, and asking again with it will never work; for a file,
+// the caller polls the status URL again for fresh links.
+var ErrLinkExpired = failure.New(failure.Gone, "proxy: the "+DownloadSegment+" link has expired")
 
 // DefaultLinkTTL is how long a download link is valid when bulk.link_ttl
 // is not set.
 const DefaultLinkTTL = 24 * time.Hour
 
 // Links seals the URLs of bulk files on other origins into opaque
-// download links and opens them again: AES-256-GCM over the URL, with
-// the organization's OID as associated data, so a link only opens under
-// the organization it was made for and a caller can never make cqgate
-// fetch a URL it did not itself hand out.
+// download links, and the status URLs of bulk exports outside the FHIR
+// base into status links, and opens them again: AES-256-GCM over the
+// URL, with the organization's OID as associated data, so a link only
+// opens under the organization it was made for and a caller can never
+// make cqgate fetch a URL it did not itself hand out.
 //
 // Each link carries its expiry inside the sealed payload, so a link
 // leaked from a manifest (a log, a browser history) stops working after
@@ -107,12 +110,23 @@ type Link struct {
 	Type string
 	// RequiresToken is the manifest's requiresAccessToken.
 	RequiresToken bool
+	// Status says the link is a status link: URL is the status URL a
+	// kick-off's 202 named outside the FHIR base, polled (GET) and
+	// cancelled (DELETE) through cqgate as a FHIR request, rather than a
+	// file. Sealed in the payload, so neither kind of link can be used
+	// as the other.
+	Status bool
 }
 
 // The sealed payload, version 2:
 //
 //	version (1) | flags (1) | expiry, Unix seconds, big-endian (8) |
 //	type length (1) | type | URL
+//
+// Flags: linkRequiresToken, linkStatus. The status flag came later
+// without a new version: a link sealed before it has the bit clear and
+// opens as the file link it was. A link with a flag cqgate does not know
+// is refused as one it did not make.
 //
 // Version 1 (no expiry) is refused like any link cqgate did not make:
 // such links were handed out before expiry existed, never expired, and
@@ -121,6 +135,13 @@ type Link struct {
 const (
 	linkVersion    = 2
 	linkHeaderSize = 1 + 1 + 8 + 1
+)
+
+// The flags of the sealed payload.
+const (
+	linkRequiresToken byte = 1 << iota
+	linkStatus
+	linkFlags = linkRequiresToken | linkStatus
 )
 
 // expiry is when a link sealed now stops working, to the second Seal
@@ -138,7 +159,10 @@ func (ls *Links) Seal(oid string, l Link) (string, error) {
 	plain := make([]byte, 0, linkHeaderSize+len(l.Type)+len(l.URL))
 	flags := byte(0)
 	if l.RequiresToken {
-		flags = 1
+		flags |= linkRequiresToken
+	}
+	if l.Status {
+		flags |= linkStatus
 	}
 	plain = append(plain, linkVersion, flags)
 	plain = binary.BigEndian.AppendUint64(plain, uint64(ls.clock().Add(ls.ttl).Unix()))
@@ -166,14 +190,21 @@ func (ls *Links) Open(oid, s string) (Link, error) {
 		return Link{}, ErrBadLink
 	}
 	plain, err := ls.aead.Open(nil, raw[:ns], raw[ns:], []byte(oid))
-	if err != nil || len(plain) < linkHeaderSize || plain[0] != linkVersion || len(plain) < linkHeaderSize+int(plain[10]) {
+	if err != nil || len(plain) < linkHeaderSize || plain[0] != linkVersion || plain[1]&^linkFlags != 0 ||
+		len(plain) < linkHeaderSize+int(plain[10]) {
 		return Link{}, ErrBadLink
 	}
+	flags := plain[1]
 	expires := time.Unix(int64(binary.BigEndian.Uint64(plain[2:10])), 0)
 	if !ls.clock().Before(expires) {
+		if flags&linkStatus != 0 {
+			return Link{}, fmt.Errorf("%w at %s (bulk.link_ttl after the kick-off was answered): it was a bulk export's status link, "+
+				"and the export can no longer be polled or cancelled through it", ErrLinkExpired, expires.UTC().Format(time.RFC3339))
+		}
 		return Link{}, fmt.Errorf("%w at %s (bulk.link_ttl after the manifest was read): poll the status URL again for fresh links",
 			ErrLinkExpired, expires.UTC().Format(time.RFC3339))
 	}
 	n := int(plain[10])
-	return Link{RequiresToken: plain[1]&1 != 0, Type: string(plain[linkHeaderSize : linkHeaderSize+n]), URL: string(plain[linkHeaderSize+n:])}, nil
+	return Link{RequiresToken: flags&linkRequiresToken != 0, Status: flags&linkStatus != 0,
+		Type: string(plain[linkHeaderSize : linkHeaderSize+n]), URL: string(plain[linkHeaderSize+n:])}, nil
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/rand"
 	"encoding/base64"
+	"encoding/binary"
 	"errors"
 	"net/http"
 	"strings"
@@ -84,6 +85,69 @@ func TestLinkVersion1Refused(t *testing.T) {
 	v1 := base64.RawURLEncoding.EncodeToString(ls.aead.Seal(nonce, nonce, plain, []byte("1.2.3")))
 	if got, err := ls.Open("1.2.3", v1); !errors.Is(err, ErrBadLink) || got != (Link{}) {
 		t.Fatalf("a version 1 link opened: %+v, %v", got, err)
+	}
+}
+
+// TestLinkKinds: the status flag is sealed in the payload, so a link
+// opens as the kind it was made as; version 2 payloads made before the
+// flag existed (flags 0 and 1, hand-sealed here as such a cqgate did)
+// open as the file links they were; a flag cqgate does not know is a
+// link it did not make; an expired status link says what it was.
+func TestLinkKinds(t *testing.T) {
+	t.Parallel()
+	t0 := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	clock := clocktest.New(t0)
+	ls, err := NewLinks(bytes.Repeat([]byte{5}, LinkKeySize), LinkTTL(time.Hour), LinkClock(clock.Now))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const status = "https://fhir.partner.example/bulkstatus/job7?x=1"
+	handSealed := func(flags byte, typ, url string) string {
+		plain := append([]byte{linkVersion, flags}, binary.BigEndian.AppendUint64(nil, uint64(t0.Add(time.Hour).Unix()))...)
+		plain = append(append(plain, byte(len(typ))), typ+url...)
+		nonce := make([]byte, ls.aead.NonceSize())
+		if _, err := rand.Read(nonce); err != nil {
+			t.Fatal(err)
+		}
+		return base64.RawURLEncoding.EncodeToString(ls.aead.Seal(nonce, nonce, plain, []byte("1.2.3")))
+	}
+	for _, tc := range []struct {
+		name string
+		seal func() (string, error)
+		want Link
+		bad  bool
+	}{
+		{"status link", func() (string, error) { return ls.Seal("1.2.3", Link{URL: status, Status: true}) }, Link{URL: status, Status: true}, false},
+		{"file link", func() (string, error) { return ls.Seal("1.2.3", Link{URL: status, Type: "Patient"}) }, Link{URL: status, Type: "Patient"}, false},
+		{"an older file link, flags 0", func() (string, error) { return handSealed(0, "Patient", status), nil }, Link{URL: status, Type: "Patient"}, false},
+		{"an older file link, flags 1", func() (string, error) { return handSealed(1, "", status), nil }, Link{URL: status, RequiresToken: true}, false},
+		{"an unknown flag", func() (string, error) { return handSealed(linkStatus|4, "", status), nil }, Link{}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, err := tc.seal()
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := ls.Open("1.2.3", s)
+			if tc.bad {
+				if !errors.Is(err, ErrBadLink) || got != (Link{}) {
+					t.Errorf("Open = %+v, %v; want ErrBadLink", got, err)
+				}
+				return
+			}
+			if err != nil || got != tc.want {
+				t.Errorf("Open = %+v, %v; want %+v", got, err, tc.want)
+			}
+		})
+	}
+	s, err := ls.Seal("1.2.3", Link{URL: status, Status: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock.Advance(time.Hour)
+	_, err = ls.Open("1.2.3", s)
+	if !errors.Is(err, ErrLinkExpired) || !strings.Contains(err.Error(), "status link") || strings.Contains(err.Error(), "job7") {
+		t.Errorf("an expired status link: %v; want ErrLinkExpired saying it was a status link, without its URL", err)
 	}
 }
 
