@@ -98,15 +98,17 @@ type Server struct {
 // Bulk configures FHIR Bulk Data export through cqgate.
 type Bulk struct {
 	// LinkKey (32 bytes, standard base64) seals the download links cqgate
-	// hands out for bulk files on other origins. Empty: a random key made
+	// hands out for bulk files on other origins, and the status links for
+	// status URLs outside the FHIR base. Empty: a random key made
 	// at start, so links die at restart (poll the status URL again for
 	// fresh ones). Set it, the same on every replica, to keep links
 	// valid across restarts and replicas. A secret.
 	LinkKey string `yaml:"link_key"`
 	// LinkTTL is how long a download link is valid after cqgate handed it
-	// out in a manifest; past it the link answers 410 Gone and the caller
-	// polls the status URL again. The expiry is sealed in the link.
-	// Default 24h.
+	// out in a manifest (a status link, after the kick-off's answer); past
+	// it the link answers 410 Gone and the caller polls the status URL
+	// again (a status link is not renewed). The expiry is sealed in the
+	// link. Default 24h.
 	LinkTTL time.Duration `yaml:"link_ttl"`
 }
 

@@ -33,42 +33,62 @@ const (
 	maxRedirects = 3
 )
 
-// prepareDownload opens a sealed download link for rt and decides
-// whether cqgate's token goes with it: only when the manifest said
-// requiresAccessToken and the file's URL belongs to the same party as
-// the FHIR base. It answers the caller itself and returns false when
-// the request cannot go.
+// prepareDownload opens a sealed link for rt, a file's or a status
+// URL's (Link.Status), and decides whether cqgate's token goes with it:
+// for a file only when the manifest said requiresAccessToken, for both
+// only when the URL belongs to the same party as the FHIR base. A file
+// link takes GET and HEAD, a status link GET (poll) and DELETE (cancel);
+// the grant check (Config.CheckGrant) is not asked for either: neither
+// is a FHIR REST interaction. It answers the caller itself and returns
+// false when the request cannot go.
 func (p *Proxy) prepareDownload(w http.ResponseWriter, r *http.Request, rt *route, sealed string) bool {
 	t := rt.tenant
-	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		w.Header().Set("Allow", "GET, HEAD")
-		outcome.WriteError(w, failure.New(failure.MethodNotAllowed, "proxy: a bulk download link takes GET or HEAD only"))
-		return false
-	}
 	l, err := p.links.Open(t.OID, sealed)
 	if err != nil {
 		outcome.WriteError(w, failure.Errorf(failure.NotFound, "%w", err))
 		return false
 	}
+	if allow, ok := linkMethods(l, r.Method); !ok {
+		w.Header().Set("Allow", allow)
+		outcome.WriteError(w, failure.Errorf(failure.MethodNotAllowed, "proxy: a bulk %s link takes %s only", linkKind(l), strings.Replace(allow, ", ", " or ", 1)))
+		return false
+	}
 	u, err := url.Parse(l.URL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil {
-		outcome.WriteError(w, failure.New(failure.UpstreamFailed, "proxy: the partner's manifest gave a file URL cqgate cannot fetch"))
+		outcome.WriteError(w, failure.Errorf(failure.UpstreamFailed, "proxy: the partner gave a bulk %s URL cqgate cannot fetch", linkKind(l)))
 		return false
 	}
 	if err := egress.CheckURL(originOf(u), t.AllowPrivate); err != nil {
-		p.errorHandler(w, rt, fmt.Errorf("proxy: bulk file of %s: %w", t.OID, err))
+		p.errorHandler(w, rt, fmt.Errorf("proxy: bulk %s of %s: %w", linkKind(l), t.OID, err))
 		return false
 	}
 	rt.download, rt.dl = &l, u
-	if l.RequiresToken && t.SameParty(u) {
-		tok, err := p.creds.Token(r.Context(), t)
+	if (l.Status || l.RequiresToken) && t.SameParty(u) {
+		tok, err := p.token(r.Context(), t, rt)
 		if err != nil {
 			p.errorHandler(w, rt, err)
 			return false
 		}
-		rt.token = tok
+		rt.token, rt.bearer = tok, tok.Authorization()
 	}
 	return true
+}
+
+// linkMethods says which methods a sealed link takes (Allow's value) and
+// whether method is one of them.
+func linkMethods(l Link, method string) (allow string, ok bool) {
+	if l.Status {
+		return "GET, DELETE", method == http.MethodGet || method == http.MethodDelete
+	}
+	return "GET, HEAD", method == http.MethodGet || method == http.MethodHead
+}
+
+// linkKind names a sealed link's kind in errors: "file" or "status".
+func linkKind(l Link) string {
+	if l.Status {
+		return "status"
+	}
+	return "file"
 }
 
 // downloadHeaders are the caller's headers a bulk file request carries
@@ -120,13 +140,19 @@ func (p *Proxy) rewriteResponse(resp *http.Response, rt *route) error {
 		if err := p.manifest(resp, rt); err != nil {
 			return err
 		}
-	case resp.StatusCode == http.StatusAccepted && isKickoff(rt.path) && rt.audit != nil:
-		rt.audit.Bulk = &audit.Bulk{Event: audit.BulkKickoff, StatusPath: statusPath(resp.Header.Get("Content-Location"))}
+	case resp.StatusCode == http.StatusAccepted:
+		if err := p.sealStatus(resp, rt); err != nil {
+			return err
+		}
+		if isKickoff(rt.path) && rt.audit != nil {
+			rt.audit.Bulk = &audit.Bulk{Event: audit.BulkKickoff, StatusPath: statusPath(resp.Header.Get("Content-Location"))}
+		}
 	}
-	if rt.audit != nil && get && (rt.download != nil || isNDJSON(resp.Header.Get("Content-Type"))) &&
+	file := rt.download != nil && !rt.download.Status
+	if rt.audit != nil && get && (file || isNDJSON(resp.Header.Get("Content-Type"))) &&
 		(resp.StatusCode == http.StatusOK || resp.StatusCode == http.StatusPartialContent) {
 		bk := &audit.Bulk{Event: audit.BulkDownload}
-		if rt.download != nil {
+		if file {
 			bk.FileType = rt.download.Type
 		}
 		rt.audit.Bulk = bk

@@ -33,4 +33,15 @@
 // or the caller's headers; callers never see storage URLs. Every fetch is
 // under the egress guard. Kick-off, completion and each download are
 // added to the request's audit record (audit.FromContext).
+//
+// A 202's status URL (Content-Location, or Location; a kick-off, any
+// Prefer: respond-async request, a poll) that the rewriter did not map,
+// being outside the FHIR base, becomes a sealed status link of the same
+// form (bulkstatus.go; Link.Status, sealed, so that neither kind of link
+// serves as the other). It takes GET and DELETE, and is forwarded as a
+// FHIR request to the exact status URL (the caller's headers but
+// caller-only ones), with the token when that URL is the same party as
+// the FHIR base; its answer is a FHIR answer, a manifest sealed and
+// audited as a poll under the base is. A status URL cqgate cannot fetch
+// is removed from the 202, which still goes on, and logged by its origin.
 package proxy

@@ -71,7 +71,7 @@ func (rt *route) outbound(in *http.Request) *http.Request {
 	// credentials past the header cleaning, and no FHIR interaction
 	// uses request trailers.
 	out.Trailer = nil
-	if rt.download != nil {
+	if rt.download != nil && !rt.download.Status {
 		rt.downloadRequest(in, out)
 		return out
 	}
@@ -84,6 +84,14 @@ func (rt *route) outbound(in *http.Request) *http.Request {
 		// server's to close.
 		rt.body = requestBody{rc: in.Body}
 		out.Body = &rt.body
+	}
+	if rt.download != nil {
+		// A status link: a FHIR request to the status URL as the
+		// partner gave it; the caller's query is not the partner's.
+		rt.url = *rt.dl
+		rt.url.Fragment, rt.url.RawFragment = "", ""
+		out.Header = rt.header(in.Header)
+		return out
 	}
 	base := rt.tenant.BaseURL()
 	u := &rt.url
@@ -100,7 +108,8 @@ func (rt *route) outbound(in *http.Request) *http.Request {
 
 // header is the outbound request's header: the caller's, but for
 // hop-by-hop headers (those Connection names too) and callerOnlyHeaders,
-// with cqgate's Authorization, request id, Accept and Accept-Encoding.
+// with cqgate's Authorization (none for a status link to another party),
+// request id, Accept and Accept-Encoding.
 // Value slices are shared with the caller's request (header values are
 // replaced, never changed in place), except those ownedValues names.
 func (rt *route) header(in http.Header) http.Header {
@@ -123,7 +132,9 @@ func (rt *route) header(in http.Header) http.Header {
 		h[RequestIDHeader] = []string{rt.requestID}
 	}
 	setAcceptEncoding(h)
-	h["Authorization"] = rt.bearer
+	if rt.bearer != nil {
+		h["Authorization"] = rt.bearer
+	}
 	// Tell the tenant trailers are welcome when the caller said so
 	// (as ReverseProxy does): cqgate passes them on.
 	if httpguts.HeaderValuesContainsToken(in["Te"], "trailers") {

@@ -112,8 +112,8 @@ type route struct {
 	path      string
 	requestID string
 	// token is the access token the request is sent with (nil for a
-	// download sent without one); retryToken the one its retry after a
-	// 401 was sent with, if any.
+	// sealed link's request sent without one); retryToken the one its
+	// retry after a 401 was sent with, if any.
 	token, retryToken *assertion.Token
 	// bearer is token's Authorization header value (Token.Authorization).
 	bearer []string
@@ -129,7 +129,8 @@ type route struct {
 	rw *fhirurl.Rewriter
 	// callerGzip says the caller accepts a gzip-coded answer.
 	callerGzip bool
-	// download is the sealed link being fetched, and dl its URL.
+	// download is the sealed link being fetched (a file's or, with
+	// Link.Status, a status URL's), and dl its URL.
 	download *Link
 	dl       *url.URL
 	// audit is the request's audit record, when there is one.

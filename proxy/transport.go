@@ -47,8 +47,8 @@ func (t *authTransport) roundTrip(req *http.Request, rt *route) (*http.Response,
 	var resp *http.Response
 	var err error
 	if rt.token == nil {
-		// A bulk file on another party's origin: no token, so no 401
-		// retry either.
+		// A bulk file or status URL on another party's origin: no
+		// token, so no 401 retry either.
 		resp, err = t.send(req, rt)
 	} else {
 		resp, err = t.authorized(req, rt)
@@ -146,7 +146,8 @@ func (t *authTransport) send(req *http.Request, rt *route) (*http.Response, erro
 //     cannot repeat a write elsewhere for the caller, and hands out no
 //     URL that leads around it.
 //
-// A sealed download link's redirects are all followed.
+// A sealed file link's redirects are all followed; a status link's are
+// those of a FHIR request.
 func (t *authTransport) follow(req *http.Request, resp *http.Response, rt *route) (*http.Response, error) {
 	get := req.Method == http.MethodGet || req.Method == http.MethodHead
 	for hop := 0; ; hop++ {
@@ -161,7 +162,7 @@ func (t *authTransport) follow(req *http.Request, resp *http.Response, rt *route
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			return resp, nil
 		}
-		if abs := u.String(); hop == 0 && rt.download == nil && rt.rw != nil && rt.rw.Mapper().Matches(abs) {
+		if abs := u.String(); hop == 0 && (rt.download == nil || rt.download.Status) && rt.rw != nil && rt.rw.Mapper().Matches(abs) {
 			resp.Header.Set("Location", abs)
 			return resp, nil
 		}
