@@ -59,6 +59,11 @@ type bulkPartner struct {
 	// partner).
 	manifestURLs []string
 	fileAuth     []string // Authorization of every file request
+	// statusURL, when set, is the status URL the kick-off names instead
+	// of {base}/bulkstatus/job1 (it is served at /jobs/job1, outside the
+	// FHIR base); cancels counts the DELETEs it got.
+	statusURL string
+	cancels   atomic.Int64
 }
 
 func (p *bulkPartner) base() string { return p.URL + "/r4" }
@@ -85,11 +90,20 @@ func newBulkPartner(t *testing.T, auth *fositetest.Server, storage *storageServe
 		fmt.Fprintf(w, `{"resourceType":"Patient","id":"p9"}`)
 	})
 	mux.HandleFunc("GET /r4/Patient/$export", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Location", p.base()+"/bulkstatus/job1")
+		status := p.base() + "/bulkstatus/job1"
+		if p.statusURL != "" {
+			status = p.statusURL
+		}
+		w.Header().Set("Content-Location", status)
 		w.WriteHeader(http.StatusAccepted)
 	})
-	mux.HandleFunc("DELETE /r4/bulkstatus/job1", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusAccepted) })
-	mux.HandleFunc("GET /r4/bulkstatus/job1", func(w http.ResponseWriter, r *http.Request) {
+	cancel := func(w http.ResponseWriter, r *http.Request) {
+		p.cancels.Add(1)
+		w.WriteHeader(http.StatusAccepted)
+	}
+	mux.HandleFunc("DELETE /r4/bulkstatus/job1", cancel)
+	mux.HandleFunc("DELETE /jobs/job1", cancel)
+	poll := func(w http.ResponseWriter, r *http.Request) {
 		if n := polled.Add(1); int(n) <= p.polls {
 			w.Header().Set("X-Progress", fmt.Sprintf("poll %d", n))
 			w.Header().Set("Retry-After", "1")
@@ -107,7 +121,9 @@ func newBulkPartner(t *testing.T, auth *fositetest.Server, storage *storageServe
 		w.Header().Set("Content-Type", "application/json")
 		json.NewEncoder(w).Encode(map[string]any{"transactionTime": "2026-12-06T00:00:00Z", "request": p.base() + "/Patient/$export",
 			"requiresAccessToken": true, "output": out, "error": []any{}})
-	})
+	}
+	mux.HandleFunc("GET /r4/bulkstatus/job1", poll)
+	mux.HandleFunc("GET /jobs/job1", poll)
 	mux.HandleFunc("GET /r4/bulkfiles/{name}", func(w http.ResponseWriter, r *http.Request) {
 		p.mu.Lock()
 		p.fileAuth = append(p.fileAuth, r.Header.Get("Authorization"))
@@ -269,6 +285,74 @@ func TestBulkExportOutlivesTokens(t *testing.T) {
 		if strings.Contains(logs, leak) {
 			t.Errorf("logs show %q", leak)
 		}
+	}
+	w.assertNoSecrets()
+}
+
+// TestBulkStatusOutsideTheBase: a partner whose kick-off names a status
+// URL outside its FHIR base (another path on its host): the caller gets
+// a sealed status link, never the partner's URL, and polls, downloads
+// and cancels through cqgate, each status request with a valid token.
+func TestBulkStatusOutsideTheBase(t *testing.T) {
+	var partner *bulkPartner
+	var storage *storageServer
+	patients := `{"resourceType":"Patient","id":"p1"}` + "\n"
+	w := newWorld(t, worldOptions{flavor: "r4", tune: func(c *config.Config, w *world) {
+		storage = newStorage(t, patients)
+		partner = newBulkPartner(t, w.auth, storage, 1)
+		partner.statusURL = partner.URL + "/jobs/job1"
+		c.Organizations[fwdOID] = config.Organization{Name: "Bulk", FHIRBase: partner.base(), TokenURL: w.auth.TokenURL, AllowPrivateAddresses: true}
+	}})
+	gw := w.gateway.URL + "/fhir/" + fwdOID
+	leads := func(what string, resp *http.Response, body []byte) {
+		t.Helper()
+		for k, vs := range resp.Header {
+			for _, v := range vs {
+				if strings.Contains(v, partner.URL) || strings.Contains(v, storage.URL) {
+					t.Errorf("%s: %s %q leads around cqgate", what, k, v)
+				}
+			}
+		}
+		if strings.Contains(string(body), partner.URL) || strings.Contains(string(body), storage.URL) || strings.Contains(string(body), "s3cr3t") {
+			t.Errorf("%s: the body shows a partner or storage URL: %s", what, body)
+		}
+	}
+
+	resp, body := w.do(http.MethodGet, "/fhir/"+fwdOID+"/Patient/$export", nil, map[string]string{"Prefer": "respond-async"})
+	status := resp.Header.Get("Content-Location")
+	if resp.StatusCode != http.StatusAccepted || !strings.HasPrefix(status, gw+"/$cqgate-download/") {
+		t.Fatalf("kick-off: %d, Content-Location %q; want a sealed status link", resp.StatusCode, status)
+	}
+	leads("kick-off", resp, body)
+	link := strings.TrimPrefix(status, w.gateway.URL)
+
+	resp, body = w.do(http.MethodGet, link, nil, nil)
+	if resp.StatusCode != http.StatusAccepted || resp.Header.Get("X-Progress") == "" {
+		t.Fatalf("poll in progress: %d, X-Progress %q: %s", resp.StatusCode, resp.Header.Get("X-Progress"), body)
+	}
+	resp, body = w.do(http.MethodGet, link, nil, nil)
+	var manifest struct{ Output []struct{ URL string } }
+	if err := json.Unmarshal(body, &manifest); resp.StatusCode != http.StatusOK || err != nil || len(manifest.Output) != 2 {
+		t.Fatalf("manifest: %d %v %s", resp.StatusCode, err, body)
+	}
+	leads("manifest", resp, body)
+	for _, o := range manifest.Output {
+		if !strings.HasPrefix(o.URL, gw+"/") {
+			t.Fatalf("file URL %q does not lead to cqgate", o.URL)
+		}
+		if resp, body := w.do(http.MethodGet, strings.TrimPrefix(o.URL, w.gateway.URL), nil, nil); resp.StatusCode != http.StatusOK || string(body) != patients {
+			t.Errorf("download %s: %d %q", o.URL, resp.StatusCode, body)
+		}
+	}
+	resp, _ = w.do(http.MethodDelete, link, nil, nil)
+	if resp.StatusCode != http.StatusAccepted || partner.cancels.Load() != 1 {
+		t.Errorf("cancel: %d, the partner saw %d cancels", resp.StatusCode, partner.cancels.Load())
+	}
+	if resp, _ := w.do(http.MethodPost, link, nil, nil); resp.StatusCode != http.StatusMethodNotAllowed {
+		t.Errorf("POST on the status link: %d, want 405", resp.StatusCode)
+	}
+	if _, refused, _ := partner.counts(); refused != 0 {
+		t.Errorf("the partner refused %d requests (a status request without the token)", refused)
 	}
 	w.assertNoSecrets()
 }
