@@ -291,3 +291,50 @@ func TestStatusUnderTheBaseStaysMapped(t *testing.T) {
 		}
 	}
 }
+
+// TestStatusLinkRedirects: a status link's request is a FHIR request: a
+// redirect under the FHIR base is handed to the caller mapped, one
+// elsewhere answered to a GET is followed without the token, and one
+// answered to a DELETE outside the base is refused (502).
+func TestStatusLinkRedirects(t *testing.T) {
+	t.Parallel()
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /jobs/under", func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, partnerBase+"/bulkstatus/job7", http.StatusFound)
+	})
+	mux.HandleFunc("GET /jobs/away", func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, "https://fhir.partner.example/elsewhere", http.StatusFound)
+	})
+	mux.HandleFunc("GET /elsewhere", func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") != "" {
+			http.Error(w, "a token followed the redirect", http.StatusBadRequest)
+			return
+		}
+		w.Header().Set("Retry-After", "3")
+		w.WriteHeader(http.StatusAccepted)
+	})
+	mux.HandleFunc("DELETE /jobs/away", func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, "https://fhir.partner.example/elsewhere", http.StatusTemporaryRedirect)
+	})
+	w := newFwdWorld(t, nil, mux)
+	const gw = "http://gw.local/fhir/1.2.3"
+	link := func(path string) string {
+		s, err := w.px.links.Seal("1.2.3", Link{URL: "https://fhir.partner.example" + path, Status: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return gw + "/" + DownloadSegment + "/" + s
+	}
+	rr := w.do(http.MethodGet, link("/jobs/under"), nil, nil)
+	if loc := rr.Header().Get("Location"); rr.Code != http.StatusFound || loc != gw+"/bulkstatus/job7" {
+		t.Errorf("redirect under the base: %d, Location %q", rr.Code, loc)
+	}
+	rr = w.do(http.MethodGet, link("/jobs/away"), nil, nil)
+	if rr.Code != http.StatusAccepted || rr.Header().Get("Retry-After") != "3" || rr.Header().Get("Location") != "" {
+		t.Errorf("redirect elsewhere: %d, Location %q: %s", rr.Code, rr.Header().Get("Location"), rr.Body)
+	}
+	rr = w.do(http.MethodDelete, link("/jobs/away"), nil, nil)
+	if rr.Code != http.StatusBadGateway || rr.Header().Get("Location") != "" {
+		t.Errorf("DELETE redirected outside the base: %d, Location %q", rr.Code, rr.Header().Get("Location"))
+	}
+}
