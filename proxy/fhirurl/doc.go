@@ -3,8 +3,9 @@
 // hands back leads back to cqgate: a search Bundle's link[].url and
 // entry[].fullUrl, entry[].response.location, absolute references, a
 // bulk export manifest's output[].url, error[].url, deleted[].url and
-// link[].url, the Location and Content-Location headers, and the
-// targets of a Link header.
+// link[].url, the Location and Content-Location headers (absolute URLs,
+// network-path and absolute-path references), and the targets of a Link
+// header.
 //
 // A Mapper says what maps: an absolute URL whose scheme, host and port
 // (compared without case, default ports normalized) are the partner

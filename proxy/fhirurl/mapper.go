@@ -310,16 +310,22 @@ func hasPrefixFold[S ~string | ~[]byte](s S, prefix string) bool {
 }
 
 // MapHeader maps the value of a Location or Content-Location header: an
-// absolute URL as Map does, and also an absolute-path reference
-// ("/r4/tenant-guid/Patient/1/_history/2"), which the caller would
-// otherwise resolve against cqgate's host. Relative references without a
-// leading "/" ("Patient/1/_history/2") resolve against the request URL,
-// which already names cqgate, and are left alone.
+// absolute URL as Map does, a network-path reference
+// ("//fhir.partner.example/r4/tenant-guid/Patient/1", RFC 3986 section
+// 4.2) as the absolute URL it is in the partner base's scheme, and an
+// absolute-path reference ("/r4/tenant-guid/Patient/1/_history/2"): the
+// caller would resolve the last two against cqgate's URL, the first to
+// the partner's host. Relative references without a leading "/"
+// ("Patient/1/_history/2") resolve against the request URL, which
+// already names cqgate, and are left alone.
 func (m *Mapper) MapHeader(v string) (string, bool) {
 	if out, ok := m.Map(v); ok {
 		return out, true
 	}
-	if !strings.HasPrefix(v, "/") || strings.HasPrefix(v, "//") {
+	if strings.HasPrefix(v, "//") {
+		return m.Map(m.scheme + ":" + v)
+	}
+	if !strings.HasPrefix(v, "/") {
 		return "", false
 	}
 	rest, ok := strings.CutPrefix(v, m.path)

@@ -125,6 +125,11 @@ func TestMapHeader(t *testing.T) {
 		{"/r4/tenant-guid2/Patient/1", "", false},
 		{"/other/Patient/1", "", false},
 		{"//evil.example/r4/tenant-guid/Patient/1", "", false},
+		// A network-path reference to the partner: the caller would
+		// resolve it to the partner's host.
+		{"//fhir.partner.example/r4/tenant-guid/Patient/1/_history/2", public + "/Patient/1/_history/2", true},
+		{"//FHIR.Partner.Example:443/r4/tenant-guid", public, true},
+		{"//fhir.partner.example/r4/tenant-guid/../other", "", false},
 		{"Patient/1/_history/2", "", false},
 		{"https://evil.example/r4/tenant-guid/Patient/1", "", false},
 	}
