@@ -323,7 +323,7 @@ func (p *Proxy) manifest(resp *http.Response, rt *route) error {
 		}
 	}
 	_ = resp.Body.Close()
-	out, files, sealedUntil, ok, err := p.rewriteManifest(buf.Bytes(), rt)
+	out, files, sealedUntil, ok, err := p.rewriteManifest(buf.Bytes(), resp, rt)
 	if err != nil {
 		return err
 	}
@@ -398,14 +398,45 @@ func (b *prefixBody) Read(p []byte) (int, error) {
 
 func (b *prefixBody) Close() error { return b.rest.Close() }
 
+// manifestLinks returns a manifest's link array (raw) with each url
+// leading to cqgate: mapped already when under the FHIR base, else a
+// sealed status link, polled with the token as the status URL is
+// (statusLink; an unusable one is dropped from its entry and logged). A
+// link array that is not a list of objects becomes empty.
+func (p *Proxy) manifestLinks(raw json.RawMessage, resp *http.Response, rt *route) (json.RawMessage, error) {
+	var links []map[string]json.RawMessage
+	if json.Unmarshal(raw, &links) != nil {
+		return json.RawMessage("[]"), nil
+	}
+	for _, l := range links {
+		var u string
+		if json.Unmarshal(l["url"], &u) != nil {
+			delete(l, "url")
+			continue
+		}
+		out, keep, err := p.statusLink(u, "manifest link", resp.Request.URL, rt)
+		switch {
+		case err != nil:
+			return nil, err
+		case !keep:
+			delete(l, "url")
+		default:
+			l["url"], _ = json.Marshal(out)
+		}
+	}
+	return json.Marshal(links)
+}
+
 // manifestFiles are the manifest arrays whose entries carry file URLs.
 var manifestFiles = []string{"output", "error", "deleted"}
 
 // rewriteManifest seals every file URL of a manifest not already under
-// cqgate's public base for the organization; sealedUntil is when the
-// sealed links expire (zero when none was sealed). ok is false when b is
-// not a manifest.
-func (p *Proxy) rewriteManifest(b []byte, rt *route) (out []byte, files int, sealedUntil time.Time, ok bool, err error) {
+// cqgate's public base for the organization, and makes the manifest's
+// own links (link[].url: the next page of a manifest the server splits,
+// Bulk Data 2.0) lead to cqgate (manifestLinks); sealedUntil is when the
+// sealed file links expire (zero when none was sealed). ok is false when
+// b is not a manifest; resp is the answer it came in.
+func (p *Proxy) rewriteManifest(b []byte, resp *http.Response, rt *route) (out []byte, files int, sealedUntil time.Time, ok bool, err error) {
 	var m map[string]json.RawMessage
 	if json.Unmarshal(b, &m) != nil {
 		return nil, 0, time.Time{}, false, nil
@@ -456,6 +487,11 @@ func (p *Proxy) rewriteManifest(b []byte, rt *route) (out []byte, files int, sea
 			e["url"], _ = json.Marshal(public + "/" + DownloadSegment + "/" + sealed)
 		}
 		if m[key], err = json.Marshal(entries); err != nil {
+			return nil, 0, time.Time{}, false, err
+		}
+	}
+	if raw, present := m["link"]; present {
+		if m["link"], err = p.manifestLinks(raw, resp, rt); err != nil {
 			return nil, 0, time.Time{}, false, err
 		}
 	}

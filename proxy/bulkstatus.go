@@ -56,8 +56,9 @@ func (p *Proxy) sealStatus(resp *http.Response, rt *route) error {
 	return nil
 }
 
-// statusLink is what becomes of v, the value of header k of a 202 to a
-// request for from (a partner URL): v itself when it leads to cqgate
+// statusLink is what becomes of v, a status URL found in k (a 202's
+// header, or "manifest link") of an answer to a request for from (a
+// partner URL): v itself when it leads to cqgate
 // already (mapped, or a relative reference that resolves against the
 // caller's cqgate URL as it does against the partner's), the cqgate URL
 // of a status URL under the FHIR base, or a sealed status link; keep is
@@ -109,14 +110,14 @@ func leadsTo(v, public string) bool {
 	return ok && (rest == "" || rest[0] == '/' || rest[0] == '?' || rest[0] == '#')
 }
 
-// dropStatus logs the removal of a status URL cqgate cannot fetch,
-// naming it by its origin alone (its path and query may hold a job's
-// secret or PHI).
-func (p *Proxy) dropStatus(rt *route, header, origin, why string) {
-	fields := logrus.Fields{"request_id": rt.requestID, "oid": rt.tenant.OID, "header": header}
+// dropStatus logs the removal of a status URL cqgate cannot fetch (from
+// where: a 202's header, or a manifest's link), naming it by its origin
+// alone (its path and query may hold a job's secret or PHI).
+func (p *Proxy) dropStatus(rt *route, where, origin, why string) {
+	fields := logrus.Fields{"request_id": rt.requestID, "oid": rt.tenant.OID, "header": where}
 	if origin != "" {
 		fields["status_origin"] = origin
 	}
-	p.log.WithFields(fields).Warnf("proxy: the partner's 202 named a status URL cqgate cannot fetch (%s); "+
-		"it is removed from the answer, and the job cannot be polled through cqgate", why)
+	p.log.WithFields(fields).Warnf("proxy: the partner named a status URL cqgate cannot fetch in %s (%s); "+
+		"it is removed from the answer, and cannot be polled through cqgate", where, why)
 }

@@ -338,3 +338,77 @@ func TestStatusLinkRedirects(t *testing.T) {
 		t.Errorf("DELETE redirected outside the base: %d, Location %q", rr.Code, rr.Header().Get("Location"))
 	}
 }
+
+// TestManifestLinksLeadToCqgate: the link array of a manifest the server
+// splits into pages (Bulk Data 2.0: link[].url, relation "next") hands
+// the caller no partner URL. Under the FHIR base the rewriter maps it;
+// elsewhere it is a sealed status link that reaches the exact next page,
+// with the token for the base's party only; one cqgate cannot fetch
+// loses its url.
+func TestManifestLinksLeadToCqgate(t *testing.T) {
+	t.Parallel()
+	manifest := func(links ...string) http.HandlerFunc {
+		return func(w http.ResponseWriter, r *http.Request) {
+			var ls []map[string]any
+			for _, l := range links {
+				ls = append(ls, map[string]any{"relation": "next", "url": l})
+			}
+			w.Header().Set("Content-Type", "application/json")
+			json.NewEncoder(w).Encode(map[string]any{
+				"transactionTime": "2026-12-06T00:00:00Z", "request": partnerBase + "/Patient/$export", "requiresAccessToken": true,
+				"output": []map[string]any{{"type": "Patient", "url": partnerBase + "/bulkfiles/Patient.ndjson"}},
+				"error":  []map[string]any{}, "link": ls,
+			})
+		}
+	}
+	partner := manifest(
+		partnerBase+"/bulkstatus/1?page=2",                // under the base: mapped
+		"https://fhir.partner.example/pages/1?page=3",     // the partner's host, outside the base
+		"https://jobs.other-party.example/pages/1?page=4", // another party
+		"ftp://fhir.partner.example/pages/1",              // cannot be fetched: dropped
+	)
+	w := newFwdWorld(t, nil, partner)
+	var page http.HandlerFunc = func(rw http.ResponseWriter, r *http.Request) { manifest()(rw, r) }
+	w.net.hosts["jobs.other-party.example"] = page
+	const gw = "http://gw.local/fhir/1.2.3"
+
+	rr := w.do(http.MethodGet, gw+"/bulkstatus/1", nil, nil)
+	if rr.Code != http.StatusOK {
+		t.Fatalf("status poll: %d %s", rr.Code, rr.Body)
+	}
+	if strings.Contains(rr.Body.String(), "partner.example/pages") || strings.Contains(rr.Body.String(), "other-party.example") {
+		t.Fatalf("a manifest link leads around cqgate: %s", rr.Body)
+	}
+	var m struct {
+		Link []struct{ Relation, URL string } `json:"link"`
+	}
+	if err := json.Unmarshal(rr.Body.Bytes(), &m); err != nil || len(m.Link) != 4 {
+		t.Fatalf("manifest %s (%v): want its four links", rr.Body, err)
+	}
+	if m.Link[0].URL != gw+"/bulkstatus/1?page=2" {
+		t.Errorf("link under the base = %q, want it mapped", m.Link[0].URL)
+	}
+	if m.Link[3].URL != "" || m.Link[3].Relation != "next" {
+		t.Errorf("unusable link = %+v, want its url dropped and the rest kept", m.Link[3])
+	}
+	for i, want := range []struct {
+		host, path string
+		token      bool
+	}{{"fhir.partner.example", "/pages/1", true}, {"jobs.other-party.example", "/pages/1", false}} {
+		l := m.Link[i+1].URL
+		if !strings.HasPrefix(l, gw+"/"+DownloadSegment+"/") {
+			t.Fatalf("link %d = %q, want a sealed status link", i+1, l)
+		}
+		if rr := w.do(http.MethodGet, l, nil, nil); rr.Code != http.StatusOK {
+			t.Fatalf("following link %d: %d %s", i+1, rr.Code, rr.Body)
+		}
+		seen := w.net.requests(want.host)
+		if len(seen) == 0 {
+			t.Fatalf("link %d reached nothing on %s", i+1, want.host)
+		}
+		last := seen[len(seen)-1]
+		if last.Path != want.path || (last.Auth != "") != want.token {
+			t.Errorf("link %d reached %s%s with Authorization %q; want %s, token %v", i+1, last.Host, last.Path, last.Auth, want.path, want.token)
+		}
+	}
+}

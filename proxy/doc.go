@@ -44,4 +44,6 @@
 // the FHIR base; its answer is a FHIR answer, a manifest sealed and
 // audited as a poll under the base is. A status URL cqgate cannot fetch
 // is removed from the 202, which still goes on, and logged by its origin.
+// A manifest's own links (link[].url, the next page of a manifest the
+// server splits) outside the base become status links the same way.
 package proxy
