@@ -513,15 +513,16 @@ type UpstreamError struct {
 	// another origin than the FHIR base (Storage), its origin alone.
 	URL string
 	// Storage says the request went to another origin than the FHIR
-	// base: a bulk file's storage, reached by a download link or a
-	// redirect, whose path and signature the caller never sees.
+	// base: a bulk file's storage or a status URL elsewhere, reached by
+	// a sealed link or a redirect, whose path and signature the caller
+	// never sees.
 	Storage bool
 	Err     error
 }
 
 func (e *UpstreamError) Error() string {
 	if e.Storage {
-		return fmt.Sprintf("proxy: bulk file storage for %s at %s: %v", e.OID, e.URL, e.Err)
+		return fmt.Sprintf("proxy: %s, beside the FHIR server of %s (bulk file storage or a status URL): %v", e.URL, e.OID, e.Err)
 	}
 	return fmt.Sprintf("proxy: FHIR server of %s at %s: %v", e.OID, e.URL, e.Err)
 }
