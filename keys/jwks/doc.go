@@ -7,7 +7,10 @@
 // material whenever the set is built and lists one key per identity: kty
 // and the public parameters, kid (the material's KeyID, the RFC 7638
 // thumbprint the signer puts in its kid header), alg, use "sig", x5c (the
-// certificate chain, leaf first) and x5t#S256. A key that stops being
+// certificate chain, leaf first) and x5t#S256. Identities that share one
+// key share its entry, which then carries alg only if they all sign with
+// the same one, and x5c and x5t#S256 only if they hold the same
+// certificate for it. A key that stops being
 // current (a rotation) stays listed for Options.Overlap after the Set
 // first saw it retired, so that a partner holding an assertion signed just
 // before the rotation, or a cached copy of the set, can still verify it.

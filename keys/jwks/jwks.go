@@ -1,6 +1,7 @@
 package jwks
 
 import (
+	"bytes"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -180,16 +181,34 @@ func (s *Set) Keys() (jose.JSONWebKeySet, error) {
 }
 
 // dedupe drops repeated kids (identities sharing one key), keeping the
-// first.
+// first, which then says only what holds for every identity: no "alg"
+// when they sign with different algorithms (a verifier may refuse a JWS
+// whose alg is not the key's), no x5c or x5t#S256 when they hold
+// different certificates for it (one JWK carries one chain; each
+// assertion carries its own in its header).
 func dedupe(ks []jose.JSONWebKey) []jose.JSONWebKey {
-	seen := map[string]bool{}
-	return slices.DeleteFunc(ks, func(k jose.JSONWebKey) bool {
-		if seen[k.KeyID] {
-			return true
+	first := map[string]int{}
+	for i := range ks {
+		j, seen := first[ks[i].KeyID]
+		if !seen {
+			first[ks[i].KeyID] = i
+			continue
 		}
-		seen[k.KeyID] = true
-		return false
-	})
+		k := &ks[j]
+		if k.Algorithm != ks[i].Algorithm {
+			k.Algorithm = ""
+		}
+		if !bytes.Equal(k.CertificateThumbprintSHA256, ks[i].CertificateThumbprintSHA256) {
+			k.Certificates, k.CertificateThumbprintSHA256, k.CertificateThumbprintSHA1 = nil, nil, nil
+		}
+	}
+	out := ks[:0]
+	for i, k := range ks {
+		if first[k.KeyID] == i {
+			out = append(out, k)
+		}
+	}
+	return out
 }
 
 // publicJWK is m's public key as a JWK.

@@ -383,3 +383,46 @@ func TestIndependentVerifierFetchesTheSet(t *testing.T) {
 		t.Fatalf("current key after the overlap: %v", err)
 	}
 }
+
+// Identities sharing one key are listed once, and the entry says only
+// what holds for all of them: their alg when they agree, none when they
+// do not; their certificate when it is one, none when each has its own.
+func TestSharedKeySaysWhatHoldsForEvery(t *testing.T) {
+	key := rsaKeys()[0]
+	a, b := material(t, key), material(t, key) // one key, two certificates
+	for _, tc := range []struct {
+		name          string
+		algA, algB    jose.SignatureAlgorithm
+		mA, mB        *keys.Material
+		wantAlg       string
+		wantCertified bool
+	}{
+		{"one certificate, one alg", jose.RS384, jose.RS384, a, a, "RS384", true},
+		{"one certificate, two algs", jose.RS384, jose.RS256, a, a, "", true},
+		{"two certificates, one alg", jose.RS384, jose.RS384, a, b, "RS384", false},
+		{"two certificates, two algs", jose.RS256, jose.RS384, a, b, "", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, err := New(Options{},
+				Identity{Name: "a", Keys: newProvider(tc.mA), Algorithm: tc.algA},
+				Identity{Name: "b", Keys: newProvider(tc.mB), Algorithm: tc.algB})
+			if err != nil {
+				t.Fatal(err)
+			}
+			set, err := s.Keys()
+			if err != nil || len(set.Keys) != 1 {
+				t.Fatalf("set of %d keys (%v), want the shared key once", len(set.Keys), err)
+			}
+			k := set.Keys[0]
+			if k.Algorithm != tc.wantAlg {
+				t.Errorf("alg %q, want %q", k.Algorithm, tc.wantAlg)
+			}
+			if certified := len(k.Certificates) > 0 || len(k.CertificateThumbprintSHA256) > 0; certified != tc.wantCertified {
+				t.Errorf("x5c/x5t#S256 present = %v, want %v", certified, tc.wantCertified)
+			}
+			if tc.wantCertified && !k.Certificates[0].Equal(tc.mA.Chain[0]) {
+				t.Errorf("x5c is not the identities' certificate")
+			}
+		})
+	}
+}
