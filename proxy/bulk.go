@@ -26,7 +26,8 @@ const (
 	// not settle it).
 	peekSize = 512
 	// maxManifest is the largest bulk manifest rewritten; a larger one
-	// passes with only its partner-base URLs mapped.
+	// is refused (502): its storage URLs could not be sealed. A server
+	// with more files splits its manifest into pages (link[].url).
 	maxManifest = 16 << 20
 	// maxRedirects is how many redirects to another origin cqgate
 	// follows for a caller.
@@ -316,10 +317,12 @@ func (p *Proxy) manifest(resp *http.Response, rt *route) error {
 			return rt.upstreamError(resp.Request.URL, err)
 		}
 		if int64(len(head))+m == maxManifest {
-			// Too large to be rewritten as a whole: on as it came.
-			rt.pre = prefixBody{head: buf.Bytes(), rest: resp.Body}
-			resp.Body = &rt.pre
-			return nil
+			// Too large to be rewritten as a whole, and passed as it
+			// came it would hand the caller its storage URLs.
+			_ = resp.Body.Close()
+			return failure.Errorf(failure.UpstreamFailed,
+				"proxy: the bulk manifest of %s is larger than the %d MiB cqgate rewrites; a server with that many files splits its manifest into pages (link)",
+				rt.tenant.OID, maxManifest>>20)
 		}
 	}
 	_ = resp.Body.Close()
@@ -398,6 +401,25 @@ func (b *prefixBody) Read(p []byte) (int, error) {
 
 func (b *prefixBody) Close() error { return b.rest.Close() }
 
+// utf8BOM is the UTF-8 byte order mark.
+var utf8BOM = []byte("\xEF\xBB\xBF")
+
+// isManifest reports whether m, a JSON object without resourceType, is a
+// bulk export manifest: it has transactionTime (which the IG requires),
+// or an output, error or deleted array (a server that leaves out what
+// is empty may send only error, or no output).
+func isManifest(m map[string]json.RawMessage) bool {
+	if _, ok := m["transactionTime"]; ok {
+		return true
+	}
+	for _, k := range manifestFiles {
+		if raw := bytes.TrimSpace(m[k]); len(raw) > 0 && raw[0] == '[' {
+			return true
+		}
+	}
+	return false
+}
+
 // manifestLinks returns a manifest's link array (raw) with each url
 // leading to cqgate: mapped already when under the FHIR base, else a
 // sealed status link, polled with the token as the status URL is
@@ -438,16 +460,16 @@ var manifestFiles = []string{"output", "error", "deleted"}
 // b is not a manifest; resp is the answer it came in.
 func (p *Proxy) rewriteManifest(b []byte, resp *http.Response, rt *route) (out []byte, files int, sealedUntil time.Time, ok bool, err error) {
 	var m map[string]json.RawMessage
-	if json.Unmarshal(b, &m) != nil {
-		return nil, 0, time.Time{}, false, nil
+	// A byte order mark, which keyScan passes over as clients do, is
+	// not JSON to encoding/json.
+	if err := json.Unmarshal(bytes.TrimPrefix(bytes.TrimLeft(b, " \t\r\n"), utf8BOM), &m); err != nil {
+		// Its keys (keyScan) say manifest: passed as it came, its
+		// storage URLs would reach the caller unsealed.
+		return nil, 0, time.Time{}, false, failure.Errorf(failure.UpstreamFailed,
+			"proxy: the FHIR server of %s answered with what has a bulk manifest's keys but is not JSON cqgate can read (%v), so cqgate cannot seal its file URLs",
+			rt.tenant.OID, err)
 	}
-	if _, tt := m["transactionTime"]; !tt {
-		return nil, 0, time.Time{}, false, nil
-	}
-	if _, resource := m["resourceType"]; resource {
-		return nil, 0, time.Time{}, false, nil
-	}
-	if _, o := m["output"]; !o {
+	if _, resource := m["resourceType"]; resource || !isManifest(m) {
 		return nil, 0, time.Time{}, false, nil
 	}
 	var requires bool

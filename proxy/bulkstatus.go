@@ -8,6 +8,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/cqgate/cqgate/internal/egress"
+	"github.com/cqgate/cqgate/proxy/fhirurl"
 	"github.com/cqgate/cqgate/tenant"
 )
 
@@ -65,7 +66,7 @@ func (p *Proxy) sealStatus(resp *http.Response, rt *route) error {
 // false when it is removed.
 func (p *Proxy) statusLink(v, k string, from *url.URL, rt *route) (out string, keep bool, err error) {
 	public := rt.rw.Mapper().PublicBase()
-	if leadsTo(v, public) {
+	if rt.rw.Mapper().Under(v) {
 		return v, true, nil
 	}
 	ref, err := url.Parse(v)
@@ -73,10 +74,12 @@ func (p *Proxy) statusLink(v, k string, from *url.URL, rt *route) (out string, k
 		p.dropStatus(rt, k, "", "it cannot be parsed")
 		return "", false, nil
 	}
-	if ref.Scheme == "" && ref.Host == "" && !strings.HasPrefix(v, "/") && rt.download == nil {
+	if ref.Scheme == "" && ref.Host == "" && !strings.HasPrefix(v, "/") && rt.download == nil && !fhirurl.HasDotSegment(v) {
 		// Relative to the request URL, which for the caller names
 		// cqgate's mirror of it; the answer to a status link's request
-		// is resolved against the status URL below.
+		// is resolved against the status URL below, and so is one with
+		// dot segments, which could climb out of /fhir/{oid}/ on
+		// cqgate's side (then mapped only if it stays under the base).
 		return v, true, nil
 	}
 	u := from.ResolveReference(ref)
@@ -101,13 +104,6 @@ func (p *Proxy) statusLink(v, k string, from *url.URL, rt *route) (out string, k
 		return "", false, err
 	}
 	return public + "/" + DownloadSegment + "/" + sealed, true, nil
-}
-
-// leadsTo reports whether v is public (cqgate's base for the
-// organization) or a URL under it.
-func leadsTo(v, public string) bool {
-	rest, ok := strings.CutPrefix(v, public)
-	return ok && (rest == "" || rest[0] == '/' || rest[0] == '?' || rest[0] == '#')
 }
 
 // dropStatus logs the removal of a status URL cqgate cannot fetch (from

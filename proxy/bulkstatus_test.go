@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"encoding/json"
+	"io"
 	"net/http"
 	"net/url"
 	"strings"
@@ -275,14 +276,18 @@ func TestUnusableStatusURLIsDropped(t *testing.T) {
 }
 
 // TestStatusUnderTheBaseStaysMapped: a status URL under the FHIR base is
-// mapped as before, not sealed; so is a relative one.
+// mapped as before, not sealed; a relative one is kept, or with dot
+// segments resolved and mapped.
 func TestStatusUnderTheBaseStaysMapped(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct{ status, want string }{
 		{partnerBase + "/bulkstatus/job7", "http://gw.local/fhir/1.2.3/bulkstatus/job7"},
 		{"//fhir.partner.example/r4/bulkstatus/job7", "http://gw.local/fhir/1.2.3/bulkstatus/job7"},
 		{"/r4/bulkstatus/job7", "http://gw.local/fhir/1.2.3/bulkstatus/job7"},
-		{"../bulkstatus/job7", "../bulkstatus/job7"},
+		{"bulkstatus/job7", "bulkstatus/job7"}, // relative: resolves against cqgate's mirror
+		// With dot segments it is resolved against the partner's URL and
+		// mapped, since on cqgate's side it could climb out of the route.
+		{"../bulkstatus/job7", "http://gw.local/fhir/1.2.3/bulkstatus/job7"},
 	} {
 		w := newFwdWorld(t, nil, &statusPartner{status: tc.status})
 		rr := w.do(http.MethodGet, "http://gw.local/fhir/1.2.3/Patient/$export", nil, nil)
@@ -410,5 +415,101 @@ func TestManifestLinksLeadToCqgate(t *testing.T) {
 		if last.Path != want.path || (last.Auth != "") != want.token {
 			t.Errorf("link %d reached %s%s with Authorization %q; want %s, token %v", i+1, last.Host, last.Path, last.Auth, want.path, want.token)
 		}
+	}
+}
+
+// followedFrom is what a client requests when it follows ref from the
+// page it fetched at base (RFC 3986 §5.2: dot segments removed).
+func followedFrom(t *testing.T, base, ref string) string {
+	t.Helper()
+	b, err := url.Parse(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := url.Parse(ref)
+	if err != nil {
+		t.Fatalf("parse %q: %v", ref, err)
+	}
+	return b.ResolveReference(r).String()
+}
+
+// TestStatusURLWithDotSegmentsStaysInTheRoute: a kick-off's 202 whose
+// Content-Location climbs out of the FHIR base with dot segments (an
+// absolute path, or a relative reference) never hands the caller a
+// status URL that, followed as RFC 3986 says (curl, browsers, urllib3,
+// Node's URL), leads out of /fhir/{oid}/ to another organization's route
+// on cqgate, where its polls and DELETE would go.
+func TestStatusURLWithDotSegmentsStaysInTheRoute(t *testing.T) {
+	t.Parallel()
+	const kickoff = "http://gw.local/fhir/1.2.3/Patient/$export"
+	const route = "http://gw.local/fhir/1.2.3/"
+	for _, tc := range []struct{ name, status string }{
+		{"absolute path", "/r4/../1.2.4/Patient/1"},
+		{"relative reference", "../../1.2.4/Patient/1"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			partner := &statusPartner{status: tc.status}
+			w := newFwdWorld(t, nil, partner)
+			rr := w.do(http.MethodGet, kickoff, http.Header{"Prefer": {"respond-async"}}, nil)
+			if rr.Code != http.StatusAccepted {
+				t.Fatalf("kick-off: %d %s", rr.Code, rr.Body)
+			}
+			cl := rr.Header().Get("Content-Location")
+			if cl == "" {
+				return // removed: fine
+			}
+			if got := followedFrom(t, kickoff, cl); !strings.HasPrefix(got, route) {
+				t.Errorf("Content-Location %q, which a bulk client polls (and DELETEs) as %q: outside %s", cl, got, route)
+			}
+		})
+	}
+}
+
+// TestManifestNeverPassesUnsealed: an answer whose keys make it a
+// manifest never reaches the caller with its storage URLs. One with a
+// UTF-8 byte order mark (clients read it), or without output (a
+// serializer that leaves out empty arrays), is sealed as any manifest;
+// one cqgate cannot read (nested past encoding/json's limit) or rewrite
+// (past 16 MiB) is a 502.
+func TestManifestNeverPassesUnsealed(t *testing.T) {
+	t.Parallel()
+	const manifest = `{"transactionTime":"2026-12-06T00:00:00Z","request":"https://fhir.partner.example/r4/$export",` +
+		`"requiresAccessToken":true,"output":[{"type":"Patient","url":"https://storage.partner.example/bucket/Patient.ndjson?sig=s3cr3t"}],` +
+		`"error":[]%s}`
+	deep := `,"extension":{"x":` + strings.Repeat("[", 10001) + strings.Repeat("]", 10001) + `}`
+	for _, tc := range []struct {
+		name, body string
+		want       int
+	}{
+		{"byte order mark", "\xEF\xBB\xBF" + strings.Replace(manifest, "%s", "", 1), http.StatusOK},
+		{"deeply nested extension", strings.Replace(manifest, "%s", deep, 1), http.StatusBadGateway},
+		// Padded past maxManifest (16 MiB): "passes with only its
+		// partner-base URLs mapped".
+		{"padded past 16 MiB", strings.Replace(manifest, "%s", `,"extension":{"pad":"`+strings.Repeat("x", 16<<20)+`"}`, 1), http.StatusBadGateway},
+		// An export that produced no resources, from a serializer that
+		// leaves empty arrays out (HAPI's BulkExportResponseJson was
+		// @JsonInclude(NON_DEFAULT)): its error file goes out unsealed.
+		{"empty output left out", `{"transactionTime":"2026-12-06T00:00:00Z","requiresAccessToken":true,` +
+			`"error":[{"type":"OperationOutcome","url":"https://storage.partner.example/bucket/err.ndjson?sig=s3cr3t"}]}`, http.StatusOK},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			partner := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-Type", "application/json")
+				io.WriteString(w, tc.body)
+			})
+			w := newFwdWorld(t, nil, partner)
+			rr := w.do(http.MethodGet, "http://gw.local/fhir/1.2.3/bulkstatus/job7", nil, nil)
+			if rr.Code != tc.want {
+				t.Fatalf("poll: %d %.300s, want %d", rr.Code, rr.Body, tc.want)
+			}
+			if tc.want == http.StatusOK && !strings.Contains(rr.Body.String(), DownloadSegment) {
+				t.Errorf("no sealed link in the manifest: %.300s", rr.Body)
+			}
+			if b := rr.Body.String(); strings.Contains(b, "storage.partner.example") || strings.Contains(b, "s3cr3t") {
+				t.Errorf("the manifest hands the caller the storage URL: %.300s", b)
+			}
+		})
 	}
 }

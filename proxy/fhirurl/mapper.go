@@ -229,6 +229,11 @@ func hasDotSegment[S ~string | ~[]byte](rest S) bool {
 	return false
 }
 
+// HasDotSegment reports whether the path at the start of p (up to a
+// query or fragment) has a "." or ".." segment, also percent-encoded:
+// a reference that, resolved, may climb out of where it seems to lead.
+func HasDotSegment(p string) bool { return hasDotSegment(p) }
+
 // isDots reports whether seg is "." or "..", each dot possibly written
 // %2e or %2E.
 func isDots[S ~string | ~[]byte](seg S) bool {
@@ -329,10 +334,19 @@ func (m *Mapper) MapHeader(v string) (string, bool) {
 		return "", false
 	}
 	rest, ok := strings.CutPrefix(v, m.path)
-	if !ok || (rest != "" && rest[0] != '/' && rest[0] != '?' && rest[0] != '#') {
+	if !ok || (rest != "" && rest[0] != '/' && rest[0] != '?' && rest[0] != '#') || hasDotSegment(rest) {
 		return "", false
 	}
 	return m.public + rest, true
+}
+
+// Under reports whether v is the public base or a URL under it that
+// stays under it when its dot segments are removed (no "." or ".."
+// segment after the base): a URL cqgate may hand back as leading to the
+// organization's own route.
+func (m *Mapper) Under(v string) bool {
+	rest, ok := strings.CutPrefix(v, m.public)
+	return ok && (rest == "" || rest[0] == '/' || rest[0] == '?' || rest[0] == '#') && !hasDotSegment(rest)
 }
 
 // PartnerBase returns the normalized partner base.

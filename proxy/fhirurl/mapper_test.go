@@ -130,6 +130,9 @@ func TestMapHeader(t *testing.T) {
 		{"//fhir.partner.example/r4/tenant-guid/Patient/1/_history/2", public + "/Patient/1/_history/2", true},
 		{"//FHIR.Partner.Example:443/r4/tenant-guid", public, true},
 		{"//fhir.partner.example/r4/tenant-guid/../other", "", false},
+		// An absolute path that climbs out of the base.
+		{"/r4/tenant-guid/../../other/Patient/1", "", false},
+		{"/r4/tenant-guid/%2e%2e/x", "", false},
 		{"Patient/1/_history/2", "", false},
 		{"https://evil.example/r4/tenant-guid/Patient/1", "", false},
 	}
