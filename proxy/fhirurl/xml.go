@@ -52,11 +52,8 @@ type XMLWriter struct {
 	nameN int           // its length
 	space bool          // xTag: white space since the last name byte
 	buf   []byte        // xAttr: raw value so far; xBang: bytes after "<!"
-	run   int           // xComment, xDecl comment: '-' run; xCDATA: ']' run; xPI: 1 after '?'
-	depth int           // xDecl: '<' nesting
-	dq    byte          // xDecl: the quote open, 0 if none
-	lt    int           // xDecl: 1 after '<', +1 for each byte of "!--" that followed
-	inCmt bool          // xDecl: inside a comment
+	run   int           // xComment: '-' run; xCDATA: ']' run; xPI: 1 after '?'
+	decl  declLex       // xDecl: where in the declaration
 	repl  []byte        // the last replacement built
 }
 
@@ -124,7 +121,7 @@ func (w *XMLWriter) Write(p []byte) (int, error) {
 			default:
 				// The first byte of a declaration is taken as it is,
 				// as encoding/xml does.
-				w.st, w.run, w.depth, w.dq, w.lt, w.inCmt = xDecl, 0, 0, 0, 0, false
+				w.st, w.decl = xDecl, declLex{}
 			}
 		case xComment:
 			c := p[i]
@@ -163,7 +160,9 @@ func (w *XMLWriter) Write(p []byte) (int, error) {
 		case xDecl:
 			c := p[i]
 			i++
-			w.decl(c)
+			if w.decl.step(c) {
+				w.st = xText
+			}
 		case xEndTag:
 			j := bytes.IndexByte(p[i:], '>')
 			if j < 0 {
@@ -274,46 +273,56 @@ func (w *XMLWriter) addName(b []byte) {
 	w.nameN += copy(w.name[w.nameN:], b)
 }
 
-// decl follows a declaration (<!DOCTYPE …>, <!ENTITY …>) one byte at a
-// time the way encoding/xml reads one: quoted text hides markup, '<' and
-// '>' nest, and "<!--" starts a comment that ends at "-->".
-func (w *XMLWriter) decl(c byte) {
+// declLex follows a declaration (<!DOCTYPE …>, <!ENTITY …>) one byte at
+// a time the way encoding/xml reads one: quoted text hides markup, '<'
+// and '>' nest, and "<!--" starts a comment that ends at "-->". The zero
+// value is just after the declaration's first byte.
+type declLex struct {
+	depth int  // '<' nesting
+	run   int  // inside a comment: the '-' run
+	lt    int  // 1 after '<', +1 for each byte of "!--" that followed
+	dq    byte // the quote open, 0 if none
+	inCmt bool // inside a comment
+}
+
+// step reads c and reports whether it ended the declaration.
+func (d *declLex) step(c byte) bool {
 	const cmt = "!--"
 	switch {
-	case w.inCmt:
+	case d.inCmt:
 		switch {
-		case c == '>' && w.run >= 2:
-			w.inCmt, w.run = false, 0
+		case c == '>' && d.run >= 2:
+			d.inCmt, d.run = false, 0
 		case c == '-':
-			w.run++
+			d.run++
 		default:
-			w.run = 0
+			d.run = 0
 		}
-		return
-	case w.lt > 0:
-		if c == cmt[w.lt-1] {
-			if w.lt++; w.lt > len(cmt) {
-				w.lt, w.inCmt, w.run = 0, true, 0
+		return false
+	case d.lt > 0:
+		if c == cmt[d.lt-1] {
+			if d.lt++; d.lt > len(cmt) {
+				d.lt, d.inCmt, d.run = 0, true, 0
 			}
-			return
+			return false
 		}
-		w.lt = 0
-		w.depth++
-	case w.dq == 0 && c == '>' && w.depth == 0:
-		w.st = xText
-		return
+		d.lt = 0
+		d.depth++
+	case d.dq == 0 && c == '>' && d.depth == 0:
+		return true
 	}
 	switch {
-	case c == w.dq:
-		w.dq = 0
-	case w.dq != 0:
+	case c == d.dq:
+		d.dq = 0
+	case d.dq != 0:
 	case c == '\'' || c == '"':
-		w.dq = c
+		d.dq = c
 	case c == '>':
-		w.depth--
+		d.depth--
 	case c == '<':
-		w.lt = 1
+		d.lt = 1
 	}
+	return false
 }
 
 // trailing returns the length of the run of c at the end of b, continuing
@@ -348,36 +357,87 @@ func (w *XMLWriter) Close() error {
 // if it decodes to a URL the Mapper maps and the attribute is not a
 // namespace declaration.
 func (w *XMLWriter) rewrite(v []byte) ([]byte, bool) {
-	if len(v) < w.m.minLen {
+	if isXMLNS(w.name[:w.nameN], w.nameN) {
 		return nil, false
+	}
+	rest, decoded, plain, ok := cutAttr(w.m, v)
+	if !ok {
+		return nil, false
+	}
+	w.repl = append(w.repl[:0], w.m.publicXML...)
+	if plain {
+		w.repl = append(w.repl, rest...) // valid in an attribute as it was
+	} else {
+		w.repl = appendAttr(w.repl, decoded)
+	}
+	return w.repl, true
+}
+
+// isXMLNS reports whether an attribute whose name starts with name and is
+// n bytes long is a namespace declaration (xmlns, xmlns:*), whose value is
+// never rewritten.
+func isXMLNS(name []byte, n int) bool {
+	return (n == len("xmlns") && string(name) == "xmlns") ||
+		(n >= len("xmlns:") && len(name) >= len("xmlns:") && string(name[:len("xmlns:")]) == "xmlns:")
+}
+
+// cutAttr reports whether the raw attribute value v (as it stands between
+// its quotes) decodes to a URL the Mapper maps, and returns what follows
+// the partner base: rest, a part of v valid in an attribute value as it
+// is (plain), or decoded, to be escaped again. XMLWriter and the JSON
+// narrative (JSONWriter) both map attribute values with it, so that the
+// XML and JSON forms of a resource come back alike.
+func cutAttr(m *Mapper, v []byte) (rest []byte, decoded string, plain, ok bool) {
+	if len(v) < m.minLen {
+		return nil, "", false, false
 	}
 	if c := v[0]; c != 'h' && c != 'H' && c != '&' {
-		return nil, false
-	}
-	if n := string(w.name[:w.nameN]); n == "xmlns" || strings.HasPrefix(n, "xmlns:") {
-		return nil, false
+		return nil, "", false, false
 	}
 	if plainAttr(v) {
 		// Decoded, v is itself: whether it maps is known before the
 		// (longer) check that it is UTF-8.
-		rest, ok := cutFast(w.m, v)
+		rest, ok := cutFast(m, v)
 		if !ok || !utf8.Valid(v) {
-			return nil, false
+			return nil, "", false, false
 		}
-		// rest was a valid attribute value as it is.
-		w.repl = append(append(w.repl[:0], w.m.publicXML...), rest...)
-		return w.repl, true
+		return rest, "", true, true
+	}
+	if missBeforeRef(m, v) {
+		return nil, "", false, false
 	}
 	s, ok := decodeAttr(v)
 	if !ok {
-		return nil, false
+		return nil, "", false, false
 	}
-	rest, ok := cut(w.m, s)
-	if !ok {
-		return nil, false
+	decoded, ok = cut(m, s)
+	return nil, decoded, false, ok
+}
+
+// missBeforeRef reports whether the part of v before its first reference,
+// white space or '<' (which decoding leaves as it is) already holds the
+// scheme and authority of a URL that is not under the partner base: then
+// v does not map, and is not decoded (which would allocate), as a
+// narrative's link elsewhere with "&amp;" in its query would be.
+func missBeforeRef(m *Mapper, v []byte) bool {
+	k := 0
+	for k < len(v) && !attrSpecial[v[k]] {
+		k++
 	}
-	w.repl = appendAttr(append(w.repl[:0], w.m.publicXML...), rest)
-	return w.repl, true
+	pre := v[:k]
+	if len(pre) < m.prefixLen {
+		return false
+	}
+	if !hasPrefixFold(pre, m.scheme) || string(pre[len(m.scheme):m.prefixLen]) != "://" {
+		return true
+	}
+	auth := pre[m.prefixLen:]
+	for i, c := range auth {
+		if c == '/' || c == '?' || c == '#' {
+			return !hostMatches(m, auth[:i])
+		}
+	}
+	return false
 }
 
 // plainAttr reports whether the raw attribute value v has no reference,
