@@ -240,11 +240,13 @@ func TestReaderMatchesWriter(t *testing.T) {
 	for round := range 3000 {
 		f := JSON
 		var in []byte
-		switch round % 3 {
+		switch round % 4 {
 		case 0:
 			in = randomJSON(r)
 		case 1:
 			f, in = XML, randomXML(r)
+		case 2:
+			in = []byte(`{"div":"` + string(divEncoders[r.IntN(len(divEncoders))](randomXML(r))) + `"}`)
 		default:
 			in = bundle[:r.IntN(len(bundle))]
 		}

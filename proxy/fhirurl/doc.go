@@ -1,8 +1,10 @@
 // Package fhirurl maps a partner's FHIR URLs to cqgate's own and rewrites
 // them in responses as they stream through, so that every URL cqgate
 // hands back leads back to cqgate: a search Bundle's link[].url and
-// entry[].fullUrl, entry[].response.location, absolute references, a
-// bulk export manifest's output[].url, error[].url, deleted[].url and
+// entry[].fullUrl, entry[].response.location, absolute references, the
+// attribute values of a narrative's XHTML (Narrative.div: <a href>,
+// <img src>, cite, any attribute but a namespace declaration), a bulk
+// export manifest's output[].url, error[].url, deleted[].url and
 // link[].url, the Location and Content-Location headers (absolute URLs,
 // network-path and absolute-path references), and the targets of a Link
 // header.
@@ -23,7 +25,20 @@
 // input when nothing maps; valid input stays valid; invalid input is
 // passed through, never refused. Memory is bounded by DefaultMaxToken:
 // a string longer than that is passed through unexamined (URLs are
-// short; long strings are attachments and narratives).
+// short; long strings are attachments), and so is an attribute value.
+//
+// Narratives: in XML the XHTML is markup, and XMLWriter maps its
+// attribute values like any other. In JSON it is one string, the value
+// of a "div" key; JSONWriter reads that string (of any length, cut
+// anywhere between Writes) as XHTML under its JSON escapes, with
+// XMLWriter's lexer, and maps each attribute value as XMLWriter would
+// (JSON and XML escapes undone, mapped, both written again), so the two
+// forms of a resource come back alike. The rule is the key: a string
+// that is the value of a "div" key (the only XHTML-typed element in
+// FHIR; the key escaped or not) is XHTML, and no other string is, even
+// one holding href="…"; a "div" value that is not a string is not
+// special. The narrative's text, comments and anything else in it pass
+// byte for byte, a URL in its text too (as in XML: text, not a link).
 //
 // Rewriter puts it together for a reverse proxy's response hook (cqgate's
 // proxy calls it from modifyResponse; with an httputil.ReverseProxy it

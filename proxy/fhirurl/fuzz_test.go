@@ -29,6 +29,17 @@ var jsonSeeds = []string{
 	`""http://"` + partner + `"`,
 }
 
+// narrativeSeeds are JSON documents with narratives (the value of a "div"
+// key is XHTML), kept apart from jsonSeeds: the reference writer of the
+// differential test did not read narratives.
+var narrativeSeeds = []string{
+	`{"text":{"status":"generated","div":"<div xmlns=\"http://www.w3.org/1999/xhtml\"><a href=\"` + partner + `/Patient/1?a=1&amp;b=2\">x</a><img src='` + partner + `/Binary/1'/></div>"}}`,
+	`{"div":"\u003ca href=\"\u0068ttps:\/\/fhir.partner.example\/r4\/tenant-guid\/x\"\u003e\u003c!-- \u003ca href=\"` + partner + `\"\u003e --\u003e","\u0064iv" : "<b title='` + partner + `/../y' cite=\"&#x68;ttps://fhir.partner.example/r4/tenant-guid\">"}`,
+	`[{"div":null},{"div":{"div":"<a xmlns:x=\"` + partner + `\" href=\"` + partner + `\">"}},"div","<a href=\"` + partner + `\">"]`,
+	`{"div":"<a href=\"` + partner + "/" + strings.Repeat("z", 120) + `\"><a href=\"` + partner + `\">"}`,
+	`{"div":"<a href=\"` + partner,
+}
+
 var xmlSeeds = []string{
 	`<?xml version="1.0" encoding="UTF-8"?><Bundle xmlns="http://hl7.org/fhir"><link><relation value="next"/><url value="` + partner + `/Patient?a=1&amp;b=2"/></link><entry><fullUrl value='` + partner + `/Patient/1'/></entry></Bundle>`,
 	`<x xmlns:f="` + partner + `" a="&#x68;ttps://fhir.partner.example/r4/tenant-guid/&quot;&#10;"><!-- <y value="` + partner + `"/> --><![CDATA[ ]]> ]]><?pi ?></x>`,
@@ -42,6 +53,7 @@ var xmlSeeds = []string{
 type jsonToken struct {
 	tok     any
 	isValue bool
+	key     string // a value in an object: its key
 }
 
 // jsonTokens decodes every token of doc; err is non-nil for invalid JSON.
@@ -51,7 +63,10 @@ func jsonTokens(doc []byte) ([]jsonToken, error) {
 	}
 	d := json.NewDecoder(bytes.NewReader(doc))
 	d.UseNumber()
-	type frame struct{ object, key bool }
+	type frame struct {
+		object, key bool
+		name        string // the last key read
+	}
 	var stack []frame
 	var out []jsonToken
 	for {
@@ -62,10 +77,15 @@ func jsonTokens(doc []byte) ([]jsonToken, error) {
 		if err != nil {
 			return nil, err
 		}
-		isValue := true
+		isValue, key := true, ""
 		if n := len(stack); n > 0 && stack[n-1].object {
 			if _, isDelim := tok.(json.Delim); !isDelim || tok == json.Delim('{') || tok == json.Delim('[') {
 				isValue = !stack[n-1].key
+				if !isValue {
+					stack[n-1].name, _ = tok.(string)
+				} else {
+					key = stack[n-1].name
+				}
 				stack[n-1].key = !stack[n-1].key
 			}
 		}
@@ -77,12 +97,12 @@ func jsonTokens(doc []byte) ([]jsonToken, error) {
 		case json.Delim('}'), json.Delim(']'):
 			stack = stack[:len(stack)-1]
 		}
-		out = append(out, jsonToken{tok, isValue})
+		out = append(out, jsonToken{tok, isValue, key})
 	}
 }
 
 func FuzzJSONWriter(f *testing.F) {
-	for _, s := range jsonSeeds {
+	for _, s := range append(jsonSeeds, narrativeSeeds...) {
 		f.Add([]byte(s), uint8(0))
 		f.Add([]byte(s), uint8(7))
 	}
@@ -91,6 +111,7 @@ func FuzzJSONWriter(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Fuzz(func(t *testing.T, in []byte, step uint8) {
+		checkNarratives(t, m, in, int(step))
 		out := rewriteJSON(t, m, in, int(step), fuzzLimit)
 		if whole := rewriteJSON(t, m, in, 0, fuzzLimit); !bytes.Equal(out, whole) {
 			t.Fatalf("pieces of %d give\n%s\nat once\n%s", step, out, whole)
@@ -112,6 +133,18 @@ func FuzzJSONWriter(f *testing.F) {
 		mapped := false
 		for i := range tin {
 			want := tin[i].tok
+			if s, ok := want.(string); ok && tin[i].isValue && tin[i].key == "div" {
+				// A narrative: its attribute values are mapped, each
+				// unless longer than the limit (checkNarratives holds
+				// the mapping to XMLWriter's without one).
+				if tout[i].tok != s {
+					if x := rewriteXML(t, m, []byte(s), 0, 0); string(x) == s {
+						t.Fatalf("token %d: narrative %q became %q, but nothing in it maps", i, s, tout[i].tok)
+					}
+					mapped = true
+				}
+				continue
+			}
 			if s, ok := want.(string); ok && tin[i].isValue {
 				// The raw token is len(s)/3+2 (invalid UTF-8 decodes to
 				// three bytes of U+FFFD) to 6*len(s)+2 bytes long.
@@ -137,6 +170,35 @@ func FuzzJSONWriter(f *testing.F) {
 			t.Fatalf("nothing maps but the bytes changed:\n in %s\nout %s", in, out)
 		}
 	})
+}
+
+// checkNarratives rewrites in, valid JSON, in pieces of step with the
+// default limit (so that no attribute value of a small input is over it)
+// and checks every narrative against XMLWriter: decoded, each "div"
+// value must come back as XMLWriter rewrites the decoded XHTML.
+func checkNarratives(t *testing.T, m *Mapper, in []byte, step int) {
+	t.Helper()
+	if len(in) > DefaultMaxToken/3 { // U+FFFD triples an invalid byte
+		return
+	}
+	tin, err := jsonTokens(in)
+	if err != nil {
+		return
+	}
+	out := rewriteJSON(t, m, in, step, 0)
+	tout, err := jsonTokens(out)
+	if err != nil || len(tout) != len(tin) {
+		t.Fatalf("valid input, output invalid or of other tokens (%v):\n in %s\nout %s", err, in, out)
+	}
+	for i := range tin {
+		s, ok := tin[i].tok.(string)
+		if !ok || !tin[i].isValue || tin[i].key != "div" {
+			continue
+		}
+		if want := rewriteXML(t, m, []byte(s), 0, 0); tout[i].tok != string(want) {
+			t.Fatalf("narrative %d:\n in  %q\n got %q\nwant %q", i, s, tout[i].tok, want)
+		}
+	}
 }
 
 // normWS maps XML white space to spaces, as attribute normalization does.

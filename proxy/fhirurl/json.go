@@ -21,11 +21,16 @@ const (
 	jsLong        // inside a string longer than the limit, passing through
 	jsHeld        // a string that maps was read; waiting for the next
 	// significant byte to tell a key (followed by ':') from a value
+	jsDivKey   // after a "div" key, before its ':'
+	jsDivColon // after a "div" key's ':', before its value
+	jsDiv      // inside the value of a "div" key: a narrative's XHTML
 )
 
 // JSONWriter rewrites, on its way to the underlying writer, every JSON
 // string value (never an object key) that decodes to an absolute URL the
-// Mapper maps. Every other byte is written as it came, so the output
+// Mapper maps, and in the value of a "div" key (Narrative.div, XHTML in
+// one string) every attribute value that XMLWriter would map in the same
+// XHTML (see narrative.go). Every other byte is written as it came, so the output
 // equals the input when nothing maps. It works on the token level
 // without a parser: it only follows where strings start and end, so it
 // never fails on invalid JSON (bytes pass through, strings in it may still
@@ -42,7 +47,9 @@ const (
 // (a string with an escape is decoded whole); the quotes before an
 // anchor, counted once with bytes.Count, say whether its quote opens a
 // string. Only those strings are examined: their start compared with
-// the partner's base, the bytes between them copied in bulk.
+// the partner's base, the bytes between them copied in bulk. A third
+// anchor, `"div"`, finds narratives; a narrative is read byte by byte
+// only inside its tags, and its text skipped to the next '<' or escape.
 //
 // Each Write makes at most one Write to the underlying writer (none when
 // everything is held back). Close must be called at the end of the input
@@ -59,6 +66,12 @@ type JSONWriter struct {
 	heldRepl []byte // jsHeld: its replacement
 	heldWS   []byte // jsHeld: white space after it
 	repl     []byte // the last replacement built
+
+	xl    xhtmlLex // jsDiv: where in the narrative's XHTML
+	jesc  uint8    // jsDiv: the JSON escape being read: 0 none, 1 after '\', 2 to 5 after "\u" and 0 to 3 hex digits
+	ju    uint16   // jsDiv: the \u escape's hex digits so far
+	vpass bool     // jsDiv, in an attribute value: it passes unexamined (else held in buf, when it began in an earlier Write)
+	dec   []byte   // jsDiv: an attribute value, JSON escapes undone (when it has any)
 }
 
 // NewJSONWriter returns a JSONWriter writing to dst. limit is the longest
@@ -71,7 +84,7 @@ func NewJSONWriter(dst io.Writer, m *Mapper, limit int) *JSONWriter {
 // keeping its buffers.
 func (w *JSONWriter) reset(dst io.Writer, m *Mapper, limit int) {
 	*w = JSONWriter{sink: sink{dst: dst, out: w.out[:0]}, m: m, limit: tokenLimit(limit),
-		buf: w.buf[:0], heldOrig: w.heldOrig[:0], heldWS: w.heldWS[:0], repl: w.repl[:0]}
+		buf: w.buf[:0], heldOrig: w.heldOrig[:0], heldWS: w.heldWS[:0], repl: w.repl[:0], dec: w.dec[:0]}
 }
 
 // Write rewrites p. It returns len(p) unless the underlying writer failed.
@@ -94,9 +107,10 @@ func (w *JSONWriter) scan(p []byte) int {
 	sl := len(w.m.scheme)
 	// In jsOut, i is outside any string and p[i:qpos] holds par quotes
 	// (mod 2); c is the next "//" that may follow a scheme at or after
-	// i, bs the next backslash; either is len(p) if there is none.
+	// i, bs the next backslash, d the next `"div"`; each is len(p) if
+	// there is none.
 	qpos, par := 0, 0
-	c, bs := -1, -1
+	c, bs, d := -1, -1, -1
 	for i < len(p) {
 		switch w.st {
 		case jsOut:
@@ -106,8 +120,24 @@ func (w *JSONWriter) scan(p []byte) int {
 			if c < i+sl+2 {
 				c = indexSlashes(p, min(i+sl+2, len(p)))
 			}
+			if d < i {
+				d = indexDivKey(p, i)
+			}
 			if qpos < i {
 				qpos, par = i, 0
+			}
+			if d < c && d < bs {
+				// A "div" key (a narrative follows) if its quote opens
+				// a string.
+				par ^= bytes.Count(p[qpos:d], quote) & 1
+				qpos = d
+				if par != 0 {
+					d = indexDivKey(p, d+1)
+					break
+				}
+				i = d + len(divKey)
+				w.st = jsDivKey
+				break
 			}
 			if c < bs {
 				// Without escapes a string maps only if it starts
@@ -151,6 +181,10 @@ func (w *JSONWriter) scan(p []byte) int {
 			}
 			if end >= 0 {
 				i = end
+				if isDivKey(p[start:end]) {
+					w.st = jsDivKey
+					break
+				}
 				mark = w.token(p, mark, start, end, false)
 				break
 			}
@@ -178,6 +212,9 @@ func (w *JSONWriter) scan(p []byte) int {
 				w.hold(w.buf, repl)
 			} else {
 				w.put(w.buf)
+				if isDivKey(w.buf) {
+					w.st = jsDivKey
+				}
 			}
 			w.buf = w.buf[:0]
 		case jsLong:
@@ -210,6 +247,27 @@ func (w *JSONWriter) scan(p []byte) int {
 			} else {
 				i = k // p[mark:k], the white space, passes through
 			}
+		case jsDivKey, jsDivColon:
+			// White space passes; then ':' (after the key) and '"'
+			// (after the ':'); anything else is read again in jsOut.
+			k := i
+			for k < len(p) && isJSONSpace(p[k]) {
+				k++
+			}
+			switch {
+			case k == len(p):
+			case w.st == jsDivKey && p[k] == ':':
+				w.st = jsDivColon
+				k++
+			case w.st == jsDivColon && p[k] == '"':
+				w.enterDiv()
+				k++
+			default:
+				w.st = jsOut // not a key, or a value that is no string
+			}
+			i = k
+		case jsDiv:
+			mark, i = w.div(p, mark, i)
 		}
 	}
 	return mark
@@ -337,6 +395,8 @@ func (w *JSONWriter) Close() error {
 	case jsStr:
 		w.put(w.buf)
 		w.buf = w.buf[:0]
+	case jsDiv:
+		w.endDiv(-1) // an unterminated narrative: as it came
 	}
 	w.st = jsOut
 	w.finish(nil)
@@ -410,7 +470,7 @@ func mayStartWithH(content []byte) bool {
 // appendJSONContent appends s escaped as the content of a JSON string:
 // '"', '\\', control characters, U+2028 and U+2029 escaped as
 // encoding/json escapes them; invalid UTF-8 becomes U+FFFD.
-func appendJSONContent(dst []byte, s string) []byte {
+func appendJSONContent[S ~string | ~[]byte](dst []byte, s S) []byte {
 	const hex = "0123456789abcdef"
 	for i := 0; i < len(s); {
 		c := s[i]
@@ -432,7 +492,7 @@ func appendJSONContent(dst []byte, s string) []byte {
 			i++
 			continue
 		}
-		r, size := utf8.DecodeRuneInString(s[i:])
+		r, size := decodeRune(s[i:])
 		switch {
 		case r == utf8.RuneError && size == 1:
 			dst = append(dst, `\ufffd`...)
@@ -444,6 +504,12 @@ func appendJSONContent(dst []byte, s string) []byte {
 		i += size
 	}
 	return dst
+}
+
+// decodeRune is utf8.DecodeRune for a string or a byte slice.
+func decodeRune[S ~string | ~[]byte](s S) (rune, int) {
+	var b [utf8.UTFMax]byte
+	return utf8.DecodeRune(b[:copy(b[:], s)])
 }
 
 // scanJSONString looks for the end of a JSON string whose content starts

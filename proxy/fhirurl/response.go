@@ -422,7 +422,7 @@ func (r *reader) release() error {
 	r.jw.out, r.xw.out, r.pw.out = nil, nil, nil
 	// A long string token held once does not stay with the pooled
 	// reader for the small bodies after it.
-	r.jw.buf, r.jw.heldOrig, r.jw.heldWS, r.jw.repl = smallOnly(r.jw.buf), smallOnly(r.jw.heldOrig), smallOnly(r.jw.heldWS), smallOnly(r.jw.repl)
+	r.jw.buf, r.jw.heldOrig, r.jw.heldWS, r.jw.repl, r.jw.dec = smallOnly(r.jw.buf), smallOnly(r.jw.heldOrig), smallOnly(r.jw.heldWS), smallOnly(r.jw.repl), smallOnly(r.jw.dec)
 	r.xw.buf, r.xw.repl = smallOnly(r.xw.buf), smallOnly(r.xw.repl)
 	readerPool.Put(r)
 	return err
