@@ -260,8 +260,12 @@ func (w *JSONWriter) scan(p []byte) int {
 				w.st = jsDivColon
 				k++
 			case w.st == jsDivColon && p[k] == '"':
-				w.enterDiv()
 				k++
+				if end, ok := w.plainNarrative(p, k); ok {
+					w.st, k = jsOut, end // nothing in it can map
+					break
+				}
+				w.enterDiv()
 			default:
 				w.st = jsOut // not a key, or a value that is no string
 			}

@@ -405,11 +405,79 @@ var divKey = []byte(`"div"`)
 // indexDivKey returns the index of the first `"div"` in p at or after
 // from, or len(p).
 func indexDivKey(p []byte, from int) int {
-	if k := bytes.Index(p[from:], divKey); k >= 0 {
-		return from + k
+	// By its 'v', far rarer in JSON than the quote bytes.Index would
+	// look for first.
+	for i := from + len(`"di`); i+1 < len(p); i++ {
+		k := bytes.IndexByte(p[i:len(p)-1], 'v')
+		if k < 0 {
+			break
+		}
+		if i += k; p[i+1] == '"' && p[i-1] == 'i' && p[i-2] == 'd' && p[i-3] == '"' {
+			return i - 3
+		}
 	}
 	return len(p)
 }
+
+// plainNarrative looks at a narrative string whose content starts at
+// p[from] and, when the whole string is in p and none of its attribute
+// values can map, returns the index just past its closing quote: the
+// string then passes as it is, without being read as XHTML. That is so
+// when its only escapes are JSON's short ones and \u escapes of '<',
+// '>', '&', '\” and '"' and of non-ASCII characters (what encoders
+// write), it has no character reference ("&#"), and no "//" in it (a
+// slash being '/' or "\/" then) is followed by the partner's host name:
+// every URL the Mapper maps has its authority there. Anything else is
+// read as XHTML (div), which decides exactly.
+func (w *JSONWriter) plainNarrative(p []byte, from int) (int, bool) {
+	end, _ := scanJSONString(p, from, false)
+	if end < 0 {
+		return 0, false
+	}
+	s := p[from : end-1]
+	for i := 0; ; {
+		k := bytes.IndexByte(s[i:], '\\')
+		if k < 0 {
+			break
+		}
+		i += k + 1
+		if i >= len(s) || s[i] != 'u' {
+			i++ // a short escape: \" \\ \/ \b \f \n \r \t
+			continue
+		}
+		r, ok := hex4(s[i+1 : min(i+5, len(s))])
+		if !ok || r < utf8.RuneSelf && r != '<' && r != '>' && r != '&' && r != '\'' && r != '"' ||
+			r == '&' && i+5 < len(s) && s[i+5] == '#' {
+			return 0, false
+		}
+		i += 5
+	}
+	if bytes.Contains(s, charRefStart) {
+		return 0, false
+	}
+	host := w.m.hostname
+	for i := 0; ; {
+		k := bytes.IndexByte(s[i:], '/')
+		if k < 0 {
+			return end, true
+		}
+		i += k + 1
+		switch {
+		case i < len(s) && s[i] == '/':
+			i++
+		case i+1 < len(s) && s[i] == '\\' && s[i+1] == '/':
+			i += 2
+		default:
+			continue
+		}
+		if hasPrefixFold(s[i:], host) {
+			return 0, false
+		}
+	}
+}
+
+// charRefStart starts an XML character reference.
+var charRefStart = []byte("&#")
 
 // unhex returns the value of the hex digit c.
 func unhex(c byte) (byte, bool) {
@@ -426,6 +494,9 @@ func unhex(c byte) (byte, bool) {
 
 // hex4 decodes the four hex digits of a \u escape.
 func hex4(b []byte) (rune, bool) {
+	if len(b) < 4 {
+		return 0, false
+	}
 	var r rune
 	for _, c := range b[:4] {
 		h, ok := unhex(c)

@@ -3,6 +3,7 @@ package fhirurl
 import (
 	"bytes"
 	"encoding/json"
+	"io"
 	"math/rand/v2"
 	"strings"
 	"testing"
@@ -224,5 +225,39 @@ func TestJSONNarrativeMatchesXML(t *testing.T) {
 	}
 	if rewritten < 5000 {
 		t.Errorf("only %d of the runs rewrote anything", rewritten)
+	}
+}
+
+// TestPlainNarrative: a narrative passes without being read as XHTML
+// only when none of its attribute values can map; anything that might
+// (the partner's host after "//" in any case or escaping of the slashes,
+// a character reference, a \u escape that is not of '<', '>', '&', '\”
+// or '"' or non-ASCII, a string that goes on in the next Write) is read.
+func TestPlainNarrative(t *testing.T) {
+	m := newMapper(t)
+	w := NewJSONWriter(io.Discard, m, 0)
+	for _, tc := range []struct {
+		content string
+		plain   bool
+	}{
+		{`<div xmlns=\"http://www.w3.org/1999/xhtml\">Heart rate 72 /min</div>`, true},
+		{`\u003cdiv xmlns=\"http://www.w3.org/1999/xhtml\"\u003e\u003ca href=\"https://other.example/r4/x\"\u003ex\u003c/a\u003e\u003c/div\u003e`, true},
+		{`<div>caf\u00e9 \\ \/ \n</div>`, true},
+		{`<div><a href=\"https://fhir.partner.example/r4/tenant-guid/Patient/1\">x</a></div>`, false},
+		{`<div><a href=\"https:\/\/fhir.partner.example/r4/tenant-guid\">x</a></div>`, false},
+		{`<div><a href='HTTPS://FHIR.PARTNER.EXAMPLE/r4/tenant-guid'>x</a></div>`, false},
+		{`<div><a href=\"https:\u002f\u002ffhir.partner.example/r4/tenant-guid\">x</a></div>`, false},
+		{`<div><a href=\"&#x68;ttps://other.example/\">x</a></div>`, false},
+		{`<div><a href=\"\u0026#x68;ttps://other.example/\">x</a></div>`, false},
+		{`<div>text naming //fhir.partner.example</div>`, false}, // read, then found to be text
+	} {
+		p := []byte(tc.content + `"}`)
+		end, ok := w.plainNarrative(p, 0)
+		if ok != tc.plain || ok && end != len(tc.content)+1 {
+			t.Errorf("plainNarrative(%s) = %d, %v; want plain %v", tc.content, end, ok, tc.plain)
+		}
+		if _, ok := w.plainNarrative(p[:len(p)-3], 0); ok {
+			t.Errorf("plainNarrative(%s) without its closing quote passed it", tc.content)
+		}
 	}
 }
