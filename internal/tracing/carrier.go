@@ -3,6 +3,7 @@ package tracing
 import (
 	"net/http"
 	"net/textproto"
+	"strings"
 )
 
 // headerCarrier is propagation.HeaderCarrier without the canonicalization
@@ -20,11 +21,26 @@ func canonical(key string) string {
 	return textproto.CanonicalMIMEHeaderKey(key)
 }
 
+// Get returns the field's value as the one field W3C Trace Context reads
+// (section 3.3.1 of Trace Context Level 1): several tracestate fields are
+// combined into one list, in order (RFC 9110 section 5.3); several
+// traceparent fields combine into a value its single-value grammar does
+// not take, so they are none, and the trace restarts (the W3C test
+// suite's test_traceparent_duplicated), its tracestate unread.
 func (c headerCarrier) Get(key string) string {
-	if v := c[canonical(key)]; len(v) > 0 {
+	key = canonical(key)
+	v := c[key]
+	switch {
+	case len(v) == 0:
+		return ""
+	case len(v) == 1:
 		return v[0]
+	case key == "Tracestate":
+		return strings.Join(v, ",")
+	case key == "Traceparent":
+		return ""
 	}
-	return ""
+	return v[0]
 }
 
 func (c headerCarrier) Set(key, value string) { c[canonical(key)] = []string{value} }

@@ -153,9 +153,10 @@ func newSpanID() trace.SpanID {
 
 // extract reads the caller's trace context from h as the W3C
 // propagator's Extract does (propagation.TraceContext; equal on every
-// input of TestExtractAsPropagator and FuzzExtract), without the context
-// and span value it allocates: the invalid SpanContext when there is no
-// valid traceparent.
+// input of TestExtractAsPropagator and FuzzExtract), through the same
+// headerCarrier as the recording path (repeated fields read as W3C says),
+// without the context and span value it allocates: the invalid
+// SpanContext when there is no valid traceparent.
 func extract(h http.Header) trace.SpanContext {
 	tp := headerCarrier(h).Get("traceparent")
 	if tp == "" {

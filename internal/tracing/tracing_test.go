@@ -146,6 +146,62 @@ func TestPropagationWithoutExport(t *testing.T) {
 	}
 }
 
+// TestRepeatedTraceHeaders follows a caller's request with a trace
+// header sent more than once, recorded or not (W3C Trace Context Level 1
+// section 3.3.1): tracestate fields are combined into one list, in
+// order, which goes on; traceparent fields are no traceparent (their
+// combined value is not one), so the trace restarts and the caller's
+// tracestate is not read.
+func TestRepeatedTraceHeaders(t *testing.T) {
+	traceparent := "00-" + callerTraceID + "-" + callerSpanID + "-01"
+	other := "00-" + strings.Repeat("1", 32) + "-" + callerSpanID + "-01"
+	for _, tc := range []struct {
+		name    string
+		headers http.Header
+		// continued: the outbound trace id is the caller's
+		continued  bool
+		tracestate string
+	}{
+		{name: "two tracestate fields: one list", headers: http.Header{"Traceparent": {traceparent}, "Tracestate": {"a=1", "b=2"}},
+			continued: true, tracestate: "a=1,b=2"},
+		{name: "tracestate fields with spaces and an empty one", headers: http.Header{"Traceparent": {traceparent}, "Tracestate": {"a=1 ", "", " b=2"}},
+			continued: true, tracestate: "a=1,b=2"},
+		{name: "two traceparent fields: a new trace", headers: http.Header{"Traceparent": {traceparent, other}, "Tracestate": {"a=1"}}},
+		{name: "the same traceparent twice: a new trace", headers: http.Header{"Traceparent": {traceparent, traceparent}}},
+	} {
+		for _, mode := range []string{"propagating", "recording"} {
+			t.Run(tc.name+"/"+mode, func(t *testing.T) {
+				tr := propagating(t)
+				if mode == "recording" {
+					tr, _ = recording(t)
+				}
+				in := inbound(nil)
+				in.Header = tc.headers.Clone()
+				ctx, span := tr.StartRequestIn(new(Request), in)
+				defer span.End()
+				sent := &seen{}
+				out, _ := http.NewRequestWithContext(ctx, http.MethodGet, "https://fhir.example.org/r4/Patient", nil)
+				resp, err := tr.Transport(sent, "cqgate.upstream", CallFHIR).RoundTrip(out)
+				if err != nil {
+					t.Fatal(err)
+				}
+				resp.Body.Close()
+				h := sent.last(t)
+				if n := len(h.Values("Traceparent")); n != 1 {
+					t.Fatalf("%d traceparent headers sent, want 1", n)
+				}
+				traceID, _, _ := parseTraceparent(t, h.Get("Traceparent"))
+				if tc.continued != (traceID == callerTraceID) || traceID == strings.Repeat("1", 32) {
+					t.Errorf("trace id %s sent for the caller's traceparent fields %q; continued = %v", traceID, tc.headers["Traceparent"], tc.continued)
+				}
+				if got := h.Values("Tracestate"); strings.Join(got, "|") != tc.tracestate {
+					t.Errorf("tracestate %q sent for the caller's fields %q, want %q", got, tc.headers["Tracestate"], tc.tracestate)
+				}
+			})
+		}
+	}
+}
+
 // TestTransportWithoutTrace: requests made outside any request (Vault
 // logins, refreshes) start a trace of their own.
 func TestTransportWithoutTrace(t *testing.T) {
