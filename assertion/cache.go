@@ -421,9 +421,20 @@ func (c *Cache) remove(key Key, st *keyState) {
 // it. The error is src's, a remembered failure of src, a
 // *ThrottledError, or the caller's context ending.
 func (c *Cache) Token(ctx context.Context, key Key, src TokenSource) (*Token, error) {
+	tok, _, err := c.TokenHit(ctx, key, src)
+	return tok, err
+}
+
+// TokenHit is Token that also reports whether the call was a hit: a
+// usable token served from the cache at once, without an exchange, a
+// wait for one (another caller's included) or a read of the shared
+// tier; a refresh ahead that the call starts runs in the background and
+// leaves it a hit. A call that gets no token (a remembered failure, a
+// *ThrottledError) is never one. CacheStats.Hits counts the same calls.
+func (c *Cache) TokenHit(ctx context.Context, key Key, src TokenSource) (*Token, bool, error) {
 	st, err := c.state(key)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	return c.token(ctx, st, key, nil, src)
 }
@@ -456,14 +467,21 @@ func (s *Slot) Key() Key { return s.key.TokenKey() }
 
 // TokenAt is Token for s's Key (c's Token when s is another Cache's).
 func (c *Cache) TokenAt(ctx context.Context, s *Slot, src TokenSource) (*Token, error) {
+	tok, _, err := c.TokenAtHit(ctx, s, src)
+	return tok, err
+}
+
+// TokenAtHit is TokenHit for s's Key (c's TokenHit when s is another
+// Cache's).
+func (c *Cache) TokenAtHit(ctx context.Context, s *Slot, src TokenSource) (*Token, bool, error) {
 	if s.c != c {
-		return c.Token(ctx, s.Key(), src)
+		return c.TokenHit(ctx, s.Key(), src)
 	}
 	st := s.st.Load()
 	if st == nil || st.removed.Load() {
 		var err error
 		if st, err = c.state(s.Key()); err != nil {
-			return nil, err
+			return nil, false, err
 		}
 		s.st.Store(st)
 	}
@@ -478,10 +496,10 @@ func keyOf(key Key, keyed Keyed) Key {
 	return key
 }
 
-// token is Token on key's state st.
+// token is TokenHit on key's state st.
 // The key is key, or keyed's when keyed is set (a Slot's): then it is
 // built only when needed, not on a hit.
-func (c *Cache) token(ctx context.Context, st *keyState, key Key, keyed Keyed, src TokenSource) (*Token, error) {
+func (c *Cache) token(ctx context.Context, st *keyState, key Key, keyed Keyed, src TokenSource) (*Token, bool, error) {
 	now := c.clock()
 	if e := st.entry.Load(); e != nil && now.Before(e.refreshAt) {
 		c.hits.Add(1)
@@ -490,35 +508,35 @@ func (c *Cache) token(ctx context.Context, st *keyState, key Key, keyed Keyed, s
 		}
 		// The entry is never modified once stored, so the token in it
 		// is handed out as it is, without a copy.
-		return &e.token, nil
+		return &e.token, true, nil
 	}
 	key = keyOf(key, keyed)
 	c.misses.Add(1)
 	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("assertion: waiting for token: %w", err)
+		return nil, false, fmt.Errorf("assertion: waiting for token: %w", err)
 	}
 	for {
 		t, f, err := c.join(ctx, st, key, src)
 		switch {
 		case err != nil:
-			return nil, err
+			return nil, false, err
 		case t != nil:
-			return t, nil
+			return t, false, nil
 		case f == nil: // st was swept meanwhile
 			if st, err = c.state(key); err != nil {
-				return nil, err
+				return nil, false, err
 			}
 			continue
 		}
 		select {
 		case <-ctx.Done():
-			return nil, fmt.Errorf("assertion: waiting for token: %w", ctx.Err())
+			return nil, false, fmt.Errorf("assertion: waiting for token: %w", ctx.Err())
 		case <-f.done:
 			if f.err != nil {
-				return nil, f.err
+				return nil, false, f.err
 			}
 			t := *f.tok
-			return &t, nil
+			return &t, false, nil
 		}
 	}
 }

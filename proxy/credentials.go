@@ -4,7 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync/atomic"
+	"net/http"
 
 	"github.com/cqgate/cqgate/assertion"
 	"github.com/cqgate/cqgate/internal/metrics"
@@ -61,24 +61,34 @@ func (c *Tokens) token(ctx context.Context, t *tenant.Tenant, src *exchangeOnMis
 	src.ex, src.t, src.obs = ex, t, c.obs
 	ctx, span := tracing.Start(ctx, "cqgate.token")
 	var tok *assertion.Token
+	var hit bool
 	if s := c.slot(t); s != nil {
-		tok, err = c.cache.TokenAt(ctx, s, src)
+		tok, hit, err = c.cache.TokenAtHit(ctx, s, src)
 	} else {
-		tok, err = c.cache.Token(ctx, t.TokenKey(), src)
+		tok, hit, err = c.cache.TokenHit(ctx, t.TokenKey(), src)
 	}
-	endToken(span, src.called.Load(), err)
-	if c.obs == nil {
-		return tok, err
-	}
-	switch {
-	case errors.Is(err, assertion.ErrThrottled):
-		c.obs.TokenExchange(metrics.ExchangeThrottled)
-	case src.called.Load():
-		c.obs.TokenCache(metrics.CacheMiss)
-	default:
-		c.obs.TokenCache(metrics.CacheHit)
-	}
+	endToken(span, hit, err)
+	c.count(hit, err)
 	return tok, err
+}
+
+// count counts a request for a token: a hit only when the cache served
+// one at once (whether src ran says nothing: a refresh ahead runs it in
+// the background of a hit, and a request waiting for another's exchange
+// or answered with a held failure never runs it); a local limit holding
+// the exchange back is a throttled exchange too.
+func (c *Tokens) count(hit bool, err error) {
+	if c.obs == nil {
+		return
+	}
+	if hit {
+		c.obs.TokenCache(metrics.CacheHit)
+	} else {
+		c.obs.TokenCache(metrics.CacheMiss)
+	}
+	if errors.Is(err, assertion.ErrThrottled) {
+		c.obs.TokenExchange(metrics.ExchangeThrottled)
+	}
 }
 
 // Refused drops stale, which t's FHIR server refused, from the cache.
@@ -127,31 +137,38 @@ func (c *Tokens) slot(t *tenant.Tenant) *assertion.Slot {
 // exchangeOnMiss exchanges a new client assertion for t's token when the
 // cache calls it, and counts the exchanges by outcome (when obs is set).
 type exchangeOnMiss struct {
-	ex     *assertion.Exchanger
-	t      *tenant.Tenant
-	obs    TokenObserver
-	called atomic.Bool
+	ex  *assertion.Exchanger
+	t   *tenant.Tenant
+	obs TokenObserver
 }
 
 func (s *exchangeOnMiss) Token(ctx context.Context) (*assertion.Token, error) {
-	s.called.Store(true)
 	// The token endpoint may be on a private address the tenant is
 	// allowed (egress.AllowPrivate); the request's own context does not
 	// say so (the proxy picks the FHIR pool by the tenant).
 	tok, err := s.ex.Exchange(s.t.Context(ctx), s.t.TokenRequest())
-	if s.obs == nil {
-		return tok, err
+	if s.obs != nil {
+		s.obs.TokenExchange(exchangeOutcome(err))
 	}
+	return tok, err
+}
+
+// exchangeOutcome is the outcome of an exchange that ended in err: a
+// token endpoint asking cqgate to slow down (a 429, or a 503 with
+// Retry-After) is throttled whatever its body says.
+func exchangeOutcome(err error) metrics.ExchangeOutcome {
 	var re *assertion.RetrieveError
 	switch {
 	case err == nil:
-		s.obs.TokenExchange(metrics.ExchangeSuccess)
-	case errors.As(err, &re) && re.ErrorCode != "":
-		s.obs.TokenExchange(metrics.ExchangeOAuthError)
-	case errors.As(err, &re) && re.StatusCode != 0:
-		s.obs.TokenExchange(metrics.ExchangeHTTPError)
-	default:
-		s.obs.TokenExchange(metrics.ExchangeNetworkError)
+		return metrics.ExchangeSuccess
+	case !errors.As(err, &re):
+		return metrics.ExchangeNetworkError
+	case re.StatusCode == http.StatusTooManyRequests, re.StatusCode == http.StatusServiceUnavailable && re.RetryIn > 0:
+		return metrics.ExchangeThrottled
+	case re.ErrorCode != "":
+		return metrics.ExchangeOAuthError
+	case re.StatusCode != 0:
+		return metrics.ExchangeHTTPError
 	}
-	return tok, err
+	return metrics.ExchangeNetworkError
 }

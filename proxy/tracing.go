@@ -10,15 +10,15 @@ import (
 )
 
 // endToken describes how a request's token was had, if its span is
-// recorded: from the cache or by an exchange (never the token).
-func endToken(span trace.Span, exchanged bool, err error) {
+// recorded: a hit of the cache or not (never the token).
+func endToken(span trace.Span, hit bool, err error) {
 	defer span.End()
 	if !span.IsRecording() {
 		return
 	}
-	cache := "hit"
-	if exchanged {
-		cache = "miss"
+	cache := "miss"
+	if hit {
+		cache = "hit"
 	}
 	span.SetAttributes(tracing.TokenCacheKey.String(cache))
 	switch {

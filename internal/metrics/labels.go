@@ -16,8 +16,9 @@ const (
 	ExchangeHTTPError
 	// ExchangeNetworkError: no answer (connection failure, timeout).
 	ExchangeNetworkError
-	// ExchangeThrottled: the token endpoint asked us to slow down (429 or
-	// 503 with Retry-After), or a local limit held the exchange back.
+	// ExchangeThrottled: the token endpoint asked us to slow down (a 429,
+	// or a 503 with Retry-After; whatever the body says), or a local
+	// limit held the exchange back.
 	ExchangeThrottled
 	numExchangeOutcomes
 )
@@ -40,9 +41,13 @@ type CacheResult uint8
 
 // Token cache results.
 const (
-	// CacheHit: a cached token was served.
+	// CacheHit: a cached token was served at once (a refresh ahead it
+	// started runs in the background).
 	CacheHit CacheResult = iota
-	// CacheMiss: a token had to be fetched (or waited for).
+	// CacheMiss: no usable token was cached: one had to be fetched
+	// (exchanged, or read from the shared tier) or waited for (another
+	// request's exchange too), or the request got none (the failure the
+	// cache holds, a local limit).
 	CacheMiss
 	numCacheResults
 )
