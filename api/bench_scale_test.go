@@ -183,7 +183,7 @@ func newScalePath(tb testing.TB, orgs int, reuse bool) *scalePath {
 	sp.handler = api.New(api.Config{
 		Tenants: tenants,
 		Proxy: proxy.New(proxy.Config{Transport: tr.Transport(scaleUpstream{}, "cqgate.upstream", tracing.CallFHIR, tracing.InPlace()),
-			Credentials: creds, Logger: log, MaxReplayBody: 1 << 20}),
+			Credentials: creds, Logger: log, MaxReplayBody: 1 << 20, Observer: m}),
 		Tracer:       tr,
 		Logger:       log,
 		Observer:     m,

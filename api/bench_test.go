@@ -187,7 +187,7 @@ func newHotPath(tb testing.TB, auth string, reuse bool, opts ...hotOption) *hotP
 	cfg := api.Config{
 		Tenants: tenants,
 		Proxy: proxy.New(proxy.Config{Transport: tr.Transport(newUpstream(), "cqgate.upstream", tracing.CallFHIR, tracing.InPlace()),
-			Credentials: creds, Logger: log, MaxReplayBody: 1 << 20}),
+			Credentials: creds, Logger: log, MaxReplayBody: 1 << 20, Observer: m}),
 		Tracer:       tr,
 		Logger:       log,
 		Observer:     m,

@@ -4,12 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/sirupsen/logrus"
 
@@ -61,8 +61,6 @@ func (o *recordingObserver) ObserveRequest(oid, method string, status int) {
 func (o *recordingObserver) InflightInc() { o.inflight++ }
 
 func (o *recordingObserver) InflightDec() { o.inflight-- }
-
-func (o *recordingObserver) ObserveUpstream(string, time.Duration) {}
 
 func (o *recordingObserver) AuditWriteError() {}
 
@@ -185,6 +183,50 @@ func TestAuditRecordShape(t *testing.T) {
 	}
 	if strings.Contains(auditBuf.String(), "peters") || strings.Contains(auditBuf.String(), "1957") {
 		t.Errorf("query values in the audit line: %s", auditBuf.String())
+	}
+}
+
+// abortingBulkForwarder is the proxy on a bulk file download that breaks
+// off mid-body (the partner's body ends early, or the caller goes away):
+// it notes the download in the request's audit record, then aborts.
+type abortingBulkForwarder struct{}
+
+func (abortingBulkForwarder) Forward(w http.ResponseWriter, r *http.Request, t *tenant.Tenant, p string) {
+	bk := &audit.Bulk{Event: audit.BulkDownload, FileType: "Patient"}
+	if rec := audit.FromContext(r.Context()); rec != nil {
+		rec.Bulk = bk
+	}
+	w.Header().Set("Content-Type", "application/fhir+ndjson")
+	w.WriteHeader(http.StatusOK)
+	n, _ := io.WriteString(w, `{"resourceType":"Patient"}`+"\n")
+	bk.Bytes += int64(n)
+	http.NewResponseController(w).Flush()
+	panic(http.ErrAbortHandler)
+}
+
+// A bulk file download cut off mid-body (Forward never returns: it
+// aborts the response) is audited as the download it was, with the
+// bytes passed on (README: "each download (type, bytes)").
+func TestAbortedDownloadIsAudited(t *testing.T) {
+	var trail lockedBuffer
+	log := logrus.New()
+	log.SetOutput(io.Discard)
+	srv := httptest.NewServer(New(Config{Tenants: stubTenants{}, Proxy: abortingBulkForwarder{}, Logger: log, Audit: audit.New(&trail)}))
+	defer srv.Close()
+	resp, err := http.Get(srv.URL + "/fhir/1.2.3/bulkfile/abc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	srv.Close() // the handler has returned: its audit line is written
+	var line map[string]any
+	if err := json.Unmarshal([]byte(trail.String()), &line); err != nil {
+		t.Fatalf("audit %q: %v", trail.String(), err)
+	}
+	bulk, _ := line["bulk"].(map[string]any)
+	if bulk == nil || bulk["event"] != "download" || bulk["type"] != "Patient" || bulk["bytes"] != float64(27) {
+		t.Errorf("audit line of a cut download has bulk %v: %s", line["bulk"], trail.String())
 	}
 }
 

@@ -17,7 +17,6 @@ import (
 	"github.com/cqgate/cqgate/internal/failure"
 	"github.com/cqgate/cqgate/internal/outcome"
 	"github.com/cqgate/cqgate/internal/ratelimit"
-	"github.com/cqgate/cqgate/internal/tracing"
 	"github.com/cqgate/cqgate/proxy"
 	"github.com/cqgate/cqgate/proxy/fhirurl"
 	"github.com/cqgate/cqgate/tenant"
@@ -105,8 +104,19 @@ type fhirCall struct {
 	// even when refused.
 	rec audit.Record
 	// forwarded is when the tenant's answer was passed on (the audit
-	// record's end, read once); zero when the request was not forwarded.
+	// record's end, read once); zero when the request was not forwarded
+	// or its answer was aborted.
 	forwarded time.Time
+}
+
+// take puts into call's audit record what the proxy noted in a record
+// of its own: a bulk export event, the issue type of a failure the
+// proxy answered.
+func (call *fhirCall) take(noted *audit.Record) {
+	call.rec.Bulk = noted.Bulk
+	if noted.Error != "" {
+		call.rec.Error = noted.Error
+	}
 }
 
 // begin counts the request in flight.
@@ -117,8 +127,25 @@ func (h *handlers) begin(*fhirCall) {
 }
 
 // finish records the answered request: metrics (labelled by the tenant's
-// OID, only once it resolved) and the audit record.
+// OID, only once it resolved) and the audit record (record). A panic
+// below it is answered here first, as the recoverer would answer it
+// (answerPanic), so that both say what the caller got: a 500 with an
+// exception OperationOutcome. An aborted response (a panic of
+// http.ErrAbortHandler) is recorded as it stands, and its panic goes on
+// up, for the server to abort the response.
 func (h *handlers) finish(call *fhirCall) {
+	if v := recover(); v != nil {
+		if aborts(v) {
+			h.record(call)
+			panic(v)
+		}
+		call.rec.Error = string(h.answerPanic(call.c, v))
+	}
+	h.record(call)
+}
+
+// record writes the metrics and the audit record of call.
+func (h *handlers) record(call *fhirCall) {
 	c, rec := call.c, &call.rec
 	status := c.Writer.Status()
 	if h.Observer != nil {
@@ -290,9 +317,10 @@ func tokenContext(call *fhirCall) error {
 }
 
 // forward sends the request to the tenant, its body bounded, without a
-// protocol upgrade, and times the answer. The proxy sends it through
-// the tenant's egress pool (allow_private_addresses) and asks for its
-// token in the tenant's context itself.
+// protocol upgrade, and notes when its answer was passed on. The proxy
+// sends it through the tenant's egress pool (allow_private_addresses),
+// asks for its token in the tenant's context itself, and times the
+// partner's answer (proxy.Config.Observer).
 func (h *handlers) forward(call *fhirCall) {
 	c, t := call.c, call.tenant
 	if body := c.Request.Body; h.MaxBodyBytes > 0 && body != nil && body != http.NoBody {
@@ -302,24 +330,19 @@ func (h *handlers) forward(call *fhirCall) {
 	// tunnel to the tenant that no longer passes through cqgate's checks;
 	// without Upgrade the request is forwarded as a plain one.
 	delete(c.Request.Header, "Upgrade")
-	upstreamStart := time.Now()
 	req := c.Request
-	var bulk *audit.Record
 	if h.Audit != nil {
-		// The proxy notes bulk export events (kick-off, completion,
-		// downloads) in a record of their own, so that call stays on
-		// the stack.
-		bulk = new(audit.Record)
-		req = req.WithContext(audit.NewContext(req.Context(), bulk))
+		// The proxy notes what the router cannot see (bulk export
+		// events: kick-off, completion, downloads; the issue type of a
+		// failure it answers) in a record of its own, so that call
+		// stays on the stack. It is taken on every way out of Forward,
+		// an aborted download's too.
+		noted := new(audit.Record)
+		req = req.WithContext(audit.NewContext(req.Context(), noted))
+		defer call.take(noted)
 	}
 	h.Proxy.Forward(c.Writer, req, t, call.path)
-	if bulk != nil {
-		call.rec.Bulk = bulk.Bulk
-	}
 	call.forwarded = time.Now()
-	if h.Observer != nil {
-		h.Observer.ObserveUpstream(t.OID, call.forwarded.Sub(upstreamStart))
-	}
 }
 
 // StaleHeader names the sources whose answers were served past their TTL
@@ -327,13 +350,13 @@ func (h *handlers) forward(call *fhirCall) {
 const StaleHeader = proxy.StaleHeader
 
 // fail is the router's side of the error boundary: err becomes an
-// OperationOutcome (outcome.WriteError, the one place that maps a
-// failure's kind to a status and issue type); a refusal is logged at
-// info, a failure (5xx) at warn, when the OID is known. It returns the
-// issue type written.
+// OperationOutcome (outcome.WriteErrorFor, the one place that maps a
+// failure's kind to a status and issue type, and puts the issue type on
+// the request's span); a refusal is logged at info, a failure (5xx) at
+// warn, when the OID is known. It returns the issue type written, for
+// the audit record.
 func (h *handlers) fail(c *gin.Context, oid string, err error) outcome.IssueType {
-	status, code := outcome.WriteError(c.Writer, err)
-	tracing.SetOutcome(c.Request.Context(), string(code))
+	status, code := outcome.WriteErrorFor(c.Writer, c.Request, err)
 	if oid == "" {
 		return code
 	}

@@ -58,8 +58,6 @@ type Observer interface {
 	// ObserveRequest is called once per FHIR request; org is "" unless
 	// the OID resolved to a tenant.
 	ObserveRequest(org, method string, code int)
-	// ObserveUpstream records how long a tenant took to answer.
-	ObserveUpstream(org string, d time.Duration)
 	// AuditWriteError counts an audit record that could not be written.
 	AuditWriteError()
 	// InflightInc and InflightDec bracket each FHIR request.
@@ -206,21 +204,41 @@ func (h *handlers) readyz(c *gin.Context) {
 const oidKey = "cqgate.oid"
 
 // recoverer turns a panic into a 500 OperationOutcome without the panic's
-// text, and logs it.
+// text, and logs it (answerPanic). A panic of http.ErrAbortHandler goes
+// on up: the server aborts the response. (A FHIR request's panic is
+// answered in its handler, finish, so that its record says 500.)
 func (h *handlers) recoverer(c *gin.Context) {
 	defer func() {
 		if v := recover(); v != nil {
-			if err, ok := v.(error); ok && errors.Is(err, http.ErrAbortHandler) {
+			if aborts(v) {
 				panic(v)
 			}
-			h.log.WithField("path", c.Request.URL.Path).Errorf("api: panic serving request: %v", v)
-			if !c.Writer.Written() {
-				outcome.Write(c.Writer, http.StatusInternalServerError, outcome.New(outcome.Exception, "internal error; see the gateway log"))
-			}
-			c.Abort()
+			h.answerPanic(c, v)
 		}
 	}()
 	c.Next()
+}
+
+// aborts reports whether a panic's value v is http.ErrAbortHandler: the
+// response is to be aborted, not answered.
+func aborts(v any) bool {
+	err, ok := v.(error)
+	return ok && errors.Is(err, http.ErrAbortHandler)
+}
+
+// answerPanic answers a recovered panic v with a 500 OperationOutcome
+// without the panic's text (unless the answer had begun), its issue type
+// on the request's span, logs it, and ends the handler chain. It returns
+// the issue type written, or "" when nothing was.
+func (h *handlers) answerPanic(c *gin.Context, v any) outcome.IssueType {
+	h.log.WithField("path", c.Request.URL.Path).Errorf("api: panic serving request: %v", v)
+	c.Abort()
+	if c.Writer.Written() {
+		return ""
+	}
+	outcome.Write(c.Writer, http.StatusInternalServerError, outcome.New(outcome.Exception, "internal error; see the gateway log"))
+	tracing.SetOutcome(c.Request.Context(), string(outcome.Exception))
+	return outcome.Exception
 }
 
 // request is what the router keeps of one request from its first
@@ -235,13 +253,26 @@ type request struct {
 }
 
 // edge is every request's first middleware: its id and the access log
-// line (accessLog) around its trace span (trace) around everything else.
+// line (logRequest) around its trace span (trace) around everything
+// else, both on every way out, an aborted response's too.
 func (h *handlers) edge(c *gin.Context) {
 	start := time.Now()
 	rq := new(request)
 	rid := h.requestID(c, rq)
+	defer h.logRequest(c, start, rid)
 	h.trace(c, &rq.trace)
-	h.accessLog(c, start, rid)
+}
+
+// logRequest writes the request's access log line (accessLog) when it
+// ends, deferred: a response aborted mid-body (a panic of
+// http.ErrAbortHandler, which goes on up to the server) is logged as
+// aborted.
+func (h *handlers) logRequest(c *gin.Context, start time.Time, rid string) {
+	if v := recover(); v != nil {
+		h.accessLog(c, start, rid, true)
+		panic(v)
+	}
+	h.accessLog(c, start, rid, false)
 }
 
 // requestID gives the request one id for its whole way: the caller's if
@@ -266,12 +297,13 @@ func (h *handlers) requestID(c *gin.Context, rq *request) string {
 }
 
 // accessLog logs one line per request, without query strings (which may
-// hold PHI) and without any header values.
-func (h *handlers) accessLog(c *gin.Context, start time.Time, rid string) {
+// hold PHI) and without any header values. An aborted response (its
+// status written, its body cut off) is logged at warn, with aborted.
+func (h *handlers) accessLog(c *gin.Context, start time.Time, rid string, aborted bool) {
 	status := c.Writer.Status()
 	level := logrus.InfoLevel
 	switch {
-	case status >= 500:
+	case status >= 500 || aborted:
 		level = logrus.WarnLevel
 	case status < 400 && h.Audit != nil && strings.HasPrefix(c.FullPath(), "/fhir/"):
 		// The audit line already records every answered FHIR request;
@@ -290,6 +322,9 @@ func (h *handlers) accessLog(c *gin.Context, start time.Time, rid string) {
 	}
 	if up := headerValue(c.Writer.Header(), proxy.UpstreamRequestIDHeader); up != "" {
 		fields["upstream_request_id"] = up
+	}
+	if aborted {
+		fields["aborted"] = true
 	}
 	if oid, ok := c.Get(oidKey); ok {
 		fields["oid"] = oid

@@ -16,6 +16,10 @@ import (
 
 	"github.com/gin-gonic/gin"
 	"github.com/sirupsen/logrus"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
 	"github.com/cqgate/cqgate/directory"
 	"github.com/cqgate/cqgate/internal/audit"
@@ -280,6 +284,144 @@ func TestRecovererLetsAnAbortThrough(t *testing.T) {
 	srv.Close() // the handler has returned: its log lines are written
 	if s := logs.String(); strings.Contains(s, "panic") {
 		t.Errorf("the abort was logged as a crash: %s", s)
+	}
+}
+
+// panickingForwarder panics before it answers.
+type panickingForwarder struct{}
+
+func (panickingForwarder) Forward(http.ResponseWriter, *http.Request, *tenant.Tenant, string) {
+	panic("boom: secret internals")
+}
+
+// spanAttributes are the attributes of the one span rec ended.
+func spanAttributes(t *testing.T, rec *tracetest.SpanRecorder) map[attribute.Key]attribute.Value {
+	t.Helper()
+	spans := rec.Ended()
+	if len(spans) != 1 {
+		t.Fatalf("%d spans ended, want 1", len(spans))
+	}
+	attrs := map[attribute.Key]attribute.Value{}
+	for _, kv := range spans[0].Attributes() {
+		attrs[kv.Key] = kv.Value
+	}
+	return attrs
+}
+
+// A FHIR request that panics (in a step, or in the proxy) is answered
+// 500 with an exception OperationOutcome by the recoverer's rules, and
+// its audit line, metrics and span say so: not the 200 the writer held
+// when the request's record was made.
+func TestPanicIsRecordedAsThe500Answered(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		oid    string
+		fwd    Forwarder
+		tenant string // the metrics' org label
+	}{
+		{"in a step", "1.2.666", &recordingForwarder{}, ""},
+		{"in the proxy", "1.2.3", panickingForwarder{}, "1.2.3"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var trail, logs bytes.Buffer
+			log := logrus.New()
+			log.SetOutput(&logs)
+			obs := &recordingObserver{}
+			spans := tracetest.NewSpanRecorder()
+			tp := sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.AlwaysSample()), sdktrace.WithSpanProcessor(spans))
+			h := New(Config{Tenants: stubTenants{}, Proxy: tc.fwd, Logger: log, Audit: audit.New(&trail), Observer: obs, Tracer: tracing.NewWithProvider(tp)})
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, httptest.NewRequest("GET", "/fhir/"+tc.oid+"/Patient/1", nil))
+			if rec.Code != http.StatusInternalServerError || !strings.Contains(rec.Body.String(), `"exception"`) || strings.Contains(rec.Body.String(), "boom") {
+				t.Fatalf("answered %d %s", rec.Code, rec.Body)
+			}
+			var line map[string]any
+			if err := json.Unmarshal(trail.Bytes(), &line); err != nil {
+				t.Fatalf("audit %q: %v", trail.String(), err)
+			}
+			if line["status"] != float64(500) || line["error"] != "exception" {
+				t.Errorf("audited status %v, error %v for a 500 exception: %s", line["status"], line["error"], trail.String())
+			}
+			if len(obs.got) != 1 || obs.got[0].status != 500 || obs.got[0].oid != tc.tenant {
+				t.Errorf("metrics observed %+v, want one 500 for %q", obs.got, tc.tenant)
+			}
+			if got := spanAttributes(t, spans)[tracing.OutcomeKey]; got.AsString() != "exception" {
+				t.Errorf("span cqgate.outcome %q, want exception", got.AsString())
+			}
+			if !strings.Contains(logs.String(), "api: panic serving request") {
+				t.Errorf("the panic was not logged: %s", logs.String())
+			}
+		})
+	}
+}
+
+// serveAborted serves one FHIR request through h, a router whose proxy
+// aborts the response mid-body, as a server does: the caller's body
+// breaks off, and the handler has returned when it returns.
+func serveAborted(t *testing.T, h http.Handler) {
+	t.Helper()
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	resp, err := http.Get(srv.URL + "/fhir/1.2.3/Patient")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if body, err := io.ReadAll(resp.Body); err == nil {
+		t.Fatalf("the caller read %q as a complete body", body)
+	}
+	resp.Body.Close()
+	srv.Close()
+}
+
+// A response aborted mid-body (the partner's body broke off, or the
+// caller went away) gets its access log line, at warn and marked
+// aborted, audited or not: the status it carries was not what the
+// caller got.
+func TestAbortedResponseIsAccessLogged(t *testing.T) {
+	for _, audited := range []bool{false, true} {
+		t.Run(fmt.Sprintf("audited=%v", audited), func(t *testing.T) {
+			logs := &lockedBuffer{}
+			log := logrus.New()
+			log.SetOutput(logs)
+			cfg := Config{Tenants: stubTenants{}, Proxy: abortingForwarder{}, Logger: log}
+			if audited {
+				cfg.Audit = audit.New(io.Discard)
+			}
+			serveAborted(t, New(cfg))
+			line := regexp.MustCompile(`(?m)^.*msg=request.*$`).FindString(logs.String())
+			for _, want := range []string{"level=warning", "aborted=true", "status=200", "oid=1.2.3", "request_id="} {
+				if !strings.Contains(line, want) {
+					t.Errorf("access log line %q lacks %s (log %q)", line, want, logs.String())
+				}
+			}
+		})
+	}
+}
+
+// An aborted response's span is described as any request's (README:
+// organization OID, method, route pattern, status) and failed as
+// aborted.
+func TestAbortedResponseSpanIsDescribed(t *testing.T) {
+	spans := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.AlwaysSample()), sdktrace.WithSpanProcessor(spans))
+	log := logrus.New()
+	log.SetOutput(io.Discard)
+	serveAborted(t, New(Config{Tenants: stubTenants{}, Proxy: abortingForwarder{}, Logger: log, Tracer: tracing.NewWithProvider(tp)}))
+	attrs := spanAttributes(t, spans)
+	want := map[attribute.Key]attribute.Value{
+		"http.request.method":       attribute.StringValue("GET"),
+		"http.route":                attribute.StringValue("/fhir/:oid/*path"),
+		"http.response.status_code": attribute.IntValue(200),
+		tracing.OrganizationKey:     attribute.StringValue("1.2.3"),
+		tracing.ResourceTypeKey:     attribute.StringValue("Patient"),
+	}
+	for k, v := range want {
+		if attrs[k] != v {
+			t.Errorf("span %s = %v, want %v", k, attrs[k].Emit(), v.Emit())
+		}
+	}
+	if st := spans.Ended()[0].Status(); st.Code != codes.Error || st.Description != "aborted" {
+		t.Errorf("span status %v, want an error: aborted", st)
 	}
 }
 

@@ -31,13 +31,27 @@ func (h *handlers) trace(c *gin.Context, rq *tracing.Request) {
 		return
 	}
 	ctx, span := h.Tracer.StartRequestIn(rq, c.Request)
-	defer span.End()
 	c.Request = c.Request.WithContext(ctx)
+	defer endRequest(c, span, route)
 	c.Next()
-	if !span.IsRecording() {
-		return // describe nothing nobody will see
+}
+
+// endRequest describes the request's span, if it is recorded, and ends
+// it, deferred: a response aborted mid-body (a panic of
+// http.ErrAbortHandler, which goes on up to the server) is described
+// too, and failed as aborted.
+func endRequest(c *gin.Context, span trace.Span, route string) {
+	defer span.End()
+	v := recover()
+	if span.IsRecording() { // describe nothing nobody will see
+		tracing.EndRequest(span, c.Request.Method, route, c.Writer.Status(), requestAttributes(c)...)
+		if v != nil {
+			tracing.Fail(span, "aborted")
+		}
 	}
-	tracing.EndRequest(span, c.Request.Method, route, c.Writer.Status(), requestAttributes(c)...)
+	if v != nil {
+		panic(v)
+	}
 }
 
 // requestAttributes are the organization and the FHIR resource type of

@@ -262,7 +262,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Gateway, error
 	if err != nil {
 		return nil, err
 	}
-	px := proxy.New(proxy.Config{
+	pxCfg := proxy.Config{
 		Transport:     fhirBase,
 		Private:       fhirPrivate,
 		Credentials:   g.creds,
@@ -271,7 +271,11 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Gateway, error
 		CheckGrant:    checkGrant(cfg.Tokens.EnforceGrantedScope),
 		PublicBase:    public,
 		Links:         links,
-	})
+	}
+	if g.Metrics != nil {
+		pxCfg.Observer = g.Metrics // partner latency
+	}
+	px := proxy.New(pxCfg)
 	g.reuse = tenant.Reuse(g.Tenants, cfg.Proxy.ReuseResolved, g.clock)
 	apiCfg := api.Config{
 		Tenants:      reusedTenants{Resolver: g.Tenants, reuse: g.reuse},

@@ -46,28 +46,28 @@ func (p *Proxy) prepareDownload(w http.ResponseWriter, r *http.Request, rt *rout
 	t := rt.tenant
 	l, err := p.links.Open(t.OID, sealed)
 	if err != nil {
-		outcome.WriteError(w, failure.Errorf(failure.NotFound, "%w", err))
+		outcome.WriteErrorFor(w, r, failure.Errorf(failure.NotFound, "%w", err))
 		return false
 	}
 	if allow, ok := linkMethods(l, r.Method); !ok {
 		w.Header().Set("Allow", allow)
-		outcome.WriteError(w, failure.Errorf(failure.MethodNotAllowed, "proxy: a bulk %s link takes %s only", linkKind(l), strings.Replace(allow, ", ", " or ", 1)))
+		outcome.WriteErrorFor(w, r, failure.Errorf(failure.MethodNotAllowed, "proxy: a bulk %s link takes %s only", linkKind(l), strings.Replace(allow, ", ", " or ", 1)))
 		return false
 	}
 	u, err := url.Parse(l.URL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil {
-		outcome.WriteError(w, failure.Errorf(failure.UpstreamFailed, "proxy: the partner gave a bulk %s URL cqgate cannot fetch", linkKind(l)))
+		outcome.WriteErrorFor(w, r, failure.Errorf(failure.UpstreamFailed, "proxy: the partner gave a bulk %s URL cqgate cannot fetch", linkKind(l)))
 		return false
 	}
 	if err := egress.CheckURL(originOf(u), t.AllowPrivate); err != nil {
-		p.errorHandler(w, rt, fmt.Errorf("proxy: bulk %s of %s: %w", linkKind(l), t.OID, err))
+		p.errorHandler(w, r, rt, fmt.Errorf("proxy: bulk %s of %s: %w", linkKind(l), t.OID, err))
 		return false
 	}
 	rt.download, rt.dl = &l, u
 	if (l.Status || l.RequiresToken) && t.SameParty(u) {
 		tok, err := p.token(r.Context(), t, rt)
 		if err != nil {
-			p.errorHandler(w, rt, err)
+			p.errorHandler(w, r, rt, err)
 			return false
 		}
 		rt.token, rt.bearer = tok, tok.Authorization()

@@ -12,7 +12,11 @@
 // on; a body that breaks off after the header went out aborts the
 // response (http.ErrAbortHandler); the caller going away cancels the
 // outbound request. The caller's own Authorization and Cookie headers
-// never reach the tenant.
+// never reach the tenant. A failure answered here (errorHandler) is an
+// OperationOutcome through outcome.WriteErrorFor, its issue type on the
+// request's span and in its audit record, as the router's; the
+// partner's latency until its response header goes to
+// Config.Observer.
 //
 // Every URL cqgate hands back leads back to cqgate (public.go, bulk.go):
 // the answer's JSON and XML bodies and its Location, Content-Location

@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	"github.com/sirupsen/logrus"
 	"golang.org/x/net/http/httpguts"
@@ -33,10 +34,14 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request, rt *route) {
 		// serve, it cannot read the caller's body any more.
 		defer out.Body.Close()
 	}
+	sent := time.Now()
 	resp, err := p.transport.roundTrip(out, rt)
 	if err != nil {
-		p.errorHandler(w, rt, err)
+		p.errorHandler(w, r, rt, err)
 		return
+	}
+	if p.obs != nil {
+		p.obs.ObserveUpstream(rt.tenant.OID, time.Since(sent))
 	}
 	if resp.Body == nil {
 		resp.Body = http.NoBody
@@ -44,7 +49,7 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request, rt *route) {
 	removeHopByHop(resp.Header)
 	if err := p.modifyResponse(resp, rt); err != nil {
 		_ = resp.Body.Close()
-		p.errorHandler(w, rt, err)
+		p.errorHandler(w, r, rt, err)
 		return
 	}
 	announced := writeHeader(w, resp)

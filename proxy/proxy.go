@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/sirupsen/logrus"
 
@@ -69,6 +70,19 @@ type Config struct {
 	// Links seals bulk download links; nil seals them under a random
 	// key made here (links then die with the process).
 	Links *Links
+	// Observer, when set, is told how long each partner took to answer
+	// with its response header; nil tells no one.
+	Observer UpstreamObserver
+}
+
+// UpstreamObserver records partners' latency; *metrics.Metrics is one.
+type UpstreamObserver interface {
+	// ObserveUpstream records the time from sending a request to org's
+	// FHIR server (or a sealed link's URL) until its response header
+	// came, a retry after a 401 and redirects cqgate follows included:
+	// not the request's token, nor its body. A request that got no
+	// answer is not observed.
+	ObserveUpstream(org string, d time.Duration)
 }
 
 // Proxy forwards FHIR requests to tenants.
@@ -81,6 +95,7 @@ type Proxy struct {
 	checkGrant    func(*tenant.Tenant, *assertion.Token, *http.Request, string) error
 	public        *PublicBase
 	links         *Links
+	obs           UpstreamObserver
 }
 
 // New returns a Proxy.
@@ -94,7 +109,7 @@ func New(cfg Config) *Proxy {
 		log = logrus.New()
 	}
 	p := &Proxy{log: log, maxReplayBody: cfg.MaxReplayBody, creds: cfg.Credentials, checkGrant: cfg.CheckGrant,
-		public: cfg.PublicBase, links: cfg.Links}
+		public: cfg.PublicBase, links: cfg.Links, obs: cfg.Observer}
 	if p.links == nil {
 		// crypto/rand does not fail (it crashes the program instead).
 		p.links, _ = NewLinks(nil)
@@ -153,7 +168,7 @@ func (p *Proxy) Forward(w http.ResponseWriter, r *http.Request, t *tenant.Tenant
 		} else {
 			err = failure.Errorf(failure.Invalid, "proxy: reading the request body: %v", err)
 		}
-		outcome.WriteError(w, err)
+		outcome.WriteErrorFor(w, r, err)
 		return
 	}
 	if ids := w.Header()[RequestIDHeader]; len(ids) != 1 || ids[0] != rt.requestID {
@@ -161,14 +176,14 @@ func (p *Proxy) Forward(w http.ResponseWriter, r *http.Request, t *tenant.Tenant
 	}
 	scheme, host, err := p.public.origin(r)
 	if err != nil {
-		outcome.WriteError(w, failure.Errorf(failure.Invalid, "%w", err))
+		outcome.WriteErrorFor(w, r, failure.Errorf(failure.Invalid, "%w", err))
 		return
 	}
 	if rt.rw, err = rewriter(t, scheme, host); err != nil {
 		// A base the mapper cannot take (a query in it): its answers
 		// could not be rewritten, and would hand the caller the
 		// partner's URLs, so nothing is forwarded.
-		p.errorHandler(w, rt, failure.Errorf(failure.UpstreamFailed,
+		p.errorHandler(w, r, rt, failure.Errorf(failure.UpstreamFailed,
 			"proxy: the FHIR base of %s cannot be mapped to cqgate's URLs (%v), so cqgate does not forward to it", t.OID, err))
 		return
 	}
@@ -183,12 +198,12 @@ func (p *Proxy) Forward(w http.ResponseWriter, r *http.Request, t *tenant.Tenant
 		// carries it; the transport sends that request as it is.
 		tok, err := p.token(r.Context(), t, rt)
 		if err != nil {
-			p.errorHandler(w, rt, err)
+			p.errorHandler(w, r, rt, err)
 			return
 		}
 		if p.checkGrant != nil {
 			if err := p.checkGrant(t, tok, r, fhirPath); err != nil {
-				p.errorHandler(w, rt, err)
+				p.errorHandler(w, r, rt, err)
 				return
 			}
 		}
@@ -538,16 +553,17 @@ func (rt *route) upstreamError(u *url.URL, err error) *UpstreamError {
 
 func (e *UpstreamError) Unwrap() error { return e.Err }
 
-// errorHandler answers a request that failed before its answer's header
-// was written: logged, and an OperationOutcome (outcome.WriteError).
-func (p *Proxy) errorHandler(w http.ResponseWriter, rt *route, err error) {
+// errorHandler answers r, which failed before its answer's header was
+// written: logged, and an OperationOutcome (outcome.WriteErrorFor, which
+// notes its issue type on r's span and audit record).
+func (p *Proxy) errorHandler(w http.ResponseWriter, r *http.Request, rt *route, err error) {
 	fields := logrus.Fields{"request_id": rt.requestID, "oid": rt.tenant.OID}
 	if rid := outcome.UpstreamRequestID(err); rid != "" {
 		fields["upstream_request_id"] = rid
 	}
 	p.log.WithFields(fields).WithError(err).Warn("proxy: request failed")
 	w.Header().Set(RequestIDHeader, rt.requestID)
-	outcome.WriteError(w, err)
+	outcome.WriteErrorFor(w, r, err)
 }
 
 // RequestID returns the caller's request id when it is a sane token, or

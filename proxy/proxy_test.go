@@ -17,11 +17,16 @@ import (
 	"time"
 
 	"github.com/sirupsen/logrus"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
 	"github.com/cqgate/cqgate/assertion"
 	"github.com/cqgate/cqgate/directory"
 	"github.com/cqgate/cqgate/discovery"
+	"github.com/cqgate/cqgate/internal/audit"
 	"github.com/cqgate/cqgate/internal/egress"
+	"github.com/cqgate/cqgate/internal/failure"
+	"github.com/cqgate/cqgate/internal/tracing"
 	"github.com/cqgate/cqgate/tenant"
 )
 
@@ -259,6 +264,64 @@ func TestTokenErrorBecomesOperationOutcome(t *testing.T) {
 	}
 }
 
+// TestFailuresAreDescribed: a failure the proxy answers itself is
+// described as the router's own failures are (outcome.WriteErrorFor):
+// the OperationOutcome's issue code goes into the request's audit
+// record (its error) and onto its span (cqgate.outcome).
+func TestFailuresAreDescribed(t *testing.T) {
+	up := newUpstream(t)
+	gone := httptest.NewServer(http.NotFoundHandler())
+	gone.Close()
+	refused := &fakeCredentials{err: &assertion.RetrieveError{TokenURL: "https://auth.example/token", StatusCode: 400, ErrorCode: "invalid_client"}}
+	notGranted := func(*tenant.Tenant, *assertion.Token, *http.Request, string) error {
+		return failure.New(failure.Forbidden, "proxy: the granted scope does not cover the request")
+	}
+	for _, tc := range []struct {
+		name       string
+		base       string
+		creds      *fakeCredentials
+		checkGrant func(*tenant.Tenant, *assertion.Token, *http.Request, string) error
+		path       string
+		status     int
+	}{
+		{"the token endpoint refuses", up.URL, refused, nil, "/Patient/1", http.StatusBadGateway},
+		{"the partner is unreachable", gone.URL, &fakeCredentials{}, nil, "/Patient/1", http.StatusBadGateway},
+		{"the granted scope does not cover the request", up.URL, &fakeCredentials{}, notGranted, "/Patient/1", http.StatusForbidden},
+		{"a sealed link that does not open", up.URL, &fakeCredentials{}, nil, "/" + DownloadSegment + "/not-a-link", http.StatusNotFound},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sr := tracetest.NewSpanRecorder()
+			tp := sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.AlwaysSample()), sdktrace.WithSpanProcessor(sr))
+			log := logrus.New()
+			log.SetOutput(io.Discard)
+			p := New(Config{Credentials: tc.creds, Logger: log, CheckGrant: tc.checkGrant})
+			var noted audit.Record
+			r := httptest.NewRequest(http.MethodGet, "/fhir/1.2.3"+tc.path, nil)
+			ctx, span := tracing.NewWithProvider(tp).StartRequest(r)
+			rec := httptest.NewRecorder()
+			p.Forward(rec, r.WithContext(audit.NewContext(ctx, &noted)), testTenant(t, tc.base), tc.path)
+			span.End()
+			var oo struct{ Issue []struct{ Code string } }
+			if err := json.Unmarshal(rec.Body.Bytes(), &oo); rec.Code != tc.status || err != nil || len(oo.Issue) == 0 {
+				t.Fatalf("answered %d %s, want %d with an OperationOutcome", rec.Code, rec.Body, tc.status)
+			}
+			code := oo.Issue[0].Code
+			if noted.Error != code {
+				t.Errorf("audit record error %q, want the answer's issue code %q", noted.Error, code)
+			}
+			var outcome string
+			for _, kv := range sr.Ended()[0].Attributes() {
+				if kv.Key == tracing.OutcomeKey {
+					outcome = kv.Value.AsString()
+				}
+			}
+			if outcome != code {
+				t.Errorf("span cqgate.outcome %q, want the answer's issue code %q", outcome, code)
+			}
+		})
+	}
+}
+
 func TestUpstreamFailures(t *testing.T) {
 	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		select {
@@ -291,6 +354,52 @@ func TestUpstreamFailures(t *testing.T) {
 			}
 			if !strings.Contains(rec.Body.String(), "OperationOutcome") || strings.Contains(rec.Body.String(), "SECRET-PHI") {
 				t.Errorf("bad outcome (must not echo the query): %s", rec.Body)
+			}
+		})
+	}
+}
+
+// upstreamSamples records ObserveUpstream, and how much of the answer's
+// body the caller had got by then.
+type upstreamSamples struct {
+	rec     *httptest.ResponseRecorder
+	orgs    []string
+	bodyLen []int
+}
+
+func (u *upstreamSamples) ObserveUpstream(org string, _ time.Duration) {
+	u.orgs = append(u.orgs, org)
+	u.bodyLen = append(u.bodyLen, u.rec.Body.Len())
+}
+
+// TestUpstreamLatencyEndsAtTheHeader: a partner's latency
+// (Config.Observer, cqgate_upstream_duration_seconds) is observed once
+// its response header is in, before any of the body is passed on; a
+// request that got no answer is not observed.
+func TestUpstreamLatencyEndsAtTheHeader(t *testing.T) {
+	up := newUpstream(t)
+	gone := httptest.NewServer(http.NotFoundHandler())
+	gone.Close()
+	for _, tc := range []struct {
+		name    string
+		base    string
+		samples int
+	}{
+		{"answered", up.URL, 1},
+		{"unreachable", gone.URL, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			log := logrus.New()
+			log.SetOutput(io.Discard)
+			rec := httptest.NewRecorder()
+			obs := &upstreamSamples{rec: rec}
+			p := New(Config{Credentials: &fakeCredentials{}, Logger: log, Observer: obs})
+			p.Forward(rec, httptest.NewRequest(http.MethodGet, "/x", nil), testTenant(t, tc.base), "/Patient/1")
+			if len(obs.orgs) != tc.samples {
+				t.Fatalf("%d samples, want %d", len(obs.orgs), tc.samples)
+			}
+			if tc.samples > 0 && (obs.orgs[0] != "1.2.3" || obs.bodyLen[0] != 0 || rec.Body.Len() == 0) {
+				t.Errorf("observed for %q with %d bytes of the body passed on (of %d)", obs.orgs[0], obs.bodyLen[0], rec.Body.Len())
 			}
 		})
 	}

@@ -44,7 +44,9 @@ type Record struct {
 	// number of milliseconds with microsecond precision.
 	Duration time.Duration
 	// Error is the OperationOutcome issue code of a failure ("forbidden",
-	// "timeout"), never a message or body.
+	// "timeout"; "exception" for a recovered panic), whichever part
+	// answered it (the router, the proxy: outcome.WriteErrorFor), never
+	// a message or body.
 	Error string
 	// Bulk describes a FHIR Bulk Data event, when the request was one.
 	Bulk *Bulk

@@ -8,5 +8,7 @@
 // organization nobody knows, 502 when the directory, discovery, Vault or
 // a token endpoint failed, 504 when an upstream timed out. Upstream OAuth
 // error fields (error, error_description, error_uri, X-Request-Id) are
-// kept in the outcome so an operator can trace them.
+// kept in the outcome so an operator can trace them. WriteErrorFor, which
+// the router and the proxy answer failures with, also puts the issue type
+// on the request's span and in its audit record.
 package outcome

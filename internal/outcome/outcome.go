@@ -8,7 +8,9 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/cqgate/cqgate/internal/audit"
 	"github.com/cqgate/cqgate/internal/failure"
+	"github.com/cqgate/cqgate/internal/tracing"
 )
 
 // ContentType is the media type of every OperationOutcome cqgate writes.
@@ -122,4 +124,21 @@ func WriteError(w http.ResponseWriter, err error) (int, IssueType) {
 func setRetryAfter(w http.ResponseWriter, d time.Duration) {
 	secs := int(math.Ceil(d.Seconds()))
 	w.Header().Set("Retry-After", strconv.Itoa(max(secs, 1)))
+}
+
+// WriteErrorFor is WriteError answering r, with the issue type written
+// noted where r's observers read it: on r's span (cqgate.outcome,
+// tracing.SetOutcome) and in the audit record r's context carries
+// (audit.FromContext), if any. Every part that answers a failure (the
+// router's steps, the proxy) goes through it, so that the span, the
+// audit line and the OperationOutcome say the same, whichever part
+// answered.
+func WriteErrorFor(w http.ResponseWriter, r *http.Request, err error) (int, IssueType) {
+	status, code := WriteError(w, err)
+	ctx := r.Context()
+	tracing.SetOutcome(ctx, string(code))
+	if rec := audit.FromContext(ctx); rec != nil {
+		rec.Error = string(code)
+	}
+	return status, code
 }
