@@ -136,10 +136,17 @@ func (h *handlers) begin(*fhirCall) {
 func (h *handlers) finish(call *fhirCall) {
 	if v := recover(); v != nil {
 		if aborts(v) {
+			call.rec.Aborted = true
 			h.record(call)
 			panic(v)
 		}
-		call.rec.Error = string(h.answerPanic(call.c, v))
+		code, abort := h.answerPanic(call.c, v)
+		call.rec.Error, call.rec.Aborted = string(code), abort
+		h.record(call)
+		if abort {
+			panic(http.ErrAbortHandler)
+		}
+		return
 	}
 	h.record(call)
 }

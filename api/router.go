@@ -213,7 +213,9 @@ func (h *handlers) recoverer(c *gin.Context) {
 			if aborts(v) {
 				panic(v)
 			}
-			h.answerPanic(c, v)
+			if _, abort := h.answerPanic(c, v); abort {
+				panic(http.ErrAbortHandler)
+			}
 		}
 	}()
 	c.Next()
@@ -227,18 +229,20 @@ func aborts(v any) bool {
 }
 
 // answerPanic answers a recovered panic v with a 500 OperationOutcome
-// without the panic's text (unless the answer had begun), its issue type
-// on the request's span, logs it, and ends the handler chain. It returns
-// the issue type written, or "" when nothing was.
-func (h *handlers) answerPanic(c *gin.Context, v any) outcome.IssueType {
+// without the panic's text, its issue type on the request's span, logs
+// it, and ends the handler chain. It returns the issue type written; when
+// the answer had begun, nothing can be written and abort is true: the
+// caller then panics with http.ErrAbortHandler, so that the server cuts
+// the response off rather than end it as if it were whole.
+func (h *handlers) answerPanic(c *gin.Context, v any) (code outcome.IssueType, abort bool) {
 	h.log.WithField("path", c.Request.URL.Path).Errorf("api: panic serving request: %v", v)
 	c.Abort()
+	tracing.SetOutcome(c.Request.Context(), string(outcome.Exception))
 	if c.Writer.Written() {
-		return ""
+		return outcome.Exception, true
 	}
 	outcome.Write(c.Writer, http.StatusInternalServerError, outcome.New(outcome.Exception, "internal error; see the gateway log"))
-	tracing.SetOutcome(c.Request.Context(), string(outcome.Exception))
-	return outcome.Exception
+	return outcome.Exception, false
 }
 
 // request is what the router keeps of one request from its first

@@ -442,3 +442,44 @@ func (l *lockedBuffer) String() string {
 	defer l.mu.Unlock()
 	return l.b.String()
 }
+
+// midBodyPanicForwarder starts an answer and then fails with an ordinary
+// panic, mid-body.
+type midBodyPanicForwarder struct{}
+
+func (midBodyPanicForwarder) Forward(w http.ResponseWriter, r *http.Request, t *tenant.Tenant, p string) {
+	w.Header().Set("Content-Type", "application/fhir+ndjson")
+	w.WriteHeader(http.StatusOK)
+	_, _ = io.WriteString(w, `{"resourceType":"Patient"}`+"\n")
+	http.NewResponseController(w).Flush()
+	panic("boom: secret internals")
+}
+
+// An answer cut off mid-body, by an abort or by a panic after the status
+// was sent, reaches the caller as a broken body (never a complete one),
+// and its audit line says so: the status sent, "aborted": true, and for
+// a panic the exception.
+func TestCutAnswersAreAbortedAndAuditedSo(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		fwd       Forwarder
+		wantError any
+	}{
+		{"abort", abortingForwarder{}, nil},
+		{"panic after the status", midBodyPanicForwarder{}, "exception"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			trail := &lockedBuffer{}
+			log := logrus.New()
+			log.SetOutput(io.Discard)
+			serveAborted(t, New(Config{Tenants: stubTenants{}, Proxy: tc.fwd, Logger: log, Audit: audit.New(trail)}))
+			var line map[string]any
+			if err := json.Unmarshal([]byte(trail.String()), &line); err != nil {
+				t.Fatalf("audit %q: %v", trail.String(), err)
+			}
+			if line["status"] != float64(200) || line["aborted"] != true || line["error"] != tc.wantError {
+				t.Errorf("audited status %v, aborted %v, error %v: %s", line["status"], line["aborted"], line["error"], trail.String())
+			}
+		})
+	}
+}

@@ -48,6 +48,11 @@ type Record struct {
 	// answered it (the router, the proxy: outcome.WriteErrorFor), never
 	// a message or body.
 	Error string
+	// Aborted says the answer was cut off after its status was sent
+	// (the partner's body broke off, the caller went away, a failure
+	// mid-body): Status is what was sent, the body is incomplete.
+	// Written as "aborted": true, only when set.
+	Aborted bool
 	// Bulk describes a FHIR Bulk Data event, when the request was one.
 	Bulk *Bulk
 }
@@ -129,6 +134,9 @@ func (r *Record) appendJSON(b []byte, t time.Time) []byte {
 	d := max(r.Duration, 0)
 	b = strconv.AppendFloat(b, float64(d.Microseconds())/1000, 'f', -1, 64)
 	b = appendOptional(b, "error", r.Error)
+	if r.Aborted {
+		b = append(b, `,"aborted":true`...)
+	}
 	if bk := r.Bulk; bk != nil {
 		b = append(b, `,"bulk":{"event":`...)
 		b = appendString(b, bk.Event)
