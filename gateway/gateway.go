@@ -317,21 +317,6 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Gateway, error
 	return g, nil
 }
 
-// Check returns the problems New would refuse cfg for that
-// config.Validate does not see, without connecting anywhere: the Vault
-// client's own checks (a login method's credentials present and
-// readable, no credentials of another method), each prefixed "vault.".
-func Check(cfg *config.Config) []string {
-	if !needsVault(cfg) {
-		return nil
-	}
-	var out []string
-	for _, err := range vault.Check(vaultConfig(cfg.Vault)) {
-		out = append(out, "vault."+err.Error())
-	}
-	return out
-}
-
 // needsVault reports whether anything is read from Vault.
 func needsVault(cfg *config.Config) bool {
 	isVault := func(k config.Keys) bool { return k.Source == "vault" || k.Source == "transit" }
@@ -414,12 +399,8 @@ func (g *Gateway) discoverer(c *http.Client) (*discovery.Discoverer, error) {
 	}
 	dc.Communities = communities
 	if d.UDAPTrustAnchors != "" {
-		pem, err := readFile(d.UDAPTrustAnchors)
-		if err != nil {
+		if dc.TrustAnchors, err = readTrustAnchors(d.UDAPTrustAnchors); err != nil {
 			return nil, fmt.Errorf("gateway: discovery.udap_trust_anchors: %w", err)
-		}
-		if dc.TrustAnchors, err = discovery.ParseTrustAnchors(pem); err != nil {
-			return nil, fmt.Errorf("gateway: discovery.udap_trust_anchors %s: %w", d.UDAPTrustAnchors, err)
 		}
 	}
 	return discovery.New(dc), nil

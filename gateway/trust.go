@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"crypto/x509"
 	"fmt"
 	"net/http"
 	"sort"
@@ -56,21 +57,30 @@ func (g *Gateway) communities() (map[string]discovery.Community, error) {
 			}
 			policy = p
 		}
-		var pemData []byte
-		for _, f := range c.TrustAnchors {
-			b, err := readFile(f)
-			if err != nil {
-				return nil, fmt.Errorf("gateway: udap.communities.%s.trust_anchors: %w", name, err)
-			}
-			pemData = append(append(pemData, b...), '\n')
-		}
-		pool, err := discovery.ParseTrustAnchors(pemData)
+		pool, err := readTrustAnchors(c.TrustAnchors...)
 		if err != nil {
 			return nil, fmt.Errorf("gateway: udap.communities.%s.trust_anchors: %w", name, err)
 		}
 		out[name] = discovery.Community{URI: c.URI, TrustAnchors: pool, Revocation: policy}
 	}
 	return out, nil
+}
+
+// readTrustAnchors reads PEM files of root certificates into one pool.
+func readTrustAnchors(files ...string) (*x509.CertPool, error) {
+	var pemData []byte
+	for _, f := range files {
+		b, err := readFile(f)
+		if err != nil {
+			return nil, err
+		}
+		pemData = append(append(pemData, b...), '\n')
+	}
+	pool, err := discovery.ParseTrustAnchors(pemData)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", strings.Join(files, ", "), err)
+	}
+	return pool, nil
 }
 
 // jwksSet is the JWK Set of every identity.

@@ -120,7 +120,8 @@ func validate(cfg *config.Config, loading config.Problems) error {
 		return err
 	}
 	// What the gateway would refuse at start (the Vault login's
-	// credentials), so that -check reports it too.
+	// credentials, the files it reads or opens), so that -check reports
+	// it too and the start reports it all at once.
 	loading = append(loading, gateway.Check(cfg)...)
 	return loading.Err()
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -17,6 +18,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/cqgate/cqgate/cmd/cqgate/internal/sandbox"
+	"github.com/cqgate/cqgate/keys"
 )
 
 func init() { gin.SetMode(gin.ReleaseMode) }
@@ -268,6 +270,77 @@ func TestCheckReportsEveryProblemInOneRun(t *testing.T) {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("missing %q in:\n%v", want, err)
 		}
+	}
+}
+
+// README ("Invalid configuration is reported all at once"): -check
+// reports every file the start would fail to read or open (the audit
+// file's directory, the inbound TLS certificate, key and client CAs, the
+// UDAP trust anchors), and starting reports them all in one error,
+// creating nothing.
+func TestCheckReportsFilesTheStartCannotOpen(t *testing.T) {
+	d := t.TempDir()
+	certPEM, keyPEM, err := keys.GenerateSelfSigned(keys.SelfSignedOptions{CommonName: "gw.example.org"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cf, kf, cfgFile := filepath.Join(d, "c.pem"), filepath.Join(d, "k.pem"), filepath.Join(d, "cqgate.yaml")
+	writeFile(t, cf, string(certPEM))
+	writeFile(t, kf, string(keyPEM))
+	notPEM := filepath.Join(d, "anchors.txt")
+	writeFile(t, notPEM, "not a certificate")
+	writeFile(t, cfgFile, fmt.Sprintf(`listen: 127.0.0.1:0
+keys:
+  source: pem
+  pem: {certificate_file: %[1]s, private_key_file: %[2]s}
+client:
+  client_id: gw.example.org
+inbound:
+  tls: {cert_file: %[3]s/missing-tls.pem, key_file: %[3]s/missing-tls-key.pem, client_ca_file: %[3]s/missing-ca.pem}
+audit:
+  destination: file:%[3]s/no-such-dir/audit.log
+discovery:
+  udap_trust_anchors: %[3]s/missing-anchors.pem
+udap:
+  communities:
+    example:
+      uri: urn:oid:2.16.840.1.999
+      trust_anchors: [%[4]s]
+organizations:
+  "1.2.3.4":
+    fhir_base: https://fhir.example.org/r4
+    token_url: https://fhir.example.org/token
+`, cf, kf, d, notPEM))
+	want := []string{
+		"audit.destination: audit: opening " + d + "/no-such-dir/audit.log: directory " + d + "/no-such-dir does not exist",
+		"inbound.tls: callerauth: tls certificate: open " + d + "/missing-tls.pem",
+		"inbound.tls: callerauth: tls key: open " + d + "/missing-tls-key.pem",
+		"inbound.tls: callerauth: tls client CA: open " + d + "/missing-ca.pem",
+		"discovery.udap_trust_anchors: open " + d + "/missing-anchors.pem",
+		"udap.communities.example.trust_anchors: " + notPEM + ": discovery: trust anchors",
+	}
+	for _, args := range [][]string{{"-config", cfgFile, "-check"}, {"-config", cfgFile}} {
+		var out, errOut bytes.Buffer
+		err := run(t.Context(), args, &out, &errOut, noEnv)
+		if err == nil {
+			t.Errorf("%v: %q, nil error; want every file's problem", args, out.String())
+			continue
+		}
+		for _, w := range want {
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("%v does not report %q:\n%v", args, w, err)
+			}
+		}
+	}
+	if _, err := os.Stat(filepath.Join(d, "no-such-dir")); !os.IsNotExist(err) {
+		t.Error("the audit file's directory was created")
+	}
+}
+
+func writeFile(t *testing.T, path, content string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
 	}
 }
 

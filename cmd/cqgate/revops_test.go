@@ -162,56 +162,6 @@ organizations:
 	}
 }
 
-// README "Configuration": "Invalid configuration is reported all at once
-// ...; check a file without starting with cqgate -config FILE -check".
-// -check says "configuration is valid" for a file the server then refuses
-// to start with: an audit file in a directory that does not exist and
-// inbound TLS files that do not exist. Starting reports only the first of
-// them (gateway.New stops at the audit trail), so an operator fixes them
-// one restart at a time.
-func TestRevOpsCheckPassesConfigThatCannotStart(t *testing.T) {
-	d := t.TempDir()
-	certPEM, keyPEM, err := keys.GenerateSelfSigned(keys.SelfSignedOptions{CommonName: "gw.example.org"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cf, kf, cfgFile := filepath.Join(d, "c.pem"), filepath.Join(d, "k.pem"), filepath.Join(d, "cqgate.yaml")
-	_ = os.WriteFile(cf, certPEM, 0o600)
-	_ = os.WriteFile(kf, keyPEM, 0o600)
-	yaml := fmt.Sprintf(`listen: 127.0.0.1:0
-keys:
-  source: pem
-  pem: {certificate_file: %s, private_key_file: %s}
-client:
-  client_id: gw.example.org
-inbound:
-  tls: {cert_file: %s/missing-tls.pem, key_file: %s/missing-tls-key.pem}
-audit:
-  destination: file:%s/no-such-dir/audit.log
-organizations:
-  "1.2.3.4":
-    fhir_base: https://fhir.example.org/r4
-    token_url: https://fhir.example.org/token
-`, cf, kf, d, d, d)
-	if err := os.WriteFile(cfgFile, []byte(yaml), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	var out, errOut bytes.Buffer
-	err = run(t.Context(), []string{"-config", cfgFile, "-check"}, &out, &errOut, noEnv)
-	if err == nil {
-		t.Errorf("-check: %q, nil error; want both problems reported", out.String())
-	} else {
-		for _, want := range []string{"audit.destination", "inbound.tls"} {
-			if !bytes.Contains([]byte(err.Error()), []byte(want)) {
-				t.Errorf("-check does not report %s: %v", want, err)
-			}
-		}
-	}
-	// Starting fails, naming one problem.
-	start := run(t.Context(), []string{"-config", cfgFile}, &out, &errOut, noEnv)
-	t.Logf("starting the same file: %v", start)
-}
-
 // README "Signals": "SIGHUP re-reads signing keys, callers' API keys, the
 // inbound TLS certificate and reopens the audit file". Callers' API keys
 // in inbound.api_keys (config.example.yaml's first way of giving them)

@@ -60,18 +60,9 @@ func Open(destination string) (*Logger, error) {
 	case "stderr":
 		return newLogger(destination, os.Stderr), nil
 	}
-	path, ok := strings.CutPrefix(destination, "file:")
-	if !ok {
-		return nil, fmt.Errorf("audit: destination %q: want stdout, stderr or file:/path", destination)
-	}
-	if strings.HasPrefix(path, "//") {
-		if !strings.HasPrefix(path, "///") {
-			return nil, fmt.Errorf("audit: destination %q: file://host/ is not supported; write file:/absolute/path", destination)
-		}
-		path = path[2:]
-	}
-	if path == "" {
-		return nil, fmt.Errorf("audit: destination %q: no file path", destination)
+	path, err := filePath(destination)
+	if err != nil {
+		return nil, err
 	}
 	f, err := openFile(path)
 	if err != nil {
@@ -82,21 +73,73 @@ func Open(destination string) (*Logger, error) {
 	return l, nil
 }
 
-func openFile(path string) (*os.File, error) {
-	dir := filepath.Dir(path)
-	if st, err := os.Stat(dir); err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			return nil, fmt.Errorf("audit: opening %s: directory %s does not exist (cqgate does not create it)", path, dir)
+// Check returns why Open would refuse destination, without creating
+// anything: for a configuration check before starting (cqgate -check).
+// A file's directory must exist and, if the file exists, it must open
+// for appending.
+func Check(destination string) error {
+	if destination == "stdout" || destination == "stderr" {
+		return nil
+	}
+	path, err := filePath(destination)
+	if err != nil {
+		return err
+	}
+	if err := checkDir(path); err != nil {
+		return err
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil // Open creates it
+	}
+	if err != nil {
+		return fmt.Errorf("audit: opening %s: %w", path, err)
+	}
+	return f.Close()
+}
+
+// filePath is the path of a "file:" destination.
+func filePath(destination string) (string, error) {
+	path, ok := strings.CutPrefix(destination, "file:")
+	if !ok {
+		return "", fmt.Errorf("audit: destination %q: want stdout, stderr or file:/path", destination)
+	}
+	if strings.HasPrefix(path, "//") {
+		if !strings.HasPrefix(path, "///") {
+			return "", fmt.Errorf("audit: destination %q: file://host/ is not supported; write file:/absolute/path", destination)
 		}
-		return nil, fmt.Errorf("audit: opening %s: %w", path, err)
-	} else if !st.IsDir() {
-		return nil, fmt.Errorf("audit: opening %s: %s is not a directory", path, dir)
+		path = path[2:]
+	}
+	if path == "" {
+		return "", fmt.Errorf("audit: destination %q: no file path", destination)
+	}
+	return path, nil
+}
+
+func openFile(path string) (*os.File, error) {
+	if err := checkDir(path); err != nil {
+		return nil, err
 	}
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("audit: opening %s: %w", path, err)
 	}
 	return f, nil
+}
+
+// checkDir checks that path's directory exists: cqgate does not create
+// it.
+func checkDir(path string) error {
+	dir := filepath.Dir(path)
+	if st, err := os.Stat(dir); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("audit: opening %s: directory %s does not exist (cqgate does not create it)", path, dir)
+		}
+		return fmt.Errorf("audit: opening %s: %w", path, err)
+	} else if !st.IsDir() {
+		return fmt.Errorf("audit: opening %s: %s is not a directory", path, dir)
+	}
+	return nil
 }
 
 // Destination returns where the Logger writes, as given to Open.

@@ -145,10 +145,35 @@ func TestOpenErrors(t *testing.T) {
 			if !strings.Contains(err.Error(), tt.want) || !strings.HasPrefix(err.Error(), "audit: ") {
 				t.Fatalf("err = %q, want it to contain %q", err, tt.want)
 			}
+			// cqgate -check refuses what Open refuses.
+			if err := audit.Check(tt.dest); err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("Check: %v, want it to contain %q", err, tt.want)
+			}
 		})
 	}
 	if _, err := os.Stat(filepath.Join(dir, "missing")); !os.IsNotExist(err) {
 		t.Error("Open created the missing directory")
+	}
+}
+
+// Check accepts what Open accepts, without creating the file.
+func TestCheckCreatesNothing(t *testing.T) {
+	dir := t.TempDir()
+	existing := filepath.Join(dir, "existing.jsonl")
+	if err := os.WriteFile(existing, []byte("{}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	missing := filepath.Join(dir, "new.jsonl")
+	for _, dest := range []string{"stdout", "stderr", "file:" + existing, "file:" + missing, "file://" + missing} {
+		if err := audit.Check(dest); err != nil {
+			t.Errorf("Check(%q): %v", dest, err)
+		}
+	}
+	if _, err := os.Stat(missing); !os.IsNotExist(err) {
+		t.Error("Check created the audit file")
+	}
+	if b, _ := os.ReadFile(existing); string(b) != "{}\n" {
+		t.Errorf("Check changed the existing file: %q", b)
 	}
 }
 

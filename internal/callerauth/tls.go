@@ -37,6 +37,8 @@ type ServerTLS struct {
 }
 
 // LoadServerTLS reads files and returns the server TLS configuration.
+// Its error reports every file's problem at once (errors.Join), so that a
+// configuration check (gateway.Check) can list them all.
 func LoadServerTLS(files TLSFiles) (*ServerTLS, error) {
 	s := &ServerTLS{files: files}
 	if err := s.Reload(); err != nil {
@@ -57,42 +59,68 @@ func (s *ServerTLS) Config() *tls.Config {
 }
 
 // Reload reads the files again and, if they load, serves new handshakes
-// with them. On failure the configuration in service stays.
+// with them. On failure the configuration in service stays, and the
+// error reports every file's problem at once (errors.Join).
 func (s *ServerTLS) Reload() error {
-	certPEM, err := readBounded(s.files.CertFile)
+	cfg, err := loadTLS(s.files)
 	if err != nil {
-		return fmt.Errorf("callerauth: tls certificate: %w", err)
+		return err
 	}
-	keyPEM, err := readBounded(s.files.KeyFile)
+	s.current.Store(cfg)
+	return nil
+}
+
+// loadTLS reads files into a server tls.Config, reporting the problem of
+// each file rather than stopping at the first.
+func loadTLS(files TLSFiles) (*tls.Config, error) {
+	var errs []error
+	certPEM, err := readBounded(files.CertFile)
 	if err != nil {
-		return fmt.Errorf("callerauth: tls key: %w", err)
+		errs = append(errs, fmt.Errorf("callerauth: tls certificate: %w", err))
 	}
-	cert, err := tls.X509KeyPair(certPEM, keyPEM)
+	keyPEM, err := readBounded(files.KeyFile)
 	if err != nil {
-		// tls.X509KeyPair's errors describe PEM block types and key
-		// mismatches, never key bytes.
-		return fmt.Errorf("callerauth: tls certificate %s and key %s: %w", s.files.CertFile, s.files.KeyFile, err)
+		errs = append(errs, fmt.Errorf("callerauth: tls key: %w", err))
 	}
 	cfg := &tls.Config{
-		MinVersion:   tls.VersionTLS12,
-		Certificates: []tls.Certificate{cert},
-		NextProtos:   []string{"h2", "http/1.1"},
-		ClientAuth:   tls.NoClientCert,
+		MinVersion: tls.VersionTLS12,
+		NextProtos: []string{"h2", "http/1.1"},
+		ClientAuth: tls.NoClientCert,
 	}
-	if s.files.ClientCAFile != "" {
-		caPEM, err := readBounded(s.files.ClientCAFile)
+	if len(errs) == 0 {
+		cert, err := tls.X509KeyPair(certPEM, keyPEM)
 		if err != nil {
-			return fmt.Errorf("callerauth: tls client CA: %w", err)
+			// tls.X509KeyPair's errors describe PEM block types and key
+			// mismatches, never key bytes.
+			errs = append(errs, fmt.Errorf("callerauth: tls certificate %s and key %s: %w", files.CertFile, files.KeyFile, err))
 		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(caPEM) {
-			return fmt.Errorf("callerauth: tls client CA %s: no PEM certificates", s.files.ClientCAFile)
+		cfg.Certificates = []tls.Certificate{cert}
+	}
+	if files.ClientCAFile != "" {
+		pool, err := loadClientCAs(files.ClientCAFile)
+		if err != nil {
+			errs = append(errs, err)
 		}
 		cfg.ClientCAs = pool
 		cfg.ClientAuth = tls.VerifyClientCertIfGiven
 	}
-	s.current.Store(cfg)
-	return nil
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+// loadClientCAs reads the CAs client certificates must chain to.
+func loadClientCAs(path string) (*x509.CertPool, error) {
+	caPEM, err := readBounded(path)
+	if err != nil {
+		return nil, fmt.Errorf("callerauth: tls client CA: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(caPEM) {
+		return nil, fmt.Errorf("callerauth: tls client CA %s: no PEM certificates", path)
+	}
+	return pool, nil
 }
 
 // RequiresClientCert reports whether a client certificate presented in a
