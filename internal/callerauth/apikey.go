@@ -46,15 +46,16 @@ type Source interface {
 // separated by commas or spaces so that a caller can hold an old and a new
 // key while it rotates.
 //
-// The keys in service are the static ones given to NewAPIKeys plus the
-// ones last set by Replace or loaded by Refresh. Both swap the whole set
-// atomically; a request sees either the old set or the new one. Two
-// callers may not share a key.
+// The keys in service are the static ones given to NewAPIKeys (or last
+// set by ReplaceStatic) plus the ones last set by Replace or loaded by
+// Refresh. Each swaps the whole set atomically; a request sees either the
+// old set or the new one. Two callers may not share a key.
 //
 // An APIKeys is safe for concurrent use.
 type APIKeys struct {
-	src    Source
-	static []keyEntry
+	src     Source
+	static  []keyEntry // guarded by mu
+	dynamic []keyEntry // guarded by mu; the last set by Replace
 
 	refreshMu sync.Mutex // serializes Refresh so an older load never overwrites a newer one
 	mu        sync.Mutex // serializes building and swapping sets
@@ -140,6 +141,28 @@ func (k *APIKeys) Replace(m map[string]string) error {
 	if err != nil {
 		return err
 	}
+	k.dynamic = entries
+	k.set.Store(set)
+	return nil
+}
+
+// ReplaceStatic swaps in m (caller name → hex SHA-256) as the static
+// keys, e.g. inbound.api_keys re-read from the configuration file on
+// SIGHUP; the keys last set by Replace or Refresh stay. If m is invalid,
+// or would give one key to two callers, the keys in service stay and the
+// error names every problem (never a configured value).
+func (k *APIKeys) ReplaceStatic(m map[string]string) error {
+	entries, err := parseKeyMap(m)
+	if err != nil {
+		return err
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	set, err := buildSet(entries, k.dynamic)
+	if err != nil {
+		return err
+	}
+	k.static = entries
 	k.set.Store(set)
 	return nil
 }

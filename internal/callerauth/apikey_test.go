@@ -395,6 +395,46 @@ func TestAPIKeysReplace(t *testing.T) {
 	}
 }
 
+// ReplaceStatic swaps the static keys (inbound.api_keys re-read on
+// SIGHUP) and keeps the ones Replace set (Vault's); an invalid map keeps
+// every key in service.
+func TestAPIKeysReplaceStatic(t *testing.T) {
+	k := newKeys(t, map[string]string{"billing-svc": callerauth.HashKey(billingKey)}, nil)
+	if err := k.Replace(map[string]string{"reports": callerauth.HashKey(reportKey)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := k.ReplaceStatic(map[string]string{"billing-svc": callerauth.HashKey(billingKeyNew)}); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		key, caller string
+	}{
+		{billingKey, ""}, // revoked
+		{billingKeyNew, "billing-svc"},
+		{reportKey, "reports"}, // Replace's keys stay
+	} {
+		got, err := authAs(t, k, tt.key)
+		if tt.caller == "" && !errors.Is(err, callerauth.ErrBadCredentials) || tt.caller != "" && (err != nil || got != tt.caller) {
+			t.Errorf("after ReplaceStatic, a key of %q: %q, %v", tt.caller, got, err)
+		}
+	}
+	for name, bad := range map[string]map[string]string{
+		"not a hash":         {"billing-svc": "not-a-hash", "": callerauth.HashKey(billingKey)},
+		"key of two callers": {"billing-svc": callerauth.HashKey(billingKeyNew), "thief": callerauth.HashKey(reportKey)},
+	} {
+		err := k.ReplaceStatic(bad)
+		if err == nil {
+			t.Fatalf("%s: ReplaceStatic accepted it", name)
+		}
+		if name == "not a hash" && (!strings.Contains(err.Error(), `"billing-svc"`) || !strings.Contains(err.Error(), "empty caller name")) {
+			t.Errorf("%s: %v, want every problem named", name, err)
+		}
+		if got, err := authAs(t, k, billingKeyNew); err != nil || got != "billing-svc" {
+			t.Errorf("%s: the key in service was dropped: %q, %v", name, got, err)
+		}
+	}
+}
+
 // TestAPIKeysConcurrentReplace runs under -race: requests see the old
 // set or the new one, never a mix or a torn map.
 func TestAPIKeysConcurrentReplace(t *testing.T) {
