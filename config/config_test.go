@@ -242,3 +242,33 @@ func nilEmpty(v reflect.Value) {
 		}
 	}
 }
+
+// Changed names what differs by its YAML path, a section's keys one by
+// one, a map as a whole.
+func TestChanged(t *testing.T) {
+	tests := []struct {
+		name   string
+		change func(*Config)
+		want   []string
+	}{
+		{"nothing", func(*Config) {}, nil},
+		{"top-level scalar", func(c *Config) { c.Listen = "127.0.0.1:9" }, []string{"listen"}},
+		{"keys of sections", func(c *Config) {
+			c.Server.ShutdownTimeout = time.Minute
+			c.Inbound.APIKeys = map[string]string{"billing": "x"}
+			c.Inbound.TLS.CertFile = "/c.pem"
+		}, []string{"server.shutdown_timeout", "inbound.api_keys", "inbound.tls"}},
+		{"map", func(c *Config) {
+			c.Organizations = map[string]Organization{"1.2.3": {FHIRBase: "https://x.example/r4"}}
+		}, []string{"organizations"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			a, b := Default(), Default()
+			tt.change(b)
+			if got := Changed(a, b); !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("Changed = %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
