@@ -366,7 +366,7 @@ func TestWarmupAndReload(t *testing.T) {
 	if got := w.auth.Exchanges(); got != 1 {
 		t.Fatalf("exchanges after warm-up = %d, want 1", got)
 	}
-	if err := w.gw.Reload(context.Background()); err != nil {
+	if err := w.gw.Reload(context.Background(), nil); err != nil {
 		t.Fatalf("reload: %v", err)
 	}
 	if resp, body := w.do("GET", "/fhir/"+cernerOID+"/Patient/1316024", nil, nil); resp.StatusCode != http.StatusOK {

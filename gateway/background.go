@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"time"
 
@@ -49,14 +50,21 @@ func (g *Gateway) background(ctx context.Context) {
 }
 
 // Reload re-reads what can change without a restart (SIGHUP): signing
-// keys, callers' API keys, the inbound TLS certificate, and the audit
+// keys, callers' API keys (inbound.api_keys from file, the configuration
+// file re-read and validated, when file is not nil; those kept in Vault,
+// inbound.api_keys_vault), the inbound TLS certificate, and the audit
 // file (after log rotation). Each failure keeps the old state; all are
-// reported.
-func (g *Gateway) Reload(ctx context.Context) error {
+// reported. What else file changes needs a restart (NeedsRestart).
+func (g *Gateway) Reload(ctx context.Context, file *config.Config) error {
 	var errs []error
 	for _, id := range g.identities {
 		if _, err := id.holder.Reload(ctx); err != nil {
 			errs = append(errs, err)
+		}
+	}
+	if g.apiKeys != nil && file != nil {
+		if err := g.apiKeys.ReplaceStatic(file.Inbound.APIKeys); err != nil {
+			errs = append(errs, fmt.Errorf("gateway: inbound.api_keys (the keys in service stay): %w", err))
 		}
 	}
 	if g.apiKeys != nil && g.cfg.Inbound.APIKeysVault.Path != "" {
@@ -75,6 +83,22 @@ func (g *Gateway) Reload(ctx context.Context) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// Reloaded lists what Reload re-reads, for the log line that says so.
+const Reloaded = "signing keys, callers' API keys (inbound.api_keys from the configuration file, inbound.api_keys_vault), the inbound TLS certificate and key, the audit file"
+
+// NeedsRestart returns the settings of file (the configuration file
+// re-read) that differ from running and that Reload does not apply:
+// they take effect at the next start.
+func NeedsRestart(running, file *config.Config) []string {
+	var out []string
+	for _, key := range config.Changed(running, file) {
+		if key != "inbound.api_keys" {
+			out = append(out, key)
+		}
+	}
+	return out
 }
 
 // Close closes the audit trail and the connections to the shared Redis,

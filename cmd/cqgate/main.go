@@ -146,6 +146,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, lookup fu
 	if err != nil {
 		return err
 	}
+	// From here on a SIGHUP never ends the server (hangups).
+	hup := notifyHangups()
 	cfg, problems, err := loadConfig(f, lookup)
 	if err != nil {
 		return err
@@ -154,6 +156,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, lookup fu
 	log.SetOutput(stderr)
 	log.SetFormatter(&logrus.JSONFormatter{})
 	routeLibraryLogs(log, cfg, lookup)
+	stopHangups := make(chan struct{})
+	defer close(stopHangups)
+	go hup.handle(ctx, stopHangups, log)
 
 	var opts gateway.Options
 	if f.dev {
@@ -200,7 +205,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, lookup fu
 		log.WithField("url", "http://"+adminLn.Addr().String()).Info("cqgate: serving health, readiness and metrics on the admin listener")
 	}
 	go g.Warmup(ctx)
-	go reloadOnHangup(ctx, g, log)
+	hup.serve(&reloader{g: g, running: cfg, reread: func() (*config.Config, error) { return reread(f, lookup) }})
 	log.WithField("url", scheme+"://"+ln.Addr().String()).Info("cqgate: serving")
 	return serve(ctx, ln, adminLn, g, cfg, log, limitConns)
 }
@@ -224,22 +229,19 @@ func serve(ctx context.Context, ln, adminLn net.Listener, g *gateway.Gateway, cf
 	return eg.Wait()
 }
 
-// reloadOnHangup reloads keys, callers' API keys, the TLS certificate and
-// the audit file on SIGHUP. Other settings need a restart.
-func reloadOnHangup(ctx context.Context, g *gateway.Gateway, log logrus.FieldLogger) {
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-hup:
-			if err := g.Reload(ctx); err != nil {
-				log.WithError(err).Warn("cqgate: SIGHUP reload failed in part; what could not be reloaded keeps its old state")
-				continue
-			}
-			log.Info("cqgate: reloaded on SIGHUP")
-		}
+// reread reads and validates the configuration again, as run does at
+// start, for a SIGHUP. Dev mode's configuration is the sandbox's, made
+// at start: it is not re-read.
+func reread(f *flags, lookup func(string) (string, bool)) (*config.Config, error) {
+	if f.dev {
+		return nil, errors.New("dev mode points the configuration at the sandbox at start; restart to change it")
 	}
+	cfg, problems, err := loadConfig(f, lookup)
+	if err != nil {
+		return nil, err
+	}
+	if err := validate(cfg, problems); err != nil {
+		return nil, err
+	}
+	return cfg, nil
 }

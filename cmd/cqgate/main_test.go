@@ -3,15 +3,21 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -22,6 +28,138 @@ import (
 )
 
 func init() { gin.SetMode(gin.ReleaseMode) }
+
+// childConfig, set in the environment, makes the test binary run cqgate's
+// main with -config and its value: a child process the tests can send
+// real signals to (startChild).
+const childConfig = "CQGATE_TEST_CHILD_CONFIG"
+
+func TestMain(m *testing.M) {
+	if cfg := os.Getenv(childConfig); cfg != "" {
+		os.Args = []string{"cqgate", "-config", cfg}
+		main()
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// child is cqgate running in a process of its own.
+type child struct {
+	cmd    *exec.Cmd
+	stderr *syncBuffer
+	exited chan error
+}
+
+// startChild runs cqgate on the configuration file cfgFile in a child
+// process, killed at the end of the test if still running.
+func startChild(t *testing.T, cfgFile string) *child {
+	t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &child{cmd: exec.Command(exe, "-test.run=^$"), stderr: &syncBuffer{}, exited: make(chan error, 1)}
+	c.cmd.Env = append(os.Environ(), childConfig+"="+cfgFile)
+	c.cmd.Stderr = c.stderr
+	if err := c.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { c.exited <- c.cmd.Wait() }()
+	t.Cleanup(func() { _ = c.cmd.Process.Kill() })
+	return c
+}
+
+func (c *child) signal(t *testing.T, sig os.Signal) {
+	t.Helper()
+	if err := c.cmd.Process.Signal(sig); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// waitFor waits until cond holds, failing the test if the child exits or
+// 20 s pass first.
+func (c *child) waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(20 * time.Second); !cond(); time.Sleep(20 * time.Millisecond) {
+		select {
+		case err := <-c.exited:
+			c.exited <- err
+			t.Fatalf("cqgate exited (%v) before %s:\n%s", err, what, c.stderr.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: timed out:\n%s", what, c.stderr.String())
+		}
+	}
+}
+
+// logged waits for a log line with msg.
+func (c *child) logged(t *testing.T, msg string) {
+	t.Helper()
+	c.waitFor(t, "log "+msg, func() bool { return strings.Contains(c.stderr.String(), `"msg":"`+msg) })
+}
+
+// exitsZero waits for the child to exit and checks it exited 0.
+func (c *child) exitsZero(t *testing.T) {
+	t.Helper()
+	select {
+	case err := <-c.exited:
+		if err != nil {
+			t.Errorf("cqgate exited with %v, want exit 0:\n%s", err, c.stderr.String())
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("cqgate did not exit")
+	}
+}
+
+// freeAddr is a loopback address nothing listens on.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// signingFiles writes a self-signed certificate and key into dir and
+// returns their paths.
+func signingFiles(t *testing.T, dir string) (cert, key string) {
+	t.Helper()
+	certPEM, keyPEM, err := keys.GenerateSelfSigned(keys.SelfSignedOptions{CommonName: "gw.example.org"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, key = filepath.Join(dir, "c.pem"), filepath.Join(dir, "k.pem")
+	writeFile(t, cert, string(certPEM))
+	writeFile(t, key, string(keyPEM))
+	return cert, key
+}
+
+// partner is a FHIR server with a token endpoint; slow, when not nil,
+// is told of each FHIR request and answers once it is closed.
+func partner(t *testing.T, forwarded chan<- struct{}, slow <-chan struct{}) *httptest.Server {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/token" {
+			w.Header().Set("Content-Type", "application/json")
+			_, _ = io.WriteString(w, `{"access_token":"tok","token_type":"Bearer","expires_in":600,"scope":"system/*.read"}`)
+			return
+		}
+		if forwarded != nil {
+			forwarded <- struct{}{}
+			select {
+			case <-slow:
+			case <-r.Context().Done(): // cqgate is gone
+				return
+			}
+		}
+		w.Header().Set("Content-Type", "application/fhir+json")
+		_, _ = io.WriteString(w, `{"resourceType":"Patient","id":"1"}`)
+	}))
+	t.Cleanup(up.Close)
+	return up
+}
 
 type syncBuffer struct {
 	mu sync.Mutex
@@ -365,4 +503,199 @@ func TestWarnUnknownEnv(t *testing.T) {
 	if strings.Contains(got, "s3cret") {
 		t.Error("a warning quotes a value")
 	}
+}
+
+// README "Signals": SIGTERM drains in-flight requests, then cqgate exits
+// 0. A SIGHUP during the drain (logrotate's postrotate, a certificate
+// reloader) is logged and ignored: it neither ends the process nor cuts
+// the request being drained.
+func TestSIGHUPWhileDrainingIsIgnored(t *testing.T) {
+	forwarded, slow := make(chan struct{}, 1), make(chan struct{})
+	up := partner(t, forwarded, slow)
+	d := t.TempDir()
+	cf, kf := signingFiles(t, d)
+	addr, cfgFile := freeAddr(t), filepath.Join(d, "cqgate.yaml")
+	writeFile(t, cfgFile, fmt.Sprintf(`listen: %s
+server:
+  shutdown_timeout: 20s
+keys:
+  source: pem
+  pem: {certificate_file: %s, private_key_file: %s}
+  watch_interval: 0s
+client:
+  client_id: gw.example.org
+audit:
+  destination: none
+organizations:
+  "1.2.3.4":
+    fhir_base: %s/fhir
+    token_url: %s/token
+    allow_private_addresses: true
+`, addr, cf, kf, up.URL, up.URL))
+	c := startChild(t, cfgFile)
+	c.logged(t, "cqgate: serving")
+
+	got := make(chan int, 1)
+	go func() {
+		resp, err := http.Get("http://" + addr + "/fhir/1.2.3.4/Patient/1")
+		if err != nil {
+			got <- 0
+			return
+		}
+		_, _ = io.ReadAll(resp.Body)
+		resp.Body.Close()
+		got <- resp.StatusCode
+	}()
+	<-forwarded
+	c.signal(t, syscall.SIGTERM)
+	c.logged(t, "gateway: shutting down; draining in-flight requests")
+	c.signal(t, syscall.SIGHUP)
+	c.logged(t, "cqgate: SIGHUP ignored: shutting down")
+	close(slow)
+
+	if code := <-got; code != http.StatusOK {
+		t.Errorf("the request in flight during the drain got %d, want 200", code)
+	}
+	c.exitsZero(t)
+}
+
+// A SIGHUP while cqgate starts (here: waiting for Vault's login) is
+// logged and ignored; cqgate goes on to serve.
+func TestSIGHUPWhileStartingIsIgnored(t *testing.T) {
+	loggingIn, login := make(chan struct{}, 1), make(chan struct{})
+	vault := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/v1/auth/approle/login" {
+			select {
+			case loggingIn <- struct{}{}:
+			default:
+			}
+			<-login
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, `{"auth":{"client_token":"t","lease_duration":3600,"renewable":false}}`)
+	}))
+	defer vault.Close()
+	defer close(login)
+	up := partner(t, nil, nil)
+	d := t.TempDir()
+	cf, kf := signingFiles(t, d)
+	addr, cfgFile := freeAddr(t), filepath.Join(d, "cqgate.yaml")
+	writeFile(t, cfgFile, fmt.Sprintf(`listen: %s
+keys:
+  source: pem
+  pem: {certificate_file: %s, private_key_file: %s}
+client:
+  client_id: gw.example.org
+audit:
+  destination: none
+vault:
+  address: %s
+  auth: {method: approle, role_id: r, secret_id: s}
+udap:
+  registrations: {path: cqgate/registrations}
+organizations:
+  "1.2.3.4":
+    fhir_base: %s/fhir
+    token_url: %s/token
+    allow_private_addresses: true
+`, addr, cf, kf, vault.URL, up.URL, up.URL))
+	c := startChild(t, cfgFile)
+	select {
+	case <-loggingIn:
+	case err := <-c.exited:
+		t.Fatalf("cqgate exited (%v):\n%s", err, c.stderr.String())
+	}
+	c.signal(t, syscall.SIGHUP)
+	c.logged(t, "cqgate: SIGHUP ignored: still starting")
+	login <- struct{}{}
+	c.logged(t, "cqgate: serving")
+	c.signal(t, syscall.SIGTERM)
+	c.exitsZero(t)
+}
+
+// README "Signals": SIGHUP re-reads callers' API keys listed in the
+// configuration file (inbound.api_keys): a key removed from the file and
+// a SIGHUP later is refused, a key added is accepted. A file with
+// problems changes nothing and each problem is logged; a changed setting
+// that needs a restart is named.
+func TestSIGHUPRereadsInlineAPIKeys(t *testing.T) {
+	up := partner(t, nil, nil)
+	d := t.TempDir()
+	cf, kf := signingFiles(t, d)
+	addr, cfgFile := freeAddr(t), filepath.Join(d, "cqgate.yaml")
+	const leaked, fresh = "leaked-key-0123456789", "fresh-key-9876543210"
+	write := func(hash, timeout string) {
+		writeFile(t, cfgFile, fmt.Sprintf(`listen: %s
+server:
+  read_timeout: %s
+keys:
+  source: pem
+  pem: {certificate_file: %s, private_key_file: %s}
+  watch_interval: 0s
+client:
+  client_id: gw.example.org
+audit:
+  destination: none
+inbound:
+  auth: api_key
+  api_keys:
+    billing: %s
+  callers:
+    billing:
+      organizations: ["*"]
+organizations:
+  "1.2.3.4":
+    fhir_base: %s/fhir
+    token_url: %s/token
+    allow_private_addresses: true
+`, addr, timeout, cf, kf, hash, up.URL, up.URL))
+	}
+	write(sha256hex(leaked), "60s")
+	c := startChild(t, cfgFile)
+	defer c.exitsZero(t)
+	defer c.signal(t, syscall.SIGTERM)
+	get := func(key string) int {
+		req, _ := http.NewRequest("GET", "http://"+addr+"/fhir/1.2.3.4/Patient/1", nil)
+		req.Header.Set("X-API-Key", key)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return 0
+		}
+		_, _ = io.ReadAll(resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	c.waitFor(t, "serving the caller", func() bool { return get(leaked) == http.StatusOK })
+
+	reloads := 0
+	hangup := func() {
+		reloads++
+		c.signal(t, syscall.SIGHUP)
+		c.waitFor(t, "the reload", func() bool { return strings.Count(c.stderr.String(), "cqgate: reloaded on SIGHUP") == reloads })
+	}
+	write(sha256hex(fresh), "61s") // the leaked key is revoked in the file
+	hangup()
+	if code := get(leaked); code != http.StatusUnauthorized {
+		t.Errorf("a key removed from inbound.api_keys gets %d after SIGHUP, want 401", code)
+	}
+	if code := get(fresh); code != http.StatusOK {
+		t.Errorf("a key added to inbound.api_keys gets %d after SIGHUP, want 200", code)
+	}
+	if !strings.Contains(c.stderr.String(), `"settings":["server.read_timeout"]`) {
+		t.Errorf("the changed server.read_timeout is not named as needing a restart:\n%s", c.stderr.String())
+	}
+
+	write("the-key-itself-not-its-hash", "61s")
+	hangup()
+	if code := get(fresh); code != http.StatusOK {
+		t.Errorf("after SIGHUP with an invalid file, the key in service gets %d, want 200", code)
+	}
+	if !strings.Contains(c.stderr.String(), `"problems":["inbound.api_keys`) || strings.Contains(c.stderr.String(), "the-key-itself") {
+		t.Errorf("the file's problem is not logged (or its value is):\n%s", c.stderr.String())
+	}
+}
+
+func sha256hex(s string) string {
+	sum := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(sum[:])
 }
