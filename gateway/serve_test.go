@@ -74,10 +74,10 @@ func TestServeDrainsInFlightRequests(t *testing.T) {
 	}
 }
 
-// auditedGateway builds a gateway on PEM keys with one static organization
+// pemAuditedGateway builds a gateway on PEM keys with one static organization
 // (1.2.3.4) whose FHIR server and token endpoint are upstream, auditing
 // to a file it returns.
-func auditedGateway(t *testing.T, upstream string) (*Gateway, *config.Config, string) {
+func pemAuditedGateway(t *testing.T, upstream string) (*Gateway, *config.Config, string) {
 	t.Helper()
 	certPEM, keyPEM, err := keys.GenerateSelfSigned(keys.SelfSignedOptions{CommonName: "gw.example.org"})
 	if err != nil {
@@ -147,7 +147,7 @@ func TestServeCutsRequestsPastShutdownTimeoutAndAuditsThem(t *testing.T) {
 	defer up.Close()
 	defer close(release)
 
-	g, cfg, auditFile := auditedGateway(t, up.URL)
+	g, cfg, auditFile := pemAuditedGateway(t, up.URL)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
