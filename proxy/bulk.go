@@ -346,8 +346,8 @@ func (p *Proxy) manifest(resp *http.Response, rt *route) error {
 
 // readHead reads a JSON answer into buf (appending, growing it) until
 // scan settles whether it may be a manifest or the body ends (complete),
-// and returns what it read; past maxUndecided bytes, not settled, the
-// answer is taken for no manifest. The usual answer, a resource that
+// and returns what it read; past maxUndecided bytes it returns
+// undecided, and the caller reads the answer whole. The usual answer, a resource that
 // opens with "resourceType" (or, keys sorted, with a key no manifest
 // has), is neither waited for nor read beyond its first bytes.
 func readHead(r io.Reader, scan *keyScan, buf []byte) (head []byte, v manifestVerdict, complete bool, err error) {
@@ -367,7 +367,7 @@ func readHead(r io.Reader, scan *keyScan, buf []byte) (head []byte, v manifestVe
 			return buf, v, false, nil
 		}
 	}
-	return buf, notAManifest, false, nil
+	return buf, undecided, false, nil
 }
 
 // expireBy makes the answer's Expires (which the Bulk Data IG lets a
@@ -466,7 +466,7 @@ func (p *Proxy) rewriteManifest(b []byte, resp *http.Response, rt *route) (out [
 		// Its keys (keyScan) say manifest: passed as it came, its
 		// storage URLs would reach the caller unsealed.
 		return nil, 0, time.Time{}, false, failure.Errorf(failure.UpstreamFailed,
-			"proxy: the FHIR server of %s answered with what has a bulk manifest's keys but is not JSON cqgate can read (%v), so cqgate cannot seal its file URLs",
+			"proxy: the FHIR server of %s answered with what may be a bulk manifest (its top-level keys) but is not JSON cqgate can read (%v), so cqgate cannot seal its file URLs",
 			rt.tenant.OID, err)
 	}
 	if _, resource := m["resourceType"]; resource || !isManifest(m) {

@@ -66,6 +66,7 @@ func (p *Proxy) sealStatus(resp *http.Response, rt *route) error {
 // false when it is removed.
 func (p *Proxy) statusLink(v, k string, from *url.URL, rt *route) (out string, keep bool, err error) {
 	public := rt.rw.Mapper().PublicBase()
+	v = fhirurl.ClientSlashes(v) // as the caller's client will read it
 	if rt.rw.Mapper().Under(v) {
 		return v, true, nil
 	}

@@ -513,3 +513,74 @@ func TestManifestNeverPassesUnsealed(t *testing.T) {
 		})
 	}
 }
+
+// whatwgFollowedFrom is what a WHATWG URL client (browsers, Node's URL and
+// fetch, Deno) requests when it follows ref from base: for http(s) a '\'
+// is read as '/' (URL Standard, "special" schemes), then RFC 3986
+// resolution as followedFrom.
+func whatwgFollowedFrom(t *testing.T, base, ref string) string {
+	t.Helper()
+	return followedFrom(t, base, strings.ReplaceAll(ref, `\`, "/"))
+}
+
+// TestBackslashStatusURLStaysInTheRoute: a WHATWG URL client (browsers,
+// Node's URL and fetch) reads '\' as '/' in an http(s) URL, so a 202's
+// Content-Location written with backslashes is read as such a client
+// reads it: it never leads to the partner's host or out of /fhir/{oid}/.
+func TestBackslashStatusURLStaysInTheRoute(t *testing.T) {
+	t.Parallel()
+	const kickoff = "http://gw.local/fhir/1.2.3/Patient/$export"
+	const route = "http://gw.local/fhir/1.2.3/"
+	for _, tc := range []struct{ name, status string }{
+		{"network path", `\\fhir.partner.example/r4/bulkstatus/job7`},
+		{"dot segments", `..\..\1.2.4/Patient/1`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			partner := &statusPartner{status: tc.status}
+			w := newFwdWorld(t, nil, partner)
+			rr := w.do(http.MethodGet, kickoff, http.Header{"Prefer": {"respond-async"}}, nil)
+			if rr.Code != http.StatusAccepted {
+				t.Fatalf("kick-off: %d %s", rr.Code, rr.Body)
+			}
+			cl := rr.Header().Get("Content-Location")
+			if cl == "" {
+				return // removed: fine
+			}
+			if got := whatwgFollowedFrom(t, kickoff, cl); !strings.HasPrefix(got, route) {
+				t.Errorf("Content-Location %q, which a WHATWG client polls (and DELETEs) as %q: outside %s", cl, got, route)
+			}
+		})
+	}
+}
+
+// TestUndecidedManifestIsReadWhole: a manifest whose top-level keys
+// leave the check open past its first 64 KiB (a large "extension" first,
+// as a server that sorts its keys and leaves out empty arrays writes it),
+// or that comes after much white space, is read whole and sealed, never
+// passed with its storage URLs.
+func TestUndecidedManifestIsReadWhole(t *testing.T) {
+	t.Parallel()
+	const rest = `"output":[{"type":"Patient","url":"https://storage.partner.example/bucket/Patient.ndjson?sig=s3cr3t"}],` +
+		`"request":"https://fhir.partner.example/r4/$export","requiresAccessToken":true,"transactionTime":"2026-12-06T00:00:00Z"}`
+	for _, tc := range []struct{ name, body string }{
+		{"a large extension first", `{"extension":{"pad":"` + strings.Repeat("x", 70<<10) + `"},` + rest},
+		{"leading white space", strings.Repeat("\n", 300) + `{` + rest},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			partner := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-Type", "application/json")
+				io.WriteString(w, tc.body)
+			})
+			w := newFwdWorld(t, nil, partner)
+			rr := w.do(http.MethodGet, "http://gw.local/fhir/1.2.3/bulkstatus/job7", nil, nil)
+			if rr.Code != http.StatusOK || !strings.Contains(rr.Body.String(), DownloadSegment) {
+				t.Errorf("%d: want the manifest with its file sealed", rr.Code)
+			}
+			if b := rr.Body.String(); strings.Contains(b, "storage.partner.example") || strings.Contains(b, "s3cr3t") {
+				t.Errorf("%d: the manifest hands the caller the storage URL and its signature: ...%s", rr.Code, strings.TrimSpace(b[max(0, len(b)-300):]))
+			}
+		})
+	}
+}

@@ -19,13 +19,11 @@ const (
 	// maxKeyLen bounds a top-level key worth looking at: longer than any
 	// key of a bulk manifest (and than "resourceType").
 	maxKeyLen = 32
-	// maxLeadingSpace is how much whitespace may come before the
-	// object: more, and the answer is taken for no manifest (its header
-	// is not held back for it).
-	maxLeadingSpace = 256
 	// maxUndecided is how much of an answer readHead reads while the
-	// keys leave it open (values of "request", "link", "extension"):
-	// past it the answer goes on as no manifest.
+	// keys leave it open (leading whitespace, values of "request",
+	// "link", "extension", a key with an escape): past it the answer is
+	// read whole, as one that may be a manifest, and parsed
+	// (rewriteManifest decides; a manifest is never passed unsealed).
 	maxUndecided = 64 << 10
 )
 
@@ -57,7 +55,6 @@ type keyScan struct {
 	escaped    bool
 	expectKey  bool // at depth 1, the next string is a key
 	collecting bool // the string being read is a top-level key
-	leading    int  // whitespace bytes before the object
 	keyEsc     bool // that key has an escape
 	keyLen     int  // its length; more than maxKeyLen: too long to matter
 	key        [maxKeyLen]byte
@@ -95,9 +92,6 @@ func (s *keyScan) feed(p []byte) manifestVerdict {
 			case '{':
 				s.started, s.depth, s.expectKey = true, 1, true
 			case ' ', '\t', '\r', '\n', 0xEF, 0xBB, 0xBF: // JSON whitespace, a UTF-8 byte order mark
-				if s.leading++; s.leading > maxLeadingSpace {
-					return notAManifest
-				}
 			default:
 				return notAManifest // not an object
 			}

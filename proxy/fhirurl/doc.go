@@ -39,6 +39,11 @@
 // one holding href="…"; a "div" value that is not a string is not
 // special. The narrative's text, comments and anything else in it pass
 // byte for byte, a URL in its text too (as in XML: text, not a link).
+// The bound on an attribute value applies to it as JSON spells it,
+// escapes included: a value within DefaultMaxToken in XML may exceed it
+// in JSON and then pass unmapped. A narrative none of whose attribute
+// values can map (no partner host after a "//", no character reference,
+// only the \u escapes encoders write) passes without being read as XHTML.
 //
 // Rewriter puts it together for a reverse proxy's response hook (cqgate's
 // proxy calls it from modifyResponse; with an httputil.ReverseProxy it

@@ -207,7 +207,8 @@ func cut[S ~string | ~[]byte](m *Mapper, s S) (S, bool) {
 
 // hasDotSegment reports whether the path at the start of rest (up to a
 // query or fragment) has a "." or ".." segment, also percent-encoded
-// (%2e): removing dot segments (RFC 3986 section 5.2.4), as curl and
+// (%2e), segments ending at '/' or at '\\' (which WHATWG URL clients read
+// as '/'): removing dot segments (RFC 3986 section 5.2.4), as curl and
 // browsers do, would take "{base}/../x" out of the base, and its mapped
 // form out of /fhir/{oid}/ (to another organization's route, or past
 // cqgate's public path prefix). Such a URL is not under the base, and is
@@ -215,18 +216,34 @@ func cut[S ~string | ~[]byte](m *Mapper, s S) (S, bool) {
 func hasDotSegment[S ~string | ~[]byte](rest S) bool {
 	seg := 0
 	for i := 0; i <= len(rest); i++ {
-		if i < len(rest) && rest[i] != '/' && rest[i] != '?' && rest[i] != '#' {
+		if i < len(rest) && rest[i] != '/' && rest[i] != '\\' && rest[i] != '?' && rest[i] != '#' {
 			continue
 		}
 		if isDots(rest[seg:i]) {
 			return true
 		}
-		if i == len(rest) || rest[i] != '/' {
+		if i == len(rest) || rest[i] != '/' && rest[i] != '\\' {
 			return false
 		}
 		seg = i + 1
 	}
 	return false
+}
+
+// ClientSlashes returns v as a WHATWG URL client (browsers, Node's URL
+// and fetch) reads an http(s) URL or reference: every '\\' before the
+// query or fragment a '/'. A header value written "\\\\host/..." or
+// "..\\x" leads such a client where its slashes would; cqgate maps and
+// checks it in that form. v itself when it has no backslash there.
+func ClientSlashes(v string) string {
+	end := len(v)
+	if i := strings.IndexAny(v, "?#"); i >= 0 {
+		end = i
+	}
+	if strings.IndexByte(v[:end], '\\') < 0 {
+		return v
+	}
+	return strings.ReplaceAll(v[:end], `\`, "/") + v[end:]
 }
 
 // HasDotSegment reports whether the path at the start of p (up to a
@@ -324,6 +341,7 @@ func hasPrefixFold[S ~string | ~[]byte](s S, prefix string) bool {
 // ("Patient/1/_history/2") resolve against the request URL, which
 // already names cqgate, and are left alone.
 func (m *Mapper) MapHeader(v string) (string, bool) {
+	v = ClientSlashes(v)
 	if out, ok := m.Map(v); ok {
 		return out, true
 	}

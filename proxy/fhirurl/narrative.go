@@ -447,7 +447,8 @@ func (w *JSONWriter) plainNarrative(p []byte, from int) (int, bool) {
 		}
 		r, ok := hex4(s[i+1 : min(i+5, len(s))])
 		if !ok || r < utf8.RuneSelf && r != '<' && r != '>' && r != '&' && r != '\'' && r != '"' ||
-			r == '&' && i+5 < len(s) && s[i+5] == '#' {
+			r == '&' && i+5 < len(s) && s[i+5] == '#' || r >= utf8.RuneSelf && !isASCII(w.m.hostname) {
+			// (A host that is not ASCII may be spelled with such escapes.)
 			return 0, false
 		}
 		i += 5
@@ -474,6 +475,16 @@ func (w *JSONWriter) plainNarrative(p []byte, from int) (int, bool) {
 			return 0, false
 		}
 	}
+}
+
+// isASCII reports whether s is all ASCII.
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= utf8.RuneSelf {
+			return false
+		}
+	}
+	return true
 }
 
 // charRefStart starts an XML character reference.

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"io"
 	"math/rand/v2"
+	"net/url"
 	"strings"
 	"testing"
 )
@@ -259,5 +260,66 @@ func TestPlainNarrative(t *testing.T) {
 		if _, ok := w.plainNarrative(p[:len(p)-3], 0); ok {
 			t.Errorf("plainNarrative(%s) without its closing quote passed it", tc.content)
 		}
+	}
+}
+
+// whatwg resolves ref against base as a WHATWG URL client (browsers,
+// Node's URL/fetch) does for http(s): '\' is read as '/'.
+func whatwg(t *testing.T, base, ref string) string {
+	t.Helper()
+	b, err := url.Parse(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := url.Parse(strings.ReplaceAll(ref, `\`, "/"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b.ResolveReference(r).String()
+}
+
+// TestBackslashHeadersReadAsClientsRead: a Location or Content-Location
+// that a WHATWG client reads as a network-path reference to the
+// partner's base (a backslash for a slash) is mapped as that client reads
+// it, and Under takes no URL that such a client follows out of the
+// organization's route.
+func TestBackslashHeadersReadAsClientsRead(t *testing.T) {
+	m := newMapper(t)
+	const req = public + "/Patient/1"
+	for _, v := range []string{
+		`\\fhir.partner.example/r4/tenant-guid/Patient/1/_history/2`,
+		`/\fhir.partner.example/r4/tenant-guid/Patient/1/_history/2`,
+	} {
+		out := v
+		if o, ok := m.MapHeader(v); ok {
+			out = o
+		}
+		if got := whatwg(t, req, out); !strings.HasPrefix(got, public+"/") {
+			t.Errorf("MapHeader(%q) left %q, which a WHATWG client follows to %q", v, out, got)
+		}
+	}
+	v := public + `/..\2.16.840.2/Patient/1`
+	if m.Under(v) {
+		t.Errorf("Under(%q) = true, but a WHATWG client follows it to %q", v, whatwg(t, req, v))
+	}
+}
+
+// TestPlainNarrativeWithAHostNotASCII: with a partner host that is not
+// ASCII, a narrative naming it with \u escapes is read, and its link
+// mapped as XMLWriter maps the same XHTML's.
+func TestPlainNarrativeWithAHostNotASCII(t *testing.T) {
+	m, err := NewMapper("https://fhír.partner.example/r4", public)
+	if err != nil {
+		t.Fatal(err)
+	}
+	x := `<div xmlns="http://www.w3.org/1999/xhtml"><a href="https://fhír.partner.example/r4/Patient/1">x</a></div>`
+	want := string(rewriteXML(t, m, []byte(x), 0, 0))
+	if !strings.Contains(want, public) {
+		t.Fatal("XMLWriter did not map the href")
+	}
+	b, _ := json.Marshal(x)
+	in := []byte(`{"div":"` + strings.ReplaceAll(string(b[1:len(b)-1]), "í", `\u00ed`) + `"}`)
+	if got := divValue(t, rewriteJSON(t, m, in, 0, 0)); got != want {
+		t.Errorf("JSON narrative %s came back as\n %q\nXMLWriter: %q", in, got, want)
 	}
 }
