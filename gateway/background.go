@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/cqgate/cqgate/config"
@@ -54,7 +55,9 @@ func (g *Gateway) background(ctx context.Context) {
 // file re-read and validated, when file is not nil; those kept in Vault,
 // inbound.api_keys_vault), the inbound TLS certificate, and the audit
 // file (after log rotation). Each failure keeps the old state; all are
-// reported. What else file changes needs a restart (NeedsRestart).
+// reported. What else file changes needs a restart (NeedsRestart); when
+// that includes the callers' policies or inbound.auth, the file's keys
+// are not swapped in either (keysHeldBack).
 func (g *Gateway) Reload(ctx context.Context, file *config.Config) error {
 	var errs []error
 	for _, id := range g.identities {
@@ -62,14 +65,20 @@ func (g *Gateway) Reload(ctx context.Context, file *config.Config) error {
 			errs = append(errs, err)
 		}
 	}
-	if g.apiKeys != nil && file != nil {
-		if err := g.apiKeys.ReplaceStatic(file.Inbound.APIKeys); err != nil {
-			errs = append(errs, fmt.Errorf("gateway: inbound.api_keys (the keys in service stay): %w", err))
-		}
-	}
+	// Vault's keys first: the file's are checked against them as they
+	// are now, not as they were (a key moved from Vault to the file).
 	if g.apiKeys != nil && g.cfg.Inbound.APIKeysVault.Path != "" {
 		if err := g.apiKeys.Refresh(ctx); err != nil {
 			errs = append(errs, err)
+		}
+	}
+	if g.apiKeys != nil && file != nil {
+		if held := keysHeldBack(g.cfg, file); len(held) > 0 {
+			errs = append(errs, fmt.Errorf("gateway: inbound.api_keys not re-read (the keys in service stay): %s changed in the file, "+
+				"and callers' policies change only at a restart, so a re-read key could get a policy neither file gives it; restart cqgate",
+				strings.Join(held, " and ")))
+		} else if err := g.apiKeys.ReplaceStatic(file.Inbound.APIKeys); err != nil {
+			errs = append(errs, fmt.Errorf("gateway: inbound.api_keys (the keys in service stay): %w", err))
 		}
 	}
 	if g.TLS != nil {
@@ -83,6 +92,19 @@ func (g *Gateway) Reload(ctx context.Context, file *config.Config) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// keysHeldBack names the settings changed in file that decide what a
+// caller's key lets it do (inbound.callers, inbound.auth): Reload does
+// not apply them, so it does not swap the keys under them either.
+func keysHeldBack(running, file *config.Config) []string {
+	var out []string
+	for _, key := range config.Changed(running, file) {
+		if key == "inbound.callers" || key == "inbound.auth" {
+			out = append(out, key)
+		}
+	}
+	return out
 }
 
 // Reloaded lists what Reload re-reads, for the log line that says so.
