@@ -10,7 +10,7 @@
 // certificate chain, leaf first) and x5t#S256. Identities that share one
 // key share its entry, which then carries alg only if they all sign with
 // the same one, and x5c and x5t#S256 only if they hold the same
-// certificate for it. A key that stops being
+// certificate for it (a retired key's entry too, while it stays listed). A key that stops being
 // current (a rotation) stays listed for Options.Overlap after the Set
 // first saw it retired, so that a partner holding an assertion signed just
 // before the rotation, or a cached copy of the set, can still verify it.

@@ -160,16 +160,11 @@ func (s *Set) Keys() (jose.JSONWebKeySet, error) {
 		return b.since.Compare(a.since)
 	})
 	out := jose.JSONWebKeySet{Keys: cur}
-	listed := map[string]bool{}
-	for _, k := range cur {
-		listed[k.KeyID] = true
-	}
 	for _, r := range old {
-		if !listed[r.key.KeyID] { // two identities may share a key
-			out.Keys = append(out.Keys, r.key)
-			listed[r.key.KeyID] = true
-		}
+		out.Keys = append(out.Keys, r.key)
 	}
+	// Two identities may share a key, a retired one too: one entry each,
+	// saying only what holds for all of them.
 	out.Keys = dedupe(out.Keys)
 	if len(out.Keys) == 0 {
 		if len(errs) > 0 {

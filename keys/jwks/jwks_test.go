@@ -426,3 +426,45 @@ func TestSharedKeySaysWhatHoldsForEvery(t *testing.T) {
 		})
 	}
 }
+
+// A key two identities shared stays listed through its overlap as it
+// was: with alg only if they all signed with the same one, whether one
+// identity still holds it or both rotated.
+func TestRetiredSharedKeySaysWhatHoldsForEvery(t *testing.T) {
+	clock := clocktest.New(start)
+	shared, next := material(t, rsaKeys()[0]), material(t, rsaKeys()[1])
+	pb := newProvider(shared)
+	for _, tc := range []struct {
+		name   string
+		rotate func(pa *provider)
+	}{
+		{"a still holds it", func(*provider) {}},
+		{"both rotated", func(pa *provider) { pa.m.Store(next) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			pa := newProvider(shared)
+			pb.m.Store(shared)
+			s, err := New(Options{Clock: clock.Now, Overlap: time.Hour},
+				Identity{Name: "a", Keys: pa, Algorithm: jose.RS256},
+				Identity{Name: "b", Keys: pb, Algorithm: jose.RS384})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if set, err := s.Keys(); err != nil || len(set.Keys) != 1 || set.Keys[0].Algorithm != "" {
+				t.Fatalf("before rotation: %+v, %v; want the shared key once, without alg", set.Keys, err)
+			}
+			clock.Advance(time.Minute)
+			pb.m.Store(next)
+			tc.rotate(pa)
+			set, err := s.Keys()
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, k := range set.Keys {
+				if k.KeyID == shared.KeyID && k.Algorithm != "" {
+					t.Errorf("the old shared key is listed with alg %q during the overlap; b's RS384 assertions under it are still in flight", k.Algorithm)
+				}
+			}
+		})
+	}
+}
