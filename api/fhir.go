@@ -1,10 +1,14 @@
 package api
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"io"
+	"mime"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -75,6 +79,9 @@ func (h *handlers) steps(call *fhirCall) error {
 		return err
 	}
 	if err := h.authorizeBatch(call); err != nil { // 403, 415: each entry of a batch or transaction Bundle
+		return err
+	}
+	if err := h.checkSearchBody(call); err != nil { // 400, 413: the parameters of a POST _search body
 		return err
 	}
 	if err := h.resolveTenant(call); err != nil { // 404, 502, 504: directory, discovery, purposes of use
@@ -219,6 +226,17 @@ func parseTarget(call *fhirCall) error {
 	if err := checkQuery(r.URL.RawQuery); err != nil {
 		return err
 	}
+	if err := checkAccept(r.Header["Accept"]); err != nil {
+		return err
+	}
+	if strings.HasPrefix(call.path, "/.well-known/") {
+		// The partner's .well-known documents (smart-configuration,
+		// udap) name its OAuth endpoints: a client that used them would
+		// go around cqgate, which does the partner's authorization
+		// itself.
+		return failure.Errorf(failure.NotFound,
+			"api: %s is not served through cqgate: cqgate authorizes with the organization itself, and its callers use cqgate's own authentication", call.path)
+	}
 	call.rec.SetPath(call.path)
 	call.purposes = headerList(r.Header[PurposeOfUseHeader])
 	call.scope = strings.TrimSpace(headerValue(r.Header, ScopeHeader))
@@ -265,6 +283,53 @@ func (h *handlers) authorizeBatch(call *fhirCall) error {
 		return nil
 	}
 	return h.checkBatch(call.c.Request, call.id, h.policyRequest(call), h.MaxBodyBytes)
+}
+
+// checkSearchBody holds a POST _search's form-encoded body (FHIR
+// search parameters, RFC 6750's access_token too) to the rules
+// checkQuery holds the query to, and leaves its parameters in the
+// request's PostForm, where the granted-scope check reads them with the
+// query. The body is read whole (server.max_body_bytes) and put back.
+func (h *handlers) checkSearchBody(call *fhirCall) error {
+	r := call.c.Request
+	if r.Method != http.MethodPost || (call.path != "/_search" && !strings.HasSuffix(call.path, "/_search")) {
+		return nil
+	}
+	if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt != "application/x-www-form-urlencoded" {
+		return nil
+	}
+	if enc := strings.TrimSpace(r.Header.Get("Content-Encoding")); enc != "" && !strings.EqualFold(enc, "identity") {
+		return failure.Errorf(failure.UnsupportedMediaType,
+			"api: a POST _search body must not be content-encoded (got %q): cqgate checks its parameters", enc)
+	}
+	max := h.MaxBodyBytes
+	if max <= 0 {
+		max = defaultMaxBatchBytes
+	}
+	body := r.Body
+	if body == nil {
+		body = http.NoBody
+	}
+	buf, err := io.ReadAll(io.LimitReader(body, max+1))
+	_ = body.Close()
+	switch {
+	case err != nil:
+		return failure.Errorf(failure.Invalid, "api: reading the request body: %v", err)
+	case int64(len(buf)) > max:
+		return failure.Errorf(failure.TooLarge, "api: the request body is larger than the %d bytes allowed (server.max_body_bytes)", max)
+	}
+	r.Body = io.NopCloser(bytes.NewReader(buf))
+	r.ContentLength = int64(len(buf))
+	r.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(buf)), nil }
+	if err := checkQuery(string(buf)); err != nil {
+		return err
+	}
+	form, err := url.ParseQuery(string(buf))
+	if err != nil {
+		return failure.Errorf(failure.Invalid, "api: the POST _search body is not a form: %v", err)
+	}
+	r.PostForm = form
+	return nil
 }
 
 // limitBody refuses a body whose Content-Length is over
@@ -529,6 +594,39 @@ func checkQuery(rawQuery string) error {
 		}
 	}
 	return nil
+}
+
+// unrewritable are the FHIR formats (by media type) whose answers
+// cqgate cannot rewrite: RDF Turtle and HTML.
+var unrewritable = []string{"text/turtle", "application/x-turtle", "application/fhir+turtle", "text/html", "application/xhtml+xml"}
+
+// checkAccept refuses an Accept that asks only for formats cqgate cannot
+// rewrite (unrewritable, with q above 0), as checkFormat refuses such a
+// _format: the partner's answer would carry its URLs as they are. An
+// Accept with any other type (JSON, XML, NDJSON, a Binary's own type,
+// */*) passes.
+func checkAccept(values []string) error {
+	if len(values) == 0 {
+		return nil
+	}
+	refused := ""
+	for _, v := range values {
+		for part := range strings.SplitSeq(v, ",") {
+			mt, params, err := mime.ParseMediaType(strings.TrimSpace(part))
+			if err != nil || mt == "" || params["q"] == "0" || strings.HasPrefix(params["q"], "0.0") && strings.Trim(params["q"], "0.") == "" {
+				continue
+			}
+			if !slices.Contains(unrewritable, mt) {
+				return nil
+			}
+			refused = mt
+		}
+	}
+	if refused == "" {
+		return nil
+	}
+	return failure.Errorf(failure.Unsupported,
+		"api: Accept: %s: cqgate answers FHIR in JSON or XML only (it rewrites the partner's URLs in those; Turtle and HTML would carry them as they are)", refused)
 }
 
 // checkFormat refuses a _format cqgate cannot rewrite: the partner's

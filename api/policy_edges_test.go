@@ -3,6 +3,7 @@ package api
 import (
 	"bytes"
 	"context"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -11,6 +12,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/cqgate/cqgate/internal/callerauth"
+	"github.com/cqgate/cqgate/internal/failure"
 	"github.com/cqgate/cqgate/tenant"
 )
 
@@ -161,5 +163,69 @@ func TestFormatsCqgateRewritesOnly(t *testing.T) {
 		if w.Code != want {
 			t.Errorf("%s: %d %s, want %d", query, w.Code, w.Body, want)
 		}
+	}
+}
+
+// An Accept that asks only for formats cqgate cannot rewrite (Turtle,
+// HTML) is refused as such a _format is; one with any other type passes
+// (JSON, XML, NDJSON, a Binary's own type, */*, Turtle refused by q=0).
+func TestAcceptCqgateRewritesOnly(t *testing.T) {
+	for accept, want := range map[string]int{
+		"text/turtle":                           http.StatusBadRequest,
+		"text/html":                             http.StatusBadRequest,
+		"text/html, application/xhtml+xml":      http.StatusBadRequest,
+		"text/turtle;q=0.9":                     http.StatusBadRequest,
+		"application/fhir+json":                 http.StatusTeapot,
+		"text/html, application/fhir+json":      http.StatusTeapot,
+		"*/*":                                   http.StatusTeapot,
+		"application/pdf":                       http.StatusTeapot,
+		"application/fhir+ndjson":               http.StatusTeapot,
+		"text/turtle;q=0, application/json":     http.StatusTeapot,
+		"text/html;q=0.0, application/fhir+xml": http.StatusTeapot,
+	} {
+		fwd := &recordingForwarder{}
+		h := newTestRouter(stubTenants{}, fwd, new(bytes.Buffer))
+		w := httptest.NewRecorder()
+		r := httptest.NewRequest(http.MethodGet, "/fhir/1.2.3/Patient", nil)
+		r.Header.Set("Accept", accept)
+		h.ServeHTTP(w, r)
+		if w.Code != want {
+			t.Errorf("Accept %s: %d %s, want %d", accept, w.Code, w.Body, want)
+		}
+	}
+}
+
+// A POST _search's form body is held to the query's rules (_format,
+// access_token) and its parameters are left in PostForm for the grant
+// check; other bodies are not read.
+func TestCheckSearchBody(t *testing.T) {
+	for _, tt := range []struct {
+		name, path, ctype, body string
+		want                    failure.Kind
+		form                    bool
+	}{
+		{"parameters", "/fhir/1.2.3/Observation/_search", "application/x-www-form-urlencoded", "category=laboratory&code=1", failure.Internal, true},
+		{"system search", "/fhir/1.2.3/_search", "application/x-www-form-urlencoded; charset=utf-8", "_id=1", failure.Internal, true},
+		{"_format=ttl", "/fhir/1.2.3/Observation/_search", "application/x-www-form-urlencoded", "code=1&_format=ttl", failure.Unsupported, false},
+		{"access_token", "/fhir/1.2.3/Observation/_search", "application/x-www-form-urlencoded", "access_token=x&code=1", failure.Insecure, false},
+		{"not a form", "/fhir/1.2.3/Observation/_search", "application/fhir+json", "access_token=x", failure.Internal, false},
+		{"not a search", "/fhir/1.2.3/Observation", "application/x-www-form-urlencoded", "access_token=x", failure.Internal, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			call := newCall(http.MethodPost, tt.path, http.Header{"Content-Type": {tt.ctype}})
+			call.c.Request.Body = io.NopCloser(strings.NewReader(tt.body))
+			call.path = strings.TrimPrefix(tt.path, "/fhir/1.2.3")
+			h := &handlers{Config: Config{MaxBodyBytes: 1 << 10}}
+			err := h.checkSearchBody(call)
+			if (err == nil) != (tt.want == failure.Internal) || (err != nil && kindOf(err) != tt.want) {
+				t.Fatalf("checkSearchBody = %v, want kind %v", err, tt.want)
+			}
+			if got := call.c.Request.PostForm != nil; got != tt.form {
+				t.Errorf("PostForm set = %v, want %v", got, tt.form)
+			}
+			if b, _ := io.ReadAll(call.c.Request.Body); string(b) != tt.body {
+				t.Errorf("body left %q, want %q", b, tt.body)
+			}
+		})
 	}
 }

@@ -501,7 +501,10 @@ func (f *faultTenant) patient(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/fhir+json")
 		w.Header().Set("Content-Length", fmt.Sprint(faultStallBodySize))
 		w.WriteHeader(http.StatusOK)
-		w.Write([]byte(strings.Repeat(" ", faultStallBodySize/2)))
+		// A Patient's first half: its first key tells cqgate it is no
+		// bulk manifest, so the header and this half go on at once.
+		head := `{"resourceType":"Patient","id":"stall","text":{"div":"`
+		w.Write([]byte(head + strings.Repeat(" ", faultStallBodySize/2-len(head))))
 		http.NewResponseController(w).Flush()
 		select {
 		case <-r.Context().Done():

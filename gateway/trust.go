@@ -286,6 +286,10 @@ func checkGrant(enforce bool) func(*tenant.Tenant, *assertion.Token, *http.Reque
 		return nil
 	}
 	return func(t *tenant.Tenant, tok *assertion.Token, r *http.Request, fhirPath string) error {
-		return tok.Covers(t.Scope, r.Method, fhirPath, r.URL.RawQuery) // a *ScopeError is Forbidden
+		query := r.URL.RawQuery
+		if len(r.PostForm) > 0 { // a POST _search's parameters (api's checkSearchBody)
+			query = strings.TrimPrefix(query+"&"+r.PostForm.Encode(), "&")
+		}
+		return tok.Covers(t.Scope, r.Method, fhirPath, query) // a *ScopeError is Forbidden
 	}
 }
