@@ -604,19 +604,16 @@ var unrewritable = []string{"text/turtle", "application/x-turtle", "application/
 // rewrite (unrewritable, with q above 0), as checkFormat refuses such a
 // _format: the partner's answer would carry its URLs as they are. An
 // Accept with any other type (JSON, XML, NDJSON, a Binary's own type,
-// */*) passes.
+// */*) passes. It runs on every request and allocates nothing.
 func checkAccept(values []string) error {
-	if len(values) == 0 {
-		return nil
-	}
 	refused := ""
 	for _, v := range values {
 		for part := range strings.SplitSeq(v, ",") {
-			mt, params, err := mime.ParseMediaType(strings.TrimSpace(part))
-			if err != nil || mt == "" || params["q"] == "0" || strings.HasPrefix(params["q"], "0.0") && strings.Trim(params["q"], "0.") == "" {
+			mt, params, _ := strings.Cut(part, ";")
+			if mt = strings.TrimSpace(mt); mt == "" || zeroQ(params) {
 				continue
 			}
-			if !slices.Contains(unrewritable, mt) {
+			if !slices.ContainsFunc(unrewritable, func(u string) bool { return strings.EqualFold(u, mt) }) {
 				return nil
 			}
 			refused = mt
@@ -627,6 +624,21 @@ func checkAccept(values []string) error {
 	}
 	return failure.Errorf(failure.Unsupported,
 		"api: Accept: %s: cqgate answers FHIR in JSON or XML only (it rewrites the partner's URLs in those; Turtle and HTML would carry them as they are)", refused)
+}
+
+// zeroQ reports whether a media range's parameters give it q=0 (not
+// acceptable: RFC 9110 section 12.4.2).
+func zeroQ(params string) bool {
+	for p := range strings.SplitSeq(params, ";") {
+		name, value, _ := strings.Cut(p, "=")
+		if !strings.EqualFold(strings.TrimSpace(name), "q") {
+			continue
+		}
+		value = strings.TrimSpace(value)
+		whole, frac, _ := strings.Cut(value, ".")
+		return whole == "0" && strings.Trim(frac, "0") == ""
+	}
+	return false
 }
 
 // checkFormat refuses a _format cqgate cannot rewrite: the partner's
