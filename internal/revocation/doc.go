@@ -9,11 +9,16 @@
 // issuer issued with the OCSP-signing extended key usage, names the
 // certificate's serial, and is current (thisUpdate not in the future,
 // nextUpdate not passed). A CRL counts only when its signature verifies
-// with the issuer's key, its issuer name is the certificate's issuer and
-// it is current. The first definite answer wins: "good" or "revoked". An
-// OCSP "unknown", a fetch that fails, an answer that does not verify or is
-// stale, or a certificate naming neither source leaves the status
-// unknown.
+// with the issuer's key, its issuer name is the certificate's issuer, it
+// is current, it is a complete CRL (not a delta CRL) with no critical
+// extension left unprocessed, nor any of its entries (RFC 5280 §5.2,
+// §5.3; an indirect CRL's certificate issuer is refused), and its Issuing
+// Distribution Point, if any, covers the certificate (user or CA
+// certificates, the distribution point; CRLs only of some reasons,
+// indirect CRLs and attribute certificate CRLs are refused). The first
+// definite answer wins: "good" or "revoked". An OCSP "unknown", a fetch
+// that fails, an answer that does not count, or a certificate naming
+// neither source leaves the status unknown.
 //
 // What unknown means is the Policy, chosen per trust community: Hard
 // refuses (an *UnavailableError, which wraps ErrUnavailable), Soft lets

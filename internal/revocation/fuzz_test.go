@@ -47,6 +47,19 @@ func FuzzParseOCSP(f *testing.F) {
 	})
 }
 
+// FuzzIssuingDistributionPoint: any extension value is read or refused
+// without panicking, never as a scope claiming both kinds of
+// certificates.
+func FuzzIssuingDistributionPoint(f *testing.F) {
+	f.Add([]byte{0x30, 0x03, 0x82, 0x01, 0xff})
+	f.Add([]byte{0x30, 0x0a, 0xa0, 0x08, 0xa0, 0x06, 0x86, 0x04, 'h', 't', 't', 'p'})
+	f.Fuzz(func(t *testing.T, der []byte) {
+		if s, err := parseIssuingDistributionPoint(der); err == nil && s.onlyUser && s.onlyCA {
+			t.Fatal("a scope of only user and only CA certificates")
+		}
+	})
+}
+
 // FuzzX5C: any JWS header is read or refused without panicking, never
 // with more than MaxX5C certificates.
 func FuzzX5C(f *testing.F) {

@@ -252,6 +252,10 @@ func (c *Checker) status(ctx context.Context, cert, issuer *x509.Certificate) Ce
 			attempts = append(attempts, Attempt{Source: src, Err: err})
 			continue
 		}
+		if err := l.scope.covers(cert); err != nil {
+			attempts = append(attempts, Attempt{Source: src, Err: err})
+			continue
+		}
 		st.Source, st.NextUpdate = src, l.list.NextUpdate
 		if e, ok := l.revoked[cert.SerialNumber.String()]; ok {
 			st.Status = Revoked

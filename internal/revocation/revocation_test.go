@@ -2,13 +2,21 @@ package revocation
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/asn1"
 	"errors"
+	"math/big"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"golang.org/x/crypto/cryptobyte"
+	casn1 "golang.org/x/crypto/cryptobyte/asn1"
 
 	"github.com/cqgate/cqgate/internal/clocktest"
 	"github.com/cqgate/cqgate/internal/pkitest"
@@ -507,5 +515,211 @@ func TestCacheIsBounded(t *testing.T) {
 	}
 	if n := w.rc.cache.len(); n > 3 {
 		t.Fatalf("cache holds %d entries, bound 3", n)
+	}
+}
+
+// served is an HTTP server answering every request with the body set
+// last, so that a test chooses what a CRL server or OCSP responder says.
+type served struct {
+	srv  *httptest.Server
+	mu   sync.Mutex
+	body []byte
+}
+
+func newServed(t *testing.T) *served {
+	s := &served{}
+	s.srv = httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		s.mu.Lock()
+		b := s.body
+		s.mu.Unlock()
+		_, _ = rw.Write(b)
+	}))
+	t.Cleanup(s.srv.Close)
+	return s
+}
+
+func (s *served) set(b []byte) {
+	s.mu.Lock()
+	s.body = b
+	s.mu.Unlock()
+}
+
+// partnerCert issues under issuer a certificate whose CRL distribution
+// point and OCSP responder are the URLs given (none when empty): a CA
+// certificate when ca is set, else an end-entity one.
+func partnerCert(t *testing.T, w *world, issuer *pkitest.CA, ca bool, crlURL, ocspURL string) *x509.Certificate {
+	t.Helper()
+	key := w.pki.Issue(t, w.pki.Intermediate, pkitest.CertOptions{}).Key // a fresh key
+	now := w.clock.Now()
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(0x5eed),
+		Subject:      pkix.Name{CommonName: "fhir.partner.example"},
+		NotBefore:    now.Add(-time.Hour),
+		NotAfter:     now.AddDate(1, 0, 0),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+	}
+	if ca {
+		tmpl.Subject.CommonName = "partner sub-CA"
+		tmpl.IsCA, tmpl.BasicConstraintsValid = true, true
+		tmpl.KeyUsage |= x509.KeyUsageCertSign | x509.KeyUsageCRLSign
+	}
+	if crlURL != "" {
+		tmpl.CRLDistributionPoints = []string{crlURL}
+	}
+	if ocspURL != "" {
+		tmpl.OCSPServer = []string{ocspURL}
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, issuer.Cert, key.Public(), issuer.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// idp is an Issuing Distribution Point extension (RFC 5280 §5.2.5).
+type idp struct {
+	uris                                  []string
+	user, ca, reasons, indirect, attrOnly bool
+}
+
+func (p idp) ext() pkix.Extension {
+	var b cryptobyte.Builder
+	flag := func(b *cryptobyte.Builder, tag uint8, on bool) {
+		if on {
+			b.AddASN1(casn1.Tag(tag).ContextSpecific(), func(b *cryptobyte.Builder) { b.AddUint8(0xff) })
+		}
+	}
+	b.AddASN1(casn1.SEQUENCE, func(b *cryptobyte.Builder) {
+		if len(p.uris) > 0 {
+			b.AddASN1(casn1.Tag(0).Constructed().ContextSpecific(), func(b *cryptobyte.Builder) {
+				b.AddASN1(casn1.Tag(0).Constructed().ContextSpecific(), func(b *cryptobyte.Builder) {
+					for _, u := range p.uris {
+						b.AddASN1(casn1.Tag(6).ContextSpecific(), func(b *cryptobyte.Builder) { b.AddBytes([]byte(u)) })
+					}
+				})
+			})
+		}
+		flag(b, 1, p.user)
+		flag(b, 2, p.ca)
+		if p.reasons { // keyCompromise only
+			b.AddASN1(casn1.Tag(3).ContextSpecific(), func(b *cryptobyte.Builder) { b.AddBytes([]byte{0x06, 0x40}) })
+		}
+		flag(b, 4, p.indirect)
+		flag(b, 5, p.attrOnly)
+	})
+	return pkix.Extension{Id: oidIssuingDistributionPoint, Critical: true, Value: b.BytesOrPanic()}
+}
+
+// TestCRLExtensionsAndScope: a CRL with a critical extension cqgate does
+// not process must not be used (RFC 5280 §5.2), nor one whose entries
+// have one (§5.3), nor one whose Issuing Distribution Point does not
+// cover the certificate checked. Each CRL here is validly signed by the
+// issuer and current, and, unless it lists the certificate, would make a
+// revoked certificate read good (a delta CRL lists only what changed, a
+// partition only its part): such a CRL leaves the status unknown, so
+// Hard refuses it.
+func TestCRLExtensionsAndScope(t *testing.T) {
+	deltaBase, _ := asn1.Marshal(big.NewInt(41))
+	delta := pkix.Extension{Id: oidDeltaCRLIndicator, Critical: true, Value: deltaBase}
+	unknown := pkix.Extension{Id: asn1.ObjectIdentifier{1, 3, 6, 1, 4, 1, 99999, 7}, Critical: true, Value: []byte{0x05, 0x00}}
+	invalidity, _ := asn1.MarshalWithParams(start.Add(-time.Hour), "generalized")
+	certIssuer, _ := asn1.Marshal([]asn1.RawValue{{Class: asn1.ClassContextSpecific, Tag: 6, Bytes: []byte("urn:other-ca")}})
+	// exts makes the CRL's extensions; u is the certificate's CRL URL.
+	fixed := func(e ...pkix.Extension) func(string) []pkix.Extension {
+		return func(string) []pkix.Extension { return e }
+	}
+	point := func(p idp) func(string) []pkix.Extension {
+		return func(u string) []pkix.Extension {
+			for i := range p.uris {
+				if p.uris[i] == "" {
+					p.uris[i] = u
+				}
+			}
+			return []pkix.Extension{p.ext()}
+		}
+	}
+	for _, tc := range []struct {
+		name string
+		// ca checks a CA certificate the root issued instead of a leaf.
+		ca   bool
+		exts func(u string) []pkix.Extension
+		// entryExts are the extensions of the certificate's own entry
+		// (listed says it is on the CRL) or of another serial's.
+		entryExts []pkix.Extension
+		listed    bool
+		want      Status
+		errHas    string
+	}{
+		{name: "delta CRL indicator", exts: fixed(delta), want: Unknown, errHas: "delta CRL"},
+		{name: "delta CRL indicator, not marked critical", exts: fixed(pkix.Extension{Id: delta.Id, Value: delta.Value}), want: Unknown, errHas: "delta CRL"},
+		{name: "unknown critical extension", exts: fixed(unknown), want: Unknown, errHas: "critical extension 1.3.6.1.4.1.99999.7"},
+		{name: "unknown non-critical extension", exts: fixed(pkix.Extension{Id: unknown.Id, Value: unknown.Value}), listed: true, want: Revoked},
+		{name: "plain issuing distribution point", exts: point(idp{uris: []string{""}}), listed: true, want: Revoked},
+		{name: "plain issuing distribution point, not listed", exts: point(idp{uris: []string{"ldap://ca.example/cn=part1", ""}}), want: Good},
+		{name: "issuing distribution point of another partition", exts: point(idp{uris: []string{"http://ca.example/part2.crl"}}),
+			want: Unknown, errHas: "none of the certificate's CRL distribution points"},
+		{name: "onlyContainsCACerts, leaf", exts: point(idp{ca: true}), want: Unknown, errHas: "onlyContainsCACerts"},
+		{name: "onlyContainsCACerts, CA certificate", ca: true, exts: point(idp{uris: []string{""}, ca: true}), listed: true, want: Revoked},
+		{name: "onlyContainsUserCerts, leaf", exts: point(idp{user: true}), listed: true, want: Revoked},
+		{name: "onlyContainsUserCerts, CA certificate", ca: true, exts: point(idp{user: true}), want: Unknown, errHas: "onlyContainsUserCerts"},
+		{name: "onlySomeReasons", exts: point(idp{reasons: true}), want: Unknown, errHas: "onlySomeReasons"},
+		{name: "indirectCRL", exts: point(idp{indirect: true}), want: Unknown, errHas: "indirectCRL"},
+		{name: "onlyContainsAttributeCerts", exts: point(idp{attrOnly: true}), want: Unknown, errHas: "onlyContainsAttributeCerts"},
+		{name: "malformed issuing distribution point", exts: fixed(pkix.Extension{Id: oidIssuingDistributionPoint, Critical: true, Value: []byte{0x30, 0x03, 0x81, 0x02, 0xff}}),
+			want: Unknown, errHas: "Issuing Distribution Point is malformed"},
+		{name: "entry naming a certificate issuer", exts: fixed(), entryExts: []pkix.Extension{{Id: oidCertificateIssuer, Critical: true, Value: certIssuer}},
+			want: Unknown, errHas: "indirect CRL"},
+		{name: "entry with an unknown critical extension", exts: fixed(), entryExts: []pkix.Extension{unknown}, want: Unknown, errHas: "CRL entry has a critical extension"},
+		{name: "entry with an invalidity date", exts: fixed(), entryExts: []pkix.Extension{{Id: oidInvalidityDate, Value: invalidity}}, listed: true, want: Revoked},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := newWorld(t, Config{})
+			crlSrv := newServed(t)
+			crlURL := crlSrv.srv.URL + "/part1.crl"
+			issuer := w.pki.Intermediate
+			if tc.ca {
+				issuer = w.pki.Root
+			}
+			cert := partnerCert(t, w, issuer, tc.ca, crlURL, "")
+			chain := []*x509.Certificate{cert, w.pki.Intermediate.Cert, w.pki.Root.Cert}
+			if tc.ca {
+				chain = []*x509.Certificate{cert, w.pki.Root.Cert}
+			}
+			serial := big.NewInt(7) // another certificate
+			if tc.listed {
+				serial = cert.SerialNumber
+			}
+			now := w.clock.Now()
+			der, err := x509.CreateRevocationList(rand.Reader, &x509.RevocationList{
+				Number:     big.NewInt(42),
+				ThisUpdate: now,
+				NextUpdate: now.Add(time.Hour),
+				RevokedCertificateEntries: []x509.RevocationListEntry{{
+					SerialNumber: serial, RevocationTime: now.Add(-time.Minute), ReasonCode: 1, ExtraExtensions: tc.entryExts}},
+				ExtraExtensions: tc.exts(crlURL),
+			}, issuer.Cert, issuer.Key)
+			if err != nil {
+				t.Fatal(err)
+			}
+			crlSrv.set(der)
+			st, err := w.rc.Check(context.Background(), chain, Hard)
+			if len(st) == 0 || st[0].Status != tc.want {
+				t.Fatalf("statuses %+v (err %v), want the certificate %s", st, err, tc.want)
+			}
+			switch tc.want {
+			case Unknown:
+				if !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), "crl "+crlURL+": ") || !strings.Contains(err.Error(), tc.errHas) {
+					t.Fatalf("Check = %v, want ErrUnavailable saying %q", err, tc.errHas)
+				}
+			case Revoked:
+				if !errors.Is(err, ErrRevoked) || st[0].Source != "crl "+crlURL {
+					t.Fatalf("Check = %v from %q, want revoked by the CRL", err, st[0].Source)
+				}
+			}
+		})
 	}
 }
