@@ -6,9 +6,10 @@
 // first at its OCSP responders (Authority Information Access, RFC 6960),
 // then at its CRL Distribution Points (RFC 5280). An OCSP answer counts
 // only when it is signed by the issuer, or by a responder certificate the
-// issuer issued with the OCSP-signing extended key usage, names the
-// certificate's serial, and is current (thisUpdate not in the future,
-// nextUpdate not passed). A CRL counts only when its signature verifies
+// issuer issued with the OCSP-signing extended key usage, identifies the
+// certificate (its serial, and its issuer's name and key hashes: RFC 6960
+// §3.2), has a nextUpdate (RFC 5019 §4) and is current (thisUpdate not
+// in the future, nextUpdate not passed). A CRL counts only when its signature verifies
 // with the issuer's key, its issuer name is the certificate's issuer, it
 // is current, it is a complete CRL (not a delta CRL) with no critical
 // extension left unprocessed, nor any of its entries (RFC 5280 §5.2,
@@ -26,9 +27,10 @@
 // which wraps ErrRevoked). The zero Policy is Hard.
 //
 // Answers are cached until their nextUpdate (never longer than
-// Config.MaxCacheAge), failures for Config.FailureTTL, so a partner's CRL
-// server is asked once per CRL period, not once per request; concurrent
-// checks of one certificate share one fetch. Verify completes a chain
+// Config.MaxCacheAge; a CRL without nextUpdate for five minutes),
+// failures for Config.FailureTTL, so a partner's CRL server is asked
+// once per CRL period, not once per request; concurrent checks of one
+// certificate share one fetch. Verify completes a chain
 // whose intermediates are missing through AIA caIssuers URLs (at most
 // Config.MaxAIAFetches certificates per chain).
 //

@@ -1,6 +1,7 @@
 package revocation
 
 import (
+	"math/big"
 	"net/http"
 	"testing"
 	"time"
@@ -44,6 +45,15 @@ func FuzzParseOCSP(f *testing.F) {
 		if r, err := rc.parseOCSP(body, leaf.Cert, p.Intermediate.Cert); err == nil && r.SerialNumber.Cmp(leaf.Cert.SerialNumber) != 0 {
 			t.Fatal("accepted an answer for another serial")
 		}
+	})
+}
+
+// FuzzCertIDFor: any ResponseData is read or refused without panicking.
+func FuzzCertIDFor(f *testing.F) {
+	f.Add([]byte{}, int64(1))
+	f.Add([]byte{0x30, 0x0b, 0xa1, 0x00, 0x18, 0x00, 0x30, 0x05, 0x30, 0x03, 0x30, 0x01, 0x06}, int64(1))
+	f.Fuzz(func(t *testing.T, tbs []byte, serial int64) {
+		_, _ = certIDFor(tbs, big.NewInt(serial))
 	})
 }
 

@@ -56,8 +56,8 @@ const (
 	// DefaultClockSkew is the tolerance for thisUpdate in the future and
 	// nextUpdate in the past.
 	DefaultClockSkew = time.Minute
-	// noNextUpdateTTL is how long an answer without nextUpdate is
-	// cached (RFC 5019: newer information is always available).
+	// noNextUpdateTTL is how long a CRL without nextUpdate is cached
+	// (an OCSP answer without one is refused, RFC 5019 §4).
 	noNextUpdateTTL = 5 * time.Minute
 	// maxURLsPerSource bounds how many OCSP responders and how many CRL
 	// distribution points of one certificate are tried.

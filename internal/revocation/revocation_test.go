@@ -1,7 +1,9 @@
 package revocation
 
 import (
+	"bytes"
 	"context"
+	"crypto"
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
@@ -17,6 +19,7 @@ import (
 
 	"golang.org/x/crypto/cryptobyte"
 	casn1 "golang.org/x/crypto/cryptobyte/asn1"
+	"golang.org/x/crypto/ocsp"
 
 	"github.com/cqgate/cqgate/internal/clocktest"
 	"github.com/cqgate/cqgate/internal/pkitest"
@@ -721,5 +724,158 @@ func TestCRLExtensionsAndScope(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestOCSPCertIDIssuer: RFC 6960 §3.2 item 1, the certificate a response
+// identifies must be the one asked about, issuer name and key hashes as
+// well as serial. A responder key certified (id-kp-OCSPSigning) by two
+// CAs, the leaf's issuer and another one, answers "good" about the other
+// CA's certificate of the leaf's serial; the certs field of a
+// BasicOCSPResponse is not signed, so the answer can carry the responder
+// certificate the leaf's issuer issued. It must not count for the leaf,
+// though it is signed by a valid delegated responder of the leaf's
+// issuer; answers naming the leaf's issuer count whichever hash the
+// CertID uses.
+func TestOCSPCertIDIssuer(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		otherCA   bool // the CertID names another CA than the leaf's issuer
+		hash      crypto.Hash
+		want      Status
+		wantError string
+	}{
+		{name: "another issuer's certificate of the same serial", otherCA: true, want: Unknown, wantError: "for a certificate of another issuer"},
+		{name: "the leaf's issuer, SHA-1 CertID", hash: crypto.SHA1, want: Good},
+		{name: "the leaf's issuer, SHA-256 CertID", hash: crypto.SHA256, want: Good},
+		{name: "the leaf's issuer, SHA-512 CertID", hash: crypto.SHA512, want: Good},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := newWorld(t, Config{})
+			other := w.pki.NewCA(t, w.pki.Root, "other", pkitest.CertOptions{})
+			responderKey := w.pki.Issue(t, w.pki.Intermediate, pkitest.CertOptions{}).Key
+			now := w.clock.Now()
+			responder := func(ca *pkitest.CA) *x509.Certificate {
+				der, err := x509.CreateCertificate(rand.Reader, &x509.Certificate{
+					SerialNumber: big.NewInt(now.UnixNano()),
+					Subject:      pkix.Name{CommonName: "shared OCSP responder"},
+					NotBefore:    now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
+					KeyUsage:    x509.KeyUsageDigitalSignature,
+					ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageOCSPSigning},
+				}, ca.Cert, responderKey.Public(), ca.Key)
+				if err != nil {
+					t.Fatal(err)
+				}
+				c, err := x509.ParseCertificate(der)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return c
+			}
+			forIntermediate := responder(w.pki.Intermediate)
+			_ = responder(other) // the same key also answers for "other"
+			ocspSrv := newServed(t)
+			leaf := partnerCert(t, w, w.pki.Intermediate, false, "", ocspSrv.srv.URL+"/ocsp")
+			named := w.pki.Intermediate.Cert
+			if tc.otherCA {
+				named = other.Cert
+			}
+			der, err := ocsp.CreateResponse(named, forIntermediate, ocsp.Response{
+				Status:       ocsp.Good,
+				SerialNumber: leaf.SerialNumber,
+				ThisUpdate:   now,
+				NextUpdate:   now.Add(time.Hour),
+				Certificate:  forIntermediate,
+				IssuerHash:   tc.hash,
+			}, responderKey)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ocspSrv.set(der)
+			st, err := w.rc.Check(context.Background(), []*x509.Certificate{leaf, w.pki.Intermediate.Cert, w.pki.Root.Cert}, Hard)
+			if len(st) == 0 || st[0].Status != tc.want {
+				t.Fatalf("statuses %+v (err %v), want the leaf %s", st, err, tc.want)
+			}
+			if tc.want == Unknown && (!errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), tc.wantError)) {
+				t.Fatalf("Check = %v, want ErrUnavailable saying %q", err, tc.wantError)
+			}
+		})
+	}
+}
+
+// TestCertIDForRefusesWhatItCannotRead: the CertID reader refuses
+// truncated or foreign data without panicking.
+func TestCertIDForRefusesWhatItCannotRead(t *testing.T) {
+	w := newWorld(t, Config{})
+	leaf := w.pki.Issue(t, w.pki.Intermediate, pkitest.CertOptions{})
+	der, err := ocsp.CreateResponse(w.pki.Intermediate.Cert, w.pki.Intermediate.Cert, ocsp.Response{
+		Status: ocsp.Good, SerialNumber: leaf.Cert.SerialNumber, ThisUpdate: start, NextUpdate: start.Add(time.Hour),
+	}, w.pki.Intermediate.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := ocsp.ParseResponse(der, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tbs := r.TBSResponseData
+	if _, err := certIDFor(tbs, leaf.Cert.SerialNumber); err != nil {
+		t.Fatalf("certIDFor(a valid ResponseData) = %v", err)
+	}
+	for _, tc := range []struct {
+		name string
+		tbs  []byte
+	}{
+		{"empty", nil},
+		{"truncated", tbs[:len(tbs)/2]},
+		{"trailing data", append(bytes.Clone(tbs), 0)},
+		{"a certificate", leaf.Cert.Raw},
+		{"one byte", []byte{0x30}},
+		{"no single response for the serial", bytes.Clone(tbs)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			serial := leaf.Cert.SerialNumber
+			if tc.name == "no single response for the serial" {
+				serial = big.NewInt(1)
+			}
+			if _, err := certIDFor(tc.tbs, serial); err == nil {
+				t.Fatal("certIDFor accepted it")
+			}
+		})
+	}
+}
+
+// TestOCSPWithoutNextUpdateIsRejected: RFC 5019 §4, "If the nextUpdate
+// field is absent, the client MUST reject the response." An OCSP "good"
+// from 299 days ago without nextUpdate, replayed on the plain-http OCSP
+// URL after the certificate's revocation, must not count: the issuer's
+// current CRL, which lists the leaf, is read instead.
+func TestOCSPWithoutNextUpdateIsRejected(t *testing.T) {
+	w := newWorld(t, Config{})
+	ocspSrv := newServed(t)
+	leaf := partnerCert(t, w, w.pki.Intermediate, false, w.pki.CRLURL(w.pki.Intermediate), ocspSrv.srv.URL+"/ocsp")
+	w.clock.Advance(300 * 24 * time.Hour) // the leaf is valid for a year
+	der, err := ocsp.CreateResponse(w.pki.Intermediate.Cert, w.pki.Intermediate.Cert, ocsp.Response{
+		Status:       ocsp.Good,
+		SerialNumber: leaf.SerialNumber,
+		ThisUpdate:   w.clock.Now().Add(-299 * 24 * time.Hour), // no NextUpdate
+	}, w.pki.Intermediate.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ocspSrv.set(der)
+	w.pki.Revoke(leaf, 1) // on the intermediate's CRL from now on
+
+	chain := []*x509.Certificate{leaf, w.pki.Intermediate.Cert, w.pki.Root.Cert}
+	st, err := w.rc.Check(context.Background(), chain, Hard)
+	if len(st) == 0 || st[0].Status != Revoked || st[0].Source != "crl "+w.pki.CRLURL(w.pki.Intermediate) || !errors.Is(err, ErrRevoked) {
+		t.Fatalf("statuses %+v (err %v), want the leaf revoked by its CRL", st, err)
+	}
+
+	// Without a CRL to fall back on, the status is unknown and says why.
+	w.pki.SetCRL(w.pki.Intermediate, pkitest.Down)
+	w.clock.Advance(DefaultMaxCacheAge)
+	if _, err := w.rc.Check(context.Background(), chain, Hard); !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), "has no nextUpdate") {
+		t.Fatalf("Check = %v, want ErrUnavailable naming the missing nextUpdate", err)
 	}
 }
