@@ -33,6 +33,12 @@ const (
 	// defaultDiscoveryTimeout bounds one whole discovery when the HTTP
 	// client has no timeout of its own.
 	defaultDiscoveryTimeout = 2 * time.Minute
+	// revocationFetches is how many revocation fetches running to their
+	// timeout one discovery allows for beyond its documents: the OCSP
+	// responder and the CRL server of the leaf and of its intermediate.
+	// A check still running at the deadline leaves the statuses it has
+	// not found unknown (revocation.Checker.Check).
+	revocationFetches = 4
 )
 
 // Config configures a Discoverer.
@@ -68,7 +74,10 @@ type Config struct {
 	Communities map[string]Community
 	// Revocation, when set, completes signed_metadata chains through AIA
 	// and checks them for revocation under the community's policy; nil
-	// checks the chain only.
+	// checks the chain only. When it has a FetchTimeout method
+	// (*revocation.Checker's is udap.revocation.timeout), one discovery
+	// gets four of those (revocationFetches) on top of the time its
+	// documents may take.
 	Revocation ChainChecker
 	// Clock returns the current time; nil means time.Now.
 	Clock func() time.Time
@@ -311,6 +320,7 @@ func New(cfg Config) *Discoverer {
 		// Three documents at most, each bounded by the client.
 		d.fetchTimeout = 3*t + time.Second
 	}
+	d.fetchTimeout += revocationAllowance(d.checker)
 	// After a failed refresh, retry with capped exponential backoff.
 	window := max(d.refreshAhead, d.ttl/10)
 	d.refreshRetry = retry.Policy{
@@ -327,6 +337,17 @@ func New(cfg Config) *Discoverer {
 		cache.WithDropped(droppedEntry))
 	d.docs = cache.New[*document](cache.Config{TTL: d.ttl, Clock: d.now, FetchTimeout: d.fetchTimeout, OwnKeys: true})
 	return d
+}
+
+// revocationAllowance is the time one discovery allows for checking a
+// signed_metadata chain for revocation: revocationFetches of c's fetch
+// timeout, when c tells it; none otherwise.
+func revocationAllowance(c ChainChecker) time.Duration {
+	f, ok := c.(interface{ FetchTimeout() time.Duration })
+	if !ok {
+		return 0
+	}
+	return revocationFetches * max(f.FetchTimeout(), 0)
 }
 
 // TokenEndpoint is Discover with the Discoverer's default order and no

@@ -112,8 +112,11 @@
 // Documents are cached too, for the TTL: a server without UDAP answers
 // its 404 once per TTL, however many results or failed lookups need it.
 // Failed fetches and documents holding something unusable are not cached.
-// Every request is bounded by the HTTP client's timeout and every body by
-// Config.MaxBodyBytes; documents are parsed with encoding/json into typed
+// Every request is bounded by the HTTP client's timeout, one whole
+// discovery by three of them and a second, plus four of the revocation
+// checker's fetch timeouts when it tells them (a revocation check still
+// running then leaves the statuses it has not found unknown), and every
+// body by Config.MaxBodyBytes; documents are parsed with encoding/json into typed
 // structs that ignore unknown fields, and bad input yields an error naming
 // the URL and the problem, never a panic.
 package discovery

@@ -268,3 +268,81 @@ func TestUDAPCommunities(t *testing.T) {
 		}
 	}
 }
+
+// budgetBlind is a ChainChecker that does not tell its fetch timeout, so
+// that the discovery's budget does not allow for it.
+type budgetBlind struct{ ChainChecker }
+
+// TestUDAPRevocationOutOfTime: a revocation check still running when the
+// discovery flight's deadline passes leaves the status unknown: a soft
+// community accepts the metadata, a hard one refuses it with a
+// TrustError naming the certificate and the source cut short (not a bare
+// context error). The leaf's OCSP responder is down and its CRL server
+// hangs past the flight's deadline: 1.9 s (client timeout 300 ms), while
+// a revocation fetch may take 2 s and the checker does not tell it.
+func TestUDAPRevocationOutOfTime(t *testing.T) {
+	const cq = "urn:oid:2.16.840.1.113883.3.7204.1.1"
+	for _, policy := range []revocation.Policy{revocation.Soft, revocation.Hard} {
+		t.Run(string(policy), func(t *testing.T) {
+			w := newTrustWorld(t)
+			var err error
+			if w.rc, err = revocation.New(revocation.Config{Client: &http.Client{}, Clock: w.clock.Now, Timeout: 2 * time.Second}); err != nil {
+				t.Fatal(err)
+			}
+			leaf := w.a.Issue(t, w.a.Intermediate, pkitest.CertOptions{URIs: []string{w.srv.base()}})
+			w.srv.set(cq, udapDoc(w.srv.base()+"/token", signPKI(t, leaf, w.srv.base(), w.clock.Now(), leaf.Cert, w.a.Intermediate.Cert)))
+			w.a.SetCRL(w.a.Intermediate, pkitest.Slow)
+			w.a.SetOCSP(w.a.Intermediate, pkitest.Down)
+			hc := w.srv.Client()
+			hc.Timeout = 300 * time.Millisecond
+			d := New(Config{
+				HTTPClient: hc,
+				Clock:      w.clock.Now,
+				Revocation: budgetBlind{w.rc},
+				Communities: map[string]Community{
+					"carequality": {URI: cq, TrustAnchors: w.a.Roots(), Revocation: policy},
+				},
+			})
+			res, err := w.discover(d, "carequality")
+			if policy == revocation.Soft {
+				if err != nil || res.Source != SourceUDAP {
+					t.Fatalf("soft community, the leaf's status unknown: Discover = %+v, %v; want the udap source", res, err)
+				}
+				return
+			}
+			var te *TrustError
+			if !errors.As(err, &te) || !errors.Is(err, revocation.ErrUnavailable) ||
+				!strings.Contains(err.Error(), `"CN=pkitest leaf`) || !strings.Contains(err.Error(), "crl "+w.a.CRLURL(w.a.Intermediate)) {
+				t.Fatalf("hard community: Discover = %v, want a TrustError naming the leaf and its CRL", err)
+			}
+		})
+	}
+}
+
+// TestDiscoveryBudgetAllowsForRevocation: one discovery is given the time
+// of its three documents and of four revocation fetches.
+func TestDiscoveryBudgetAllowsForRevocation(t *testing.T) {
+	rc, err := revocation.New(revocation.Config{Client: &http.Client{}, Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name    string
+		client  time.Duration
+		checker ChainChecker
+		want    time.Duration
+	}{
+		{"no revocation checks", 10 * time.Second, nil, 31 * time.Second},
+		{"revocation checks", 10 * time.Second, rc, 51 * time.Second},
+		{"a checker that does not tell its timeout", 10 * time.Second, budgetBlind{rc}, 31 * time.Second},
+		{"a client without timeout", 0, rc, defaultDiscoveryTimeout + 20*time.Second},
+		{"a nil checker", 10 * time.Second, (*revocation.Checker)(nil), 31 * time.Second},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := New(Config{HTTPClient: &http.Client{Timeout: tc.client}, Revocation: tc.checker})
+			if d.fetchTimeout != tc.want {
+				t.Fatalf("discovery budget %v, want %v", d.fetchTimeout, tc.want)
+			}
+		})
+	}
+}

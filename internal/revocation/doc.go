@@ -9,16 +9,17 @@
 // issuer issued with the OCSP-signing extended key usage, identifies the
 // certificate (its serial, and its issuer's name and key hashes: RFC 6960
 // §3.2), has a nextUpdate (RFC 5019 §4) and is current (thisUpdate not
-// in the future, nextUpdate not passed). A CRL counts only when its signature verifies
-// with the issuer's key, its issuer name is the certificate's issuer, it
-// is current, it is a complete CRL (not a delta CRL) with no critical
-// extension left unprocessed, nor any of its entries (RFC 5280 §5.2,
-// §5.3; an indirect CRL's certificate issuer is refused), and its Issuing
-// Distribution Point, if any, covers the certificate (user or CA
-// certificates, the distribution point; CRLs only of some reasons,
-// indirect CRLs and attribute certificate CRLs are refused). The first
-// definite answer wins: "good" or "revoked". An OCSP "unknown", a fetch
-// that fails, an answer that does not count, or a certificate naming
+// in the future, nextUpdate not passed). A CRL counts only when its
+// signature verifies with the issuer's key, its issuer name is the
+// certificate's issuer, it is current, it is a complete CRL (not a delta
+// CRL) with no critical extension left unprocessed, nor any of its
+// entries (RFC 5280 §5.2, §5.3; an indirect CRL's certificate issuer is
+// refused), and its Issuing Distribution Point, if any, covers the
+// certificate (user or CA certificates, the distribution point; CRLs
+// only of some reasons, indirect CRLs and attribute certificate CRLs are
+// refused). The first definite answer wins: "good" or "revoked". An OCSP
+// "unknown", a fetch that fails or does not end before the context's
+// deadline, an answer that does not count, or a certificate naming
 // neither source leaves the status unknown.
 //
 // What unknown means is the Policy, chosen per trust community: Hard
@@ -30,9 +31,10 @@
 // Config.MaxCacheAge; a CRL without nextUpdate for five minutes),
 // failures for Config.FailureTTL, so a partner's CRL server is asked
 // once per CRL period, not once per request; concurrent checks of one
-// certificate share one fetch. Verify completes a chain
-// whose intermediates are missing through AIA caIssuers URLs (at most
-// Config.MaxAIAFetches certificates per chain).
+// certificate share one fetch, and none starts past the context's
+// deadline. Verify completes a chain whose intermediates are missing
+// through AIA caIssuers URLs (at most Config.MaxAIAFetches certificates
+// per chain).
 //
 // Every fetch goes through Config.Client (cqgate passes one whose dialer
 // carries the SSRF guard), with a timeout and a bounded body: CRLs,

@@ -52,10 +52,14 @@ func (c *Checker) fetch(ctx context.Context, method, url string, body []byte, co
 // cancellation (but with its values, such as an egress permission), so a
 // caller giving up does not fail the others waiting for the same answer;
 // its result is cached until the time it returns (failures for
-// FailureTTL).
+// FailureTTL). A caller whose ctx is done gets what the cache holds, or
+// ctx's error: it starts no load.
 func (c *Checker) cached(ctx context.Context, key string, load func(context.Context) (any, time.Time, error)) (any, error) {
 	if e, ok := c.cache.get(key, c.cfg.Clock()); ok {
 		return e.val, e.err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, outOfTime(err)
 	}
 	ch := c.group.DoChan(key, func() (any, error) {
 		if e, ok := c.cache.get(key, c.cfg.Clock()); ok {
@@ -74,6 +78,12 @@ func (c *Checker) cached(ctx context.Context, key string, load func(context.Cont
 	case r := <-ch:
 		return r.Val, r.Err
 	case <-ctx.Done():
-		return nil, ctx.Err()
+		return nil, outOfTime(ctx.Err())
 	}
+}
+
+// outOfTime is the error of a caller that stopped waiting for an answer
+// (err is its context's error).
+func outOfTime(err error) error {
+	return fmt.Errorf("gave up waiting for the answer: %w", err)
 }

@@ -132,6 +132,16 @@ func New(cfg Config) (*Checker, error) {
 	return &Checker{cfg: cfg, cache: newCache(cfg.MaxCacheEntries)}, nil
 }
 
+// FetchTimeout is how long one fetch (a CRL, an OCSP answer, an AIA
+// certificate) may take, Config.Timeout, so that a caller can give a
+// check the time it needs. A nil Checker has none.
+func (c *Checker) FetchTimeout() time.Duration {
+	if c == nil {
+		return 0
+	}
+	return c.cfg.Timeout
+}
+
 // CertStatus is what Check found for one certificate.
 type CertStatus struct {
 	Subject string
@@ -155,6 +165,11 @@ type CertStatus struct {
 // certificate is revoked, an *UnavailableError when under the Hard policy
 // a status is unknown. The error names the certificate and its serial,
 // never anything secret.
+//
+// A check that runs past ctx's deadline leaves the statuses not found by
+// then unknown (the attempts cut short wrap context.DeadlineExceeded):
+// Soft accepts them, Hard refuses with the *UnavailableError. A canceled
+// ctx, whose caller wants no answer, ends the check with its error.
 func (c *Checker) Check(ctx context.Context, chain []*x509.Certificate, p Policy) ([]CertStatus, error) {
 	if len(chain) == 0 {
 		return nil, errors.New("revocation: empty certificate chain")
@@ -168,7 +183,7 @@ func (c *Checker) Check(ctx context.Context, chain []*x509.Certificate, p Policy
 	for i := 0; i+1 < len(chain); i++ {
 		st := c.status(ctx, chain[i], chain[i+1])
 		out = append(out, st)
-		if err := ctx.Err(); err != nil {
+		if err := ctx.Err(); err != nil && !errors.Is(err, context.DeadlineExceeded) {
 			return out, fmt.Errorf("revocation: %w", err)
 		}
 		switch {

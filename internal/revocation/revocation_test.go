@@ -324,14 +324,86 @@ func TestSlowSourceTimesOut(t *testing.T) {
 	}
 }
 
-func TestCallerCancellation(t *testing.T) {
-	w := newWorld(t, Config{Timeout: 3 * time.Second})
-	leaf := w.pki.Issue(t, w.pki.Intermediate, pkitest.CertOptions{NoOCSP: true})
-	w.pki.SetCRL(w.pki.Intermediate, pkitest.Slow)
-	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
-	defer cancel()
-	if _, err := w.rc.Check(ctx, w.pki.Chain(leaf), Soft); !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("canceled check: %v", err)
+// TestCheckOutOfTime: a check that runs past its context's deadline
+// (the discovery flight's, say) leaves what it has not found unknown,
+// which Soft accepts and Hard refuses naming the certificate and the
+// source cut short; no fetch starts once the deadline has passed, but
+// cached answers still count. A canceled context ends the check with its
+// error.
+func TestCheckOutOfTime(t *testing.T) {
+	past := func() (context.Context, context.CancelFunc) {
+		return context.WithDeadline(context.Background(), time.Now().Add(-time.Hour))
+	}
+	for _, tc := range []struct {
+		name string
+		// ctx is the context of the check; slow makes the leaf's CRL
+		// server hang; warm checks the chain once beforehand.
+		ctx         func() (context.Context, context.CancelFunc)
+		slow, warm  bool
+		policy      Policy
+		want        [2]Status
+		wantErr     error // also wrapped by the leaf's status error
+		unavailable bool  // the error is an *UnavailableError
+		crlHits     int
+	}{
+		{name: "deadline during the CRL fetch, soft", slow: true, policy: Soft, crlHits: 1,
+			ctx: func() (context.Context, context.CancelFunc) {
+				return context.WithTimeout(context.Background(), 50*time.Millisecond)
+			},
+			want: [2]Status{Unknown, Unknown}},
+		{name: "deadline during the CRL fetch, hard", slow: true, policy: Hard, crlHits: 1,
+			ctx: func() (context.Context, context.CancelFunc) {
+				return context.WithTimeout(context.Background(), 50*time.Millisecond)
+			},
+			want: [2]Status{Unknown}, wantErr: context.DeadlineExceeded, unavailable: true},
+		{name: "deadline passed before the check, hard: nothing fetched", ctx: past, policy: Hard,
+			want: [2]Status{Unknown}, wantErr: context.DeadlineExceeded, unavailable: true},
+		{name: "deadline passed, cached answers count", ctx: past, warm: true, policy: Hard, crlHits: 1,
+			want: [2]Status{Good, Good}},
+		{name: "canceled", policy: Soft,
+			ctx: func() (context.Context, context.CancelFunc) {
+				ctx, cancel := context.WithCancel(context.Background())
+				cancel()
+				return ctx, cancel
+			},
+			want: [2]Status{Unknown}, wantErr: context.Canceled},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := newWorld(t, Config{Timeout: 200 * time.Millisecond})
+			leaf := w.pki.Issue(t, w.pki.Intermediate, pkitest.CertOptions{NoOCSP: true})
+			if tc.warm {
+				if _, err := w.rc.Check(context.Background(), w.pki.Chain(leaf), Hard); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if tc.slow {
+				w.pki.SetCRL(w.pki.Intermediate, pkitest.Slow)
+			}
+			ctx, cancel := tc.ctx()
+			defer cancel()
+			st, err := w.rc.Check(ctx, w.pki.Chain(leaf), tc.policy)
+			if (tc.wantErr == nil) != (err == nil) || (tc.wantErr != nil && !errors.Is(err, tc.wantErr)) {
+				t.Fatalf("Check = %v, want %v", err, tc.wantErr)
+			}
+			if ue := (*UnavailableError)(nil); errors.As(err, &ue) != tc.unavailable ||
+				(tc.unavailable && (ue.Subject != leaf.Cert.Subject.String() || !strings.Contains(err.Error(), "crl "+w.pki.CRLURL(w.pki.Intermediate)))) {
+				t.Fatalf("Check = %v: an *UnavailableError naming the leaf and its CRL: %v", err, tc.unavailable)
+			}
+			if len(st) != 2 && tc.want[1] != "" || len(st) != 1 && tc.want[1] == "" {
+				t.Fatalf("statuses %+v, want %v", st, tc.want)
+			}
+			for i := range st {
+				if st[i].Status != tc.want[i] {
+					t.Errorf("status %d = %s, want %s", i, st[i].Status, tc.want[i])
+				}
+			}
+			if tc.want[0] == Unknown && tc.policy == Soft && tc.wantErr == nil && !errors.Is(st[0].Err, context.DeadlineExceeded) {
+				t.Errorf("the leaf's unknown status says %v, not that the deadline passed", st[0].Err)
+			}
+			if n := w.pki.Hits("crl", w.pki.Intermediate); n != tc.crlHits {
+				t.Errorf("CRL fetched %d times, want %d", n, tc.crlHits)
+			}
+		})
 	}
 }
 
