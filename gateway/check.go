@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"context"
 	"fmt"
 	"maps"
 	"slices"
@@ -9,6 +10,7 @@ import (
 	"github.com/cqgate/cqgate/internal/audit"
 	"github.com/cqgate/cqgate/internal/callerauth"
 	"github.com/cqgate/cqgate/internal/vault"
+	"github.com/cqgate/cqgate/keys"
 )
 
 // Check returns every problem New would refuse cfg for that
@@ -17,8 +19,9 @@ import (
 // all at once: the Vault client's own checks (a login method's
 // credentials present and readable, no credentials of another method),
 // each prefixed "vault."; and the files New reads or opens: the audit
-// file, the inbound TLS certificate, key and client CAs, and the UDAP
-// trust anchors, each prefixed with its configuration key.
+// file, the inbound TLS certificate, key and client CAs, the UDAP trust
+// anchors, and the PEM signing keys and chains (keys.source: pem), each
+// prefixed with its configuration key.
 func Check(cfg *config.Config) []string {
 	var out []string
 	if needsVault(cfg) {
@@ -53,7 +56,25 @@ func checkFiles(cfg *config.Config) []string {
 		_, err := readTrustAnchors(cfg.UDAP.Communities[name].TrustAnchors...)
 		add(fmt.Sprintf("udap.communities.%s.trust_anchors", name), err)
 	}
+	add("keys.pem", checkPEMKeys(cfg.Keys))
+	for _, name := range slices.Sorted(maps.Keys(cfg.Identities)) {
+		add(fmt.Sprintf("identities.%s.keys.pem", name), checkPEMKeys(cfg.Identities[name].Keys))
+	}
 	return out
+}
+
+// checkPEMKeys loads the signing key and chain of a keys.source: pem, as
+// the key holder loads them at start (the key matches the leaf, the
+// chain can be put in certification order); nil for other sources, which
+// -check does not connect to. Its errors name the files, never their
+// content.
+func checkPEMKeys(k config.Keys) error {
+	if k.Source != "pem" {
+		return nil
+	}
+	f := &keys.PEMFiles{CertificateFile: k.PEM.CertificateFile, PrivateKeyFile: k.PEM.PrivateKeyFile}
+	_, err := f.Load(context.Background())
+	return err
 }
 
 // flatten lists the errors an errors.Join holds (err itself otherwise;

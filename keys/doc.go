@@ -22,8 +22,11 @@
 //
 // The PEM sources parse with ParsePEM, which accepts RSA keys of at least
 // 2048 bits and ECDSA keys on P-256 or P-384, checks that the key belongs
-// to the leaf certificate, and derives Material.KeyID as the RFC 7638 JWK
-// thumbprint. VaultTransit accepts the same key types.
+// to the leaf certificate, puts the other certificates in certification
+// order (each certified by the next, as x5c must list them; a chain with
+// a gap or a certificate that belongs to none of it is ErrChainOrder), and
+// derives Material.KeyID as the RFC 7638 JWK thumbprint. VaultTransit
+// accepts the same key types and orders its chain the same way.
 //
 // # Holder
 //

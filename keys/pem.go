@@ -1,6 +1,7 @@
 package keys
 
 import (
+	"bytes"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/rsa"
@@ -9,6 +10,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	jose "github.com/go-jose/go-jose/v4"
@@ -42,6 +44,11 @@ var (
 	// ErrKeyMismatch means the private key is not the one certified by the
 	// leaf (first) certificate.
 	ErrKeyMismatch = errors.New("private key does not match the leaf certificate's public key")
+	// ErrChainOrder means the certificates after the leaf cannot be put
+	// in certification order (each certified by the next, RFC 7515
+	// §4.1.6): one is missing between two of them, or one does not
+	// belong to the leaf's chain.
+	ErrChainOrder = errors.New("the certificate chain cannot be put in certification order")
 )
 
 // ParsePEM builds Material from a PEM certificate chain and a PEM private
@@ -52,7 +59,12 @@ var (
 // holds exactly one unencrypted private key as "PRIVATE KEY" (PKCS#8),
 // "RSA PRIVATE KEY" (PKCS#1) or "EC PRIVATE KEY" (SEC 1). Only RSA keys of
 // at least MinRSABits and ECDSA keys on P-256 or P-384 are accepted, and
-// the key must belong to the leaf certificate.
+// the key must belong to the leaf certificate. The certificates after the
+// leaf may come in any order: Material.Chain holds them in certification
+// order (each certificate certified by the next, as x5c must be: RFC 7515
+// §4.1.6, UDAP Security IG general.md §7.1); a chain that cannot be put
+// in that order, because a certificate between two of them is missing or
+// one certifies none of the others, is refused (ErrChainOrder).
 //
 // The returned Material has Signer, Chain and KeyID set; Version and
 // LoadedAt are left for the Source to fill in. Errors never echo the
@@ -83,6 +95,9 @@ func parsePEM(certPEM, keyPEM []byte) (*Material, error) {
 	if !publicKeysEqual(signer.Public(), leaf.PublicKey) {
 		return nil, fmt.Errorf("%w (leaf subject %q, serial %s); the certificate PEM must list the leaf certificate first",
 			ErrKeyMismatch, leaf.Subject.String(), leaf.SerialNumber.Text(16))
+	}
+	if chain, err = certificationOrder(chain); err != nil {
+		return nil, err
 	}
 	kid, err := KeyIDFor(signer.Public())
 	if err != nil {
@@ -124,6 +139,55 @@ func parseCertificates(certPEM []byte) ([]*x509.Certificate, error) {
 		return nil, fmt.Errorf("certificate PEM: %w", ErrNoCertificate)
 	}
 	return chain, nil
+}
+
+// certificationOrder returns chain (leaf first) with the certificates
+// after the leaf in certification order: each one certified by the next
+// (CheckSignatureFrom), as x5c must list them. A chain already in order
+// comes back as it is, after len(chain)-1 signature checks. It is an
+// ErrChainOrder when some certificate cannot be placed: the one the chain
+// stops at is certified by none of the certificates left (one between
+// them is missing), or a certificate left certifies none of the chain (it
+// does not belong). Either is refused rather than sent: a partner would
+// refuse the assertions, or trust them for a reason the operator did not
+// mean, and a start-up or -check error says which certificate to fix.
+func certificationOrder(chain []*x509.Certificate) ([]*x509.Certificate, error) {
+	ordered := make([]*x509.Certificate, 1, len(chain))
+	ordered[0] = chain[0]
+	left := append([]*x509.Certificate(nil), chain[1:]...)
+	for len(left) > 0 {
+		last := ordered[len(ordered)-1]
+		i := slices.IndexFunc(left, func(c *x509.Certificate) bool { return last.CheckSignatureFrom(c) == nil })
+		if i < 0 {
+			return nil, chainOrderError(chain, last, left)
+		}
+		ordered = append(ordered, left[i])
+		left = slices.Delete(left, i, i+1)
+	}
+	return ordered, nil
+}
+
+// chainOrderError says where the chain stops (last, certified by none
+// of left) and which certificates are left over, by their place in the
+// PEM, subject and serial.
+func chainOrderError(chain []*x509.Certificate, last *x509.Certificate, left []*x509.Certificate) error {
+	names := make([]string, len(left))
+	for i, c := range left {
+		names[i] = fmt.Sprintf("#%d %s", slices.Index(chain, c)+1, describeCert(c))
+	}
+	at := fmt.Sprintf("#%d %s", slices.Index(chain, last)+1, describeCert(last))
+	if bytes.Equal(last.RawIssuer, last.RawSubject) && last.CheckSignatureFrom(last) == nil {
+		return fmt.Errorf("%w: it ends at the self-signed %s, and %s certify none of the chain: remove them",
+			ErrChainOrder, at, strings.Join(names, ", "))
+	}
+	return fmt.Errorf("%w: %s was issued by %q, which is none of the certificates left (%s): "+
+		"add the missing certificate, or remove those that do not belong to the leaf's chain",
+		ErrChainOrder, at, last.Issuer.String(), strings.Join(names, ", "))
+}
+
+// describeCert names c by subject and serial (hex), as errors do.
+func describeCert(c *x509.Certificate) string {
+	return fmt.Sprintf("(subject %q, serial %s)", c.Subject.String(), c.SerialNumber.Text(16))
 }
 
 func parsePrivateKey(keyPEM []byte) (crypto.Signer, error) {

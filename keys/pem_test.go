@@ -31,6 +31,12 @@ func TestParsePEM(t *testing.T) {
 	leafCert, leafCertPEM := makeCert(t, ecKeyP256b(), certOpts{cn: "chained leaf", parent: caCert, parentKey: ecKeyP384()})
 	chainLeafFirst := concat(leafCertPEM, caCertPEM)
 	chainRootFirst := concat(caCertPEM, leafCertPEM)
+	// A three-level chain: root (P-384) -> intermediate (P-256) -> leaf
+	// (RSA), and a CA that certified none of them.
+	rootCert, rootPEM := makeCert(t, ecKeyP384(), certOpts{cn: "root CA", isCA: true})
+	interCert, interPEM := makeCert(t, ecKeyP256(), certOpts{cn: "intermediate CA", isCA: true, parent: rootCert, parentKey: ecKeyP384()})
+	_, deepLeafPEM := makeCert(t, rsaKey2048(), certOpts{cn: "deep leaf", parent: interCert, parentKey: ecKeyP256()})
+	_, strangerPEM := makeCert(t, ecKeyP256b(), certOpts{cn: "unrelated CA", isCA: true})
 
 	p256Key := sec1PEM(t, ecKeyP256())
 	ecParams := []byte("-----BEGIN EC PARAMETERS-----\nBggqhkjOPQMBBw==\n-----END EC PARAMETERS-----\n")
@@ -60,9 +66,19 @@ func TestParsePEM(t *testing.T) {
 		{name: "EC P-256 SEC1 after EC PARAMETERS", cert: p256CertPEM, key: concat(ecParams, p256Key), wantType: &ecdsa.PrivateKey{}, wantChain: []string{"p256 leaf"}, wantPub: ecKeyP256().Public()},
 		{name: "EC P-384 SEC1", cert: p384CertPEM, key: sec1PEM(t, ecKeyP384()), wantType: &ecdsa.PrivateKey{}, wantChain: []string{"p384 leaf"}, wantPub: ecKeyP384().Public()},
 		{name: "chain of 2 leaf first", cert: chainLeafFirst, key: pkcs8PEM(t, ecKeyP256b()), wantType: &ecdsa.PrivateKey{}, wantChain: []string{"chained leaf", "test CA"}, wantPub: ecKeyP256b().Public()},
+		// x5c must be in certification order (RFC 7515 §4.1.6): a chain
+		// file listing the root before the intermediate is put in order.
+		{name: "chain of 3 in order", cert: concat(deepLeafPEM, interPEM, rootPEM), key: pkcs8PEM(t, rsaKey2048()), wantType: &rsa.PrivateKey{},
+			wantChain: []string{"deep leaf", "intermediate CA", "root CA"}, wantPub: rsaKey2048().Public()},
+		{name: "chain of 3 out of order is ordered", cert: concat(deepLeafPEM, rootPEM, interPEM), key: pkcs8PEM(t, rsaKey2048()), wantType: &rsa.PrivateKey{},
+			wantChain: []string{"deep leaf", "intermediate CA", "root CA"}, wantPub: rsaKey2048().Public()},
 		{name: "combined cert and key file", cert: concat(p256CertPEM, p256Key), key: concat(p256CertPEM, p256Key), wantType: &ecdsa.PrivateKey{}, wantChain: []string{"p256 leaf"}, wantPub: ecKeyP256().Public()},
 
 		{name: "chain root first", cert: chainRootFirst, key: pkcs8PEM(t, ecKeyP256b()), wantErr: keys.ErrKeyMismatch, wantMsg: "leaf certificate first"},
+		{name: "chain with a gap", cert: concat(deepLeafPEM, rootPEM), key: pkcs8PEM(t, rsaKey2048()), wantErr: keys.ErrChainOrder,
+			wantMsg: `(subject "CN=deep leaf,O=cqgate tests", serial `},
+		{name: "chain with an unrelated certificate", cert: concat(deepLeafPEM, interPEM, strangerPEM, rootPEM), key: pkcs8PEM(t, rsaKey2048()),
+			wantErr: keys.ErrChainOrder, wantMsg: `#3 (subject "CN=unrelated CA,O=cqgate tests", serial `},
 		{name: "mismatched key", cert: p256CertPEM, key: sec1PEM(t, ecKeyP256b()), wantErr: keys.ErrKeyMismatch, wantMsg: `leaf subject "CN=p256 leaf,O=cqgate tests"`},
 		{name: "mismatched algorithm", cert: rsaCertPEM, key: p256Key, wantErr: keys.ErrKeyMismatch},
 		{name: "RSA 1024 refused", cert: rsa1024CertPEM, key: pkcs1PEM(rsaKey1024()), wantErr: keys.ErrUnsupportedKey, wantMsg: "RSA key has 1024 bits, want at least 2048"},

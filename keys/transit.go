@@ -193,6 +193,9 @@ func (v *VaultTransit) Load(ctx context.Context) (*Material, error) {
 			"was the transit key rotated without storing a certificate for its new version?",
 			v.keyPath(), key.version, where, secret.Version, leaf.Subject.String(), leaf.SerialNumber.Text(16), ErrKeyMismatch)
 	}
+	if chain, err = certificationOrder(chain); err != nil {
+		return nil, fmt.Errorf("keys: reading secret at %s (field %q): %w", where, v.certField(), err)
+	}
 	kid, err := KeyIDFor(key.pub)
 	if err != nil {
 		return nil, fmt.Errorf("keys: transit key %s: %w", v.keyPath(), err)

@@ -414,7 +414,8 @@ func TestCheckReportsEveryProblemInOneRun(t *testing.T) {
 // README ("Invalid configuration is reported all at once"): -check
 // reports every file the start would fail to read or open (the audit
 // file's directory, the inbound TLS certificate, key and client CAs, the
-// UDAP trust anchors), and starting reports them all in one error,
+// UDAP trust anchors, a PEM signing chain that cannot be put in
+// certification order), and starting reports them all in one error,
 // creating nothing.
 func TestCheckReportsFilesTheStartCannotOpen(t *testing.T) {
 	d := t.TempDir()
@@ -422,8 +423,13 @@ func TestCheckReportsFilesTheStartCannotOpen(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A certificate that belongs to none of the chain, after the leaf.
+	strayPEM, _, err := keys.GenerateSelfSigned(keys.SelfSignedOptions{CommonName: "stray.example.org"})
+	if err != nil {
+		t.Fatal(err)
+	}
 	cf, kf, cfgFile := filepath.Join(d, "c.pem"), filepath.Join(d, "k.pem"), filepath.Join(d, "cqgate.yaml")
-	writeFile(t, cf, string(certPEM))
+	writeFile(t, cf, string(certPEM)+string(strayPEM))
 	writeFile(t, kf, string(keyPEM))
 	notPEM := filepath.Join(d, "anchors.txt")
 	writeFile(t, notPEM, "not a certificate")
@@ -456,6 +462,7 @@ organizations:
 		"inbound.tls: callerauth: tls client CA: open " + d + "/missing-ca.pem",
 		"discovery.udap_trust_anchors: open " + d + "/missing-anchors.pem",
 		"udap.communities.example.trust_anchors: " + notPEM + ": discovery: trust anchors",
+		"keys.pem: keys: loading certificate file " + cf + " and private key file " + kf + ": the certificate chain cannot be put in certification order",
 	}
 	for _, args := range [][]string{{"-config", cfgFile, "-check"}, {"-config", cfgFile}} {
 		var out, errOut bytes.Buffer
