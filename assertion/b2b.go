@@ -4,11 +4,12 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/url"
 	"slices"
 	"strings"
+
+	"github.com/cqgate/cqgate/internal/failure"
 )
 
 // B2BExtensionKey is the key of the B2B authorization extension object in
@@ -54,10 +55,21 @@ type B2B struct {
 	ConsentReference []string `json:"consent_reference,omitempty"`
 }
 
-// Validate reports every way b falls short of the IG, in one error.
+// Validate reports every way b falls short of the IG, in one *B2BError.
 func (b *B2B) Validate() error {
+	if problems := b.Problems(); len(problems) > 0 {
+		return &B2BError{Problems: problems}
+	}
+	return nil
+}
+
+// Problems lists every way b falls short of the IG, each naming the
+// member (organization_id, purpose_of_use, ...); none when b is valid.
+// Configuration validation reports them one by one, under the settings
+// of the same names.
+func (b *B2B) Problems() []string {
 	if b == nil {
-		return errors.New("assertion: invalid hl7-b2b extension: it is nil")
+		return []string{"it is nil"}
 	}
 	var problems []string
 	add := func(format string, args ...any) { problems = append(problems, fmt.Sprintf(format, args...)) }
@@ -66,7 +78,7 @@ func (b *B2B) Validate() error {
 	}
 	switch {
 	case b.OrganizationID == "":
-		add("organization_id is required")
+		add("organization_id is required (a URI naming the requesting organization)")
 	case !isAbsoluteURI(b.OrganizationID):
 		add("organization_id %q is not an absolute URI", b.OrganizationID)
 	}
@@ -91,11 +103,31 @@ func (b *B2B) Validate() error {
 			add("consent_reference[%d] %q is not an absolute http(s) URL", i, r)
 		}
 	}
-	if len(problems) == 0 {
-		return nil
-	}
-	return errors.New("assertion: invalid hl7-b2b extension: " + strings.Join(problems, "; "))
+	return problems
 }
+
+// B2BError is an hl7-b2b context that falls short of the IG or, when
+// TEFCA, of TEFCA Facilitated FHIR. The contexts cqgate asserts come
+// from its configuration (a caller only picks among allowed purposes,
+// and a TEFCA choice the tenant refuses first), so it is cqgate's
+// misconfiguration: the caller is told every problem.
+type B2BError struct {
+	// TEFCA says the problems are TEFCA's (ValidateTEFCA), beyond the IG.
+	TEFCA bool
+	// Problems name the members (organization_id, purpose_of_use, ...).
+	Problems []string
+}
+
+func (e *B2BError) Error() string {
+	if e.TEFCA {
+		return "assertion: hl7-b2b does not meet TEFCA Facilitated FHIR: " + strings.Join(e.Problems, "; ")
+	}
+	return "assertion: invalid hl7-b2b extension: " + strings.Join(e.Problems, "; ")
+}
+
+// Kind classifies an hl7-b2b context that cannot be sent as cqgate's
+// own misconfiguration.
+func (e *B2BError) Kind() failure.Kind { return failure.Misconfigured }
 
 // isAbsoluteURI reports whether s is a URI with a scheme (RFC 3986
 // absolute-URI, fragments allowed as the IG's "system#code" form uses
@@ -161,10 +193,22 @@ var XPCodes = []string{
 // Treatment XP SOP v2.0 §6.2, which only the operator can tell), and
 // exactly one purpose_of_use, XPSystem#<code> with a code of XPCodes,
 // equal to xp when xp is not empty (the XP of the certificate's SAN).
+// The error is Validate's when b falls short of the IG, else a
+// *B2BError with TEFCA set.
 func (b *B2B) ValidateTEFCA(xp string) error {
 	if err := b.Validate(); err != nil {
 		return err
 	}
+	if problems := b.TEFCAProblems(xp); len(problems) > 0 {
+		return &B2BError{TEFCA: true, Problems: problems}
+	}
+	return nil
+}
+
+// TEFCAProblems lists how b falls short of TEFCA Facilitated FHIR beyond
+// the IG (see ValidateTEFCA), each naming the member; none when it
+// meets it. b must not be nil.
+func (b *B2B) TEFCAProblems(xp string) []string {
 	var problems []string
 	add := func(format string, args ...any) { problems = append(problems, fmt.Sprintf(format, args...)) }
 	if strings.TrimSpace(b.OrganizationName) == "" {
@@ -174,18 +218,26 @@ func (b *B2B) ValidateTEFCA(xp string) error {
 	case len(b.PurposeOfUse) != 1:
 		add("purpose_of_use must hold exactly one exchange purpose, not %d", len(b.PurposeOfUse))
 	default:
-		system, code, ok := strings.Cut(b.PurposeOfUse[0], "#")
+		code, err := ExchangePurposeCode(b.PurposeOfUse[0])
 		switch {
-		case !ok || system != XPSystem:
-			add("purpose_of_use %q is not an exchange purpose (%s#<code>)", b.PurposeOfUse[0], XPSystem)
-		case !slices.Contains(XPCodes, code):
-			add("purpose_of_use code %q is not a TEFCA exchange purpose code", code)
+		case err != nil:
+			add("%v", err)
 		case xp != "" && code != xp:
 			add("purpose_of_use %q is not the certificate's exchange purpose %s", b.PurposeOfUse[0], xp)
 		}
 	}
-	if len(problems) == 0 {
-		return nil
+	return problems
+}
+
+// ExchangePurposeCode returns the XP code of a TEFCA purpose of use
+// (XPSystem#<code>, a code of XPCodes), or why it is not one.
+func ExchangePurposeCode(purpose string) (string, error) {
+	system, code, ok := strings.Cut(purpose, "#")
+	switch {
+	case !ok || system != XPSystem:
+		return "", fmt.Errorf("purpose_of_use %q is not an exchange purpose (%s#<code>)", purpose, XPSystem)
+	case !slices.Contains(XPCodes, code):
+		return "", fmt.Errorf("purpose_of_use code %q is not a TEFCA exchange purpose code", code)
 	}
-	return errors.New("assertion: hl7-b2b does not meet TEFCA Facilitated FHIR: " + strings.Join(problems, "; "))
+	return code, nil
 }

@@ -54,6 +54,13 @@ type Request struct {
 	// client assertion's hl7-b2b extension; nil sends none. It normally
 	// goes with UDAP.
 	B2B *B2B
+	// TEFCA holds B2B to TEFCA Facilitated FHIR (B2B.ValidateTEFCA):
+	// the organization is in the TEFCA community. ExchangePurpose is
+	// then the XP code of the certificate the assertion is signed with
+	// (its SAN urn:oid:<HCID>#<XP>), which purpose_of_use must be; ""
+	// when the identity was issued for no single XP.
+	TEFCA           bool
+	ExchangePurpose string
 	// ExtraParams are added to the form (use UDAP for udap=1). They may not set
 	// grant_type, scope, client_assertion_type, client_assertion or
 	// client_secret.
@@ -167,15 +174,14 @@ func (e *Exchanger) Exchange(ctx context.Context, r Request) (_ *Token, err erro
 		params.Set("scope", r.Scope)
 	}
 	params.Set("client_assertion_type", ClientAssertionType)
-	if r.B2B != nil {
-		if err := r.B2B.Validate(); err != nil {
-			return nil, err
-		}
+	claims, err := e.Claims(r)
+	if err != nil {
+		return nil, err
 	}
 
 	var t *Token
 	stop := e.Retry.policy().Do(ctx, func(ctx context.Context) retry.Verdict {
-		t, err = e.exchange(ctx, r, params)
+		t, err = e.exchange(ctx, r, claims, params)
 		if err == nil || !retryable(ctx, err) {
 			return retry.Stop
 		}
@@ -193,10 +199,29 @@ func (e *Exchanger) Exchange(ctx context.Context, r Request) (_ *Token, err erro
 // errReadingBody marks a token response whose body could not be read.
 var errReadingBody = errors.New("reading token response")
 
-// exchange makes one token request with a freshly signed assertion.
-// params holds everything but the assertion; it is not modified.
-func (e *Exchanger) exchange(ctx context.Context, r Request, base url.Values) (*Token, error) {
-	assertion, err := e.Signer.Sign(ctx, Claims{ClientID: r.ClientID, Audience: r.TokenURL, Algorithm: r.Algorithm, Accepted: r.Accepted, B2B: r.B2B, JKU: e.JKU})
+// Claims are the claims of the client assertions e signs for r, as
+// Exchange signs them (iss and sub, aud, the algorithm, hl7-b2b, jku),
+// so that a preview (cqgate assert) shows what is sent. An r whose B2B
+// context cannot be sent (B2B.Validate, or ValidateTEFCA when r.TEFCA)
+// is refused with its *B2BError, as Exchange refuses it.
+func (e *Exchanger) Claims(r Request) (Claims, error) {
+	var err error
+	switch {
+	case r.B2B != nil && r.TEFCA:
+		err = r.B2B.ValidateTEFCA(r.ExchangePurpose)
+	case r.B2B != nil:
+		err = r.B2B.Validate()
+	}
+	if err != nil {
+		return Claims{}, err
+	}
+	return Claims{ClientID: r.ClientID, Audience: r.TokenURL, Algorithm: r.Algorithm, Accepted: r.Accepted, B2B: r.B2B, JKU: e.JKU}, nil
+}
+
+// exchange makes one token request with a freshly signed assertion of
+// claims. params holds everything but the assertion; it is not modified.
+func (e *Exchanger) exchange(ctx context.Context, r Request, claims Claims, base url.Values) (*Token, error) {
+	assertion, err := e.Signer.Sign(ctx, claims)
 	if err != nil {
 		return nil, err
 	}

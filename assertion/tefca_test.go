@@ -3,12 +3,15 @@ package assertion
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"slices"
 	"strings"
 	"testing"
 
 	"github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
+
+	"github.com/cqgate/cqgate/internal/failure"
 )
 
 func TestRegisterTEFCACertification(t *testing.T) {
@@ -79,5 +82,51 @@ func TestValidateTEFCA(t *testing.T) {
 		if err := b.ValidateTEFCA(tc.xp); err == nil || !strings.Contains(err.Error(), tc.has) {
 			t.Errorf("%s: %v, want %q", tc.name, err, tc.has)
 		}
+	}
+}
+
+// Exchange holds a TEFCA request's hl7-b2b to the certificate's exchange
+// purpose (and any request's to the IG) before anything is signed or
+// sent, and says so as cqgate's misconfiguration, not an internal error.
+func TestExchangeRefusesAContextThatCannotBeSent(t *testing.T) {
+	ts := newTokenServer(t, jsonResponse(200, `{"access_token":"at-1","token_type":"Bearer","expires_in":300}`))
+	e := newExchanger(t, newFakeClock(), ts.Client())
+	tefca := func(pou ...string) *B2B {
+		return &B2B{OrganizationID: "urn:oid:1.2.3", OrganizationName: "Clinic NPI 1234567890", PurposeOfUse: pou}
+	}
+	treat, pay := XPSystem+"#T-TREAT", XPSystem+"#T-PYMNT"
+	for _, tc := range []struct {
+		name string
+		r    Request
+		has  string // "": sent
+	}{
+		{"TEFCA, the certificate's XP", Request{TEFCA: true, ExchangePurpose: "T-TREAT", B2B: tefca(treat)}, ""},
+		{"TEFCA, another XP", Request{TEFCA: true, ExchangePurpose: "T-TREAT", B2B: tefca(pay)}, "not the certificate's exchange purpose T-TREAT"},
+		{"TEFCA, two XPs", Request{TEFCA: true, ExchangePurpose: "T-TREAT", B2B: tefca(treat, pay)}, "exactly one exchange purpose, not 2"},
+		{"not TEFCA, two purposes", Request{B2B: tefca(treat, pay)}, ""},
+		{"organization_id not a URI", Request{B2B: &B2B{OrganizationID: "Example Health", PurposeOfUse: []string{treat}}},
+			`organization_id "Example Health" is not an absolute URI`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			calls := ts.calls()
+			tc.r.TokenURL, tc.r.ClientID, tc.r.UDAP = ts.URL+"/token", "c", true
+			_, err := e.Exchange(context.Background(), tc.r)
+			if _, cerr := e.Claims(tc.r); (cerr == nil) != (err == nil) {
+				t.Errorf("Claims: %v, Exchange: %v", cerr, err)
+			}
+			if tc.has == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			var fe failure.Classified
+			if err == nil || !strings.Contains(err.Error(), tc.has) || !errors.As(err, &fe) || fe.Kind() != failure.Misconfigured {
+				t.Errorf("Exchange: %v, want a Misconfigured error containing %q", err, tc.has)
+			}
+			if ts.calls() != calls {
+				t.Error("a context that cannot be sent was sent")
+			}
+		})
 	}
 }

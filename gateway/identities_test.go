@@ -2,11 +2,13 @@ package gateway
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -118,6 +120,77 @@ func TestRegistrationAndIdentities(t *testing.T) {
 	ext, _ := p.Claims["extensions"].(map[string]any)
 	if p.Header["alg"] != "RS384" || p.Claims["iss"] != tn.ClientID || ext["hl7-b2b"] == nil {
 		t.Errorf("UDAP assertion header %v claims %v", p.Header, p.Claims)
+	}
+}
+
+// cqgate assert (PreviewAssertion) shows the header and claims of the
+// assertion the token exchange sends: with client.jku set, the jku the
+// exchanger adds too.
+func TestPreviewAssertionShowsTheJKUSent(t *testing.T) {
+	certPEM, keyPEM, err := keys.GenerateSelfSigned(keys.SelfSignedOptions{CommonName: "gw.example.org"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := keys.ParsePEM(certPEM, keyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var sentHeader map[string]any
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/token" {
+			http.NotFound(w, r)
+			return
+		}
+		_ = r.ParseForm()
+		header, _, _ := strings.Cut(r.PostForm.Get("client_assertion"), ".")
+		raw, _ := base64.RawURLEncoding.DecodeString(header)
+		mu.Lock()
+		_ = json.Unmarshal(raw, &sentHeader)
+		mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, `{"access_token":"at-123456789","token_type":"Bearer","expires_in":300}`)
+	}))
+	defer srv.Close()
+
+	const jku = "https://gw.example.org/.well-known/jwks.json"
+	cfg := config.Default()
+	cfg.Client.ClientID = "gw.example.org"
+	cfg.Client.JKU = jku
+	cfg.Audit.Destination = "none"
+	cfg.Keys.Source = "static"
+	cfg.Organizations = map[string]config.Organization{"1.2.3": {FHIRBase: srv.URL + "/r4", TokenURL: srv.URL + "/token", AllowPrivateAddresses: true}}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	log := logrus.New()
+	log.SetOutput(io.Discard)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	g, err := New(ctx, cfg, Options{Logger: log, Keys: keys.NewStatic(m)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := g.WaitReady(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := g.Exchange(ctx, "1.2.3"); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	sent := sentHeader
+	mu.Unlock()
+	_, p, err := g.PreviewAssertion(ctx, "1.2.3")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sent["jku"] != jku {
+		t.Fatalf("sent assertion header %v, want jku %s", sent, jku)
+	}
+	for _, h := range []string{"alg", "kid", "typ", "jku"} {
+		if p.Header[h] != sent[h] {
+			t.Errorf("cqgate assert shows %s = %v, the assertion sent carries %v", h, p.Header[h], sent[h])
+		}
 	}
 }
 

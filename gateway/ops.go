@@ -69,16 +69,22 @@ type Preview struct {
 	Claims map[string]any `json:"claims"`
 }
 
-// PreviewAssertion signs a client assertion for oid and returns its
-// decoded header and claims. The signature is dropped; the private key is
-// never in reach.
+// PreviewAssertion signs a client assertion for oid, with the claims and
+// header the token exchange would send (assertion.Exchanger.Claims: jku
+// too), and returns its decoded header and claims. The signature is
+// dropped; the private key is never in reach.
 func (g *Gateway) PreviewAssertion(ctx context.Context, oid string) (*tenant.Tenant, *Preview, error) {
 	t, id, err := g.resolveForToken(ctx, oid)
 	if err != nil {
 		return nil, nil, err
 	}
-	req := t.TokenRequest()
-	jwt, err := id.signer.Sign(ctx, assertion.Claims{ClientID: req.ClientID, Audience: req.TokenURL, Algorithm: req.Algorithm, Accepted: req.Accepted, B2B: req.B2B})
+	// The claims the identity's exchanger signs (jku included), so
+	// that the preview is the assertion Exchange would send.
+	claims, err := id.exchanger.Claims(t.TokenRequest())
+	if err != nil {
+		return t, nil, err
+	}
+	jwt, err := id.signer.Sign(ctx, claims)
 	if err != nil {
 		return t, nil, err
 	}

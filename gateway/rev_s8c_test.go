@@ -2,94 +2,15 @@ package gateway
 
 import (
 	"context"
-	"encoding/base64"
-	"encoding/json"
-	"io"
-	"net/http"
-	"net/http/httptest"
-	"strings"
-	"sync"
 	"testing"
-	"time"
 
-	"github.com/sirupsen/logrus"
 
 	"github.com/cqgate/cqgate/config"
 	"github.com/cqgate/cqgate/directory"
 	"github.com/cqgate/cqgate/discovery"
 	"github.com/cqgate/cqgate/internal/outcome"
 	"github.com/cqgate/cqgate/tenant"
-	"github.com/cqgate/cqgate/keys"
 )
-
-// rev-s8c: cqgate assert (PreviewAssertion) promises "header and claims of
-// the assertion that would be sent"; with client.jku set, the assertion
-// sent to the token endpoint carries jku, the preview does not.
-func TestRevS8CPreviewShowsJKUAsSent(t *testing.T) {
-	certPEM, keyPEM, err := keys.GenerateSelfSigned(keys.SelfSignedOptions{CommonName: "gw.example.org"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := keys.ParsePEM(certPEM, keyPEM)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var mu sync.Mutex
-	var sentHeader map[string]any
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/token" {
-			_ = r.ParseForm()
-			parts := strings.Split(r.PostForm.Get("client_assertion"), ".")
-			raw, _ := base64.RawURLEncoding.DecodeString(parts[0])
-			mu.Lock()
-			_ = json.Unmarshal(raw, &sentHeader)
-			mu.Unlock()
-			w.Header().Set("Content-Type", "application/json")
-			_, _ = io.WriteString(w, `{"access_token":"at-123456789","token_type":"Bearer","expires_in":300}`)
-			return
-		}
-		http.NotFound(w, r)
-	}))
-	defer srv.Close()
-
-	const jku = "https://gw.example.org/.well-known/jwks.json"
-	cfg := config.Default()
-	cfg.Client.ClientID = "gw.example.org"
-	cfg.Client.JKU = jku
-	cfg.Audit.Destination = "none"
-	cfg.Keys.Source = "static"
-	cfg.Organizations = map[string]config.Organization{"1.2.3": {FHIRBase: srv.URL + "/r4", TokenURL: srv.URL + "/token", AllowPrivateAddresses: true}}
-	if err := cfg.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	log := logrus.New()
-	log.SetOutput(io.Discard)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	g, err := New(ctx, cfg, Options{Logger: log, Keys: keys.NewStatic(m)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := g.WaitReady(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if _, _, err := g.Exchange(ctx, "1.2.3"); err != nil {
-		t.Fatal(err)
-	}
-	mu.Lock()
-	sent := sentHeader["jku"]
-	mu.Unlock()
-	if sent != jku {
-		t.Fatalf("sent assertion jku = %v, want %s", sent, jku)
-	}
-	_, p, err := g.PreviewAssertion(ctx, "1.2.3")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if p.Header["jku"] != jku {
-		t.Errorf("cqgate assert shows header %v: no jku, but the assertion sent carries jku %q", p.Header, jku)
-	}
-}
 
 type revS8CDir struct{}
 
