@@ -10,6 +10,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/cqgate/cqgate/assertion"
 	"github.com/cqgate/cqgate/discovery"
 	"github.com/cqgate/cqgate/internal/cluster"
 )
@@ -539,6 +540,27 @@ type OrgUDAP struct {
 	// AllowedPurposes are the purposes a caller may assert per request
 	// with X-Purpose-Of-Use.
 	AllowedPurposes []string `yaml:"allowed_purposes"`
+}
+
+// B2B is the hl7-b2b context these settings assert, nil when they assert
+// none: neither enabled nor organization_id set. With organization_id
+// set and enabled false it is still used, once discovery finds verified
+// UDAP metadata, so validation checks it whenever it is not nil.
+func (u OrgUDAP) B2B() *assertion.B2B {
+	if !u.Enabled && u.OrganizationID == "" {
+		return nil
+	}
+	return &assertion.B2B{
+		Version:          assertion.B2BVersion,
+		OrganizationID:   u.OrganizationID,
+		OrganizationName: u.OrganizationName,
+		PurposeOfUse:     u.PurposeOfUse,
+		SubjectName:      u.SubjectName,
+		SubjectID:        u.SubjectID,
+		SubjectRole:      u.SubjectRole,
+		ConsentPolicy:    u.ConsentPolicy,
+		ConsentReference: u.ConsentReference,
+	}
 }
 
 // Default returns the configuration cqgate runs with when nothing is set.

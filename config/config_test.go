@@ -130,7 +130,15 @@ func TestValidate(t *testing.T) {
 		}, []string{`identities.default: the name "default" is reserved`, "identities.ehx.client_id", "identities.ehx.keys.vault.path", `organizations.1.2.3.identity: "nope"`}},
 		{"udap org", func(c *Config) {
 			c.Organizations = map[string]Organization{"1.2.3": {UDAP: OrgUDAP{Enabled: true, Register: "auto"}}}
-		}, []string{"udap.register: auto needs udap.issuer", "auto needs udap.registrations.path", "udap.organization_id: must be set", "udap.purpose_of_use"}},
+		}, []string{"udap.register: auto needs udap.issuer", "auto needs udap.registrations.path", "udap: organization_id is required",
+			"udap: purpose_of_use needs at least one code"}},
+		// Discovery finding verified UDAP metadata sends hl7-b2b from
+		// these settings without enabled: they are checked then too.
+		{"udap org discovered", func(c *Config) {
+			c.Organizations = map[string]Organization{"1.2.3": {UDAP: OrgUDAP{OrganizationID: "Example Health",
+				ConsentReference: []string{"https://example.org/Consent/1"}, AllowedPurposes: []string{" "}}}}
+		}, []string{`udap: organization_id "Example Health" is not an absolute URI; the hl7-b2b context must be valid when organization_id is set`,
+			"udap: purpose_of_use needs at least one code", "udap: consent_reference requires consent_policy", "udap.allowed_purposes[0] is empty"}},
 		{"udap org valid", func(c *Config) {
 			c.UDAP.Issuer = "https://gw.example.org/udap"
 			c.UDAP.Registrations.Path = "cqgate/registrations"

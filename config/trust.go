@@ -155,6 +155,75 @@ func (c *Config) issuedIn(community string) bool {
 	return false
 }
 
+// CommunityIdentity is the identity an organization of community uses
+// when it names none: the default identity when its certificate was
+// issued there (client.community), else the first by name of the
+// identities issued there without an exchange purpose, else the first of
+// those with one. "" when none was issued there (validation reports it).
+func (c *Config) CommunityIdentity(community string) string {
+	if c.Client.Community == community {
+		return DefaultIdentity
+	}
+	var plain, xp []string
+	for _, name := range sortedKeys(c.Identities) {
+		if c.Identities[name].Community != community {
+			continue
+		}
+		if c.Identities[name].ExchangePurpose == "" {
+			plain = append(plain, name)
+		} else {
+			xp = append(xp, name)
+		}
+	}
+	switch {
+	case len(plain) > 0:
+		return plain[0]
+	case len(xp) > 0:
+		return xp[0]
+	}
+	return ""
+}
+
+// ExchangePurposeIdentity names the identity issued in community for the
+// TEFCA exchange purpose xp (identities.<name>.exchange_purpose), the
+// first by name when several are.
+func (c *Config) ExchangePurposeIdentity(community, xp string) (string, bool) {
+	for _, name := range sortedKeys(c.Identities) {
+		if id := c.Identities[name]; id.Community == community && id.ExchangePurpose == xp {
+			return name, true
+		}
+	}
+	return "", false
+}
+
+// OrganizationIdentity names the identity o's assertions are signed with
+// when no caller chooses a TEFCA exchange purpose: its identity; else, in
+// the TEFCA community, the identity issued for the exchange purpose its
+// purpose_of_use names, when it names one; else the identity of its
+// community (CommunityIdentity). "" is the default identity.
+func (c *Config) OrganizationIdentity(o Organization) string {
+	if o.Identity != "" || o.Community == "" {
+		return o.Identity
+	}
+	if pou := o.UDAP.PurposeOfUse; c.UDAP.Communities[o.Community].IsTEFCA() && len(pou) == 1 {
+		if xp, err := assertion.ExchangePurposeCode(pou[0]); err == nil {
+			if name, ok := c.ExchangePurposeIdentity(o.Community, xp); ok {
+				return name
+			}
+		}
+	}
+	return c.CommunityIdentity(o.Community)
+}
+
+// IdentityExchangePurpose is the TEFCA exchange purpose the named
+// identity's certificate was issued for; "" when none.
+func (c *Config) IdentityExchangePurpose(name string) string {
+	if name == "" || name == DefaultIdentity {
+		return ""
+	}
+	return c.Identities[name].ExchangePurpose
+}
+
 // IdentityCommunity is the community the named identity was issued in.
 func (c *Config) IdentityCommunity(name string) string {
 	if name == "" || name == DefaultIdentity {

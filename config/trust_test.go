@@ -49,6 +49,32 @@ func TestValidateTrust(t *testing.T) {
 				Issuer: "urn:oid:2.999#T-TREAT", Keys: Keys{Source: "pem", PEM: PEMKeys{CertificateFile: "a", PrivateKeyFile: "b"}}}}
 			c.Organizations = map[string]Organization{"1.2.3.4": {Community: "tefca"}}
 		}},
+		{name: "a TEFCA organization asserting its identity's exchange purpose", tune: func(c *Config) {
+			tefcaIdentities(c)
+			c.Organizations = map[string]Organization{"1.2.3.4": {Community: "tefca", UDAP: OrgUDAP{Enabled: true,
+				OrganizationID: "urn:oid:2.999.1", OrganizationName: "Clinic NPI 1234567890", PurposeOfUse: []string{xp("T-PYMNT")},
+				AllowedPurposes: []string{xp("T-PYMNT"), xp("T-TREAT")}}}}
+		}},
+		// TEFCA Facilitated FHIR: exactly one purpose of use, the
+		// exchange purpose of the certificate the assertion is signed
+		// with; allowed purposes only XPs cqgate has an identity for.
+		{name: "a TEFCA organization asserting what TEFCA refuses", tune: func(c *Config) {
+			tefcaIdentities(c)
+			c.Organizations = map[string]Organization{
+				"1.2.3.4": {Community: "tefca", Identity: "treat", UDAP: OrgUDAP{OrganizationID: "urn:oid:2.999.1",
+					PurposeOfUse:    []string{xp("T-PYMNT")},
+					AllowedPurposes: []string{"urn:oid:2.16.840.1.113883.5.8#TREAT", xp("T-HCO"), xp("T-IAS"), xp("T-TREAT")}}},
+				"1.2.3.5": {Community: "tefca", UDAP: OrgUDAP{Enabled: true, OrganizationID: "urn:oid:2.999.1", OrganizationName: "Clinic",
+					PurposeOfUse: []string{xp("T-TREAT"), xp("T-PYMNT")}}},
+			}
+		}, want: []string{
+			`organizations.1.2.3.4.udap: organization_name is required (TEFCA Facilitated FHIR; signed with identity "treat")`,
+			`organizations.1.2.3.4.udap: purpose_of_use "urn:oid:2.16.840.1.113883.3.7204.1.5.2.1#T-PYMNT" is not the certificate's exchange purpose T-TREAT`,
+			`organizations.1.2.3.4.udap.allowed_purposes[0]: "urn:oid:2.16.840.1.113883.5.8#TREAT" is not an exchange purpose`,
+			`organizations.1.2.3.4.udap.allowed_purposes[1]: "urn:oid:2.16.840.1.113883.3.7204.1.5.2.1#T-HCO" can never be asserted: no identity of community "tefca" was issued for T-HCO`,
+			`organizations.1.2.3.4.udap.allowed_purposes[2]: T-IAS needs a tefca_ias extension`,
+			`organizations.1.2.3.5.udap: purpose_of_use must hold exactly one exchange purpose, not 2`,
+		}},
 		{name: "negative bounds", tune: func(c *Config) {
 			c.UDAP.Revocation.Timeout = -1
 			c.Keys.JWKS.Overlap = -1
@@ -80,5 +106,19 @@ func TestValidateTrust(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// xp is the TEFCA purpose of use of exchange purpose code.
+func xp(code string) string { return "urn:oid:2.16.840.1.113883.3.7204.1.5.2.1#" + code }
+
+// tefcaIdentities configures the TEFCA community and an identity for
+// each of T-TREAT and T-PYMNT.
+func tefcaIdentities(c *Config) {
+	c.UDAP.Communities = map[string]Community{"tefca": {URI: TEFCAURI, TrustAnchors: []string{"/etc/t.pem"}, HomeCommunityID: "urn:oid:2.999"}}
+	c.Identities = map[string]Identity{}
+	for name, code := range map[string]string{"treat": "T-TREAT", "pay": "T-PYMNT"} {
+		c.Identities[name] = Identity{ClientID: "urn:oid:2.999#" + code, Community: "tefca", ExchangePurpose: code,
+			Issuer: "urn:oid:2.999#" + code, Keys: Keys{Source: "pem", PEM: PEMKeys{CertificateFile: "a", PrivateKeyFile: "b"}}}
 	}
 }

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"cmp"
 	"encoding/base64"
 	"fmt"
 	"net/netip"
@@ -286,9 +287,13 @@ func (c *Config) validateOrganization(add adder, oid string, o Organization) {
 		}
 	}
 	c.validateOrgUDAP(add, key+".udap", o.UDAP)
+	c.validateOrgTEFCA(add, key, o)
 }
 
-// validateOrgUDAP checks an organization's UDAP settings.
+// validateOrgUDAP checks an organization's UDAP settings. The hl7-b2b
+// context is checked whenever it can be sent: when udap is enabled, and
+// when organization_id is set, as discovery finding verified UDAP
+// metadata turns hl7-b2b on then.
 func (c *Config) validateOrgUDAP(add adder, key string, u OrgUDAP) {
 	switch u.Register {
 	case "", "manual":
@@ -302,14 +307,54 @@ func (c *Config) validateOrgUDAP(add adder, key string, u OrgUDAP) {
 	default:
 		add("%s.register: %q must be auto or manual", key, u.Register)
 	}
-	if u.Enabled {
-		if u.OrganizationID == "" {
-			add("%s.organization_id: must be set (a URI naming your organization) when udap is enabled", key)
-		} else {
-			checkURI(add, key+".organization_id", u.OrganizationID)
+	b2b := u.B2B()
+	if b2b == nil {
+		return
+	}
+	when := "udap is enabled"
+	if !u.Enabled {
+		when = "organization_id is set (hl7-b2b is sent once discovery finds verified UDAP metadata)"
+	}
+	for _, p := range b2b.Problems() {
+		add("%s: %s; the hl7-b2b context must be valid when %s", key, p, when)
+	}
+	for i, p := range u.AllowedPurposes {
+		if strings.TrimSpace(p) == "" {
+			add("%s.allowed_purposes[%d] is empty", key, i)
 		}
-		if len(u.PurposeOfUse) == 0 {
-			add("%s.purpose_of_use: must list at least one purpose when udap is enabled", key)
+	}
+}
+
+// validateOrgTEFCA checks what an organization of the TEFCA community
+// asserts: without a caller's choice, exactly one exchange purpose, the
+// one its identity's certificate was issued for (TEFCA Facilitated FHIR,
+// assertion.B2B.TEFCAProblems); and allowed_purposes a caller could
+// ever assert: exchange purposes cqgate holds an identity for.
+func (c *Config) validateOrgTEFCA(add adder, key string, o Organization) {
+	b2b := o.UDAP.B2B()
+	if b2b == nil || !c.UDAP.Communities[o.Community].IsTEFCA() {
+		return
+	}
+	key += ".udap"
+	identity := c.OrganizationIdentity(o)
+	xp := c.IdentityExchangePurpose(identity)
+	for _, p := range b2b.TEFCAProblems(xp) {
+		add("%s: %s (TEFCA Facilitated FHIR; signed with identity %q)", key, p, cmp.Or(identity, DefaultIdentity))
+	}
+	if len(b2b.PurposeOfUse) == 1 && strings.HasSuffix(b2b.PurposeOfUse[0], "#T-IAS") {
+		add("%s.purpose_of_use: T-IAS needs a tefca_ias extension with the individual's id_token, which cqgate does not send", key)
+	}
+	for i, p := range o.UDAP.AllowedPurposes {
+		code, err := assertion.ExchangePurposeCode(p)
+		_, issued := c.ExchangePurposeIdentity(o.Community, code)
+		switch {
+		case err != nil:
+			add("%s.allowed_purposes[%d]: %v: a TEFCA organization takes exchange purposes only", key, i, err)
+		case code == "T-IAS":
+			add("%s.allowed_purposes[%d]: T-IAS needs a tefca_ias extension with the individual's id_token, which cqgate does not send", key, i)
+		case code != xp && !issued:
+			add("%s.allowed_purposes[%d]: %q can never be asserted: no identity of community %q was issued for %s (identities.<name>.exchange_purpose)",
+				key, i, p, o.Community, code)
 		}
 	}
 }

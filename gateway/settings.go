@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"fmt"
-	"strings"
 
 	"github.com/go-jose/go-jose/v4"
 
@@ -45,8 +44,10 @@ func orgSettings(cfg *config.Config) (*settings, error) {
 			return nil, fmt.Errorf("gateway: organizations.%s.discovery_order: %w", oid, err)
 		}
 		s := tenant.Settings{
-			TokenURL:       o.TokenURL,
-			Identity:       o.Identity,
+			TokenURL: o.TokenURL,
+			// Configured, else (TEFCA) the identity issued for the XP
+			// configured as purpose of use, else the community's.
+			Identity:       cfg.OrganizationIdentity(o),
 			ClientID:       o.ClientID,
 			Scope:          tenant.CanonicalScope(o.Scope),
 			DiscoveryOrder: order,
@@ -59,16 +60,6 @@ func orgSettings(cfg *config.Config) (*settings, error) {
 			if cm := cfg.UDAP.Communities[o.Community]; cm.IsTEFCA() {
 				s.TEFCA = true
 				s.ExchangePurposes = exchangePurposes(cfg, o.Community)
-				// Without a caller's choice, the XP configured as the
-				// organization's purpose of use picks its identity.
-				if pou := o.UDAP.PurposeOfUse; s.Identity == "" && len(pou) == 1 {
-					if id, ok := s.ExchangePurposes[strings.TrimPrefix(pou[0], assertion.XPSystem+"#")]; ok {
-						s.Identity = id.Identity
-					}
-				}
-			}
-			if s.Identity == "" {
-				s.Identity = communityIdentity(cfg, o.Community)
 			}
 		}
 		for _, origin := range o.AllowedTokenOrigins {
@@ -91,20 +82,10 @@ func orgSettings(cfg *config.Config) (*settings, error) {
 		if o.Algorithm != "" {
 			s.Algorithm = alg(o.Algorithm)
 		}
-		if u := o.UDAP; u.Enabled || u.OrganizationID != "" {
-			s.UDAP = u.Enabled
-			s.B2B = &assertion.B2B{
-				Version:          "1",
-				OrganizationID:   u.OrganizationID,
-				OrganizationName: u.OrganizationName,
-				PurposeOfUse:     u.PurposeOfUse,
-				SubjectName:      u.SubjectName,
-				SubjectID:        u.SubjectID,
-				SubjectRole:      u.SubjectRole,
-				ConsentPolicy:    u.ConsentPolicy,
-				ConsentReference: u.ConsentReference,
-			}
-			s.AllowedPurposes = u.AllowedPurposes
+		// hl7-b2b when enabled, or once discovery finds verified UDAP
+		// metadata when organization_id is set.
+		if b2b := o.UDAP.B2B(); b2b != nil {
+			s.UDAP, s.B2B, s.AllowedPurposes = o.UDAP.Enabled, b2b, o.UDAP.AllowedPurposes
 		}
 		if o.UDAP.Register == "auto" {
 			out.autoRegister[oid] = true

@@ -215,45 +215,17 @@ func (g *Gateway) ownProblem(name string) (unready error, warning string) {
 	return nil, ""
 }
 
-// communityIdentity is the identity an organization of community uses
-// when it names none: the default identity when its certificate was
-// issued there (client.community), else the first by name of the
-// identities issued there without an exchange purpose, else the first of
-// those with one. "" when none was issued there (config validation
-// reports it).
-func communityIdentity(cfg *config.Config, community string) string {
-	if cfg.Client.Community == community {
-		return config.DefaultIdentity
-	}
-	var plain, xp []string
-	for name, id := range cfg.Identities {
-		if id.Community != community {
-			continue
-		}
-		if id.ExchangePurpose == "" {
-			plain = append(plain, name)
-		} else {
-			xp = append(xp, name)
-		}
-	}
-	sort.Strings(plain)
-	sort.Strings(xp)
-	switch {
-	case len(plain) > 0:
-		return plain[0]
-	case len(xp) > 0:
-		return xp[0]
-	}
-	return ""
-}
-
 // exchangePurposes are the identities issued per TEFCA exchange purpose
-// in community.
+// in community: for each XP, the identity config.ExchangePurposeIdentity
+// names.
 func exchangePurposes(cfg *config.Config, community string) map[string]tenant.XPIdentity {
 	out := map[string]tenant.XPIdentity{}
-	for name, id := range cfg.Identities {
-		if id.Community == community && id.ExchangePurpose != "" {
-			out[id.ExchangePurpose] = tenant.XPIdentity{Identity: name, ClientID: id.ClientID}
+	for _, id := range cfg.Identities {
+		if id.Community != community || id.ExchangePurpose == "" {
+			continue
+		}
+		if name, ok := cfg.ExchangePurposeIdentity(community, id.ExchangePurpose); ok {
+			out[id.ExchangePurpose] = tenant.XPIdentity{Identity: name, ClientID: cfg.Identities[name].ClientID}
 		}
 	}
 	return out
