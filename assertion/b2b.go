@@ -221,7 +221,7 @@ func (b *B2B) TEFCAProblems(xp string) []string {
 		code, err := ExchangePurposeCode(b.PurposeOfUse[0])
 		switch {
 		case err != nil:
-			add("%v", err)
+			add("purpose_of_use %v", err)
 		case xp != "" && code != xp:
 			add("purpose_of_use %q is not the certificate's exchange purpose %s", b.PurposeOfUse[0], xp)
 		}
@@ -235,9 +235,9 @@ func ExchangePurposeCode(purpose string) (string, error) {
 	system, code, ok := strings.Cut(purpose, "#")
 	switch {
 	case !ok || system != XPSystem:
-		return "", fmt.Errorf("purpose_of_use %q is not an exchange purpose (%s#<code>)", purpose, XPSystem)
+		return "", fmt.Errorf("%q is not an exchange purpose (%s#<code>)", purpose, XPSystem)
 	case !slices.Contains(XPCodes, code):
-		return "", fmt.Errorf("purpose_of_use code %q is not a TEFCA exchange purpose code", code)
+		return "", fmt.Errorf("%q: code %q is not a TEFCA exchange purpose code", purpose, code)
 	}
 	return code, nil
 }

@@ -23,6 +23,11 @@
 // retries 5xx answers and transport failures with capped, fully jittered
 // exponential backoff, signing a new assertion for each attempt, and
 // never retries an OAuth error such as invalid_client (see RetryPolicy).
+// Exchanger.Claims are the claims it signs (jku included), for a preview
+// of what is sent; they refuse an hl7-b2b context that cannot be sent
+// (B2B.Validate, or ValidateTEFCA with the certificate's exchange
+// purpose when Request.TEFCA) with a *B2BError, cqgate's
+// misconfiguration.
 //
 // # Caching
 //

@@ -487,12 +487,15 @@ func TestTrustTEFCAExchangePurpose(t *testing.T) {
 	cfg.Organizations = map[string]config.Organization{oid: {FHIRBase: partner.base(), TokenURL: partner.URL + "/token",
 		Community: "tefca", AllowPrivateAddresses: true,
 		UDAP: config.OrgUDAP{Enabled: true, OrganizationID: "urn:oid:2.16.840.1.113883.3.9999.1", OrganizationName: "Example Clinic NPI 1234567890",
-			PurposeOfUse: []string{assertion.XPSystem + "#T-TREAT"}}}}
-	cfg.Inbound.Callers = map[string]config.Caller{"anonymous": {Organizations: []string{"*"}, ExchangePurposes: []string{"T-TREAT", "T-PYMNT"}}}
+			PurposeOfUse:    []string{assertion.XPSystem + "#T-TREAT"},
+			AllowedPurposes: []string{assertion.XPSystem + "#T-TREAT", assertion.XPSystem + "#T-PYMNT"}}}}
+	cfg.Inbound.Callers = map[string]config.Caller{"anonymous": {Organizations: []string{"*"}, ExchangePurposes: []string{"T-TREAT", "T-PYMNT"},
+		PurposesOfUse: []string{assertion.XPSystem + "#T-TREAT", assertion.XPSystem + "#T-PYMNT"}}}
 	gw, _, logs := trustGateway(t, cfg, nil)
 
 	for _, xp := range []string{"T-TREAT", "T-PYMNT"} {
-		status, body := trustGet(t, gw+"/fhir/"+oid+"/Patient/1", map[string]string{"X-Cqgate-Exchange-Purpose": xp})
+		status, body := trustGet(t, gw+"/fhir/"+oid+"/Patient/1", map[string]string{"X-Cqgate-Exchange-Purpose": xp,
+			"X-Purpose-Of-Use": assertion.XPSystem + "#" + xp})
 		if status != http.StatusOK {
 			t.Fatalf("%s: %d %s\nlogs:\n%s", xp, status, body, logs)
 		}
@@ -513,6 +516,17 @@ func TestTrustTEFCAExchangePurpose(t *testing.T) {
 	if status, body := trustGet(t, gw+"/fhir/"+oid+"/Patient/1", map[string]string{"X-Cqgate-Exchange-Purpose": "T-HCO"}); status != http.StatusForbidden ||
 		!strings.Contains(body, "callers.anonymous.exchange_purposes") {
 		t.Errorf("an XP the caller may not choose: %d %s", status, body)
+	}
+	// X-Purpose-Of-Use alone would assert T-PYMNT under the T-TREAT
+	// certificate; with another XP chosen, two purposes at once.
+	for _, h := range []map[string]string{
+		{"X-Purpose-Of-Use": assertion.XPSystem + "#T-PYMNT"},
+		{"X-Purpose-Of-Use": assertion.XPSystem + "#T-TREAT", "X-Cqgate-Exchange-Purpose": "T-PYMNT"},
+	} {
+		if status, body := trustGet(t, gw+"/fhir/"+oid+"/Patient/1", h); status != http.StatusBadRequest ||
+			!strings.Contains(body, "OperationOutcome") || !strings.Contains(body, "the one the signing certificate was issued for") {
+			t.Errorf("%v: %d %s", h, status, body)
+		}
 	}
 	if len(partner.claims) != exchanges {
 		t.Error("a refused exchange purpose caused a token exchange")

@@ -242,6 +242,14 @@ func (r *Resolver) describe(ctx context.Context, oid string, full bool) (t *Tena
 		if s.B2B != nil {
 			b2b := *s.B2B
 			t.B2B = &b2b
+			// Turned on by discovery too: a context that cannot be
+			// sent is said here, naming the settings, not at every
+			// token request.
+			if err := t.checkB2B(); err != nil {
+				tokenErr = failure.Errorf(failure.Misconfigured, "tenant: cqgate is misconfigured for %s (organizations.%s.udap): %w", oid, oid, err)
+				t.TokenURLError, t.TokenURL = tokenErr.Error(), ""
+				return t, tokenErr, nil
+			}
 		}
 	}
 	if r.Registrations != nil && t.UDAP {

@@ -2,6 +2,7 @@ package tenant
 
 import (
 	"context"
+	"fmt"
 	"math"
 	"net/url"
 	"slices"
@@ -59,6 +60,11 @@ type Tenant struct {
 	// Active's padding costs nothing, and the list shares the array
 	// SigningAlgorithms has anyway.
 	regAlgs uint8
+	// purposesAsked says a caller's purposes of use replaced the
+	// configured ones (WithPurposes) of a TEFCA tenant: WithExchangePurpose
+	// then holds them to the certificate's exchange purpose. In Active's
+	// padding too: it costs no byte.
+	purposesAsked bool
 	// FHIRBase is the FHIR server's base URL, without a trailing slash.
 	FHIRBase string `json:"fhir_base"`
 	// FHIREndpoint is the directory endpoint FHIRBase was taken from
@@ -226,7 +232,10 @@ func (t *Tenant) Context(ctx context.Context) context.Context {
 
 // WithPurposes returns a copy of t asserting the given purposes of use
 // (as a set: each once, sorted) instead of the configured ones. Each must be one of AllowedPurposes; a
-// tenant without UDAP takes none.
+// tenant without UDAP takes none. A TEFCA tenant takes exactly one
+// exchange purpose (TEFCA Facilitated FHIR), which must be its
+// certificate's: WithExchangePurpose, always called after it, checks
+// that, as the exchange purpose chosen may change the certificate.
 func (t *Tenant) WithPurposes(purposes []string) (*Tenant, error) {
 	if len(purposes) == 0 {
 		return t, nil
@@ -248,6 +257,15 @@ func (t *Tenant) WithPurposes(purposes []string) (*Tenant, error) {
 	b2b := *t.B2B
 	b2b.PurposeOfUse = purposes
 	c.B2B = &b2b
+	if t.TEFCA {
+		if len(purposes) != 1 {
+			return nil, tefcaRefusal(t.OID, fmt.Sprintf("%d purposes of use were asked for", len(purposes)))
+		}
+		if _, err := assertion.ExchangePurposeCode(purposes[0]); err != nil {
+			return nil, tefcaRefusal(t.OID, "purpose of use "+err.Error())
+		}
+		c.purposesAsked = true
+	}
 	return &c, nil
 }
 

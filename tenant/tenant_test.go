@@ -253,6 +253,19 @@ func TestUDAP(t *testing.T) {
 	if _, err := plain.WithPurposes([]string{treat}); err == nil {
 		t.Error("a tenant without UDAP accepted a purpose of use")
 	}
+
+	// A context discovery turns on that cannot be sent is said when the
+	// tenant is resolved, naming the settings: not a 500 "internal
+	// error" at every token request.
+	bad := &assertion.B2B{OrganizationID: "Example Health"}
+	r = &Resolver{Directory: stubDir{"1.1": org("1.1", fhirEP)}, Discovery: &stubDisc{udap: true},
+		Orgs: map[string]Settings{"1.1": {B2B: bad}}}
+	_, err = r.Resolve(context.Background(), "1.1")
+	status, oo := outcome.FromError(err)
+	if diag := oo.Issue[0].Diagnostics; status == http.StatusInternalServerError && !strings.Contains(diag, "misconfigured") ||
+		!strings.Contains(diag, "organizations.1.1.udap") || !strings.Contains(diag, `organization_id "Example Health" is not an absolute URI`) {
+		t.Errorf("an invalid discovered context: %d %q", status, diag)
+	}
 	if got := tn.WithScope("system/Patient.read"); got.Scope != "system/Patient.read" || tn.Scope == got.Scope {
 		t.Errorf("WithScope: %q (original %q)", got.Scope, tn.Scope)
 	}

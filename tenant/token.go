@@ -20,8 +20,20 @@ func (t *Tenant) IdentityName() string {
 	return t.Identity
 }
 
-// TokenRequest is the token request for t.
+// TokenRequest is the token request for t; for a TEFCA tenant reached
+// with UDAP it says so, with its certificate's exchange purpose, so that
+// the exchanger holds hl7-b2b to TEFCA Facilitated FHIR.
 func (t *Tenant) TokenRequest() assertion.Request {
+	r := t.request()
+	if r.UDAP && t.TEFCA {
+		r.TEFCA, r.ExchangePurpose = true, t.certificateXP()
+	}
+	return r
+}
+
+// request is TokenRequest without its TEFCA fields, which the token
+// cache key (TokenKey, on every request) does not need.
+func (t *Tenant) request() assertion.Request {
 	r := assertion.Request{
 		TokenURL:  t.TokenURL,
 		ClientID:  t.ClientID,
@@ -40,7 +52,7 @@ func (t *Tenant) TokenRequest() assertion.Request {
 // token URL, client, scope, identity and the digest of the B2B context
 // asserted.
 func (t *Tenant) TokenKey() assertion.Key {
-	k := t.TokenRequest().Key()
+	k := t.request().Key()
 	k.Resource = t.FHIRBase
 	k.Identity = t.IdentityName()
 	return k

@@ -1,7 +1,10 @@
 package tenant
 
 import (
+	"cmp"
+	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/cqgate/cqgate/assertion"
 	"github.com/cqgate/cqgate/internal/callerauth"
@@ -22,8 +25,22 @@ type XPIdentity struct {
 // and hl7-b2b purpose_of_use holding exactly that XP code, as the TEFCA
 // Facilitated FHIR SOP requires. "" returns t unchanged. The caller's
 // policy must already allow xp.
+//
+// A TEFCA tenant whose purposes of use a caller asked for (WithPurposes)
+// is held to TEFCA Facilitated FHIR here, whatever xp is: with xp, they
+// must be exactly xp; without, exactly the exchange purpose of the
+// certificate t signs with. Else the assertion would claim a purpose its
+// certificate was not issued for, which TEFCA responders refuse.
 func (t *Tenant) WithExchangePurpose(xp string) (*Tenant, error) {
 	if xp == "" {
+		if !t.purposesAsked {
+			return t, nil
+		}
+		if err := t.B2B.ValidateTEFCA(t.certificateXP()); err != nil {
+			return nil, tefcaRefusal(t.OID, fmt.Sprintf("purpose of use %s asked for, signed with identity %q issued for %s: %v; "+
+				"choose another exchange purpose with X-Cqgate-Exchange-Purpose", strings.Join(t.B2B.PurposeOfUse, ", "),
+				t.IdentityName(), cmp.Or(t.certificateXP(), "no single exchange purpose"), err))
+		}
 		return t, nil
 	}
 	switch {
@@ -45,9 +62,14 @@ func (t *Tenant) WithExchangePurpose(xp string) (*Tenant, error) {
 		return nil, failure.Errorf(failure.Forbidden,
 			"tenant: no identity is configured for TEFCA exchange purpose %q (identities.<name>.exchange_purpose)", xp)
 	}
+	pou := assertion.XPSystem + "#" + xp
+	if t.purposesAsked && (len(t.B2B.PurposeOfUse) != 1 || t.B2B.PurposeOfUse[0] != pou) {
+		return nil, tefcaRefusal(t.OID, fmt.Sprintf("purpose of use %s asked for is not exchange purpose %s chosen (X-Cqgate-Exchange-Purpose)",
+			strings.Join(t.B2B.PurposeOfUse, ", "), xp))
+	}
 	c := *t
 	b2b := *t.B2B
-	b2b.PurposeOfUse = []string{assertion.XPSystem + "#" + xp}
+	b2b.PurposeOfUse = []string{pou}
 	if err := b2b.ValidateTEFCA(xp); err != nil {
 		return nil, failure.Errorf(failure.Misconfigured,
 			"tenant: cqgate is misconfigured for %s (organizations.%s.udap): %w", t.OID, t.OID, err)
@@ -55,6 +77,41 @@ func (t *Tenant) WithExchangePurpose(xp string) (*Tenant, error) {
 	c.B2B = &b2b
 	c.Identity, c.ClientID, c.ExchangePurpose = id.Identity, id.ClientID, xp
 	return &c, nil
+}
+
+// tefcaRefusal refuses a token context a caller asked for that TEFCA
+// Facilitated FHIR does not allow, naming the rule: the caller's request
+// is invalid (400), as a purpose of use cqgate cannot assert is.
+func tefcaRefusal(oid, why string) error {
+	return failure.Errorf(failure.Invalid,
+		"tenant: %s is in the TEFCA community, where hl7-b2b purpose_of_use must hold exactly one exchange purpose, "+
+			"the one the signing certificate was issued for (TEFCA Facilitated FHIR SOP v2.0): %s", oid, why)
+}
+
+// certificateXP is the TEFCA exchange purpose the certificate t signs
+// with was issued for: the one chosen (ExchangePurpose), else the one
+// whose identity t uses; "" when its identity was issued for none.
+func (t *Tenant) certificateXP() string {
+	if t.ExchangePurpose != "" {
+		return t.ExchangePurpose
+	}
+	for xp, id := range t.xps() {
+		if t.Identity != "" && id.Identity == t.Identity {
+			return xp
+		}
+	}
+	return ""
+}
+
+// checkB2B checks the hl7-b2b context t asserts as the exchanger will
+// (assertion.Exchanger.Claims): against the IG, and for a TEFCA tenant
+// against TEFCA Facilitated FHIR with its certificate's exchange
+// purpose.
+func (t *Tenant) checkB2B() error {
+	if t.TEFCA {
+		return t.B2B.ValidateTEFCA(t.certificateXP())
+	}
+	return t.B2B.Validate()
 }
 
 // ExchangePurposes lists the exchange purposes t has identities for.

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/cqgate/cqgate/assertion"
@@ -91,6 +92,62 @@ func TestWithExchangePurpose(t *testing.T) {
 		if !errors.As(err, &fe) || fe.Kind() != tc.kind {
 			t.Errorf("%s: %v, want kind %s", tc.name, err, tc.kind)
 		}
+	}
+}
+
+// TEFCA Facilitated FHIR (udap-dotnet's TEFCA validator): hl7-b2b holds
+// exactly one exchange purpose, the one the signing certificate was
+// issued for, whatever set it: configuration, X-Purpose-Of-Use
+// (WithPurposes) or X-Cqgate-Exchange-Purpose (WithExchangePurpose). A
+// caller's purposes that break it are refused (400) naming the rule;
+// every context accepted meets it.
+func TestTEFCAContextIsTheCertificatesExchangePurpose(t *testing.T) {
+	treat, pay, hl7 := assertion.XPSystem+"#T-TREAT", assertion.XPSystem+"#T-PYMNT", "urn:oid:2.16.840.1.113883.5.8#TREAT"
+	xps := map[string]XPIdentity{"T-TREAT": {Identity: "tefca-treat", ClientID: "c-treat"}, "T-PYMNT": {Identity: "tefca-pay", ClientID: "c-pay"}}
+	tefca := &Tenant{OID: "1.3", UDAP: true, TEFCA: true, Identity: "tefca-treat", ClientID: "c-treat",
+		B2B:             &assertion.B2B{OrganizationID: "urn:oid:1.2.3", OrganizationName: "Example Clinic NPI 1234567890", PurposeOfUse: []string{treat}},
+		AllowedPurposes: []string{treat, pay, hl7},
+		party:           newParty(xps, nil)}
+	for _, tc := range []struct {
+		name         string
+		purposes     []string
+		xp           string
+		wantIdentity string // "": refused
+		wantRefusal  string
+	}{
+		{name: "configured", wantIdentity: "tefca-treat"},
+		{name: "the certificate's XP asked for", purposes: []string{treat}, wantIdentity: "tefca-treat"},
+		{name: "another XP asked for", purposes: []string{pay}, wantRefusal: `signed with identity "tefca-treat" issued for T-TREAT`},
+		{name: "two XPs asked for", purposes: []string{treat, pay}, wantRefusal: "2 purposes of use were asked for"},
+		{name: "not an XP", purposes: []string{hl7}, wantRefusal: "is not an exchange purpose"},
+		{name: "an XP chosen", xp: "T-PYMNT", wantIdentity: "tefca-pay"},
+		{name: "an XP chosen and asked for", purposes: []string{pay}, xp: "T-PYMNT", wantIdentity: "tefca-pay"},
+		{name: "an XP chosen, another asked for", purposes: []string{treat}, xp: "T-PYMNT", wantRefusal: "is not exchange purpose T-PYMNT chosen"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := tefca.WithPurposes(tc.purposes)
+			if err == nil {
+				got, err = got.WithExchangePurpose(tc.xp)
+			}
+			if tc.wantIdentity == "" {
+				var fe failure.Classified
+				if !errors.As(err, &fe) || fe.Kind() != failure.Invalid || !strings.Contains(err.Error(), tc.wantRefusal) ||
+					!strings.Contains(err.Error(), "exactly one exchange purpose, the one the signing certificate was issued for") {
+					t.Fatalf("%v, want an Invalid refusal naming the TEFCA rule and %q", err, tc.wantRefusal)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			r := got.TokenRequest()
+			if got.Identity != tc.wantIdentity || !r.TEFCA || r.ExchangePurpose != strings.TrimPrefix(got.B2B.PurposeOfUse[0], assertion.XPSystem+"#") {
+				t.Errorf("identity %s, token request TEFCA %v for XP %q, purpose_of_use %v", got.Identity, r.TEFCA, r.ExchangePurpose, got.B2B.PurposeOfUse)
+			}
+			if err := got.B2B.ValidateTEFCA(r.ExchangePurpose); err != nil {
+				t.Error(err)
+			}
+		})
 	}
 }
 
