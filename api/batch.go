@@ -40,18 +40,11 @@ type bundleEntries struct {
 // checked. A restricted caller's body must be JSON (application/fhir+json
 // or application/json, not content-encoded): anything else is a 415, as
 // cqgate does not read XML Bundles.
-func (h *handlers) checkBatch(r *http.Request, id *callerauth.Identity, base callerauth.Request, max int64) error {
-	if h.Policy.AnyMethod(id) {
-		return nil
-	}
-	if enc := strings.TrimSpace(r.Header.Get("Content-Encoding")); enc != "" && !strings.EqualFold(enc, "identity") {
-		return failure.Errorf(failure.UnsupportedMediaType,
-			"api: a batch or transaction from a caller whose methods are restricted (callers.%s.methods) must not be content-encoded (got %q)", id.Name, enc)
-	}
-	if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt != "application/fhir+json" && mt != "application/json" {
-		return failure.Errorf(failure.UnsupportedMediaType,
-			"api: a batch or transaction from a caller whose methods are restricted (callers.%s.methods) must be JSON (application/fhir+json), got %q; cqgate checks each entry and does not read XML Bundles", id.Name, mt)
-	}
+// holdBody reads r's body whole, at most max bytes (server.max_body_bytes;
+// defaultMaxBatchBytes when not set), and puts it back for the proxy,
+// replayable: a step that checks the body (a batch's entries, a POST
+// _search's parameters) reads it here.
+func holdBody(r *http.Request, max int64) ([]byte, error) {
 	if max <= 0 {
 		max = defaultMaxBatchBytes
 	}
@@ -64,17 +57,36 @@ func (h *handlers) checkBatch(r *http.Request, id *callerauth.Identity, base cal
 	if err != nil {
 		var tooLarge *http.MaxBytesError
 		if errors.As(err, &tooLarge) {
-			return err
+			return nil, err
 		}
-		return failure.Errorf(failure.Invalid, "api: reading the request body: %v", err)
+		return nil, failure.Errorf(failure.Invalid, "api: reading the request body: %v", err)
 	}
 	if int64(len(buf)) > max {
-		return failure.Errorf(failure.TooLarge,
+		return nil, failure.Errorf(failure.TooLarge,
 			"api: the request body is larger than the %d bytes allowed (server.max_body_bytes)", max)
 	}
 	r.Body = io.NopCloser(bytes.NewReader(buf))
 	r.ContentLength = int64(len(buf))
 	r.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(buf)), nil }
+	return buf, nil
+}
+
+func (h *handlers) checkBatch(r *http.Request, id *callerauth.Identity, base callerauth.Request, max int64) error {
+	if h.Policy.AnyMethod(id) {
+		return nil
+	}
+	if enc := strings.TrimSpace(r.Header.Get("Content-Encoding")); enc != "" && !strings.EqualFold(enc, "identity") {
+		return failure.Errorf(failure.UnsupportedMediaType,
+			"api: a batch or transaction from a caller whose methods are restricted (callers.%s.methods) must not be content-encoded (got %q)", id.Name, enc)
+	}
+	if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt != "application/fhir+json" && mt != "application/json" {
+		return failure.Errorf(failure.UnsupportedMediaType,
+			"api: a batch or transaction from a caller whose methods are restricted (callers.%s.methods) must be JSON (application/fhir+json), got %q; cqgate checks each entry and does not read XML Bundles", id.Name, mt)
+	}
+	buf, err := holdBody(r, max)
+	if err != nil {
+		return err
+	}
 
 	// encoding/json matches keys without case, the last match winning;
 	// FHIR JSON's are case-sensitive. A Bundle with two keys in one

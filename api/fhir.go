@@ -1,10 +1,8 @@
 package api
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"mime"
 	"net/http"
 	"net/url"
@@ -302,25 +300,10 @@ func (h *handlers) checkSearchBody(call *fhirCall) error {
 		return failure.Errorf(failure.UnsupportedMediaType,
 			"api: a POST _search body must not be content-encoded (got %q): cqgate checks its parameters", enc)
 	}
-	max := h.MaxBodyBytes
-	if max <= 0 {
-		max = defaultMaxBatchBytes
+	buf, err := holdBody(r, h.MaxBodyBytes)
+	if err != nil {
+		return err
 	}
-	body := r.Body
-	if body == nil {
-		body = http.NoBody
-	}
-	buf, err := io.ReadAll(io.LimitReader(body, max+1))
-	_ = body.Close()
-	switch {
-	case err != nil:
-		return failure.Errorf(failure.Invalid, "api: reading the request body: %v", err)
-	case int64(len(buf)) > max:
-		return failure.Errorf(failure.TooLarge, "api: the request body is larger than the %d bytes allowed (server.max_body_bytes)", max)
-	}
-	r.Body = io.NopCloser(bytes.NewReader(buf))
-	r.ContentLength = int64(len(buf))
-	r.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(buf)), nil }
 	if err := checkQuery(string(buf)); err != nil {
 		return err
 	}
