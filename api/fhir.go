@@ -227,7 +227,7 @@ func parseTarget(call *fhirCall) error {
 	if err := checkAccept(r.Header["Accept"]); err != nil {
 		return err
 	}
-	if strings.HasPrefix(call.path, "/.well-known/") {
+	if wellKnown(call.path) {
 		// The partner's .well-known documents (smart-configuration,
 		// udap) name its OAuth endpoints: a client that used them would
 		// go around cqgate, which does the partner's authorization
@@ -293,8 +293,15 @@ func (h *handlers) checkSearchBody(call *fhirCall) error {
 	if r.Method != http.MethodPost || (call.path != "/_search" && !strings.HasSuffix(call.path, "/_search")) {
 		return nil
 	}
-	if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt != "application/x-www-form-urlencoded" {
+	mt, params, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if mt != "application/x-www-form-urlencoded" {
 		return nil
+	}
+	if cs := params["charset"]; cs != "" && !strings.EqualFold(cs, "utf-8") && !strings.EqualFold(cs, "us-ascii") {
+		// Read in another charset, the server's parameters would not be
+		// the ones checked here.
+		return failure.Errorf(failure.UnsupportedMediaType,
+			"api: a POST _search body in charset %q: cqgate checks search parameters in UTF-8 only", cs)
 	}
 	if enc := strings.TrimSpace(r.Header.Get("Content-Encoding")); enc != "" && !strings.EqualFold(enc, "identity") {
 		return failure.Errorf(failure.UnsupportedMediaType,
@@ -579,49 +586,82 @@ func checkQuery(rawQuery string) error {
 	return nil
 }
 
+// wellKnown reports whether the FHIR path, percent-escapes undone (a
+// server undoes "%2E"), is under /.well-known/. No allocation without a
+// '%'.
+func wellKnown(escaped string) bool {
+	p := escaped
+	if strings.IndexByte(p, '%') >= 0 {
+		if dec, err := url.PathUnescape(p); err == nil {
+			p = dec
+		}
+	}
+	const prefix = "/.well-known/"
+	return len(p) >= len(prefix) && strings.EqualFold(p[:len(prefix)], prefix)
+}
+
 // unrewritable are the FHIR formats (by media type) whose answers
 // cqgate cannot rewrite: RDF Turtle and HTML.
 var unrewritable = []string{"text/turtle", "application/x-turtle", "application/fhir+turtle", "text/html", "application/xhtml+xml"}
 
-// checkAccept refuses an Accept that asks only for formats cqgate cannot
-// rewrite (unrewritable, with q above 0), as checkFormat refuses such a
-// _format: the partner's answer would carry its URLs as they are. An
-// Accept with any other type (JSON, XML, NDJSON, a Binary's own type,
-// */*) passes. It runs on every request and allocates nothing.
+// checkAccept refuses an Accept that prefers a format cqgate cannot
+// rewrite (unrewritable), as checkFormat refuses such a _format: the
+// server answers in the type of highest q (RFC 9110 section 12.5.1), and
+// the partner's URLs in Turtle or HTML would reach the caller as they
+// are. Such a type wins when its q is above every other type's, or equal
+// to the best and listed first. An Accept whose best type is JSON, XML,
+// NDJSON, a Binary's own type or */* passes. It runs on every request
+// and allocates nothing.
 func checkAccept(values []string) error {
-	refused := ""
+	bestOther, bestRefused, refused := -1, -1, ""
 	for _, v := range values {
 		for part := range strings.SplitSeq(v, ",") {
 			mt, params, _ := strings.Cut(part, ";")
-			if mt = strings.TrimSpace(mt); mt == "" || zeroQ(params) {
+			if mt = strings.TrimSpace(mt); mt == "" {
+				continue
+			}
+			q := quality(params)
+			if q == 0 {
 				continue
 			}
 			if !slices.ContainsFunc(unrewritable, func(u string) bool { return strings.EqualFold(u, mt) }) {
-				return nil
+				bestOther = max(bestOther, q)
+				continue
 			}
-			refused = mt
+			if q > bestRefused && q > bestOther { // listed before any other of as high a q
+				bestRefused, refused = q, mt
+			}
 		}
 	}
-	if refused == "" {
+	if refused == "" || bestRefused < bestOther {
 		return nil
 	}
 	return failure.Errorf(failure.Unsupported,
-		"api: Accept: %s: cqgate answers FHIR in JSON or XML only (it rewrites the partner's URLs in those; Turtle and HTML would carry them as they are)", refused)
+		"api: Accept prefers %s: cqgate answers FHIR in JSON or XML only (it rewrites the partner's URLs in those; Turtle and HTML would carry them as they are)", refused)
 }
 
-// zeroQ reports whether a media range's parameters give it q=0 (not
-// acceptable: RFC 9110 section 12.4.2).
-func zeroQ(params string) bool {
+// quality is a media range's q in thousandths (RFC 9110 section 12.4.2:
+// 1000 when absent; 0 when unreadable, as not acceptable).
+func quality(params string) int {
 	for p := range strings.SplitSeq(params, ";") {
 		name, value, _ := strings.Cut(p, "=")
 		if !strings.EqualFold(strings.TrimSpace(name), "q") {
 			continue
 		}
-		value = strings.TrimSpace(value)
-		whole, frac, _ := strings.Cut(value, ".")
-		return whole == "0" && strings.Trim(frac, "0") == ""
+		whole, frac, _ := strings.Cut(strings.TrimSpace(value), ".")
+		if len(frac) > 3 || whole != "0" && whole != "1" {
+			return 0
+		}
+		q := int(whole[0]-'0') * 1000
+		for i, scale := 0, 100; i < len(frac); i, scale = i+1, scale/10 {
+			if frac[i] < '0' || frac[i] > '9' {
+				return 0
+			}
+			q += int(frac[i]-'0') * scale
+		}
+		return min(q, 1000)
 	}
-	return false
+	return 1000
 }
 
 // checkFormat refuses a _format cqgate cannot rewrite: the partner's

@@ -166,17 +166,24 @@ func TestFormatsCqgateRewritesOnly(t *testing.T) {
 	}
 }
 
-// An Accept that asks only for formats cqgate cannot rewrite (Turtle,
-// HTML) is refused as such a _format is; one with any other type passes
-// (JSON, XML, NDJSON, a Binary's own type, */*, Turtle refused by q=0).
+// An Accept that prefers a format cqgate cannot rewrite (Turtle, HTML:
+// the highest q, or as high and listed first) is refused as such a
+// _format is; one that prefers any other type passes (JSON, XML, NDJSON,
+// a Binary's own type, */*, Turtle refused by q=0).
 func TestAcceptCqgateRewritesOnly(t *testing.T) {
 	for accept, want := range map[string]int{
-		"text/turtle":                           http.StatusBadRequest,
-		"text/html":                             http.StatusBadRequest,
-		"text/html, application/xhtml+xml":      http.StatusBadRequest,
-		"text/turtle;q=0.9":                     http.StatusBadRequest,
-		"application/fhir+json":                 http.StatusTeapot,
-		"text/html, application/fhir+json":      http.StatusTeapot,
+		"text/turtle":                              http.StatusBadRequest,
+		"text/html":                                http.StatusBadRequest,
+		"text/html, application/xhtml+xml":         http.StatusBadRequest,
+		"text/turtle;q=0.9":                        http.StatusBadRequest,
+		"application/fhir+json":                    http.StatusTeapot,
+		"text/html, application/fhir+json":         http.StatusBadRequest,
+		"application/fhir+json, text/html":         http.StatusTeapot,
+		"text/turtle, application/fhir+json;q=0.1": http.StatusBadRequest,
+		"text/turtle, application/x-none":          http.StatusBadRequest,
+		"text/turtle;q=0.5, application/json":      http.StatusTeapot,
+		"*/*;q=0.8, text/html":                     http.StatusBadRequest,
+		"text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8": http.StatusBadRequest,
 		"*/*":                                   http.StatusTeapot,
 		"application/pdf":                       http.StatusTeapot,
 		"application/fhir+ndjson":               http.StatusTeapot,
@@ -227,5 +234,26 @@ func TestCheckSearchBody(t *testing.T) {
 				t.Errorf("body left %q, want %q", b, tt.body)
 			}
 		})
+	}
+}
+
+// checkSearchBody reads a POST _search body as ASCII/UTF-8
+// whatever charset its Content-Type names, and leaves its parameters in
+// PostForm for the grant check. A servlet container (Tomcat's
+// Parameters.processParameters) decodes form parameters with the
+// request's charset: with charset=utf-16 the bytes "category=laboratory"
+// are names of CJK characters to it, an unknown parameter a lenient FHIR
+// server ignores, while cqgate's grant check read category=laboratory and
+// let a search restricted to it (system/Observation.rs?category=laboratory)
+// through. A body cqgate cannot read as the server will is refused.
+func TestSearchBodyCharsetOtherThanUTF8Refused(t *testing.T) {
+	for _, ctype := range []string{"application/x-www-form-urlencoded; charset=utf-16", "application/x-www-form-urlencoded; charset=UTF-16LE"} {
+		call := newCall(http.MethodPost, "/fhir/1.2.3/Observation/_search", http.Header{"Content-Type": {ctype}})
+		call.c.Request.Body = io.NopCloser(strings.NewReader("category=laboratory"))
+		call.path = "/Observation/_search"
+		h := &handlers{Config: Config{MaxBodyBytes: 1 << 10}}
+		if err := h.checkSearchBody(call); err == nil {
+			t.Errorf("%s: accepted, PostForm %v for the grant check", ctype, call.c.Request.PostForm)
+		}
 	}
 }

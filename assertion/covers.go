@@ -73,14 +73,23 @@ func (t *Token) Covers(requested, method, fhirPath, rawQuery string) error {
 }
 
 // pageOfEarlierSearch reports whether a query on the base names a page of
-// an earlier search: HAPI FHIR's next links are [base]?_getpages=….
+// an earlier search, and nothing else: HAPI FHIR's next links are
+// [base]?_getpages=…, with only its paging and output parameters beside
+// (a search parameter beside _getpages would make it a search a server
+// other than HAPI runs, unchecked).
 func pageOfEarlierSearch(rawQuery string) bool {
+	paged := false
 	for pair := range strings.SplitSeq(rawQuery, "&") {
-		if name, _, _ := strings.Cut(pair, "="); name == "_getpages" {
-			return true
+		name, _, _ := strings.Cut(pair, "=")
+		switch name {
+		case "_getpages":
+			paged = true
+		case "_getpagesoffset", "_count", "_bundletype", "_format", "_pretty", "_summary", "_elements", "":
+		default:
+			return false
 		}
 	}
-	return false
+	return paged
 }
 
 // smart reports whether a granted scope holds a SMART clinical scope.

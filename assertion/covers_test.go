@@ -104,3 +104,22 @@ func TestTokenCoversAllocations(t *testing.T) {
 		t.Errorf("a covered read with a cached token allocates %v times, want 0", n)
 	}
 }
+
+// only a next page ([base]?_getpages=… with HAPI's paging
+// parameters) is left to the server; a system-wide search that merely
+// carries _getpages besides search parameters is not a page and must be
+// held to the grant (a server other than HAPI ignores _getpages and
+// searches every type).
+func TestGetpagesIsNotAPassForASearch(t *testing.T) {
+	tok := &Token{Scope: "system/Observation.read"}
+	for _, q := range []string{"_type=Patient&_getpages=x", "_getpages=x&_type=Patient&name=smith", "_getpages=x&_id=1"} {
+		var se *ScopeError
+		if err := tok.Covers("", "GET", "", q); !errors.As(err, &se) {
+			t.Errorf("GET [base]?%s under system/Observation.read: %v, want a *ScopeError", q, err)
+		}
+	}
+	// HAPI's own next link stays a page.
+	if err := tok.Covers("", "GET", "", "_getpages=abc&_getpagesoffset=20&_count=20&_format=json&_pretty=true&_bundletype=searchset"); err != nil {
+		t.Errorf("HAPI next link: %v", err)
+	}
+}

@@ -300,3 +300,62 @@ func TestConditionalHeadersPassThrough(t *testing.T) {
 		}
 	}
 }
+
+// /fhir/{oid}/.well-known/* is refused (README, commit d0abe97:
+// the partner's smart-configuration and udap name its OAuth endpoints,
+// which lead around cqgate), but the check compares the escaped path:
+// %2E (an encoded unreserved ".", which the partner's server decodes,
+// RFC 3986 section 6.2.2.2) walks past it and the partner's
+// smart-configuration reaches the caller.
+func TestEncodedWellKnownNotServed(t *testing.T) {
+	w, partner := newHAPIWorld(t)
+	for _, path := range []string{"/%2Ewell-known/smart-configuration", "/%2ewell-known/udap", "/.well-%6Bnown/smart-configuration"} {
+		before := len(partner.seen)
+		resp, body := w.do(http.MethodGet, "/fhir/"+hapiOID+path, nil, nil)
+		if resp.StatusCode != http.StatusNotFound || strings.Contains(string(body), partner.URL) {
+			t.Errorf("%s: %d %s, want a 404 OperationOutcome", path, resp.StatusCode, body)
+		}
+		if len(partner.seen) != before {
+			t.Errorf("%s reached the partner: %q", path, partner.seen[before:])
+		}
+	}
+}
+
+// a query on the base carrying _getpages skips the granted-scope
+// check whatever else it carries, so a caller under a grant of
+// system/Observation.read adds _getpages=x to a system-wide search for
+// Patients and it is forwarded (README: a 403 when "the token's granted
+// scope ... does not cover the request"; only "the next pages of a
+// search at [base]?_getpages=…" are left to the server). A server that
+// is not HAPI ignores the unknown _getpages (FHIR R4 search.html, lenient
+// handling) and answers GET [base]?_type=Patient.
+func TestGetpagesDoesNotSkipTheGrantCheck(t *testing.T) {
+	w, partner := newHAPIWorld(t)
+	for _, q := range []string{"?_type=Patient&_getpages=x", "?_getpages=x&_type=Patient&name=smith", "?_getpages&_id=1"} {
+		before := len(partner.seen)
+		resp, body := w.do(http.MethodGet, "/fhir/"+hapiOID+q, nil, nil)
+		if resp.StatusCode != http.StatusForbidden {
+			t.Errorf("GET [base]%s under system/Observation.read: %d %s, want 403", q, resp.StatusCode, body)
+		}
+		if len(partner.seen) != before {
+			t.Errorf("%s reached the partner: %q", q, partner.seen[before:])
+		}
+	}
+}
+
+// README (400): "an Accept that asks only for such formats
+// (text/turtle, text/html ...)" is refused because "cqgate could not
+// rewrite the partner's URLs in them". An Accept that prefers Turtle and
+// names JSON at a lower weight (RFC 9110 §12.5.1: the server picks the
+// highest q) or names any type the server does not have passes the check,
+// and the partner answers in Turtle: its URLs reach the caller as they
+// are, leading around cqgate, exactly what the refusal is for.
+func TestAcceptPreferringTurtleRefused(t *testing.T) {
+	w, partner := newHAPIWorld(t)
+	for _, accept := range []string{"text/turtle, application/fhir+json;q=0.1", "text/turtle, application/x-none"} {
+		resp, body := w.do(http.MethodGet, "/fhir/"+hapiOID+"/Observation", nil, map[string]string{"Accept": accept})
+		if strings.Contains(string(body), partner.URL) {
+			t.Errorf("Accept %q: %d, Content-Type %q: the partner's URL reached the caller: %s", accept, resp.StatusCode, resp.Header.Get("Content-Type"), body)
+		}
+	}
+}
