@@ -295,7 +295,7 @@ func TestSearch(t *testing.T) {
 				t.Fatal(err)
 			}
 			if res.Total != 3 || len(res.Organizations) != 1 || res.Organizations[0].FHIRBase != "https://fhir.example.org/r4" ||
-				res.Next != "/directory/Organization?page=cursor-2" {
+				res.Next != "Organization?page=cursor-2" {
 				t.Errorf("result %s", rec.Body)
 			}
 		})

@@ -60,7 +60,8 @@ type SearchResult struct {
 	// Total is the number of matches, -1 when the directory does not say.
 	Total         int              `json:"total"`
 	Organizations []*tenant.Tenant `json:"organizations"`
-	// Next is the URL of the next page, absent on the last one.
+	// Next is the URL of the next page relative to the search's own
+	// ("Organization?page=…"), absent on the last one.
 	Next string `json:"next,omitempty"`
 }
 
@@ -105,7 +106,10 @@ func (h *handlers) search(c *gin.Context) {
 		out.Organizations = append(out.Organizations, tenant.Summary(org, h.FHIRVersions))
 	}
 	if res.Next != "" {
-		out.Next = "/directory/Organization?" + url.Values{"page": {res.Next}}.Encode()
+		// Relative to the search's own URL, so that it holds under a
+		// path prefix cqgate does not know (an ingress serving it at
+		// /cqgate/ without server.public_url) as under the root.
+		out.Next = "Organization?" + url.Values{"page": {res.Next}}.Encode()
 	}
 	c.Header("Cache-Control", "no-store")
 	c.JSON(http.StatusOK, out)

@@ -214,7 +214,7 @@ time rather than in a crash-looping pod.
 {{- fail (printf "cqgate: the API (%s) and the admin listener (%s) use the same port: set admin.port (or config.admin.listen) to another, or admin.enabled: false" (include "cqgate.listen" .) (include "cqgate.adminListen" .)) -}}
 {{- end -}}
 {{- $cfg := .Values.config | default dict -}}
-{{- range $key := list "directory.api_key" "vault.auth.token" "vault.auth.secret_id" "cluster.redis.password" "cluster.encryption_key" "bulk.link_key" -}}
+{{- range $key := list "directory.api_key" "vault.auth.token" "vault.auth.secret_id" "cluster.redis.password" "cluster.encryption_key" "cluster.previous_encryption_keys" "bulk.link_key" -}}
 {{- $parts := splitList "." $key -}}
 {{- $v := $cfg -}}
 {{- range $parts }}{{ if kindIs "map" $v }}{{ $v = index $v . }}{{ else }}{{ $v = "" }}{{ end }}{{ end -}}
@@ -312,6 +312,11 @@ env:
   - name: CQGATE_CLUSTER_ENCRYPTION_KEY
     valueFrom:
       secretKeyRef: {name: {{ .Values.cluster.encryptionKey.existingSecret | quote }}, key: {{ .Values.cluster.encryptionKey.key | default "encryption-key" | quote }}}
+  {{- with .Values.cluster.previousEncryptionKeys }}{{ if .existingSecret }}
+  - name: CQGATE_CLUSTER_PREVIOUS_ENCRYPTION_KEYS
+    valueFrom:
+      secretKeyRef: {name: {{ .existingSecret | quote }}, key: {{ .key | default "previous-encryption-keys" | quote }}}
+  {{- end }}{{ end }}
   {{- end }}
   {{- with .Values.env }}
   {{- toYaml . | nindent 2 }}
