@@ -44,28 +44,7 @@ func TestReloadHoldsKeysBackWhenPoliciesChanged(t *testing.T) {
 	file := base()
 	file.Inbound.APIKeys = map[string]string{"reports": callerauth.HashKey(billingKey)}
 	file.Inbound.Callers = map[string]config.Caller{"reports": {Organizations: []string{"9.9.9"}}}
-	for _, c := range []*config.Config{running, file} {
-		if err := c.Validate(); err != nil {
-			t.Fatal(err)
-		}
-	}
-	log := logrus.New()
-	log.SetOutput(io.Discard)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	g, err := New(ctx, running, Options{Logger: log, Keys: keys.NewStatic(lt.material)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer g.Close()
-	get := func(key string) int {
-		rec := httptest.NewRecorder()
-		req := httptest.NewRequest(http.MethodGet, "/fhir/1.2.3/Patient/1", nil)
-		req.RemoteAddr = "127.0.0.1:5000"
-		req.Header.Set("X-API-Key", key)
-		g.Handler.ServeHTTP(rec, req)
-		return rec.Code
-	}
+	ctx, g, get := reloadGateway(t, lt, running, file)
 	if code := get(billingKey); code != http.StatusForbidden {
 		t.Fatalf("before the reload billing's key got %d at 1.2.3, want 403", code)
 	}
@@ -110,30 +89,9 @@ func TestReloadChecksFileKeysAgainstFreshVaultKeys(t *testing.T) {
 	running.Inbound.APIKeys = map[string]string{"billing": callerauth.HashKey(leaked)}
 	file := base()
 	file.Inbound.APIKeys = map[string]string{"billing": callerauth.HashKey(fresh), "ops": callerauth.HashKey(moved)}
-	for _, c := range []*config.Config{running, file} {
-		if err := c.Validate(); err != nil {
-			t.Fatal(err)
-		}
-	}
-	log := logrus.New()
-	log.SetOutput(io.Discard)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	g, err := New(ctx, running, Options{Logger: log, Keys: keys.NewStatic(lt.material)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer g.Close()
+	ctx, g, get := reloadGateway(t, lt, running, file)
 	if err := g.apiKeys.Refresh(ctx); err != nil {
 		t.Fatal(err)
-	}
-	get := func(key string) int {
-		rec := httptest.NewRecorder()
-		req := httptest.NewRequest(http.MethodGet, "/fhir/1.2.3/Patient/1", nil)
-		req.RemoteAddr = "127.0.0.1:5000"
-		req.Header.Set("X-API-Key", key)
-		g.Handler.ServeHTTP(rec, req)
-		return rec.Code
 	}
 	if a, b := get(leaked), get(moved); a != http.StatusOK || b != http.StatusOK {
 		t.Fatalf("before: leaked %d, moved %d", a, b)
@@ -150,4 +108,35 @@ func TestReloadChecksFileKeysAgainstFreshVaultKeys(t *testing.T) {
 	if code := get(fresh); code != http.StatusOK {
 		t.Errorf("the key added to the file got %d after the reload, want 200", code)
 	}
+}
+
+// reloadGateway builds a gateway on running (both configurations
+// validated first, as start and SIGHUP validate them) and returns its
+// context and a GET of the organization's Patient/1 with an API key,
+// answering the status.
+func reloadGateway(t *testing.T, lt *loopbackTenant, running, file *config.Config) (context.Context, *Gateway, func(key string) int) {
+	t.Helper()
+	for _, c := range []*config.Config{running, file} {
+		if err := c.Validate(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	log := logrus.New()
+	log.SetOutput(io.Discard)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	g, err := New(ctx, running, Options{Logger: log, Keys: keys.NewStatic(lt.material)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { g.Close() })
+	get := func(key string) int {
+		rec := httptest.NewRecorder()
+		req := httptest.NewRequest(http.MethodGet, "/fhir/1.2.3/Patient/1", nil)
+		req.RemoteAddr = "127.0.0.1:5000"
+		req.Header.Set("X-API-Key", key)
+		g.Handler.ServeHTTP(rec, req)
+		return rec.Code
+	}
+	return ctx, g, get
 }
