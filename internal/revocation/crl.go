@@ -87,6 +87,12 @@ func (c *Checker) parseCRL(body []byte, issuer *x509.Certificate) (*crlList, err
 	if list.ThisUpdate.IsZero() {
 		return nil, errors.New("the CRL has no thisUpdate")
 	}
+	if list.NextUpdate.IsZero() {
+		// RFC 5280 section 5.1.2.5: issuers MUST include it. Without it
+		// an old CRL, from before a revocation, would count as current
+		// whenever it is replayed (CRL URLs may be plain http).
+		return nil, errors.New("the CRL has no nextUpdate (RFC 5280 section 5.1.2.5 requires it), so its freshness cannot be told")
+	}
 	if err := c.current("the CRL", list.ThisUpdate, list.NextUpdate); err != nil {
 		return nil, err
 	}

@@ -28,7 +28,7 @@
 // which wraps ErrRevoked). The zero Policy is Hard.
 //
 // Answers are cached until their nextUpdate (never longer than
-// Config.MaxCacheAge; a CRL without nextUpdate for five minutes),
+// Config.MaxCacheAge; a CRL or OCSP answer without nextUpdate is refused),
 // failures for Config.FailureTTL, so a partner's CRL server is asked
 // once per CRL period, not once per request; concurrent checks of one
 // certificate share one fetch, and none starts past the context's

@@ -56,8 +56,9 @@ const (
 	// DefaultClockSkew is the tolerance for thisUpdate in the future and
 	// nextUpdate in the past.
 	DefaultClockSkew = time.Minute
-	// noNextUpdateTTL is how long a CRL without nextUpdate is cached
-	// (an OCSP answer without one is refused, RFC 5019 §4).
+	// noNextUpdateTTL bounds the caching of an answer that names no
+	// expiry (CRLs and OCSP answers without nextUpdate are refused
+	// before they are cached: RFC 5280 section 5.1.2.5, RFC 5019 §4).
 	noNextUpdateTTL = 5 * time.Minute
 	// maxURLsPerSource bounds how many OCSP responders and how many CRL
 	// distribution points of one certificate are tried.

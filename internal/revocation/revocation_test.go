@@ -726,9 +726,12 @@ func TestCRLExtensionsAndScope(t *testing.T) {
 		// (listed says it is on the CRL) or of another serial's.
 		entryExts []pkix.Extension
 		listed    bool
-		want      Status
-		errHas    string
+		// noNextUpdate signs the CRL without a nextUpdate.
+		noNextUpdate bool
+		want         Status
+		errHas       string
 	}{
+		{name: "no nextUpdate", exts: fixed(), noNextUpdate: true, want: Unknown, errHas: "no nextUpdate"},
 		{name: "delta CRL indicator", exts: fixed(delta), want: Unknown, errHas: "delta CRL"},
 		{name: "delta CRL indicator, not marked critical", exts: fixed(pkix.Extension{Id: delta.Id, Value: delta.Value}), want: Unknown, errHas: "delta CRL"},
 		{name: "unknown critical extension", exts: fixed(unknown), want: Unknown, errHas: "critical extension 1.3.6.1.4.1.99999.7"},
@@ -779,6 +782,9 @@ func TestCRLExtensionsAndScope(t *testing.T) {
 			}, issuer.Cert, issuer.Key)
 			if err != nil {
 				t.Fatal(err)
+			}
+			if tc.noNextUpdate {
+				der = withoutNextUpdate(t, der, issuer.Key)
 			}
 			crlSrv.set(der)
 			st, err := w.rc.Check(context.Background(), chain, Hard)
@@ -950,4 +956,61 @@ func TestOCSPWithoutNextUpdateIsRejected(t *testing.T) {
 	if _, err := w.rc.Check(context.Background(), chain, Hard); !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), "has no nextUpdate") {
 		t.Fatalf("Check = %v, want ErrUnavailable naming the missing nextUpdate", err)
 	}
+}
+
+// withoutNextUpdate returns the CRL der with its nextUpdate taken out of
+// the signed list and signed again by key (x509.CreateRevocationList
+// always writes one).
+func withoutNextUpdate(t *testing.T, der []byte, key crypto.Signer) []byte {
+	t.Helper()
+	list, err := x509.ParseRevocationList(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var outer, certList, tbs, sigAlg, version, alg, issuer, thisUpdate, nextUpdate cryptobyte.String
+	input := cryptobyte.String(der)
+	var tag casn1.Tag
+	if !input.ReadASN1(&certList, casn1.SEQUENCE) ||
+		!certList.ReadASN1(&outer, casn1.SEQUENCE) ||
+		!certList.ReadASN1Element(&sigAlg, casn1.SEQUENCE) ||
+		!outer.ReadASN1Element(&version, casn1.INTEGER) ||
+		!outer.ReadASN1Element(&alg, casn1.SEQUENCE) ||
+		!outer.ReadASN1Element(&issuer, casn1.SEQUENCE) ||
+		!outer.ReadAnyASN1Element(&thisUpdate, &tag) ||
+		!outer.ReadAnyASN1Element(&nextUpdate, &tag) {
+		t.Fatal("cannot take the CRL apart")
+	}
+	b := cryptobyte.NewBuilder(nil)
+	b.AddASN1(casn1.SEQUENCE, func(b *cryptobyte.Builder) {
+		b.AddBytes(version)
+		b.AddBytes(alg)
+		b.AddBytes(issuer)
+		b.AddBytes(thisUpdate)
+		b.AddBytes(outer) // the entries and extensions, as they were
+	})
+	tbs = b.BytesOrPanic()
+	h := crypto.SHA256
+	switch list.SignatureAlgorithm {
+	case x509.SHA384WithRSA, x509.ECDSAWithSHA384:
+		h = crypto.SHA384
+	case x509.SHA512WithRSA, x509.ECDSAWithSHA512:
+		h = crypto.SHA512
+	}
+	d := h.New()
+	d.Write(tbs)
+	sig, err := key.Sign(rand.Reader, d.Sum(nil), h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := cryptobyte.NewBuilder(nil)
+	out.AddASN1(casn1.SEQUENCE, func(b *cryptobyte.Builder) {
+		b.AddBytes(tbs)
+		b.AddBytes(sigAlg)
+		b.AddASN1BitString(sig)
+	})
+	der = out.BytesOrPanic()
+	if got, err := x509.ParseRevocationList(der); err != nil || !got.NextUpdate.IsZero() {
+		t.Fatalf("rebuilt CRL: %v, nextUpdate %v", err, got.NextUpdate)
+	}
+	return der
 }
