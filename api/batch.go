@@ -40,6 +40,15 @@ type bundleEntries struct {
 // checked. A restricted caller's body must be JSON (application/fhir+json
 // or application/json, not content-encoded): anything else is a 415, as
 // cqgate does not read XML Bundles.
+// echo bounds a piece of the caller's own input quoted back in an
+// answer (and its log line) to 64 bytes.
+func echo(s string) string {
+	if len(s) > 64 {
+		return strings.ToValidUTF8(s[:64], "") + "…"
+	}
+	return s
+}
+
 // holdBody reads r's body whole, at most max bytes (server.max_body_bytes;
 // defaultMaxBatchBytes when not set), and puts it back for the proxy,
 // replayable: a step that checks the body (a batch's entries, a POST
@@ -77,7 +86,7 @@ func (h *handlers) checkBatch(r *http.Request, id *callerauth.Identity, base cal
 	}
 	if enc := strings.TrimSpace(r.Header.Get("Content-Encoding")); enc != "" && !strings.EqualFold(enc, "identity") {
 		return failure.Errorf(failure.UnsupportedMediaType,
-			"api: a batch or transaction from a caller whose methods are restricted (callers.%s.methods) must not be content-encoded (got %q)", id.Name, enc)
+			"api: a batch or transaction from a caller whose methods are restricted (callers.%s.methods) must not be content-encoded (got %q)", id.Name, echo(enc))
 	}
 	if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt != "application/fhir+json" && mt != "application/json" {
 		return failure.Errorf(failure.UnsupportedMediaType,
@@ -163,10 +172,7 @@ func uniqueKeysValue(dec *json.Decoder) error {
 			key, _ := k.(string)
 			f := foldKey(key)
 			if _, dup := seen[f]; dup {
-				if len(key) > 64 {
-					key = key[:64] + "…" // the caller's own input, bounded in the answer
-				}
-				return fmt.Errorf("the key %q appears twice in one object (keys are told apart by case in FHIR JSON, and must not repeat)", key)
+				return fmt.Errorf("the key %q appears twice in one object (keys are told apart by case in FHIR JSON, and must not repeat)", echo(key))
 			}
 			seen[f] = struct{}{}
 			if err := uniqueKeysValue(dec); err != nil {

@@ -301,11 +301,11 @@ func (h *handlers) checkSearchBody(call *fhirCall) error {
 		// Read in another charset, the server's parameters would not be
 		// the ones checked here.
 		return failure.Errorf(failure.UnsupportedMediaType,
-			"api: a POST _search body in charset %q: cqgate checks search parameters in UTF-8 only", cs)
+			"api: a POST _search body in charset %q: cqgate checks search parameters in UTF-8 only", echo(cs))
 	}
 	if enc := strings.TrimSpace(r.Header.Get("Content-Encoding")); enc != "" && !strings.EqualFold(enc, "identity") {
 		return failure.Errorf(failure.UnsupportedMediaType,
-			"api: a POST _search body must not be content-encoded (got %q): cqgate checks its parameters", enc)
+			"api: a POST _search body must not be content-encoded (got %q): cqgate checks its parameters", echo(enc))
 	}
 	buf, err := holdBody(r, h.MaxBodyBytes)
 	if err != nil {
