@@ -60,17 +60,23 @@ func TestStepsOrder(t *testing.T) {
 		key                  bool
 		length               int64
 		want                 int
+		form                 string // a form body (POST _search), instead of length bytes
 	}{
-		{"unauthenticated before hostile", http.MethodTrace, "/fhir/1.2.3/Patient", false, 0, http.StatusUnauthorized},
-		{"hostile before target", http.MethodTrace, "/fhir/1.2.x/Patient", true, 0, http.StatusMethodNotAllowed},
-		{"target before policy", http.MethodGet, "/fhir/1.2.x/Patient", true, 0, http.StatusBadRequest},
-		{"policy before body", http.MethodPost, "/fhir/1.2.4/Patient", true, 11, http.StatusForbidden},
-		{"body before tenant", http.MethodPost, "/fhir/1.2.404/Patient", true, 11, http.StatusRequestEntityTooLarge},
-		{"tenant before rate limit", http.MethodGet, "/fhir/1.2.404/Patient", true, 0, http.StatusNotFound},
-		{"rate limit before forwarding", http.MethodGet, "/fhir/1.2.3/Patient", true, 0, http.StatusTooManyRequests},
+		{"unauthenticated before hostile", http.MethodTrace, "/fhir/1.2.3/Patient", false, 0, http.StatusUnauthorized, ""},
+		{"hostile before target", http.MethodTrace, "/fhir/1.2.x/Patient", true, 0, http.StatusMethodNotAllowed, ""},
+		{"target before policy", http.MethodGet, "/fhir/1.2.x/Patient", true, 0, http.StatusBadRequest, ""},
+		{"policy before body", http.MethodPost, "/fhir/1.2.4/Patient", true, 11, http.StatusForbidden, ""},
+		{"body before tenant", http.MethodPost, "/fhir/1.2.404/Patient", true, 11, http.StatusRequestEntityTooLarge, ""},
+		{"search body before tenant", http.MethodPost, "/fhir/1.2.404/Patient/_search", true, 0, http.StatusBadRequest, "_format=x"},
+		{"tenant before rate limit", http.MethodGet, "/fhir/1.2.404/Patient", true, 0, http.StatusNotFound, ""},
+		{"rate limit before forwarding", http.MethodGet, "/fhir/1.2.3/Patient", true, 0, http.StatusTooManyRequests, ""},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			req := httptest.NewRequest(tt.method, tt.target, strings.NewReader(strings.Repeat("x", int(tt.length))))
+			if tt.form != "" {
+				req = httptest.NewRequest(tt.method, tt.target, strings.NewReader(tt.form))
+				req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			}
 			if tt.key {
 				req.Header.Set(callerauth.HeaderAPIKey, "billing-key-0123456789abcdef")
 			}
